@@ -1,0 +1,42 @@
+"""Files cadence writes under target/: compiled SQL and run results.
+
+Input: compiled models and run results -> output: files under ``target/``. Each file is written
+to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TARGET = "target"
+
+
+def target_dir(root: Path) -> Path:
+    return root / TARGET
+
+
+def compiled_path(model_path: str) -> str:
+    """Where a model's compiled SQL is written, relative to the project root."""
+    return f"{TARGET}/compiled/{model_path}"
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_compiled(root: Path, model_path: str, sql: str) -> str:
+    rel = compiled_path(model_path)
+    write_text(root / rel, sql if sql.endswith("\n") else sql + "\n")
+    return rel
+
+
+def write_json(root: Path, name: str, data: Any) -> Path:
+    path = target_dir(root) / name
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    return path

@@ -1,0 +1,160 @@
+"""Resolve each model's refresh ticks over the DAG, with provenance.
+
+Input: ``ParsedProject`` + ``Dag`` -> output: ``Cadences``: per model its ``ModelCadence``
+(ticks, whether they are explicit, which channels it serves, and a sentence saying where the
+ticks come from). Rules (SPEC §4): own ticks = explicit ``cadence`` else the union of its
+channels' ticks; a model without own ticks inherits the union of the ticks of every consumer
+downstream, passing through models without an explicit cadence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cadence.dag import Dag
+from cadence.errors import CadenceError, ErrorCollector, did_you_mean
+from cadence.loader import PROJECT_FILE
+from cadence.parser import ParsedProject
+from cadence.schedule import ACCEPTED_FORMS, CadenceSyntaxError, Schedule, TickSet, parse_cadence
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Why a schedule applies: a channel, an explicit cadence, and the path of consumers."""
+
+    schedule: Schedule
+    channel: str | None
+    via: tuple[str, ...]
+
+    def describe(self) -> str:
+        source = f"channel {self.channel}" if self.channel else "explicit cadence"
+        text = f"{self.schedule.text}, from {source}"
+        if self.via:
+            text += " via " + " -> ".join(self.via)
+        return text
+
+
+@dataclass(frozen=True)
+class ModelCadence:
+    ticks: TickSet
+    explicit: bool
+    own: bool
+    origins: tuple[Origin, ...]
+    channels: tuple[str, ...]  # channels fed directly or through consumers
+
+    @property
+    def has_ticks(self) -> bool:
+        return any(not s.on_demand for s in self.ticks.schedules)
+
+    def describe(self) -> str:
+        if not self.origins:
+            return "on demand (feeds no channel)"
+        if not self.has_ticks:
+            return "on demand"
+        return self.ticks.describe()
+
+    def provenance(self) -> str:
+        if not self.origins:
+            return "no cadence: not fed to any channel and no explicit cadence"
+        return "; ".join(o.describe() for o in self.origins)
+
+
+@dataclass(frozen=True)
+class Cadences:
+    models: dict[str, ModelCadence]
+    channels: dict[str, Schedule]
+
+    def of(self, name: str) -> ModelCadence:
+        return self.models[name]
+
+
+def _parse(text: str, file: str, line: int | None, what: str, errors: ErrorCollector) -> Schedule | None:
+    try:
+        return parse_cadence(text)
+    except CadenceSyntaxError as exc:
+        hint = getattr(exc, "hint", None) or "accepted: " + "; ".join(ACCEPTED_FORMS)
+        errors.add(CadenceError(f"bad cadence '{text}' for {what}: {exc}", file=file, line=line, hint=hint))
+        return None
+
+
+def resolve_cadences(project: ParsedProject, dag: Dag) -> Cadences:
+    errors = ErrorCollector()
+    channels: dict[str, Schedule] = {}
+    for ch in project.config.channels:
+        schedule = _parse(ch.cadence, PROJECT_FILE, ch.line, f"channel {ch.name}", errors)
+        if schedule is not None:
+            channels[ch.name] = schedule
+    channel_names = [c.name for c in project.config.channels]
+    own: dict[str, tuple[Origin, ...]] = {}
+    explicit: dict[str, bool] = {}
+    for model in project.models:
+        origins: list[Origin] = []
+        cfg = model.config
+        for ch in cfg.channels:
+            if ch not in channel_names:
+                guess = did_you_mean(ch, channel_names)
+                errors.add(CadenceError(
+                    f"model '{model.name}' names unknown channel '{ch}'", file=model.path,
+                    hint=(f"did you mean '{guess}'?" if guess else
+                          "declare it under channels: in cadence.yml; channels: " + ", ".join(channel_names)),
+                ))
+        if cfg.cadence is not None:
+            file, _, line = (cfg.cadence_origin or model.path).partition(":")
+            schedule = _parse(cfg.cadence, file, int(line) if line.isdigit() else None,
+                              f"model {model.name}", errors)
+            explicit[model.name] = True
+            if schedule is not None:
+                origins.append(Origin(schedule, None, ()))
+        else:
+            explicit[model.name] = False
+            for ch in cfg.channels:
+                if ch in channels:
+                    origins.append(Origin(channels[ch], ch, ()))
+        own[model.name] = tuple(origins)
+    errors.raise_if_any()
+
+    # propagate from consumers to producers (reverse topological order)
+    demand: dict[str, tuple[Origin, ...]] = {}
+    served: dict[str, tuple[str, ...]] = {}
+    result: dict[str, ModelCadence] = {}
+    models = {m.name: m for m in project.models}
+    for name in reversed(dag.order):
+        if name not in models:
+            continue
+        inherited: list[Origin] = []
+        chans: list[str] = list(models[name].config.channels)
+        for child in dag.children.get(name, ()):
+            if child not in models:
+                continue
+            for ch in served.get(child, ()):
+                if ch not in chans:
+                    chans.append(ch)
+            for origin in demand.get(child, ()):
+                extended = Origin(origin.schedule, origin.channel, (child, *origin.via))
+                if not any(o.schedule.text == extended.schedule.text and o.channel == extended.channel
+                           for o in inherited):
+                    inherited.append(extended)
+        mine = own[name]
+        if explicit[name]:
+            passed_up = mine
+        else:
+            passed_up = _dedupe(mine + tuple(inherited))
+        demand[name] = passed_up
+        served[name] = tuple(chans)
+        effective = mine if mine or explicit[name] else tuple(inherited)
+        result[name] = ModelCadence(
+            ticks=TickSet(tuple(o.schedule for o in effective)),
+            explicit=explicit[name],
+            own=bool(mine) or explicit[name],
+            origins=effective,
+            channels=tuple(chans),
+        )
+    return Cadences(models=result, channels=channels)
+
+
+def _dedupe(origins: tuple[Origin, ...]) -> tuple[Origin, ...]:
+    out: list[Origin] = []
+    for o in origins:
+        if not any(x.schedule.text == o.schedule.text and x.channel == o.channel for x in out):
+            out.append(o)
+    return tuple(out)

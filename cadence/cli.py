@@ -1,0 +1,273 @@
+"""The command line: each command parses flags, makes one library call, renders the result and
+maps errors to exit codes (0 ok, 1 a model or test failed, 2 usage or project error)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cadence.errors import CadenceError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _now() -> dt.datetime:
+    """The one place the clock is read."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Failed(Exception):
+    """A model or test failed: exit 1 after the output was rendered."""
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Common options and error mapping for every command."""
+
+    @click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Project folder (default: search upwards from the current folder).")
+    @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Failed:
+            sys.exit(EXIT_FAILED)
+        except CadenceError as exc:
+            click.echo(exc.render(), err=True)
+            sys.exit(EXIT_USAGE)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence
+            if debug:
+                traceback.print_exc()
+            else:
+                click.echo(f"internal error, please report: {type(exc).__name__}: {exc}\n"
+                           "  (run again with --debug for the traceback)", err=True)
+            sys.exit(3)
+
+    return wrapper
+
+
+def _load(project_dir: Path | None) -> Any:
+    from cadence.project import Project
+
+    return Project.load(project_dir or Path.cwd())
+
+
+def _at(project: Any, at: str | None) -> dt.datetime:
+    from cadence.project import parse_at
+
+    return parse_at(at, project.tz) if at else _now().astimezone(project.tz)
+
+
+def _selection(select: tuple[str, ...], exclude: tuple[str, ...] = (), channel: tuple[str, ...] = ()) -> Any:
+    from cadence.project import Selection
+
+    return Selection(tuple(select), tuple(exclude), tuple(channel))
+
+
+select_option = click.option("-s", "--select", "select", multiple=True,
+                             help="Select models (dbt syntax: name, +name, name+, tag:x, path:dir, "
+                                  "channel:x, due:true; space = union, comma = intersection).")
+exclude_option = click.option("--exclude", multiple=True, help="Exclude models (same syntax).")
+at_option = click.option("--at", "at", default=None, metavar="TIMESTAMP",
+                         help="Evaluate as if now were this time (ISO 8601; naive = project timezone).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cadence")
+def main() -> None:
+    """cadence: refresh customer segments at the speed each channel needs."""
+
+
+@main.command()
+@click.argument("name", required=False, default="cadence_project")
+@click.option("--debug", is_flag=True, hidden=True)
+def init(name: str, debug: bool) -> None:
+    """Create a new project NAME (a small shop that runs offline at once)."""
+    from cadence.scaffold import init_project
+
+    try:
+        path = init_project(Path(name))
+    except CadenceError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"created {path}\n  next: cd {name} && cadence run")
+
+
+@main.command()
+@click.option("--due", is_flag=True, help="Build only what is due now (SPEC §4); for cron.")
+@click.option("--channel", multiple=True, help="Only models feeding this channel (repeatable).")
+@select_option
+@exclude_option
+@at_option
+@click.option("--threads", type=int, default=None, help="Parallel builds (default: warehouse.threads).")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--dry-run", is_flag=True, help="Show what would be built, build nothing.")
+@click.option("--retry-failed", is_flag=True, help="Retry failing models now, ignoring backoff.")
+@click.option("--wait", "wait_s", type=float, default=0.0, metavar="S",
+              help="If another run holds the project, wait up to S seconds instead of exiting.")
+@json_option
+@command
+def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: tuple[str, ...],
+        at: str | None, threads: int | None, full_refresh: bool, dry_run: bool, retry_failed: bool,
+        wait_s: float, as_json: bool, project_dir: Path | None) -> None:
+    """Build the selected models (all by default); with --due only what is due."""
+    from cadence import output
+
+    project = _load(project_dir)
+    now = _at(project, at)
+    renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
+    result = project.run(now, _selection(select, exclude, channel), due_only=due,
+                         full_refresh=full_refresh, retry_failed=retry_failed, dry_run=dry_run,
+                         on_event=renderer.event)
+    if dry_run:
+        output.render_plan(result, project, as_json=as_json)
+        return
+    renderer.finish(result)
+    if not result.ok:
+        raise Failed()
+
+
+@main.command()
+@at_option
+@click.option("--horizon", default="24h", show_default=True, help="Window for builds/day and cost.")
+@select_option
+@exclude_option
+@json_option
+@command
+def plan(at: str | None, horizon: str, select: tuple[str, ...], exclude: tuple[str, ...],
+         as_json: bool, project_dir: Path | None) -> None:
+    """What would run now and why, and what each cadence costs per day."""
+    from cadence import output
+    from cadence.reports import cost_report
+
+    project = _load(project_dir)
+    now = _at(project, at)
+    state = project.read_state()
+    the_plan = project.plan(now, _selection(select, exclude), due_only=True, state=state)
+    if as_json:
+        click.echo(json.dumps(output.plan_json(the_plan, project), indent=2))
+        return
+    output.render_plan(the_plan, project, as_json=False)
+    click.echo("")
+    click.echo(output.render_cost(cost_report(project, state, now, horizon)))
+
+
+@main.command()
+@at_option
+@json_option
+@command
+def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
+    """Per model: channels, cadence, last good build, last status, next tick, overdue."""
+    from cadence import output
+    from cadence.reports import status_report
+
+    project = _load(project_dir)
+    rows = status_report(project, project.read_state(), _at(project, at))
+    click.echo(json.dumps(rows, indent=2, default=str) if as_json else output.render_status(rows))
+
+
+@main.command()
+@click.argument("model")
+@at_option
+@command
+def explain(model: str, at: str | None, project_dir: Path | None) -> None:
+    """Why MODEL is or is not due, with the ticks and builds involved."""
+    from cadence.reports import explain_model
+
+    project = _load(project_dir)
+    project.check_model(model)
+    click.echo(explain_model(project, project.read_state(), _at(project, at), model))
+
+
+@main.command(name="ls")
+@select_option
+@exclude_option
+@json_option
+@command
+def ls_(select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None) -> None:
+    """List models with their materialization, channels and effective cadence."""
+    from cadence import output
+
+    project = _load(project_dir)
+    chosen = project.selected(_selection(select, exclude), None, _now())
+    click.echo(output.render_ls(project, chosen, as_json))
+
+
+@main.command(name="compile")
+@select_option
+@exclude_option
+@at_option
+@command
+def compile_(select: tuple[str, ...], exclude: tuple[str, ...], at: str | None,
+             project_dir: Path | None) -> None:
+    """Write each model's rendered SQL under target/compiled/ for review."""
+    project = _load(project_dir)
+    for name, path in project.compile(_at(project, at), _selection(select, exclude)):
+        click.echo(f"{name}: {path}")
+
+
+@main.command()
+@select_option
+@exclude_option
+@json_option
+@command
+def test(select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None) -> None:
+    """Run data tests against the live relations."""
+    from cadence import output
+    from cadence.testing import run_tests
+
+    project = _load(project_dir)
+    outcomes = run_tests(project, _selection(select, exclude), _now())
+    click.echo(output.render_tests(outcomes, as_json))
+    if any(o.status == "fail" for o in outcomes):
+        raise Failed()
+
+
+@main.command()
+@select_option
+@json_option
+@command
+def seed(select: tuple[str, ...], as_json: bool, project_dir: Path | None) -> None:
+    """(Re)load the CSV files under seeds/ as tables."""
+    from cadence import output
+
+    project = _load(project_dir)
+    renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
+    result = project.seed(_now(), _selection(select), on_event=renderer.event)
+    renderer.finish(result)
+    if not result.ok:
+        raise Failed()
+
+
+@main.command()
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
+@command
+def lint(strict: bool, project_dir: Path | None) -> None:
+    """Check the project for problems and risky patterns."""
+    from cadence.reports import lint_project
+
+    project = _load(project_dir)
+    warnings = lint_project(project)
+    for w in warnings:
+        click.echo(w.render())
+    click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")
+    if strict and warnings:
+        raise Failed()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

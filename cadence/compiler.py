@@ -1,0 +1,114 @@
+"""Compile models to runnable SQL: swap ref tokens for relations, inline ephemerals.
+
+Input: ``ParsedProject`` + ``Dag`` + per-run values (now, tick, whether an incremental's
+relation exists) -> output: ``CompiledModel`` (final SQL and its hash). Models that read per-run
+values are rendered again here; all others reuse the text rendered at load time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from cadence.errors import CadenceError
+from cadence.loader import digest
+from cadence.parser import Model, ParsedProject
+from cadence.rendering import REF_TOKEN, ModelEnvironment, Relation, RenderState
+
+EPHEMERAL_PREFIX = "__cadence_ephemeral__"
+_LEADING = re.compile(r"^(\s*(?:--[^\n]*\n|/\*.*?\*/)?)*\s*", re.S)
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    name: str
+    path: str
+    sql: str
+    sql_hash: str
+    incremental: bool = False
+
+
+class Compiler:
+    """Compiles models of one project for one run (``now`` and ``tick`` fixed per run)."""
+
+    def __init__(self, project: ParsedProject, env: ModelEnvironment | None = None) -> None:
+        self.project = project
+        self._env = env
+        self.models = {m.name: m for m in project.models}
+        self.seeds = {s.name: s for s in project.seeds}
+
+    @property
+    def env(self) -> ModelEnvironment:
+        if self._env is None:
+            from cadence.rendering import ModelEnvironment as Env
+            from cadence.parser import target_info
+
+            cfg = self.project.config
+            self._env = Env(cfg.vars, self.project.macro_files, target_info(cfg), self.project.doc_blocks)
+        return self._env
+
+    def relation_of(self, name: str) -> str:
+        if name in self.models:
+            return self.models[name].relation
+        return self.seeds[name].relation
+
+    def rendered(self, model: Model, now: dt.datetime | None, tick: dt.datetime | None,
+                 incremental: bool) -> str:
+        if not model.per_run and not (incremental and model.materialized == "incremental"):
+            return model.rendered
+        state = RenderState(file=model.path, run_started_at=now, tick=tick or now, incremental=incremental)
+        state.this = Relation(model.schema, model.identifier, model.relation)
+        return self.env.render(model.raw_sql, state)
+
+    def compile(self, name: str, now: dt.datetime | None = None, tick: dt.datetime | None = None,
+                incremental: bool = False) -> CompiledModel:
+        model = self.models[name]
+        sql = self._resolve(model, now, tick, incremental)
+        return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
+
+    def compile_sql(self, text: str, now: dt.datetime | None = None) -> str:
+        """Compile SQL already rendered with ref tokens (tests)."""
+        ctes: dict[str, str] = {}
+        body = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, None, set()), text)
+        return _with_ctes(body, ctes)
+
+    def _resolve(self, model: Model, now: dt.datetime | None, tick: dt.datetime | None,
+                 incremental: bool) -> str:
+        ctes: dict[str, str] = {}
+        text = self.rendered(model, now, tick, incremental)
+        body = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, tick, {model.name}), text)
+        return _with_ctes(body, ctes)
+
+    def _ref(self, name: str, ctes: dict[str, str], now: dt.datetime | None,
+             tick: dt.datetime | None, stack: set[str]) -> str:
+        model = self.models.get(name)
+        if model is None or model.materialized != "ephemeral":
+            if model is None and name not in self.seeds:
+                raise CadenceError(f"unknown ref '{name}'", hint="check the model name")
+            return self.relation_of(name)
+        cte = EPHEMERAL_PREFIX + name
+        if cte not in ctes and name not in stack:
+            text = self.rendered(model, now, tick, False)
+            inner = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}), text)
+            ctes[cte] = _strip_sql(inner)
+        return cte
+
+
+def _strip_sql(sql: str) -> str:
+    return sql.strip().rstrip(";").strip()
+
+
+def _with_ctes(body: str, ctes: dict[str, str]) -> str:
+    """Prepend ephemeral CTEs, merging with a WITH the model already opens with."""
+    if not ctes:
+        return body
+    defs = ",\n".join(f"{name} as (\n{sql}\n)" for name, sql in ctes.items())
+    lead = _LEADING.match(body)
+    start = lead.end() if lead else 0
+    rest = body[start:]
+    m = re.match(r"with(\s+recursive)?\b", rest, re.I)
+    if m:
+        recursive = m.group(1) or ""
+        return f"{body[:start]}with{recursive} {defs},\n{rest[m.end():].lstrip()}"
+    return f"{body[:start]}with {defs}\n{rest}"

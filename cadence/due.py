@@ -1,0 +1,213 @@
+"""Decide what runs: a pure function of the project, its state and ``now``.
+
+Input: ``ParsedProject``, ``Dag``, ``Cadences``, ``StateSnapshot``, ``now``, the selection and
+the run mode -> output: ``Plan``, one ``Decision`` per considered model saying whether it is
+built and why (SPEC §4). Nothing here reads the clock or the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from cadence.cadences import Cadences
+from cadence.dag import Dag
+from cadence.parser import Model, ParsedProject
+from cadence.state import ModelState, StateSnapshot
+
+BUILD = "build"
+SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str
+    kind: str  # "model" | "seed"
+    action: str  # BUILD | SKIP
+    reason: str
+    tick: dt.datetime | None = None
+    pulled_by: str | None = None
+    next_retry: dt.datetime | None = None
+
+    @property
+    def builds(self) -> bool:
+        return self.action == BUILD
+
+
+@dataclass(frozen=True)
+class Plan:
+    at: dt.datetime
+    due_mode: bool
+    decisions: tuple[Decision, ...]  # topological order
+
+    def to_build(self) -> list[Decision]:
+        return [d for d in self.decisions if d.builds]
+
+    def get(self, name: str) -> Decision | None:
+        for d in self.decisions:
+            if d.name == name:
+                return d
+        return None
+
+
+def fmt(t: dt.datetime | None, tz: ZoneInfo) -> str:
+    if t is None:
+        return "never"
+    return t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
+    """Wait after ``streak`` consecutive failures: next run, then 2, 4, 8... minutes, capped."""
+    if streak <= 1:
+        return dt.timedelta(0)
+    wait = dt.timedelta(minutes=2 ** (streak - 1))
+    if interval is not None and wait > interval:
+        wait = interval
+    return wait
+
+
+def view_hash(model: Model, project: ParsedProject) -> str:
+    """Identity of a view's definition: its rendered SQL and the relations it reads."""
+    from cadence.loader import digest
+
+    return digest((model.rendered + "|" + model.relation).encode())
+
+
+def decide(
+    project: ParsedProject,
+    dag: Dag,
+    cadences: Cadences,
+    state: StateSnapshot,
+    now: dt.datetime,
+    selected: set[str],
+    *,
+    due_only: bool,
+    full_refresh: bool = False,
+    retry_failed: bool = False,
+) -> Plan:
+    """For every selected model (and seeds it needs), whether it is built now and why."""
+    tz = project.config.tz
+    models = {m.name: m for m in project.models}
+    decisions: dict[str, Decision] = {}
+
+    def retry_block(name: str, st: ModelState) -> dt.datetime | None:
+        if retry_failed or st.last_status != "error" or st.last_attempt_at is None:
+            return None
+        interval = cadences.of(name).ticks.nominal_interval() if name in cadences.models else None
+        wait = backoff_wait(st.failure_streak, interval)
+        retry_at = st.last_attempt_at + wait
+        return retry_at if retry_at > now else None
+
+    def model_decision(m: Model) -> Decision:
+        st = state.of(m.name)
+        cad = cadences.of(m.name)
+        exists = state.exists(m.schema, m.identifier)
+        mat = m.materialized
+        if mat == "ephemeral":
+            return Decision(m.name, "model", SKIP, "ephemeral: inlined into the models that use it")
+        latest = cad.ticks.latest_tick(now, tz) if cad.has_ticks else None
+        if not due_only:
+            return Decision(m.name, "model", BUILD, "selected", tick=latest)
+        if mat == "view":
+            if not exists:
+                return Decision(m.name, "model", BUILD, "view does not exist yet", tick=latest)
+            if st.last_sql_hash != view_hash(m, project):
+                return Decision(m.name, "model", BUILD, "view SQL changed", tick=latest)
+            return Decision(m.name, "model", SKIP, "view is current (views always show current data)")
+        if not cad.has_ticks:
+            return Decision(m.name, "model", SKIP, f"not due: {cad.provenance()}; built only when selected")
+        assert latest is not None
+        blocked = retry_block(m.name, st)
+        if blocked is not None:
+            return Decision(m.name, "model", SKIP,
+                            f"backing off after {st.failure_streak} failures; next retry at {fmt(blocked, tz)}",
+                            next_retry=blocked)
+        why = f"tick {fmt(latest, tz)} ({cad.provenance()})"
+        if st.last_success_at is None:
+            return Decision(m.name, "model", BUILD, f"never built; {why}", tick=latest)
+        if not exists:
+            return Decision(m.name, "model", BUILD, f"relation {m.relation} is missing; {why}", tick=latest)
+        if st.last_success_at < latest:
+            if st.last_status == "error":
+                return Decision(m.name, "model", BUILD,
+                                f"retry after {st.failure_streak} failure(s); {why}", tick=latest)
+            return Decision(m.name, "model", BUILD,
+                            f"due: {why}; last built {fmt(st.last_success_at, tz)}", tick=latest)
+        nxt = cad.ticks.next_tick(now, tz)
+        return Decision(m.name, "model", SKIP,
+                        f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
+                        f"next tick {fmt(nxt, tz)}")
+
+    for name in dag.order:
+        if name in models and name in selected:
+            decisions[name] = model_decision(models[name])
+
+    if due_only:
+        _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_block)
+
+    _add_seeds(project, dag, state, decisions, selected, full_refresh)
+    ordered = tuple(decisions[n] for n in dag.order if n in decisions)
+    return Plan(at=now, due_mode=due_only, decisions=ordered)
+
+
+def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_block) -> None:  # type: ignore[no-untyped-def]
+    """Build, in the same run, every upstream table not built since the tick being served."""
+    for name in reversed(dag.order):
+        d = decisions.get(name)
+        if d is None or not d.builds or d.tick is None:
+            continue
+        stack = list(dag.parents.get(name, ()))
+        seen: set[str] = set()
+        while stack:
+            parent = stack.pop()
+            if parent in seen or parent not in models:
+                continue
+            seen.add(parent)
+            pm = models[parent]
+            if pm.materialized in ("view", "ephemeral"):
+                stack.extend(dag.parents.get(parent, ()))  # ticks pass through
+                if pm.materialized == "view" and not state.exists(pm.schema, pm.identifier):
+                    decisions[parent] = Decision(parent, "model", BUILD, f"view needed by {name} does not exist",
+                                                 tick=d.tick, pulled_by=name)
+                continue
+            existing = decisions.get(parent)
+            if existing is not None and existing.builds:
+                continue
+            st = state.of(parent)
+            cad = cadences.of(parent)
+            never = st.last_success_at is None or not state.exists(pm.schema, pm.identifier)
+            if cad.explicit and not never:
+                continue  # its own cadence decides; its current data is used
+            if not never and st.last_success_at is not None and st.last_success_at >= d.tick:
+                continue
+            if retry_block(parent, st) is not None:
+                continue
+            decisions[parent] = Decision(
+                parent, "model", BUILD,
+                f"upstream of {name}: not built since tick {fmt(d.tick, tz)}",
+                tick=d.tick, pulled_by=name,
+            )
+            stack.extend(dag.parents.get(parent, ()))
+            # a pulled model serves the same tick to its own upstreams
+            d_parent = decisions[parent]
+            _ = d_parent
+
+
+def _add_seeds(project, dag, state, decisions, selected, full_refresh) -> None:  # type: ignore[no-untyped-def]
+    """Load a seed when it is missing or its file changed and something in the run needs it."""
+    needed: set[str] = set()
+    for name, d in decisions.items():
+        if d.builds:
+            needed |= {a for a in dag.ancestors(name) if dag.kinds.get(a) == "seed"}
+    needed |= {s.name for s in project.seeds if s.name in selected}
+    for seed in project.seeds:
+        if seed.name not in needed:
+            continue
+        st = state.of(seed.name)
+        exists = state.exists(project.config.warehouse.schema, seed.name)
+        if full_refresh or not exists or st.last_sql_hash != seed.digest:
+            reason = "seed file changed" if exists and not full_refresh else "seed not loaded yet"
+            if full_refresh:
+                reason = "full refresh"
+            decisions[seed.name] = Decision(seed.name, "seed", BUILD, reason)

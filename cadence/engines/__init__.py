@@ -1,0 +1,27 @@
+"""Engines: where SQL runs. The boundary is narrow (connect, execute, publish, introspect) so a
+project moves from embedded DuckDB to a distributed engine without touching the other stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cadence.engines.base import Engine
+from cadence.loader import WarehouseConfig
+
+
+def connect(warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) -> Engine:
+    """Open the engine a project's warehouse config names."""
+    if warehouse.engine == "duckdb":
+        from cadence.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine.open(warehouse, root, read_only=read_only)
+    from cadence.errors import CadenceError
+
+    raise CadenceError(
+        f"engine '{warehouse.engine}' is not available in this version",
+        file="cadence.yml",
+        hint="use engine: duckdb",
+    )
+
+
+__all__ = ["Engine", "connect"]

@@ -1,0 +1,132 @@
+"""DuckDB, embedded: the default engine. One file, no server, transactional DDL.
+
+Input: SQL -> output: rows and relations. Transactions cover DDL, so a model's build, its tests,
+the swap into the live name and its state record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cadence.engines.base import Engine, EngineError
+from cadence.errors import CadenceError
+from cadence.loader import WarehouseConfig
+from cadence.rendering import quote
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, owner: bool = True) -> None:
+        self.con = con
+        self.path = path
+        self._owner = owner
+
+    @classmethod
+    def open(cls, warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) -> DuckDBEngine:
+        path = warehouse.path
+        if path != ":memory:" and not Path(path).is_absolute():
+            path = str(root / path)
+        config: dict[str, Any] = {"threads": warehouse.threads}
+        for key, value in warehouse.settings.items():
+            config[str(key)] = value
+        try:
+            con = duckdb.connect(path, read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise CadenceError(
+                    "the warehouse is in use by another process (a cadence run is in progress)",
+                    file=warehouse.path,
+                    hint="wait for the run to finish; 'cadence run --wait 60' waits for it",
+                ) from None
+            raise CadenceError(f"cannot open the warehouse: {text}", file=warehouse.path,
+                               hint="check the warehouse path in cadence.yml") from None
+        except duckdb.Error as exc:
+            raise CadenceError(f"cannot open the warehouse: {exc}", file="cadence.yml",
+                               hint="check warehouse settings in cadence.yml") from None
+        for ext in warehouse.extensions:
+            con.execute(f"load {ext}")
+        return cls(con, path)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        try:
+            self.con.execute(sql, list(params) if params else None)
+        except duckdb.Error as exc:
+            raise EngineError(str(exc)) from None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.con.execute(sql, list(params) if params else None).fetchall()
+        except duckdb.Error as exc:
+            raise EngineError(str(exc)) from None
+
+    def relations(self) -> dict[tuple[str, str], str]:
+        rows = self.query(
+            "select schema_name, table_name, 'table' from duckdb_tables() where database_name = current_database() "
+            "union all select schema_name, view_name, 'view' from duckdb_views() "
+            "where not internal and database_name = current_database()"
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("begin transaction")
+        try:
+            yield
+        except BaseException:
+            try:
+                self.con.execute("rollback")
+            except duckdb.Error:
+                pass
+            raise
+        else:
+            try:
+                self.con.execute("commit")
+            except duckdb.Error as exc:
+                raise EngineError(str(exc)) from None
+
+    def close(self) -> None:
+        if self._owner:
+            self.con.close()
+
+    def create_schema(self, schema: str) -> None:
+        self.execute(f"create schema if not exists {quote(schema)}")
+
+    def create_table_as(self, relation: str, sql: str) -> None:
+        self.execute(f"create or replace table {relation} as (\n{sql}\n)")
+
+    def create_view_as(self, relation: str, sql: str) -> None:
+        self.execute(f"create or replace view {relation} as (\n{sql}\n)")
+
+    def drop(self, relation: str, kind: str) -> None:
+        self.execute(f"drop {'view' if kind == 'view' else 'table'} if exists {relation}")
+
+    def rename(self, relation: str, new_identifier: str) -> None:
+        self.execute(f"alter table {relation} rename to {quote(new_identifier)}")
+
+    def insert_into(self, relation: str, sql: str) -> None:
+        self.execute(f"insert into {relation} by name (\n{sql}\n)")
+
+    def delete_matching(self, relation: str, source: str, keys: Sequence[str]) -> None:
+        cond = " and ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
+        self.execute(f"delete from {relation} as t where exists (select 1 from {source} as s where {cond})")
+
+    def load_csv(self, relation: str, path: str, column_types: dict[str, str]) -> None:
+        options = ["header = true", "auto_detect = true"]
+        if column_types:
+            types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
+            options.append(f"types = {{{types}}}")
+        escaped = path.replace("'", "''")
+        self.create_table_as(relation, f"select * from read_csv('{escaped}', {', '.join(options)})")
+
+    def row_count(self, relation: str) -> int:
+        return int(self.query(f"select count(*) from {relation}")[0][0])
+
+    def cursor(self) -> DuckDBEngine:
+        return DuckDBEngine(self.con.cursor(), self.path, owner=True)

@@ -1,0 +1,186 @@
+"""Render results for people and machines: progress on a terminal, plain lines when piped
+(cron mail), JSON with --json. Only the CLI uses this module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+import click
+
+from cadence.due import Plan, fmt
+from cadence.runner import Event, ModelResult, RunResult
+
+COLORS = {"success": "green", "error": "red", "upstream_failed": "yellow", "skipped": "blue"}
+LABEL = {"success": "OK", "error": "ERROR", "upstream_failed": "SKIP", "skipped": "skip"}
+
+
+def _tty() -> bool:
+    return sys.stdout.isatty()
+
+
+class RunRenderer:
+    """Turns run events into lines (and a summary)."""
+
+    def __init__(self, *, as_json: bool, due: bool, tz: Any) -> None:
+        self.as_json = as_json
+        self.due = due
+        self.tz = tz
+        self.tty = _tty()
+
+    def event(self, event: Event) -> None:
+        if self.as_json or event.kind != "result" or event.result is None:
+            return
+        r = event.result
+        width = len(str(event.total))
+        status = click.style(f"{LABEL.get(r.status, r.status):<5}", fg=COLORS.get(r.status)) \
+            if self.tty else f"{LABEL.get(r.status, r.status):<5}"
+        rows = f" {r.rows} rows" if r.rows is not None else ""
+        line = f"[{event.index:>{width}}/{event.total}] {status} {r.name} ({r.duration_s:.2f}s{rows})"
+        click.echo(line)
+        if r.error:
+            click.echo(f"    {r.error}")
+        for w in r.warnings:
+            click.echo(f"    warning: {w}")
+
+    def finish(self, result: RunResult) -> None:
+        if self.as_json:
+            click.echo(json.dumps(result.to_json(), indent=2))
+            return
+        counts: dict[str, int] = {}
+        for r in result.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        built = counts.get("success", 0) + counts.get("error", 0) + counts.get("upstream_failed", 0)
+        if built == 0:
+            if self.tty or not self.due:
+                click.echo("nothing to do" + (" (nothing is due)" if self.due else ""))
+            return
+        total = sum(r.duration_s for r in result.results)
+        parts = [f"{counts.get('success', 0)} built"]
+        if counts.get("error"):
+            parts.append(f"{counts['error']} failed")
+        if counts.get("upstream_failed"):
+            parts.append(f"{counts['upstream_failed']} skipped (upstream failed)")
+        if counts.get("skipped"):
+            parts.append(f"{counts['skipped']} not due" if self.due else f"{counts['skipped']} skipped")
+        click.echo(f"done in {total:.2f}s: " + ", ".join(parts))
+        for r in result.failed:
+            click.echo(click.style(f"error: {r.name}: {r.error}", fg="red") if self.tty else
+                       f"error: {r.name}: {r.error}", err=not self.tty)
+
+
+def plan_json(plan: Plan, project: Any) -> dict[str, Any]:
+    tz = project.tz
+    models = []
+    decisions = {d.name: d for d in plan.decisions}
+    for name in project.model_names():
+        cad = project.cadences.of(name)
+        model = project.parsed.model(name)
+        d = decisions.get(name)
+        nxt = cad.ticks.next_tick(plan.at, tz) if cad.has_ticks and model.materialized not in (
+            "view", "ephemeral") else None
+        models.append({
+            "name": name,
+            "due": bool(d and d.builds),
+            "reason": d.reason if d else "not selected",
+            "cadence": cad.describe(),
+            "next_tick": nxt.astimezone(tz).isoformat() if nxt else None,
+        })
+    return {"at": plan.at.isoformat(), "models": models}
+
+
+def render_plan(plan: Plan, project: Any, *, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(plan_json(plan, project), indent=2))
+        return
+    tz = project.tz
+    build = plan.to_build()
+    click.echo(f"at {fmt(plan.at, tz)}: {len(build)} to build")
+    for d in build:
+        click.echo(f"  build {d.name}: {d.reason}")
+    skipped = [d for d in plan.decisions if not d.builds]
+    if skipped:
+        click.echo(f"not due ({len(skipped)}):")
+        for d in skipped:
+            click.echo(f"  skip  {d.name}: {d.reason}")
+
+
+def render_cost(report: dict[str, Any]) -> str:
+    lines = [f"cost over {report['horizon']} (durations from recorded builds):",
+             f"  {'model':<28} {'builds/day':>10} {'avg s':>8} {'s/day':>9}  cadence"]
+    for m in report["models"]:
+        avg = f"{m['avg_duration_s']:.2f}" if m["avg_duration_s"] is not None else "-"
+        lines.append(f"  {m['name']:<28} {m['builds_per_day']:>10.1f} {avg:>8} "
+                     f"{m['compute_s_per_day']:>9.1f}  {m['cadence']}")
+    lines.append("per channel:")
+    for c in report["channels"]:
+        lines.append(f"  {c['name']:<28} {c['cadence']:<22} {c['compute_s_per_day']:>9.1f} s/day")
+    lines.append(f"total: {report['total_compute_s_per_day']:.1f} s/day of compute")
+    return "\n".join(lines)
+
+
+def render_status(rows: list[dict[str, Any]]) -> str:
+    out = [f"{'model':<26} {'last good build':<22} {'status':<16} {'next tick':<22} cadence"]
+    for r in rows:
+        flag = " OVERDUE" if r["overdue"] else ""
+        status = (r["last_status"] or "never") + (f" x{r['failure_streak']}" if r["failure_streak"] else "")
+        out.append(f"{r['name']:<26} {r['last_good_age'] or 'never':<22} {status:<16} "
+                   f"{r['next_tick_local'] or '-':<22} {r['cadence']}{flag}")
+        if r["channels"]:
+            out.append(f"{'':<26} channels: {', '.join(r['channels'])}")
+        if r["last_error"]:
+            out.append(f"{'':<26} error: {r['last_error']}")
+        if r.get("next_retry"):
+            out.append(f"{'':<26} next retry: {r['next_retry']}")
+    return "\n".join(out)
+
+
+def render_ls(project: Any, chosen: set[str], as_json: bool) -> str:
+    rows = []
+    for name in project.dag.order:
+        if name not in chosen:
+            continue
+        if project.dag.kinds[name] == "seed":
+            seed = next(s for s in project.parsed.seeds if s.name == name)
+            rows.append({"name": name, "kind": "seed", "materialized": "seed", "channels": [],
+                         "cadence": "when the file changes", "provenance": "", "path": seed.path})
+            continue
+        m = project.parsed.model(name)
+        cad = project.cadences.of(name)
+        rows.append({"name": name, "kind": "model", "materialized": m.materialized,
+                     "channels": list(cad.channels), "cadence": cad.describe(),
+                     "provenance": cad.provenance(), "path": m.path})
+    if as_json:
+        return json.dumps(rows, indent=2)
+    return "\n".join(f"{r['name']:<28} {r['materialized']:<12} {r['cadence']:<30} {r['path']}" for r in rows)
+
+
+def render_tests(outcomes: list[Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps([o.to_json() for o in outcomes], indent=2)
+    lines = []
+    for o in outcomes:
+        lines.append(f"{o.status.upper():<5} {o.name}" + (f": {o.message}" if o.message else ""))
+    fails = sum(o.status == "fail" for o in outcomes)
+    warns = sum(o.status == "warn" for o in outcomes)
+    passed = sum(o.status == "pass" for o in outcomes)
+    lines.append(f"{passed} passed, {fails} failed, {warns} warned")
+    return "\n".join(lines)
+
+
+def age(then: dt.datetime | None, now: dt.datetime) -> str | None:
+    if then is None:
+        return None
+    seconds = int((now - then).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+__all__ = ["ModelResult", "RunRenderer", "age", "plan_json", "render_plan"]

@@ -1,0 +1,566 @@
+"""Parse models: render each model's Jinja once and merge its configuration.
+
+Input: ``ProjectFiles`` -> output: ``ParsedProject`` (models, seeds, sources, data tests), each a
+frozen value. Refs stay placeholder tokens until compile time; models that read per-run values
+(``run_started_at``, ``tick``, ``is_incremental()``) are flagged to be rendered again per run.
+Every problem in the project is reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from cadence.config import ConfigLayer, ModelConfig, merge_config
+from cadence.errors import CadenceError, ErrorCollector, did_you_mean
+from cadence.loader import ProjectConfig, ProjectFiles, SourceFile
+from cadence.rendering import ModelEnvironment, Relation, RenderState, relation_sql
+from cadence.yamlfile import line_of, load_yaml
+
+YAML_TOP_KEYS = ("version", "models", "sources", "seeds", "macros", "exposures", "metrics",
+                 "semantic_models", "saved_queries", "snapshots", "analyses", "unit_tests", "groups")
+MODEL_ENTRY_KEYS = ("name", "description", "config", "columns", "tests", "data_tests", "docs", "meta",
+                    "access", "group", "latest_version", "versions", "constraints",
+                    "deprecation_date", "time_spine", "tags")
+COLUMN_KEYS = ("name", "description", "tests", "data_tests", "data_type", "meta", "quote",
+               "constraints", "tags", "policy_tags", "granularity", "config")
+SOURCE_KEYS = ("name", "description", "schema", "database", "tables", "loaded_at", "loaded_at_field",
+               "updates", "freshness", "meta", "tags", "config", "loader", "quoting", "overrides")
+SOURCE_TABLE_KEYS = ("name", "description", "identifier", "loaded_at", "loaded_at_field", "updates",
+                     "columns", "tests", "data_tests", "meta", "tags", "config", "freshness",
+                     "external_location", "quoting", "external")
+GENERIC_TESTS = ("not_null", "unique", "accepted_values", "relationships", "row_count", "max_change")
+TEST_CONFIG_KEYS = ("severity", "where", "error_if", "warn_if", "limit", "tags", "enabled", "name",
+                    "config", "arguments", "store_failures", "meta", "description")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    description: str = ""
+    data_type: str | None = None
+
+
+@dataclass(frozen=True)
+class DataTest:
+    """A test on a model or seed: generic (from YAML) or singular (tests/*.sql)."""
+
+    name: str
+    kind: str
+    model: str | None
+    column: str | None
+    args: dict[str, Any]
+    severity: str
+    where: str | None
+    file: str
+    line: int | None
+    sql: str | None = None
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    source_name: str
+    table: str
+    relation: str
+    file: str
+    line: int | None
+    loaded_at: str | None = None
+    updates: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Seed:
+    name: str
+    path: str
+    digest: str
+    relation: str
+    column_types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: str
+    raw_sql: str
+    rendered: str
+    config: ModelConfig
+    relation: str
+    schema: str
+    identifier: str
+    refs: tuple[str, ...]
+    ref_lines: tuple[tuple[str, int, int], ...]
+    sources: tuple[tuple[str, str], ...]
+    per_run: bool
+    digest: str
+    description: str = ""
+    columns: tuple[Column, ...] = ()
+    env_vars: tuple[str, ...] = ()
+
+    @property
+    def materialized(self) -> str:
+        return self.config.materialized
+
+    @property
+    def folder(self) -> tuple[str, ...]:
+        return PurePosixPath(self.path).parent.parts[1:]
+
+
+@dataclass(frozen=True)
+class ParsedProject:
+    config: ProjectConfig
+    root: str
+    models: tuple[Model, ...]
+    seeds: tuple[Seed, ...]
+    sources: tuple[Source, ...]
+    tests: tuple[DataTest, ...]
+    macro_files: tuple[tuple[str, str], ...]
+    doc_blocks: dict[str, str]
+    warnings: tuple[CadenceError, ...] = ()
+
+    def model(self, name: str) -> Model | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+
+@dataclass
+class _YamlModel:
+    entry: dict[str, Any]
+    file: str
+
+
+def target_info(config: ProjectConfig) -> dict[str, Any]:
+    return {"name": "default", "schema": config.warehouse.schema, "type": config.warehouse.engine,
+            "threads": config.warehouse.threads, "database": config.name, "profile_name": config.name}
+
+
+def make_environment(files: ProjectFiles) -> ModelEnvironment:
+    macros = tuple((f.path, f.text) for f in files.macros)
+    return ModelEnvironment(files.config.vars, macros, target_info(files.config), files.doc_blocks())
+
+
+def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None) -> ParsedProject:
+    """Parse every model, YAML, seed and test; raise ProjectErrors listing all problems."""
+    errors = ErrorCollector()
+    warnings: list[CadenceError] = []
+    config = files.config
+    env = env or make_environment(files)
+    for e in env.macro_errors:
+        errors.add(e)
+
+    yaml_models, yaml_sources, yaml_seeds = _read_property_files(files, errors)
+    sources = _parse_sources(yaml_sources, files, errors)
+    source_index = {(s.source_name, s.table): s for s in sources}
+
+    def resolve_source(source_name: str, table: str) -> Relation:
+        found = source_index.get((source_name, table))
+        if found is None:
+            state_file = ""
+            names = [f"{a}.{b}" for a, b in source_index]
+            guess = did_you_mean(f"{source_name}.{table}", names)
+            raise CadenceError(
+                f"unknown source '{source_name}.{table}'",
+                file=state_file or None,
+                hint=(f"did you mean '{guess}'?" if guess else
+                      "declare it under sources: in a YAML file beside your models"),
+            )
+        return Relation(source_name, table, found.relation)
+
+    seeds = _parse_seeds(files, yaml_seeds, errors)
+    seen: dict[str, str] = {s.name: s.path for s in seeds}
+    models: list[Model] = []
+    tests: list[DataTest] = []
+    for source_file in files.models:
+        name = PurePosixPath(source_file.path).stem
+        if name in seen:
+            errors.add(CadenceError(
+                f"duplicate model name '{name}'", file=source_file.path, line=1,
+                hint=f"also defined by {seen[name]}; model names (file stems) must be unique",
+            ))
+            continue
+        seen[name] = source_file.path
+        yaml_entry = yaml_models.pop(name, None)
+        try:
+            model = _parse_model(source_file, name, yaml_entry, config, env, resolve_source, errors)
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        if model is None:
+            continue
+        models.append(model)
+        if yaml_entry is not None:
+            tests.extend(_parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings))
+    for name, yaml_entry in yaml_models.items():
+        guess = did_you_mean(name, seen)
+        warnings.append(CadenceError(
+            f"properties for '{name}', but no model or seed of that name",
+            file=yaml_entry.file, line=line_of(yaml_entry.entry, "name"), severity="warning",
+            hint=f"did you mean '{guess}'?" if guess else "remove the entry or add the model",
+        ))
+    for entry, file in yaml_seeds:
+        tests.extend(_parse_tests(entry, str(entry.get("name")), file, errors, warnings))
+    tests.extend(_parse_singular_tests(files.tests, env, resolve_source, errors))
+    errors.raise_if_any()
+    return ParsedProject(
+        config=config,
+        root=str(files.root),
+        models=tuple(models),
+        seeds=tuple(seeds),
+        sources=tuple(sources),
+        tests=tuple(tests),
+        macro_files=tuple((f.path, f.text) for f in files.macros),
+        doc_blocks=files.doc_blocks(),
+        warnings=tuple(warnings),
+    )
+
+
+def _read_property_files(
+    files: ProjectFiles, errors: ErrorCollector
+) -> tuple[dict[str, _YamlModel], list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str]]]:
+    models: dict[str, _YamlModel] = {}
+    sources: list[tuple[dict[str, Any], str]] = []
+    seeds: list[tuple[dict[str, Any], str]] = []
+    for f in files.yaml_files:
+        try:
+            doc = load_yaml(f.text, f.path)
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            errors.add(CadenceError("a properties file must be a mapping (version: 2, models: [...])",
+                                    file=f.path, line=1, hint="see docs/reference/config.md"))
+            continue
+        for key in doc:
+            if key not in YAML_TOP_KEYS:
+                guess = did_you_mean(str(key), YAML_TOP_KEYS)
+                errors.add(CadenceError(f"unknown key '{key}'", file=f.path, line=line_of(doc, key),
+                                        hint=f"did you mean '{guess}'?" if guess else
+                                        "allowed: " + ", ".join(YAML_TOP_KEYS)))
+        for kind, bucket in (("models", None), ("sources", sources), ("seeds", seeds)):
+            entries = doc.get(kind) or []
+            if not isinstance(entries, list):
+                errors.add(CadenceError(f"'{kind}' must be a list", file=f.path,
+                                        line=line_of(doc, kind), hint=f"write {kind}:\n  - name: ..."))
+                continue
+            for entry in entries:
+                if not isinstance(entry, dict) or "name" not in entry:
+                    errors.add(CadenceError(f"each entry under '{kind}' needs a name", file=f.path,
+                                            line=line_of(entry) or line_of(doc, kind),
+                                            hint="write - name: my_model"))
+                    continue
+                if bucket is not None:
+                    bucket.append((entry, f.path))
+                    continue
+                name = str(entry["name"])
+                if name in models:
+                    errors.add(CadenceError(f"model '{name}' is described twice", file=f.path,
+                                            line=line_of(entry, "name"),
+                                            hint=f"also described in {models[name].file}; keep one entry"))
+                    continue
+                for key in entry:
+                    if key not in MODEL_ENTRY_KEYS:
+                        guess = did_you_mean(str(key), MODEL_ENTRY_KEYS)
+                        errors.add(CadenceError(
+                            f"unknown key '{key}' for model '{name}'", file=f.path,
+                            line=line_of(entry, key),
+                            hint=(f"did you mean '{guess}'?" if guess else
+                                  "model settings go under config: (channels, cadence, key, ...)")))
+                models[name] = _YamlModel(entry, f.path)
+    return models, sources, seeds
+
+
+def _parse_sources(
+    entries: list[tuple[dict[str, Any], str]], files: ProjectFiles, errors: ErrorCollector
+) -> list[Source]:
+    out: list[Source] = []
+    for entry, file in entries:
+        for key in entry:
+            if key not in SOURCE_KEYS:
+                guess = did_you_mean(str(key), SOURCE_KEYS)
+                errors.add(CadenceError(f"unknown source key '{key}'", file=file, line=line_of(entry, key),
+                                        hint=f"did you mean '{guess}'?" if guess else
+                                        "allowed: " + ", ".join(SOURCE_KEYS)))
+        source_name = str(entry["name"])
+        schema = str(entry.get("schema") or source_name)
+        for table in entry.get("tables") or []:
+            if not isinstance(table, dict) or "name" not in table:
+                errors.add(CadenceError(f"each table of source '{source_name}' needs a name", file=file,
+                                        line=line_of(entry, "tables"), hint="write tables:\n  - name: events"))
+                continue
+            for key in table:
+                if key not in SOURCE_TABLE_KEYS:
+                    guess = did_you_mean(str(key), SOURCE_TABLE_KEYS)
+                    errors.add(CadenceError(f"unknown source table key '{key}'", file=file,
+                                            line=line_of(table, key),
+                                            hint=f"did you mean '{guess}'?" if guess else
+                                            "allowed: " + ", ".join(SOURCE_TABLE_KEYS)))
+            name = str(table["name"])
+            cfg = table.get("config") or {}
+            meta = table.get("meta") or {}
+            location = (table.get("external_location") or (cfg.get("external_location") if isinstance(cfg, dict) else None)
+                        or (meta.get("external_location") if isinstance(meta, dict) else None))
+            if location:
+                location = str(location).replace("{name}", name).replace("{identifier}", name)
+                if not re.match(r"^[a-z0-9]+://", location) and not location.startswith("/"):
+                    location = str(files.root / location)
+                relation = "'" + location.replace("'", "''") + "'"
+            else:
+                relation = relation_sql(schema, str(table.get("identifier") or name))
+            out.append(Source(
+                source_name=source_name, table=name, relation=relation, file=file,
+                line=line_of(table, "name"),
+                loaded_at=table.get("loaded_at") or table.get("loaded_at_field")
+                or entry.get("loaded_at") or entry.get("loaded_at_field"),
+                updates=table.get("updates") or entry.get("updates"),
+                description=str(table.get("description") or ""),
+            ))
+    return out
+
+
+def _parse_seeds(
+    files: ProjectFiles, yaml_seeds: list[tuple[dict[str, Any], str]], errors: ErrorCollector
+) -> list[Seed]:
+    schema = files.config.warehouse.schema
+    types: dict[str, dict[str, str]] = {}
+    base = files.config.seed_config.get("column_types") or {}
+    for entry, _file in yaml_seeds:
+        cfg = entry.get("config") or {}
+        if isinstance(cfg, dict) and cfg.get("column_types"):
+            types[str(entry["name"])] = dict(cfg["column_types"])
+    out: list[Seed] = []
+    for s in files.seeds:
+        column_types = dict(base.get(s.name) or {}) if isinstance(base, dict) else {}
+        column_types.update(types.get(s.name, {}))
+        out.append(Seed(s.name, s.path, s.digest, relation_sql(schema, s.name), column_types))
+    return out
+
+
+def _folder_layers(config: ProjectConfig, path: str) -> list[ConfigLayer]:
+    folder = PurePosixPath(path).parent.parts[1:]
+    return [layer for parts, layer in config.folder_defaults if folder[: len(parts)] == parts]
+
+
+def _parse_model(
+    source_file: SourceFile,
+    name: str,
+    yaml_entry: _YamlModel | None,
+    config: ProjectConfig,
+    env: ModelEnvironment,
+    resolve_source: Any,
+    errors: ErrorCollector,
+) -> Model | None:
+    layers = _folder_layers(config, source_file.path)
+    description = ""
+    columns: tuple[Column, ...] = ()
+    if yaml_entry is not None:
+        entry = yaml_entry.entry
+        cfg = entry.get("config") or {}
+        if not isinstance(cfg, dict):
+            errors.add(CadenceError("config must be a mapping", file=yaml_entry.file,
+                                    line=line_of(entry, "config"), hint="write config: {channels: [email]}"))
+            cfg = {}
+        if entry.get("tags"):
+            cfg = {**cfg, "tags": entry["tags"]}
+        layers.append(ConfigLayer(dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry)))
+        description = _describe(entry.get("description"), env)
+        columns = tuple(
+            Column(str(c.get("name")), _describe(c.get("description"), env), c.get("data_type"))
+            for c in entry.get("columns") or [] if isinstance(c, dict)
+        )
+    # first pass: what config() says decides schema/alias and whether the model is incremental
+    state = RenderState(file=source_file.path, resolve_source=resolve_source)
+    state.this = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
+    rendered = env.render(source_file.text, state)
+    config_line = _first_line(source_file.text, r"config\s*\(")
+    layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
+    local_errors: list[CadenceError] = []
+    merged = merge_config(layers, local_errors)
+    for e in local_errors:
+        errors.add(e)
+    if not merged.enabled:
+        return None
+    schema = merged.schema or config.warehouse.schema
+    identifier = merged.alias or name
+    relation = relation_sql(schema, identifier)
+    refs = list(state.refs)
+    sources = list(state.sources)
+    per_run = env.uses_run_values(source_file.text, source_file.path)
+    if merged.materialized == "incremental":
+        # refs inside {% if is_incremental() %} only show on the incremental branch
+        inc = RenderState(file=source_file.path, resolve_source=resolve_source, incremental=True)
+        inc.this = Relation(schema, identifier, relation)
+        env.render(source_file.text, inc)
+        refs += [r for r in inc.refs if r not in refs]
+        sources += [s for s in inc.sources if s not in sources]
+    ref_lines = tuple((r, *_ref_position(source_file.text, r)) for r in refs)
+    return Model(
+        name=name,
+        path=source_file.path,
+        raw_sql=source_file.text,
+        rendered=rendered,
+        config=merged,
+        relation=relation,
+        schema=schema,
+        identifier=identifier,
+        refs=tuple(refs),
+        ref_lines=ref_lines,
+        sources=tuple(sources),
+        per_run=per_run,
+        digest=source_file.digest,
+        description=description,
+        columns=columns,
+        env_vars=tuple(sorted(state.env_vars)),
+    )
+
+
+def _describe(value: Any, env: ModelEnvironment) -> str:
+    if not value:
+        return ""
+    text = str(value)
+    if "{{" in text:
+        try:
+            return env.render(text, RenderState(file="")).strip()
+        except CadenceError:
+            return text
+    return text
+
+
+def _first_line(text: str, pattern: str) -> int | None:
+    m = re.search(pattern, text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def _ref_position(text: str, name: str) -> tuple[int, int]:
+    m = re.search(r"ref\(\s*(?:['\"][^'\"]*['\"]\s*,\s*)?['\"]" + re.escape(name) + r"['\"]", text)
+    if not m:
+        return (1, 1)
+    line = text.count("\n", 0, m.start()) + 1
+    column = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+    return (line, column)
+
+
+def _test_entries(owner: dict[str, Any]) -> list[Any]:
+    entries: list[Any] = []
+    for key in ("tests", "data_tests"):
+        value = owner.get(key) or []
+        if isinstance(value, list):
+            entries.extend(value)
+    return entries
+
+
+def _parse_tests(
+    entry: dict[str, Any], model: str, file: str, errors: ErrorCollector, warnings: list[CadenceError]
+) -> list[DataTest]:
+    out: list[DataTest] = []
+    targets: list[tuple[str | None, dict[str, Any]]] = [(None, entry)]
+    for column in entry.get("columns") or []:
+        if isinstance(column, dict) and column.get("name"):
+            targets.append((str(column["name"]), column))
+    for column, owner in targets:
+        for test in _test_entries(owner):
+            parsed = _parse_one_test(test, model, column, file, line_of(owner, "tests")
+                                     or line_of(owner, "data_tests"), errors, warnings)
+            if parsed is not None:
+                out.append(parsed)
+    return out
+
+
+def _parse_one_test(
+    test: Any, model: str, column: str | None, file: str, line: int | None,
+    errors: ErrorCollector, warnings: list[CadenceError],
+) -> DataTest | None:
+    if isinstance(test, str):
+        kind, args = test, {}
+    elif isinstance(test, dict) and len(test) >= 1:
+        if "test_name" in test:
+            kind, args = str(test["test_name"]), {k: v for k, v in test.items() if k != "test_name"}
+        else:
+            kind = str(next(iter(test)))
+            raw = test[kind]
+            args = dict(raw) if isinstance(raw, dict) else ({"value": raw} if raw is not None else {})
+        line = line_of(test) or line
+    else:
+        errors.add(CadenceError("a test must be a name or a mapping", file=file, line=line,
+                                hint="write - not_null, or - accepted_values: {values: [a, b]}"))
+        return None
+    if "." in kind and kind.split(".")[-1] not in GENERIC_TESTS:
+        warnings.append(CadenceError(f"test '{kind}' comes from a dbt package cadence does not load; skipped",
+                                     file=file, line=line, severity="warning",
+                                     hint="write it as a singular test in tests/*.sql"))
+        return None
+    kind = kind.split(".")[-1]
+    if kind not in GENERIC_TESTS:
+        guess = did_you_mean(kind, GENERIC_TESTS)
+        errors.add(CadenceError(f"unknown test '{kind}'", file=file, line=line,
+                                hint=f"did you mean '{guess}'?" if guess else
+                                "tests: " + ", ".join(GENERIC_TESTS) + ", or a singular test in tests/"))
+        return None
+    cfg = args.pop("config", None) or {}
+    nested = args.pop("arguments", None) or {}
+    if isinstance(nested, dict):
+        args.update(nested)
+    if isinstance(cfg, dict):
+        args.update({k: v for k, v in cfg.items() if k in ("severity", "where")})
+    severity = str(args.pop("severity", "error")).lower()
+    if severity not in ("error", "warn"):
+        errors.add(CadenceError(f"invalid severity '{severity}'", file=file, line=line,
+                                hint="use severity: error (blocks publication) or warn"))
+        severity = "error"
+    where = args.pop("where", None)
+    for k in ("name", "tags", "enabled", "error_if", "warn_if", "limit", "store_failures", "meta",
+              "description"):
+        args.pop(k, None)
+    problem = _check_test_args(kind, column, args)
+    if problem:
+        errors.add(CadenceError(problem[0], file=file, line=line, hint=problem[1]))
+        return None
+    test_name = "_".join(p for p in (kind, model, column) if p)
+    return DataTest(name=test_name, kind=kind, model=model, column=column, args=args,
+                    severity=severity, where=str(where) if where else None, file=file, line=line)
+
+
+def _check_test_args(kind: str, column: str | None, args: dict[str, Any]) -> tuple[str, str] | None:
+    if kind in ("not_null", "unique", "accepted_values", "relationships") and column is None:
+        column = args.get("column_name")
+        if column is None:
+            return (f"test '{kind}' needs a column", "list it under the column's tests:")
+    if kind == "accepted_values" and not isinstance(args.get("values"), list):
+        return ("accepted_values needs a list of values", "write accepted_values: {values: [a, b]}")
+    if kind == "relationships" and not (args.get("to") and args.get("field")):
+        return ("relationships needs 'to' and 'field'",
+                "write relationships: {to: ref('customers'), field: customer_id}")
+    if kind == "max_change":
+        value = args.get("value", args.get("fraction"))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            return ("max_change needs a fraction such as 0.5", "write max_change: 0.5")
+    if kind == "row_count" and not ({"min", "max"} & set(args)):
+        return ("row_count needs min and/or max", "write row_count: {min: 1, max: 100000}")
+    return None
+
+
+def _parse_singular_tests(
+    test_files: tuple[SourceFile, ...], env: ModelEnvironment, resolve_source: Any,
+    errors: ErrorCollector,
+) -> list[DataTest]:
+    out = []
+    for f in test_files:
+        state = RenderState(file=f.path, resolve_source=resolve_source)
+        try:
+            sql = env.render(f.text, state)
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        name = PurePosixPath(f.path).stem
+        model = state.refs[-1] if state.refs else None
+        cfg_severity = str(state.config.get("severity", "error")).lower()
+        out.append(DataTest(name=name, kind="singular", model=model, column=None, args={},
+                            severity="warn" if cfg_severity == "warn" else "error", where=None,
+                            file=f.path, line=1, sql=sql, refs=tuple(state.refs)))
+    return out

@@ -1,0 +1,187 @@
+"""The ``Project`` facade: sequences the stages and owns nothing else.
+
+load files -> parse models -> build DAG -> resolve cadences (``Project.load``), then per call:
+read state -> decide what is due -> compile -> execute -> record. Everything the CLI does is one
+call here; ``now`` is always a parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cadence import artifacts
+from cadence.cadences import Cadences, resolve_cadences
+from cadence.compiler import Compiler
+from cadence.dag import Dag, build_dag
+from cadence.due import Plan, decide
+from cadence.engines import Engine, connect
+from cadence.errors import CadenceError, UsageError, did_you_mean
+from cadence.loader import find_project_root, load_files
+from cadence.parser import ParsedProject, make_environment, parse_project
+from cadence.runner import EventSink, RunResult, execute
+from cadence.selection import select
+from cadence.state import StateSnapshot, read_snapshot
+
+
+@dataclass(frozen=True)
+class Selection:
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+
+class Project:
+    """A loaded project. Construct with ``Project.load(path)``."""
+
+    def __init__(self, root: Path, parsed: ParsedProject, dag: Dag, cadences: Cadences,
+                 compiler: Compiler) -> None:
+        self.root = root
+        self.parsed = parsed
+        self.dag = dag
+        self.cadences = cadences
+        self.compiler = compiler
+
+    @classmethod
+    def load(cls, path: str | Path = ".") -> Project:
+        root = find_project_root(Path(path))
+        files = load_files(root)
+        env = make_environment(files)
+        parsed = parse_project(files, env)
+        dag = build_dag(parsed)
+        cadences = resolve_cadences(parsed, dag)
+        return cls(root, parsed, dag, cadences, Compiler(parsed, env))
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def tz(self):  # type: ignore[no-untyped-def]
+        return self.parsed.config.tz
+
+    def open_engine(self, *, read_only: bool = False) -> Engine:
+        return connect(self.parsed.config.warehouse, self.root, read_only=read_only)
+
+    def warehouse_exists(self) -> bool:
+        path = self.parsed.config.warehouse.path
+        return path == ":memory:" or (self.root / path).exists() or Path(path).exists()
+
+    def read_state(self, engine: Engine | None = None) -> StateSnapshot:
+        if engine is not None:
+            return read_snapshot(engine)
+        if not self.warehouse_exists():
+            return StateSnapshot()
+        eng = self.open_engine(read_only=True)
+        try:
+            return read_snapshot(eng)
+        finally:
+            eng.close()
+
+    def model_names(self) -> list[str]:
+        return [n for n in self.dag.order if self.dag.kinds[n] == "model"]
+
+    def check_model(self, name: str) -> None:
+        if self.parsed.model(name) is None:
+            guess = did_you_mean(name, self.model_names())
+            raise UsageError(f"no model named '{name}'",
+                             hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'")
+
+    def selected(self, selection: Selection, state: StateSnapshot | None, now: dt.datetime) -> set[str]:
+        channel_names = [c.name for c in self.parsed.config.channels]
+        for ch in selection.channels:
+            if ch not in channel_names:
+                guess = did_you_mean(ch, channel_names)
+                raise UsageError(f"unknown channel '{ch}'",
+                                 hint=f"did you mean '{guess}'?" if guess else
+                                 "channels: " + ", ".join(channel_names))
+
+        def due_set() -> set[str]:
+            snapshot = state if state is not None else self.read_state()
+            plan = decide(self.parsed, self.dag, self.cadences, snapshot, now,
+                          set(self.dag.order), due_only=True)
+            return {d.name for d in plan.decisions if d.builds}
+
+        chosen = select(selection.select, selection.exclude, self.parsed, self.dag, self.cadences, due_set)
+        if selection.channels:
+            feeding = {m.name for m in self.parsed.models
+                       if set(m.config.channels) & set(selection.channels)}
+            chosen &= feeding
+        return chosen
+
+    # -- commands ------------------------------------------------------------------------
+    def plan(self, now: dt.datetime, selection: Selection = Selection(), *, due_only: bool = True,
+             state: StateSnapshot | None = None, full_refresh: bool = False,
+             retry_failed: bool = False) -> Plan:
+        """What a run at ``now`` would build, and why (pure: no writes)."""
+        snapshot = state if state is not None else self.read_state()
+        chosen = self.selected(selection, snapshot, now)
+        return decide(self.parsed, self.dag, self.cadences, snapshot, now, chosen, due_only=due_only,
+                      full_refresh=full_refresh, retry_failed=retry_failed)
+
+    def run(self, now: dt.datetime, selection: Selection = Selection(), *, due_only: bool = False,
+            full_refresh: bool = False, retry_failed: bool = False, dry_run: bool = False,
+            on_event: EventSink | None = None) -> RunResult | Plan:
+        """Build what is selected (or due); returns the plan only when ``dry_run``."""
+        if dry_run:
+            return self.plan(now, selection, due_only=due_only, full_refresh=full_refresh,
+                             retry_failed=retry_failed)
+        engine = self.open_engine()
+        try:
+            state = read_snapshot(engine)
+            plan = self.plan(now, selection, due_only=due_only, state=state, full_refresh=full_refresh,
+                             retry_failed=retry_failed)
+            return execute(self.parsed, self.dag, plan, engine, state, compiler=self.compiler,
+                           full_refresh=full_refresh, command="run --due" if due_only else "run",
+                           on_event=on_event)
+        finally:
+            engine.close()
+
+    def seed(self, now: dt.datetime, selection: Selection = Selection(),
+             on_event: EventSink | None = None) -> RunResult:
+        """(Re)load every selected seed."""
+        engine = self.open_engine()
+        try:
+            state = read_snapshot(engine)
+            chosen = self.selected(selection, state, now)
+            plan = decide(self.parsed, self.dag, self.cadences, state, now,
+                          {s.name for s in self.parsed.seeds if s.name in chosen}, due_only=False,
+                          full_refresh=True)
+            return execute(self.parsed, self.dag, plan, engine, state, compiler=self.compiler,
+                           command="seed", on_event=on_event)
+        finally:
+            engine.close()
+
+    def compile(self, now: dt.datetime, selection: Selection = Selection()) -> list[tuple[str, str]]:
+        """Write rendered SQL under target/compiled/; returns (model, compiled path)."""
+        chosen = self.selected(selection, None, now)
+        out = []
+        for name in self.model_names():
+            if name not in chosen:
+                continue
+            model = self.parsed.model(name)
+            assert model is not None
+            latest = self.cadences.of(name).ticks.latest_tick(now, self.tz)
+            compiled = self.compiler.compile(name, now, latest, False)
+            out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
+        return out
+
+    def models_for(self, names: Iterable[str]) -> list[str]:
+        return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]
+
+
+def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
+    """``--at``: ISO 8601 with offset, or naive in the project timezone."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"cannot read time '{text}'",
+                         hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed
+
+
+__all__ = ["CadenceError", "Project", "Selection", "parse_at"]

@@ -1,0 +1,377 @@
+"""The Jinja environment models, macros and tests render in (dbt-compatible functions).
+
+Input: macro files, vars, the relations known so far -> output: rendered SQL text in which each
+``ref()`` is a placeholder token (``«ref:name»``) that the compiler later swaps for the real
+relation, so a static model is rendered once per load, never per run.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import jinja2.meta
+
+from cadence.errors import CadenceError
+
+REF_TOKEN = re.compile(r"«ref:([^»]+)»")
+RUN_VALUE_NAMES = frozenset({"run_started_at", "tick", "is_incremental", "invocation_id"})
+
+
+def ref_token(name: str) -> str:
+    return f"«ref:{name}»"
+
+
+@dataclass(frozen=True)
+class Relation:
+    """What ``ref()``, ``source()`` and ``this`` return (dbt's Relation, the parts used in SQL)."""
+
+    schema: str | None
+    identifier: str
+    rendered: str
+    database: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.identifier
+
+    @property
+    def table(self) -> str:
+        return self.identifier
+
+    def __str__(self) -> str:
+        return self.rendered
+
+    def __html__(self) -> str:  # jinja markup protocol
+        return self.rendered
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def relation_sql(schema: str | None, identifier: str) -> str:
+    return f"{quote(schema)}.{quote(identifier)}" if schema else quote(identifier)
+
+
+class ReturnValue(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+@dataclass
+class RenderState:
+    """What one render saw: refs, sources, config() calls, env vars."""
+
+    file: str
+    this: Relation | None = None
+    run_started_at: dt.datetime | None = None
+    tick: dt.datetime | None = None
+    incremental: bool = False
+    refs: list[str] = field(default_factory=list)
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    env_vars: dict[str, str | None] = field(default_factory=dict)
+    resolve_source: Callable[[str, str], Relation] | None = None
+    resolve_ref: Callable[[str], Relation] | None = None
+    errors: list[CadenceError] = field(default_factory=list)
+
+
+_current: contextvars.ContextVar[RenderState] = contextvars.ContextVar("cadence_render")
+
+
+def _state() -> RenderState:
+    return _current.get()
+
+
+class _ThisProxy:
+    """``this`` resolves at use time to the relation of the model being rendered."""
+
+    def _rel(self) -> Relation:
+        rel = _state().this
+        if rel is None:
+            raise CadenceError("'this' is only defined inside a model")
+        return rel
+
+    def __str__(self) -> str:
+        return str(self._rel())
+
+    def __html__(self) -> str:
+        return str(self._rel())
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._rel(), item)
+
+
+class _TimeProxy:
+    """``run_started_at`` / ``tick``: the datetime of the run, read at render time."""
+
+    def __init__(self, attr: str) -> None:
+        self._attr = attr
+
+    def _value(self) -> dt.datetime:
+        value = getattr(_state(), self._attr)
+        if value is None:
+            value = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+        return value
+
+    def __str__(self) -> str:
+        return str(self._value())
+
+    def __html__(self) -> str:
+        return str(self._value())
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._value(), item)
+
+    def __sub__(self, other: Any) -> Any:
+        return self._value() - other
+
+    def __add__(self, other: Any) -> Any:
+        return self._value() + other
+
+
+def _ref(*args: str, **kwargs: Any) -> Relation:
+    name = args[-1] if args else kwargs.get("name", "")
+    state = _state()
+    if name not in state.refs:
+        state.refs.append(name)
+    if state.resolve_ref is not None:
+        return state.resolve_ref(name)
+    token = ref_token(name)
+    return Relation(None, name, token)
+
+
+def _source(source_name: str, table_name: str) -> Relation:
+    state = _state()
+    if (source_name, table_name) not in state.sources:
+        state.sources.append((source_name, table_name))
+    if state.resolve_source is None:
+        return Relation(source_name, table_name, relation_sql(source_name, table_name))
+    return state.resolve_source(source_name, table_name)
+
+
+def _config(*args: Any, **kwargs: Any) -> str:
+    if args and isinstance(args[0], dict):
+        kwargs = {**args[0], **kwargs}
+    for key, value in kwargs.items():
+        _state().config[key] = value
+    return ""
+
+
+def _is_incremental() -> bool:
+    return _state().incremental
+
+
+def _env_var(name: str, default: Any = None) -> str:
+    state = _state()
+    value = os.environ.get(name)
+    state.env_vars[name] = value
+    if value is not None:
+        return value
+    if default is None:
+        raise CadenceError(
+            f"environment variable '{name}' is not set",
+            file=state.file,
+            hint=f"export {name}=..., or give a default: env_var('{name}', 'value')",
+        )
+    return str(default)
+
+
+def _return(value: Any) -> Any:
+    raise ReturnValue(value)
+
+
+class _Exceptions:
+    @staticmethod
+    def raise_compiler_error(message: str) -> None:
+        raise CadenceError(message, file=_state().file, hint="raised by the project's own Jinja")
+
+    @staticmethod
+    def warn(message: str) -> str:
+        return ""
+
+
+def _log(message: Any, info: bool = False) -> str:
+    return ""
+
+
+class ModelEnvironment:
+    """A Jinja environment per project: vars, macros and the dbt-compatible globals."""
+
+    def __init__(
+        self,
+        vars_: dict[str, Any],
+        macro_files: tuple[tuple[str, str], ...],
+        target: dict[str, Any],
+        doc_blocks: dict[str, str] | None = None,
+    ) -> None:
+        self.vars = dict(vars_)
+        self.env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined,
+            extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
+            keep_trailing_newline=True,
+        )
+        self.doc_blocks = doc_blocks or {}
+        self.env.globals.update(
+            ref=_ref,
+            source=_source,
+            config=_ConfigCallable(),
+            var=self._var,
+            env_var=_env_var,
+            is_incremental=_is_incremental,
+            this=_ThisProxy(),
+            run_started_at=_TimeProxy("run_started_at"),
+            tick=_TimeProxy("tick"),
+            invocation_id="",
+            target=target,
+            log=_log,
+            exceptions=_Exceptions(),
+            modules={"datetime": dt, "re": re},
+            doc=self._doc,
+            execute=False,
+            flags={"FULL_REFRESH": False},
+            zip=zip,
+            set=set,
+            **{"return": _return},
+        )
+        self.macro_errors: list[CadenceError] = []
+        self.macro_names: dict[str, str] = {}
+        self.macros_use_run_values = False
+        for path, text in macro_files:
+            self._load_macros(path, text)
+
+    def _var(self, name: str, default: Any = None) -> Any:
+        if name in self.vars:
+            return self.vars[name]
+        if default is not None:
+            return default
+        state = _current.get(None)
+        raise CadenceError(
+            f"unknown var '{name}'",
+            file=state.file if state else None,
+            hint=f"define it under vars: in cadence.yml, or call var('{name}', default)",
+        )
+
+    def _doc(self, name: str) -> str:
+        return self.doc_blocks.get(name, "")
+
+    def _load_macros(self, path: str, text: str) -> None:
+        try:
+            ast = self.env.parse(text, name=path)
+            if jinja2.meta.find_undeclared_variables(ast) & RUN_VALUE_NAMES:
+                self.macros_use_run_values = True
+            template = self.env.from_string(text)
+            template.name = path
+            state = RenderState(file=path)
+            token = _current.set(state)
+            try:
+                module = template.make_module()
+            finally:
+                _current.reset(token)
+        except jinja2.TemplateSyntaxError as exc:
+            self.macro_errors.append(
+                CadenceError(f"Jinja syntax error: {exc.message}", file=path, line=exc.lineno,
+                             hint="check {% macro %}/{% endmacro %} pairs and brackets")
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - any macro-file failure is a user error
+            self.macro_errors.append(CadenceError(f"error loading macros: {exc}", file=path,
+                                                  hint="fix the macro file"))
+            return
+        for name in dir(module):
+            obj = getattr(module, name)
+            if isinstance(obj, jinja2.runtime.Macro):
+                self.env.globals[name] = _wrap_macro(obj)
+                self.macro_names[name] = path
+
+    def uses_run_values(self, text: str, file: str) -> bool:
+        """Whether a template reads per-run values (then it is rendered per run)."""
+        if self.macros_use_run_values and any(m in text for m in self.macro_names):
+            return True
+        try:
+            ast = self.env.parse(text, name=file)
+        except jinja2.TemplateSyntaxError:
+            return False
+        return bool(jinja2.meta.find_undeclared_variables(ast) & RUN_VALUE_NAMES)
+
+    def render(self, text: str, state: RenderState) -> str:
+        """Render a template; Jinja problems become CadenceErrors with the template line."""
+        token = _current.set(state)
+        try:
+            template = self.env.from_string(text)
+            return template.render()
+        except CadenceError as exc:
+            if exc.file is None:
+                exc.file = state.file
+            if exc.line is None:
+                exc.line = _template_line(state.file, sys.exc_info()[2])
+            raise
+        except jinja2.TemplateSyntaxError as exc:
+            raise CadenceError(f"Jinja syntax error: {exc.message}", file=state.file,
+                               line=exc.lineno, hint=_syntax_hint(exc.message or "")) from None
+        except jinja2.UndefinedError as exc:
+            raise CadenceError(f"Jinja error: {exc.message}", file=state.file,
+                               line=_template_line(state.file, sys.exc_info()[2]),
+                               hint="define it with {% set %}, in vars:, or as a macro in macros/") from None
+        except ReturnValue as exc:
+            return str(exc.value)
+        except Exception as exc:  # noqa: BLE001 - template code is user code
+            raise CadenceError(f"Jinja error: {type(exc).__name__}: {exc}", file=state.file,
+                               line=_template_line(state.file, sys.exc_info()[2]),
+                               hint="fix the expression on that line") from None
+        finally:
+            _current.reset(token)
+
+
+class _ConfigCallable:
+    """``config(...)`` in models; also ``config.get(key)`` as dbt offers."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        return _config(*args, **kwargs)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _state().config.get(key, default)
+
+    def require(self, key: str) -> Any:
+        return _state().config[key]
+
+
+def _wrap_macro(macro: Any) -> Callable[..., Any]:
+    """Let macros use dbt's ``{{ return(x) }}``."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return macro(*args, **kwargs)
+        except ReturnValue as exc:
+            return exc.value
+
+    call.__name__ = getattr(macro, "name", "macro")
+    return call
+
+
+def _template_line(file: str, tb: Any) -> int | None:
+    line = None
+    while tb is not None:
+        frame = tb.tb_frame
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            try:
+                line = template.get_corresponding_lineno(tb.tb_lineno)
+            except Exception:  # noqa: BLE001
+                pass
+        tb = tb.tb_next
+    return line
+
+
+def _syntax_hint(message: str) -> str:
+    if "endif" in message or "endfor" in message or "end of template" in message:
+        return "a {% if %}/{% for %} block is not closed"
+    return "check the {{ }} and {% %} brackets on that line"

@@ -1,0 +1,326 @@
+"""Execute a plan on the engine: build, test, publish and record, model by model.
+
+Input: a ``Plan`` (what to build and why), the compiled project and an open ``Engine`` ->
+output: ``RunResult``, one ``ModelResult`` per considered model. Each table is built into a
+staging relation, its blocking tests run on it, and it replaces the live relation in the same
+transaction as its state record: a failure at any step leaves the live relation and state as
+they were. Failed models skip their descendants (``upstream_failed``) unless ``on_error:
+continue``. Progress is reported through events; the runner never prints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cadence import artifacts
+from cadence.compiler import Compiler
+from cadence.dag import Dag
+from cadence.datatests import TestOutcome, describe_failure, test_sql
+from cadence.due import Decision, Plan, view_hash
+from cadence.engines.base import Engine, EngineError
+from cadence.errors import CadenceError
+from cadence.parser import DataTest, Model, ParsedProject, Seed
+from cadence.rendering import quote, relation_sql
+from cadence.state import BuildRecord, StateSnapshot, ensure_schema, record_build, record_run_end, record_run_start
+
+STAGING_SUFFIX = "__cadence_staging"
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    name: str
+    status: str  # success | error | upstream_failed | skipped
+    reason: str
+    rows: int | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    compiled_path: str | None = None
+    kind: str = "model"
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "status": self.status, "reason": self.reason, "rows": self.rows,
+                "duration_s": round(self.duration_s, 4), "error": self.error}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    at: dt.datetime
+    results: tuple[ModelResult, ...]
+
+    @property
+    def failed(self) -> list[ModelResult]:
+        return [r for r in self.results if r.status == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not any(r.status == "upstream_failed" for r in self.results)
+
+    def to_json(self) -> dict[str, object]:
+        return {"run_id": self.run_id, "at": self.at.isoformat(),
+                "results": [r.to_json() for r in self.results]}
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "start" | "result"
+    name: str
+    index: int
+    total: int
+    result: ModelResult | None = None
+
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass
+class _RunContext:
+    project: ParsedProject
+    dag: Dag
+    compiler: Compiler
+    engine: Engine
+    state: StateSnapshot
+    now: dt.datetime
+    run_id: str
+    full_refresh: bool
+    root: Path
+    tests_by_model: dict[str, list[DataTest]] = field(default_factory=dict)
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def execute(
+    project: ParsedProject,
+    dag: Dag,
+    plan: Plan,
+    engine: Engine,
+    state: StateSnapshot,
+    *,
+    compiler: Compiler,
+    full_refresh: bool = False,
+    command: str = "run",
+    on_event: EventSink | None = None,
+) -> RunResult:
+    """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped."""
+    now = plan.at
+    run_id = new_run_id(now)
+    root = Path(project.root)
+    ensure_schema(engine)
+    record_run_start(engine, run_id, now, command, os.getpid(), False)
+    tests_by_model: dict[str, list[DataTest]] = {}
+    for t in project.tests:
+        if t.model is not None:
+            tests_by_model.setdefault(t.model, []).append(t)
+    ctx = _RunContext(project, dag, compiler, engine, state, now, run_id, full_refresh, root, tests_by_model)
+    emit = on_event or (lambda e: None)
+    models = {m.name: m for m in project.models}
+    seeds = {s.name: s for s in project.seeds}
+    failed: set[str] = set()
+    results: list[ModelResult] = []
+    to_build = [d for d in plan.decisions if d.builds]
+    total = len(to_build)
+    index = 0
+    status = "success"
+    try:
+        for decision in plan.decisions:
+            if not decision.builds:
+                results.append(ModelResult(decision.name, "skipped", decision.reason, kind=decision.kind))
+                continue
+            index += 1
+            emit(Event("start", decision.name, index, total))
+            blocker = next((p for p in _upstream_models(dag, decision.name, models) if p in failed), None)
+            if blocker is not None:
+                result = ModelResult(decision.name, "upstream_failed",
+                                     f"skipped because upstream {blocker} failed", kind=decision.kind,
+                                     error=f"upstream {blocker} failed")
+                _record_failure(ctx, decision, result, None)
+                failed.add(decision.name)
+            elif decision.kind == "seed":
+                result = _load_seed(ctx, seeds[decision.name], decision)
+            else:
+                result = _build_model(ctx, models[decision.name], decision)
+            if result.status in ("error", "upstream_failed"):
+                model = models.get(decision.name)
+                if result.status == "upstream_failed" or model is None or model.config.on_error != "continue":
+                    failed.add(decision.name)
+            results.append(result)
+            emit(Event("result", decision.name, index, total, result))
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if status != "interrupted":
+            status = "error" if any(r.status in ("error", "upstream_failed") for r in results) else "success"
+        record_run_end(engine, run_id, now, status)
+        run_result = RunResult(run_id, now, tuple(results))
+        artifacts.write_json(root, "run_results.json", run_result.to_json())
+    return run_result
+
+
+def _upstream_models(dag: Dag, name: str, models: dict[str, Model]) -> list[str]:
+    """Parents, looking through ephemerals (which are inlined)."""
+    out: list[str] = []
+    stack = list(dag.parents.get(name, ()))
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        if p in models and models[p].materialized == "ephemeral":
+            stack.extend(dag.parents.get(p, ()))
+    return out
+
+
+def _record_failure(ctx: _RunContext, decision: Decision, result: ModelResult, sql_hash: str | None) -> None:
+    record = BuildRecord(ctx.run_id, decision.name, decision.kind, decision.tick, ctx.now, result.status,
+                         decision.reason, None, result.duration_s, sql_hash, result.error)
+    with ctx.engine.transaction():
+        record_build(ctx.engine, record, ctx.state.of(decision.name))
+
+
+def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
+    started = time.perf_counter()
+    schema = ctx.project.config.warehouse.schema
+    staging = relation_sql(schema, seed.name + STAGING_SUFFIX)
+    try:
+        with ctx.engine.transaction():
+            ctx.engine.create_schema(schema)
+            ctx.engine.load_csv(staging, str(Path(ctx.project.root) / seed.path), seed.column_types)
+            rows = ctx.engine.row_count(staging)
+            _swap(ctx, staging, seed.relation, schema, seed.name, "table")
+            duration = time.perf_counter() - started
+            record_build(ctx.engine, BuildRecord(ctx.run_id, seed.name, "seed", None, ctx.now, "success",
+                                                 decision.reason, rows, duration, seed.digest, None),
+                         ctx.state.of(seed.name))
+        return ModelResult(seed.name, "success", decision.reason, rows, duration, kind="seed")
+    except EngineError as exc:
+        result = ModelResult(seed.name, "error", decision.reason, None, time.perf_counter() - started,
+                             error=f"seed {seed.path} failed to load: {exc}", kind="seed")
+        _record_failure(ctx, decision, result, None)
+        return result
+
+
+def _swap(ctx: _RunContext, staging: str, live: str, schema: str, identifier: str, new_kind: str) -> None:
+    existing = ctx.engine.relations().get((schema, identifier))
+    if existing is not None:
+        ctx.engine.drop(live, existing)
+    ctx.engine.rename(staging, identifier)
+
+
+def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelResult:
+    started = time.perf_counter()
+    engine = ctx.engine
+    mat = model.materialized
+    exists = ctx.state.exists(model.schema, model.identifier)
+    incremental = mat == "incremental" and exists and not ctx.full_refresh
+    compiled_rel: str | None = None
+    sql_hash: str | None = None
+    try:
+        compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick, incremental)
+        compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
+        sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
+        with engine.transaction():
+            engine.create_schema(model.schema)
+            if mat == "view":
+                kind = ctx.engine.relations().get((model.schema, model.identifier))
+                if kind == "table":
+                    engine.drop(model.relation, "table")
+                engine.create_view_as(model.relation, compiled.sql)
+                rows = None
+                warnings: list[str] = []
+            else:
+                rows, warnings = _publish_table(ctx, model, compiled.sql, incremental)
+            duration = time.perf_counter() - started
+            record_build(engine, BuildRecord(ctx.run_id, model.name, "model", decision.tick, ctx.now,
+                                             "success", decision.reason, rows, duration, sql_hash, None),
+                         ctx.state.of(model.name))
+        return ModelResult(model.name, "success", decision.reason, rows, duration,
+                           compiled_path=compiled_rel, warnings=tuple(warnings))
+    except (EngineError, CadenceError) as exc:
+        if isinstance(exc, CadenceError):
+            message = exc.message
+        else:
+            message = f"{exc}"
+        where = f" (compiled SQL: {compiled_rel})" if compiled_rel else f" ({model.path})"
+        result = ModelResult(model.name, "error", decision.reason, None, time.perf_counter() - started,
+                             error=f"{message}{where}", compiled_path=compiled_rel)
+        _record_failure(ctx, decision, result, sql_hash)
+        return result
+
+
+class _TestsFailed(EngineError):
+    pass
+
+
+def _publish_table(ctx: _RunContext, model: Model, sql: str, incremental: bool) -> tuple[int, list[str]]:
+    """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
+    engine = ctx.engine
+    staging = relation_sql(model.schema, model.identifier + STAGING_SUFFIX)
+    engine.create_table_as(staging, sql)
+    rows = engine.row_count(staging)
+    if incremental:
+        outcomes = _run_tests(ctx, model, staging, candidate_rows=None)
+    else:
+        outcomes = _run_tests(ctx, model, staging, candidate_rows=rows)
+    warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
+    blocking = [o for o in outcomes if o.blocking]
+    if blocking:
+        raise _TestsFailed("tests failed, kept the previous version live: "
+                           + "; ".join(o.message for o in blocking))
+    if incremental:
+        if model.config.unique_key:
+            engine.delete_matching(model.relation, staging, model.config.unique_key)
+        engine.insert_into(model.relation, f"select * from {staging}")
+        engine.drop(staging, "table")
+    else:
+        _swap(ctx, staging, model.relation, model.schema, model.identifier, "table")
+    return rows, warnings
+
+
+def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: int | None) -> list[TestOutcome]:
+    outcomes: list[TestOutcome] = []
+    tests = list(ctx.tests_by_model.get(model.name, ()))
+    if model.config.key:
+        for kind in ("not_null", "unique"):
+            tests.append(DataTest(name=f"key_{kind}_{model.name}", kind=kind, model=model.name,
+                                  column=model.config.key, args={}, severity="error", where=None,
+                                  file=model.path, line=None))
+    for test in tests:
+        if test.kind == "singular":
+            continue  # singular tests read live relations; run by `cadence test`
+        if test.kind == "max_change":
+            outcome = _max_change(ctx, model, test, candidate_rows)
+        else:
+            sql = test_sql(test, relation, ctx.compiler.relation_of)
+            if sql is None:
+                continue
+            failures = int(ctx.engine.query(sql)[0][0])
+            label = "key " if test.name.startswith("key_") else ""
+            outcome = TestOutcome(test, failures, label + describe_failure(test, failures))
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _max_change(ctx: _RunContext, model: Model, test: DataTest, new_rows: int | None) -> TestOutcome:
+    if new_rows is None or not ctx.state.exists(model.schema, model.identifier):
+        return TestOutcome(test, 0, "")
+    old = ctx.engine.row_count(model.relation)
+    limit = float(test.args.get("value", test.args.get("fraction", 0.5)))
+    if old == 0:
+        change = 0.0 if new_rows == 0 else float("inf")
+    else:
+        change = abs(new_rows - old) / old
+    if change > limit and old > 0:
+        msg = f"size changed from {old} to {new_rows} rows ({change:.0%} > {limit:.0%})"
+        return TestOutcome(test, 1, describe_failure(test, 1, msg))
+    return TestOutcome(test, 0, "")
+
+
+__all__ = ["Event", "ModelResult", "RunResult", "execute", "quote"]

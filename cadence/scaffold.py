@@ -1,0 +1,54 @@
+"""``cadence init``: write a new project from the template shipped with the package.
+
+Input: a target folder -> output: the project files on disk. Refuses to write into a non-empty
+folder, so nothing a user made is overwritten.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from cadence.errors import CadenceError
+
+PLACEHOLDER = "__PROJECT_NAME__"
+RENDERED = (".yml", ".md")
+
+
+def template_dir() -> Path:
+    """The template: inside the installed package, or at the checkout's root when editable."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "project_template", here.parent / "project_template"):
+        if (candidate / "cadence.yml").is_file():
+            return candidate
+    raise CadenceError("the project template is missing from this installation",
+                       hint="reinstall cadence (pip install --force-reinstall cadence)")
+
+
+def init_project(target: Path) -> Path:
+    name = target.name
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name):
+        raise CadenceError(f"invalid project name '{name}'",
+                           hint="use letters, digits, '_' or '-', starting with a letter")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CadenceError(f"'{target}' already exists and is not empty",
+                           hint="choose a new name or empty the folder; init never overwrites files")
+    source = template_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if "__pycache__" in rel.parts or path.name.endswith(".pyc"):
+            continue
+        dest = target / rel
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in RENDERED or path.name == ".gitignore":
+            text = path.read_text(encoding="utf-8").replace(PLACEHOLDER, name.replace("-", "_"))
+            dest.write_text(text, encoding="utf-8")
+        else:
+            shutil.copyfile(path, dest)
+    (target / "logs").mkdir(exist_ok=True)
+    return target

@@ -1,0 +1,76 @@
+"""YAML with line numbers: every mapping remembers the line of each key.
+
+Input: text of a YAML file -> output: plain Python values where mappings are ``LineDict``
+(a dict with ``.line`` and ``.key_lines``). Syntax errors become ``CadenceError`` naming the
+file, line and column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from cadence.errors import CadenceError
+
+
+class LineDict(dict):  # type: ignore[type-arg]
+    """A mapping that knows where it and each of its keys stand in the file."""
+
+    line: int | None = None
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int | None:
+        return getattr(self, "key_lines", {}).get(key, self.line)
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "mapping keys must be plain values", key_node.start_mark
+            )
+        value = loader.construct_object(value_node, deep=True)
+        skey = key if isinstance(key, str) else str(key)
+        result[skey] = value
+        result.key_lines[skey] = key_node.start_mark.line + 1
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str, file: str) -> Any:
+    """Parse YAML text; errors name the file, line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise CadenceError(
+            f"invalid YAML: {problem}",
+            file=file,
+            line=line,
+            column=column,
+            hint="check indentation and quoting; strings containing ': ' or '{' need quotes",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise CadenceError(f"invalid YAML: {exc}", file=file, hint="fix the YAML syntax") from None
+
+
+def line_of(mapping: Any, key: str | None = None) -> int | None:
+    """Line of ``key`` in ``mapping`` (or of the mapping itself), when known."""
+    if isinstance(mapping, LineDict):
+        return mapping.line_of(key) if key is not None else mapping.line
+    return None
