@@ -73,7 +73,7 @@ def _parse(text: str, file: str, line: int | None, what: str, errors: ErrorColle
         return parse_cadence(text)
     except CadenceSyntaxError as exc:
         hint = getattr(exc, "hint", None) or "accepted: " + "; ".join(ACCEPTED_FORMS)
-        errors.add(CadenceError(f"bad cadence '{text}' for {what}: {exc}", file=file, line=line, hint=hint))
+        errors.add(CadenceError(f"{exc} (for {what})", file=file, line=line, hint=hint))
         return None
 
 
@@ -93,8 +93,9 @@ def resolve_cadences(project: ParsedProject, dag: Dag) -> Cadences:
         for ch in cfg.channels:
             if ch not in channel_names:
                 guess = did_you_mean(ch, channel_names)
+                file, line = cfg.origins.get("channels", (model.path, None))
                 errors.add(CadenceError(
-                    f"model '{model.name}' names unknown channel '{ch}'", file=model.path,
+                    f"model '{model.name}' names unknown channel '{ch}'", file=file, line=line,
                     hint=(f"did you mean '{guess}'?" if guess else
                           "declare it under channels: in cadence.yml; channels: " + ", ".join(channel_names)),
                 ))

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, LockHeld
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -130,9 +130,13 @@ def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: t
     project = _load(project_dir)
     now = _at(project, at)
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
-    result = project.run(now, _selection(select, exclude, channel), due_only=due,
-                         full_refresh=full_refresh, retry_failed=retry_failed, dry_run=dry_run,
-                         on_event=renderer.event)
+    try:
+        result = project.run(now, _selection(select, exclude, channel), due_only=due,
+                             full_refresh=full_refresh, retry_failed=retry_failed, dry_run=dry_run,
+                             on_event=renderer.event, wait_s=wait_s)
+    except LockHeld as exc:
+        click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
+        return
     if dry_run:
         output.render_plan(result, project, as_json=as_json)
         return

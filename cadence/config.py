@@ -92,6 +92,7 @@ class ModelConfig:
     holdout: dict[str, Any] | None = None
     # where the explicit cadence was written (for error messages)
     cadence_origin: str | None = None
+    origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -201,5 +202,6 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
             if "cadence" in origin and origin["cadence"].line
             else (origin["cadence"].file if "cadence" in origin else None)
         ),
+        origins={k: (v.file, v.line) for k, v in origin.items()},
         extra=extra,
     )

@@ -20,6 +20,7 @@ from cadence.due import Plan, decide
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, did_you_mean
 from cadence.loader import find_project_root, load_files
+from cadence.lock import RunLock, current_holder
 from cadence.parser import ParsedProject, make_environment, parse_project
 from cadence.runner import EventSink, RunResult, execute
 from cadence.selection import select
@@ -71,6 +72,10 @@ class Project:
             return read_snapshot(engine)
         if not self.warehouse_exists():
             return StateSnapshot()
+        holder = current_holder(self.root)
+        if holder is not None:
+            raise CadenceError(f"a cadence run is in progress ({holder}); the warehouse is busy",
+                               hint="try again when it finishes; state is read from the warehouse")
         eng = self.open_engine(read_only=True)
         try:
             return read_snapshot(eng)
@@ -120,11 +125,19 @@ class Project:
 
     def run(self, now: dt.datetime, selection: Selection = Selection(), *, due_only: bool = False,
             full_refresh: bool = False, retry_failed: bool = False, dry_run: bool = False,
-            on_event: EventSink | None = None) -> RunResult | Plan:
-        """Build what is selected (or due); returns the plan only when ``dry_run``."""
+            on_event: EventSink | None = None, wait_s: float = 0.0) -> RunResult | Plan:
+        """Build what is selected (or due); returns the plan only when ``dry_run``.
+
+        Raises ``LockHeld`` when another run holds the project (after ``wait_s`` seconds).
+        """
         if dry_run:
             return self.plan(now, selection, due_only=due_only, full_refresh=full_refresh,
                              retry_failed=retry_failed)
+        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+            return self._run_locked(now, selection, due_only, full_refresh, retry_failed, on_event)
+
+    def _run_locked(self, now: dt.datetime, selection: Selection, due_only: bool, full_refresh: bool,
+                    retry_failed: bool, on_event: EventSink | None) -> RunResult:
         engine = self.open_engine()
         try:
             state = read_snapshot(engine)
@@ -139,6 +152,10 @@ class Project:
     def seed(self, now: dt.datetime, selection: Selection = Selection(),
              on_event: EventSink | None = None) -> RunResult:
         """(Re)load every selected seed."""
+        with RunLock(self.root, now.isoformat()).acquire(0):
+            return self._seed_locked(now, selection, on_event)
+
+    def _seed_locked(self, now: dt.datetime, selection: Selection, on_event: EventSink | None) -> RunResult:
         engine = self.open_engine()
         try:
             state = read_snapshot(engine)

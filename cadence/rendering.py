@@ -358,17 +358,12 @@ def _wrap_macro(macro: Any) -> Callable[..., Any]:
 
 
 def _template_line(file: str, tb: Any) -> int | None:
-    line = None
+    """Line in the template: Jinja rewrites tracebacks so template frames carry template lines."""
     while tb is not None:
-        frame = tb.tb_frame
-        template = frame.f_globals.get("__jinja_template__")
-        if template is not None:
-            try:
-                line = template.get_corresponding_lineno(tb.tb_lineno)
-            except Exception:  # noqa: BLE001
-                pass
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            return int(tb.tb_lineno)
         tb = tb.tb_next
-    return line
+    return None
 
 
 def _syntax_hint(message: str) -> str:

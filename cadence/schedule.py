@@ -89,7 +89,9 @@ _HH_MM = re.compile(r"(\d{1,2}):(\d{2})")
 
 _CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _CRON_ATOM = re.compile(r"(\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/\d+)?")
-_MONTH_NAMES = frozenset("jan feb mar apr may jun jul aug sep oct nov dec".split())
+_MONTH_NAMES = frozenset(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+)
 _DAY_NAMES = frozenset(name[:3] for name in _WEEKDAYS)
 
 
@@ -163,7 +165,7 @@ class Schedule:
         return [t.astimezone(tz) for t in sorted(found)]
 
     def nominal_interval(self) -> timedelta | None:
-        """Typical spacing of ticks: N for ``every N``, the smallest gap for cron, None on demand."""
+        """Typical spacing: N for ``every N``, the smallest gap for cron, None for on demand."""
         if self.minutes is not None:
             return timedelta(minutes=self.minutes)
         if self.cron is not None:
@@ -238,7 +240,9 @@ class TickSet:
         return _latest(s.previous_tick(before, tz) for s in self.schedules)
 
     def ticks_between(self, start: datetime, end: datetime, tz: ZoneInfo) -> list[datetime]:
-        found = {_to_utc(t, "tick") for s in self.schedules for t in s.ticks_between(start, end, tz)}
+        found = {
+            _to_utc(t, "tick") for s in self.schedules for t in s.ticks_between(start, end, tz)
+        }
         return [t.astimezone(tz) for t in sorted(found)]
 
     def nominal_interval(self) -> timedelta | None:
@@ -301,8 +305,9 @@ def _parse_every(n: int, unit: str) -> Schedule:
         raise _Rejected(
             f"every {n} {unit}s is a day or more; use 'daily at HH:MM' or a 5-field cron"
         )
-    return Schedule(f"every {n} {unit}{'' if n == 1 else 's'}", "interval", minutes=minutes,
-                    repeat_in_fold=True)
+    return Schedule(
+        f"every {n} {unit}{'' if n == 1 else 's'}", "interval", minutes=minutes, repeat_in_fold=True
+    )
 
 
 def _parse_at(days: str, clock: str) -> Schedule:
@@ -312,8 +317,9 @@ def _parse_at(days: str, clock: str) -> Schedule:
     hour, minute = int(match[1]), int(match[2])
     if hour > 23 or minute > 59:
         raise _Rejected(f"time '{clock}' is out of range 00:00-23:59")
-    return Schedule(f"{days} at {hour:02d}:{minute:02d}", "cron",
-                    cron=f"{minute} {hour} * * {_AT_DAYS[days]}")
+    return Schedule(
+        f"{days} at {hour:02d}:{minute:02d}", "cron", cron=f"{minute} {hour} * * {_AT_DAYS[days]}"
+    )
 
 
 def _parse_cron(text: str, shown: str) -> Schedule:
@@ -322,7 +328,9 @@ def _parse_cron(text: str, shown: str) -> Schedule:
         raise _Rejected(
             f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
         )
-    for i, (name, field, written) in enumerate(zip(_CRON_FIELDS, fields, shown.split(" "))):
+    for i, (name, field, written) in enumerate(
+        zip(_CRON_FIELDS, fields, shown.split(" "), strict=True)
+    ):
         names = _MONTH_NAMES if i == 3 else _DAY_NAMES if i == 4 else frozenset()
         alone = " ".join(field if j == i else "*" for j in range(5))
         if not _plain_cron_field(field, names) or not croniter.is_valid(alone):
@@ -370,17 +378,20 @@ _ALIASES = {
     "manual": "on demand",
     "never": "on demand",
 }
+_NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve"
 _WORD_FIXES = {
-    **{w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten "
-                                       "eleven twelve".split())},
-    "fifteen": "15", "twenty": "20", "thirty": "30", "forty-five": "45", "sixty": "60",
-    "m": "minutes", "min": "minutes", "mins": "minutes",
-    "h": "hours", "hr": "hours", "hrs": "hours",
+    **{word: str(i) for i, word in enumerate(_NUMBER_WORDS.split())},
+    **{"fifteen": "15", "twenty": "20", "thirty": "30", "forty-five": "45", "sixty": "60"},
+    **dict.fromkeys(("m", "min", "mins"), "minutes"),
+    **dict.fromkeys(("h", "hr", "hrs"), "hours"),
 }
 _EVERY_DAY_AT = re.compile(r"^every (day|weekday|[a-z]+day)s? at ")
+_PHRASE_WORDS = "every minutes hours at on demand weekdays"
 _VOCABULARY = (
-    "every", "minutes", "hours", "at", "on", "demand", *_NAMED_CRON, "weekdays",
-    *_WEEKDAYS, *(w + "s" for w in _WEEKDAYS),
+    *_PHRASE_WORDS.split(),
+    *_NAMED_CRON,
+    *_WEEKDAYS,
+    *(day + "s" for day in _WEEKDAYS),
 )
 
 
@@ -423,8 +434,8 @@ def _fix_clock(clock: str) -> str:
         hour = int(match[1]) % 12 + (12 if match[3] == "pm" else 0)
         return f"{hour:02d}:{match[2] or '00'}"
     if match := re.fullmatch(r"(\d{1,2})(?:[.h](\d{2}))?|(\d{2})(\d{2})", clock):
-        hour, minute = (match[1], match[2]) if match[1] else (match[3], match[4])
-        return f"{int(hour):02d}:{minute or '00'}"
+        hours, minutes = (match[1], match[2]) if match[1] else (match[3], match[4])
+        return f"{int(hours):02d}:{minutes or '00'}"
     return clock
 
 

@@ -46,6 +46,7 @@ def iso(moment: datetime | None) -> str | None:
 
 # --- parsing ---------------------------------------------------------------------------------
 
+# fmt: off
 VALID = [
     # text, normalized text, kind, cron, minutes, repeat_in_fold
     ("*/15 * * * *", "*/15 * * * *", "cron", "*/15 * * * *", None, True),
@@ -81,6 +82,7 @@ VALID = [
     ("on demand", "on demand", "on_demand", None, None, False),
     (" On   Demand ", "on demand", "on_demand", None, None, False),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -89,7 +91,11 @@ VALID = [
     ids=[row[0].strip() for row in VALID],
 )
 def test_parse_accepts(
-    text: str, normalized: str, kind: str, cron: str | None, minutes: int | None,
+    text: str,
+    normalized: str,
+    kind: str,
+    cron: str | None,
+    minutes: int | None,
     repeat_in_fold: bool,
 ) -> None:
     schedule = parse_cadence(text)
@@ -98,6 +104,7 @@ def test_parse_accepts(
     assert str(schedule) == normalized
 
 
+# fmt: off
 INVALID = [
     # text, message, did-you-mean (None: no simple fix)
     ("evry 5 minutes", "unknown cadence 'evry 5 minutes'", "every 5 minutes"),
@@ -169,6 +176,7 @@ INVALID = [
     ("0 0 1 mon *", "invalid cadence '0 0 1 mon *': bad month field 'mon'", None),
     ("0 0 31 2 *", "invalid cadence '0 0 31 2 *': it never fires (no date matches)", None),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -195,6 +203,7 @@ def test_parse_rejects_non_text() -> None:
 
 # --- latest and next -------------------------------------------------------------------------
 
+# fmt: off
 LATEST_NEXT = [
     # id, cadence, zone, at, latest tick <= at, next tick > at
     ("every15-between", "every 15 minutes", "UTC", "2026-06-10T10:07:00+00:00",
@@ -319,6 +328,7 @@ LATEST_NEXT = [
     ("santiago-fall-hourly-second-pass", "hourly", "Santiago", "2026-04-04T23:30:00-04:00",
      "2026-04-04T23:00:00-04:00", "2026-04-05T00:00:00-04:00"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -344,6 +354,7 @@ def test_fall_back_input_given_as_zoneinfo_fold() -> None:
     assert iso(schedule.next_tick(second_pass, berlin)) == "2026-10-25T03:00:00+01:00"
 
 
+# fmt: off
 PREVIOUS = [
     ("every15-on-tick", "every 15 minutes", "UTC", "2026-06-10T10:15:00+00:00",
      "2026-06-10T10:00:00+00:00"),
@@ -359,6 +370,7 @@ PREVIOUS = [
      "2024-02-29T00:00:00+00:00"),
     ("on-demand", "on demand", "UTC", "2026-06-10T12:00:00+00:00", None),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -372,6 +384,7 @@ def test_previous_tick(cadence: str, zone: str, before: str, expected: str | Non
 
 # --- ticks between ---------------------------------------------------------------------------
 
+# fmt: off
 BETWEEN = [
     # id, cadence, zone, start (exclusive), end (inclusive), ticks
     ("berlin-spring-every15-skips-gap", "every 15 minutes", "Berlin",
@@ -435,6 +448,7 @@ BETWEEN = [
     ("on-demand", "on demand", "UTC",
      "2026-06-10T00:00:00+00:00", "2026-06-11T00:00:00+00:00", []),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -447,6 +461,7 @@ def test_ticks_between(cadence: str, zone: str, start: str, end: str, expected: 
     assert [iso(tick) for tick in ticks] == expected
 
 
+# fmt: off
 DAY_COUNTS = [
     # id, cadence, zone, start (exclusive), end (inclusive), number of ticks that day
     # 96 wall times a day; fall back repeats 02:00-02:45 (Berlin) / 01:00-01:45 (NY): 96 + 4;
@@ -474,6 +489,7 @@ DAY_COUNTS = [
     ("ny-fall-every90", "every 90 minutes", "NY",
      "2026-10-31T23:59:00-04:00", "2026-11-01T23:59:00-05:00", 17),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -556,9 +572,7 @@ def test_tick_set_compares_instants_not_wall_clock() -> None:
 def test_tick_set_between_dedupes_shared_ticks() -> None:
     utc = ZONES["UTC"]
     union = tick_set("every 15 minutes", "hourly", "*/30 * * * *")
-    ticks = union.ticks_between(
-        t("2026-06-10T10:00:00+00:00"), t("2026-06-10T11:00:00+00:00"), utc
-    )
+    ticks = union.ticks_between(t("2026-06-10T10:00:00+00:00"), t("2026-06-10T11:00:00+00:00"), utc)
     assert [iso(x) for x in ticks] == [
         "2026-06-10T10:15:00+00:00",
         "2026-06-10T10:30:00+00:00",
@@ -567,6 +581,7 @@ def test_tick_set_between_dedupes_shared_ticks() -> None:
     ]
 
 
+# fmt: off
 DESCRIBE = [
     ("single", ("every 5 minutes",), "every 5 minutes"),
     ("dedupe-keep-order", ("every 5 minutes", "every 5 minutes", "daily at 05:00",
@@ -576,6 +591,7 @@ DESCRIBE = [
     ("all-on-demand", ("on demand",), "on demand"),
     ("empty", (), "on demand"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -585,8 +601,11 @@ def test_tick_set_describe(cadences: tuple[str, ...], expected: str) -> None:
     assert tick_set(*cadences).describe() == expected
 
 
-@pytest.mark.parametrize("cadences", [(), ("on demand",), ("on demand", "on demand")],
-                         ids=["empty", "on-demand", "on-demand-twice"])
+@pytest.mark.parametrize(
+    "cadences",
+    [(), ("on demand",), ("on demand", "on demand")],
+    ids=["empty", "on-demand", "on-demand-twice"],
+)
 def test_tick_set_without_ticks(cadences: tuple[str, ...]) -> None:
     utc, at = ZONES["UTC"], t("2026-06-10T12:00:00+00:00")
     empty = tick_set(*cadences)
@@ -614,15 +633,20 @@ def test_module_never_reads_the_clock() -> None:
         assert call not in source
 
 
+# fmt: off
 PROPERTY_CADENCES = [
     "every 15 minutes", "every 7 minutes", "every 90 minutes", "every 5 hours", "hourly",
     "*/10 * * * *", "*/30 2 * * *", "daily at 02:30", "daily at 01:15", "weekdays at 02:00",
     "sundays at 02:30", "0 0,2 * * *",
 ]
+# fmt: on
 DST_DAYS = [  # (zone, an instant on a DST change day)
-    ("Berlin", "2026-03-29T01:00:00+00:00"), ("Berlin", "2026-10-25T01:00:00+00:00"),
-    ("NY", "2026-03-08T07:00:00+00:00"), ("NY", "2026-11-01T06:00:00+00:00"),
-    ("Santiago", "2026-04-05T03:00:00+00:00"), ("Santiago", "2026-09-06T04:00:00+00:00"),
+    ("Berlin", "2026-03-29T01:00:00+00:00"),
+    ("Berlin", "2026-10-25T01:00:00+00:00"),
+    ("NY", "2026-03-08T07:00:00+00:00"),
+    ("NY", "2026-11-01T06:00:00+00:00"),
+    ("Santiago", "2026-04-05T03:00:00+00:00"),
+    ("Santiago", "2026-09-06T04:00:00+00:00"),
 ]
 
 

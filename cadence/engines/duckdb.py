@@ -99,10 +99,10 @@ class DuckDBEngine(Engine):
         self.execute(f"create schema if not exists {quote(schema)}")
 
     def create_table_as(self, relation: str, sql: str) -> None:
-        self.execute(f"create or replace table {relation} as (\n{sql}\n)")
+        self.execute(f"create or replace table {relation} as ({sql}\n)")
 
     def create_view_as(self, relation: str, sql: str) -> None:
-        self.execute(f"create or replace view {relation} as (\n{sql}\n)")
+        self.execute(f"create or replace view {relation} as ({sql}\n)")
 
     def drop(self, relation: str, kind: str) -> None:
         self.execute(f"drop {'view' if kind == 'view' else 'table'} if exists {relation}")
