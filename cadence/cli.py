@@ -59,6 +59,16 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a run like Ctrl-C: the build in flight rolls back and is recorded."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _load(project_dir: Path | None) -> Any:
     from cadence.project import Project
 
@@ -129,6 +139,7 @@ def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: t
 
     project = _load(project_dir)
     now = _at(project, at)
+    _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(now, _selection(select, exclude, channel), due_only=due,

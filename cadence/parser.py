@@ -391,7 +391,7 @@ def _parse_model(
     relation = relation_sql(schema, identifier)
     refs = list(state.refs)
     sources = list(state.sources)
-    per_run = env.uses_run_values(source_file.text, source_file.path)
+    per_run = state.per_run
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
         inc = RenderState(file=source_file.path, resolve_source=resolve_source, incremental=True)

@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
-import jinja2.meta
 
 from cadence.errors import CadenceError
 
 REF_TOKEN = re.compile(r"«ref:([^»]+)»")
-RUN_VALUE_NAMES = frozenset({"run_started_at", "tick", "is_incremental", "invocation_id"})
 
 
 def ref_token(name: str) -> str:
@@ -82,6 +80,7 @@ class RenderState:
     resolve_source: Callable[[str, str], Relation] | None = None
     resolve_ref: Callable[[str], Relation] | None = None
     errors: list[CadenceError] = field(default_factory=list)
+    per_run: bool = False  # read run_started_at, tick or is_incremental(): render again per run
 
 
 _current: contextvars.ContextVar[RenderState] = contextvars.ContextVar("cadence_render")
@@ -117,7 +116,9 @@ class _TimeProxy:
         self._attr = attr
 
     def _value(self) -> dt.datetime:
-        value = getattr(_state(), self._attr)
+        state = _state()
+        state.per_run = True
+        value = getattr(state, self._attr)
         if value is None:
             value = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
         return value
@@ -167,7 +168,9 @@ def _config(*args: Any, **kwargs: Any) -> str:
 
 
 def _is_incremental() -> bool:
-    return _state().incremental
+    state = _state()
+    state.per_run = True
+    return state.incremental
 
 
 def _env_var(name: str, default: Any = None) -> str:
@@ -244,7 +247,6 @@ class ModelEnvironment:
         )
         self.macro_errors: list[CadenceError] = []
         self.macro_names: dict[str, str] = {}
-        self.macros_use_run_values = False
         for path, text in macro_files:
             self._load_macros(path, text)
 
@@ -265,9 +267,6 @@ class ModelEnvironment:
 
     def _load_macros(self, path: str, text: str) -> None:
         try:
-            ast = self.env.parse(text, name=path)
-            if jinja2.meta.find_undeclared_variables(ast) & RUN_VALUE_NAMES:
-                self.macros_use_run_values = True
             template = self.env.from_string(text)
             template.name = path
             state = RenderState(file=path)
@@ -291,16 +290,6 @@ class ModelEnvironment:
             if isinstance(obj, jinja2.runtime.Macro):
                 self.env.globals[name] = _wrap_macro(obj)
                 self.macro_names[name] = path
-
-    def uses_run_values(self, text: str, file: str) -> bool:
-        """Whether a template reads per-run values (then it is rendered per run)."""
-        if self.macros_use_run_values and any(m in text for m in self.macro_names):
-            return True
-        try:
-            ast = self.env.parse(text, name=file)
-        except jinja2.TemplateSyntaxError:
-            return False
-        return bool(jinja2.meta.find_undeclared_variables(ast) & RUN_VALUE_NAMES)
 
     def render(self, text: str, state: RenderState) -> str:
         """Render a template; Jinja problems become CadenceErrors with the template line."""

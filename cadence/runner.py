@@ -144,10 +144,19 @@ def execute(
                                      error=f"upstream {blocker} failed")
                 _record_failure(ctx, decision, result, None)
                 failed.add(decision.name)
-            elif decision.kind == "seed":
-                result = _load_seed(ctx, seeds[decision.name], decision)
             else:
-                result = _build_model(ctx, models[decision.name], decision)
+                try:
+                    if decision.kind == "seed":
+                        result = _load_seed(ctx, seeds[decision.name], decision)
+                    else:
+                        result = _build_model(ctx, models[decision.name], decision)
+                except KeyboardInterrupt:
+                    # the build's transaction was rolled back: live relation and state unchanged
+                    result = ModelResult(decision.name, "error", decision.reason, kind=decision.kind,
+                                         error="interrupted (SIGINT/SIGTERM); previous version kept live")
+                    results.append(result)
+                    _record_failure(ctx, decision, result, None, status="interrupted")
+                    raise
             if result.status in ("error", "upstream_failed"):
                 model = models.get(decision.name)
                 if result.status == "upstream_failed" or model is None or model.config.on_error != "continue":
@@ -178,8 +187,10 @@ def _upstream_models(dag: Dag, name: str, models: dict[str, Model]) -> list[str]
     return out
 
 
-def _record_failure(ctx: _RunContext, decision: Decision, result: ModelResult, sql_hash: str | None) -> None:
-    record = BuildRecord(ctx.run_id, decision.name, decision.kind, decision.tick, ctx.now, result.status,
+def _record_failure(ctx: _RunContext, decision: Decision, result: ModelResult, sql_hash: str | None,
+                    status: str | None = None) -> None:
+    record = BuildRecord(ctx.run_id, decision.name, decision.kind, decision.tick, ctx.now,
+                         status or result.status,
                          decision.reason, None, result.duration_s, sql_hash, result.error)
     with ctx.engine.transaction():
         record_build(ctx.engine, record, ctx.state.of(decision.name))
@@ -298,6 +309,9 @@ def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: in
         if test.kind == "max_change":
             outcome = _max_change(ctx, model, test, candidate_rows)
         else:
+            if test.kind == "relationships" and not _target_exists(ctx, str(test.args["to"])):
+                outcomes.append(TestOutcome(test, 0, ""))  # nothing to check against yet
+                continue
             sql = test_sql(test, relation, ctx.compiler.relation_of)
             if sql is None:
                 continue
@@ -306,6 +320,16 @@ def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: in
             outcome = TestOutcome(test, failures, label + describe_failure(test, failures))
         outcomes.append(outcome)
     return outcomes
+
+
+def _target_exists(ctx: _RunContext, to: str) -> bool:
+    from cadence.dag import ref_target
+
+    name = ref_target(to)
+    model = ctx.compiler.models.get(name)
+    schema, identifier = ((model.schema, model.identifier) if model is not None
+                          else (ctx.project.config.warehouse.schema, name))
+    return (schema, identifier) in ctx.engine.relations()
 
 
 def _max_change(ctx: _RunContext, model: Model, test: DataTest, new_rows: int | None) -> TestOutcome:

@@ -55,16 +55,20 @@ class DuckDBEngine(Engine):
         return cls(con, path)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        try:
-            self.con.execute(sql, list(params) if params else None)
-        except duckdb.Error as exc:
-            raise EngineError(str(exc)) from None
+        self.query(sql, params, fetch=False)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] = (), fetch: bool = True) -> list[tuple[Any, ...]]:
         try:
-            return self.con.execute(sql, list(params) if params else None).fetchall()
+            result = self.con.execute(sql, list(params) if params else None)
+            return result.fetchall() if fetch else []
         except duckdb.Error as exc:
+            if "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt() from None
             raise EngineError(str(exc)) from None
+        except RuntimeError as exc:  # DuckDB reports a signal during a query this way
+            if "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt() from None
+            raise
 
     def relations(self) -> dict[tuple[str, str], str]:
         rows = self.query(
