@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from cadence import __version__
 from cadence.errors import CadenceError, LockHeld
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -97,7 +98,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="cadence")
+@click.version_option(version=__version__, prog_name="cadence")
 def main() -> None:
     """cadence: refresh customer segments at the speed each channel needs."""
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cadence.errors import CadenceError
 from cadence.loader import digest
 from cadence.parser import Model, ParsedProject
-from cadence.rendering import REF_TOKEN, ModelEnvironment, Relation, RenderState
+from cadence.relations import REF_TOKEN, Relation
+
+if TYPE_CHECKING:
+    from cadence.rendering import ModelEnvironment
 
 EPHEMERAL_PREFIX = "__cadence_ephemeral__"
 _LEADING = re.compile(r"^(\s*(?:--[^\n]*\n|/\*.*?\*/)?)*\s*", re.S)
@@ -57,6 +61,8 @@ class Compiler:
                  incremental: bool) -> str:
         if not model.per_run and not (incremental and model.materialized == "incremental"):
             return model.rendered
+        from cadence.rendering import RenderState
+
         state = RenderState(file=model.path, run_started_at=now, tick=tick or now, incremental=incremental)
         state.this = Relation(model.schema, model.identifier, model.relation)
         return self.env.render(model.raw_sql, state)

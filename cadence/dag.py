@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import Any
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.parser import ParsedProject
@@ -52,6 +51,8 @@ def _walk(start: str, edges: dict[str, tuple[str, ...]], depth: int | None) -> s
 
 def build_dag(project: ParsedProject) -> Dag:
     """Resolve refs into edges; raise ProjectErrors for unknown refs and cycles."""
+    import networkx as nx
+
     errors = ErrorCollector()
     graph: nx.DiGraph = nx.DiGraph()
     kinds: dict[str, str] = {}
@@ -96,7 +97,9 @@ def build_dag(project: ParsedProject) -> Dag:
     return Dag(order=order, parents=parents, children=children, kinds=kinds)
 
 
-def _cycles(graph: nx.DiGraph) -> list[list[str]]:
+def _cycles(graph: Any) -> list[list[str]]:
+    import networkx as nx
+
     found = []
     for component in nx.strongly_connected_components(graph):
         if len(component) > 1 or any(graph.has_edge(n, n) for n in component):

@@ -12,7 +12,7 @@ from typing import Any
 
 from cadence.dag import ref_target
 from cadence.parser import DataTest
-from cadence.rendering import quote
+from cadence.relations import quote
 
 
 @dataclass(frozen=True)

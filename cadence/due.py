@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from cadence.cadences import Cadences
+from cadence.cadences import Cadences, ModelCadence
 from cadence.dag import Dag
 from cadence.parser import Model, ParsedProject
 from cadence.state import ModelState, StateSnapshot
@@ -90,6 +90,21 @@ def decide(
     tz = project.config.tz
     models = {m.name: m for m in project.models}
     decisions: dict[str, Decision] = {}
+    # many models share a tick set: compute each tick query once per distinct set
+    latest_memo: dict[tuple[str, ...], dt.datetime | None] = {}
+    next_memo: dict[tuple[str, ...], dt.datetime | None] = {}
+
+    def latest_tick(cad: ModelCadence) -> dt.datetime | None:
+        key = tuple(s.text for s in cad.ticks.schedules)
+        if key not in latest_memo:
+            latest_memo[key] = cad.ticks.latest_tick(now, tz)
+        return latest_memo[key]
+
+    def next_tick(cad: ModelCadence) -> dt.datetime | None:
+        key = tuple(s.text for s in cad.ticks.schedules)
+        if key not in next_memo:
+            next_memo[key] = cad.ticks.next_tick(now, tz)
+        return next_memo[key]
 
     def retry_block(name: str, st: ModelState) -> dt.datetime | None:
         if retry_failed or st.last_status != "error" or st.last_attempt_at is None:
@@ -106,7 +121,7 @@ def decide(
         mat = m.materialized
         if mat == "ephemeral":
             return Decision(m.name, "model", SKIP, "ephemeral: inlined into the models that use it")
-        latest = cad.ticks.latest_tick(now, tz) if cad.has_ticks else None
+        latest = latest_tick(cad) if cad.has_ticks else None
         if not due_only:
             return Decision(m.name, "model", BUILD, "selected", tick=latest)
         if mat == "view":
@@ -134,7 +149,7 @@ def decide(
                                 f"retry after {st.failure_streak} failure(s); {why}", tick=latest)
             return Decision(m.name, "model", BUILD,
                             f"due: {why}; last built {fmt(st.last_success_at, tz)}", tick=latest)
-        nxt = cad.ticks.next_tick(now, tz)
+        nxt = next_tick(cad)
         return Decision(m.name, "model", SKIP,
                         f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
                         f"next tick {fmt(nxt, tz)}")
@@ -189,9 +204,6 @@ def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_b
                 tick=d.tick, pulled_by=name,
             )
             stack.extend(dag.parents.get(parent, ()))
-            # a pulled model serves the same tick to its own upstreams
-            d_parent = decisions[parent]
-            _ = d_parent
 
 
 def _add_seeds(project, dag, state, decisions, selected, full_refresh) -> None:  # type: ignore[no-untyped-def]

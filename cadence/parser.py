@@ -8,15 +8,19 @@ Every problem in the project is reported at once.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadence.config import ConfigLayer, ModelConfig, merge_config
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.loader import ProjectConfig, ProjectFiles, SourceFile
-from cadence.rendering import ModelEnvironment, Relation, RenderState, relation_sql
+from cadence.relations import Relation, relation_sql
+
+if TYPE_CHECKING:
+    from cadence.rendering import ModelEnvironment
 from cadence.yamlfile import line_of, load_yaml
 
 YAML_TOP_KEYS = ("version", "models", "sources", "seeds", "macros", "exposures", "metrics",
@@ -98,7 +102,7 @@ class Model:
     digest: str
     description: str = ""
     columns: tuple[Column, ...] = ()
-    env_vars: tuple[str, ...] = ()
+    env_vars: tuple[tuple[str, str | None], ...] = ()  # (name, value when rendered)
 
     @property
     def materialized(self) -> str:
@@ -140,12 +144,21 @@ def target_info(config: ProjectConfig) -> dict[str, Any]:
 
 
 def make_environment(files: ProjectFiles) -> ModelEnvironment:
+    from cadence.rendering import ModelEnvironment
+
     macros = tuple((f.path, f.text) for f in files.macros)
     return ModelEnvironment(files.config.vars, macros, target_info(files.config), files.doc_blocks())
 
 
-def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None) -> ParsedProject:
-    """Parse every model, YAML, seed and test; raise ProjectErrors listing all problems."""
+def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
+                  reuse: dict[str, Model] | None = None,
+                  keys_out: dict[str, str] | None = None) -> ParsedProject:
+    """Parse every model, YAML, seed and test; raise ProjectErrors listing all problems.
+
+    ``reuse`` maps input keys to models parsed before: a model whose key (its file, its YAML
+    entry, cadence.yml, macros, sources and docs) is unchanged is taken as is, not rendered.
+    ``keys_out`` receives each model's key.
+    """
     errors = ErrorCollector()
     warnings: list[CadenceError] = []
     config = files.config
@@ -173,6 +186,7 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None) -> P
 
     seeds = _parse_seeds(files, yaml_seeds, errors)
     seen: dict[str, str] = {s.name: s.path for s in seeds}
+    shared_key = _shared_key(files, sources)
     models: list[Model] = []
     tests: list[DataTest] = []
     for source_file in files.models:
@@ -185,11 +199,18 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None) -> P
             continue
         seen[name] = source_file.path
         yaml_entry = yaml_models.pop(name, None)
-        try:
-            model = _parse_model(source_file, name, yaml_entry, config, env, resolve_source, errors)
-        except CadenceError as exc:
-            errors.add(exc)
-            continue
+        key = _model_key(shared_key, source_file, yaml_entry)
+        model = (reuse or {}).get(key)
+        if (model is None or model.name != name or model.path != source_file.path
+                or any(os.environ.get(k) != v for k, v in model.env_vars)):
+            try:
+                model = _parse_model(source_file, name, yaml_entry, config, env, resolve_source,
+                                     errors)
+            except CadenceError as exc:
+                errors.add(exc)
+                continue
+        if keys_out is not None and model is not None:
+            keys_out[name] = key
         if model is None:
             continue
         models.append(model)
@@ -342,6 +363,31 @@ def _parse_seeds(
     return out
 
 
+def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
+    """What every model's rendering may read besides its own file and YAML entry."""
+    from cadence.loader import digest
+
+    parts = [files.config_digest, repr(sorted(files.config.vars.items(), key=str)), repr(sources)]
+    parts += [f.digest for f in files.macros] + [f.digest for f in files.docs]
+    parts += [s.name for s in files.seeds]
+    return digest("|".join(parts).encode())
+
+
+def _model_key(shared: str, source_file: SourceFile, yaml_entry: _YamlModel | None) -> str:
+    from cadence.loader import digest
+
+    entry = repr(_plain_yaml(yaml_entry.entry)) + yaml_entry.file if yaml_entry else ""
+    return digest(f"{shared}|{source_file.path}|{source_file.digest}|{entry}".encode())
+
+
+def _plain_yaml(value: Any) -> Any:
+    if isinstance(value, dict):
+        return sorted(((str(k), _plain_yaml(v)) for k, v in value.items()), key=lambda kv: kv[0])
+    if isinstance(value, list):
+        return [_plain_yaml(v) for v in value]
+    return value
+
+
 def _folder_layers(config: ProjectConfig, path: str) -> list[ConfigLayer]:
     folder = PurePosixPath(path).parent.parts[1:]
     return [layer for parts, layer in config.folder_defaults if folder[: len(parts)] == parts]
@@ -356,6 +402,8 @@ def _parse_model(
     resolve_source: Any,
     errors: ErrorCollector,
 ) -> Model | None:
+    from cadence.rendering import RenderState
+
     layers = _folder_layers(config, source_file.path)
     description = ""
     columns: tuple[Column, ...] = ()
@@ -416,7 +464,7 @@ def _parse_model(
         digest=source_file.digest,
         description=description,
         columns=columns,
-        env_vars=tuple(sorted(state.env_vars)),
+        env_vars=tuple(sorted(state.env_vars.items())),
     )
 
 
@@ -425,6 +473,8 @@ def _describe(value: Any, env: ModelEnvironment) -> str:
         return ""
     text = str(value)
     if "{{" in text:
+        from cadence.rendering import RenderState
+
         try:
             return env.render(text, RenderState(file="")).strip()
         except CadenceError:
@@ -549,6 +599,8 @@ def _parse_singular_tests(
     test_files: tuple[SourceFile, ...], env: ModelEnvironment, resolve_source: Any,
     errors: ErrorCollector,
 ) -> list[DataTest]:
+    from cadence.rendering import RenderState
+
     out = []
     for f in test_files:
         state = RenderState(file=f.path, resolve_source=resolve_source)

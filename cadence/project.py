@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cadence import artifacts
-from cadence.cadences import Cadences, resolve_cadences
+from cadence.cadences import Cadences
 from cadence.compiler import Compiler
-from cadence.dag import Dag, build_dag
+from cadence.dag import Dag
 from cadence.due import Plan, decide
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, did_you_mean
-from cadence.loader import find_project_root, load_files
+from cadence.loader import find_project_root
 from cadence.lock import RunLock, current_holder
-from cadence.parser import ParsedProject, make_environment, parse_project
+from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
 from cadence.selection import select
 from cadence.state import StateSnapshot, read_snapshot
@@ -46,14 +46,12 @@ class Project:
         self.compiler = compiler
 
     @classmethod
-    def load(cls, path: str | Path = ".") -> Project:
+    def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
+        from cadence import manifest
+
         root = find_project_root(Path(path))
-        files = load_files(root)
-        env = make_environment(files)
-        parsed = parse_project(files, env)
-        dag = build_dag(parsed)
-        cadences = resolve_cadences(parsed, dag)
-        return cls(root, parsed, dag, cadences, Compiler(parsed, env))
+        parsed, dag, cadences = manifest.load(root, use_cache=use_cache)
+        return cls(root, parsed, dag, cadences, Compiler(parsed))
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -197,8 +195,8 @@ def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
         raise UsageError(f"cannot read time '{text}'",
                          hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
-    return parsed
+        return parsed.replace(tzinfo=tz)
+    return parsed.astimezone(tz)
 
 
 __all__ = ["CadenceError", "Project", "Selection", "parse_at"]

@@ -20,43 +20,7 @@ import jinja2
 
 from cadence.errors import CadenceError
 
-REF_TOKEN = re.compile(r"«ref:([^»]+)»")
-
-
-def ref_token(name: str) -> str:
-    return f"«ref:{name}»"
-
-
-@dataclass(frozen=True)
-class Relation:
-    """What ``ref()``, ``source()`` and ``this`` return (dbt's Relation, the parts used in SQL)."""
-
-    schema: str | None
-    identifier: str
-    rendered: str
-    database: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.identifier
-
-    @property
-    def table(self) -> str:
-        return self.identifier
-
-    def __str__(self) -> str:
-        return self.rendered
-
-    def __html__(self) -> str:  # jinja markup protocol
-        return self.rendered
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def relation_sql(schema: str | None, identifier: str) -> str:
-    return f"{quote(schema)}.{quote(identifier)}" if schema else quote(identifier)
+from cadence.relations import REF_TOKEN, Relation, quote, ref_token, relation_sql  # noqa: F401
 
 
 class ReturnValue(Exception):

@@ -26,7 +26,7 @@ from cadence.due import Decision, Plan, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.parser import DataTest, Model, ParsedProject, Seed
-from cadence.rendering import quote, relation_sql
+from cadence.relations import quote, relation_sql
 from cadence.state import BuildRecord, StateSnapshot, ensure_schema, record_build, record_run_end, record_run_start
 
 STAGING_SUFFIX = "__cadence_staging"
@@ -114,6 +114,12 @@ def execute(
     now = plan.at
     run_id = new_run_id(now)
     root = Path(project.root)
+    if not any(d.builds for d in plan.decisions):
+        # nothing to do (the common cron case): no writes to the warehouse at all
+        idle = RunResult(run_id, now, tuple(ModelResult(d.name, "skipped", d.reason, kind=d.kind)
+                                            for d in plan.decisions))
+        artifacts.write_json(root, "run_results.json", idle.to_json())
+        return idle
     ensure_schema(engine)
     record_run_start(engine, run_id, now, command, os.getpid(), False)
     tests_by_model: dict[str, list[DataTest]] = {}

@@ -46,7 +46,6 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter  # type: ignore[import-untyped]
 
 ACCEPTED_FORMS: tuple[str, ...] = (
     "5-field cron, e.g. '*/15 * * * *' or '0 5 * * 1-5'",
@@ -323,6 +322,7 @@ def _parse_at(days: str, clock: str) -> Schedule:
 
 
 def _parse_cron(text: str, shown: str) -> Schedule:
+    from croniter import CroniterBadDateError, croniter  # noqa: F401  # lazy: slow import
     fields = text.split(" ")
     if len(fields) != 5:
         raise _Rejected(
@@ -507,6 +507,7 @@ def _grid_until(step: int, end: datetime) -> Iterator[datetime]:
 
 
 def _cron_from(expression: str, start: datetime) -> Iterator[datetime]:
+    from croniter import CroniterBadDateError, croniter  # noqa: F401  # lazy: slow import
     floor = _floor_minute(start)
     base = floor - _MINUTE if floor == start else floor  # croniter yields strictly after base
     ticks = croniter(expression, base)
@@ -518,6 +519,7 @@ def _cron_from(expression: str, start: datetime) -> Iterator[datetime]:
 
 
 def _cron_until(expression: str, end: datetime) -> Iterator[datetime]:
+    from croniter import CroniterBadDateError, croniter  # noqa: F401  # lazy: slow import
     ticks = croniter(expression, _floor_minute(end) + _MINUTE)  # strictly before base
     try:
         while True:

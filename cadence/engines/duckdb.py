@@ -16,7 +16,7 @@ import duckdb
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.loader import WarehouseConfig
-from cadence.rendering import quote
+from cadence.relations import quote
 
 
 class DuckDBEngine(Engine):

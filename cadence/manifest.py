@@ -1,0 +1,132 @@
+"""The manifest cache: a loaded project kept under target/ so unchanged projects load instantly.
+
+Input: a project root -> output: (``ParsedProject``, ``Dag``, ``Cadences``), from the cache when
+every input file is unchanged, else from the stages (re-rendering only the models whose inputs
+changed). Keyed by the content of every input: models, YAML, macros, tests, docs, seeds,
+cadence.yml, and the values of the environment variables they read. A fast check compares file
+sizes and modification times; when those differ, content hashes decide. Values that change per
+run (now, run id) never enter it. A corrupt, stale or foreign cache is ignored and rewritten.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cadence import __version__
+from cadence.cadences import Cadences
+from cadence.dag import Dag
+from cadence.parser import Model, ParsedProject
+
+CACHE_FILE = "target/manifest.pickle"
+FORMAT = 2
+INPUT_DIRS = (("models", (".sql", ".yml", ".yaml", ".md")), ("seeds", (".csv", ".yml", ".yaml")),
+              ("macros", (".sql",)), ("tests", (".sql",)))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: str
+    stats: tuple[tuple[str, int, int], ...]
+    env: tuple[tuple[str, str | None], ...]
+    parsed: ParsedProject
+    dag: Dag
+    cadences: Cadences
+    model_keys: dict[str, str]  # model name -> key of the inputs it was rendered from
+
+
+def scan(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime_ns) of every input file, sorted; cheap (stat only, no reads)."""
+    out: list[tuple[str, int, int]] = []
+    st = os.stat(root / "cadence.yml")
+    out.append(("cadence.yml", st.st_size, st.st_mtime_ns))
+    for folder, suffixes in INPUT_DIRS:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        stack = [base]
+        while stack:
+            current = stack.pop()
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=True):
+                        stack.append(Path(entry.path))
+                    elif entry.name.endswith(suffixes):
+                        s = entry.stat()
+                        rel = os.path.relpath(entry.path, root)
+                        out.append((rel.replace(os.sep, "/"), s.st_size, s.st_mtime_ns))
+    out.sort()
+    return tuple(out)
+
+
+def read(root: Path) -> Manifest | None:
+    path = root / CACHE_FILE
+    try:
+        with open(path, "rb") as fh:
+            manifest = pickle.load(fh)
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, never trusted
+        return None
+    if not isinstance(manifest, Manifest) or manifest.version != f"{__version__}/{FORMAT}":
+        return None
+    return manifest
+
+
+def env_unchanged(manifest: Manifest) -> bool:
+    return all(os.environ.get(name) == value for name, value in manifest.env)
+
+
+def write(root: Path, manifest: Manifest) -> None:
+    path = root / CACHE_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".manifest.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(manifest, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only checkout still works, just without the cache
+
+
+def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cadences]:
+    """The project at ``root``, from the cache when nothing it was built from changed."""
+    stats = scan(root)
+    cached = read(root) if use_cache else None
+    if cached is not None and cached.stats == stats and env_unchanged(cached):
+        return cached.parsed, cached.dag, cached.cadences
+    from cadence.cadences import resolve_cadences
+    from cadence.dag import build_dag
+    from cadence.loader import load_files
+    from cadence.parser import make_environment, parse_project
+
+    files = load_files(root)
+    env = make_environment(files)
+    reuse: dict[str, Model] = {}
+    if cached is not None:
+        reuse = {key: m for m in cached.parsed.models
+                 if (key := cached.model_keys.get(m.name)) is not None}
+    keys: dict[str, str] = {}
+    parsed = parse_project(files, env, reuse=reuse, keys_out=keys)
+    dag = build_dag(parsed)
+    cadences = resolve_cadences(parsed, dag)
+    env_used = dict(files.config.env_vars_used)
+    for m in parsed.models:
+        for name, _value in m.env_vars:
+            env_used[name] = os.environ.get(name)
+    manifest = Manifest(f"{__version__}/{FORMAT}", stats, tuple(sorted(env_used.items())), parsed,
+                        dag, cadences, keys)
+    write(root, manifest)
+    return parsed, dag, cadences
+
+
+def cache_stats(root: Path) -> dict[str, Any]:
+    """For tests and `--debug`: whether a cache exists and matches the files now."""
+    cached = read(root)
+    return {"exists": cached is not None,
+            "fresh": cached is not None and cached.stats == scan(root) and env_unchanged(cached)}
