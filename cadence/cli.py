@@ -145,7 +145,7 @@ def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: t
     try:
         result = project.run(now, _selection(select, exclude, channel), due_only=due,
                              full_refresh=full_refresh, retry_failed=retry_failed, dry_run=dry_run,
-                             on_event=renderer.event, wait_s=wait_s)
+                             on_event=renderer.event, wait_s=wait_s, threads=threads)
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
         return

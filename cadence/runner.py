@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cadence import artifacts
@@ -92,6 +92,7 @@ class _RunContext:
     full_refresh: bool
     root: Path
     tests_by_model: dict[str, list[DataTest]] = field(default_factory=dict)
+    relations: dict[tuple[str, str], str] = field(default_factory=dict)  # shared, kept current
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -109,6 +110,7 @@ def execute(
     full_refresh: bool = False,
     command: str = "run",
     on_event: EventSink | None = None,
+    threads: int = 1,
 ) -> RunResult:
     """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped."""
     now = plan.at
@@ -126,59 +128,138 @@ def execute(
     for t in project.tests:
         if t.model is not None:
             tests_by_model.setdefault(t.model, []).append(t)
-    ctx = _RunContext(project, dag, compiler, engine, state, now, run_id, full_refresh, root, tests_by_model)
+    ctx = _RunContext(project, dag, compiler, engine, state, now, run_id, full_refresh, root,
+                      tests_by_model, dict(state.relations))
     emit = on_event or (lambda e: None)
     models = {m.name: m for m in project.models}
     seeds = {s.name: s for s in project.seeds}
+    building = [d for d in plan.decisions if d.builds]
+    deps = _build_dependencies(dag, {d.name for d in building})
+    outcome: dict[str, ModelResult] = {}
     failed: set[str] = set()
-    results: list[ModelResult] = []
-    to_build = [d for d in plan.decisions if d.builds]
-    total = len(to_build)
-    index = 0
+    counter = [0]
     status = "success"
+
+    def build(decision: Decision, task_ctx: _RunContext) -> ModelResult:
+        blocker = next((p for p in deps[decision.name] if p in failed), None)
+        if blocker is not None:
+            result = ModelResult(decision.name, "upstream_failed",
+                                 f"skipped because upstream {blocker} failed", kind=decision.kind,
+                                 error=f"upstream {blocker} failed")
+            _record_failure(task_ctx, decision, result, None)
+            return result
+        try:
+            if decision.kind == "seed":
+                return _load_seed(task_ctx, seeds[decision.name], decision)
+            return _build_model(task_ctx, models[decision.name], decision)
+        except KeyboardInterrupt:
+            # the build's transaction was rolled back: live relation and state unchanged
+            result = ModelResult(decision.name, "error", decision.reason, kind=decision.kind,
+                                 error="interrupted (SIGINT/SIGTERM); previous version kept live")
+            outcome[decision.name] = result
+            _record_failure(task_ctx, decision, result, None, status="interrupted")
+            raise
+
+    def done(decision: Decision, result: ModelResult) -> None:
+        outcome[decision.name] = result
+        if result.status == "upstream_failed" or (
+            result.status == "error"
+            and (decision.name not in models or models[decision.name].config.on_error != "continue")
+        ):
+            failed.add(decision.name)
+        counter[0] += 1
+        emit(Event("result", decision.name, counter[0], len(building), result))
+
     try:
-        for decision in plan.decisions:
-            if not decision.builds:
-                results.append(ModelResult(decision.name, "skipped", decision.reason, kind=decision.kind))
-                continue
-            index += 1
-            emit(Event("start", decision.name, index, total))
-            blocker = next((p for p in _upstream_models(dag, decision.name, models) if p in failed), None)
-            if blocker is not None:
-                result = ModelResult(decision.name, "upstream_failed",
-                                     f"skipped because upstream {blocker} failed", kind=decision.kind,
-                                     error=f"upstream {blocker} failed")
-                _record_failure(ctx, decision, result, None)
-                failed.add(decision.name)
-            else:
-                try:
-                    if decision.kind == "seed":
-                        result = _load_seed(ctx, seeds[decision.name], decision)
-                    else:
-                        result = _build_model(ctx, models[decision.name], decision)
-                except KeyboardInterrupt:
-                    # the build's transaction was rolled back: live relation and state unchanged
-                    result = ModelResult(decision.name, "error", decision.reason, kind=decision.kind,
-                                         error="interrupted (SIGINT/SIGTERM); previous version kept live")
-                    results.append(result)
-                    _record_failure(ctx, decision, result, None, status="interrupted")
-                    raise
-            if result.status in ("error", "upstream_failed"):
-                model = models.get(decision.name)
-                if result.status == "upstream_failed" or model is None or model.config.on_error != "continue":
-                    failed.add(decision.name)
-            results.append(result)
-            emit(Event("result", decision.name, index, total, result))
+        if threads <= 1 or len(building) <= 1:
+            for decision in building:
+                emit(Event("start", decision.name, counter[0] + 1, len(building)))
+                done(decision, build(decision, ctx))
+        else:
+            _run_parallel(building, deps, threads, ctx, build, done, emit)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
+        results = []
+        for d in plan.decisions:
+            if not d.builds:
+                results.append(ModelResult(d.name, "skipped", d.reason, kind=d.kind))
+            elif d.name in outcome:
+                results.append(outcome[d.name])
         if status != "interrupted":
             status = "error" if any(r.status in ("error", "upstream_failed") for r in results) else "success"
         record_run_end(engine, run_id, now, status)
         run_result = RunResult(run_id, now, tuple(results))
         artifacts.write_json(root, "run_results.json", run_result.to_json())
     return run_result
+
+
+def _build_dependencies(dag: Dag, building: set[str]) -> dict[str, set[str]]:
+    """For each model built in this run, the models built in this run that it must wait for
+    (looking through models not rebuilt, such as views and ephemerals)."""
+    deps: dict[str, set[str]] = {}
+    for name in building:
+        found: set[str] = set()
+        stack = list(dag.parents.get(name, ()))
+        seen: set[str] = set()
+        while stack:
+            p = stack.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            if p in building:
+                found.add(p)
+            else:
+                stack.extend(dag.parents.get(p, ()))
+        deps[name] = found
+    return deps
+
+
+def _run_parallel(building: list[Decision], deps: dict[str, set[str]], threads: int,
+                  ctx: _RunContext, build: Callable[[Decision, _RunContext], ModelResult],
+                  done: Callable[[Decision, ModelResult], None], emit: EventSink) -> None:
+    """Build independent models at the same time, each on its own cursor and transaction."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    remaining = {d.name: set(deps[d.name]) for d in building}
+    by_name = {d.name: d for d in building}
+    order = [d.name for d in building]
+    running: dict[Future[ModelResult], tuple[Decision, Engine]] = {}
+    started = 0
+
+    def task(decision: Decision, cursor: Engine) -> ModelResult:
+        try:
+            return build(decision, replace(ctx, engine=cursor))
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
+        try:
+            while remaining or running:
+                for name in [n for n in order if n in remaining and not remaining[n]]:
+                    del remaining[name]
+                    started += 1
+                    emit(Event("start", name, started, len(building)))
+                    cursor = ctx.engine.cursor()
+                    running[pool.submit(task, by_name[name], cursor)] = (by_name[name], cursor)
+                if not running:
+                    break
+                finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    decision, _cursor = running.pop(future)
+                    done(decision, future.result())
+                    for deps_left in remaining.values():
+                        deps_left.discard(decision.name)
+        except KeyboardInterrupt:
+            for _decision, cursor in running.values():
+                cursor.interrupt()
+            for future in list(running):
+                try:
+                    future.result()
+                except KeyboardInterrupt:
+                    pass
+            raise
 
 
 def _upstream_models(dag: Dag, name: str, models: dict[str, Model]) -> list[str]:
@@ -216,6 +297,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
             record_build(ctx.engine, BuildRecord(ctx.run_id, seed.name, "seed", None, ctx.now, "success",
                                                  decision.reason, rows, duration, seed.digest, None),
                          ctx.state.of(seed.name))
+        ctx.relations[(schema, seed.name)] = "table"
         return ModelResult(seed.name, "success", decision.reason, rows, duration, kind="seed")
     except EngineError as exc:
         result = ModelResult(seed.name, "error", decision.reason, None, time.perf_counter() - started,
@@ -225,7 +307,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
 
 
 def _swap(ctx: _RunContext, staging: str, live: str, schema: str, identifier: str, new_kind: str) -> None:
-    existing = ctx.engine.relations().get((schema, identifier))
+    existing = ctx.relations.get((schema, identifier))
     if existing is not None:
         ctx.engine.drop(live, existing)
     ctx.engine.rename(staging, identifier)
@@ -246,7 +328,7 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
         with engine.transaction():
             engine.create_schema(model.schema)
             if mat == "view":
-                kind = ctx.engine.relations().get((model.schema, model.identifier))
+                kind = ctx.relations.get((model.schema, model.identifier))
                 if kind == "table":
                     engine.drop(model.relation, "table")
                 engine.create_view_as(model.relation, compiled.sql)
@@ -258,6 +340,7 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
             record_build(engine, BuildRecord(ctx.run_id, model.name, "model", decision.tick, ctx.now,
                                              "success", decision.reason, rows, duration, sql_hash, None),
                          ctx.state.of(model.name))
+        ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"
         return ModelResult(model.name, "success", decision.reason, rows, duration,
                            compiled_path=compiled_rel, warnings=tuple(warnings))
     except (EngineError, CadenceError) as exc:
@@ -335,7 +418,7 @@ def _target_exists(ctx: _RunContext, to: str) -> bool:
     model = ctx.compiler.models.get(name)
     schema, identifier = ((model.schema, model.identifier) if model is not None
                           else (ctx.project.config.warehouse.schema, name))
-    return (schema, identifier) in ctx.engine.relations()
+    return (schema, identifier) in ctx.relations
 
 
 def _max_change(ctx: _RunContext, model: Model, test: DataTest, new_rows: int | None) -> TestOutcome:

@@ -64,6 +64,9 @@ class Engine(ABC):
     @abstractmethod
     def row_count(self, relation: str) -> int: ...
 
+    def interrupt(self) -> None:
+        """Stop the statement running on this handle (from another thread); default: no-op."""
+
     def cursor(self) -> Engine:
         """An engine handle for another thread (same database)."""
         return self

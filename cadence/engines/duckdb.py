@@ -132,5 +132,8 @@ class DuckDBEngine(Engine):
     def row_count(self, relation: str) -> int:
         return int(self.query(f"select count(*) from {relation}")[0][0])
 
+    def interrupt(self) -> None:
+        self.con.interrupt()
+
     def cursor(self) -> DuckDBEngine:
         return DuckDBEngine(self.con.cursor(), self.path, owner=True)

@@ -1,0 +1,400 @@
+"""cadence benchmark: idle cost and build overhead, each measured beside its baseline (issue 4).
+
+    python benchmarks/run.py [--sizes 100,1000,10000] [--repeat 5] [--events 1000000]
+
+For each size it generates a project (benchmarks/generate.py) into a temporary folder, builds it
+once, then measures, every number the median of --repeat whole-process runs (wall clock with
+time.perf_counter around the subprocess, peak RSS from os.wait4 of that very process), each
+repeat running the baseline and the subject back to back:
+
+  floor        python -c "import duckdb; duckdb.connect(WAREHOUSE)"
+  no-op        cadence run --due --at <1 minute after the build's tick>   (nothing is due)
+  cold load    cadence ls after deleting target/ (manifest cache and all)
+  warm load    cadence ls again
+  full build   cadence run --full-refresh --at <the build's tick>, on a copy of the built
+               warehouse, vs raw DuckDB running the same compiled SQL (benchmarks/raw_duckdb.py)
+               in one process on another copy
+
+It prints a table with the issue's targets and PASS/MISS, and writes benchmarks/results/latest.json.
+Run it with the interpreter cadence is installed in (e.g. /tmp/dev/bin/python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import generate  # noqa: E402
+
+LARGE = 5000  # sizes from here on use --events-large and --build-repeat-large
+
+# (metric, size or None for every size, limit, unit, what the issue says)
+TARGETS = [
+    ("noop_ratio", 1000, 2.5, "x", "no-op run --due <= 2.5x the floor at 1,000 models"),
+    ("noop_s", 10000, 1.0, "s", "no-op run --due <= 1 s at 10,000 models"),
+    ("cold_s", 1000, 0.7, "s", "cold load <= 0.7 s at 1,000 models"),
+    ("cold_s", 10000, 7.0, "s", "cold load <= 7 s at 10,000 models"),
+    ("warm_s", 1000, 0.25, "s", "warm load <= 0.25 s at 1,000 models"),
+    ("build_ratio", None, 1.10, "x", "full build <= 1.10x raw DuckDB on the same SQL"),
+    ("peak_mb", 10000, 400.0, "MB", "peak memory <= 400 MB at 10,000 models"),
+]
+
+
+@dataclass
+class Sample:
+    wall_s: float
+    rss_mb: float
+    rc: int
+    stdout_bytes: int
+    stderr_tail: str = ""
+
+
+@dataclass
+class Series:
+    samples: list[Sample] = field(default_factory=list)
+
+    def add(self, s: Sample) -> None:
+        self.samples.append(s)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(s.wall_s for s in self.samples)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(s.rss_mb for s in self.samples)
+
+    def summary(self) -> dict:
+        walls = [s.wall_s for s in self.samples]
+        return {"median_s": round(self.median, 4), "min_s": round(min(walls), 4),
+                "max_s": round(max(walls), 4), "runs": len(walls), "peak_rss_mb": round(self.peak_mb, 1),
+                "samples_s": [round(w, 4) for w in walls],
+                "rcs": sorted({s.rc for s in self.samples}),
+                "stdout_bytes": max(s.stdout_bytes for s in self.samples)}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def measure(cmd: list[str], cwd: Path, timeout: float, expect_rc: int | None = 0) -> Sample:
+    """Run ``cmd`` as a whole process; wall time and the peak RSS of that process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.0005 if time.perf_counter() - start < 2 else 0.01)
+        wall = time.perf_counter() - start
+        proc.returncode = rc = os.waitstatus_to_exitcode(status)
+        out.seek(0, os.SEEK_END)
+        stdout_bytes = out.tell()
+        err.seek(0)
+        tail = err.read()[-2000:].decode("utf-8", "replace")
+    sample = Sample(wall, usage.ru_maxrss / 1024.0, rc, stdout_bytes, tail)
+    if expect_rc is not None and rc != expect_rc:
+        raise RuntimeError(f"{' '.join(cmd)} exited {rc} (expected {expect_rc}) in {cwd}:\n{tail}")
+    return sample
+
+
+def restore(snapshot: Path, target: Path) -> None:
+    for suffix in ("", ".wal"):
+        p = Path(str(target) + suffix)
+        if p.exists():
+            p.unlink()
+    shutil.copyfile(snapshot, target)
+
+
+def run_results(project: Path) -> dict:
+    path = project / "target" / "run_results.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def status_counts(results: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in results.get("results", []):
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return counts
+
+
+def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
+    large = n >= LARGE
+    events = args.events_large if large and args.events_large else args.events
+    repeat = args.repeat
+    build_repeat = args.build_repeat or (args.build_repeat_large if large else repeat)
+    py, cadence, timeout = args.python, args.cadence, args.timeout
+    project = workdir / f"project_{n}"
+    t0 = time.perf_counter()
+    log(f"\n== {n} models: generating ({events:,} events) in {project}")
+    manifest = generate.generate(project, n, events, seed=args.seed, threads=args.threads, force=True)
+    gen_s = time.perf_counter() - t0
+    warehouse = project / "warehouse.duckdb"
+    build_at, noop_at = manifest["build_at"], manifest["noop_at"]
+    notes: list[str] = []
+
+    log(f"   first build (cadence run --at {build_at})")
+    first = measure([cadence, "run", "--at", build_at], project, timeout)
+    counts = status_counts(run_results(project))
+    if counts.get("success", 0) < n:
+        notes.append(f"first build: {counts} (expected {n} models + seeds success)")
+    log(f"   first build {first.wall_s:.1f}s, {counts}")
+
+    # what the full build and raw baseline start from: the warehouse right after that build
+    snapshot = workdir / f"snapshot_{n}.duckdb"
+    shutil.copyfile(warehouse, snapshot)
+    compiled = workdir / f"compiled_{n}"
+    if compiled.exists():
+        shutil.rmtree(compiled)
+    shutil.copytree(project / "target" / "compiled", compiled)
+    missing = [m["name"] for m in manifest["models"] if not (compiled / m["path"]).exists()]
+    if missing:
+        raise RuntimeError(f"no compiled SQL under target/compiled/ for {len(missing)} models, "
+                           f"e.g. {missing[:3]}")
+    plan = {
+        "threads": args.threads,
+        "seeds": [[f'"main"."{s}"', str(project / "seeds" / f"{s}.csv")] for s in manifest["seeds"]],
+        "models": [[m["materialized"], f'"main"."{m["name"]}"', str(compiled / m["path"])]
+                   for m in manifest["models"]],
+    }
+    plan_path = workdir / f"raw_plan_{n}.json"
+    plan_path.write_text(json.dumps(plan))
+
+    # -- no-op run --due, next to the floor ------------------------------------------------
+    floor_cmd = [py, "-c", f"import duckdb; duckdb.connect({str(warehouse)!r})"]
+    noop_cmd = [cadence, "run", "--due", "--at", noop_at]
+    log(f"   no-op run --due --at {noop_at} vs floor, {repeat}x")
+    warmup = measure(noop_cmd, project, timeout)  # fills the cache if the build did not
+    noop_counts = status_counts(run_results(project))
+    built = sum(v for k, v in noop_counts.items() if k != "skipped")
+    if built:
+        notes.append(f"no-op run --due at {noop_at} built something: {noop_counts}")
+    floor, noop = Series(), Series()
+    for i in range(repeat):
+        pair = [(floor, floor_cmd), (noop, noop_cmd)]
+        for series, cmd in (pair if i % 2 == 0 else pair[::-1]):
+            series.add(measure(cmd, project, timeout))
+    if max(s.stdout_bytes for s in noop.samples):
+        notes.append("no-op run --due printed to stdout on a non-TTY (cron would send mail)")
+
+    # -- cold and warm load ------------------------------------------------------------------
+    log(f"   cold/warm load (cadence ls), {repeat}x")
+    cold, warm = Series(), Series()
+    for _ in range(repeat):
+        shutil.rmtree(project / "target", ignore_errors=True)
+        cold.add(measure([cadence, "ls"], project, timeout))
+        warm.add(measure([cadence, "ls"], project, timeout))
+
+    # -- full build vs raw DuckDB ------------------------------------------------------------
+    log(f"   full build vs raw DuckDB, {build_repeat}x")
+    raw_wh = workdir / f"raw_{n}.duckdb"
+    build_cmd = [cadence, "run", "--full-refresh", "--at", build_at]
+    raw_cmd = [py, str(HERE / "raw_duckdb.py"), str(raw_wh), str(plan_path)]
+    build, raw = Series(), Series()
+    for i in range(build_repeat):
+        def run_cadence() -> None:
+            restore(snapshot, warehouse)
+            build.add(measure(build_cmd, project, timeout, expect_rc=None))
+
+        def run_raw() -> None:
+            restore(snapshot, raw_wh)
+            raw.add(measure(raw_cmd, project, timeout))
+
+        for step in ((run_cadence, run_raw) if i % 2 == 0 else (run_raw, run_cadence)):
+            step()
+        log(f"     build {build.samples[-1].wall_s:.2f}s  raw {raw.samples[-1].wall_s:.2f}s")
+    build_counts = status_counts(run_results(project))
+    if build.samples[-1].rc != 0 or build_counts.get("success", 0) < n:
+        notes.append(f"full build: rc {build.samples[-1].rc}, {build_counts}")
+    for p in (raw_wh, Path(str(raw_wh) + ".wal")):
+        if p.exists():
+            p.unlink()
+
+    m = {
+        "floor_s": floor.median, "noop_s": noop.median, "noop_ratio": noop.median / floor.median,
+        "cold_s": cold.median, "warm_s": warm.median,
+        "build_s": build.median, "raw_s": raw.median, "build_ratio": build.median / raw.median,
+        "noop_peak_mb": noop.peak_mb, "build_peak_mb": build.peak_mb,
+        "cold_peak_mb": cold.peak_mb, "floor_peak_mb": floor.peak_mb, "raw_peak_mb": raw.peak_mb,
+    }
+    m["peak_mb"] = max(m["noop_peak_mb"], m["build_peak_mb"], m["cold_peak_mb"])
+    log(f"   done in {time.perf_counter() - t0:.0f}s: no-op {m['noop_s']:.3f}s "
+        f"({m['noop_ratio']:.2f}x floor), cold {m['cold_s']:.3f}s, warm {m['warm_s']:.3f}s, "
+        f"build {m['build_ratio']:.2f}x raw")
+    for note in notes:
+        log(f"   NOTE: {note}")
+    return {
+        "models": n, "events": events, "customers": manifest["customers"],
+        "layers": manifest["counts"], "repeat": repeat, "build_repeat": build_repeat,
+        "generate_s": round(gen_s, 2), "first_build_s": round(first.wall_s, 3),
+        "metrics": {k: round(v, 4) for k, v in m.items()},
+        "series": {"floor": floor.summary(), "noop": noop.summary(), "noop_warmup_s": round(warmup.wall_s, 4),
+                   "cold_ls": cold.summary(), "warm_ls": warm.summary(),
+                   "full_build": build.summary(), "raw_duckdb": raw.summary()},
+        "noop_statuses": noop_counts, "build_statuses": build_counts,
+        "seconds": round(time.perf_counter() - t0, 1), "notes": notes,
+    }
+
+
+def evaluate(sizes: dict[int, dict]) -> list[dict]:
+    out = []
+    for metric, size, limit, unit, text in TARGETS:
+        for n, res in sorted(sizes.items()):
+            if size is not None and n != size:
+                continue
+            value = res["metrics"][metric]
+            out.append({"target": text, "metric": metric, "models": n, "limit": limit, "unit": unit,
+                        "value": round(value, 4), "pass": value <= limit})
+    return out
+
+
+def fmt_s(v: float) -> str:
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+
+
+def render(result: dict) -> str:
+    sizes = {r["models"]: r for r in result["sizes"]}
+    ns = sorted(sizes)
+    rows = [
+        ("floor: import duckdb + connect (s)", lambda m: fmt_s(m["floor_s"])),
+        ("no-op run --due (s)", lambda m: fmt_s(m["noop_s"])),
+        ("  no-op / floor", lambda m: f"{m['noop_ratio']:.2f}x"),
+        ("cold load, cadence ls (s)", lambda m: fmt_s(m["cold_s"])),
+        ("warm load, cadence ls (s)", lambda m: fmt_s(m["warm_s"])),
+        ("full build, cadence (s)", lambda m: fmt_s(m["build_s"])),
+        ("full build, raw DuckDB (s)", lambda m: fmt_s(m["raw_s"])),
+        ("  cadence / raw", lambda m: f"{m['build_ratio']:.2f}x"),
+        ("peak RSS no-op (MB)", lambda m: f"{m['noop_peak_mb']:.0f}"),
+        ("peak RSS full build (MB)", lambda m: f"{m['build_peak_mb']:.0f}"),
+        ("peak RSS cold ls (MB)", lambda m: f"{m['cold_peak_mb']:.0f}"),
+        ("peak RSS floor / raw (MB)", lambda m: f"{m['floor_peak_mb']:.0f} / {m['raw_peak_mb']:.0f}"),
+    ]
+    head = ["metric"] + [f"{n:,} models" for n in ns]
+    body = [[label] + [fn(sizes[n]["metrics"]) for n in ns] for label, fn in rows]
+    body.append(["events (rows)"] + [f"{sizes[n]['events']:,}" for n in ns])
+    body.append(["runs per median (build)"] + [f"{sizes[n]['repeat']} ({sizes[n]['build_repeat']})" for n in ns])
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    lines = [" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head] + body]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    env = result["env"]
+    out = [f"cadence benchmark {result['date']} commit {env['commit']}{' (dirty tree)' if env['dirty'] else ''}"
+           f", {env['cpus']} CPUs, Python {env['python']}, DuckDB {env['duckdb']}", ""]
+    out += lines
+    out += ["", "targets (issue 4):"]
+    for t in result["targets"]:
+        unit = "x" if t["unit"] == "x" else f" {t['unit']}"
+        value = f"{t['value']:.2f}{unit}" if t["unit"] != "MB" else f"{t['value']:.0f}{unit}"
+        out.append(f"  {'PASS' if t['pass'] else 'MISS'}  {t['target']}"
+                   f"{'' if '{' in t['target'] else ''}: {value} at {t['models']:,} models")
+    if not result["targets"]:
+        out.append("  (no target applies to the sizes measured; targets are set at 1,000 and 10,000)")
+    notes = [f"{r['models']}: {n}" for r in result["sizes"] for n in r["notes"]]
+    if notes:
+        out += ["", "notes:"] + [f"  {n}" for n in notes]
+    return "\n".join(out)
+
+
+def environment(python: str) -> dict:
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    versions = subprocess.run(
+        [python, "-c", "import duckdb, sys; from importlib.metadata import version as v; "
+                       "print(duckdb.__version__); print(sys.version.split()[0]); print(v('cadence'))"],
+        capture_output=True, text=True)
+    duck, pyver, cad = (versions.stdout.split() + ["?", "?", "?"])[:3]
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--", "cadence")),
+            "cpus": os.cpu_count(), "machine": platform.machine(), "system": platform.platform(),
+            "python": pyver, "duckdb": duck, "cadence": cad}
+
+
+def main(argv: list[str] | None = None) -> int:
+    bindir = Path(sys.executable).parent
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="100,1000,10000", help="model counts (default 100,1000,10000)")
+    p.add_argument("--repeat", type=int, default=5, help="runs per median (default 5)")
+    p.add_argument("--events", type=int, default=1_000_000, help="raw event rows (default 1,000,000)")
+    p.add_argument("--events-large", type=int, default=100_000,
+                   help=f"event rows for sizes >= {LARGE:,} (default 100,000; 0 = --events)")
+    p.add_argument("--build-repeat", type=int, default=0,
+                   help="full builds per median (default: --repeat; --build-repeat-large from "
+                        f"{LARGE:,} models)")
+    p.add_argument("--build-repeat-large", type=int, default=3,
+                   help=f"full builds per median for sizes >= {LARGE:,} (default 3)")
+    p.add_argument("--threads", type=int, default=4, help="warehouse.threads (default 4, as the template)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--python", default=sys.executable, help="interpreter for the floor and raw DuckDB")
+    p.add_argument("--cadence", default=str(bindir / "cadence") if (bindir / "cadence").exists()
+                   else (shutil.which("cadence") or "cadence"), help="the cadence command")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per process (default 1800)")
+    p.add_argument("--workdir", type=Path, default=None, help="keep projects here (default: temp, removed)")
+    p.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
+    args = p.parse_args(argv)
+    try:
+        import duckdb  # noqa: F401  (generate.py writes the data with it)
+    except ImportError:
+        p.error(f"duckdb is not importable by {sys.executable}: run with cadence's interpreter, "
+                "e.g. /tmp/dev/bin/python benchmarks/run.py")
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    started = time.perf_counter()
+    env = environment(args.python)
+    tmp = None
+    if args.workdir:
+        workdir = args.workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="cadence-bench-")
+        workdir = Path(tmp)
+    results = []
+    try:
+        for n in sizes:
+            results.append(bench_size(n, args, workdir))
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result = {
+        "date": dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "env": env,
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "cadence_cmd": args.cadence,
+        "sizes": results,
+        "targets": evaluate({r["models"]: r for r in results}),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result))
+    print(f"\n(results: {args.output}; {result['seconds']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
