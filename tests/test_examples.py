@@ -1,0 +1,92 @@
+"""End to end: the template and every example project run as a user would run them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cadence.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p.name for p in (REPO / "examples").iterdir() if (p / "cadence.yml").is_file())
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def results(root: Path) -> dict[str, dict]:
+    data = json.loads((root / "target" / "run_results.json").read_text())
+    return {r["name"]: r for r in data["results"]}
+
+
+def test_init_then_run_then_run_due(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    code, out = cli("init", str(project))
+    assert code == 0, out
+    code, out = cli("run", "--project-dir", str(project), "--at", "2026-06-01T05:00")
+    assert code == 0, out
+    built = results(project)
+    segments = ["cart_abandoners", "browsing_now", "high_value", "lapsed"]
+    for name in segments:
+        assert built[name]["status"] == "success"
+        assert built[name]["rows"] > 0, f"{name} is empty with the demo data"
+    # one minute later only what is due: nothing (every cadence was served at 05:00)
+    code, out = cli("run", "--due", "--project-dir", str(project), "--at", "2026-06-01T05:01")
+    assert code == 0
+    assert all(r["status"] == "skipped" for r in results(project).values())
+    # at 05:05 the routing segment (every 5 minutes) and what it reads are due, email's are not
+    code, out = cli("run", "--due", "--project-dir", str(project), "--at", "2026-06-01T05:05")
+    assert code == 0, out
+    now = results(project)
+    assert now["cart_abandoners"]["status"] == "success"
+    assert now["high_value"]["status"] == "skipped"
+    assert now["lapsed"]["status"] == "skipped"
+    code, out = cli("test", "--project-dir", str(project))
+    assert code == 0, out
+
+
+def test_init_refuses_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "notes.txt").write_text("mine")
+    code, out = cli("init", str(tmp_path / "shop"))
+    assert code == 2 and "not empty" in out
+    assert (tmp_path / "shop" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_runs_end_to_end(example: str, tmp_path: Path) -> None:
+    root = tmp_path / example
+    shutil.copytree(REPO / "examples" / example, root,
+                    ignore=shutil.ignore_patterns("target", "*.duckdb", "*.duckdb.wal", "logs"))
+    code, out = cli("run", "--project-dir", str(root), "--at", "2025-03-14T09:00")
+    assert code == 0, out
+    statuses = {r["status"] for r in results(root).values()}
+    assert statuses <= {"success", "skipped"}
+    assert "success" in statuses
+    code, out = cli("test", "--project-dir", str(root))
+    assert code == 0, out
+    code, out = cli("lint", "--project-dir", str(root))
+    assert code == 0, out
+    code, out = cli("plan", "--json", "--project-dir", str(root), "--at", "2025-03-14T09:01")
+    assert code == 0
+    plan = json.loads(out)
+    assert {m["name"] for m in plan["models"]} >= {r for r in results(root) if r not in ()} - {
+        s.stem for s in (root / "seeds").glob("*.csv")}
+
+
+def test_jaffle_shop_matches_dbt_results(tmp_path: Path) -> None:
+    """Row counts dbt produces for jaffle_shop on DuckDB (customers 100, orders 99)."""
+    root = tmp_path / "jaffle_shop"
+    shutil.copytree(REPO / "examples" / "jaffle_shop", root)
+    code, out = cli("run", "--project-dir", str(root), "--at", "2025-03-14T09:00")
+    assert code == 0, out
+    built = results(root)
+    assert built["customers"]["rows"] == 100
+    assert built["orders"]["rows"] == 99
+    assert built["raw_payments"]["rows"] == 113
