@@ -73,10 +73,18 @@ class Compiler:
         sql = self._resolve(model, now, tick, incremental)
         return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
 
-    def compile_sql(self, text: str, now: dt.datetime | None = None) -> str:
-        """Compile SQL already rendered with ref tokens (tests)."""
+    def compile_sql(self, text: str, now: dt.datetime | None = None,
+                    overrides: dict[str, str] | None = None) -> str:
+        """Compile SQL already rendered with ref tokens (tests); ``overrides`` maps a model to
+        another relation (its staging relation while a build is being tested)."""
         ctes: dict[str, str] = {}
-        body = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, None, set()), text)
+        swap = overrides or {}
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            return swap[name] if name in swap else self._ref(name, ctes, now, None, set())
+
+        body = REF_TOKEN.sub(sub, text)
         return _with_ctes(body, ctes)
 
     def _resolve(self, model: Model, now: dt.datetime | None, tick: dt.datetime | None,

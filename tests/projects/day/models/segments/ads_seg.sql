@@ -1,0 +1,2 @@
+{{ config(channels=['ads']) }}
+select customer_id from {{ ref('stg_customers') }}

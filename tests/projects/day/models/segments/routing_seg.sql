@@ -1,0 +1,2 @@
+{{ config(channels=['routing']) }}
+select customer_id from {{ ref('stg_events') }}

@@ -1,0 +1,2 @@
+{{ config(channels=['web']) }}
+select id from {{ ref('flaky') }}

@@ -1,0 +1,2 @@
+{{ config(channels=['web']) }}
+select * from {{ ref('broken') }}

@@ -1,0 +1,2 @@
+{{ config(channels=['web']) }}
+select 42 as answer

@@ -1,0 +1,3 @@
+{% macro cents_to_eur(column) -%}
+    ({{ column }} / 100.0)
+{%- endmacro %}

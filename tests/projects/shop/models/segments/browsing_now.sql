@@ -1,0 +1,3 @@
+{{ config(channels=['web'], key='customer_id') }}
+select distinct customer_id
+from {{ ref('stg_page_views') }}

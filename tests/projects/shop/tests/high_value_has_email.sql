@@ -1,0 +1,1 @@
+select * from {{ ref('high_value') }} where email is null

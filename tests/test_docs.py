@@ -1,0 +1,125 @@
+"""The reference docs stay in sync with the code: every command, option, config key and test kind
+the code accepts is named in docs/reference/. The lists are read from the code itself, so adding a
+command, option or key without documenting it makes these tests fail."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cadence import config, loader, parser
+from cadence.cli import main
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _text(name: str) -> str:
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+def _help(*args: str) -> str:
+    result = CliRunner().invoke(main, [*args, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _commands() -> list[str]:
+    """Command names as the top-level --help lists them."""
+    text = _help()
+    section = text.split("Commands:", 1)[1]
+    names = [line.split()[0] for line in section.splitlines() if line.startswith("  ") and line.strip()]
+    assert names, text
+    return names
+
+
+def _long_options(text: str) -> set[str]:
+    """Long options of an --help text (from its Options: section)."""
+    return set(LONG_OPTION.findall(text.split("Options:", 1)[1]))
+
+
+def _named_as_option(option: str, doc: str) -> bool:
+    return re.search(r"(?<![\w-])" + re.escape(option) + r"(?![\w-])", doc) is not None
+
+
+def _named_in_code(word: str, doc: str) -> bool:
+    """``word`` appears as inline code (``key``, or ``key:`` / ``+key`` inside backticks)."""
+    return re.search(r"`[^`\n]*(?<![\w-])" + re.escape(word) + r"(?![\w-])[^`\n]*`", doc) is not None
+
+
+COMMANDS = _commands()
+
+
+def test_help_lists_every_registered_command() -> None:
+    assert sorted(COMMANDS) == sorted(n for n, c in main.commands.items() if not c.hidden)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_is_documented(command: str) -> None:
+    doc = _text("reference/cli.md")
+    assert re.search(rf"^#+ `cadence {re.escape(command)}\b", doc, re.M), (
+        f"docs/reference/cli.md has no heading for `cadence {command}`")
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_every_long_option_is_documented(command: str) -> None:
+    doc = _text("reference/cli.md")
+    options = _long_options(_help(*([command] if command else [])))
+    assert options
+    missing = sorted(o for o in options if not _named_as_option(o, doc))
+    assert not missing, f"cadence {command} --help options missing from docs/reference/cli.md: {missing}"
+
+
+def test_help_options_match_click_params() -> None:
+    """The --help parsing above sees every visible long option click knows about."""
+    for name, cmd in main.commands.items():
+        declared = {o for p in cmd.params if isinstance(p, click.Option) and not p.hidden
+                    for o in p.opts + p.secondary_opts if o.startswith("--")}
+        assert declared <= _long_options(_help(name)) | {"--help"}, name
+
+
+@pytest.mark.parametrize(
+    ("what", "keys"),
+    [
+        ("loader.TOP_KEYS", loader.TOP_KEYS),
+        ("loader.WAREHOUSE_KEYS", loader.WAREHOUSE_KEYS),
+        ("loader.CHANNEL_KEYS", loader.CHANNEL_KEYS),
+        ("config.MODEL_CONFIG_KEYS", config.MODEL_CONFIG_KEYS),
+        ("config.DBT_PASSTHROUGH_KEYS", config.DBT_PASSTHROUGH_KEYS),
+    ],
+)
+def test_every_config_key_is_documented(what: str, keys: tuple[str, ...]) -> None:
+    assert keys, what
+    doc = _text("reference/config.md")
+    missing = sorted({k for k in keys if not _named_in_code(k, doc)})
+    assert not missing, f"{what} keys missing from docs/reference/config.md: {missing}"
+
+
+def test_every_generic_test_is_documented() -> None:
+    assert parser.GENERIC_TESTS
+    doc = _text("reference/tests.md")
+    missing = [k for k in parser.GENERIC_TESTS if not re.search(rf"^#+ `{re.escape(k)}`", doc, re.M)]
+    assert not missing, f"test kinds without a section in docs/reference/tests.md: {missing}"
+
+
+def test_checks_can_fail() -> None:
+    """The matchers reject what is not there, so the tests above are not vacuous."""
+    cli_doc = _text("reference/cli.md")
+    config_doc = _text("reference/config.md")
+    assert not _named_as_option("--no-such-option", cli_doc)
+    assert not _named_as_option("--thread", cli_doc)  # only --threads is documented
+    assert not _named_in_code("no_such_key", config_doc)
+    assert _named_in_code("threads", "`threads: 4`")
+    assert not _named_in_code("threads", "threads, unquoted")
+
+
+def test_docs_pages_exist_and_link() -> None:
+    index = _text("index.md")
+    for page in ("quickstart.md", "concepts.md", "state.md", "reference/cli.md",
+                 "reference/config.md", "reference/tests.md", "reference/errors.md"):
+        assert (DOCS / page).is_file(), page
+        assert page in index, f"docs/index.md does not link {page}"

@@ -1,0 +1,191 @@
+"""Loading a project from disk (SPEC §2): cadence.yml validation, folder defaults, env vars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import DEFAULT_CADENCE_YML, at
+
+from cadence.errors import CadenceError, ProjectErrors
+from cadence.project import Project
+
+ONE_MODEL = {"models/staging/stg.sql": "select 1 as id\n"}
+
+
+def load_error(make_project, cadence_yml: str, files: dict[str, str] | None = None) -> CadenceError:
+    root = make_project(files if files is not None else ONE_MODEL, cadence_yml)
+    with pytest.raises(CadenceError) as info:
+        Project.load(root)
+    return info.value
+
+
+def test_default_project_loads_channels_timezone_and_warehouse(make_project):
+    project = Project.load(make_project(ONE_MODEL))
+    config = project.parsed.config
+    assert config.name == "testproj"
+    assert config.timezone == "Europe/Berlin"
+    assert [(c.name, c.cadence) for c in config.channels] == [
+        ("email", "daily at 05:00"),
+        ("ads", "every 4 hours"),
+        ("web", "every 15 minutes"),
+        ("routing", "every 5 minutes"),
+    ]
+    assert config.warehouse.engine == "duckdb"
+    assert config.warehouse.path == "warehouse.duckdb"
+
+
+def test_project_is_found_from_a_sub_folder(make_project):
+    root = make_project(ONE_MODEL)
+    project = Project.load(root / "models" / "staging")
+    assert project.root == root.resolve()
+    assert project.model_names() == ["stg"]
+
+
+def test_missing_project_file_is_an_error_with_a_hint(tmp_path: Path):
+    with pytest.raises(CadenceError) as info:
+        Project.load(tmp_path)
+    assert "no cadence.yml found" in info.value.message
+    assert "cadence init" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "message", "hint"),
+    [
+        pytest.param(
+            lambda y: y + "chanels: {}\n", 9, "unknown cadence.yml key 'chanels'",
+            "did you mean 'channels'?", id="top-level",
+        ),
+        pytest.param(
+            lambda y: y.replace("path: warehouse.duckdb", "pth: warehouse.duckdb"), 2,
+            "unknown warehouse key 'pth'", "did you mean 'path'?", id="warehouse",
+        ),
+        pytest.param(
+            lambda y: y.replace('{cadence: "every 4 hours"', '{cadance: "every 4 hours"'), 6,
+            "unknown channel key 'cadance'", "did you mean 'cadence'?", id="channel",
+        ),
+        pytest.param(
+            lambda y: y + "models:\n  staging: {+materialised: view}\n", 10,
+            "unknown config key '+materialised' in folder defaults",
+            "did you mean 'materialized'?", id="folder-defaults-plus",
+        ),
+        pytest.param(
+            lambda y: y + "models:\n  staging:\n    materialised: view\n", 11,
+            "unknown config key 'materialised' in folder defaults",
+            "did you mean 'materialized'?", id="folder-defaults",
+        ),
+    ],
+)
+def test_unknown_keys_are_errors_with_did_you_mean(make_project, edit, line, message, hint):
+    error = load_error(make_project, edit(DEFAULT_CADENCE_YML))
+    rendered = error.render()
+    assert f"cadence.yml:{line}: error: {message}" in rendered
+    assert f"hint: {hint}" in rendered
+
+
+def test_every_problem_in_cadence_yml_is_reported_at_once(make_project):
+    yml = DEFAULT_CADENCE_YML.replace("Europe/Berlin", "Mars/Olympus") + "chanels: {}\nvar: {}\n"
+    error = load_error(make_project, yml)
+    assert isinstance(error, ProjectErrors)
+    messages = [e.message for e in error.errors]
+    assert "unknown timezone 'Mars/Olympus'" in messages
+    assert "unknown cadence.yml key 'chanels'" in messages
+    assert "unknown cadence.yml key 'var'" in messages
+    assert error.render().endswith("3 errors found")
+
+
+def test_bad_timezone_names_the_line_and_suggests_iana_names(make_project):
+    error = load_error(make_project, DEFAULT_CADENCE_YML.replace("Europe/Berlin", "Mars/Olympus"))
+    assert error.render().startswith("cadence.yml:3: error: unknown timezone 'Mars/Olympus'")
+    assert "IANA" in (error.hint or "")
+
+
+def test_cadence_yml_must_be_a_mapping(make_project):
+    error = load_error(make_project, "- just\n- a list\n")
+    assert "must be a mapping" in error.message
+    assert error.file == "cadence.yml"
+
+
+def test_bad_channel_cadence_names_the_channel_and_the_accepted_forms(make_project):
+    error = load_error(make_project, DEFAULT_CADENCE_YML.replace("every 4 hours", "every four hours"))
+    rendered = error.render()
+    assert "cadence.yml:6: error: unknown cadence 'every four hours' (for channel ads)" in rendered
+    assert "did you mean 'every 4 hours'?" in rendered
+    assert "daily at HH:MM" in rendered
+
+
+def test_warehouse_path_env_var_default_is_used_when_unset(make_project, monkeypatch):
+    monkeypatch.delenv("CADENCE_TEST_WH", raising=False)
+    yml = DEFAULT_CADENCE_YML.replace(
+        "path: warehouse.duckdb", "path: \"{{ env_var('CADENCE_TEST_WH', 'fallback.duckdb') }}\"")
+    project = Project.load(make_project(ONE_MODEL, yml))
+    assert project.parsed.config.warehouse.path == "fallback.duckdb"
+
+
+def test_warehouse_path_env_var_is_read_and_the_run_writes_there(make_project, monkeypatch):
+    yml = DEFAULT_CADENCE_YML.replace(
+        "path: warehouse.duckdb", "path: \"{{ env_var('CADENCE_TEST_WH', 'fallback.duckdb') }}\"")
+    monkeypatch.setenv("CADENCE_TEST_WH", "from_env.duckdb")
+    root = make_project(ONE_MODEL, yml)
+    project = Project.load(root)
+    assert project.parsed.config.warehouse.path == "from_env.duckdb"
+    result = project.run(at("2026-01-10T10:00"))
+    assert [r.status for r in result.results] == ["success"]
+    assert (root / "from_env.duckdb").exists()
+    assert not (root / "fallback.duckdb").exists()
+
+
+def test_warehouse_env_var_without_default_must_be_set(make_project, monkeypatch):
+    monkeypatch.delenv("CADENCE_TEST_UNSET", raising=False)
+    yml = DEFAULT_CADENCE_YML.replace("path: warehouse.duckdb",
+                                      "path: \"{{ env_var('CADENCE_TEST_UNSET') }}\"")
+    error = load_error(make_project, yml)
+    assert error.render().startswith(
+        "cadence.yml:2: error: environment variable 'CADENCE_TEST_UNSET' is not set")
+    assert "CADENCE_TEST_UNSET" in (error.hint or "")
+
+
+FOLDERS = {
+    "models/top.sql": "select 1 as id\n",
+    "models/staging/stg.sql": "select 1 as id\n",
+    "models/staging/deep/eph.sql": "select 1 as id\n",
+    "models/staging/deep/own.sql": "{{ config(materialized='table') }}\nselect 1 as id\n",
+    "models/marts/mart.sql": "select 1 as id\n",
+}
+
+
+def test_folder_defaults_nearest_folder_wins_with_and_without_plus(make_project):
+    yml = DEFAULT_CADENCE_YML + (
+        "models:\n"
+        "  +materialized: view\n"
+        "  staging:\n"
+        "    +materialized: table\n"
+        "    deep:\n"
+        "      materialized: ephemeral\n"
+        "  marts: {materialized: table}\n"
+    )
+    project = Project.load(make_project(FOLDERS, yml))
+    mats = {m.name: m.materialized for m in project.parsed.models}
+    assert mats == {"top": "view", "stg": "table", "eph": "ephemeral", "own": "table",
+                    "mart": "table"}
+
+
+def test_folder_defaults_may_nest_under_the_project_name_like_dbt(make_project):
+    yml = DEFAULT_CADENCE_YML + "models:\n  testproj:\n    staging:\n      +materialized: view\n"
+    project = Project.load(make_project(FOLDERS, yml))
+    assert project.parsed.model("stg").materialized == "view"
+    assert project.parsed.model("mart").materialized == "table"  # the built-in default
+
+
+def test_folder_defaults_for_a_missing_folder_suggest_the_closest(make_project):
+    error = load_error(make_project, DEFAULT_CADENCE_YML + "models:\n  stagin: {materialized: view}\n",
+                       FOLDERS)
+    assert "folder defaults name models/stagin, which does not exist" in error.message
+    assert error.hint == "did you mean 'staging'?"
+
+
+def test_folder_default_channels_reach_every_model_below(make_project):
+    yml = DEFAULT_CADENCE_YML + "models:\n  marts: {+channels: [email]}\n"
+    project = Project.load(make_project(FOLDERS, yml))
+    assert project.parsed.model("mart").config.channels == ("email",)
+    assert project.parsed.model("stg").config.channels == ()

@@ -1,0 +1,124 @@
+"""Atomic publish and gating tests (SPEC §6): a table replaces the live relation only after its
+blocking tests pass on the staging relation; otherwise the last good version stays live."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from cadence.project import Project
+
+T0 = dt.datetime(2026, 1, 1, 6, 0, tzinfo=dt.timezone.utc)
+T1 = T0 + dt.timedelta(days=1)
+
+
+def project(root: Path, sql: str, yml: str = "", singular: str | None = None) -> Path:
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    (root / "cadence.yml").write_text(
+        "name: pub\nwarehouse: {path: w.duckdb, threads: 1}\ntimezone: UTC\n"
+        "channels:\n  email: {cadence: daily at 05:00}\n"
+        "vars: {n: 10, dup: 0, nulls: 0}\n")
+    (root / "models" / "seg.sql").write_text(sql)
+    if yml:
+        (root / "models" / "seg.yml").write_text(yml)
+    if singular is not None:
+        (root / "tests").mkdir(exist_ok=True)
+        (root / "tests" / "check.sql").write_text(singular)
+    return root
+
+
+SEG = """{{ config(channels=['email'], key='id') }}
+select i as id, case when i < {{ var('nulls') }} then null else 'x' end as email
+from range({{ var('n') }}) t(i)
+union all select 0 as id, 'dup' as email from range({{ var('dup') }})
+"""
+
+
+def set_vars(root: Path, **values: int) -> None:
+    text = (root / "cadence.yml").read_text().splitlines()
+    text[-1] = "vars: {" + ", ".join(f"{k}: {v}" for k, v in {"n": 10, "dup": 0, "nulls": 0, **values}.items()) + "}"
+    (root / "cadence.yml").write_text("\n".join(text) + "\n")
+
+
+def live(root: Path) -> tuple[int, str | None, int | None]:
+    con = duckdb.connect(str(root / "w.duckdb"), read_only=True)
+    try:
+        rows = con.execute("select count(*) from main.seg").fetchone()[0]
+        status, last_rows = con.execute(
+            "select last_status, last_rows from _cadence.model_state where model = 'seg'").fetchone()
+        staging = con.execute("select count(*) from duckdb_tables() where table_name like '%staging%'").fetchone()[0]
+        assert staging == 0
+    finally:
+        con.close()
+    return rows, status, last_rows
+
+
+def run(root: Path, at: dt.datetime):  # type: ignore[no-untyped-def]
+    result = Project.load(root).run(at)
+    return {r.name: r for r in result.results}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"nulls": 3}, "not_null email"),
+    ({"dup": 1}, "key unique id"),
+    ({"n": 40}, "max_change"),
+    ({"n": 2}, "row_count"),
+])
+def test_failing_blocking_test_keeps_last_good_version(tmp_path: Path, change: dict, message: str) -> None:
+    root = project(tmp_path, SEG, yml="""
+version: 2
+models:
+  - name: seg
+    tests: [{max_change: 0.5}, {row_count: {min: 5}}]
+    columns:
+      - name: email
+        tests: [not_null]
+""")
+    assert run(root, T0)["seg"].status == "success"
+    assert live(root) == (10, "success", 10)
+    set_vars(root, **change)
+    result = run(root, T1)["seg"]
+    assert result.status == "error"
+    assert message in result.error and "kept the previous version live" in result.error
+    assert live(root) == (10, "error", 10)
+    set_vars(root)  # fixed: the next run publishes
+    assert run(root, T1 + dt.timedelta(days=1))["seg"].status == "success"
+
+
+def test_warn_severity_publishes_with_a_warning(tmp_path: Path) -> None:
+    root = project(tmp_path, SEG, yml="""
+version: 2
+models:
+  - name: seg
+    columns:
+      - name: email
+        tests: [{not_null: {severity: warn}}]
+""")
+    run(root, T0)
+    set_vars(root, nulls=2)
+    result = run(root, T1)["seg"]
+    assert result.status == "success"
+    assert any("not_null" in w for w in result.warnings)
+    assert live(root)[0] == 10
+
+
+def test_singular_test_gates_publication(tmp_path: Path) -> None:
+    root = project(tmp_path, SEG, singular="select * from {{ ref('seg') }} where id >= 12\n")
+    assert run(root, T0)["seg"].status == "success"
+    set_vars(root, n=15)
+    result = run(root, T1)["seg"]
+    assert result.status == "error" and "singular test check" in result.error
+    assert live(root)[0] == 10
+
+
+def test_sql_error_keeps_old_version_and_names_compiled_file(tmp_path: Path) -> None:
+    root = project(tmp_path, SEG)
+    run(root, T0)
+    (root / "models" / "seg.sql").write_text("{{ config(channels=['email'], key='id') }}\nselect nope from range(3)\n")
+    result = run(root, T1)["seg"]
+    assert result.status == "error"
+    assert "target/compiled/models/seg.sql" in result.error
+    assert live(root) == (10, "error", 10)
