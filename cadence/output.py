@@ -30,8 +30,25 @@ class RunRenderer:
         self.tz = tz
         self.tty = _tty()
 
+    def _bar(self, total: int) -> Any:
+        """A progress bar on a terminal (rich); lines still print above it."""
+        if getattr(self, "_progress", None) is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("building"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), transient=True)
+            self._task = self._progress.add_task("build", total=total)
+            self._progress.start()
+        return self._progress
+
     def event(self, event: Event) -> None:
-        if self.as_json or event.kind != "result" or event.result is None:
+        if self.as_json:
+            return
+        if self.tty:
+            bar = self._bar(event.total)
+            if event.kind == "result":
+                bar.advance(self._task)
+        if event.kind != "result" or event.result is None:
             return
         r = event.result
         width = len(str(event.total))
@@ -39,13 +56,24 @@ class RunRenderer:
             if self.tty else f"{LABEL.get(r.status, r.status):<5}"
         rows = f" {r.rows} rows" if r.rows is not None else ""
         line = f"[{event.index:>{width}}/{event.total}] {status} {r.name} ({r.duration_s:.2f}s{rows})"
-        click.echo(line)
+        self._echo(line)
         if r.error:
-            click.echo(f"    {r.error}")
+            self._echo(f"    {r.error}")
         for w in r.warnings:
-            click.echo(f"    warning: {w}")
+            self._echo(f"    warning: {w}")
+
+    def _echo(self, line: str) -> None:
+        progress = getattr(self, "_progress", None)
+        if progress is None:
+            click.echo(line)
+            return
+        from rich.text import Text
+
+        progress.console.print(Text.from_ansi(line), highlight=False)
 
     def finish(self, result: RunResult) -> None:
+        if getattr(self, "_progress", None) is not None:
+            self._progress.stop()
         if self.as_json:
             click.echo(json.dumps(result.to_json(), indent=2))
             return
