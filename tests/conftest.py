@@ -112,3 +112,7 @@ def cli() -> Callable[..., Result]:
 @pytest.fixture
 def run_results() -> Callable[[Path], dict[str, Any]]:
     return read_run_results
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a replay of many CLI invocations (deselect: -m 'not slow')")

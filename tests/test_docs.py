@@ -46,9 +46,13 @@ def _named_as_option(option: str, doc: str) -> bool:
     return re.search(r"(?<![\w-])" + re.escape(option) + r"(?![\w-])", doc) is not None
 
 
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
 def _named_in_code(word: str, doc: str) -> bool:
-    """``word`` appears as inline code (``key``, or ``key:`` / ``+key`` inside backticks)."""
-    return re.search(r"`[^`\n]*(?<![\w-])" + re.escape(word) + r"(?![\w-])[^`\n]*`", doc) is not None
+    """``word`` appears inside an inline code span (`key`, `key: 4`, `+key`)."""
+    pattern = re.compile(r"(?<![\w-])" + re.escape(word) + r"(?![\w-])")
+    return any(pattern.search(span) for span in CODE_SPAN.findall(doc))
 
 
 COMMANDS = _commands()
@@ -115,6 +119,7 @@ def test_checks_can_fail() -> None:
     assert not _named_in_code("no_such_key", config_doc)
     assert _named_in_code("threads", "`threads: 4`")
     assert not _named_in_code("threads", "threads, unquoted")
+    assert not _named_in_code("threads", "`a`, threads, `b`")  # between two code spans
 
 
 def test_docs_pages_exist_and_link() -> None:

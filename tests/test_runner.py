@@ -1,0 +1,213 @@
+"""Executing a plan (SPEC §5, §6): materializations, failures and their descendants,
+`on_error: continue`, the run_results.json and plan --json contracts."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from conftest import at, read_run_results, statuses
+
+from cadence.due import Plan
+from cadence.project import Project, Selection
+from cadence.runner import RunResult
+
+FLAKY_BROKEN = ("{{ config(channels=['web'], on_error='continue') }}\n"
+                "select cast('not a number' as integer) as id, 'new' as version\n")
+
+
+def relation_kinds(root) -> dict[str, str]:
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.sql("select table_name, table_type from information_schema.tables "
+                       "where table_schema = 'main'").fetchall()
+    return dict(rows)
+
+
+def query(root, sql: str) -> list[tuple]:
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        return con.sql(sql).fetchall()
+
+
+def test_materializations_table_view_and_ephemeral(copy_project, cli):
+    root = copy_project("shop")
+    result = cli(root, "run", "--at", "2026-01-10T10:00")
+    assert result.exit_code == 0, result.output
+    assert relation_kinds(root) == {
+        "customers": "BASE TABLE", "orders": "BASE TABLE",
+        "stg_customers": "VIEW", "stg_orders": "VIEW", "stg_page_views": "VIEW",
+        "high_value": "BASE TABLE", "lapsed": "BASE TABLE", "browsing_now": "BASE TABLE",
+        "cart_abandoners": "BASE TABLE", "survey_list": "BASE TABLE",
+    }  # customer_totals is ephemeral: inlined, never a relation
+    assert query(root, "select customer_id, email from high_value order by 1") == [
+        (1, "ana@example.com"), (3, "cho@example.com")]
+    results = {r["name"]: r for r in read_run_results(root)["results"]}
+    assert results["customers"]["rows"] == 4
+    assert results["high_value"]["rows"] == 2
+    assert results["stg_orders"]["rows"] is None  # a view has no row count
+
+
+def test_a_view_becomes_a_table_when_its_materialization_changes(make_project, cli):
+    root = make_project({"models/m.sql": "{{ config(materialized='view') }}\nselect 1 as id\n"})
+    cli(root, "run", "--at", "2026-01-10T10:00")
+    assert relation_kinds(root) == {"m": "VIEW"}
+    (root / "models/m.sql").write_text("{{ config(materialized='table') }}\nselect 1 as id\n")
+    assert cli(root, "run", "--at", "2026-01-10T10:01").exit_code == 0
+    assert relation_kinds(root) == {"m": "BASE TABLE"}
+
+
+def test_a_sql_error_fails_the_run_names_model_and_compiled_file(copy_project, cli):
+    root = copy_project("failing")
+    result = cli(root, "run", "--at", "2026-01-10T10:00")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "error: broken:" in result.output
+    assert "target/compiled/models/broken.sql" in result.output
+    assert "no_such_column" in (root / "target/compiled/models/broken.sql").read_text()
+
+    results = {r["name"]: r for r in read_run_results(root)["results"]}
+    assert results["broken"]["status"] == "error"
+    assert "no_such_column" in results["broken"]["error"]
+    assert "target/compiled/models/broken.sql" in results["broken"]["error"]
+    # unrelated models still build; descendants are skipped as upstream_failed
+    assert {n: results[n]["status"] for n in ("base", "unrelated", "flaky", "after_flaky")} == {
+        "base": "success", "unrelated": "success", "flaky": "success", "after_flaky": "success"}
+    assert results["child"]["status"] == "upstream_failed"
+    assert results["grandchild"]["status"] == "upstream_failed"
+    assert "broken" in results["child"]["reason"]
+    assert set(relation_kinds(root)) == {"base", "unrelated", "flaky", "after_flaky"}
+
+
+def test_a_failing_model_keeps_its_last_good_version_live(copy_project, cli):
+    root = copy_project("failing")
+    cli(root, "run", "--at", "2026-01-10T10:00")
+    (root / "models/flaky.sql").write_text(FLAKY_BROKEN)
+    result = cli(root, "run", "-s", "flaky", "--at", "2026-01-10T10:15")
+    assert result.exit_code == 1
+    assert statuses(root) == {"flaky": "error"}
+    assert query(root, "select * from flaky") == [(1,)]  # the old version, untouched
+    state = Project.load(root).read_state().of("flaky")
+    assert state.last_status == "error"
+    assert state.last_success_at == at("2026-01-10T10:00")
+    assert "not a number" in (state.last_error or "")
+
+
+def test_on_error_continue_lets_children_run_on_the_last_good_version(copy_project, cli):
+    root = copy_project("failing")
+    cli(root, "run", "--at", "2026-01-10T10:00")
+    (root / "models/flaky.sql").write_text(FLAKY_BROKEN)
+    result = cli(root, "run", "--due", "--at", "2026-01-10T10:15")
+    assert result.exit_code == 1
+    results = statuses(root)
+    assert results["flaky"] == "error"
+    assert results["after_flaky"] == "success"  # on_error: continue
+    assert results["child"] == "upstream_failed"  # on_error: skip_children (the default)
+    assert query(root, "select * from after_flaky") == [(1,)]
+
+
+def test_blocking_key_test_keeps_a_bad_build_from_publishing(make_project, cli):
+    root = make_project({
+        "models/seg.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id\n",
+    })
+    assert cli(root, "run", "--at", "2026-01-10T10:00").exit_code == 0
+    (root / "models/seg.sql").write_text(
+        "{{ config(channels=['web'], key='id') }}\nselect 1 as id union all select 1 union all select 2\n")
+    result = cli(root, "run", "--at", "2026-01-10T10:15")
+    assert result.exit_code == 1
+    [row] = read_run_results(root)["results"]
+    assert row["status"] == "error"
+    assert "unique" in row["error"]
+    assert query(root, "select * from seg") == [(1,)]
+    assert set(relation_kinds(root)) == {"seg"}, "no staging relation is left behind"
+
+
+def test_run_results_json_is_exactly_the_documented_contract(copy_project, cli):
+    root = copy_project("failing")
+    cli(root, "run", "--due", "--at", "2026-01-10T10:00:00+01:00")
+    data = read_run_results(root)
+    assert set(data) == {"run_id", "at", "results"}
+    assert isinstance(data["run_id"], str) and data["run_id"]
+    assert data["at"] == "2026-01-10T10:00:00+01:00"
+    assert [r["name"] for r in data["results"]] == [
+        "base", "broken", "child", "flaky", "after_flaky", "grandchild", "unrelated"]
+    for r in data["results"]:
+        assert list(r) == ["name", "status", "reason", "rows", "duration_s", "error"]
+        assert r["status"] in {"success", "error", "upstream_failed", "skipped"}
+        assert isinstance(r["reason"], str) and r["reason"]
+        assert isinstance(r["duration_s"], (int, float)) and r["duration_s"] >= 0
+        assert (r["error"] is None) == (r["status"] in ("success", "skipped"))
+
+
+def test_each_run_gets_a_new_run_id_and_rewrites_the_file(make_project, cli):
+    root = make_project({"models/m.sql": "{{ config(channels=['web']) }}\nselect 1 as id\n"})
+    cli(root, "run", "--due", "--at", "2026-01-10T10:00")
+    first = read_run_results(root)
+    cli(root, "run", "--due", "--at", "2026-01-10T10:01")
+    second = read_run_results(root)
+    assert first["run_id"] != second["run_id"]
+    assert [(r["name"], r["status"]) for r in second["results"]] == [("m", "skipped")]
+
+
+def test_plan_json_is_exactly_the_documented_contract(copy_project, cli):
+    root = copy_project("shop")
+    cli(root, "run", "--at", "2026-01-10T10:00")
+    result = cli(root, "plan", "--json", "--at", "2026-01-10T10:05")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"at", "models"}
+    assert data["at"] == "2026-01-10T10:05:00+01:00"
+    project = Project.load(root)
+    assert [m["name"] for m in data["models"]] == project.model_names()
+    for m in data["models"]:
+        assert list(m) == ["name", "due", "reason", "cadence", "next_tick"]
+    by_name = {m["name"]: m for m in data["models"]}
+    assert [n for n, m in by_name.items() if m["due"]] == ["cart_abandoners"]
+    assert by_name["cart_abandoners"]["cadence"] == "every 5 minutes"
+    assert by_name["cart_abandoners"]["next_tick"] == "2026-01-10T10:10:00+01:00"
+    assert by_name["high_value"]["next_tick"] == "2026-01-10T12:00:00+01:00"
+    assert by_name["survey_list"]["next_tick"] is None
+
+
+def test_plan_json_due_agrees_with_what_run_due_builds(copy_project, cli):
+    root = copy_project("shop")
+    cli(root, "run", "--at", "2026-01-10T04:00")
+    data = json.loads(cli(root, "plan", "--json", "--at", "2026-01-10T05:00").output)
+    due = {m["name"] for m in data["models"] if m["due"]}
+    cli(root, "run", "--due", "--at", "2026-01-10T05:00")
+    built = {n for n, s in statuses(root).items() if s == "success"}
+    assert due == built == {"high_value", "lapsed", "browsing_now", "cart_abandoners"}
+
+
+def test_library_run_returns_results_and_reports_events(copy_project):
+    project = Project.load(copy_project("failing"))
+    events = []
+    result = project.run(at("2026-01-10T10:00"), Selection(select=("+child", "unrelated")),
+                         on_event=events.append)
+    assert isinstance(result, RunResult)
+    assert not result.ok
+    assert [r.name for r in result.failed] == ["broken"]
+    assert {r.name: r.status for r in result.results} == {
+        "base": "success", "broken": "error", "child": "upstream_failed", "unrelated": "success"}
+    finished = [e.name for e in events if e.kind == "result"]
+    assert sorted(finished) == ["base", "broken", "child", "unrelated"]
+    assert all(e.total == 4 for e in events)
+
+
+def test_dry_run_returns_the_plan_and_builds_nothing(copy_project):
+    root = copy_project("shop")
+    plan = Project.load(root).run(at("2026-01-10T10:00"), due_only=True, dry_run=True)
+    assert isinstance(plan, Plan)
+    assert {d.name for d in plan.to_build()} >= {"high_value", "cart_abandoners"}
+    assert not (root / "warehouse.duckdb").exists()
+    assert not (root / "target" / "run_results.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--due", None])
+def test_dry_run_on_the_command_line_writes_nothing(copy_project, cli, flag):
+    root = copy_project("shop")
+    args = ["run", "--dry-run", "--at", "2026-01-10T10:00"] + ([flag] if flag else [])
+    result = cli(root, *args)
+    assert result.exit_code == 0, result.output
+    assert "high_value" in result.output
+    assert not (root / "warehouse.duckdb").exists()
+    assert not (root / "target" / "run_results.json").exists()
