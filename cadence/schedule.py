@@ -15,8 +15,9 @@ Invariants:
 - croniter is used here and nowhere else in cadence.
 
 How ticks are made: a schedule generates local wall-clock (naive) times -- cron expressions via
-croniter on naive datetimes; ``every N minutes|hours`` arithmetically as local midnight + k*N for
-every k with k*N < 24h, on every local day -- and each wall time is mapped to instants in the
+croniter on naive datetimes; ``every N minutes|hours`` arithmetically as one continuous wall-clock
+grid of step N anchored at local midnight 2000-01-01 (so it falls on every midnight when N divides
+the day, and stays evenly spaced across midnight when it does not) -- and each wall time is mapped to instants in the
 zone. DST rules, after classic vixie cron:
 
 - A wall time that does not exist (spring-forward gap, e.g. 02:30 on 2026-03-29 in Europe/Berlin)
@@ -486,24 +487,25 @@ def _floor_minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
+_GRID_ANCHOR = datetime(2000, 1, 1)  # a local midnight: grids that divide the day align to every midnight
+
+
 def _grid_from(step: int, start: datetime) -> Iterator[datetime]:
-    day = datetime.combine(start.date(), time())
-    k = -((day - start) // timedelta(minutes=step))  # ceil((start - day) / step)
+    """Wall times anchor + k*step >= start: one continuous, evenly spaced grid in wall-clock
+    minutes. When step divides the day it falls on every local midnight."""
+    delta = timedelta(minutes=step)
+    k = -((_GRID_ANCHOR - start) // delta)  # ceil((start - anchor) / step)
     while True:
-        if k * step >= _DAY_MINUTES:
-            day, k = day + timedelta(days=1), 0
-        yield day + timedelta(minutes=k * step)
+        yield _GRID_ANCHOR + k * delta
         k += 1
 
 
 def _grid_until(step: int, end: datetime) -> Iterator[datetime]:
-    day = datetime.combine(end.date(), time())
-    k = (end - day) // timedelta(minutes=step)
+    delta = timedelta(minutes=step)
+    k = (end - _GRID_ANCHOR) // delta
     while True:
-        yield day + timedelta(minutes=k * step)
+        yield _GRID_ANCHOR + k * delta
         k -= 1
-        if k < 0:
-            day, k = day - timedelta(days=1), (_DAY_MINUTES - 1) // step
 
 
 def _cron_from(expression: str, start: datetime) -> Iterator[datetime]:
