@@ -49,6 +49,12 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `cadence plan | head`: the reader left; not an error
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_OK)
         except Exception as exc:  # noqa: BLE001 - last line of defence
             if debug:
                 traceback.print_exc()
@@ -145,7 +151,8 @@ def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: t
     try:
         result = project.run(now, _selection(select, exclude, channel), due_only=due,
                              full_refresh=full_refresh, retry_failed=retry_failed, dry_run=dry_run,
-                             on_event=renderer.event, wait_s=wait_s, threads=threads)
+                             on_event=renderer.event, wait_s=wait_s, threads=threads,
+                             replay=at is not None)
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
         return
@@ -170,6 +177,9 @@ def plan(at: str | None, horizon: str, select: tuple[str, ...], exclude: tuple[s
     from cadence import output
     from cadence.reports import cost_report
 
+    from cadence.reports import parse_horizon
+
+    parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
     now = _at(project, at)
     state = project.read_state()
@@ -249,7 +259,7 @@ def test(select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, proje
     project = _load(project_dir)
     outcomes = run_tests(project, _selection(select, exclude), _now())
     click.echo(output.render_tests(outcomes, as_json))
-    if any(o.status == "fail" for o in outcomes):
+    if any(o.status in ("fail", "error") for o in outcomes):
         raise Failed()
 
 

@@ -124,7 +124,7 @@ class Project:
     def run(self, now: dt.datetime, selection: Selection = Selection(), *, due_only: bool = False,
             full_refresh: bool = False, retry_failed: bool = False, dry_run: bool = False,
             on_event: EventSink | None = None, wait_s: float = 0.0,
-            threads: int | None = None) -> RunResult | Plan:
+            threads: int | None = None, replay: bool = False) -> RunResult | Plan:
         """Build what is selected (or due); returns the plan only when ``dry_run``.
 
         Raises ``LockHeld`` when another run holds the project (after ``wait_s`` seconds).
@@ -134,10 +134,11 @@ class Project:
                              retry_failed=retry_failed)
         with RunLock(self.root, now.isoformat()).acquire(wait_s):
             return self._run_locked(now, selection, due_only, full_refresh, retry_failed, on_event,
-                                    threads or self.parsed.config.warehouse.threads)
+                                    threads or self.parsed.config.warehouse.threads, replay)
 
     def _run_locked(self, now: dt.datetime, selection: Selection, due_only: bool, full_refresh: bool,
-                    retry_failed: bool, on_event: EventSink | None, threads: int = 1) -> RunResult:
+                    retry_failed: bool, on_event: EventSink | None, threads: int = 1,
+                    replay: bool = False) -> RunResult:
         engine = self.open_engine()
         try:
             state = read_snapshot(engine)
@@ -145,7 +146,7 @@ class Project:
                              retry_failed=retry_failed)
             return execute(self.parsed, self.dag, plan, engine, state, compiler=self.compiler,
                            full_refresh=full_refresh, command="run --due" if due_only else "run",
-                           on_event=on_event, threads=threads)
+                           on_event=on_event, threads=threads, replay=replay)
         finally:
             engine.close()
 

@@ -127,8 +127,21 @@ def _config(*args: Any, **kwargs: Any) -> str:
     if args and isinstance(args[0], dict):
         kwargs = {**args[0], **kwargs}
     for key, value in kwargs.items():
+        if _has_undefined(value):
+            raise CadenceError(f"config({key}=...) uses a name that is not defined",
+                               hint="quote strings: config(materialized='table')")
         _state().config[key] = value
     return ""
+
+
+def _has_undefined(value: Any) -> bool:
+    if isinstance(value, jinja2.Undefined):
+        return True
+    if isinstance(value, dict):
+        return any(_has_undefined(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_undefined(v) for v in value)
+    return False
 
 
 def _is_incremental() -> bool:

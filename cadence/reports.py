@@ -107,7 +107,7 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     if d is None:
         lines.append("  decision: not considered")
     else:
-        verdict = "DUE" if d.builds else "not due"
+        verdict = "DUE" if d.builds else "skip"
         lines.append(f"  decision: {verdict}: {d.reason}")
         if d.pulled_by:
             lines.append(f"  pulled in by: {d.pulled_by}")

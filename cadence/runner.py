@@ -111,6 +111,7 @@ def execute(
     command: str = "run",
     on_event: EventSink | None = None,
     threads: int = 1,
+    replay: bool = False,
 ) -> RunResult:
     """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped."""
     now = plan.at
@@ -123,7 +124,9 @@ def execute(
         artifacts.write_json(root, "run_results.json", idle.to_json())
         return idle
     ensure_schema(engine)
-    record_run_start(engine, run_id, now, command, os.getpid(), False)
+    record_run_start(engine, run_id, now, command, os.getpid(), replay)
+    for schema in sorted({m.schema for m in project.models} | {project.config.warehouse.schema}):
+        engine.create_schema(schema)  # once, up front: concurrent creates would conflict
     tests_by_model: dict[str, list[DataTest]] = {}
     for t in project.tests:
         for owner in (t.refs if t.kind == "singular" else ((t.model,) if t.model else ())):
@@ -139,6 +142,7 @@ def execute(
     failed: set[str] = set()
     counter = [0]
     status = "success"
+    clock = time.perf_counter()
 
     def build(decision: Decision, task_ctx: _RunContext) -> ModelResult:
         blocker = next((p for p in deps[decision.name] if p in failed), None)
@@ -189,7 +193,7 @@ def execute(
                 results.append(outcome[d.name])
         if status != "interrupted":
             status = "error" if any(r.status in ("error", "upstream_failed") for r in results) else "success"
-        record_run_end(engine, run_id, now, status)
+        record_run_end(engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status)
         run_result = RunResult(run_id, now, tuple(results))
         artifacts.write_json(root, "run_results.json", run_result.to_json())
     return run_result
@@ -289,7 +293,6 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
     staging = relation_sql(schema, seed.name + STAGING_SUFFIX)
     try:
         with ctx.engine.transaction():
-            ctx.engine.create_schema(schema)
             ctx.engine.load_csv(staging, str(Path(ctx.project.root) / seed.path), seed.column_types)
             rows = ctx.engine.row_count(staging)
             _swap(ctx, staging, seed.relation, schema, seed.name, "table")
@@ -326,7 +329,6 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
         compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         with engine.transaction():
-            engine.create_schema(model.schema)
             if mat == "view":
                 kind = ctx.relations.get((model.schema, model.identifier))
                 if kind == "table":

@@ -110,6 +110,10 @@ def _method(body: str, project: ParsedProject, cadences: Cadences, universe: set
             key = method.split(".", 1)[1]
             return {x.name for x in project.models
                     if str(getattr(x.config, key, x.config.extra.get(key))).lower() == value.lower()}
+        if method == "source":
+            wanted = value.split(".")
+            return {x.name for x in project.models
+                    if any(s[: len(wanted)] == tuple(wanted) for s in x.sources)}
         if method == "resource_type":
             if value == "seed":
                 return {s.name for s in project.seeds}

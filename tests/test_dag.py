@@ -130,3 +130,14 @@ def test_a_model_named_like_a_seed_is_a_duplicate(make_project):
     assert error.message == "duplicate model name 'orders'"
     assert error.file == "models/orders.sql"
     assert "seeds/orders.csv" in (error.hint or "")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a ref to a model disabled with enabled: false says 'no model "
+                                       "or seed has that name' instead of saying it is disabled")
+def test_ref_to_a_disabled_model_says_it_is_disabled(make_project):
+    error = load_error(make_project, {
+        "models/retired.sql": "{{ config(enabled=false) }}\nselect 1 as id\n",
+        "models/uses_it.sql": "select * from {{ ref('retired') }}\n",
+    })
+    assert error.message == "unknown ref 'retired'" or "disabled" in error.message
+    assert "disabled" in error.render()

@@ -297,3 +297,28 @@ def test_unknown_source_is_an_error_with_did_you_mean(make_project):
     assert error.file == "models/m.sql"
     assert "unknown source 'app.event'" in error.message
     assert error.hint == "did you mean 'app.events'?"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: var('x', none) raises 'unknown var' instead of returning "
+                                       "none as in dbt (`{% if var('start_date', none) %}` idiom)")
+def test_var_with_an_explicit_none_default_returns_none(make_project):
+    project = load(make_project, {
+        "models/m.sql": "select 1 as id{% if var('start_date', none) is not none %} where x{% endif %}\n",
+    })
+    assert rendered(project, "m") == "select 1 as id\n"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: doc('name') for a docs block that does not exist renders "
+                                       "an empty description silently instead of an error or warning")
+def test_doc_of_an_unknown_block_is_reported(make_project):
+    root = make_project({
+        "models/m.sql": "select 1 as id\n",
+        "models/docs.md": "{% docs customers %}\nCustomers.\n{% enddocs %}\n",
+        "models/m.yml": "version: 2\nmodels:\n  - name: m\n    description: \"{{ doc('customer') }}\"\n",
+    })
+    try:
+        project = Project.load(root)
+    except CadenceError as exc:
+        assert "customer" in exc.render()
+    else:
+        assert any("customer" in w.render() for w in project.parsed.warnings)
