@@ -121,12 +121,12 @@ def measure(cmd: list[str], cwd: Path, timeout: float, expect_rc: int | None = 0
     return sample
 
 
-def restore(snapshot: Path, target: Path) -> None:
+def fresh(warehouse: Path) -> None:
+    """Remove a warehouse file (and its WAL): the next build starts from nothing."""
     for suffix in ("", ".wal"):
-        p = Path(str(target) + suffix)
+        p = Path(str(warehouse) + suffix)
         if p.exists():
             p.unlink()
-    shutil.copyfile(snapshot, target)
 
 
 def run_results(project: Path) -> dict:
@@ -149,27 +149,49 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     py, cadence, timeout = args.python, args.cadence, args.timeout
     project = workdir / f"project_{n}"
     t0 = time.perf_counter()
-    log(f"\n== {n} models: generating ({events:,} events) in {project}")
+    log(f"\n== {n:,} models: generating ({events:,} events) in {project}")
     # in a child process: the harness never imports duckdb, so it stays small (see measure())
     measure([py, str(HERE / "generate.py"), str(project), "--models", str(n), "--events", str(events),
              "--seed", str(args.seed), "--threads", str(args.threads), "--force"], workdir, timeout)
     manifest = json.loads((project / "benchmark.json").read_text())
     gen_s = time.perf_counter() - t0
     warehouse = project / "warehouse.duckdb"
+    raw_wh = workdir / f"raw_{n}.duckdb"
     build_at, noop_at = manifest["build_at"], manifest["noop_at"]
     notes: list[str] = []
+    floor, noop, cold, warm, build, raw = Series(), Series(), Series(), Series(), Series(), Series()
 
-    log(f"   first build (cadence run --at {build_at})")
-    first = measure([cadence, "run", "--at", build_at], project, timeout)
-    counts = status_counts(run_results(project))
-    if counts.get("success", 0) < n:
-        notes.append(f"first build: {counts} (expected {n} models + seeds success)")
-    log(f"   first build {first.wall_s:.1f}s, {counts}")
+    def load_pair() -> None:
+        shutil.rmtree(project / "target", ignore_errors=True)  # the manifest cache and all
+        cold.add(measure([cadence, "ls"], project, timeout))
+        warm.add(measure([cadence, "ls"], project, timeout))
 
-    # what the full build and raw baseline start from: the warehouse right after that build
-    snapshot = workdir / f"snapshot_{n}.duckdb"
-    shutil.copyfile(warehouse, snapshot)
-    compiled = workdir / f"compiled_{n}"
+    # a full build = every model into a fresh warehouse (only the parquet sources and the seed
+    # CSV exist), on both sides; the same --at, so per-run SQL (run_started_at) is identical
+    build_cmd = [cadence, "run", "--at", build_at]
+    plan_path = workdir / f"raw_plan_{n}.json"
+    raw_cmd = [py, str(HERE / "raw_duckdb.py"), str(raw_wh), str(plan_path)]
+
+    build_counts: list[dict[str, int]] = []
+
+    def run_cadence() -> None:
+        fresh(warehouse)
+        build.add(measure(build_cmd, project, timeout, expect_rc=None))
+        build_counts.append(status_counts(run_results(project)))
+
+    def run_raw() -> None:
+        fresh(raw_wh)
+        raw.add(measure(raw_cmd, project, timeout))
+
+    log(f"   cold/warm load (cadence ls) 1/{repeat}")
+    load_pair()  # also fills the cache, so the first build runs with a warm cache like the others
+    log(f"   full build 1/{build_repeat} (cadence run --at {build_at})")
+    run_cadence()
+    counts = build_counts[-1]
+    if build.samples[-1].rc != 0 or counts.get("success", 0) < n:
+        raise RuntimeError(f"the first build failed (rc {build.samples[-1].rc}): {counts}\n"
+                           f"{build.samples[-1].stderr_tail}")
+    compiled = workdir / f"compiled_{n}"  # kept apart: the load runs delete target/
     if compiled.exists():
         shutil.rmtree(compiled)
     shutil.copytree(project / "target" / "compiled", compiled)
@@ -177,25 +199,24 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     if missing:
         raise RuntimeError(f"no compiled SQL under target/compiled/ for {len(missing)} models, "
                            f"e.g. {missing[:3]}")
-    plan = {
+    plan_path.write_text(json.dumps({
         "threads": args.threads,
         "seeds": [[f'"main"."{s}"', str(project / "seeds" / f"{s}.csv")] for s in manifest["seeds"]],
         "models": [[m["materialized"], f'"main"."{m["name"]}"', str(compiled / m["path"])]
                    for m in manifest["models"]],
-    }
-    plan_path = workdir / f"raw_plan_{n}.json"
-    plan_path.write_text(json.dumps(plan))
+    }))
+    run_raw()
+    log(f"     build {build.samples[-1].wall_s:.2f}s  raw {raw.samples[-1].wall_s:.2f}s")
 
-    # -- no-op run --due, next to the floor ------------------------------------------------
+    # -- no-op run --due right after that build, next to the floor ----------------------------
     floor_cmd = [py, "-c", f"import duckdb; duckdb.connect({str(warehouse)!r})"]
     noop_cmd = [cadence, "run", "--due", "--at", noop_at]
     log(f"   no-op run --due --at {noop_at} vs floor, {repeat}x")
-    warmup = measure(noop_cmd, project, timeout)  # fills the cache if the build did not
+    warmup = measure(noop_cmd, project, timeout)
     noop_counts = status_counts(run_results(project))
     built = sum(v for k, v in noop_counts.items() if k != "skipped")
     if built:
         notes.append(f"no-op run --due at {noop_at} built something: {noop_counts}")
-    floor, noop = Series(), Series()
     for i in range(repeat):
         pair = [(floor, floor_cmd), (noop, noop_cmd)]
         for series, cmd in (pair if i % 2 == 0 else pair[::-1]):
@@ -203,38 +224,18 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     if max(s.stdout_bytes for s in noop.samples):
         notes.append("no-op run --due printed to stdout on a non-TTY (cron would send mail)")
 
-    # -- cold and warm load ------------------------------------------------------------------
-    log(f"   cold/warm load (cadence ls), {repeat}x")
-    cold, warm = Series(), Series()
-    for _ in range(repeat):
-        shutil.rmtree(project / "target", ignore_errors=True)
-        cold.add(measure([cadence, "ls"], project, timeout))
-        warm.add(measure([cadence, "ls"], project, timeout))
+    for i in range(1, repeat):
+        log(f"   cold/warm load (cadence ls) {i + 1}/{repeat}")
+        load_pair()
 
-    # -- full build vs raw DuckDB ------------------------------------------------------------
-    log(f"   full build vs raw DuckDB, {build_repeat}x")
-    raw_wh = workdir / f"raw_{n}.duckdb"
-    build_cmd = [cadence, "run", "--full-refresh", "--at", build_at]
-    raw_cmd = [py, str(HERE / "raw_duckdb.py"), str(raw_wh), str(plan_path)]
-    build, raw = Series(), Series()
-    for i in range(build_repeat):
-        def run_cadence() -> None:
-            restore(snapshot, warehouse)
-            build.add(measure(build_cmd, project, timeout, expect_rc=None))
-
-        def run_raw() -> None:
-            restore(snapshot, raw_wh)
-            raw.add(measure(raw_cmd, project, timeout))
-
-        for step in ((run_cadence, run_raw) if i % 2 == 0 else (run_raw, run_cadence)):
+    for i in range(1, build_repeat):
+        log(f"   full build {i + 1}/{build_repeat}")
+        for step in ((run_raw, run_cadence) if i % 2 else (run_cadence, run_raw)):
             step()
         log(f"     build {build.samples[-1].wall_s:.2f}s  raw {raw.samples[-1].wall_s:.2f}s")
-    build_counts = status_counts(run_results(project))
-    if build.samples[-1].rc != 0 or build_counts.get("success", 0) < n:
-        notes.append(f"full build: rc {build.samples[-1].rc}, {build_counts}")
-    for p in (raw_wh, Path(str(raw_wh) + ".wal")):
-        if p.exists():
-            p.unlink()
+    if any(s.rc != 0 for s in build.samples) or any(c.get("success", 0) < n for c in build_counts):
+        notes.append(f"full build: rc {sorted({s.rc for s in build.samples})}, statuses {build_counts}")
+    fresh(raw_wh)
 
     m = {
         "floor_s": floor.median, "noop_s": noop.median, "noop_ratio": noop.median / floor.median,
@@ -252,12 +253,12 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     return {
         "models": n, "events": events, "customers": manifest["customers"],
         "layers": manifest["counts"], "repeat": repeat, "build_repeat": build_repeat,
-        "generate_s": round(gen_s, 2), "first_build_s": round(first.wall_s, 3),
+        "generate_s": round(gen_s, 2),
         "metrics": {k: round(v, 4) for k, v in m.items()},
         "series": {"floor": floor.summary(), "noop": noop.summary(), "noop_warmup_s": round(warmup.wall_s, 4),
                    "cold_ls": cold.summary(), "warm_ls": warm.summary(),
                    "full_build": build.summary(), "raw_duckdb": raw.summary()},
-        "noop_statuses": noop_counts, "build_statuses": build_counts,
+        "noop_statuses": noop_counts, "build_statuses": build_counts[-1],
         "seconds": round(time.perf_counter() - t0, 1), "notes": notes,
     }
 
@@ -305,7 +306,10 @@ def render(result: dict) -> str:
     lines.insert(1, "-+-".join("-" * w for w in widths))
     env = result["env"]
     out = [f"cadence benchmark {result['date']} commit {env['commit']}{' (dirty tree)' if env['dirty'] else ''}"
-           f", {env['cpus']} CPUs, Python {env['python']}, DuckDB {env['duckdb']}", ""]
+           f", {env['cpus']} CPUs, Python {env['python']}, DuckDB {env['duckdb']}"]
+    if env.get("commit_at_end"):
+        out.append(f"WARNING: cadence changed during the run (at the end: {env['commit_at_end']})")
+    out.append("")
     out += lines
     out += ["", "targets (issue 4):"]
     for t in result["targets"]:
@@ -386,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    env_end = environment(args.python)
+    if (env_end["commit"], env_end["dirty"]) != (env["commit"], env["dirty"]):
+        env["commit_at_end"] = env_end["commit"] + (" (dirty tree)" if env_end["dirty"] else "")
     result = {
         "date": dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
         "env": env,

@@ -189,6 +189,7 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
     shared_key = _shared_key(files, sources)
     models: list[Model] = []
     tests: list[DataTest] = []
+    work: list[tuple[SourceFile, str, _YamlModel | None, str, Model | None]] = []
     for source_file in files.models:
         name = PurePosixPath(source_file.path).stem
         if name in seen:
@@ -201,18 +202,31 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
         yaml_entry = yaml_models.pop(name, None)
         key = _model_key(shared_key, source_file, yaml_entry)
         model = (reuse or {}).get(key)
-        if (model is None or model.name != name or model.path != source_file.path
-                or any(os.environ.get(k) != v for k, v in model.env_vars)):
-            try:
-                model = _parse_model(source_file, name, yaml_entry, config, env, resolve_source,
-                                     errors)
-            except CadenceError as exc:
-                errors.add(exc)
-                continue
-        if keys_out is not None and model is not None:
-            keys_out[name] = key
+        if (model is not None and (model.name != name or model.path != source_file.path
+                                   or any(os.environ.get(k) != v for k, v in model.env_vars))):
+            model = None
+        work.append((source_file, name, yaml_entry, key, model))
+
+    def parse_one(item: tuple[SourceFile, str, _YamlModel | None, str, Model | None]
+                  ) -> tuple[Model | None, list[CadenceError]]:
+        source_file, name, yaml_entry, _key, cached = item
+        if cached is not None:
+            return cached, []
+        local = ErrorCollector()
+        try:
+            return _parse_model(source_file, name, yaml_entry, config, env, resolve_source, local), \
+                local.errors
+        except CadenceError as exc:
+            return None, [*local.errors, exc]
+
+    for (source_file, name, yaml_entry, key, _cached), (model, found) in zip(
+            work, _map_models(parse_one, work), strict=True):
+        for e in found:
+            errors.add(e)
         if model is None:
             continue
+        if keys_out is not None:
+            keys_out[name] = key
         models.append(model)
         if yaml_entry is not None:
             tests.extend(_parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings))
@@ -361,6 +375,52 @@ def _parse_seeds(
         column_types.update(types.get(s.name, {}))
         out.append(Seed(s.name, s.path, s.digest, relation_sql(schema, s.name), column_types))
     return out
+
+
+PARALLEL_PARSE_MIN = 300  # below this, forking costs more than it saves
+
+
+def _map_models(fn: Any, work: list[Any]) -> list[Any]:
+    """Render models on every core when many need rendering (Jinja compiles are CPU-bound).
+
+    Workers are forked, so they inherit the environment with its compiled macros; results
+    come back pickled. Where fork is unavailable, or for small projects, render in-process.
+    """
+    todo = [i for i, item in enumerate(work) if item[-1] is None]
+    cores = os.cpu_count() or 1
+    if len(todo) < PARALLEL_PARSE_MIN or cores < 2:
+        return [fn(item) for item in work]
+    import multiprocessing
+
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        return [fn(item) for item in work]
+    global _FORK_WORK
+    _FORK_WORK = (fn, work)
+    chunks = [todo[i::cores] for i in range(cores)]
+    try:
+        with ctx.Pool(processes=cores) as pool:
+            parts = pool.map(_parse_chunk, chunks)
+    finally:
+        _FORK_WORK = None
+    results: list[Any] = [None] * len(work)
+    for chunk, part in zip(chunks, parts, strict=True):
+        for index, result in zip(chunk, part, strict=True):
+            results[index] = result
+    for i, item in enumerate(work):
+        if results[i] is None:
+            results[i] = fn(item)
+    return results
+
+
+_FORK_WORK: tuple[Any, list[Any]] | None = None
+
+
+def _parse_chunk(indexes: list[int]) -> list[Any]:
+    assert _FORK_WORK is not None
+    fn, work = _FORK_WORK
+    return [fn(work[i]) for i in indexes]
 
 
 def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:

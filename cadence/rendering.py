@@ -223,6 +223,7 @@ class ModelEnvironment:
             **{"return": _return},
         )
         self.macro_errors: list[CadenceError] = []
+        self._templates: dict[str, jinja2.Template] = {}  # a model renders twice when incremental
         self.macro_names: dict[str, str] = {}
         for path, text in macro_files:
             self._load_macros(path, text)
@@ -272,7 +273,12 @@ class ModelEnvironment:
         """Render a template; Jinja problems become CadenceErrors with the template line."""
         token = _current.set(state)
         try:
-            template = self.env.from_string(text)
+            fast = self._render_static(text)
+            if fast is not None:
+                return fast
+            template = self._templates.get(text)
+            if template is None:
+                template = self._templates[text] = self.env.from_string(text)
             return template.render()
         except CadenceError as exc:
             if exc.file is None:
@@ -295,6 +301,61 @@ class ModelEnvironment:
                                hint="fix the expression on that line") from None
         finally:
             _current.reset(token)
+
+
+    def _render_static(self, text: str) -> str | None:
+        """Most models only call ref/source/config/var with literal arguments: evaluate those
+        calls directly (the same functions Jinja would call) instead of compiling a template.
+        Anything else -- blocks, filters, whitespace control, expressions -- returns None and
+        goes through Jinja. The output is identical either way (as dbt's static parser does)."""
+        if "{%" in text or "{#" in text:
+            return None
+        pieces: list[str] = []
+        pos = 0
+        for m in _EXPRESSION.finditer(text):
+            try:
+                value = self._static_call(m.group(1))
+            except CadenceError as exc:
+                if exc.line is None:
+                    exc.line = text.count("\n", 0, m.start()) + 1
+                raise
+            if value is None:
+                return None
+            pieces.append(text[pos:m.start()])
+            pieces.append(value)
+            pos = m.end()
+        if "{{" in text[pos:] or "}}" in text[pos:]:
+            return None
+        pieces.append(text[pos:])
+        return "".join(pieces)
+
+    def _static_call(self, expression: str) -> str | None:
+        import ast
+
+        if expression.startswith("-") or expression.endswith("-"):
+            return None
+        try:
+            node = ast.parse(expression.strip(), mode="eval").body
+        except SyntaxError:
+            return None
+        if isinstance(node, ast.Name) and node.id == "this" and "this" not in self.macro_names:
+            return str(self.env.globals["this"])
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in _STATIC_FUNCTIONS and node.func.id not in self.macro_names):
+            return None
+        try:
+            args = [ast.literal_eval(a) for a in node.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+        if len(kwargs) != len(node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
+            return None
+        value = self.env.globals[node.func.id](*args, **kwargs)
+        return "None" if value is None else str(value)
+
+
+_EXPRESSION = re.compile(r"{{(.*?)}}", re.S)
+_STATIC_FUNCTIONS = frozenset({"ref", "source", "config", "var", "env_var"})
 
 
 class _ConfigCallable:

@@ -80,7 +80,11 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
         counter["n"] += 1
         root = tmp_path / ("project" if counter["n"] == 1 else f"project{counter['n']}")
         root.mkdir(parents=True)
-        yml = DEFAULT_CADENCE_YML if cadence_yml is None else textwrap.dedent(cadence_yml).lstrip("\n")
+        yml = (
+            DEFAULT_CADENCE_YML
+            if cadence_yml is None
+            else textwrap.dedent(cadence_yml).lstrip("\n")
+        )
         (root / "cadence.yml").write_text(yml, encoding="utf-8")
         (root / "models").mkdir()
         write_files(root, files)
@@ -115,4 +119,6 @@ def run_results() -> Callable[[Path], dict[str, Any]]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: a replay of many CLI invocations (deselect: -m 'not slow')")
+    config.addinivalue_line(
+        "markers", "slow: a replay of many CLI invocations (deselect: -m 'not slow')"
+    )

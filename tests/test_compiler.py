@@ -83,21 +83,30 @@ def test_compiled_ephemeral_sql_runs(make_project):
     root = make_project(EPHEMERALS)
     result = Project.load(root).run(at("2026-01-10T10:00"))
     assert {r.name: r.status for r in result.results} == {
-        "base": "success", "eph1": "skipped", "eph2": "skipped", "own_with": "success",
-        "plain": "success", "twice": "success"}
+        "base": "success",
+        "eph1": "skipped",
+        "eph2": "skipped",
+        "own_with": "success",
+        "plain": "success",
+        "twice": "success",
+    }
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("select * from plain").fetchall() == [(2,)]
         assert con.sql("select count(*) from own_with").fetchall() == [(0,)]  # 2 joins 1: none
 
 
 def test_per_run_values_are_rendered_at_compile_time(make_project):
-    project = Project.load(make_project({
-        "models/stamped.sql":
-            "select '{{ tick }}' as tick, '{{ run_started_at }}' as started, '{{ this }}' as me\n",
-    }))
+    project = Project.load(
+        make_project(
+            {
+                "models/stamped.sql": "select '{{ tick }}' as tick, '{{ run_started_at }}' as started, '{{ this }}' as me\n",
+            }
+        )
+    )
     assert compiled(project, "stamped") == (
         "select '2026-01-10 10:00:00+01:00' as tick, '2026-01-10 10:03:00+01:00' as started, "
-        "'\"main\".\"stamped\"' as me\n")
+        '\'"main"."stamped"\' as me\n'
+    )
     later = project.compiler.compile("stamped", at("2026-01-10T11:03"), at("2026-01-10T11:00")).sql
     assert "2026-01-10 11:00:00+01:00" in later
 
@@ -113,7 +122,9 @@ def test_compile_command_writes_rendered_sql_under_target_compiled(copy_project,
     root = copy_project("shop")
     result = cli(root, "compile", "--at", "2026-01-10T10:00")
     assert result.exit_code == 0, result.output
-    assert "high_value: target/compiled/models/segments/high_value.sql" in result.output.splitlines()
+    assert (
+        "high_value: target/compiled/models/segments/high_value.sql" in result.output.splitlines()
+    )
     project = Project.load(root)
     for name in project.model_names():
         model = project.parsed.model(name)
@@ -126,8 +137,10 @@ def test_compile_respects_selection(copy_project, cli):
     root = copy_project("shop")
     result = cli(root, "compile", "-s", "tag:vip", "--at", "2026-01-10T10:00")
     assert result.exit_code == 0, result.output
-    written = sorted(p.relative_to(root / "target" / "compiled").as_posix()
-                     for p in (root / "target" / "compiled").rglob("*.sql"))
+    written = sorted(
+        p.relative_to(root / "target" / "compiled").as_posix()
+        for p in (root / "target" / "compiled").rglob("*.sql")
+    )
     assert written == ["models/segments/high_value.sql"]
 
 

@@ -42,10 +42,13 @@ def test_order_does_not_depend_on_the_order_files_were_written(make_project):
 
 
 def test_unknown_ref_names_file_line_column_and_the_closest_name(make_project):
-    error = load_error(make_project, {
-        "models/staging/orders.sql": "select 1 as id\n",
-        "models/segments/vip.sql": "select *\nfrom   {{ ref('ordrs') }}\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/staging/orders.sql": "select 1 as id\n",
+            "models/segments/vip.sql": "select *\nfrom   {{ ref('ordrs') }}\n",
+        },
+    )
     assert error.render() == (
         "models/segments/vip.sql:2:11: error: unknown ref 'ordrs'\n"
         "  hint: did you mean 'orders'? (models/staging/orders.sql)"
@@ -59,11 +62,14 @@ def test_unknown_ref_without_a_close_name_says_what_names_are(make_project):
 
 
 def test_every_unknown_ref_is_reported_at_once(make_project):
-    error = load_error(make_project, {
-        "models/orders.sql": "select 1 as id\n",
-        "models/a.sql": "select * from\n  {{ ref('ordrs') }}\n",
-        "models/b.sql": "select * from {{ ref('ordes') }}\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/orders.sql": "select 1 as id\n",
+            "models/a.sql": "select * from\n  {{ ref('ordrs') }}\n",
+            "models/b.sql": "select * from {{ ref('ordes') }}\n",
+        },
+    )
     assert isinstance(error, ProjectErrors)
     assert [(e.file, e.line, e.message) for e in error.errors] == [
         ("models/a.sql", 2, "unknown ref 'ordrs'"),
@@ -72,22 +78,28 @@ def test_every_unknown_ref_is_reported_at_once(make_project):
 
 
 def test_unknown_ref_in_a_singular_test_is_reported(make_project):
-    error = load_error(make_project, {
-        "models/orders.sql": "select 1 as id\n",
-        "tests/orders_ok.sql": "select * from {{ ref('order') }} where id is null\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/orders.sql": "select 1 as id\n",
+            "tests/orders_ok.sql": "select * from {{ ref('order') }} where id is null\n",
+        },
+    )
     assert error.file == "tests/orders_ok.sql"
     assert error.message == "unknown ref 'order'"
     assert "did you mean 'orders'?" in (error.hint or "")
 
 
 def test_cycle_is_reported_with_its_path(make_project):
-    error = load_error(make_project, {
-        "models/a.sql": "select * from {{ ref('c') }}\n",
-        "models/b.sql": "select * from {{ ref('a') }}\n",
-        "models/c.sql": "select * from {{ ref('b') }}\n",
-        "models/outside.sql": "select 1\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/a.sql": "select * from {{ ref('c') }}\n",
+            "models/b.sql": "select * from {{ ref('a') }}\n",
+            "models/c.sql": "select * from {{ ref('b') }}\n",
+            "models/outside.sql": "select 1\n",
+        },
+    )
     assert error.message == "dependency cycle: a -> b -> c -> a"
     assert error.file == "models/a.sql"
 
@@ -98,12 +110,15 @@ def test_self_reference_is_a_cycle(make_project):
 
 
 def test_every_cycle_is_reported(make_project):
-    error = load_error(make_project, {
-        "models/a.sql": "select * from {{ ref('b') }}\n",
-        "models/b.sql": "select * from {{ ref('a') }}\n",
-        "models/x.sql": "select * from {{ ref('y') }}\n",
-        "models/y.sql": "select * from {{ ref('x') }}\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/a.sql": "select * from {{ ref('b') }}\n",
+            "models/b.sql": "select * from {{ ref('a') }}\n",
+            "models/x.sql": "select * from {{ ref('y') }}\n",
+            "models/y.sql": "select * from {{ ref('x') }}\n",
+        },
+    )
     assert isinstance(error, ProjectErrors)
     assert [e.message for e in error.errors] == [
         "dependency cycle: a -> b -> a",
@@ -112,10 +127,13 @@ def test_every_cycle_is_reported(make_project):
 
 
 def test_duplicate_model_names_name_both_files(make_project):
-    error = load_error(make_project, {
-        "models/staging/orders.sql": "select 1 as id\n",
-        "models/marts/orders.sql": "select 2 as id\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/staging/orders.sql": "select 1 as id\n",
+            "models/marts/orders.sql": "select 2 as id\n",
+        },
+    )
     rendered = error.render()
     assert "duplicate model name 'orders'" in rendered
     assert "models/staging/orders.sql" in rendered
@@ -123,21 +141,30 @@ def test_duplicate_model_names_name_both_files(make_project):
 
 
 def test_a_model_named_like_a_seed_is_a_duplicate(make_project):
-    error = load_error(make_project, {
-        "seeds/orders.csv": "id\n1\n",
-        "models/orders.sql": "select 1 as id\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "seeds/orders.csv": "id\n1\n",
+            "models/orders.sql": "select 1 as id\n",
+        },
+    )
     assert error.message == "duplicate model name 'orders'"
     assert error.file == "models/orders.sql"
     assert "seeds/orders.csv" in (error.hint or "")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a ref to a model disabled with enabled: false says 'no model "
-                                       "or seed has that name' instead of saying it is disabled")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a ref to a model disabled with enabled: false says 'no model "
+    "or seed has that name' instead of saying it is disabled",
+)
 def test_ref_to_a_disabled_model_says_it_is_disabled(make_project):
-    error = load_error(make_project, {
-        "models/retired.sql": "{{ config(enabled=false) }}\nselect 1 as id\n",
-        "models/uses_it.sql": "select * from {{ ref('retired') }}\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/retired.sql": "{{ config(enabled=false) }}\nselect 1 as id\n",
+            "models/uses_it.sql": "select * from {{ ref('retired') }}\n",
+        },
+    )
     assert error.message == "unknown ref 'retired'" or "disabled" in error.message
     assert "disabled" in error.render()

@@ -19,51 +19,90 @@ REGEN = os.environ.get("CADENCE_REGEN_GOLDEN") == "1"
 SEGMENT = "{{ config(channels=['email']) }}\n"
 
 CASES: dict[str, tuple[dict[str, str], str | None]] = {
-    "unknown_ref": ({
-        "models/staging/orders.sql": "select 1 as id\n",
-        "models/segments/vip.sql": SEGMENT + "select *\nfrom   {{ ref('ordrs') }}\n",
-    }, None),
-    "cycle": ({
-        "models/a.sql": "select * from {{ ref('c') }}\n",
-        "models/b.sql": "select * from {{ ref('a') }}\n",
-        "models/c.sql": "select * from {{ ref('b') }}\n",
-    }, None),
-    "duplicate": ({
-        "models/staging/orders.sql": "select 1 as id\n",
-        "models/marts/orders.sql": "select 2 as id\n",
-    }, None),
-    "bad_cadence": ({
-        "models/m.sql": "{{ config(cadence='evry 5 minutes') }}\nselect 1 as id\n",
-    }, None),
-    "bad_channel_cadence": ({
-        "models/m.sql": "select 1 as id\n",
-    }, "name: p\ntimezone: Europe/Berlin\nchannels:\n  web: {cadence: \"every 15 minuts\"}\n"),
-    "unknown_channel": ({
-        "models/m.sql": "{{ config(channels=['emial']) }}\nselect 1 as id\n",
-    }, None),
-    "unknown_config_key": ({
-        "models/m.sql": "select 1 as id\n",
-        "models/m.yml": "version: 2\nmodels:\n  - name: m\n    config:\n      materialised: table\n",
-    }, None),
-    "unknown_project_key": ({
-        "models/m.sql": "select 1 as id\n",
-    }, "name: p\ntimezone: Europe/Berlin\nchanels:\n  web: {cadence: \"every 15 minutes\"}\n"),
-    "bad_timezone": ({
-        "models/m.sql": "select 1 as id\n",
-    }, "name: p\ntimezone: Europe/Berln\n"),
-    "yaml_syntax": ({
-        "models/m.sql": "select 1 as id\n",
-        "models/m.yml": "version: 2\nmodels:\n  - name: m\n    description: [unclosed\n",
-    }, None),
-    "jinja_syntax": ({
-        "models/m.sql": "select 1 as id\n{% if var('x', 1) %}\nwhere 1 = 1\n",
-    }, None),
-    "jinja_undefined": ({
-        "models/m.sql": "select 1 as id\nwhere id = {{ undefined_thing }}\n",
-    }, None),
-    "unknown_var": ({
-        "models/m.sql": "select 1 as id\nwhere id > {{ var('threshhold') }}\n",
-    }, None),
+    "unknown_ref": (
+        {
+            "models/staging/orders.sql": "select 1 as id\n",
+            "models/segments/vip.sql": SEGMENT + "select *\nfrom   {{ ref('ordrs') }}\n",
+        },
+        None,
+    ),
+    "cycle": (
+        {
+            "models/a.sql": "select * from {{ ref('c') }}\n",
+            "models/b.sql": "select * from {{ ref('a') }}\n",
+            "models/c.sql": "select * from {{ ref('b') }}\n",
+        },
+        None,
+    ),
+    "duplicate": (
+        {
+            "models/staging/orders.sql": "select 1 as id\n",
+            "models/marts/orders.sql": "select 2 as id\n",
+        },
+        None,
+    ),
+    "bad_cadence": (
+        {
+            "models/m.sql": "{{ config(cadence='evry 5 minutes') }}\nselect 1 as id\n",
+        },
+        None,
+    ),
+    "bad_channel_cadence": (
+        {
+            "models/m.sql": "select 1 as id\n",
+        },
+        'name: p\ntimezone: Europe/Berlin\nchannels:\n  web: {cadence: "every 15 minuts"}\n',
+    ),
+    "unknown_channel": (
+        {
+            "models/m.sql": "{{ config(channels=['emial']) }}\nselect 1 as id\n",
+        },
+        None,
+    ),
+    "unknown_config_key": (
+        {
+            "models/m.sql": "select 1 as id\n",
+            "models/m.yml": "version: 2\nmodels:\n  - name: m\n    config:\n      materialised: table\n",
+        },
+        None,
+    ),
+    "unknown_project_key": (
+        {
+            "models/m.sql": "select 1 as id\n",
+        },
+        'name: p\ntimezone: Europe/Berlin\nchanels:\n  web: {cadence: "every 15 minutes"}\n',
+    ),
+    "bad_timezone": (
+        {
+            "models/m.sql": "select 1 as id\n",
+        },
+        "name: p\ntimezone: Europe/Berln\n",
+    ),
+    "yaml_syntax": (
+        {
+            "models/m.sql": "select 1 as id\n",
+            "models/m.yml": "version: 2\nmodels:\n  - name: m\n    description: [unclosed\n",
+        },
+        None,
+    ),
+    "jinja_syntax": (
+        {
+            "models/m.sql": "select 1 as id\n{% if var('x', 1) %}\nwhere 1 = 1\n",
+        },
+        None,
+    ),
+    "jinja_undefined": (
+        {
+            "models/m.sql": "select 1 as id\nwhere id = {{ undefined_thing }}\n",
+        },
+        None,
+    ),
+    "unknown_var": (
+        {
+            "models/m.sql": "select 1 as id\nwhere id > {{ var('threshhold') }}\n",
+        },
+        None,
+    ),
 }
 
 
@@ -100,9 +139,15 @@ def test_error_message_matches_golden(make_project, cli, case):
 def test_every_command_reports_project_errors_the_same_way(make_project, cli, command):
     files, cadence_yml = CASES["unknown_ref"]
     root = make_project(files, cadence_yml)
-    result = cli(root, *command, "--at", "2026-01-10T10:00") if command[0] != "ls" else cli(root, *command)
+    result = (
+        cli(root, *command, "--at", "2026-01-10T10:00")
+        if command[0] != "ls"
+        else cli(root, *command)
+    )
     assert result.exit_code == 2
-    assert normalized(result.output, root) == (GOLDEN / "unknown_ref.txt").read_text(encoding="utf-8")
+    assert normalized(result.output, root) == (GOLDEN / "unknown_ref.txt").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_every_golden_file_belongs_to_a_case():
@@ -110,12 +155,14 @@ def test_every_golden_file_belongs_to_a_case():
 
 
 def test_problems_found_in_one_stage_are_reported_together(make_project, cli):
-    root = make_project({
-        "models/a.sql": "select * from {{ ref('missing_one') }}\n",
-        "models/b.sql": "select * from {{ ref('missing_two') }}\n",
-        "models/c.sql": "{{ config(materialized='tabel') }}\nselect 1 as id\n",
-        "models/d.sql": "{{ config(chanels=['email']) }}\nselect 1 as id\n",
-    })
+    root = make_project(
+        {
+            "models/a.sql": "select * from {{ ref('missing_one') }}\n",
+            "models/b.sql": "select * from {{ ref('missing_two') }}\n",
+            "models/c.sql": "{{ config(materialized='tabel') }}\nselect 1 as id\n",
+            "models/d.sql": "{{ config(chanels=['email']) }}\nselect 1 as id\n",
+        }
+    )
     result = cli(root, "run", "--at", "2026-01-10T10:00")
     assert result.exit_code == 2
     assert "invalid materialized 'tabel'" in result.output
@@ -123,15 +170,20 @@ def test_problems_found_in_one_stage_are_reported_together(make_project, cli):
     assert result.output.rstrip().endswith("2 errors found")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: errors are reported per stage, so an unknown ref or an "
-                                       "unknown channel is hidden until every parse error is fixed "
-                                       "(STYLE: report every problem in the project at once)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: errors are reported per stage, so an unknown ref or an "
+    "unknown channel is hidden until every parse error is fixed "
+    "(STYLE: report every problem in the project at once)",
+)
 def test_every_problem_in_the_project_is_reported_at_once(make_project, cli):
-    root = make_project({
-        "models/a.sql": "select * from {{ ref('missing_one') }}\n",
-        "models/b.sql": "{{ config(channels=['emial']) }}\nselect 1 as id\n",
-        "models/c.sql": "{{ config(materialized='tabel') }}\nselect 1 as id\n",
-    })
+    root = make_project(
+        {
+            "models/a.sql": "select * from {{ ref('missing_one') }}\n",
+            "models/b.sql": "{{ config(channels=['emial']) }}\nselect 1 as id\n",
+            "models/c.sql": "{{ config(materialized='tabel') }}\nselect 1 as id\n",
+        }
+    )
     result = cli(root, "run", "--at", "2026-01-10T10:00")
     assert result.exit_code == 2
     assert "unknown ref 'missing_one'" in result.output

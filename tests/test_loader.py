@@ -53,26 +53,39 @@ def test_missing_project_file_is_an_error_with_a_hint(tmp_path: Path):
     ("edit", "line", "message", "hint"),
     [
         pytest.param(
-            lambda y: y + "chanels: {}\n", 9, "unknown cadence.yml key 'chanels'",
-            "did you mean 'channels'?", id="top-level",
+            lambda y: y + "chanels: {}\n",
+            9,
+            "unknown cadence.yml key 'chanels'",
+            "did you mean 'channels'?",
+            id="top-level",
         ),
         pytest.param(
-            lambda y: y.replace("path: warehouse.duckdb", "pth: warehouse.duckdb"), 2,
-            "unknown warehouse key 'pth'", "did you mean 'path'?", id="warehouse",
+            lambda y: y.replace("path: warehouse.duckdb", "pth: warehouse.duckdb"),
+            2,
+            "unknown warehouse key 'pth'",
+            "did you mean 'path'?",
+            id="warehouse",
         ),
         pytest.param(
-            lambda y: y.replace('{cadence: "every 4 hours"', '{cadance: "every 4 hours"'), 6,
-            "unknown channel key 'cadance'", "did you mean 'cadence'?", id="channel",
+            lambda y: y.replace('{cadence: "every 4 hours"', '{cadance: "every 4 hours"'),
+            6,
+            "unknown channel key 'cadance'",
+            "did you mean 'cadence'?",
+            id="channel",
         ),
         pytest.param(
-            lambda y: y + "models:\n  staging: {+materialised: view}\n", 10,
+            lambda y: y + "models:\n  staging: {+materialised: view}\n",
+            10,
             "unknown config key '+materialised' in folder defaults",
-            "did you mean 'materialized'?", id="folder-defaults-plus",
+            "did you mean 'materialized'?",
+            id="folder-defaults-plus",
         ),
         pytest.param(
-            lambda y: y + "models:\n  staging:\n    materialised: view\n", 11,
+            lambda y: y + "models:\n  staging:\n    materialised: view\n",
+            11,
             "unknown config key 'materialised' in folder defaults",
-            "did you mean 'materialized'?", id="folder-defaults",
+            "did you mean 'materialized'?",
+            id="folder-defaults",
         ),
     ],
 )
@@ -107,7 +120,9 @@ def test_cadence_yml_must_be_a_mapping(make_project):
 
 
 def test_bad_channel_cadence_names_the_channel_and_the_accepted_forms(make_project):
-    error = load_error(make_project, DEFAULT_CADENCE_YML.replace("every 4 hours", "every four hours"))
+    error = load_error(
+        make_project, DEFAULT_CADENCE_YML.replace("every 4 hours", "every four hours")
+    )
     rendered = error.render()
     assert "cadence.yml:6: error: unknown cadence 'every four hours' (for channel ads)" in rendered
     assert "did you mean 'every 4 hours'?" in rendered
@@ -117,14 +132,16 @@ def test_bad_channel_cadence_names_the_channel_and_the_accepted_forms(make_proje
 def test_warehouse_path_env_var_default_is_used_when_unset(make_project, monkeypatch):
     monkeypatch.delenv("CADENCE_TEST_WH", raising=False)
     yml = DEFAULT_CADENCE_YML.replace(
-        "path: warehouse.duckdb", "path: \"{{ env_var('CADENCE_TEST_WH', 'fallback.duckdb') }}\"")
+        "path: warehouse.duckdb", "path: \"{{ env_var('CADENCE_TEST_WH', 'fallback.duckdb') }}\""
+    )
     project = Project.load(make_project(ONE_MODEL, yml))
     assert project.parsed.config.warehouse.path == "fallback.duckdb"
 
 
 def test_warehouse_path_env_var_is_read_and_the_run_writes_there(make_project, monkeypatch):
     yml = DEFAULT_CADENCE_YML.replace(
-        "path: warehouse.duckdb", "path: \"{{ env_var('CADENCE_TEST_WH', 'fallback.duckdb') }}\"")
+        "path: warehouse.duckdb", "path: \"{{ env_var('CADENCE_TEST_WH', 'fallback.duckdb') }}\""
+    )
     monkeypatch.setenv("CADENCE_TEST_WH", "from_env.duckdb")
     root = make_project(ONE_MODEL, yml)
     project = Project.load(root)
@@ -137,11 +154,13 @@ def test_warehouse_path_env_var_is_read_and_the_run_writes_there(make_project, m
 
 def test_warehouse_env_var_without_default_must_be_set(make_project, monkeypatch):
     monkeypatch.delenv("CADENCE_TEST_UNSET", raising=False)
-    yml = DEFAULT_CADENCE_YML.replace("path: warehouse.duckdb",
-                                      "path: \"{{ env_var('CADENCE_TEST_UNSET') }}\"")
+    yml = DEFAULT_CADENCE_YML.replace(
+        "path: warehouse.duckdb", "path: \"{{ env_var('CADENCE_TEST_UNSET') }}\""
+    )
     error = load_error(make_project, yml)
     assert error.render().startswith(
-        "cadence.yml:2: error: environment variable 'CADENCE_TEST_UNSET' is not set")
+        "cadence.yml:2: error: environment variable 'CADENCE_TEST_UNSET' is not set"
+    )
     assert "CADENCE_TEST_UNSET" in (error.hint or "")
 
 
@@ -166,8 +185,13 @@ def test_folder_defaults_nearest_folder_wins_with_and_without_plus(make_project)
     )
     project = Project.load(make_project(FOLDERS, yml))
     mats = {m.name: m.materialized for m in project.parsed.models}
-    assert mats == {"top": "view", "stg": "table", "eph": "ephemeral", "own": "table",
-                    "mart": "table"}
+    assert mats == {
+        "top": "view",
+        "stg": "table",
+        "eph": "ephemeral",
+        "own": "table",
+        "mart": "table",
+    }
 
 
 def test_folder_defaults_may_nest_under_the_project_name_like_dbt(make_project):
@@ -178,8 +202,9 @@ def test_folder_defaults_may_nest_under_the_project_name_like_dbt(make_project):
 
 
 def test_folder_defaults_for_a_missing_folder_suggest_the_closest(make_project):
-    error = load_error(make_project, DEFAULT_CADENCE_YML + "models:\n  stagin: {materialized: view}\n",
-                       FOLDERS)
+    error = load_error(
+        make_project, DEFAULT_CADENCE_YML + "models:\n  stagin: {materialized: view}\n", FOLDERS
+    )
     assert "folder defaults name models/stagin, which does not exist" in error.message
     assert error.hint == "did you mean 'staging'?"
 

@@ -27,16 +27,19 @@ def rendered(project: Project, name: str) -> str:
 
 # --- configuration precedence ---------------------------------------------------------------
 
-PRECEDENCE_YML = DEFAULT_CADENCE_YML + "models:\n  segments: {materialized: view, +tags: [folder]}\n"
+PRECEDENCE_YML = (
+    DEFAULT_CADENCE_YML + "models:\n  segments: {materialized: view, +tags: [folder]}\n"
+)
 
 
 def test_yaml_config_beats_folder_defaults_and_config_call_beats_yaml(make_project):
-    project = load(make_project, {
-        "models/segments/both.sql":
-            "{{ config(materialized='ephemeral', channels=['web'], tags=['sql']) }}\nselect 1 as id\n",
-        "models/segments/yaml_only.sql": "select 1 as id\n",
-        "models/segments/folder_only.sql": "select 1 as id\n",
-        "models/segments/_props.yml": """
+    project = load(
+        make_project,
+        {
+            "models/segments/both.sql": "{{ config(materialized='ephemeral', channels=['web'], tags=['sql']) }}\nselect 1 as id\n",
+            "models/segments/yaml_only.sql": "select 1 as id\n",
+            "models/segments/folder_only.sql": "select 1 as id\n",
+            "models/segments/_props.yml": """
             version: 2
             models:
               - name: both
@@ -44,7 +47,9 @@ def test_yaml_config_beats_folder_defaults_and_config_call_beats_yaml(make_proje
               - name: yaml_only
                 config: {materialized: table, channels: [ads]}
             """,
-    }, PRECEDENCE_YML)
+        },
+        PRECEDENCE_YML,
+    )
     both = project.parsed.model("both").config
     assert (both.materialized, both.channels) == ("ephemeral", ("web",))
     yaml_only = project.parsed.model("yaml_only").config
@@ -53,56 +58,76 @@ def test_yaml_config_beats_folder_defaults_and_config_call_beats_yaml(make_proje
 
 
 def test_tags_accumulate_from_folder_yaml_and_config_call(make_project):
-    project = load(make_project, {
-        "models/segments/m.sql": "{{ config(tags=['sql', 'shared']) }}\nselect 1 as id\n",
-        "models/segments/_props.yml": """
+    project = load(
+        make_project,
+        {
+            "models/segments/m.sql": "{{ config(tags=['sql', 'shared']) }}\nselect 1 as id\n",
+            "models/segments/_props.yml": """
             version: 2
             models:
               - name: m
                 config: {tags: [yaml, shared]}
             """,
-    }, PRECEDENCE_YML)
+        },
+        PRECEDENCE_YML,
+    )
     tags = project.parsed.model("m").config.tags
     assert set(tags) == {"folder", "yaml", "sql", "shared"}
     assert len(tags) == len(set(tags)), "a tag given twice is kept once"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a YAML entry's top-level `tags:` replaces the tags in "
-                                       "its `config:` block instead of accumulating with them")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a YAML entry's top-level `tags:` replaces the tags in "
+    "its `config:` block instead of accumulating with them",
+)
 def test_yaml_entry_tags_and_config_tags_accumulate(make_project):
-    project = load(make_project, {
-        "models/m.sql": "select 1 as id\n",
-        "models/m.yml": """
+    project = load(
+        make_project,
+        {
+            "models/m.sql": "select 1 as id\n",
+            "models/m.yml": """
             version: 2
             models:
               - name: m
                 tags: [entry]
                 config: {tags: [configured]}
             """,
-    })
+        },
+    )
     assert set(project.parsed.model("m").config.tags) == {"entry", "configured"}
 
 
 def test_unknown_key_in_config_call_is_an_error_with_did_you_mean(make_project):
-    error = load_error(make_project, {
-        "models/m.sql": "select 1 as id\n{{ config(chanels=['email']) }}\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/m.sql": "select 1 as id\n{{ config(chanels=['email']) }}\n",
+        },
+    )
     assert error.render().startswith("models/m.sql:2: error: unknown config key 'chanels'")
     assert error.hint == "did you mean 'channels'?"
 
 
 def test_invalid_materialization_is_an_error_with_did_you_mean(make_project):
-    error = load_error(make_project, {"models/m.sql": "{{ config(materialized='tabel') }}\nselect 1\n"})
+    error = load_error(
+        make_project, {"models/m.sql": "{{ config(materialized='tabel') }}\nselect 1\n"}
+    )
     assert "invalid materialized 'tabel'" in error.message
     assert error.hint == "did you mean 'table'?"
 
 
 def test_unknown_key_in_yaml_model_entry_is_an_error_with_did_you_mean(make_project):
-    error = load_error(make_project, {
-        "models/m.sql": "select 1 as id\n",
-        "models/m.yml": "version: 2\nmodels:\n  - name: m\n    desciption: typo\n",
-    })
-    assert error.render().startswith("models/m.yml:4: error: unknown key 'desciption' for model 'm'")
+    error = load_error(
+        make_project,
+        {
+            "models/m.sql": "select 1 as id\n",
+            "models/m.yml": "version: 2\nmodels:\n  - name: m\n    desciption: typo\n",
+        },
+    )
+    assert error.render().startswith(
+        "models/m.yml:4: error: unknown key 'desciption' for model 'm'"
+    )
     assert error.hint == "did you mean 'description'?"
 
 
@@ -113,8 +138,9 @@ def test_enabled_false_excludes_a_model(make_project, where):
         files["models/retired.sql"] = "{{ config(enabled=false) }}\nselect 1 as id\n"
     else:
         files["models/retired.sql"] = "select 1 as id\n"
-        files["models/retired.yml"] = ("version: 2\nmodels:\n  - name: retired\n"
-                                       "    config: {enabled: false}\n")
+        files["models/retired.yml"] = (
+            "version: 2\nmodels:\n  - name: retired\n    config: {enabled: false}\n"
+        )
     project = load(make_project, files)
     assert project.model_names() == ["kept"]
     assert project.parsed.model("retired") is None
@@ -124,10 +150,12 @@ def test_enabled_false_excludes_a_model(make_project, where):
 
 
 def test_seeds_are_ref_able_by_file_stem_and_loaded_by_the_run(make_project):
-    root = make_project({
-        "seeds/countries.csv": "code,name\nDE,Germany\nAT,Austria\n",
-        "models/m.sql": "select count(*) as n from {{ ref('countries') }}\n",
-    })
+    root = make_project(
+        {
+            "seeds/countries.csv": "code,name\nDE,Germany\nAT,Austria\n",
+            "models/m.sql": "select count(*) as n from {{ ref('countries') }}\n",
+        }
+    )
     project = Project.load(root)
     assert project.dag.parents["m"] == ("countries",)
     assert project.dag.kinds["countries"] == "seed"
@@ -138,19 +166,24 @@ def test_seeds_are_ref_able_by_file_stem_and_loaded_by_the_run(make_project):
 
 
 def test_macros_are_usable_in_every_model(make_project):
-    project = load(make_project, {
-        "macros/math.sql": "{% macro double(x) %}({{ x }} * 2){% endmacro %}\n"
-                           "{% macro triple(x) %}{{ return(x ~ ' * 3') }}{% endmacro %}\n",
-        "models/a.sql": "select {{ double('id') }} as d from range(3) t(id)\n",
-        "models/b.sql": "select {{ triple('id') }} as t from range(3) t(id)\n",
-    })
+    project = load(
+        make_project,
+        {
+            "macros/math.sql": "{% macro double(x) %}({{ x }} * 2){% endmacro %}\n"
+            "{% macro triple(x) %}{{ return(x ~ ' * 3') }}{% endmacro %}\n",
+            "models/a.sql": "select {{ double('id') }} as d from range(3) t(id)\n",
+            "models/b.sql": "select {{ triple('id') }} as t from range(3) t(id)\n",
+        },
+    )
     assert "select (id * 2) as d" in rendered(project, "a")
     assert "select id * 3 as t" in rendered(project, "b")
 
 
 def test_set_and_for_loops_render_like_dbt(make_project):
-    project = load(make_project, {
-        "models/m.sql": """
+    project = load(
+        make_project,
+        {
+            "models/m.sql": """
             {% set channels = ['email', 'ads', 'web'] %}
             select
             {%- for c in channels %}
@@ -158,24 +191,33 @@ def test_set_and_for_loops_render_like_dbt(make_project):
             {%- endfor %}
             from events
             """,
-    })
+        },
+    )
     sql = " ".join(rendered(project, "m").split())
-    assert ("select sum(case when channel = 'email' then 1 else 0 end) as n_email, "
-            "sum(case when channel = 'ads' then 1 else 0 end) as n_ads, "
-            "sum(case when channel = 'web' then 1 else 0 end) as n_web from events") in sql
+    assert (
+        "select sum(case when channel = 'email' then 1 else 0 end) as n_email, "
+        "sum(case when channel = 'ads' then 1 else 0 end) as n_ads, "
+        "sum(case when channel = 'web' then 1 else 0 end) as n_web from events"
+    ) in sql
 
 
 def test_var_reads_cadence_yml_vars_and_falls_back_to_the_default(make_project):
     yml = DEFAULT_CADENCE_YML + "vars: {threshold: 500, zero: 0}\n"
-    project = load(make_project, {
-        "models/m.sql": "select {{ var('threshold') }} as a, {{ var('missing', 7) }} as b,\n"
-                        "       {{ var('threshold', 1) }} as c, {{ var('zero', 9) }} as d\n",
-    }, yml)
+    project = load(
+        make_project,
+        {
+            "models/m.sql": "select {{ var('threshold') }} as a, {{ var('missing', 7) }} as b,\n"
+            "       {{ var('threshold', 1) }} as c, {{ var('zero', 9) }} as d\n",
+        },
+        yml,
+    )
     assert "select 500 as a, 7 as b,\n       500 as c, 0 as d" in rendered(project, "m")
 
 
 def test_unknown_var_is_an_error_naming_file_and_line(make_project):
-    error = load_error(make_project, {"models/m.sql": "select 1\nwhere x > {{ var('threshhold') }}\n"})
+    error = load_error(
+        make_project, {"models/m.sql": "select 1\nwhere x > {{ var('threshhold') }}\n"}
+    )
     assert error.render().startswith("models/m.sql:2: error: unknown var 'threshhold'")
     assert "vars:" in (error.hint or "")
 
@@ -183,16 +225,21 @@ def test_unknown_var_is_an_error_naming_file_and_line(make_project):
 def test_env_var_in_a_model(make_project, monkeypatch):
     monkeypatch.setenv("CADENCE_TEST_REGION", "eu")
     monkeypatch.delenv("CADENCE_TEST_MISSING", raising=False)
-    project = load(make_project, {
-        "models/m.sql": "select '{{ env_var('CADENCE_TEST_REGION') }}' as region,\n"
-                        "       '{{ env_var('CADENCE_TEST_MISSING', 'dflt') }}' as other\n",
-    })
+    project = load(
+        make_project,
+        {
+            "models/m.sql": "select '{{ env_var('CADENCE_TEST_REGION') }}' as region,\n"
+            "       '{{ env_var('CADENCE_TEST_MISSING', 'dflt') }}' as other\n",
+        },
+    )
     assert "select 'eu' as region,\n       'dflt' as other" in rendered(project, "m")
 
 
 def test_env_var_without_default_must_be_set(make_project, monkeypatch):
     monkeypatch.delenv("CADENCE_TEST_MISSING", raising=False)
-    error = load_error(make_project, {"models/m.sql": "select '{{ env_var('CADENCE_TEST_MISSING') }}'\n"})
+    error = load_error(
+        make_project, {"models/m.sql": "select '{{ env_var('CADENCE_TEST_MISSING') }}'\n"}
+    )
     assert error.file == "models/m.sql"
     assert "environment variable 'CADENCE_TEST_MISSING' is not set" in error.message
 
@@ -201,10 +248,12 @@ def test_env_var_without_default_must_be_set(make_project, monkeypatch):
 
 
 def test_doc_blocks_from_md_files_fill_yaml_descriptions(make_project):
-    project = load(make_project, {
-        "models/segments/vip.sql": "select 1 as customer_id\n",
-        "models/segments/docs.md": "{% docs vip_doc %}\nCustomers worth a phone call.\n{% enddocs %}\n",
-        "models/segments/vip.yml": """
+    project = load(
+        make_project,
+        {
+            "models/segments/vip.sql": "select 1 as customer_id\n",
+            "models/segments/docs.md": "{% docs vip_doc %}\nCustomers worth a phone call.\n{% enddocs %}\n",
+            "models/segments/vip.yml": """
             version: 2
             models:
               - name: vip
@@ -213,16 +262,19 @@ def test_doc_blocks_from_md_files_fill_yaml_descriptions(make_project):
                   - name: customer_id
                     description: plain text
             """,
-    })
+        },
+    )
     model = project.parsed.model("vip")
     assert model.description == "Customers worth a phone call."
     assert [(c.name, c.description) for c in model.columns] == [("customer_id", "plain text")]
 
 
 def test_tests_and_data_tests_are_both_read(make_project):
-    project = load(make_project, {
-        "models/m.sql": "select 1 as id, 'a' as kind\n",
-        "models/m.yml": """
+    project = load(
+        make_project,
+        {
+            "models/m.sql": "select 1 as id, 'a' as kind\n",
+            "models/m.yml": """
             version: 2
             models:
               - name: m
@@ -236,27 +288,38 @@ def test_tests_and_data_tests_are_both_read(make_project):
                     data_tests:
                       - accepted_values: {values: [a, b]}
             """,
-    })
+        },
+    )
     found = sorted((t.kind, t.column) for t in project.parsed.tests if t.model == "m")
-    assert found == [("accepted_values", "kind"), ("not_null", "id"), ("row_count", None),
-                     ("unique", "id")]
+    assert found == [
+        ("accepted_values", "kind"),
+        ("not_null", "id"),
+        ("row_count", None),
+        ("unique", "id"),
+    ]
 
 
 def test_unknown_generic_test_is_an_error_with_did_you_mean(make_project):
-    error = load_error(make_project, {
-        "models/m.sql": "select 1 as id\n",
-        "models/m.yml": "version: 2\nmodels:\n  - name: m\n    columns:\n"
-                        "      - name: id\n        tests: [not_nul]\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/m.sql": "select 1 as id\n",
+            "models/m.yml": "version: 2\nmodels:\n  - name: m\n    columns:\n"
+            "      - name: id\n        tests: [not_nul]\n",
+        },
+    )
     assert "unknown test 'not_nul'" in error.message
     assert error.hint == "did you mean 'not_null'?"
 
 
 def test_properties_for_a_missing_model_are_a_warning_not_an_error(make_project):
-    project = load(make_project, {
-        "models/orders.sql": "select 1 as id\n",
-        "models/props.yml": "version: 2\nmodels:\n  - name: ordres\n",
-    })
+    project = load(
+        make_project,
+        {
+            "models/orders.sql": "select 1 as id\n",
+            "models/props.yml": "version: 2\nmodels:\n  - name: ordres\n",
+        },
+    )
     [warning] = [w for w in project.parsed.warnings if "ordres" in w.message]
     assert warning.severity == "warning"
     assert warning.hint == "did you mean 'orders'?"
@@ -266,9 +329,10 @@ def test_properties_for_a_missing_model_are_a_warning_not_an_error(make_project)
 
 
 def test_source_with_external_location_reads_the_csv(make_project):
-    root = make_project({
-        "data/events.csv": "user_id,kind\n1,open\n2,open\n2,buy\n",
-        "models/sources.yml": """
+    root = make_project(
+        {
+            "data/events.csv": "user_id,kind\n1,open\n2,open\n2,buy\n",
+            "models/sources.yml": """
             version: 2
             sources:
               - name: app
@@ -278,44 +342,63 @@ def test_source_with_external_location_reads_the_csv(make_project):
                     updates: every 10 minutes
                     config: {external_location: 'data/events.csv'}
             """,
-        "models/buyers.sql": "select distinct user_id from {{ source('app', 'events') }} where kind = 'buy'\n",
-    })
+            "models/buyers.sql": "select distinct user_id from {{ source('app', 'events') }} where kind = 'buy'\n",
+        }
+    )
     project = Project.load(root)
     [source] = project.parsed.sources
     assert (source.source_name, source.table, source.loaded_at, source.updates) == (
-        "app", "events", "loaded_at", "every 10 minutes")
+        "app",
+        "events",
+        "loaded_at",
+        "every 10 minutes",
+    )
     assert project.parsed.model("buyers").sources == (("app", "events"),)
     result = project.run(at("2026-01-10T10:00"))
     assert [(r.name, r.status, r.rows) for r in result.results] == [("buyers", "success", 1)]
 
 
 def test_unknown_source_is_an_error_with_did_you_mean(make_project):
-    error = load_error(make_project, {
-        "models/sources.yml": "version: 2\nsources:\n  - name: app\n    tables:\n      - name: events\n",
-        "models/m.sql": "select * from {{ source('app', 'event') }}\n",
-    })
+    error = load_error(
+        make_project,
+        {
+            "models/sources.yml": "version: 2\nsources:\n  - name: app\n    tables:\n      - name: events\n",
+            "models/m.sql": "select * from {{ source('app', 'event') }}\n",
+        },
+    )
     assert error.file == "models/m.sql"
     assert "unknown source 'app.event'" in error.message
     assert error.hint == "did you mean 'app.events'?"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: var('x', none) raises 'unknown var' instead of returning "
-                                       "none as in dbt (`{% if var('start_date', none) %}` idiom)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: var('x', none) raises 'unknown var' instead of returning "
+    "none as in dbt (`{% if var('start_date', none) %}` idiom)",
+)
 def test_var_with_an_explicit_none_default_returns_none(make_project):
-    project = load(make_project, {
-        "models/m.sql": "select 1 as id{% if var('start_date', none) is not none %} where x{% endif %}\n",
-    })
+    project = load(
+        make_project,
+        {
+            "models/m.sql": "select 1 as id{% if var('start_date', none) is not none %} where x{% endif %}\n",
+        },
+    )
     assert rendered(project, "m") == "select 1 as id\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: doc('name') for a docs block that does not exist renders "
-                                       "an empty description silently instead of an error or warning")
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: doc('name') for a docs block that does not exist renders "
+    "an empty description silently instead of an error or warning",
+)
 def test_doc_of_an_unknown_block_is_reported(make_project):
-    root = make_project({
-        "models/m.sql": "select 1 as id\n",
-        "models/docs.md": "{% docs customers %}\nCustomers.\n{% enddocs %}\n",
-        "models/m.yml": "version: 2\nmodels:\n  - name: m\n    description: \"{{ doc('customer') }}\"\n",
-    })
+    root = make_project(
+        {
+            "models/m.sql": "select 1 as id\n",
+            "models/docs.md": "{% docs customers %}\nCustomers.\n{% enddocs %}\n",
+            "models/m.yml": "version: 2\nmodels:\n  - name: m\n    description: \"{{ doc('customer') }}\"\n",
+        }
+    )
     try:
         project = Project.load(root)
     except CadenceError as exc:

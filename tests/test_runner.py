@@ -13,14 +13,18 @@ from cadence.due import Plan
 from cadence.project import Project, Selection
 from cadence.runner import RunResult
 
-FLAKY_BROKEN = ("{{ config(channels=['web'], on_error='continue') }}\n"
-                "select cast('not a number' as integer) as id, 'new' as version\n")
+FLAKY_BROKEN = (
+    "{{ config(channels=['web'], on_error='continue') }}\n"
+    "select cast('not a number' as integer) as id, 'new' as version\n"
+)
 
 
 def relation_kinds(root) -> dict[str, str]:
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.sql("select table_name, table_type from information_schema.tables "
-                       "where table_schema = 'main'").fetchall()
+        rows = con.sql(
+            "select table_name, table_type from information_schema.tables "
+            "where table_schema = 'main'"
+        ).fetchall()
     return dict(rows)
 
 
@@ -34,13 +38,21 @@ def test_materializations_table_view_and_ephemeral(copy_project, cli):
     result = cli(root, "run", "--at", "2026-01-10T10:00")
     assert result.exit_code == 0, result.output
     assert relation_kinds(root) == {
-        "customers": "BASE TABLE", "orders": "BASE TABLE",
-        "stg_customers": "VIEW", "stg_orders": "VIEW", "stg_page_views": "VIEW",
-        "high_value": "BASE TABLE", "lapsed": "BASE TABLE", "browsing_now": "BASE TABLE",
-        "cart_abandoners": "BASE TABLE", "survey_list": "BASE TABLE",
+        "customers": "BASE TABLE",
+        "orders": "BASE TABLE",
+        "stg_customers": "VIEW",
+        "stg_orders": "VIEW",
+        "stg_page_views": "VIEW",
+        "high_value": "BASE TABLE",
+        "lapsed": "BASE TABLE",
+        "browsing_now": "BASE TABLE",
+        "cart_abandoners": "BASE TABLE",
+        "survey_list": "BASE TABLE",
     }  # customer_totals is ephemeral: inlined, never a relation
     assert query(root, "select customer_id, email from high_value order by 1") == [
-        (1, "ana@example.com"), (3, "cho@example.com")]
+        (1, "ana@example.com"),
+        (3, "cho@example.com"),
+    ]
     results = {r["name"]: r for r in read_run_results(root)["results"]}
     assert results["customers"]["rows"] == 4
     assert results["high_value"]["rows"] == 2
@@ -56,9 +68,10 @@ def test_a_view_becomes_a_table_when_its_materialization_changes(make_project, c
     assert relation_kinds(root) == {"m": "BASE TABLE"}
 
 
-def test_a_sql_error_fails_the_run_names_model_and_compiled_file(copy_project, cli):
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_a_sql_error_fails_the_run_names_model_and_compiled_file(copy_project, cli, threads):
     root = copy_project("failing")
-    result = cli(root, "run", "--at", "2026-01-10T10:00")
+    result = cli(root, "run", "--threads", threads, "--at", "2026-01-10T10:00")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "error: broken:" in result.output
@@ -71,7 +84,11 @@ def test_a_sql_error_fails_the_run_names_model_and_compiled_file(copy_project, c
     assert "target/compiled/models/broken.sql" in results["broken"]["error"]
     # unrelated models still build; descendants are skipped as upstream_failed
     assert {n: results[n]["status"] for n in ("base", "unrelated", "flaky", "after_flaky")} == {
-        "base": "success", "unrelated": "success", "flaky": "success", "after_flaky": "success"}
+        "base": "success",
+        "unrelated": "success",
+        "flaky": "success",
+        "after_flaky": "success",
+    }
     assert results["child"]["status"] == "upstream_failed"
     assert results["grandchild"]["status"] == "upstream_failed"
     assert "broken" in results["child"]["reason"]
@@ -106,12 +123,15 @@ def test_on_error_continue_lets_children_run_on_the_last_good_version(copy_proje
 
 
 def test_blocking_key_test_keeps_a_bad_build_from_publishing(make_project, cli):
-    root = make_project({
-        "models/seg.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id\n",
-    })
+    root = make_project(
+        {
+            "models/seg.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id\n",
+        }
+    )
     assert cli(root, "run", "--at", "2026-01-10T10:00").exit_code == 0
     (root / "models/seg.sql").write_text(
-        "{{ config(channels=['web'], key='id') }}\nselect 1 as id union all select 1 union all select 2\n")
+        "{{ config(channels=['web'], key='id') }}\nselect 1 as id union all select 1 union all select 2\n"
+    )
     result = cli(root, "run", "--at", "2026-01-10T10:15")
     assert result.exit_code == 1
     [row] = read_run_results(root)["results"]
@@ -129,7 +149,14 @@ def test_run_results_json_is_exactly_the_documented_contract(copy_project, cli):
     assert isinstance(data["run_id"], str) and data["run_id"]
     assert data["at"] == "2026-01-10T10:00:00+01:00"
     assert [r["name"] for r in data["results"]] == [
-        "base", "broken", "child", "flaky", "after_flaky", "grandchild", "unrelated"]
+        "base",
+        "broken",
+        "child",
+        "flaky",
+        "after_flaky",
+        "grandchild",
+        "unrelated",
+    ]
     for r in data["results"]:
         assert list(r) == ["name", "status", "reason", "rows", "duration_s", "error"]
         assert r["status"] in {"success", "error", "upstream_failed", "skipped"}
@@ -181,13 +208,18 @@ def test_plan_json_due_agrees_with_what_run_due_builds(copy_project, cli):
 def test_library_run_returns_results_and_reports_events(copy_project):
     project = Project.load(copy_project("failing"))
     events = []
-    result = project.run(at("2026-01-10T10:00"), Selection(select=("+child", "unrelated")),
-                         on_event=events.append)
+    result = project.run(
+        at("2026-01-10T10:00"), Selection(select=("+child", "unrelated")), on_event=events.append
+    )
     assert isinstance(result, RunResult)
     assert not result.ok
     assert [r.name for r in result.failed] == ["broken"]
     assert {r.name: r.status for r in result.results} == {
-        "base": "success", "broken": "error", "child": "upstream_failed", "unrelated": "success"}
+        "base": "success",
+        "broken": "error",
+        "child": "upstream_failed",
+        "unrelated": "success",
+    }
     finished = [e.name for e in events if e.kind == "result"]
     assert sorted(finished) == ["base", "broken", "child", "unrelated"]
     assert all(e.total == 4 for e in events)

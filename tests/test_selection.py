@@ -1,8 +1,8 @@
 """Selecting models with dbt-compatible syntax (SPEC §5), on the `shop` fixture project:
 
-    customers, orders (seeds) -> stg_customers, stg_orders (views) -> customer_totals (ephemeral)
-    -> high_value [email, ads, tag vip], lapsed [email]; stg_page_views -> browsing_now [web],
-    cart_abandoners [routing]; stg_customers -> survey_list (on demand)
+customers, orders (seeds) -> stg_customers, stg_orders (views) -> customer_totals (ephemeral)
+-> high_value [email, ads, tag vip], lapsed [email]; stg_page_views -> browsing_now [web],
+cart_abandoners [routing]; stg_customers -> survey_list (on demand)
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ def shop(copy_project):
     return Project.load(copy_project("shop"))
 
 
-def chosen(project: Project, *select: str, exclude: tuple[str, ...] = (),
-           channels: tuple[str, ...] = ()) -> set[str]:
+def chosen(
+    project: Project, *select: str, exclude: tuple[str, ...] = (), channels: tuple[str, ...] = ()
+) -> set[str]:
     return project.selected(Selection(select=select, exclude=exclude, channels=channels), None, NOW)
 
 
@@ -31,27 +32,44 @@ def chosen(project: Project, *select: str, exclude: tuple[str, ...] = (),
     ("select", "expected"),
     [
         pytest.param(("high_value",), {"high_value"}, id="name"),
-        pytest.param(("+high_value",), {"high_value", "customer_totals", "stg_customers", "stg_orders",
-                                        "customers", "orders"}, id="ancestors"),
-        pytest.param(("1+high_value",), {"high_value", "customer_totals", "stg_customers"},
-                     id="ancestors-depth"),
-        pytest.param(("stg_orders+",), {"stg_orders", "customer_totals", "high_value", "lapsed"},
-                     id="descendants"),
+        pytest.param(
+            ("+high_value",),
+            {"high_value", "customer_totals", "stg_customers", "stg_orders", "customers", "orders"},
+            id="ancestors",
+        ),
+        pytest.param(
+            ("1+high_value",),
+            {"high_value", "customer_totals", "stg_customers"},
+            id="ancestors-depth",
+        ),
+        pytest.param(
+            ("stg_orders+",),
+            {"stg_orders", "customer_totals", "high_value", "lapsed"},
+            id="descendants",
+        ),
         pytest.param(("tag:vip",), {"high_value"}, id="tag"),
-        pytest.param(("tag:staging",), {"stg_customers", "stg_orders", "stg_page_views"},
-                     id="tag-from-folder-defaults"),
+        pytest.param(
+            ("tag:staging",),
+            {"stg_customers", "stg_orders", "stg_page_views"},
+            id="tag-from-folder-defaults",
+        ),
         pytest.param(("path:models/segments",), SEGMENTS, id="path"),
         pytest.param(("path:models/staging/stg_orders.sql",), {"stg_orders"}, id="path-file"),
         pytest.param(("channel:email",), {"high_value", "lapsed"}, id="channel"),
         pytest.param(("channel:web",), {"browsing_now"}, id="channel-web"),
         pytest.param(("tag:vip lapsed",), {"high_value", "lapsed"}, id="space-is-union"),
-        pytest.param(("tag:vip", "browsing_now"), {"high_value", "browsing_now"},
-                     id="repeated-flag-is-union"),
-        pytest.param(("tag:segment,channel:email",), {"high_value", "lapsed"},
-                     id="comma-is-intersection"),
+        pytest.param(
+            ("tag:vip", "browsing_now"), {"high_value", "browsing_now"}, id="repeated-flag-is-union"
+        ),
+        pytest.param(
+            ("tag:segment,channel:email",), {"high_value", "lapsed"}, id="comma-is-intersection"
+        ),
         pytest.param(("channel:email,channel:ads",), {"high_value"}, id="intersection-of-channels"),
-        pytest.param(("+lapsed,tag:staging",), {"stg_customers", "stg_orders"},
-                     id="intersection-with-graph-operator"),
+        pytest.param(
+            ("+lapsed,tag:staging",),
+            {"stg_customers", "stg_orders"},
+            id="intersection-with-graph-operator",
+        ),
     ],
 )
 def test_selectors(shop, select, expected):
@@ -64,14 +82,22 @@ def test_no_selector_selects_every_model_and_seed(shop):
 
 def test_exclude_removes_from_the_selection(shop):
     assert chosen(shop, "path:models/segments", exclude=("channel:web",)) == {
-        "high_value", "lapsed", "cart_abandoners"}
+        "high_value",
+        "lapsed",
+        "cart_abandoners",
+    }
     assert chosen(shop, "+high_value", exclude=("tag:staging", "customers orders")) == {
-        "high_value", "customer_totals"}
+        "high_value",
+        "customer_totals",
+    }
 
 
 def test_exclude_alone_excludes_from_everything(shop):
     assert chosen(shop, exclude=("path:models/staging",)) == set(shop.dag.order) - {
-        "stg_customers", "stg_orders", "stg_page_views"}
+        "stg_customers",
+        "stg_orders",
+        "stg_page_views",
+    }
 
 
 def test_channel_option_intersects_with_select(shop):
@@ -89,21 +115,36 @@ def test_due_true_selects_what_run_due_would_build(copy_project, cli):
     not_due = project.selected(Selection(select=("due:false",)), None, later)
     assert "cart_abandoners" not in not_due
     assert {"high_value", "browsing_now"} <= not_due
-    assert project.selected(Selection(select=("due:true",), exclude=("cart_abandoners",)), None,
-                            later) == set()
+    assert (
+        project.selected(Selection(select=("due:true",), exclude=("cart_abandoners",)), None, later)
+        == set()
+    )
 
 
 @pytest.mark.parametrize(
     ("select", "message", "hint"),
     [
-        pytest.param("high_valu", "no model or seed named 'high_valu'", "did you mean 'high_value'?",
-                     id="unknown-name"),
-        pytest.param("+lapsd", "no model or seed named 'lapsd'", "did you mean 'lapsed'?",
-                     id="unknown-name-with-operator"),
-        pytest.param("channel:emial", "unknown channel 'emial' in selector", "did you mean 'email'?",
-                     id="unknown-channel"),
-        pytest.param("tga:vip", "unknown selector method 'tga:'", "did you mean 'tag:'?",
-                     id="unknown-method"),
+        pytest.param(
+            "high_valu",
+            "no model or seed named 'high_valu'",
+            "did you mean 'high_value'?",
+            id="unknown-name",
+        ),
+        pytest.param(
+            "+lapsd",
+            "no model or seed named 'lapsd'",
+            "did you mean 'lapsed'?",
+            id="unknown-name-with-operator",
+        ),
+        pytest.param(
+            "channel:emial",
+            "unknown channel 'emial' in selector",
+            "did you mean 'email'?",
+            id="unknown-channel",
+        ),
+        pytest.param(
+            "tga:vip", "unknown selector method 'tga:'", "did you mean 'tag:'?", id="unknown-method"
+        ),
     ],
 )
 def test_unknown_selectors_are_usage_errors_with_did_you_mean(shop, select, message, hint):
@@ -136,10 +177,12 @@ def test_unknown_exclude_and_channel_on_the_command_line_exit_2(copy_project, cl
 
 def test_a_selected_run_builds_only_the_selection(copy_project, cli, run_results):
     root = copy_project("shop")
-    result = cli(root, "run", "-s", "+lapsed", "--exclude", "customer_totals", "--at",
-                 "2026-01-10T10:00")
+    result = cli(
+        root, "run", "-s", "+lapsed", "--exclude", "customer_totals", "--at", "2026-01-10T10:00"
+    )
     assert result.exit_code == 0, result.output
     results = {r["name"]: r["status"] for r in run_results(root)["results"]}
     # run_results lists only what the run considered; the excluded ephemeral is still inlined
-    assert results == {name: "success" for name in
-                       ("customers", "orders", "stg_customers", "stg_orders", "lapsed")}
+    assert results == {
+        name: "success" for name in ("customers", "orders", "stg_customers", "stg_orders", "lapsed")
+    }
