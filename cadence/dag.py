@@ -66,8 +66,14 @@ def build_dag(project: ParsedProject) -> Dag:
         kinds[model.name] = "model"
         paths[model.name] = model.path
     names = sorted(kinds)
+    disabled = dict(project.disabled)
     for model in project.models:
         for ref, line, column in model.ref_lines:
+            if ref in disabled:
+                errors.add(CadenceError(
+                    f"ref to disabled model '{ref}'", file=model.path, line=line, column=column,
+                    hint=f"{disabled[ref]} has enabled: false; enable it or remove this ref()"))
+                continue
             if ref not in kinds:
                 errors.add(_unknown_ref(ref, names, paths, model.path, line, column))
                 continue

@@ -68,10 +68,24 @@ def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
 
 
 def view_hash(model: Model, project: ParsedProject) -> str:
-    """Identity of a view's definition: its rendered SQL and the relations it reads."""
+    """Identity of a view's definition: its rendered SQL, the relations it reads, and the SQL of
+    every ephemeral inlined into it (a changed ephemeral changes the view)."""
     from cadence.loader import digest
 
-    return digest((model.rendered + "|" + model.relation).encode())
+    models = {m.name: m for m in project.models}
+    parts = [model.rendered, model.relation]
+    stack, seen = list(model.refs), set()
+    while stack:
+        name = stack.pop()
+        ref = models.get(name)
+        if name in seen or ref is None:
+            continue
+        seen.add(name)
+        parts.append(ref.relation)
+        if ref.materialized == "ephemeral":
+            parts.append(ref.rendered)
+            stack.extend(ref.refs)
+    return digest("|".join(parts).encode())
 
 
 def decide(

@@ -124,6 +124,7 @@ class ParsedProject:
     macro_files: tuple[tuple[str, str], ...]
     doc_blocks: dict[str, str]
     warnings: tuple[CadenceError, ...] = ()
+    disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
 
     def model(self, name: str) -> Model | None:
         for m in self.models:
@@ -190,6 +191,7 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
     models: list[Model] = []
     tests: list[DataTest] = []
     work: list[tuple[SourceFile, str, _YamlModel | None, str, Model | None]] = []
+    disabled: list[tuple[str, str]] = []
     for source_file in files.models:
         name = PurePosixPath(source_file.path).stem
         if name in seen:
@@ -224,6 +226,8 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
         for e in found:
             errors.add(e)
         if model is None:
+            if not found:
+                disabled.append((name, source_file.path))
             continue
         if keys_out is not None:
             keys_out[name] = key
@@ -251,6 +255,7 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
         macro_files=tuple((f.path, f.text) for f in files.macros),
         doc_blocks=files.doc_blocks(),
         warnings=tuple(warnings),
+        disabled=tuple(disabled),
     )
 
 
@@ -475,11 +480,17 @@ def _parse_model(
                                     line=line_of(entry, "config"), hint="write config: {channels: [email]}"))
             cfg = {}
         if entry.get("tags"):
-            cfg = {**cfg, "tags": entry["tags"]}
+            own = cfg.get("tags") or []
+            own = [own] if isinstance(own, str) else list(own)
+            top = entry["tags"]
+            top = [top] if isinstance(top, str) else list(top)
+            cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
         layers.append(ConfigLayer(dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry)))
-        description = _describe(entry.get("description"), env)
+        description = _describe(entry.get("description"), env, yaml_entry.file,
+                                line_of(entry, "description"), errors)
         columns = tuple(
-            Column(str(c.get("name")), _describe(c.get("description"), env), c.get("data_type"))
+            Column(str(c.get("name")), _describe(c.get("description"), env, yaml_entry.file,
+                                                 line_of(c, "description"), errors), c.get("data_type"))
             for c in entry.get("columns") or [] if isinstance(c, dict)
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
@@ -528,7 +539,9 @@ def _parse_model(
     )
 
 
-def _describe(value: Any, env: ModelEnvironment) -> str:
+def _describe(value: Any, env: ModelEnvironment, file: str, line: int | None,
+              errors: ErrorCollector) -> str:
+    """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file."""
     if not value:
         return ""
     text = str(value)
@@ -536,8 +549,10 @@ def _describe(value: Any, env: ModelEnvironment) -> str:
         from cadence.rendering import RenderState
 
         try:
-            return env.render(text, RenderState(file="")).strip()
-        except CadenceError:
+            return env.render(text, RenderState(file=file)).strip()
+        except CadenceError as exc:
+            exc.file, exc.line = file, line
+            errors.add(exc)
             return text
     return text
 

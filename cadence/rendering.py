@@ -228,11 +228,11 @@ class ModelEnvironment:
         for path, text in macro_files:
             self._load_macros(path, text)
 
-    def _var(self, name: str, default: Any = None) -> Any:
+    def _var(self, name: str, *default: Any) -> Any:
         if name in self.vars:
             return self.vars[name]
-        if default is not None:
-            return default
+        if default:
+            return default[0]  # var('x', none) is a valid default, as in dbt
         state = _current.get(None)
         raise CadenceError(
             f"unknown var '{name}'",
@@ -241,7 +241,14 @@ class ModelEnvironment:
         )
 
     def _doc(self, name: str) -> str:
-        return self.doc_blocks.get(name, "")
+        if name not in self.doc_blocks:
+            from cadence.errors import did_you_mean
+
+            guess = did_you_mean(name, self.doc_blocks)
+            raise CadenceError(f"unknown docs block '{name}'",
+                               hint=(f"did you mean '{guess}'?" if guess else
+                                     "define it in a .md file under models/: {% docs name %}...{% enddocs %}"))
+        return self.doc_blocks[name]
 
     def _load_macros(self, path: str, text: str) -> None:
         try:

@@ -146,10 +146,12 @@ def execute(
 
     def build(decision: Decision, task_ctx: _RunContext) -> ModelResult:
         blocker = next((p for p in deps[decision.name] if p in failed), None)
-        if blocker is not None:
-            result = ModelResult(decision.name, "upstream_failed",
-                                 f"skipped because upstream {blocker} failed", kind=decision.kind,
-                                 error=f"upstream {blocker} failed")
+        missing = None if blocker else _missing_upstream(task_ctx, decision.name, models, seeds)
+        if blocker is not None or missing is not None:
+            why = (f"upstream {blocker} failed" if blocker else
+                   f"upstream {missing} does not exist (never built successfully)")
+            result = ModelResult(decision.name, "upstream_failed", f"skipped because {why}",
+                                 kind=decision.kind, error=why)
             _record_failure(task_ctx, decision, result, None)
             return result
         try:
@@ -197,6 +199,24 @@ def execute(
         run_result = RunResult(run_id, now, tuple(results))
         artifacts.write_json(root, "run_results.json", run_result.to_json())
     return run_result
+
+
+def _missing_upstream(ctx: _RunContext, name: str, models: dict[str, Model],
+                      seeds: dict[str, Seed]) -> str | None:
+    """An upstream relation this model reads that does not exist (e.g. it is backing off)."""
+    for parent in _upstream_models(ctx.dag, name, models):
+        if parent in models:
+            m = models[parent]
+            if m.materialized == "ephemeral":
+                continue
+            key = (m.schema, m.identifier)
+        elif parent in seeds:
+            key = (ctx.project.config.warehouse.schema, parent)
+        else:
+            continue
+        if key not in ctx.relations:
+            return parent
+    return None
 
 
 def _build_dependencies(dag: Dag, building: set[str]) -> dict[str, set[str]]:

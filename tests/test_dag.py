@@ -153,11 +153,6 @@ def test_a_model_named_like_a_seed_is_a_duplicate(make_project):
     assert "seeds/orders.csv" in (error.hint or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a ref to a model disabled with enabled: false says 'no model "
-    "or seed has that name' instead of saying it is disabled",
-)
 def test_ref_to_a_disabled_model_says_it_is_disabled(make_project):
     error = load_error(
         make_project,

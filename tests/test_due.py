@@ -337,12 +337,6 @@ def test_views_are_built_only_when_missing_or_their_sql_changed(make_project, cl
     assert statuses(root)["stg_view"] == "success"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a view is not recreated when an ephemeral it inlines "
-    "changes: the view hash covers the view's own rendered SQL, not "
-    "its compiled SQL, so the view keeps serving the old logic",
-)
 def test_a_view_is_recreated_when_an_ephemeral_it_inlines_changes(make_project, cli):
     root = make_project(
         {
@@ -460,12 +454,6 @@ def test_the_first_retry_is_at_the_next_invocation(copy_project, cli):
     assert "retry" in results["broken"]["reason"] or "never built" in results["broken"]["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: while a never-built model backs off, its descendants are "
-    "built against its missing relation every invocation and fail "
-    "with a catalog error instead of being skipped (upstream_failed)",
-)
 def test_descendants_of_a_backing_off_model_are_not_built_against_its_missing_relation(
     copy_project, cli
 ):

@@ -76,11 +76,6 @@ def test_tags_accumulate_from_folder_yaml_and_config_call(make_project):
     assert len(tags) == len(set(tags)), "a tag given twice is kept once"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a YAML entry's top-level `tags:` replaces the tags in "
-    "its `config:` block instead of accumulating with them",
-)
 def test_yaml_entry_tags_and_config_tags_accumulate(make_project):
     project = load(
         make_project,
@@ -371,11 +366,6 @@ def test_unknown_source_is_an_error_with_did_you_mean(make_project):
     assert error.hint == "did you mean 'app.events'?"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: var('x', none) raises 'unknown var' instead of returning "
-    "none as in dbt (`{% if var('start_date', none) %}` idiom)",
-)
 def test_var_with_an_explicit_none_default_returns_none(make_project):
     project = load(
         make_project,
@@ -386,11 +376,6 @@ def test_var_with_an_explicit_none_default_returns_none(make_project):
     assert rendered(project, "m") == "select 1 as id\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: doc('name') for a docs block that does not exist renders "
-    "an empty description silently instead of an error or warning",
-)
 def test_doc_of_an_unknown_block_is_reported(make_project):
     root = make_project(
         {
