@@ -77,7 +77,8 @@ def _parse(text: str, file: str, line: int | None, what: str, errors: ErrorColle
         return None
 
 
-def resolve_cadences(project: ParsedProject, dag: Dag) -> Cadences:
+def resolve_cadences(project: ParsedProject, dag: Dag,
+                     errors_out: list[CadenceError] | None = None) -> Cadences:
     errors = ErrorCollector()
     channels: dict[str, Schedule] = {}
     for ch in project.config.channels:
@@ -112,7 +113,7 @@ def resolve_cadences(project: ParsedProject, dag: Dag) -> Cadences:
                 if ch in channels:
                     origins.append(Origin(channels[ch], ch, ()))
         own[model.name] = tuple(origins)
-    errors.raise_if_any()
+    errors.finish(errors_out)
 
     # propagate from consumers to producers (reverse topological order)
     demand: dict[str, tuple[Origin, ...]] = {}

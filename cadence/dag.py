@@ -49,7 +49,7 @@ def _walk(start: str, edges: dict[str, tuple[str, ...]], depth: int | None) -> s
     return seen
 
 
-def build_dag(project: ParsedProject) -> Dag:
+def build_dag(project: ParsedProject, errors_out: list[CadenceError] | None = None) -> Dag:
     """Resolve refs into edges; raise ProjectErrors for unknown refs and cycles."""
     import networkx as nx
 
@@ -75,7 +75,8 @@ def build_dag(project: ParsedProject) -> Dag:
                     hint=f"{disabled[ref]} has enabled: false; enable it or remove this ref()"))
                 continue
             if ref not in kinds:
-                errors.add(_unknown_ref(ref, names, paths, model.path, line, column))
+                if ref not in project.broken:
+                    errors.add(_unknown_ref(ref, names, paths, model.path, line, column))
                 continue
             graph.add_edge(ref, model.name)
     for test in project.tests:
@@ -87,7 +88,7 @@ def build_dag(project: ParsedProject) -> Dag:
             target = _ref_target(to)
             if target not in kinds:
                 errors.add(_unknown_ref(target, names, paths, test.file, test.line, None))
-    if errors.errors:
+    if errors.errors and errors_out is None:
         errors.raise_if_any()
     for cycle in _cycles(graph):
         path = " -> ".join([*cycle, cycle[0]])
@@ -96,7 +97,9 @@ def build_dag(project: ParsedProject) -> Dag:
             f"dependency cycle: {path}", file=paths.get(first),
             hint="models cannot depend on themselves; break the cycle by removing one ref()",
         ))
-    errors.raise_if_any()
+    errors.finish(errors_out)
+    if errors.errors:
+        return Dag(order=tuple(sorted(kinds)), parents={}, children={}, kinds=kinds)
     order = tuple(nx.lexicographical_topological_sort(graph))
     parents = {n: tuple(sorted(graph.predecessors(n))) for n in graph.nodes}
     children = {n: tuple(sorted(graph.successors(n))) for n in graph.nodes}

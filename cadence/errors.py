@@ -112,6 +112,13 @@ class ErrorCollector:
         if self.errors:
             raise ProjectErrors(self.errors)
 
+    def finish(self, into: list[CadenceError] | None) -> None:
+        """End of a stage: hand problems to the caller's list, or raise them now."""
+        if into is None:
+            self.raise_if_any()
+        else:
+            into.extend(self.errors)
+
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to ``word``, or None when nothing is close."""

@@ -152,8 +152,9 @@ def _walk(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return found
 
 
-def load_files(root: Path) -> ProjectFiles:
-    """Read the project at ``root``; raises ``ProjectErrors`` listing every problem."""
+def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> ProjectFiles:
+    """Read the project at ``root``; raises ``ProjectErrors`` listing every problem (or, with
+    ``errors_out``, adds them there and goes on when cadence.yml could be read at all)."""
     errors = ErrorCollector()
     config_path = root / PROJECT_FILE
     config_bytes = config_path.read_bytes()
@@ -182,7 +183,7 @@ def load_files(root: Path) -> ProjectFiles:
         errors.raise_if_any()
         raise AssertionError("unreachable")
     _check_folder_defaults(config, root, errors)
-    errors.raise_if_any()
+    errors.finish(errors_out)
     return ProjectFiles(
         root=root,
         config=config,

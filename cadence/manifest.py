@@ -105,16 +105,21 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
     from cadence.loader import load_files
     from cadence.parser import make_environment, parse_project
 
-    files = load_files(root)
+    from cadence.errors import CadenceError, ProjectErrors
+
+    problems: list[CadenceError] = []  # every problem of every stage, reported at once
+    files = load_files(root, problems)
     env = make_environment(files)
     reuse: dict[str, Model] = {}
     if cached is not None:
         reuse = {key: m for m in cached.parsed.models
                  if (key := cached.model_keys.get(m.name)) is not None}
     keys: dict[str, str] = {}
-    parsed = parse_project(files, env, reuse=reuse, keys_out=keys)
-    dag = build_dag(parsed)
-    cadences = resolve_cadences(parsed, dag)
+    parsed = parse_project(files, env, reuse=reuse, keys_out=keys, errors_out=problems)
+    dag = build_dag(parsed, problems)
+    cadences = resolve_cadences(parsed, dag, problems)
+    if problems:
+        raise ProjectErrors(problems)
     env_used = dict(files.config.env_vars_used)
     for m in parsed.models:
         for name, _value in m.env_vars:

@@ -125,6 +125,7 @@ class ParsedProject:
     doc_blocks: dict[str, str]
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
+    broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
 
     def model(self, name: str) -> Model | None:
         for m in self.models:
@@ -153,7 +154,8 @@ def make_environment(files: ProjectFiles) -> ModelEnvironment:
 
 def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
                   reuse: dict[str, Model] | None = None,
-                  keys_out: dict[str, str] | None = None) -> ParsedProject:
+                  keys_out: dict[str, str] | None = None,
+                  errors_out: list[CadenceError] | None = None) -> ParsedProject:
     """Parse every model, YAML, seed and test; raise ProjectErrors listing all problems.
 
     ``reuse`` maps input keys to models parsed before: a model whose key (its file, its YAML
@@ -192,6 +194,7 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
     tests: list[DataTest] = []
     work: list[tuple[SourceFile, str, _YamlModel | None, str, Model | None]] = []
     disabled: list[tuple[str, str]] = []
+    broken: list[str] = []  # failed to parse: refs to them are not reported again
     for source_file in files.models:
         name = PurePosixPath(source_file.path).stem
         if name in seen:
@@ -228,6 +231,8 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
         if model is None:
             if not found:
                 disabled.append((name, source_file.path))
+            else:
+                broken.append(name)
             continue
         if keys_out is not None:
             keys_out[name] = key
@@ -244,7 +249,7 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
     for entry, file in yaml_seeds:
         tests.extend(_parse_tests(entry, str(entry.get("name")), file, errors, warnings))
     tests.extend(_parse_singular_tests(files.tests, env, resolve_source, errors))
-    errors.raise_if_any()
+    errors.finish(errors_out)
     return ParsedProject(
         config=config,
         root=str(files.root),
@@ -256,6 +261,7 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
         doc_blocks=files.doc_blocks(),
         warnings=tuple(warnings),
         disabled=tuple(disabled),
+        broken=tuple(broken),
     )
 
 

@@ -167,15 +167,11 @@ def test_problems_found_in_one_stage_are_reported_together(make_project, cli):
     assert result.exit_code == 2
     assert "invalid materialized 'tabel'" in result.output
     assert "unknown config key 'chanels'" in result.output
-    assert result.output.rstrip().endswith("2 errors found")
+    assert "unknown ref 'missing_one'" in result.output
+    assert "unknown ref 'missing_two'" in result.output
+    assert result.output.rstrip().endswith("4 errors found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: errors are reported per stage, so an unknown ref or an "
-    "unknown channel is hidden until every parse error is fixed "
-    "(STYLE: report every problem in the project at once)",
-)
 def test_every_problem_in_the_project_is_reported_at_once(make_project, cli):
     root = make_project(
         {
