@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from cadence.dag import Dag
 from cadence.parser import Model, ParsedProject
 
 CACHE_FILE = "target/manifest.pickle"
-FORMAT = 2
+FORMAT = 3
 INPUT_DIRS = (("models", (".sql", ".yml", ".yaml", ".md")), ("seeds", (".csv", ".yml", ".yaml")),
               ("macros", (".sql",)), ("tests", (".sql",)))
 
@@ -36,6 +37,8 @@ class Manifest:
     dag: Dag
     cadences: Cadences
     model_keys: dict[str, str]  # model name -> key of the inputs it was rendered from
+    digests: dict[str, str]  # input path -> content hash
+    written_ns: int  # when the cache was written (file-system clock)
 
 
 def scan(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -98,7 +101,8 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
     """The project at ``root``, from the cache when nothing it was built from changed."""
     stats = scan(root)
     cached = read(root) if use_cache else None
-    if cached is not None and cached.stats == stats and env_unchanged(cached):
+    if (cached is not None and cached.stats == stats and env_unchanged(cached)
+            and not _racy_changes(root, cached)):
         return cached.parsed, cached.dag, cached.cadences
     from cadence.cadences import resolve_cadences
     from cadence.dag import build_dag
@@ -124,10 +128,32 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
     for m in parsed.models:
         for name, _value in m.env_vars:
             env_used[name] = os.environ.get(name)
+    digests = {f.path: f.digest for group in (files.models, files.yaml_files, files.macros,
+                                              files.tests, files.docs) for f in group}
+    digests.update({s.path: s.digest for s in files.seeds})
+    digests["cadence.yml"] = files.config_digest
     manifest = Manifest(f"{__version__}/{FORMAT}", stats, tuple(sorted(env_used.items())), parsed,
-                        dag, cadences, keys)
+                        dag, cadences, keys, digests, time.time_ns())
     write(root, manifest)
     return parsed, dag, cadences
+
+
+RACY_NS = 2_000_000_000
+
+
+def _racy_changes(root: Path, cached: Manifest) -> bool:
+    """A file modified within two seconds of the cache write may have changed without its size
+    or mtime showing it (coarse file-system timestamps): compare its content for those."""
+    from cadence.loader import digest
+
+    for path, _size, mtime_ns in cached.stats:
+        if mtime_ns >= cached.written_ns - RACY_NS:
+            try:
+                if digest((root / path).read_bytes()) != cached.digests.get(path):
+                    return True
+            except OSError:
+                return True
+    return False
 
 
 def cache_stats(root: Path) -> dict[str, Any]:
