@@ -103,6 +103,10 @@ class ConfigLayer:
     values: dict[str, Any]
     file: str
     line: int | None = None
+    key_lines: dict[str, int] = field(default_factory=dict)
+
+    def line_of(self, key: str) -> int | None:
+        return self.key_lines.get(key, self.line)
 
 
 def normalize_key(key: str) -> str:
@@ -119,7 +123,8 @@ def check_keys(layer: ConfigLayer, errors: list[CadenceError]) -> None:
                 else "model config keys: " + ", ".join(MODEL_CONFIG_KEYS)
             )
             errors.append(
-                CadenceError(f"unknown config key '{key}'", file=layer.file, line=layer.line, hint=hint)
+                CadenceError(f"unknown config key '{key}'", file=layer.file, line=layer.line_of(key),
+                             hint=hint)
             )
 
 
@@ -149,7 +154,7 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
 
     def bad(key: str, message: str, hint: str) -> None:
         layer = origin[key]
-        errors.append(CadenceError(message, file=layer.file, line=layer.line, hint=hint))
+        errors.append(CadenceError(message, file=layer.file, line=layer.line_of(key), hint=hint))
 
     def choice(key: str, allowed: tuple[str, ...], default: str) -> str:
         value = merged.get(key, default)
@@ -198,10 +203,10 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         alias=optional_str("alias"),
         holdout=dict(holdout) if holdout else None,
         cadence_origin=(
-            f"{origin['cadence'].file}:{origin['cadence'].line}"
-            if "cadence" in origin and origin["cadence"].line
+            f"{origin['cadence'].file}:{origin['cadence'].line_of('cadence')}"
+            if "cadence" in origin and origin["cadence"].line_of("cadence")
             else (origin["cadence"].file if "cadence" in origin else None)
         ),
-        origins={k: (v.file, v.line) for k, v in origin.items()},
+        origins={k: (v.file, v.line_of(k)) for k, v in origin.items()},
         extra=extra,
     )

@@ -429,7 +429,9 @@ def _parse_folder_defaults(
                 ))
         if values:
             line = node.line if isinstance(node, LineDict) else None
-            out.append((parts, ConfigLayer(values, PROJECT_FILE, line)))
+            key_lines = {(k[1:] if k.startswith("+") else k): v
+                         for k, v in getattr(node, "key_lines", {}).items()}
+            out.append((parts, ConfigLayer(values, PROJECT_FILE, line, key_lines)))
 
     visit(raw, ())
     out.sort(key=lambda item: len(item[0]))

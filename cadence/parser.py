@@ -491,7 +491,9 @@ def _parse_model(
             top = entry["tags"]
             top = [top] if isinstance(top, str) else list(top)
             cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
-        layers.append(ConfigLayer(dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry)))
+        key_lines = dict(getattr(cfg, "key_lines", {}) or {})
+        layers.append(ConfigLayer(dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry),
+                                  key_lines))
         description = _describe(entry.get("description"), env, yaml_entry.file,
                                 line_of(entry, "description"), errors)
         columns = tuple(

@@ -4,6 +4,7 @@ works from it (a wheel that only works from a checkout is a bug)."""
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -18,8 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
+    source = work / "src"  # build from a copy: the checkout is never written to
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "target", "__pycache__", ".pytest_cache", "*.duckdb*"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(work / "dist"), str(REPO)], check=True, capture_output=True)
+                    "-q", "-w", str(work / "dist"), str(source)], check=True, capture_output=True)
     wheels = list((work / "dist").glob("cadence-*.whl"))
     assert len(wheels) == 1
     venv = work / "venv"
