@@ -71,6 +71,8 @@ class Compiler:
                 incremental: bool = False) -> CompiledModel:
         model = self.models[name]
         sql = self._resolve(model, now, tick, incremental)
+        if incremental and model.materialized == "incremental" and model.config.watermark:
+            sql = _after_watermark(sql, model.config.watermark, model.relation)
         return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
 
     def compile_sql(self, text: str, now: dt.datetime | None = None,
@@ -107,6 +109,17 @@ class Compiler:
             inner = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}), text)
             ctes[cte] = _strip_sql(inner)
         return cte
+
+
+def _after_watermark(sql: str, column: str, this: str) -> str:
+    """Only rows newer than what the table holds: the filter is pushed down into the scan, so an
+    incremental run costs in proportion to what arrived."""
+    from cadence.relations import quote
+
+    col = quote(column)
+    body = _strip_sql(sql)
+    return (f"select * from (\n{body}\n) as __cadence_new\n"
+            f"where {col} > (select coalesce(max({col}), '-infinity') from {this})")
 
 
 def _strip_sql(sql: str) -> str:

@@ -158,6 +158,10 @@ def decide(
         if not exists:
             return Decision(m.name, "model", BUILD, f"relation {m.relation} is missing; {why}", tick=latest)
         if st.last_success_at < latest:
+            stale = _no_new_data(m, project, dag, state, st.last_success_at)
+            if stale is not None:
+                return Decision(m.name, "model", SKIP, f"{stale}; tick {fmt(latest, tz)} skipped "
+                                f"(refresh: on_new_data)")
             if st.last_status == "error":
                 return Decision(m.name, "model", BUILD,
                                 f"retry after {st.failure_streak} failure(s); {why}", tick=latest)
@@ -178,6 +182,33 @@ def decide(
     _add_seeds(project, dag, state, decisions, selected, full_refresh)
     ordered = tuple(decisions[n] for n in dag.order if n in decisions)
     return Plan(at=now, due_mode=due_only, decisions=ordered)
+
+
+def upstream_sources(project: ParsedProject, dag: Dag, name: str) -> list[tuple[str, str]]:
+    """Source tables a model reads, directly or through its upstream models."""
+    models = {m.name: m for m in project.models}
+    found: list[tuple[str, str]] = []
+    for n in [name, *dag.ancestors(name)]:
+        for s in models[n].sources if n in models else ():
+            if s not in found:
+                found.append(s)
+    return found
+
+
+def _no_new_data(m: Model, project: ParsedProject, dag: Dag, state: StateSnapshot,
+                 since: dt.datetime) -> str | None:
+    """For ``refresh: on_new_data``: why there is nothing new to build from, or None."""
+    if m.config.refresh != "on_new_data":
+        return None
+    sources = upstream_sources(project, dag, m.name)
+    if not sources:
+        return None
+    for key in sources:
+        loaded = state.source_loaded.get(key)
+        if loaded is None or loaded > since:
+            return None  # new rows, or cannot tell: build
+    names = ", ".join(f"{a}.{b}" for a, b in sources)
+    return f"no new rows in {names} since the last build"
 
 
 def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_block) -> None:  # type: ignore[no-untyped-def]

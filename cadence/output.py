@@ -58,7 +58,7 @@ class RunRenderer:
         line = f"[{event.index:>{width}}/{event.total}] {status} {r.name} ({r.duration_s:.2f}s{rows})"
         self._echo(line)
         if r.error:
-            self._echo(f"    {r.error}")
+            self._echo("    " + r.error.replace("\n", "\n    "))
         for w in r.warnings:
             self._echo(f"    warning: {w}")
 
@@ -95,8 +95,10 @@ class RunRenderer:
             parts.append(f"{counts['skipped']} not due" if self.due else f"{counts['skipped']} skipped")
         click.echo(f"done in {total:.2f}s: " + ", ".join(parts))
         for r in result.failed:
-            click.echo(click.style(f"error: {r.name}: {r.error}", fg="red") if self.tty else
-                       f"error: {r.name}: {r.error}", err=not self.tty)
+            where = f" (compiled SQL: {r.compiled_path})" if r.compiled_path else ""
+            first = (r.error or "").splitlines()[0] if r.error else ""
+            line = f"failed: {r.name}: {first}{where if where not in first else ''}"
+            click.echo(click.style(line, fg="red") if self.tty else line, err=not self.tty)
 
 
 def plan_json(plan: Plan, project: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from cadence import artifacts
 from cadence.cadences import Cadences
 from cadence.compiler import Compiler
 from cadence.dag import Dag
-from cadence.due import Plan, decide
+from cadence.due import Plan, decide, upstream_sources
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, did_you_mean
 from cadence.loader import find_project_root
@@ -65,9 +65,19 @@ class Project:
         path = self.parsed.config.warehouse.path
         return path == ":memory:" or (self.root / path).exists() or Path(path).exists()
 
+    def freshness_queries(self) -> tuple[tuple[tuple[str, str], str, str], ...]:
+        """Sources whose newest loaded_at decides models with ``refresh: on_new_data``."""
+        wanted: set[tuple[str, str]] = set()
+        for m in self.parsed.models:
+            if m.config.refresh == "on_new_data":
+                wanted |= set(upstream_sources(self.parsed, self.dag, m.name))
+        return tuple((( s.source_name, s.table), s.relation, s.loaded_at)
+                     for s in self.parsed.sources
+                     if (s.source_name, s.table) in wanted and s.loaded_at)
+
     def read_state(self, engine: Engine | None = None) -> StateSnapshot:
         if engine is not None:
-            return read_snapshot(engine)
+            return read_snapshot(engine, self.freshness_queries(), self.tz)
         if not self.warehouse_exists():
             return StateSnapshot()
         holder = current_holder(self.root)
@@ -76,7 +86,7 @@ class Project:
                                hint="try again when it finishes; state is read from the warehouse")
         eng = self.open_engine(read_only=True)
         try:
-            return read_snapshot(eng)
+            return read_snapshot(eng, self.freshness_queries(), self.tz)
         finally:
             eng.close()
 
@@ -141,7 +151,7 @@ class Project:
                     replay: bool = False) -> RunResult:
         engine = self.open_engine()
         try:
-            state = read_snapshot(engine)
+            state = self.read_state(engine)
             plan = self.plan(now, selection, due_only=due_only, state=state, full_refresh=full_refresh,
                              retry_failed=retry_failed)
             return execute(self.parsed, self.dag, plan, engine, state, compiler=self.compiler,

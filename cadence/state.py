@@ -68,6 +68,8 @@ class StateSnapshot:
 
     models: dict[str, ModelState] = field(default_factory=dict)
     relations: dict[tuple[str, str], str] = field(default_factory=dict)
+    # newest loaded_at per source table, for refresh: on_new_data (None: unknown)
+    source_loaded: dict[tuple[str, str], dt.datetime | None] = field(default_factory=dict)
 
     def of(self, name: str) -> ModelState:
         return self.models.get(name) or ModelState(name)
@@ -81,10 +83,23 @@ def ensure_schema(engine: Engine) -> None:
         engine.execute(statement)
 
 
-def read_snapshot(engine: Engine) -> StateSnapshot:
+def read_snapshot(engine: Engine, freshness: tuple[tuple[tuple[str, str], str, str], ...] = (),
+                  tz: dt.tzinfo = dt.timezone.utc) -> StateSnapshot:
+    """State, relations, and for each (source key, relation, loaded_at column) in
+    ``freshness`` the newest loaded_at (naive values are taken in ``tz``)."""
     relations = engine.relations()
+    loaded: dict[tuple[str, str], dt.datetime | None] = {}
+    for key, relation, column in freshness:
+        try:
+            value = engine.query(f'select max("{column}") from {relation}')[0][0]
+        except EngineError:
+            value = None
+        if isinstance(value, dt.datetime):
+            loaded[key] = value if value.tzinfo else value.replace(tzinfo=tz)
+        else:
+            loaded[key] = None
     if (SCHEMA, "model_state") not in relations:
-        return StateSnapshot({}, relations)
+        return StateSnapshot({}, relations, loaded)
     rows = engine.query(
         f"""select model, kind, last_success_at, last_success_tick, last_sql_hash, last_status,
         last_error, last_attempt_at, failure_streak, last_rows, last_duration_s, avg_duration_s,
@@ -98,7 +113,7 @@ def read_snapshot(engine: Engine) -> StateSnapshot:
             failure_streak=r[8] or 0, last_rows=r[9], last_duration_s=r[10], avg_duration_s=r[11],
             builds=r[12] or 0,
         )
-    return StateSnapshot(models, relations)
+    return StateSnapshot(models, relations, loaded)
 
 
 @dataclass(frozen=True)
