@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cadence.dag import ref_target
-from cadence.parser import DataTest
+from cadence.testspecs import DataTest
 from cadence.relations import quote
 
 

@@ -25,7 +25,8 @@ from cadence.datatests import TestOutcome, describe_failure, test_sql
 from cadence.due import Decision, Plan, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
-from cadence.parser import DataTest, Model, ParsedProject, Seed
+from cadence.parser import Model, ParsedProject, Seed
+from cadence.testspecs import DataTest
 from cadence.relations import quote, relation_sql
 from cadence.state import BuildRecord, StateSnapshot, ensure_schema, record_build, record_run_end, record_run_start
 
