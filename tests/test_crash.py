@@ -84,7 +84,7 @@ def built(tmp_path: Path) -> Path:
 def test_kill_9_mid_build_keeps_old_version_and_next_run_recovers(built: Path) -> None:
     proc = start_slow_run(built)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)
     rows, state_rows, status = live_rows(built)
     assert (rows, state_rows) == (10, 10)  # old version live, state agrees with it
     assert status == "success/0"  # no half-built staging relation visible

@@ -61,7 +61,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     assert current_holder(root) is not None
     holder.send_signal(signal.SIGKILL)
-    holder.wait()
+    holder.communicate()
     assert current_holder(root) is None
     code, out = cli(root, "run", "--due", "--at", "2026-01-01T00:01")
     assert code == 0, out
