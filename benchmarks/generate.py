@@ -337,7 +337,7 @@ def generate(out: Path, n: int, events: int, customers: int | None = None, seed:
 
     for folder, entries in yaml_by_folder.items():
         (out / folder / "_models.yml").write_text("version: 2\n\nmodels:\n" + "\n\n".join(entries) + "\n")
-    (out / "models" / "staging" / "_sources.yml").write_text(f"""\
+    (out / "models" / "staging" / "_sources.yml").write_text("""\
 version: 2
 
 sources:

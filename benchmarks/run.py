@@ -2,20 +2,23 @@
 
     python benchmarks/run.py [--sizes 100,1000,10000] [--repeat 5] [--events 1000000]
 
-For each size it generates a project (benchmarks/generate.py) into a temporary folder, builds it
-once, then measures, every number the median of --repeat whole-process runs (wall clock with
-time.perf_counter around the subprocess, peak RSS from os.wait4 of that very process), each
-repeat running the baseline and the subject back to back:
+After a warm-up on a 20-model project, for each size it generates a project
+(benchmarks/generate.py) into a temporary folder and measures, every number the median of
+--repeat whole-process runs (wall clock with time.perf_counter around the subprocess, peak RSS
+from os.wait4 of that very process), each repeat running the subject and its baseline back to
+back:
 
   floor        python -c "import duckdb; duckdb.connect(WAREHOUSE)"
   no-op        cadence run --due --at <1 minute after the build's tick>   (nothing is due)
   cold load    cadence ls after deleting target/ (manifest cache and all)
   warm load    cadence ls again
-  full build   cadence run --full-refresh --at <the build's tick>, on a copy of the built
-               warehouse, vs raw DuckDB running the same compiled SQL (benchmarks/raw_duckdb.py)
-               in one process on another copy
+  full build   cadence run --at <the build's tick> into a fresh warehouse (the first one is the
+               build the no-op follows), vs raw DuckDB running the same compiled SQL from
+               target/compiled/ in one process, one connection, into another fresh warehouse
+               (benchmarks/raw_duckdb.py); sizes from 5,000 models: --build-repeat-large pairs
 
-It prints a table with the issue's targets and PASS/MISS, and writes benchmarks/results/latest.json.
+See docs/performance.md. It prints a table with the issue's targets and PASS/MISS, and writes
+benchmarks/results/latest.json.
 Run it with the interpreter cadence is installed in (e.g. /tmp/dev/bin/python).
 """
 
@@ -32,12 +35,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+CHILD_ENV: dict[str, str] | None = None  # set in main(): how every measured process runs
 LARGE = 5000  # sizes from here on use --events-large and --build-repeat-large
 
 # (metric, size or sizes it applies at, limit, unit, what the issue says)
@@ -48,7 +53,7 @@ TARGETS = [
     ("cold_s", 10000, 7.0, "s", "cold load <= 7 s at 10,000 models"),
     ("warm_s", 1000, 0.25, "s", "warm load <= 0.25 s at 1,000 models"),
     ("build_ratio", (100, 1000, 10000), 1.10, "x", "full build <= 1.10x raw DuckDB on the same SQL"),
-    ("peak_mb", 10000, 400.0, "MB", "peak memory <= 400 MB at 10,000 models"),
+    ("peak_mb", 10000, 400.0, "MB", "peak memory <= 400 MB at 10,000 models (no-op run, cold load)"),
 ]
 
 
@@ -98,17 +103,14 @@ def measure(cmd: list[str], cwd: Path, timeout: float, expect_rc: int | None = 0
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.0005 if time.perf_counter() - start < 2 else 0.01)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env=CHILD_ENV)
+        timer = threading.Timer(timeout, proc.kill)  # a blocking wait: no polling on 2 cores
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
         wall = time.perf_counter() - start
         proc.returncode = rc = os.waitstatus_to_exitcode(status)
         out.seek(0, os.SEEK_END)
@@ -160,6 +162,7 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     build_at, noop_at = manifest["build_at"], manifest["noop_at"]
     notes: list[str] = []
     floor, noop, cold, warm, build, raw = Series(), Series(), Series(), Series(), Series(), Series()
+    serial = Series()  # cadence run --threads 1 (with --serial-build)
 
     def load_pair() -> None:
         shutil.rmtree(project / "target", ignore_errors=True)  # the manifest cache and all
@@ -182,6 +185,11 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     def run_raw() -> None:
         fresh(raw_wh)
         raw.add(measure(raw_cmd, project, timeout))
+
+    def run_serial() -> None:
+        fresh(warehouse)
+        serial.add(measure(build_cmd + ["--threads", "1"], project, timeout, expect_rc=None))
+        build_counts.append(status_counts(run_results(project)))
 
     log(f"   cold/warm load (cadence ls) 1/{repeat}")
     load_pair()  # also fills the cache, so the first build runs with a warm cache like the others
@@ -233,6 +241,11 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         for step in ((run_raw, run_cadence) if i % 2 else (run_cadence, run_raw)):
             step()
         log(f"     build {build.samples[-1].wall_s:.2f}s  raw {raw.samples[-1].wall_s:.2f}s")
+    if args.serial_build:
+        for i in range(build_repeat):
+            log(f"   full build with --threads 1, {i + 1}/{build_repeat}")
+            run_serial()
+            log(f"     build --threads 1 {serial.samples[-1].wall_s:.2f}s")
     if any(s.rc != 0 for s in build.samples) or any(c.get("success", 0) < n for c in build_counts):
         notes.append(f"full build: rc {sorted({s.rc for s in build.samples})}, statuses {build_counts}")
     fresh(raw_wh)
@@ -242,9 +255,15 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         "cold_s": cold.median, "warm_s": warm.median,
         "build_s": build.median, "raw_s": raw.median, "build_ratio": build.median / raw.median,
         "noop_peak_mb": noop.peak_mb, "build_peak_mb": build.peak_mb,
-        "cold_peak_mb": cold.peak_mb, "floor_peak_mb": floor.peak_mb, "raw_peak_mb": raw.peak_mb,
+        "cold_peak_mb": cold.peak_mb, "warm_peak_mb": warm.peak_mb, "floor_peak_mb": floor.peak_mb,
+        "raw_peak_mb": raw.peak_mb,
     }
-    m["peak_mb"] = max(m["noop_peak_mb"], m["build_peak_mb"], m["cold_peak_mb"])
+    if serial.samples:
+        m["serial_build_s"] = serial.median
+        m["serial_build_ratio"] = serial.median / raw.median
+        m["serial_build_peak_mb"] = serial.peak_mb
+    # cadence's own footprint; the full build's peak is mostly DuckDB's and is shown beside raw's
+    m["peak_mb"] = max(m["noop_peak_mb"], m["cold_peak_mb"], m["warm_peak_mb"])
     log(f"   done in {time.perf_counter() - t0:.0f}s: no-op {m['noop_s']:.3f}s "
         f"({m['noop_ratio']:.2f}x floor), cold {m['cold_s']:.3f}s, warm {m['warm_s']:.3f}s, "
         f"build {m['build_ratio']:.2f}x raw")
@@ -257,10 +276,24 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         "metrics": {k: round(v, 4) for k, v in m.items()},
         "series": {"floor": floor.summary(), "noop": noop.summary(), "noop_warmup_s": round(warmup.wall_s, 4),
                    "cold_ls": cold.summary(), "warm_ls": warm.summary(),
-                   "full_build": build.summary(), "raw_duckdb": raw.summary()},
+                   "full_build": build.summary(), "raw_duckdb": raw.summary(),
+                   **({"full_build_threads_1": serial.summary()} if serial.samples else {})},
         "noop_statuses": noop_counts, "build_statuses": build_counts[-1],
         "seconds": round(time.perf_counter() - t0, 1), "notes": notes,
     }
+
+
+def warm_up(args: argparse.Namespace, workdir: Path) -> None:
+    """One pass over every command on a tiny project: fills the bytecode cache and the OS file
+    cache, so the first measured process is not the one that pays for them."""
+    log("warming up (20-model project)")
+    project = workdir / "warmup"
+    measure([args.python, str(HERE / "generate.py"), str(project), "--models", "20", "--events", "1000",
+             "--force"], workdir, args.timeout)
+    for cmd in (["ls"], ["run", "--at", "2026-03-02T05:00:00"], ["run", "--due", "--at", "2026-03-02T05:01:00"]):
+        measure([args.cadence, *cmd], project, args.timeout)
+    measure([args.python, "-c", "import duckdb; duckdb.connect(':memory:')"], project, args.timeout)
+    shutil.rmtree(project, ignore_errors=True)
 
 
 def evaluate(sizes: dict[int, dict]) -> list[dict]:
@@ -291,13 +324,16 @@ def render(result: dict) -> str:
         ("full build, cadence (s)", lambda m: fmt_s(m["build_s"])),
         ("full build, raw DuckDB (s)", lambda m: fmt_s(m["raw_s"])),
         ("  cadence / raw", lambda m: f"{m['build_ratio']:.2f}x"),
+        ("full build, cadence --threads 1 (s)", lambda m: fmt_s(m["serial_build_s"]) if "serial_build_s" in m else "-"),
+        ("  cadence --threads 1 / raw", lambda m: f"{m['serial_build_ratio']:.2f}x" if "serial_build_s" in m else "-"),
         ("peak RSS no-op (MB)", lambda m: f"{m['noop_peak_mb']:.0f}"),
         ("peak RSS full build (MB)", lambda m: f"{m['build_peak_mb']:.0f}"),
-        ("peak RSS cold ls (MB)", lambda m: f"{m['cold_peak_mb']:.0f}"),
+        ("peak RSS cold / warm ls (MB)", lambda m: f"{m['cold_peak_mb']:.0f} / {m['warm_peak_mb']:.0f}"),
         ("peak RSS floor / raw (MB)", lambda m: f"{m['floor_peak_mb']:.0f} / {m['raw_peak_mb']:.0f}"),
     ]
     head = ["metric"] + [f"{n:,} models" for n in ns]
     body = [[label] + [fn(sizes[n]["metrics"]) for n in ns] for label, fn in rows]
+    body = [r for r in body if any(c != "-" for c in r[1:])]  # --threads 1 rows only when measured
     body.append(["events (rows)"] + [f"{sizes[n]['events']:,}" for n in ns])
     body.append(["runs per median (build)"] + [f"{sizes[n]['repeat']} ({sizes[n]['build_repeat']})" for n in ns])
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
@@ -305,8 +341,9 @@ def render(result: dict) -> str:
              for r in [head] + body]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     env = result["env"]
-    out = [f"cadence benchmark {result['date']} commit {env['commit']}{' (dirty tree)' if env['dirty'] else ''}"
-           f", {env['cpus']} CPUs, Python {env['python']}, DuckDB {env['duckdb']}"]
+    dirty = " (dirty tree)" if env["dirty"] else ""
+    out = [(f"cadence benchmark {result['date']} commit {env['commit']}{dirty}, {env['cpus']} CPUs, "
+            f"Python {env['python']}, DuckDB {env['duckdb']}")]
     if env.get("commit_at_end"):
         out.append(f"WARNING: cadence changed during the run (at the end: {env['commit_at_end']})")
     out.append("")
@@ -333,10 +370,9 @@ def environment(python: str) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return "unknown"
 
-    versions = subprocess.run(
-        [python, "-c", "import duckdb, sys; from importlib.metadata import version as v; "
-                       "print(duckdb.__version__); print(sys.version.split()[0]); print(v('cadence'))"],
-        capture_output=True, text=True)
+    code = ("import duckdb, sys; from importlib.metadata import version as v; "
+            "print(duckdb.__version__); print(sys.version.split()[0]); print(v('cadence'))")
+    versions = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
     duck, pyver, cad = (versions.stdout.split() + ["?", "?", "?"])[:3]
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "dirty": bool(git("status", "--porcelain", "--", "cadence")),
@@ -359,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-repeat-large", type=int, default=1,
                    help=f"full builds per median for sizes >= {LARGE:,} (default 1: one pair takes "
                         "about 4 minutes at 10,000 models on 2 cores)")
+    p.add_argument("--serial-build", action="store_true",
+                   help="also time cadence run --threads 1 (does parallel building help?)")
+    p.add_argument("--no-bytecode-cache", action="store_true",
+                   help="run children with the environment as is (default: cached bytecode in a "
+                        "private PYTHONPYCACHEPREFIX, as an installed package has)")
     p.add_argument("--threads", type=int, default=4, help="warehouse.threads (default 4, as the template)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--python", default=sys.executable, help="interpreter for the floor and raw DuckDB")
@@ -368,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=None, help="keep projects here (default: temp, removed)")
     p.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
     args = p.parse_args(argv)
-    check = subprocess.run([args.python, "-c", "import duckdb"], capture_output=True)
+    check = subprocess.run([args.python, "-c", "import duckdb"], capture_output=True, check=False)
     if check.returncode != 0:
         p.error(f"duckdb is not importable by {args.python}: run with cadence's interpreter, "
                 "e.g. /tmp/dev/bin/python benchmarks/run.py, or pass --python")
@@ -384,8 +425,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tmp = tempfile.mkdtemp(prefix="cadence-bench-")
         workdir = Path(tmp)
+    global CHILD_ENV
+    CHILD_ENV = dict(os.environ)
+    if not args.no_bytecode_cache:
+        # An installed cadence has .pyc files; PYTHONDONTWRITEBYTECODE (set here in some dev
+        # shells) would make every measured process compile cadence from source again (~40 ms).
+        # Cache bytecode in the work folder, so nothing is written into the source tree.
+        CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env["bytecode"] = "uncached (environment as is)" if args.no_bytecode_cache else "cached (PYTHONPYCACHEPREFIX)"
     results = []
     try:
+        warm_up(args, workdir)
         for n in sizes:
             results.append(bench_size(n, args, workdir))
     finally:
