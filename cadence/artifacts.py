@@ -38,5 +38,5 @@ def write_compiled(root: Path, model_path: str, sql: str) -> str:
 
 def write_json(root: Path, name: str, data: Any) -> Path:
     path = target_dir(root) / name
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_text(path, json.dumps(data, indent=1, default=str) + "\n")
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from cadence.cadences import Cadences, ModelCadence
@@ -51,6 +52,7 @@ class Plan:
         return None
 
 
+@lru_cache(maxsize=4096)
 def fmt(t: dt.datetime | None, tz: ZoneInfo) -> str:
     if t is None:
         return "never"
@@ -68,24 +70,7 @@ def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
 
 
 def view_hash(model: Model, project: ParsedProject) -> str:
-    """Identity of a view's definition: its rendered SQL, the relations it reads, and the SQL of
-    every ephemeral inlined into it (a changed ephemeral changes the view)."""
-    from cadence.loader import digest
-
-    models = {m.name: m for m in project.models}
-    parts = [model.rendered, model.relation]
-    stack, seen = list(model.refs), set()
-    while stack:
-        name = stack.pop()
-        ref = models.get(name)
-        if name in seen or ref is None:
-            continue
-        seen.add(name)
-        parts.append(ref.relation)
-        if ref.materialized == "ephemeral":
-            parts.append(ref.rendered)
-            stack.extend(ref.refs)
-    return digest("|".join(parts).encode())
+    return project.view_hashes[model.name]
 
 
 def decide(
@@ -102,20 +87,30 @@ def decide(
 ) -> Plan:
     """For every selected model (and seeds it needs), whether it is built now and why."""
     tz = project.config.tz
-    models = {m.name: m for m in project.models}
+    models = project.by_name
     decisions: dict[str, Decision] = {}
     # many models share a tick set: compute each tick query once per distinct set
-    latest_memo: dict[tuple[str, ...], dt.datetime | None] = {}
-    next_memo: dict[tuple[str, ...], dt.datetime | None] = {}
+    latest_memo: dict[int, dt.datetime | None] = {}
+    next_memo: dict[int, dt.datetime | None] = {}
+    keys: dict[int, int] = {}  # id(tick set) -> id of the first equal tick set
+
+    def key_of(cad: ModelCadence) -> int:
+        ident = id(cad.ticks)
+        if ident not in keys:
+            keys[ident] = next((k for k, t in shared.items() if t == cad.ticks), ident)
+            shared.setdefault(keys[ident], cad.ticks)
+        return keys[ident]
+
+    shared: dict[int, object] = {}
 
     def latest_tick(cad: ModelCadence) -> dt.datetime | None:
-        key = tuple(s.text for s in cad.ticks.schedules)
+        key = key_of(cad)
         if key not in latest_memo:
             latest_memo[key] = cad.ticks.latest_tick(now, tz)
         return latest_memo[key]
 
     def next_tick(cad: ModelCadence) -> dt.datetime | None:
-        key = tuple(s.text for s in cad.ticks.schedules)
+        key = key_of(cad)
         if key not in next_memo:
             next_memo[key] = cad.ticks.next_tick(now, tz)
         return next_memo[key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -108,11 +109,36 @@ class ParsedProject:
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
 
+    @cached_property
+    def by_name(self) -> dict[str, Model]:
+        return {m.name: m for m in self.models}
+
     def model(self, name: str) -> Model | None:
-        for m in self.models:
-            if m.name == name:
-                return m
-        return None
+        return self.by_name.get(name)
+
+    @cached_property
+    def view_hashes(self) -> dict[str, str]:
+        """Identity of each model's definition (used for views): its rendered SQL, the relations it reads, and
+        the SQL of every ephemeral inlined into it (a changed ephemeral changes the view)."""
+        from cadence.loader import digest
+
+        models = self.by_name
+        out: dict[str, str] = {}
+        for model in self.models:
+            parts = [model.rendered, model.relation]
+            stack, seen = list(model.refs), set()
+            while stack:
+                name = stack.pop()
+                ref = models.get(name)
+                if name in seen or ref is None:
+                    continue
+                seen.add(name)
+                parts.append(ref.relation)
+                if ref.materialized == "ephemeral":
+                    parts.append(ref.rendered)
+                    stack.extend(ref.refs)
+            out[model.name] = digest("|".join(parts).encode())
+        return out
 
 
 @dataclass

@@ -345,10 +345,10 @@ class ModelEnvironment:
             node = ast.parse(expression.strip(), mode="eval").body
         except SyntaxError:
             return None
-        if isinstance(node, ast.Name) and node.id == "this" and "this" not in self.macro_names:
-            return str(self.env.globals["this"])
+        if isinstance(node, ast.Name) and node.id in _STATIC_NAMES and node.id not in self.macro_names:
+            return str(self.env.globals[node.id])
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in _STATIC_FUNCTIONS and node.func.id not in self.macro_names):
+                and (node.func.id in _STATIC_FUNCTIONS or node.func.id in self.macro_names)):
             return None
         try:
             args = [ast.literal_eval(a) for a in node.args]
@@ -363,6 +363,7 @@ class ModelEnvironment:
 
 _EXPRESSION = re.compile(r"{{(.*?)}}", re.S)
 _STATIC_FUNCTIONS = frozenset({"ref", "source", "config", "var", "env_var"})
+_STATIC_NAMES = frozenset({"this", "run_started_at", "tick"})
 
 
 class _ConfigCallable:

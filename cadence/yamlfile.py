@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
+from functools import lru_cache
 
 from cadence.errors import CadenceError
 
@@ -24,36 +24,42 @@ class LineDict(dict):  # type: ignore[type-arg]
         return getattr(self, "key_lines", {}).get(key, self.line)
 
 
-# libyaml's parser when PyYAML was built with it (10x faster); same results either way
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    pass
+@lru_cache(maxsize=1)
+def _loader() -> type:
+    """The YAML loader, built on first use (PyYAML is not needed when the cache is warm)."""
+    import yaml
 
+    # libyaml's parser when PyYAML was built with it (10x faster); same results either way
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    loader.flatten_mapping(node)
-    result = LineDict()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, (str, int, float, bool)) and key is not None:
-            raise yaml.constructor.ConstructorError(
-                None, None, "mapping keys must be plain values", key_node.start_mark
-            )
-        value = loader.construct_object(value_node, deep=True)
-        skey = key if isinstance(key, str) else str(key)
-        result[skey] = value
-        result.key_lines[skey] = key_node.start_mark.line + 1
-    return result
+    def construct_mapping(loader: Loader, node: yaml.MappingNode) -> LineDict:
+        loader.flatten_mapping(node)
+        result = LineDict()
+        result.line = node.start_mark.line + 1
+        result.key_lines = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "mapping keys must be plain values", key_node.start_mark
+                )
+            value = loader.construct_object(value_node, deep=True)
+            skey = key if isinstance(key, str) else str(key)
+            result[skey] = value
+            result.key_lines[skey] = key_node.start_mark.line + 1
+        return result
 
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
 
 
 def load_yaml(text: str, file: str) -> Any:
     """Parse YAML text; errors name the file, line and column."""
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
