@@ -89,31 +89,29 @@ def decide(
     tz = project.config.tz
     models = project.by_name
     decisions: dict[str, Decision] = {}
-    # many models share a tick set: compute each tick query once per distinct set
-    latest_memo: dict[int, dt.datetime | None] = {}
-    next_memo: dict[int, dt.datetime | None] = {}
-    keys: dict[int, int] = {}  # id(tick set) -> id of the first equal tick set
-
-    def key_of(cad: ModelCadence) -> int:
-        ident = id(cad.ticks)
-        if ident not in keys:
-            keys[ident] = next((k for k, t in shared.items() if t == cad.ticks), ident)
-            shared.setdefault(keys[ident], cad.ticks)
-        return keys[ident]
-
-    shared: dict[int, object] = {}
+    # models share schedules: ask each distinct schedule once, then combine per tick set
+    latest_memo: dict[object, dt.datetime | None] = {}
+    next_memo: dict[object, dt.datetime | None] = {}
 
     def latest_tick(cad: ModelCadence) -> dt.datetime | None:
-        key = key_of(cad)
-        if key not in latest_memo:
-            latest_memo[key] = cad.ticks.latest_tick(now, tz)
-        return latest_memo[key]
+        found = None
+        for schedule in cad.ticks.schedules:
+            if schedule not in latest_memo:
+                latest_memo[schedule] = schedule.latest_tick(now, tz)
+            t = latest_memo[schedule]
+            if t is not None and (found is None or t > found):
+                found = t
+        return found
 
     def next_tick(cad: ModelCadence) -> dt.datetime | None:
-        key = key_of(cad)
-        if key not in next_memo:
-            next_memo[key] = cad.ticks.next_tick(now, tz)
-        return next_memo[key]
+        found = None
+        for schedule in cad.ticks.schedules:
+            if schedule not in next_memo:
+                next_memo[schedule] = schedule.next_tick(now, tz)
+            t = next_memo[schedule]
+            if t is not None and (found is None or t < found):
+                found = t
+        return found
 
     def retry_block(name: str, st: ModelState) -> dt.datetime | None:
         if retry_failed or st.last_status != "error" or st.last_attempt_at is None:
