@@ -386,8 +386,8 @@ def _publish_table(ctx: _RunContext, model: Model, sql: str, incremental: bool) 
     """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
     engine = ctx.engine
     staging = relation_sql(model.schema, model.identifier + STAGING_SUFFIX)
-    engine.create_table_as(staging, sql)
-    rows = engine.row_count(staging)
+    created = engine.create_table_as(staging, sql)
+    rows = created if created is not None else engine.row_count(staging)
     if incremental:
         outcomes = _run_tests(ctx, model, staging, candidate_rows=None)
     else:
@@ -411,10 +411,14 @@ def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: in
     outcomes: list[TestOutcome] = []
     tests = list(ctx.tests_by_model.get(model.name, ()))
     if model.config.key:
+        declared = {(t.kind, t.column) for t in tests if t.severity == "error" and not t.where}
         for kind in ("not_null", "unique"):
+            if (kind, model.config.key) in declared:
+                continue  # the YAML already checks it
             tests.append(DataTest(name=f"key_{kind}_{model.name}", kind=kind, model=model.name,
                                   column=model.config.key, args={}, severity="error", where=None,
                                   file=model.path, line=None))
+    counted: list[tuple[DataTest, str]] = []  # failing-row counts, asked in one query
     for test in tests:
         if test.kind == "singular":
             others = [r for r in test.refs if r != model.name]
@@ -433,12 +437,17 @@ def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: in
                 outcomes.append(TestOutcome(test, 0, ""))  # nothing to check against yet
                 continue
             sql = test_sql(test, relation, ctx.compiler.relation_of)
-            if sql is None:
-                continue
-            failures = int(ctx.engine.query(sql)[0][0])
-            label = "key " if test.name.startswith("key_") else ""
-            outcome = TestOutcome(test, failures, label + describe_failure(test, failures))
+            if sql is not None:
+                counted.append((test, sql))
+            continue
         outcomes.append(outcome)
+    if counted:
+        columns = ",\n".join(f"({sql}) as t{i}" for i, (_test, sql) in enumerate(counted))
+        counts = ctx.engine.query(f"select\n{columns}")[0]
+        for (test, _sql), failures in zip(counted, counts, strict=True):
+            label = "key " if test.name.startswith("key_") else ""
+            outcomes.append(TestOutcome(test, int(failures),
+                                        label + describe_failure(test, int(failures))))
     return outcomes
 
 

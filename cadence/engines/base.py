@@ -41,7 +41,8 @@ class Engine(ABC):
     def create_schema(self, schema: str) -> None: ...
 
     @abstractmethod
-    def create_table_as(self, relation: str, sql: str) -> None: ...
+    def create_table_as(self, relation: str, sql: str) -> int | None:
+        """Create (or replace) a table from a query; returns its row count when known."""
 
     @abstractmethod
     def create_view_as(self, relation: str, sql: str) -> None: ...

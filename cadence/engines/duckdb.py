@@ -102,8 +102,9 @@ class DuckDBEngine(Engine):
     def create_schema(self, schema: str) -> None:
         self.execute(f"create schema if not exists {quote(schema)}")
 
-    def create_table_as(self, relation: str, sql: str) -> None:
-        self.execute(f"create or replace table {relation} as ({sql}\n)")
+    def create_table_as(self, relation: str, sql: str) -> int | None:
+        rows = self.query(f"create or replace table {relation} as ({sql}\n)")
+        return int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else None
 
     def create_view_as(self, relation: str, sql: str) -> None:
         self.execute(f"create or replace view {relation} as ({sql}\n)")
