@@ -26,7 +26,7 @@ DDL = (
         finished_at timestamp, status varchar, reason varchar, rows bigint, duration_s double,
         sql_hash varchar, error varchar)""",
     f"""create table if not exists {SCHEMA}.model_state (
-        model varchar primary key, kind varchar, last_success_at timestamp,
+        model varchar, kind varchar, last_success_at timestamp,
         last_success_tick timestamp, last_sql_hash varchar, last_status varchar,
         last_error varchar, last_attempt_at timestamp, failure_streak integer,
         last_rows bigint, last_duration_s double, avg_duration_s double, builds bigint)""",
@@ -60,6 +60,7 @@ class ModelState:
     last_duration_s: float | None = None
     avg_duration_s: float | None = None
     builds: int = 0
+    recorded: bool = False  # a row exists in _cadence.model_state
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def read_snapshot(engine: Engine, freshness: tuple[tuple[tuple[str, str], str, s
             name=r[0], kind=r[1], last_success_at=from_db(r[2]), last_success_tick=from_db(r[3]),
             last_sql_hash=r[4], last_status=r[5], last_error=r[6], last_attempt_at=from_db(r[7]),
             failure_streak=r[8] or 0, last_rows=r[9], last_duration_s=r[10], avg_duration_s=r[11],
-            builds=r[12] or 0,
+            builds=r[12] or 0, recorded=True,
         )
     return StateSnapshot(models, relations, loaded)
 
@@ -146,6 +147,7 @@ def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> M
     if ok:
         avg = record.duration_s if avg is None else (avg * n + record.duration_s) / (n + 1)
     new = ModelState(
+        recorded=True,
         name=record.model,
         kind=record.kind,
         last_success_at=record.started_at if ok else previous.last_success_at,
@@ -160,12 +162,21 @@ def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> M
         avg_duration_s=avg,
         builds=previous.builds + (1 if ok else 0),
     )
-    engine.execute(
-        f"insert or replace into {SCHEMA}.model_state values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (new.name, new.kind, to_db(new.last_success_at), to_db(new.last_success_tick),
-         new.last_sql_hash, new.last_status, new.last_error, to_db(new.last_attempt_at),
-         new.failure_streak, new.last_rows, new.last_duration_s, new.avg_duration_s, new.builds),
-    )
+    values = (new.kind, to_db(new.last_success_at), to_db(new.last_success_tick),
+              new.last_sql_hash, new.last_status, new.last_error, to_db(new.last_attempt_at),
+              new.failure_streak, new.last_rows, new.last_duration_s, new.avg_duration_s, new.builds)
+    # one row per model; an update is far cheaper than an upsert through an index
+    if previous.recorded:
+        engine.execute(
+            f"""update {SCHEMA}.model_state set kind = ?, last_success_at = ?,
+            last_success_tick = ?, last_sql_hash = ?, last_status = ?, last_error = ?,
+            last_attempt_at = ?, failure_streak = ?, last_rows = ?, last_duration_s = ?,
+            avg_duration_s = ?, builds = ? where model = ?""",
+            (*values, new.name),
+        )
+    else:
+        engine.execute(f"insert into {SCHEMA}.model_state values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (new.name, *values))
     return new
 
 
