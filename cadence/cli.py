@@ -265,15 +265,16 @@ def test(select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, proje
 
 @main.command()
 @select_option
+@at_option
 @json_option
 @command
-def seed(select: tuple[str, ...], as_json: bool, project_dir: Path | None) -> None:
+def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Path | None) -> None:
     """(Re)load the CSV files under seeds/ as tables."""
     from cadence import output
 
     project = _load(project_dir)
     renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
-    result = project.seed(_now(), _selection(select), on_event=renderer.event)
+    result = project.seed(_at(project, at), _selection(select), on_event=renderer.event)
     renderer.finish(result)
     if not result.ok:
         raise Failed()
