@@ -90,3 +90,14 @@ def test_jaffle_shop_matches_dbt_results(tmp_path: Path) -> None:
     assert built["customers"]["rows"] == 100
     assert built["orders"]["rows"] == 99
     assert built["raw_payments"]["rows"] == 113
+    import duckdb
+
+    con = duckdb.connect(str(root / "jaffle_shop.duckdb"), read_only=True)
+    try:
+        # values dbt-duckdb produces for the same project
+        assert con.execute("select first_name, number_of_orders, customer_lifetime_value "
+                           "from customers where customer_id = 1").fetchone() == ("Michael", 2, 33.0)
+        assert con.execute("select sum(customer_lifetime_value) from customers").fetchone()[0] == 1672
+        assert con.execute("select count(*) from orders where status = 'completed'").fetchone()[0] == 67
+    finally:
+        con.close()
