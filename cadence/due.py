@@ -220,7 +220,9 @@ def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_b
             pm = models[parent]
             if pm.materialized in ("view", "ephemeral"):
                 stack.extend(dag.parents.get(parent, ()))  # ticks pass through
-                if pm.materialized == "view" and not state.exists(pm.schema, pm.identifier):
+                already = decisions.get(parent)
+                if (pm.materialized == "view" and not state.exists(pm.schema, pm.identifier)
+                        and not (already and already.builds)):
                     decisions[parent] = Decision(parent, "model", BUILD, f"view needed by {name} does not exist",
                                                  tick=d.tick, pulled_by=name)
                 continue
