@@ -145,6 +145,11 @@ def decide(
             return Decision(m.name, "model", SKIP,
                             f"backing off after {st.failure_streak} failures; next retry at {fmt(blocked, tz)}",
                             next_retry=blocked)
+        if st.last_success_at is not None and exists and st.last_success_at >= latest:
+            nxt = next_tick(cad)  # the common case under cron: say why not, cheaply
+            return Decision(m.name, "model", SKIP,
+                            f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
+                            f"next tick {fmt(nxt, tz)}")
         why = f"tick {fmt(latest, tz)} ({cad.provenance()})"
         if st.last_success_at is None:
             return Decision(m.name, "model", BUILD, f"never built; {why}", tick=latest)
@@ -158,12 +163,8 @@ def decide(
             if st.last_status == "error":
                 return Decision(m.name, "model", BUILD,
                                 f"retry after {st.failure_streak} failure(s); {why}", tick=latest)
-            return Decision(m.name, "model", BUILD,
-                            f"due: {why}; last built {fmt(st.last_success_at, tz)}", tick=latest)
-        nxt = next_tick(cad)
-        return Decision(m.name, "model", SKIP,
-                        f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
-                        f"next tick {fmt(nxt, tz)}")
+        return Decision(m.name, "model", BUILD,
+                        f"due: {why}; last built {fmt(st.last_success_at, tz)}", tick=latest)
 
     for name in dag.order:
         if name in models and name in selected:
