@@ -28,7 +28,16 @@ from cadence.errors import CadenceError
 from cadence.parser import Model, ParsedProject, Seed
 from cadence.testspecs import DataTest
 from cadence.relations import quote, relation_sql
-from cadence.state import BuildRecord, StateSnapshot, ensure_schema, record_build, record_run_end, record_run_start
+from cadence.state import (
+    BuildRecord,
+    ModelState,
+    StateSnapshot,
+    ensure_schema,
+    fold,
+    record_build,
+    record_run_end,
+    record_run_start,
+)
 
 STAGING_SUFFIX = "__cadence_staging"
 
@@ -94,6 +103,7 @@ class _RunContext:
     root: Path
     tests_by_model: dict[str, list[DataTest]] = field(default_factory=dict)
     relations: dict[tuple[str, str], str] = field(default_factory=dict)  # shared, kept current
+    new_states: dict[str, ModelState] = field(default_factory=dict)  # folded at the end
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -197,6 +207,9 @@ def execute(
         if status != "interrupted":
             status = "error" if any(r.status in ("error", "upstream_failed") for r in results) else "success"
         record_run_end(engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status)
+        # this run's state (and that of runs killed before folding) into model_state at once
+        carried = {name: state.models[name] for name in state.pending_models}
+        fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
         run_result = RunResult(run_id, now, tuple(results))
         artifacts.write_json(root, "run_results.json", run_result.to_json())
     return run_result
@@ -305,7 +318,7 @@ def _record_failure(ctx: _RunContext, decision: Decision, result: ModelResult, s
                          status or result.status,
                          decision.reason, None, result.duration_s, sql_hash, result.error)
     with ctx.engine.transaction():
-        record_build(ctx.engine, record, ctx.state.of(decision.name))
+        ctx.new_states[decision.name] = record_build(ctx.engine, record, ctx.state.of(decision.name))
 
 
 def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
@@ -318,7 +331,8 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
             rows = ctx.engine.row_count(staging)
             _swap(ctx, staging, seed.relation, schema, seed.name, "table")
             duration = time.perf_counter() - started
-            record_build(ctx.engine, BuildRecord(ctx.run_id, seed.name, "seed", None, ctx.now, "success",
+            ctx.new_states[seed.name] = record_build(ctx.engine, BuildRecord(
+                ctx.run_id, seed.name, "seed", None, ctx.now, "success",
                                                  decision.reason, rows, duration, seed.digest, None),
                          ctx.state.of(seed.name))
         ctx.relations[(schema, seed.name)] = "table"
@@ -360,7 +374,8 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
             else:
                 rows, warnings = _publish_table(ctx, model, compiled.sql, incremental)
             duration = time.perf_counter() - started
-            record_build(engine, BuildRecord(ctx.run_id, model.name, "model", decision.tick, ctx.now,
+            ctx.new_states[model.name] = record_build(engine, BuildRecord(
+                ctx.run_id, model.name, "model", decision.tick, ctx.now,
                                              "success", decision.reason, rows, duration, sql_hash, None),
                          ctx.state.of(model.name))
         ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"

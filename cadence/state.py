@@ -20,7 +20,7 @@ DDL = (
     f"create schema if not exists {SCHEMA}",
     f"""create table if not exists {SCHEMA}.runs (
         run_id varchar primary key, started_at timestamp, finished_at timestamp,
-        status varchar, command varchar, pid integer, replay boolean)""",
+        status varchar, command varchar, pid integer, replay boolean, folded boolean)""",
     f"""create table if not exists {SCHEMA}.model_builds (
         run_id varchar, model varchar, kind varchar, tick timestamp, started_at timestamp,
         finished_at timestamp, status varchar, reason varchar, rows bigint, duration_s double,
@@ -71,6 +71,9 @@ class StateSnapshot:
     relations: dict[tuple[str, str], str] = field(default_factory=dict)
     # newest loaded_at per source table, for refresh: on_new_data (None: unknown)
     source_loaded: dict[tuple[str, str], dt.datetime | None] = field(default_factory=dict)
+    # runs whose builds are not folded into model_state yet (the next run folds them)
+    pending_runs: tuple[str, ...] = ()
+    pending_models: frozenset[str] = frozenset()
 
     def of(self, name: str) -> ModelState:
         return self.models.get(name) or ModelState(name)
@@ -79,9 +82,14 @@ class StateSnapshot:
         return (schema, identifier) in self.relations
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def ensure_schema(engine: Engine) -> None:
     for statement in DDL:
         engine.execute(statement)
+    # warehouses made before runs were folded: their state was written per build
+    engine.execute(f"alter table {SCHEMA}.runs add column if not exists folded boolean default true")
 
 
 def read_snapshot(engine: Engine, freshness: tuple[tuple[tuple[str, str], str, str], ...] = (),
@@ -114,7 +122,23 @@ def read_snapshot(engine: Engine, freshness: tuple[tuple[tuple[str, str], str, s
             failure_streak=r[8] or 0, last_rows=r[9], last_duration_s=r[10], avg_duration_s=r[11],
             builds=r[12] or 0, recorded=True,
         )
-    return StateSnapshot(models, relations, loaded)
+    # builds of runs that ended before folding their state (killed): replay them in order
+    pending_runs: list[str] = []
+    pending_models: set[str] = set()
+    if (SCHEMA, "runs") in relations:
+        unfolded = engine.query(
+            f"""select b.run_id, b.model, b.kind, b.tick, b.started_at, b.status, b.reason, b.rows,
+            b.duration_s, b.sql_hash, b.error from {SCHEMA}.model_builds b
+            join {SCHEMA}.runs r on r.run_id = b.run_id where r.folded = false
+            order by b.started_at, b.finished_at""")
+        for r in unfolded:
+            record = BuildRecord(r[0], r[1], r[2], from_db(r[3]), from_db(r[4]) or _EPOCH, r[5],
+                                 r[6], r[7], r[8] or 0.0, r[9], r[10])
+            models[r[1]] = next_state(models.get(r[1]) or ModelState(r[1]), record)
+            pending_models.add(r[1])
+        pending_runs = [r[0] for r in engine.query(
+            f"select run_id from {SCHEMA}.runs where folded = false")]
+    return StateSnapshot(models, relations, loaded, tuple(pending_runs), frozenset(pending_models))
 
 
 @dataclass(frozen=True)
@@ -132,21 +156,14 @@ class BuildRecord:
     error: str | None
 
 
-def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> ModelState:
-    """Write the build row and the new model state; call inside the publish transaction."""
-    finished = record.started_at + dt.timedelta(seconds=record.duration_s)
-    engine.execute(
-        f"insert into {SCHEMA}.model_builds values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (record.run_id, record.model, record.kind, to_db(record.tick), to_db(record.started_at),
-         to_db(finished), record.status, record.reason, record.rows, record.duration_s,
-         record.sql_hash, record.error),
-    )
+def next_state(previous: ModelState, record: BuildRecord) -> ModelState:
+    """The state of a model after one more build (pure)."""
     ok = record.status == "success"
     n = min(previous.builds, 19)
     avg = previous.avg_duration_s
     if ok:
         avg = record.duration_s if avg is None else (avg * n + record.duration_s) / (n + 1)
-    new = ModelState(
+    return ModelState(
         recorded=True,
         name=record.model,
         kind=record.kind,
@@ -162,28 +179,62 @@ def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> M
         avg_duration_s=avg,
         builds=previous.builds + (1 if ok else 0),
     )
-    values = (new.kind, to_db(new.last_success_at), to_db(new.last_success_tick),
-              new.last_sql_hash, new.last_status, new.last_error, to_db(new.last_attempt_at),
-              new.failure_streak, new.last_rows, new.last_duration_s, new.avg_duration_s, new.builds)
-    # one row per model; an update is far cheaper than an upsert through an index
-    if previous.recorded:
-        engine.execute(
-            f"""update {SCHEMA}.model_state set kind = ?, last_success_at = ?,
-            last_success_tick = ?, last_sql_hash = ?, last_status = ?, last_error = ?,
-            last_attempt_at = ?, failure_streak = ?, last_rows = ?, last_duration_s = ?,
-            avg_duration_s = ?, builds = ? where model = ?""",
-            (*values, new.name),
-        )
-    else:
-        engine.execute(f"insert into {SCHEMA}.model_state values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (new.name, *values))
-    return new
+
+
+def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> ModelState:
+    """Write the build row; call inside the publish transaction, so the published relation and
+    its build record commit together. Returns the model's new state, which ``fold`` writes to
+    ``model_state`` for the whole run at once (one statement instead of one per model)."""
+    finished = record.started_at + dt.timedelta(seconds=record.duration_s)
+    engine.execute(
+        f"insert into {SCHEMA}.model_builds values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (record.run_id, record.model, record.kind, to_db(record.tick), to_db(record.started_at),
+         to_db(finished), record.status, record.reason, record.rows, record.duration_s,
+         record.sql_hash, record.error),
+    )
+    return next_state(previous, record)
+
+
+def _literal(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return f"timestamp '{value.isoformat(sep=' ')}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def fold(engine: Engine, states: dict[str, ModelState], run_ids: list[str]) -> None:
+    """Write the latest state of every model built by ``run_ids`` and mark those runs folded,
+    in one transaction. Until then ``read_snapshot`` replays their build rows itself, so a run
+    killed before folding loses nothing."""
+    with engine.transaction():
+        for chunk_start in range(0, len(states), 2000):
+            chunk = list(states.values())[chunk_start:chunk_start + 2000]
+            names = ", ".join(_literal(s.name) for s in chunk)
+            engine.execute(f"delete from {SCHEMA}.model_state where model in ({names})")
+            rows = ",\n".join(
+                "(" + ", ".join(_literal(v) for v in (
+                    s.name, s.kind, to_db(s.last_success_at), to_db(s.last_success_tick),
+                    s.last_sql_hash, s.last_status, s.last_error, to_db(s.last_attempt_at),
+                    s.failure_streak, s.last_rows, s.last_duration_s, s.avg_duration_s, s.builds,
+                )) + ")" for s in chunk)
+            engine.execute(f"insert into {SCHEMA}.model_state values\n{rows}")
+        if run_ids:
+            ids = ", ".join(_literal(r) for r in run_ids)
+            # a run still 'running' here died without finishing (we hold the project lock)
+            engine.execute(f"""update {SCHEMA}.runs set folded = true,
+                status = case when status = 'running' then 'abandoned' else status end
+                where run_id in ({ids})""")
 
 
 def record_run_start(engine: Engine, run_id: str, started_at: dt.datetime, command: str, pid: int,
                      replay: bool) -> None:
     engine.execute(
-        f"insert or replace into {SCHEMA}.runs values (?, ?, null, 'running', ?, ?, ?)",
+        f"insert or replace into {SCHEMA}.runs values (?, ?, null, 'running', ?, ?, ?, false)",
         (run_id, to_db(started_at), command, pid, replay),
     )
 
