@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -419,7 +420,11 @@ def _map_models(fn: Any, work: list[Any]) -> list[Any]:
     chunks = [todo[i::cores] for i in range(cores)]
     try:
         with ctx.Pool(processes=cores) as pool:
+            # the workers are forked by now: use the wait to import what the next stages need
+            warm = threading.Thread(target=_warm_imports, daemon=True)
+            warm.start()
             parts = pool.map(_parse_chunk, chunks)
+            warm.join()
     finally:
         _FORK_WORK = None
     results: list[Any] = [None] * len(work)
@@ -433,6 +438,16 @@ def _map_models(fn: Any, work: list[Any]) -> list[Any]:
 
 
 _FORK_WORK: tuple[Any, list[Any]] | None = None
+
+
+def _warm_imports() -> None:
+    import importlib
+
+    for name in ("networkx", "croniter"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - a dependency is missing; the stage will say so
+            pass
 
 
 def _parse_chunk(indexes: list[int]) -> list[Any]:

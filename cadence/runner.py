@@ -260,9 +260,16 @@ def _run_parallel(building: list[Decision], deps: dict[str, set[str]], threads: 
     """Build independent models at the same time, each on its own cursor and transaction."""
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-    remaining = {d.name: set(deps[d.name]) for d in building}
-    by_name = {d.name: d for d in building}
-    order = [d.name for d in building]
+    import heapq
+
+    index = {d.name: i for i, d in enumerate(building)}
+    waiting = {d.name: len(deps[d.name]) for d in building}
+    dependents: dict[str, list[str]] = {d.name: [] for d in building}
+    for d in building:
+        for dep in deps[d.name]:
+            dependents[dep].append(d.name)
+    ready = [index[n] for n, count in waiting.items() if count == 0]  # a heap: plan order first
+    heapq.heapify(ready)
     running: dict[Future[ModelResult], tuple[Decision, Engine]] = {}
     started = 0
 
@@ -274,21 +281,21 @@ def _run_parallel(building: list[Decision], deps: dict[str, set[str]], threads: 
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
         try:
-            while remaining or running:
-                for name in [n for n in order if n in remaining and not remaining[n]]:
-                    del remaining[name]
+            while ready or running:
+                while ready and len(running) < threads:
+                    decision = building[heapq.heappop(ready)]
                     started += 1
-                    emit(Event("start", name, started, len(building)))
+                    emit(Event("start", decision.name, started, len(building)))
                     cursor = ctx.engine.cursor()
-                    running[pool.submit(task, by_name[name], cursor)] = (by_name[name], cursor)
-                if not running:
-                    break
+                    running[pool.submit(task, decision, cursor)] = (decision, cursor)
                 finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
                 for future in finished:
                     decision, _cursor = running.pop(future)
                     done(decision, future.result())
-                    for deps_left in remaining.values():
-                        deps_left.discard(decision.name)
+                    for child in dependents[decision.name]:
+                        waiting[child] -= 1
+                        if waiting[child] == 0:
+                            heapq.heappush(ready, index[child])
         except KeyboardInterrupt:
             for _decision, cursor in running.values():
                 cursor.interrupt()

@@ -17,8 +17,8 @@ ORDER = [
     "scaffold", "project", "output", "cli", "__main__",
 ]
 OWNERS = {
-    "networkx": {"dag"},
-    "croniter": {"schedule"},
+    "networkx": {"dag", "parser"},
+    "croniter": {"schedule", "parser"},
     "duckdb": {"engines.duckdb"},
     "jinja2": {"rendering", "loader"},
     "click": {"cli", "output"},
