@@ -90,28 +90,23 @@ def decide(
     models = project.by_name
     decisions: dict[str, Decision] = {}
     # models share schedules: ask each distinct schedule once, then combine per tick set
-    latest_memo: dict[object, dt.datetime | None] = {}
-    next_memo: dict[object, dt.datetime | None] = {}
+    memo: dict[tuple[str, object], dt.datetime | None] = {}
+
+    def ask(cad: ModelCadence, query: str) -> list[dt.datetime]:
+        found = []
+        for schedule in cad.ticks.schedules:
+            key = (query, schedule)
+            if key not in memo:
+                memo[key] = getattr(schedule, query)(now, tz)
+            if memo[key] is not None:
+                found.append(memo[key])
+        return found
 
     def latest_tick(cad: ModelCadence) -> dt.datetime | None:
-        found = None
-        for schedule in cad.ticks.schedules:
-            if schedule not in latest_memo:
-                latest_memo[schedule] = schedule.latest_tick(now, tz)
-            t = latest_memo[schedule]
-            if t is not None and (found is None or t > found):
-                found = t
-        return found
+        return max(ask(cad, "latest_tick"), default=None)
 
     def next_tick(cad: ModelCadence) -> dt.datetime | None:
-        found = None
-        for schedule in cad.ticks.schedules:
-            if schedule not in next_memo:
-                next_memo[schedule] = schedule.next_tick(now, tz)
-            t = next_memo[schedule]
-            if t is not None and (found is None or t < found):
-                found = t
-        return found
+        return min(ask(cad, "next_tick"), default=None)
 
     def retry_block(name: str, st: ModelState) -> dt.datetime | None:
         if retry_failed or st.last_status != "error" or st.last_attempt_at is None:

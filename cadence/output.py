@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from typing import Any
@@ -200,17 +199,4 @@ def render_tests(outcomes: list[Any], as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def age(then: dt.datetime | None, now: dt.datetime) -> str | None:
-    if then is None:
-        return None
-    seconds = int((now - then).total_seconds())
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    if seconds < 172800:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
-
-
-__all__ = ["ModelResult", "RunRenderer", "age", "plan_json", "render_plan"]
+__all__ = ["ModelResult", "RunRenderer", "plan_json", "render_plan"]

@@ -104,6 +104,7 @@ class _RunContext:
     tests_by_model: dict[str, list[DataTest]] = field(default_factory=dict)
     relations: dict[tuple[str, str], str] = field(default_factory=dict)  # shared, kept current
     new_states: dict[str, ModelState] = field(default_factory=dict)  # folded at the end
+    visible: dict[tuple[str, str], str] | None = None  # relations the open transaction sees
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -370,6 +371,9 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
         compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick, incremental)
         compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
+        # what this transaction can see: relations committed before it begins (others being
+        # built in parallel commit later, invisible to it)
+        ctx = replace(ctx, visible=dict(ctx.relations))
         with engine.transaction():
             if mat == "view":
                 kind = ctx.relations.get((model.schema, model.identifier))
@@ -480,7 +484,7 @@ def _target_exists(ctx: _RunContext, to: str) -> bool:
     model = ctx.compiler.models.get(name)
     schema, identifier = ((model.schema, model.identifier) if model is not None
                           else (ctx.project.config.warehouse.schema, name))
-    return (schema, identifier) in ctx.relations
+    return (schema, identifier) in (ctx.visible if ctx.visible is not None else ctx.relations)
 
 
 def _max_change(ctx: _RunContext, model: Model, test: DataTest, new_rows: int | None) -> TestOutcome:
