@@ -36,8 +36,18 @@ ANCHOR = "2026-03-02T05:00:00"  # naive = project timezone; every channel has a 
 NOOP_AT = "2026-03-02T05:01:00"  # one minute later: no channel has a tick in between
 ANCHOR_SQL = "2026-03-02 05:00:00+01:00"  # the same instant, for SQL
 TIMEZONE = "Europe/Berlin"
-EVENT_TYPES = ("page_view", "product_view", "add_to_cart", "checkout", "purchase", "email_open",
-               "email_click", "ad_click", "support_ticket", "app_open")
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "checkout",
+    "purchase",
+    "email_open",
+    "email_click",
+    "ad_click",
+    "support_ticket",
+    "app_open",
+)
 DEVICES = ("web", "ios", "android", "pos")
 CHANNEL_SETS = (["email"], ["ads"], ["email", "ads"], ["web"], ["routing"], ["web", "routing"])
 FAST_CHANNELS = {"web", "routing"}
@@ -107,7 +117,7 @@ select
     device,
     {{{{ cents_to_eur('amount_cents') }}}} as amount
 from {{{{ source('raw', 'events') }}}}
-where {' and '.join(where)}
+where {" and ".join(where)}
 """
     return sql, desc
 
@@ -163,7 +173,7 @@ u{k} as (
 {{% set windows = {list(WINDOWS)} %}}
 
 with
-{(','+chr(10)).join(ctes)},
+{("," + chr(10)).join(ctes)},
 
 combined as (
 {union}
@@ -182,11 +192,18 @@ group by customer_id
 """
 
 
-def segment_sql(i: int, upstream: list[str], channels: list[str], join_customers: bool,
-                per_run: bool, high_value: bool) -> str:
+def segment_sql(
+    i: int,
+    upstream: list[str],
+    channels: list[str],
+    join_customers: bool,
+    per_run: bool,
+    high_value: bool,
+) -> str:
     parts = "\n    union all\n".join(
         f"    select customer_id, metric_n, metric_v, last_event_at, n_7d from {{{{ ref('{u}') }}}}"
-        for u in upstream)
+        for u in upstream
+    )
     where = ["p.events >= {{ var('min_events') }}"]
     if high_value:
         where.append("p.value >= {{ var('high_value') }}")
@@ -202,7 +219,7 @@ def segment_sql(i: int, upstream: list[str], channels: list[str], join_customers
         join = ""
     chan = ", ".join(f"'{c}'" for c in channels)
     return f"""\
--- Segment {i}: feeds {', '.join(channels)}.
+-- Segment {i}: feeds {", ".join(channels)}.
 {{{{ config(channels=[{chan}], key='customer_id') }}}}
 
 with metrics as (
@@ -227,12 +244,13 @@ select
     p.events_7d,
     p.last_event_at
 from per_customer as p
-{join}where {(chr(10) + '  and ').join(where)}
+{join}where {(chr(10) + "  and ").join(where)}
 """
 
 
-def _yaml_model(name: str, description: str, columns: list[tuple[str, str, list[str]]],
-                extra: str = "") -> str:
+def _yaml_model(
+    name: str, description: str, columns: list[tuple[str, str, list[str]]], extra: str = ""
+) -> str:
     lines = [f"  - name: {name}", f"    description: {json.dumps(description)}"]
     if extra:
         lines.append(extra)
@@ -246,8 +264,15 @@ def _yaml_model(name: str, description: str, columns: list[tuple[str, str, list[
     return "\n".join(lines)
 
 
-def generate(out: Path, n: int, events: int, customers: int | None = None, seed: int = 7,
-             threads: int = 4, force: bool = False) -> dict:
+def generate(
+    out: Path,
+    n: int,
+    events: int,
+    customers: int | None = None,
+    seed: int = 7,
+    threads: int = 4,
+    force: bool = False,
+) -> dict:
     """Write the project to ``out``; return the benchmark manifest (also in benchmark.json)."""
     rng = random.Random(seed * 1_000_003 + n)
     customers = customers or max(1000, events // 20)
@@ -259,42 +284,84 @@ def generate(out: Path, n: int, events: int, customers: int | None = None, seed:
     n_stg, n_int, n_seg = layer_sizes(n)
     width = len(str(n))
 
-    (out / "cadence.yml").write_text(CADENCE_YML.format(
-        n=n, events=events, seed=seed, name=f"bench_{n}", threads=threads, tz=TIMEZONE))
+    (out / "cadence.yml").write_text(
+        CADENCE_YML.format(
+            n=n, events=events, seed=seed, name=f"bench_{n}", threads=threads, tz=TIMEZONE
+        )
+    )
     (out / ".gitignore").write_text("target/\nwarehouse.duckdb*\nlogs/\ndata/\n")
     (out / "macros").mkdir()
     (out / "macros" / "bench.sql").write_text(MACRO)
     (out / "seeds").mkdir()
     (out / "seeds" / "countries.csv").write_text(
-        "country,region\n" + "".join(f"{c},{'DACH' if c in ('DE', 'AT', 'CH') else 'EU'}\n"
-                                     for c in COUNTRIES))
+        "country,region\n"
+        + "".join(f"{c},{'DACH' if c in ('DE', 'AT', 'CH') else 'EU'}\n" for c in COUNTRIES)
+    )
     write_data(out / "data", events, customers)
 
     models: list[dict] = []  # topological order by construction
     yaml_by_folder: dict[str, list[str]] = {}
 
-    def add(layer: str, folder: str, name: str, sql: str, mat: str, refs: list[str],
-            yaml_entry: str, extra: dict | None = None) -> None:
+    def add(
+        layer: str,
+        folder: str,
+        name: str,
+        sql: str,
+        mat: str,
+        refs: list[str],
+        yaml_entry: str,
+        extra: dict | None = None,
+    ) -> None:
         path = f"models/{layer}/{folder}/{name}.sql"
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         (out / path).write_text(sql)
-        models.append({"name": name, "path": path, "layer": layer, "materialized": mat,
-                       "refs": refs, **(extra or {})})
+        models.append(
+            {
+                "name": name,
+                "path": path,
+                "layer": layer,
+                "materialized": mat,
+                "refs": refs,
+                **(extra or {}),
+            }
+        )
         yaml_by_folder.setdefault(f"models/{layer}/{folder}", []).append(yaml_entry)
 
     # staging: stg_customers plus event views
     staging: list[str] = []
-    add("staging", _folder("s", 0), "stg_customers", STG_CUSTOMERS, "view", ["countries"],
-        _yaml_model("stg_customers", "One row per customer.",
-                    [("customer_id", "Primary key.", ["not_null"]),
-                     ("email", "Lower-cased email; null for guests.", [])]))
+    add(
+        "staging",
+        _folder("s", 0),
+        "stg_customers",
+        STG_CUSTOMERS,
+        "view",
+        ["countries"],
+        _yaml_model(
+            "stg_customers",
+            "One row per customer.",
+            [
+                ("customer_id", "Primary key.", ["not_null"]),
+                ("email", "Lower-cased email; null for guests.", []),
+            ],
+        ),
+    )
     for i in range(1, n_stg):
         name = f"stg_{i:0{width}d}"
         sql, desc = staging_sql(i, rng)
         tests = ["not_null"] if i % 5 == 0 else []
-        add("staging", _folder("s", i), name, sql, "view", [],
-            _yaml_model(name, f"Raw {desc} events.",
-                        [("event_id", "Event key.", tests), ("customer_id", "Who.", [])]))
+        add(
+            "staging",
+            _folder("s", i),
+            name,
+            sql,
+            "view",
+            [],
+            _yaml_model(
+                name,
+                f"Raw {desc} events.",
+                [("event_id", "Event key.", tests), ("customer_id", "Who.", [])],
+            ),
+        )
         staging.append(name)
 
     intermediate: list[str] = []
@@ -305,17 +372,27 @@ def generate(out: Path, n: int, events: int, customers: int | None = None, seed:
         for _ in range(fan_in):
             if intermediate and rng.random() < 0.5:
                 # prefer recent intermediates so the DAG is deep but not one long chain
-                pick = intermediate[max(0, len(intermediate) - 50) + rng.randrange(min(50, len(intermediate)))]
+                pick = intermediate[
+                    max(0, len(intermediate) - 50) + rng.randrange(min(50, len(intermediate)))
+                ]
                 upstream.append((pick, "intermediate"))
             else:
                 upstream.append((rng.choice(staging), "staging"))
         upstream = list(dict.fromkeys(upstream))
         tests = ["not_null"] if i % 3 == 0 else []
-        add("intermediate", _folder("i", i), name, intermediate_sql(i, upstream), "table",
+        add(
+            "intermediate",
+            _folder("i", i),
+            name,
+            intermediate_sql(i, upstream),
+            "table",
             [u for u, _ in upstream],
-            _yaml_model(name, f"Per-customer activity roll-up {i}.",
-                        [("customer_id", "Customer.", tests),
-                         ("metric_n", "Events counted.", [])]))
+            _yaml_model(
+                name,
+                f"Per-customer activity roll-up {i}.",
+                [("customer_id", "Customer.", tests), ("metric_n", "Events counted.", [])],
+            ),
+        )
         intermediate.append(name)
 
     for i in range(n_seg):
@@ -331,12 +408,21 @@ def generate(out: Path, n: int, events: int, customers: int | None = None, seed:
         if i % 4 == 0:
             tests.append(("value", "Spend in EUR.", ["not_null"]))
         extra_yaml = "    config:\n      tags: [segment, " + channels[0] + "]" if i % 5 == 0 else ""
-        add("segments", _folder("g", i), name, sql, "table", refs,
+        add(
+            "segments",
+            _folder("g", i),
+            name,
+            sql,
+            "table",
+            refs,
             _yaml_model(name, f"Segment {i} for {', '.join(channels)}.", tests, extra_yaml),
-            {"channels": channels, "per_run": per_run})
+            {"channels": channels, "per_run": per_run},
+        )
 
     for folder, entries in yaml_by_folder.items():
-        (out / folder / "_models.yml").write_text("version: 2\n\nmodels:\n" + "\n\n".join(entries) + "\n")
+        (out / folder / "_models.yml").write_text(
+            "version: 2\n\nmodels:\n" + "\n\n".join(entries) + "\n"
+        )
     (out / "models" / "staging" / "_sources.yml").write_text("""\
 version: 2
 
@@ -354,7 +440,12 @@ sources:
 
     manifest = {
         "models": models,
-        "counts": {"staging": n_stg, "intermediate": n_int, "segments": n_seg, "total": len(models)},
+        "counts": {
+            "staging": n_stg,
+            "intermediate": n_int,
+            "segments": n_seg,
+            "total": len(models),
+        },
         "events": events,
         "customers": customers,
         "seed": seed,
@@ -389,7 +480,7 @@ def write_data(folder: Path, events: int, customers: int) -> None:
                 (hash(i, 5) % 20000)::integer as amount_cents
             from range({events}) as t(i)
             order by event_at
-        ) to '{folder / 'events.parquet'}' (format parquet)
+        ) to '{folder / "events.parquet"}' (format parquet)
     """)
     con.execute(f"""
         copy (
@@ -399,7 +490,7 @@ def write_data(folder: Path, events: int, customers: int) -> None:
                 {countries}[(hash(i, 7) % {len(COUNTRIES)})::integer + 1] as country,
                 hash(i, 8) % 3 <> 0 as marketing_opt_in
             from range({customers}) as t(i)
-        ) to '{folder / 'customers.parquet'}' (format parquet)
+        ) to '{folder / "customers.parquet"}' (format parquet)
     """)
     con.close()
 
@@ -408,16 +499,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="folder to write the project into")
     p.add_argument("--models", type=int, default=1000, help="number of models (default 1000)")
-    p.add_argument("--events", type=int, default=1_000_000, help="raw event rows (default 1,000,000)")
-    p.add_argument("--customers", type=int, default=None, help="customers (default events/20, min 1000)")
+    p.add_argument(
+        "--events", type=int, default=1_000_000, help="raw event rows (default 1,000,000)"
+    )
+    p.add_argument(
+        "--customers", type=int, default=None, help="customers (default events/20, min 1000)"
+    )
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--threads", type=int, default=4, help="warehouse.threads in cadence.yml (default 4)")
+    p.add_argument(
+        "--threads", type=int, default=4, help="warehouse.threads in cadence.yml (default 4)"
+    )
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = p.parse_args(argv)
-    m = generate(args.out, args.models, args.events, args.customers, args.seed, args.threads, args.force)
+    m = generate(
+        args.out, args.models, args.events, args.customers, args.seed, args.threads, args.force
+    )
     c = m["counts"]
-    print(f"wrote {args.out}: {c['total']} models ({c['staging']} staging, {c['intermediate']} "
-          f"intermediate, {c['segments']} segments), {m['events']} events, {m['customers']} customers")
+    print(
+        f"wrote {args.out}: {c['total']} models ({c['staging']} staging, {c['intermediate']} "
+        f"intermediate, {c['segments']} segments), {m['events']} events, {m['customers']} customers"
+    )
     return 0
 
 

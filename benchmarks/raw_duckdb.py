@@ -23,8 +23,10 @@ def main() -> int:
     con = duckdb.connect(warehouse, config={"threads": plan["threads"]})
     for relation, csv_path in plan["seeds"]:
         path = csv_path.replace("'", "''")
-        con.execute(f"create or replace table {relation} as "
-                    f"(select * from read_csv('{path}', header = true, auto_detect = true))")
+        con.execute(
+            f"create or replace table {relation} as "
+            f"(select * from read_csv('{path}', header = true, auto_detect = true))"
+        )
     for materialized, relation, sql_path in plan["models"]:
         with open(sql_path, encoding="utf-8") as f:
             sql = f.read()

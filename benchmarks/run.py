@@ -52,8 +52,20 @@ TARGETS = [
     ("cold_s", 1000, 0.7, "s", "cold load <= 0.7 s at 1,000 models"),
     ("cold_s", 10000, 7.0, "s", "cold load <= 7 s at 10,000 models"),
     ("warm_s", 1000, 0.25, "s", "warm load <= 0.25 s at 1,000 models"),
-    ("build_ratio", (100, 1000, 10000), 1.10, "x", "full build <= 1.10x raw DuckDB on the same SQL"),
-    ("peak_mb", 10000, 400.0, "MB", "peak memory <= 400 MB at 10,000 models (no-op run, cold load)"),
+    (
+        "build_ratio",
+        (100, 1000, 10000),
+        1.10,
+        "x",
+        "full build <= 1.10x raw DuckDB on the same SQL",
+    ),
+    (
+        "peak_mb",
+        10000,
+        400.0,
+        "MB",
+        "peak memory <= 400 MB at 10,000 models (no-op run, cold load)",
+    ),
 ]
 
 
@@ -83,11 +95,16 @@ class Series:
 
     def summary(self) -> dict:
         walls = [s.wall_s for s in self.samples]
-        return {"median_s": round(self.median, 4), "min_s": round(min(walls), 4),
-                "max_s": round(max(walls), 4), "runs": len(walls), "peak_rss_mb": round(self.peak_mb, 1),
-                "samples_s": [round(w, 4) for w in walls],
-                "rcs": sorted({s.rc for s in self.samples}),
-                "stdout_bytes": max(s.stdout_bytes for s in self.samples)}
+        return {
+            "median_s": round(self.median, 4),
+            "min_s": round(min(walls), 4),
+            "max_s": round(max(walls), 4),
+            "runs": len(walls),
+            "peak_rss_mb": round(self.peak_mb, 1),
+            "samples_s": [round(w, 4) for w in walls],
+            "rcs": sorted({s.rc for s in self.samples}),
+            "stdout_bytes": max(s.stdout_bytes for s in self.samples),
+        }
 
 
 def log(msg: str) -> None:
@@ -103,8 +120,9 @@ def measure(cmd: list[str], cwd: Path, timeout: float, expect_rc: int | None = 0
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env=CHILD_ENV)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=CHILD_ENV
+        )
         timer = threading.Timer(timeout, proc.kill)  # a blocking wait: no polling on 2 cores
         timer.start()
         try:
@@ -153,8 +171,24 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     t0 = time.perf_counter()
     log(f"\n== {n:,} models: generating ({events:,} events) in {project}")
     # in a child process: the harness never imports duckdb, so it stays small (see measure())
-    measure([py, str(HERE / "generate.py"), str(project), "--models", str(n), "--events", str(events),
-             "--seed", str(args.seed), "--threads", str(args.threads), "--force"], workdir, timeout)
+    measure(
+        [
+            py,
+            str(HERE / "generate.py"),
+            str(project),
+            "--models",
+            str(n),
+            "--events",
+            str(events),
+            "--seed",
+            str(args.seed),
+            "--threads",
+            str(args.threads),
+            "--force",
+        ],
+        workdir,
+        timeout,
+    )
     manifest = json.loads((project / "benchmark.json").read_text())
     gen_s = time.perf_counter() - t0
     warehouse = project / "warehouse.duckdb"
@@ -197,22 +231,34 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     run_cadence()
     counts = build_counts[-1]
     if build.samples[-1].rc != 0 or counts.get("success", 0) < n:
-        raise RuntimeError(f"the first build failed (rc {build.samples[-1].rc}): {counts}\n"
-                           f"{build.samples[-1].stderr_tail}")
+        raise RuntimeError(
+            f"the first build failed (rc {build.samples[-1].rc}): {counts}\n"
+            f"{build.samples[-1].stderr_tail}"
+        )
     compiled = workdir / f"compiled_{n}"  # kept apart: the load runs delete target/
     if compiled.exists():
         shutil.rmtree(compiled)
     shutil.copytree(project / "target" / "compiled", compiled)
     missing = [m["name"] for m in manifest["models"] if not (compiled / m["path"]).exists()]
     if missing:
-        raise RuntimeError(f"no compiled SQL under target/compiled/ for {len(missing)} models, "
-                           f"e.g. {missing[:3]}")
-    plan_path.write_text(json.dumps({
-        "threads": args.threads,
-        "seeds": [[f'"main"."{s}"', str(project / "seeds" / f"{s}.csv")] for s in manifest["seeds"]],
-        "models": [[m["materialized"], f'"main"."{m["name"]}"', str(compiled / m["path"])]
-                   for m in manifest["models"]],
-    }))
+        raise RuntimeError(
+            f"no compiled SQL under target/compiled/ for {len(missing)} models, e.g. {missing[:3]}"
+        )
+    plan_path.write_text(
+        json.dumps(
+            {
+                "threads": args.threads,
+                "seeds": [
+                    [f'"main"."{s}"', str(project / "seeds" / f"{s}.csv")]
+                    for s in manifest["seeds"]
+                ],
+                "models": [
+                    [m["materialized"], f'"main"."{m["name"]}"', str(compiled / m["path"])]
+                    for m in manifest["models"]
+                ],
+            }
+        )
+    )
     run_raw()
     log(f"     build {build.samples[-1].wall_s:.2f}s  raw {raw.samples[-1].wall_s:.2f}s")
 
@@ -227,7 +273,7 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         notes.append(f"no-op run --due at {noop_at} built something: {noop_counts}")
     for i in range(repeat):
         pair = [(floor, floor_cmd), (noop, noop_cmd)]
-        for series, cmd in (pair if i % 2 == 0 else pair[::-1]):
+        for series, cmd in pair if i % 2 == 0 else pair[::-1]:
             series.add(measure(cmd, project, timeout))
     if max(s.stdout_bytes for s in noop.samples):
         notes.append("no-op run --due printed to stdout on a non-TTY (cron would send mail)")
@@ -238,7 +284,7 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
 
     for i in range(1, build_repeat):
         log(f"   full build {i + 1}/{build_repeat}")
-        for step in ((run_raw, run_cadence) if i % 2 else (run_cadence, run_raw)):
+        for step in (run_raw, run_cadence) if i % 2 else (run_cadence, run_raw):
             step()
         log(f"     build {build.samples[-1].wall_s:.2f}s  raw {raw.samples[-1].wall_s:.2f}s")
     if args.serial_build:
@@ -247,15 +293,25 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
             run_serial()
             log(f"     build --threads 1 {serial.samples[-1].wall_s:.2f}s")
     if any(s.rc != 0 for s in build.samples) or any(c.get("success", 0) < n for c in build_counts):
-        notes.append(f"full build: rc {sorted({s.rc for s in build.samples})}, statuses {build_counts}")
+        notes.append(
+            f"full build: rc {sorted({s.rc for s in build.samples})}, statuses {build_counts}"
+        )
     fresh(raw_wh)
 
     m = {
-        "floor_s": floor.median, "noop_s": noop.median, "noop_ratio": noop.median / floor.median,
-        "cold_s": cold.median, "warm_s": warm.median,
-        "build_s": build.median, "raw_s": raw.median, "build_ratio": build.median / raw.median,
-        "noop_peak_mb": noop.peak_mb, "build_peak_mb": build.peak_mb,
-        "cold_peak_mb": cold.peak_mb, "warm_peak_mb": warm.peak_mb, "floor_peak_mb": floor.peak_mb,
+        "floor_s": floor.median,
+        "noop_s": noop.median,
+        "noop_ratio": noop.median / floor.median,
+        "cold_s": cold.median,
+        "warm_s": warm.median,
+        "build_s": build.median,
+        "raw_s": raw.median,
+        "build_ratio": build.median / raw.median,
+        "noop_peak_mb": noop.peak_mb,
+        "build_peak_mb": build.peak_mb,
+        "cold_peak_mb": cold.peak_mb,
+        "warm_peak_mb": warm.peak_mb,
+        "floor_peak_mb": floor.peak_mb,
         "raw_peak_mb": raw.peak_mb,
     }
     if serial.samples:
@@ -264,22 +320,36 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         m["serial_build_peak_mb"] = serial.peak_mb
     # cadence's own footprint; the full build's peak is mostly DuckDB's and is shown beside raw's
     m["peak_mb"] = max(m["noop_peak_mb"], m["cold_peak_mb"], m["warm_peak_mb"])
-    log(f"   done in {time.perf_counter() - t0:.0f}s: no-op {m['noop_s']:.3f}s "
+    log(
+        f"   done in {time.perf_counter() - t0:.0f}s: no-op {m['noop_s']:.3f}s "
         f"({m['noop_ratio']:.2f}x floor), cold {m['cold_s']:.3f}s, warm {m['warm_s']:.3f}s, "
-        f"build {m['build_ratio']:.2f}x raw")
+        f"build {m['build_ratio']:.2f}x raw"
+    )
     for note in notes:
         log(f"   NOTE: {note}")
     return {
-        "models": n, "events": events, "customers": manifest["customers"],
-        "layers": manifest["counts"], "repeat": repeat, "build_repeat": build_repeat,
+        "models": n,
+        "events": events,
+        "customers": manifest["customers"],
+        "layers": manifest["counts"],
+        "repeat": repeat,
+        "build_repeat": build_repeat,
         "generate_s": round(gen_s, 2),
         "metrics": {k: round(v, 4) for k, v in m.items()},
-        "series": {"floor": floor.summary(), "noop": noop.summary(), "noop_warmup_s": round(warmup.wall_s, 4),
-                   "cold_ls": cold.summary(), "warm_ls": warm.summary(),
-                   "full_build": build.summary(), "raw_duckdb": raw.summary(),
-                   **({"full_build_threads_1": serial.summary()} if serial.samples else {})},
-        "noop_statuses": noop_counts, "build_statuses": build_counts[-1],
-        "seconds": round(time.perf_counter() - t0, 1), "notes": notes,
+        "series": {
+            "floor": floor.summary(),
+            "noop": noop.summary(),
+            "noop_warmup_s": round(warmup.wall_s, 4),
+            "cold_ls": cold.summary(),
+            "warm_ls": warm.summary(),
+            "full_build": build.summary(),
+            "raw_duckdb": raw.summary(),
+            **({"full_build_threads_1": serial.summary()} if serial.samples else {}),
+        },
+        "noop_statuses": noop_counts,
+        "build_statuses": build_counts[-1],
+        "seconds": round(time.perf_counter() - t0, 1),
+        "notes": notes,
     }
 
 
@@ -288,9 +358,25 @@ def warm_up(args: argparse.Namespace, workdir: Path) -> None:
     cache, so the first measured process is not the one that pays for them."""
     log("warming up (20-model project)")
     project = workdir / "warmup"
-    measure([args.python, str(HERE / "generate.py"), str(project), "--models", "20", "--events", "1000",
-             "--force"], workdir, args.timeout)
-    for cmd in (["ls"], ["run", "--at", "2026-03-02T05:00:00"], ["run", "--due", "--at", "2026-03-02T05:01:00"]):
+    measure(
+        [
+            args.python,
+            str(HERE / "generate.py"),
+            str(project),
+            "--models",
+            "20",
+            "--events",
+            "1000",
+            "--force",
+        ],
+        workdir,
+        args.timeout,
+    )
+    for cmd in (
+        ["ls"],
+        ["run", "--at", "2026-03-02T05:00:00"],
+        ["run", "--due", "--at", "2026-03-02T05:01:00"],
+    ):
         measure([args.cadence, *cmd], project, args.timeout)
     measure([args.python, "-c", "import duckdb; duckdb.connect(':memory:')"], project, args.timeout)
     shutil.rmtree(project, ignore_errors=True)
@@ -303,8 +389,17 @@ def evaluate(sizes: dict[int, dict]) -> list[dict]:
             if n not in (size if isinstance(size, tuple) else (size,)):
                 continue
             value = res["metrics"][metric]
-            out.append({"target": text, "metric": metric, "models": n, "limit": limit, "unit": unit,
-                        "value": round(value, 4), "pass": value <= limit})
+            out.append(
+                {
+                    "target": text,
+                    "metric": metric,
+                    "models": n,
+                    "limit": limit,
+                    "unit": unit,
+                    "value": round(value, 4),
+                    "pass": value <= limit,
+                }
+            )
     return out
 
 
@@ -324,26 +419,47 @@ def render(result: dict) -> str:
         ("full build, cadence (s)", lambda m: fmt_s(m["build_s"])),
         ("full build, raw DuckDB (s)", lambda m: fmt_s(m["raw_s"])),
         ("  cadence / raw", lambda m: f"{m['build_ratio']:.2f}x"),
-        ("full build, cadence --threads 1 (s)", lambda m: fmt_s(m["serial_build_s"]) if "serial_build_s" in m else "-"),
-        ("  cadence --threads 1 / raw", lambda m: f"{m['serial_build_ratio']:.2f}x" if "serial_build_s" in m else "-"),
+        (
+            "full build, cadence --threads 1 (s)",
+            lambda m: fmt_s(m["serial_build_s"]) if "serial_build_s" in m else "-",
+        ),
+        (
+            "  cadence --threads 1 / raw",
+            lambda m: f"{m['serial_build_ratio']:.2f}x" if "serial_build_s" in m else "-",
+        ),
         ("peak RSS no-op (MB)", lambda m: f"{m['noop_peak_mb']:.0f}"),
         ("peak RSS full build (MB)", lambda m: f"{m['build_peak_mb']:.0f}"),
-        ("peak RSS cold / warm ls (MB)", lambda m: f"{m['cold_peak_mb']:.0f} / {m['warm_peak_mb']:.0f}"),
-        ("peak RSS floor / raw (MB)", lambda m: f"{m['floor_peak_mb']:.0f} / {m['raw_peak_mb']:.0f}"),
+        (
+            "peak RSS cold / warm ls (MB)",
+            lambda m: f"{m['cold_peak_mb']:.0f} / {m['warm_peak_mb']:.0f}",
+        ),
+        (
+            "peak RSS floor / raw (MB)",
+            lambda m: f"{m['floor_peak_mb']:.0f} / {m['raw_peak_mb']:.0f}",
+        ),
     ]
     head = ["metric"] + [f"{n:,} models" for n in ns]
     body = [[label] + [fn(sizes[n]["metrics"]) for n in ns] for label, fn in rows]
     body = [r for r in body if any(c != "-" for c in r[1:])]  # --threads 1 rows only when measured
     body.append(["events (rows)"] + [f"{sizes[n]['events']:,}" for n in ns])
-    body.append(["runs per median (build)"] + [f"{sizes[n]['repeat']} ({sizes[n]['build_repeat']})" for n in ns])
+    body.append(
+        ["runs per median (build)"]
+        + [f"{sizes[n]['repeat']} ({sizes[n]['build_repeat']})" for n in ns]
+    )
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    lines = [" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [head] + body]
+    lines = [
+        " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in [head] + body
+    ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     env = result["env"]
     dirty = " (dirty tree)" if env["dirty"] else ""
-    out = [(f"cadence benchmark {result['date']} commit {env['commit']}{dirty}, {env['cpus']} CPUs, "
-            f"Python {env['python']}, DuckDB {env['duckdb']}")]
+    out = [
+        (
+            f"cadence benchmark {result['date']} commit {env['commit']}{dirty}, {env['cpus']} CPUs, "
+            f"Python {env['python']}, DuckDB {env['duckdb']}"
+        )
+    ]
     if env.get("commit_at_end"):
         out.append(f"WARNING: cadence changed during the run (at the end: {env['commit_at_end']})")
     out.append("")
@@ -352,10 +468,14 @@ def render(result: dict) -> str:
     for t in result["targets"]:
         unit = "x" if t["unit"] == "x" else f" {t['unit']}"
         value = f"{t['value']:.2f}{unit}" if t["unit"] != "MB" else f"{t['value']:.0f}{unit}"
-        out.append(f"  {'PASS' if t['pass'] else 'MISS'}  {t['target']}: measured {value}"
-                   f" at {t['models']:,} models")
+        out.append(
+            f"  {'PASS' if t['pass'] else 'MISS'}  {t['target']}: measured {value}"
+            f" at {t['models']:,} models"
+        )
     if not result["targets"]:
-        out.append("  (none applies to the sizes measured: targets are set at 100, 1,000 and 10,000 models)")
+        out.append(
+            "  (none applies to the sizes measured: targets are set at 100, 1,000 and 10,000 models)"
+        )
     notes = [f"{r['models']}: {n}" for r in result["sizes"] for n in r["notes"]]
     if notes:
         out += ["", "notes:"] + [f"  {n}" for n in notes]
@@ -365,54 +485,99 @@ def render(result: dict) -> str:
 def environment(python: str) -> dict:
     def git(*a: str) -> str:
         try:
-            return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(REPO), *a], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return "unknown"
 
-    code = ("import duckdb, sys; from importlib.metadata import version as v; "
-            "print(duckdb.__version__); print(sys.version.split()[0]); print(v('cadence'))")
+    code = (
+        "import duckdb, sys; from importlib.metadata import version as v; "
+        "print(duckdb.__version__); print(sys.version.split()[0]); print(v('cadence'))"
+    )
     versions = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
     duck, pyver, cad = (versions.stdout.split() + ["?", "?", "?"])[:3]
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--", "cadence")),
-            "cpus": os.cpu_count(), "machine": platform.machine(), "system": platform.platform(),
-            "python": pyver, "duckdb": duck, "cadence": cad}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--", "cadence")),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": platform.platform(),
+        "python": pyver,
+        "duckdb": duck,
+        "cadence": cad,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     bindir = Path(sys.executable).parent
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="100,1000,10000", help="model counts (default 100,1000,10000)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--sizes", default="100,1000,10000", help="model counts (default 100,1000,10000)"
+    )
     p.add_argument("--repeat", type=int, default=5, help="runs per median (default 5)")
-    p.add_argument("--events", type=int, default=1_000_000, help="raw event rows (default 1,000,000)")
-    p.add_argument("--events-large", type=int, default=100_000,
-                   help=f"event rows for sizes >= {LARGE:,} (default 100,000; 0 = --events)")
-    p.add_argument("--build-repeat", type=int, default=0,
-                   help="full builds per median (default: --repeat; --build-repeat-large from "
-                        f"{LARGE:,} models)")
-    p.add_argument("--build-repeat-large", type=int, default=1,
-                   help=f"full builds per median for sizes >= {LARGE:,} (default 1: one pair takes "
-                        "about 4 minutes at 10,000 models on 2 cores)")
-    p.add_argument("--serial-build", action="store_true",
-                   help="also time cadence run --threads 1 (does parallel building help?)")
-    p.add_argument("--no-bytecode-cache", action="store_true",
-                   help="run children with the environment as is (default: cached bytecode in a "
-                        "private PYTHONPYCACHEPREFIX, as an installed package has)")
-    p.add_argument("--threads", type=int, default=4, help="warehouse.threads (default 4, as the template)")
+    p.add_argument(
+        "--events", type=int, default=1_000_000, help="raw event rows (default 1,000,000)"
+    )
+    p.add_argument(
+        "--events-large",
+        type=int,
+        default=100_000,
+        help=f"event rows for sizes >= {LARGE:,} (default 100,000; 0 = --events)",
+    )
+    p.add_argument(
+        "--build-repeat",
+        type=int,
+        default=0,
+        help="full builds per median (default: --repeat; --build-repeat-large from "
+        f"{LARGE:,} models)",
+    )
+    p.add_argument(
+        "--build-repeat-large",
+        type=int,
+        default=1,
+        help=f"full builds per median for sizes >= {LARGE:,} (default 1: one pair takes "
+        "about 4 minutes at 10,000 models on 2 cores)",
+    )
+    p.add_argument(
+        "--serial-build",
+        action="store_true",
+        help="also time cadence run --threads 1 (does parallel building help?)",
+    )
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="run children with the environment as is (default: cached bytecode in a "
+        "private PYTHONPYCACHEPREFIX, as an installed package has)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=4, help="warehouse.threads (default 4, as the template)"
+    )
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--python", default=sys.executable, help="interpreter for the floor and raw DuckDB")
-    p.add_argument("--cadence", default=str(bindir / "cadence") if (bindir / "cadence").exists()
-                   else (shutil.which("cadence") or "cadence"), help="the cadence command")
+    p.add_argument(
+        "--python", default=sys.executable, help="interpreter for the floor and raw DuckDB"
+    )
+    p.add_argument(
+        "--cadence",
+        default=str(bindir / "cadence")
+        if (bindir / "cadence").exists()
+        else (shutil.which("cadence") or "cadence"),
+        help="the cadence command",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per process (default 1800)")
-    p.add_argument("--workdir", type=Path, default=None, help="keep projects here (default: temp, removed)")
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="keep projects here (default: temp, removed)"
+    )
     p.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
     args = p.parse_args(argv)
     check = subprocess.run([args.python, "-c", "import duckdb"], capture_output=True, check=False)
     if check.returncode != 0:
-        p.error(f"duckdb is not importable by {args.python}: run with cadence's interpreter, "
-                "e.g. /tmp/dev/bin/python benchmarks/run.py, or pass --python")
+        p.error(
+            f"duckdb is not importable by {args.python}: run with cadence's interpreter, "
+            "e.g. /tmp/dev/bin/python benchmarks/run.py, or pass --python"
+        )
     if not Path(args.cadence).exists() and not shutil.which(args.cadence):
         p.error(f"cannot find the cadence command ({args.cadence}); pass --cadence")
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -433,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         # Cache bytecode in the work folder, so nothing is written into the source tree.
         CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
         CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
-    env["bytecode"] = "uncached (environment as is)" if args.no_bytecode_cache else "cached (PYTHONPYCACHEPREFIX)"
+    env["bytecode"] = (
+        "uncached (environment as is)" if args.no_bytecode_cache else "cached (PYTHONPYCACHEPREFIX)"
+    )
     results = []
     try:
         warm_up(args, workdir)
@@ -448,7 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
         "env": env,
-        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(
+            [Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])
+        ),
         "cadence_cmd": args.cadence,
         "sizes": results,
         "targets": evaluate({r["models"]: r for r in results}),

@@ -68,7 +68,9 @@ class Cadences:
         return self.models[name]
 
 
-def _parse(text: str, file: str, line: int | None, what: str, errors: ErrorCollector) -> Schedule | None:
+def _parse(
+    text: str, file: str, line: int | None, what: str, errors: ErrorCollector
+) -> Schedule | None:
     try:
         return parse_cadence(text)
     except CadenceSyntaxError as exc:
@@ -77,8 +79,9 @@ def _parse(text: str, file: str, line: int | None, what: str, errors: ErrorColle
         return None
 
 
-def resolve_cadences(project: ParsedProject, dag: Dag,
-                     errors_out: list[CadenceError] | None = None) -> Cadences:
+def resolve_cadences(
+    project: ParsedProject, dag: Dag, errors_out: list[CadenceError] | None = None
+) -> Cadences:
     errors = ErrorCollector()
     channels: dict[str, Schedule] = {}
     for ch in project.config.channels:
@@ -95,15 +98,28 @@ def resolve_cadences(project: ParsedProject, dag: Dag,
             if ch not in channel_names:
                 guess = did_you_mean(ch, channel_names)
                 file, line = cfg.origins.get("channels", (model.path, None))
-                errors.add(CadenceError(
-                    f"model '{model.name}' names unknown channel '{ch}'", file=file, line=line,
-                    hint=(f"did you mean '{guess}'?" if guess else
-                          "declare it under channels: in cadence.yml; channels: " + ", ".join(channel_names)),
-                ))
+                errors.add(
+                    CadenceError(
+                        f"model '{model.name}' names unknown channel '{ch}'",
+                        file=file,
+                        line=line,
+                        hint=(
+                            f"did you mean '{guess}'?"
+                            if guess
+                            else "declare it under channels: in cadence.yml; channels: "
+                            + ", ".join(channel_names)
+                        ),
+                    )
+                )
         if cfg.cadence is not None:
             file, _, line = (cfg.cadence_origin or model.path).partition(":")
-            schedule = _parse(cfg.cadence, file, int(line) if line.isdigit() else None,
-                              f"model {model.name}", errors)
+            schedule = _parse(
+                cfg.cadence,
+                file,
+                int(line) if line.isdigit() else None,
+                f"model {model.name}",
+                errors,
+            )
             explicit[model.name] = True
             if schedule is not None:
                 origins.append(Origin(schedule, None, ()))
@@ -133,8 +149,10 @@ def resolve_cadences(project: ParsedProject, dag: Dag,
                     chans.append(ch)
             for origin in demand.get(child, ()):
                 extended = Origin(origin.schedule, origin.channel, (child, *origin.via))
-                if not any(o.schedule.text == extended.schedule.text and o.channel == extended.channel
-                           for o in inherited):
+                if not any(
+                    o.schedule.text == extended.schedule.text and o.channel == extended.channel
+                    for o in inherited
+                ):
                     inherited.append(extended)
         mine = own[name]
         if explicit[name]:

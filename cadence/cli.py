@@ -32,8 +32,12 @@ class Failed(Exception):
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Common options and error mapping for every command."""
 
-    @click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Project folder (default: search upwards from the current folder).")
+    @click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Project folder (default: search upwards from the current folder).",
+    )
     @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
     @functools.wraps(fn)
     def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> None:
@@ -59,8 +63,11 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 traceback.print_exc()
             else:
-                click.echo(f"internal error, please report: {type(exc).__name__}: {exc}\n"
-                           "  (run again with --debug for the traceback)", err=True)
+                click.echo(
+                    f"internal error, please report: {type(exc).__name__}: {exc}\n"
+                    "  (run again with --debug for the traceback)",
+                    err=True,
+                )
             sys.exit(3)
 
     return wrapper
@@ -88,18 +95,30 @@ def _at(project: Any, at: str | None) -> dt.datetime:
     return parse_at(at, project.tz) if at else _now().astimezone(project.tz)
 
 
-def _selection(select: tuple[str, ...], exclude: tuple[str, ...] = (), channel: tuple[str, ...] = ()) -> Any:
+def _selection(
+    select: tuple[str, ...], exclude: tuple[str, ...] = (), channel: tuple[str, ...] = ()
+) -> Any:
     from cadence.project import Selection
 
     return Selection(tuple(select), tuple(exclude), tuple(channel))
 
 
-select_option = click.option("-s", "--select", "select", multiple=True,
-                             help="Select models (dbt syntax: name, +name, name+, tag:x, path:dir, "
-                                  "channel:x, due:true; space = union, comma = intersection).")
+select_option = click.option(
+    "-s",
+    "--select",
+    "select",
+    multiple=True,
+    help="Select models (dbt syntax: name, +name, name+, tag:x, path:dir, "
+    "channel:x, due:true; space = union, comma = intersection).",
+)
 exclude_option = click.option("--exclude", multiple=True, help="Exclude models (same syntax).")
-at_option = click.option("--at", "at", default=None, metavar="TIMESTAMP",
-                         help="Evaluate as if now were this time (ISO 8601; naive = project timezone).")
+at_option = click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="TIMESTAMP",
+    help="Evaluate as if now were this time (ISO 8601; naive = project timezone).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 
 
@@ -130,17 +149,36 @@ def init(name: str, debug: bool) -> None:
 @select_option
 @exclude_option
 @at_option
-@click.option("--threads", type=int, default=None, help="Parallel builds (default: warehouse.threads).")
+@click.option(
+    "--threads", type=int, default=None, help="Parallel builds (default: warehouse.threads)."
+)
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 @click.option("--dry-run", is_flag=True, help="Show what would be built, build nothing.")
 @click.option("--retry-failed", is_flag=True, help="Retry failing models now, ignoring backoff.")
-@click.option("--wait", "wait_s", type=float, default=0.0, metavar="S",
-              help="If another run holds the project, wait up to S seconds instead of exiting.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    metavar="S",
+    help="If another run holds the project, wait up to S seconds instead of exiting.",
+)
 @json_option
 @command
-def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: tuple[str, ...],
-        at: str | None, threads: int | None, full_refresh: bool, dry_run: bool, retry_failed: bool,
-        wait_s: float, as_json: bool, project_dir: Path | None) -> None:
+def run(
+    due: bool,
+    channel: tuple[str, ...],
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    at: str | None,
+    threads: int | None,
+    full_refresh: bool,
+    dry_run: bool,
+    retry_failed: bool,
+    wait_s: float,
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
     """Build the selected models (all by default); with --due only what is due."""
     from cadence import output
 
@@ -149,10 +187,18 @@ def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: t
     _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
-        result = project.run(now, _selection(select, exclude, channel), due_only=due,
-                             full_refresh=full_refresh, retry_failed=retry_failed, dry_run=dry_run,
-                             on_event=renderer.event, wait_s=wait_s, threads=threads,
-                             replay=at is not None)
+        result = project.run(
+            now,
+            _selection(select, exclude, channel),
+            due_only=due,
+            full_refresh=full_refresh,
+            retry_failed=retry_failed,
+            dry_run=dry_run,
+            on_event=renderer.event,
+            wait_s=wait_s,
+            threads=threads,
+            replay=at is not None,
+        )
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
         return
@@ -171,13 +217,17 @@ def run(due: bool, channel: tuple[str, ...], select: tuple[str, ...], exclude: t
 @exclude_option
 @json_option
 @command
-def plan(at: str | None, horizon: str, select: tuple[str, ...], exclude: tuple[str, ...],
-         as_json: bool, project_dir: Path | None) -> None:
+def plan(
+    at: str | None,
+    horizon: str,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
     """What would run now and why, and what each cadence costs per day."""
     from cadence import output
-    from cadence.reports import cost_report
-
-    from cadence.reports import parse_horizon
+    from cadence.reports import cost_report, parse_horizon
 
     parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
@@ -224,7 +274,9 @@ def explain(model: str, at: str | None, project_dir: Path | None) -> None:
 @exclude_option
 @json_option
 @command
-def ls_(select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None) -> None:
+def ls_(
+    select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None
+) -> None:
     """List models with their materialization, channels and effective cadence."""
     from cadence import output
 
@@ -238,8 +290,9 @@ def ls_(select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, projec
 @exclude_option
 @at_option
 @command
-def compile_(select: tuple[str, ...], exclude: tuple[str, ...], at: str | None,
-             project_dir: Path | None) -> None:
+def compile_(
+    select: tuple[str, ...], exclude: tuple[str, ...], at: str | None, project_dir: Path | None
+) -> None:
     """Write each model's rendered SQL under target/compiled/ for review."""
     project = _load(project_dir)
     for name, path in project.compile(_at(project, at), _selection(select, exclude)):
@@ -251,7 +304,9 @@ def compile_(select: tuple[str, ...], exclude: tuple[str, ...], at: str | None,
 @exclude_option
 @json_option
 @command
-def test(select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None) -> None:
+def test(
+    select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None
+) -> None:
     """Run data tests against the live relations."""
     from cadence import output
     from cadence.testing import run_tests

@@ -45,11 +45,13 @@ class Compiler:
     @property
     def env(self) -> ModelEnvironment:
         if self._env is None:
-            from cadence.rendering import ModelEnvironment as Env
             from cadence.parser import target_info
+            from cadence.rendering import ModelEnvironment as Env
 
             cfg = self.project.config
-            self._env = Env(cfg.vars, self.project.macro_files, target_info(cfg), self.project.doc_blocks)
+            self._env = Env(
+                cfg.vars, self.project.macro_files, target_info(cfg), self.project.doc_blocks
+            )
         return self._env
 
     def relation_of(self, name: str) -> str:
@@ -57,26 +59,35 @@ class Compiler:
             return self.models[name].relation
         return self.seeds[name].relation
 
-    def rendered(self, model: Model, now: dt.datetime | None, tick: dt.datetime | None,
-                 incremental: bool) -> str:
+    def rendered(
+        self, model: Model, now: dt.datetime | None, tick: dt.datetime | None, incremental: bool
+    ) -> str:
         if not model.per_run and not (incremental and model.materialized == "incremental"):
             return model.rendered
         from cadence.rendering import RenderState
 
-        state = RenderState(file=model.path, run_started_at=now, tick=tick or now, incremental=incremental)
+        state = RenderState(
+            file=model.path, run_started_at=now, tick=tick or now, incremental=incremental
+        )
         state.this = Relation(model.schema, model.identifier, model.relation)
         return self.env.render(model.raw_sql, state)
 
-    def compile(self, name: str, now: dt.datetime | None = None, tick: dt.datetime | None = None,
-                incremental: bool = False) -> CompiledModel:
+    def compile(
+        self,
+        name: str,
+        now: dt.datetime | None = None,
+        tick: dt.datetime | None = None,
+        incremental: bool = False,
+    ) -> CompiledModel:
         model = self.models[name]
         sql = self._resolve(model, now, tick, incremental)
         if incremental and model.materialized == "incremental" and model.config.watermark:
             sql = _after_watermark(sql, model.config.watermark, model.relation)
         return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
 
-    def compile_sql(self, text: str, now: dt.datetime | None = None,
-                    overrides: dict[str, str] | None = None) -> str:
+    def compile_sql(
+        self, text: str, now: dt.datetime | None = None, overrides: dict[str, str] | None = None
+    ) -> str:
         """Compile SQL already rendered with ref tokens (tests); ``overrides`` maps a model to
         another relation (its staging relation while a build is being tested)."""
         ctes: dict[str, str] = {}
@@ -89,15 +100,22 @@ class Compiler:
         body = REF_TOKEN.sub(sub, text)
         return _with_ctes(body, ctes)
 
-    def _resolve(self, model: Model, now: dt.datetime | None, tick: dt.datetime | None,
-                 incremental: bool) -> str:
+    def _resolve(
+        self, model: Model, now: dt.datetime | None, tick: dt.datetime | None, incremental: bool
+    ) -> str:
         ctes: dict[str, str] = {}
         text = self.rendered(model, now, tick, incremental)
         body = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, tick, {model.name}), text)
         return _with_ctes(body, ctes)
 
-    def _ref(self, name: str, ctes: dict[str, str], now: dt.datetime | None,
-             tick: dt.datetime | None, stack: set[str]) -> str:
+    def _ref(
+        self,
+        name: str,
+        ctes: dict[str, str],
+        now: dt.datetime | None,
+        tick: dt.datetime | None,
+        stack: set[str],
+    ) -> str:
         model = self.models.get(name)
         if model is None or model.materialized != "ephemeral":
             if model is None and name not in self.seeds:
@@ -106,7 +124,9 @@ class Compiler:
         cte = EPHEMERAL_PREFIX + name
         if cte not in ctes and name not in stack:
             text = self.rendered(model, now, tick, False)
-            inner = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}), text)
+            inner = REF_TOKEN.sub(
+                lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}), text
+            )
             ctes[cte] = _strip_sql(inner)
         return cte
 
@@ -118,8 +138,10 @@ def _after_watermark(sql: str, column: str, this: str) -> str:
 
     col = quote(column)
     body = _strip_sql(sql)
-    return (f"select * from (\n{body}\n) as __cadence_new\n"
-            f"where {col} > (select coalesce(max({col}), '-infinity') from {this})")
+    return (
+        f"select * from (\n{body}\n) as __cadence_new\n"
+        f"where {col} > (select coalesce(max({col}), '-infinity') from {this})"
+    )
 
 
 def _strip_sql(sql: str) -> str:
@@ -137,5 +159,5 @@ def _with_ctes(body: str, ctes: dict[str, str]) -> str:
     m = re.match(r"with(\s+recursive)?\b", rest, re.I)
     if m:
         recursive = m.group(1) or ""
-        return f"{body[:start]}with{recursive} {defs},\n{rest[m.end():].lstrip()}"
+        return f"{body[:start]}with{recursive} {defs},\n{rest[m.end() :].lstrip()}"
     return f"{body[:start]}with {defs}\n{rest}"

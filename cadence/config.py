@@ -123,8 +123,12 @@ def check_keys(layer: ConfigLayer, errors: list[CadenceError]) -> None:
                 else "model config keys: " + ", ".join(MODEL_CONFIG_KEYS)
             )
             errors.append(
-                CadenceError(f"unknown config key '{key}'", file=layer.file, line=layer.line_of(key),
-                             hint=hint)
+                CadenceError(
+                    f"unknown config key '{key}'",
+                    file=layer.file,
+                    line=layer.line_of(key),
+                    hint=hint,
+                )
             )
 
 

@@ -70,9 +70,15 @@ def build_dag(project: ParsedProject, errors_out: list[CadenceError] | None = No
     for model in project.models:
         for ref, line, column in model.ref_lines:
             if ref in disabled:
-                errors.add(CadenceError(
-                    f"ref to disabled model '{ref}'", file=model.path, line=line, column=column,
-                    hint=f"{disabled[ref]} has enabled: false; enable it or remove this ref()"))
+                errors.add(
+                    CadenceError(
+                        f"ref to disabled model '{ref}'",
+                        file=model.path,
+                        line=line,
+                        column=column,
+                        hint=f"{disabled[ref]} has enabled: false; enable it or remove this ref()",
+                    )
+                )
                 continue
             if ref not in kinds:
                 if ref not in project.broken:
@@ -93,10 +99,13 @@ def build_dag(project: ParsedProject, errors_out: list[CadenceError] | None = No
     for cycle in _cycles(graph):
         path = " -> ".join([*cycle, cycle[0]])
         first = cycle[0]
-        errors.add(CadenceError(
-            f"dependency cycle: {path}", file=paths.get(first),
-            hint="models cannot depend on themselves; break the cycle by removing one ref()",
-        ))
+        errors.add(
+            CadenceError(
+                f"dependency cycle: {path}",
+                file=paths.get(first),
+                hint="models cannot depend on themselves; break the cycle by removing one ref()",
+            )
+        )
     errors.finish(errors_out)
     if errors.errors:
         return Dag(order=tuple(sorted(kinds)), parents={}, children={}, kinds=kinds)
@@ -127,7 +136,12 @@ def _ref_target(text: str) -> str:
 
 
 def _unknown_ref(
-    ref: str, names: list[str], paths: dict[str, str], file: str, line: int | None, column: int | None
+    ref: str,
+    names: list[str],
+    paths: dict[str, str],
+    file: str,
+    line: int | None,
+    column: int | None,
 ) -> CadenceError:
     guess = did_you_mean(ref, names)
     hint = (

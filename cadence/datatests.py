@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cadence.dag import ref_target
-from cadence.testspecs import DataTest
 from cadence.relations import quote
+from cadence.testspecs import DataTest
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,10 @@ def test_sql(test: DataTest, relation: str, relation_of: Any) -> str | None:
     if test.kind == "not_null":
         return f"select count(*) from {rel} where {col} is null"
     if test.kind == "unique":
-        return (f"select count(*) from (select {col} from {rel} where {col} is not null "
-                f"group by {col} having count(*) > 1)")
+        return (
+            f"select count(*) from (select {col} from {rel} where {col} is not null "
+            f"group by {col} having count(*) > 1)"
+        )
     if test.kind == "accepted_values":
         quote_values = test.args.get("quote", True)
         values = ", ".join(literal(v) if quote_values else str(v) for v in test.args["values"])
@@ -58,8 +60,10 @@ def test_sql(test: DataTest, relation: str, relation_of: Any) -> str | None:
     if test.kind == "relationships":
         parent = relation_of(ref_target(str(test.args["to"])))
         field = quote(str(test.args["field"]))
-        return (f"select count(*) from {rel} as child where child.{col} is not null and not exists "
-                f"(select 1 from {parent} as parent where parent.{field} = child.{col})")
+        return (
+            f"select count(*) from {rel} as child where child.{col} is not null and not exists "
+            f"(select 1 from {parent} as parent where parent.{field} = child.{col})"
+        )
     if test.kind == "row_count":
         lo, hi = test.args.get("min"), test.args.get("max")
         conds = []
@@ -67,7 +71,10 @@ def test_sql(test: DataTest, relation: str, relation_of: Any) -> str | None:
             conds.append(f"n < {int(lo)}")
         if hi is not None:
             conds.append(f"n > {int(hi)}")
-        return f"select case when {' or '.join(conds)} then 1 else 0 end from (select count(*) as n from {rel})"
+        failing = " or ".join(conds)
+        return (
+            f"select case when {failing} then 1 else 0 end from (select count(*) as n from {rel})"
+        )
     if test.kind == "singular":
         return f"select count(*) from (\n{test.sql}\n)"
     return None
@@ -76,7 +83,8 @@ def test_sql(test: DataTest, relation: str, relation_of: Any) -> str | None:
 def describe_failure(test: DataTest, failures: int, extra: str = "") -> str:
     where = f" {test.column}" if test.column else ""
     if test.kind == "row_count":
-        return f"row_count{where}: row count outside {{min: {test.args.get('min')}, max: {test.args.get('max')}}}{extra}"
+        bounds = f"{{min: {test.args.get('min')}, max: {test.args.get('max')}}}"
+        return f"row_count{where}: row count outside {bounds}{extra}"
     if test.kind == "max_change":
         return f"max_change: {extra}"
     return f"{test.kind}{where}: {failures} failing row(s){extra}"

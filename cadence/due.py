@@ -131,35 +131,63 @@ def decide(
                 return Decision(m.name, "model", BUILD, "view does not exist yet", tick=latest)
             if st.last_sql_hash != view_hash(m, project):
                 return Decision(m.name, "model", BUILD, "view SQL changed", tick=latest)
-            return Decision(m.name, "model", SKIP, "view is current (views always show current data)")
+            return Decision(
+                m.name, "model", SKIP, "view is current (views always show current data)"
+            )
         if not cad.has_ticks:
-            return Decision(m.name, "model", SKIP, f"not due: {cad.provenance()}; built only when selected")
+            return Decision(
+                m.name, "model", SKIP, f"not due: {cad.provenance()}; built only when selected"
+            )
         assert latest is not None
         blocked = retry_block(m.name, st)
         if blocked is not None:
-            return Decision(m.name, "model", SKIP,
-                            f"backing off after {st.failure_streak} failures; next retry at {fmt(blocked, tz)}",
-                            next_retry=blocked)
+            return Decision(
+                m.name,
+                "model",
+                SKIP,
+                f"backing off after {st.failure_streak} failures; next retry at {fmt(blocked, tz)}",
+                next_retry=blocked,
+            )
         if st.last_success_at is not None and exists and st.last_success_at >= latest:
             nxt = next_tick(cad)  # the common case under cron: say why not, cheaply
-            return Decision(m.name, "model", SKIP,
-                            f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
-                            f"next tick {fmt(nxt, tz)}")
+            return Decision(
+                m.name,
+                "model",
+                SKIP,
+                f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
+                f"next tick {fmt(nxt, tz)}",
+            )
         why = f"tick {fmt(latest, tz)} ({cad.provenance()})"
         if st.last_success_at is None:
             return Decision(m.name, "model", BUILD, f"never built; {why}", tick=latest)
         if not exists:
-            return Decision(m.name, "model", BUILD, f"relation {m.relation} is missing; {why}", tick=latest)
+            return Decision(
+                m.name, "model", BUILD, f"relation {m.relation} is missing; {why}", tick=latest
+            )
         if st.last_success_at < latest:
             stale = _no_new_data(m, project, dag, state, st.last_success_at)
             if stale is not None:
-                return Decision(m.name, "model", SKIP, f"{stale}; tick {fmt(latest, tz)} skipped "
-                                f"(refresh: on_new_data)")
+                return Decision(
+                    m.name,
+                    "model",
+                    SKIP,
+                    f"{stale}; tick {fmt(latest, tz)} skipped (refresh: on_new_data)",
+                )
             if st.last_status == "error":
-                return Decision(m.name, "model", BUILD,
-                                f"retry after {st.failure_streak} failure(s); {why}", tick=latest)
-        return Decision(m.name, "model", BUILD,
-                        f"due: {why}; last built {fmt(st.last_success_at, tz)}", tick=latest)
+                return Decision(
+                    m.name,
+                    "model",
+                    BUILD,
+                    f"retry after {st.failure_streak} failure(s); {why}",
+                    tick=latest,
+                )
+        return Decision(
+            m.name,
+            "model",
+            BUILD,
+            f"due: {why}; last built {fmt(st.last_success_at, tz)}",
+            tick=latest,
+        )
 
     for name in dag.order:
         if name in models and name in selected:
@@ -184,8 +212,9 @@ def upstream_sources(project: ParsedProject, dag: Dag, name: str) -> list[tuple[
     return found
 
 
-def _no_new_data(m: Model, project: ParsedProject, dag: Dag, state: StateSnapshot,
-                 since: dt.datetime) -> str | None:
+def _no_new_data(
+    m: Model, project: ParsedProject, dag: Dag, state: StateSnapshot, since: dt.datetime
+) -> str | None:
     """For ``refresh: on_new_data``: why there is nothing new to build from, or None."""
     if m.config.refresh != "on_new_data":
         return None
@@ -217,10 +246,19 @@ def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_b
             if pm.materialized in ("view", "ephemeral"):
                 stack.extend(dag.parents.get(parent, ()))  # ticks pass through
                 already = decisions.get(parent)
-                if (pm.materialized == "view" and not state.exists(pm.schema, pm.identifier)
-                        and not (already and already.builds)):
-                    decisions[parent] = Decision(parent, "model", BUILD, f"view needed by {name} does not exist",
-                                                 tick=d.tick, pulled_by=name)
+                if (
+                    pm.materialized == "view"
+                    and not state.exists(pm.schema, pm.identifier)
+                    and not (already and already.builds)
+                ):
+                    decisions[parent] = Decision(
+                        parent,
+                        "model",
+                        BUILD,
+                        f"view needed by {name} does not exist",
+                        tick=d.tick,
+                        pulled_by=name,
+                    )
                 continue
             existing = decisions.get(parent)
             if existing is not None and existing.builds:
@@ -235,9 +273,12 @@ def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_b
             if retry_block(parent, st) is not None:
                 continue
             decisions[parent] = Decision(
-                parent, "model", BUILD,
+                parent,
+                "model",
+                BUILD,
                 f"upstream of {name}: not built since tick {fmt(d.tick, tz)}",
-                tick=d.tick, pulled_by=name,
+                tick=d.tick,
+                pulled_by=name,
             )
             stack.extend(dag.parents.get(parent, ()))
 

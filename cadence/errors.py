@@ -47,7 +47,11 @@ class CadenceError(Exception):
 
     def render(self) -> str:
         where = self.location()
-        head = f"{where}: {self.severity}: {self.message}" if where else f"{self.severity}: {self.message}"
+        head = (
+            f"{where}: {self.severity}: {self.message}"
+            if where
+            else f"{self.severity}: {self.message}"
+        )
         if self.hint:
             head += "\n  hint: " + self.hint.replace("\n", "\n        ")
         return head

@@ -20,8 +20,27 @@ from cadence.errors import CadenceError, ErrorCollector, ProjectErrors, did_you_
 from cadence.yamlfile import LineDict, line_of, load_yaml
 
 PROJECT_FILE = "cadence.yml"
-TOP_KEYS = ("name", "version", "warehouse", "timezone", "channels", "models", "seeds", "vars", "tests")
-WAREHOUSE_KEYS = ("engine", "path", "threads", "schema", "settings", "extensions", "master", "connect_url")
+TOP_KEYS = (
+    "name",
+    "version",
+    "warehouse",
+    "timezone",
+    "channels",
+    "models",
+    "seeds",
+    "vars",
+    "tests",
+)
+WAREHOUSE_KEYS = (
+    "engine",
+    "path",
+    "threads",
+    "schema",
+    "settings",
+    "extensions",
+    "master",
+    "connect_url",
+)
 ENGINES = ("duckdb", "spark")
 CHANNEL_KEYS = ("cadence", "kind", "description", "export", "suppress", "owner")
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
@@ -120,7 +139,8 @@ def find_project_root(start: Path) -> Path:
             return folder
     raise CadenceError(
         f"no {PROJECT_FILE} found in {start} or any parent folder",
-        hint="run inside a cadence project, pass --project-dir, or create one with 'cadence init NAME'",
+        hint="run inside a cadence project, pass --project-dir, "
+        "or create one with 'cadence init NAME'",
     )
 
 
@@ -171,7 +191,9 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
 
     models_dir = root / "models"
     models = read_all(_walk(models_dir, (".sql",)))
-    yaml_files = read_all(_walk(models_dir, (".yml", ".yaml")) + _walk(root / "seeds", (".yml", ".yaml")))
+    yaml_files = read_all(
+        _walk(models_dir, (".yml", ".yaml")) + _walk(root / "seeds", (".yml", ".yaml"))
+    )
     docs = read_all(_walk(models_dir, (".md",)))
     macros = read_all(_walk(root / "macros", (".sql",)))
     tests = read_all(_walk(root / "tests", (".sql",)))
@@ -197,7 +219,9 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
     )
 
 
-def _unknown(key: str, allowed: tuple[str, ...], what: str, file: str, line: int | None) -> CadenceError:
+def _unknown(
+    key: str, allowed: tuple[str, ...], what: str, file: str, line: int | None
+) -> CadenceError:
     guess = did_you_mean(key, allowed)
     hint = f"did you mean '{guess}'?" if guess else f"{what} keys: " + ", ".join(allowed)
     return CadenceError(f"unknown {what} key '{key}'", file=file, line=line, hint=hint)
@@ -227,7 +251,9 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     name = raw.get("name")
     if not name or not isinstance(name, str):
         errors.add(
-            CadenceError("cadence.yml needs a 'name'", file=file, line=1, hint="add: name: my_project")
+            CadenceError(
+                "cadence.yml needs a 'name'", file=file, line=1, hint="add: name: my_project"
+            )
         )
         name = root.name
     env_used: list[tuple[str, str | None]] = []
@@ -249,13 +275,25 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
-        errors.add(CadenceError("'seeds' must be a mapping", file=file, line=line_of(raw, "seeds"),
-                                hint="write seeds: {column_types: {...}} or remove it"))
+        errors.add(
+            CadenceError(
+                "'seeds' must be a mapping",
+                file=file,
+                line=line_of(raw, "seeds"),
+                hint="write seeds: {column_types: {...}} or remove it",
+            )
+        )
         seed_config = {}
     vars_ = raw.get("vars") or {}
     if not isinstance(vars_, dict):
-        errors.add(CadenceError("'vars' must be a mapping", file=file, line=line_of(raw, "vars"),
-                                hint="write vars: {name: value}"))
+        errors.add(
+            CadenceError(
+                "'vars' must be a mapping",
+                file=file,
+                line=line_of(raw, "vars"),
+                hint="write vars: {name: value}",
+            )
+        )
         vars_ = {}
     return ProjectConfig(
         name=str(name),
@@ -298,8 +336,11 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
     try:
         return jinja2.Environment().from_string(text).render(env_var=env_var)
     except jinja2.TemplateError as exc:
-        raise CadenceError(f"invalid template in '{text}': {exc}", file=PROJECT_FILE,
-                           hint="write {{ env_var('NAME', 'default') }}") from None
+        raise CadenceError(
+            f"invalid template in '{text}': {exc}",
+            file=PROJECT_FILE,
+            hint="write {{ env_var('NAME', 'default') }}",
+        ) from None
 
 
 def _parse_warehouse(
@@ -309,16 +350,28 @@ def _parse_warehouse(
     if raw is None:
         return WarehouseConfig()
     if not isinstance(raw, dict):
-        errors.add(CadenceError("'warehouse' must be a mapping", file=file, line=line_of(top, "warehouse"),
-                                hint="write warehouse: {engine: duckdb, path: warehouse.duckdb}"))
+        errors.add(
+            CadenceError(
+                "'warehouse' must be a mapping",
+                file=file,
+                line=line_of(top, "warehouse"),
+                hint="write warehouse: {engine: duckdb, path: warehouse.duckdb}",
+            )
+        )
         return WarehouseConfig()
     for key in raw:
         if key not in WAREHOUSE_KEYS:
             errors.add(_unknown(key, WAREHOUSE_KEYS, "warehouse", file, line_of(raw, key)))
     engine = raw.get("engine", "duckdb")
     if engine not in ENGINES:
-        errors.add(CadenceError(f"unknown engine '{engine}'", file=file, line=line_of(raw, "engine"),
-                                hint="engines: " + ", ".join(ENGINES)))
+        errors.add(
+            CadenceError(
+                f"unknown engine '{engine}'",
+                file=file,
+                line=line_of(raw, "engine"),
+                hint="engines: " + ", ".join(ENGINES),
+            )
+        )
         engine = "duckdb"
     path = str(raw.get("path", "warehouse.duckdb"))
     try:
@@ -328,13 +381,25 @@ def _parse_warehouse(
         errors.add(exc)
     threads = raw.get("threads", 4)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        errors.add(CadenceError("threads must be a positive integer", file=file,
-                                line=line_of(raw, "threads"), hint="write threads: 4"))
+        errors.add(
+            CadenceError(
+                "threads must be a positive integer",
+                file=file,
+                line=line_of(raw, "threads"),
+                hint="write threads: 4",
+            )
+        )
         threads = 4
     settings = raw.get("settings") or {}
     if not isinstance(settings, dict):
-        errors.add(CadenceError("warehouse settings must be a mapping", file=file,
-                                line=line_of(raw, "settings"), hint="write settings: {memory_limit: 4GB}"))
+        errors.add(
+            CadenceError(
+                "warehouse settings must be a mapping",
+                file=file,
+                line=line_of(raw, "settings"),
+                hint="write settings: {memory_limit: 4GB}",
+            )
+        )
         settings = {}
     return WarehouseConfig(
         engine=str(engine),
@@ -351,34 +416,59 @@ def _parse_warehouse(
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _parse_channels(raw: Any, top: dict[str, Any], errors: ErrorCollector) -> tuple[ChannelConfig, ...]:
+def _parse_channels(
+    raw: Any, top: dict[str, Any], errors: ErrorCollector
+) -> tuple[ChannelConfig, ...]:
     file = PROJECT_FILE
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        errors.add(CadenceError("'channels' must be a mapping of channel name to settings", file=file,
-                                line=line_of(top, "channels"),
-                                hint='write channels: {email: {cadence: "daily at 05:00"}}'))
+        errors.add(
+            CadenceError(
+                "'channels' must be a mapping of channel name to settings",
+                file=file,
+                line=line_of(top, "channels"),
+                hint='write channels: {email: {cadence: "daily at 05:00"}}',
+            )
+        )
         return ()
     out = []
     for name, spec in raw.items():
         line = line_of(raw, name)
         if not NAME_RE.match(str(name)):
-            errors.add(CadenceError(f"invalid channel name '{name}'", file=file, line=line,
-                                    hint="use letters, digits and underscores (no '/', '.' or spaces)"))
+            errors.add(
+                CadenceError(
+                    f"invalid channel name '{name}'",
+                    file=file,
+                    line=line,
+                    hint="use letters, digits and underscores (no '/', '.' or spaces)",
+                )
+            )
             continue
         if isinstance(spec, str):
             spec = {"cadence": spec}
         if not isinstance(spec, dict):
-            errors.add(CadenceError(f"channel '{name}' must be a mapping", file=file, line=line,
-                                    hint='write ' + f'{name}: {{cadence: "every 15 minutes"}}'))
+            errors.add(
+                CadenceError(
+                    f"channel '{name}' must be a mapping",
+                    file=file,
+                    line=line,
+                    hint="write " + f'{name}: {{cadence: "every 15 minutes"}}',
+                )
+            )
             continue
         for key in spec:
             if key not in CHANNEL_KEYS:
                 errors.add(_unknown(key, CHANNEL_KEYS, "channel", file, line_of(spec, key)))
         if "cadence" not in spec:
-            errors.add(CadenceError(f"channel '{name}' has no cadence", file=file, line=line,
-                                    hint='add cadence: "every 15 minutes" (or "on demand")'))
+            errors.add(
+                CadenceError(
+                    f"channel '{name}' has no cadence",
+                    file=file,
+                    line=line,
+                    hint='add cadence: "every 15 minutes" (or "on demand")',
+                )
+            )
             continue
         suppress = spec.get("suppress") or ()
         if isinstance(suppress, str):
@@ -405,8 +495,14 @@ def _parse_folder_defaults(
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        errors.add(CadenceError("'models' must be a mapping of folder defaults", file=PROJECT_FILE,
-                                line=line_of(top, "models"), hint="write models: {staging: {materialized: view}}"))
+        errors.add(
+            CadenceError(
+                "'models' must be a mapping of folder defaults",
+                file=PROJECT_FILE,
+                line=line_of(top, "models"),
+                hint="write models: {staging: {materialized: view}}",
+            )
+        )
         return ()
     out: list[tuple[tuple[str, ...], ConfigLayer]] = []
 
@@ -414,23 +510,36 @@ def _parse_folder_defaults(
         values: dict[str, Any] = {}
         for key, value in node.items():
             norm = key[1:] if key.startswith("+") else key
-            if norm in ALL_MODEL_KEYS and (key.startswith("+") or not isinstance(value, dict) or norm in ("meta", "docs", "holdout", "persist_docs", "grants", "contract")):
+            if norm in ALL_MODEL_KEYS and (
+                key.startswith("+")
+                or not isinstance(value, dict)
+                or norm in ("meta", "docs", "holdout", "persist_docs", "grants", "contract")
+            ):
                 values[norm] = _plain(value)
             elif isinstance(value, dict):
                 child = parts if (not parts and key == project_name) else parts + (key,)
                 visit(value, child)
             else:
                 guess = did_you_mean(norm, ALL_MODEL_KEYS)
-                errors.add(CadenceError(
-                    f"unknown config key '{key}' in folder defaults",
-                    file=PROJECT_FILE, line=line_of(node, key),
-                    hint=(f"did you mean '{guess}'?" if guess else
-                          "keys here are model config keys or sub-folders of models/ (as mappings)"),
-                ))
+                errors.add(
+                    CadenceError(
+                        f"unknown config key '{key}' in folder defaults",
+                        file=PROJECT_FILE,
+                        line=line_of(node, key),
+                        hint=(
+                            f"did you mean '{guess}'?"
+                            if guess
+                            else "keys here are model config keys "
+                            "or sub-folders of models/ (as mappings)"
+                        ),
+                    )
+                )
         if values:
             line = node.line if isinstance(node, LineDict) else None
-            key_lines = {(k[1:] if k.startswith("+") else k): v
-                         for k, v in getattr(node, "key_lines", {}).items()}
+            key_lines = {
+                (k[1:] if k.startswith("+") else k): v
+                for k, v in getattr(node, "key_lines", {}).items()
+            }
             out.append((parts, ConfigLayer(values, PROJECT_FILE, line, key_lines)))
 
     visit(raw, ())
@@ -444,11 +553,18 @@ def _check_folder_defaults(config: ProjectConfig, root: Path, errors: ErrorColle
             here = root / "models" / Path(*parts[:-1])
             options = [p.name for p in here.iterdir() if p.is_dir()] if here.is_dir() else []
             guess = did_you_mean(parts[-1], options)
-            errors.add(CadenceError(
-                f"folder defaults name models/{'/'.join(parts)}, which does not exist",
-                file=PROJECT_FILE, line=layer.line,
-                hint=(f"did you mean '{guess}'?" if guess else "create the folder or remove these defaults"),
-            ))
+            errors.add(
+                CadenceError(
+                    f"folder defaults name models/{'/'.join(parts)}, which does not exist",
+                    file=PROJECT_FILE,
+                    line=layer.line,
+                    hint=(
+                        f"did you mean '{guess}'?"
+                        if guess
+                        else "create the folder or remove these defaults"
+                    ),
+                )
+            )
 
 
 __all__ = [

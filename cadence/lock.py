@@ -46,9 +46,11 @@ class RunLock:
                     holder = _holder(self.path)
                     os.close(fd)
                     waited = f" after waiting {wait_s:g}s" if wait_s else ""
-                    raise LockHeld(f"another cadence run holds the project lock ({holder}){waited}",
-                                   file=LOCK_FILE,
-                                   hint="nothing was done; use --wait SECONDS to wait for it") from None
+                    raise LockHeld(
+                        f"another cadence run holds the project lock ({holder}){waited}",
+                        file=LOCK_FILE,
+                        hint="nothing was done; use --wait SECONDS to wait for it",
+                    ) from None
                 time.sleep(poll_s)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "started": self.started}).encode())
@@ -68,8 +70,12 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()
 
 

@@ -25,8 +25,12 @@ from cadence.parser import Model, ParsedProject
 
 CACHE_FILE = "target/manifest.pickle"
 FORMAT = 4
-INPUT_DIRS = (("models", (".sql", ".yml", ".yaml", ".md")), ("seeds", (".csv", ".yml", ".yaml")),
-              ("macros", (".sql",)), ("tests", (".sql",)))
+INPUT_DIRS = (
+    ("models", (".sql", ".yml", ".yaml", ".md")),
+    ("seeds", (".csv", ".yml", ".yaml")),
+    ("macros", (".sql",)),
+    ("tests", (".sql",)),
+)
 
 
 @dataclass(frozen=True)
@@ -117,23 +121,29 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
 def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     stats = scan(root)
     cached = read(root) if use_cache else None
-    if (cached is not None and cached.stats == stats and env_unchanged(cached)
-            and not _racy_changes(root, cached)):
+    if (
+        cached is not None
+        and cached.stats == stats
+        and env_unchanged(cached)
+        and not _racy_changes(root, cached)
+    ):
         return cached.parsed, cached.dag, cached.cadences
     from cadence.cadences import resolve_cadences
     from cadence.dag import build_dag
+    from cadence.errors import CadenceError, ProjectErrors
     from cadence.loader import load_files
     from cadence.parser import make_environment, parse_project
-
-    from cadence.errors import CadenceError, ProjectErrors
 
     problems: list[CadenceError] = []  # every problem of every stage, reported at once
     files = load_files(root, problems)
     env = make_environment(files)
     reuse: dict[str, Model] = {}
     if cached is not None:
-        reuse = {key: m for m in cached.parsed.models
-                 if (key := cached.model_keys.get(m.name)) is not None}
+        reuse = {
+            key: m
+            for m in cached.parsed.models
+            if (key := cached.model_keys.get(m.name)) is not None
+        }
     keys: dict[str, str] = {}
     parsed = parse_project(files, env, reuse=reuse, keys_out=keys, errors_out=problems)
     dag = build_dag(parsed, problems)
@@ -144,12 +154,24 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     for m in parsed.models:
         for name, _value in m.env_vars:
             env_used[name] = os.environ.get(name)
-    digests = {f.path: f.digest for group in (files.models, files.yaml_files, files.macros,
-                                              files.tests, files.docs) for f in group}
+    digests = {
+        f.path: f.digest
+        for group in (files.models, files.yaml_files, files.macros, files.tests, files.docs)
+        for f in group
+    }
     digests.update({s.path: s.digest for s in files.seeds})
     digests["cadence.yml"] = files.config_digest
-    manifest = Manifest(f"{__version__}/{FORMAT}", stats, tuple(sorted(env_used.items())), parsed,
-                        dag, cadences, keys, digests, time.time_ns())
+    manifest = Manifest(
+        f"{__version__}/{FORMAT}",
+        stats,
+        tuple(sorted(env_used.items())),
+        parsed,
+        dag,
+        cadences,
+        keys,
+        digests,
+        time.time_ns(),
+    )
     _ = parsed.view_hashes, parsed.by_name  # computed once, kept in the cache
     write(root, manifest)
     return parsed, dag, cadences
@@ -176,5 +198,7 @@ def _racy_changes(root: Path, cached: Manifest) -> bool:
 def cache_stats(root: Path) -> dict[str, Any]:
     """For tests and `--debug`: whether a cache exists and matches the files now."""
     cached = read(root)
-    return {"exists": cached is not None,
-            "fresh": cached is not None and cached.stats == scan(root) and env_unchanged(cached)}
+    return {
+        "exists": cached is not None,
+        "fresh": cached is not None and cached.stats == scan(root) and env_unchanged(cached),
+    }

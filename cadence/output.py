@@ -32,10 +32,21 @@ class RunRenderer:
     def _bar(self, total: int) -> Any:
         """A progress bar on a terminal (rich); lines still print above it."""
         if getattr(self, "_progress", None) is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
-            self._progress = Progress(TextColumn("building"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), transient=True)
+            self._progress = Progress(
+                TextColumn("building"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            )
             self._task = self._progress.add_task("build", total=total)
             self._progress.start()
         return self._progress
@@ -51,10 +62,15 @@ class RunRenderer:
             return
         r = event.result
         width = len(str(event.total))
-        status = click.style(f"{LABEL.get(r.status, r.status):<5}", fg=COLORS.get(r.status)) \
-            if self.tty else f"{LABEL.get(r.status, r.status):<5}"
+        status = (
+            click.style(f"{LABEL.get(r.status, r.status):<5}", fg=COLORS.get(r.status))
+            if self.tty
+            else f"{LABEL.get(r.status, r.status):<5}"
+        )
         rows = f" {r.rows} rows" if r.rows is not None else ""
-        line = f"[{event.index:>{width}}/{event.total}] {status} {r.name} ({r.duration_s:.2f}s{rows})"
+        line = (
+            f"[{event.index:>{width}}/{event.total}] {status} {r.name} ({r.duration_s:.2f}s{rows})"
+        )
         self._echo(line)
         if r.error:
             self._echo("    " + r.error.replace("\n", "\n    "))
@@ -91,7 +107,9 @@ class RunRenderer:
         if counts.get("upstream_failed"):
             parts.append(f"{counts['upstream_failed']} skipped (upstream failed)")
         if counts.get("skipped"):
-            parts.append(f"{counts['skipped']} not due" if self.due else f"{counts['skipped']} skipped")
+            parts.append(
+                f"{counts['skipped']} not due" if self.due else f"{counts['skipped']} skipped"
+            )
         click.echo(f"done in {total:.2f}s: " + ", ".join(parts))
         for r in result.failed:
             where = f" (compiled SQL: {r.compiled_path})" if r.compiled_path else ""
@@ -108,15 +126,20 @@ def plan_json(plan: Plan, project: Any) -> dict[str, Any]:
         cad = project.cadences.of(name)
         model = project.parsed.model(name)
         d = decisions.get(name)
-        nxt = cad.ticks.next_tick(plan.at, tz) if cad.has_ticks and model.materialized not in (
-            "view", "ephemeral") else None
-        models.append({
-            "name": name,
-            "due": bool(d and d.builds),
-            "reason": d.reason if d else "not selected",
-            "cadence": cad.describe(),
-            "next_tick": nxt.astimezone(tz).isoformat() if nxt else None,
-        })
+        nxt = (
+            cad.ticks.next_tick(plan.at, tz)
+            if cad.has_ticks and model.materialized not in ("view", "ephemeral")
+            else None
+        )
+        models.append(
+            {
+                "name": name,
+                "due": bool(d and d.builds),
+                "reason": d.reason if d else "not selected",
+                "cadence": cad.describe(),
+                "next_tick": nxt.astimezone(tz).isoformat() if nxt else None,
+            }
+        )
     return {"at": plan.at.isoformat(), "models": models}
 
 
@@ -137,12 +160,16 @@ def render_plan(plan: Plan, project: Any, *, as_json: bool) -> None:
 
 
 def render_cost(report: dict[str, Any]) -> str:
-    lines = [f"cost over {report['horizon']} (durations from recorded builds):",
-             f"  {'model':<28} {'builds/day':>10} {'avg s':>8} {'s/day':>9}  cadence"]
+    lines = [
+        f"cost over {report['horizon']} (durations from recorded builds):",
+        f"  {'model':<28} {'builds/day':>10} {'avg s':>8} {'s/day':>9}  cadence",
+    ]
     for m in report["models"]:
         avg = f"{m['avg_duration_s']:.2f}" if m["avg_duration_s"] is not None else "-"
-        lines.append(f"  {m['name']:<28} {m['builds_per_day']:>10.1f} {avg:>8} "
-                     f"{m['compute_s_per_day']:>9.1f}  {m['cadence']}")
+        lines.append(
+            f"  {m['name']:<28} {m['builds_per_day']:>10.1f} {avg:>8} "
+            f"{m['compute_s_per_day']:>9.1f}  {m['cadence']}"
+        )
     lines.append("per channel:")
     for c in report["channels"]:
         lines.append(f"  {c['name']:<28} {c['cadence']:<22} {c['compute_s_per_day']:>9.1f} s/day")
@@ -154,9 +181,13 @@ def render_status(rows: list[dict[str, Any]]) -> str:
     out = [f"{'model':<26} {'last good build':<22} {'status':<16} {'next tick':<22} cadence"]
     for r in rows:
         flag = " OVERDUE" if r["overdue"] else ""
-        status = (r["last_status"] or "never") + (f" x{r['failure_streak']}" if r["failure_streak"] else "")
-        out.append(f"{r['name']:<26} {r['last_good_age'] or 'never':<22} {status:<16} "
-                   f"{r['next_tick_local'] or '-':<22} {r['cadence']}{flag}")
+        status = (r["last_status"] or "never") + (
+            f" x{r['failure_streak']}" if r["failure_streak"] else ""
+        )
+        out.append(
+            f"{r['name']:<26} {r['last_good_age'] or 'never':<22} {status:<16} "
+            f"{r['next_tick_local'] or '-':<22} {r['cadence']}{flag}"
+        )
         if r["channels"]:
             out.append(f"{'':<26} channels: {', '.join(r['channels'])}")
         if r["last_error"]:
@@ -173,17 +204,36 @@ def render_ls(project: Any, chosen: set[str], as_json: bool) -> str:
             continue
         if project.dag.kinds[name] == "seed":
             seed = next(s for s in project.parsed.seeds if s.name == name)
-            rows.append({"name": name, "kind": "seed", "materialized": "seed", "channels": [],
-                         "cadence": "when the file changes", "provenance": "", "path": seed.path})
+            rows.append(
+                {
+                    "name": name,
+                    "kind": "seed",
+                    "materialized": "seed",
+                    "channels": [],
+                    "cadence": "when the file changes",
+                    "provenance": "",
+                    "path": seed.path,
+                }
+            )
             continue
         m = project.parsed.model(name)
         cad = project.cadences.of(name)
-        rows.append({"name": name, "kind": "model", "materialized": m.materialized,
-                     "channels": list(cad.channels), "cadence": cad.describe(),
-                     "provenance": cad.provenance(), "path": m.path})
+        rows.append(
+            {
+                "name": name,
+                "kind": "model",
+                "materialized": m.materialized,
+                "channels": list(cad.channels),
+                "cadence": cad.describe(),
+                "provenance": cad.provenance(),
+                "path": m.path,
+            }
+        )
     if as_json:
         return json.dumps(rows, indent=2)
-    return "\n".join(f"{r['name']:<28} {r['materialized']:<12} {r['cadence']:<30} {r['path']}" for r in rows)
+    return "\n".join(
+        f"{r['name']:<28} {r['materialized']:<12} {r['cadence']:<30} {r['path']}" for r in rows
+    )
 
 
 def render_tests(outcomes: list[Any], as_json: bool) -> str:

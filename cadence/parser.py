@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -23,21 +23,16 @@ from cadence.relations import Relation, relation_sql
 
 if TYPE_CHECKING:
     from cadence.rendering import ModelEnvironment
+from cadence.properties import (  # noqa: F401 - re-exported
+    Seed,
+    Source,
+    YamlModel,
+    parse_seeds,
+    parse_sources,
+    read_property_files,
+)
 from cadence.testspecs import GENERIC_TESTS, DataTest, parse_tests  # noqa: F401
-from cadence.yamlfile import line_of, load_yaml
-
-YAML_TOP_KEYS = ("version", "models", "sources", "seeds", "macros", "exposures", "metrics",
-                 "semantic_models", "saved_queries", "snapshots", "analyses", "unit_tests", "groups")
-MODEL_ENTRY_KEYS = ("name", "description", "config", "columns", "tests", "data_tests", "docs", "meta",
-                    "access", "group", "latest_version", "versions", "constraints",
-                    "deprecation_date", "time_spine", "tags")
-COLUMN_KEYS = ("name", "description", "tests", "data_tests", "data_type", "meta", "quote",
-               "constraints", "tags", "policy_tags", "granularity", "config")
-SOURCE_KEYS = ("name", "description", "schema", "database", "tables", "loaded_at", "loaded_at_field",
-               "updates", "freshness", "meta", "tags", "config", "loader", "quoting", "overrides")
-SOURCE_TABLE_KEYS = ("name", "description", "identifier", "loaded_at", "loaded_at_field", "updates",
-                     "columns", "tests", "data_tests", "meta", "tags", "config", "freshness",
-                     "external_location", "quoting", "external")
+from cadence.yamlfile import line_of
 
 
 @dataclass(frozen=True)
@@ -45,27 +40,6 @@ class Column:
     name: str
     description: str = ""
     data_type: str | None = None
-
-
-@dataclass(frozen=True)
-class Source:
-    source_name: str
-    table: str
-    relation: str
-    file: str
-    line: int | None
-    loaded_at: str | None = None
-    updates: str | None = None
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Seed:
-    name: str
-    path: str
-    digest: str
-    relation: str
-    column_types: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,8 +93,9 @@ class ParsedProject:
 
     @cached_property
     def view_hashes(self) -> dict[str, str]:
-        """Identity of each model's definition (used for views): its rendered SQL, the relations it reads, and
-        the SQL of every ephemeral inlined into it (a changed ephemeral changes the view)."""
+        """Identity of each model's definition (used for views): its rendered SQL, the relations
+        it reads, and the SQL of every ephemeral inlined into it (a changed ephemeral changes
+        the view)."""
         from cadence.loader import digest
 
         models = self.by_name
@@ -142,28 +117,34 @@ class ParsedProject:
         return out
 
 
-@dataclass
-class _YamlModel:
-    entry: dict[str, Any]
-    file: str
-
-
 def target_info(config: ProjectConfig) -> dict[str, Any]:
-    return {"name": "default", "schema": config.warehouse.schema, "type": config.warehouse.engine,
-            "threads": config.warehouse.threads, "database": config.name, "profile_name": config.name}
+    return {
+        "name": "default",
+        "schema": config.warehouse.schema,
+        "type": config.warehouse.engine,
+        "threads": config.warehouse.threads,
+        "database": config.name,
+        "profile_name": config.name,
+    }
 
 
 def make_environment(files: ProjectFiles) -> ModelEnvironment:
     from cadence.rendering import ModelEnvironment
 
     macros = tuple((f.path, f.text) for f in files.macros)
-    return ModelEnvironment(files.config.vars, macros, target_info(files.config), files.doc_blocks())
+    return ModelEnvironment(
+        files.config.vars, macros, target_info(files.config), files.doc_blocks()
+    )
 
 
-def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
-                  reuse: dict[str, Model] | None = None,
-                  keys_out: dict[str, str] | None = None,
-                  errors_out: list[CadenceError] | None = None) -> ParsedProject:
+def parse_project(
+    files: ProjectFiles,
+    env: ModelEnvironment | None = None,
+    *,
+    reuse: dict[str, Model] | None = None,
+    keys_out: dict[str, str] | None = None,
+    errors_out: list[CadenceError] | None = None,
+) -> ParsedProject:
     """Parse every model, YAML, seed and test; raise ProjectErrors listing all problems.
 
     ``reuse`` maps input keys to models parsed before: a model whose key (its file, its YAML
@@ -177,8 +158,8 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
     for e in env.macro_errors:
         errors.add(e)
 
-    yaml_models, yaml_sources, yaml_seeds = _read_property_files(files, errors)
-    sources = _parse_sources(yaml_sources, files, errors)
+    yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
+    sources = parse_sources(yaml_sources, files, errors)
     source_index = {(s.source_name, s.table): s for s in sources}
 
     def resolve_source(source_name: str, table: str) -> Relation:
@@ -190,50 +171,63 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
             raise CadenceError(
                 f"unknown source '{source_name}.{table}'",
                 file=state_file or None,
-                hint=(f"did you mean '{guess}'?" if guess else
-                      "declare it under sources: in a YAML file beside your models"),
+                hint=(
+                    f"did you mean '{guess}'?"
+                    if guess
+                    else "declare it under sources: in a YAML file beside your models"
+                ),
             )
         return Relation(source_name, table, found.relation)
 
-    seeds = _parse_seeds(files, yaml_seeds, errors)
+    seeds = parse_seeds(files, yaml_seeds, errors)
     seen: dict[str, str] = {s.name: s.path for s in seeds}
     shared_key = _shared_key(files, sources)
     models: list[Model] = []
     tests: list[DataTest] = []
-    work: list[tuple[SourceFile, str, _YamlModel | None, str, Model | None]] = []
+    work: list[tuple[SourceFile, str, YamlModel | None, str, Model | None]] = []
     disabled: list[tuple[str, str]] = []
     broken: list[str] = []  # failed to parse: refs to them are not reported again
     for source_file in files.models:
         name = PurePosixPath(source_file.path).stem
         if name in seen:
-            errors.add(CadenceError(
-                f"duplicate model name '{name}'", file=source_file.path, line=1,
-                hint=f"also defined by {seen[name]}; model names (file stems) must be unique",
-            ))
+            errors.add(
+                CadenceError(
+                    f"duplicate model name '{name}'",
+                    file=source_file.path,
+                    line=1,
+                    hint=f"also defined by {seen[name]}; model names (file stems) must be unique",
+                )
+            )
             continue
         seen[name] = source_file.path
         yaml_entry = yaml_models.pop(name, None)
         key = _model_key(shared_key, source_file, yaml_entry)
         model = (reuse or {}).get(key)
-        if (model is not None and (model.name != name or model.path != source_file.path
-                                   or any(os.environ.get(k) != v for k, v in model.env_vars))):
+        if model is not None and (
+            model.name != name
+            or model.path != source_file.path
+            or any(os.environ.get(k) != v for k, v in model.env_vars)
+        ):
             model = None
         work.append((source_file, name, yaml_entry, key, model))
 
-    def parse_one(item: tuple[SourceFile, str, _YamlModel | None, str, Model | None]
-                  ) -> tuple[Model | None, list[CadenceError]]:
+    def parse_one(
+        item: tuple[SourceFile, str, YamlModel | None, str, Model | None],
+    ) -> tuple[Model | None, list[CadenceError]]:
         source_file, name, yaml_entry, _key, cached = item
         if cached is not None:
             return cached, []
         local = ErrorCollector()
         try:
-            return _parse_model(source_file, name, yaml_entry, config, env, resolve_source, local), \
-                local.errors
+            return _parse_model(
+                source_file, name, yaml_entry, config, env, resolve_source, local
+            ), local.errors
         except CadenceError as exc:
             return None, [*local.errors, exc]
 
     for (source_file, name, yaml_entry, key, _cached), (model, found) in zip(
-            work, _map_models(parse_one, work), strict=True):
+        work, _map_models(parse_one, work), strict=True
+    ):
         for e in found:
             errors.add(e)
         if model is None:
@@ -249,11 +243,15 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
             tests.extend(parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings))
     for name, yaml_entry in yaml_models.items():
         guess = did_you_mean(name, seen)
-        warnings.append(CadenceError(
-            f"properties for '{name}', but no model or seed of that name",
-            file=yaml_entry.file, line=line_of(yaml_entry.entry, "name"), severity="warning",
-            hint=f"did you mean '{guess}'?" if guess else "remove the entry or add the model",
-        ))
+        warnings.append(
+            CadenceError(
+                f"properties for '{name}', but no model or seed of that name",
+                file=yaml_entry.file,
+                line=line_of(yaml_entry.entry, "name"),
+                severity="warning",
+                hint=f"did you mean '{guess}'?" if guess else "remove the entry or add the model",
+            )
+        )
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
     tests.extend(_parse_singular_tests(files.tests, env, resolve_source, errors))
@@ -271,129 +269,6 @@ def parse_project(files: ProjectFiles, env: ModelEnvironment | None = None, *,
         disabled=tuple(disabled),
         broken=tuple(broken),
     )
-
-
-def _read_property_files(
-    files: ProjectFiles, errors: ErrorCollector
-) -> tuple[dict[str, _YamlModel], list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str]]]:
-    models: dict[str, _YamlModel] = {}
-    sources: list[tuple[dict[str, Any], str]] = []
-    seeds: list[tuple[dict[str, Any], str]] = []
-    for f in files.yaml_files:
-        try:
-            doc = load_yaml(f.text, f.path)
-        except CadenceError as exc:
-            errors.add(exc)
-            continue
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            errors.add(CadenceError("a properties file must be a mapping (version: 2, models: [...])",
-                                    file=f.path, line=1, hint="see docs/reference/config.md"))
-            continue
-        for key in doc:
-            if key not in YAML_TOP_KEYS:
-                guess = did_you_mean(str(key), YAML_TOP_KEYS)
-                errors.add(CadenceError(f"unknown key '{key}'", file=f.path, line=line_of(doc, key),
-                                        hint=f"did you mean '{guess}'?" if guess else
-                                        "allowed: " + ", ".join(YAML_TOP_KEYS)))
-        for kind, bucket in (("models", None), ("sources", sources), ("seeds", seeds)):
-            entries = doc.get(kind) or []
-            if not isinstance(entries, list):
-                errors.add(CadenceError(f"'{kind}' must be a list", file=f.path,
-                                        line=line_of(doc, kind), hint=f"write {kind}:\n  - name: ..."))
-                continue
-            for entry in entries:
-                if not isinstance(entry, dict) or "name" not in entry:
-                    errors.add(CadenceError(f"each entry under '{kind}' needs a name", file=f.path,
-                                            line=line_of(entry) or line_of(doc, kind),
-                                            hint="write - name: my_model"))
-                    continue
-                if bucket is not None:
-                    bucket.append((entry, f.path))
-                    continue
-                name = str(entry["name"])
-                if name in models:
-                    errors.add(CadenceError(f"model '{name}' is described twice", file=f.path,
-                                            line=line_of(entry, "name"),
-                                            hint=f"also described in {models[name].file}; keep one entry"))
-                    continue
-                for key in entry:
-                    if key not in MODEL_ENTRY_KEYS:
-                        guess = did_you_mean(str(key), MODEL_ENTRY_KEYS)
-                        errors.add(CadenceError(
-                            f"unknown key '{key}' for model '{name}'", file=f.path,
-                            line=line_of(entry, key),
-                            hint=(f"did you mean '{guess}'?" if guess else
-                                  "model settings go under config: (channels, cadence, key, ...)")))
-                models[name] = _YamlModel(entry, f.path)
-    return models, sources, seeds
-
-
-def _parse_sources(
-    entries: list[tuple[dict[str, Any], str]], files: ProjectFiles, errors: ErrorCollector
-) -> list[Source]:
-    out: list[Source] = []
-    for entry, file in entries:
-        for key in entry:
-            if key not in SOURCE_KEYS:
-                guess = did_you_mean(str(key), SOURCE_KEYS)
-                errors.add(CadenceError(f"unknown source key '{key}'", file=file, line=line_of(entry, key),
-                                        hint=f"did you mean '{guess}'?" if guess else
-                                        "allowed: " + ", ".join(SOURCE_KEYS)))
-        source_name = str(entry["name"])
-        schema = str(entry.get("schema") or source_name)
-        for table in entry.get("tables") or []:
-            if not isinstance(table, dict) or "name" not in table:
-                errors.add(CadenceError(f"each table of source '{source_name}' needs a name", file=file,
-                                        line=line_of(entry, "tables"), hint="write tables:\n  - name: events"))
-                continue
-            for key in table:
-                if key not in SOURCE_TABLE_KEYS:
-                    guess = did_you_mean(str(key), SOURCE_TABLE_KEYS)
-                    errors.add(CadenceError(f"unknown source table key '{key}'", file=file,
-                                            line=line_of(table, key),
-                                            hint=f"did you mean '{guess}'?" if guess else
-                                            "allowed: " + ", ".join(SOURCE_TABLE_KEYS)))
-            name = str(table["name"])
-            cfg = table.get("config") or {}
-            meta = table.get("meta") or {}
-            location = (table.get("external_location") or (cfg.get("external_location") if isinstance(cfg, dict) else None)
-                        or (meta.get("external_location") if isinstance(meta, dict) else None))
-            if location:
-                location = str(location).replace("{name}", name).replace("{identifier}", name)
-                if not re.match(r"^[a-z0-9]+://", location) and not location.startswith("/"):
-                    location = str(files.root / location)
-                relation = "'" + location.replace("'", "''") + "'"
-            else:
-                relation = relation_sql(schema, str(table.get("identifier") or name))
-            out.append(Source(
-                source_name=source_name, table=name, relation=relation, file=file,
-                line=line_of(table, "name"),
-                loaded_at=table.get("loaded_at") or table.get("loaded_at_field")
-                or entry.get("loaded_at") or entry.get("loaded_at_field"),
-                updates=table.get("updates") or entry.get("updates"),
-                description=str(table.get("description") or ""),
-            ))
-    return out
-
-
-def _parse_seeds(
-    files: ProjectFiles, yaml_seeds: list[tuple[dict[str, Any], str]], errors: ErrorCollector
-) -> list[Seed]:
-    schema = files.config.warehouse.schema
-    types: dict[str, dict[str, str]] = {}
-    base = files.config.seed_config.get("column_types") or {}
-    for entry, _file in yaml_seeds:
-        cfg = entry.get("config") or {}
-        if isinstance(cfg, dict) and cfg.get("column_types"):
-            types[str(entry["name"])] = dict(cfg["column_types"])
-    out: list[Seed] = []
-    for s in files.seeds:
-        column_types = dict(base.get(s.name) or {}) if isinstance(base, dict) else {}
-        column_types.update(types.get(s.name, {}))
-        out.append(Seed(s.name, s.path, s.digest, relation_sql(schema, s.name), column_types))
-    return out
 
 
 PARALLEL_PARSE_MIN = 300  # below this, forking costs more than it saves
@@ -466,7 +341,7 @@ def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
     return digest("|".join(parts).encode())
 
 
-def _model_key(shared: str, source_file: SourceFile, yaml_entry: _YamlModel | None) -> str:
+def _model_key(shared: str, source_file: SourceFile, yaml_entry: YamlModel | None) -> str:
     from cadence.loader import digest
 
     entry = repr(_plain_yaml(yaml_entry.entry)) + yaml_entry.file if yaml_entry else ""
@@ -489,7 +364,7 @@ def _folder_layers(config: ProjectConfig, path: str) -> list[ConfigLayer]:
 def _parse_model(
     source_file: SourceFile,
     name: str,
-    yaml_entry: _YamlModel | None,
+    yaml_entry: YamlModel | None,
     config: ProjectConfig,
     env: ModelEnvironment,
     resolve_source: Any,
@@ -504,8 +379,14 @@ def _parse_model(
         entry = yaml_entry.entry
         cfg = entry.get("config") or {}
         if not isinstance(cfg, dict):
-            errors.add(CadenceError("config must be a mapping", file=yaml_entry.file,
-                                    line=line_of(entry, "config"), hint="write config: {channels: [email]}"))
+            errors.add(
+                CadenceError(
+                    "config must be a mapping",
+                    file=yaml_entry.file,
+                    line=line_of(entry, "config"),
+                    hint="write config: {channels: [email]}",
+                )
+            )
             cfg = {}
         if entry.get("tags"):
             own = cfg.get("tags") or []
@@ -514,18 +395,30 @@ def _parse_model(
             top = [top] if isinstance(top, str) else list(top)
             cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
         key_lines = dict(getattr(cfg, "key_lines", {}) or {})
-        layers.append(ConfigLayer(dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry),
-                                  key_lines))
-        description = _describe(entry.get("description"), env, yaml_entry.file,
-                                line_of(entry, "description"), errors)
+        layers.append(
+            ConfigLayer(
+                dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry), key_lines
+            )
+        )
+        description = _describe(
+            entry.get("description"), env, yaml_entry.file, line_of(entry, "description"), errors
+        )
         columns = tuple(
-            Column(str(c.get("name")), _describe(c.get("description"), env, yaml_entry.file,
-                                                 line_of(c, "description"), errors), c.get("data_type"))
-            for c in entry.get("columns") or [] if isinstance(c, dict)
+            Column(
+                str(c.get("name")),
+                _describe(
+                    c.get("description"), env, yaml_entry.file, line_of(c, "description"), errors
+                ),
+                c.get("data_type"),
+            )
+            for c in entry.get("columns") or []
+            if isinstance(c, dict)
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
     state = RenderState(file=source_file.path, resolve_source=resolve_source)
-    state.this = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
+    state.this = Relation(
+        config.warehouse.schema, name, relation_sql(config.warehouse.schema, name)
+    )
     rendered = env.render(source_file.text, state)
     config_line = _first_line(source_file.text, r"config\s*\(")
     layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
@@ -569,8 +462,9 @@ def _parse_model(
     )
 
 
-def _describe(value: Any, env: ModelEnvironment, file: str, line: int | None,
-              errors: ErrorCollector) -> str:
+def _describe(
+    value: Any, env: ModelEnvironment, file: str, line: int | None, errors: ErrorCollector
+) -> str:
     """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file."""
     if not value:
         return ""
@@ -602,7 +496,9 @@ def _ref_position(text: str, name: str) -> tuple[int, int]:
 
 
 def _parse_singular_tests(
-    test_files: tuple[SourceFile, ...], env: ModelEnvironment, resolve_source: Any,
+    test_files: tuple[SourceFile, ...],
+    env: ModelEnvironment,
+    resolve_source: Any,
     errors: ErrorCollector,
 ) -> list[DataTest]:
     from cadence.rendering import RenderState
@@ -618,7 +514,19 @@ def _parse_singular_tests(
         name = PurePosixPath(f.path).stem
         model = state.refs[-1] if state.refs else None
         cfg_severity = str(state.config.get("severity", "error")).lower()
-        out.append(DataTest(name=name, kind="singular", model=model, column=None, args={},
-                            severity="warn" if cfg_severity == "warn" else "error", where=None,
-                            file=f.path, line=1, sql=sql, refs=tuple(state.refs)))
+        out.append(
+            DataTest(
+                name=name,
+                kind="singular",
+                model=model,
+                column=None,
+                args={},
+                severity="warn" if cfg_severity == "warn" else "error",
+                where=None,
+                file=f.path,
+                line=1,
+                sql=sql,
+                refs=tuple(state.refs),
+            )
+        )
     return out

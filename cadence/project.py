@@ -37,8 +37,9 @@ class Selection:
 class Project:
     """A loaded project. Construct with ``Project.load(path)``."""
 
-    def __init__(self, root: Path, parsed: ParsedProject, dag: Dag, cadences: Cadences,
-                 compiler: Compiler) -> None:
+    def __init__(
+        self, root: Path, parsed: ParsedProject, dag: Dag, cadences: Cadences, compiler: Compiler
+    ) -> None:
         self.root = root
         self.parsed = parsed
         self.dag = dag
@@ -71,9 +72,11 @@ class Project:
         for m in self.parsed.models:
             if m.config.refresh == "on_new_data":
                 wanted |= set(upstream_sources(self.parsed, self.dag, m.name))
-        return tuple((( s.source_name, s.table), s.relation, s.loaded_at)
-                     for s in self.parsed.sources
-                     if (s.source_name, s.table) in wanted and s.loaded_at)
+        return tuple(
+            ((s.source_name, s.table), s.relation, s.loaded_at)
+            for s in self.parsed.sources
+            if (s.source_name, s.table) in wanted and s.loaded_at
+        )
 
     def read_state(self, engine: Engine | None = None) -> StateSnapshot:
         if engine is not None:
@@ -82,8 +85,10 @@ class Project:
             return StateSnapshot()
         holder = current_holder(self.root)
         if holder is not None:
-            raise CadenceError(f"a cadence run is in progress ({holder}); the warehouse is busy",
-                               hint="try again when it finishes; state is read from the warehouse")
+            raise CadenceError(
+                f"a cadence run is in progress ({holder}); the warehouse is busy",
+                hint="try again when it finishes; state is read from the warehouse",
+            )
         eng = self.open_engine(read_only=True)
         try:
             return read_snapshot(eng, self.freshness_queries(), self.tz)
@@ -96,90 +101,195 @@ class Project:
     def check_model(self, name: str) -> None:
         if self.parsed.model(name) is None:
             guess = did_you_mean(name, self.model_names())
-            raise UsageError(f"no model named '{name}'",
-                             hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'")
+            raise UsageError(
+                f"no model named '{name}'",
+                hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'",
+            )
 
-    def selected(self, selection: Selection, state: StateSnapshot | None, now: dt.datetime) -> set[str]:
+    def selected(
+        self, selection: Selection, state: StateSnapshot | None, now: dt.datetime
+    ) -> set[str]:
         channel_names = [c.name for c in self.parsed.config.channels]
         for ch in selection.channels:
             if ch not in channel_names:
                 guess = did_you_mean(ch, channel_names)
-                raise UsageError(f"unknown channel '{ch}'",
-                                 hint=f"did you mean '{guess}'?" if guess else
-                                 "channels: " + ", ".join(channel_names))
+                raise UsageError(
+                    f"unknown channel '{ch}'",
+                    hint=f"did you mean '{guess}'?"
+                    if guess
+                    else "channels: " + ", ".join(channel_names),
+                )
 
         def due_set() -> set[str]:
             snapshot = state if state is not None else self.read_state()
-            plan = decide(self.parsed, self.dag, self.cadences, snapshot, now,
-                          set(self.dag.order), due_only=True)
+            plan = decide(
+                self.parsed,
+                self.dag,
+                self.cadences,
+                snapshot,
+                now,
+                set(self.dag.order),
+                due_only=True,
+            )
             return {d.name for d in plan.decisions if d.builds}
 
-        chosen = select(selection.select, selection.exclude, self.parsed, self.dag, self.cadences, due_set)
+        chosen = select(
+            selection.select, selection.exclude, self.parsed, self.dag, self.cadences, due_set
+        )
         if selection.channels:
-            feeding = {m.name for m in self.parsed.models
-                       if set(m.config.channels) & set(selection.channels)}
+            feeding = {
+                m.name
+                for m in self.parsed.models
+                if set(m.config.channels) & set(selection.channels)
+            }
             chosen &= feeding
         return chosen
 
     # -- commands ------------------------------------------------------------------------
-    def plan(self, now: dt.datetime, selection: Selection = Selection(), *, due_only: bool = True,
-             state: StateSnapshot | None = None, full_refresh: bool = False,
-             retry_failed: bool = False) -> Plan:
+    def plan(
+        self,
+        now: dt.datetime,
+        selection: Selection = Selection(),
+        *,
+        due_only: bool = True,
+        state: StateSnapshot | None = None,
+        full_refresh: bool = False,
+        retry_failed: bool = False,
+    ) -> Plan:
         """What a run at ``now`` would build, and why (pure: no writes)."""
         snapshot = state if state is not None else self.read_state()
         chosen = self.selected(selection, snapshot, now)
-        return decide(self.parsed, self.dag, self.cadences, snapshot, now, chosen, due_only=due_only,
-                      full_refresh=full_refresh, retry_failed=retry_failed)
+        return decide(
+            self.parsed,
+            self.dag,
+            self.cadences,
+            snapshot,
+            now,
+            chosen,
+            due_only=due_only,
+            full_refresh=full_refresh,
+            retry_failed=retry_failed,
+        )
 
-    def run(self, now: dt.datetime, selection: Selection = Selection(), *, due_only: bool = False,
-            full_refresh: bool = False, retry_failed: bool = False, dry_run: bool = False,
-            on_event: EventSink | None = None, wait_s: float = 0.0,
-            threads: int | None = None, replay: bool = False) -> RunResult | Plan:
+    def run(
+        self,
+        now: dt.datetime,
+        selection: Selection = Selection(),
+        *,
+        due_only: bool = False,
+        full_refresh: bool = False,
+        retry_failed: bool = False,
+        dry_run: bool = False,
+        on_event: EventSink | None = None,
+        wait_s: float = 0.0,
+        threads: int | None = None,
+        replay: bool = False,
+    ) -> RunResult | Plan:
         """Build what is selected (or due); returns the plan only when ``dry_run``.
 
         Raises ``LockHeld`` when another run holds the project (after ``wait_s`` seconds).
         """
         if dry_run:
-            return self.plan(now, selection, due_only=due_only, full_refresh=full_refresh,
-                             retry_failed=retry_failed)
+            return self.plan(
+                now,
+                selection,
+                due_only=due_only,
+                full_refresh=full_refresh,
+                retry_failed=retry_failed,
+            )
         with RunLock(self.root, now.isoformat()).acquire(wait_s):
-            return self._run_locked(now, selection, due_only, full_refresh, retry_failed, on_event,
-                                    threads or self.parsed.config.warehouse.threads, replay)
+            return self._run_locked(
+                now,
+                selection,
+                due_only,
+                full_refresh,
+                retry_failed,
+                on_event,
+                threads or self.parsed.config.warehouse.threads,
+                replay,
+            )
 
-    def _run_locked(self, now: dt.datetime, selection: Selection, due_only: bool, full_refresh: bool,
-                    retry_failed: bool, on_event: EventSink | None, threads: int = 1,
-                    replay: bool = False) -> RunResult:
+    def _run_locked(
+        self,
+        now: dt.datetime,
+        selection: Selection,
+        due_only: bool,
+        full_refresh: bool,
+        retry_failed: bool,
+        on_event: EventSink | None,
+        threads: int = 1,
+        replay: bool = False,
+    ) -> RunResult:
         engine = self.open_engine()
         try:
             state = self.read_state(engine)
-            plan = self.plan(now, selection, due_only=due_only, state=state, full_refresh=full_refresh,
-                             retry_failed=retry_failed)
-            return execute(self.parsed, self.dag, plan, engine, state, compiler=self.compiler,
-                           full_refresh=full_refresh, command="run --due" if due_only else "run",
-                           on_event=on_event, threads=threads, replay=replay)
+            plan = self.plan(
+                now,
+                selection,
+                due_only=due_only,
+                state=state,
+                full_refresh=full_refresh,
+                retry_failed=retry_failed,
+            )
+            return execute(
+                self.parsed,
+                self.dag,
+                plan,
+                engine,
+                state,
+                compiler=self.compiler,
+                full_refresh=full_refresh,
+                command="run --due" if due_only else "run",
+                on_event=on_event,
+                threads=threads,
+                replay=replay,
+            )
         finally:
             engine.close()
 
-    def seed(self, now: dt.datetime, selection: Selection = Selection(),
-             on_event: EventSink | None = None) -> RunResult:
+    def seed(
+        self,
+        now: dt.datetime,
+        selection: Selection = Selection(),
+        on_event: EventSink | None = None,
+    ) -> RunResult:
         """(Re)load every selected seed."""
         with RunLock(self.root, now.isoformat()).acquire(0):
             return self._seed_locked(now, selection, on_event)
 
-    def _seed_locked(self, now: dt.datetime, selection: Selection, on_event: EventSink | None) -> RunResult:
+    def _seed_locked(
+        self, now: dt.datetime, selection: Selection, on_event: EventSink | None
+    ) -> RunResult:
         engine = self.open_engine()
         try:
             state = read_snapshot(engine)
             chosen = self.selected(selection, state, now)
-            plan = decide(self.parsed, self.dag, self.cadences, state, now,
-                          {s.name for s in self.parsed.seeds if s.name in chosen}, due_only=False,
-                          full_refresh=True)
-            return execute(self.parsed, self.dag, plan, engine, state, compiler=self.compiler,
-                           command="seed", on_event=on_event)
+            plan = decide(
+                self.parsed,
+                self.dag,
+                self.cadences,
+                state,
+                now,
+                {s.name for s in self.parsed.seeds if s.name in chosen},
+                due_only=False,
+                full_refresh=True,
+            )
+            return execute(
+                self.parsed,
+                self.dag,
+                plan,
+                engine,
+                state,
+                compiler=self.compiler,
+                command="seed",
+                on_event=on_event,
+            )
         finally:
             engine.close()
 
-    def compile(self, now: dt.datetime, selection: Selection = Selection()) -> list[tuple[str, str]]:
+    def compile(
+        self, now: dt.datetime, selection: Selection = Selection()
+    ) -> list[tuple[str, str]]:
         """Write rendered SQL under target/compiled/; returns (model, compiled path)."""
         chosen = self.selected(selection, None, now)
         out = []
@@ -205,8 +315,10 @@ def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"cannot read time '{text}'",
-                         hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00") from None
+        raise UsageError(
+            f"cannot read time '{text}'",
+            hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00",
+        ) from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=tz)
     return parsed.astimezone(tz)

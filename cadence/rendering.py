@@ -19,7 +19,6 @@ from typing import Any
 import jinja2
 
 from cadence.errors import CadenceError
-
 from cadence.relations import REF_TOKEN, Relation, quote, ref_token, relation_sql  # noqa: F401
 
 
@@ -128,8 +127,10 @@ def _config(*args: Any, **kwargs: Any) -> str:
         kwargs = {**args[0], **kwargs}
     for key, value in kwargs.items():
         if _has_undefined(value):
-            raise CadenceError(f"config({key}=...) uses a name that is not defined",
-                               hint="quote strings: config(materialized='table')")
+            raise CadenceError(
+                f"config({key}=...) uses a name that is not defined",
+                hint="quote strings: config(materialized='table')",
+            )
         _state().config[key] = value
     return ""
 
@@ -245,9 +246,14 @@ class ModelEnvironment:
             from cadence.errors import did_you_mean
 
             guess = did_you_mean(name, self.doc_blocks)
-            raise CadenceError(f"unknown docs block '{name}'",
-                               hint=(f"did you mean '{guess}'?" if guess else
-                                     "define it in a .md file under models/: {% docs name %}...{% enddocs %}"))
+            raise CadenceError(
+                f"unknown docs block '{name}'",
+                hint=(
+                    f"did you mean '{guess}'?"
+                    if guess
+                    else "define it in a .md file under models/: {% docs name %}...{% enddocs %}"
+                ),
+            )
         return self.doc_blocks[name]
 
     def _load_macros(self, path: str, text: str) -> None:
@@ -262,13 +268,18 @@ class ModelEnvironment:
                 _current.reset(token)
         except jinja2.TemplateSyntaxError as exc:
             self.macro_errors.append(
-                CadenceError(f"Jinja syntax error: {exc.message}", file=path, line=exc.lineno,
-                             hint="check {% macro %}/{% endmacro %} pairs and brackets")
+                CadenceError(
+                    f"Jinja syntax error: {exc.message}",
+                    file=path,
+                    line=exc.lineno,
+                    hint="check {% macro %}/{% endmacro %} pairs and brackets",
+                )
             )
             return
         except Exception as exc:  # noqa: BLE001 - any macro-file failure is a user error
-            self.macro_errors.append(CadenceError(f"error loading macros: {exc}", file=path,
-                                                  hint="fix the macro file"))
+            self.macro_errors.append(
+                CadenceError(f"error loading macros: {exc}", file=path, hint="fix the macro file")
+            )
             return
         for name in dir(module):
             obj = getattr(module, name)
@@ -294,21 +305,30 @@ class ModelEnvironment:
                 exc.line = _template_line(state.file, sys.exc_info()[2])
             raise
         except jinja2.TemplateSyntaxError as exc:
-            raise CadenceError(f"Jinja syntax error: {exc.message}", file=state.file,
-                               line=exc.lineno, hint=_syntax_hint(exc.message or "")) from None
+            raise CadenceError(
+                f"Jinja syntax error: {exc.message}",
+                file=state.file,
+                line=exc.lineno,
+                hint=_syntax_hint(exc.message or ""),
+            ) from None
         except jinja2.UndefinedError as exc:
-            raise CadenceError(f"Jinja error: {exc.message}", file=state.file,
-                               line=_template_line(state.file, sys.exc_info()[2]),
-                               hint="define it with {% set %}, in vars:, or as a macro in macros/") from None
+            raise CadenceError(
+                f"Jinja error: {exc.message}",
+                file=state.file,
+                line=_template_line(state.file, sys.exc_info()[2]),
+                hint="define it with {% set %}, in vars:, or as a macro in macros/",
+            ) from None
         except ReturnValue as exc:
             return str(exc.value)
         except Exception as exc:  # noqa: BLE001 - template code is user code
-            raise CadenceError(f"Jinja error: {type(exc).__name__}: {exc}", file=state.file,
-                               line=_template_line(state.file, sys.exc_info()[2]),
-                               hint="fix the expression on that line") from None
+            raise CadenceError(
+                f"Jinja error: {type(exc).__name__}: {exc}",
+                file=state.file,
+                line=_template_line(state.file, sys.exc_info()[2]),
+                hint="fix the expression on that line",
+            ) from None
         finally:
             _current.reset(token)
-
 
     def _render_static(self, text: str) -> str | None:
         """Most models only call ref/source/config/var with literal arguments: evaluate those
@@ -328,7 +348,7 @@ class ModelEnvironment:
                 raise
             if value is None:
                 return None
-            pieces.append(text[pos:m.start()])
+            pieces.append(text[pos : m.start()])
             pieces.append(value)
             pos = m.end()
         if "{{" in text[pos:] or "}}" in text[pos:]:
@@ -345,10 +365,17 @@ class ModelEnvironment:
             node = ast.parse(expression.strip(), mode="eval").body
         except SyntaxError:
             return None
-        if isinstance(node, ast.Name) and node.id in _STATIC_NAMES and node.id not in self.macro_names:
+        if (
+            isinstance(node, ast.Name)
+            and node.id in _STATIC_NAMES
+            and node.id not in self.macro_names
+        ):
             return str(self.env.globals[node.id])
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and (node.func.id in _STATIC_FUNCTIONS or node.func.id in self.macro_names)):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and (node.func.id in _STATIC_FUNCTIONS or node.func.id in self.macro_names)
+        ):
             return None
         try:
             args = [ast.literal_eval(a) for a in node.args]

@@ -35,15 +35,26 @@ def parse_horizon(text: str) -> dt.timedelta:
     if not m:
         from cadence.errors import UsageError
 
-        raise UsageError(f"cannot read horizon '{text}'", hint="use minutes, hours or days: 90m, 24h, 7d")
+        raise UsageError(
+            f"cannot read horizon '{text}'", hint="use minutes, hours or days: 90m, 24h, 7d"
+        )
     n, unit = int(m.group(1)), m.group(2)
-    return {"m": dt.timedelta(minutes=n), "h": dt.timedelta(hours=n), "d": dt.timedelta(days=n)}[unit]
+    return {"m": dt.timedelta(minutes=n), "h": dt.timedelta(hours=n), "d": dt.timedelta(days=n)}[
+        unit
+    ]
 
 
 def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[dict[str, Any]]:
     tz = project.tz
-    plan = decide(project.parsed, project.dag, project.cadences, state, now, set(project.dag.order),
-                  due_only=True)
+    plan = decide(
+        project.parsed,
+        project.dag,
+        project.cadences,
+        state,
+        now,
+        set(project.dag.order),
+        due_only=True,
+    )
     rows = []
     for name in project.model_names():
         model = project.parsed.model(name)
@@ -54,29 +65,39 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
         latest = cad.ticks.latest_tick(now, tz) if ticking else None
         previous = cad.ticks.previous_tick(latest, tz) if latest else None
         nxt = cad.ticks.next_tick(now, tz) if ticking else None
-        overdue = bool(ticking and latest and (
-            st.last_success_at is None or (previous is not None and st.last_success_at < previous)))
+        overdue = bool(
+            ticking
+            and latest
+            and (
+                st.last_success_at is None
+                or (previous is not None and st.last_success_at < previous)
+            )
+        )
         retry = None
         if st.last_status == "error" and st.last_attempt_at:
-            retry_at = st.last_attempt_at + backoff_wait(st.failure_streak, cad.ticks.nominal_interval())
+            retry_at = st.last_attempt_at + backoff_wait(
+                st.failure_streak, cad.ticks.nominal_interval()
+            )
             retry = fmt(max(retry_at, now), tz)
-        rows.append({
-            "name": name,
-            "materialized": model.materialized,
-            "channels": list(cad.channels),
-            "cadence": cad.describe(),
-            "provenance": cad.provenance(),
-            "last_good_build": st.last_success_at.isoformat() if st.last_success_at else None,
-            "last_good_age": age(st.last_success_at, now),
-            "last_status": st.last_status,
-            "last_error": st.last_error,
-            "failure_streak": st.failure_streak,
-            "next_retry": retry,
-            "next_tick": nxt.isoformat() if nxt else None,
-            "next_tick_local": fmt(nxt, tz) if nxt else None,
-            "due": bool(d and d.builds),
-            "overdue": overdue,
-        })
+        rows.append(
+            {
+                "name": name,
+                "materialized": model.materialized,
+                "channels": list(cad.channels),
+                "cadence": cad.describe(),
+                "provenance": cad.provenance(),
+                "last_good_build": st.last_success_at.isoformat() if st.last_success_at else None,
+                "last_good_age": age(st.last_success_at, now),
+                "last_status": st.last_status,
+                "last_error": st.last_error,
+                "failure_streak": st.failure_streak,
+                "next_retry": retry,
+                "next_tick": nxt.isoformat() if nxt else None,
+                "next_tick_local": fmt(nxt, tz) if nxt else None,
+                "due": bool(d and d.builds),
+                "overdue": overdue,
+            }
+        )
     return rows
 
 
@@ -85,8 +106,15 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     model = project.parsed.model(name)
     cad = project.cadences.of(name)
     st = state.of(name)
-    plan = decide(project.parsed, project.dag, project.cadences, state, now, set(project.dag.order),
-                  due_only=True)
+    plan = decide(
+        project.parsed,
+        project.dag,
+        project.cadences,
+        state,
+        now,
+        set(project.dag.order),
+        due_only=True,
+    )
     d = plan.get(name)
     lines = [f"{name} ({model.materialized}, {model.path}) at {fmt(now, tz)}"]
     lines.append(f"  cadence: {cad.describe()}")
@@ -97,10 +125,14 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
         latest = cad.ticks.latest_tick(now, tz)
         lines.append(f"  latest tick <= now: {fmt(latest, tz)}")
         lines.append(f"  next tick: {fmt(cad.ticks.next_tick(now, tz), tz)}")
-    lines.append(f"  last successful build started: {fmt(st.last_success_at, tz)}"
-                 + (f" (served tick {fmt(st.last_success_tick, tz)})" if st.last_success_tick else ""))
+    lines.append(
+        f"  last successful build started: {fmt(st.last_success_at, tz)}"
+        + (f" (served tick {fmt(st.last_success_tick, tz)})" if st.last_success_tick else "")
+    )
     if st.last_status and st.last_status != "success":
-        lines.append(f"  last attempt: {st.last_status} at {fmt(st.last_attempt_at, tz)}: {st.last_error}")
+        lines.append(
+            f"  last attempt: {st.last_status} at {fmt(st.last_attempt_at, tz)}: {st.last_error}"
+        )
     parents = project.dag.parents.get(name, ())
     if parents:
         lines.append(f"  reads: {', '.join(parents)}")
@@ -117,7 +149,9 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     return "\n".join(lines)
 
 
-def cost_report(project: Any, state: StateSnapshot, now: dt.datetime, horizon: str) -> dict[str, Any]:
+def cost_report(
+    project: Any, state: StateSnapshot, now: dt.datetime, horizon: str
+) -> dict[str, Any]:
     tz = project.tz
     span = parse_horizon(horizon)
     days = span.total_seconds() / 86400
@@ -133,15 +167,33 @@ def cost_report(project: Any, state: StateSnapshot, now: dt.datetime, horizon: s
         avg = state.of(name).avg_duration_s
         compute = per_day * (avg or 0.0)
         per_model[name] = compute
-        models.append({"name": name, "cadence": cad.describe(), "builds_per_day": per_day,
-                       "avg_duration_s": avg, "compute_s_per_day": compute})
+        models.append(
+            {
+                "name": name,
+                "cadence": cad.describe(),
+                "builds_per_day": per_day,
+                "avg_duration_s": avg,
+                "compute_s_per_day": compute,
+            }
+        )
     channels = []
     for ch in project.parsed.config.channels:
         serving = [m for m in project.model_names() if ch.name in project.cadences.of(m).channels]
-        channels.append({"name": ch.name, "cadence": ch.cadence, "models": serving,
-                         "compute_s_per_day": sum(per_model[m] for m in serving)})
-    return {"at": now.isoformat(), "horizon": horizon, "models": models, "channels": channels,
-            "total_compute_s_per_day": sum(per_model.values())}
+        channels.append(
+            {
+                "name": ch.name,
+                "cadence": ch.cadence,
+                "models": serving,
+                "compute_s_per_day": sum(per_model[m] for m in serving),
+            }
+        )
+    return {
+        "at": now.isoformat(),
+        "horizon": horizon,
+        "models": models,
+        "channels": channels,
+        "total_compute_s_per_day": sum(per_model.values()),
+    }
 
 
 def lint_project(project: Any) -> list[CadenceError]:
@@ -153,22 +205,48 @@ def lint_project(project: Any) -> list[CadenceError]:
         for parent in project.dag.parents.get(m.name, ()):
             pcad = project.cadences.models.get(parent)
             if pcad is not None and pcad.explicit and cad.has_ticks:
-                warnings.append(CadenceError(
-                    f"'{m.name}' ({cad.describe()}) reads '{parent}', which has its own cadence "
-                    f"({pcad.describe()}): '{m.name}' cannot be fresher than '{parent}'",
-                    file=m.path, severity="warning",
-                    hint=f"remove the cadence of '{parent}' to let it inherit, or accept the lag"))
+                warnings.append(
+                    CadenceError(
+                        f"'{m.name}' ({cad.describe()}) reads '{parent}', "
+                        f"which has its own cadence "
+                        f"({pcad.describe()}): '{m.name}' cannot be fresher than '{parent}'",
+                        file=m.path,
+                        severity="warning",
+                        hint=f"remove the cadence of '{parent}' to let it inherit, "
+                        "or accept the lag",
+                    )
+                )
         if m.config.channels and not m.config.key and m.materialized in ("table", "incremental"):
-            warnings.append(CadenceError(
-                f"segment '{m.name}' feeds channels but has no key, so no entered/exited lists",
-                file=m.path, severity="warning", hint="add config(key='customer_id') or similar"))
+            warnings.append(
+                CadenceError(
+                    f"segment '{m.name}' feeds channels but has no key, so no entered/exited lists",
+                    file=m.path,
+                    severity="warning",
+                    hint="add config(key='customer_id') or similar",
+                )
+            )
         if m.materialized == "incremental" and not (m.config.watermark or m.config.unique_key):
-            warnings.append(CadenceError(
-                f"incremental model '{m.name}' has neither unique_key nor watermark",
-                file=m.path, severity="warning", hint="set unique_key to avoid duplicate rows"))
-        if not cad.origins and not project.dag.children.get(m.name) and m.materialized != "ephemeral":
-            warnings.append(CadenceError(
-                f"'{m.name}' feeds no channel and nothing reads it: never due, built only when selected",
-                file=m.path, severity="warning", hint="add channels: [...] or a cadence, or remove it"))
+            warnings.append(
+                CadenceError(
+                    f"incremental model '{m.name}' has neither unique_key nor watermark",
+                    file=m.path,
+                    severity="warning",
+                    hint="set unique_key to avoid duplicate rows",
+                )
+            )
+        if (
+            not cad.origins
+            and not project.dag.children.get(m.name)
+            and m.materialized != "ephemeral"
+        ):
+            warnings.append(
+                CadenceError(
+                    f"'{m.name}' feeds no channel and nothing reads it: "
+                    "never due, built only when selected",
+                    file=m.path,
+                    severity="warning",
+                    hint="add channels: [...] or a cadence, or remove it",
+                )
+            )
     del models
     return warnings

@@ -26,7 +26,6 @@ from cadence.due import Decision, Plan, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.parser import Model, ParsedProject, Seed
-from cadence.testspecs import DataTest
 from cadence.relations import quote, relation_sql
 from cadence.state import (
     BuildRecord,
@@ -38,6 +37,7 @@ from cadence.state import (
     record_run_end,
     record_run_start,
 )
+from cadence.testspecs import DataTest
 
 STAGING_SUFFIX = "__cadence_staging"
 
@@ -55,8 +55,14 @@ class ModelResult:
     warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "status": self.status, "reason": self.reason, "rows": self.rows,
-                "duration_s": round(self.duration_s, 4), "error": self.error}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "rows": self.rows,
+            "duration_s": round(self.duration_s, 4),
+            "error": self.error,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,11 @@ class RunResult:
         return not self.failed and not any(r.status == "upstream_failed" for r in self.results)
 
     def to_json(self) -> dict[str, object]:
-        return {"run_id": self.run_id, "at": self.at.isoformat(),
-                "results": [r.to_json() for r in self.results]}
+        return {
+            "run_id": self.run_id,
+            "at": self.at.isoformat(),
+            "results": [r.to_json() for r in self.results],
+        }
 
 
 @dataclass(frozen=True)
@@ -131,8 +140,11 @@ def execute(
     root = Path(project.root)
     if not any(d.builds for d in plan.decisions):
         # nothing to do (the common cron case): no writes to the warehouse at all
-        idle = RunResult(run_id, now, tuple(ModelResult(d.name, "skipped", d.reason, kind=d.kind)
-                                            for d in plan.decisions))
+        idle = RunResult(
+            run_id,
+            now,
+            tuple(ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions),
+        )
         artifacts.write_json(root, "run_results.json", idle.to_json())
         return idle
     ensure_schema(engine)
@@ -141,10 +153,21 @@ def execute(
         engine.create_schema(schema)  # once, up front: concurrent creates would conflict
     tests_by_model: dict[str, list[DataTest]] = {}
     for t in project.tests:
-        for owner in (t.refs if t.kind == "singular" else ((t.model,) if t.model else ())):
+        for owner in t.refs if t.kind == "singular" else ((t.model,) if t.model else ()):
             tests_by_model.setdefault(owner, []).append(t)
-    ctx = _RunContext(project, dag, compiler, engine, state, now, run_id, full_refresh, root,
-                      tests_by_model, dict(state.relations))
+    ctx = _RunContext(
+        project,
+        dag,
+        compiler,
+        engine,
+        state,
+        now,
+        run_id,
+        full_refresh,
+        root,
+        tests_by_model,
+        dict(state.relations),
+    )
     emit = on_event or (lambda e: None)
     models = {m.name: m for m in project.models}
     seeds = {s.name: s for s in project.seeds}
@@ -160,10 +183,18 @@ def execute(
         blocker = next((p for p in deps[decision.name] if p in failed), None)
         missing = None if blocker else _missing_upstream(task_ctx, decision.name, models, seeds)
         if blocker is not None or missing is not None:
-            why = (f"upstream {blocker} failed" if blocker else
-                   f"upstream {missing} does not exist (never built successfully)")
-            result = ModelResult(decision.name, "upstream_failed", f"skipped because {why}",
-                                 kind=decision.kind, error=why)
+            why = (
+                f"upstream {blocker} failed"
+                if blocker
+                else f"upstream {missing} does not exist (never built successfully)"
+            )
+            result = ModelResult(
+                decision.name,
+                "upstream_failed",
+                f"skipped because {why}",
+                kind=decision.kind,
+                error=why,
+            )
             _record_failure(task_ctx, decision, result, None)
             return result
         try:
@@ -172,8 +203,13 @@ def execute(
             return _build_model(task_ctx, models[decision.name], decision)
         except KeyboardInterrupt:
             # the build's transaction was rolled back: live relation and state unchanged
-            result = ModelResult(decision.name, "error", decision.reason, kind=decision.kind,
-                                 error="interrupted (SIGINT/SIGTERM); previous version kept live")
+            result = ModelResult(
+                decision.name,
+                "error",
+                decision.reason,
+                kind=decision.kind,
+                error="interrupted (SIGINT/SIGTERM); previous version kept live",
+            )
             outcome[decision.name] = result
             _record_failure(task_ctx, decision, result, None, status="interrupted")
             raise
@@ -206,8 +242,14 @@ def execute(
             elif d.name in outcome:
                 results.append(outcome[d.name])
         if status != "interrupted":
-            status = "error" if any(r.status in ("error", "upstream_failed") for r in results) else "success"
-        record_run_end(engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status)
+            status = (
+                "error"
+                if any(r.status in ("error", "upstream_failed") for r in results)
+                else "success"
+            )
+        record_run_end(
+            engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status
+        )
         # this run's state (and that of runs killed before folding) into model_state at once
         carried = {name: state.models[name] for name in state.pending_models}
         fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
@@ -216,8 +258,9 @@ def execute(
     return run_result
 
 
-def _missing_upstream(ctx: _RunContext, name: str, models: dict[str, Model],
-                      seeds: dict[str, Seed]) -> str | None:
+def _missing_upstream(
+    ctx: _RunContext, name: str, models: dict[str, Model], seeds: dict[str, Seed]
+) -> str | None:
     """An upstream relation this model reads that does not exist (e.g. it is backing off)."""
     for parent in _upstream_models(ctx.dag, name, models):
         if parent in models:
@@ -255,13 +298,18 @@ def _build_dependencies(dag: Dag, building: set[str]) -> dict[str, set[str]]:
     return deps
 
 
-def _run_parallel(building: list[Decision], deps: dict[str, set[str]], threads: int,
-                  ctx: _RunContext, build: Callable[[Decision, _RunContext], ModelResult],
-                  done: Callable[[Decision, ModelResult], None], emit: EventSink) -> None:
+def _run_parallel(
+    building: list[Decision],
+    deps: dict[str, set[str]],
+    threads: int,
+    ctx: _RunContext,
+    build: Callable[[Decision, _RunContext], ModelResult],
+    done: Callable[[Decision, ModelResult], None],
+    emit: EventSink,
+) -> None:
     """Build independent models at the same time, each on its own cursor and transaction."""
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
     import heapq
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     index = {d.name: i for i, d in enumerate(building)}
     waiting = {d.name: len(deps[d.name]) for d in building}
@@ -320,13 +368,30 @@ def _upstream_models(dag: Dag, name: str, models: dict[str, Model]) -> list[str]
     return out
 
 
-def _record_failure(ctx: _RunContext, decision: Decision, result: ModelResult, sql_hash: str | None,
-                    status: str | None = None) -> None:
-    record = BuildRecord(ctx.run_id, decision.name, decision.kind, decision.tick, ctx.now,
-                         status or result.status,
-                         decision.reason, None, result.duration_s, sql_hash, result.error)
+def _record_failure(
+    ctx: _RunContext,
+    decision: Decision,
+    result: ModelResult,
+    sql_hash: str | None,
+    status: str | None = None,
+) -> None:
+    record = BuildRecord(
+        ctx.run_id,
+        decision.name,
+        decision.kind,
+        decision.tick,
+        ctx.now,
+        status or result.status,
+        decision.reason,
+        None,
+        result.duration_s,
+        sql_hash,
+        result.error,
+    )
     with ctx.engine.transaction():
-        ctx.new_states[decision.name] = record_build(ctx.engine, record, ctx.state.of(decision.name))
+        ctx.new_states[decision.name] = record_build(
+            ctx.engine, record, ctx.state.of(decision.name)
+        )
 
 
 def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
@@ -339,20 +404,42 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
             rows = ctx.engine.row_count(staging)
             _swap(ctx, staging, seed.relation, schema, seed.name, "table")
             duration = time.perf_counter() - started
-            ctx.new_states[seed.name] = record_build(ctx.engine, BuildRecord(
-                ctx.run_id, seed.name, "seed", None, ctx.now, "success",
-                                                 decision.reason, rows, duration, seed.digest, None),
-                         ctx.state.of(seed.name))
+            ctx.new_states[seed.name] = record_build(
+                ctx.engine,
+                BuildRecord(
+                    ctx.run_id,
+                    seed.name,
+                    "seed",
+                    None,
+                    ctx.now,
+                    "success",
+                    decision.reason,
+                    rows,
+                    duration,
+                    seed.digest,
+                    None,
+                ),
+                ctx.state.of(seed.name),
+            )
         ctx.relations[(schema, seed.name)] = "table"
         return ModelResult(seed.name, "success", decision.reason, rows, duration, kind="seed")
     except EngineError as exc:
-        result = ModelResult(seed.name, "error", decision.reason, None, time.perf_counter() - started,
-                             error=f"seed {seed.path} failed to load: {exc}", kind="seed")
+        result = ModelResult(
+            seed.name,
+            "error",
+            decision.reason,
+            None,
+            time.perf_counter() - started,
+            error=f"seed {seed.path} failed to load: {exc}",
+            kind="seed",
+        )
         _record_failure(ctx, decision, result, None)
         return result
 
 
-def _swap(ctx: _RunContext, staging: str, live: str, schema: str, identifier: str, new_kind: str) -> None:
+def _swap(
+    ctx: _RunContext, staging: str, live: str, schema: str, identifier: str, new_kind: str
+) -> None:
     existing = ctx.relations.get((schema, identifier))
     if existing is not None:
         ctx.engine.drop(live, existing)
@@ -385,21 +472,48 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
             else:
                 rows, warnings = _publish_table(ctx, model, compiled.sql, incremental)
             duration = time.perf_counter() - started
-            ctx.new_states[model.name] = record_build(engine, BuildRecord(
-                ctx.run_id, model.name, "model", decision.tick, ctx.now,
-                                             "success", decision.reason, rows, duration, sql_hash, None),
-                         ctx.state.of(model.name))
+            ctx.new_states[model.name] = record_build(
+                engine,
+                BuildRecord(
+                    ctx.run_id,
+                    model.name,
+                    "model",
+                    decision.tick,
+                    ctx.now,
+                    "success",
+                    decision.reason,
+                    rows,
+                    duration,
+                    sql_hash,
+                    None,
+                ),
+                ctx.state.of(model.name),
+            )
         ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"
-        return ModelResult(model.name, "success", decision.reason, rows, duration,
-                           compiled_path=compiled_rel, warnings=tuple(warnings))
+        return ModelResult(
+            model.name,
+            "success",
+            decision.reason,
+            rows,
+            duration,
+            compiled_path=compiled_rel,
+            warnings=tuple(warnings),
+        )
     except (EngineError, CadenceError) as exc:
         if isinstance(exc, CadenceError):
             message = exc.message
         else:
             message = f"{exc}"
         where = f" (compiled SQL: {compiled_rel})" if compiled_rel else f" ({model.path})"
-        result = ModelResult(model.name, "error", decision.reason, None, time.perf_counter() - started,
-                             error=f"{message}{where}", compiled_path=compiled_rel)
+        result = ModelResult(
+            model.name,
+            "error",
+            decision.reason,
+            None,
+            time.perf_counter() - started,
+            error=f"{message}{where}",
+            compiled_path=compiled_rel,
+        )
         _record_failure(ctx, decision, result, sql_hash)
         return result
 
@@ -408,7 +522,9 @@ class _TestsFailed(EngineError):
     pass
 
 
-def _publish_table(ctx: _RunContext, model: Model, sql: str, incremental: bool) -> tuple[int, list[str]]:
+def _publish_table(
+    ctx: _RunContext, model: Model, sql: str, incremental: bool
+) -> tuple[int, list[str]]:
     """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
     engine = ctx.engine
     staging = relation_sql(model.schema, model.identifier + STAGING_SUFFIX)
@@ -421,8 +537,10 @@ def _publish_table(ctx: _RunContext, model: Model, sql: str, incremental: bool) 
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
     if blocking:
-        raise _TestsFailed("tests failed, kept the previous version live: "
-                           + "; ".join(o.message for o in blocking))
+        raise _TestsFailed(
+            "tests failed, kept the previous version live: "
+            + "; ".join(o.message for o in blocking)
+        )
     if incremental:
         if model.config.unique_key:
             engine.delete_matching(model.relation, staging, model.config.unique_key)
@@ -433,7 +551,9 @@ def _publish_table(ctx: _RunContext, model: Model, sql: str, incremental: bool) 
     return rows, warnings
 
 
-def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: int | None) -> list[TestOutcome]:
+def _run_tests(
+    ctx: _RunContext, model: Model, relation: str, candidate_rows: int | None
+) -> list[TestOutcome]:
     outcomes: list[TestOutcome] = []
     tests = list(ctx.tests_by_model.get(model.name, ()))
     if model.config.key:
@@ -441,9 +561,19 @@ def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: in
         for kind in ("not_null", "unique"):
             if (kind, model.config.key) in declared:
                 continue  # the YAML already checks it
-            tests.append(DataTest(name=f"key_{kind}_{model.name}", kind=kind, model=model.name,
-                                  column=model.config.key, args={}, severity="error", where=None,
-                                  file=model.path, line=None))
+            tests.append(
+                DataTest(
+                    name=f"key_{kind}_{model.name}",
+                    kind=kind,
+                    model=model.name,
+                    column=model.config.key,
+                    args={},
+                    severity="error",
+                    where=None,
+                    file=model.path,
+                    line=None,
+                )
+            )
     counted: list[tuple[DataTest, str]] = []  # failing-row counts, asked in one query
     for test in tests:
         if test.kind == "singular":
@@ -453,8 +583,13 @@ def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: in
             # the singular test reads the candidate in place of the live relation
             sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
             failures = int(ctx.engine.query(f"select count(*) from (\n{sql}\n)")[0][0])
-            outcomes.append(TestOutcome(test, failures,
-                                        f"singular test {test.name} ({test.file}): {failures} failing row(s)"))
+            outcomes.append(
+                TestOutcome(
+                    test,
+                    failures,
+                    f"singular test {test.name} ({test.file}): {failures} failing row(s)",
+                )
+            )
             continue
         if test.kind == "max_change":
             outcome = _max_change(ctx, model, test, candidate_rows)
@@ -472,8 +607,9 @@ def _run_tests(ctx: _RunContext, model: Model, relation: str, candidate_rows: in
         counts = ctx.engine.query(f"select\n{columns}")[0]
         for (test, _sql), failures in zip(counted, counts, strict=True):
             label = "key " if test.name.startswith("key_") else ""
-            outcomes.append(TestOutcome(test, int(failures),
-                                        label + describe_failure(test, int(failures))))
+            outcomes.append(
+                TestOutcome(test, int(failures), label + describe_failure(test, int(failures)))
+            )
     return outcomes
 
 
@@ -482,12 +618,17 @@ def _target_exists(ctx: _RunContext, to: str) -> bool:
 
     name = ref_target(to)
     model = ctx.compiler.models.get(name)
-    schema, identifier = ((model.schema, model.identifier) if model is not None
-                          else (ctx.project.config.warehouse.schema, name))
+    schema, identifier = (
+        (model.schema, model.identifier)
+        if model is not None
+        else (ctx.project.config.warehouse.schema, name)
+    )
     return (schema, identifier) in (ctx.visible if ctx.visible is not None else ctx.relations)
 
 
-def _max_change(ctx: _RunContext, model: Model, test: DataTest, new_rows: int | None) -> TestOutcome:
+def _max_change(
+    ctx: _RunContext, model: Model, test: DataTest, new_rows: int | None
+) -> TestOutcome:
     if new_rows is None or not ctx.state.exists(model.schema, model.identifier):
         return TestOutcome(test, 0, "")
     old = ctx.engine.row_count(model.relation)

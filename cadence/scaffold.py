@@ -22,18 +22,24 @@ def template_dir() -> Path:
     for candidate in (here / "project_template", here.parent / "project_template"):
         if (candidate / "cadence.yml").is_file():
             return candidate
-    raise CadenceError("the project template is missing from this installation",
-                       hint="reinstall cadence (pip install --force-reinstall cadence)")
+    raise CadenceError(
+        "the project template is missing from this installation",
+        hint="reinstall cadence (pip install --force-reinstall cadence)",
+    )
 
 
 def init_project(target: Path) -> Path:
     name = target.name
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name):
-        raise CadenceError(f"invalid project name '{name}'",
-                           hint="use letters, digits, '_' or '-', starting with a letter")
+        raise CadenceError(
+            f"invalid project name '{name}'",
+            hint="use letters, digits, '_' or '-', starting with a letter",
+        )
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise CadenceError(f"'{target}' already exists and is not empty",
-                           hint="choose a new name or empty the folder; init never overwrites files")
+        raise CadenceError(
+            f"'{target}' already exists and is not empty",
+            hint="choose a new name or empty the folder; init never overwrites files",
+        )
     source = template_dir()
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.rglob("*")):

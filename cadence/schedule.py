@@ -17,8 +17,8 @@ Invariants:
 How ticks are made: a schedule generates local wall-clock (naive) times -- cron expressions via
 croniter on naive datetimes; ``every N minutes|hours`` arithmetically as one continuous wall-clock
 grid of step N anchored at local midnight 2000-01-01 (so it falls on every midnight when N divides
-the day, and stays evenly spaced across midnight when it does not) -- and each wall time is mapped to instants in the
-zone. DST rules, after classic vixie cron:
+the day, and stays evenly spaced across midnight when it does not) -- and each wall time is
+mapped to instants in the zone. DST rules, after classic vixie cron:
 
 - A wall time that does not exist (spring-forward gap, e.g. 02:30 on 2026-03-29 in Europe/Berlin)
   fires at the first instant after the gap (03:00 CEST). Wall times that land on the same instant
@@ -46,7 +46,6 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
-
 
 ACCEPTED_FORMS: tuple[str, ...] = (
     "5-field cron, e.g. '*/15 * * * *' or '0 5 * * 1-5'",
@@ -324,6 +323,7 @@ def _parse_at(days: str, clock: str) -> Schedule:
 
 def _parse_cron(text: str, shown: str) -> Schedule:
     from croniter import CroniterBadDateError, croniter  # noqa: F401  # lazy: slow import
+
     fields = text.split(" ")
     if len(fields) != 5:
         raise _Rejected(
@@ -487,7 +487,9 @@ def _floor_minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-_GRID_ANCHOR = datetime(2000, 1, 1)  # a local midnight: grids that divide the day align to every midnight
+_GRID_ANCHOR = datetime(
+    2000, 1, 1
+)  # a local midnight: grids that divide the day align to every midnight
 
 
 def _grid_from(step: int, start: datetime) -> Iterator[datetime]:
@@ -510,6 +512,7 @@ def _grid_until(step: int, end: datetime) -> Iterator[datetime]:
 
 def _cron_from(expression: str, start: datetime) -> Iterator[datetime]:
     from croniter import CroniterBadDateError, croniter  # noqa: F401  # lazy: slow import
+
     floor = _floor_minute(start)
     base = floor - _MINUTE if floor == start else floor  # croniter yields strictly after base
     ticks = croniter(expression, base)
@@ -522,6 +525,7 @@ def _cron_from(expression: str, start: datetime) -> Iterator[datetime]:
 
 def _cron_until(expression: str, end: datetime) -> Iterator[datetime]:
     from croniter import CroniterBadDateError, croniter  # noqa: F401  # lazy: slow import
+
     ticks = croniter(expression, _floor_minute(end) + _MINUTE)  # strictly before base
     try:
         while True:

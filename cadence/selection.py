@@ -48,8 +48,14 @@ def select(
     return chosen
 
 
-def _term(term: str, project: ParsedProject, dag: Dag, cadences: Cadences, universe: set[str],
-          due: Callable[[], set[str]] | None) -> set[str]:
+def _term(
+    term: str,
+    project: ParsedProject,
+    dag: Dag,
+    cadences: Cadences,
+    universe: set[str],
+    due: Callable[[], set[str]] | None,
+) -> set[str]:
     result: set[str] | None = None
     for part in term.split(","):
         if not part:
@@ -59,11 +65,19 @@ def _term(term: str, project: ParsedProject, dag: Dag, cadences: Cadences, unive
     return result or set()
 
 
-def _atom(atom: str, project: ParsedProject, dag: Dag, cadences: Cadences, universe: set[str],
-          due: Callable[[], set[str]] | None) -> set[str]:
+def _atom(
+    atom: str,
+    project: ParsedProject,
+    dag: Dag,
+    cadences: Cadences,
+    universe: set[str],
+    due: Callable[[], set[str]] | None,
+) -> set[str]:
     m = ATOM.match(atom)
     if not m:
-        raise UsageError(f"cannot read selector '{atom}'", hint="examples: name, +name, name+, tag:x")
+        raise UsageError(
+            f"cannot read selector '{atom}'", hint="examples: name, +name, name+, tag:x"
+        )
     body = m.group("body")
     base = _method(body, project, cadences, universe, due)
     out = set(base)
@@ -82,8 +96,13 @@ def _atom(atom: str, project: ParsedProject, dag: Dag, cadences: Cadences, unive
     return out
 
 
-def _method(body: str, project: ParsedProject, cadences: Cadences, universe: set[str],
-            due: Callable[[], set[str]] | None) -> set[str]:
+def _method(
+    body: str,
+    project: ParsedProject,
+    cadences: Cadences,
+    universe: set[str],
+    due: Callable[[], set[str]] | None,
+) -> set[str]:
     if ":" in body:
         method, _, value = body.partition(":")
         if method == "tag":
@@ -97,23 +116,33 @@ def _method(body: str, project: ParsedProject, cadences: Cadences, universe: set
             names = [c.name for c in project.config.channels]
             if value not in names and not any(ch for ch in names if fnmatch.fnmatch(ch, value)):
                 guess = did_you_mean(value, names)
-                raise UsageError(f"unknown channel '{value}' in selector",
-                                 hint=f"did you mean '{guess}'?" if guess else "channels: " + ", ".join(names))
+                raise UsageError(
+                    f"unknown channel '{value}' in selector",
+                    hint=f"did you mean '{guess}'?" if guess else "channels: " + ", ".join(names),
+                )
             return {x.name for x in project.models if _glob_any(value, x.config.channels)}
         if method == "due":
             if due is None:
-                raise UsageError("due: cannot be used with this command", hint="use it with run or ls")
+                raise UsageError(
+                    "due: cannot be used with this command", hint="use it with run or ls"
+                )
             is_due = value.lower() in ("true", "yes", "1")
             due_set = due()
             return {n for n in universe if (n in due_set) == is_due}
         if method.startswith("config."):
             key = method.split(".", 1)[1]
-            return {x.name for x in project.models
-                    if str(getattr(x.config, key, x.config.extra.get(key))).lower() == value.lower()}
+            return {
+                x.name
+                for x in project.models
+                if str(getattr(x.config, key, x.config.extra.get(key))).lower() == value.lower()
+            }
         if method == "source":
             wanted = value.split(".")
-            return {x.name for x in project.models
-                    if any(s[: len(wanted)] == tuple(wanted) for s in x.sources)}
+            return {
+                x.name
+                for x in project.models
+                if any(s[: len(wanted)] == tuple(wanted) for s in x.sources)
+            }
         if method == "resource_type":
             if value == "seed":
                 return {s.name for s in project.seeds}
@@ -121,8 +150,10 @@ def _method(body: str, project: ParsedProject, cadences: Cadences, universe: set
         if method == "fqn":
             return _method(value, project, cadences, universe, due)
         guess = did_you_mean(method, METHODS)
-        raise UsageError(f"unknown selector method '{method}:'",
-                         hint=f"did you mean '{guess}:'?" if guess else "methods: " + ", ".join(METHODS))
+        raise UsageError(
+            f"unknown selector method '{method}:'",
+            hint=f"did you mean '{guess}:'?" if guess else "methods: " + ", ".join(METHODS),
+        )
     if "/" in body or body.endswith(".sql"):
         return _method("path:" + body, project, cadences, universe, due)
     if any(ch in body for ch in "*?["):
@@ -134,8 +165,10 @@ def _method(body: str, project: ParsedProject, cadences: Cadences, universe: set
     if folder_hits:
         return folder_hits
     guess = did_you_mean(body, universe)
-    raise UsageError(f"no model or seed named '{body}'",
-                     hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'")
+    raise UsageError(
+        f"no model or seed named '{body}'",
+        hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'",
+    )
 
 
 def _glob_any(pattern: str, values: Iterable[str]) -> bool:
@@ -146,7 +179,7 @@ def _path_match(path: str, wanted: str) -> bool:
     p = PurePosixPath(path)
     candidates = {path, str(p.with_suffix(""))}
     if path.startswith("models/"):
-        rest = path[len("models/"):]
+        rest = path[len("models/") :]
         candidates |= {rest, str(PurePosixPath(rest).with_suffix(""))}
     for c in candidates:
         if c == wanted or c.startswith(wanted + "/") or fnmatch.fnmatch(c, wanted):

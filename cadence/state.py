@@ -89,11 +89,16 @@ def ensure_schema(engine: Engine) -> None:
     for statement in DDL:
         engine.execute(statement)
     # warehouses made before runs were folded: their state was written per build
-    engine.execute(f"alter table {SCHEMA}.runs add column if not exists folded boolean default true")
+    engine.execute(
+        f"alter table {SCHEMA}.runs add column if not exists folded boolean default true"
+    )
 
 
-def read_snapshot(engine: Engine, freshness: tuple[tuple[tuple[str, str], str, str], ...] = (),
-                  tz: dt.tzinfo = dt.timezone.utc) -> StateSnapshot:
+def read_snapshot(
+    engine: Engine,
+    freshness: tuple[tuple[tuple[str, str], str, str], ...] = (),
+    tz: dt.tzinfo = dt.timezone.utc,
+) -> StateSnapshot:
     """State, relations, and for each (source key, relation, loaded_at column) in
     ``freshness`` the newest loaded_at (naive values are taken in ``tz``)."""
     relations = engine.relations()
@@ -117,10 +122,20 @@ def read_snapshot(engine: Engine, freshness: tuple[tuple[tuple[str, str], str, s
     models = {}
     for r in rows:
         models[r[0]] = ModelState(
-            name=r[0], kind=r[1], last_success_at=from_db(r[2]), last_success_tick=from_db(r[3]),
-            last_sql_hash=r[4], last_status=r[5], last_error=r[6], last_attempt_at=from_db(r[7]),
-            failure_streak=r[8] or 0, last_rows=r[9], last_duration_s=r[10], avg_duration_s=r[11],
-            builds=r[12] or 0, recorded=True,
+            name=r[0],
+            kind=r[1],
+            last_success_at=from_db(r[2]),
+            last_success_tick=from_db(r[3]),
+            last_sql_hash=r[4],
+            last_status=r[5],
+            last_error=r[6],
+            last_attempt_at=from_db(r[7]),
+            failure_streak=r[8] or 0,
+            last_rows=r[9],
+            last_duration_s=r[10],
+            avg_duration_s=r[11],
+            builds=r[12] or 0,
+            recorded=True,
         )
     # builds of runs that ended before folding their state (killed): replay them in order
     pending_runs: list[str] = []
@@ -130,14 +145,27 @@ def read_snapshot(engine: Engine, freshness: tuple[tuple[tuple[str, str], str, s
             f"""select b.run_id, b.model, b.kind, b.tick, b.started_at, b.status, b.reason, b.rows,
             b.duration_s, b.sql_hash, b.error from {SCHEMA}.model_builds b
             join {SCHEMA}.runs r on r.run_id = b.run_id where r.folded = false
-            order by b.started_at, b.finished_at""")
+            order by b.started_at, b.finished_at"""
+        )
         for r in unfolded:
-            record = BuildRecord(r[0], r[1], r[2], from_db(r[3]), from_db(r[4]) or _EPOCH, r[5],
-                                 r[6], r[7], r[8] or 0.0, r[9], r[10])
+            record = BuildRecord(
+                r[0],
+                r[1],
+                r[2],
+                from_db(r[3]),
+                from_db(r[4]) or _EPOCH,
+                r[5],
+                r[6],
+                r[7],
+                r[8] or 0.0,
+                r[9],
+                r[10],
+            )
             models[r[1]] = next_state(models.get(r[1]) or ModelState(r[1]), record)
             pending_models.add(r[1])
-        pending_runs = [r[0] for r in engine.query(
-            f"select run_id from {SCHEMA}.runs where folded = false")]
+        pending_runs = [
+            r[0] for r in engine.query(f"select run_id from {SCHEMA}.runs where folded = false")
+        ]
     return StateSnapshot(models, relations, loaded, tuple(pending_runs), frozenset(pending_models))
 
 
@@ -173,7 +201,9 @@ def next_state(previous: ModelState, record: BuildRecord) -> ModelState:
         last_status=record.status,
         last_error=None if ok else record.error,
         last_attempt_at=record.started_at,
-        failure_streak=0 if ok else previous.failure_streak + (1 if record.status == "error" else 0),
+        failure_streak=0
+        if ok
+        else previous.failure_streak + (1 if record.status == "error" else 0),
         last_rows=record.rows if ok else previous.last_rows,
         last_duration_s=record.duration_s,
         avg_duration_s=avg,
@@ -188,9 +218,20 @@ def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> M
     finished = record.started_at + dt.timedelta(seconds=record.duration_s)
     engine.execute(
         f"insert into {SCHEMA}.model_builds values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (record.run_id, record.model, record.kind, to_db(record.tick), to_db(record.started_at),
-         to_db(finished), record.status, record.reason, record.rows, record.duration_s,
-         record.sql_hash, record.error),
+        (
+            record.run_id,
+            record.model,
+            record.kind,
+            to_db(record.tick),
+            to_db(record.started_at),
+            to_db(finished),
+            record.status,
+            record.reason,
+            record.rows,
+            record.duration_s,
+            record.sql_hash,
+            record.error,
+        ),
     )
     return next_state(previous, record)
 
@@ -213,15 +254,32 @@ def fold(engine: Engine, states: dict[str, ModelState], run_ids: list[str]) -> N
     killed before folding loses nothing."""
     with engine.transaction():
         for chunk_start in range(0, len(states), 2000):
-            chunk = list(states.values())[chunk_start:chunk_start + 2000]
+            chunk = list(states.values())[chunk_start : chunk_start + 2000]
             names = ", ".join(_literal(s.name) for s in chunk)
             engine.execute(f"delete from {SCHEMA}.model_state where model in ({names})")
             rows = ",\n".join(
-                "(" + ", ".join(_literal(v) for v in (
-                    s.name, s.kind, to_db(s.last_success_at), to_db(s.last_success_tick),
-                    s.last_sql_hash, s.last_status, s.last_error, to_db(s.last_attempt_at),
-                    s.failure_streak, s.last_rows, s.last_duration_s, s.avg_duration_s, s.builds,
-                )) + ")" for s in chunk)
+                "("
+                + ", ".join(
+                    _literal(v)
+                    for v in (
+                        s.name,
+                        s.kind,
+                        to_db(s.last_success_at),
+                        to_db(s.last_success_tick),
+                        s.last_sql_hash,
+                        s.last_status,
+                        s.last_error,
+                        to_db(s.last_attempt_at),
+                        s.failure_streak,
+                        s.last_rows,
+                        s.last_duration_s,
+                        s.avg_duration_s,
+                        s.builds,
+                    )
+                )
+                + ")"
+                for s in chunk
+            )
             engine.execute(f"insert into {SCHEMA}.model_state values\n{rows}")
         if run_ids:
             ids = ", ".join(_literal(r) for r in run_ids)
@@ -231,8 +289,9 @@ def fold(engine: Engine, states: dict[str, ModelState], run_ids: list[str]) -> N
                 where run_id in ({ids})""")
 
 
-def record_run_start(engine: Engine, run_id: str, started_at: dt.datetime, command: str, pid: int,
-                     replay: bool) -> None:
+def record_run_start(
+    engine: Engine, run_id: str, started_at: dt.datetime, command: str, pid: int, replay: bool
+) -> None:
     engine.execute(
         f"insert or replace into {SCHEMA}.runs values (?, ?, null, 'running', ?, ?, ?, false)",
         (run_id, to_db(started_at), command, pid, replay),

@@ -23,8 +23,13 @@ class TestResult:
     file: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "failures": self.failures,
-                "message": self.message, "file": self.file}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "failures": self.failures,
+            "message": self.message,
+            "file": self.file,
+        }
 
 
 def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult]:
@@ -32,8 +37,11 @@ def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult
     if not project.warehouse_exists():
         from cadence.errors import CadenceError
 
-        raise CadenceError("the warehouse does not exist yet", file=project.parsed.config.warehouse.path,
-                           hint="run 'cadence run' first")
+        raise CadenceError(
+            "the warehouse does not exist yet",
+            file=project.parsed.config.warehouse.path,
+            hint="run 'cadence run' first",
+        )
     engine = project.open_engine(read_only=True)
     results = []
     try:
@@ -42,9 +50,15 @@ def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult
             if owners and not owners & chosen:
                 continue
             if test.kind == "max_change":
-                results.append(TestResult(test.name, "skipped", 0,
-                                          "max_change compares versions; checked when a build publishes",
-                                          test.file))
+                results.append(
+                    TestResult(
+                        test.name,
+                        "skipped",
+                        0,
+                        "max_change compares versions; checked when a build publishes",
+                        test.file,
+                    )
+                )
                 continue
             try:
                 if test.kind == "singular":
@@ -55,14 +69,19 @@ def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult
                     sql = test_sql(test, relation, project.compiler.relation_of)
                 failures = int(engine.query(sql)[0][0])
             except EngineError as exc:
-                results.append(TestResult(test.name, "error", 0, str(exc).splitlines()[0], test.file))
+                results.append(
+                    TestResult(test.name, "error", 0, str(exc).splitlines()[0], test.file)
+                )
                 continue
             if failures == 0:
                 results.append(TestResult(test.name, "pass", 0, "", test.file))
             else:
                 status = "warn" if test.severity == "warn" else "fail"
-                results.append(TestResult(test.name, status, failures,
-                                          describe_failure(test, failures), test.file))
+                results.append(
+                    TestResult(
+                        test.name, status, failures, describe_failure(test, failures), test.file
+                    )
+                )
     finally:
         engine.close()
     return results

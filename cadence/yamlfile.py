@@ -7,9 +7,8 @@ file, line and column.
 
 from __future__ import annotations
 
-from typing import Any
-
 from functools import lru_cache
+from typing import Any
 
 from cadence.errors import CadenceError
 

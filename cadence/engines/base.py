@@ -65,7 +65,7 @@ class Engine(ABC):
     @abstractmethod
     def row_count(self, relation: str) -> int: ...
 
-    def interrupt(self) -> None:
+    def interrupt(self) -> None:  # noqa: B027 - optional for engines that cannot interrupt
         """Stop the statement running on this handle (from another thread); default: no-op."""
 
     def cursor(self) -> Engine:

@@ -28,7 +28,9 @@ class DuckDBEngine(Engine):
         self._owner = owner
 
     @classmethod
-    def open(cls, warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) -> DuckDBEngine:
+    def open(
+        cls, warehouse: WarehouseConfig, root: Path, *, read_only: bool = False
+    ) -> DuckDBEngine:
         path = warehouse.path
         if path != ":memory:" and not Path(path).is_absolute():
             path = str(root / path)
@@ -45,11 +47,17 @@ class DuckDBEngine(Engine):
                     file=warehouse.path,
                     hint="wait for the run to finish; 'cadence run --wait 60' waits for it",
                 ) from None
-            raise CadenceError(f"cannot open the warehouse: {text}", file=warehouse.path,
-                               hint="check the warehouse path in cadence.yml") from None
+            raise CadenceError(
+                f"cannot open the warehouse: {text}",
+                file=warehouse.path,
+                hint="check the warehouse path in cadence.yml",
+            ) from None
         except duckdb.Error as exc:
-            raise CadenceError(f"cannot open the warehouse: {exc}", file="cadence.yml",
-                               hint="check warehouse settings in cadence.yml") from None
+            raise CadenceError(
+                f"cannot open the warehouse: {exc}",
+                file="cadence.yml",
+                hint="check warehouse settings in cadence.yml",
+            ) from None
         for ext in warehouse.extensions:
             con.execute(f"load {ext}")
         return cls(con, path)
@@ -57,7 +65,9 @@ class DuckDBEngine(Engine):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.query(sql, params, fetch=False)
 
-    def query(self, sql: str, params: Sequence[Any] = (), fetch: bool = True) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: Sequence[Any] = (), fetch: bool = True
+    ) -> list[tuple[Any, ...]]:
         try:
             result = self.con.execute(sql, list(params) if params else None)
             return result.fetchall() if fetch else []
@@ -72,7 +82,8 @@ class DuckDBEngine(Engine):
 
     def relations(self) -> dict[tuple[str, str], str]:
         rows = self.query(
-            "select schema_name, table_name, 'table' from duckdb_tables() where database_name = current_database() "
+            "select schema_name, table_name, 'table' from duckdb_tables() "
+            "where database_name = current_database() "
             "union all select schema_name, view_name, 'view' from duckdb_views() "
             "where not internal and database_name = current_database()"
         )
@@ -120,7 +131,9 @@ class DuckDBEngine(Engine):
 
     def delete_matching(self, relation: str, source: str, keys: Sequence[str]) -> None:
         cond = " and ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
-        self.execute(f"delete from {relation} as t where exists (select 1 from {source} as s where {cond})")
+        self.execute(
+            f"delete from {relation} as t where exists (select 1 from {source} as s where {cond})"
+        )
 
     def load_csv(self, relation: str, path: str, column_types: dict[str, str]) -> None:
         options = ["header = true", "auto_detect = true"]

@@ -1,0 +1,317 @@
+"""Property files: the YAML beside the models (dbt's schema.yml), read into plain values.
+
+Input: ``ProjectFiles`` -> output: per-model YAML entries, ``Source`` and ``Seed`` values, with
+every unknown key reported (did you mean) at its file and line. Part of the parse stage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cadence.errors import CadenceError, ErrorCollector, did_you_mean
+from cadence.loader import ProjectFiles
+from cadence.relations import relation_sql
+from cadence.yamlfile import line_of, load_yaml
+
+YAML_TOP_KEYS = (
+    "version",
+    "models",
+    "sources",
+    "seeds",
+    "macros",
+    "exposures",
+    "metrics",
+    "semantic_models",
+    "saved_queries",
+    "snapshots",
+    "analyses",
+    "unit_tests",
+    "groups",
+)
+MODEL_ENTRY_KEYS = (
+    "name",
+    "description",
+    "config",
+    "columns",
+    "tests",
+    "data_tests",
+    "docs",
+    "meta",
+    "access",
+    "group",
+    "latest_version",
+    "versions",
+    "constraints",
+    "deprecation_date",
+    "time_spine",
+    "tags",
+)
+COLUMN_KEYS = (
+    "name",
+    "description",
+    "tests",
+    "data_tests",
+    "data_type",
+    "meta",
+    "quote",
+    "constraints",
+    "tags",
+    "policy_tags",
+    "granularity",
+    "config",
+)
+SOURCE_KEYS = (
+    "name",
+    "description",
+    "schema",
+    "database",
+    "tables",
+    "loaded_at",
+    "loaded_at_field",
+    "updates",
+    "freshness",
+    "meta",
+    "tags",
+    "config",
+    "loader",
+    "quoting",
+    "overrides",
+)
+SOURCE_TABLE_KEYS = (
+    "name",
+    "description",
+    "identifier",
+    "loaded_at",
+    "loaded_at_field",
+    "updates",
+    "columns",
+    "tests",
+    "data_tests",
+    "meta",
+    "tags",
+    "config",
+    "freshness",
+    "external_location",
+    "quoting",
+    "external",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    source_name: str
+    table: str
+    relation: str
+    file: str
+    line: int | None
+    loaded_at: str | None = None
+    updates: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Seed:
+    name: str
+    path: str
+    digest: str
+    relation: str
+    column_types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class YamlModel:
+    entry: dict[str, Any]
+    file: str
+
+
+def read_property_files(
+    files: ProjectFiles, errors: ErrorCollector
+) -> tuple[
+    dict[str, YamlModel], list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str]]
+]:
+    models: dict[str, YamlModel] = {}
+    sources: list[tuple[dict[str, Any], str]] = []
+    seeds: list[tuple[dict[str, Any], str]] = []
+    for f in files.yaml_files:
+        try:
+            doc = load_yaml(f.text, f.path)
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            errors.add(
+                CadenceError(
+                    "a properties file must be a mapping (version: 2, models: [...])",
+                    file=f.path,
+                    line=1,
+                    hint="see docs/reference/config.md",
+                )
+            )
+            continue
+        for key in doc:
+            if key not in YAML_TOP_KEYS:
+                guess = did_you_mean(str(key), YAML_TOP_KEYS)
+                errors.add(
+                    CadenceError(
+                        f"unknown key '{key}'",
+                        file=f.path,
+                        line=line_of(doc, key),
+                        hint=f"did you mean '{guess}'?"
+                        if guess
+                        else "allowed: " + ", ".join(YAML_TOP_KEYS),
+                    )
+                )
+        for kind, bucket in (("models", None), ("sources", sources), ("seeds", seeds)):
+            entries = doc.get(kind) or []
+            if not isinstance(entries, list):
+                errors.add(
+                    CadenceError(
+                        f"'{kind}' must be a list",
+                        file=f.path,
+                        line=line_of(doc, kind),
+                        hint=f"write {kind}:\n  - name: ...",
+                    )
+                )
+                continue
+            for entry in entries:
+                if not isinstance(entry, dict) or "name" not in entry:
+                    errors.add(
+                        CadenceError(
+                            f"each entry under '{kind}' needs a name",
+                            file=f.path,
+                            line=line_of(entry) or line_of(doc, kind),
+                            hint="write - name: my_model",
+                        )
+                    )
+                    continue
+                if bucket is not None:
+                    bucket.append((entry, f.path))
+                    continue
+                name = str(entry["name"])
+                if name in models:
+                    errors.add(
+                        CadenceError(
+                            f"model '{name}' is described twice",
+                            file=f.path,
+                            line=line_of(entry, "name"),
+                            hint=f"also described in {models[name].file}; keep one entry",
+                        )
+                    )
+                    continue
+                for key in entry:
+                    if key not in MODEL_ENTRY_KEYS:
+                        guess = did_you_mean(str(key), MODEL_ENTRY_KEYS)
+                        errors.add(
+                            CadenceError(
+                                f"unknown key '{key}' for model '{name}'",
+                                file=f.path,
+                                line=line_of(entry, key),
+                                hint=(
+                                    f"did you mean '{guess}'?"
+                                    if guess
+                                    else "model settings go under config: "
+                                    "(channels, cadence, key, ...)"
+                                ),
+                            )
+                        )
+                models[name] = YamlModel(entry, f.path)
+    return models, sources, seeds
+
+
+def parse_sources(
+    entries: list[tuple[dict[str, Any], str]], files: ProjectFiles, errors: ErrorCollector
+) -> list[Source]:
+    out: list[Source] = []
+    for entry, file in entries:
+        for key in entry:
+            if key not in SOURCE_KEYS:
+                guess = did_you_mean(str(key), SOURCE_KEYS)
+                errors.add(
+                    CadenceError(
+                        f"unknown source key '{key}'",
+                        file=file,
+                        line=line_of(entry, key),
+                        hint=f"did you mean '{guess}'?"
+                        if guess
+                        else "allowed: " + ", ".join(SOURCE_KEYS),
+                    )
+                )
+        source_name = str(entry["name"])
+        schema = str(entry.get("schema") or source_name)
+        for table in entry.get("tables") or []:
+            if not isinstance(table, dict) or "name" not in table:
+                errors.add(
+                    CadenceError(
+                        f"each table of source '{source_name}' needs a name",
+                        file=file,
+                        line=line_of(entry, "tables"),
+                        hint="write tables:\n  - name: events",
+                    )
+                )
+                continue
+            for key in table:
+                if key not in SOURCE_TABLE_KEYS:
+                    guess = did_you_mean(str(key), SOURCE_TABLE_KEYS)
+                    errors.add(
+                        CadenceError(
+                            f"unknown source table key '{key}'",
+                            file=file,
+                            line=line_of(table, key),
+                            hint=f"did you mean '{guess}'?"
+                            if guess
+                            else "allowed: " + ", ".join(SOURCE_TABLE_KEYS),
+                        )
+                    )
+            name = str(table["name"])
+            cfg = table.get("config") or {}
+            meta = table.get("meta") or {}
+            location = (
+                table.get("external_location")
+                or (cfg.get("external_location") if isinstance(cfg, dict) else None)
+                or (meta.get("external_location") if isinstance(meta, dict) else None)
+            )
+            if location:
+                location = str(location).replace("{name}", name).replace("{identifier}", name)
+                if not re.match(r"^[a-z0-9]+://", location) and not location.startswith("/"):
+                    location = str(files.root / location)
+                relation = "'" + location.replace("'", "''") + "'"
+            else:
+                relation = relation_sql(schema, str(table.get("identifier") or name))
+            out.append(
+                Source(
+                    source_name=source_name,
+                    table=name,
+                    relation=relation,
+                    file=file,
+                    line=line_of(table, "name"),
+                    loaded_at=table.get("loaded_at")
+                    or table.get("loaded_at_field")
+                    or entry.get("loaded_at")
+                    or entry.get("loaded_at_field"),
+                    updates=table.get("updates") or entry.get("updates"),
+                    description=str(table.get("description") or ""),
+                )
+            )
+    return out
+
+
+def parse_seeds(
+    files: ProjectFiles, yaml_seeds: list[tuple[dict[str, Any], str]], errors: ErrorCollector
+) -> list[Seed]:
+    schema = files.config.warehouse.schema
+    types: dict[str, dict[str, str]] = {}
+    base = files.config.seed_config.get("column_types") or {}
+    for entry, _file in yaml_seeds:
+        cfg = entry.get("config") or {}
+        if isinstance(cfg, dict) and cfg.get("column_types"):
+            types[str(entry["name"])] = dict(cfg["column_types"])
+    out: list[Seed] = []
+    for s in files.seeds:
+        column_types = dict(base.get(s.name) or {}) if isinstance(base, dict) else {}
+        column_types.update(types.get(s.name, {}))
+        out.append(Seed(s.name, s.path, s.digest, relation_sql(schema, s.name), column_types))
+    return out
