@@ -84,10 +84,12 @@ def resolve_cadences(
 ) -> Cadences:
     errors = ErrorCollector()
     channels: dict[str, Schedule] = {}
-    for ch in project.config.channels:
-        schedule = _parse(ch.cadence, PROJECT_FILE, ch.line, f"channel {ch.name}", errors)
+    for channel in project.config.channels:
+        schedule = _parse(
+            channel.cadence, PROJECT_FILE, channel.line, f"channel {channel.name}", errors
+        )
         if schedule is not None:
-            channels[ch.name] = schedule
+            channels[channel.name] = schedule
     channel_names = [c.name for c in project.config.channels]
     own: dict[str, tuple[Origin, ...]] = {}
     explicit: dict[str, bool] = {}
@@ -112,11 +114,11 @@ def resolve_cadences(
                     )
                 )
         if cfg.cadence is not None:
-            file, _, line = (cfg.cadence_origin or model.path).partition(":")
+            where, _, line_text = (cfg.cadence_origin or model.path).partition(":")
             schedule = _parse(
                 cfg.cadence,
-                file,
-                int(line) if line.isdigit() else None,
+                where,
+                int(line_text) if line_text.isdigit() else None,
                 f"model {model.name}",
                 errors,
             )

@@ -93,13 +93,14 @@ def decide(
     memo: dict[tuple[str, object], dt.datetime | None] = {}
 
     def ask(cad: ModelCadence, query: str) -> list[dt.datetime]:
-        found = []
+        found: list[dt.datetime] = []
         for schedule in cad.ticks.schedules:
             key = (query, schedule)
             if key not in memo:
                 memo[key] = getattr(schedule, query)(now, tz)
-            if memo[key] is not None:
-                found.append(memo[key])
+            tick = memo[key]
+            if tick is not None:
+                found.append(tick)
         return found
 
     def latest_tick(cad: ModelCadence) -> dt.datetime | None:

@@ -384,7 +384,8 @@ class ModelEnvironment:
             return None
         if len(kwargs) != len(node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
             return None
-        value = self.env.globals[node.func.id](*args, **kwargs)
+        function: Any = self.env.globals[node.func.id]
+        value = function(*args, **kwargs)
         return "None" if value is None else str(value)
 
 

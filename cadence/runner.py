@@ -597,9 +597,9 @@ def _run_tests(
             if test.kind == "relationships" and not _target_exists(ctx, str(test.args["to"])):
                 outcomes.append(TestOutcome(test, 0, ""))  # nothing to check against yet
                 continue
-            sql = test_sql(test, relation, ctx.compiler.relation_of)
-            if sql is not None:
-                counted.append((test, sql))
+            counted_sql = test_sql(test, relation, ctx.compiler.relation_of)
+            if counted_sql is not None:
+                counted.append((test, counted_sql))
             continue
         outcomes.append(outcome)
     if counted:

@@ -137,11 +137,11 @@ def _method(
                 if str(getattr(x.config, key, x.config.extra.get(key))).lower() == value.lower()
             }
         if method == "source":
-            wanted = value.split(".")
+            parts = tuple(value.split("."))
             return {
                 x.name
                 for x in project.models
-                if any(s[: len(wanted)] == tuple(wanted) for s in x.sources)
+                if any(s[: len(parts)] == parts for s in x.sources)
             }
         if method == "resource_type":
             if value == "seed":
