@@ -139,9 +139,7 @@ def _method(
         if method == "source":
             parts = tuple(value.split("."))
             return {
-                x.name
-                for x in project.models
-                if any(s[: len(parts)] == parts for s in x.sources)
+                x.name for x in project.models if any(s[: len(parts)] == parts for s in x.sources)
             }
         if method == "resource_type":
             if value == "seed":
