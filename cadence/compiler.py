@@ -80,7 +80,7 @@ class Compiler:
         incremental: bool = False,
     ) -> CompiledModel:
         model = self.models[name]
-        sql = self._resolve(model, now, tick, incremental)
+        sql = _without_trailing_semicolon(self._resolve(model, now, tick, incremental))
         if incremental and model.materialized == "incremental" and model.config.watermark:
             sql = _after_watermark(sql, model.config.watermark, model.relation)
         return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
@@ -142,6 +142,15 @@ def _after_watermark(sql: str, column: str, this: str) -> str:
         f"select * from (\n{body}\n) as __cadence_new\n"
         f"where {col} > (select coalesce(max({col}), '-infinity') from {this})"
     )
+
+
+def _without_trailing_semicolon(sql: str) -> str:
+    """A model is one SELECT; a trailing ';' (common in SQL files) would break the wrapping
+    ``create table ... as (...)``."""
+    stripped = sql.rstrip()
+    if stripped.endswith(";"):
+        return stripped.rstrip(";").rstrip() + "\n"
+    return sql
 
 
 def _strip_sql(sql: str) -> str:

@@ -151,3 +151,15 @@ def test_run_writes_the_compiled_sql_it_executed(copy_project, cli):
     assert text.lstrip().startswith("with __cadence_ephemeral__customer_totals as (")
     assert 'from "main"."stg_customers" c' in text
     assert "where t.lifetime_eur >= 500" in text
+
+
+def test_a_trailing_semicolon_does_not_break_the_build(tmp_path):
+    import datetime as dt
+
+    from cadence.project import Project
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "cadence.yml").write_text("name: semi\nwarehouse: {path: w.duckdb}\ntimezone: UTC\n")
+    (tmp_path / "models" / "m.sql").write_text("select 1 as id;\n\n")
+    result = Project.load(tmp_path).run(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    assert [r.status for r in result.results] == ["success"]
