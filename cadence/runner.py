@@ -537,10 +537,12 @@ def _publish_table(
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
     if blocking:
-        raise _TestsFailed(
-            "tests failed, kept the previous version live: "
-            + "; ".join(o.message for o in blocking)
+        kept = (
+            "kept the previous version live"
+            if (model.schema, model.identifier) in ctx.relations
+            else "nothing published (no previous version)"
         )
+        raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
     if incremental:
         if model.config.unique_key:
             engine.delete_matching(model.relation, staging, model.config.unique_key)
