@@ -112,6 +112,8 @@ def decide(
     def retry_block(name: str, st: ModelState) -> dt.datetime | None:
         if retry_failed or st.last_status != "error" or st.last_attempt_at is None:
             return None
+        if st.last_attempt_at > now:
+            return None  # replaying an earlier time (--at): the recorded attempt is in its future
         interval = cadences.of(name).ticks.nominal_interval() if name in cadences.models else None
         wait = backoff_wait(st.failure_streak, interval)
         retry_at = st.last_attempt_at + wait
