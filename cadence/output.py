@@ -122,10 +122,10 @@ def plan_json(plan: Plan, project: Any) -> dict[str, Any]:
     tz = project.tz
     models = []
     decisions = {d.name: d for d in plan.decisions}
-    for name in project.model_names():
+    for name in project.model_names():  # models only: seeds load when their file changes
+        d = decisions.get(name)
         cad = project.cadences.of(name)
         model = project.parsed.model(name)
-        d = decisions.get(name)
         nxt = (
             cad.ticks.next_tick(plan.at, tz)
             if cad.has_ticks and model.materialized not in ("view", "ephemeral")
@@ -170,7 +170,7 @@ def render_cost(report: dict[str, Any]) -> str:
             f"  {m['name']:<28} {m['builds_per_day']:>10.1f} {avg:>8} "
             f"{m['compute_s_per_day']:>9.1f}  {m['cadence']}"
         )
-    lines.append("per channel:")
+    lines.append("per channel (a model shared by several channels counts in each):")
     for c in report["channels"]:
         lines.append(f"  {c['name']:<28} {c['cadence']:<22} {c['compute_s_per_day']:>9.1f} s/day")
     lines.append(f"total: {report['total_compute_s_per_day']:.1f} s/day of compute")
@@ -231,8 +231,13 @@ def render_ls(project: Any, chosen: set[str], as_json: bool) -> str:
         )
     if as_json:
         return json.dumps(rows, indent=2)
+    if not rows:
+        return ""
+    width = [max(len(str(r[k])) for r in rows) for k in ("name", "materialized", "cadence")]
     return "\n".join(
-        f"{r['name']:<28} {r['materialized']:<12} {r['cadence']:<30} {r['path']}" for r in rows
+        f"{r['name']:<{width[0]}}  {r['materialized']:<{width[1]}}  {r['cadence']:<{width[2]}}  "
+        f"{r['path']}".rstrip()
+        for r in rows
     )
 
 

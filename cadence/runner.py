@@ -70,6 +70,7 @@ class RunResult:
     run_id: str
     at: dt.datetime
     results: tuple[ModelResult, ...]
+    seeds_listed: bool = False  # `cadence seed`: the seeds are what the run is about
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -80,10 +81,16 @@ class RunResult:
         return not self.failed and not any(r.status == "upstream_failed" for r in self.results)
 
     def to_json(self) -> dict[str, object]:
+        # the contract lists models; a seed appears only when loading it failed (the models
+        # reading it are then upstream_failed and point at it)
         return {
             "run_id": self.run_id,
             "at": self.at.isoformat(),
-            "results": [r.to_json() for r in self.results],
+            "results": [
+                r.to_json()
+                for r in self.results
+                if r.kind != "seed" or r.status == "error" or self.seeds_listed
+            ],
         }
 
 
@@ -253,7 +260,7 @@ def execute(
         # this run's state (and that of runs killed before folding) into model_state at once
         carried = {name: state.models[name] for name in state.pending_models}
         fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
-        run_result = RunResult(run_id, now, tuple(results))
+        run_result = RunResult(run_id, now, tuple(results), seeds_listed=command == "seed")
         artifacts.write_json(root, "run_results.json", run_result.to_json())
     return run_result
 
