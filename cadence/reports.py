@@ -121,7 +121,12 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     lines.append(f"  because: {cad.provenance()}")
     if cad.channels:
         lines.append(f"  serves channels: {', '.join(cad.channels)}")
-    if cad.has_ticks:
+    if model.materialized in ("view", "ephemeral"):
+        lines.append(
+            f"  a {model.materialized} is never built on ticks (it shows current data); "
+            "its ticks pass to the tables upstream"
+        )
+    elif cad.has_ticks:
         latest = cad.ticks.latest_tick(now, tz)
         lines.append(f"  latest tick <= now: {fmt(latest, tz)}")
         lines.append(f"  next tick: {fmt(cad.ticks.next_tick(now, tz), tz)}")

@@ -141,12 +141,18 @@ def read_snapshot(
     pending_runs: list[str] = []
     pending_models: set[str] = set()
     if (SCHEMA, "runs") in relations:
-        unfolded = engine.query(
-            f"""select b.run_id, b.model, b.kind, b.tick, b.started_at, b.status, b.reason, b.rows,
-            b.duration_s, b.sql_hash, b.error from {SCHEMA}.model_builds b
-            join {SCHEMA}.runs r on r.run_id = b.run_id where r.folded = false
-            order by b.started_at, b.finished_at"""
-        )
+        try:
+            unfolded = engine.query(
+                f"""select b.run_id, b.model, b.kind, b.tick, b.started_at, b.status, b.reason,
+                b.rows, b.duration_s, b.sql_hash, b.error from {SCHEMA}.model_builds b
+                join {SCHEMA}.runs r on r.run_id = b.run_id where r.folded = false
+                order by b.started_at, b.finished_at"""
+            )
+            pending_runs = [
+                r[0] for r in engine.query(f"select run_id from {SCHEMA}.runs where folded = false")
+            ]
+        except EngineError:  # a warehouse from before runs were folded: nothing is pending
+            unfolded, pending_runs = [], []
         for r in unfolded:
             record = BuildRecord(
                 r[0],
@@ -163,9 +169,6 @@ def read_snapshot(
             )
             models[r[1]] = next_state(models.get(r[1]) or ModelState(r[1]), record)
             pending_models.add(r[1])
-        pending_runs = [
-            r[0] for r in engine.query(f"select run_id from {SCHEMA}.runs where folded = false")
-        ]
     return StateSnapshot(models, relations, loaded, tuple(pending_runs), frozenset(pending_models))
 
 
