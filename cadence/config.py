@@ -211,6 +211,8 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
             if "cadence" in origin and origin["cadence"].line_of("cadence")
             else (origin["cadence"].file if "cadence" in origin else None)
         ),
-        origins={k: (v.file, v.line_of(k)) for k, v in origin.items()},
+        origins={
+            k: (v.file, v.line_of(k)) for k, v in origin.items() if k in ("channels", "cadence")
+        },
         extra=extra,
     )
