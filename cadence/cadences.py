@@ -114,11 +114,11 @@ def resolve_cadences(
                     )
                 )
         if cfg.cadence is not None:
-            where, _, line_text = (cfg.cadence_origin or model.path).partition(":")
+            where, line = cfg.origins.get("cadence", (model.path, None))
             schedule = _parse(
                 cfg.cadence,
                 where,
-                int(line_text) if line_text.isdigit() else None,
+                line,
                 f"model {model.name}",
                 errors,
             )

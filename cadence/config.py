@@ -90,8 +90,6 @@ class ModelConfig:
     schema: str | None = None
     alias: str | None = None
     holdout: dict[str, Any] | None = None
-    # where the explicit cadence was written (for error messages)
-    cadence_origin: str | None = None
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -206,11 +204,6 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         schema=optional_str("schema"),
         alias=optional_str("alias"),
         holdout=dict(holdout) if holdout else None,
-        cadence_origin=(
-            f"{origin['cadence'].file}:{origin['cadence'].line_of('cadence')}"
-            if "cadence" in origin and origin["cadence"].line_of("cadence")
-            else (origin["cadence"].file if "cadence" in origin else None)
-        ),
         origins={
             k: (v.file, v.line_of(k)) for k, v in origin.items() if k in ("channels", "cadence")
         },

@@ -16,7 +16,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cadence.config import ALL_MODEL_KEYS, ConfigLayer
-from cadence.errors import CadenceError, ErrorCollector, ProjectErrors, did_you_mean
+from cadence.errors import (
+    CadenceError,
+    ErrorCollector,
+    ProjectErrors,
+    did_you_mean,
+    unknown_key_error,
+)
 from cadence.yamlfile import LineDict, line_of, load_yaml
 
 PROJECT_FILE = "cadence.yml"
@@ -219,14 +225,6 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
     )
 
 
-def _unknown(
-    key: str, allowed: tuple[str, ...], what: str, file: str, line: int | None
-) -> CadenceError:
-    guess = did_you_mean(key, allowed)
-    hint = f"did you mean '{guess}'?" if guess else f"{what} keys: " + ", ".join(allowed)
-    return CadenceError(f"unknown {what} key '{key}'", file=file, line=line, hint=hint)
-
-
 def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> ProjectConfig | None:
     """Validate cadence.yml. Returns None when it cannot be read at all."""
     file = PROJECT_FILE
@@ -247,7 +245,11 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         return None
     for key in raw:
         if key not in TOP_KEYS:
-            errors.add(_unknown(key, TOP_KEYS, "cadence.yml", file, line_of(raw, key)))
+            errors.add(
+                unknown_key_error(
+                    key, TOP_KEYS, what="cadence.yml", file=file, line=line_of(raw, key)
+                )
+            )
     name = raw.get("name")
     if not name or not isinstance(name, str):
         errors.add(
@@ -361,7 +363,11 @@ def _parse_warehouse(
         return WarehouseConfig()
     for key in raw:
         if key not in WAREHOUSE_KEYS:
-            errors.add(_unknown(key, WAREHOUSE_KEYS, "warehouse", file, line_of(raw, key)))
+            errors.add(
+                unknown_key_error(
+                    key, WAREHOUSE_KEYS, what="warehouse", file=file, line=line_of(raw, key)
+                )
+            )
     engine = raw.get("engine", "duckdb")
     if engine not in ENGINES:
         errors.add(
@@ -459,7 +465,11 @@ def _parse_channels(
             continue
         for key in spec:
             if key not in CHANNEL_KEYS:
-                errors.add(_unknown(key, CHANNEL_KEYS, "channel", file, line_of(spec, key)))
+                errors.add(
+                    unknown_key_error(
+                        key, CHANNEL_KEYS, what="channel", file=file, line=line_of(spec, key)
+                    )
+                )
         if "cadence" not in spec:
             errors.add(
                 CadenceError(

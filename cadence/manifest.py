@@ -24,7 +24,7 @@ from cadence.dag import Dag
 from cadence.parser import Model, ParsedProject
 
 CACHE_FILE = "target/manifest.pickle"
-FORMAT = 5
+FORMAT = 6
 INPUT_DIRS = (
     ("models", (".sql", ".yml", ".yaml", ".md")),
     ("seeds", (".csv", ".yml", ".yaml")),

@@ -122,15 +122,7 @@ class Project:
 
         def due_set() -> set[str]:
             snapshot = state if state is not None else self.read_state()
-            plan = decide(
-                self.parsed,
-                self.dag,
-                self.cadences,
-                snapshot,
-                now,
-                set(self.dag.order),
-                due_only=True,
-            )
+            plan = self.plan(now, state=snapshot)  # the whole project, as `run --due` sees it
             return {d.name for d in plan.decisions if d.builds}
 
         chosen = select(
@@ -262,7 +254,7 @@ class Project:
     ) -> RunResult:
         engine = self.open_engine()
         try:
-            state = read_snapshot(engine)
+            state = self.read_state(engine)
             chosen = self.selected(selection, state, now)
             plan = decide(
                 self.parsed,

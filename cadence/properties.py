@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cadence.errors import CadenceError, ErrorCollector, did_you_mean
+from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
 from cadence.loader import ProjectFiles
 from cadence.relations import relation_sql
 from cadence.yamlfile import line_of, load_yaml
@@ -229,15 +229,9 @@ def parse_sources(
     for entry, file in entries:
         for key in entry:
             if key not in SOURCE_KEYS:
-                guess = did_you_mean(str(key), SOURCE_KEYS)
                 errors.add(
-                    CadenceError(
-                        f"unknown source key '{key}'",
-                        file=file,
-                        line=line_of(entry, key),
-                        hint=f"did you mean '{guess}'?"
-                        if guess
-                        else "allowed: " + ", ".join(SOURCE_KEYS),
+                    unknown_key_error(
+                        str(key), SOURCE_KEYS, what="source", file=file, line=line_of(entry, key)
                     )
                 )
         source_name = str(entry["name"])
@@ -255,15 +249,13 @@ def parse_sources(
                 continue
             for key in table:
                 if key not in SOURCE_TABLE_KEYS:
-                    guess = did_you_mean(str(key), SOURCE_TABLE_KEYS)
                     errors.add(
-                        CadenceError(
-                            f"unknown source table key '{key}'",
+                        unknown_key_error(
+                            str(key),
+                            SOURCE_TABLE_KEYS,
+                            what="source table",
                             file=file,
                             line=line_of(table, key),
-                            hint=f"did you mean '{guess}'?"
-                            if guess
-                            else "allowed: " + ", ".join(SOURCE_TABLE_KEYS),
                         )
                     )
             name = str(table["name"])

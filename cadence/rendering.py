@@ -42,7 +42,6 @@ class RenderState:
     env_vars: dict[str, str | None] = field(default_factory=dict)
     resolve_source: Callable[[str, str], Relation] | None = None
     resolve_ref: Callable[[str], Relation] | None = None
-    errors: list[CadenceError] = field(default_factory=list)
     per_run: bool = False  # read run_started_at, tick or is_incremental(): render again per run
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from cadence.due import backoff_wait, decide, fmt
+from cadence.due import backoff_wait, fmt
 from cadence.errors import CadenceError
 from cadence.state import StateSnapshot
 
@@ -46,15 +46,7 @@ def parse_horizon(text: str) -> dt.timedelta:
 
 def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[dict[str, Any]]:
     tz = project.tz
-    plan = decide(
-        project.parsed,
-        project.dag,
-        project.cadences,
-        state,
-        now,
-        set(project.dag.order),
-        due_only=True,
-    )
+    plan = project.plan(now, state=state)
     rows = []
     for name in project.model_names():
         model = project.parsed.model(name)
@@ -106,15 +98,7 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     model = project.parsed.model(name)
     cad = project.cadences.of(name)
     st = state.of(name)
-    plan = decide(
-        project.parsed,
-        project.dag,
-        project.cadences,
-        state,
-        now,
-        set(project.dag.order),
-        due_only=True,
-    )
+    plan = project.plan(now, state=state)
     d = plan.get(name)
     lines = [f"{name} ({model.materialized}, {model.path}) at {fmt(now, tz)}"]
     lines.append(f"  cadence: {cad.describe()}")
@@ -204,7 +188,6 @@ def cost_report(
 def lint_project(project: Any) -> list[CadenceError]:
     """Warnings: stale-data risks and project smells (parse warnings included)."""
     warnings = list(project.parsed.warnings)
-    models = {m.name: m for m in project.parsed.models}
     for m in project.parsed.models:
         cad = project.cadences.of(m.name)
         for parent in project.dag.parents.get(m.name, ()):
@@ -253,5 +236,4 @@ def lint_project(project: Any) -> list[CadenceError]:
                     hint="add channels: [...] or a cadence, or remove it",
                 )
             )
-    del models
     return warnings

@@ -409,7 +409,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
         with ctx.engine.transaction():
             ctx.engine.load_csv(staging, str(Path(ctx.project.root) / seed.path), seed.column_types)
             rows = ctx.engine.row_count(staging)
-            _swap(ctx, staging, seed.relation, schema, seed.name, "table")
+            _swap(ctx, staging, seed.relation, schema, seed.name)
             duration = time.perf_counter() - started
             ctx.new_states[seed.name] = record_build(
                 ctx.engine,
@@ -444,9 +444,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
         return result
 
 
-def _swap(
-    ctx: _RunContext, staging: str, live: str, schema: str, identifier: str, new_kind: str
-) -> None:
+def _swap(ctx: _RunContext, staging: str, live: str, schema: str, identifier: str) -> None:
     existing = ctx.relations.get((schema, identifier))
     if existing is not None:
         ctx.engine.drop(live, existing)
@@ -556,7 +554,7 @@ def _publish_table(
         engine.insert_into(model.relation, f"select * from {staging}")
         engine.drop(staging, "table")
     else:
-        _swap(ctx, staging, model.relation, model.schema, model.identifier, "table")
+        _swap(ctx, staging, model.relation, model.schema, model.identifier)
     return rows, warnings
 
 

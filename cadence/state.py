@@ -60,7 +60,6 @@ class ModelState:
     last_duration_s: float | None = None
     avg_duration_s: float | None = None
     builds: int = 0
-    recorded: bool = False  # a row exists in _cadence.model_state
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,6 @@ def read_snapshot(
             last_duration_s=r[10],
             avg_duration_s=r[11],
             builds=r[12] or 0,
-            recorded=True,
         )
     # builds of runs that ended before folding their state (killed): replay them in order
     pending_runs: list[str] = []
@@ -195,7 +193,6 @@ def next_state(previous: ModelState, record: BuildRecord) -> ModelState:
     if ok:
         avg = record.duration_s if avg is None else (avg * n + record.duration_s) / (n + 1)
     return ModelState(
-        recorded=True,
         name=record.model,
         kind=record.kind,
         last_success_at=record.started_at if ok else previous.last_success_at,
