@@ -15,7 +15,8 @@ ORDER = [
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
-    "scaffold", "project", "output", "cli", "__main__",
+    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},
