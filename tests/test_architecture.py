@@ -17,7 +17,9 @@ ORDER = [
     "activation.membership", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
-    "activation.deliver", "activation.render", "scaffold", "project", "output", "cli", "__main__",
+    "activation.deliver", "activation.render",
+    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},
