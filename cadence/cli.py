@@ -96,11 +96,18 @@ def _at(project: Any, at: str | None) -> dt.datetime:
 
 
 def _selection(
-    select: tuple[str, ...], exclude: tuple[str, ...] = (), channel: tuple[str, ...] = ()
+    project: Any,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
+    channel: tuple[str, ...] = (),
 ) -> Any:
+    """The selection, warning (stderr, exit unchanged) about terms that match nothing."""
     from cadence.project import Selection
 
-    return Selection(tuple(select), tuple(exclude), tuple(channel))
+    selection = Selection(tuple(select), tuple(exclude), tuple(channel))
+    for warning in project.selection_warnings(selection):
+        click.echo(warning.render(), err=True)
+    return selection
 
 
 select_option = click.option(
@@ -189,7 +196,7 @@ def run(
     try:
         result = project.run(
             now,
-            _selection(select, exclude, channel),
+            _selection(project, select, exclude, channel),
             due_only=due,
             full_refresh=full_refresh,
             retry_failed=retry_failed,
@@ -233,7 +240,7 @@ def plan(
     project = _load(project_dir)
     now = _at(project, at)
     state = project.read_state()
-    the_plan = project.plan(now, _selection(select, exclude), due_only=True, state=state)
+    the_plan = project.plan(now, _selection(project, select, exclude), due_only=True, state=state)
     if as_json:
         click.echo(json.dumps(output.plan_json(the_plan, project), indent=2))
         return
@@ -281,8 +288,10 @@ def ls_(
     from cadence import output
 
     project = _load(project_dir)
-    chosen = project.selected(_selection(select, exclude), None, _now())
-    click.echo(output.render_ls(project, chosen, as_json))
+    chosen = project.selected(_selection(project, select, exclude), None, _now())
+    text = output.render_ls(project, chosen, as_json)
+    if text:
+        click.echo(text)
 
 
 @main.command(name="compile")
@@ -295,7 +304,7 @@ def compile_(
 ) -> None:
     """Write each model's rendered SQL under target/compiled/ for review."""
     project = _load(project_dir)
-    for name, path in project.compile(_at(project, at), _selection(select, exclude)):
+    for name, path in project.compile(_at(project, at), _selection(project, select, exclude)):
         click.echo(f"{name}: {path}")
 
 
@@ -312,7 +321,7 @@ def test(
     from cadence.testing import run_tests
 
     project = _load(project_dir)
-    outcomes = run_tests(project, _selection(select, exclude), _now())
+    outcomes = run_tests(project, _selection(project, select, exclude), _now())
     click.echo(output.render_tests(outcomes, as_json))
     if any(o.status in ("fail", "error") for o in outcomes):
         raise Failed()
@@ -329,7 +338,7 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 
     project = _load(project_dir)
     renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
-    result = project.seed(_at(project, at), _selection(select), on_event=renderer.event)
+    result = project.seed(_at(project, at), _selection(project, select), on_event=renderer.event)
     renderer.finish(result)
     if not result.ok:
         raise Failed()

@@ -16,14 +16,14 @@ from cadence import artifacts
 from cadence.cadences import Cadences
 from cadence.compiler import Compiler
 from cadence.dag import Dag
-from cadence.due import Plan, decide, upstream_sources
+from cadence.due import Plan, decide, real_instant, upstream_sources
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, did_you_mean
 from cadence.loader import find_project_root
 from cadence.lock import RunLock, current_holder
 from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
-from cadence.selection import select
+from cadence.selection import select, unmatched
 from cadence.state import StateSnapshot, read_snapshot
 
 
@@ -105,6 +105,17 @@ class Project:
                 f"no model named '{name}'",
                 hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'",
             )
+
+    def selection_warnings(self, selection: Selection) -> list[CadenceError]:
+        """A warning for each ``--select`` term that matches nothing (as dbt warns)."""
+        return [
+            CadenceError(
+                f"the selection criterion '{term}' does not match any model or seed",
+                severity="warning",
+                hint="list what exists with 'cadence ls'",
+            )
+            for term in unmatched(selection.select, self.parsed, self.dag, self.cadences)
+        ]
 
     def selected(
         self, selection: Selection, state: StateSnapshot | None, now: dt.datetime
@@ -312,7 +323,8 @@ def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
             hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00",
         ) from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=tz)
+        # a naive time in the spring-forward gap does not exist: use the real instant it names
+        return real_instant(parsed.replace(tzinfo=tz))
     return parsed.astimezone(tz)
 
 
