@@ -89,10 +89,25 @@ def _load(project_dir: Path | None) -> Any:
     return Project.load(project_dir or Path.cwd())
 
 
-def _at(project: Any, at: str | None) -> dt.datetime:
+def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.datetime:
     from cadence.project import parse_at
 
-    return parse_at(at, project.tz) if at else _now().astimezone(project.tz)
+    return parse_at(at, project.tz) if at else (wall or _now()).astimezone(project.tz)
+
+
+def _state(project: Any) -> Any:
+    """State for a read-only command; when it comes from the snapshot (a run holds the
+    warehouse), say so and as of when, on stderr (JSON on stdout stays parseable)."""
+    from cadence.due import fmt
+
+    state = project.read_state()
+    if state.as_of is not None:
+        click.echo(
+            f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} "
+            "(target/state_snapshot.json)",
+            err=True,
+        )
+    return state
 
 
 def _selection(
@@ -190,7 +205,8 @@ def run(
     from cadence import output
 
     project = _load(project_dir)
-    now = _at(project, at)
+    wall = _now()
+    now = _at(project, at, wall)
     _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
@@ -205,6 +221,7 @@ def run(
             wait_s=wait_s,
             threads=threads,
             replay=at is not None,
+            started=wall.astimezone(project.tz),
         )
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
@@ -239,7 +256,7 @@ def plan(
     parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
     now = _at(project, at)
-    state = project.read_state()
+    state = _state(project)
     the_plan = project.plan(now, _selection(project, select, exclude), due_only=True, state=state)
     if as_json:
         click.echo(json.dumps(output.plan_json(the_plan, project), indent=2))
@@ -259,7 +276,7 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     from cadence.reports import status_report
 
     project = _load(project_dir)
-    rows = status_report(project, project.read_state(), _at(project, at))
+    rows = status_report(project, _state(project), _at(project, at))
     click.echo(json.dumps(rows, indent=2, default=str) if as_json else output.render_status(rows))
 
 
@@ -273,7 +290,7 @@ def explain(model: str, at: str | None, project_dir: Path | None) -> None:
 
     project = _load(project_dir)
     project.check_model(model)
-    click.echo(explain_model(project, project.read_state(), _at(project, at), model))
+    click.echo(explain_model(project, _state(project), _at(project, at), model))
 
 
 @main.command(name="ls")
@@ -338,7 +355,13 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 
     project = _load(project_dir)
     renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
-    result = project.seed(_at(project, at), _selection(project, select), on_event=renderer.event)
+    wall = _now()
+    result = project.seed(
+        _at(project, at, wall),
+        _selection(project, select),
+        on_event=renderer.event,
+        started=wall.astimezone(project.tz),
+    )
     renderer.finish(result)
     if not result.ok:
         raise Failed()

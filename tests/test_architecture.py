@@ -13,7 +13,7 @@ ORDER = [
     "errors", "yamlfile", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
     "properties",
     "parser",
-    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
+    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "snapshot", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "scaffold", "project", "output", "cli", "__main__",
 ]

@@ -92,7 +92,9 @@ def test_on_demand_is_not_listed_as_a_source_of_ticks(make_project, cli):
     root = make_project(
         {
             "models/base.sql": "select 1 as id\n",
-            "models/adhoc.sql": "{{ config(cadence='on demand') }}\nselect * from {{ ref('base') }}\n",
+            "models/adhoc.sql": (
+                "{{ config(cadence='on demand') }}\nselect * from {{ ref('base') }}\n"
+            ),
             "models/both.sql": "{{ config(channels=['web']) }}\nselect * from {{ ref('base') }}\n",
         },
         NEW_YORK_YML,
@@ -110,7 +112,9 @@ def test_provenance_of_a_model_read_only_by_an_on_demand_model(make_project, cli
     root = make_project(
         {
             "models/base.sql": "select 1 as id\n",
-            "models/adhoc.sql": "{{ config(cadence='on demand') }}\nselect * from {{ ref('base') }}\n",
+            "models/adhoc.sql": (
+                "{{ config(cadence='on demand') }}\nselect * from {{ ref('base') }}\n"
+            ),
         },
         NEW_YORK_YML,
     )
