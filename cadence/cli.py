@@ -353,5 +353,66 @@ def lint(strict: bool, project_dir: Path | None) -> None:
         raise Failed()
 
 
+@main.command()
+@click.argument("git_ref", required=False, default=None)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown: a block for a pull request comment.",
+)
+@json_option
+@click.option(
+    "--fail-on-cost-increase",
+    "fail_pct",
+    type=float,
+    default=None,
+    metavar="PCT",
+    help="Exit 1 when the total cost per day grows by more than PCT percent.",
+)
+@at_option
+@click.option("--horizon", default="24h", show_default=True, help="Window for builds/day and cost.")
+@command
+def diff(
+    git_ref: str | None,
+    fmt: str,
+    as_json: bool,
+    fail_pct: float | None,
+    at: str | None,
+    horizon: str,
+    project_dir: Path | None,
+) -> None:
+    """Models, channels and cost per day a change affects, against GIT_REF (default: the merge
+    base with the default branch)."""
+    from cadence.reports import parse_horizon
+    from cadence.review.diff import diff_project
+    from cadence.review.render import diff_json, diff_markdown, diff_text
+
+    span = parse_horizon(horizon)
+    project = _load(project_dir)
+    report = diff_project(project, _history(project), git_ref, _at(project, at), span, horizon)
+    if as_json:
+        click.echo(json.dumps(diff_json(report), indent=2))
+    else:
+        click.echo(diff_markdown(report) if fmt == "markdown" else diff_text(report), nl=False)
+        if fmt != "markdown":
+            click.echo("")
+    if fail_pct is not None and report.cost_increase_pct() > fail_pct:
+        click.echo(f"cost per day grows by more than {fail_pct:g}%", err=True)
+        raise Failed()
+
+
+def _history(project: Any) -> Any:
+    """Recorded builds for durations; none while a run holds the warehouse ("no history")."""
+    from cadence.state import StateSnapshot
+
+    try:
+        return project.read_state()
+    except CadenceError:
+        return StateSnapshot()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -15,7 +15,7 @@ ORDER = [
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
-    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review.render", "review",
     "output", "cli", "__main__",
 ]
 OWNERS = {
