@@ -404,6 +404,24 @@ def diff(
         raise Failed()
 
 
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the site (default: target/docs).",
+)
+@at_option
+@command
+def docs(out: Path | None, at: str | None, project_dir: Path | None) -> None:
+    """Write a static docs site: lineage graph, refresh timelines, a page per model."""
+    from cadence.review.site import build_docs
+
+    project = _load(project_dir)
+    result = build_docs(project, out.resolve() if out else None, _at(project, at))
+    click.echo(f"wrote {result.models} model pages; open {result.index}")
+
+
 def _history(project: Any) -> Any:
     """Recorded builds for durations; none while a run holds the warehouse ("no history")."""
     from cadence.state import StateSnapshot
