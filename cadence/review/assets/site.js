@@ -179,8 +179,11 @@
   }
   search.addEventListener("input", applySearch);
   document.getElementById("clear").addEventListener("click", function () { search.value = ""; applySearch(); });
+  // index.html#MODEL focuses a model; index.html?q=TEXT searches (links and tests use both)
   var wanted = decodeURIComponent((window.location.hash || "").slice(1));
+  var query = /[?&]q=([^&]*)/.exec(window.location.search || "");
+  if (query) { search.value = decodeURIComponent(query[1].replace(/\+/g, " ")); applySearch(); }
   if (wanted && byName[wanted] !== undefined) { focus(byName[wanted]); }
-  status.textContent = nodes.length + " nodes";
+  if (!query) { status.textContent = nodes.length + " nodes"; }
   document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
 })();
