@@ -341,11 +341,16 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @command
 def lint(strict: bool, project_dir: Path | None) -> None:
-    """Check the project for problems and risky patterns."""
-    from cadence.reports import lint_project
+    """Check the project for problems and risky patterns (exit 1 on errors; --strict: warnings)."""
+    from cadence.errors import ProjectErrors
+    from cadence.review.lint import lint as lint_rules
 
-    project = _load(project_dir)
-    warnings = lint_project(project)
+    try:
+        project = _load(project_dir)
+    except ProjectErrors as exc:  # every project error, then exit 1 (SPEC §10)
+        click.echo(exc.render())
+        raise Failed() from None
+    warnings = lint_rules(project, _history(project))
     for w in warnings:
         click.echo(w.render())
     click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")
