@@ -256,3 +256,24 @@ def test_a_ref_where_the_project_did_not_exist_lists_everything_as_added(repo, c
     data = diff_json(cli, repo, "empty")
     assert {c["change"] for c in data["changed"]} == {"added"}
     assert len(data["changed"]) == 7
+
+
+def test_the_documented_github_workflow_is_valid_and_uses_real_options():
+    import re as _re
+
+    import yaml
+
+    from cadence.cli import main
+
+    guide = (Path(__file__).resolve().parents[1] / "docs/guides/reviewing-changes.md").read_text()
+    block = guide.split("```yaml", 1)[1].split("```", 1)[0]
+    workflow = yaml.safe_load(block)
+    steps = workflow["jobs"]["diff"]["steps"]
+    script = "\n".join(s.get("run", "") for s in steps)
+    options = set(_re.findall(r"cadence diff [^\n]*?(--[a-z-]+)", script))
+    assert options == {"--format", "--fail-on-cost-increase"}
+    known = {o for p in main.commands["diff"].params for o in getattr(p, "opts", [])}
+    assert options <= known
+    assert "--strict" in script and any(
+        s.get("with", {}).get("fetch-depth") == 0 for s in steps
+    )

@@ -8,7 +8,7 @@ message (docs/guides/choosing-cadences.md explains every rule). Nothing here wri
 
 Rules: ``slower-upstream``, ``faster-than-source``, ``ads-faster-than-hourly``,
 ``unused-channel``, ``export-without-key``, ``segment-without-key``,
-``incremental-without-key``, ``never-refreshed``, ``holdout-changed``; plus the warnings the
+``incremental-without-key``, ``never-refreshed``; plus the warnings the
 parser found (unknown YAML entries, unsupported tests).
 """
 
@@ -78,8 +78,6 @@ def lint(project: Any, state: StateSnapshot | None = None) -> list[CadenceError]
     warnings += _model_rules(project)
     warnings += _source_rules(project)
     warnings += _channel_rules(project)
-    if state is not None:
-        warnings += _holdout_rules(project, state)
     return warnings
 
 
@@ -252,34 +250,6 @@ def _channel_rules(project: Any) -> list[CadenceError]:
                     PROJECT_FILE,
                     ch.line,
                     f"add config(channels=['{ch.name}']) to a segment, or remove the channel",
-                )
-            )
-    return out
-
-
-def _holdout_rules(project: Any, state: StateSnapshot) -> list[CadenceError]:
-    """A holdout's percent or salt changed on a segment that is live: members move between
-    groups, and a running experiment is broken. Compared with what the warehouse recorded."""
-    recorded = getattr(state, "holdouts", None) or {}
-    out = []
-    for name, before in sorted(recorded.items()):
-        m = project.parsed.model(name)
-        if m is None or before is None:
-            continue
-        now = m.config.holdout or {}
-        changed = [k for k in ("percent", "salt") if str(now.get(k)) != str(before.get(k))]
-        if changed:
-            file, line = _config_line(m, "holdout")
-            out.append(
-                _warn(
-                    "holdout-changed",
-                    f"holdout {' and '.join(changed)} of live segment '{name}' changed "
-                    f"({', '.join(f'{k} {before.get(k)!r} -> {now.get(k)!r}' for k in changed)}): "
-                    "members move between the held-out and the treated group",
-                    file,
-                    line,
-                    "keep percent and salt while an experiment runs; start a new segment for a "
-                    "new holdout",
                 )
             )
     return out
