@@ -277,3 +277,25 @@ def test_the_documented_github_workflow_is_valid_and_uses_real_options():
     assert "--strict" in script and any(
         s.get("with", {}).get("fetch-depth") == 0 for s in steps
     )
+
+
+def test_paths_resolved_against_the_project_folder_are_not_changes(repo, cli):
+    (repo / "models/sources.yml").write_text(
+        "version: 2\nsources:\n  - name: lake\n    tables:\n      - name: events\n"
+        "        config: {external_location: 'data/events.csv'}\n"
+    )
+    (repo / "models/from_lake.sql").write_text(
+        "{{ config(channels=['web'], key='id') }}\nselect 1 as id from {{ source('lake', 'events') }}\n"
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "lake")
+    assert str(repo) in (Project_load(repo).parsed.model("from_lake").rendered)
+    edit(repo, "models/lonely.sql", "7 as id", "8 as id")
+    data = diff_json(cli, repo, "HEAD")  # the commit that has the lake source
+    assert listed(data) == {"lonely"}, data["changed"]
+
+
+def Project_load(root: Path):
+    from cadence.project import Project
+
+    return Project.load(root)

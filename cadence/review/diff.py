@@ -230,7 +230,9 @@ def _tests(project: Any, name: str) -> list[tuple[Any, ...]]:
 def _reasons(before: Any, after: Any, name: str) -> list[str]:
     old, new = before.parsed.model(name), after.parsed.model(name)
     reasons = []
-    if old.rendered != new.rendered and normalize_sql(old.rendered) != normalize_sql(new.rendered):
+    # paths resolved against the project folder (external_location) differ only by the folder
+    old_sql = old.rendered.replace(str(before.root), str(after.root))
+    if old_sql != new.rendered and normalize_sql(old_sql) != normalize_sql(new.rendered):
         reasons.append("SQL")
     a, b = _config(old), _config(new)
     for key in sorted(set(a) | set(b)):
