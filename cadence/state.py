@@ -309,3 +309,44 @@ def record_run_end(engine: Engine, run_id: str, finished_at: dt.datetime, status
         )
     except EngineError:
         pass
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    """One recorded build, for reports (``cadence docs``)."""
+
+    started_at: dt.datetime | None
+    status: str | None
+    duration_s: float | None
+    rows: int | None
+    tick: dt.datetime | None
+
+
+def read_recent_builds(engine: Engine, per_model: int = 10) -> dict[str, tuple[BuildRow, ...]]:
+    """The latest ``per_model`` recorded builds of each model, newest first (read-only)."""
+    if (SCHEMA, "model_builds") not in engine.relations():
+        return {}
+    rows = engine.query(
+        f"""select model, started_at, status, duration_s, rows, tick from (
+            select *, row_number() over (partition by model order by started_at desc) as n
+            from {SCHEMA}.model_builds where kind = 'model') where n <= {int(per_model)}
+        order by model, started_at desc"""
+    )
+    out: dict[str, list[BuildRow]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(BuildRow(from_db(r[1]), r[2], r[3], r[4], from_db(r[5])))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def read_member_counts(engine: Engine) -> dict[str, int]:
+    """Current members per segment from ``_cadence.membership_changes`` (empty without it)."""
+    if (SCHEMA, "membership_changes") not in engine.relations():
+        return {}
+    try:
+        rows = engine.query(
+            f"""select segment, sum(case when change = 'entered' then 1 else -1 end)
+            from {SCHEMA}.membership_changes group by segment"""
+        )
+    except EngineError:
+        return {}
+    return {r[0]: int(r[1]) for r in rows}

@@ -17,7 +17,8 @@ ORDER = [
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",
-    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site",
+    "review.render", "review",
     "output", "cli", "__main__",
 ]
 OWNERS = {
