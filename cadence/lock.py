@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from cadence import artifacts
 from cadence.errors import LockHeld
 
 LOCK_FILE = "target/cadence.lock"
@@ -34,8 +35,12 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, wait_s: float = 0.0, poll_s: float = 0.2) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        artifacts.tighten_target(self.path.parent.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, artifacts.FILE_MODE)
+            os.fchmod(fd, artifacts.FILE_MODE)
+        except OSError as exc:
+            raise artifacts.write_error(self.path, exc, self.path.parent.parent) from None
         deadline = time.monotonic() + max(wait_s, 0.0)
         while True:
             try:
@@ -84,7 +89,10 @@ def current_holder(root: Path) -> str | None:
     path = root / LOCK_FILE
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

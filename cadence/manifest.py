@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadence import __version__
+from cadence import __version__, artifacts
 from cadence import files as fs
 from cadence.cadences import Cadences
 from cadence.dag import Dag
@@ -88,14 +88,11 @@ def env_unchanged(manifest: Manifest) -> bool:
 
 
 def write(root: Path, manifest: Manifest) -> None:
-    path = root / CACHE_FILE
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".manifest.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(manifest, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
+        artifacts.tighten_target(root)
+        data = pickle.dumps(manifest, protocol=pickle.HIGHEST_PROTOCOL)
+        artifacts.write_bytes(root / CACHE_FILE, data, root)
+    except CadenceError:
         pass  # a read-only checkout still works, just without the cache
 
 

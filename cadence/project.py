@@ -191,7 +191,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
-        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+        with artifacts.private_umask(), RunLock(self.root, now.isoformat()).acquire(wait_s):
             return self._run_locked(
                 now,
                 selection,
@@ -248,7 +248,7 @@ class Project:
         on_event: EventSink | None = None,
     ) -> RunResult:
         """(Re)load every selected seed."""
-        with RunLock(self.root, now.isoformat()).acquire(0):
+        with artifacts.private_umask(), RunLock(self.root, now.isoformat()).acquire(0):
             return self._seed_locked(now, selection, on_event)
 
     def _seed_locked(
