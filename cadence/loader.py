@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadence import files
+from cadence import inputs
+from cadence.channelconfig import CHANNEL_KEYS, ChannelConfig, ExportConfig, parse_channels
 from cadence.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.errors import (
     CadenceError,
@@ -37,6 +38,7 @@ TOP_KEYS = (
     "seeds",
     "vars",
     "tests",
+    "export_root",
 )
 WAREHOUSE_KEYS = (
     "engine",
@@ -49,7 +51,6 @@ WAREHOUSE_KEYS = (
     "connect_url",
 )
 ENGINES = ("duckdb", "spark")
-CHANNEL_KEYS = ("cadence", "kind", "description", "export", "suppress", "owner")
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
 
 
@@ -67,17 +68,6 @@ class SeedFile:
     name: str
     path: str
     digest: str
-
-
-@dataclass(frozen=True)
-class ChannelConfig:
-    name: str
-    cadence: str
-    kind: str | None = None
-    description: str | None = None
-    export: dict[str, Any] | None = None
-    suppress: tuple[str, ...] = ()
-    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +94,7 @@ class ProjectConfig:
     seed_config: dict[str, Any]
     vars: dict[str, Any]
     env_vars_used: tuple[tuple[str, str | None], ...] = ()
+    export_root: str | None = None  # absolute folder export paths may write under
 
     @property
     def tz(self) -> ZoneInfo:
@@ -156,7 +147,7 @@ def digest(data: bytes) -> str:
 
 
 def _read(root: Path, path: Path) -> SourceFile:
-    data = files.read_bytes(root, path)
+    data = inputs.read_bytes(root, path)
     rel = path.relative_to(root).as_posix()
     try:
         text = data.decode("utf-8")
@@ -176,7 +167,7 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
     ``errors_out``, adds them there and goes on when cadence.yml could be read at all)."""
     errors = ErrorCollector()
     try:
-        config_bytes = files.read_bytes(root, root / PROJECT_FILE)
+        config_bytes = inputs.read_bytes(root, root / PROJECT_FILE)
     except CadenceError as exc:
         raise ProjectErrors([exc]) from None
     config = parse_project_config(config_bytes.decode("utf-8", errors="replace"), root, errors)
@@ -191,7 +182,7 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
         return tuple(out)
 
     def walk(folder: str, *suffixes: str) -> list[Path]:
-        return files.walk(root, folder, suffixes, errors.errors)
+        return inputs.walk(root, folder, suffixes, errors.errors)
 
     def having(paths: list[Path], *suffixes: str) -> list[Path]:
         return [p for p in paths if p.name.endswith(suffixes)]
@@ -207,7 +198,7 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
     for p in having(in_seeds, ".csv"):
         try:
             seeds.append(
-                SeedFile(p.stem, p.relative_to(root).as_posix(), files.digest_file(root, p))
+                SeedFile(p.stem, p.relative_to(root).as_posix(), inputs.digest_file(root, p))
             )
         except CadenceError as exc:
             errors.add(exc)
@@ -279,7 +270,8 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         )
         timezone = "UTC"
     warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used)
-    channels = _parse_channels(raw.get("channels"), raw, errors)
+    channels = parse_channels(raw.get("channels"), raw, errors)
+    export_root = _parse_export_root(raw, errors)
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
@@ -312,6 +304,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         seed_config=dict(seed_config),
         vars=_plain(vars_),
         env_vars_used=tuple(env_used),
+        export_root=export_root,
     )
 
 
@@ -321,6 +314,24 @@ TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # I
 def _shorten(text: str, limit: int = 60) -> str:
     """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | None:
+    value = raw.get("export_root")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not os.path.isabs(value):
+        errors.add(
+            CadenceError(
+                f"export_root must be an absolute folder path, got {value!r}",
+                file=PROJECT_FILE,
+                line=line_of(raw, "export_root"),
+                hint="write export_root: /srv/exports (or leave it out: exports then stay "
+                "inside the project folder)",
+            )
+        )
+        return None
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -486,82 +497,6 @@ def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str,
     return tuple(out)
 
 
-def _parse_channels(
-    raw: Any, top: dict[str, Any], errors: ErrorCollector
-) -> tuple[ChannelConfig, ...]:
-    file = PROJECT_FILE
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        errors.add(
-            CadenceError(
-                "'channels' must be a mapping of channel name to settings",
-                file=file,
-                line=line_of(top, "channels"),
-                hint='write channels: {email: {cadence: "daily at 05:00"}}',
-            )
-        )
-        return ()
-    out = []
-    for name, spec in raw.items():
-        line = line_of(raw, name)
-        if not NAME_RE.match(str(name)):
-            errors.add(
-                CadenceError(
-                    f"invalid channel name '{name}'",
-                    file=file,
-                    line=line,
-                    hint="use letters, digits and underscores (no '/', '.' or spaces)",
-                )
-            )
-            continue
-        if isinstance(spec, str):
-            spec = {"cadence": spec}
-        if not isinstance(spec, dict):
-            errors.add(
-                CadenceError(
-                    f"channel '{name}' must be a mapping",
-                    file=file,
-                    line=line,
-                    hint="write " + f'{name}: {{cadence: "every 15 minutes"}}',
-                )
-            )
-            continue
-        for key in spec:
-            if key not in CHANNEL_KEYS:
-                errors.add(
-                    unknown_key_error(
-                        key, CHANNEL_KEYS, what="channel", file=file, line=line_of(spec, key)
-                    )
-                )
-        if "cadence" not in spec:
-            errors.add(
-                CadenceError(
-                    f"channel '{name}' has no cadence",
-                    file=file,
-                    line=line,
-                    hint='add cadence: "every 15 minutes" (or "on demand")',
-                )
-            )
-            continue
-        suppress = spec.get("suppress") or ()
-        if isinstance(suppress, str):
-            suppress = (suppress,)
-        export = spec.get("export")
-        out.append(
-            ChannelConfig(
-                name=str(name),
-                cadence=str(spec["cadence"]),
-                kind=spec.get("kind"),
-                description=spec.get("description"),
-                export=_plain(export) if isinstance(export, dict) else None,
-                suppress=tuple(str(s) for s in suppress),
-                line=line_of(spec, "cadence") or line,
-            )
-        )
-    return tuple(out)
-
-
 def _parse_folder_defaults(
     raw: Any, project_name: str, top: dict[str, Any], errors: ErrorCollector
 ) -> tuple[tuple[tuple[str, ...], ConfigLayer], ...]:
@@ -642,7 +577,9 @@ def _check_folder_defaults(config: ProjectConfig, root: Path, errors: ErrorColle
 
 
 __all__ = [
+    "CHANNEL_KEYS",
     "ChannelConfig",
+    "ExportConfig",
     "ProjectConfig",
     "ProjectErrors",
     "ProjectFiles",
