@@ -6,7 +6,8 @@ Input: bytes or text and a path -> output: the file, complete. Invariants, whate
   itself is made 0700, and what an older version left readable in it is tightened once;
 - a file is written to a temporary name beside it, fsynced, then renamed over the old one: a
   reader (or a crash, kill -9 included) sees the old file or the new one, never half of one;
-  a failed write removes its temporary file (compiled SQL, rebuilt every run, is not fsynced);
+  a failed write removes its temporary file (what every run rewrites -- compiled SQL, run
+  results -- is renamed into place but not fsynced);
 - a write that fails raises ``CadenceError`` naming the file (relative to the project when
   known) and the cause; disk full says so.
 """
@@ -190,4 +191,5 @@ def write_compiled(root: Path, model_path: str, sql: str) -> str:
 def write_json(root: Path, name: str, data: Any) -> Path:
     path = tighten_target(root) / name
     # no indent: only then does json use its C encoder (run results of 10,000 models)
-    return write_text(path, json.dumps(data, default=str, separators=(",", ":")) + "\n", root)
+    text = json.dumps(data, default=str, separators=(",", ":")) + "\n"
+    return write_text(path, text, root, durable=False)  # rewritten by every run, cron's too

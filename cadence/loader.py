@@ -348,7 +348,13 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
         return text
     import jinja2.sandbox
 
-    def env_var(name: str, default: str | None = None) -> str:
+    def env_var(name: Any = None, default: str | None = None) -> str:
+        if not isinstance(name, str) or not name:
+            raise CadenceError(
+                "env_var() needs the name of an environment variable",
+                file=PROJECT_FILE,
+                hint="write {{ env_var('NAME', 'default') }}",
+            )
         env_used.append((name, os.environ.get(name)))
         if name in os.environ:
             return os.environ[name]

@@ -56,13 +56,13 @@ def scan(root: Path) -> tuple[tuple[str, int, int], ...]:
     prefix = len(str(root)) + 1  # scandir paths start with the root as given
     problems: list[CadenceError] = []
     for folder, suffixes in INPUT_DIRS:
-        for path in fs.walk(root, folder, suffixes, problems):
+        for entry in fs.walk_entries(root, folder, suffixes, problems):
             try:
-                s = os.stat(path)
+                s = entry.stat()
             except OSError:
-                problems.append(CadenceError("vanished", file=str(path)))
+                problems.append(CadenceError("vanished", file=entry.path))
                 continue
-            out.append((str(path)[prefix:].replace(os.sep, "/"), s.st_size, s.st_mtime_ns))
+            out.append((entry.path[prefix:].replace(os.sep, "/"), s.st_size, s.st_mtime_ns))
     if problems:  # links, FIFOs, unreadable folders: never a cache hit; the loader reports them
         out.append(("\0problems", len(problems), -1))
     out.sort()
