@@ -168,12 +168,14 @@ def write_bytes(path: Path, data: bytes, root: Path | None = None, *, durable: b
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # an interrupt too: never leave the temporary file behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise write_error(path, exc, root) from None
+        if isinstance(exc, OSError):
+            raise write_error(path, exc, root) from None
+        raise
     return path
 
 

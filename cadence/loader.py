@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadence import inputs
+from cadence import files
 from cadence.channelconfig import CHANNEL_KEYS, ChannelConfig, ExportConfig, parse_channels
 from cadence.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.errors import (
@@ -147,7 +147,7 @@ def digest(data: bytes) -> str:
 
 
 def _read(root: Path, path: Path) -> SourceFile:
-    data = inputs.read_bytes(root, path)
+    data = files.read_bytes(root, path)
     rel = path.relative_to(root).as_posix()
     try:
         text = data.decode("utf-8")
@@ -167,7 +167,7 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
     ``errors_out``, adds them there and goes on when cadence.yml could be read at all)."""
     errors = ErrorCollector()
     try:
-        config_bytes = inputs.read_bytes(root, root / PROJECT_FILE)
+        config_bytes = files.read_bytes(root, root / PROJECT_FILE)
     except CadenceError as exc:
         raise ProjectErrors([exc]) from None
     config = parse_project_config(config_bytes.decode("utf-8", errors="replace"), root, errors)
@@ -182,7 +182,7 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
         return tuple(out)
 
     def walk(folder: str, *suffixes: str) -> list[Path]:
-        return inputs.walk(root, folder, suffixes, errors.errors)
+        return files.walk(root, folder, suffixes, errors.errors)
 
     def having(paths: list[Path], *suffixes: str) -> list[Path]:
         return [p for p in paths if p.name.endswith(suffixes)]
@@ -198,7 +198,7 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
     for p in having(in_seeds, ".csv"):
         try:
             seeds.append(
-                SeedFile(p.stem, p.relative_to(root).as_posix(), inputs.digest_file(root, p))
+                SeedFile(p.stem, p.relative_to(root).as_posix(), files.digest_file(root, p))
             )
         except CadenceError as exc:
             errors.add(exc)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence import __version__, artifacts
-from cadence import inputs as fs
+from cadence import files as fs
 from cadence.cadences import Cadences
 from cadence.dag import Dag
 from cadence.errors import CadenceError

@@ -182,3 +182,17 @@ def test_an_unwritable_project_folder_is_exit_2(make_project, cli):
         root.chmod(0o700)
     assert result.exit_code == 2, result.output
     assert "cannot write target" in result.output
+
+
+def test_an_interrupted_write_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "x.json"
+    artifacts.write_bytes(path, b"old")
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(artifacts.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        artifacts.write_bytes(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]

@@ -134,7 +134,7 @@ from contextlib import contextmanager  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
-from cadence import inputs  # noqa: E402
+from cadence import files  # noqa: E402
 from cadence.cli import main  # noqa: E402
 
 FOLDERS = ["models", "models/staging", "macros", "seeds", "tests"]
@@ -182,7 +182,7 @@ def build_shapes(root: Path, outside: Path, entries: list) -> None:
             path.write_bytes(b"select 1\x00\n")
         elif shape == "huge":
             with open(path, "wb") as fh:
-                fh.truncate(inputs.MAX_TEXT_BYTES + 1)
+                fh.truncate(files.MAX_TEXT_BYTES + 1)
         elif shape == "empty":
             path.write_bytes(b"")
         elif shape == "fifo":
