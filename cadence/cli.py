@@ -148,6 +148,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.version_option(version=__version__, prog_name="cadence")
 def main() -> None:
     """cadence: refresh customer segments at the speed each channel needs."""
+    import os
+
+    os.umask(os.umask(0o077) | 0o077)  # whatever cadence (and DuckDB) creates is owner-only
 
 
 @main.command()

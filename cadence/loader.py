@@ -308,6 +308,14 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     )
 
 
+TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | None:
     value = raw.get("export_root")
     if value is None:
@@ -326,14 +334,6 @@ def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | Non
     return value
 
 
-TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -348,7 +348,13 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
         return text
     import jinja2.sandbox
 
-    def env_var(name: str, default: str | None = None) -> str:
+    def env_var(name: Any = None, default: str | None = None) -> str:
+        if not isinstance(name, str) or not name:
+            raise CadenceError(
+                "env_var() needs the name of an environment variable",
+                file=PROJECT_FILE,
+                hint="write {{ env_var('NAME', 'default') }}",
+            )
         env_used.append((name, os.environ.get(name)))
         if name in os.environ:
             return os.environ[name]

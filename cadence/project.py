@@ -246,7 +246,7 @@ class Project:
             at=now.isoformat() if replay else None,
             command="run --due" if due_only else "run",
         )
-        with lock.acquire(wait_s):
+        with artifacts.private_umask(), lock.acquire(wait_s):
             return self._run_locked(
                 now,
                 selection,
@@ -447,7 +447,8 @@ class Project:
         started: dt.datetime | None = None,
     ) -> RunResult:
         """(Re)load every selected seed."""
-        with RunLock(self.root, (started or now).isoformat(), command="seed").acquire(0):
+        lock = RunLock(self.root, (started or now).isoformat(), command="seed")
+        with artifacts.private_umask(), lock.acquire(0):
             return self._seed_locked(now, selection, on_event)
 
     def _seed_locked(

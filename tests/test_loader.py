@@ -265,7 +265,7 @@ def test_timezones_that_are_not_iana_names_are_errors(make_project, tz):
 @pytest.mark.parametrize(
     "path, message",
     [
-        ("{{ env_var() }}", "TypeError"),
+        ("{{ env_var() }}", "env_var() needs the name of an environment variable"),
         ("{{ 1/0 }}", "ZeroDivisionError"),
         ("{{ cycler.__init__.__globals__.os.popen('id').read() }}", "SecurityError"),
         ("{{ nope(", "TemplateSyntaxError"),
