@@ -38,7 +38,9 @@ TOP_KEYS = (
     "vars",
     "tests",
     "export_root",
+    "history",
 )
+HISTORY_KEYS = ("keep_days",)
 WAREHOUSE_KEYS = (
     "engine",
     "path",
@@ -94,6 +96,7 @@ class ProjectConfig:
     vars: dict[str, Any]
     env_vars_used: tuple[tuple[str, str | None], ...] = ()
     export_root: str | None = None  # absolute folder export paths may write under
+    history_keep_days: int | None = None  # prune history older than this (None: keep all)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -266,6 +269,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used)
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
+    keep_days = _parse_history(raw, errors)
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
@@ -299,7 +303,47 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         vars=_plain(vars_),
         env_vars_used=tuple(env_used),
         export_root=export_root,
+        history_keep_days=keep_days,
     )
+
+
+def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
+    """``history: {keep_days: N}``: N whole days, 1 to 36500."""
+    value = raw.get("history")
+    if value is None:
+        return None
+    line = line_of(raw, "history")
+    if not isinstance(value, dict):
+        errors.add(
+            CadenceError(
+                "'history' must be a mapping",
+                file=PROJECT_FILE,
+                line=line,
+                hint="write history: {keep_days: 90}",
+            )
+        )
+        return None
+    for key in value:
+        if key not in HISTORY_KEYS:
+            errors.add(
+                unknown_key_error(
+                    str(key), HISTORY_KEYS, what="history", file=PROJECT_FILE, line=line
+                )
+            )
+    days = value.get("keep_days")
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
+        errors.add(
+            CadenceError(
+                f"history.keep_days must be a whole number of days from 1 to 36500, got {days!r}",
+                file=PROJECT_FILE,
+                line=line,
+                hint="write history: {keep_days: 90}",
+            )
+        )
+        return None
+    return days
 
 
 def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | None:
