@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
     "errors", "yamlfile", "channelconfig", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
-    "properties",
+    "seedconfig", "properties",
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "snapshot", "activation",
     "activation.membership", "due",
