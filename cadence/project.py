@@ -21,7 +21,7 @@ from cadence.dag import Dag
 from cadence.due import Plan, decide, real_instant, upstream_sources
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
-from cadence.loader import find_project_root
+from cadence.loader import THREADS_HINT, find_project_root, threads_problem
 from cadence.lock import RunLock, current_holder
 from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
@@ -238,6 +238,8 @@ class Project:
         process has the warehouse open (each after ``wait_s`` seconds). ``started`` is the
         wall-clock start, shown to a run that finds the lock held (default ``now``).
         """
+        if threads is not None and threads_problem(threads):
+            raise UsageError(f"--threads: {threads_problem(threads)}", hint=THREADS_HINT)
         if dry_run:
             return self.plan(
                 now,
