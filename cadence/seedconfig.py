@@ -55,6 +55,7 @@ class _Layer:
     values: dict[str, Any]
     file: str
     line: int | None
+    key_lines: dict[str, int | None] = field(default_factory=dict)
 
 
 def _norm(key: object) -> str:
@@ -63,7 +64,12 @@ def _norm(key: object) -> str:
 
 
 def _check(
-    values: dict[str, Any], file: str, line: int | None, where: str, out: list[CadenceError]
+    values: dict[str, Any],
+    file: str,
+    line: int | None,
+    where: str,
+    out: list[CadenceError],
+    key_lines: dict[str, int | None] | None = None,
 ) -> None:
     for key in values:
         if key in UNSUPPORTED:
@@ -72,7 +78,7 @@ def _check(
                     f"seed config key '{key}' ({where}) is accepted for dbt compatibility but "
                     "has no effect in cadence",
                     file=file,
-                    line=line,
+                    line=(key_lines or {}).get(key) or line,
                     severity="warning",
                     hint="supported for seeds: " + ", ".join(SUPPORTED),
                 )
@@ -87,6 +93,7 @@ def project_layers(
 
     def visit(node: dict[str, Any], parts: tuple[str, ...]) -> None:
         values: dict[str, Any] = {}
+        lines: dict[str, int | None] = {}
         for key, value in node.items():
             norm = _norm(key)
             if not parts and key == "column_types" and isinstance(value, dict):
@@ -102,10 +109,11 @@ def project_layers(
                             )
                         )
                 continue
-            if norm in ALL_KEYS and (str(key).startswith("+") or not isinstance(value, dict)):
+            if (norm in ALL_KEYS and (str(key).startswith("+") or not isinstance(value, dict))) or (
+                norm in ("column_types", "meta", "docs") and isinstance(value, dict)
+            ):
                 values[norm] = value
-            elif norm in ("column_types", "meta", "docs") and isinstance(value, dict):
-                values[norm] = value
+                lines[norm] = line_of(node, key)
             elif isinstance(value, dict):
                 child = parts if (not parts and key == project_name) else (*parts, str(key))
                 visit(value, child)
@@ -123,7 +131,7 @@ def project_layers(
                     )
                 )
         if values:
-            layers.append(_Layer(parts, values, PROJECT_FILE, getattr(node, "line", None)))
+            layers.append(_Layer(parts, values, PROJECT_FILE, getattr(node, "line", None), lines))
 
     visit(raw, ())
     return layers
@@ -150,16 +158,16 @@ def resolve(
         if chain[: len(layer.parts)] == layer.parts or layer.parts == (seed_name,)
     ]
     matching.sort(key=lambda layer: len(layer.parts))
-    sources = [(layer.values, layer.file, layer.line) for layer in matching]
+    sources = [(layer.values, layer.file, layer.line, layer.key_lines) for layer in matching]
     if yaml_config is not None:
-        sources.append(yaml_config)
-    for values, file, line in sources:
+        sources.append((*yaml_config, {}))
+    for values, file, line, key_lines in sources:
         for key, value in values.items():
             if key == "column_types" and isinstance(value, dict):
                 merged["column_types"] = {**merged.get("column_types", {}), **value}
             else:
                 merged[key] = value
-            origin[key] = (file, line)
+            origin[key] = (file, key_lines.get(key) or line)
 
     def bad(key: str, message: str, hint: str) -> None:
         file, line = origin[key]
@@ -232,4 +240,4 @@ def yaml_config(
 def check_project_layers(layers: list[_Layer], warnings: list[CadenceError]) -> None:
     for layer in layers:
         where = "seeds: " + ("/".join(layer.parts) if layer.parts else "(all seeds)")
-        _check(layer.values, layer.file, layer.line, where, warnings)
+        _check(layer.values, layer.file, layer.line, where, warnings, layer.key_lines)
