@@ -234,6 +234,10 @@ def run(
         return
     renderer.finish(result)
     _render_deliveries(result.deliveries, as_json)
+    if not due or any(r.status != "skipped" for r in result.results):
+        # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
+        for warning in project.parsed.warnings:
+            click.echo(warning.render(), err=True)
     if not result.ok:
         raise Failed()
 

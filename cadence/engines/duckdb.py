@@ -166,8 +166,12 @@ class DuckDBEngine(Engine):
             f"delete from {relation} as t where exists (select 1 from {source} as s where {cond})"
         )
 
-    def load_csv(self, relation: str, path: str, column_types: dict[str, str]) -> None:
+    def load_csv(
+        self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
+    ) -> None:
         options = ["header = true", "auto_detect = true"]
+        if delimiter:
+            options.append("delim = '" + delimiter.replace("'", "''") + "'")
         if column_types:
             types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
             options.append(f"types = {{{types}}}")
