@@ -435,6 +435,7 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
     renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
     result = project.seed(_at(project, at), _selection(select), on_event=renderer.event)
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
     if not result.ok:
         raise Failed()
 

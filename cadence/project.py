@@ -406,7 +406,7 @@ class Project:
                 due_only=False,
                 full_refresh=True,
             )
-            return execute(
+            result = execute(
                 self.parsed,
                 self.dag,
                 plan,
@@ -416,6 +416,7 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
+            return self._after_run(engine, state, result, now)  # a reloaded suppression list
         finally:
             engine.close()
 
