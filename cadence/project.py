@@ -376,8 +376,13 @@ class Project:
             return []
         last: dict[tuple[str, str], Any] = {}
         pending: dict[tuple[str, str], int] = {}
-        if self.warehouse_exists() and current_holder(self.root) is None:
-            engine = self.open_engine(read_only=True)
+        if self.warehouse_exists():
+            if current_holder(self.root) is not None:
+                return []  # a run holds the warehouse: say nothing rather than something stale
+            try:
+                engine = self.open_engine(read_only=True)
+            except CadenceError:
+                return []
             try:
                 last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
                 pending = outbox.pending_by_segment(engine)
