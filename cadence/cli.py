@@ -474,6 +474,7 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
         started=wall.astimezone(project.tz),
     )
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
     if not result.ok:
         raise Failed()
 

@@ -319,6 +319,8 @@ TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # I
 def _shorten(text: str, limit: int = 60) -> str:
     """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
     """``history: {keep_days: N}``: N whole days, 1 to 36500."""
     value = raw.get("history")

@@ -387,10 +387,12 @@ class Project:
             return []
         last: dict[tuple[str, str], Any] = {}
         pending: dict[tuple[str, str], int] = {}
-        if self.warehouse_exists() and current_holder(self.root) is None:
+        if self.warehouse_exists():
+            if current_holder(self.root) is not None:
+                return []  # a run holds the warehouse: say nothing rather than something stale
             try:
-                engine = self.open_engine(read_only=True)
-            except WarehouseBusy:  # another process has it: status answers from the snapshot
+                engine: Engine | None = self.open_engine(read_only=True)
+            except CadenceError:  # another process has it (WarehouseBusy) or it is unreadable
                 engine = None
             if engine is not None:
                 try:
@@ -493,6 +495,7 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
+            result = self._after_run(engine, state, result, now)  # a reloaded suppression list
             self._keep_snapshot(engine, result)
             return result
         finally:

@@ -350,6 +350,8 @@ def read_member_counts(engine: Engine) -> dict[str, int]:
     except EngineError:
         return {}
     return {r[0]: int(r[1]) for r in rows}
+
+
 # History that ``history: {keep_days: N}`` prunes: (table, time column[, columns whose latest
 # row is always kept]). The activation stage adds its own tables (membership changes,
 # deliveries) by passing a longer list.

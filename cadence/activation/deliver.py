@@ -30,6 +30,13 @@ from cadence.relations import quote
 from cadence.state import SCHEMA
 
 RESERVED_COLUMNS = ("seq", "key", "change", "at")
+# activation's history for ``history: {keep_days}`` (table, time column[, keep-latest keys]):
+# membership changes, and delivery attempts except the newest per channel x segment. Current
+# state (delivered, outbox, delivery_cursor) is never history.
+HISTORY_TABLES: tuple[tuple[str, ...], ...] = (
+    ("_cadence.membership_changes", "at"),
+    (outbox.DELIVERIES, "started_at", "channel", "segment"),
+)
 
 
 @dataclass(frozen=True)
