@@ -14,7 +14,7 @@ ORDER = [
     "properties",
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
-    "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
+    "compiler", "datatests", "runner", "activation", "activation.webhook", "lock", "manifest", "selection", "reports", "testing",
     "scaffold", "project", "output", "cli", "__main__",
 ]
 OWNERS = {

@@ -1,0 +1,389 @@
+"""The webhook destination (cadence/activation/webhook.py) against a real receiver on 127.0.0.1:
+Standard Webhooks signing, stable batch ids, retries, contiguous acknowledgement, URL policy.
+
+Time is passed in: ``clock`` (webhook-timestamp) is fixed and shared with the receiver's check,
+``sleep`` records the waits instead of waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import importlib.util
+import json
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cadence.activation import webhook
+from cadence.activation.webhook import (
+    Change,
+    cut_batches,
+    deliver_webhook,
+    retry_after_s,
+    sign,
+    signing_key,
+    url_problem,
+    webhook_id,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location(
+    "routing_receiver", REPO / "examples" / "routing" / "receiver.py"
+)
+assert _spec and _spec.loader
+receiver_module = importlib.util.module_from_spec(_spec)
+sys.modules["routing_receiver"] = receiver_module
+_spec.loader.exec_module(receiver_module)
+Receiver = receiver_module.Receiver
+Fault = receiver_module.Fault
+
+SECRET = "whsec_" + base64.b64encode(b"cadence-test-secret-32-bytes-ok!").decode()
+ENV = {"ROUTING_SECRET": SECRET}
+NOW = 1_780_000_000.0  # the wall clock of every attempt in these tests
+T1 = dt.datetime(2026, 6, 1, 5, 0, tzinfo=dt.timezone.utc)
+T2 = dt.datetime(2026, 6, 1, 5, 5, tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Export:
+    url: str
+    secret_env: str = "ROUTING_SECRET"
+    batch_size: int = 10
+    allow_private: bool = False
+    timeout_s: float = 2.0
+    max_attempts: int = 4
+    kind: str = "webhook"
+    line: int | None = 7
+
+
+def changes(n: int, *, start: int = 1, at: dt.datetime = T1) -> list[Change]:
+    return [
+        Change(seq, f"c{seq}", "entered", at, {"cart_value": seq * 1.5})
+        for seq in range(start, start + n)
+    ]
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def receiver(**kw: Any) -> Any:
+    kw.setdefault("clock", lambda: NOW)
+    kw.setdefault("idle_timeout_s", 20.0)
+    return Receiver(SECRET, **kw)
+
+
+def deliver(rx: Any, items: list[Change], sleeps: Sleeps | None = None, **kw: Any) -> Any:
+    return deliver_webhook(
+        Export(rx.url, **kw),
+        "routing",
+        "cart_abandoners",
+        items,
+        ENV,
+        sleep=sleeps if sleeps is not None else Sleeps(),
+        clock=lambda: NOW,
+    )
+
+
+# -- signing -----------------------------------------------------------------------------------
+
+
+def test_signature_matches_the_standard_webhooks_test_vector() -> None:
+    key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    got = sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+    assert got == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_requests_verify_with_the_reference_standardwebhooks_package() -> None:
+    standardwebhooks = pytest.importorskip("standardwebhooks")
+    with receiver() as rx:
+        outcome = deliver(rx, changes(25))
+    assert outcome.error is None
+    reference = standardwebhooks.Webhook(SECRET)
+    assert len(rx.signed) == 3
+    for msg_id, timestamp, signature, body in rx.signed:
+        when = dt.datetime.fromtimestamp(int(timestamp), tz=dt.timezone.utc)
+        assert reference.sign(msg_id, when, body.decode()) == signature
+        assert timestamp == str(int(NOW))
+
+
+def test_secret_must_be_whsec_base64_and_never_shows_in_errors() -> None:
+    assert signing_key(SECRET) == b"cadence-test-secret-32-bytes-ok!"
+    assert signing_key(SECRET.rstrip("=")) == signing_key(SECRET)  # unpadded is accepted
+    for bad in ("plain-secret-value", "whsec_", "whsec_!!not*base64!!"):
+        with pytest.raises(ValueError) as info:
+            signing_key(bad)
+        assert bad not in str(info.value) or bad == "whsec_"
+    url = "https://hooks.example.com/in"
+    missing = deliver_webhook(Export(url), "routing", "s", changes(1), {}, sleep=Sleeps())
+    assert missing.error and "ROUTING_SECRET" in missing.error and missing.delivered_through is None
+    wrong = deliver_webhook(
+        Export(url), "routing", "s", changes(1), {"ROUTING_SECRET": "hunter2-plain"}
+    )
+    assert wrong.error and "whsec_" in wrong.error and "hunter2" not in wrong.error
+
+
+def test_webhook_id_is_derived_from_channel_segment_and_range_only() -> None:
+    a = webhook_id("routing", "cart_abandoners", 1, 100)
+    assert a == webhook_id("routing", "cart_abandoners", 1, 100)
+    others = {
+        webhook_id("routing", "cart_abandoners", 1, 99),
+        webhook_id("routing", "cart_abandoners", 2, 100),
+        webhook_id("routing", "browsing_now", 1, 100),
+        webhook_id("web", "cart_abandoners", 1, 100),
+    }
+    assert a not in others and len(others) == 4
+    assert a.startswith("msg_") and a.isascii()
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def test_payload_is_the_documented_json() -> None:
+    item = Change(7, "c7", "exited", T1, {"cart_value": 12.5, "key": "spoof", "day": T1.date()})
+    (batch,) = cut_batches("routing", "cart_abandoners", [item], 100)
+    assert json.loads(batch.body) == {
+        "type": "segment.changes",
+        "channel": "routing",
+        "segment": "cart_abandoners",
+        "changes": [
+            {
+                "key": "c7",
+                "change": "exited",
+                "at": "2026-06-01T05:00:00+00:00",
+                "cart_value": 12.5,
+                "day": "2026-06-01",
+            }
+        ],
+    }
+    assert (batch.first, batch.last, batch.count) == (7, 7, 1)
+
+
+def test_batches_are_cut_at_batch_size_and_never_span_two_freezes() -> None:
+    items = changes(25) + changes(7, start=26, at=T2)
+    ranges = [(b.first, b.last) for b in cut_batches("r", "s", items, 10)]
+    assert ranges == [(1, 10), (11, 20), (21, 25), (26, 32)]
+    with pytest.raises(ValueError):
+        cut_batches("r", "s", list(reversed(items)), 10)
+
+
+def test_a_retry_after_partial_delivery_cuts_the_same_batches_with_the_same_ids() -> None:
+    first = cut_batches("r", "s", changes(25), 10)
+    # batches 1-10 were acknowledged; 11-20 and 21-25 were sent but not acknowledged; a later
+    # run froze 26-32 on top
+    retry = cut_batches("r", "s", changes(15, start=11) + changes(7, start=26, at=T2), 10)
+    assert [(b.webhook_id, b.body) for b in retry[:2]] == [
+        (b.webhook_id, b.body) for b in first[1:]
+    ]
+    assert (retry[2].first, retry[2].last) == (26, 32)
+
+
+# -- delivering to a real receiver ------------------------------------------------------------
+
+
+def test_everything_acknowledged_is_delivered_once_and_in_order_per_key() -> None:
+    with receiver() as rx:
+        outcome = deliver(rx, changes(95))
+    assert outcome == webhook.DeliveryOutcome(95, 95, None)
+    assert sorted(rx.keys(), key=lambda kc: int(kc[0][1:])) == [
+        (f"c{i}", "entered") for i in range(1, 96)
+    ]
+    assert len(rx.requests) == 10 and all(status == 200 for _, status in rx.requests)
+
+
+def test_at_most_four_batches_are_in_flight() -> None:
+    with receiver(fault=lambda n, i: Fault(status=200, apply=True, delay_s=0.05)) as rx:
+        outcome = deliver(rx, changes(200))
+    assert outcome.delivered_through == 200 and outcome.error is None
+    assert rx.max_in_flight == webhook.MAX_IN_FLIGHT
+
+
+def test_500_and_429_are_retried_with_backoff_and_retry_after() -> None:
+    failed: set[str] = set()
+
+    def fault(number: int, msg_id: str) -> Any:
+        if msg_id in failed:
+            return None
+        failed.add(msg_id)
+        return Fault(status=429, retry_after="3") if len(failed) % 2 else Fault(status=503)
+
+    sleeps = Sleeps()
+    with receiver(fault=fault) as rx:
+        outcome = deliver(rx, changes(40), sleeps)
+    assert outcome == webhook.DeliveryOutcome(40, 40, None)
+    assert sorted(sleeps) == [0.5, 0.5, 3.0, 3.0]
+    assert len(rx.keys()) == 40 and len(set(rx.keys())) == 40
+
+
+def test_retry_after_http_date_and_cap() -> None:
+    date = email.utils.formatdate(NOW + 42, usegmt=True)
+    assert retry_after_s(date, NOW) == pytest.approx(42)
+    assert retry_after_s("7", NOW) == 7.0
+    assert retry_after_s("soon", NOW) is None
+    with receiver(fault=lambda n, i: Fault(status=429, retry_after="3600")) as rx:
+        outcome = deliver(rx, changes(5))
+    assert outcome.delivered_through is None and outcome.sent == 0
+    assert outcome.error and "3600" in outcome.error
+    assert len(rx.requests) == 1  # not hammered
+
+
+def test_a_receiver_that_applies_then_times_out_gets_the_same_id_again() -> None:
+    slow: set[str] = set()
+
+    def fault(number: int, msg_id: str) -> Any:
+        if number == 2:
+            slow.add(msg_id)
+            return Fault(status=200, apply=True, delay_s=0.6)
+        return None
+
+    with receiver(fault=fault) as rx:
+        outcome = deliver(rx, changes(30), timeout_s=0.3)
+    assert outcome == webhook.DeliveryOutcome(30, 30, None)
+    (msg_id,) = slow
+    assert [s[0] for s in rx.signed].count(msg_id) == 2  # sent twice, same id
+    assert len(rx.keys()) == 30 and len(set(rx.keys())) == 30  # applied once
+    assert rx.duplicates_differing == []
+
+
+def test_other_4xx_stop_the_delivery_with_status_and_excerpt() -> None:
+    ids = [b.webhook_id for b in cut_batches("routing", "cart_abandoners", changes(50), 10)]
+
+    def fault(number: int, msg_id: str) -> Any:
+        return Fault(status=422) if msg_id == ids[2] else None
+
+    sleeps = Sleeps()
+    with receiver(fault=fault) as rx:
+        outcome = deliver(rx, changes(50), sleeps)
+    assert outcome.delivered_through == 20
+    assert outcome.error and "HTTP 422" in outcome.error and "injected failure" in outcome.error
+    assert "not retried" in outcome.error and SECRET not in outcome.error
+    assert [i for i, _ in rx.requests].count(ids[2]) == 1 and sleeps == []
+
+
+def test_state_advances_only_over_contiguously_acknowledged_batches() -> None:
+    ids = [b.webhook_id for b in cut_batches("routing", "cart_abandoners", changes(40), 10)]
+
+    def fault(number: int, msg_id: str) -> Any:
+        return Fault(status=500) if msg_id == ids[1] else None
+
+    with receiver(fault=fault) as rx:
+        outcome = deliver(rx, changes(40), max_attempts=3)
+    assert outcome.delivered_through == 10
+    assert outcome.error and "gave up after 3 attempt(s)" in outcome.error
+    acked = {i for i, s in rx.requests if s == 200}
+    assert ids[0] in acked and ids[1] not in acked
+    assert outcome.sent == 10 * len(acked)  # batches past the gap may be acked: sent again later
+
+
+def test_a_key_changed_twice_reaches_the_receiver_in_order() -> None:
+    items = changes(10) + [Change(11 + i, f"c{i + 1}", "exited", T2, {}) for i in range(10)]
+    first_id = cut_batches("routing", "cart_abandoners", items, 10)[0].webhook_id
+
+    def fault(number: int, msg_id: str) -> Any:
+        return Fault(status=200, apply=True, delay_s=0.2) if msg_id == first_id else None
+
+    with receiver(fault=fault) as rx:
+        outcome = deliver(rx, items)
+    assert outcome.delivered_through == 20
+    applied = rx.keys()
+    for i in range(1, 11):
+        assert applied.index((f"c{i}", "entered")) < applied.index((f"c{i}", "exited"))
+
+
+def test_a_receiver_that_is_down_fails_after_bounded_retries() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps = Sleeps()
+    outcome = deliver_webhook(
+        Export(f"http://127.0.0.1:{port}/hooks"),
+        "routing",
+        "cart_abandoners",
+        changes(30),
+        ENV,
+        sleep=sleeps,
+        clock=lambda: NOW,
+    )
+    assert outcome.delivered_through is None and outcome.sent == 0
+    assert outcome.error and "connection refused" in outcome.error
+    assert len(sleeps) <= 3 * 3 and set(sleeps) <= {0.5, 1.0, 2.0}
+
+
+def test_nothing_to_deliver_sends_nothing() -> None:
+    assert deliver_webhook(Export("https://x.example"), "r", "s", [], {}) == (
+        webhook.DeliveryOutcome(None, 0, None)
+    )
+
+
+# -- URL policy --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_private", "problem"),
+    [
+        ("https://hooks.example.com/in", False, None),
+        ("http://127.0.0.1:8788/hooks", False, None),
+        ("http://localhost:8788/hooks", False, None),
+        ("http://[::1]:8788/hooks", False, None),
+        ("http://hooks.example.com/in", False, "http is only allowed to loopback"),
+        ("http://10.0.0.5/in", True, "http is only allowed to loopback"),
+        ("ftp://hooks.example.com/in", False, "must use https"),
+        ("hooks.example.com/in", False, "must use https"),
+        ("https://10.0.0.5/in", False, "private"),
+        ("https://10.0.0.5/in", True, None),
+        ("https://169.254.169.254/latest", False, "private, link-local"),
+        ("https://[::ffff:192.168.1.1]/in", False, "private"),
+        ("https://[fe80::1]/in", False, "private"),
+        ("https://user:pw@hooks.example.com/in", False, "credentials"),
+        ("https:///in", False, "no host"),
+        ("https://hooks.example.com:99999/in", False, "not a valid URL"),
+    ],
+)
+def test_url_policy(url: str, allow_private: bool, problem: str | None) -> None:
+    found = url_problem(url, allow_private)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found[0], found
+
+
+def test_a_name_resolving_to_a_private_address_needs_allow_private(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fake_getaddrinfo(host: str, port: int, *args: Any, **kw: Any) -> list[Any]:
+        assert host == "hooks.internal.example"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    outcome = deliver_webhook(
+        Export("https://hooks.internal.example/in"), "routing", "s", changes(3), ENV
+    )
+    assert outcome.delivered_through is None
+    assert outcome.error and outcome.error.startswith("cadence.yml:7: ")
+    assert "10.1.2.3" in outcome.error and "allow_private" in outcome.error
+
+
+def test_connections_go_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS is asked once; the connection uses that answer (no second lookup to rebind)."""
+    real = socket.getaddrinfo
+    calls: list[str] = []
+
+    def counting(host: str, *args: Any, **kw: Any) -> Any:
+        calls.append(host)
+        return real("127.0.0.1" if host == "localhost" else host, *args, **kw)
+
+    with receiver() as rx:
+        monkeypatch.setattr(socket, "getaddrinfo", counting)
+        url = rx.url.replace("127.0.0.1", "localhost")
+        outcome = deliver_webhook(
+            Export(url), "routing", "s", changes(40), ENV, sleep=Sleeps(), clock=lambda: NOW
+        )
+    assert outcome.error is None and outcome.delivered_through == 40
+    assert calls.count("localhost") == 1
