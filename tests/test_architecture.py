@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
+    "errors", "yamlfile", "activation", "activation.urlpolicy", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
     "properties",
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
