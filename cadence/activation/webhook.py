@@ -244,9 +244,12 @@ class _Connections:
         last: OSError | None = None
         for ip in self.addresses:
             try:
-                return socket.create_connection((ip, address[1]), timeout, source)
+                sock = socket.create_connection((ip, address[1]), timeout, source)
             except OSError as exc:
                 last = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
         assert last is not None
         raise last
 

@@ -200,6 +200,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as cadence reuses connections
             timeout = 5  # an idle keep-alive connection closes by itself
+            disable_nagle_algorithm = True  # headers and body go out as separate writes
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
