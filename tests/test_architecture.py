@@ -14,8 +14,10 @@ ORDER = [
     "properties",
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
-    "compiler", "datatests", "runner", "activation", "activation.webhook", "lock", "manifest", "selection", "reports", "testing",
-    "scaffold", "project", "output", "cli", "__main__",
+    "compiler", "datatests", "runner", "activation.webhook", "lock", "manifest", "selection",
+    "reports", "testing",
+    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},
