@@ -12,7 +12,10 @@ import datetime as dt
 import email.utils
 import importlib.util
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +201,7 @@ def test_everything_acknowledged_is_delivered_once_and_in_order_per_key() -> Non
 
 
 def test_at_most_four_batches_are_in_flight() -> None:
-    with receiver(fault=lambda n, i: Fault(status=200, apply=True, delay_s=0.05)) as rx:
+    with receiver(fault=lambda n, i: Fault(status=200, apply=True, delay_s=0.15)) as rx:
         outcome = deliver(rx, changes(200))
     assert outcome.delivered_through == 200 and outcome.error is None
     assert rx.max_in_flight == webhook.MAX_IN_FLIGHT
@@ -357,3 +360,30 @@ def test_connections_go_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) 
         )
     assert outcome.error is None and outcome.delivered_through == 40
     assert calls.count("localhost") == 1
+
+
+def test_https_checks_the_certificate_and_the_host_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    sleeps = Sleeps()
+    with receiver(tls=tls) as rx:
+        assert rx.url.startswith("https://localhost:")
+        untrusted = deliver(rx, changes(5), sleeps)
+        assert untrusted.delivered_through is None and rx.count == 0 and sleeps == []
+        assert untrusted.error and "certificate" in untrusted.error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the test CA is trusted
+        trusted = deliver(rx, changes(25))
+    assert trusted == webhook.DeliveryOutcome(25, 25, None)
+    assert len(rx.keys()) == 25

@@ -17,7 +17,8 @@ Invariants:
   same id, and receivers drop them).
 - 408, 429, 5xx, timeouts and connection errors are retried with exponential backoff (bounded
   attempts and waiting; ``Retry-After`` seconds or HTTP-date honoured); any other status stops the
-  delivery. At most ``MAX_IN_FLIGHT`` requests are open at once.
+  delivery. At most ``MAX_IN_FLIGHT`` requests are open at once, and a batch holding a key of an
+  earlier batch is sent only once that batch is acknowledged (one key's changes arrive in order).
 - Only https URLs, or http to loopback; an address that is not global (private, link-local, ...)
   after DNS resolution needs ``allow_private``; connections go to the addresses that were checked.
 - The secret comes only from the environment and never appears in an error or a payload.
@@ -301,6 +302,8 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
         return f"no answer within {timeout_s:g} s"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (receiver down?)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
     return f"{type(exc).__name__}: {exc}"
@@ -383,6 +386,9 @@ class _Delivery:
             except (OSError, http.client.HTTPException) as exc:
                 self.connections.reset()
                 reason = _describe(exc, self.config.timeout_s)
+                if isinstance(exc, ssl.SSLCertVerificationError):  # retrying cannot fix it
+                    self.stop.set()
+                    return _Outcome(error=f"{_range(batch)}: {reason} (not retried)")
             else:
                 if 200 <= status <= 299:
                     return _Outcome(acked=True)

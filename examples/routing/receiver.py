@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -85,8 +86,10 @@ class Receiver:
         max_requests: int = 10_000,
         idle_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.key = signing_key(secret)
+        self.tls = tls
         self.out = out
         self.fault = fault
         self.tolerance_s = tolerance_s
@@ -107,11 +110,16 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.server.timeout = 0.05
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self._loop, name="receiver", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/cadence"
+        port = self.server.server_address[1]
+        if self.tls is not None:
+            return f"https://localhost:{port}/hooks/cadence"
+        return f"http://127.0.0.1:{port}/hooks/cadence"
 
     def __enter__(self) -> Receiver:
         self.thread.start()
