@@ -7,13 +7,5 @@
     holdout={'percent': 10, 'salt': 'routing-2026'},
 ) }}
 
-select
-    open_carts.customer_id,
-    customers.first_name,
-    customers.phone,
-    customers.tier,
-    open_carts.cart_id,
-    open_carts.cart_value,
-    open_carts.minutes_since_abandoned
-from {{ ref('open_carts') }} as open_carts
-inner join {{ ref('stg_customers') }} as customers using (customer_id)
+select *
+from {{ ref('open_carts') }}

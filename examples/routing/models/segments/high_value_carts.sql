@@ -3,14 +3,6 @@
 -- general queue.
 {{ config(channels=['routing'], key='customer_id', tags=['cart']) }}
 
-select
-    open_carts.customer_id,
-    customers.first_name,
-    customers.phone,
-    customers.tier,
-    open_carts.cart_id,
-    open_carts.cart_value,
-    open_carts.minutes_since_abandoned
-from {{ ref('open_carts') }} as open_carts
-inner join {{ ref('stg_customers') }} as customers using (customer_id)
-where open_carts.cart_value >= 150 or customers.tier = 'gold'
+select *
+from {{ ref('open_carts') }}
+where cart_value >= 150 or tier = 'gold'

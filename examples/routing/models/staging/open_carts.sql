@@ -1,5 +1,6 @@
 -- Each customer's most recent cart left 15 to 120 minutes ago without checking out (still
--- shopping before 15 minutes, gone cold after two hours), unless they checked out later.
+-- shopping before 15 minutes, gone cold after two hours), unless they checked out later, with
+-- what the service team needs to call back.
 
 with carts as (
 
@@ -19,6 +20,9 @@ left_behind as (
 
 select
     left_behind.customer_id,
+    customers.first_name,
+    customers.phone,
+    customers.tier,
     left_behind.cart_id,
     left_behind.item_count,
     left_behind.cart_value,
@@ -26,6 +30,7 @@ select
     date_diff('minute', left_behind.updated_at, timestamptz '{{ run_started_at }}')
         as minutes_since_abandoned
 from left_behind
+inner join {{ ref('stg_customers') }} as customers using (customer_id)
 where not exists (
     select 1
     from carts as later
