@@ -147,6 +147,18 @@ class Receiver:
         with self.lock:
             return [(c["key"], c["change"]) for c in self.applied]
 
+    def members(self) -> dict[str, set[str]]:
+        """segment -> keys in it, replaying every applied change in order."""
+        out: dict[str, set[str]] = {}
+        with self.lock:
+            for c in self.applied:
+                keys = out.setdefault(c["segment"], set())
+                if c["change"] == "entered":
+                    keys.add(c["key"])
+                else:
+                    keys.discard(c["key"])
+        return out
+
     def handle(self, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
         with self.lock:
             self.count += 1
@@ -193,7 +205,9 @@ class Receiver:
                     f.flush()
                     os.fsync(f.fileno())
             self.bodies[msg_id] = body
-            self.applied.extend(batch["changes"])
+            self.applied.extend(
+                {"segment": batch["segment"], "webhook_id": msg_id, **c} for c in batch["changes"]
+            )
 
     def _answer(
         self, msg_id: str, status: int, body: bytes, headers: dict[str, str] | None = None
