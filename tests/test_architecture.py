@@ -10,12 +10,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "activation", "activation.urlpolicy", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
+    "errors", "yamlfile", "activation.urlpolicy", "channelconfig", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
     "properties",
     "parser",
-    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
-    "compiler", "datatests", "runner", "activation.webhook", "lock", "manifest", "selection",
-    "reports", "testing",
+    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "activation",
+    "activation.membership", "due",
+    "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
+    "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
+    "activation.deliver", "activation.render",
     "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
     "output", "cli", "__main__",
 ]
