@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadence.channelconfig import ChannelConfig, ExportConfig, parse_channels
+from cadence.channelconfig import CHANNEL_KEYS, ChannelConfig, ExportConfig, parse_channels
 from cadence.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.errors import (
     CadenceError,
@@ -510,6 +510,7 @@ def _check_folder_defaults(config: ProjectConfig, root: Path, errors: ErrorColle
 
 
 __all__ = [
+    "CHANNEL_KEYS",
     "ChannelConfig",
     "ExportConfig",
     "ProjectConfig",

@@ -10,22 +10,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email.utils
-import importlib.util
 import json
 import shutil
 import socket
 import ssl
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from routing_project import Fault, Receiver
 
 from cadence.activation import webhook
+from cadence.activation.outbox import Change
 from cadence.activation.webhook import (
-    Change,
     cut_batches,
     deliver_webhook,
     retry_after_s,
@@ -33,17 +31,7 @@ from cadence.activation.webhook import (
     signing_key,
     webhook_id,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "routing_receiver", REPO / "examples" / "routing" / "receiver.py"
-)
-assert _spec and _spec.loader
-receiver_module = importlib.util.module_from_spec(_spec)
-sys.modules["routing_receiver"] = receiver_module
-_spec.loader.exec_module(receiver_module)
-Receiver = receiver_module.Receiver
-Fault = receiver_module.Fault
+from cadence.channelconfig import ExportConfig
 
 SECRET = "whsec_" + base64.b64encode(b"cadence-test-secret-32-bytes-ok!").decode()
 ENV = {"ROUTING_SECRET": SECRET}
@@ -52,16 +40,16 @@ T1 = dt.datetime(2026, 6, 1, 5, 0, tzinfo=dt.timezone.utc)
 T2 = dt.datetime(2026, 6, 1, 5, 5, tzinfo=dt.timezone.utc)
 
 
-@dataclass(frozen=True)
-class Export:
-    url: str
-    secret_env: str = "ROUTING_SECRET"
-    batch_size: int = 10
-    allow_private: bool = False
-    timeout_s: float = 2.0
-    max_attempts: int = 4
-    kind: str = "webhook"
-    line: int | None = 7
+def Export(url: str, **kw: Any) -> ExportConfig:  # noqa: N802 (reads like the config it makes)
+    values: dict[str, Any] = {
+        "secret_env": "ROUTING_SECRET",
+        "batch_size": 10,
+        "timeout_s": 2.0,
+        "max_attempts": 4,
+        "line": 7,
+    }
+    values.update(kw)
+    return ExportConfig(kind="webhook", url=url, **values)
 
 
 def changes(n: int, *, start: int = 1, at: dt.datetime = T1) -> list[Change]:

@@ -44,11 +44,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from cadence.activation.outbox import Change, DeliveryOutcome
 from cadence.activation.urlpolicy import PRIVATE_HINT, resolve, safe_url, url_problem
+from cadence.channelconfig import ExportConfig
 
 MAX_IN_FLIGHT = 4
 BACKOFF_BASE_S = 0.5
@@ -62,40 +64,6 @@ SECRET_PREFIX = "whsec_"
 PAYLOAD_TYPE = "segment.changes"
 RESERVED_FIELDS = ("key", "change", "at")
 USER_AGENT = "cadence-webhook/1"
-
-
-class WebhookExport(Protocol):
-    """The webhook keys of a channel's ``export`` (validated by the loader)."""
-
-    url: str
-    secret_env: str
-    batch_size: int
-    allow_private: bool
-    timeout_s: float
-    max_attempts: int
-
-
-@dataclass(frozen=True)
-class Change:
-    """One pending change of a (channel, segment), numbered in the outbox."""
-
-    seq: int
-    key: str
-    change: str  # "entered" | "exited"
-    at: dt.datetime
-    columns: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    """How far the receiver has the changes: ``delivered_through`` is the highest seq delivered
-    contiguously from the first pending one (None: nothing); ``sent`` counts the changes in
-    batches the receiver acknowledged in this call (past a gap too); ``error`` says why the
-    delivery stopped early (None: everything was delivered)."""
-
-    delivered_through: int | None
-    sent: int
-    error: str | None
 
 
 @dataclass(frozen=True)
@@ -320,7 +288,7 @@ class _Delivery:
 
     def __init__(
         self,
-        config: WebhookExport,
+        config: ExportConfig,
         key: bytes,
         secret: str,
         connections: _Connections,
@@ -434,13 +402,13 @@ def _range(batch: Batch) -> str:
     return f"changes {batch.first}-{batch.last} (webhook-id {batch.webhook_id})"
 
 
-def _where(config: WebhookExport) -> str:
+def _where(config: ExportConfig) -> str:
     line = getattr(config, "line", None)
     return f"cadence.yml:{line}: " if line else "cadence.yml: "
 
 
 def deliver_webhook(
-    config: WebhookExport,
+    config: ExportConfig,
     channel: str,
     segment: str,
     changes: Sequence[Change],
@@ -453,6 +421,10 @@ def deliver_webhook(
     the receiver acknowledged them contiguously. Never raises for receiver or network trouble."""
     if not changes:
         return DeliveryOutcome(None, 0, None)
+    if not config.url or not config.secret_env:
+        return DeliveryOutcome(
+            None, 0, f"{_where(config)}a webhook export needs url and secret_env"
+        )
     problem = url_problem(config.url, config.allow_private)
     if problem is not None:
         return DeliveryOutcome(None, 0, f"{_where(config)}{problem[0]} (hint: {problem[1]})")

@@ -4,7 +4,7 @@
     channels=['routing'],
     key='customer_id',
     tags=['cart'],
-    holdout={'percent': 10, 'salt': 'routing-2026'},
+    holdout={'percent': 10, 'salt': 'routing-holdout'},
 ) }}
 
 select *
