@@ -11,15 +11,19 @@ import base64
 import datetime as dt
 import email.utils
 import json
+import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from routing_project import Fault, Receiver
+from routing_project import SECRET as ROUTING_SECRET
+from routing_project import SECRET_ENV, Fault, Receiver, copy_routing
 
 from cadence.activation import webhook
 from cadence.activation.outbox import Change
@@ -375,3 +379,135 @@ def test_https_checks_the_certificate_and_the_host_name(
         trusted = deliver(rx, changes(25))
     assert trusted == webhook.DeliveryOutcome(25, 25, None)
     assert len(rx.keys()) == 25
+
+
+# -- end to end: the routing example through cadence, with failures ----------------------------
+
+CADENCE = Path(sys.executable).parent / "cadence"
+TICK = "2026-06-01T10:00"
+
+
+def _audience(root: Path) -> dict[str, set[str]]:
+    """What the receiver must hold: each segment's audience as cadence recorded it delivered."""
+    import duckdb
+
+    con = duckdb.connect(str(root / "routing.duckdb"), read_only=True)
+    try:
+        rows = con.execute(
+            "select segment, key from _cadence.delivered where not held_out"
+        ).fetchall()
+    finally:
+        con.close()
+    out: dict[str, set[str]] = {}
+    for segment, key in rows:
+        out.setdefault(segment, set()).add(key)
+    return out
+
+
+def _applied_once(rx: Any) -> None:
+    """Every change applied once; anything received twice came with the same id and body."""
+    applied = [(c["segment"], c["key"], c["change"]) for c in rx.applied]
+    assert len(applied) == len(set(applied))
+    assert rx.duplicates_differing == []
+
+
+def test_bad_webhook_config_is_a_project_error_naming_the_line(tmp_path: Path, cli: Any) -> None:
+    for url, expected in [
+        ("http://hooks.example.com/in", "http is only allowed to loopback"),
+        ("https://10.1.2.3/in", "private"),
+        ("https://169.254.169.254/latest", "private, link-local"),
+    ]:
+        root = copy_routing(tmp_path / f"p{len(list(tmp_path.iterdir()))}", url)
+        result = cli(root, "run", "--at", TICK)
+        assert result.exit_code == 2, result.output
+        line = next(
+            i
+            for i, text in enumerate((root / "cadence.yml").read_text().splitlines(), 1)
+            if "url:" in text
+        )
+        assert f"cadence.yml:{line}:" in result.output and expected in result.output
+    root = copy_routing(tmp_path / "allowed", "https://10.1.2.3/in", allow_private="true")
+    assert cli(root, "compile").exit_code == 0
+
+
+def test_a_receiver_that_is_down_fails_the_run_and_the_next_export_sends_everything(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, ROUTING_SECRET)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hooks/cadence"
+    root = copy_routing(tmp_path / "routing", url, batch_size=3, max_attempts=2)
+    down = cli(root, "run", "--at", TICK)
+    assert down.exit_code == 1, down.output
+    assert "routing/high_value_carts" in down.output and "connection refused" in down.output
+    assert ROUTING_SECRET not in down.output
+    assert _audience(root) == {}  # nothing marked delivered
+    with Receiver(ROUTING_SECRET, port=port) as rx:
+        back = cli(root, "export", "--at", "2026-06-01T10:02")
+        assert back.exit_code == 0, back.output
+    assert rx.members() == _audience(root) and rx.members()["high_value_carts"]
+    _applied_once(rx)
+
+
+def test_500_429_and_an_applied_batch_that_times_out_are_retried_within_the_run(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, ROUTING_SECRET)
+    plan = {1: Fault(status=500), 2: Fault(status=429, retry_after="1"),
+            3: Fault(status=200, apply=True, delay_s=1.5)}  # fmt: skip
+    with Receiver(ROUTING_SECRET, fault=lambda n, i: plan.get(n)) as rx:
+        root = copy_routing(tmp_path / "routing", rx.url, batch_size=3, timeout_s=0.5)
+        result = cli(root, "run", "--at", TICK)
+        assert result.exit_code == 0, result.output
+    assert rx.members() == _audience(root)
+    _applied_once(rx)
+    ids = [s[0] for s in rx.signed]
+    assert len(ids) > len(set(ids))  # the timed-out batch came again, with its id
+
+
+def _kill_and_recover(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch, **how: Any) -> Any:
+    """Run cadence as a process that dies by SIGKILL (at the receiver's request ``kill_at``, or
+    at ``CADENCE_TEST_FAULT=fault_step``), then export again; returns the receiver."""
+    monkeypatch.setenv(SECRET_ENV, ROUTING_SECRET)
+    process: list[subprocess.Popen[bytes]] = []
+
+    def fault(number: int, msg_id: str) -> Any:
+        if number == how.get("kill_at"):
+            os.kill(process[0].pid, signal.SIGKILL)  # mid-batch: received, not yet answered
+            return Fault(status=200, apply=True)
+        return None
+
+    with Receiver(ROUTING_SECRET, fault=fault) as rx:
+        root = copy_routing(tmp_path / "routing", rx.url, batch_size=2)
+        env = {**os.environ, SECRET_ENV: ROUTING_SECRET}
+        if how.get("fault_step"):
+            env["CADENCE_TEST_FAULT"] = how["fault_step"]
+        process.append(subprocess.Popen(
+            [str(CADENCE), "run", "--at", TICK, "--project-dir", str(root)], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        assert process[0].wait(timeout=120) == -signal.SIGKILL
+        again = cli(root, "export", "--at", "2026-06-01T10:01")
+        assert again.exit_code == 0, again.output
+    assert rx.members() == _audience(root)
+    assert set(rx.members()) == {"high_value_carts", "cart_abandoners"}
+    _applied_once(rx)
+    return rx
+
+
+def test_kill_9_mid_batch_loses_nothing_and_repeats_only_with_the_same_id(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rx = _kill_and_recover(tmp_path, cli, monkeypatch, kill_at=2)
+    ids = [s[0] for s in rx.signed]
+    assert ids.count(ids[1]) == 2  # the batch in flight at the kill was sent again, same id
+
+
+def test_kill_9_after_the_receiver_acknowledged_before_cadence_recorded_it(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rx = _kill_and_recover(tmp_path, cli, monkeypatch, fault_step="after_send")
+    ids = [s[0] for s in rx.signed]
+    repeated = {i for i in ids if ids.count(i) == 2}
+    assert repeated and len(rx.bodies) == len(set(ids))  # acked, unrecorded: same ids again
