@@ -20,7 +20,7 @@ from cadence.dag import Dag
 from cadence.due import Plan, decide, upstream_sources
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, did_you_mean
-from cadence.loader import find_project_root
+from cadence.loader import THREADS_HINT, find_project_root, threads_problem
 from cadence.lock import RunLock, current_holder
 from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
@@ -182,6 +182,8 @@ class Project:
 
         Raises ``LockHeld`` when another run holds the project (after ``wait_s`` seconds).
         """
+        if threads is not None and threads_problem(threads):
+            raise UsageError(f"--threads: {threads_problem(threads)}", hint=THREADS_HINT)
         if dry_run:
             return self.plan(
                 now,

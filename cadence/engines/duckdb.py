@@ -59,7 +59,16 @@ class DuckDBEngine(Engine):
                 hint="check warehouse settings in cadence.yml",
             ) from None
         for ext in warehouse.extensions:
-            con.execute(f"load {ext}")
+            try:
+                con.execute(f"load {quote(ext)}")  # names are validated identifiers, and quoted
+            except duckdb.Error as exc:
+                con.close()
+                raise CadenceError(
+                    f"cannot load DuckDB extension '{ext}': {str(exc).splitlines()[0]}",
+                    file="cadence.yml",
+                    hint=f"install it once (duckdb -c 'install {ext}') or remove it "
+                    "from warehouse.extensions",
+                ) from None
         return cls(con, path)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
