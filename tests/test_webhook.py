@@ -310,6 +310,16 @@ def test_a_receiver_that_is_down_fails_after_bounded_retries() -> None:
     assert len(sleeps) <= 3 * 3 and set(sleeps) <= {0.5, 1.0, 2.0}
 
 
+def test_an_interrupt_starts_no_new_request() -> None:
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with receiver(fault=lambda n, i: Fault(status=503)) as rx:
+        with pytest.raises(KeyboardInterrupt):
+            deliver(rx, changes(100), interrupted)  # type: ignore[arg-type]
+    assert rx.count <= webhook.MAX_IN_FLIGHT  # one attempt of the batches in flight, no more
+
+
 def test_nothing_to_deliver_sends_nothing() -> None:
     assert deliver_webhook(Export("https://x.example"), "r", "s", [], {}) == (
         webhook.DeliveryOutcome(None, 0, None)

@@ -330,6 +330,9 @@ class _Delivery:
             outcome = self.send(batch)
             self.acked[index] = outcome.acked
             return outcome
+        except BaseException:  # e.g. an interrupt while waiting to retry: stop every worker
+            self.stop.set()
+            raise
         finally:
             self.done[index].set()
 
@@ -452,7 +455,11 @@ def deliver_webhook(
         with ThreadPoolExecutor(
             max_workers=min(MAX_IN_FLIGHT, len(batches)), thread_name_prefix="cadence-webhook"
         ) as pool:
-            outcomes = list(pool.map(delivery.send_in_order, range(len(batches)), batches))
+            try:
+                outcomes = list(pool.map(delivery.send_in_order, range(len(batches)), batches))
+            except BaseException:  # an interrupt: start no new request, let open ones end
+                delivery.stop.set()
+                raise
     finally:
         connections.close_all()
     delivered_through: int | None = None
