@@ -10,53 +10,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors",
-    "yamlfile",
-    "activation.urlpolicy",
-    "channelconfig",
-    "config",
-    "relations",
-    "artifacts",
-    "files",
-    "loader",
-    "rendering",
-    "testspecs",
-    "properties",
-    "parser",
-    "dag",
-    "schedule",
-    "cadences",
-    "engines.base",
-    "engines.duckdb",
-    "engines",
-    "state",
-    "activation",
-    "activation.membership",
-    "due",
-    "compiler",
-    "datatests",
-    "runner",
-    "lock",
-    "manifest",
-    "selection",
-    "reports",
-    "testing",
-    "activation.audience",
-    "activation.outbox",
-    "activation.files",
-    "activation.webhook",
-    "activation.deliver",
-    "activation.render",
-    "scaffold",
-    "project",
-    "review.cost",
-    "review.lint",
-    "review.diff",
-    "review.site",
-    "review",
-    "output",
-    "cli",
-    "__main__",
+    "errors", "yamlfile", "activation.urlpolicy", "channelconfig", "config", "relations", "artifacts", "files", "loader",
+    "rendering", "testspecs", "properties", "parser",
+    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "snapshot",
+    "activation", "activation.membership", "due",
+    "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
+    "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
+    "activation.deliver", "activation.render",
+    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},
@@ -103,7 +65,7 @@ def test_imports_flow_downstream_only() -> None:
             continue
         for imported in found:
             if imported.startswith("cadence."):
-                target = imported[len("cadence.") :]
+                target = imported[len("cadence."):]
                 if target in rank and rank[target] >= rank[name]:
                     wrong.append(f"{name} imports {target}")
     assert wrong == []
@@ -130,12 +92,8 @@ def test_nothing_reads_the_clock_but_the_cli() -> None:
 
 
 def test_stage_modules_open_with_a_docstring() -> None:
-    missing = [
-        module_name(p)
-        for p in PACKAGE.rglob("*.py")
-        if module_name(p) not in ("__main__",)
-        and ast.get_docstring(ast.parse(p.read_text())) is None
-    ]
+    missing = [module_name(p) for p in PACKAGE.rglob("*.py")
+               if module_name(p) not in ("__main__",) and ast.get_docstring(ast.parse(p.read_text())) is None]
     assert missing == []
 
 
