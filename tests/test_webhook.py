@@ -234,14 +234,14 @@ def test_a_receiver_that_applies_then_times_out_gets_the_same_id_again() -> None
     def fault(number: int, msg_id: str) -> Any:
         if number == 2:
             slow.add(msg_id)
-            return Fault(status=200, apply=True, delay_s=0.6)
+            return Fault(status=200, apply=True, delay_s=1.5)
         return None
 
     with receiver(fault=fault) as rx:
-        outcome = deliver(rx, changes(30), timeout_s=0.3)
+        outcome = deliver(rx, changes(30), timeout_s=0.5)
     assert outcome == webhook.DeliveryOutcome(30, 30, None)
     (msg_id,) = slow
-    assert [s[0] for s in rx.signed].count(msg_id) == 2  # sent twice, same id
+    assert [s[0] for s in rx.signed].count(msg_id) >= 2  # sent again, same id
     assert len(rx.keys()) == 30 and len(set(rx.keys())) == 30  # applied once
     assert rx.duplicates_differing == []
 
@@ -466,9 +466,9 @@ def test_500_429_and_an_applied_batch_that_times_out_are_retried_within_the_run(
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, ROUTING_SECRET)
     plan = {1: Fault(status=500), 2: Fault(status=429, retry_after="1"),
-            3: Fault(status=200, apply=True, delay_s=1.5)}  # fmt: skip
+            3: Fault(status=200, apply=True, delay_s=3.0)}  # fmt: skip
     with Receiver(ROUTING_SECRET, fault=lambda n, i: plan.get(n)) as rx:
-        root = copy_routing(tmp_path / "routing", rx.url, batch_size=3, timeout_s=0.5)
+        root = copy_routing(tmp_path / "routing", rx.url, batch_size=3, timeout_s=1.0)
         result = cli(root, "run", "--at", TICK)
         assert result.exit_code == 0, result.output
     assert rx.members() == _audience(root)
