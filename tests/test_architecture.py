@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "channelconfig", "config", "relations", "artifacts", "files", "loader",
-    "rendering", "testspecs", "seedconfig", "properties", "parser",
+    "errors", "yamlfile", "activation.urlpolicy", "channelconfig", "config", "relations",
+    "artifacts", "files", "loader", "rendering", "testspecs", "seedconfig", "properties", "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "snapshot",
     "activation", "activation.membership", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
