@@ -351,5 +351,54 @@ def lint(strict: bool, project_dir: Path | None) -> None:
         raise Failed()
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8787, show_default=True, help="Port (0: any free).")
+@click.option(
+    "--channel", multiple=True, help="Serve only this channel (repeatable; default: all served)."
+)
+@click.option(
+    "--token-env",
+    metavar="NAME",
+    default=None,
+    help="Require 'Authorization: Bearer <token>', the token read from environment variable NAME "
+    "(needed for any address but loopback).",
+)
+@command
+def serve(
+    host: str, port: int, channel: tuple[str, ...], token_env: str | None, project_dir: Path | None
+) -> None:
+    """Answer segment lookups over HTTP from the served channels' snapshots."""
+    import os
+    import signal
+    import threading
+
+    project = _load(project_dir)
+    server = project.server(
+        host=host,
+        port=port,
+        channels=channel,
+        token_env=token_env,
+        env=os.environ,
+        clock=_now,
+        on_log=lambda line: click.echo(line, err=True),
+    )
+    stop = threading.Event()
+    signals = {"last": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        signals["last"] = signum
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    versions = ", ".join(f"{n} ({v or 'no snapshot yet'})" for n, v in server.versions().items())
+    click.echo(f"serving {versions} on http://{host}:{server.port}", err=True)
+    server.run(stop)
+    click.echo("stopped", err=True)
+    if signals["last"] == signal.SIGINT:
+        sys.exit(130)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

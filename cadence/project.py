@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cadence import artifacts
 from cadence.cadences import Cadences
@@ -25,6 +26,9 @@ from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
 from cadence.selection import select
 from cadence.state import StateSnapshot, read_snapshot
+
+if TYPE_CHECKING:
+    from cadence.serve import Server
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,12 @@ class Project:
             compiled = self.compiler.compile(name, now, latest, False)
             out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
         return out
+
+    def server(self, **options: Any) -> Server:
+        """A bound ``cadence serve`` server (see ``cadence.serve.open_server`` for options)."""
+        from cadence.serve import open_server
+
+        return open_server(self.root, self.parsed.config, **options)
 
     def models_for(self, names: Iterable[str]) -> list[str]:
         return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]

@@ -15,7 +15,7 @@ ORDER = [
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
-    "scaffold", "project", "output", "cli", "__main__",
+    "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve", "project", "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},
