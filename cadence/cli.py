@@ -393,7 +393,7 @@ def serve(
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     versions = ", ".join(f"{n} ({v or 'no snapshot yet'})" for n, v in server.versions().items())
-    click.echo(f"serving {versions} on http://{host}:{server.port}", err=True)
+    click.echo(f"serving {versions} on http://{host}:{server.port} ({server.stack})", err=True)
     server.run(stop)
     click.echo("stopped", err=True)
     if signals["last"] == signal.SIGINT:

@@ -28,7 +28,7 @@ from cadence.selection import select
 from cadence.state import StateSnapshot, read_snapshot
 
 if TYPE_CHECKING:
-    from cadence.serve import Server
+    from cadence.serve import AsgiServer, Server
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,7 @@ class Project:
             out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
         return out
 
-    def server(self, **options: Any) -> Server:
+    def server(self, **options: Any) -> Server | AsgiServer:
         """A bound ``cadence serve`` server (see ``cadence.serve.open_server`` for options)."""
         from cadence.serve import open_server
 

@@ -15,7 +15,8 @@ ORDER = [
     "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
-    "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve", "project", "output", "cli", "__main__",
+    "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve.asgi", "serve",
+    "project", "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},
@@ -25,6 +26,7 @@ OWNERS = {
     "click": {"cli", "output"},
     "rich": {"output"},
     "yaml": {"yamlfile"},
+    "uvicorn": {"serve.asgi"},
 }
 
 

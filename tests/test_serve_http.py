@@ -19,7 +19,7 @@ import pytest
 from cadence.schedule import parse_cadence
 from cadence.serve.http import Server
 from cadence.serve.service import ServedChannel, Service
-from cadence.serve.snapshot import Member, write_snapshot
+from cadence.serve.snapshot import Member, encode, write_snapshot
 
 TZ = ZoneInfo("Europe/Berlin")
 AT = dt.datetime(2026, 3, 1, 9, 15, tzinfo=TZ)
@@ -35,9 +35,12 @@ def membership(generation: int) -> dict[str, tuple[str, ...]]:
     }
 
 
-def publish(path: Path, generation: int) -> str:
+def publish(path: Path, generation: int, versions: dict[str, int] | None = None) -> str:
+    """Write a generation; its version is entered in ``versions`` before the rename."""
     members = [Member(k, segs) for k, segs in membership(generation).items()]
     at = AT + dt.timedelta(minutes=15 * generation)
+    if versions is not None:  # the version is a digest of the content: known before writing
+        versions[encode("web", SEGMENTS, members, at)[1]] = generation
     return write_snapshot(path, "web", SEGMENTS, members, at).version
 
 
@@ -117,7 +120,7 @@ def test_swaps_under_concurrent_requests_give_no_failed_or_mixed_answer(
         c.start()
     for generation in range(1, 6):
         time.sleep(0.15)
-        versions[publish(path, generation)] = generation
+        assert versions[publish(path, generation, versions)] == generation
     time.sleep(0.3)
     done.set()
     for c in clients:

@@ -24,6 +24,26 @@ from cadence.serve.service import Service
 Log = Callable[[str], None]
 
 
+def helpers(
+    service: Service, stop: threading.Event, poll_s: float, log_every_s: float, on_log: Log | None
+) -> list[threading.Thread]:
+    """The watcher (stat each snapshot every ``poll_s``, swap a replaced one) and the logger."""
+
+    def watch() -> None:
+        while not stop.wait(poll_s):
+            service.refresh()
+
+    def log() -> None:
+        while not stop.wait(log_every_s):
+            if on_log is not None:
+                on_log(service.log_line(log_every_s))
+
+    return [
+        threading.Thread(target=watch, name="serve-watch", daemon=True),
+        threading.Thread(target=log, name="serve-log", daemon=True),
+    ]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many lookups
     disable_nagle_algorithm = True  # small answers go out at once, not after a 40 ms ACK delay
@@ -118,28 +138,18 @@ class Server:
         self.log_every_s = log_every_s
         self.on_log = on_log
 
+    stack = "stdlib"
+
     def versions(self) -> dict[str, str | None]:
         return self.service.versions()
 
-    def _watch(self, stop: threading.Event) -> None:
-        while not stop.wait(self.poll_s):
-            self.service.refresh()
-
-    def _log(self, stop: threading.Event) -> None:
-        while not stop.wait(self.log_every_s):
-            if self.on_log is not None:
-                self.on_log(self.service.log_line(self.log_every_s))
-
     def run(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set, then stop cleanly (see the module docstring)."""
-        helpers = [
-            threading.Thread(target=self._watch, args=(stop,), name="serve-watch", daemon=True),
-            threading.Thread(target=self._log, args=(stop,), name="serve-log", daemon=True),
-        ]
+        threads = helpers(self.service, stop, self.poll_s, self.log_every_s, self.on_log)
         accept = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, name="serve-accept"
         )
-        for thread in [*helpers, accept]:
+        for thread in [*threads, accept]:
             thread.start()
         try:
             while not stop.wait(0.25):  # wakes now and then so signal handlers get to run
@@ -151,6 +161,6 @@ class Server:
             accept.join()
             self._http.wake_connections()
             self._http.server_close()  # joins every connection thread
-            for thread in helpers:
+            for thread in threads:
                 thread.join()
             self.service.close()

@@ -298,7 +298,7 @@ class Snapshot:
         self._holdout = view[holdout_at : holdout_at + width].cast("Q")
         self._offsets = view[offsets_at : offsets_at + (n + 1) * 8].cast("Q")
         self._blob_at = blob_at
-        self._names: dict[int, tuple[str, ...]] = {}
+        self._tables: list[list[tuple[str, ...]]] | None = None
 
     @classmethod
     def open(cls, path: Path) -> Snapshot:
@@ -320,16 +320,26 @@ class Snapshot:
             raise
 
     def _decode(self, mask: int) -> tuple[str, ...]:
-        names = self._names.get(mask)
-        if names is None:
-            found, rest = [], mask
-            while rest:
-                low = rest & -rest
-                found.append(self.segments[low.bit_length() - 1])
-                rest ^= low
-            names = tuple(found)
-            if len(self._names) < 4096:
-                self._names[mask] = names
+        """Segment names of a mask, a byte at a time from per-byte tables (built on first use)."""
+        if not mask:
+            return ()
+        if self._tables is None:  # two threads may both build it: same result
+            n = len(self.segments)
+            self._tables = [
+                [
+                    tuple(
+                        self.segments[8 * b + j] for j in range(8) if v >> j & 1 and 8 * b + j < n
+                    )
+                    for v in range(256)
+                ]
+                for b in range((len(self.segments) + 7) // 8)
+            ]
+        names: tuple[str, ...] = ()
+        for table in self._tables:
+            names += table[mask & 0xFF]
+            mask >>= 8
+            if not mask:
+                break
         return names
 
     def _mask(self, masks: memoryview, row: int) -> int:
