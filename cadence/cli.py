@@ -227,19 +227,21 @@ def plan(
 ) -> None:
     """What would run now and why, and what each cadence costs per day."""
     from cadence import output
-    from cadence.reports import cost_report, parse_horizon
+    from cadence.reports import parse_horizon
+    from cadence.review.cost import project_cost
 
-    parse_horizon(horizon)  # validate before printing anything
+    span = parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
     now = _at(project, at)
     state = project.read_state()
     the_plan = project.plan(now, _selection(select, exclude), due_only=True, state=state)
+    cost = project_cost(project, state, now, span, horizon)
     if as_json:
-        click.echo(json.dumps(output.plan_json(the_plan, project), indent=2))
+        click.echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
         return
     output.render_plan(the_plan, project, as_json=False)
     click.echo("")
-    click.echo(output.render_cost(cost_report(project, state, now, horizon)))
+    click.echo(output.render_cost(cost))
 
 
 @main.command()

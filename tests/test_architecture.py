@@ -16,7 +16,8 @@ ORDER = [
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve.asgi", "serve",
-    "project", "output", "cli", "__main__",
+    "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},
