@@ -10,13 +10,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
+    "errors", "yamlfile", "channelconfig", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
     "properties",
     "parser",
-    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
+    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "activation",
+    "activation.membership", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
-    "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve.asgi", "serve",
-    "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
+    "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
+    "activation.deliver", "activation.render",
+    "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve.asgi", "serve.publish",
+    "serve", "project", "review.cost", "review.lint", "review.diff", "review.site", "review",
     "output", "cli", "__main__",
 ]
 OWNERS = {
