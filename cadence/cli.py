@@ -207,8 +207,26 @@ def run(
         return
     renderer.finish(result)
     _render_deliveries(result.deliveries, as_json)
+    _render_snapshots(result.snapshots, as_json)
     if not result.ok:
         raise Failed()
+
+
+def _render_snapshots(report: Any, as_json: bool) -> None:
+    if report is None or not report.snapshots:
+        return
+    if as_json:
+        click.echo(json.dumps({"snapshots": [s.to_json() for s in report.snapshots]}))
+        return
+    for s in report.snapshots:
+        if s.status == "written":
+            click.echo(f"serve {s.channel}: snapshot {s.version} ({s.keys} keys)")
+        else:
+            click.echo(
+                f"error: serve {s.channel}: snapshot not written, the last one stays "
+                f"served: {s.error}",
+                err=True,
+            )
 
 
 def _render_deliveries(report: Any, as_json: bool) -> None:

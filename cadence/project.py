@@ -247,8 +247,30 @@ class Project:
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
     ) -> RunResult:
-        """Hooks after a run (contract (e)): deliveries of the channels whose segments or
-        suppression lists were published, and of channels with changes still pending."""
+        """Hooks after a run (contract (e)): deliveries first, then serve snapshots."""
+        result = self._deliver_after_run(engine, state, result, now)
+        return self._snapshot_after_run(engine, result, now)
+
+    def _snapshot_after_run(self, engine: Engine, result: RunResult, now: dt.datetime) -> RunResult:
+        """Snapshots of served channels the run touched (or that have none yet)."""
+        from dataclasses import replace
+
+        from cadence.serve import publish
+
+        if not publish.served(self.parsed):
+            return result
+        built = {r.name for r in result.results if r.status == "success"}
+        channels = publish.channels_to_write(self.root, self.parsed, built)
+        if not channels:
+            return result
+        report = publish.write_channel_snapshots(self.root, self.parsed, engine, now, channels)
+        return replace(result, snapshots=report)
+
+    def _deliver_after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+    ) -> RunResult:
+        """Deliveries of the channels whose segments or suppression lists were published, and
+        of channels with changes still pending."""
         from dataclasses import replace
 
         from cadence.activation import deliver

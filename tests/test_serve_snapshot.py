@@ -165,3 +165,16 @@ def test_damaged_files_are_refused(tmp_path: Path, damage: str) -> None:
         path.write_bytes(bytes(data))
     with pytest.raises(SnapshotError):
         Snapshot.open(path)
+
+
+def test_a_write_killed_midway_leaves_the_old_file_and_its_leftover_is_removed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "web.snap"
+    first = write_snapshot(path, "web", SEGMENTS, _members(), AT)
+    data = encode("web", SEGMENTS, _members()[:2], AT)[0]
+    (tmp_path / ".web.snap.99999.tmp").write_bytes(data[: len(data) // 2])  # killed mid-write
+    assert Snapshot.open(path).version == first.version  # readers never see the part
+    second = write_snapshot(path, "web", SEGMENTS, _members()[:2], AT)
+    assert Snapshot.open(path).version == second.version != first.version
+    assert [p.name for p in tmp_path.iterdir()] == ["web.snap"]

@@ -45,7 +45,7 @@ def served_channels(
 ) -> list[ServedChannel]:
     """The channels to serve: ``wanted`` (each must have ``serve``), else every served one."""
     by_name = {c.name: c for c in config.channels}
-    served = [c.name for c in config.channels if getattr(c, "serve", None) is not None]
+    served = [c.name for c in config.channels if c.serve is not None]
     for name in wanted:
         if name not in by_name:
             guess = did_you_mean(name, list(by_name))

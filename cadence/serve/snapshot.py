@@ -218,11 +218,16 @@ def write_snapshot(
     published_at: dt.datetime,
     columns: Sequence[str] = (),
 ) -> Written:
-    """Write a snapshot atomically (temporary name, fsync, rename, fsync of the folder)."""
+    """Write a snapshot atomically (temporary name, fsync, rename, fsync of the folder).
+
+    Only one writer runs at a time (the run lock), so temporary files of earlier writers are
+    leftovers of a killed process and are removed first."""
     data, version, keys = encode(channel, segments, members, published_at, columns)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
+    for stale in folder.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     tmp = folder / f".{path.name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -1,0 +1,133 @@
+"""The run hook: write the snapshot of each served channel whose audience a run may have changed.
+
+Input: the parsed project, the run's engine, the models the run published and the run's time ->
+output: ``SnapshotReport`` (one ``ChannelSnapshot`` per channel written or failed) and the files
+``target/serve/<channel>.snap``.
+
+Invariants:
+- The audience is the activation wing's ``audience_sql`` (contract (b)), read from the LIVE
+  relations after the run published them: serve answers what the channel's exports see.
+- A channel is written when one of its segments or suppression lists was published by the run,
+  or when it has no snapshot yet; a run that published none of them leaves the file alone, and
+  a failed write leaves the last snapshot in place (temporary name, fsync, rename).
+- Attributes (``serve: {columns: [...]}``) come from the first segment, in the channel's order,
+  that delivers the key; a key only held out gets none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cadence.activation import audience
+from cadence.engines import Engine
+from cadence.engines.base import EngineError
+from cadence.errors import CadenceError
+from cadence.parser import ParsedProject
+from cadence.serve.snapshot import Member, snapshot_path, write_snapshot
+
+
+@dataclass(frozen=True)
+class ChannelSnapshot:
+    channel: str
+    status: str  # "written" | "failed"
+    version: str | None = None
+    keys: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "status": self.status,
+            "version": self.version,
+            "keys": self.keys,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    snapshots: tuple[ChannelSnapshot, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status == "written" for s in self.snapshots)
+
+
+def served(parsed: ParsedProject) -> tuple[str, ...]:
+    return tuple(c.name for c in parsed.config.channels if c.serve is not None)
+
+
+def channels_to_write(root: Path, parsed: ParsedProject, built: Collection[str]) -> tuple[str, ...]:
+    """Served channels the run touched (a segment or suppression list published), or that have
+    no snapshot file yet."""
+    out = []
+    for name in served(parsed):
+        config = parsed.config.channel(name)
+        assert config is not None
+        feeding = {m.name for m in audience.segments_of(parsed, name)} | set(config.suppress)
+        if feeding & set(built) or not snapshot_path(root, name).exists():
+            out.append(name)
+    return tuple(out)
+
+
+def _members(
+    parsed: ParsedProject, engine: Engine, channel: str, columns: tuple[str, ...]
+) -> tuple[tuple[str, ...], list[Member]]:
+    relations = engine.relations()
+    segments = audience.segments_of(parsed, channel)
+    present = {m.name for m in segments if (m.schema, m.identifier) in relations}
+    names = tuple(m.name for m in segments)
+    delivered: dict[str, list[str]] = {}
+    held: dict[str, list[str]] = {}
+    attributes: dict[str, dict[str, Any]] = {}
+    for model in segments:
+        if model.name not in present:
+            continue
+        sql = audience.segment_audience_sql(parsed, channel, model.name, columns, present=present)
+        for row in engine.query(f"select * from ({sql}) as a"):
+            _segment, key, is_held = row[0], str(row[1]), bool(row[2])
+            if is_held:
+                held.setdefault(key, []).append(model.name)
+                continue
+            delivered.setdefault(key, []).append(model.name)
+            if columns and key not in attributes:
+                attributes[key] = dict(zip(columns, row[3:]))
+    keys = delivered.keys() | held.keys()
+    members = [
+        Member(
+            key,
+            tuple(delivered.get(key, ())),
+            tuple(held.get(key, ())),
+            attributes.get(key),
+        )
+        for key in keys
+    ]
+    return names, members
+
+
+def write_channel_snapshots(
+    root: Path, parsed: ParsedProject, engine: Engine, now: dt.datetime, channels: Collection[str]
+) -> SnapshotReport:
+    """Write each channel's snapshot; a failure is reported, never raised (the run's builds are
+    already published) and keeps the channel's last snapshot."""
+    out = []
+    for name in channels:
+        config = parsed.config.channel(name)
+        assert config is not None and config.serve is not None
+        try:
+            audience.check_channel(parsed, name)
+            segments, members = _members(parsed, engine, name, tuple(config.serve))
+            written = write_snapshot(
+                snapshot_path(root, name), name, segments, members, now, tuple(config.serve)
+            )
+        except (CadenceError, EngineError, OSError, ValueError) as exc:
+            # a missing column, a full disk, an unwritable target/: say so, keep the last file
+            message = exc.message if isinstance(exc, CadenceError) else str(exc)
+            out.append(ChannelSnapshot(name, "failed", error=message))
+            continue
+        out.append(ChannelSnapshot(name, "written", written.version, written.keys))
+    return SnapshotReport(tuple(out))
