@@ -249,9 +249,11 @@ class Project:
     ) -> RunResult:
         """Hooks after a run (contract (e)): deliveries first, then serve snapshots."""
         result = self._deliver_after_run(engine, state, result, now)
-        return self._snapshot_after_run(engine, result, now)
+        return self._snapshot_after_run(engine, state, result, now)
 
-    def _snapshot_after_run(self, engine: Engine, result: RunResult, now: dt.datetime) -> RunResult:
+    def _snapshot_after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+    ) -> RunResult:
         """Snapshots of served channels the run touched (or that have none yet)."""
         from dataclasses import replace
 
@@ -260,7 +262,7 @@ class Project:
         if not publish.served(self.parsed):
             return result
         built = {r.name for r in result.results if r.status == "success"}
-        channels = publish.channels_to_write(self.root, self.parsed, built)
+        channels = publish.channels_to_write(self.root, self.parsed, built, state)
         if not channels:
             return result
         report = publish.write_channel_snapshots(self.root, self.parsed, engine, now, channels)

@@ -152,6 +152,30 @@ def test_a_failed_snapshot_write_fails_the_run_and_keeps_the_file(
     assert Snapshot.open(snapshot_path(project, "web")).version == version
 
 
+def test_a_run_killed_before_its_snapshot_is_caught_up_by_the_next_run(
+    project: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli(project, "run", "--at", "2026-03-01T09:00").exit_code == 0
+    version = Snapshot.open(snapshot_path(project, "web")).version
+    rows = {i: 900 for i in range(1, 10)}
+    people(project, rows)
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM after the segments were published
+
+    with monkeypatch.context() as patch:
+        patch.setattr(publish, "write_channel_snapshots", killed)
+        assert cli(project, "run", "--due", "--at", "2026-03-01T09:15").exit_code == 130
+    assert Snapshot.open(snapshot_path(project, "web")).version == version  # not written
+    result = cli(project, "run", "--due", "--at", "2026-03-01T09:20")  # nothing is due
+    assert result.exit_code == 0 and "serve web: snapshot" in result.output
+    snap, got = answers(project)
+    assert got == expected(rows, {3}) and snap.version != version
+    snap.close()
+    result = cli(project, "run", "--due", "--at", "2026-03-01T09:25")  # caught up: left alone
+    assert result.exit_code == 0 and "serve web" not in result.output
+
+
 def test_serve_refuses_a_public_bind_without_a_token(project: Path, cli: Any) -> None:
     result = cli(project, "serve", "--host", "0.0.0.0", "--port", "0")
     assert result.exit_code == 2 and "needs a bearer token" in result.output

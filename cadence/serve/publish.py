@@ -8,8 +8,9 @@ Invariants:
 - The audience is the activation wing's ``audience_sql`` (contract (b)), read from the LIVE
   relations after the run published them: serve answers what the channel's exports see.
 - A channel is written when one of its segments or suppression lists was published by the run,
-  or when it has no snapshot yet; a run that published none of them leaves the file alone, and
-  a failed write leaves the last snapshot in place (temporary name, fsync, rename).
+  when it has no snapshot yet, or when its snapshot is older than such a publish (the run that
+  published was killed before writing it); otherwise the file is left alone, and a failed write
+  leaves the last snapshot in place (temporary name, fsync, rename).
 - Attributes (``serve: {columns: [...]}``) come from the first segment, in the channel's order,
   that delivers the key; a key only held out gets none.
 """
@@ -27,7 +28,8 @@ from cadence.engines import Engine
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.parser import ParsedProject
-from cadence.serve.snapshot import Member, snapshot_path, write_snapshot
+from cadence.serve.snapshot import Member, Snapshot, SnapshotError, snapshot_path, write_snapshot
+from cadence.state import StateSnapshot
 
 
 @dataclass(frozen=True)
@@ -61,17 +63,31 @@ def served(parsed: ParsedProject) -> tuple[str, ...]:
     return tuple(c.name for c in parsed.config.channels if c.serve is not None)
 
 
-def channels_to_write(root: Path, parsed: ParsedProject, built: Collection[str]) -> tuple[str, ...]:
-    """Served channels the run touched (a segment or suppression list published), or that have
-    no snapshot file yet."""
+def channels_to_write(
+    root: Path, parsed: ParsedProject, built: Collection[str], state: StateSnapshot
+) -> tuple[str, ...]:
+    """Served channels the run touched (a segment or suppression list published), that have no
+    readable snapshot yet, or whose snapshot is older than a publish of one of those (a run
+    killed between publishing and writing the snapshot: ``state`` is from before this run)."""
     out = []
     for name in served(parsed):
         config = parsed.config.channel(name)
         assert config is not None
         feeding = {m.name for m in audience.segments_of(parsed, name)} | set(config.suppress)
-        if feeding & set(built) or not snapshot_path(root, name).exists():
+        if feeding & set(built) or _behind(snapshot_path(root, name), feeding, state):
             out.append(name)
     return tuple(out)
+
+
+def _behind(path: Path, feeding: Collection[str], state: StateSnapshot) -> bool:
+    try:
+        snap = Snapshot.open(path)
+    except (SnapshotError, OSError, ValueError):
+        return True
+    published = snap.published_at
+    snap.close()
+    built_at = [state.of(n).last_success_at for n in feeding]
+    return any(at is not None and at > published for at in built_at)
 
 
 def _members(
