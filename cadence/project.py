@@ -262,7 +262,8 @@ class Project:
         if not publish.served(self.parsed):
             return result
         built = {r.name for r in result.results if r.status == "success"}
-        channels = publish.channels_to_write(self.root, self.parsed, built, state)
+        failed = {r.name for r in result.results if r.status in ("error", "upstream_failed")}
+        channels = publish.channels_to_write(self.root, self.parsed, state, now, built, failed)
         if not channels:
             return result
         report = publish.write_channel_snapshots(self.root, self.parsed, engine, now, channels)

@@ -120,6 +120,23 @@ def test_a_run_publishing_nothing_served_leaves_the_file(project: Path, cli: Any
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
 
 
+def test_a_tick_without_builds_or_failures_refreshes_the_snapshot_time(
+    project: Path, cli: Any
+) -> None:
+    """Segments skipped at a tick (on_new_data, an explicit slower cadence) are current: the
+    snapshot is rewritten so its age (and /healthz) says so."""
+    assert cli(project, "run", "--at", "2026-03-01T09:00").exit_code == 0
+    first = Snapshot.open(snapshot_path(project, "web"))
+    result = cli(project, "run", "-s", "mailing", "--at", "2026-03-01T09:20")  # after 09:15
+    assert result.exit_code == 0 and "serve web: snapshot" in result.output
+    snap, got = answers(project)
+    assert snap.published_at.isoformat().startswith("2026-03-01T09:20")
+    assert got == expected({i: (i * 37) % 900 for i in range(1, 60)}, {3})
+    assert snap.version != first.version
+    first.close()
+    snap.close()
+
+
 def test_a_failed_run_keeps_the_last_snapshot(project: Path, cli: Any) -> None:
     assert cli(project, "run", "--at", "2026-03-01T09:00").exit_code == 0
     version = Snapshot.open(snapshot_path(project, "web")).version

@@ -8,9 +8,10 @@ Invariants:
 - The audience is the activation wing's ``audience_sql`` (contract (b)), read from the LIVE
   relations after the run published them: serve answers what the channel's exports see.
 - A channel is written when one of its segments or suppression lists was published by the run,
-  when it has no snapshot yet, or when its snapshot is older than such a publish (the run that
-  published was killed before writing it); otherwise the file is left alone, and a failed write
-  leaves the last snapshot in place (temporary name, fsync, rename).
+  when it has no snapshot yet, when its snapshot is older than such a publish (the run that
+  published was killed before writing it), or at its first run after a tick of the channel in
+  which none of them failed (see ``channels_to_write``); otherwise the file is left alone, and a
+  failed write leaves the last snapshot in place (temporary name, fsync, rename).
 - Attributes (``serve: {columns: [...]}``) come from the first segment, in the channel's order,
   that delivers the key; a key only held out gets none.
 """
@@ -28,6 +29,7 @@ from cadence.engines import Engine
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.parser import ParsedProject
+from cadence.schedule import parse_cadence
 from cadence.serve.snapshot import Member, Snapshot, SnapshotError, snapshot_path, write_snapshot
 from cadence.state import StateSnapshot
 
@@ -64,30 +66,49 @@ def served(parsed: ParsedProject) -> tuple[str, ...]:
 
 
 def channels_to_write(
-    root: Path, parsed: ParsedProject, built: Collection[str], state: StateSnapshot
+    root: Path,
+    parsed: ParsedProject,
+    state: StateSnapshot,
+    now: dt.datetime,
+    built: Collection[str],
+    failed: Collection[str] = (),
 ) -> tuple[str, ...]:
-    """Served channels the run touched (a segment or suppression list published), that have no
-    readable snapshot yet, or whose snapshot is older than a publish of one of those (a run
-    killed between publishing and writing the snapshot: ``state`` is from before this run)."""
+    """Served channels whose snapshot this run writes: one of its segments or suppression lists
+    was published; it has no readable snapshot; its snapshot is older than such a publish (the
+    run that published was killed before writing it; ``state`` is from before this run); or a
+    tick of the channel passed since its snapshot and none of those models failed in this run
+    (segments skipped by ``refresh: on_new_data`` are current, and the answers say so; a failing
+    one leaves the snapshot ageing, so ``/healthz`` turns 503)."""
     out = []
     for name in served(parsed):
         config = parsed.config.channel(name)
         assert config is not None
         feeding = {m.name for m in audience.segments_of(parsed, name)} | set(config.suppress)
-        if feeding & set(built) or _behind(snapshot_path(root, name), feeding, state):
+        if feeding & set(built):
+            out.append(name)
+            continue
+        published = _published(snapshot_path(root, name))
+        if published is None:
+            out.append(name)
+            continue
+        built_at = [state.of(n).last_success_at for n in feeding]
+        if any(at is not None and at > published for at in built_at):
+            out.append(name)
+            continue
+        latest = parse_cadence(config.cadence).latest_tick(now, parsed.config.tz)
+        if latest is not None and latest > published and not feeding & set(failed):
             out.append(name)
     return tuple(out)
 
 
-def _behind(path: Path, feeding: Collection[str], state: StateSnapshot) -> bool:
+def _published(path: Path) -> dt.datetime | None:
     try:
         snap = Snapshot.open(path)
     except (SnapshotError, OSError, ValueError):
-        return True
+        return None
     published = snap.published_at
     snap.close()
-    built_at = [state.of(n).last_success_at for n in feeding]
-    return any(at is not None and at > published for at in built_at)
+    return published
 
 
 def _members(
