@@ -188,3 +188,18 @@ def test_log_line_counts_requests_and_never_names_a_key(
     assert line.startswith("serve: 3 requests in 60s") and f"web={version}" in line
     assert "zed" not in line and "p99" in line
     assert service.log_line(60).startswith("serve: 0 requests")
+
+
+def test_requests_pick_up_a_renamed_file_without_the_watcher(tmp_path: Path) -> None:
+    path = tmp_path / "web.snap"
+    _write(path, [Member("c1", ("vip",))])
+    channel = ServedChannel("web", parse_cadence("every 15 minutes"), path)
+    service = Service([channel], TZ, Clock(PUBLISHED), poll_s=0.0)
+    assert _get(service, "/v1/channels/web/members/c1")[2]["segments"] == ["vip"]
+    new = _write(path, [Member("c1", ("browsing",))], PUBLISHED + dt.timedelta(minutes=15))
+    body = _get(service, "/v1/channels/web/members/c1")[2]
+    assert (body["version"], body["segments"]) == (new, ["browsing"])
+    slow = Service([channel], TZ, Clock(PUBLISHED), poll_s=3600.0)
+    _get(slow, "/healthz")  # the first request checks; the next check is an hour away
+    _write(path, [Member("c1", ())], PUBLISHED + dt.timedelta(minutes=30))
+    assert _get(slow, "/v1/channels/web/members/c1")[2]["version"] == new

@@ -97,7 +97,9 @@ def open_server(
             f"binding to {host} needs a bearer token",
             hint="pass --token-env NAME (a variable holding the token), or bind to 127.0.0.1",
         )
-    service = Service(served_channels(root, config, channels), config.tz, clock, token=token)
+    service = Service(
+        served_channels(root, config, channels), config.tz, clock, token=token, poll_s=poll_s
+    )
     front: type[Server] | type[AsgiServer] = AsgiServer if http_stack() == "uvicorn" else Server
     try:
         return front(service, host, port, poll_s=poll_s, log_every_s=log_every_s, on_log=on_log)

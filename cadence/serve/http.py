@@ -31,7 +31,7 @@ def helpers(
 
     def watch() -> None:
         while not stop.wait(poll_s):
-            service.refresh()
+            service.poll()
 
     def log() -> None:
         while not stop.wait(log_every_s):

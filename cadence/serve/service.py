@@ -207,10 +207,14 @@ class Service:
         clock: Clock,
         *,
         token: str | None = None,
+        poll_s: float = 0.02,
     ) -> None:
         self.slots = {c.name: Slot(c, tz) for c in channels}
         self.clock = clock
         self.stats = Stats()
+        self.poll_s = poll_s
+        self._next_check = 0.0
+        self._checking = threading.Lock()
         self._token = f"Bearer {token}".encode() if token else None
         self.refresh()
 
@@ -232,9 +236,23 @@ class Service:
         return out
 
     # -- requests ------------------------------------------------------------------------
+    def poll(self) -> None:
+        """``refresh()`` at most every ``poll_s``, by whichever thread comes first. Requests call
+        it too: a busy server swaps on the next request after a rename, without waiting for the
+        watcher thread to be scheduled."""
+        now = time.monotonic()
+        if now < self._next_check or not self._checking.acquire(blocking=False):
+            return
+        try:
+            self._next_check = now + self.poll_s
+            self.refresh()
+        finally:
+            self._checking.release()
+
     def handle(self, method: str, target: str, headers: Headers) -> Response:
         """One request: ``target`` is the raw request target (path and query, still quoted)."""
         started = time.perf_counter()
+        self.poll()
         response = self._route(method, target, headers)
         self.stats.record(time.perf_counter() - started, response.status)
         return response
