@@ -75,6 +75,8 @@ class RunResult:
     seeds_listed: bool = False  # `cadence seed`: the seeds are what the run is about
     # activation's DeliveryReport for this run (None: no channel delivered); set by Project.run
     deliveries: Any = None
+    # the serve wing's SnapshotReport (None: no served channel written); set by Project.run
+    snapshots: Any = None
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -83,8 +85,10 @@ class RunResult:
     @property
     def ok(self) -> bool:
         delivered = self.deliveries is None or self.deliveries.ok
+        snapshotted = self.snapshots is None or self.snapshots.ok
         return (
             delivered
+            and snapshotted
             and not self.failed
             and not any(r.status == "upstream_failed" for r in self.results)
         )

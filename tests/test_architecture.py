@@ -17,7 +17,8 @@ ORDER = [
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",
-    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site",
+    "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve.asgi", "serve.publish",
+    "serve", "project", "review.cost", "review.lint", "review.diff", "review.site",
     "review.render", "review",
     "output", "cli", "__main__",
 ]
@@ -29,6 +30,7 @@ OWNERS = {
     "click": {"cli", "output"},
     "rich": {"output"},
     "yaml": {"yamlfile"},
+    "uvicorn": {"serve.asgi"},
 }
 
 
