@@ -89,18 +89,40 @@ def _load(project_dir: Path | None) -> Any:
     return Project.load(project_dir or Path.cwd())
 
 
-def _at(project: Any, at: str | None) -> dt.datetime:
+def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.datetime:
     from cadence.project import parse_at
 
-    return parse_at(at, project.tz) if at else _now().astimezone(project.tz)
+    return parse_at(at, project.tz) if at else (wall or _now()).astimezone(project.tz)
+
+
+def _state(project: Any) -> Any:
+    """State for a read-only command; when it comes from the snapshot (a run holds the
+    warehouse), say so and as of when, on stderr (JSON on stdout stays parseable)."""
+    from cadence.due import fmt
+
+    state = project.read_state()
+    if state.as_of is not None:
+        click.echo(
+            f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} "
+            "(target/state_snapshot.json)",
+            err=True,
+        )
+    return state
 
 
 def _selection(
-    select: tuple[str, ...], exclude: tuple[str, ...] = (), channel: tuple[str, ...] = ()
+    project: Any,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
+    channel: tuple[str, ...] = (),
 ) -> Any:
+    """The selection, warning (stderr, exit unchanged) about terms that match nothing."""
     from cadence.project import Selection
 
-    return Selection(tuple(select), tuple(exclude), tuple(channel))
+    selection = Selection(tuple(select), tuple(exclude), tuple(channel))
+    for warning in project.selection_warnings(selection):
+        click.echo(warning.render(), err=True)
+    return selection
 
 
 select_option = click.option(
@@ -183,13 +205,14 @@ def run(
     from cadence import output
 
     project = _load(project_dir)
-    now = _at(project, at)
+    wall = _now()
+    now = _at(project, at, wall)
     _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(
             now,
-            _selection(select, exclude, channel),
+            _selection(project, select, exclude, channel),
             due_only=due,
             full_refresh=full_refresh,
             retry_failed=retry_failed,
@@ -198,6 +221,7 @@ def run(
             wait_s=wait_s,
             threads=threads,
             replay=at is not None,
+            started=wall.astimezone(project.tz),
         )
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
@@ -206,6 +230,101 @@ def run(
         output.render_plan(result, project, as_json=as_json)
         return
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
+    if not result.ok:
+        raise Failed()
+
+
+def _render_deliveries(report: Any, as_json: bool) -> None:
+    if report is None or not report.deliveries:
+        return
+    from cadence.activation.render import delivery_lines
+
+    if as_json:
+        click.echo(json.dumps({"deliveries": [d.to_json() for d in report.deliveries]}))
+        return
+    for line in delivery_lines(report):
+        click.echo(line, err=line.startswith("error:"))
+
+
+@main.command()
+@click.argument("segment")
+@click.option("--changes", is_flag=True, help="Show who entered and exited, oldest first.")
+@click.option(
+    "--since", default=None, metavar="TIMESTAMP", help="With --changes: only changes from T on."
+)
+@json_option
+@command
+def members(
+    segment: str, changes: bool, since: str | None, as_json: bool, project_dir: Path | None
+) -> None:
+    """Current members of SEGMENT (its keys), or with --changes its history."""
+    from cadence.activation.render import member_lines, members_json
+    from cadence.project import parse_at
+
+    project = _load(project_dir)
+    when = parse_at(since, project.tz) if since else None
+    found = project.members(segment, changes=changes or since is not None, since=when)
+    if as_json:
+        click.echo(json.dumps(members_json(found), indent=2))
+        return
+    for line in member_lines(found, project.tz):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--channel", multiple=True, help="Only this channel (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be delivered; move nothing.")
+@click.option(
+    "--rebaseline", is_flag=True, help="Send the full audience, flagged replace (needs --channel)."
+)
+@click.option("--force", is_flag=True, help="Deliver even when max_change would hold it back.")
+@at_option
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    metavar="S",
+    help="If a run holds the project, wait up to S seconds.",
+)
+@json_option
+@command
+def export(
+    channel: tuple[str, ...],
+    dry_run: bool,
+    rebaseline: bool,
+    force: bool,
+    at: str | None,
+    wait_s: float,
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
+    """Deliver pending changes of each channel's segments, without building."""
+    from cadence.activation.render import preview_lines
+
+    project = _load(project_dir)
+    try:
+        result = project.export(
+            _at(project, at),
+            channel,
+            dry_run=dry_run,
+            rebaseline=rebaseline,
+            force=force,
+            wait_s=wait_s,
+        )
+    except LockHeld as exc:
+        click.echo(exc.render(), err=True)
+        return
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps({"preview": [r.to_json() for r in result]}, indent=2))
+        else:
+            click.echo("\n".join(preview_lines(result)))
+        return
+    if not result.deliveries and not as_json:
+        click.echo("no channel with an export to deliver")
+    _render_deliveries(result, as_json)
     if not result.ok:
         raise Failed()
 
@@ -233,8 +352,8 @@ def plan(
     span = parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
     now = _at(project, at)
-    state = project.read_state()
-    the_plan = project.plan(now, _selection(select, exclude), due_only=True, state=state)
+    state = _state(project)
+    the_plan = project.plan(now, _selection(project, select, exclude), due_only=True, state=state)
     cost = project_cost(project, state, now, span, horizon)
     if as_json:
         click.echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
@@ -254,8 +373,15 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     from cadence.reports import status_report
 
     project = _load(project_dir)
-    rows = status_report(project, project.read_state(), _at(project, at))
-    click.echo(json.dumps(rows, indent=2, default=str) if as_json else output.render_status(rows))
+    rows = status_report(project, _state(project), _at(project, at))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from cadence.activation.render import status_lines
+
+    click.echo(output.render_status(rows))
+    for line in status_lines(project.delivery_status(), project.tz):
+        click.echo(line)
 
 
 @main.command()
@@ -268,7 +394,7 @@ def explain(model: str, at: str | None, project_dir: Path | None) -> None:
 
     project = _load(project_dir)
     project.check_model(model)
-    click.echo(explain_model(project, project.read_state(), _at(project, at), model))
+    click.echo(explain_model(project, _state(project), _at(project, at), model))
 
 
 @main.command(name="ls")
@@ -283,8 +409,10 @@ def ls_(
     from cadence import output
 
     project = _load(project_dir)
-    chosen = project.selected(_selection(select, exclude), None, _now())
-    click.echo(output.render_ls(project, chosen, as_json))
+    chosen = project.selected(_selection(project, select, exclude), None, _now())
+    text = output.render_ls(project, chosen, as_json)
+    if text:
+        click.echo(text)
 
 
 @main.command(name="compile")
@@ -297,7 +425,7 @@ def compile_(
 ) -> None:
     """Write each model's rendered SQL under target/compiled/ for review."""
     project = _load(project_dir)
-    for name, path in project.compile(_at(project, at), _selection(select, exclude)):
+    for name, path in project.compile(_at(project, at), _selection(project, select, exclude)):
         click.echo(f"{name}: {path}")
 
 
@@ -314,7 +442,7 @@ def test(
     from cadence.testing import run_tests
 
     project = _load(project_dir)
-    outcomes = run_tests(project, _selection(select, exclude), _now())
+    outcomes = run_tests(project, _selection(project, select, exclude), _now())
     click.echo(output.render_tests(outcomes, as_json))
     if any(o.status in ("fail", "error") for o in outcomes):
         raise Failed()
@@ -331,7 +459,13 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 
     project = _load(project_dir)
     renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
-    result = project.seed(_at(project, at), _selection(select), on_event=renderer.event)
+    wall = _now()
+    result = project.seed(
+        _at(project, at, wall),
+        _selection(project, select),
+        on_event=renderer.event,
+        started=wall.astimezone(project.tz),
+    )
     renderer.finish(result)
     if not result.ok:
         raise Failed()
