@@ -148,6 +148,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.version_option(version=__version__, prog_name="cadence")
 def main() -> None:
     """cadence: refresh customer segments at the speed each channel needs."""
+    import os
+
+    os.umask(os.umask(0o077) | 0o077)  # whatever cadence (and DuckDB) creates is owner-only
 
 
 @main.command()
@@ -231,8 +234,30 @@ def run(
         return
     renderer.finish(result)
     _render_deliveries(result.deliveries, as_json)
+    if not due or any(r.status != "skipped" for r in result.results):
+        # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
+        for warning in project.parsed.warnings:
+            click.echo(warning.render(), err=True)
+    _render_snapshots(result.snapshots, as_json)
     if not result.ok:
         raise Failed()
+
+
+def _render_snapshots(report: Any, as_json: bool) -> None:
+    if report is None or not report.snapshots:
+        return
+    if as_json:
+        click.echo(json.dumps({"snapshots": [s.to_json() for s in report.snapshots]}))
+        return
+    for s in report.snapshots:
+        if s.status == "written":
+            click.echo(f"serve {s.channel}: snapshot {s.version} ({s.keys} keys)")
+        else:
+            click.echo(
+                f"error: serve {s.channel}: snapshot not written, the last one stays "
+                f"served: {s.error}",
+                err=True,
+            )
 
 
 def _render_deliveries(report: Any, as_json: bool) -> None:
@@ -467,6 +492,7 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
         started=wall.astimezone(project.tz),
     )
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
     if not result.ok:
         raise Failed()
 
@@ -570,6 +596,55 @@ def _history(project: Any) -> Any:
         return project.read_state()
     except CadenceError:
         return StateSnapshot()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8787, show_default=True, help="Port (0: any free).")
+@click.option(
+    "--channel", multiple=True, help="Serve only this channel (repeatable; default: all served)."
+)
+@click.option(
+    "--token-env",
+    metavar="NAME",
+    default=None,
+    help="Require 'Authorization: Bearer <token>', the token read from environment variable NAME "
+    "(needed for any address but loopback).",
+)
+@command
+def serve(
+    host: str, port: int, channel: tuple[str, ...], token_env: str | None, project_dir: Path | None
+) -> None:
+    """Answer segment lookups over HTTP from the served channels' snapshots."""
+    import os
+    import signal
+    import threading
+
+    project = _load(project_dir)
+    server = project.server(
+        host=host,
+        port=port,
+        channels=channel,
+        token_env=token_env,
+        env=os.environ,
+        clock=_now,
+        on_log=lambda line: click.echo(line, err=True),
+    )
+    stop = threading.Event()
+    signals = {"last": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        signals["last"] = signum
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    versions = ", ".join(f"{n} ({v or 'no snapshot yet'})" for n, v in server.versions().items())
+    click.echo(f"serving {versions} on http://{host}:{server.port} ({server.stack})", err=True)
+    server.run(stop)
+    click.echo("stopped", err=True)
+    if signals["last"] == signal.SIGINT:
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover
