@@ -352,7 +352,6 @@ def read_member_counts(engine: Engine) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
-<<<<<<< HEAD
 def read_delivered_groups(
     engine: Engine, segments: tuple[str, ...], per_segment: int = 2000
 ) -> dict[str, tuple[tuple[str, bool], ...]]:
@@ -376,7 +375,8 @@ def read_delivered_groups(
     for segment, key, held in rows:
         out.setdefault(segment, []).append((str(key), bool(held)))
     return {k: tuple(v) for k, v in out.items()}
-=======
+
+
 # History that ``history: {keep_days: N}`` prunes: (table, time column[, columns whose latest
 # row is always kept]). The activation stage adds its own tables (membership changes,
 # deliveries) by passing a longer list.
@@ -459,4 +459,3 @@ def prune_history(
     except EngineError:
         pass  # another transaction is open: DuckDB checkpoints on its own later
     return deleted
->>>>>>> main
