@@ -148,6 +148,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.version_option(version=__version__, prog_name="cadence")
 def main() -> None:
     """cadence: refresh customer segments at the speed each channel needs."""
+    import os
+
+    os.umask(os.umask(0o077) | 0o077)  # whatever cadence (and DuckDB) creates is owner-only
 
 
 @main.command()
@@ -231,6 +234,10 @@ def run(
         return
     renderer.finish(result)
     _render_deliveries(result.deliveries, as_json)
+    if not due or any(r.status != "skipped" for r in result.results):
+        # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
+        for warning in project.parsed.warnings:
+            click.echo(warning.render(), err=True)
     _render_snapshots(result.snapshots, as_json)
     if not result.ok:
         raise Failed()
@@ -485,6 +492,7 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
         started=wall.astimezone(project.tz),
     )
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
     if not result.ok:
         raise Failed()
 
@@ -493,16 +501,100 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @command
 def lint(strict: bool, project_dir: Path | None) -> None:
-    """Check the project for problems and risky patterns."""
-    from cadence.reports import lint_project
+    """Check the project for problems and risky patterns (exit 1 on errors; --strict: warnings)."""
+    from cadence.errors import ProjectErrors
+    from cadence.review.lint import lint as lint_rules
 
-    project = _load(project_dir)
-    warnings = lint_project(project)
+    try:
+        project = _load(project_dir)
+    except ProjectErrors as exc:  # every project error, then exit 1 (SPEC §10)
+        click.echo(exc.render())
+        raise Failed() from None
+    warnings = lint_rules(project, _history(project))
     for w in warnings:
         click.echo(w.render())
     click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")
     if strict and warnings:
         raise Failed()
+
+
+@main.command()
+@click.argument("git_ref", required=False, default=None)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown: a block for a pull request comment.",
+)
+@json_option
+@click.option(
+    "--fail-on-cost-increase",
+    "fail_pct",
+    type=float,
+    default=None,
+    metavar="PCT",
+    help="Exit 1 when the total cost per day grows by more than PCT percent.",
+)
+@at_option
+@click.option("--horizon", default="24h", show_default=True, help="Window for builds/day and cost.")
+@command
+def diff(
+    git_ref: str | None,
+    fmt: str,
+    as_json: bool,
+    fail_pct: float | None,
+    at: str | None,
+    horizon: str,
+    project_dir: Path | None,
+) -> None:
+    """Models, channels and cost per day a change affects, against GIT_REF (default: the merge
+    base with the default branch)."""
+    from cadence.reports import parse_horizon
+    from cadence.review.diff import diff_project
+    from cadence.review.render import diff_json, diff_markdown, diff_text
+
+    span = parse_horizon(horizon)
+    project = _load(project_dir)
+    report = diff_project(project, _history(project), git_ref, _at(project, at), span, horizon)
+    if as_json:
+        click.echo(json.dumps(diff_json(report), indent=2))
+    else:
+        click.echo(diff_markdown(report) if fmt == "markdown" else diff_text(report), nl=False)
+        if fmt != "markdown":
+            click.echo("")
+    if fail_pct is not None and report.cost_increase_pct() > fail_pct:
+        click.echo(f"cost per day grows by more than {fail_pct:g}%", err=True)
+        raise Failed()
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the site (default: target/docs).",
+)
+@at_option
+@command
+def docs(out: Path | None, at: str | None, project_dir: Path | None) -> None:
+    """Write a static docs site: lineage graph, refresh timelines, a page per model."""
+    from cadence.review.site import build_docs
+
+    project = _load(project_dir)
+    result = build_docs(project, out.resolve() if out else None, _at(project, at))
+    click.echo(f"wrote {result.models} model pages; open {result.index}")
+
+
+def _history(project: Any) -> Any:
+    """Recorded builds for durations; none while a run holds the warehouse ("no history")."""
+    from cadence.state import StateSnapshot
+
+    try:
+        return project.read_state()
+    except CadenceError:
+        return StateSnapshot()
 
 
 @main.command()

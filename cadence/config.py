@@ -240,3 +240,12 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         },
         extra=extra,
     )
+
+
+# passthrough keys that only describe (documentation, ownership): accepted without a warning
+DESCRIPTIVE_KEYS = frozenset(("meta", "docs", "group", "access", "labels", "unique_id"))
+
+
+def unsupported_keys(config: ModelConfig) -> list[str]:
+    """dbt config keys a model sets that cadence accepts but does not act on (warned)."""
+    return sorted(k for k in config.extra if k in ALL_MODEL_KEYS and k not in DESCRIPTIVE_KEYS)

@@ -308,7 +308,7 @@ def _add_seeds(project, dag, state, decisions, selected, full_refresh) -> None: 
         if seed.name not in needed:
             continue
         st = state.of(seed.name)
-        exists = state.exists(project.config.warehouse.schema, seed.name)
+        exists = state.exists(seed.schema, seed.table)
         if full_refresh or not exists or st.last_sql_hash != seed.digest:
             reason = "seed file changed" if exists and not full_refresh else "seed not loaded yet"
             if full_refresh:

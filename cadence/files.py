@@ -79,10 +79,18 @@ def walk(
 ) -> list[Path]:
     """Input files under ``root/folder`` whose names end with ``suffixes``, sorted by path (as
     seen through any links), hidden names skipped. Problems go to ``errors``; the walk goes on."""
+    return [Path(e.path) for e in walk_entries(root, folder, suffixes, errors)]
+
+
+def walk_entries(
+    root: Path, folder: str, suffixes: tuple[str, ...], errors: list[CadenceError]
+) -> list[os.DirEntry[str]]:
+    """``walk`` as directory entries (``entry.stat()`` follows links): for the cache's scan,
+    which runs on every invocation and must not pay for path objects."""
     base = root / folder
     if not base.is_dir():
         return []
-    found: list[Path] = []
+    found: list[os.DirEntry[str]] = []
     visited: set[str] = set()
 
     stack = [str(base)]  # not recursion: a folder can be nested deeper than Python's stack
@@ -132,7 +140,7 @@ def walk(
                 if not entry.is_file():
                     errors.append(_not_regular(root, entry.path))
                     continue
-                found.append(Path(entry.path))
+                found.append(entry)
         stack.extend(reversed(folders))
 
     return found

@@ -39,7 +39,9 @@ TOP_KEYS = (
     "vars",
     "tests",
     "export_root",
+    "history",
 )
+HISTORY_KEYS = ("keep_days",)
 WAREHOUSE_KEYS = (
     "engine",
     "path",
@@ -95,6 +97,7 @@ class ProjectConfig:
     vars: dict[str, Any]
     env_vars_used: tuple[tuple[str, str | None], ...] = ()
     export_root: str | None = None  # absolute folder export paths may write under
+    history_keep_days: int | None = None  # prune history older than this (None: keep all)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -272,6 +275,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used)
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
+    keep_days = _parse_history(raw, errors)
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
@@ -305,7 +309,55 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         vars=_plain(vars_),
         env_vars_used=tuple(env_used),
         export_root=export_root,
+        history_keep_days=keep_days,
     )
+
+
+TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
+    """``history: {keep_days: N}``: N whole days, 1 to 36500."""
+    value = raw.get("history")
+    if value is None:
+        return None
+    line = line_of(raw, "history")
+    if not isinstance(value, dict):
+        errors.add(
+            CadenceError(
+                "'history' must be a mapping",
+                file=PROJECT_FILE,
+                line=line,
+                hint="write history: {keep_days: 90}",
+            )
+        )
+        return None
+    for key in value:
+        if key not in HISTORY_KEYS:
+            errors.add(
+                unknown_key_error(
+                    str(key), HISTORY_KEYS, what="history", file=PROJECT_FILE, line=line
+                )
+            )
+    days = value.get("keep_days")
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
+        errors.add(
+            CadenceError(
+                f"history.keep_days must be a whole number of days from 1 to 36500, got {days!r}",
+                file=PROJECT_FILE,
+                line=line,
+                hint="write history: {keep_days: 90}",
+            )
+        )
+        return None
+    return days
 
 
 def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | None:
@@ -326,14 +378,6 @@ def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | Non
     return value
 
 
-TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -348,7 +392,13 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
         return text
     import jinja2.sandbox
 
-    def env_var(name: str, default: str | None = None) -> str:
+    def env_var(name: Any = None, default: str | None = None) -> str:
+        if not isinstance(name, str) or not name:
+            raise CadenceError(
+                "env_var() needs the name of an environment variable",
+                file=PROJECT_FILE,
+                hint="write {{ env_var('NAME', 'default') }}",
+            )
         env_used.append((name, os.environ.get(name)))
         if name in os.environ:
             return os.environ[name]

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from cadence import artifacts
 from cadence.errors import LockHeld
 
 LOCK_FILE = "target/cadence.lock"
@@ -74,8 +75,12 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, wait_s: float = 0.0, poll_s: float = 0.2) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        artifacts.tighten_target(self.root)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, artifacts.FILE_MODE)
+            os.fchmod(fd, artifacts.FILE_MODE)
+        except OSError as exc:
+            raise artifacts.write_error(self.path, exc, self.root) from None
         deadline = time.monotonic() + max(wait_s, 0.0)
         unknown_until: float | None = None
         while True:
@@ -119,15 +124,7 @@ class RunLock:
     def _write_holder(self) -> None:
         info = {"pid": os.getpid(), "started": self.started, "at": self.at}
         info["command"] = self.command
-        path = self.root / HOLDER_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(info).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        artifacts.write_bytes(self.root / HOLDER_FILE, json.dumps(info).encode(), self.root)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -156,7 +153,10 @@ def current_holder(root: Path) -> str | None:
     path = root / LOCK_FILE
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

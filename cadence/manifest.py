@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadence import __version__
+from cadence import __version__, artifacts
 from cadence import files as fs
 from cadence.cadences import Cadences
 from cadence.dag import Dag
@@ -56,13 +56,13 @@ def scan(root: Path) -> tuple[tuple[str, int, int], ...]:
     prefix = len(str(root)) + 1  # scandir paths start with the root as given
     problems: list[CadenceError] = []
     for folder, suffixes in INPUT_DIRS:
-        for path in fs.walk(root, folder, suffixes, problems):
+        for entry in fs.walk_entries(root, folder, suffixes, problems):
             try:
-                s = os.stat(path)
+                s = entry.stat()
             except OSError:
-                problems.append(CadenceError("vanished", file=str(path)))
+                problems.append(CadenceError("vanished", file=entry.path))
                 continue
-            out.append((str(path)[prefix:].replace(os.sep, "/"), s.st_size, s.st_mtime_ns))
+            out.append((entry.path[prefix:].replace(os.sep, "/"), s.st_size, s.st_mtime_ns))
     if problems:  # links, FIFOs, unreadable folders: never a cache hit; the loader reports them
         out.append(("\0problems", len(problems), -1))
     out.sort()
@@ -88,14 +88,11 @@ def env_unchanged(manifest: Manifest) -> bool:
 
 
 def write(root: Path, manifest: Manifest) -> None:
-    path = root / CACHE_FILE
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".manifest.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(manifest, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
+        artifacts.tighten_target(root)
+        data = pickle.dumps(manifest, protocol=pickle.HIGHEST_PROTOCOL)
+        artifacts.write_bytes(root / CACHE_FILE, data, root)
+    except CadenceError:
         pass  # a read-only checkout still works, just without the cache
 
 

@@ -26,7 +26,7 @@ from cadence.lock import RunLock, current_holder
 from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
 from cadence.selection import select, unmatched
-from cadence.state import StateSnapshot, read_snapshot
+from cadence.state import HISTORY_TABLES, StateSnapshot, prune_history, read_snapshot
 
 OPEN_GRACE_S = 2.0
 
@@ -111,6 +111,16 @@ class Project:
         if changed or not snapshot.exists(self.root):
             state = read_snapshot(engine, self.freshness_queries(), self.tz)
             snapshot.write(self.root, state, result.run_id, result.at)
+
+    def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
+        """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
+        keep_days = self.parsed.config.history_keep_days
+        if keep_days and any(r.status != "skipped" for r in result.results):
+            prune_history(engine, now - dt.timedelta(days=keep_days), self.history_tables())
+
+    def history_tables(self) -> tuple[tuple[str, ...], ...]:
+        """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns])."""
+        return HISTORY_TABLES
 
     def _open_for_run(self, deadline: float, wait_s: float) -> Engine:
         """Open the warehouse for writing; another process holding the file (a notebook, a BI
@@ -249,7 +259,7 @@ class Project:
             at=now.isoformat() if replay else None,
             command="run --due" if due_only else "run",
         )
-        with lock.acquire(wait_s):
+        with artifacts.private_umask(), lock.acquire(wait_s):
             return self._run_locked(
                 now,
                 selection,
@@ -299,6 +309,7 @@ class Project:
                 replay=replay,
             )
             result = self._after_run(engine, state, result, now)
+            self._prune_history(engine, result, now)
             self._keep_snapshot(engine, result)
             return result
         finally:
@@ -404,13 +415,19 @@ class Project:
             return []
         last: dict[tuple[str, str], Any] = {}
         pending: dict[tuple[str, str], int] = {}
-        if self.warehouse_exists() and current_holder(self.root) is None:
-            engine = self.open_engine(read_only=True)
+        if self.warehouse_exists():
+            if current_holder(self.root) is not None:
+                return []  # a run holds the warehouse: say nothing rather than something stale
             try:
-                last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
-                pending = outbox.pending_by_segment(engine)
-            finally:
-                engine.close()
+                engine: Engine | None = self.open_engine(read_only=True)
+            except CadenceError:  # another process has it (WarehouseBusy) or it is unreadable
+                engine = None
+            if engine is not None:
+                try:
+                    last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
+                    pending = outbox.pending_by_segment(engine)
+                finally:
+                    engine.close()
         rows = []
         for c in channels:
             for m in audience.segments_of(self.parsed, c.name):
@@ -475,7 +492,8 @@ class Project:
         started: dt.datetime | None = None,
     ) -> RunResult:
         """(Re)load every selected seed."""
-        with RunLock(self.root, (started or now).isoformat(), command="seed").acquire(0):
+        lock = RunLock(self.root, (started or now).isoformat(), command="seed")
+        with artifacts.private_umask(), lock.acquire(0):
             return self._seed_locked(now, selection, on_event)
 
     def _seed_locked(
@@ -505,6 +523,7 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
+            result = self._after_run(engine, state, result, now)  # a reloaded suppression list
             self._keep_snapshot(engine, result)
             return result
         finally:

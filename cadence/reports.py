@@ -1,6 +1,6 @@
-"""Read-only reports over a loaded project and its state: status, explain, lint.
+"""Read-only reports over a loaded project and its state: status, explain.
 
-The cost model lives in the review wing (``cadence.review.cost``).
+The cost model and lint live in the review wing (``cadence.review``).
 
 Input: ``Project``, ``StateSnapshot``, ``now`` -> output: plain data (dicts, strings) the CLI
 renders. Nothing here writes.
@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 from cadence.due import backoff_wait, fmt
-from cadence.errors import CadenceError
 from cadence.state import StateSnapshot
 
 
@@ -139,57 +138,3 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     for x in also:
         lines.append(f"  would also build upstream {x.name}: {x.reason}")
     return "\n".join(lines)
-
-
-def lint_project(project: Any) -> list[CadenceError]:
-    """Warnings: stale-data risks and project smells (parse warnings included)."""
-    warnings = list(project.parsed.warnings)
-    for m in project.parsed.models:
-        cad = project.cadences.of(m.name)
-        for parent in project.dag.parents.get(m.name, ()):
-            pcad = project.cadences.models.get(parent)
-            if pcad is not None and pcad.explicit and cad.has_ticks:
-                warnings.append(
-                    CadenceError(
-                        f"'{m.name}' ({cad.describe()}) reads '{parent}', "
-                        f"which has its own cadence "
-                        f"({pcad.describe()}): '{m.name}' cannot be fresher than '{parent}'",
-                        file=m.path,
-                        severity="warning",
-                        hint=f"remove the cadence of '{parent}' to let it inherit, "
-                        "or accept the lag",
-                    )
-                )
-        if m.config.channels and not m.config.key and m.materialized in ("table", "incremental"):
-            warnings.append(
-                CadenceError(
-                    f"segment '{m.name}' feeds channels but has no key, so no entered/exited lists",
-                    file=m.path,
-                    severity="warning",
-                    hint="add config(key='customer_id') or similar",
-                )
-            )
-        if m.materialized == "incremental" and not (m.config.watermark or m.config.unique_key):
-            warnings.append(
-                CadenceError(
-                    f"incremental model '{m.name}' has neither unique_key nor watermark",
-                    file=m.path,
-                    severity="warning",
-                    hint="set unique_key to avoid duplicate rows",
-                )
-            )
-        if (
-            not cad.origins
-            and not project.dag.children.get(m.name)
-            and m.materialized != "ephemeral"
-        ):
-            warnings.append(
-                CadenceError(
-                    f"'{m.name}' feeds no channel and nothing reads it: "
-                    "never due, built only when selected",
-                    file=m.path,
-                    severity="warning",
-                    hint="add channels: [...] or a cadence, or remove it",
-                )
-            )
-    return warnings

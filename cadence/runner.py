@@ -170,7 +170,8 @@ def execute(
     ensure_schema(engine)
     membership.ensure_tables(engine)
     record_run_start(engine, run_id, now, command, os.getpid(), replay)
-    for schema in sorted({m.schema for m in project.models} | {project.config.warehouse.schema}):
+    schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
+    for schema in sorted(schemas | {project.config.warehouse.schema}):
         engine.create_schema(schema)  # once, up front: concurrent creates would conflict
     tests_by_model: dict[str, list[DataTest]] = {}
     for t in project.tests:
@@ -290,7 +291,7 @@ def _missing_upstream(
                 continue
             key = (m.schema, m.identifier)
         elif parent in seeds:
-            key = (ctx.project.config.warehouse.schema, parent)
+            key = (seeds[parent].schema, seeds[parent].table)
         else:
             continue
         if key not in ctx.relations:
@@ -417,13 +418,15 @@ def _record_failure(
 
 def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
     started = time.perf_counter()
-    schema = ctx.project.config.warehouse.schema
-    staging = relation_sql(schema, seed.name + STAGING_SUFFIX)
+    schema = seed.schema
+    staging = relation_sql(schema, seed.table + STAGING_SUFFIX)
+    options = {"delimiter": seed.delimiter} if seed.delimiter else {}
     try:
         with ctx.engine.transaction():
-            ctx.engine.load_csv(staging, str(Path(ctx.project.root) / seed.path), seed.column_types)
+            path = str(Path(ctx.project.root) / seed.path)
+            ctx.engine.load_csv(staging, path, seed.column_types, **options)
             rows = ctx.engine.row_count(staging)
-            _swap(ctx, staging, seed.relation, schema, seed.name)
+            _swap(ctx, staging, seed.relation, schema, seed.table)
             duration = time.perf_counter() - started
             ctx.new_states[seed.name] = record_build(
                 ctx.engine,
@@ -442,7 +445,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
                 ),
                 ctx.state.of(seed.name),
             )
-        ctx.relations[(schema, seed.name)] = "table"
+        ctx.relations[(schema, seed.table)] = "table"
         return ModelResult(seed.name, "success", decision.reason, rows, duration, kind="seed")
     except EngineError as exc:
         result = ModelResult(
@@ -651,9 +654,12 @@ def _target_exists(ctx: _RunContext, to: str) -> bool:
 
     name = ref_target(to)
     model = ctx.compiler.models.get(name)
+    seed = ctx.compiler.seeds.get(name)
     schema, identifier = (
         (model.schema, model.identifier)
         if model is not None
+        else (seed.schema, seed.table)
+        if seed is not None
         else (ctx.project.config.warehouse.schema, name)
     )
     return (schema, identifier) in (ctx.visible if ctx.visible is not None else ctx.relations)

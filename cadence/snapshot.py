@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from cadence import artifacts
 from cadence.errors import CadenceError
 from cadence.state import ModelState, StateSnapshot
 
@@ -119,24 +119,8 @@ def from_data(data: object, as_of: dt.datetime, note: str | None) -> StateSnapsh
 
 def write(root: Path, state: StateSnapshot, run_id: str, run_at: dt.datetime) -> Path:
     """Write the snapshot atomically (temp, fsync, rename), owner-only."""
-    path = root / SNAPSHOT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps(to_data(state, run_id, run_at), separators=(",", ":")).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(body)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    return path
+    return artifacts.write_bytes(root / SNAPSHOT_FILE, body, root)
 
 
 def exists(root: Path) -> bool:

@@ -29,6 +29,36 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert "no-op" in run.stdout
 
 
+def test_activation_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "activation.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "activation.py"), "--members", "2000",
+         "--changes", "200", "--repeat", "1", "--output", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: a target missed at this size
+    data = json.loads(out.read_text())
+    assert data["membership_diff"]["changes"] == 20
+    for key in ("membership_diff", "changes_export"):
+        assert data[key]["subject_s"] > 0 and data[key]["baseline_s"] > 0
+    assert "membership diff" in run.stdout and "changes export" in run.stdout
+
+
+def test_webhook_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/webhook.py runs end to end and checks exactly once (timings not checked)."""
+    out = tmp_path / "webhook.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "webhook.py"), "--changes", "300",
+         "--batch-size", "20", "--repeat", "1", "--output", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(out.read_text())
+    assert data["exactly_once"] is True and data["fault"]["exactly_once"] is True
+    assert data["fault"]["batches_failed_once"] == 2
+    assert data["fault"]["requests"] == 15 + 2  # every batch once, the failed ones once more
+    assert data["baseline_s"] > 0 and data["cadence_s"] > 0
+    assert "changes/s" in run.stdout
+
+
 def test_serve_benchmark_smoke(tmp_path: Path) -> None:
     """benchmarks/serve.py end to end on a small snapshot: every answer checked, swaps served."""
     out = tmp_path / "serve.json"

@@ -52,13 +52,14 @@ def test_export_dry_run_moves_nothing(make_project, cli):
     assert cli(root, "export", "--dry-run").output.startswith("nothing to deliver")
     cli(root, "run", "-s", "people unsubscribed", "--at", "2026-01-01T06:00")
     cli(root, "run", "--at", "2026-01-01T06:00")
-    set_people(root, [(1, 900), (2, 900), (4, 900), (5, 10), (6, 10), (7, 10), (8, 10)])
-    set_unsubscribed(root, [2])
-    cli(root, "seed", "--at", "2026-01-01T07:00")
+    import duckdb
+
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:  # changed outside cadence
+        con.execute("insert into main.unsubscribed values (2)")
     snapshot = query(root, "select count(*) from _cadence.delivered")
     result = cli(root, "export", "--dry-run", "--json")
     preview = {p["segment"]: p for p in json.loads(result.output)["preview"]}
-    assert preview["vip"]["entered"] == 0  # segments are not rebuilt by a seed
+    assert (preview["vip"]["entered"], preview["vip"]["exited"]) == (0, 1)
     assert query(root, "select count(*) from _cadence.delivered") == snapshot
     text = cli(root, "export", "--dry-run").output
     assert text.startswith("dry run: nothing is moved")
@@ -165,3 +166,13 @@ def test_webhook_channel_goes_through_the_webhook_destination(make_project, cli,
     report = project.export(at("2026-01-01T06:05"))
     assert report.ok
     assert calls[-1] == ("email", "vip", [(2, "2", "entered")])
+
+
+def test_reloading_a_suppression_seed_delivers_the_exits(make_project, cli):
+    root = make_activation(make_project, [(1, 900), (2, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_unsubscribed(root, [1])
+    result = cli(root, "seed", "--at", "2026-01-01T07:00")
+    assert result.exit_code == 0, result.output
+    assert "delivered email/vip: 0 entered, 1 exited" in result.output
+    assert sent(root, "vip")[-1] == ("1", "exited")

@@ -216,6 +216,29 @@ def test_folder_default_channels_reach_every_model_below(make_project):
     assert project.parsed.model("stg").config.channels == ()
 
 
+@pytest.mark.parametrize(
+    ("history", "message", "hint"),
+    [
+        ("{keep_day: 90}", "unknown history key 'keep_day'", "did you mean 'keep_days'?"),
+        ("{keep_days: 0}", "history.keep_days must be a whole number of days", "keep_days: 90"),
+        ("{keep_days: '90'}", "got '90'", "keep_days: 90"),
+        ("{keep_days: true}", "got True", "keep_days: 90"),
+        ("90", "'history' must be a mapping", "history: {keep_days: 90}"),
+    ],
+)
+def test_history_keep_days_is_validated(make_project, history, message, hint):
+    root = make_project({"models/m.sql": "select 1 as id\n"}, DEFAULT_CADENCE_YML + f"history: {history}\n")
+    with pytest.raises(CadenceError) as exc:
+        Project.load(root, use_cache=False)
+    text = exc.value.render()
+    assert message in text and hint in text and "cadence.yml:" in text
+
+
+def test_history_keep_days_is_read(make_project):
+    root = make_project({"models/m.sql": "select 1 as id\n"}, DEFAULT_CADENCE_YML + "history: {keep_days: 90}\n")
+    assert Project.load(root, use_cache=False).parsed.config.history_keep_days == 90
+
+
 WAREHOUSE_YML = """\
 name: p
 timezone: UTC
@@ -265,7 +288,7 @@ def test_timezones_that_are_not_iana_names_are_errors(make_project, tz):
 @pytest.mark.parametrize(
     "path, message",
     [
-        ("{{ env_var() }}", "TypeError"),
+        ("{{ env_var() }}", "env_var() needs the name of an environment variable"),
         ("{{ 1/0 }}", "ZeroDivisionError"),
         ("{{ cycler.__init__.__globals__.os.popen('id').read() }}", "SecurityError"),
         ("{{ nope(", "TemplateSyntaxError"),

@@ -97,3 +97,20 @@ def test_diff_sql_is_except_both_ways():
     assert sql.count("except") == 2 and "union all" in sql
     assert "except" not in diff_sql('"s"."c"', None, "id")
     assert diff_sql('"s"."c"', '"s"."l"', "id", exits=False).count("except") == 1
+
+
+def test_incremental_segment_records_only_entries(make_project, cli):
+    root = make_activation(
+        make_project,
+        [(1, 900), (2, 900)],
+        extra={
+            "models/seen.sql": "{{ config(channels=['web'], key='id', materialized='incremental', "
+            "unique_key='id') }}\nselect id, email from {{ ref('people') }}\n"
+        },
+    )
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(2, 900), (3, 900)])
+    cli(root, "run", "--at", "2026-01-02T06:00")
+    assert [(k, c) for k, c, _ in history(root, "seen")] == [
+        ("1", "entered"), ("2", "entered"), ("3", "entered"),
+    ]

@@ -146,3 +146,31 @@ def test_contract_values_are_frozen():
             pass
         else:
             raise AssertionError("not frozen")
+
+
+def test_prune_keeps_the_newest_attempt_and_current_state(make_project, cli):
+    import datetime as dt
+
+    from cadence.activation import membership, outbox
+    from cadence.project import Project
+
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (2, 900)])
+    cli(root, "run", "--at", "2026-03-01T06:00")
+    cli(root, "run", "-s", "vip", "--at", "2026-03-02T06:00")  # nothing changes: no attempt
+    project = Project.load(root)
+    engine = project.open_engine()
+    try:
+        cutoff = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+        with engine.transaction():
+            removed = outbox.prune(engine, cutoff) + membership.prune(engine, cutoff)
+            # the newest attempt is kept even when it is older than the cutoff
+            assert outbox.prune(engine, dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)) == 0
+    finally:
+        engine.close()
+    assert removed == 2  # vip's January attempt and its January membership entry
+    assert query(root, "select segment, first_seq from _cadence.deliveries") == [("vip", 2)]
+    assert delivered(root, "vip") == ["1", "2"]  # current state untouched
+    assert query(root, "select count(*) from _cadence.membership_changes "
+                 "where \"at\" < '2026-02-01'") == [(0,)]

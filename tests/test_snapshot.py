@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cadence import snapshot
+from cadence import artifacts, snapshot
 from cadence.cli import main
 from cadence.lock import RunLock
 from cadence.project import Project
@@ -152,7 +152,7 @@ def test_an_interrupted_write_keeps_the_previous_snapshot(tmp_path: Path, monkey
     def killed(fd: int) -> None:
         raise KeyboardInterrupt()
 
-    monkeypatch.setattr(snapshot.os, "fsync", killed)
+    monkeypatch.setattr(artifacts.os, "fsync", killed)  # snapshot writes through artifacts
     state = StateSnapshot({"seg": ModelState("seg", last_status="error")})
     with pytest.raises(KeyboardInterrupt):
         snapshot.write(root, state, "r", dt.datetime(2026, 6, 1, tzinfo=UTC))

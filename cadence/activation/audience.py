@@ -132,8 +132,8 @@ def suppress_relations(parsed: ParsedProject, channel: str) -> tuple[tuple[str, 
         if model is not None:
             out.append((name, model.relation, f"{model.schema}.{model.identifier}"))
         elif name in seeds:
-            schema = parsed.config.warehouse.schema
-            out.append((name, seeds[name].relation, f"{schema}.{name}"))
+            seed = seeds[name]
+            out.append((name, seed.relation, f"{seed.schema}.{seed.table}"))
     return tuple(out)
 
 

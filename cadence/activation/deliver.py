@@ -30,6 +30,13 @@ from cadence.relations import quote
 from cadence.state import SCHEMA
 
 RESERVED_COLUMNS = ("seq", "key", "change", "at")
+# activation's history for ``history: {keep_days}`` (table, time column[, keep-latest keys]):
+# membership changes, and delivery attempts except the newest per channel x segment. Current
+# state (delivered, outbox, delivery_cursor) is never history.
+HISTORY_TABLES: tuple[tuple[str, ...], ...] = (
+    ("_cadence.membership_changes", "at"),
+    (outbox.DELIVERIES, "started_at", "channel", "segment"),
+)
 
 
 @dataclass(frozen=True)
@@ -387,15 +394,14 @@ def _send_webhook(
     cursor: outbox.Cursor,
     options: DeliveryOptions,
 ) -> outbox.DeliveryOutcome:
-    try:
-        from cadence.activation.webhook import deliver_webhook  # the webhook wing
-    except ImportError:
-        return outbox.DeliveryOutcome(None, 0, "webhook destinations are not available here")
+    from cadence.activation.webhook import deliver_webhook  # the webhook wing
+
+    assert config.export is not None
     changes = outbox.pending(
         engine, config.name, segment, cursor.delivered_seq + 1, cursor.planned_last or 0
     )
     env = options.env if options.env else os.environ
-    return deliver_webhook(config.export, config.name, segment, changes, env)  # type: ignore[no-any-return]
+    return deliver_webhook(config.export, config.name, segment, changes, env)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def _fsync_dir(folder: Path) -> None:
 def _publish(tmp: Path, final: Path) -> None:
     fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
     os.chmod(tmp, 0o600)
@@ -169,6 +169,15 @@ def data_sql(
         f"where channel = {_lit(channel)} and segment = {_lit(segment)} "
         f"and seq >= {first} and seq <= {last} order by seq"
     )
+
+
+def _columns_of(mode: str, column_types: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """The columns ``data_sql`` produces, with their types (json_transform casts to exactly
+    the recorded types, so no query is needed to know them)."""
+    fixed = [("key", "VARCHAR")]
+    if mode != "full":
+        fixed = [("seq", "BIGINT"), ("key", "VARCHAR"), ("change", "VARCHAR"), ("at", "TIMESTAMP")]
+    return fixed + list(column_types)
 
 
 def _lit(text: str) -> str:
@@ -230,7 +239,7 @@ def deliver_file(
         engine.execute(f"copy ({sql}) to {path_sql} ({COPY_OPTIONS[config.format]})")
         _publish(tmp, data)
         checkpoint("after_data")
-        described = engine.query(f"describe {sql}")
+        described = _columns_of(config.mode, cursor.column_types)
         rows = (
             counts.total
             if config.mode == "changes"
@@ -246,7 +255,7 @@ def deliver_file(
             "change_range": {"first_seq": first, "last_seq": last},
             "counts": {"entered": counts.entered, "exited": counts.exited},
             "rows": rows,
-            "columns": [{"name": r[0], "type": r[1]} for r in described],
+            "columns": [{"name": name, "type": kind} for name, kind in described],
             "sha256": sha256_of(data),
             "published_at": published_at.astimezone(dt.timezone.utc).isoformat(),
             "replace": replace,

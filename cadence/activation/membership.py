@@ -116,3 +116,16 @@ def read_members(engine: Engine, relation: str, key: str) -> list[str]:
             f"select cast({k} as varchar) as key from {relation} where {k} is not null order by 1"
         )
     ]
+
+
+def prune(engine: Engine, before: dt.datetime) -> int:
+    """Drop membership history older than ``before`` (``history.keep_days``); current members
+    live in the segments and what channels have in ``_cadence.delivered``, so nothing current
+    depends on it. Returns the rows removed."""
+    if (SCHEMA, "membership_changes") not in engine.relations():
+        return 0
+    cutoff = to_db(before)
+    n = int(engine.query(f'select count(*) from {TABLE} where "at" < ?', (cutoff,))[0][0])
+    if n:
+        engine.execute(f'delete from {TABLE} where "at" < ?', (cutoff,))
+    return n

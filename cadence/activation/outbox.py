@@ -462,3 +462,20 @@ __all__ = [
     "pending",
     "plan_attempt",
 ]
+
+
+def prune(engine: Engine, before: dt.datetime) -> int:
+    """Drop delivery attempts older than ``before`` (``history.keep_days``), never the newest
+    attempt of a channel x segment (``status`` shows it). Delivered state, the outbox and the
+    cursors are current state and are never pruned. Returns the rows removed."""
+    if (SCHEMA, "deliveries") not in engine.relations():
+        return 0
+    old = f"""from {DELIVERIES} as d where d.started_at < ? and exists (
+        select 1 from {DELIVERIES} as n where n.channel = d.channel and n.segment = d.segment
+        and (n.started_at > d.started_at
+             or (n.started_at = d.started_at and n.attempt_id > d.attempt_id)))"""
+    cutoff = to_db(before)
+    n = int(engine.query(f"select count(*) {old}", (cutoff,))[0][0])
+    if n:
+        engine.execute(f"delete {old}", (cutoff,))
+    return n

@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from cadence import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, WarehouseBusy
 from cadence.loader import WarehouseConfig
@@ -42,6 +43,8 @@ class DuckDBEngine(Engine):
         path = warehouse.path
         if path != ":memory:" and not Path(path).is_absolute():
             path = str(root / path)
+        if path != ":memory:" and not read_only:
+            artifacts.private_dir(Path(path).parent, root)
         config: dict[str, Any] = {"threads": warehouse.threads}
         for key, value in warehouse.settings.items():
             config[str(key)] = value
@@ -58,10 +61,15 @@ class DuckDBEngine(Engine):
                     hint="close it there (a notebook or BI tool holding the file blocks runs), "
                     "or use --wait SECONDS to wait for it",
                 ) from None
+            denied = "permission denied" in text.lower() or "read-only" in text.lower()
             raise CadenceError(
-                f"cannot open the warehouse: {text}",
+                f"cannot open the warehouse: {text.splitlines()[0] if text else 'I/O error'}",
                 file=warehouse.path,
-                hint="check the warehouse path in cadence.yml",
+                hint="make the warehouse file and its folder writable for the user that runs "
+                "cadence"
+                if denied
+                else "check the warehouse path in cadence.yml (a folder that is a file? "
+                "a file that is not a DuckDB database?)",
             ) from None
         except duckdb.Error as exc:
             raise CadenceError(
@@ -80,6 +88,9 @@ class DuckDBEngine(Engine):
                     hint=f"install it once (duckdb -c 'install {ext}') or remove it "
                     "from warehouse.extensions",
                 ) from None
+        if path != ":memory:" and not read_only:  # made before cadence kept files private
+            for own in (Path(path), Path(path + ".wal")):
+                artifacts.make_private(own)
         return cls(con, path)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -155,8 +166,12 @@ class DuckDBEngine(Engine):
             f"delete from {relation} as t where exists (select 1 from {source} as s where {cond})"
         )
 
-    def load_csv(self, relation: str, path: str, column_types: dict[str, str]) -> None:
+    def load_csv(
+        self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
+    ) -> None:
         options = ["header = true", "auto_detect = true"]
+        if delimiter:
+            options.append("delim = '" + delimiter.replace("'", "''") + "'")
         if column_types:
             types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
             options.append(f"types = {{{types}}}")

@@ -136,6 +136,36 @@ def count_builds(
     )
 
 
+def build_times(
+    project: ParsedProject,
+    dag: Dag,
+    cadences: Cadences,
+    start: dt.datetime,
+    end: dt.datetime,
+    tz: ZoneInfo,
+) -> dict[str, list[dt.datetime]]:
+    """When each model is built in (start, end] under ``count_builds``'s rules, sorted."""
+    models = project.by_name
+    ticking = [
+        n
+        for n in dag.order
+        if n in models and models[n].materialized in TICKED and cadences.of(n).has_ticks
+    ]
+    firing: dict[dt.datetime, set[Schedule]] = defaultdict(set)
+    for schedule in {s for n in ticking for s in cadences.of(n).ticks.schedules}:
+        for t in schedule.ticks_between(start, end, tz):
+            firing[t.astimezone(dt.timezone.utc)].add(schedule)
+    memo: dict[frozenset[Schedule], set[str]] = {}
+    out: dict[str, list[dt.datetime]] = defaultdict(list)
+    for t in sorted(firing):
+        pattern = frozenset(firing[t])
+        if pattern not in memo:
+            memo[pattern] = _one_instant(project, dag, cadences, ticking, pattern)[0]
+        for name in memo[pattern]:
+            out[name].append(t.astimezone(tz))
+    return dict(out)
+
+
 def _one_instant(
     project: ParsedProject,
     dag: Dag,
