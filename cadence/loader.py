@@ -46,7 +46,12 @@ WAREHOUSE_KEYS = (
     "extensions",
     "master",
     "connect_url",
+    "remote",
+    "catalog",
+    "incremental_strategy",
+    "compact_every",
 )
+INCREMENTAL_STRATEGIES = ("append", "merge")
 ENGINES = ("duckdb", "spark")
 CHANNEL_KEYS = ("cadence", "kind", "description", "export", "suppress", "owner")
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
@@ -88,7 +93,10 @@ class WarehouseConfig:
     settings: dict[str, Any] = field(default_factory=dict)
     extensions: tuple[str, ...] = ()
     master: str | None = None
-    connect_url: str | None = None
+    connect_url: str | None = None  # Spark Connect URL (``remote``; the older name is kept)
+    catalog: str | None = None
+    incremental_strategy: str = "append"  # Spark: append + dedup view, or MERGE (Delta/Iceberg)
+    compact_every: int = 10  # Spark: compact an appended incremental after this many batches
 
 
 @dataclass(frozen=True)
@@ -407,6 +415,37 @@ def _parse_warehouse(
             )
         )
         settings = {}
+    strategy = raw.get("incremental_strategy", "append")
+    if strategy not in INCREMENTAL_STRATEGIES:
+        errors.add(
+            CadenceError(
+                f"unknown incremental_strategy '{strategy}'",
+                file=file,
+                line=line_of(raw, "incremental_strategy"),
+                hint="incremental_strategy: " + " or ".join(INCREMENTAL_STRATEGIES),
+            )
+        )
+        strategy = "append"
+    compact = raw.get("compact_every", 10)
+    if not isinstance(compact, int) or isinstance(compact, bool) or compact < 1:
+        errors.add(
+            CadenceError(
+                "compact_every must be a positive integer",
+                file=file,
+                line=line_of(raw, "compact_every"),
+                hint="write compact_every: 10",
+            )
+        )
+        compact = 10
+    if engine == "spark" and not (raw.get("remote") or raw.get("connect_url") or raw.get("master")):
+        errors.add(
+            CadenceError(
+                "engine spark needs 'remote' (a Spark Connect URL) or 'master'",
+                file=file,
+                line=line_of(raw, "engine"),
+                hint='write warehouse: {engine: spark, remote: "sc://localhost:15002"}',
+            )
+        )
     return WarehouseConfig(
         engine=str(engine),
         path=path,
@@ -415,7 +454,10 @@ def _parse_warehouse(
         settings=dict(settings),
         extensions=tuple(str(x) for x in (raw.get("extensions") or ())),
         master=raw.get("master"),
-        connect_url=raw.get("connect_url"),
+        connect_url=raw.get("remote") or raw.get("connect_url"),
+        catalog=raw.get("catalog"),
+        incremental_strategy=str(strategy),
+        compact_every=compact,
     )
 
 

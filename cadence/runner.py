@@ -39,9 +39,6 @@ from cadence.state import (
 )
 from cadence.testspecs import DataTest
 
-STAGING_SUFFIX = "__cadence_staging"
-
-
 @dataclass(frozen=True)
 class ModelResult:
     name: str
@@ -404,7 +401,7 @@ def _record_failure(
 def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
     started = time.perf_counter()
     schema = ctx.project.config.warehouse.schema
-    staging = relation_sql(schema, seed.name + STAGING_SUFFIX)
+    staging = ctx.engine.staging_relation(schema, seed.name, ctx.run_id)
     try:
         with ctx.engine.transaction():
             ctx.engine.load_csv(staging, str(Path(ctx.project.root) / seed.path), seed.column_types)
@@ -445,10 +442,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
 
 
 def _swap(ctx: _RunContext, staging: str, live: str, schema: str, identifier: str) -> None:
-    existing = ctx.relations.get((schema, identifier))
-    if existing is not None:
-        ctx.engine.drop(live, existing)
-    ctx.engine.rename(staging, identifier)
+    ctx.engine.publish(staging, live, schema, identifier, ctx.relations.get((schema, identifier)))
 
 
 def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelResult:
@@ -532,7 +526,7 @@ def _publish_table(
 ) -> tuple[int, list[str]]:
     """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
     engine = ctx.engine
-    staging = relation_sql(model.schema, model.identifier + STAGING_SUFFIX)
+    staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
     created = engine.create_table_as(staging, sql)
     rows = created if created is not None else engine.row_count(staging)
     if incremental:
@@ -549,10 +543,7 @@ def _publish_table(
         )
         raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
     if incremental:
-        if model.config.unique_key:
-            engine.delete_matching(model.relation, staging, model.config.unique_key)
-        engine.insert_into(model.relation, f"select * from {staging}")
-        engine.drop(staging, "table")
+        engine.append(model.relation, staging, model.config.unique_key or (), ctx.run_id)
     else:
         _swap(ctx, staging, model.relation, model.schema, model.identifier)
     return rows, warnings
