@@ -101,16 +101,22 @@ def _array_agg(node: exp.ArrayAgg) -> exp.Expression:
     distinct = isinstance(inner, exp.Distinct)
     if distinct:
         inner = inner.expressions[0]
-    fields: list[exp.Expression] = [
-        exp.Alias(this=k.this.copy(), alias=exp.to_identifier(f"k{i}")) for i, k in enumerate(keys)
-    ]
+    desc = bool(keys) and all(k.args.get("desc") for k in keys)
+    fields: list[exp.Expression] = []
+    for i, k in enumerate(keys):
+        # DuckDB puts NULL keys last in both directions; a flag before each key does it here
+        flag: exp.Expression = exp.Is(this=k.this.copy(), expression=exp.Null())
+        fields.append(
+            exp.Alias(this=exp.Not(this=flag) if desc else flag, alias=exp.to_identifier(f"n{i}"))
+        )
+        fields.append(exp.Alias(this=k.this.copy(), alias=exp.to_identifier(f"k{i}")))
     fields.append(exp.Alias(this=inner.copy(), alias=exp.to_identifier("v")))
     collected: exp.Expression = _fn("COLLECT_LIST", _fn("STRUCT", *fields))
     if distinct:
         collected = _fn("ARRAY_DISTINCT", collected)
     if keys:
         collected = _fn("ARRAY_SORT", collected)
-        if all(k.args.get("desc") for k in keys):
+        if desc:
             collected = _fn("REVERSE", collected)
     unwrap = exp.Lambda(
         this=exp.Dot(this=exp.column("s"), expression=exp.to_identifier("v")),

@@ -106,8 +106,8 @@ def mirror(engine: SparkEngine, tables: Sequence[str]) -> None:
     from cadence.engines.spark import q
 
     schema = versions.SCHEMA
-    row = engine.state.con.execute(f"select max(run_id) from {schema}.runs").fetchone()
-    version = str(row[0] if row and row[0] else "0").lower().replace("-", "_")
+    row = engine.state.query(f"select max(run_id) from {schema}.runs")[0]
+    version = str(row[0] or "0").lower().replace("-", "_")
     engine.create_schema(schema)
     existing = {str(r[1]) for r in engine._collect(f"show tables in {q(None, schema)}")}
     for table in tables:
