@@ -337,17 +337,30 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 
 @main.command()
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
+@click.option(
+    "--engine",
+    "target_engine",
+    type=click.Choice(["spark"]),
+    default=None,
+    help="Also name constructs that cannot run, or would differ, on this engine.",
+)
 @command
-def lint(strict: bool, project_dir: Path | None) -> None:
+def lint(strict: bool, target_engine: str | None, project_dir: Path | None) -> None:
     """Check the project for problems and risky patterns."""
-    from cadence.reports import lint_project
+    from cadence.reports import lint_engine, lint_project
 
     project = _load(project_dir)
-    warnings = lint_project(project)
-    for w in warnings:
+    problems = lint_project(project) + (
+        lint_engine(project, target_engine) if target_engine else []
+    )
+    warnings = [w for w in problems if w.severity != "error"]
+    errors = [e for e in problems if e.severity == "error"]
+    for w in problems:
         click.echo(w.render())
-    click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")
-    if strict and warnings:
+    counts = [f"{len(errors)} error(s)"] if errors else []
+    counts += [f"{len(warnings)} warning(s)"] if warnings else []
+    click.echo(", ".join(counts) if counts else "no problems found")
+    if errors or (strict and warnings):
         raise Failed()
 
 

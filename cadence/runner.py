@@ -26,7 +26,7 @@ from cadence.due import Decision, Plan, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.parser import Model, ParsedProject, Seed
-from cadence.relations import quote, relation_sql
+from cadence.relations import quote
 from cadence.state import (
     BuildRecord,
     ModelState,
@@ -38,6 +38,7 @@ from cadence.state import (
     record_run_start,
 )
 from cadence.testspecs import DataTest
+
 
 @dataclass(frozen=True)
 class ModelResult:

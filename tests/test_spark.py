@@ -291,6 +291,6 @@ def test_the_template_and_every_example_match_on_both_engines(
         result = invoke(root, "run", "--at", AT)
         assert result.exit_code == 0, result.output
     ok = {r["name"]: r["status"] for r in read_run_results(sparked)["results"]}
-    assert set(ok.values()) == {"success"}
+    assert "success" in ok.values() and set(ok.values()) <= {"success", "skipped"}
     compared = compare(duck, duck_path, spark_session, schema)
     assert len(compared) >= 3

@@ -16,6 +16,7 @@ over versioned parquet tables. Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -90,6 +91,7 @@ class _Session:
     journal: DuckDBEngine  # autocommit handle for intents
     lock: threading.Lock = field(default_factory=threading.Lock)
     spark: Any = None
+    external: set[str] = field(default_factory=set)  # file copies known to exist this run
 
 
 @dataclass
@@ -168,16 +170,30 @@ class SparkEngine(Engine):
             raise EngineError(f"cannot transpile to Spark SQL: {exc}") from None
 
     def _external(self, sql: str) -> str:
-        """``from 'file.csv'`` (a source's external_location) -> a temp view of that file."""
+        """``from 'file.csv'`` (a source's external_location) -> a parquet copy of that file in
+        the warehouse schema, named by the file's content stamp (a changed file, a new copy)."""
 
         def load(match: re.Match[str]) -> str:
             path = match.group(2).replace("''", "'")
-            if not path.lower().endswith((".csv", ".parquet")):
+            if not path.lower().endswith((".csv", ".parquet")) or not Path(path).is_file():
                 return match.group(0)
-            view = "_cadence_ext_" + re.sub(r"\W", "_", Path(path).stem).lower()
-            frame = self._frame_of_file(path, {})
-            frame.createOrReplaceTempView(view)
-            return f"{match.group(1)}{view}"
+            info = Path(path).stat()
+            stamp = hashlib.sha256(f"{path}|{info.st_size}|{info.st_mtime_ns}".encode()).hexdigest()
+            table = "_ext_" + re.sub(r"\W", "_", Path(path).stem).lower() + "_" + stamp[:10]
+            schema = self.shared.warehouse.schema
+            with self.shared.lock:
+                known = table in self.shared.external
+            if not known:
+                self.create_schema(schema)
+                if not self.spark.catalog.tableExists(f"{schema}.{table}"):
+                    frame = self._frame_of_file(path, {})
+                    try:
+                        frame.write.format("parquet").mode("ignore").saveAsTable(q(schema, table))
+                    except Exception as exc:
+                        raise _engine_error(exc, self.shared.warehouse) from None
+                with self.shared.lock:
+                    self.shared.external.add(table)
+            return f'{match.group(1)}"{schema}"."{table}"'
 
         return re.sub(r"(\b(?:from|join)\s+)'((?:[^']|'')*)'", load, sql, flags=re.I)
 
