@@ -12,9 +12,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import invoke, spark_yml
 
 from cadence.engines.spark_versions import Published, base_of, orphans, version_name
-from conftest import invoke, spark_yml
 
 AT = "2026-03-02T05:00"
 SEGMENT = """
