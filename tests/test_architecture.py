@@ -13,7 +13,9 @@ ORDER = [
     "errors", "yamlfile", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
     "properties",
     "parser",
-    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
+    "dag", "schedule", "cadences", "engines.base", "engines.duckdb",
+    "engines.spark_dialect", "engines.spark_versions", "engines.spark_incremental", "engines.spark",
+    "engines", "state", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "scaffold", "project", "output", "cli", "__main__",
 ]
@@ -25,6 +27,8 @@ OWNERS = {
     "click": {"cli", "output"},
     "rich": {"output"},
     "yaml": {"yamlfile"},
+    "sqlglot": {"engines.spark_dialect"},
+    "pyspark": {"engines.spark"},
 }
 
 

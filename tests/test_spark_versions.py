@@ -141,3 +141,10 @@ def test_a_kill_at_each_step_is_reconciled_by_the_next_run(
     )[0]
     assert left == {live, previous}
     assert previous not in first or live_after_kill == 1
+
+
+def test_a_salted_name_is_a_second_version_of_the_same_run():
+    plain = version_name("seg", "20260302T050000-abcdef12")
+    salted = version_name("seg", "20260302T050000-abcdef12", salt="appended")
+    assert salted != plain and base_of(salted) == "seg"
+    assert salted.startswith("seg__v20260302t050000_")

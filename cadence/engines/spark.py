@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from cadence.engines import spark_versions as versions
+import cadence.engines.spark_versions as versions
 from cadence.engines.base import Engine, EngineError
-from cadence.engines.duckdb import DuckDBEngine
+from cadence.engines.duckdb import DuckDBEngine, read_file
+from cadence.engines.spark_versions import q, split
 from cadence.errors import CadenceError
 from cadence.loader import WarehouseConfig
 
@@ -54,19 +55,6 @@ _DUCK_TO_SPARK = {
     "TIMESTAMP WITH TIME ZONE": "timestamp",
     "VARCHAR": "string",
 }
-
-
-def q(schema: str | None, name: str) -> str:
-    """A Spark (backtick) relation name."""
-    part = "`" + name.replace("`", "``") + "`"
-    return f"`{schema.replace('`', '``')}`.{part}" if schema else part
-
-
-def split(relation: str) -> tuple[str | None, str]:
-    """A DuckDB-quoted relation (as the runner names it) -> (schema, identifier)."""
-    parts = re.findall(r'"((?:[^"]|"")*)"|([^."]+)', relation)
-    names = [a.replace('""', '"') if a else b for a, b in parts]
-    return (names[-2] if len(names) > 1 else None), names[-1]
 
 
 def spark_type(duck: str) -> str:
@@ -112,6 +100,7 @@ class SparkEngine(Engine):
         self.state = state
         self._root_handle = root_handle
         self._unit: _Unit | None = None
+        self._reconciling = False
 
     @classmethod
     def open(cls, warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) -> Engine:
@@ -134,7 +123,7 @@ class SparkEngine(Engine):
                 fresh = True
             else:
                 fresh = False
-        if fresh and not self.state_read_only:
+        if fresh and not self.state_read_only and not self._reconciling:
             self._drop_orphans()
         return shared.spark
 
@@ -198,28 +187,10 @@ class SparkEngine(Engine):
         return re.sub(r"(\b(?:from|join)\s+)'((?:[^']|'')*)'", load, sql, flags=re.I)
 
     def _frame_of_file(self, path: str, column_types: dict[str, str]) -> Any:
-        import duckdb
-
-        escaped = path.replace("'", "''")
-        reader = "read_parquet" if path.lower().endswith(".parquet") else "read_csv"
-        options = "" if reader == "read_parquet" else ", header = true, auto_detect = true"
-        if column_types:
-            types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
-            options += f", types = {{{types}}}"
-        con = duckdb.connect()
-        try:
-            con.execute("set TimeZone = 'UTC'")
-            rel = con.sql(f"select * from {reader}('{escaped}'{options})")
-            schema = ", ".join(
-                f"`{n}` {spark_type(str(t))}" for n, t in zip(rel.columns, rel.types)
-            )
-            table = rel.arrow()
-            if hasattr(table, "read_all"):
-                table = table.read_all()
-        except duckdb.Error as exc:
-            raise EngineError(str(exc)) from None
-        finally:
-            con.close()
+        """A local CSV/parquet file as a Spark DataFrame with an explicit schema (DuckDB reads
+        it here, with the seed's column types, so both engines see the same types)."""
+        columns, types, table = read_file(path, column_types)
+        schema = ", ".join(f"`{n}` {spark_type(t)}" for n, t in zip(columns, types))
         try:
             return self.spark.createDataFrame(table, schema=schema)
         except Exception as exc:
@@ -430,6 +401,16 @@ class SparkEngine(Engine):
         """Swaps announced but not recorded (killed between ALTER VIEW and the state record):
         keep what the live view points at, and record it; drop the version it does not."""
         pending = versions.open_intents(self.state)
+        if not pending:
+            return
+        self._reconciling = True  # no orphan cleanup before every intent is settled
+        try:
+            self._settle(pending)
+        finally:
+            self._reconciling = False
+        self._drop_orphans()
+
+    def _settle(self, pending: list[tuple[str, str, str, str | None]]) -> None:
         for schema, name, physical, previous in pending:
             target = self.view_target(schema, name)
             if target is not None and target.lower() == physical.lower():
@@ -455,6 +436,7 @@ class SparkEngine(Engine):
 
     def _drop_orphans(self) -> None:
         records = versions.read_all(self.state)
+        announced = {(r[0], r[2]) for r in versions.open_intents(self.state)}
         schemas = sorted({r.schema for r in records.values()} | {self.shared.warehouse.schema})
         tables: list[tuple[str, str]] = []
         for schema in schemas:
@@ -464,6 +446,8 @@ class SparkEngine(Engine):
                 continue
             tables += [(schema, str(r[1])) for r in rows if not r[2]]
         for schema, table in versions.orphans(tables, records):
+            if (schema, table) in announced:
+                continue  # its swap may have happened: the next run settles it first
             self._drop_quietly(q(schema, table), "table")
 
     def _mirror(self) -> None:

@@ -12,19 +12,18 @@ INTO instead, for table formats that support it (Delta, Iceberg; not available h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cadence.engines import spark_versions as versions
+import cadence.engines.spark_versions as versions
+from cadence.engines.base import EngineError
+from cadence.engines.spark_versions import q, split
 
-if TYPE_CHECKING:
-    from cadence.engines.spark import SparkEngine
+SparkEngine = Any  # cadence.engines.spark.SparkEngine, which imports this module
 
 BATCH = "_cadence_batch"
 
 
 def live_view_sql(schema: str, physical: str, unique_key: Sequence[str]) -> str:
-    from cadence.engines.spark import q
-
     body = f"select * except ({BATCH}) from {q(schema, physical)}"
     if unique_key:
         keys = ", ".join(f"`{k}`" for k in unique_key)
@@ -35,8 +34,6 @@ def live_view_sql(schema: str, physical: str, unique_key: Sequence[str]) -> str:
 def append(
     engine: SparkEngine, live: str, staging: str, unique_key: tuple[str, ...], run_id: str
 ) -> None:
-    from cadence.engines.spark import q, split
-
     schema, name = split(live)
     schema = schema or engine.shared.warehouse.schema
     _s, batch_table = split(staging)
@@ -63,7 +60,7 @@ def append(
         versions.write(engine.state, _with(record, batches=record.batches + 1))
         return
     # a new version: the current rows (deduplicated) as one batch, this run's rows as the next
-    physical = versions.version_name(name, run_id)
+    physical = versions.version_name(name, run_id, salt="appended")
     current = (
         f"select * except ({BATCH}) from {q(schema, name)}"
         if record.layout == "append"
@@ -95,16 +92,12 @@ def _with(record: versions.Published, **changes: object) -> versions.Published:
 
 
 def _error(message: str) -> Exception:
-    from cadence.engines.base import EngineError
-
     return EngineError(message)
 
 
 def mirror(engine: SparkEngine, tables: Sequence[str]) -> None:
     """Publish a copy of each local ``_cadence`` table into Spark's ``_cadence`` schema, the way
     models are published (new version, ALTER VIEW, the version before the previous dropped)."""
-    from cadence.engines.spark import q
-
     schema = versions.SCHEMA
     row = engine.state.query(f"select max(run_id) from {schema}.runs")[0]
     version = str(row[0] or "0").lower().replace("-", "_")

@@ -10,6 +10,7 @@ names of the form ``<identifier>__v<run id>`` are ever treated as cadence's vers
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -27,9 +28,27 @@ DDL = (
 VERSION_RE = re.compile(r"^(?P<base>.+)__v(?P<version>\d{8}t\d{6}_[0-9a-f]{8})$")
 
 
-def version_name(identifier: str, run_id: str) -> str:
-    """``<identifier>__v<run id>``: unique per build, sortable, lower case (the metastore's)."""
-    return f"{identifier}__v{run_id.lower().replace('-', '_')}".lower()
+def q(schema: str | None, name: str) -> str:
+    """A Spark (backtick) relation name."""
+    part = "`" + name.replace("`", "``") + "`"
+    return f"`{schema.replace('`', '``')}`.{part}" if schema else part
+
+
+def split(relation: str) -> tuple[str | None, str]:
+    """A DuckDB-quoted relation (as the runner names it) -> (schema, identifier)."""
+    parts = re.findall(r'"((?:[^"]|"")*)"|([^."]+)', relation)
+    names = [a.replace('""', '"') if a else b for a, b in parts]
+    return (names[-2] if len(names) > 1 else None), names[-1]
+
+
+def version_name(identifier: str, run_id: str, salt: str = "") -> str:
+    """``<identifier>__v<run id>``: unique per build, sortable, lower case (the metastore's).
+    A ``salt`` gives a second name for the same run (its 8 hex digits derived from it)."""
+    version = run_id.lower().replace("-", "_")
+    if salt:
+        digest = hashlib.sha256(f"{run_id}|{salt}".encode()).hexdigest()[:8]
+        version = version[: -len(digest)] + digest
+    return f"{identifier}__v{version}".lower()
 
 
 def base_of(physical: str) -> str | None:
