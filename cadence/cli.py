@@ -206,6 +206,101 @@ def run(
         output.render_plan(result, project, as_json=as_json)
         return
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
+    if not result.ok:
+        raise Failed()
+
+
+def _render_deliveries(report: Any, as_json: bool) -> None:
+    if report is None or not report.deliveries:
+        return
+    from cadence.activation.render import delivery_lines
+
+    if as_json:
+        click.echo(json.dumps({"deliveries": [d.to_json() for d in report.deliveries]}))
+        return
+    for line in delivery_lines(report):
+        click.echo(line, err=line.startswith("error:"))
+
+
+@main.command()
+@click.argument("segment")
+@click.option("--changes", is_flag=True, help="Show who entered and exited, oldest first.")
+@click.option(
+    "--since", default=None, metavar="TIMESTAMP", help="With --changes: only changes from T on."
+)
+@json_option
+@command
+def members(
+    segment: str, changes: bool, since: str | None, as_json: bool, project_dir: Path | None
+) -> None:
+    """Current members of SEGMENT (its keys), or with --changes its history."""
+    from cadence.activation.render import member_lines, members_json
+    from cadence.project import parse_at
+
+    project = _load(project_dir)
+    when = parse_at(since, project.tz) if since else None
+    found = project.members(segment, changes=changes or since is not None, since=when)
+    if as_json:
+        click.echo(json.dumps(members_json(found), indent=2))
+        return
+    for line in member_lines(found, project.tz):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--channel", multiple=True, help="Only this channel (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be delivered; move nothing.")
+@click.option(
+    "--rebaseline", is_flag=True, help="Send the full audience, flagged replace (needs --channel)."
+)
+@click.option("--force", is_flag=True, help="Deliver even when max_change would hold it back.")
+@at_option
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    metavar="S",
+    help="If a run holds the project, wait up to S seconds.",
+)
+@json_option
+@command
+def export(
+    channel: tuple[str, ...],
+    dry_run: bool,
+    rebaseline: bool,
+    force: bool,
+    at: str | None,
+    wait_s: float,
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
+    """Deliver pending changes of each channel's segments, without building."""
+    from cadence.activation.render import preview_lines
+
+    project = _load(project_dir)
+    try:
+        result = project.export(
+            _at(project, at),
+            channel,
+            dry_run=dry_run,
+            rebaseline=rebaseline,
+            force=force,
+            wait_s=wait_s,
+        )
+    except LockHeld as exc:
+        click.echo(exc.render(), err=True)
+        return
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps({"preview": [r.to_json() for r in result]}, indent=2))
+        else:
+            click.echo("\n".join(preview_lines(result)))
+        return
+    if not result.deliveries and not as_json:
+        click.echo("no channel with an export to deliver")
+    _render_deliveries(result, as_json)
     if not result.ok:
         raise Failed()
 
@@ -227,19 +322,21 @@ def plan(
 ) -> None:
     """What would run now and why, and what each cadence costs per day."""
     from cadence import output
-    from cadence.reports import cost_report, parse_horizon
+    from cadence.reports import parse_horizon
+    from cadence.review.cost import project_cost
 
-    parse_horizon(horizon)  # validate before printing anything
+    span = parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
     now = _at(project, at)
     state = project.read_state()
     the_plan = project.plan(now, _selection(select, exclude), due_only=True, state=state)
+    cost = project_cost(project, state, now, span, horizon)
     if as_json:
-        click.echo(json.dumps(output.plan_json(the_plan, project), indent=2))
+        click.echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
         return
     output.render_plan(the_plan, project, as_json=False)
     click.echo("")
-    click.echo(output.render_cost(cost_report(project, state, now, horizon)))
+    click.echo(output.render_cost(cost))
 
 
 @main.command()
@@ -253,7 +350,14 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
 
     project = _load(project_dir)
     rows = status_report(project, project.read_state(), _at(project, at))
-    click.echo(json.dumps(rows, indent=2, default=str) if as_json else output.render_status(rows))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from cadence.activation.render import status_lines
+
+    click.echo(output.render_status(rows))
+    for line in status_lines(project.delivery_status(), project.tz):
+        click.echo(line)
 
 
 @main.command()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cadence.channelconfig import ChannelConfig, ExportConfig, parse_channels
 from cadence.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.errors import (
     CadenceError,
@@ -36,6 +37,7 @@ TOP_KEYS = (
     "seeds",
     "vars",
     "tests",
+    "export_root",
 )
 WAREHOUSE_KEYS = (
     "engine",
@@ -53,7 +55,6 @@ WAREHOUSE_KEYS = (
 )
 INCREMENTAL_STRATEGIES = ("append", "merge")
 ENGINES = ("duckdb", "spark")
-CHANNEL_KEYS = ("cadence", "kind", "description", "export", "suppress", "owner")
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
 
 
@@ -71,17 +72,6 @@ class SeedFile:
     name: str
     path: str
     digest: str
-
-
-@dataclass(frozen=True)
-class ChannelConfig:
-    name: str
-    cadence: str
-    kind: str | None = None
-    description: str | None = None
-    export: dict[str, Any] | None = None
-    suppress: tuple[str, ...] = ()
-    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +101,7 @@ class ProjectConfig:
     seed_config: dict[str, Any]
     vars: dict[str, Any]
     env_vars_used: tuple[tuple[str, str | None], ...] = ()
+    export_root: str | None = None  # absolute folder export paths may write under
 
     @property
     def tz(self) -> ZoneInfo:
@@ -281,7 +272,8 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         )
         timezone = "UTC"
     warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used)
-    channels = _parse_channels(raw.get("channels"), raw, errors)
+    channels = parse_channels(raw.get("channels"), raw, errors)
+    export_root = _parse_export_root(raw, errors)
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
@@ -314,7 +306,26 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         seed_config=dict(seed_config),
         vars=_plain(vars_),
         env_vars_used=tuple(env_used),
+        export_root=export_root,
     )
+
+
+def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | None:
+    value = raw.get("export_root")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not os.path.isabs(value):
+        errors.add(
+            CadenceError(
+                f"export_root must be an absolute folder path, got {value!r}",
+                file=PROJECT_FILE,
+                line=line_of(raw, "export_root"),
+                hint="write export_root: /srv/exports (or leave it out: exports then stay "
+                "inside the project folder)",
+            )
+        )
+        return None
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -461,85 +472,6 @@ def _parse_warehouse(
     )
 
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _parse_channels(
-    raw: Any, top: dict[str, Any], errors: ErrorCollector
-) -> tuple[ChannelConfig, ...]:
-    file = PROJECT_FILE
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        errors.add(
-            CadenceError(
-                "'channels' must be a mapping of channel name to settings",
-                file=file,
-                line=line_of(top, "channels"),
-                hint='write channels: {email: {cadence: "daily at 05:00"}}',
-            )
-        )
-        return ()
-    out = []
-    for name, spec in raw.items():
-        line = line_of(raw, name)
-        if not NAME_RE.match(str(name)):
-            errors.add(
-                CadenceError(
-                    f"invalid channel name '{name}'",
-                    file=file,
-                    line=line,
-                    hint="use letters, digits and underscores (no '/', '.' or spaces)",
-                )
-            )
-            continue
-        if isinstance(spec, str):
-            spec = {"cadence": spec}
-        if not isinstance(spec, dict):
-            errors.add(
-                CadenceError(
-                    f"channel '{name}' must be a mapping",
-                    file=file,
-                    line=line,
-                    hint="write " + f'{name}: {{cadence: "every 15 minutes"}}',
-                )
-            )
-            continue
-        for key in spec:
-            if key not in CHANNEL_KEYS:
-                errors.add(
-                    unknown_key_error(
-                        key, CHANNEL_KEYS, what="channel", file=file, line=line_of(spec, key)
-                    )
-                )
-        if "cadence" not in spec:
-            errors.add(
-                CadenceError(
-                    f"channel '{name}' has no cadence",
-                    file=file,
-                    line=line,
-                    hint='add cadence: "every 15 minutes" (or "on demand")',
-                )
-            )
-            continue
-        suppress = spec.get("suppress") or ()
-        if isinstance(suppress, str):
-            suppress = (suppress,)
-        export = spec.get("export")
-        out.append(
-            ChannelConfig(
-                name=str(name),
-                cadence=str(spec["cadence"]),
-                kind=spec.get("kind"),
-                description=spec.get("description"),
-                export=_plain(export) if isinstance(export, dict) else None,
-                suppress=tuple(str(s) for s in suppress),
-                line=line_of(spec, "cadence") or line,
-            )
-        )
-    return tuple(out)
-
-
 def _parse_folder_defaults(
     raw: Any, project_name: str, top: dict[str, Any], errors: ErrorCollector
 ) -> tuple[tuple[tuple[str, ...], ConfigLayer], ...]:
@@ -621,6 +553,7 @@ def _check_folder_defaults(config: ProjectConfig, root: Path, errors: ErrorColle
 
 __all__ = [
     "ChannelConfig",
+    "ExportConfig",
     "ProjectConfig",
     "ProjectErrors",
     "ProjectFiles",

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cadence import artifacts
 from cadence.cadences import Cadences
@@ -223,7 +224,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
-            return execute(
+            result = execute(
                 self.parsed,
                 self.dag,
                 plan,
@@ -236,6 +237,145 @@ class Project:
                 threads=threads,
                 replay=replay,
             )
+            return self._after_run(engine, state, result, now)
+        finally:
+            engine.close()
+
+    def _after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+    ) -> RunResult:
+        """Hooks after a run (contract (e)): deliveries of the channels whose segments or
+        suppression lists were published, and of channels with changes still pending."""
+        from dataclasses import replace
+
+        from cadence.activation import deliver
+
+        if not deliver.exported_channels(self.parsed):
+            return result
+        built = {r.name for r in result.results if r.status == "success"}
+        channels = set(deliver.channels_touched(self.parsed, built))
+        channels |= set(deliver.channels_pending(engine, state.relations))
+        if not channels:
+            return result
+        report = deliver.deliver(self.parsed, engine, now, channels)
+        return replace(result, deliveries=report)
+
+    def export(
+        self,
+        now: dt.datetime,
+        channels: tuple[str, ...] = (),
+        *,
+        dry_run: bool = False,
+        rebaseline: bool = False,
+        force: bool = False,
+        wait_s: float = 0.0,
+    ) -> Any:
+        """Deliver pending changes without building (``cadence export``); with ``dry_run``
+        return a preview per channel x segment and move nothing."""
+        from cadence.activation import deliver
+
+        exported = [c.name for c in deliver.exported_channels(self.parsed)]
+        for ch in channels:
+            if ch not in exported:
+                names = [c.name for c in self.parsed.config.channels]
+                guess = did_you_mean(ch, exported or names)
+                raise UsageError(
+                    f"channel '{ch}' has no export" if ch in names else f"unknown channel '{ch}'",
+                    hint=f"did you mean '{guess}'?"
+                    if guess
+                    else "channels with an export: " + (", ".join(exported) or "none"),
+                )
+        if rebaseline and not channels:
+            raise UsageError(
+                "--rebaseline needs --channel", hint="cadence export --rebaseline --channel email"
+            )
+        chosen = channels or tuple(exported)
+        if dry_run:
+            if not self.warehouse_exists():
+                return ()
+            engine = self.open_engine(read_only=True)
+            try:
+                return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
+            finally:
+                engine.close()
+        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+            engine = self.open_engine()
+            try:
+                options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
+                return deliver.deliver(self.parsed, engine, now, chosen, options)
+            finally:
+                engine.close()
+
+    def delivery_status(self) -> list[dict[str, Any]]:
+        """Per channel x segment with an export: its last delivery attempt and how many
+        changes are pending (frozen, not yet delivered)."""
+        from cadence.activation import audience, deliver, outbox
+
+        channels = deliver.exported_channels(self.parsed)
+        if not channels:
+            return []
+        last: dict[tuple[str, str], Any] = {}
+        pending: dict[tuple[str, str], int] = {}
+        if self.warehouse_exists() and current_holder(self.root) is None:
+            engine = self.open_engine(read_only=True)
+            try:
+                last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
+                pending = outbox.pending_by_segment(engine)
+            finally:
+                engine.close()
+        rows = []
+        for c in channels:
+            for m in audience.segments_of(self.parsed, c.name):
+                a = last.get((c.name, m.name))
+                rows.append(
+                    {
+                        "channel": c.name,
+                        "segment": m.name,
+                        "pending": pending.get((c.name, m.name), 0),
+                        "last": None
+                        if a is None
+                        else {
+                            "status": a.status,
+                            "export_id": a.export_id,
+                            "started_at": a.started_at,
+                            "entered": a.entered,
+                            "exited": a.exited,
+                            "error": a.error,
+                        },
+                    }
+                )
+        return rows
+
+    def members(
+        self, segment: str, *, changes: bool = False, since: dt.datetime | None = None
+    ) -> Any:
+        """Current members of a segment (sorted keys), or with ``changes`` its history."""
+        from cadence.activation import membership
+
+        self.check_model(segment)
+        model = self.parsed.model(segment)
+        assert model is not None
+        if not model.config.key:
+            raise UsageError(
+                f"model '{segment}' is not a segment (it has no key)",
+                file=model.path,
+                hint="set config(key='customer_id') on it to record its members",
+            )
+        if not self.warehouse_exists():
+            return []
+        holder = current_holder(self.root)
+        if holder is not None:
+            raise CadenceError(
+                f"a cadence run is in progress ({holder}); the warehouse is busy",
+                hint="try again when it finishes",
+            )
+        engine = self.open_engine(read_only=True)
+        try:
+            if changes:
+                return membership.read_changes(engine, segment, since)
+            if (model.schema, model.identifier) not in engine.relations():
+                return []
+            return membership.read_members(engine, model.relation, model.config.key)
         finally:
             engine.close()
 

@@ -1,4 +1,6 @@
-"""Read-only reports over a loaded project and its state: status, explain, cost, lint.
+"""Read-only reports over a loaded project and its state: status, explain, lint.
+
+The cost model lives in the review wing (``cadence.review.cost``).
 
 Input: ``Project``, ``StateSnapshot``, ``now`` -> output: plain data (dicts, strings) the CLI
 renders. Nothing here writes.
@@ -136,53 +138,6 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     for x in also:
         lines.append(f"  would also build upstream {x.name}: {x.reason}")
     return "\n".join(lines)
-
-
-def cost_report(
-    project: Any, state: StateSnapshot, now: dt.datetime, horizon: str
-) -> dict[str, Any]:
-    tz = project.tz
-    span = parse_horizon(horizon)
-    days = span.total_seconds() / 86400
-    models = []
-    per_model: dict[str, float] = {}
-    for name in project.model_names():
-        model = project.parsed.model(name)
-        cad = project.cadences.of(name)
-        builds = 0
-        if cad.has_ticks and model.materialized not in ("view", "ephemeral"):
-            builds = len(cad.ticks.ticks_between(now, now + span, tz))
-        per_day = builds / days if days else 0.0
-        avg = state.of(name).avg_duration_s
-        compute = per_day * (avg or 0.0)
-        per_model[name] = compute
-        models.append(
-            {
-                "name": name,
-                "cadence": cad.describe(),
-                "builds_per_day": per_day,
-                "avg_duration_s": avg,
-                "compute_s_per_day": compute,
-            }
-        )
-    channels = []
-    for ch in project.parsed.config.channels:
-        serving = [m for m in project.model_names() if ch.name in project.cadences.of(m).channels]
-        channels.append(
-            {
-                "name": ch.name,
-                "cadence": ch.cadence,
-                "models": serving,
-                "compute_s_per_day": sum(per_model[m] for m in serving),
-            }
-        )
-    return {
-        "at": now.isoformat(),
-        "horizon": horizon,
-        "models": models,
-        "channels": channels,
-        "total_compute_s_per_day": sum(per_model.values()),
-    }
 
 
 def lint_project(project: Any) -> list[CadenceError]:

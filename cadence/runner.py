@@ -17,8 +17,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from cadence import artifacts
+from cadence.activation import membership
 from cadence.compiler import Compiler
 from cadence.dag import Dag
 from cadence.datatests import TestOutcome, describe_failure, test_sql
@@ -69,6 +71,8 @@ class RunResult:
     at: dt.datetime
     results: tuple[ModelResult, ...]
     seeds_listed: bool = False  # `cadence seed`: the seeds are what the run is about
+    # activation's DeliveryReport for this run (None: no channel delivered); set by Project.run
+    deliveries: Any = None
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -76,7 +80,12 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not any(r.status == "upstream_failed" for r in self.results)
+        delivered = self.deliveries is None or self.deliveries.ok
+        return (
+            delivered
+            and not self.failed
+            and not any(r.status == "upstream_failed" for r in self.results)
+        )
 
     def to_json(self) -> dict[str, object]:
         # the contract lists models; a seed appears only when loading it failed (the models
@@ -153,6 +162,7 @@ def execute(
         artifacts.write_json(root, "run_results.json", idle.to_json())
         return idle
     ensure_schema(engine)
+    membership.ensure_tables(engine)
     record_run_start(engine, run_id, now, command, os.getpid(), replay)
     for schema in sorted({m.schema for m in project.models} | {project.config.warehouse.schema}):
         engine.create_schema(schema)  # once, up front: concurrent creates would conflict
@@ -470,7 +480,7 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
                 rows = None
                 warnings: list[str] = []
             else:
-                rows, warnings = _publish_table(ctx, model, compiled.sql, incremental)
+                rows, warnings = _publish_table(ctx, model, compiled.sql, incremental, decision)
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
                 engine,
@@ -523,7 +533,7 @@ class _TestsFailed(EngineError):
 
 
 def _publish_table(
-    ctx: _RunContext, model: Model, sql: str, incremental: bool
+    ctx: _RunContext, model: Model, sql: str, incremental: bool, decision: Decision
 ) -> tuple[int, list[str]]:
     """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
     engine = ctx.engine
@@ -543,6 +553,18 @@ def _publish_table(
             else "nothing published (no previous version)"
         )
         raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
+    if model.config.key:  # a segment: who entered and exited commits with the publish
+        membership.record_changes(
+            engine,
+            segment=model.name,
+            key=model.config.key,
+            candidate=staging,
+            live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
+            run_id=ctx.run_id,
+            tick=decision.tick,
+            at=ctx.now,
+            exits=not incremental,
+        )
     if incremental:
         engine.append(model.relation, staging, model.config.unique_key or (), ctx.run_id)
     else:
