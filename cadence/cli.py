@@ -89,18 +89,40 @@ def _load(project_dir: Path | None) -> Any:
     return Project.load(project_dir or Path.cwd())
 
 
-def _at(project: Any, at: str | None) -> dt.datetime:
+def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.datetime:
     from cadence.project import parse_at
 
-    return parse_at(at, project.tz) if at else _now().astimezone(project.tz)
+    return parse_at(at, project.tz) if at else (wall or _now()).astimezone(project.tz)
+
+
+def _state(project: Any) -> Any:
+    """State for a read-only command; when it comes from the snapshot (a run holds the
+    warehouse), say so and as of when, on stderr (JSON on stdout stays parseable)."""
+    from cadence.due import fmt
+
+    state = project.read_state()
+    if state.as_of is not None:
+        click.echo(
+            f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} "
+            "(target/state_snapshot.json)",
+            err=True,
+        )
+    return state
 
 
 def _selection(
-    select: tuple[str, ...], exclude: tuple[str, ...] = (), channel: tuple[str, ...] = ()
+    project: Any,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
+    channel: tuple[str, ...] = (),
 ) -> Any:
+    """The selection, warning (stderr, exit unchanged) about terms that match nothing."""
     from cadence.project import Selection
 
-    return Selection(tuple(select), tuple(exclude), tuple(channel))
+    selection = Selection(tuple(select), tuple(exclude), tuple(channel))
+    for warning in project.selection_warnings(selection):
+        click.echo(warning.render(), err=True)
+    return selection
 
 
 select_option = click.option(
@@ -183,13 +205,14 @@ def run(
     from cadence import output
 
     project = _load(project_dir)
-    now = _at(project, at)
+    wall = _now()
+    now = _at(project, at, wall)
     _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(
             now,
-            _selection(select, exclude, channel),
+            _selection(project, select, exclude, channel),
             due_only=due,
             full_refresh=full_refresh,
             retry_failed=retry_failed,
@@ -198,6 +221,7 @@ def run(
             wait_s=wait_s,
             threads=threads,
             replay=at is not None,
+            started=wall.astimezone(project.tz),
         )
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
@@ -328,8 +352,8 @@ def plan(
     span = parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
     now = _at(project, at)
-    state = project.read_state()
-    the_plan = project.plan(now, _selection(select, exclude), due_only=True, state=state)
+    state = _state(project)
+    the_plan = project.plan(now, _selection(project, select, exclude), due_only=True, state=state)
     cost = project_cost(project, state, now, span, horizon)
     if as_json:
         click.echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
@@ -349,7 +373,7 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     from cadence.reports import status_report
 
     project = _load(project_dir)
-    rows = status_report(project, project.read_state(), _at(project, at))
+    rows = status_report(project, _state(project), _at(project, at))
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -370,7 +394,7 @@ def explain(model: str, at: str | None, project_dir: Path | None) -> None:
 
     project = _load(project_dir)
     project.check_model(model)
-    click.echo(explain_model(project, project.read_state(), _at(project, at), model))
+    click.echo(explain_model(project, _state(project), _at(project, at), model))
 
 
 @main.command(name="ls")
@@ -385,8 +409,10 @@ def ls_(
     from cadence import output
 
     project = _load(project_dir)
-    chosen = project.selected(_selection(select, exclude), None, _now())
-    click.echo(output.render_ls(project, chosen, as_json))
+    chosen = project.selected(_selection(project, select, exclude), None, _now())
+    text = output.render_ls(project, chosen, as_json)
+    if text:
+        click.echo(text)
 
 
 @main.command(name="compile")
@@ -399,7 +425,7 @@ def compile_(
 ) -> None:
     """Write each model's rendered SQL under target/compiled/ for review."""
     project = _load(project_dir)
-    for name, path in project.compile(_at(project, at), _selection(select, exclude)):
+    for name, path in project.compile(_at(project, at), _selection(project, select, exclude)):
         click.echo(f"{name}: {path}")
 
 
@@ -416,7 +442,7 @@ def test(
     from cadence.testing import run_tests
 
     project = _load(project_dir)
-    outcomes = run_tests(project, _selection(select, exclude), _now())
+    outcomes = run_tests(project, _selection(project, select, exclude), _now())
     click.echo(output.render_tests(outcomes, as_json))
     if any(o.status in ("fail", "error") for o in outcomes):
         raise Failed()
@@ -433,7 +459,13 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 
     project = _load(project_dir)
     renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
-    result = project.seed(_at(project, at), _selection(select), on_event=renderer.event)
+    wall = _now()
+    result = project.seed(
+        _at(project, at, wall),
+        _selection(project, select),
+        on_event=renderer.event,
+        started=wall.astimezone(project.tz),
+    )
     renderer.finish(result)
     if not result.ok:
         raise Failed()

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cadence import __version__
+from cadence import files as fs
 from cadence.cadences import Cadences
 from cadence.dag import Dag
+from cadence.errors import CadenceError
 from cadence.parser import Model, ParsedProject
 
 CACHE_FILE = "target/manifest.pickle"
@@ -52,23 +54,17 @@ def scan(root: Path) -> tuple[tuple[str, int, int], ...]:
     st = os.stat(root / "cadence.yml")
     out.append(("cadence.yml", st.st_size, st.st_mtime_ns))
     prefix = len(str(root)) + 1  # scandir paths start with the root as given
+    problems: list[CadenceError] = []
     for folder, suffixes in INPUT_DIRS:
-        base = root / folder
-        if not base.is_dir():
-            continue
-        stack = [base]
-        while stack:
-            current = stack.pop()
-            with os.scandir(current) as entries:
-                for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    if entry.is_dir(follow_symlinks=True):
-                        stack.append(Path(entry.path))
-                    elif entry.name.endswith(suffixes):
-                        s = entry.stat()
-                        rel = entry.path[prefix:]
-                        out.append((rel.replace(os.sep, "/"), s.st_size, s.st_mtime_ns))
+        for path in fs.walk(root, folder, suffixes, problems):
+            try:
+                s = os.stat(path)
+            except OSError:
+                problems.append(CadenceError("vanished", file=str(path)))
+                continue
+            out.append((str(path)[prefix:].replace(os.sep, "/"), s.st_size, s.st_mtime_ns))
+    if problems:  # links, FIFOs, unreadable folders: never a cache hit; the loader reports them
+        out.append(("\0problems", len(problems), -1))
     out.sort()
     return tuple(out)
 
@@ -130,7 +126,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
         return cached.parsed, cached.dag, cached.cadences
     from cadence.cadences import resolve_cadences
     from cadence.dag import build_dag
-    from cadence.errors import CadenceError, ProjectErrors
+    from cadence.errors import ProjectErrors
     from cadence.loader import load_files
     from cadence.parser import make_environment, parse_project
 
@@ -188,9 +184,10 @@ def _racy_changes(root: Path, cached: Manifest) -> bool:
     for path, _size, mtime_ns in cached.stats:
         if mtime_ns >= cached.written_ns - RACY_NS:
             try:
-                if digest((root / path).read_bytes()) != cached.digests.get(path):
-                    return True
-            except OSError:
+                data = fs.read_bytes(root, root / path, limit=None)
+            except CadenceError:
+                return True
+            if digest(data) != cached.digests.get(path):
                 return True
     return False
 

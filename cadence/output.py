@@ -115,7 +115,7 @@ class RunRenderer:
         for r in result.failed:
             where = f" (compiled SQL: {r.compiled_path})" if r.compiled_path else ""
             first = (r.error or "").splitlines()[0] if r.error else ""
-            line = f"failed: {r.name}: {first}{where if where not in first else ''}"
+            line = f"error: {r.name}: {first}{where if where not in first else ''}"
             click.echo(click.style(line, fg="red") if self.tty else line, err=not self.tty)
 
 
@@ -248,7 +248,8 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         if r["channels"]:
             out.append(f"{'':<26} channels: {', '.join(r['channels'])}")
         if r["last_error"]:
-            out.append(f"{'':<26} error: {r['last_error']}")
+            error = r["last_error"].replace("\n", "\n" + " " * 34)  # under "error: "
+            out.append(f"{'':<26} error: {error}")
         if r.get("next_retry"):
             out.append(f"{'':<26} next retry: {r['next_retry']}")
     return "\n".join(out)

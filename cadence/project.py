@@ -8,24 +8,27 @@ call here; ``now`` is always a parameter.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadence import artifacts
+from cadence import artifacts, snapshot
 from cadence.cadences import Cadences
 from cadence.compiler import Compiler
 from cadence.dag import Dag
-from cadence.due import Plan, decide, upstream_sources
+from cadence.due import Plan, decide, real_instant, upstream_sources
 from cadence.engines import Engine, connect
-from cadence.errors import CadenceError, UsageError, did_you_mean
-from cadence.loader import find_project_root
+from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
+from cadence.loader import THREADS_HINT, find_project_root, threads_problem
 from cadence.lock import RunLock, current_holder
 from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
-from cadence.selection import select
+from cadence.selection import select, unmatched
 from cadence.state import StateSnapshot, read_snapshot
+
+OPEN_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -80,21 +83,50 @@ class Project:
         )
 
     def read_state(self, engine: Engine | None = None) -> StateSnapshot:
+        """State from the warehouse; while a run (or another process) holds it, from the
+        snapshot the last run left (its ``as_of`` and ``note`` say when and why)."""
         if engine is not None:
             return read_snapshot(engine, self.freshness_queries(), self.tz)
         if not self.warehouse_exists():
             return StateSnapshot()
         holder = current_holder(self.root)
         if holder is not None:
-            raise CadenceError(
-                f"a cadence run is in progress ({holder}); the warehouse is busy",
-                hint="try again when it finishes; state is read from the warehouse",
-            )
-        eng = self.open_engine(read_only=True)
+            return snapshot.read(self.root, f"a cadence run is in progress ({holder})")
+        try:
+            eng = self.open_engine(read_only=True)
+        except WarehouseBusy as exc:
+            return snapshot.read(self.root, f"the warehouse is open in {exc.holder}")
         try:
             return read_snapshot(eng, self.freshness_queries(), self.tz)
         finally:
             eng.close()
+
+    def _keep_snapshot(self, engine: Engine, result: RunResult) -> None:
+        """After a run that changed state (or when none exists yet): the state as committed,
+        for read-only commands during the next run."""
+        changed = any(r.status != "skipped" for r in result.results)
+        if changed or not snapshot.exists(self.root):
+            state = read_snapshot(engine, self.freshness_queries(), self.tz)
+            snapshot.write(self.root, state, result.run_id, result.at)
+
+    def _open_for_run(self, deadline: float, wait_s: float) -> Engine:
+        """Open the warehouse for writing; another process holding the file (a notebook, a BI
+        tool) is waited for until ``deadline`` (``--wait``), like a run holding the lock."""
+        while True:
+            try:
+                return self.open_engine()
+            except WarehouseBusy as exc:
+                if time.monotonic() >= deadline:
+                    if not wait_s:
+                        raise
+                    raise WarehouseBusy(
+                        f"{exc.message}, still after waiting {wait_s:g}s",
+                        holder=exc.holder,
+                        file=exc.file,
+                        hint="nothing was done; close the warehouse in that process "
+                        "(DuckDB admits no run while another process has the file open)",
+                    ) from None
+                time.sleep(0.2)
 
     def model_names(self) -> list[str]:
         return [n for n in self.dag.order if self.dag.kinds[n] == "model"]
@@ -106,6 +138,17 @@ class Project:
                 f"no model named '{name}'",
                 hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'",
             )
+
+    def selection_warnings(self, selection: Selection) -> list[CadenceError]:
+        """A warning for each ``--select`` term that matches nothing (as dbt warns)."""
+        return [
+            CadenceError(
+                f"the selection criterion '{term}' does not match any model or seed",
+                severity="warning",
+                hint="list what exists with 'cadence ls'",
+            )
+            for term in unmatched(selection.select, self.parsed, self.dag, self.cadences)
+        ]
 
     def selected(
         self, selection: Selection, state: StateSnapshot | None, now: dt.datetime
@@ -177,11 +220,16 @@ class Project:
         wait_s: float = 0.0,
         threads: int | None = None,
         replay: bool = False,
+        started: dt.datetime | None = None,
     ) -> RunResult | Plan:
         """Build what is selected (or due); returns the plan only when ``dry_run``.
 
-        Raises ``LockHeld`` when another run holds the project (after ``wait_s`` seconds).
+        Raises ``LockHeld`` when another run holds the project, ``WarehouseBusy`` when another
+        process has the warehouse open (each after ``wait_s`` seconds). ``started`` is the
+        wall-clock start, shown to a run that finds the lock held (default ``now``).
         """
+        if threads is not None and threads_problem(threads):
+            raise UsageError(f"--threads: {threads_problem(threads)}", hint=THREADS_HINT)
         if dry_run:
             return self.plan(
                 now,
@@ -190,7 +238,15 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
-        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+        # a read-only command opens the warehouse for a moment: always allow a short grace
+        deadline = time.monotonic() + max(wait_s, OPEN_GRACE_S)
+        lock = RunLock(
+            self.root,
+            (started or now).isoformat(),
+            at=now.isoformat() if replay else None,
+            command="run --due" if due_only else "run",
+        )
+        with lock.acquire(wait_s):
             return self._run_locked(
                 now,
                 selection,
@@ -200,6 +256,7 @@ class Project:
                 on_event,
                 threads or self.parsed.config.warehouse.threads,
                 replay,
+                self._open_for_run(deadline, wait_s),
             )
 
     def _run_locked(
@@ -212,8 +269,9 @@ class Project:
         on_event: EventSink | None,
         threads: int = 1,
         replay: bool = False,
+        engine: Engine | None = None,
     ) -> RunResult:
-        engine = self.open_engine()
+        engine = engine or self.open_engine()
         try:
             state = self.read_state(engine)
             plan = self.plan(
@@ -237,7 +295,9 @@ class Project:
                 threads=threads,
                 replay=replay,
             )
-            return self._after_run(engine, state, result, now)
+            result = self._after_run(engine, state, result, now)
+            self._keep_snapshot(engine, result)
+            return result
         finally:
             engine.close()
 
@@ -384,9 +444,10 @@ class Project:
         now: dt.datetime,
         selection: Selection = Selection(),
         on_event: EventSink | None = None,
+        started: dt.datetime | None = None,
     ) -> RunResult:
         """(Re)load every selected seed."""
-        with RunLock(self.root, now.isoformat()).acquire(0):
+        with RunLock(self.root, (started or now).isoformat(), command="seed").acquire(0):
             return self._seed_locked(now, selection, on_event)
 
     def _seed_locked(
@@ -406,7 +467,7 @@ class Project:
                 due_only=False,
                 full_refresh=True,
             )
-            return execute(
+            result = execute(
                 self.parsed,
                 self.dag,
                 plan,
@@ -416,6 +477,8 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
+            self._keep_snapshot(engine, result)
+            return result
         finally:
             engine.close()
 
@@ -452,7 +515,8 @@ def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
             hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00",
         ) from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=tz)
+        # a naive time in the spring-forward gap does not exist: use the real instant it names
+        return real_instant(parsed.replace(tzinfo=tz))
     return parsed.astimezone(tz)
 
 

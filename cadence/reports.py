@@ -61,6 +61,7 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
         nxt = cad.ticks.next_tick(now, tz) if ticking else None
         overdue = bool(
             ticking
+            and not (d is not None and d.current)
             and latest
             and (
                 st.last_success_at is None

@@ -24,7 +24,7 @@ from cadence.activation import membership
 from cadence.compiler import Compiler
 from cadence.dag import Dag
 from cadence.datatests import TestOutcome, describe_failure, test_sql
-from cadence.due import Decision, Plan, view_hash
+from cadence.due import Decision, Plan, real_instant, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.parser import Model, ParsedProject, Seed
@@ -131,7 +131,7 @@ class _RunContext:
 
 
 def new_run_id(now: dt.datetime) -> str:
-    return now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    return real_instant(now).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 def execute(

@@ -73,6 +73,9 @@ class StateSnapshot:
     # runs whose builds are not folded into model_state yet (the next run folds them)
     pending_runs: tuple[str, ...] = ()
     pending_models: frozenset[str] = frozenset()
+    # read from the snapshot file instead of the warehouse: when it was written, and why
+    as_of: dt.datetime | None = None
+    note: str | None = None
 
     def of(self, name: str) -> ModelState:
         return self.models.get(name) or ModelState(name)

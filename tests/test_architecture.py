@@ -10,12 +10,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "channelconfig", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
-    "properties",
-    "parser",
+    "errors", "yamlfile", "channelconfig", "config", "relations", "artifacts", "files", "loader",
+    "rendering", "testspecs", "properties", "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb",
     "engines.spark_dialect", "engines.spark_versions", "engines.spark_incremental", "engines.spark",
-    "engines", "state", "activation", "activation.membership", "due",
+    "engines", "state", "snapshot", "activation", "activation.membership", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",

@@ -1,206 +1,210 @@
-"""The file destination (SPEC §7): DuckDB COPY to parquet/csv/jsonl, temp + fsync + rename, the
-manifest last, deterministic export ids, owner-only files, paths that cannot escape, and exactly
-once across disk full, permissions, a path that is a file and kill -9 at every step boundary."""
+"""What a file system can hold (SPEC §6): links, loops, broken links, FIFOs, unreadable folders,
+binary and huge files. Every command ends with exit 2 naming the file and a hint; nothing hangs
+and nothing outside the project is read."""
 
 from __future__ import annotations
 
-import errno
-import hashlib
+import inspect
 import os
-import subprocess
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from activation_project import (
-    CADENCE_YML,
-    make_activation,
-    manifests,
-    query,
-    rows_of,
-    sent,
-    set_people,
-    set_unsubscribed,
-)
 
-from cadence.activation import files
+from cadence import files
+from cadence.errors import CadenceError
 from cadence.project import Project
-from conftest import at
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def yml(export: str, extra: str = "") -> str:
-    return extra + CADENCE_YML.replace(
-        "export: {format: parquet, columns: [email]}", f"export: {export}"
-    )
+ONE_MODEL = {"models/staging/stg.sql": "select 1 as id\n"}
+AT = "2026-03-02T05:00"
 
 
-def check_manifests_match_files(root: Path) -> None:
-    for m in manifests(root):
-        data = Path(m["_path"]).with_name(m["file"])
-        assert hashlib.sha256(data.read_bytes()).hexdigest() == m["sha256"]
-        assert len(rows_of(m)) == m["rows"]
-        first, last = m["change_range"]["first_seq"], m["change_range"]["last_seq"]
-        if m["mode"] == "changes":
-            assert m["rows"] == last - first + 1 == m["counts"]["entered"] + m["counts"]["exited"]
-    data_files = [p for p in (root / "exports").rglob("*") if p.is_file()
-                  and not p.name.endswith(".manifest.json")]
-    assert len(data_files) == len(manifests(root)), "a data file without its manifest"
-    assert not [p for p in (root / "exports").rglob("*.tmp")]
+@contextmanager
+def within(seconds: int) -> Iterator[None]:
+    """Fail (instead of hanging the suite) when the block takes longer than ``seconds``."""
 
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"did not finish within {seconds}s")
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
-def test_each_format_with_its_manifest(make_project, cli, fmt):
-    root = make_activation(
-        make_project, [(1, 900), (2, 900)], cadence_yml=yml(f"{{format: {fmt}, columns: [email]}}")
-    )
-    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
-    (m,) = manifests(root, "vip")
-    assert m["file"] == f"email__vip__000000001-000000002.{fmt}"
-    assert m["format"] == fmt and m["mode"] == "changes" and m["replace"] is False
-    assert m["counts"] == {"entered": 2, "exited": 0} and m["rows"] == 2
-    assert m["change_range"] == {"first_seq": 1, "last_seq": 2}
-    assert m["published_at"] == "2026-01-01T06:00:00+00:00"
-    assert {c["name"] for c in m["columns"]} == {"seq", "key", "change", "at", "email"}
-    assert sorted(r[1:3] for r in rows_of(m)) == [("1", "entered"), ("2", "entered")] or fmt != (
-        "parquet"
-    )
-    check_manifests_match_files(root)
-
-
-def test_full_mode_writes_the_audience(make_project, cli):
-    root = make_activation(
-        make_project, [(1, 900), (2, 900)], cadence_yml=yml("{mode: full, columns: [email]}")
-    )
-    cli(root, "run", "--at", "2026-01-01T06:00")
-    set_people(root, [(1, 900), (3, 900)])
-    cli(root, "run", "--at", "2026-01-02T06:00")
-    last = manifests(root, "vip")[-1]
-    assert last["mode"] == "full" and last["counts"] == {"entered": 1, "exited": 1}
-    assert rows_of(last) == [("1", "u1@x.test"), ("3", "u3@x.test")]
-    check_manifests_match_files(root)
-
-
-def test_path_tokens_and_owner_only_files_under_umask_022(make_project, cli):
-    root = make_activation(
-        make_project,
-        [(1, 900)],
-        cadence_yml=yml('{path: "out/{channel}/{date}/{segment}-{run_at}-{export_id}.{format}"}'),
-    )
-    old = os.umask(0o022)
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
     try:
-        assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+        yield
     finally:
-        os.umask(old)
-    data = root / "out/email/2026-01-01/vip-20260101T060000Z-email__vip__000000001-000000001.parquet"
-    assert data.is_file()
-    for path in [data, data.with_name("email__vip__000000001-000000001.manifest.json")]:
-        assert path.stat().st_mode & 0o777 == 0o600
-    for folder in [root / "out", root / "out/email", root / "out/email/2026-01-01"]:
-        assert folder.stat().st_mode & 0o777 == 0o700
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
-def test_paths_cannot_leave_the_project(make_project, cli, tmp_path):
+def errors_of(root: Path) -> list[CadenceError]:
+    with within(20), pytest.raises(CadenceError) as info:
+        Project.load(root, use_cache=False)
+    return list(getattr(info.value, "errors", (info.value,)))
+
+
+def only_error(root: Path, file: str) -> CadenceError:
+    errors = errors_of(root)
+    assert [e.file for e in errors] == [file], [e.render() for e in errors]
+    assert errors[0].hint
+    return errors[0]
+
+
+@pytest.mark.parametrize("command", [("run", "--at", AT), ("lint",), ("ls",), ("compile",)])
+def test_a_fifo_named_like_a_model_is_refused_not_opened(make_project, cli, command):
+    root = make_project(ONE_MODEL)
+    os.mkfifo(root / "models" / "x.sql")
+    with within(30):
+        result = cli(root, *command)
+    assert result.exit_code == 2, result.output
+    assert "models/x.sql: error: is a FIFO (named pipe), not a regular file" in result.output
+    assert "hint:" in result.output
+
+
+def test_a_symlink_loop_in_models_is_reported_and_ends(make_project, cli):
+    root = make_project(ONE_MODEL)
+    os.symlink("..", root / "models" / "loop")
+    with within(30):
+        result = cli(root, "run", "--at", AT)
+    assert result.exit_code == 2, result.output
+    assert "models/loop: error: symbolic link loop" in result.output
+    assert "rm models/loop" in result.output
+
+
+def test_a_link_to_its_own_folder_and_a_cycle_of_links_are_reported(make_project):
+    root = make_project(ONE_MODEL)
+    os.symlink(".", root / "models" / "staging" / "self")
+    os.symlink("b.sql", root / "models" / "a.sql")
+    os.symlink("a.sql", root / "models" / "b.sql")
+    found = {e.file: e.message for e in errors_of(root)}
+    assert set(found) == {"models/staging/self", "models/a.sql", "models/b.sql"}
+    assert "loop" in found["models/staging/self"]
+    assert "cannot follow symbolic link" in found["models/a.sql"]
+
+
+def test_a_broken_symlink_is_named(make_project, cli):
+    root = make_project(ONE_MODEL)
+    os.symlink("gone.sql", root / "models" / "x.sql")
+    result = cli(root, "ls")
+    assert result.exit_code == 2
+    assert "models/x.sql: error: broken symbolic link (to gone.sql)" in result.output
+
+
+def test_broken_links_the_project_does_not_use_are_ignored(make_project):
+    root = make_project(ONE_MODEL)
+    os.symlink("nowhere", root / "models" / "notes.txt")
+    assert Project.load(root, use_cache=False).model_names() == ["stg"]
+
+
+def test_links_inside_the_project_are_followed(make_project):
+    root = make_project({**ONE_MODEL, "shared/common.sql": "select 2 as id\n"})
+    os.symlink("../shared", root / "models" / "shared")
+    os.symlink("staging/stg.sql", root / "models" / "alias_of_stg.sql")
+    project = Project.load(root, use_cache=False)
+    assert sorted(project.model_names()) == ["alias_of_stg", "common", "stg"]
+
+
+@pytest.mark.parametrize(
+    "rel", ["models/x.sql", "models/schema.yml", "macros/m.sql", "tests/t.sql", "seeds/s.csv"]
+)
+def test_a_file_linking_outside_the_project_is_never_read(make_project, tmp_path, cli, rel):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:SECRET-HASH:19000:0:99999:7:::\n")
+    root = make_project(ONE_MODEL)
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(secret, root / rel)
+    result = cli(root, "compile")
+    assert result.exit_code == 2, result.output
+    assert f"{rel}: error: symbolic link resolves outside the project folder" in result.output
+    assert "SECRET-HASH" not in result.output
+    compiled = root / "target" / "compiled"
+    written = (
+        [p.read_text() for p in compiled.rglob("*") if p.is_file()] if compiled.exists() else []
+    )
+    assert not any("SECRET-HASH" in text for text in written)
+
+
+def test_a_folder_linking_outside_the_project_is_an_error(make_project, tmp_path):
     outside = tmp_path / "elsewhere"
-    root = make_activation(
-        make_project, [(1, 900)], cadence_yml=yml(f'{{path: "{outside}/{{export_id}}.parquet"}}')
-    )
-    result = cli(root, "run", "--at", "2026-01-01T06:00")
-    assert result.exit_code == 1
-    assert "resolves outside the project folder" in result.output
-    assert not outside.exists()
-    # a symlinked folder pointing out is no way around it
-    root2 = make_activation(make_project, [(1, 900)], cadence_yml=yml('{path: "link/{export_id}"}'))
     outside.mkdir()
-    (root2 / "link").symlink_to(outside)
-    assert cli(root2, "run", "--at", "2026-01-01T06:00").exit_code == 1
-    assert list(outside.iterdir()) == []
-    # an absolute export_root allows it
-    root3 = make_activation(
-        make_project,
-        [(1, 900)],
-        cadence_yml=yml('{path: "{segment}/{export_id}.parquet"}', f"export_root: {outside}\n"),
-    )
-    assert cli(root3, "run", "--at", "2026-01-01T06:00").exit_code == 0
-    assert (outside / "vip" / "email__vip__000000001-000000001.parquet").is_file()
+    (outside / "y.sql").write_text("select 1 as y\n")
+    root = make_project(ONE_MODEL)
+    os.symlink(outside, root / "models" / "linked")
+    error = only_error(root, "models/linked")
+    assert "outside the project" in error.message
 
 
-def test_names_cannot_smuggle_path_parts(tmp_path):
-    for bad in ("../x", "a/b", ".."):
-        with pytest.raises(files.ExportPathError):
-            files.render_path(
-                "{segment}/{export_id}", root=tmp_path, export_root=None, channel="email",
-                segment=bad, export="e", fmt="csv", planned_at=at("2026-01-01T06:00"),
-            )
+def test_cadence_yml_linking_outside_the_project_is_an_error(make_project, tmp_path):
+    root = make_project(ONE_MODEL)
+    real = tmp_path / "real.yml"
+    real.write_text((root / "cadence.yml").read_text())
+    (root / "cadence.yml").unlink()
+    os.symlink(real, root / "cadence.yml")
+    only_error(root, "cadence.yml")
 
 
-@pytest.mark.parametrize(
-    ("target", "error", "message"),
-    [
-        ("_publish", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
-        ("_make_folders", PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
-    ],
-)
-def test_disk_full_and_permissions_lose_nothing(make_project, cli, monkeypatch, target, error,
-                                                message):
-    root = make_activation(make_project, [(1, 900)])
-    cli(root, "run", "--at", "2026-01-01T06:00")
-    set_people(root, [(1, 900), (2, 900)])
-    project = Project.load(root)
-    real = getattr(files, target)
-
-    def failing(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr(files, target, failing)
-    project.run(at("2026-01-02T06:00"))
-    report = project.export(at("2026-01-02T06:01"))
-    (vip,) = [d for d in report.deliveries if d.segment == "vip"]
-    assert vip.status == "failed" and message in (vip.error or "")
-    assert not report.ok
-    monkeypatch.setattr(files, target, real)
-    report = project.export(at("2026-01-02T06:02"))
-    assert report.ok
-    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
-    check_manifests_match_files(root)
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")
+def test_an_unreadable_folder_is_named(make_project):
+    root = make_project(ONE_MODEL)
+    locked = root / "models" / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        error = only_error(root, "models/locked")
+    finally:
+        locked.chmod(0o700)
+    assert "cannot read folder" in error.message
 
 
-def cadence(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != files.FAULT_ENV}
-    if fault:
-        env[files.FAULT_ENV] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )
+def test_binary_and_non_utf8_files_are_named(make_project):
+    root = make_project(ONE_MODEL)
+    (root / "models" / "bin.sql").write_bytes(b"select 1\x00\x01\x02")
+    (root / "models" / "latin1.sql").write_bytes(b"select '\xe9' as x")
+    found = {e.file: e.message for e in errors_of(root)}
+    assert "NUL" in found["models/bin.sql"]
+    assert "not UTF-8" in found["models/latin1.sql"]
 
 
-@pytest.mark.parametrize(
-    "step", ["after_freeze", "after_plan", "after_data", "after_manifest", "after_send"]
-)
-def test_kill_9_at_every_step_boundary_sends_each_change_once(make_project, step):
-    root = make_activation(make_project, [(1, 900), (2, 10)])
-    assert cadence(root, "run", "--at", "2026-01-01T06:00").returncode == 0
-    set_people(root, [(1, 900), (2, 900), (3, 900)])
-    set_unsubscribed(root, [1])
-    killed = cadence(root, "run", "--at", "2026-01-02T06:00", fault=step)
-    assert killed.returncode == -9, killed.stderr
-    # more changes land before the next invocation
-    set_people(root, [(2, 900), (3, 900), (4, 900)])
-    again = cadence(root, "run", "--at", "2026-01-03T06:00")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert cadence(root, "export", "--at", "2026-01-03T06:05").returncode == 0
-    vip = sent(root, "vip")
-    assert len(vip) == len(set(vip)), f"sent twice: {vip}"
-    entered = {k for k, c in vip if c == "entered"}
-    exited = {k for k, c in vip if c == "exited"}
-    assert entered - exited == {"2", "3", "4"} and exited <= entered
-    regular = sent(root, "regular")
-    assert regular == [("2", "entered"), ("2", "exited")]
-    assert sorted(r[0] for r in query(
-        root, "select key from _cadence.delivered where segment = 'vip' and not held_out"
-    )) == ["2", "3", "4"]
-    check_manifests_match_files(root)
-    statuses = [r[0] for r in query(root, "select status from _cadence.deliveries")]
-    assert "started" not in statuses
+def test_a_huge_file_is_refused_without_reading_it(make_project):
+    root = make_project(ONE_MODEL)
+    with open(root / "models" / "huge.sql", "wb") as fh:
+        fh.truncate(files.MAX_TEXT_BYTES + 1)  # sparse: costs no disk
+    error = only_error(root, "models/huge.sql")
+    assert "too large" in error.message
+
+
+def test_a_folder_named_like_a_model_is_walked_not_read(make_project):
+    root = make_project({**ONE_MODEL, "models/odd.sql/inner.sql": "select 3 as id\n"})
+    assert sorted(Project.load(root, use_cache=False).model_names()) == ["inner", "stg"]
+
+
+def test_deep_folders_do_not_exhaust_the_stack(tmp_path):
+    deep = tmp_path / "models"
+    for _ in range(200):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    (deep / "deep.sql").write_text("select 4 as id\n")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)  # a walk that recursed would need 200+
+    try:
+        found = files.walk(tmp_path, "models", (".sql",), [])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert found == [deep / "deep.sql"]
+
+
+def test_the_cache_never_hides_a_file_system_problem(make_project):
+    root = make_project(ONE_MODEL)
+    Project.load(root)  # writes the cache
+    os.mkfifo(root / "models" / "x.sql")
+    with within(20), pytest.raises(CadenceError) as info:
+        Project.load(root)  # with the cache
+    assert "models/x.sql" in info.value.render()
+
+
+def test_read_bytes_refuses_a_fifo_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "p")
+    with within(5), pytest.raises(CadenceError) as info:
+        files.read_bytes(tmp_path, tmp_path / "p")
+    assert info.value.file == "p"

@@ -75,7 +75,7 @@ def test_a_sql_error_fails_the_run_names_model_and_compiled_file(copy_project, c
     result = cli(root, "run", "--threads", threads, "--at", "2026-01-10T10:00")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    assert "failed: broken:" in result.output
+    assert "error: broken:" in result.output
     assert "target/compiled/models/broken.sql" in result.output
     assert "no_such_column" in (root / "target/compiled/models/broken.sql").read_text()
 

@@ -6,6 +6,7 @@ the swap into the live name and its state record commit together or not at all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +15,16 @@ from typing import Any
 import duckdb
 
 from cadence.engines.base import Engine, EngineError
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, WarehouseBusy
 from cadence.loader import WarehouseConfig
 from cadence.relations import quote
+
+
+def _lock_holder(message: str) -> str:
+    """The process DuckDB names in a lock conflict: ``Conflicting lock is held in
+    /usr/bin/python3 (PID 4242) by user ...``."""
+    found = re.search(r"lock is held in (.+?\(PID \d+\))", message)
+    return found.group(1) if found else "unknown process (DuckDB did not say)"
 
 
 class DuckDBEngine(Engine):
@@ -42,10 +50,13 @@ class DuckDBEngine(Engine):
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
-                raise CadenceError(
-                    "the warehouse is in use by another process (a cadence run is in progress)",
+                holder = _lock_holder(text)
+                raise WarehouseBusy(
+                    f"the warehouse is open in another process: {holder}",
+                    holder=holder,
                     file=warehouse.path,
-                    hint="wait for the run to finish; 'cadence run --wait 60' waits for it",
+                    hint="close it there (a notebook or BI tool holding the file blocks runs), "
+                    "or use --wait SECONDS to wait for it",
                 ) from None
             raise CadenceError(
                 f"cannot open the warehouse: {text}",
@@ -59,7 +70,16 @@ class DuckDBEngine(Engine):
                 hint="check warehouse settings in cadence.yml",
             ) from None
         for ext in warehouse.extensions:
-            con.execute(f"load {ext}")
+            try:
+                con.execute(f"load {quote(ext)}")  # names are validated identifiers, and quoted
+            except duckdb.Error as exc:
+                con.close()
+                raise CadenceError(
+                    f"cannot load DuckDB extension '{ext}': {str(exc).splitlines()[0]}",
+                    file="cadence.yml",
+                    hint=f"install it once (duckdb -c 'install {ext}') or remove it "
+                    "from warehouse.extensions",
+                ) from None
         return cls(con, path)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:

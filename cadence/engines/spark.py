@@ -17,6 +17,7 @@ over versioned parquet tables. Invariants:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -204,6 +205,10 @@ class SparkEngine(Engine):
         return self._collect(self._spark_sql(sql), params)
 
     def state_store(self) -> Engine:
+        # inside a publish unit, state writes join the one local transaction that commits
+        # after the swap (membership changes, the relation record, the build record)
+        if self._unit is not None:
+            self._begin()
         return self.state
 
     def relations(self) -> dict[tuple[str, str], str]:
@@ -469,6 +474,9 @@ def _connect(warehouse: WarehouseConfig, root: Path) -> Any:
             file="cadence.yml",
             hint="pip install 'cadence[spark]'",
         ) from None
+    for noisy in ("pyspark", "SQLQueryContextLogger", "py4j"):
+        # pyspark logs every failed query as JSON on stderr; cadence reports errors itself
+        logging.getLogger(noisy).setLevel(logging.CRITICAL + 1)
     conf: dict[str, str] = {"spark.sql.session.timeZone": "UTC"}
     conf.update({str(k): str(v) for k, v in warehouse.settings.items()})
     if warehouse.connect_url:

@@ -62,7 +62,7 @@ def append(
     # a new version: the current rows (deduplicated) as one batch, this run's rows as the next
     physical = versions.version_name(name, run_id, salt="appended")
     current = (
-        f"select * except ({BATCH}) from {q(schema, name)}"
+        f"select * from {q(schema, name)}"  # the live view: deduplicated, batch column hidden
         if record.layout == "append"
         else f"select * from {q(schema, record.physical)}"
     )
