@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.output:
             args.output.write_text(json.dumps(result, indent=2) + "\n")
-        for table in [r[1] for r in spark.sql(f"show tables in `{schema}`").collect()]:
-            spark.sql(f"drop table if exists `{schema}`.`{table}`")
+        spark.sql(f"drop schema if exists `{schema}` cascade")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

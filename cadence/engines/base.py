@@ -95,6 +95,11 @@ class Engine(ABC):
             self.drop(live, existing)
         self.rename(staging, identifier)
 
+    def localize(self, sql: str, name: str) -> str:
+        """The rows of ``sql`` as a relation the state store can read (default: the query
+        itself, state and warehouse being one database)."""
+        return f"({sql})"
+
     def append(self, live: str, staging: str, unique_key: Sequence[str], run_id: str) -> None:
         """Incremental: add the tested new rows in ``staging`` to ``live`` (replacing rows with
         the same ``unique_key``), then drop ``staging``."""

@@ -354,6 +354,27 @@ class SparkEngine(Engine):
         if record is not None:
             self._superseded(schema, record.previous)
 
+    def localize(self, sql: str, name: str) -> str:
+        """Run ``sql`` on Spark and copy its rows into a temporary table of the local state
+        connection (activation diffs them against what was delivered, kept there)."""
+        try:
+            table = self._sql(self._spark_sql(sql)).toArrow()
+        except CadenceError:
+            raise
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise _engine_error(exc, self.shared.warehouse) from None
+        local = "_cadence_local_" + re.sub(r"\W", "_", name).lower()
+        self.state.con.register(f"{local}_arrow", table)
+        try:
+            self.state.execute(
+                f'create or replace temp table "{local}" as select * from "{local}_arrow"'
+            )
+        finally:
+            self.state.con.unregister(f"{local}_arrow")
+        return f'"{local}"'
+
     def append(self, live: str, staging: str, unique_key: Sequence[str], run_id: str) -> None:
         from cadence.engines.spark_incremental import append
 
