@@ -294,3 +294,45 @@ def test_the_template_and_every_example_match_on_both_engines(
     assert "success" in ok.values() and set(ok.values()) <= {"success", "skipped"}
     compared = compare(duck, duck_path, spark_session, schema)
     assert len(compared) >= 3
+
+
+def test_membership_and_deliveries_match_duckdb(make_project, spark_remote):
+    from activation_project import CADENCE_YML, make_activation, manifests, sent, set_people
+
+    schema = schema_name()
+    spark_line = (
+        f'warehouse: {{engine: spark, remote: "{spark_remote}", path: state.duckdb, threads: 1, '
+        f"schema: {schema}}}"
+    )
+    duck = make_activation(make_project, [(1, 900), (2, 100), (3, 100)])
+    sparked = make_activation(
+        make_project,
+        [(1, 900), (2, 100), (3, 100)],
+        cadence_yml=CADENCE_YML.replace(
+            "warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}", spark_line
+        ),
+    )
+    for day, people in (
+        ("2026-03-02T05:00", None),
+        ("2026-03-03T05:00", [(1, 100), (2, 900), (4, 100)]),
+    ):
+        for root in (duck, sparked):
+            if people:
+                set_people(root, people)
+            result = invoke(root, "run", "--at", day)
+            assert result.exit_code == 0, result.output
+    for segment in ("vip", "regular"):
+        assert sent(sparked, segment) == sent(duck, segment)
+        assert sent(sparked, segment)  # something was delivered
+    assert len(manifests(sparked)) == len(manifests(duck))
+
+    def changes(root: Path, state_file: str) -> list[tuple]:
+        con = duckdb.connect(str(root / state_file), read_only=True)
+        try:
+            return con.execute(
+                "select segment, key, change from _cadence.membership_changes order by 1, 2, 3"
+            ).fetchall()
+        finally:
+            con.close()
+
+    assert changes(sparked, "state.duckdb") == changes(duck, "warehouse.duckdb")
