@@ -499,10 +499,18 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 
 @main.command()
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
+@click.option(
+    "--engine",
+    "target_engine",
+    type=click.Choice(["spark"]),
+    default=None,
+    help="Also name constructs that cannot run, or would differ, on this engine.",
+)
 @command
-def lint(strict: bool, project_dir: Path | None) -> None:
+def lint(strict: bool, target_engine: str | None, project_dir: Path | None) -> None:
     """Check the project for problems and risky patterns (exit 1 on errors; --strict: warnings)."""
     from cadence.errors import ProjectErrors
+    from cadence.reports import lint_engine
     from cadence.review.lint import lint as lint_rules
     from cadence.review.lint import recorded_groups
 
@@ -511,11 +519,17 @@ def lint(strict: bool, project_dir: Path | None) -> None:
     except ProjectErrors as exc:  # every project error, then exit 1 (SPEC §10)
         click.echo(exc.render())
         raise Failed() from None
-    warnings = lint_rules(project, recorded_groups(project))
-    for w in warnings:
+    problems = lint_rules(project, recorded_groups(project)) + (
+        lint_engine(project, target_engine) if target_engine else []
+    )
+    warnings = [w for w in problems if w.severity != "error"]
+    errors = [e for e in problems if e.severity == "error"]
+    for w in problems:
         click.echo(w.render())
-    click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")
-    if strict and warnings:
+    counts = [f"{len(errors)} error(s)"] if errors else []
+    counts += [f"{len(warnings)} warning(s)"] if warnings else []
+    click.echo(", ".join(counts) if counts else "no problems found")
+    if errors or (strict and warnings):
         raise Failed()
 
 

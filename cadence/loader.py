@@ -51,7 +51,12 @@ WAREHOUSE_KEYS = (
     "extensions",
     "master",
     "connect_url",
+    "remote",
+    "catalog",
+    "incremental_strategy",
+    "compact_every",
 )
+INCREMENTAL_STRATEGIES = ("append", "merge")
 ENGINES = ("duckdb", "spark")
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
 
@@ -81,7 +86,10 @@ class WarehouseConfig:
     settings: dict[str, Any] = field(default_factory=dict)
     extensions: tuple[str, ...] = ()
     master: str | None = None
-    connect_url: str | None = None
+    connect_url: str | None = None  # Spark Connect URL (``remote``; the older name is kept)
+    catalog: str | None = None
+    incremental_strategy: str = "append"  # Spark: append + dedup view, or MERGE (Delta/Iceberg)
+    compact_every: int = 10  # Spark: compact an appended incremental after this many batches
 
 
 @dataclass(frozen=True)
@@ -486,6 +494,37 @@ def _parse_warehouse(
         problem = f"settings.{key}: {threads_problem(settings[key])}"
         errors.add(CadenceError(problem, file=file, line=line_of(settings, key), hint=THREADS_HINT))
     settings = {k: v for k, v in settings.items() if k not in bad}
+    strategy = raw.get("incremental_strategy", "append")
+    if strategy not in INCREMENTAL_STRATEGIES:
+        errors.add(
+            CadenceError(
+                f"unknown incremental_strategy '{strategy}'",
+                file=file,
+                line=line_of(raw, "incremental_strategy"),
+                hint="incremental_strategy: " + " or ".join(INCREMENTAL_STRATEGIES),
+            )
+        )
+        strategy = "append"
+    compact = raw.get("compact_every", 10)
+    if not isinstance(compact, int) or isinstance(compact, bool) or compact < 1:
+        errors.add(
+            CadenceError(
+                "compact_every must be a positive integer",
+                file=file,
+                line=line_of(raw, "compact_every"),
+                hint="write compact_every: 10",
+            )
+        )
+        compact = 10
+    if engine == "spark" and not (raw.get("remote") or raw.get("connect_url") or raw.get("master")):
+        errors.add(
+            CadenceError(
+                "engine spark needs 'remote' (a Spark Connect URL) or 'master'",
+                file=file,
+                line=line_of(raw, "engine"),
+                hint='write warehouse: {engine: spark, remote: "sc://localhost:15002"}',
+            )
+        )
     return WarehouseConfig(
         engine=str(engine),
         path=path,
@@ -494,7 +533,10 @@ def _parse_warehouse(
         settings=dict(settings),
         extensions=_parse_extensions(raw, errors),
         master=raw.get("master"),
-        connect_url=raw.get("connect_url"),
+        connect_url=raw.get("remote") or raw.get("connect_url"),
+        catalog=raw.get("catalog"),
+        incremental_strategy=str(strategy),
+        compact_every=compact,
     )
 
 

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from cadence.due import backoff_wait, fmt
+from cadence.errors import CadenceError
 from cadence.state import StateSnapshot
 
 
@@ -138,3 +139,41 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     for x in also:
         lines.append(f"  would also build upstream {x.name}: {x.reason}")
     return "\n".join(lines)
+
+
+def lint_engine(project: Any, engine: str) -> list[CadenceError]:
+    """``lint --engine spark``: constructs of each model that cannot run on that engine
+    (errors) or could return different results there (warnings), with file and line."""
+    if engine != "spark":
+        return []
+    try:
+        from cadence.engines.spark_dialect import findings, locate
+    except ImportError:
+        return [
+            CadenceError(
+                "lint --engine spark needs sqlglot",
+                file="cadence.yml",
+                hint="pip install 'cadence[spark]'",
+            )
+        ]
+    out: list[CadenceError] = []
+    for m in project.parsed.models:
+        if m.materialized == "ephemeral":
+            continue  # checked where it is inlined
+        try:
+            sql = project.compiler.compile(m.name, None, None, False).sql
+        except CadenceError as exc:
+            out.append(exc)
+            continue
+        source = (project.root / m.path).read_text(encoding="utf-8", errors="replace")
+        for f in findings(sql):
+            out.append(
+                CadenceError(
+                    f"spark: {f.message}",
+                    file=m.path,
+                    line=locate(source, f.construct),
+                    severity="error" if f.severity == "error" else "warning",
+                    hint="rewrite it in the subset both engines run alike (docs/guides/spark.md)",
+                )
+            )
+    return out

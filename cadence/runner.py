@@ -28,7 +28,7 @@ from cadence.due import Decision, Plan, real_instant, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.parser import Model, ParsedProject, Seed
-from cadence.relations import quote, relation_sql
+from cadence.relations import quote
 from cadence.state import (
     BuildRecord,
     ModelState,
@@ -40,8 +40,6 @@ from cadence.state import (
     record_run_start,
 )
 from cadence.testspecs import DataTest
-
-STAGING_SUFFIX = "__cadence_staging"
 
 
 @dataclass(frozen=True)
@@ -419,7 +417,7 @@ def _record_failure(
 def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
     started = time.perf_counter()
     schema = seed.schema
-    staging = relation_sql(schema, seed.table + STAGING_SUFFIX)
+    staging = ctx.engine.staging_relation(schema, seed.table, ctx.run_id)
     options = {"delimiter": seed.delimiter} if seed.delimiter else {}
     try:
         with ctx.engine.transaction():
@@ -462,10 +460,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
 
 
 def _swap(ctx: _RunContext, staging: str, live: str, schema: str, identifier: str) -> None:
-    existing = ctx.relations.get((schema, identifier))
-    if existing is not None:
-        ctx.engine.drop(live, existing)
-    ctx.engine.rename(staging, identifier)
+    ctx.engine.publish(staging, live, schema, identifier, ctx.relations.get((schema, identifier)))
 
 
 def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelResult:
@@ -549,7 +544,7 @@ def _publish_table(
 ) -> tuple[int, list[str]]:
     """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
     engine = ctx.engine
-    staging = relation_sql(model.schema, model.identifier + STAGING_SUFFIX)
+    staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
     created = engine.create_table_as(staging, sql)
     rows = created if created is not None else engine.row_count(staging)
     if incremental:
@@ -578,10 +573,7 @@ def _publish_table(
             exits=not incremental,
         )
     if incremental:
-        if model.config.unique_key:
-            engine.delete_matching(model.relation, staging, model.config.unique_key)
-        engine.insert_into(model.relation, f"select * from {staging}")
-        engine.drop(staging, "table")
+        engine.append(model.relation, staging, model.config.unique_key or (), ctx.run_id)
     else:
         _swap(ctx, staging, model.relation, model.schema, model.identifier)
     return rows, warnings

@@ -88,6 +88,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def ensure_schema(engine: Engine) -> None:
+    engine = engine.state_store()
     for statement in DDL:
         engine.execute(statement)
     # warehouses made before runs were folded: their state was written per build
@@ -116,6 +117,7 @@ def read_snapshot(
             loaded[key] = None
     if (SCHEMA, "model_state") not in relations:
         return StateSnapshot({}, relations, loaded)
+    engine = engine.state_store()  # an engine may keep state apart from the warehouse (Spark)
     rows = engine.query(
         f"""select model, kind, last_success_at, last_success_tick, last_sql_hash, last_status,
         last_error, last_attempt_at, failure_streak, last_rows, last_duration_s, avg_duration_s,
@@ -219,7 +221,7 @@ def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> M
     its build record commit together. Returns the model's new state, which ``fold`` writes to
     ``model_state`` for the whole run at once (one statement instead of one per model)."""
     finished = record.started_at + dt.timedelta(seconds=record.duration_s)
-    engine.execute(
+    engine.state_store().execute(
         f"insert into {SCHEMA}.model_builds values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             record.run_id,
@@ -255,6 +257,7 @@ def fold(engine: Engine, states: dict[str, ModelState], run_ids: list[str]) -> N
     """Write the latest state of every model built by ``run_ids`` and mark those runs folded,
     in one transaction. Until then ``read_snapshot`` replays their build rows itself, so a run
     killed before folding loses nothing."""
+    engine = engine.state_store()
     with engine.transaction():
         for chunk_start in range(0, len(states), 2000):
             chunk = list(states.values())[chunk_start : chunk_start + 2000]
@@ -295,7 +298,7 @@ def fold(engine: Engine, states: dict[str, ModelState], run_ids: list[str]) -> N
 def record_run_start(
     engine: Engine, run_id: str, started_at: dt.datetime, command: str, pid: int, replay: bool
 ) -> None:
-    engine.execute(
+    engine.state_store().execute(
         f"insert or replace into {SCHEMA}.runs values (?, ?, null, 'running', ?, ?, ?, false)",
         (run_id, to_db(started_at), command, pid, replay),
     )
@@ -303,7 +306,7 @@ def record_run_start(
 
 def record_run_end(engine: Engine, run_id: str, finished_at: dt.datetime, status: str) -> None:
     try:
-        engine.execute(
+        engine.state_store().execute(
             f"update {SCHEMA}.runs set finished_at = ?, status = ? where run_id = ?",
             (to_db(finished_at), status, run_id),
         )

@@ -122,3 +122,50 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: a replay of many CLI invocations (deselect: -m 'not slow')"
     )
+
+
+def _spark_skip_reason() -> str | None:
+    """Why the Spark tests cannot run here (None: they can)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (pip install 'cadence[spark]')"
+    if not os.environ.get("CADENCE_SPARK_REMOTE"):
+        return (
+            "no Spark Connect server: set CADENCE_SPARK_REMOTE=sc://127.0.0.1:PORT "
+            "(.ci/run starts one when a JDK is available)"
+        )
+    return None
+
+
+@pytest.fixture(scope="session")
+def spark_remote() -> str:
+    """The suite's one Spark Connect server (started by .ci/run), or a skip saying why not."""
+    import os
+
+    reason = _spark_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return os.environ["CADENCE_SPARK_REMOTE"]
+
+
+@pytest.fixture(scope="session")
+def spark_session(spark_remote: str) -> Any:
+    """A client session on that server, for tests that read Spark directly."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pyspark.sql import SparkSession
+
+        return SparkSession.builder.remote(spark_remote).getOrCreate()
+
+
+def spark_yml(remote: str, schema: str, name: str = "sparkproj", extra: str = "") -> str:
+    """cadence.yml for a Spark project in its own schema (tests share one server)."""
+    return DEFAULT_CADENCE_YML.replace(
+        "warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}",
+        f'warehouse: {{engine: spark, remote: "{remote}", path: state.duckdb, threads: 1, '
+        f"schema: {schema}{extra}}}",
+    ).replace("name: testproj", f"name: {name}")

@@ -12,8 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 ORDER = [
     "errors", "yamlfile", "activation.urlpolicy", "channelconfig", "config", "relations",
     "artifacts", "files", "loader", "rendering", "testspecs", "seedconfig", "properties", "parser",
-    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "snapshot",
-    "activation", "activation.membership", "due",
+    "dag", "schedule", "cadences", "engines.base", "engines.duckdb",
+    "engines.spark_dialect", "engines.spark_versions", "engines.spark_incremental", "engines.spark",
+    "engines", "state", "snapshot", "activation", "activation.membership", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",
@@ -31,6 +32,8 @@ OWNERS = {
     "rich": {"output"},
     "yaml": {"yamlfile"},
     "uvicorn": {"serve.asgi"},
+    "sqlglot": {"engines.spark_dialect", "review.diff"},
+    "pyspark": {"engines.spark"},
 }
 
 

@@ -170,3 +170,21 @@ def test_a_model_skipped_for_no_new_data_is_current_not_overdue(
         r["name"]: r for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)
     }
     assert rows["counts"]["due"] is True and rows["counts"]["overdue"] is True
+
+
+def test_lint_engine_spark_names_what_cannot_run_with_file_and_line(make_project, cli):
+    pytest.importorskip("sqlglot", reason="sqlglot is not installed (pip install 'cadence[spark]')")
+    root = make_project(
+        {
+            "models/ok.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id\n",
+            "models/bad.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id,\n"
+            "  [x * 2 for x in [1, 2]] as doubled\n",
+        }
+    )
+    plain = cli(root, "lint")
+    assert plain.exit_code == 0 and "spark" not in plain.output
+    result = cli(root, "lint", "--engine", "spark")
+    assert result.exit_code == 1
+    assert "models/bad.sql:3: error: spark: list comprehensions cannot run" in result.output
+    assert "models/ok.sql" not in result.output
+    assert "1 error(s)" in result.output

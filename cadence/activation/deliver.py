@@ -117,7 +117,7 @@ def channels_pending(engine: Engine, relations: Collection[tuple[str, str]]) -> 
     """Channels with changes frozen but not delivered (an earlier delivery failed or died)."""
     if (SCHEMA, "delivery_cursor") not in relations:
         return ()
-    rows = engine.query(
+    rows = engine.state_store().query(
         f"select distinct channel from {outbox.CURSOR} where frozen_seq > delivered_seq"
     )
     return tuple(sorted(r[0] for r in rows))
@@ -134,7 +134,7 @@ def deliver(
     wanted = [c for c in exported_channels(parsed) if c.name in set(channels)]
     if not wanted:
         return DeliveryReport()
-    outbox.ensure_tables(engine)
+    outbox.ensure_tables(engine.state_store())
     relations = engine.relations()
     results: list[SegmentDelivery] = []
     for config in wanted:
@@ -228,10 +228,20 @@ def _deliver_segment(
     started = time.perf_counter()
     try:
         with engine.transaction():
-            types = _column_types(engine, model.relation, export.columns)
             sql = audience.segment_audience_sql(
                 parsed, channel, segment, export.columns, present=present
             )
+            store = engine.state_store()
+            if store is not engine:
+                # state kept apart (Spark): the audience is computed in the warehouse and
+                # copied beside the state; the diff and the delivery then run there, with the
+                # same exactly-once rules
+                local = engine.localize(sql, f"audience_{channel}_{segment}")
+                sql = f"select * from {local}"
+                types = _column_types(store, local, export.columns)
+                engine = store
+            else:
+                types = _column_types(engine, model.relation, export.columns)
             outbox.freeze(
                 engine,
                 channel,

@@ -39,8 +39,9 @@ class MembershipChange:
 
 
 def ensure_tables(engine: Engine) -> None:
+    store = engine.state_store()  # state may live apart from the warehouse (Spark)
     for statement in DDL:
-        engine.execute(statement)
+        store.execute(statement)
 
 
 def diff_sql(candidate: str, live: str | None, key: str, *, exits: bool = True) -> str:
@@ -76,11 +77,25 @@ def record_changes(
     exits: bool = True,
 ) -> None:
     """Append the membership changes of one publish (inside the caller's transaction)."""
-    engine.execute(
-        f"insert into {TABLE} select nextval('{SEQUENCE}'), ?, d.key, d.change, ?, ?, ? "
-        f"from ({diff_sql(candidate, live, key, exits=exits)}) as d",
-        (segment, run_id, to_db(tick), to_db(at)),
-    )
+    store = engine.state_store()
+    diff = diff_sql(candidate, live, key, exits=exits)
+    if store is engine:
+        engine.execute(
+            f"insert into {TABLE} select nextval('{SEQUENCE}'), ?, d.key, d.change, ?, ?, ? "
+            f"from ({diff}) as d",
+            (segment, run_id, to_db(tick), to_db(at)),
+        )
+        return
+    # state kept apart (Spark): the diff runs where the data is, its rows go to the state store
+    rows = engine.query(f"select key, change from ({diff}) as d order by change, key")
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        values = ", ".join("(?, ?)" for _ in chunk)
+        store.execute(
+            f"insert into {TABLE} select nextval('{SEQUENCE}'), ?, d.key, d.change, ?, ?, ? "
+            f"from (values {values}) as d(key, change)",
+            (segment, run_id, to_db(tick), to_db(at), *[v for r in chunk for v in r]),
+        )
 
 
 def read_changes(
@@ -99,6 +114,7 @@ def read_changes(
         sql += f" limit {int(limit)}"
     if (SCHEMA, "membership_changes") not in engine.relations():
         return []
+    engine = engine.state_store()
     return [
         MembershipChange(
             int(r[0]), r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) or dt.datetime.min

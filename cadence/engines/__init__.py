@@ -15,6 +15,10 @@ def connect(warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) 
         from cadence.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine.open(warehouse, root, read_only=read_only)
+    if warehouse.engine == "spark":
+        from cadence.engines.spark import SparkEngine
+
+        return SparkEngine.open(warehouse, root, read_only=read_only)
     from cadence.errors import CadenceError
 
     raise CadenceError(

@@ -11,6 +11,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from cadence.relations import relation_sql
+
+STAGING_SUFFIX = "__cadence_staging"
+
 
 class EngineError(Exception):
     """An error the engine reported while running user SQL."""
@@ -73,3 +77,35 @@ class Engine(ABC):
     def cursor(self) -> Engine:
         """An engine handle for another thread (same database)."""
         return self
+
+    # Publishing, where an engine without transactional DDL must do it its own way (Spark: a
+    # versioned physical table behind a view switched with ALTER VIEW). The defaults are what a
+    # transactional engine does inside the caller's transaction.
+    def state_store(self) -> Engine:
+        """Where ``_cadence`` state is written and read (default: this engine)."""
+        return self
+
+    def staging_relation(self, schema: str, identifier: str, run_id: str) -> str:
+        """The relation a new version of ``schema.identifier`` is built into."""
+        return relation_sql(schema, identifier + STAGING_SUFFIX)
+
+    def publish(
+        self, staging: str, live: str, schema: str, identifier: str, existing: str | None
+    ) -> None:
+        """Make the built ``staging`` relation the live ``schema.identifier``."""
+        if existing is not None:
+            self.drop(live, existing)
+        self.rename(staging, identifier)
+
+    def localize(self, sql: str, name: str) -> str:
+        """The rows of ``sql`` as a relation the state store can read (default: the query
+        itself, state and warehouse being one database)."""
+        return f"({sql})"
+
+    def append(self, live: str, staging: str, unique_key: Sequence[str], run_id: str) -> None:
+        """Incremental: add the tested new rows in ``staging`` to ``live`` (replacing rows with
+        the same ``unique_key``), then drop ``staging``."""
+        if unique_key:
+            self.delete_matching(live, staging, unique_key)
+        self.insert_into(live, f"select * from {staging}")
+        self.drop(staging, "table")

@@ -186,3 +186,28 @@ class DuckDBEngine(Engine):
 
     def cursor(self) -> DuckDBEngine:
         return DuckDBEngine(self.con.cursor(), self.path, owner=True)
+
+
+def read_file(
+    path: str, column_types: dict[str, str], delimiter: str | None = None
+) -> tuple[list[str], list[str], Any]:
+    """A CSV (header, types detected unless given) or parquet file -> (columns, DuckDB type
+    names, Arrow table), read in UTC: how other engines load a seed with explicit types."""
+    escaped = path.replace("'", "''")
+    parquet = path.lower().endswith(".parquet")
+    options = "" if parquet else ", header = true, auto_detect = true"
+    if delimiter and not parquet:
+        options += ", delim = '" + delimiter.replace("'", "''") + "'"
+    if column_types:
+        types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
+        options += f", types = {{{types}}}"
+    reader = "read_parquet" if parquet else "read_csv"
+    con = duckdb.connect()
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        rel = con.sql(f"select * from {reader}('{escaped}'{options})")
+        return list(rel.columns), [str(t) for t in rel.types], rel.to_arrow_table()
+    except duckdb.Error as exc:
+        raise EngineError(str(exc)) from None
+    finally:
+        con.close()

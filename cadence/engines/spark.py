@@ -1,0 +1,580 @@
+"""Spark SQL through pyspark (Spark Connect, or a local session): the engine for projects that
+outgrow one machine.
+
+Input: DuckDB SQL (transpiled by ``spark_dialect``) -> output: rows, and models published as views
+over versioned parquet tables. Invariants:
+- a table is built into ``<identifier>__v<run id>``, tested there, and the live name is switched
+  onto it with ``ALTER VIEW`` (``CREATE VIEW`` only the first time; never ``CREATE OR REPLACE``,
+  which drops then creates); the version before the previous one is dropped after the switch, so a
+  reader that resolved the previous version a moment ago still finds it;
+- state lives in a local DuckDB file (``warehouse.path``): opening the engine never starts a JVM or
+  connects; Spark is reached on the first statement that needs it;
+- on open for a run, swaps announced but never recorded (kill -9) are reconciled with what the
+  live views point at, and versions nothing uses are dropped;
+- after a run the ``_cadence`` tables are mirrored into Spark (schema ``_cadence``) for SQL access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import socket
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import cadence.engines.spark_versions as versions
+from cadence.engines.base import Engine, EngineError
+from cadence.engines.duckdb import DuckDBEngine, read_file
+from cadence.engines.spark_versions import q, split
+from cadence.errors import CadenceError
+from cadence.loader import WarehouseConfig
+
+BATCH = "_cadence_batch"
+MIRRORED = ("runs", "model_builds", "model_state")
+_DUCK_TO_SPARK = {
+    "BIGINT": "bigint",
+    "INTEGER": "int",
+    "SMALLINT": "smallint",
+    "TINYINT": "tinyint",
+    "HUGEINT": "decimal(38,0)",
+    "UBIGINT": "decimal(20,0)",
+    "UINTEGER": "bigint",
+    "DOUBLE": "double",
+    "FLOAT": "float",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamp",
+    "VARCHAR": "string",
+}
+
+
+def spark_type(duck: str) -> str:
+    upper = duck.upper()
+    if upper.startswith("DECIMAL"):
+        return duck.lower()
+    return _DUCK_TO_SPARK.get(upper, "string")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("JVM stacktrace")]
+    return " ".join(lines[:2])[:500] if lines else type(exc).__name__
+
+
+@dataclass
+class _Session:
+    """What every cursor of one engine shares: the Spark session (opened on first use)."""
+
+    warehouse: WarehouseConfig
+    root: Path
+    journal: DuckDBEngine  # autocommit handle for intents
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    spark: Any = None
+    external: set[str] = field(default_factory=set)  # file copies known to exist this run
+
+
+@dataclass
+class _Unit:
+    """One publish unit (the runner's ``transaction()``): versions built, the swap done."""
+
+    built: list[tuple[str, str]] = field(default_factory=list)
+    began: bool = False
+    swapped: list[tuple[str, str, str]] = field(default_factory=list)  # schema, name, physical
+    superseded: list[tuple[str, str]] = field(default_factory=list)
+
+
+class SparkEngine(Engine):
+    name = "spark"
+
+    def __init__(self, shared: _Session, state: DuckDBEngine, root_handle: bool = True) -> None:
+        self.shared = shared
+        self.state = state
+        self._root_handle = root_handle
+        self._unit: _Unit | None = None
+        self._reconciling = False
+
+    @classmethod
+    def open(cls, warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) -> Engine:
+        local = replace(warehouse, engine="duckdb", settings={}, extensions=(), threads=1)
+        state = DuckDBEngine.open(local, root, read_only=read_only)
+        journal = state if read_only else state.cursor()
+        engine = cls(_Session(warehouse, root, journal), state)
+        if not read_only:
+            versions.ensure(state)
+            engine._reconcile()
+        return engine
+
+    # -- the session ---------------------------------------------------------------------
+    @property
+    def spark(self) -> Any:
+        shared = self.shared
+        with shared.lock:
+            if shared.spark is None:
+                shared.spark = _connect(shared.warehouse, shared.root)
+                fresh = True
+            else:
+                fresh = False
+        if fresh and not self.state_read_only and not self._reconciling:
+            self._drop_orphans()
+        return shared.spark
+
+    @property
+    def state_read_only(self) -> bool:
+        return self.shared.journal is self.state
+
+    def _sql(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self.spark.sql(statement, args=list(params) if params else None)
+        except CadenceError:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # pyspark raises many classes; all are the engine's word
+            raise _engine_error(exc, self.shared.warehouse) from None
+
+    def _collect(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        frame = self._sql(statement, params)
+        try:
+            return [tuple(r) for r in frame.collect()]
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise _engine_error(exc, self.shared.warehouse) from None
+
+    def _spark_sql(self, sql: str) -> str:
+        from cadence.engines.spark_dialect import DialectError, transpile  # sqlglot: lazily
+
+        try:
+            return transpile(self._external(sql))
+        except DialectError as exc:
+            raise EngineError(f"cannot transpile to Spark SQL: {exc}") from None
+
+    def _external(self, sql: str) -> str:
+        """``from 'file.csv'`` (a source's external_location) -> a parquet copy of that file in
+        the warehouse schema, named by the file's content stamp (a changed file, a new copy)."""
+
+        def load(match: re.Match[str]) -> str:
+            path = match.group(2).replace("''", "'")
+            if not path.lower().endswith((".csv", ".parquet")) or not Path(path).is_file():
+                return match.group(0)
+            info = Path(path).stat()
+            stamp = hashlib.sha256(f"{path}|{info.st_size}|{info.st_mtime_ns}".encode()).hexdigest()
+            table = "_ext_" + re.sub(r"\W", "_", Path(path).stem).lower() + "_" + stamp[:10]
+            schema = self.shared.warehouse.schema
+            with self.shared.lock:
+                known = table in self.shared.external
+            if not known:
+                self.create_schema(schema)
+                if not self.spark.catalog.tableExists(f"{schema}.{table}"):
+                    frame = self._frame_of_file(path, {})
+                    try:
+                        frame.write.format("parquet").mode("ignore").saveAsTable(q(schema, table))
+                    except Exception as exc:
+                        raise _engine_error(exc, self.shared.warehouse) from None
+                with self.shared.lock:
+                    self.shared.external.add(table)
+            return f'{match.group(1)}"{schema}"."{table}"'
+
+        return re.sub(r"(\b(?:from|join)\s+)'((?:[^']|'')*)'", load, sql, flags=re.I)
+
+    def _frame_of_file(
+        self, path: str, column_types: dict[str, str], delimiter: str | None = None
+    ) -> Any:
+        """A local CSV/parquet file as a Spark DataFrame with an explicit schema (DuckDB reads
+        it here, with the seed's column types, so both engines see the same types)."""
+        columns, types, table = read_file(path, column_types, delimiter)
+        schema = ", ".join(f"`{n}` {spark_type(t)}" for n, t in zip(columns, types))
+        try:
+            return self.spark.createDataFrame(table, schema=schema)
+        except Exception as exc:
+            raise _engine_error(exc, self.shared.warehouse) from None
+
+    # -- Engine --------------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._sql(self._spark_sql(sql), params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._collect(self._spark_sql(sql), params)
+
+    def state_store(self) -> Engine:
+        # inside a publish unit, state writes join the one local transaction that commits
+        # after the swap (membership changes, the relation record, the build record)
+        if self._unit is not None:
+            self._begin()
+        return self.state
+
+    def relations(self) -> dict[tuple[str, str], str]:
+        """What cadence published (local record) and the local state tables: no connection."""
+        out = {k: v for k, v in self.state.relations().items() if k[0] == versions.SCHEMA}
+        if (versions.SCHEMA, "spark_relations") in out:
+            for key, record in versions.read_all(self.state).items():
+                out[key] = record.kind
+        return out
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        unit = self._unit = _Unit()
+        try:
+            yield
+        except BaseException:
+            if unit.began:
+                self._rollback()
+            for schema, physical in unit.built:
+                if (schema, physical) not in {(s, p) for s, _n, p in unit.swapped}:
+                    self._drop_quietly(q(schema, physical), "table")
+            raise
+        else:
+            if unit.began:
+                try:
+                    self.state.execute("commit")
+                except EngineError:
+                    self._rollback()
+                    raise
+            for schema, name, physical in unit.swapped:
+                versions.clear_intent(self.shared.journal, schema, name, physical)
+            for schema, physical in unit.superseded:
+                self._drop_quietly(q(schema, physical), "table")
+        finally:
+            self._unit = None
+
+    def _rollback(self) -> None:
+        try:
+            self.state.execute("rollback")
+        except EngineError:
+            pass
+
+    def _begin(self) -> None:
+        if self._unit is not None and not self._unit.began:
+            self.state.execute("begin transaction")
+            self._unit.began = True
+
+    def close(self) -> None:
+        try:
+            # a run that reached Spark wrote state: mirror it (an idle run never connects)
+            if self._root_handle and self.shared.spark is not None and not self.state_read_only:
+                self._mirror()
+        finally:
+            if self._root_handle and self.shared.journal is not self.state:
+                self.shared.journal.close()
+            self.state.close()
+
+    def cursor(self) -> SparkEngine:
+        if self.shared.spark is None:
+            _ = self.spark  # one session for all threads: open it before they race
+        return SparkEngine(self.shared, self.state.cursor(), root_handle=False)
+
+    def interrupt(self) -> None:
+        if self.shared.spark is not None:
+            try:
+                self.shared.spark.interruptAll()
+            except Exception:  # noqa: BLE001 - best effort while stopping
+                pass
+
+    # DDL
+    def create_schema(self, schema: str) -> None:
+        self._sql(f"create schema if not exists {q(None, schema)}")
+
+    def staging_relation(self, schema: str, identifier: str, run_id: str) -> str:
+        physical = versions.version_name(identifier, run_id)
+        return f'"{schema}"."{physical}"'
+
+    def create_table_as(self, relation: str, sql: str) -> int | None:
+        schema, name = split(relation)
+        self._sql(f"create table {q(schema, name)} using parquet as\n{self._spark_sql(sql)}")
+        self._built(schema, name)
+        return None
+
+    def _built(self, schema: str | None, name: str) -> None:
+        if self._unit is not None:
+            self._unit.built.append((schema or self.shared.warehouse.schema, name))
+
+    def create_view_as(self, relation: str, sql: str) -> None:
+        schema, name = split(relation)
+        schema = schema or self.shared.warehouse.schema
+        record = versions.read_one(self.state, schema, name)
+        self._switch_view(schema, name, self._spark_sql(sql), exists=record is not None)
+        self._begin()
+        versions.write(self.state, versions.Published(schema, name, "view"))
+        if record is not None and record.kind == "table":
+            self._superseded(schema, record.physical, record.previous)
+
+    def _switch_view(self, schema: str, name: str, body: str, *, exists: bool) -> None:
+        """ALTER VIEW when the name exists, CREATE VIEW the first time (never create-or-replace:
+        it drops, then creates, and a reader in between fails)."""
+        target = q(schema, name)
+        if exists:
+            self._sql(f"alter view {target} as {body}")
+            return
+        try:
+            self._sql(f"create view {target} as {body}")
+        except EngineError as exc:
+            if "already exists" not in str(exc).lower() and "ALREADY_EXISTS" not in str(exc):
+                raise
+            self._sql(f"alter view {target} as {body}")
+
+    def _superseded(self, schema: str, *physicals: str | None) -> None:
+        for physical in physicals:
+            if physical and self._unit is not None:
+                self._unit.superseded.append((schema, physical))
+
+    def publish(
+        self, staging: str, live: str, schema: str, identifier: str, existing: str | None
+    ) -> None:
+        _s, physical = split(staging)
+        record = versions.read_one(self.state, schema, identifier)
+        previous = record.physical if record is not None and record.kind == "table" else None
+        versions.add_intent(self.shared.journal, schema, identifier, physical, previous)
+        if record is not None and record.kind == "table":
+            self._switch_view(
+                schema, identifier, f"select * from {q(schema, physical)}", exists=True
+            )
+        else:
+            if record is None and existing == "table":
+                self._drop_quietly(q(schema, identifier), "table")
+            self._switch_view(
+                schema,
+                identifier,
+                f"select * from {q(schema, physical)}",
+                exists=record is not None,
+            )
+        assert self._unit is not None, "publish runs inside transaction()"
+        self._unit.swapped.append((schema, identifier, physical))
+        self._begin()
+        versions.write(
+            self.state, versions.Published(schema, identifier, "table", physical, previous)
+        )
+        if record is not None:
+            self._superseded(schema, record.previous)
+
+    def localize(self, sql: str, name: str) -> str:
+        """Run ``sql`` on Spark and copy its rows into a temporary table of the local state
+        connection (activation diffs them against what was delivered, kept there)."""
+        try:
+            table = self._sql(self._spark_sql(sql)).toArrow()
+        except CadenceError:
+            raise
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise _engine_error(exc, self.shared.warehouse) from None
+        local = "_cadence_local_" + re.sub(r"\W", "_", name).lower()
+        self.state.con.register(f"{local}_arrow", table)
+        try:
+            self.state.execute(
+                f'create or replace temp table "{local}" as select * from "{local}_arrow"'
+            )
+        finally:
+            self.state.con.unregister(f"{local}_arrow")
+        return f'"{local}"'
+
+    def append(self, live: str, staging: str, unique_key: Sequence[str], run_id: str) -> None:
+        from cadence.engines.spark_incremental import append
+
+        append(self, live, staging, tuple(unique_key), run_id)
+
+    def drop(self, relation: str, kind: str) -> None:
+        schema, name = split(relation)
+        schema = schema or self.shared.warehouse.schema
+        record = versions.read_one(self.state, schema, name)
+        if record is None:
+            self._sql(f"drop {'view' if kind == 'view' else 'table'} if exists {q(schema, name)}")
+            return
+        self._sql(f"drop view if exists {q(schema, name)}")
+        self._begin()
+        versions.remove(self.state, schema, name)
+        self._superseded(schema, record.physical, record.previous)
+
+    def _drop_quietly(self, relation: str, kind: str) -> None:
+        try:
+            self._sql(f"drop {kind} if exists {relation}")
+        except EngineError:
+            pass  # an orphan now; the next run's cleanup drops it
+
+    def rename(self, relation: str, new_identifier: str) -> None:
+        schema, _name = split(relation)
+        self._sql(f"alter table {q(schema, _name)} rename to {q(schema, new_identifier)}")
+
+    def insert_into(self, relation: str, sql: str) -> None:
+        schema, name = split(relation)
+        self._sql(f"insert into {q(schema, name)} {self._spark_sql(sql)}")
+
+    def delete_matching(self, relation: str, source: str, keys: Sequence[str]) -> None:
+        raise EngineError("DELETE is not supported on parquet tables; cadence appends instead")
+
+    def load_csv(
+        self,
+        relation: str,
+        path: str,
+        column_types: dict[str, str],
+        delimiter: str | None = None,
+    ) -> None:
+        schema, name = split(relation)
+        frame = self._frame_of_file(path, column_types, delimiter)
+        try:
+            frame.write.format("parquet").saveAsTable(f"{q(schema, name)}")
+        except Exception as exc:
+            raise _engine_error(exc, self.shared.warehouse) from None
+        self._built(schema, name)
+
+    def row_count(self, relation: str) -> int:
+        schema, name = split(relation)
+        return int(self._collect(f"select count(*) from {q(schema, name)}")[0][0])
+
+    # -- recovery and mirror -------------------------------------------------------------
+    def _reconcile(self) -> None:
+        """Swaps announced but not recorded (killed between ALTER VIEW and the state record):
+        keep what the live view points at, and record it; drop the version it does not."""
+        pending = versions.open_intents(self.state)
+        if not pending:
+            return
+        self._reconciling = True  # no orphan cleanup before every intent is settled
+        try:
+            self._settle(pending)
+        finally:
+            self._reconciling = False
+        self._drop_orphans()
+
+    def _settle(self, pending: list[tuple[str, str, str, str | None]]) -> None:
+        for schema, name, physical, previous in pending:
+            target = self.view_target(schema, name)
+            if target is not None and target.lower() == physical.lower():
+                record = versions.read_one(self.state, schema, name)
+                layout = record.layout if record is not None else "plain"
+                versions.write(
+                    self.state,
+                    versions.Published(schema, name, "table", physical, previous, layout),
+                )
+            else:
+                self._drop_quietly(q(schema, physical), "table")
+            versions.clear_intent(self.state, schema, name, physical)
+
+    def view_target(self, schema: str, name: str) -> str | None:
+        """The physical table a live view selects from (None: no such view)."""
+        try:
+            rows = self._collect(f"describe table extended {q(schema, name)}")
+        except EngineError:
+            return None
+        text = next((str(r[1]) for r in rows if r[0] == "View Text"), "")
+        match = re.search(r"from\s+`?[^`\s.]+`?\.`?([^`\s]+?)`?(?:\s|$)", text, re.I)
+        return match.group(1) if match else None
+
+    def _drop_orphans(self) -> None:
+        records = versions.read_all(self.state)
+        announced = {(r[0], r[2]) for r in versions.open_intents(self.state)}
+        schemas = sorted({r.schema for r in records.values()} | {self.shared.warehouse.schema})
+        tables: list[tuple[str, str]] = []
+        for schema in schemas:
+            try:
+                rows = self._collect(f"show tables in {q(None, schema)}")
+            except EngineError:
+                continue
+            tables += [(schema, str(r[1])) for r in rows if not r[2]]
+        for schema, table in versions.orphans(tables, records):
+            if (schema, table) in announced:
+                continue  # its swap may have happened: the next run settles it first
+            self._drop_quietly(q(schema, table), "table")
+
+    def _mirror(self) -> None:
+        """Copy the state tables into Spark's ``_cadence`` schema (a mirror: the local file is
+        authoritative), each published like a model: new version, ALTER VIEW, drop the old."""
+        from cadence.engines.spark_incremental import mirror
+
+        mirror(self, MIRRORED)
+
+
+def _connect(warehouse: WarehouseConfig, root: Path) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pyspark.sql import SparkSession
+    except ImportError:
+        raise CadenceError(
+            "engine spark needs pyspark, which is not installed",
+            file="cadence.yml",
+            hint="pip install 'cadence[spark]'",
+        ) from None
+    for noisy in ("pyspark", "SQLQueryContextLogger", "py4j"):
+        # pyspark logs every failed query as JSON on stderr; cadence reports errors itself
+        logging.getLogger(noisy).setLevel(logging.CRITICAL + 1)
+    conf: dict[str, str] = {"spark.sql.session.timeZone": "UTC"}
+    conf.update({str(k): str(v) for k, v in warehouse.settings.items()})
+    if warehouse.connect_url:
+        url = warehouse.connect_url
+        _reachable(url)
+        builder = SparkSession.builder.remote(url)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                spark = builder.getOrCreate()
+            for key, value in conf.items():
+                spark.conf.set(key, value)
+        except Exception as exc:
+            raise _engine_error(exc, warehouse) from None
+    else:
+        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+            raise CadenceError(
+                "engine spark with 'master' needs a Java runtime, and none was found",
+                file="cadence.yml",
+                hint="install a JDK 17 (Debian: apt-get install openjdk-17-jre-headless) "
+                "or point 'remote' at a Spark Connect server",
+            )
+        builder = SparkSession.builder.master(str(warehouse.master)).enableHiveSupport()
+        builder = builder.config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
+        builder = builder.config(
+            "spark.driver.extraJavaOptions", f"-Dderby.system.home={root / 'spark-metastore'}"
+        )
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        try:
+            spark = builder.getOrCreate()
+        except Exception as exc:
+            raise _engine_error(exc, warehouse) from None
+    if warehouse.catalog:
+        try:
+            spark.catalog.setCurrentCatalog(warehouse.catalog)
+        except Exception as exc:
+            raise _engine_error(exc, warehouse) from None
+    return spark
+
+
+def _reachable(url: str) -> None:
+    parsed = urlparse(url.replace("sc://", "http://", 1))
+    host, port = parsed.hostname or "localhost", parsed.port or 15002
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        raise CadenceError(
+            f"cannot reach the Spark Connect server at {host}:{port} ({exc.strerror or exc})",
+            file="cadence.yml",
+            hint="start it (pyspark's sbin/start-connect-server.sh) or fix warehouse.remote",
+        ) from None
+
+
+def _engine_error(exc: BaseException, warehouse: WarehouseConfig) -> Exception:
+    text = str(exc)
+    if "XSDB6" in text or "Another instance of Derby" in text:
+        return CadenceError(
+            "the Spark metastore is already booted by another JVM (embedded Derby admits one)",
+            file="cadence.yml",
+            hint="share one Spark Connect server (warehouse.remote) instead of local sessions",
+        )
+    if "UNAVAILABLE" in text or "Connection refused" in text or "failed to connect" in text:
+        return CadenceError(
+            f"lost the Spark Connect server at {warehouse.connect_url}: {_first_line(exc)}",
+            file="cadence.yml",
+            hint="check that the server is running and reachable",
+        )
+    return EngineError(_first_line(exc))
+
+
+__all__ = ["SparkEngine", "q", "spark_type", "split"]
