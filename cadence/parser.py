@@ -160,24 +160,7 @@ def parse_project(
 
     yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
     sources = parse_sources(yaml_sources, files, errors)
-    source_index = {(s.source_name, s.table): s for s in sources}
-
-    def resolve_source(source_name: str, table: str) -> Relation:
-        found = source_index.get((source_name, table))
-        if found is None:
-            state_file = ""
-            names = [f"{a}.{b}" for a, b in source_index]
-            guess = did_you_mean(f"{source_name}.{table}", names)
-            raise CadenceError(
-                f"unknown source '{source_name}.{table}'",
-                file=state_file or None,
-                hint=(
-                    f"did you mean '{guess}'?"
-                    if guess
-                    else "declare it under sources: in a YAML file beside your models"
-                ),
-            )
-        return Relation(source_name, table, found.relation)
+    env.set_sources((s.source_name, s.table, s.relation) for s in sources)
 
     seeds = parse_seeds(files, yaml_seeds, errors)
     seen: dict[str, str] = {s.name: s.path for s in seeds}
@@ -219,9 +202,7 @@ def parse_project(
             return cached, []
         local = ErrorCollector()
         try:
-            return _parse_model(
-                source_file, name, yaml_entry, config, env, resolve_source, local
-            ), local.errors
+            return _parse_model(source_file, name, yaml_entry, config, env, local), local.errors
         except CadenceError as exc:
             return None, [*local.errors, exc]
 
@@ -254,7 +235,7 @@ def parse_project(
         )
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
-    tests.extend(_parse_singular_tests(files.tests, env, resolve_source, errors))
+    tests.extend(_parse_singular_tests(files.tests, env, errors))
     errors.finish(errors_out)
     return ParsedProject(
         config=config,
@@ -367,7 +348,6 @@ def _parse_model(
     yaml_entry: YamlModel | None,
     config: ProjectConfig,
     env: ModelEnvironment,
-    resolve_source: Any,
     errors: ErrorCollector,
 ) -> Model | None:
     from cadence.rendering import RenderState
@@ -415,10 +395,8 @@ def _parse_model(
             if isinstance(c, dict)
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
-    state = RenderState(file=source_file.path, resolve_source=resolve_source)
-    state.this = Relation(
-        config.warehouse.schema, name, relation_sql(config.warehouse.schema, name)
-    )
+    guess = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
+    state = RenderState(file=source_file.path, this=guess)
     rendered = env.render(source_file.text, state)
     config_line = _first_line(source_file.text, r"config\s*\(")
     layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
@@ -431,12 +409,17 @@ def _parse_model(
     schema = merged.schema or config.warehouse.schema
     identifier = merged.alias or name
     relation = relation_sql(schema, identifier)
+    if relation != guess.rendered and state.this_used:
+        # config() set schema/alias: `this` must name the model's real relation, as it does
+        # when the model is rendered again per run
+        again = RenderState(file=source_file.path, this=Relation(schema, identifier, relation))
+        rendered = env.render(source_file.text, again)
     refs = list(state.refs)
     sources = list(state.sources)
     per_run = state.per_run
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
-        inc = RenderState(file=source_file.path, resolve_source=resolve_source, incremental=True)
+        inc = RenderState(file=source_file.path, incremental=True)
         inc.this = Relation(schema, identifier, relation)
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]
@@ -498,14 +481,13 @@ def _ref_position(text: str, name: str) -> tuple[int, int]:
 def _parse_singular_tests(
     test_files: tuple[SourceFile, ...],
     env: ModelEnvironment,
-    resolve_source: Any,
     errors: ErrorCollector,
 ) -> list[DataTest]:
     from cadence.rendering import RenderState
 
     out = []
     for f in test_files:
-        state = RenderState(file=f.path, resolve_source=resolve_source)
+        state = RenderState(file=f.path)
         try:
             sql = env.render(f.text, state)
         except CadenceError as exc:
