@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadence.config import ConfigLayer, ModelConfig, merge_config
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
-from cadence.loader import ProjectConfig, ProjectFiles, SourceFile
+from cadence.loader import ProjectConfig, ProjectFiles, SourceFile, env_digest
 from cadence.relations import Relation, relation_sql
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Model:
     digest: str
     description: str = ""
     columns: tuple[Column, ...] = ()
-    env_vars: tuple[tuple[str, str | None], ...] = ()  # (name, value when rendered)
+    env_vars: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest when rendered)
 
     @property
     def materialized(self) -> str:
@@ -189,7 +189,7 @@ def parse_project(
         if model is not None and (
             model.name != name
             or model.path != source_file.path
-            or any(os.environ.get(k) != v for k, v in model.env_vars)
+            or any(env_digest(os.environ.get(k)) != v for k, v in model.env_vars)
         ):
             model = None
         work.append((source_file, name, yaml_entry, key, model))
@@ -441,7 +441,7 @@ def _parse_model(
         digest=source_file.digest,
         description=description,
         columns=columns,
-        env_vars=tuple(sorted(state.env_vars.items())),
+        env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
     )
 
 
