@@ -88,9 +88,10 @@ def _unchanged(root: Path, cached: Manifest, paths: tuple[str, ...]) -> bytes | 
     if len(paths) != len(digests):
         return None
     config = b""
+    base = str(root) + os.sep
     for path in paths:
         try:
-            with open(root / path, "rb") as fh:
+            with open(base + path, "rb") as fh:
                 data = fh.read()
         except OSError:
             return None
