@@ -1,17 +1,38 @@
-"""Files cadence writes under target/: compiled SQL and run results.
+"""Files cadence writes: compiled SQL and run results under target/, and the one helper every
+writer uses (the manifest cache, the lock, exports): owner-only, atomic writes.
 
-Input: compiled models and run results -> output: files under ``target/``. Each file is written
-to a temporary name and renamed, so a reader never sees half a file.
+Input: bytes or text and a path -> output: the file, complete. Invariants, whatever the umask:
+- files are 0600 and folders cadence creates are 0700 (they hold customer data); ``target/``
+  itself is made 0700, and what an older version left readable in it is tightened once;
+- a file is written to a temporary name beside it, fsynced, then renamed over the old one: a
+  reader (or a crash, kill -9 included) sees the old file or the new one, never half of one;
+  a failed write removes its temporary file (what every run rewrites -- compiled SQL, run
+  results -- is renamed into place but not fsynced);
+- a write that fails raises ``CadenceError`` naming the file (relative to the project when
+  known) and the cause; disk full says so.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cadence.errors import CadenceError
+
 TARGET = "target"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+PRIVATE_UMASK = 0o077
+
+_tightened: set[str] = set()  # target/ folders made private in this process
+_tightening = threading.Lock()
 
 
 def target_dir(root: Path) -> Path:
@@ -23,35 +44,154 @@ def compiled_path(model_path: str) -> str:
     return f"{TARGET}/compiled/{model_path}"
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name and rename; on any failure (a full disk) the temporary file
-    is removed and the old file stays as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files created meanwhile -- by DuckDB too (warehouse, .wal, spill files) -- are owner-only.
+    The umask is per process: library callers get this around every writing call; the CLI sets
+    it once at entry."""
+    previous = os.umask(PRIVATE_UMASK)
+    os.umask(previous | PRIVATE_UMASK)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        yield
+    finally:
+        os.umask(previous)
+
+
+def write_error(path: Path, exc: OSError, root: Path | None = None) -> CadenceError:
+    """The CadenceError for a failed write of ``path``."""
+    where = _shown(path, root)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return CadenceError(
+            f"disk full: cannot write {where}",
+            file=where,
+            hint="free space on that disk; nothing half-written was kept",
+        )
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) or isinstance(exc, NotADirectoryError):
+        return CadenceError(
+            f"cannot write {where}: a file is in the way of a folder ({exc.strerror})",
+            file=where,
+            hint="move that file away (cadence keeps its artifacts in the folder target/)",
+        )
+    return CadenceError(
+        f"cannot write {where}: {exc.strerror}",
+        file=where,
+        hint="make the folder writable for the user that runs cadence",
+    )
+
+
+def _shown(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def private_dir(path: Path, root: Path | None = None) -> Path:
+    """``mkdir -p path``: every folder created is 0700."""
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    try:
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder, DIR_MODE)
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue
+            os.chmod(folder, DIR_MODE)  # the umask may have taken bits off; never adds any
+    except OSError as exc:
+        raise write_error(path, exc, root) from None
+    return path
+
+
+def tighten_target(root: Path) -> Path:
+    """Make ``target/`` 0700, and once per process everything in it owner-only (a target/
+    written before cadence did this, or copied in, may hold 0644 files)."""
+    target = target_dir(root)
+    private_dir(target, root)
+    key = str(target)
+    if key in _tightened:
+        return target
+    with _tightening:
+        try:
+            if stat.S_IMODE(os.stat(target).st_mode) != DIR_MODE:
+                os.chmod(target, DIR_MODE)
+                for dirpath, dirnames, filenames in os.walk(target):
+                    for d in dirnames:
+                        _chmod_quietly(os.path.join(dirpath, d), DIR_MODE)
+                    for f in filenames:
+                        _chmod_quietly(os.path.join(dirpath, f), FILE_MODE)
+        except OSError as exc:
+            raise write_error(target, exc, root) from None
+        _tightened.add(key)
+    return target
+
+
+def _chmod_quietly(path: str, mode: int) -> None:
+    try:
+        if not os.path.islink(path):
+            os.chmod(path, mode)
+    except OSError:
+        pass
+
+
+def make_private(path: Path) -> None:
+    """Owner-only an existing file (a warehouse or .wal DuckDB created); absent is fine."""
+    try:
+        if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+            os.chmod(path, FILE_MODE)
+    except FileNotFoundError:
+        pass
+
+
+def write_bytes(path: Path, data: bytes, root: Path | None = None, *, durable: bool = True) -> Path:
+    """Owner-only atomic write (module invariants). Folders are created 0700. ``durable=False``
+    skips the fsync, for files rebuilt on every run (compiled SQL): still atomic, not flushed."""
+    private_dir(path.parent, root)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:  # an interrupt too: never leave the temporary file behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise write_error(path, exc, root) from None
         raise
+    return path
+
+
+def write_text(path: Path, text: str, root: Path | None = None, *, durable: bool = True) -> Path:
+    return write_bytes(path, text.encode("utf-8"), root, durable=durable)
 
 
 def write_compiled(root: Path, model_path: str, sql: str) -> str:
     rel = compiled_path(model_path)
-    write_text(root / rel, sql if sql.endswith("\n") else sql + "\n")
+    tighten_target(root)
+    write_text(root / rel, sql if sql.endswith("\n") else sql + "\n", root, durable=False)
     return rel
 
 
 def write_json(root: Path, name: str, data: Any) -> Path:
-    path = target_dir(root) / name
+    path = tighten_target(root) / name
     # no indent: only then does json use its C encoder (run results of 10,000 models)
-    write_text(path, json.dumps(data, default=str, separators=(",", ":")) + "\n")
-    return path
+    text = json.dumps(data, default=str, separators=(",", ":")) + "\n"
+    return write_text(path, text, root, durable=False)  # rewritten by every run, cron's too

@@ -54,9 +54,15 @@ class ModelCadence:
         return self.ticks.describe()
 
     def provenance(self) -> str:
+        """Where the ticks come from; ``on demand`` is never listed as a source of ticks."""
         if not self.origins:
             return "no cadence: not fed to any channel and no explicit cadence"
-        return "; ".join(o.describe() for o in self.origins)
+        ticking = [o for o in self.origins if not o.schedule.on_demand]
+        if not ticking:
+            via = next((o.via for o in self.origins if o.via), ())
+            where = " of " + " -> ".join(via) if via else ""
+            return f"no ticks: explicit cadence 'on demand'{where}"
+        return "; ".join(o.describe() for o in ticking)
 
 
 @dataclass(frozen=True)

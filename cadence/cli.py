@@ -89,18 +89,40 @@ def _load(project_dir: Path | None) -> Any:
     return Project.load(project_dir or Path.cwd())
 
 
-def _at(project: Any, at: str | None) -> dt.datetime:
+def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.datetime:
     from cadence.project import parse_at
 
-    return parse_at(at, project.tz) if at else _now().astimezone(project.tz)
+    return parse_at(at, project.tz) if at else (wall or _now()).astimezone(project.tz)
+
+
+def _state(project: Any) -> Any:
+    """State for a read-only command; when it comes from the snapshot (a run holds the
+    warehouse), say so and as of when, on stderr (JSON on stdout stays parseable)."""
+    from cadence.due import fmt
+
+    state = project.read_state()
+    if state.as_of is not None:
+        click.echo(
+            f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} "
+            "(target/state_snapshot.json)",
+            err=True,
+        )
+    return state
 
 
 def _selection(
-    select: tuple[str, ...], exclude: tuple[str, ...] = (), channel: tuple[str, ...] = ()
+    project: Any,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
+    channel: tuple[str, ...] = (),
 ) -> Any:
+    """The selection, warning (stderr, exit unchanged) about terms that match nothing."""
     from cadence.project import Selection
 
-    return Selection(tuple(select), tuple(exclude), tuple(channel))
+    selection = Selection(tuple(select), tuple(exclude), tuple(channel))
+    for warning in project.selection_warnings(selection):
+        click.echo(warning.render(), err=True)
+    return selection
 
 
 select_option = click.option(
@@ -126,6 +148,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.version_option(version=__version__, prog_name="cadence")
 def main() -> None:
     """cadence: refresh customer segments at the speed each channel needs."""
+    import os
+
+    os.umask(os.umask(0o077) | 0o077)  # whatever cadence (and DuckDB) creates is owner-only
 
 
 @main.command()
@@ -183,13 +208,14 @@ def run(
     from cadence import output
 
     project = _load(project_dir)
-    now = _at(project, at)
+    wall = _now()
+    now = _at(project, at, wall)
     _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(
             now,
-            _selection(select, exclude, channel),
+            _selection(project, select, exclude, channel),
             due_only=due,
             full_refresh=full_refresh,
             retry_failed=retry_failed,
@@ -198,6 +224,7 @@ def run(
             wait_s=wait_s,
             threads=threads,
             replay=at is not None,
+            started=wall.astimezone(project.tz),
         )
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
@@ -206,6 +233,105 @@ def run(
         output.render_plan(result, project, as_json=as_json)
         return
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
+    if not due or any(r.status != "skipped" for r in result.results):
+        # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
+        for warning in project.parsed.warnings:
+            click.echo(warning.render(), err=True)
+    if not result.ok:
+        raise Failed()
+
+
+def _render_deliveries(report: Any, as_json: bool) -> None:
+    if report is None or not report.deliveries:
+        return
+    from cadence.activation.render import delivery_lines
+
+    if as_json:
+        click.echo(json.dumps({"deliveries": [d.to_json() for d in report.deliveries]}))
+        return
+    for line in delivery_lines(report):
+        click.echo(line, err=line.startswith("error:"))
+
+
+@main.command()
+@click.argument("segment")
+@click.option("--changes", is_flag=True, help="Show who entered and exited, oldest first.")
+@click.option(
+    "--since", default=None, metavar="TIMESTAMP", help="With --changes: only changes from T on."
+)
+@json_option
+@command
+def members(
+    segment: str, changes: bool, since: str | None, as_json: bool, project_dir: Path | None
+) -> None:
+    """Current members of SEGMENT (its keys), or with --changes its history."""
+    from cadence.activation.render import member_lines, members_json
+    from cadence.project import parse_at
+
+    project = _load(project_dir)
+    when = parse_at(since, project.tz) if since else None
+    found = project.members(segment, changes=changes or since is not None, since=when)
+    if as_json:
+        click.echo(json.dumps(members_json(found), indent=2))
+        return
+    for line in member_lines(found, project.tz):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--channel", multiple=True, help="Only this channel (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be delivered; move nothing.")
+@click.option(
+    "--rebaseline", is_flag=True, help="Send the full audience, flagged replace (needs --channel)."
+)
+@click.option("--force", is_flag=True, help="Deliver even when max_change would hold it back.")
+@at_option
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    metavar="S",
+    help="If a run holds the project, wait up to S seconds.",
+)
+@json_option
+@command
+def export(
+    channel: tuple[str, ...],
+    dry_run: bool,
+    rebaseline: bool,
+    force: bool,
+    at: str | None,
+    wait_s: float,
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
+    """Deliver pending changes of each channel's segments, without building."""
+    from cadence.activation.render import preview_lines
+
+    project = _load(project_dir)
+    try:
+        result = project.export(
+            _at(project, at),
+            channel,
+            dry_run=dry_run,
+            rebaseline=rebaseline,
+            force=force,
+            wait_s=wait_s,
+        )
+    except LockHeld as exc:
+        click.echo(exc.render(), err=True)
+        return
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps({"preview": [r.to_json() for r in result]}, indent=2))
+        else:
+            click.echo("\n".join(preview_lines(result)))
+        return
+    if not result.deliveries and not as_json:
+        click.echo("no channel with an export to deliver")
+    _render_deliveries(result, as_json)
     if not result.ok:
         raise Failed()
 
@@ -227,19 +353,21 @@ def plan(
 ) -> None:
     """What would run now and why, and what each cadence costs per day."""
     from cadence import output
-    from cadence.reports import cost_report, parse_horizon
+    from cadence.reports import parse_horizon
+    from cadence.review.cost import project_cost
 
-    parse_horizon(horizon)  # validate before printing anything
+    span = parse_horizon(horizon)  # validate before printing anything
     project = _load(project_dir)
     now = _at(project, at)
-    state = project.read_state()
-    the_plan = project.plan(now, _selection(select, exclude), due_only=True, state=state)
+    state = _state(project)
+    the_plan = project.plan(now, _selection(project, select, exclude), due_only=True, state=state)
+    cost = project_cost(project, state, now, span, horizon)
     if as_json:
-        click.echo(json.dumps(output.plan_json(the_plan, project), indent=2))
+        click.echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
         return
     output.render_plan(the_plan, project, as_json=False)
     click.echo("")
-    click.echo(output.render_cost(cost_report(project, state, now, horizon)))
+    click.echo(output.render_cost(cost))
 
 
 @main.command()
@@ -252,8 +380,15 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     from cadence.reports import status_report
 
     project = _load(project_dir)
-    rows = status_report(project, project.read_state(), _at(project, at))
-    click.echo(json.dumps(rows, indent=2, default=str) if as_json else output.render_status(rows))
+    rows = status_report(project, _state(project), _at(project, at))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from cadence.activation.render import status_lines
+
+    click.echo(output.render_status(rows))
+    for line in status_lines(project.delivery_status(), project.tz):
+        click.echo(line)
 
 
 @main.command()
@@ -266,7 +401,7 @@ def explain(model: str, at: str | None, project_dir: Path | None) -> None:
 
     project = _load(project_dir)
     project.check_model(model)
-    click.echo(explain_model(project, project.read_state(), _at(project, at), model))
+    click.echo(explain_model(project, _state(project), _at(project, at), model))
 
 
 @main.command(name="ls")
@@ -281,8 +416,10 @@ def ls_(
     from cadence import output
 
     project = _load(project_dir)
-    chosen = project.selected(_selection(select, exclude), None, _now())
-    click.echo(output.render_ls(project, chosen, as_json))
+    chosen = project.selected(_selection(project, select, exclude), None, _now())
+    text = output.render_ls(project, chosen, as_json)
+    if text:
+        click.echo(text)
 
 
 @main.command(name="compile")
@@ -295,7 +432,7 @@ def compile_(
 ) -> None:
     """Write each model's rendered SQL under target/compiled/ for review."""
     project = _load(project_dir)
-    for name, path in project.compile(_at(project, at), _selection(select, exclude)):
+    for name, path in project.compile(_at(project, at), _selection(project, select, exclude)):
         click.echo(f"{name}: {path}")
 
 
@@ -312,7 +449,7 @@ def test(
     from cadence.testing import run_tests
 
     project = _load(project_dir)
-    outcomes = run_tests(project, _selection(select, exclude), _now())
+    outcomes = run_tests(project, _selection(project, select, exclude), _now())
     click.echo(output.render_tests(outcomes, as_json))
     if any(o.status in ("fail", "error") for o in outcomes):
         raise Failed()
@@ -329,8 +466,15 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 
     project = _load(project_dir)
     renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
-    result = project.seed(_at(project, at), _selection(select), on_event=renderer.event)
+    wall = _now()
+    result = project.seed(
+        _at(project, at, wall),
+        _selection(project, select),
+        on_event=renderer.event,
+        started=wall.astimezone(project.tz),
+    )
     renderer.finish(result)
+    _render_deliveries(result.deliveries, as_json)
     if not result.ok:
         raise Failed()
 
@@ -339,16 +483,100 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @command
 def lint(strict: bool, project_dir: Path | None) -> None:
-    """Check the project for problems and risky patterns."""
-    from cadence.reports import lint_project
+    """Check the project for problems and risky patterns (exit 1 on errors; --strict: warnings)."""
+    from cadence.errors import ProjectErrors
+    from cadence.review.lint import lint as lint_rules
 
-    project = _load(project_dir)
-    warnings = lint_project(project)
+    try:
+        project = _load(project_dir)
+    except ProjectErrors as exc:  # every project error, then exit 1 (SPEC §10)
+        click.echo(exc.render())
+        raise Failed() from None
+    warnings = lint_rules(project, _history(project))
     for w in warnings:
         click.echo(w.render())
     click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")
     if strict and warnings:
         raise Failed()
+
+
+@main.command()
+@click.argument("git_ref", required=False, default=None)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown: a block for a pull request comment.",
+)
+@json_option
+@click.option(
+    "--fail-on-cost-increase",
+    "fail_pct",
+    type=float,
+    default=None,
+    metavar="PCT",
+    help="Exit 1 when the total cost per day grows by more than PCT percent.",
+)
+@at_option
+@click.option("--horizon", default="24h", show_default=True, help="Window for builds/day and cost.")
+@command
+def diff(
+    git_ref: str | None,
+    fmt: str,
+    as_json: bool,
+    fail_pct: float | None,
+    at: str | None,
+    horizon: str,
+    project_dir: Path | None,
+) -> None:
+    """Models, channels and cost per day a change affects, against GIT_REF (default: the merge
+    base with the default branch)."""
+    from cadence.reports import parse_horizon
+    from cadence.review.diff import diff_project
+    from cadence.review.render import diff_json, diff_markdown, diff_text
+
+    span = parse_horizon(horizon)
+    project = _load(project_dir)
+    report = diff_project(project, _history(project), git_ref, _at(project, at), span, horizon)
+    if as_json:
+        click.echo(json.dumps(diff_json(report), indent=2))
+    else:
+        click.echo(diff_markdown(report) if fmt == "markdown" else diff_text(report), nl=False)
+        if fmt != "markdown":
+            click.echo("")
+    if fail_pct is not None and report.cost_increase_pct() > fail_pct:
+        click.echo(f"cost per day grows by more than {fail_pct:g}%", err=True)
+        raise Failed()
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the site (default: target/docs).",
+)
+@at_option
+@command
+def docs(out: Path | None, at: str | None, project_dir: Path | None) -> None:
+    """Write a static docs site: lineage graph, refresh timelines, a page per model."""
+    from cadence.review.site import build_docs
+
+    project = _load(project_dir)
+    result = build_docs(project, out.resolve() if out else None, _at(project, at))
+    click.echo(f"wrote {result.models} model pages; open {result.index}")
+
+
+def _history(project: Any) -> Any:
+    """Recorded builds for durations; none while a run holds the warehouse ("no history")."""
+    from cadence.state import StateSnapshot
+
+    try:
+        return project.read_state()
+    except CadenceError:
+        return StateSnapshot()
 
 
 if __name__ == "__main__":  # pragma: no cover

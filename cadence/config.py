@@ -138,6 +138,38 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return (str(value),)
 
 
+HOLDOUT_KEYS = ("percent", "salt")
+
+
+def _check_holdout(value: Any, bad: Any) -> dict[str, Any] | None:
+    """``holdout: {percent: 0-100, salt: text}``; returns the validated mapping or None."""
+    hint = "write holdout: {percent: 10, salt: spring_test}"
+    if not isinstance(value, dict):
+        bad("holdout must be a mapping", hint)
+        return None
+    unknown = [k for k in value if k not in HOLDOUT_KEYS]
+    if unknown:
+        guess = did_you_mean(str(unknown[0]), HOLDOUT_KEYS)
+        bad(
+            f"unknown holdout key '{unknown[0]}'",
+            f"did you mean '{guess}'?" if guess else "holdout keys: percent, salt",
+        )
+        return None
+    percent = value.get("percent")
+    if (
+        isinstance(percent, bool)
+        or not isinstance(percent, (int, float))
+        or not (0 <= percent <= 100)
+    ):
+        bad(f"holdout percent must be a number from 0 to 100, got {percent!r}", hint)
+        return None
+    salt = value.get("salt", "")
+    if not isinstance(salt, (str, int)):
+        bad(f"holdout salt must be text, got {salt!r}", hint)
+        return None
+    return {"percent": percent, "salt": str(salt)}
+
+
 def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> ModelConfig:
     """Merge layers, later wins (tags accumulate as in dbt); type-check each value."""
     merged: dict[str, Any] = {}
@@ -185,9 +217,8 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         bad("channels", "channels must be a list of channel names", "write channels: [email, ads]")
         channels = None
     holdout = merged.get("holdout")
-    if holdout is not None and not isinstance(holdout, dict):
-        bad("holdout", "holdout must be a mapping", "write holdout: {percent: 10, salt: x}")
-        holdout = None
+    if holdout is not None:
+        holdout = _check_holdout(holdout, lambda m, h: bad("holdout", m, h))
     cadence_value = optional_str("cadence")
     extra = {k: v for k, v in merged.items() if k not in MODEL_CONFIG_KEYS}
     return ModelConfig(
@@ -209,3 +240,12 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         },
         extra=extra,
     )
+
+
+# passthrough keys that only describe (documentation, ownership): accepted without a warning
+DESCRIPTIVE_KEYS = frozenset(("meta", "docs", "group", "access", "labels", "unique_id"))
+
+
+def unsupported_keys(config: ModelConfig) -> list[str]:
+    """dbt config keys a model sets that cadence accepts but does not act on (warned)."""
+    return sorted(k for k in config.extra if k in ALL_MODEL_KEYS and k not in DESCRIPTIVE_KEYS)

@@ -85,6 +85,14 @@ def build_dag(project: ParsedProject, errors_out: list[CadenceError] | None = No
                     errors.add(_unknown_ref(ref, names, paths, model.path, line, column))
                 continue
             graph.add_edge(ref, model.name)
+    # a source declared over a seed's table (dbt projects do this) reads the seed: load it first
+    seed_by_relation = {seed.relation: seed.name for seed in project.seeds}
+    source_relation = {(s.source_name, s.table): s.relation for s in project.sources}
+    for model in project.models:
+        for key in model.sources:
+            seed_name = seed_by_relation.get(source_relation.get(key, ""))
+            if seed_name is not None:
+                graph.add_edge(seed_name, model.name)
     for test in project.tests:
         for ref in test.refs:
             if ref not in kinds:

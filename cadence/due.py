@@ -30,6 +30,8 @@ class Decision:
     tick: dt.datetime | None = None
     pulled_by: str | None = None
     next_retry: dt.datetime | None = None
+    # skipped by refresh: on_new_data (nothing new upstream): its relation is current
+    current: bool = False
 
     @property
     def builds(self) -> bool:
@@ -56,7 +58,15 @@ class Plan:
 def fmt(t: dt.datetime | None, tz: ZoneInfo) -> str:
     if t is None:
         return "never"
-    return t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    return real_instant(t).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def real_instant(t: dt.datetime) -> dt.datetime:
+    """The same instant with a wall time that exists: a time in a spring-forward gap
+    (``02:30 EST`` on the night clocks jump to 03:00 EDT) becomes ``03:30 EDT``."""
+    if t.tzinfo is None:
+        return t
+    return t.astimezone(dt.timezone.utc).astimezone(t.tzinfo)
 
 
 def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
@@ -175,6 +185,7 @@ def decide(
                     "model",
                     SKIP,
                     f"{stale}; tick {fmt(latest, tz)} skipped (refresh: on_new_data)",
+                    current=True,
                 )
             if st.last_status == "error":
                 return Decision(
@@ -297,7 +308,7 @@ def _add_seeds(project, dag, state, decisions, selected, full_refresh) -> None: 
         if seed.name not in needed:
             continue
         st = state.of(seed.name)
-        exists = state.exists(project.config.warehouse.schema, seed.name)
+        exists = state.exists(seed.schema, seed.table)
         if full_refresh or not exists or st.last_sql_hash != seed.digest:
             reason = "seed file changed" if exists and not full_refresh else "seed not loaded yet"
             if full_refresh:

@@ -92,6 +92,15 @@ class LockHeld(CadenceError):
     """Another run holds the project lock."""
 
 
+class WarehouseBusy(CadenceError):
+    """Another process has the warehouse file open (a BI tool, a notebook, a run).
+    ``holder`` names it as the engine reported it (e.g. ``/usr/bin/python3 (PID 4242)``)."""
+
+    def __init__(self, message: str, *, holder: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.holder = holder
+
+
 def _flatten(errors: Iterable[CadenceError]) -> Iterable[CadenceError]:
     for e in errors:
         if isinstance(e, ProjectErrors):

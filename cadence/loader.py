@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cadence import files
+from cadence.channelconfig import CHANNEL_KEYS, ChannelConfig, ExportConfig, parse_channels
 from cadence.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.errors import (
     CadenceError,
@@ -36,7 +38,10 @@ TOP_KEYS = (
     "seeds",
     "vars",
     "tests",
+    "export_root",
+    "history",
 )
+HISTORY_KEYS = ("keep_days",)
 WAREHOUSE_KEYS = (
     "engine",
     "path",
@@ -48,7 +53,6 @@ WAREHOUSE_KEYS = (
     "connect_url",
 )
 ENGINES = ("duckdb", "spark")
-CHANNEL_KEYS = ("cadence", "kind", "description", "export", "suppress", "owner")
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
 
 
@@ -66,17 +70,6 @@ class SeedFile:
     name: str
     path: str
     digest: str
-
-
-@dataclass(frozen=True)
-class ChannelConfig:
-    name: str
-    cadence: str
-    kind: str | None = None
-    description: str | None = None
-    export: dict[str, Any] | None = None
-    suppress: tuple[str, ...] = ()
-    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +96,8 @@ class ProjectConfig:
     seed_config: dict[str, Any]
     vars: dict[str, Any]
     env_vars_used: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest)
+    export_root: str | None = None  # absolute folder export paths may write under
+    history_keep_days: int | None = None  # prune history older than this (None: keep all)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -160,7 +155,7 @@ def env_digest(value: str | None) -> str | None:
 
 
 def _read(root: Path, path: Path) -> SourceFile:
-    data = path.read_bytes()
+    data = files.read_bytes(root, path)
     rel = path.relative_to(root).as_posix()
     try:
         text = data.decode("utf-8")
@@ -168,27 +163,21 @@ def _read(root: Path, path: Path) -> SourceFile:
         raise CadenceError(
             f"file is not UTF-8 (byte {exc.start})", file=rel, hint="save the file as UTF-8"
         ) from None
+    if "\x00" in text:
+        raise CadenceError(
+            "file holds NUL bytes (a binary file?)", file=rel, hint="save it as UTF-8 text"
+        )
     return SourceFile(rel, text, digest(data))
-
-
-def _walk(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.endswith(suffixes) and not name.startswith("."):
-                found.append(Path(dirpath) / name)
-    return found
 
 
 def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> ProjectFiles:
     """Read the project at ``root``; raises ``ProjectErrors`` listing every problem (or, with
     ``errors_out``, adds them there and goes on when cadence.yml could be read at all)."""
     errors = ErrorCollector()
-    config_path = root / PROJECT_FILE
-    config_bytes = config_path.read_bytes()
+    try:
+        config_bytes = files.read_bytes(root, root / PROJECT_FILE)
+    except CadenceError as exc:
+        raise ProjectErrors([exc]) from None
     config = parse_project_config(config_bytes.decode("utf-8", errors="replace"), root, errors)
 
     def read_all(paths: list[Path]) -> tuple[SourceFile, ...]:
@@ -200,18 +189,27 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
                 errors.add(exc)
         return tuple(out)
 
-    models_dir = root / "models"
-    models = read_all(_walk(models_dir, (".sql",)))
-    yaml_files = read_all(
-        _walk(models_dir, (".yml", ".yaml")) + _walk(root / "seeds", (".yml", ".yaml"))
-    )
-    docs = read_all(_walk(models_dir, (".md",)))
-    macros = read_all(_walk(root / "macros", (".sql",)))
-    tests = read_all(_walk(root / "tests", (".sql",)))
-    seeds = tuple(
-        SeedFile(p.stem, p.relative_to(root).as_posix(), digest(p.read_bytes()))
-        for p in _walk(root / "seeds", (".csv",))
-    )
+    def walk(folder: str, *suffixes: str) -> list[Path]:
+        return files.walk(root, folder, suffixes, errors.errors)
+
+    def having(paths: list[Path], *suffixes: str) -> list[Path]:
+        return [p for p in paths if p.name.endswith(suffixes)]
+
+    in_models = walk("models", ".sql", ".yml", ".yaml", ".md")
+    in_seeds = walk("seeds", ".csv", ".yml", ".yaml")
+    models = read_all(having(in_models, ".sql"))
+    yaml_files = read_all(having(in_models, ".yml", ".yaml") + having(in_seeds, ".yml", ".yaml"))
+    docs = read_all(having(in_models, ".md"))
+    macros = read_all(walk("macros", ".sql"))
+    tests = read_all(walk("tests", ".sql"))
+    seeds = []
+    for p in having(in_seeds, ".csv"):
+        try:
+            seeds.append(
+                SeedFile(p.stem, p.relative_to(root).as_posix(), files.digest_file(root, p))
+            )
+        except CadenceError as exc:
+            errors.add(exc)
     if config is None:
         errors.raise_if_any()
         raise AssertionError("unreachable")
@@ -223,7 +221,7 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
         config_digest=digest(config_bytes),
         models=models,
         yaml_files=yaml_files,
-        seeds=seeds,
+        seeds=tuple(seeds),
         macros=macros,
         tests=tests,
         docs=docs,
@@ -266,11 +264,13 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     env_used: list[tuple[str, str | None]] = []
     timezone = raw.get("timezone", "UTC")
     try:
-        ZoneInfo(str(timezone))
-    except (ZoneInfoNotFoundError, ValueError):
+        if not isinstance(timezone, str) or not TZ_NAME.match(timezone):
+            raise ValueError(timezone)
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         errors.add(
             CadenceError(
-                f"unknown timezone '{timezone}'",
+                f"unknown timezone '{_shorten(str(timezone))}'",
                 file=file,
                 line=line_of(raw, "timezone"),
                 hint="use an IANA name such as Europe/Berlin, America/New_York or UTC",
@@ -278,7 +278,9 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         )
         timezone = "UTC"
     warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used)
-    channels = _parse_channels(raw.get("channels"), raw, errors)
+    channels = parse_channels(raw.get("channels"), raw, errors)
+    export_root = _parse_export_root(raw, errors)
+    keep_days = _parse_history(raw, errors)
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
@@ -311,7 +313,74 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         seed_config=dict(seed_config),
         vars=_plain(vars_),
         env_vars_used=tuple(env_used),
+        export_root=export_root,
+        history_keep_days=keep_days,
     )
+
+
+TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
+    """``history: {keep_days: N}``: N whole days, 1 to 36500."""
+    value = raw.get("history")
+    if value is None:
+        return None
+    line = line_of(raw, "history")
+    if not isinstance(value, dict):
+        errors.add(
+            CadenceError(
+                "'history' must be a mapping",
+                file=PROJECT_FILE,
+                line=line,
+                hint="write history: {keep_days: 90}",
+            )
+        )
+        return None
+    for key in value:
+        if key not in HISTORY_KEYS:
+            errors.add(
+                unknown_key_error(
+                    str(key), HISTORY_KEYS, what="history", file=PROJECT_FILE, line=line
+                )
+            )
+    days = value.get("keep_days")
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
+        errors.add(
+            CadenceError(
+                f"history.keep_days must be a whole number of days from 1 to 36500, got {days!r}",
+                file=PROJECT_FILE,
+                line=line,
+                hint="write history: {keep_days: 90}",
+            )
+        )
+        return None
+    return days
+
+
+def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | None:
+    value = raw.get("export_root")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not os.path.isabs(value):
+        errors.add(
+            CadenceError(
+                f"export_root must be an absolute folder path, got {value!r}",
+                file=PROJECT_FILE,
+                line=line_of(raw, "export_root"),
+                hint="write export_root: /srv/exports (or leave it out: exports then stay "
+                "inside the project folder)",
+            )
+        )
+        return None
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -324,11 +393,17 @@ def _plain(value: Any) -> Any:
 
 def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
     """Render ``{{ env_var('X', 'default') }}`` in a cadence.yml value."""
-    if "{{" not in text:
+    if "{{" not in text and "{%" not in text:
         return text
-    import jinja2
+    import jinja2.sandbox
 
-    def env_var(name: str, default: str | None = None) -> str:
+    def env_var(name: Any = None, default: str | None = None) -> str:
+        if not isinstance(name, str) or not name:
+            raise CadenceError(
+                "env_var() needs the name of an environment variable",
+                file=PROJECT_FILE,
+                hint="write {{ env_var('NAME', 'default') }}",
+            )
         env_used.append((name, env_digest(os.environ.get(name))))
         if name in os.environ:
             return os.environ[name]
@@ -341,10 +416,12 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
         return str(default)
 
     try:
-        return jinja2.Environment().from_string(text).render(env_var=env_var)
-    except jinja2.TemplateError as exc:
+        return jinja2.sandbox.SandboxedEnvironment().from_string(text).render(env_var=env_var)
+    except CadenceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a template in cadence.yml is user code
         raise CadenceError(
-            f"invalid template in '{text}': {exc}",
+            f"invalid template in '{_shorten(text)}': {type(exc).__name__}: {exc}",
             file=PROJECT_FILE,
             hint="write {{ env_var('NAME', 'default') }}",
         ) from None
@@ -391,14 +468,10 @@ def _parse_warehouse(
         exc.line = line_of(raw, "path")
         errors.add(exc)
     threads = raw.get("threads", 4)
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+    problem = threads_problem(threads)
+    if problem:
         errors.add(
-            CadenceError(
-                "threads must be a positive integer",
-                file=file,
-                line=line_of(raw, "threads"),
-                hint="write threads: 4",
-            )
+            CadenceError(problem, file=file, line=line_of(raw, "threads"), hint=THREADS_HINT)
         )
         threads = 4
     settings = raw.get("settings") or {}
@@ -412,92 +485,68 @@ def _parse_warehouse(
             )
         )
         settings = {}
+    bad = [k for k in ("threads", "worker_threads") if k in settings]  # DuckDB's names
+    bad = [k for k in bad if threads_problem(settings[k])]
+    for key in bad:
+        problem = f"settings.{key}: {threads_problem(settings[key])}"
+        errors.add(CadenceError(problem, file=file, line=line_of(settings, key), hint=THREADS_HINT))
+    settings = {k: v for k, v in settings.items() if k not in bad}
     return WarehouseConfig(
         engine=str(engine),
         path=path,
         threads=threads,
         schema=str(raw.get("schema", "main")),
         settings=dict(settings),
-        extensions=tuple(str(x) for x in (raw.get("extensions") or ())),
+        extensions=_parse_extensions(raw, errors),
         master=raw.get("master"),
         connect_url=raw.get("connect_url"),
     )
 
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_THREADS = 64
+THREADS_HINT = f"write threads: 4 (a whole number from 1 to {MAX_THREADS}; about the core count)"
 
 
-def _parse_channels(
-    raw: Any, top: dict[str, Any], errors: ErrorCollector
-) -> tuple[ChannelConfig, ...]:
-    file = PROJECT_FILE
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
+def threads_problem(value: Any) -> str | None:
+    """Why ``value`` is not a usable thread count (DuckDB threads and parallel builds alike):
+    each thread holds a connection and memory, so an absurd count would stall the machine."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        return (
+            f"threads must be a whole number from 1 to {MAX_THREADS}, not {_shorten(repr(value))}"
+        )
+    if value > MAX_THREADS:
+        return f"threads: {value} is more than cadence allows ({MAX_THREADS})"
+    return None
+
+
+def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str, ...]:
+    """DuckDB extension names: plain identifiers only (they end up in a ``load`` statement)."""
+    value = raw.get("extensions") or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
         errors.add(
             CadenceError(
-                "'channels' must be a mapping of channel name to settings",
-                file=file,
-                line=line_of(top, "channels"),
-                hint='write channels: {email: {cadence: "daily at 05:00"}}',
+                "'extensions' must be a list of extension names",
+                file=PROJECT_FILE,
+                line=line_of(raw, "extensions"),
+                hint="write extensions: [httpfs, json]",
             )
         )
         return ()
     out = []
-    for name, spec in raw.items():
-        line = line_of(raw, name)
-        if not NAME_RE.match(str(name)):
-            errors.add(
-                CadenceError(
-                    f"invalid channel name '{name}'",
-                    file=file,
-                    line=line,
-                    hint="use letters, digits and underscores (no '/', '.' or spaces)",
-                )
-            )
+    for name in value:
+        if isinstance(name, str) and NAME_RE.match(name) and len(name) <= 64:
+            out.append(name)
             continue
-        if isinstance(spec, str):
-            spec = {"cadence": spec}
-        if not isinstance(spec, dict):
-            errors.add(
-                CadenceError(
-                    f"channel '{name}' must be a mapping",
-                    file=file,
-                    line=line,
-                    hint="write " + f'{name}: {{cadence: "every 15 minutes"}}',
-                )
-            )
-            continue
-        for key in spec:
-            if key not in CHANNEL_KEYS:
-                errors.add(
-                    unknown_key_error(
-                        key, CHANNEL_KEYS, what="channel", file=file, line=line_of(spec, key)
-                    )
-                )
-        if "cadence" not in spec:
-            errors.add(
-                CadenceError(
-                    f"channel '{name}' has no cadence",
-                    file=file,
-                    line=line,
-                    hint='add cadence: "every 15 minutes" (or "on demand")',
-                )
-            )
-            continue
-        suppress = spec.get("suppress") or ()
-        if isinstance(suppress, str):
-            suppress = (suppress,)
-        export = spec.get("export")
-        out.append(
-            ChannelConfig(
-                name=str(name),
-                cadence=str(spec["cadence"]),
-                kind=spec.get("kind"),
-                description=spec.get("description"),
-                export=_plain(export) if isinstance(export, dict) else None,
-                suppress=tuple(str(s) for s in suppress),
-                line=line_of(spec, "cadence") or line,
+        errors.add(
+            CadenceError(
+                f"invalid extension name {_shorten(repr(name))}",
+                file=PROJECT_FILE,
+                line=line_of(raw, "extensions"),
+                hint="use DuckDB extension names such as httpfs, json, spatial "
+                "(letters, digits and underscores)",
             )
         )
     return tuple(out)
@@ -583,7 +632,9 @@ def _check_folder_defaults(config: ProjectConfig, root: Path, errors: ErrorColle
 
 
 __all__ = [
+    "CHANNEL_KEYS",
     "ChannelConfig",
+    "ExportConfig",
     "ProjectConfig",
     "ProjectErrors",
     "ProjectFiles",

@@ -2,7 +2,11 @@
 
 Input: the project root -> output: a held ``RunLock`` or ``LockHeld`` naming the holder. The lock
 is ``flock`` on ``target/cadence.lock``: the kernel releases it when the holding process dies
-(even by kill -9), so a stale lock is simply taken over.
+(even by kill -9), so a stale lock is simply taken over. Who holds it (pid, wall-clock start,
+the ``--at`` time of a replay) is written after taking the lock to ``target/cadence.lock.json``
+by temp file, fsync and rename (and removed by the holder before it unlocks), so a reader
+never sees an empty or half-written file; a reader that finds no info, or that of a dead
+process (killed), asks again for a moment instead of printing an unknown holder.
 """
 
 from __future__ import annotations
@@ -14,54 +18,119 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from cadence import artifacts
 from cadence.errors import LockHeld
 
 LOCK_FILE = "target/cadence.lock"
+HOLDER_FILE = "target/cadence.lock.json"
 
 
-def _holder(path: Path) -> str:
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
-        info = json.loads(path.read_text() or "{}")
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _read_holder(root: Path) -> dict[str, object] | None:
+    try:
+        info = json.loads((root / HOLDER_FILE).read_text())
     except (OSError, ValueError):
-        return "another process"
-    return f"pid {info.get('pid', '?')}, started {info.get('started', '?')}"
+        return None
+    return info if isinstance(info, dict) and _alive(info.get("pid")) else None
+
+
+def describe_holder(info: dict[str, object]) -> str:
+    text = f"pid {info['pid']}, started {info.get('started')}"
+    if info.get("at"):
+        text += f", replaying --at {info['at']}"
+    return text
+
+
+UNKNOWN = "another process, which has not said who it is"
+PATIENCE_S = 1.0  # how long a holder may take between taking the lock and saying who it is
+
+
+def holder_info(root: Path) -> str:
+    info = _read_holder(root)
+    return describe_holder(info) if info is not None else UNKNOWN
 
 
 class RunLock:
-    def __init__(self, root: Path, started: str) -> None:
+    """``started``: the wall-clock start (ISO text); ``at``: the ``--at`` time of a replay."""
+
+    def __init__(
+        self, root: Path, started: str, at: str | None = None, command: str = "run"
+    ) -> None:
+        self.root = root
         self.path = root / LOCK_FILE
         self.started = started
+        self.at = at
+        self.command = command
         self._fd: int | None = None
 
     def acquire(self, wait_s: float = 0.0, poll_s: float = 0.2) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        artifacts.tighten_target(self.root)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, artifacts.FILE_MODE)
+            os.fchmod(fd, artifacts.FILE_MODE)
+        except OSError as exc:
+            raise artifacts.write_error(self.path, exc, self.root) from None
         deadline = time.monotonic() + max(wait_s, 0.0)
+        unknown_until: float | None = None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                info = _read_holder(self.root)
+                if info is None:
+                    # the holder is between taking the lock and writing its info (or is
+                    # releasing it): ask again shortly rather than print an unknown holder
+                    if unknown_until is None:
+                        unknown_until = time.monotonic() + PATIENCE_S
+                    if time.monotonic() < unknown_until:
+                        time.sleep(0.01)
+                        continue
                 if time.monotonic() >= deadline:
-                    holder = _holder(self.path)
                     os.close(fd)
-                    waited = f" after waiting {wait_s:g}s" if wait_s else ""
+                    holder = describe_holder(info) if info is not None else UNKNOWN
+                    if wait_s:
+                        raise LockHeld(
+                            "another cadence run holds the project lock "
+                            f"({holder}) after waiting {wait_s:g}s",
+                            file=LOCK_FILE,
+                            hint="nothing was done; the next run builds what is still due",
+                        ) from None
                     raise LockHeld(
-                        f"another cadence run holds the project lock ({holder}){waited}",
+                        f"another cadence run holds the project lock ({holder})",
                         file=LOCK_FILE,
                         hint="nothing was done; use --wait SECONDS to wait for it",
                     ) from None
                 time.sleep(poll_s)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "started": self.started}).encode())
-        os.fsync(fd)
         self._fd = fd
+        try:
+            self._write_holder()
+        except BaseException:
+            self.release()
+            raise
         return self
+
+    def _write_holder(self) -> None:
+        info = {"pid": os.getpid(), "started": self.started, "at": self.at}
+        info["command"] = self.command
+        artifacts.write_bytes(self.root / HOLDER_FILE, json.dumps(info).encode(), self.root)
 
     def release(self) -> None:
         if self._fd is not None:
             try:
-                os.ftruncate(self._fd, 0)
+                # while still holding the lock: no one else writes the holder file now
+                (self.root / HOLDER_FILE).unlink(missing_ok=True)
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             finally:
                 os.close(self._fd)
@@ -84,11 +153,17 @@ def current_holder(root: Path) -> str | None:
     path = root / LOCK_FILE
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return _holder(path)
+        deadline = time.monotonic() + PATIENCE_S
+        while _read_holder(root) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return holder_info(root)
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadence import __version__
+from cadence import __version__, artifacts
+from cadence import files as fs
 from cadence.cadences import Cadences, ModelCadence, Origin
 from cadence.config import ConfigLayer, ModelConfig
 from cadence.dag import Dag
@@ -61,21 +62,12 @@ def scan(root: Path) -> tuple[str, ...]:
     """The path of every input file, sorted, cadence.yml first (directory listings only)."""
     out: list[str] = []
     prefix = len(str(root)) + 1  # scandir paths start with the root as given
+    problems: list[CadenceError] = []
     for folder, suffixes in INPUT_DIRS:
-        base = root / folder
-        if not base.is_dir():
-            continue
-        stack = [base]
-        while stack:
-            current = stack.pop()
-            with os.scandir(current) as entries:
-                for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    if entry.is_dir(follow_symlinks=True):
-                        stack.append(Path(entry.path))
-                    elif entry.name.endswith(suffixes):
-                        out.append(entry.path[prefix:].replace(os.sep, "/"))
+        for entry in fs.walk_entries(root, folder, suffixes, problems):
+            out.append(entry.path[prefix:].replace(os.sep, "/"))
+    if problems:  # links, FIFOs, unreadable folders: never a cache hit; the loader reports them
+        out.append("\0problems")
     out.sort()
     return ("cadence.yml", *out)
 
@@ -93,7 +85,7 @@ def _unchanged(root: Path, cached: Manifest, paths: tuple[str, ...]) -> bytes | 
         try:
             with open(base + path, "rb") as fh:
                 data = fh.read()
-        except OSError:
+        except (OSError, ValueError):  # gone, unreadable, or the problems marker
             return None
         if digests.get(path) != digest(data):
             return None
@@ -226,16 +218,15 @@ def env_unchanged(manifest: Manifest) -> bool:
 
 
 def write(root: Path, manifest: Manifest) -> None:
-    from cadence.artifacts import write_bytes
-
     try:
         payload = json.dumps(_encode(manifest), separators=(",", ":")).encode()
     except (TypeError, ValueError):
         return  # something not cacheable: the next load renders again
     head = b" ".join((MAGIC, manifest.version.encode(), _checksum(_key(), payload))) + b"\n"
     try:
-        write_bytes(root / CACHE_FILE, head + payload)
-    except OSError:
+        artifacts.tighten_target(root)
+        artifacts.write_bytes(root / CACHE_FILE, head + payload, root)
+    except (CadenceError, OSError):
         pass  # a read-only checkout or a full disk still works, just without the cache
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cadence.due import Plan, fmt
+from cadence.review.cost import CostReport
 from cadence.runner import Event, ModelResult, RunResult
 
 COLORS = {"success": "green", "error": "red", "upstream_failed": "yellow", "skipped": "blue"}
@@ -114,11 +115,11 @@ class RunRenderer:
         for r in result.failed:
             where = f" (compiled SQL: {r.compiled_path})" if r.compiled_path else ""
             first = (r.error or "").splitlines()[0] if r.error else ""
-            line = f"failed: {r.name}: {first}{where if where not in first else ''}"
+            line = f"error: {r.name}: {first}{where if where not in first else ''}"
             click.echo(click.style(line, fg="red") if self.tty else line, err=not self.tty)
 
 
-def plan_json(plan: Plan, project: Any) -> dict[str, Any]:
+def plan_json(plan: Plan, project: Any, cost: CostReport | None = None) -> dict[str, Any]:
     tz = project.tz
     models = []
     decisions = {d.name: d for d in plan.decisions}
@@ -140,7 +141,15 @@ def plan_json(plan: Plan, project: Any) -> dict[str, Any]:
                 "next_tick": nxt.astimezone(tz).isoformat() if nxt else None,
             }
         )
-    return {"at": plan.at.isoformat(), "models": models}
+    out: dict[str, Any] = {"at": plan.at.isoformat(), "models": models}
+    if cost is not None:
+        per_model = {m["name"]: m for m in cost_json(cost)["models"]}
+        for row in models:
+            c = per_model.get(row["name"], {})
+            row["builds_per_day"] = c.get("builds_per_day", 0.0)
+            row["compute_s_per_day"] = c.get("compute_s_per_day")
+        out["cost"] = cost_json(cost)
+    return out
 
 
 def render_plan(plan: Plan, project: Any, *, as_json: bool) -> None:
@@ -159,21 +168,69 @@ def render_plan(plan: Plan, project: Any, *, as_json: bool) -> None:
             click.echo(f"  skip  {d.name}: {d.reason}")
 
 
-def render_cost(report: dict[str, Any]) -> str:
+def cost_json(report: CostReport) -> dict[str, Any]:
+    """The cost model as plain data (``plan --json`` key ``cost``)."""
+    return {
+        "horizon": report.horizon,
+        "models": [
+            {
+                "name": m.name,
+                "builds_per_day": round(m.builds_per_day, 3),
+                "own_builds_per_day": round(m.own_builds / report.days, 3) if report.days else 0,
+                "pulled_builds_per_day": round(m.pulled_builds / report.days, 3)
+                if report.days
+                else 0,
+                "pulled_by": list(m.pulled_by),
+                "avg_duration_s": m.avg_duration_s,
+                "compute_s_per_day": m.compute_s_per_day,
+                "channels": {ch: round(n / report.days, 3) for ch, n in m.channel_builds}
+                if report.days
+                else {},
+            }
+            for m in report.models
+        ],
+        "channels": [
+            {
+                "name": c.name,
+                "cadence": c.cadence,
+                "models": list(c.models),
+                "builds_per_day": round(c.builds_per_day, 3),
+                "compute_s_per_day": round(c.compute_s_per_day, 3),
+            }
+            for c in report.channels
+        ],
+        "total_builds_per_day": round(report.total_builds_per_day, 3),
+        "total_compute_s_per_day": round(report.total_compute_s_per_day, 3),
+        "no_history": list(report.no_history),
+    }
+
+
+def render_cost(report: CostReport) -> str:
     lines = [
-        f"cost over {report['horizon']} (durations from recorded builds):",
-        f"  {'model':<28} {'builds/day':>10} {'avg s':>8} {'s/day':>9}  cadence",
+        f"cost over {report.horizon} (durations from recorded builds; "
+        "pulled = built because a faster consumer reads it):",
+        f"  {'model':<28} {'builds/day':>10} {'pulled':>7} {'avg s':>8} {'s/day':>9}  cadence",
     ]
-    for m in report["models"]:
-        avg = f"{m['avg_duration_s']:.2f}" if m["avg_duration_s"] is not None else "-"
+    for m in report.models:
+        avg = f"{m.avg_duration_s:.2f}" if m.avg_duration_s is not None else "-"
+        compute = f"{m.compute_s_per_day:.1f}" if m.compute_s_per_day is not None else "-"
+        pulled = m.pulled_builds / report.days if report.days else 0.0
         lines.append(
-            f"  {m['name']:<28} {m['builds_per_day']:>10.1f} {avg:>8} "
-            f"{m['compute_s_per_day']:>9.1f}  {m['cadence']}"
+            f"  {m.name:<28} {m.builds_per_day:>10.1f} {pulled:>7.1f} {avg:>8} "
+            f"{compute:>9}  {m.cadence}"
         )
-    lines.append("per channel (a model shared by several channels counts in each):")
-    for c in report["channels"]:
-        lines.append(f"  {c['name']:<28} {c['cadence']:<22} {c['compute_s_per_day']:>9.1f} s/day")
-    lines.append(f"total: {report['total_compute_s_per_day']:.1f} s/day of compute")
+    lines.append("per channel (a build shared by several channels is split equally among them):")
+    for c in report.channels:
+        lines.append(
+            f"  {c.name:<28} {c.cadence:<22} {c.builds_per_day:>8.1f} builds/day "
+            f"{c.compute_s_per_day:>9.1f} s/day"
+        )
+    lines.append(
+        f"total: {report.total_builds_per_day:.1f} builds/day, "
+        f"{report.total_compute_s_per_day:.1f} s/day of compute"
+    )
+    if report.no_history:
+        lines.append(f"no history (no recorded builds) for {len(report.no_history)} model(s)")
     return "\n".join(lines)
 
 
@@ -191,7 +248,8 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         if r["channels"]:
             out.append(f"{'':<26} channels: {', '.join(r['channels'])}")
         if r["last_error"]:
-            out.append(f"{'':<26} error: {r['last_error']}")
+            error = r["last_error"].replace("\n", "\n" + " " * 34)  # under "error: "
+            out.append(f"{'':<26} error: {error}")
         if r.get("next_retry"):
             out.append(f"{'':<26} next retry: {r['next_retry']}")
     return "\n".join(out)

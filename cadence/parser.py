@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from cadence.config import ConfigLayer, ModelConfig, merge_config
+from cadence.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.loader import ProjectConfig, ProjectFiles, SourceFile, env_digest
 from cadence.relations import Relation, relation_sql
@@ -162,13 +162,13 @@ def parse_project(
     sources = parse_sources(yaml_sources, files, errors)
     env.set_sources((s.source_name, s.table, s.relation) for s in sources)
 
-    seeds = parse_seeds(files, yaml_seeds, errors)
+    disabled: list[tuple[str, str]] = []
+    seeds = parse_seeds(files, yaml_seeds, errors, warnings, disabled)
     seen: dict[str, str] = {s.name: s.path for s in seeds}
     shared_key = _shared_key(files, sources)
     models: list[Model] = []
     tests: list[DataTest] = []
     work: list[tuple[SourceFile, str, YamlModel | None, str, Model | None]] = []
-    disabled: list[tuple[str, str]] = []
     broken: list[str] = []  # failed to parse: refs to them are not reported again
     for source_file in files.models:
         name = PurePosixPath(source_file.path).stem
@@ -233,6 +233,17 @@ def parse_project(
                 hint=f"did you mean '{guess}'?" if guess else "remove the entry or add the model",
             )
         )
+    for m in models:
+        for key in unsupported_keys(m.config):
+            warnings.append(
+                CadenceError(
+                    f"config key '{key}' of model '{m.name}' is accepted for dbt compatibility "
+                    "but has no effect in cadence",
+                    file=m.path,
+                    severity="warning",
+                    hint="remove it, or keep it for dbt; cadence ignores it",
+                )
+            )
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
     tests.extend(_parse_singular_tests(files.tests, env, errors))

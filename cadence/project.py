@@ -8,23 +8,27 @@ call here; ``now`` is always a parameter.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from cadence import artifacts
+from cadence import artifacts, snapshot
 from cadence.cadences import Cadences
 from cadence.compiler import Compiler
 from cadence.dag import Dag
-from cadence.due import Plan, decide, upstream_sources
+from cadence.due import Plan, decide, real_instant, upstream_sources
 from cadence.engines import Engine, connect
-from cadence.errors import CadenceError, UsageError, did_you_mean
-from cadence.loader import find_project_root
+from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
+from cadence.loader import THREADS_HINT, find_project_root, threads_problem
 from cadence.lock import RunLock, current_holder
 from cadence.parser import ParsedProject
 from cadence.runner import EventSink, RunResult, execute
-from cadence.selection import select
-from cadence.state import StateSnapshot, read_snapshot
+from cadence.selection import select, unmatched
+from cadence.state import HISTORY_TABLES, StateSnapshot, prune_history, read_snapshot
+
+OPEN_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -79,21 +83,60 @@ class Project:
         )
 
     def read_state(self, engine: Engine | None = None) -> StateSnapshot:
+        """State from the warehouse; while a run (or another process) holds it, from the
+        snapshot the last run left (its ``as_of`` and ``note`` say when and why)."""
         if engine is not None:
             return read_snapshot(engine, self.freshness_queries(), self.tz)
         if not self.warehouse_exists():
             return StateSnapshot()
         holder = current_holder(self.root)
         if holder is not None:
-            raise CadenceError(
-                f"a cadence run is in progress ({holder}); the warehouse is busy",
-                hint="try again when it finishes; state is read from the warehouse",
-            )
-        eng = self.open_engine(read_only=True)
+            return snapshot.read(self.root, f"a cadence run is in progress ({holder})")
+        try:
+            eng = self.open_engine(read_only=True)
+        except WarehouseBusy as exc:
+            return snapshot.read(self.root, f"the warehouse is open in {exc.holder}")
         try:
             return read_snapshot(eng, self.freshness_queries(), self.tz)
         finally:
             eng.close()
+
+    def _keep_snapshot(self, engine: Engine, result: RunResult) -> None:
+        """After a run that changed state (or when none exists yet): the state as committed,
+        for read-only commands during the next run."""
+        changed = any(r.status != "skipped" for r in result.results)
+        if changed or not snapshot.exists(self.root):
+            state = read_snapshot(engine, self.freshness_queries(), self.tz)
+            snapshot.write(self.root, state, result.run_id, result.at)
+
+    def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
+        """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
+        keep_days = self.parsed.config.history_keep_days
+        if keep_days and any(r.status != "skipped" for r in result.results):
+            prune_history(engine, now - dt.timedelta(days=keep_days), self.history_tables())
+
+    def history_tables(self) -> tuple[tuple[str, ...], ...]:
+        """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns])."""
+        return HISTORY_TABLES
+
+    def _open_for_run(self, deadline: float, wait_s: float) -> Engine:
+        """Open the warehouse for writing; another process holding the file (a notebook, a BI
+        tool) is waited for until ``deadline`` (``--wait``), like a run holding the lock."""
+        while True:
+            try:
+                return self.open_engine()
+            except WarehouseBusy as exc:
+                if time.monotonic() >= deadline:
+                    if not wait_s:
+                        raise
+                    raise WarehouseBusy(
+                        f"{exc.message}, still after waiting {wait_s:g}s",
+                        holder=exc.holder,
+                        file=exc.file,
+                        hint="nothing was done; close the warehouse in that process "
+                        "(DuckDB admits no run while another process has the file open)",
+                    ) from None
+                time.sleep(0.2)
 
     def model_names(self) -> list[str]:
         return [n for n in self.dag.order if self.dag.kinds[n] == "model"]
@@ -105,6 +148,17 @@ class Project:
                 f"no model named '{name}'",
                 hint=f"did you mean '{guess}'?" if guess else "list models with 'cadence ls'",
             )
+
+    def selection_warnings(self, selection: Selection) -> list[CadenceError]:
+        """A warning for each ``--select`` term that matches nothing (as dbt warns)."""
+        return [
+            CadenceError(
+                f"the selection criterion '{term}' does not match any model or seed",
+                severity="warning",
+                hint="list what exists with 'cadence ls'",
+            )
+            for term in unmatched(selection.select, self.parsed, self.dag, self.cadences)
+        ]
 
     def selected(
         self, selection: Selection, state: StateSnapshot | None, now: dt.datetime
@@ -176,11 +230,16 @@ class Project:
         wait_s: float = 0.0,
         threads: int | None = None,
         replay: bool = False,
+        started: dt.datetime | None = None,
     ) -> RunResult | Plan:
         """Build what is selected (or due); returns the plan only when ``dry_run``.
 
-        Raises ``LockHeld`` when another run holds the project (after ``wait_s`` seconds).
+        Raises ``LockHeld`` when another run holds the project, ``WarehouseBusy`` when another
+        process has the warehouse open (each after ``wait_s`` seconds). ``started`` is the
+        wall-clock start, shown to a run that finds the lock held (default ``now``).
         """
+        if threads is not None and threads_problem(threads):
+            raise UsageError(f"--threads: {threads_problem(threads)}", hint=THREADS_HINT)
         if dry_run:
             return self.plan(
                 now,
@@ -189,7 +248,15 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
-        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+        # a read-only command opens the warehouse for a moment: always allow a short grace
+        deadline = time.monotonic() + max(wait_s, OPEN_GRACE_S)
+        lock = RunLock(
+            self.root,
+            (started or now).isoformat(),
+            at=now.isoformat() if replay else None,
+            command="run --due" if due_only else "run",
+        )
+        with artifacts.private_umask(), lock.acquire(wait_s):
             return self._run_locked(
                 now,
                 selection,
@@ -199,6 +266,7 @@ class Project:
                 on_event,
                 threads or self.parsed.config.warehouse.threads,
                 replay,
+                self._open_for_run(deadline, wait_s),
             )
 
     def _run_locked(
@@ -211,8 +279,9 @@ class Project:
         on_event: EventSink | None,
         threads: int = 1,
         replay: bool = False,
+        engine: Engine | None = None,
     ) -> RunResult:
-        engine = self.open_engine()
+        engine = engine or self.open_engine()
         try:
             state = self.read_state(engine)
             plan = self.plan(
@@ -223,7 +292,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
-            return execute(
+            result = execute(
                 self.parsed,
                 self.dag,
                 plan,
@@ -236,6 +305,154 @@ class Project:
                 threads=threads,
                 replay=replay,
             )
+            result = self._after_run(engine, state, result, now)
+            self._prune_history(engine, result, now)
+            self._keep_snapshot(engine, result)
+            return result
+        finally:
+            engine.close()
+
+    def _after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+    ) -> RunResult:
+        """Hooks after a run (contract (e)): deliveries of the channels whose segments or
+        suppression lists were published, and of channels with changes still pending."""
+        from dataclasses import replace
+
+        from cadence.activation import deliver
+
+        if not deliver.exported_channels(self.parsed):
+            return result
+        built = {r.name for r in result.results if r.status == "success"}
+        channels = set(deliver.channels_touched(self.parsed, built))
+        channels |= set(deliver.channels_pending(engine, state.relations))
+        if not channels:
+            return result
+        report = deliver.deliver(self.parsed, engine, now, channels)
+        return replace(result, deliveries=report)
+
+    def export(
+        self,
+        now: dt.datetime,
+        channels: tuple[str, ...] = (),
+        *,
+        dry_run: bool = False,
+        rebaseline: bool = False,
+        force: bool = False,
+        wait_s: float = 0.0,
+    ) -> Any:
+        """Deliver pending changes without building (``cadence export``); with ``dry_run``
+        return a preview per channel x segment and move nothing."""
+        from cadence.activation import deliver
+
+        exported = [c.name for c in deliver.exported_channels(self.parsed)]
+        for ch in channels:
+            if ch not in exported:
+                names = [c.name for c in self.parsed.config.channels]
+                guess = did_you_mean(ch, exported or names)
+                raise UsageError(
+                    f"channel '{ch}' has no export" if ch in names else f"unknown channel '{ch}'",
+                    hint=f"did you mean '{guess}'?"
+                    if guess
+                    else "channels with an export: " + (", ".join(exported) or "none"),
+                )
+        if rebaseline and not channels:
+            raise UsageError(
+                "--rebaseline needs --channel", hint="cadence export --rebaseline --channel email"
+            )
+        chosen = channels or tuple(exported)
+        if dry_run:
+            if not self.warehouse_exists():
+                return ()
+            engine = self.open_engine(read_only=True)
+            try:
+                return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
+            finally:
+                engine.close()
+        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+            engine = self.open_engine()
+            try:
+                options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
+                return deliver.deliver(self.parsed, engine, now, chosen, options)
+            finally:
+                engine.close()
+
+    def delivery_status(self) -> list[dict[str, Any]]:
+        """Per channel x segment with an export: its last delivery attempt and how many
+        changes are pending (frozen, not yet delivered)."""
+        from cadence.activation import audience, deliver, outbox
+
+        channels = deliver.exported_channels(self.parsed)
+        if not channels:
+            return []
+        last: dict[tuple[str, str], Any] = {}
+        pending: dict[tuple[str, str], int] = {}
+        if self.warehouse_exists():
+            if current_holder(self.root) is not None:
+                return []  # a run holds the warehouse: say nothing rather than something stale
+            try:
+                engine: Engine | None = self.open_engine(read_only=True)
+            except CadenceError:  # another process has it (WarehouseBusy) or it is unreadable
+                engine = None
+            if engine is not None:
+                try:
+                    last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
+                    pending = outbox.pending_by_segment(engine)
+                finally:
+                    engine.close()
+        rows = []
+        for c in channels:
+            for m in audience.segments_of(self.parsed, c.name):
+                a = last.get((c.name, m.name))
+                rows.append(
+                    {
+                        "channel": c.name,
+                        "segment": m.name,
+                        "pending": pending.get((c.name, m.name), 0),
+                        "last": None
+                        if a is None
+                        else {
+                            "status": a.status,
+                            "export_id": a.export_id,
+                            "started_at": a.started_at,
+                            "entered": a.entered,
+                            "exited": a.exited,
+                            "error": a.error,
+                        },
+                    }
+                )
+        return rows
+
+    def members(
+        self, segment: str, *, changes: bool = False, since: dt.datetime | None = None
+    ) -> Any:
+        """Current members of a segment (sorted keys), or with ``changes`` its history."""
+        from cadence.activation import membership
+
+        self.check_model(segment)
+        model = self.parsed.model(segment)
+        assert model is not None
+        if not model.config.key:
+            raise UsageError(
+                f"model '{segment}' is not a segment (it has no key)",
+                file=model.path,
+                hint="set config(key='customer_id') on it to record its members",
+            )
+        if not self.warehouse_exists():
+            return []
+        holder = current_holder(self.root)
+        if holder is not None:
+            raise CadenceError(
+                f"a cadence run is in progress ({holder}); the warehouse is busy",
+                hint="try again when it finishes",
+            )
+        engine = self.open_engine(read_only=True)
+        try:
+            if changes:
+                return membership.read_changes(engine, segment, since)
+            if (model.schema, model.identifier) not in engine.relations():
+                return []
+            return membership.read_members(engine, model.relation, model.config.key)
         finally:
             engine.close()
 
@@ -244,9 +461,11 @@ class Project:
         now: dt.datetime,
         selection: Selection = Selection(),
         on_event: EventSink | None = None,
+        started: dt.datetime | None = None,
     ) -> RunResult:
         """(Re)load every selected seed."""
-        with RunLock(self.root, now.isoformat()).acquire(0):
+        lock = RunLock(self.root, (started or now).isoformat(), command="seed")
+        with artifacts.private_umask(), lock.acquire(0):
             return self._seed_locked(now, selection, on_event)
 
     def _seed_locked(
@@ -266,7 +485,7 @@ class Project:
                 due_only=False,
                 full_refresh=True,
             )
-            return execute(
+            result = execute(
                 self.parsed,
                 self.dag,
                 plan,
@@ -276,6 +495,9 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
+            result = self._after_run(engine, state, result, now)  # a reloaded suppression list
+            self._keep_snapshot(engine, result)
+            return result
         finally:
             engine.close()
 
@@ -312,7 +534,8 @@ def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
             hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00",
         ) from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=tz)
+        # a naive time in the spring-forward gap does not exist: use the real instant it names
+        return real_instant(parsed.replace(tzinfo=tz))
     return parsed.astimezone(tz)
 
 

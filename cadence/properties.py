@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cadence import seedconfig
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
 from cadence.loader import ProjectFiles
 from cadence.relations import relation_sql
@@ -118,6 +119,13 @@ class Seed:
     digest: str
     relation: str
     column_types: dict[str, str] = field(default_factory=dict)
+    schema: str = "main"
+    identifier: str = ""  # the table name (alias, default the seed name)
+    delimiter: str | None = None
+
+    @property
+    def table(self) -> str:
+        return self.identifier or self.name
 
 
 @dataclass
@@ -292,18 +300,47 @@ def parse_sources(
 
 
 def parse_seeds(
-    files: ProjectFiles, yaml_seeds: list[tuple[dict[str, Any], str]], errors: ErrorCollector
+    files: ProjectFiles,
+    yaml_seeds: list[tuple[dict[str, Any], str]],
+    errors: ErrorCollector,
+    warnings: list[CadenceError] | None = None,
+    disabled: list[tuple[str, str]] | None = None,
 ) -> list[Seed]:
-    schema = files.config.warehouse.schema
-    types: dict[str, dict[str, str]] = {}
-    base = files.config.seed_config.get("column_types") or {}
-    for entry, _file in yaml_seeds:
-        cfg = entry.get("config") or {}
-        if isinstance(cfg, dict) and cfg.get("column_types"):
-            types[str(entry["name"])] = dict(cfg["column_types"])
+    """Seeds with their config (cadence.yml ``seeds:`` and YAML ``config:``); seeds with
+    ``enabled: false`` go to ``disabled``."""
+    found: list[CadenceError] = []
+    warned: list[CadenceError] = []
+    raw = files.config.seed_config if isinstance(files.config.seed_config, dict) else {}
+    layers = seedconfig.project_layers(raw, files.config.name, found)
+    seedconfig.check_project_layers(layers, warned)
+    by_name: dict[str, tuple[dict[str, Any], str, int | None]] = {}
+    for entry, file in yaml_seeds:
+        checked = seedconfig.yaml_config(entry, file, found, warned)
+        if checked is not None:
+            by_name[str(entry["name"])] = checked
     out: list[Seed] = []
     for s in files.seeds:
-        column_types = dict(base.get(s.name) or {}) if isinstance(base, dict) else {}
-        column_types.update(types.get(s.name, {}))
-        out.append(Seed(s.name, s.path, s.digest, relation_sql(schema, s.name), column_types))
+        cfg = seedconfig.resolve(s.name, s.path, layers, by_name.get(s.name), found, warned)
+        if not cfg.enabled:
+            if disabled is not None:
+                disabled.append((s.name, s.path))
+            continue
+        schema = cfg.schema or files.config.warehouse.schema
+        identifier = cfg.alias or s.name
+        out.append(
+            Seed(
+                s.name,
+                s.path,
+                s.digest,
+                relation_sql(schema, identifier),
+                cfg.column_types,
+                schema=schema,
+                identifier=identifier,
+                delimiter=cfg.delimiter,
+            )
+        )
+    for e in found:
+        errors.add(e)
+    if warnings is not None:
+        warnings.extend(warned)
     return out

@@ -12,11 +12,13 @@ import datetime as dt
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 
 from cadence.errors import CadenceError
 from cadence.relations import REF_TOKEN, Relation, quote, ref_token, relation_sql  # noqa: F401
@@ -176,6 +178,17 @@ def _log(message: Any, info: bool = False) -> str:
     return ""
 
 
+class Sandbox(jinja2.sandbox.SandboxedEnvironment):
+    """Jinja with no reach into Python internals: the sandbox refuses ``_`` attributes and
+    function internals; on top of that no attribute may lead to a module (``modules.re.enum.sys``
+    would reach ``sys.modules``). Lists and dicts stay mutable (``{% do xs.append(x) %}``)."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(value, types.ModuleType):
+            return False
+        return bool(super().is_safe_attribute(obj, attr, value))
+
+
 class ModelEnvironment:
     """A Jinja environment per project: vars, macros and the dbt-compatible globals."""
 
@@ -191,7 +204,7 @@ class ModelEnvironment:
         # render of the project -- at load, per run, in tests, in forked workers, after a cache
         # load -- resolves source() here, so all of them agree.
         self.sources: dict[tuple[str, str], str] = {}
-        self.env = jinja2.Environment(
+        self.env = Sandbox(
             undefined=jinja2.StrictUndefined,
             extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
             keep_trailing_newline=True,
@@ -340,6 +353,14 @@ class ModelEnvironment:
             ) from None
         except ReturnValue as exc:
             return str(exc.value)
+        except jinja2.sandbox.SecurityError as exc:
+            raise CadenceError(
+                f"Jinja sandbox refused: {exc}",
+                file=state.file,
+                line=_template_line(state.file, sys.exc_info()[2]),
+                hint="templates cannot reach Python internals ('_' attributes, modules); "
+                "use ref(), source(), var(), macros and the dbt functions",
+            ) from None
         except Exception as exc:  # noqa: BLE001 - template code is user code
             raise CadenceError(
                 f"Jinja error: {type(exc).__name__}: {exc}",

@@ -1,4 +1,6 @@
-"""Read-only reports over a loaded project and its state: status, explain, cost, lint.
+"""Read-only reports over a loaded project and its state: status, explain.
+
+The cost model and lint live in the review wing (``cadence.review``).
 
 Input: ``Project``, ``StateSnapshot``, ``now`` -> output: plain data (dicts, strings) the CLI
 renders. Nothing here writes.
@@ -11,7 +13,6 @@ import re
 from typing import Any
 
 from cadence.due import backoff_wait, fmt
-from cadence.errors import CadenceError
 from cadence.state import StateSnapshot
 
 
@@ -59,6 +60,7 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
         nxt = cad.ticks.next_tick(now, tz) if ticking else None
         overdue = bool(
             ticking
+            and not (d is not None and d.current)
             and latest
             and (
                 st.last_success_at is None
@@ -136,104 +138,3 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
     for x in also:
         lines.append(f"  would also build upstream {x.name}: {x.reason}")
     return "\n".join(lines)
-
-
-def cost_report(
-    project: Any, state: StateSnapshot, now: dt.datetime, horizon: str
-) -> dict[str, Any]:
-    tz = project.tz
-    span = parse_horizon(horizon)
-    days = span.total_seconds() / 86400
-    models = []
-    per_model: dict[str, float] = {}
-    for name in project.model_names():
-        model = project.parsed.model(name)
-        cad = project.cadences.of(name)
-        builds = 0
-        if cad.has_ticks and model.materialized not in ("view", "ephemeral"):
-            builds = len(cad.ticks.ticks_between(now, now + span, tz))
-        per_day = builds / days if days else 0.0
-        avg = state.of(name).avg_duration_s
-        compute = per_day * (avg or 0.0)
-        per_model[name] = compute
-        models.append(
-            {
-                "name": name,
-                "cadence": cad.describe(),
-                "builds_per_day": per_day,
-                "avg_duration_s": avg,
-                "compute_s_per_day": compute,
-            }
-        )
-    channels = []
-    for ch in project.parsed.config.channels:
-        serving = [m for m in project.model_names() if ch.name in project.cadences.of(m).channels]
-        channels.append(
-            {
-                "name": ch.name,
-                "cadence": ch.cadence,
-                "models": serving,
-                "compute_s_per_day": sum(per_model[m] for m in serving),
-            }
-        )
-    return {
-        "at": now.isoformat(),
-        "horizon": horizon,
-        "models": models,
-        "channels": channels,
-        "total_compute_s_per_day": sum(per_model.values()),
-    }
-
-
-def lint_project(project: Any) -> list[CadenceError]:
-    """Warnings: stale-data risks and project smells (parse warnings included)."""
-    warnings = list(project.parsed.warnings)
-    for m in project.parsed.models:
-        cad = project.cadences.of(m.name)
-        for parent in project.dag.parents.get(m.name, ()):
-            pcad = project.cadences.models.get(parent)
-            if pcad is not None and pcad.explicit and cad.has_ticks:
-                warnings.append(
-                    CadenceError(
-                        f"'{m.name}' ({cad.describe()}) reads '{parent}', "
-                        f"which has its own cadence "
-                        f"({pcad.describe()}): '{m.name}' cannot be fresher than '{parent}'",
-                        file=m.path,
-                        severity="warning",
-                        hint=f"remove the cadence of '{parent}' to let it inherit, "
-                        "or accept the lag",
-                    )
-                )
-        if m.config.channels and not m.config.key and m.materialized in ("table", "incremental"):
-            warnings.append(
-                CadenceError(
-                    f"segment '{m.name}' feeds channels but has no key, so no entered/exited lists",
-                    file=m.path,
-                    severity="warning",
-                    hint="add config(key='customer_id') or similar",
-                )
-            )
-        if m.materialized == "incremental" and not (m.config.watermark or m.config.unique_key):
-            warnings.append(
-                CadenceError(
-                    f"incremental model '{m.name}' has neither unique_key nor watermark",
-                    file=m.path,
-                    severity="warning",
-                    hint="set unique_key to avoid duplicate rows",
-                )
-            )
-        if (
-            not cad.origins
-            and not project.dag.children.get(m.name)
-            and m.materialized != "ephemeral"
-        ):
-            warnings.append(
-                CadenceError(
-                    f"'{m.name}' feeds no channel and nothing reads it: "
-                    "never due, built only when selected",
-                    file=m.path,
-                    severity="warning",
-                    hint="add channels: [...] or a cadence, or remove it",
-                )
-            )
-    return warnings

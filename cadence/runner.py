@@ -17,12 +17,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from cadence import artifacts
+from cadence.activation import membership
 from cadence.compiler import Compiler
 from cadence.dag import Dag
 from cadence.datatests import TestOutcome, describe_failure, test_sql
-from cadence.due import Decision, Plan, view_hash
+from cadence.due import Decision, Plan, real_instant, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.parser import Model, ParsedProject, Seed
@@ -71,6 +73,8 @@ class RunResult:
     at: dt.datetime
     results: tuple[ModelResult, ...]
     seeds_listed: bool = False  # `cadence seed`: the seeds are what the run is about
+    # activation's DeliveryReport for this run (None: no channel delivered); set by Project.run
+    deliveries: Any = None
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -78,7 +82,12 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not any(r.status == "upstream_failed" for r in self.results)
+        delivered = self.deliveries is None or self.deliveries.ok
+        return (
+            delivered
+            and not self.failed
+            and not any(r.status == "upstream_failed" for r in self.results)
+        )
 
     def to_json(self) -> dict[str, object]:
         # the contract lists models; a seed appears only when loading it failed (the models
@@ -124,7 +133,7 @@ class _RunContext:
 
 
 def new_run_id(now: dt.datetime) -> str:
-    return now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    return real_instant(now).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 def execute(
@@ -155,8 +164,10 @@ def execute(
         artifacts.write_json(root, "run_results.json", idle.to_json())
         return idle
     ensure_schema(engine)
+    membership.ensure_tables(engine)
     record_run_start(engine, run_id, now, command, os.getpid(), replay)
-    for schema in sorted({m.schema for m in project.models} | {project.config.warehouse.schema}):
+    schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
+    for schema in sorted(schemas | {project.config.warehouse.schema}):
         engine.create_schema(schema)  # once, up front: concurrent creates would conflict
     tests_by_model: dict[str, list[DataTest]] = {}
     for t in project.tests:
@@ -276,7 +287,7 @@ def _missing_upstream(
                 continue
             key = (m.schema, m.identifier)
         elif parent in seeds:
-            key = (ctx.project.config.warehouse.schema, parent)
+            key = (seeds[parent].schema, seeds[parent].table)
         else:
             continue
         if key not in ctx.relations:
@@ -403,13 +414,15 @@ def _record_failure(
 
 def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
     started = time.perf_counter()
-    schema = ctx.project.config.warehouse.schema
-    staging = relation_sql(schema, seed.name + STAGING_SUFFIX)
+    schema = seed.schema
+    staging = relation_sql(schema, seed.table + STAGING_SUFFIX)
+    options = {"delimiter": seed.delimiter} if seed.delimiter else {}
     try:
         with ctx.engine.transaction():
-            ctx.engine.load_csv(staging, str(Path(ctx.project.root) / seed.path), seed.column_types)
+            path = str(Path(ctx.project.root) / seed.path)
+            ctx.engine.load_csv(staging, path, seed.column_types, **options)
             rows = ctx.engine.row_count(staging)
-            _swap(ctx, staging, seed.relation, schema, seed.name)
+            _swap(ctx, staging, seed.relation, schema, seed.table)
             duration = time.perf_counter() - started
             ctx.new_states[seed.name] = record_build(
                 ctx.engine,
@@ -428,7 +441,7 @@ def _load_seed(ctx: _RunContext, seed: Seed, decision: Decision) -> ModelResult:
                 ),
                 ctx.state.of(seed.name),
             )
-        ctx.relations[(schema, seed.name)] = "table"
+        ctx.relations[(schema, seed.table)] = "table"
         return ModelResult(seed.name, "success", decision.reason, rows, duration, kind="seed")
     except EngineError as exc:
         result = ModelResult(
@@ -475,7 +488,7 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
                 rows = None
                 warnings: list[str] = []
             else:
-                rows, warnings = _publish_table(ctx, model, compiled.sql, incremental)
+                rows, warnings = _publish_table(ctx, model, compiled.sql, incremental, decision)
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
                 engine,
@@ -528,7 +541,7 @@ class _TestsFailed(EngineError):
 
 
 def _publish_table(
-    ctx: _RunContext, model: Model, sql: str, incremental: bool
+    ctx: _RunContext, model: Model, sql: str, incremental: bool, decision: Decision
 ) -> tuple[int, list[str]]:
     """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
     engine = ctx.engine
@@ -548,6 +561,18 @@ def _publish_table(
             else "nothing published (no previous version)"
         )
         raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
+    if model.config.key:  # a segment: who entered and exited commits with the publish
+        membership.record_changes(
+            engine,
+            segment=model.name,
+            key=model.config.key,
+            candidate=staging,
+            live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
+            run_id=ctx.run_id,
+            tick=decision.tick,
+            at=ctx.now,
+            exits=not incremental,
+        )
     if incremental:
         if model.config.unique_key:
             engine.delete_matching(model.relation, staging, model.config.unique_key)
@@ -625,9 +650,12 @@ def _target_exists(ctx: _RunContext, to: str) -> bool:
 
     name = ref_target(to)
     model = ctx.compiler.models.get(name)
+    seed = ctx.compiler.seeds.get(name)
     schema, identifier = (
         (model.schema, model.identifier)
         if model is not None
+        else (seed.schema, seed.table)
+        if seed is not None
         else (ctx.project.config.warehouse.schema, name)
     )
     return (schema, identifier) in (ctx.visible if ctx.visible is not None else ctx.relations)

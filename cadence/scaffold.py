@@ -1,15 +1,16 @@
 """``cadence init``: write a new project from the template shipped with the package.
 
 Input: a target folder -> output: the project files on disk. Refuses to write into a non-empty
-folder, so nothing a user made is overwritten.
+folder, so nothing a user made is overwritten; files are 0600 and folders 0700, like everything
+cadence writes.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
+from cadence import artifacts
 from cadence.errors import CadenceError
 
 PLACEHOLDER = "__PROJECT_NAME__"
@@ -41,20 +42,19 @@ def init_project(target: Path) -> Path:
             hint="choose a new name or empty the folder; init never overwrites files",
         )
     source = template_dir()
-    target.mkdir(parents=True, exist_ok=True)
+    artifacts.private_dir(target)
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
         if "__pycache__" in rel.parts or path.name.endswith(".pyc"):
             continue
         dest = target / rel
         if path.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
+            artifacts.private_dir(dest)
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix in RENDERED or path.name == ".gitignore":
             text = path.read_text(encoding="utf-8").replace(PLACEHOLDER, name.replace("-", "_"))
-            dest.write_text(text, encoding="utf-8")
+            artifacts.write_text(dest, text, durable=False)
         else:
-            shutil.copyfile(path, dest)
-    (target / "logs").mkdir(exist_ok=True)
+            artifacts.write_bytes(dest, path.read_bytes(), durable=False)
+    artifacts.private_dir(target / "logs")
     return target

@@ -48,6 +48,19 @@ def select(
     return chosen
 
 
+def unmatched(
+    select_args: Iterable[str], project: ParsedProject, dag: Dag, cadences: Cadences
+) -> list[str]:
+    """Selector terms that match no model or seed (``due:`` terms are left out: matching
+    nothing is their normal answer when nothing is due)."""
+    universe = {m.name for m in project.models} | {s.name for s in project.seeds}
+    return [
+        term
+        for term in split_terms(select_args)
+        if "due:" not in term and not _term(term, project, dag, cadences, universe, None)
+    ]
+
+
 def _term(
     term: str,
     project: ParsedProject,

@@ -73,6 +73,9 @@ class StateSnapshot:
     # runs whose builds are not folded into model_state yet (the next run folds them)
     pending_runs: tuple[str, ...] = ()
     pending_models: frozenset[str] = frozenset()
+    # read from the snapshot file instead of the warehouse: when it was written, and why
+    as_of: dt.datetime | None = None
+    note: str | None = None
 
     def of(self, name: str) -> ModelState:
         return self.models.get(name) or ModelState(name)
@@ -306,3 +309,128 @@ def record_run_end(engine: Engine, run_id: str, finished_at: dt.datetime, status
         )
     except EngineError:
         pass
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    """One recorded build, for reports (``cadence docs``)."""
+
+    started_at: dt.datetime | None
+    status: str | None
+    duration_s: float | None
+    rows: int | None
+    tick: dt.datetime | None
+
+
+def read_recent_builds(engine: Engine, per_model: int = 10) -> dict[str, tuple[BuildRow, ...]]:
+    """The latest ``per_model`` recorded builds of each model, newest first (read-only)."""
+    if (SCHEMA, "model_builds") not in engine.relations():
+        return {}
+    rows = engine.query(
+        f"""select model, started_at, status, duration_s, rows, tick from (
+            select *, row_number() over (partition by model order by started_at desc) as n
+            from {SCHEMA}.model_builds where kind = 'model') where n <= {int(per_model)}
+        order by model, started_at desc"""
+    )
+    out: dict[str, list[BuildRow]] = {}
+    for r in rows:
+        out.setdefault(r[0], []).append(BuildRow(from_db(r[1]), r[2], r[3], r[4], from_db(r[5])))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def read_member_counts(engine: Engine) -> dict[str, int]:
+    """Current members per segment from ``_cadence.membership_changes`` (empty without it)."""
+    if (SCHEMA, "membership_changes") not in engine.relations():
+        return {}
+    try:
+        rows = engine.query(
+            f"""select segment, sum(case when change = 'entered' then 1 else -1 end)
+            from {SCHEMA}.membership_changes group by segment"""
+        )
+    except EngineError:
+        return {}
+    return {r[0]: int(r[1]) for r in rows}
+
+
+# History that ``history: {keep_days: N}`` prunes: (table, time column[, columns whose latest
+# row is always kept]). The activation stage adds its own tables (membership changes,
+# deliveries) by passing a longer list.
+HISTORY_TABLES: tuple[tuple[str, ...], ...] = (
+    (f"{SCHEMA}.model_builds", "started_at", "model"),
+    (f"{SCHEMA}.runs", "started_at"),
+)
+PRUNE_SLACK = dt.timedelta(hours=1)  # prune when the oldest row is this much past the cutoff
+
+
+def _columns(engine: Engine, table: str) -> set[str]:
+    schema, _, name = table.partition(".")
+    rows = engine.query(
+        "select column_name from information_schema.columns "
+        "where table_schema = ? and table_name = ?",
+        (schema, name),
+    )
+    return {str(r[0]) for r in rows}
+
+
+def prune_history(
+    engine: Engine,
+    cutoff: dt.datetime,
+    tables: tuple[tuple[str, ...], ...] = HISTORY_TABLES,
+    *,
+    slack: dt.timedelta = PRUNE_SLACK,
+) -> dict[str, int]:
+    """Delete history rows older than ``cutoff``; returns rows deleted per table (empty when
+    nothing was old enough). Never deleted: the latest row per key columns (the latest build
+    of each model), rows of a run that is still running or not folded into ``model_state`` yet
+    (its builds are replayed into state), and a run that kept rows still point at. To keep
+    the cron path cheap, nothing happens until the oldest row is ``slack`` past the cutoff.
+    Checkpoints afterwards so the freed space is reused."""
+    relations = engine.relations()
+    present = [
+        (".".join(f'"{p}"' for p in t[0].split(".", 1)), *(f'"{c}"' for c in t[1:]))
+        for t in tables
+        if tuple(t[0].split(".", 1)) in relations
+    ]
+    limit = to_db(cutoff)
+    oldest = [engine.query(f"select min({t[1]}) from {t[0]}")[0][0] for t in present]
+    if not any(o is not None and limit is not None and o < limit - slack for o in oldest):
+        return {}
+    runs_table = f'"{SCHEMA}"."runs"'
+    busy_runs = f"select run_id from {runs_table} where folded = false or status = 'running'"
+    deleted: dict[str, int] = {}
+    with engine.transaction():
+        with_run_id = []
+        for table, column, *keep in present:
+            if table == runs_table:
+                continue
+            conditions = [f"o.{column} < ?"]
+            params: list[object] = [limit]
+            if "run_id" in _columns(engine, table.replace('"', "")):
+                with_run_id.append(table)
+                conditions.append(f"o.run_id not in ({busy_runs})")
+            if keep:
+                same = " and ".join(f"n.{k} = o.{k}" for k in keep)
+                latest = (
+                    f"select max_by(rowid, {column}) from {table} o where o.{column} < ? "
+                    f"and not exists (select 1 from {table} n where {same} "
+                    f"and n.{column} >= ?) group by {', '.join(keep)}"
+                )
+                conditions.append(f"o.rowid not in ({latest})")
+                params += [limit, limit]
+            rows = engine.query(
+                f"delete from {table} o where {' and '.join(conditions)}", tuple(params)
+            )
+            deleted[table.replace('"', "")] = int(rows[0][0]) if rows else 0
+        if any(t[0] == runs_table for t in present):
+            kept = "".join(f" and run_id not in (select run_id from {t})" for t in with_run_id)
+            rows = engine.query(
+                f"delete from {runs_table} where started_at < ? and folded = true "
+                f"and status <> 'running'{kept}",
+                (limit,),
+            )
+            deleted[f"{SCHEMA}.runs"] = int(rows[0][0]) if rows else 0
+    try:
+        engine.execute("checkpoint")  # return the freed blocks to the file for reuse
+    except EngineError:
+        pass  # another transaction is open: DuckDB checkpoints on its own later
+    return deleted

@@ -10,12 +10,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "config", "relations", "artifacts", "loader", "rendering", "testspecs",
-    "properties",
-    "parser",
-    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "due",
+    "errors", "yamlfile", "channelconfig", "config", "relations", "artifacts", "files", "loader",
+    "rendering", "testspecs", "seedconfig", "properties", "parser",
+    "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "snapshot",
+    "activation", "activation.membership", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
-    "scaffold", "project", "output", "cli", "__main__",
+    "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
+    "activation.deliver", "activation.render",
+    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site",
+    "review.render", "review",
+    "output", "cli", "__main__",
 ]
 OWNERS = {
     "networkx": {"dag", "parser"},

@@ -27,3 +27,17 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         assert metrics[key] > 0, key
     assert size["noop_statuses"] == {"skipped": 20}
     assert "no-op" in run.stdout
+
+
+def test_activation_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "activation.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "activation.py"), "--members", "2000",
+         "--changes", "200", "--repeat", "1", "--output", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: a target missed at this size
+    data = json.loads(out.read_text())
+    assert data["membership_diff"]["changes"] == 20
+    for key in ("membership_diff", "changes_export"):
+        assert data[key]["subject_s"] > 0 and data[key]["baseline_s"] > 0
+    assert "membership diff" in run.stdout and "changes export" in run.stdout

@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cadence import config, loader, parser
+from cadence import channelconfig, config, loader, parser
 from cadence.cli import main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -100,6 +100,10 @@ def test_help_options_match_click_params() -> None:
         ("loader.TOP_KEYS", loader.TOP_KEYS),
         ("loader.WAREHOUSE_KEYS", loader.WAREHOUSE_KEYS),
         ("loader.CHANNEL_KEYS", loader.CHANNEL_KEYS),
+        ("channelconfig.FILE_EXPORT_KEYS", channelconfig.FILE_EXPORT_KEYS),
+        ("channelconfig.WEBHOOK_EXPORT_KEYS", channelconfig.WEBHOOK_EXPORT_KEYS),
+        ("channelconfig.SERVE_KEYS", channelconfig.SERVE_KEYS),
+        ("config.HOLDOUT_KEYS", config.HOLDOUT_KEYS),
         ("config.MODEL_CONFIG_KEYS", config.MODEL_CONFIG_KEYS),
         ("config.DBT_PASSTHROUGH_KEYS", config.DBT_PASSTHROUGH_KEYS),
     ],

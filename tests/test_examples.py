@@ -51,6 +51,41 @@ def test_init_then_run_then_run_due(tmp_path: Path) -> None:
     assert code == 0, out
 
 
+def test_template_activation_works_offline(tmp_path: Path) -> None:
+    """The email channel exports its changes to parquet with manifests, honours the suppression
+    seed and keeps the lapsed holdout out; the README says where the files are."""
+    import duckdb
+
+    from cadence.activation.audience import is_held_out
+
+    project = tmp_path / "shop"
+    assert cli("init", str(project))[0] == 0
+    code, out = cli("run", "--project-dir", str(project), "--at", "2026-06-01T05:00")
+    assert code == 0, out
+    assert "delivered email/high_value" in out and "delivered email/lapsed" in out
+    manifests = sorted((project / "exports" / "email").rglob("*.manifest.json"))
+    assert {m.parent.name for m in manifests} == {"high_value", "lapsed"}
+    unsubscribed = {
+        line.split(",")[0]
+        for line in (project / "seeds" / "email_unsubscribed.csv").read_text().splitlines()[1:]
+    }
+    con = duckdb.connect(str(project / "warehouse.duckdb"), read_only=True)
+    lapsed = {str(r[0]) for r in con.execute("select customer_id from lapsed").fetchall()}
+    con.close()
+    held = {k for k in lapsed if is_held_out("winback_2026", k, 10)}
+    assert held and unsubscribed & lapsed, "the demo data shows both rules at work"
+    for manifest in manifests:
+        body = json.loads(manifest.read_text())
+        data = manifest.with_name(body["file"])
+        assert manifest.stat().st_mode & 0o777 == 0o600 and data.stat().st_mode & 0o777 == 0o600
+        keys = {str(r[0]) for r in duckdb.sql(f"select key from '{data}'").fetchall()}
+        assert len(keys) == body["rows"] and not keys & unsubscribed
+        if body["segment"] == "lapsed":
+            assert keys == lapsed - unsubscribed - held
+    readme = (project / "README.md").read_text()
+    assert "exports/email/<segment>/" in readme and "manifest.json" in readme
+
+
 def test_init_refuses_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "shop").mkdir()
     (tmp_path / "shop" / "notes.txt").write_text("mine")

@@ -214,3 +214,108 @@ def test_folder_default_channels_reach_every_model_below(make_project):
     project = Project.load(make_project(FOLDERS, yml))
     assert project.parsed.model("mart").config.channels == ("email",)
     assert project.parsed.model("stg").config.channels == ()
+
+
+@pytest.mark.parametrize(
+    ("history", "message", "hint"),
+    [
+        ("{keep_day: 90}", "unknown history key 'keep_day'", "did you mean 'keep_days'?"),
+        ("{keep_days: 0}", "history.keep_days must be a whole number of days", "keep_days: 90"),
+        ("{keep_days: '90'}", "got '90'", "keep_days: 90"),
+        ("{keep_days: true}", "got True", "keep_days: 90"),
+        ("90", "'history' must be a mapping", "history: {keep_days: 90}"),
+    ],
+)
+def test_history_keep_days_is_validated(make_project, history, message, hint):
+    root = make_project({"models/m.sql": "select 1 as id\n"}, DEFAULT_CADENCE_YML + f"history: {history}\n")
+    with pytest.raises(CadenceError) as exc:
+        Project.load(root, use_cache=False)
+    text = exc.value.render()
+    assert message in text and hint in text and "cadence.yml:" in text
+
+
+def test_history_keep_days_is_read(make_project):
+    root = make_project({"models/m.sql": "select 1 as id\n"}, DEFAULT_CADENCE_YML + "history: {keep_days: 90}\n")
+    assert Project.load(root, use_cache=False).parsed.config.history_keep_days == 90
+
+
+WAREHOUSE_YML = """\
+name: p
+timezone: UTC
+warehouse:
+  engine: duckdb
+  {line}
+"""
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("threads: 100000", "threads: 100000 is more than cadence allows (64)"),
+        ("threads: 0", "threads must be a whole number from 1 to 64, not 0"),
+        ("threads: many", "threads must be a whole number from 1 to 64, not 'many'"),
+        ("threads: true", "threads must be a whole number from 1 to 64, not True"),
+        ("settings: {threads: 100000}", "settings.threads: threads: 100000 is more than"),
+        ("settings: {worker_threads: -1}", "settings.worker_threads: threads must be"),
+    ],
+)
+def test_absurd_thread_counts_name_cadence_yml_and_line(make_project, line, message):
+    error = load_error(make_project, WAREHOUSE_YML.format(line=line))
+    assert error.file == "cadence.yml"
+    assert error.line == 5
+    assert message in error.message
+    assert "1 to 64" in (error.hint or "")
+
+
+def test_threads_on_the_command_line_are_bounded_too(make_project, cli):
+    root = make_project(ONE_MODEL)
+    result = cli(root, "run", "--threads", "100000", "--at", "2026-03-02T05:00")
+    assert result.exit_code == 2
+    assert "--threads: threads: 100000 is more than cadence allows (64)" in result.output
+    assert not (root / "warehouse.duckdb").exists()  # refused before anything was opened
+    with pytest.raises(CadenceError, match="more than cadence allows"):
+        Project.load(root).run(at("2026-03-02T05:00"), threads=100000)
+
+
+@pytest.mark.parametrize("tz", ["x" * 300, "Europe/" + "x" * 300, "../../etc/passwd", "Europe", ""])
+def test_timezones_that_are_not_iana_names_are_errors(make_project, tz):
+    error = load_error(make_project, f"name: p\ntimezone: '{tz}'\n")
+    assert error.file == "cadence.yml" and error.line == 2
+    assert error.message.startswith("unknown timezone")
+    assert len(error.message) < 100  # a 300-character value is cut, not echoed
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("{{ env_var() }}", "env_var() needs the name of an environment variable"),
+        ("{{ 1/0 }}", "ZeroDivisionError"),
+        ("{{ cycler.__init__.__globals__.os.popen('id').read() }}", "SecurityError"),
+        ("{{ nope(", "TemplateSyntaxError"),
+    ],
+)
+def test_bad_templates_in_the_warehouse_path_are_errors(make_project, path, message):
+    yml = f'name: p\nwarehouse:\n  engine: duckdb\n  path: "{path}"\n'
+    error = load_error(make_project, yml)
+    assert error.file == "cadence.yml" and error.line == 4
+    assert message in error.message
+    assert "env_var('NAME', 'default')" in (error.hint or "")
+
+
+@pytest.mark.parametrize(
+    "value", ["['httpfs; drop table x']", "['../../evil']", "[{a: 1}]", "{a: 1}", '[""]']
+)
+def test_extension_names_are_identifiers(make_project, value):
+    error = load_error(make_project, f"name: p\nwarehouse:\n  extensions: {value}\n")
+    assert error.file == "cadence.yml" and error.line == 3
+    assert "extension" in error.message
+
+
+def test_a_valid_extension_loads_and_a_missing_one_is_exit_2(make_project, cli):
+    ok = make_project(ONE_MODEL, "name: p\nwarehouse:\n  extensions: json\n")
+    assert Project.load(ok).parsed.config.warehouse.extensions == ("json",)
+    assert cli(ok, "run", "--at", "2026-03-02T05:00").exit_code == 0
+    bad = make_project(ONE_MODEL, "name: p\nwarehouse:\n  extensions: [no_such_extension]\n")
+    result = cli(bad, "run", "--at", "2026-03-02T05:00")
+    assert result.exit_code == 2
+    assert "cadence.yml: error: cannot load DuckDB extension 'no_such_extension'" in result.output

@@ -53,3 +53,14 @@ def test_wheel_contains_template_and_init_runs_from_it(wheel_venv: Path, tmp_pat
     run = subprocess.run([cadence, "run"], cwd=demo, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "cart_abandoners" in run.stdout
+
+
+def test_wheel_ships_the_docs_site_assets(wheel_venv: Path, tmp_path: Path) -> None:
+    """`cadence docs` works from the wheel: its JS and CSS are package data."""
+    py = wheel_venv / "bin" / "python"
+    where = subprocess.run(
+        [str(py), "-c", "import cadence.review.site as s; print(s.ASSETS)"],
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+    ).stdout.strip()
+    assert str(wheel_venv) in where
+    assert (Path(where) / "site.js").is_file() and (Path(where) / "site.css").is_file()

@@ -75,7 +75,7 @@ def test_a_sql_error_fails_the_run_names_model_and_compiled_file(copy_project, c
     result = cli(root, "run", "--threads", threads, "--at", "2026-01-10T10:00")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    assert "failed: broken:" in result.output
+    assert "error: broken:" in result.output
     assert "target/compiled/models/broken.sql" in result.output
     assert "no_such_column" in (root / "target/compiled/models/broken.sql").read_text()
 
@@ -182,12 +182,14 @@ def test_plan_json_is_exactly_the_documented_contract(copy_project, cli):
     result = cli(root, "plan", "--json", "--at", "2026-01-10T10:05")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"at", "models"}
+    assert set(data) == {"at", "models", "cost"}  # cost: the cost model (SPEC §10)
     assert data["at"] == "2026-01-10T10:05:00+01:00"
     project = Project.load(root)
     assert [m["name"] for m in data["models"]] == project.model_names()
     for m in data["models"]:
-        assert list(m) == ["name", "due", "reason", "cadence", "next_tick"]
+        assert list(m) == [
+            "name", "due", "reason", "cadence", "next_tick", "builds_per_day", "compute_s_per_day"
+        ]
     by_name = {m["name"]: m for m in data["models"]}
     assert [n for n, m in by_name.items() if m["due"]] == ["cart_abandoners"]
     assert by_name["cart_abandoners"]["cadence"] == "every 5 minutes"

@@ -185,3 +185,34 @@ def test_a_selected_run_builds_only_the_selection(copy_project, cli, run_results
     # run_results lists only the models the run considered (seeds it loaded are not models);
     # the excluded ephemeral is still inlined
     assert results == {name: "success" for name in ("stg_customers", "stg_orders", "lapsed")}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ls", "-s", "tag:nosuch"),
+        ("ls", "-s", "tag:vip,channel:web"),  # an intersection that is empty
+        ("run", "-s", "tag:nosuch", "--at", "2026-01-10T10:00"),
+        ("run", "--due", "-s", "tag:nosuch", "--at", "2026-01-10T10:00"),
+        ("compile", "-s", "tag:nosuch", "--at", "2026-01-10T10:00"),
+        ("plan", "-s", "tag:nosuch", "--at", "2026-01-10T10:00"),
+    ],
+)
+def test_a_selector_matching_nothing_warns_and_exits_0(copy_project, cli, args):
+    root = copy_project("shop")
+    result = cli(root, *args)
+    assert result.exit_code == 0, result.output
+    term = args[args.index("-s") + 1]
+    assert f"warning: the selection criterion '{term}' does not match any model or seed" in (
+        result.output
+    )
+
+
+def test_only_the_term_matching_nothing_is_named(copy_project, cli):
+    root = copy_project("shop")
+    result = cli(root, "ls", "-s", "tag:vip tag:nosuch")
+    assert result.exit_code == 0
+    assert "'tag:nosuch'" in result.output and "'tag:vip'" not in result.output
+    assert "high_value" in result.output
+    quiet = cli(root, "ls", "-s", "tag:vip", "-s", "due:true")  # due: matching nothing is normal
+    assert "warning" not in quiet.output

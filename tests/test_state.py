@@ -54,3 +54,122 @@ def test_a_run_killed_before_folding_loses_nothing(tmp_path: Path) -> None:
     assert sql(root, "select model, builds from _cadence.model_state order by model") == [("a", 2), ("b", 2)]
     statuses = sorted(sql(root, "select status, folded from _cadence.runs"))
     assert statuses == [("abandoned", True), ("success", True)]
+
+
+# --- history: {keep_days: N} ---------------------------------------------------------------
+
+HISTORY_YML = (
+    "name: st\nwarehouse: {path: w.duckdb}\ntimezone: UTC\nhistory: {keep_days: 2}\n"
+    "channels:\n  web: {cadence: every 15 minutes}\n"
+)
+
+
+def make_history(root: Path) -> Path:
+    make(root)
+    (root / "cadence.yml").write_text(HISTORY_YML)
+    (root / "models" / "adhoc.sql").write_text(
+        "{{ config(cadence='on demand') }}\nselect 1 as y\n"
+    )
+    return root
+
+
+def counts(root: Path) -> dict[str, int]:
+    return dict(
+        sql(root, "select model, count(*) from _cadence.model_builds group by model order by 1")
+    )
+
+
+def test_history_older_than_keep_days_is_pruned_but_never_the_latest_build(
+    tmp_path: Path,
+) -> None:
+    root = make_history(tmp_path)
+    project = Project.load(root)
+    project.run(AT)  # a, b and adhoc
+    for minutes in range(15, 121, 15):
+        project.run(AT + dt.timedelta(minutes=minutes), due_only=True)
+    assert counts(root) == {"a": 9, "b": 9, "adhoc": 1}
+    before = project.read_state()
+    # three days later: everything above is older than 2 days
+    later = AT + dt.timedelta(days=3)
+    project.run(later, due_only=True)
+    assert counts(root) == {"a": 1, "b": 1, "adhoc": 1}  # adhoc: its only (old) build stays
+    kept = sql(root, "select model, started_at from _cadence.model_builds order by model")
+    assert kept == [
+        ("a", later.replace(tzinfo=None)),
+        ("adhoc", AT.replace(tzinfo=None)),
+        ("b", later.replace(tzinfo=None)),
+    ]
+    runs = sql(root, "select started_at from _cadence.runs order by started_at")
+    assert runs == [(AT.replace(tzinfo=None),), (later.replace(tzinfo=None),)]  # adhoc's run
+    after = Project.load(root).read_state()
+    assert after.of("adhoc") == before.of("adhoc")  # current state is untouched
+    assert after.of("a").builds == before.of("a").builds + 1
+
+
+def test_nothing_is_pruned_within_keep_days_or_without_the_setting(tmp_path: Path) -> None:
+    root = make_history(tmp_path)
+    project = Project.load(root)
+    project.run(AT)
+    project.run(AT + dt.timedelta(days=1, hours=23), due_only=True)
+    assert counts(root) == {"a": 2, "b": 2, "adhoc": 1}
+    (root / "cadence.yml").write_text(HISTORY_YML.replace("history: {keep_days: 2}\n", ""))
+    Project.load(root).run(AT + dt.timedelta(days=30), due_only=True)
+    assert counts(root) == {"a": 3, "b": 3, "adhoc": 1}
+
+
+def test_pruning_keeps_runs_the_state_still_needs(tmp_path: Path) -> None:
+    """A run killed before folding: its builds are replayed into state, so they stay."""
+    root = make_history(tmp_path)
+    project = Project.load(root)
+    project.run(AT)
+    con = duckdb.connect(str(root / "w.duckdb"))
+    old = AT.replace(tzinfo=None) + dt.timedelta(minutes=15)
+    con.execute(
+        "insert into _cadence.runs values ('killed', ?, null, 'running', 'run --due', 1, false,"
+        " false)",
+        [old],
+    )
+    con.execute(
+        "insert into _cadence.model_builds values ('killed', 'a', 'model', ?, ?, ?, 'success',"
+        " 'due', 1, 0.1, 'h', null)",
+        [old, old, old],
+    )
+    con.close()
+    state = project.read_state()
+    from cadence.state import prune_history
+
+    engine = project.open_engine()
+    try:
+        deleted = prune_history(engine, AT + dt.timedelta(days=3))
+    finally:
+        engine.close()
+    assert deleted["_cadence.runs"] == 0  # the first run has kept builds, the killed one is needed
+    assert sql(root, "select count(*) from _cadence.model_builds where run_id = 'killed'") == [(1,)]
+    assert project.read_state().of("a") == state.of("a")
+
+
+def test_pruning_takes_any_history_table_and_frees_space(tmp_path: Path) -> None:
+    """The activation stage passes its own tables: (table, time column[, keep-latest keys])."""
+    from cadence.state import HISTORY_TABLES, prune_history
+
+    root = make_history(tmp_path)
+    project = Project.load(root)
+    project.run(AT)
+    con = duckdb.connect(str(root / "w.duckdb"))
+    con.execute('create table _cadence.events (segment varchar, k varchar, "at" timestamp, v varchar)')
+    con.execute(
+        "insert into _cadence.events select 's' || (i % 2), 'k' || (i % 3), ?::timestamp "
+        "+ i * interval 1 minute, md5(i::varchar) from range(300000) t(i)",
+        [AT.replace(tzinfo=None) - dt.timedelta(days=400)],
+    )
+    con.close()
+    size_before = sql(root, "select free_blocks from pragma_database_size()")[0][0]
+    engine = project.open_engine()
+    try:
+        tables = (*HISTORY_TABLES, ("_cadence.events", "at", "segment", "k"))
+        deleted = prune_history(engine, AT - dt.timedelta(days=1), tables)
+    finally:
+        engine.close()
+    assert deleted["_cadence.events"] == 300000 - 6  # the latest row per (segment, k) stays
+    assert sql(root, "select count(*) from _cadence.events") == [(6,)]
+    assert sql(root, "select free_blocks from pragma_database_size()")[0][0] > size_before

@@ -6,6 +6,7 @@ the swap into the live name and its state record commit together or not at all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,10 +14,18 @@ from typing import Any
 
 import duckdb
 
+from cadence import artifacts
 from cadence.engines.base import Engine, EngineError
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, WarehouseBusy
 from cadence.loader import WarehouseConfig
 from cadence.relations import quote
+
+
+def _lock_holder(message: str) -> str:
+    """The process DuckDB names in a lock conflict: ``Conflicting lock is held in
+    /usr/bin/python3 (PID 4242) by user ...``."""
+    found = re.search(r"lock is held in (.+?\(PID \d+\))", message)
+    return found.group(1) if found else "unknown process (DuckDB did not say)"
 
 
 class DuckDBEngine(Engine):
@@ -34,6 +43,8 @@ class DuckDBEngine(Engine):
         path = warehouse.path
         if path != ":memory:" and not Path(path).is_absolute():
             path = str(root / path)
+        if path != ":memory:" and not read_only:
+            artifacts.private_dir(Path(path).parent, root)
         config: dict[str, Any] = {"threads": warehouse.threads}
         for key, value in warehouse.settings.items():
             config[str(key)] = value
@@ -42,15 +53,23 @@ class DuckDBEngine(Engine):
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
-                raise CadenceError(
-                    "the warehouse is in use by another process (a cadence run is in progress)",
+                holder = _lock_holder(text)
+                raise WarehouseBusy(
+                    f"the warehouse is open in another process: {holder}",
+                    holder=holder,
                     file=warehouse.path,
-                    hint="wait for the run to finish; 'cadence run --wait 60' waits for it",
+                    hint="close it there (a notebook or BI tool holding the file blocks runs), "
+                    "or use --wait SECONDS to wait for it",
                 ) from None
+            denied = "permission denied" in text.lower() or "read-only" in text.lower()
             raise CadenceError(
-                f"cannot open the warehouse: {text}",
+                f"cannot open the warehouse: {text.splitlines()[0] if text else 'I/O error'}",
                 file=warehouse.path,
-                hint="check the warehouse path in cadence.yml",
+                hint="make the warehouse file and its folder writable for the user that runs "
+                "cadence"
+                if denied
+                else "check the warehouse path in cadence.yml (a folder that is a file? "
+                "a file that is not a DuckDB database?)",
             ) from None
         except duckdb.Error as exc:
             raise CadenceError(
@@ -59,7 +78,19 @@ class DuckDBEngine(Engine):
                 hint="check warehouse settings in cadence.yml",
             ) from None
         for ext in warehouse.extensions:
-            con.execute(f"load {ext}")
+            try:
+                con.execute(f"load {quote(ext)}")  # names are validated identifiers, and quoted
+            except duckdb.Error as exc:
+                con.close()
+                raise CadenceError(
+                    f"cannot load DuckDB extension '{ext}': {str(exc).splitlines()[0]}",
+                    file="cadence.yml",
+                    hint=f"install it once (duckdb -c 'install {ext}') or remove it "
+                    "from warehouse.extensions",
+                ) from None
+        if path != ":memory:" and not read_only:  # made before cadence kept files private
+            for own in (Path(path), Path(path + ".wal")):
+                artifacts.make_private(own)
         return cls(con, path)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -135,8 +166,12 @@ class DuckDBEngine(Engine):
             f"delete from {relation} as t where exists (select 1 from {source} as s where {cond})"
         )
 
-    def load_csv(self, relation: str, path: str, column_types: dict[str, str]) -> None:
+    def load_csv(
+        self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
+    ) -> None:
         options = ["header = true", "auto_detect = true"]
+        if delimiter:
+            options.append("delim = '" + delimiter.replace("'", "''") + "'")
         if column_types:
             types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
             options.append(f"types = {{{types}}}")

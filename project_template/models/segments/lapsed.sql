@@ -1,6 +1,7 @@
 -- Customers who have ordered before but not in the last var('lapsed_days') days, and agreed to
--- marketing: the win-back email. Refreshed daily for the 06:00 send.
-{{ config(channels=['email'], key='customer_id') }}
+-- marketing: the win-back email. Refreshed daily for the 06:00 send. A stable 10% of them are held
+-- out (never emailed, recorded in _cadence.delivered) to measure what the win-back email does.
+{{ config(channels=['email'], key='customer_id', holdout={'percent': 10, 'salt': 'winback_2026'}) }}
 
 with customers as (
 

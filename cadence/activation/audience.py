@@ -1,0 +1,206 @@
+"""What a channel receives from its segments: members minus suppressed, claimed and held-out keys.
+
+Input: the parsed project and a channel name -> output: SQL over the LIVE relations, one row per
+(segment, key) the channel considers: ``segment VARCHAR, key VARCHAR, held_out BOOLEAN``.
+Invariants: suppressed keys (any model or seed of the channel's ``suppress`` list, matched on the
+segment's key column) and keys claimed by an earlier segment of ``priority`` are absent; a key
+is held out when ``sha256(f"{salt}:{key}")``'s first 8 bytes, as an unsigned big-endian integer,
+mod 100 is below ``percent`` - the same formula in SQL (``holdout_sql``) and Python
+(``is_held_out``), so it is stable across runs, machines and Python versions. Priority is decided
+before holdout: a key held out of the segment that claims it receives nothing from the channel.
+The SQL stays within what sqlglot transpiles to Spark (no QUALIFY, no DuckDB-only functions
+beyond sha256/substr/casts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from cadence.channelconfig import ChannelConfig
+from cadence.errors import CadenceError, did_you_mean
+from cadence.parser import Model, ParsedProject
+from cadence.relations import quote
+
+
+@dataclass(frozen=True)
+class Holdout:
+    percent: float
+    salt: str
+
+
+def is_held_out(salt: str, key: str, percent: float) -> bool:
+    """The holdout rule, in Python (``holdout_sql`` is the same in SQL)."""
+    value = int.from_bytes(hashlib.sha256(f"{salt}:{key}".encode()).digest()[:8], "big")
+    return value % 100 < percent
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def holdout_sql(salt: str, key_expr: str, percent: float) -> str:
+    """SQL boolean: is the key (a VARCHAR expression) held out. The 64-bit prefix is split in two
+    32-bit halves (hi * 2^32 + lo) so every engine's BIGINT holds them; 2^32 mod 100 = 96."""
+    if percent <= 0:
+        return "false"
+    digest = f"sha256({_literal(salt + ':')} || {key_expr})"
+    hi = f"cast('0x' || substr({digest}, 1, 8) as bigint)"
+    lo = f"cast('0x' || substr({digest}, 9, 8) as bigint)"
+    return f"((({hi} % 100) * 96 + ({lo} % 100)) % 100 < {percent:g})"
+
+
+def holdout_of(model: Model) -> Holdout | None:
+    h = model.config.holdout
+    if not h or not h.get("percent"):
+        return None
+    return Holdout(float(h["percent"]), str(h.get("salt") or model.name))
+
+
+def channel_of(parsed: ParsedProject, channel: str) -> ChannelConfig:
+    found = parsed.config.channel(channel)
+    if found is None:
+        names = [c.name for c in parsed.config.channels]
+        guess = did_you_mean(channel, names)
+        raise CadenceError(
+            f"unknown channel '{channel}'",
+            hint=f"did you mean '{guess}'?" if guess else "channels: " + ", ".join(names),
+        )
+    return found
+
+
+def segments_of(parsed: ParsedProject, channel: str) -> tuple[Model, ...]:
+    """The channel's segments (models with ``key`` feeding it), ``priority`` ones first in that
+    order, then the others by name."""
+    config = channel_of(parsed, channel)
+    feeding = {
+        m.name: m
+        for m in parsed.models
+        if m.config.key and channel in m.config.channels and m.materialized != "ephemeral"
+    }
+    first = [feeding[n] for n in config.priority if n in feeding]
+    rest = sorted((m for n, m in feeding.items() if n not in config.priority), key=lambda m: m.name)
+    return tuple(first + rest)
+
+
+def check_channel(parsed: ParsedProject, channel: str) -> None:
+    """Every name in ``suppress`` is a model or seed and every ``priority`` name one of the
+    channel's segments; errors name cadence.yml and the line."""
+    config = channel_of(parsed, channel)
+    relations = {m.name for m in parsed.models} | {s.name for s in parsed.seeds}
+    segments = {m.name for m in segments_of(parsed, channel)}
+    problems = []
+    for name in config.suppress:
+        if name not in relations:
+            guess = did_you_mean(name, sorted(relations))
+            problems.append(
+                CadenceError(
+                    f"channel '{channel}': suppress names '{name}', which is no model or seed",
+                    file="cadence.yml",
+                    line=config.line_of("suppress"),
+                    hint=f"did you mean '{guess}'?" if guess else "add the seed or model",
+                )
+            )
+    for name in config.priority:
+        if name not in segments:
+            guess = did_you_mean(name, sorted(segments))
+            problems.append(
+                CadenceError(
+                    f"channel '{channel}': priority names '{name}', which is not a segment "
+                    "of this channel (a model with key and this channel)",
+                    file="cadence.yml",
+                    line=config.line_of("priority"),
+                    hint=f"did you mean '{guess}'?"
+                    if guess
+                    else "segments: " + ", ".join(sorted(segments)),
+                )
+            )
+    if problems:
+        from cadence.errors import ProjectErrors
+
+        raise problems[0] if len(problems) == 1 else ProjectErrors(problems)
+
+
+def suppress_relations(parsed: ParsedProject, channel: str) -> tuple[tuple[str, str, str], ...]:
+    """(name, relation SQL, (schema, identifier) joined by '.') of each suppression list."""
+    config = channel_of(parsed, channel)
+    out = []
+    seeds = {s.name: s for s in parsed.seeds}
+    for name in config.suppress:
+        model = parsed.model(name)
+        if model is not None:
+            out.append((name, model.relation, f"{model.schema}.{model.identifier}"))
+        elif name in seeds:
+            seed = seeds[name]
+            out.append((name, seed.relation, f"{seed.schema}.{seed.table}"))
+    return tuple(out)
+
+
+def segment_audience_sql(
+    parsed: ParsedProject,
+    channel: str,
+    segment: str,
+    columns: tuple[str, ...] = (),
+    *,
+    present: Collection[str] | None = None,
+) -> str:
+    """One segment's rows of the channel's audience (plus ``columns`` of the segment).
+    ``present``: names of segments whose live relation exists (others cannot claim keys)."""
+    segments = segments_of(parsed, channel)
+    config = channel_of(parsed, channel)
+    model = next(m for m in segments if m.name == segment)
+    key = quote(model.config.key or "")
+    key_text = f"cast(m.{key} as varchar)"
+    conditions = [f"m.{key} is not null"]
+    for _name, relation, _ident in suppress_relations(parsed, channel):
+        conditions.append(
+            f"not exists (select 1 from {relation} as s "
+            f"where cast(s.{key} as varchar) = {key_text})"
+        )
+    if segment in config.priority:
+        for earlier in config.priority[: config.priority.index(segment)]:
+            other = next((m for m in segments if m.name == earlier), None)
+            if other is None or (present is not None and earlier not in present):
+                continue
+            other_key = quote(other.config.key or "")
+            conditions.append(
+                f"not exists (select 1 from {other.relation} as p "
+                f"where cast(p.{other_key} as varchar) = {key_text})"
+            )
+    holdout = holdout_of(model)
+    held = holdout_sql(holdout.salt, key_text, holdout.percent) if holdout else "false"
+    extra = "".join(f", m.{quote(c)} as {quote(c)}" for c in columns)
+    where = "\n  and ".join(conditions)
+    return (
+        f"select {_literal(segment)} as segment, {key_text} as key, {held} as held_out{extra}\n"
+        f"from {model.relation} as m\nwhere {where}"
+    )
+
+
+def audience_sql(
+    parsed: ParsedProject, channel: str, *, present: Collection[str] | None = None
+) -> str:
+    """The channel's whole audience (contract (b)): ``segment, key, held_out`` per row."""
+    parts = [
+        segment_audience_sql(parsed, channel, m.name, present=present)
+        for m in segments_of(parsed, channel)
+        if present is None or m.name in present
+    ]
+    if not parts:
+        return (
+            "select cast(null as varchar) as segment, cast(null as varchar) as key, "
+            "cast(null as boolean) as held_out where 1 = 0"
+        )
+    return "\nunion all\n".join(parts)
+
+
+__all__ = [
+    "Holdout",
+    "audience_sql",
+    "check_channel",
+    "holdout_sql",
+    "is_held_out",
+    "segment_audience_sql",
+    "segments_of",
+]

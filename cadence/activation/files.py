@@ -1,0 +1,303 @@
+"""The file destination: a delivery becomes one data file (parquet, csv or jsonl, written by
+DuckDB's own ``COPY``) and its ``<export_id>.manifest.json``.
+
+Input: a fixed range of frozen changes of one channel x segment -> output: the data file and
+its manifest under the export folder, and a ``DeliveryOutcome``. Invariants: the data file is
+written under a temporary name, fsynced and renamed, and the manifest (with the file's sha256)
+is written the same way LAST, so a reader that sees a manifest knows its file is complete; the
+export id and path depend only on the range and the attempt's planned time, so a retry rewrites
+the same file (or, when its manifest already matches, leaves it) and never adds a second one;
+files are 0600 and folders 0700 whatever the umask; a path never leaves the project folder (or
+the absolute ``export_root``); names with ``/`` or ``..`` are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from cadence.activation import outbox
+from cadence.activation.outbox import DeliveryOutcome
+from cadence.channelconfig import ExportConfig
+from cadence.engines.base import Engine, EngineError
+
+FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+COPY_OPTIONS = {
+    "parquet": "format parquet",
+    "csv": "format csv, header true",
+    "jsonl": "format json",
+}
+
+
+class ExportPathError(Exception):
+    """A path template that would write outside the allowed folder, or a name that cannot be
+    part of a path."""
+
+
+def checkpoint(step: str) -> None:
+    """Test-only fault injection: ``CADENCE_TEST_FAULT=<step>`` kills this process with
+    SIGKILL when the delivery reaches ``step`` (used by tests/test_activation_files.py)."""
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def export_id(channel: str, segment: str, first: int, last: int) -> str:
+    """Deterministic: the same range of the same channel x segment always has the same id."""
+    return f"{channel}__{segment}__{first:09d}-{last:09d}"
+
+
+@dataclass(frozen=True)
+class FileExport:
+    outcome: DeliveryOutcome
+    export_id: str
+    path: str | None = None  # relative to the project when inside it
+    rows: int | None = None
+
+
+def render_path(
+    template: str,
+    *,
+    root: Path,
+    export_root: str | None,
+    channel: str,
+    segment: str,
+    export: str,
+    fmt: str,
+    planned_at: dt.datetime,
+) -> Path:
+    for what, value in (("channel", channel), ("segment", segment)):
+        if not SAFE_NAME.match(value) or ".." in value:
+            raise ExportPathError(f"{what} name {value!r} cannot be part of an export path")
+    utc = planned_at.astimezone(dt.timezone.utc)
+    text = template.format(
+        channel=channel,
+        segment=segment,
+        export_id=export,
+        run_at=utc.strftime("%Y%m%dT%H%M%SZ"),
+        date=utc.strftime("%Y-%m-%d"),
+        format=fmt,
+    )
+    base = Path(export_root) if export_root else root
+    candidate = Path(text) if os.path.isabs(text) else base / text
+    real = Path(os.path.realpath(candidate))
+    allowed = [Path(os.path.realpath(root))]
+    if export_root:
+        allowed.append(Path(os.path.realpath(export_root)))
+    if not any(real == a or a in real.parents for a in allowed):
+        where = "the project folder" + (f" or export_root {export_root}" if export_root else "")
+        raise ExportPathError(
+            f"export path {text} resolves outside {where}"
+            + ("" if export_root else " (set an absolute export_root to write elsewhere)")
+        )
+    return real
+
+
+def _make_folders(folder: Path) -> None:
+    missing = []
+    here = folder
+    while not here.exists():
+        missing.append(here)
+        here = here.parent
+    for path in reversed(missing):
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)  # whatever the umask
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def _reserve(tmp: Path) -> None:
+    """Create the temporary file owner-only before anything writes into it."""
+    if tmp.exists():
+        tmp.unlink()
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_sql(
+    channel: str,
+    segment: str,
+    mode: str,
+    first: int,
+    last: int,
+    column_types: tuple[tuple[str, str], ...],
+) -> str:
+    """The rows of a delivery: its changes (``changes``) or the audience after it (``full``)."""
+    struct = json.dumps({name: kind for name, kind in column_types})
+    unpack = (
+        ", unnest(json_transform(coalesce(columns, '{}'), " + _lit(struct) + "))"
+        if column_types
+        else ""
+    )
+    if mode == "full":
+        projected = outbox.projected_sql(channel, segment, through=last)
+        return f"select key{unpack} from ({projected}) as p order by key"
+    return (
+        f'select seq, key, change, "at"{unpack} from {outbox.OUTBOX} '
+        f"where channel = {_lit(channel)} and segment = {_lit(segment)} "
+        f"and seq >= {first} and seq <= {last} order by seq"
+    )
+
+
+def _columns_of(mode: str, column_types: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """The columns ``data_sql`` produces, with their types (json_transform casts to exactly
+    the recorded types, so no query is needed to know them)."""
+    fixed = [("key", "VARCHAR")]
+    if mode != "full":
+        fixed = [("seq", "BIGINT"), ("key", "VARCHAR"), ("change", "VARCHAR"), ("at", "TIMESTAMP")]
+    return fixed + list(column_types)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _manifest_matches(manifest: Path, data: Path, export: str) -> bool:
+    try:
+        found = json.loads(manifest.read_text(encoding="utf-8"))
+        return bool(found.get("export_id") == export and found.get("sha256") == sha256_of(data))
+    except (OSError, ValueError):
+        return False
+
+
+def deliver_file(
+    engine: Engine,
+    config: ExportConfig,
+    *,
+    root: Path,
+    export_root: str | None,
+    channel: str,
+    segment: str,
+    cursor: outbox.Cursor,
+    counts: outbox.Counts,
+    replace: bool,
+    published_at: dt.datetime,
+) -> FileExport:
+    """Write the attempt's range (``cursor.planned_first..planned_last``) as one file plus
+    manifest. Failures come back in the outcome (``delivered_through`` None), never raised."""
+    first, last = cursor.planned_first or 0, cursor.planned_last or 0
+    export = export_id(channel, segment, first, last)
+    planned_at = cursor.planned_at or published_at
+    try:
+        data = render_path(
+            config.path,
+            root=root,
+            export_root=export_root,
+            channel=channel,
+            segment=segment,
+            export=export,
+            fmt=config.format,
+            planned_at=planned_at,
+        )
+    except ExportPathError as exc:
+        return FileExport(DeliveryOutcome(None, 0, str(exc)), export)
+    manifest = data.with_name(f"{export}.manifest.json")
+    shown = _shown(data, root)
+    if manifest.exists() and data.exists() and _manifest_matches(manifest, data, export):
+        # a kill after the manifest, before the commit: the file is complete, do not redo it
+        rows = json.loads(manifest.read_text(encoding="utf-8")).get("rows")
+        return FileExport(DeliveryOutcome(last, 0, None), export, shown, rows)
+    tmp = data.with_name(f".{data.name}.tmp")
+    manifest_tmp = manifest.with_name(f".{manifest.name}.tmp")
+    sql = data_sql(channel, segment, config.mode, first, last, cursor.column_types)
+    try:
+        _make_folders(data.parent)
+        _reserve(tmp)
+        path_sql = _lit(str(tmp))
+        engine.execute(f"copy ({sql}) to {path_sql} ({COPY_OPTIONS[config.format]})")
+        _publish(tmp, data)
+        checkpoint("after_data")
+        described = _columns_of(config.mode, cursor.column_types)
+        rows = (
+            counts.total
+            if config.mode == "changes"
+            else int(engine.query(f"select count(*) from ({sql}) as r")[0][0])
+        )
+        body = {
+            "export_id": export,
+            "channel": channel,
+            "segment": segment,
+            "mode": config.mode,
+            "format": config.format,
+            "file": data.name,
+            "change_range": {"first_seq": first, "last_seq": last},
+            "counts": {"entered": counts.entered, "exited": counts.exited},
+            "rows": rows,
+            "columns": [{"name": name, "type": kind} for name, kind in described],
+            "sha256": sha256_of(data),
+            "published_at": published_at.astimezone(dt.timezone.utc).isoformat(),
+            "replace": replace,
+        }
+        _reserve(manifest_tmp)
+        with open(manifest_tmp, "w", encoding="utf-8") as fh:
+            json.dump(body, fh, indent=2)
+            fh.write("\n")
+        _publish(manifest_tmp, manifest)
+        checkpoint("after_manifest")
+    except (OSError, EngineError) as exc:
+        for leftover in (tmp, manifest_tmp):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
+        return FileExport(DeliveryOutcome(None, 0, _reason(exc, shown)), export, shown)
+    return FileExport(DeliveryOutcome(last, counts.total, None), export, shown, rows)
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(os.path.realpath(root)).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _reason(exc: BaseException, shown: str) -> str:
+    if isinstance(exc, OSError):
+        import errno
+
+        if exc.errno == errno.ENOSPC:
+            return f"disk full writing {shown}"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"permission denied writing {shown} ({exc.filename or ''})".replace(" ()", "")
+        if isinstance(exc, (NotADirectoryError, FileExistsError)):
+            return f"cannot write {shown}: a path component is a file, not a folder"
+        return f"cannot write {shown}: {exc.strerror or exc}"
+    text = str(exc)
+    if "No space left" in text or "disk full" in text.lower():
+        return f"disk full writing {shown}"
+    return f"cannot write {shown}: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
+__all__ = ["FileExport", "deliver_file", "export_id", "render_path"]

@@ -1,0 +1,97 @@
+"""Text for what activation returns: delivery lines after a run or export, the dry-run preview,
+members and their history, and the per-channel delivery status. Pure functions: values in,
+strings out (the CLI prints them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from cadence.activation.deliver import DeliveryReport, PreviewRow
+from cadence.activation.membership import MembershipChange
+
+
+def delivery_lines(report: DeliveryReport) -> list[str]:
+    lines = []
+    for d in report.deliveries:
+        where = f"{d.channel}/{d.segment}"
+        if d.status == "delivered":
+            span = f"changes {d.first_seq}-{d.last_seq}"
+            target = f" -> {d.path}" if d.path else ""
+            flag = " (replace)" if d.replace else ""
+            lines.append(
+                f"delivered {where}: {d.entered} entered, {d.exited} exited, {span}{flag}{target}"
+            )
+        elif d.status == "nothing":
+            lines.append(f"delivered {where}: no changes")
+        elif d.status == "skipped":
+            lines.append(f"skipped {where}: {d.error}")
+        else:
+            lines.append(f"error: delivery {where} {d.status.replace('_', ' ')}: {d.error}")
+    return lines
+
+
+def preview_lines(rows: Sequence[PreviewRow]) -> list[str]:
+    if not rows:
+        return ["nothing to deliver (no channel with an export has been built yet)"]
+    lines = ["dry run: nothing is moved"]
+    for r in rows:
+        if r.error:
+            lines.append(f"{r.channel}/{r.segment}: {r.error}")
+            continue
+        lines.append(
+            f"{r.channel}/{r.segment}: {r.entered} entered, {r.exited} exited, "
+            f"{r.suppressed} suppressed, {r.held_out} held out"
+            + (f", {r.pending} pending from earlier" if r.pending else "")
+        )
+        for kind in ("entered", "exited", "suppressed", "held_out"):
+            if r.samples.get(kind):
+                lines.append(f"  {kind.replace('_', ' ')}: " + ", ".join(r.samples[kind]))
+    return lines
+
+
+def member_lines(found: Sequence[Any], tz: dt.tzinfo) -> list[str]:
+    if found and isinstance(found[0], MembershipChange):
+        return [
+            f"{c.change_id:>8}  {c.at.astimezone(tz):%Y-%m-%d %H:%M %Z}  {c.change:<8} {c.key}"
+            for c in found
+        ]
+    return [str(k) for k in found]
+
+
+def members_json(found: Sequence[Any]) -> list[Any]:
+    if found and isinstance(found[0], MembershipChange):
+        return [
+            {
+                "change_id": c.change_id,
+                "segment": c.segment,
+                "key": c.key,
+                "change": c.change,
+                "run_id": c.run_id,
+                "tick": c.tick.isoformat() if c.tick else None,
+                "at": c.at.isoformat(),
+            }
+            for c in found
+        ]
+    return list(found)
+
+
+def status_lines(rows: Sequence[dict[str, Any]], tz: dt.tzinfo) -> list[str]:
+    """Per channel x segment: the last delivery and the changes pending."""
+    if not rows:
+        return []
+    lines = ["", "deliveries:"]
+    for r in rows:
+        last = r.get("last")
+        if last is None:
+            said = "never delivered"
+        else:
+            when = last["started_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+            said = f"last {last['status']} {when}"
+            if last["export_id"]:
+                said += f" ({last['export_id']})"
+            if last["error"]:
+                said += f": {last['error']}"
+        lines.append(f"  {r['channel']}/{r['segment']}: {said}; {r['pending']} pending")
+    return lines

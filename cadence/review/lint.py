@@ -1,0 +1,255 @@
+"""``cadence lint``: warnings about cadences that buy nothing and segments that cannot work
+(SPEC §10).
+
+Input: a loaded ``Project`` (and, for the rules that compare with what was recorded, the
+``StateSnapshot``, read-only) -> output: a list of ``CadenceError`` with ``severity="warning"``,
+each with file, line where known, a hint, and the rule's name in brackets at the end of the
+message (docs/guides/choosing-cadences.md explains every rule). Nothing here writes.
+
+Rules: ``slower-upstream``, ``faster-than-source``, ``ads-faster-than-hourly``,
+``unused-channel``, ``export-without-key``, ``segment-without-key``,
+``incremental-without-key``, ``never-refreshed``; plus the warnings the
+parser found (unknown YAML entries, unsupported tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from cadence.errors import CadenceError
+from cadence.loader import PROJECT_FILE
+from cadence.schedule import CadenceSyntaxError, parse_cadence
+from cadence.state import StateSnapshot
+
+HOUR = dt.timedelta(hours=1)
+TICKED = ("table", "incremental")
+
+
+def _warn(rule: str, message: str, file: str | None, line: int | None, hint: str) -> CadenceError:
+    return CadenceError(f"{message} [{rule}]", file=file, line=line, hint=hint, severity="warning")
+
+
+def _interval(cad: Any) -> dt.timedelta | None:
+    return cad.ticks.nominal_interval() if cad.has_ticks else None
+
+
+def _show(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    for size, unit in ((1440, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0:
+            n = minutes // size
+            return f"{unit}" if n == 1 else f"{n} {unit}s"
+    return f"{minutes} minutes"  # pragma: no cover
+
+
+def _ref_line(model: Any, name: str) -> int | None:
+    for ref, line, _column in model.ref_lines:
+        if ref == name:
+            return int(line)
+    return None
+
+
+def _config_line(model: Any, key: str) -> tuple[str, int | None]:
+    file, line = model.config.origins.get(key, (model.path, None))
+    return file, line
+
+
+def _table_parents(project: Any, name: str) -> Iterator[tuple[str, str]]:
+    """(upstream table, the direct parent it is read through): through views and ephemerals."""
+    models = project.parsed.by_name
+    for direct in project.dag.parents.get(name, ()):
+        stack, seen = [direct], set()
+        while stack:
+            parent = stack.pop()
+            if parent in seen or parent not in models:
+                continue
+            seen.add(parent)
+            if models[parent].materialized in TICKED:
+                yield parent, direct
+            else:
+                stack.extend(project.dag.parents.get(parent, ()))
+
+
+def lint(project: Any, state: StateSnapshot | None = None) -> list[CadenceError]:
+    """Every warning for the project (parse warnings first, then the rules, in DAG order)."""
+    warnings = list(project.parsed.warnings)
+    warnings += _model_rules(project)
+    warnings += _source_rules(project)
+    warnings += _channel_rules(project)
+    return warnings
+
+
+def _model_rules(project: Any) -> list[CadenceError]:
+    out = []
+    channels = {c.name: c for c in project.parsed.config.channels}
+    for name in project.model_names():
+        m = project.parsed.model(name)
+        cad = project.cadences.of(name)
+        mine = _interval(cad)
+        if mine is not None and m.materialized in TICKED:
+            reported: set[str] = set()
+            for parent, direct in _table_parents(project, name):
+                pcad = project.cadences.of(parent)
+                theirs = _interval(pcad)
+                if (
+                    parent in reported
+                    or not pcad.explicit
+                    or (theirs is not None and theirs <= mine)
+                ):
+                    continue
+                reported.add(parent)
+                pfile, pline = _config_line(project.parsed.model(parent), "cadence")
+                out.append(
+                    _warn(
+                        "slower-upstream",
+                        f"'{name}' ({cad.describe()}) reads '{parent}', whose own cadence "
+                        f"({pcad.describe()}) is slower: '{name}' cannot be fresher "
+                        f"than '{parent}'",
+                        m.path,
+                        _ref_line(m, direct),
+                        f"{pfile}:{pline or 1}: remove the cadence of '{parent}' so it is "
+                        "refreshed for its readers, or accept the lag",
+                    )
+                )
+        exported = [
+            c for c in m.config.channels if c in channels and channels[c].export is not None
+        ]
+        if m.materialized in TICKED and not m.config.key and exported:
+            file, line = _config_line(m, "channels")
+            out.append(
+                _warn(
+                    "export-without-key",
+                    f"segment '{name}' feeds channel(s) with an export "
+                    f"({', '.join(exported)}) but has no key: nothing can be delivered",
+                    file,
+                    line,
+                    "add config(key='customer_id') (the member key column) to the segment",
+                )
+            )
+        elif m.materialized in TICKED and not m.config.key and m.config.channels:
+            file, line = _config_line(m, "channels")
+            out.append(
+                _warn(
+                    "segment-without-key",
+                    f"segment '{name}' feeds channels but has no key, so no entered/exited lists",
+                    file,
+                    line,
+                    "add config(key='customer_id') or similar",
+                )
+            )
+        if m.materialized == "incremental" and not (m.config.watermark or m.config.unique_key):
+            out.append(
+                _warn(
+                    "incremental-without-key",
+                    f"incremental model '{name}' has neither unique_key nor watermark",
+                    m.path,
+                    None,
+                    "set unique_key to avoid duplicate rows",
+                )
+            )
+        deliberate = cad.explicit and m.config.cadence and "demand" in m.config.cadence.lower()
+        if m.materialized in TICKED and not cad.has_ticks and not deliberate:
+            out.append(
+                _warn(
+                    "never-refreshed",
+                    f"nothing refreshes '{name}': it feeds no channel, has no cadence and no "
+                    "consumer with ticks; never due, built only when selected",
+                    m.path,
+                    None,
+                    "add channels: [...] or a cadence, set cadence: 'on demand' if that is "
+                    "intended, or remove it",
+                )
+            )
+    return out
+
+
+def _source_rules(project: Any) -> list[CadenceError]:
+    """A model refreshed faster than data lands in a source it reads wastes builds."""
+    out = []
+    landing: dict[tuple[str, str], tuple[dt.timedelta, Any]] = {}
+    for s in project.parsed.sources:
+        if not s.updates:
+            continue
+        try:
+            interval = parse_cadence(str(s.updates)).nominal_interval()
+        except CadenceSyntaxError as exc:
+            out.append(
+                _warn(
+                    "faster-than-source",
+                    f"cannot read updates '{s.updates}' of source {s.source_name}.{s.table}",
+                    s.file,
+                    s.line,
+                    f"write it as a cadence, e.g. 'every 10 minutes' ({exc.message})",
+                )
+            )
+            continue
+        if interval is not None:
+            landing[(s.source_name, s.table)] = (interval, s)
+    if not landing:
+        return out
+    reads: dict[str, set[tuple[str, str]]] = {}
+    for name in project.dag.order:  # sources read directly or through upstream models
+        m = project.parsed.model(name)
+        if m is None:
+            continue
+        found = set(m.sources)
+        for parent in project.dag.parents.get(name, ()):
+            found |= reads.get(parent, set())
+        reads[name] = found
+    for name in project.model_names():
+        m = project.parsed.model(name)
+        mine = _interval(project.cadences.of(name))
+        if mine is None or m.materialized not in TICKED:
+            continue
+        keys = reads.get(name, set())
+        # only when every source it reads lands slower: one fast source makes ticks useful
+        if not keys or not all(k in landing for k in keys):
+            continue
+        interval, s = min((landing[k] for k in sorted(keys)), key=lambda x: x[0])
+        if interval > mine:
+            out.append(
+                _warn(
+                    "faster-than-source",
+                    f"'{name}' is refreshed {project.cadences.of(name).describe()} but the "
+                    f"sources it reads update every {_show(interval)} at most "
+                    f"({s.source_name}.{s.table}: {s.updates}): most builds see no new data",
+                    m.path,
+                    None,
+                    f"{s.file}:{s.line or 1} declares updates: {s.updates}; slow the "
+                    "cadence down to match, or use refresh: on_new_data",
+                )
+            )
+    return out
+
+
+def _channel_rules(project: Any) -> list[CadenceError]:
+    out = []
+    fed = {c for m in project.parsed.models for c in m.config.channels}
+    for ch in project.parsed.config.channels:
+        schedule = project.cadences.channels.get(ch.name)
+        interval = schedule.nominal_interval() if schedule is not None else None
+        is_ads = (ch.kind or ch.name) == "ads"
+        if is_ads and interval is not None and interval < HOUR:
+            out.append(
+                _warn(
+                    "ads-faster-than-hourly",
+                    f"ads channel '{ch.name}' refreshes {ch.cadence}, faster than hourly: ad "
+                    "platforms absorb audience changes every few hours",
+                    PROJECT_FILE,
+                    ch.line,
+                    "use 'every 4 hours' or slower; faster only costs builds",
+                )
+            )
+        if ch.name not in fed:
+            out.append(
+                _warn(
+                    "unused-channel",
+                    f"no model feeds channel '{ch.name}'",
+                    PROJECT_FILE,
+                    ch.line,
+                    f"add config(channels=['{ch.name}']) to a segment, or remove the channel",
+                )
+            )
+    return out

@@ -1,0 +1,225 @@
+"""The file destination (SPEC §7): DuckDB COPY to parquet/csv/jsonl, temp + fsync + rename, the
+manifest last, deterministic export ids, owner-only files, paths that cannot escape, and exactly
+once across disk full, permissions, a path that is a file and kill -9 at every step boundary."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from activation_project import (
+    CADENCE_YML,
+    make_activation,
+    manifests,
+    query,
+    rows_of,
+    sent,
+    set_people,
+    set_unsubscribed,
+)
+from conftest import at
+
+from cadence.activation import files
+from cadence.project import Project
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def yml(export: str, extra: str = "") -> str:
+    return extra + CADENCE_YML.replace(
+        "export: {format: parquet, columns: [email]}", f"export: {export}"
+    )
+
+
+def check_manifests_match_files(root: Path) -> None:
+    for m in manifests(root):
+        data = Path(m["_path"]).with_name(m["file"])
+        assert hashlib.sha256(data.read_bytes()).hexdigest() == m["sha256"]
+        assert len(rows_of(m)) == m["rows"]
+        first, last = m["change_range"]["first_seq"], m["change_range"]["last_seq"]
+        if m["mode"] == "changes":
+            assert m["rows"] == last - first + 1 == m["counts"]["entered"] + m["counts"]["exited"]
+    data_files = [
+        p
+        for p in (root / "exports").rglob("*")
+        if p.is_file() and not p.name.endswith(".manifest.json")
+    ]
+    assert len(data_files) == len(manifests(root)), "a data file without its manifest"
+    assert not [p for p in (root / "exports").rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_each_format_with_its_manifest(make_project, cli, fmt):
+    root = make_activation(
+        make_project, [(1, 900), (2, 900)], cadence_yml=yml(f"{{format: {fmt}, columns: [email]}}")
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    (m,) = manifests(root, "vip")
+    assert m["file"] == f"email__vip__000000001-000000002.{fmt}"
+    assert m["format"] == fmt and m["mode"] == "changes" and m["replace"] is False
+    assert m["counts"] == {"entered": 2, "exited": 0} and m["rows"] == 2
+    assert m["change_range"] == {"first_seq": 1, "last_seq": 2}
+    assert m["published_at"] == "2026-01-01T06:00:00+00:00"
+    assert {c["name"] for c in m["columns"]} == {"seq", "key", "change", "at", "email"}
+    assert sorted(r[1:3] for r in rows_of(m)) == [("1", "entered"), ("2", "entered")] or fmt != (
+        "parquet"
+    )
+    check_manifests_match_files(root)
+
+
+def test_full_mode_writes_the_audience(make_project, cli):
+    root = make_activation(
+        make_project, [(1, 900), (2, 900)], cadence_yml=yml("{mode: full, columns: [email]}")
+    )
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (3, 900)])
+    cli(root, "run", "--at", "2026-01-02T06:00")
+    last = manifests(root, "vip")[-1]
+    assert last["mode"] == "full" and last["counts"] == {"entered": 1, "exited": 1}
+    assert rows_of(last) == [("1", "u1@x.test"), ("3", "u3@x.test")]
+    check_manifests_match_files(root)
+
+
+def test_path_tokens_and_owner_only_files_under_umask_022(make_project, cli):
+    root = make_activation(
+        make_project,
+        [(1, 900)],
+        cadence_yml=yml('{path: "out/{channel}/{date}/{segment}-{run_at}-{export_id}.{format}"}'),
+    )
+    old = os.umask(0o022)
+    try:
+        assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    finally:
+        os.umask(old)
+    data = (
+        root / "out/email/2026-01-01/vip-20260101T060000Z-email__vip__000000001-000000001.parquet"
+    )
+    assert data.is_file()
+    for path in [data, data.with_name("email__vip__000000001-000000001.manifest.json")]:
+        assert path.stat().st_mode & 0o777 == 0o600
+    for folder in [root / "out", root / "out/email", root / "out/email/2026-01-01"]:
+        assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_paths_cannot_leave_the_project(make_project, cli, tmp_path):
+    outside = tmp_path / "elsewhere"
+    root = make_activation(
+        make_project, [(1, 900)], cadence_yml=yml(f'{{path: "{outside}/{{export_id}}.parquet"}}')
+    )
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 1
+    assert "resolves outside the project folder" in result.output
+    assert not outside.exists()
+    # a symlinked folder pointing out is no way around it
+    root2 = make_activation(make_project, [(1, 900)], cadence_yml=yml('{path: "link/{export_id}"}'))
+    outside.mkdir()
+    (root2 / "link").symlink_to(outside)
+    assert cli(root2, "run", "--at", "2026-01-01T06:00").exit_code == 1
+    assert list(outside.iterdir()) == []
+    # an absolute export_root allows it
+    root3 = make_activation(
+        make_project,
+        [(1, 900)],
+        cadence_yml=yml('{path: "{segment}/{export_id}.parquet"}', f"export_root: {outside}\n"),
+    )
+    assert cli(root3, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert (outside / "vip" / "email__vip__000000001-000000001.parquet").is_file()
+
+
+def test_names_cannot_smuggle_path_parts(tmp_path):
+    for bad in ("../x", "a/b", ".."):
+        with pytest.raises(files.ExportPathError):
+            files.render_path(
+                "{segment}/{export_id}",
+                root=tmp_path,
+                export_root=None,
+                channel="email",
+                segment=bad,
+                export="e",
+                fmt="csv",
+                planned_at=at("2026-01-01T06:00"),
+            )
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "message"),
+    [
+        ("_publish", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
+        ("_make_folders", PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
+    ],
+)
+def test_disk_full_and_permissions_lose_nothing(
+    make_project, cli, monkeypatch, target, error, message
+):
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (2, 900)])
+    project = Project.load(root)
+    real = getattr(files, target)
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(files, target, failing)
+    project.run(at("2026-01-02T06:00"))
+    report = project.export(at("2026-01-02T06:01"))
+    (vip,) = [d for d in report.deliveries if d.segment == "vip"]
+    assert vip.status == "failed" and message in (vip.error or "")
+    assert not report.ok
+    monkeypatch.setattr(files, target, real)
+    report = project.export(at("2026-01-02T06:02"))
+    assert report.ok
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
+    check_manifests_match_files(root)
+
+
+def cadence(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != files.FAULT_ENV}
+    if fault:
+        env[files.FAULT_ENV] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "step", ["after_freeze", "after_plan", "after_data", "after_manifest", "after_send"]
+)
+def test_kill_9_at_every_step_boundary_sends_each_change_once(make_project, step):
+    root = make_activation(make_project, [(1, 900), (2, 10)])
+    assert cadence(root, "run", "--at", "2026-01-01T06:00").returncode == 0
+    set_people(root, [(1, 900), (2, 900), (3, 900)])
+    set_unsubscribed(root, [1])
+    killed = cadence(root, "run", "--at", "2026-01-02T06:00", fault=step)
+    assert killed.returncode == -9, killed.stderr
+    # more changes land before the next invocation
+    set_people(root, [(2, 900), (3, 900), (4, 900)])
+    again = cadence(root, "run", "--at", "2026-01-03T06:00")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert cadence(root, "export", "--at", "2026-01-03T06:05").returncode == 0
+    vip = sent(root, "vip")
+    assert len(vip) == len(set(vip)), f"sent twice: {vip}"
+    entered = {k for k, c in vip if c == "entered"}
+    exited = {k for k, c in vip if c == "exited"}
+    assert entered - exited == {"2", "3", "4"} and exited <= entered
+    regular = sent(root, "regular")
+    assert regular == [("2", "entered"), ("2", "exited")]
+    assert sorted(
+        r[0]
+        for r in query(
+            root, "select key from _cadence.delivered where segment = 'vip' and not held_out"
+        )
+    ) == ["2", "3", "4"]
+    check_manifests_match_files(root)
+    statuses = [r[0] for r in query(root, "select status from _cadence.deliveries")]
+    assert "started" not in statuses

@@ -1,0 +1,113 @@
+"""A channel's audience (SPEC §7): suppression, holdout (the same stable hash in SQL and
+Python), priority decided first."""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import pytest
+from activation_project import CADENCE_YML, make_activation, query
+
+from cadence.activation.audience import (
+    audience_sql,
+    check_channel,
+    holdout_sql,
+    is_held_out,
+    segments_of,
+)
+from cadence.errors import CadenceError
+from cadence.project import Project
+
+
+def test_is_held_out_matches_the_documented_formula():
+    # fixed values: the same on every machine and Python version (no hash())
+    assert [k for k in ("a", "b", "zz", "42") if is_held_out("s", k, 10)] == ["a", "zz"]
+    for key in map(str, range(200)):
+        value = int.from_bytes(hashlib.sha256(f"spring:{key}".encode()).digest()[:8], "big")
+        assert is_held_out("spring", key, 25) == (value % 100 < 25)
+
+
+def test_holdout_sql_agrees_with_python_and_keeps_its_share():
+    keys = [str(i) for i in range(5000)] + ["ü-ñ", "a'b", ""]
+    with duckdb.connect() as con:
+        con.execute("create table k(key varchar)")
+        con.executemany("insert into k values (?)", [(k,) for k in keys])
+        found = dict(con.sql(f"select key, {holdout_sql('x', 'key', 10)} from k").fetchall())
+    assert found == {k: is_held_out("x", k, 10) for k in keys}
+    share = sum(found.values()) / len(found)
+    assert 0.08 < share < 0.12
+    assert holdout_sql("x", "key", 0) == "false"
+
+
+def yml_with(extra_email: str) -> str:
+    return CADENCE_YML.replace("    suppress: [unsubscribed]\n", extra_email)
+
+
+def audience(root):
+    project = Project.load(root)
+    sql = audience_sql(project.parsed, "email")
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        return sorted(con.sql(sql).fetchall())
+
+
+def test_suppress_priority_and_holdout(make_project, cli):
+    people = [(i, 900 if i % 2 else 10) for i in range(1, 41)]
+    root = make_activation(
+        make_project,
+        people,
+        extra={
+            "seeds/unsubscribed.csv": "id\n3\n4\n",
+            # regular also contains every vip member: priority decides where they go
+            "models/regular.sql": "{{ config(channels=['email'], key='id', "
+            "holdout={'percent': 30, 'salt': 'q1'}) }}\nselect id, email from {{ ref('people') }}\n",
+            "models/vip.sql": "{{ config(channels=['email'], key='id', "
+            "holdout={'percent': 50, 'salt': 'v'}) }}\n"
+            "select id, email from {{ ref('people') }} where spend >= 500\n",
+        },
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    rows = audience(root)
+    by_key = {}
+    for segment, key, held in rows:
+        assert key not in by_key, "a key goes to one segment of a priority list"
+        by_key[key] = (segment, held)
+    assert "3" not in by_key and "4" not in by_key  # suppressed
+    for i in range(1, 41):
+        if i in (3, 4):
+            continue
+        segment = "vip" if i % 2 else "regular"
+        salt, pct = ("v", 50) if segment == "vip" else ("q1", 30)
+        # priority first: a vip member held out of vip gets nothing, not regular
+        assert by_key[str(i)] == (segment, is_held_out(salt, str(i), pct))
+
+
+def test_segments_order_and_channel_checks(make_project):
+    root = make_activation(
+        make_project,
+        [(1, 1)],
+        cadence_yml=yml_with("    suppress: [unsubscribd]\n").replace(
+            "priority: [vip, regular]", "priority: [regular, vipp]"
+        ),
+    )
+    parsed = Project.load(root).parsed
+    assert [m.name for m in segments_of(parsed, "email")] == ["regular", "vip"]
+    with pytest.raises(CadenceError) as info:
+        check_channel(parsed, "email")
+    text = info.value.render()
+    assert "cadence.yml:7:" in text and "did you mean 'unsubscribed'" in text
+    assert "cadence.yml:8:" in text and "did you mean 'vip'" in text
+
+
+def test_missing_suppression_list_delivers_nothing(make_project, cli):
+    root = make_activation(
+        make_project,
+        [(1, 900)],
+        cadence_yml=yml_with("    suppress: [optouts]\n"),
+        extra={"models/optouts.sql": "{{ config(cadence='on demand') }}\nselect 1 as id"},
+    )
+    result = cli(root, "run", "-s", "vip regular people", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 1, result.output
+    assert "suppression list 'optouts' does not exist" in result.output
+    assert not (root / "exports").exists()
+    assert query(root, "select count(*) from _cadence.delivered") == [(0,)]

@@ -1,0 +1,116 @@
+"""Membership history (SPEC §7): entered/exited recorded in the publish transaction of every
+segment with a key; duplicate or null keys fail the build; `cadence members`."""
+
+from __future__ import annotations
+
+import json
+
+from activation_project import make_activation, query, set_people
+
+from cadence.activation.membership import diff_sql
+
+
+def history(root, segment):
+    return query(
+        root,
+        "select key, change, run_id from _cadence.membership_changes "
+        f"where segment = '{segment}' order by change_id",
+    )
+
+
+def test_first_publish_everyone_entered_then_only_changes(make_project, cli):
+    root = make_activation(make_project, [(1, 900), (2, 50), (3, 700)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert [(k, c) for k, c, _ in history(root, "vip")] == [("1", "entered"), ("3", "entered")]
+    set_people(root, [(1, 900), (2, 600), (3, 10)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    rows = history(root, "vip")
+    assert sorted((k, c) for k, c, _ in rows[2:]) == [("2", "entered"), ("3", "exited")]
+    ids = [r[0] for r in query(root, "select change_id from _cadence.membership_changes")]
+    assert len(set(ids)) == len(ids)
+    # the run that published is the run recorded
+    runs = {r[0] for r in query(root, "select run_id from _cadence.runs")}
+    assert {r[2] for r in rows} <= runs
+    # no change: nothing recorded
+    assert cli(root, "run", "--at", "2026-01-03T06:00").exit_code == 0
+    assert len(history(root, "vip")) == 4
+
+
+def test_duplicate_or_null_keys_fail_the_build_and_record_nothing(make_project, cli):
+    root = make_activation(make_project, [(1, 900), (3, 700)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    (root / "models" / "vip.sql").write_text(
+        "{{ config(channels=['email'], key='id') }}\n"
+        "select id, email from {{ ref('people') }} union all select null, 'x' "
+        "union all select 1, 'dup'\n"
+    )
+    result = cli(root, "run", "--at", "2026-01-02T06:00")
+    assert result.exit_code == 1
+    assert "key not_null" in result.output or "not_null" in result.output
+    assert len(history(root, "vip")) == 2  # rolled back with the publish
+    assert query(root, "select count(*) from main.vip") == [(2,)]
+
+
+def test_failed_test_rolls_back_membership(make_project, cli):
+    root = make_activation(
+        make_project,
+        [(1, 900)],
+        extra={"tests/vip_small.sql": "select * from {{ ref('vip') }} where id = 9"},
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, [(1, 900), (9, 900)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 1
+    assert [(k, c) for k, c, _ in history(root, "vip")] == [("1", "entered")]
+
+
+def test_members_command(make_project, cli):
+    root = make_activation(make_project, [(1, 900), (2, 50), (3, 700)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (3, 10)])
+    cli(root, "run", "--at", "2026-01-02T06:00")
+    result = cli(root, "members", "vip")
+    assert result.exit_code == 0 and result.output.split() == ["1"]
+    result = cli(root, "members", "vip", "--changes", "--json")
+    changes = json.loads(result.output)
+    assert [(c["key"], c["change"]) for c in changes] == [
+        ("1", "entered"), ("3", "entered"), ("3", "exited"),
+    ]
+    assert changes[0]["at"].startswith("2026-01-01T06:00")
+    since = json.loads(cli(root, "members", "vip", "--since", "2026-01-02T00:00", "--json").output)
+    assert [(c["key"], c["change"]) for c in since] == [("3", "exited")]
+    text = cli(root, "members", "vip", "--changes").output
+    assert "exited" in text and "2026-01-02 06:00" in text
+    assert json.loads(cli(root, "members", "vip", "--json").output) == ["1"]
+
+
+def test_members_errors(make_project, cli):
+    root = make_activation(make_project, [(1, 900)], extra={"models/plain.sql": "select 1 as a"})
+    result = cli(root, "members", "vipp")
+    assert result.exit_code == 2 and "did you mean 'vip'" in result.output
+    result = cli(root, "members", "plain")
+    assert result.exit_code == 2 and "no key" in result.output
+    assert cli(root, "members", "vip").output == ""  # nothing built yet
+
+
+def test_diff_sql_is_except_both_ways():
+    sql = diff_sql('"s"."c"', '"s"."l"', "id")
+    assert sql.count("except") == 2 and "union all" in sql
+    assert "except" not in diff_sql('"s"."c"', None, "id")
+    assert diff_sql('"s"."c"', '"s"."l"', "id", exits=False).count("except") == 1
+
+
+def test_incremental_segment_records_only_entries(make_project, cli):
+    root = make_activation(
+        make_project,
+        [(1, 900), (2, 900)],
+        extra={
+            "models/seen.sql": "{{ config(channels=['web'], key='id', materialized='incremental', "
+            "unique_key='id') }}\nselect id, email from {{ ref('people') }}\n"
+        },
+    )
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(2, 900), (3, 900)])
+    cli(root, "run", "--at", "2026-01-02T06:00")
+    assert [(k, c) for k, c, _ in history(root, "seen")] == [
+        ("1", "entered"), ("2", "entered"), ("3", "entered"),
+    ]

@@ -1,0 +1,189 @@
+"""``cadence lint`` (cadence/review/lint.py): each rule fires with file:line and a hint, and only
+where it should; exit 0 with warnings, 1 with errors or under --strict (SPEC §10)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cadence.project import Project
+from cadence.review.lint import lint
+
+YML = """\
+name: lintproj
+warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}
+timezone: Europe/Berlin
+channels:
+  email:   {cadence: "daily at 05:00", kind: email}
+  ads:     {cadence: "every 4 hours", kind: ads}
+  web:     {cadence: "every 15 minutes", kind: web}
+  routing: {cadence: "every 5 minutes", kind: routing}
+"""
+SEGS = {
+    "models/e.sql": "{{ config(channels=['email'], key='id') }}\nselect 1 as id\n",
+    "models/a.sql": "{{ config(channels=['ads'], key='id') }}\nselect 1 as id\n",
+    "models/w.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id\n",
+    "models/r.sql": "{{ config(channels=['routing'], key='id') }}\nselect 1 as id\n",
+}
+
+
+def rules(root) -> list[tuple[str, str]]:
+    """(rule, "file:line") of every warning."""
+    out = []
+    for w in lint(Project.load(root)):
+        rule = w.message.rsplit("[", 1)[-1].rstrip("]")
+        out.append((rule, f"{w.file}:{w.line}"))
+    return out
+
+
+def test_a_clean_project_has_no_warnings(make_project):
+    assert rules(make_project(SEGS, YML)) == []
+
+
+def test_slower_upstream_points_at_the_ref(make_project):
+    root = make_project(
+        {
+            **SEGS,
+            "models/hourly.sql": "{{ config(cadence='hourly') }}\nselect 1 as id\n",
+            "models/fast_minutes.sql": "{{ config(cadence='every 1 minutes') }}\nselect 1 as id\n",
+            "models/r.sql": (
+                "{{ config(channels=['routing'], key='id') }}\n"
+                "select h.id from {{ ref('hourly') }} h\n"
+                "join {{ ref('fast_minutes') }} f using (id)\n"
+            ),
+        },
+        YML,
+    )
+    # hourly is slower than routing's 5 minutes; a faster explicit upstream is fine
+    assert rules(root) == [("slower-upstream", "models/r.sql:2")]
+    message = lint(Project.load(root))[0]
+    assert "cannot be fresher than 'hourly'" in message.message
+    assert "models/hourly.sql:1" in message.hint
+
+
+def test_slower_upstream_through_a_view(make_project):
+    root = make_project(
+        {
+            **SEGS,
+            "models/daily.sql": "{{ config(cadence='daily') }}\nselect 1 as id\n",
+            "models/v.sql": "{{ config(materialized='view') }}\nselect * from {{ ref('daily') }}\n",
+            "models/w.sql": "{{ config(channels=['web'], key='id') }}\n\nselect * from {{ ref('v') }}\n",
+        },
+        YML,
+    )
+    assert rules(root) == [("slower-upstream", "models/w.sql:3")]
+
+
+SOURCES = """\
+version: 2
+sources:
+  - name: app
+    tables:
+      - name: users
+        updates: daily at 06:00
+      - name: events
+        updates: every 10 minutes
+      - name: undeclared
+"""
+
+
+@pytest.mark.parametrize(
+    ("reads", "expected"),
+    [
+        pytest.param(["users"], [("faster-than-source", "models/w.sql:None")], id="slow-source"),
+        pytest.param(["users", "events"], [], id="one-source-lands-fast-enough"),
+        pytest.param(["users", "undeclared"], [], id="unknown-updates"),
+    ],
+)
+def test_faster_than_the_sources_updates(make_project, reads, expected):
+    sql = " union all ".join(f"select 1 as id from {{{{ source('app', '{t}') }}}}" for t in reads)
+    root = make_project(
+        {
+            **SEGS,
+            "models/sources.yml": SOURCES,
+            "models/w.sql": "{{ config(channels=['web'], key='id') }}\n" + sql + "\n",
+        },
+        YML,
+    )
+    assert rules(root) == expected
+
+
+def test_faster_than_source_through_an_upstream_names_the_source_file(make_project):
+    root = make_project(
+        {
+            **SEGS,
+            "models/sources.yml": SOURCES,
+            "models/stg.sql": "select 1 as id from {{ source('app', 'users') }}\n",
+            "models/r.sql": "{{ config(channels=['routing'], key='id') }}\nselect * from {{ ref('stg') }}\n",
+        },
+        YML,
+    )
+    found = [w for w in lint(Project.load(root)) if "faster-than-source" in w.message]
+    assert sorted(w.file for w in found) == ["models/r.sql", "models/stg.sql"]
+    assert all("models/sources.yml:5" in w.hint for w in found)
+
+
+def test_ads_channel_faster_than_hourly_and_unused_channel(make_project):
+    yml = YML.replace('ads:     {cadence: "every 4 hours", kind: ads}', 'ads:     {cadence: "every 30 minutes", kind: ads}')
+    yml += '  spare:   {cadence: "daily at 07:00", kind: email}\n'
+    root = make_project(SEGS, yml)
+    assert rules(root) == [
+        ("ads-faster-than-hourly", "cadence.yml:6"),
+        ("unused-channel", "cadence.yml:9"),
+    ]
+    hourly = make_project(SEGS, YML.replace('"every 4 hours", kind: ads', '"hourly", kind: ads'))
+    assert rules(hourly) == []  # hourly itself is fine
+
+
+def test_segment_feeding_an_export_without_key(make_project):
+    yml = YML.replace(
+        'email:   {cadence: "daily at 05:00", kind: email}',
+        'email:   {cadence: "daily at 05:00", kind: email, export: {format: csv}}',
+    )
+    root = make_project(
+        {**SEGS, "models/e.sql": "{{ config(channels=['email']) }}\nselect 1 as id\n"}, yml
+    )
+    found = rules(root)
+    assert found == [("export-without-key", "models/e.sql:1")]
+    root2 = make_project(
+        {**SEGS, "models/w.sql": "{{ config(channels=['web']) }}\nselect 1 as id\n"}, yml
+    )
+    assert rules(root2) == [("segment-without-key", "models/w.sql:1")]
+
+
+def test_a_model_nothing_refreshes(make_project):
+    root = make_project(
+        {
+            **SEGS,
+            "models/orphan.sql": "select 1 as id\n",
+            "models/manual.sql": "{{ config(cadence='on demand') }}\nselect 1 as id\n",
+            "models/behind_manual.sql": "select 1 as id\n",
+            "models/manual2.sql": (
+                "{{ config(cadence='on demand') }}\nselect * from {{ ref('behind_manual') }}\n"
+            ),
+            "models/a_view.sql": "{{ config(materialized='view') }}\nselect 1 as id\n",
+        },
+        YML,
+    )
+    # explicit 'on demand' is deliberate; a view needs no refresh; what only it reads does
+    assert sorted(rules(root)) == [
+        ("never-refreshed", "models/behind_manual.sql:None"),
+        ("never-refreshed", "models/orphan.sql:None"),
+    ]
+
+
+def test_exit_codes_strict_and_errors(make_project, cli):
+    root = make_project({**SEGS, "models/orphan.sql": "select 1 as id\n"}, YML)
+    result = cli(root, "lint")
+    assert result.exit_code == 0
+    assert "models/orphan.sql: warning: nothing refreshes 'orphan'" in result.output
+    assert "hint:" in result.output and "1 warning(s)" in result.output
+    assert cli(root, "lint", "--strict").exit_code == 1
+    assert cli(make_project(SEGS, YML), "lint", "--strict").exit_code == 0
+    broken = make_project(
+        {**SEGS, "models/x.sql": "select * from {{ ref('nosuch') }}\n", "models/y.sql": "{{ config(cadence='sometimes') }}\nselect 1\n"},
+        YML,
+    )
+    result = cli(broken, "lint")
+    assert result.exit_code == 1, result.output
+    assert "unknown ref 'nosuch'" in result.output and "sometimes" in result.output
+    assert "Traceback" not in result.output
