@@ -75,6 +75,8 @@ class RunResult:
     seeds_listed: bool = False  # `cadence seed`: the seeds are what the run is about
     # activation's DeliveryReport for this run (None: no channel delivered); set by Project.run
     deliveries: Any = None
+    # models with state recorded after this run's time (see due.clock_behind)
+    clock_behind: tuple[tuple[str, dt.datetime], ...] = ()
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -160,6 +162,7 @@ def execute(
             run_id,
             now,
             tuple(ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions),
+            clock_behind=plan.clock_behind,
         )
         artifacts.write_json(root, "run_results.json", idle.to_json())
         return idle
@@ -271,7 +274,13 @@ def execute(
         # this run's state (and that of runs killed before folding) into model_state at once
         carried = {name: state.models[name] for name in state.pending_models}
         fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
-        run_result = RunResult(run_id, now, tuple(results), seeds_listed=command == "seed")
+        run_result = RunResult(
+            run_id,
+            now,
+            tuple(results),
+            seeds_listed=command == "seed",
+            clock_behind=plan.clock_behind,
+        )
         artifacts.write_json(root, "run_results.json", run_result.to_json())
     return run_result
 
