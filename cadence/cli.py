@@ -240,6 +240,8 @@ def run(
     renderer.finish(result)
     if behind:  # on every run, idle ones too: a stalled project must not be silent
         click.echo(behind, err=True)
+    if result.write_error:
+        click.echo(f"error: {result.write_error}", err=True)
     _render_deliveries(result.deliveries, as_json)
     if not due or any(r.status != "skipped" for r in result.results):
         # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet

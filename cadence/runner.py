@@ -77,6 +77,9 @@ class RunResult:
     deliveries: Any = None
     # models with state recorded after this run's time (see due.clock_behind)
     clock_behind: tuple[tuple[str, dt.datetime], ...] = ()
+    # run_results.json could not be written (a full disk): the run fails (exit 1), while
+    # the builds' outcomes stay recorded in the warehouse
+    write_error: str | None = None
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -87,6 +90,7 @@ class RunResult:
         delivered = self.deliveries is None or self.deliveries.ok
         return (
             delivered
+            and self.write_error is None
             and not self.failed
             and not any(r.status == "upstream_failed" for r in self.results)
         )
@@ -164,8 +168,7 @@ def execute(
             tuple(ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions),
             clock_behind=plan.clock_behind,
         )
-        artifacts.write_json(root, "run_results.json", idle.to_json())
-        return idle
+        return _write_results(root, idle)
     ensure_schema(engine)
     membership.ensure_tables(engine)
     record_run_start(engine, run_id, now, command, os.getpid(), replay)
@@ -281,8 +284,16 @@ def execute(
             seeds_listed=command == "seed",
             clock_behind=plan.clock_behind,
         )
-        artifacts.write_json(root, "run_results.json", run_result.to_json())
+        run_result = _write_results(root, run_result)
     return run_result
+
+
+def _write_results(root: Path, result: RunResult) -> RunResult:
+    try:
+        artifacts.write_json(root, "run_results.json", result.to_json())
+    except CadenceError as exc:  # never masks an interrupt in flight, never exit 2 for it
+        return replace(result, write_error=exc.message)
+    return result
 
 
 def _missing_upstream(

@@ -105,7 +105,7 @@ class DuckDBEngine(Engine):
         except duckdb.Error as exc:
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
-            raise EngineError(str(exc)) from None
+            raise EngineError(_disk_full(str(exc))) from None
         except RuntimeError as exc:  # DuckDB reports a signal during a query this way
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
@@ -186,3 +186,10 @@ class DuckDBEngine(Engine):
 
     def cursor(self) -> DuckDBEngine:
         return DuckDBEngine(self.con.cursor(), self.path, owner=True)
+
+
+def _disk_full(message: str) -> str:
+    """DuckDB's out-of-space errors, said plainly (the run then exits 1 naming the model)."""
+    if "no space left" in message.lower() or "disk full" in message.lower():
+        return f"disk full: the warehouse could not be written ({message})"
+    return message
