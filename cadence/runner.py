@@ -271,12 +271,19 @@ def execute(
                 if any(r.status in ("error", "upstream_failed") for r in results)
                 else "success"
             )
-        record_run_end(
-            engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status
-        )
-        # this run's state (and that of runs killed before folding) into model_state at once
-        carried = {name: state.models[name] for name in state.pending_models}
-        fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
+        try:
+            record_run_end(
+                engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status
+            )
+            # this run's state (and that of runs killed before folding) into model_state at once
+            carried = {name: state.models[name] for name in state.pending_models}
+            fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
+        except Exception:  # noqa: BLE001
+            if status != "interrupted":
+                raise
+            # interrupted while a cursor was still busy: the run stays unfolded and the next
+            # run replays its committed build records, so state matches what committed
+
         run_result = RunResult(
             run_id,
             now,
@@ -386,11 +393,12 @@ def _run_parallel(
         except KeyboardInterrupt:
             for _decision, cursor in running.values():
                 cursor.interrupt()
-            for future in list(running):
+            for future, (decision, _cursor) in list(running.items()):
                 try:
-                    future.result()
-                except KeyboardInterrupt:
-                    pass
+                    finished_result = future.result()
+                except BaseException:  # noqa: BLE001 - the interrupt is what is reported
+                    continue
+                done(decision, finished_result)  # it committed before the interrupt reached it
             raise
 
 
