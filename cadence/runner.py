@@ -77,8 +77,7 @@ class RunResult:
     deliveries: Any = None
     # models with state recorded after this run's time (see due.clock_behind)
     clock_behind: tuple[tuple[str, dt.datetime], ...] = ()
-    # run_results.json could not be written (a full disk): the run fails (exit 1), while
-    # the builds' outcomes stay recorded in the warehouse
+    # run_results.json could not be written (full disk): exit 1; builds stay recorded
     write_error: str | None = None
 
     @property
@@ -272,24 +271,16 @@ def execute(
                 else "success"
             )
         try:
-            record_run_end(
-                engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status
-            )
+            finished = now + dt.timedelta(seconds=time.perf_counter() - clock)
+            record_run_end(engine, run_id, finished, status)
             # this run's state (and that of runs killed before folding) into model_state at once
             carried = {name: state.models[name] for name in state.pending_models}
             fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
-        except Exception:  # noqa: BLE001
-            if status != "interrupted":
+        except Exception:  # noqa: BLE001 - interrupted with a cursor busy: left unfolded,
+            if status != "interrupted":  # the next run replays its committed build records
                 raise
-            # interrupted while a cursor was still busy: the run stays unfolded and the next
-            # run replays its committed build records, so state matches what committed
-
         run_result = RunResult(
-            run_id,
-            now,
-            tuple(results),
-            seeds_listed=command == "seed",
-            clock_behind=plan.clock_behind,
+            run_id, now, tuple(results), command == "seed", clock_behind=plan.clock_behind
         )
         run_result = _write_results(root, run_result)
     return run_result
