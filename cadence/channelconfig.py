@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cadence.activation.urlpolicy import url_problem
 from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
 from cadence.yamlfile import line_of
 
@@ -206,13 +207,12 @@ def parse_export(
             )
             url = None
         secret_env = raw.get("secret_env")
-        if secret_env is not None and not (
-            isinstance(secret_env, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", secret_env)
-        ):
+        if not (isinstance(secret_env, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", secret_env)):
             errors.add(
                 _err(
-                    f"{what}: secret_env must name an environment variable",
-                    line_of(raw, "secret_env"),
+                    f"{what}: secret_env must name an environment variable"
+                    + ("" if secret_env is not None else " (webhooks are always signed)"),
+                    line_of(raw, "secret_env") or where,
                     "write secret_env: ROUTING_WEBHOOK_SECRET (the secret itself stays in the "
                     "environment, never in cadence.yml)",
                 )
@@ -228,6 +228,9 @@ def parse_export(
                 )
             )
             allow_private = False
+        url_error = url_problem(url, allow_private) if url else None
+        if url_error is not None:
+            errors.add(_err(f"{what}: {url_error[0]}", line_of(raw, "url") or where, url_error[1]))
         return ExportConfig(
             kind="webhook",
             columns=columns,

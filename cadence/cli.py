@@ -247,8 +247,26 @@ def run(
         # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
         for warning in project.parsed.warnings:
             click.echo(warning.render(), err=True)
+    _render_snapshots(result.snapshots, as_json)
     if not result.ok:
         raise Failed()
+
+
+def _render_snapshots(report: Any, as_json: bool) -> None:
+    if report is None or not report.snapshots:
+        return
+    if as_json:
+        click.echo(json.dumps({"snapshots": [s.to_json() for s in report.snapshots]}))
+        return
+    for s in report.snapshots:
+        if s.status == "written":
+            click.echo(f"serve {s.channel}: snapshot {s.version} ({s.keys} keys)")
+        else:
+            click.echo(
+                f"error: serve {s.channel}: snapshot not written, the last one stays "
+                f"served: {s.error}",
+                err=True,
+            )
 
 
 def _render_deliveries(report: Any, as_json: bool) -> None:
@@ -507,13 +525,14 @@ def lint(strict: bool, project_dir: Path | None) -> None:
     """Check the project for problems and risky patterns (exit 1 on errors; --strict: warnings)."""
     from cadence.errors import ProjectErrors
     from cadence.review.lint import lint as lint_rules
+    from cadence.review.lint import recorded_groups
 
     try:
         project = _load(project_dir)
     except ProjectErrors as exc:  # every project error, then exit 1 (SPEC §10)
         click.echo(exc.render())
         raise Failed() from None
-    warnings = lint_rules(project, _history(project))
+    warnings = lint_rules(project, recorded_groups(project))
     for w in warnings:
         click.echo(w.render())
     click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")
@@ -598,6 +617,55 @@ def _history(project: Any) -> Any:
         return project.read_state()
     except CadenceError:
         return StateSnapshot()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8787, show_default=True, help="Port (0: any free).")
+@click.option(
+    "--channel", multiple=True, help="Serve only this channel (repeatable; default: all served)."
+)
+@click.option(
+    "--token-env",
+    metavar="NAME",
+    default=None,
+    help="Require 'Authorization: Bearer <token>', the token read from environment variable NAME "
+    "(needed for any address but loopback).",
+)
+@command
+def serve(
+    host: str, port: int, channel: tuple[str, ...], token_env: str | None, project_dir: Path | None
+) -> None:
+    """Answer segment lookups over HTTP from the served channels' snapshots."""
+    import os
+    import signal
+    import threading
+
+    project = _load(project_dir)
+    server = project.server(
+        host=host,
+        port=port,
+        channels=channel,
+        token_env=token_env,
+        env=os.environ,
+        clock=_now,
+        on_log=lambda line: click.echo(line, err=True),
+    )
+    stop = threading.Event()
+    signals = {"last": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        signals["last"] = signum
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    versions = ", ".join(f"{n} ({v or 'no snapshot yet'})" for n, v in server.versions().items())
+    click.echo(f"serving {versions} on http://{host}:{server.port} ({server.stack})", err=True)
+    server.run(stop)
+    click.echo("stopped", err=True)
+    if signals["last"] == signal.SIGINT:
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadence import artifacts, snapshot
 from cadence.cadences import Cadences
@@ -29,6 +29,9 @@ from cadence.selection import select, unmatched
 from cadence.state import HISTORY_TABLES, StateSnapshot, prune_history, read_snapshot
 
 OPEN_GRACE_S = 2.0
+
+if TYPE_CHECKING:
+    from cadence.serve import AsgiServer, Server
 
 
 @dataclass(frozen=True)
@@ -315,8 +318,33 @@ class Project:
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
     ) -> RunResult:
-        """Hooks after a run (contract (e)): deliveries of the channels whose segments or
-        suppression lists were published, and of channels with changes still pending."""
+        """Hooks after a run (contract (e)): deliveries first, then serve snapshots."""
+        result = self._deliver_after_run(engine, state, result, now)
+        return self._snapshot_after_run(engine, state, result, now)
+
+    def _snapshot_after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+    ) -> RunResult:
+        """Snapshots of served channels the run touched (or that have none yet)."""
+        from dataclasses import replace
+
+        from cadence.serve import publish
+
+        if not publish.served(self.parsed):
+            return result
+        built = {r.name for r in result.results if r.status == "success"}
+        failed = {r.name for r in result.results if r.status in ("error", "upstream_failed")}
+        channels = publish.channels_to_write(self.root, self.parsed, state, now, built, failed)
+        if not channels:
+            return result
+        report = publish.write_channel_snapshots(self.root, self.parsed, engine, now, channels)
+        return replace(result, snapshots=report)
+
+    def _deliver_after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+    ) -> RunResult:
+        """Deliveries of the channels whose segments or suppression lists were published, and
+        of channels with changes still pending."""
         from dataclasses import replace
 
         from cadence.activation import deliver
@@ -516,6 +544,12 @@ class Project:
             compiled = self.compiler.compile(name, now, latest, False)
             out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
         return out
+
+    def server(self, **options: Any) -> Server | AsgiServer:
+        """A bound ``cadence serve`` server (see ``cadence.serve.open_server`` for options)."""
+        from cadence.serve import open_server
+
+        return open_server(self.root, self.parsed.config, **options)
 
     def models_for(self, names: Iterable[str]) -> list[str]:
         return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]

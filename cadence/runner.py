@@ -75,10 +75,10 @@ class RunResult:
     seeds_listed: bool = False  # `cadence seed`: the seeds are what the run is about
     # activation's DeliveryReport for this run (None: no channel delivered); set by Project.run
     deliveries: Any = None
-    # models with state recorded after this run's time (see due.clock_behind)
-    clock_behind: tuple[tuple[str, dt.datetime], ...] = ()
-    # run_results.json could not be written (full disk): exit 1; builds stay recorded
-    write_error: str | None = None
+    clock_behind: tuple[tuple[str, dt.datetime], ...] = ()  # see due.clock_behind
+    write_error: str | None = None  # run_results.json not written (full disk): exit 1
+    # the serve wing's SnapshotReport (None: no served channel written); set by Project.run
+    snapshots: Any = None
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -87,9 +87,11 @@ class RunResult:
     @property
     def ok(self) -> bool:
         delivered = self.deliveries is None or self.deliveries.ok
+        snapshotted = self.snapshots is None or self.snapshots.ok
         return (
             delivered
             and self.write_error is None
+            and snapshotted
             and not self.failed
             and not any(r.status == "upstream_failed" for r in self.results)
         )
@@ -161,12 +163,10 @@ def execute(
     root = Path(project.root)
     if not any(d.builds for d in plan.decisions):
         # nothing to do (the common cron case): no writes to the warehouse at all
-        idle = RunResult(
-            run_id,
-            now,
-            tuple(ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions),
-            clock_behind=plan.clock_behind,
+        skipped = tuple(
+            ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions
         )
+        idle = RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
         return _write_results(root, idle)
     ensure_schema(engine)
     membership.ensure_tables(engine)

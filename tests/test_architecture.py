@@ -10,14 +10,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "channelconfig", "config", "relations", "artifacts", "files", "loader",
-    "rendering", "testspecs", "seedconfig", "properties", "parser",
+    "errors", "yamlfile", "activation.urlpolicy", "channelconfig", "config", "relations",
+    "artifacts", "files", "loader", "rendering", "testspecs", "seedconfig", "properties", "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb", "engines", "state", "snapshot",
     "activation", "activation.membership", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",
-    "scaffold", "project", "review.cost", "review.lint", "review.diff", "review.site",
+    "scaffold", "serve.snapshot", "serve.service", "serve.http", "serve.asgi", "serve.publish",
+    "serve", "project", "review.cost", "review.lint", "review.diff", "review.site",
     "review.render", "review",
     "output", "cli", "__main__",
 ]
@@ -29,6 +30,7 @@ OWNERS = {
     "click": {"cli", "output"},
     "rich": {"output"},
     "yaml": {"yamlfile"},
+    "uvicorn": {"serve.asgi"},
 }
 
 

@@ -41,3 +41,34 @@ def test_activation_benchmark_smoke(tmp_path: Path) -> None:
     for key in ("membership_diff", "changes_export"):
         assert data[key]["subject_s"] > 0 and data[key]["baseline_s"] > 0
     assert "membership diff" in run.stdout and "changes export" in run.stdout
+
+
+def test_webhook_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/webhook.py runs end to end and checks exactly once (timings not checked)."""
+    out = tmp_path / "webhook.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "webhook.py"), "--changes", "300",
+         "--batch-size", "20", "--repeat", "1", "--output", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(out.read_text())
+    assert data["exactly_once"] is True and data["fault"]["exactly_once"] is True
+    assert data["fault"]["batches_failed_once"] == 2
+    assert data["fault"]["requests"] == 15 + 2  # every batch once, the failed ones once more
+    assert data["baseline_s"] > 0 and data["cadence_s"] > 0
+    assert "changes/s" in run.stdout
+
+
+def test_serve_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/serve.py end to end on a small snapshot: every answer checked, swaps served."""
+    out = tmp_path / "serve.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "serve.py"), "--keys", "2000", "--seconds", "2",
+         "--swaps", "2", "--connections", "4", "--procs", "2", "--output", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["requests"] > 0 and figures["swaps"] == 2
+    assert (figures["failed"], figures["wrong"]) == (0, 0)
+    assert figures["swap_max_ms"] < 5000  # each new version was seen (inf when never)
+    assert "p99_ms" in run.stdout

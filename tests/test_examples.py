@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import duckdb
+import routing_project
 from click.testing import CliRunner
+from routing_project import Receiver
 
 from cadence.cli import main
 
@@ -95,11 +99,19 @@ def test_init_refuses_non_empty_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_example_runs_end_to_end(example: str, tmp_path: Path) -> None:
+def test_example_runs_end_to_end(
+    example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / example
-    shutil.copytree(REPO / "examples" / example, root,
-                    ignore=shutil.ignore_patterns("target", "*.duckdb", "*.duckdb.wal", "logs"))
-    code, out = cli("run", "--project-dir", str(root), "--at", "2025-03-14T09:00")
+    with contextlib.ExitStack() as stack:
+        if (REPO / "examples" / example / "receiver.py").is_file():  # its webhook has a receiver
+            rx = stack.enter_context(Receiver(routing_project.SECRET))
+            routing_project.copy_routing(root, rx.url)
+            monkeypatch.setenv(routing_project.SECRET_ENV, routing_project.SECRET)
+        else:
+            shutil.copytree(REPO / "examples" / example, root,
+                            ignore=shutil.ignore_patterns("target", "*.duckdb", "*.duckdb.wal", "logs"))
+        code, out = cli("run", "--project-dir", str(root), "--at", "2025-03-14T09:00")
     assert code == 0, out
     statuses = {r["status"] for r in results(root).values()}
     assert statuses <= {"success", "skipped"}
@@ -136,3 +148,57 @@ def test_jaffle_shop_matches_dbt_results(tmp_path: Path) -> None:
         assert con.execute("select count(*) from orders where status = 'completed'").fetchone()[0] == 67
     finally:
         con.close()
+
+
+def _expected_routing_audience(root: Path) -> dict[str, set[str]]:
+    """What the routing channel must have, computed here from the built segments: members minus
+    do_not_call, high_value_carts first (priority), cart_abandoners' 10% holdout left out."""
+    from cadence.activation.audience import is_held_out
+
+    con = duckdb.connect(str(root / "routing.duckdb"), read_only=True)
+    try:
+        def keys(sql: str) -> set[str]:
+            return {str(r[0]) for r in con.execute(sql).fetchall()}
+
+        blocked = keys("select customer_id from do_not_call")
+        high = keys("select customer_id from high_value_carts") - blocked
+        rest = keys("select customer_id from cart_abandoners") - blocked - high
+    finally:
+        con.close()
+    return {
+        "high_value_carts": high,
+        "cart_abandoners": {k for k in rest if not is_held_out("routing-holdout", k, 10)},
+    }
+
+
+def test_routing_example_delivers_every_change_once_to_its_receiver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five ticks of the routing example: after each, the receiver (replaying what it applied)
+    holds exactly the channel's audience; every request was signed correctly."""
+    monkeypatch.setenv(routing_project.SECRET_ENV, routing_project.SECRET)
+    with Receiver(routing_project.SECRET) as rx:
+        root = routing_project.copy_routing(tmp_path / "routing", rx.url, batch_size=4)
+        code, out = cli("run", "--project-dir", str(root), "--at", "2026-06-01T10:00")
+        assert code == 0, out
+        assert "delivered routing/high_value_carts" in out
+        con = duckdb.connect(str(root / "routing.duckdb"), read_only=True)
+        members = {str(r[0]) for r in con.execute("select customer_id from cart_abandoners").fetchall()}
+        con.close()
+        assert {"1", "19", "29"} <= members
+        seen_exit = False
+        for minute in (5, 10, 15, 20, 25):
+            expected = _expected_routing_audience(root)
+            got = rx.members()
+            assert {s: got.get(s, set()) for s in expected} == expected
+            code, out = cli("run", "--due", "--project-dir", str(root),
+                            "--at", f"2026-06-01T10:{minute:02d}")
+            assert code == 0, out
+            seen_exit |= any(c["change"] == "exited" for c in rx.applied)
+        assert {s: rx.members().get(s, set()) for s in expected} == _expected_routing_audience(root)
+    assert seen_exit, "the replay should see carts age out of the window"
+    assert rx.requests and all(status == 200 for _, status in rx.requests)
+    assert len(rx.bodies) == len(rx.requests)  # nothing sent twice without a failure
+    sent = {c["key"] for c in rx.applied}
+    assert "19" not in sent  # on do_not_call, though in cart_abandoners at 10:00
+    assert not sent & {"1", "29"}  # held out of cart_abandoners (they are in it at 10:00)

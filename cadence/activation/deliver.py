@@ -394,15 +394,14 @@ def _send_webhook(
     cursor: outbox.Cursor,
     options: DeliveryOptions,
 ) -> outbox.DeliveryOutcome:
-    try:
-        from cadence.activation.webhook import deliver_webhook  # the webhook wing
-    except ImportError:
-        return outbox.DeliveryOutcome(None, 0, "webhook destinations are not available here")
+    from cadence.activation.webhook import deliver_webhook  # the webhook wing
+
+    assert config.export is not None
     changes = outbox.pending(
         engine, config.name, segment, cursor.delivered_seq + 1, cursor.planned_last or 0
     )
     env = options.env if options.env else os.environ
-    return deliver_webhook(config.export, config.name, segment, changes, env)  # type: ignore[no-any-return]
+    return deliver_webhook(config.export, config.name, segment, changes, env)
 
 
 @dataclass(frozen=True)

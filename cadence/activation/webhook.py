@@ -1,0 +1,477 @@
+"""Webhook destination: the ordered pending changes of one channel x segment -> signed JSON
+batches POSTed to a receiver -> how far the receiver has them (SPEC §7 "Webhook destinations").
+
+Input: a channel's webhook export config, the pending changes of one (channel, segment) in seq
+order (seqs frozen in the outbox before anything is sent) and the environment holding the secret.
+Output: ``DeliveryOutcome(delivered_through, sent, error)``.
+
+Invariants:
+- Batches are a function of the changes alone: up to ``batch_size`` consecutive changes with the
+  same ``at``, cut from the first pending change. A retry starts where the last contiguously
+  acknowledged batch ended, so it cuts the same batches, with the same body and the same
+  ``webhook-id`` (derived from channel, segment, first and last seq; never from a batch's place in
+  an attempt). Changes frozen by a later run carry a later ``at``, so they never extend a batch a
+  receiver may already have applied.
+- ``delivered_through`` is the last seq of the longest run of batches acknowledged with 2xx,
+  contiguously from the first; nothing past a gap counts (those batches are sent again, with the
+  same id, and receivers drop them).
+- 408, 429, 5xx, timeouts and connection errors are retried with exponential backoff (bounded
+  attempts and waiting; ``Retry-After`` seconds or HTTP-date honoured); any other status stops the
+  delivery. At most ``MAX_IN_FLIGHT`` requests are open at once, and a batch holding a key of an
+  earlier batch is sent only once that batch is acknowledged (one key's changes arrive in order).
+- Only https URLs, or http to loopback; an address that is not global (private, link-local, ...)
+  after DNS resolution needs ``allow_private``; connections go to the addresses that were checked.
+- The secret comes only from the environment and never appears in an error or a payload.
+- ``webhook-timestamp`` is the wall-clock time of each attempt (``clock``, not ``--at``): receivers
+  reject stale timestamps.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import decimal
+import email.utils
+import hashlib
+import hmac
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from cadence.activation.outbox import Change, DeliveryOutcome
+from cadence.activation.urlpolicy import PRIVATE_HINT, resolve, safe_url, url_problem
+from cadence.channelconfig import ExportConfig
+
+MAX_IN_FLIGHT = 4
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+RETRY_AFTER_CAP_S = 60.0
+BATCH_WAIT_BUDGET_S = 120.0  # sleeping between attempts of one batch, at most
+DELIVERY_WAIT_BUDGET_S = 300.0  # sleeping between attempts, summed over a delivery's batches
+EXCERPT_CHARS = 200
+MAX_RESPONSE_BYTES = 64 * 1024
+SECRET_PREFIX = "whsec_"
+PAYLOAD_TYPE = "segment.changes"
+RESERVED_FIELDS = ("key", "change", "at")
+USER_AGENT = "cadence-webhook/1"
+
+
+@dataclass(frozen=True)
+class Batch:
+    first: int
+    last: int
+    count: int
+    webhook_id: str
+    body: bytes
+
+
+# -- signing (Standard Webhooks) ---------------------------------------------------------------
+
+
+def webhook_id(channel: str, segment: str, first: int, last: int) -> str:
+    """The id of the batch holding changes ``first..last``: the same on every retry and in every
+    process, different for any other range."""
+    text = f"cadence/v1\x1f{channel}\x1f{segment}\x1f{first}\x1f{last}"
+    return "msg_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret; ValueError (without the secret) otherwise."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"is not in the Standard Webhooks form '{SECRET_PREFIX}<base64>'")
+    encoded = secret[len(SECRET_PREFIX) :].strip()
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"is not valid base64 after '{SECRET_PREFIX}'") from None
+    if not key:
+        raise ValueError(f"is empty after '{SECRET_PREFIX}'")
+    return key
+
+
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature``: ``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}``."""
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _item(change: Change) -> dict[str, Any]:
+    item: dict[str, Any] = {"key": change.key, "change": change.change, "at": change.at}
+    for name, value in change.columns.items():
+        if name not in RESERVED_FIELDS:
+            item[name] = value
+    return item
+
+
+def cut_batches(
+    channel: str, segment: str, changes: Sequence[Change], batch_size: int
+) -> tuple[Batch, ...]:
+    """Split ``changes`` (strictly increasing seq) into the batches a delivery sends."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    for before, after in zip(changes, changes[1:]):
+        if after.seq <= before.seq:
+            raise ValueError(f"changes out of order: seq {after.seq} after {before.seq}")
+    batches: list[Batch] = []
+    start = 0
+    while start < len(changes):
+        end = start + 1
+        while (
+            end < len(changes) and end - start < batch_size and changes[end].at == changes[start].at
+        ):
+            end += 1
+        part = changes[start:end]
+        first, last = part[0].seq, part[-1].seq
+        payload = {
+            "type": PAYLOAD_TYPE,
+            "channel": channel,
+            "segment": segment,
+            "changes": [_item(c) for c in part],
+        }
+        body = json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=False, default=_json_default
+        ).encode("utf-8")
+        batches.append(
+            Batch(first, last, len(part), webhook_id(channel, segment, first, last), body)
+        )
+        start = end
+    return tuple(batches)
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff_s(attempt: int) -> float:
+    """Wait after failed attempt number ``attempt`` (1-based): 0.5, 1, 2, 4 ... capped."""
+    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
+
+
+def _retriable(status: int) -> bool:
+    return status in (408, 429) or 500 <= status <= 599
+
+
+class _Connections:
+    """One keep-alive connection per worker thread, to the checked addresses only."""
+
+    def __init__(self, url: str, addresses: tuple[str, ...], timeout_s: float) -> None:
+        parts = urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port or (443 if self.https else 80)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.addresses = addresses
+        self.timeout_s = timeout_s
+        self.local = threading.local()
+        self.opened: list[http.client.HTTPConnection] = []
+        self.lock = threading.Lock()
+        self.context = ssl.create_default_context() if self.https else None
+
+    def _connect(
+        self, address: tuple[str, int], timeout: float | None = None, source: Any = None
+    ) -> socket.socket:
+        last: OSError | None = None
+        for ip in self.addresses:
+            try:
+                sock = socket.create_connection((ip, address[1]), timeout, source)
+            except OSError as exc:
+                last = exc
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        assert last is not None
+        raise last
+
+    def get(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
+        if conn is None:
+            if self.https:
+                conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout_s, context=self.context
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            conn._create_connection = self._connect  # type: ignore[attr-defined]
+            self.local.conn = conn
+            with self.lock:
+                self.opened.append(conn)
+        return conn
+
+    def reset(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    def close_all(self) -> None:
+        with self.lock:
+            for conn in self.opened:
+                conn.close()
+
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, str | None, bytes]:
+        conn = self.get()
+        conn.request("POST", self.path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read(MAX_RESPONSE_BYTES)
+        if not response.isclosed():  # a body larger than we read: do not reuse the connection
+            conn.close()
+        return response.status, response.reason, response.getheader("Retry-After"), data
+
+
+def _excerpt(data: bytes, secret: str) -> str:
+    text = " ".join(data.decode("utf-8", errors="replace").split())
+    if secret:
+        text = text.replace(secret, "[secret]").replace(secret[len(SECRET_PREFIX) :], "[secret]")
+    text = text[:EXCERPT_CHARS]
+    return text or "(empty body)"
+
+
+def _describe(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (receiver down?)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Outcome:
+    acked: bool = False
+    error: str | None = None
+
+
+class _Delivery:
+    """One call of ``deliver_webhook``: the batches, the shared stop flag and wait budget."""
+
+    def __init__(
+        self,
+        config: ExportConfig,
+        key: bytes,
+        secret: str,
+        connections: _Connections,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.key = key
+        self.secret = secret
+        self.connections = connections
+        self.sleep = sleep
+        self.clock = clock
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.waited = 0.0
+        self.wait_for: list[int | None] = []
+        self.done: list[threading.Event] = []
+        self.acked: list[bool] = []
+
+    def _reserve_wait(self, delay: float, batch_waited: float) -> bool:
+        if batch_waited + delay > BATCH_WAIT_BUDGET_S:
+            return False
+        with self.lock:
+            if self.waited + delay > DELIVERY_WAIT_BUDGET_S:
+                return False
+            self.waited += delay
+        return True
+
+    def send_in_order(self, index: int, batch: Batch) -> _Outcome:
+        """Send batch ``index`` once the earlier batch holding one of its keys is acknowledged,
+        so a receiver gets the changes of one key in order. That batch was queued first, so it
+        is in flight or finished: waiting cannot deadlock."""
+        try:
+            before = self.wait_for[index]
+            if before is not None:
+                self.done[before].wait()
+                if not self.acked[before]:
+                    return _Outcome(error=None)
+            outcome = self.send(batch)
+            self.acked[index] = outcome.acked
+            return outcome
+        except BaseException:  # e.g. an interrupt while waiting to retry: stop every worker
+            self.stop.set()
+            raise
+        finally:
+            self.done[index].set()
+
+    def send(self, batch: Batch) -> _Outcome:
+        attempts = max(1, int(self.config.max_attempts))
+        batch_waited = 0.0
+        reason = "not sent"
+        for attempt in range(1, attempts + 1):
+            if self.stop.is_set():
+                return _Outcome(error=None)
+            timestamp = int(self.clock())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "webhook-id": batch.webhook_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(self.key, batch.webhook_id, timestamp, batch.body),
+            }
+            wait: float | None = None
+            try:
+                status, phrase, retry_after, data = self.connections.post(batch.body, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                self.connections.reset()
+                reason = _describe(exc, self.config.timeout_s)
+                if isinstance(exc, ssl.SSLCertVerificationError):  # retrying cannot fix it
+                    self.stop.set()
+                    return _Outcome(error=f"{_range(batch)}: {reason} (not retried)")
+            else:
+                if 200 <= status <= 299:
+                    return _Outcome(acked=True)
+                reason = f"HTTP {status} {phrase}: {_excerpt(data, self.secret)}"
+                if not _retriable(status):
+                    self.stop.set()
+                    return _Outcome(error=f"{_range(batch)}: {reason} (not retried)")
+                wait = retry_after_s(retry_after, self.clock())
+                if wait is not None and wait > RETRY_AFTER_CAP_S:
+                    self.stop.set()
+                    return _Outcome(
+                        error=f"{_range(batch)}: {reason}; the receiver asked to retry after "
+                        f"{wait:.0f} s, longer than a run waits ({RETRY_AFTER_CAP_S:.0f} s)"
+                    )
+            if attempt == attempts:
+                break
+            delay = backoff_s(attempt) if wait is None else wait
+            if not self._reserve_wait(delay, batch_waited):
+                reason += "; retry time used up"
+                break
+            batch_waited += delay
+            self.sleep(delay)
+        self.stop.set()
+        return _Outcome(error=f"{_range(batch)}: gave up after {attempt} attempt(s): {reason}")
+
+
+def _key_dependencies(changes: Sequence[Change], batches: Sequence[Batch]) -> list[int | None]:
+    """For each batch, the latest earlier batch sharing a key with it (None: no such batch)."""
+    last_batch_of: dict[str, int] = {}
+    out: list[int | None] = []
+    position = 0
+    for index, batch in enumerate(batches):
+        part = changes[position : position + batch.count]
+        position += batch.count
+        earlier = [last_batch_of[c.key] for c in part if c.key in last_batch_of]
+        out.append(max(earlier) if earlier else None)
+        for c in part:
+            last_batch_of[c.key] = index
+    return out
+
+
+def _range(batch: Batch) -> str:
+    return f"changes {batch.first}-{batch.last} (webhook-id {batch.webhook_id})"
+
+
+def _where(config: ExportConfig) -> str:
+    line = getattr(config, "line", None)
+    return f"cadence.yml:{line}: " if line else "cadence.yml: "
+
+
+def deliver_webhook(
+    config: ExportConfig,
+    channel: str,
+    segment: str,
+    changes: Sequence[Change],
+    env: Mapping[str, str],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> DeliveryOutcome:
+    """POST ``changes`` (one channel x segment, seq order) in signed batches; report how far
+    the receiver acknowledged them contiguously. Never raises for receiver or network trouble."""
+    if not changes:
+        return DeliveryOutcome(None, 0, None)
+    if not config.url or not config.secret_env:
+        return DeliveryOutcome(
+            None, 0, f"{_where(config)}a webhook export needs url and secret_env"
+        )
+    problem = url_problem(config.url, config.allow_private)
+    if problem is not None:
+        return DeliveryOutcome(None, 0, f"{_where(config)}{problem[0]} (hint: {problem[1]})")
+    secret = env.get(config.secret_env, "")
+    if not secret:
+        return DeliveryOutcome(
+            None, 0, f"environment variable {config.secret_env} (secret_env) is not set"
+        )
+    try:
+        key = signing_key(secret)
+    except ValueError as exc:
+        return DeliveryOutcome(None, 0, f"environment variable {config.secret_env} {exc}")
+    try:
+        addresses = resolve(config.url, config.allow_private)
+    except ValueError as exc:
+        hint = f" (hint: {PRIVATE_HINT})" if "private" in str(exc) else ""
+        return DeliveryOutcome(None, 0, f"{_where(config)}webhook url: {exc}{hint}")
+    batches = cut_batches(channel, segment, changes, config.batch_size)
+    connections = _Connections(config.url, addresses, config.timeout_s)
+    delivery = _Delivery(config, key, secret, connections, sleep, clock)
+    delivery.wait_for = _key_dependencies(changes, batches)
+    delivery.done = [threading.Event() for _ in batches]
+    delivery.acked = [False] * len(batches)
+    try:
+        with ThreadPoolExecutor(
+            max_workers=min(MAX_IN_FLIGHT, len(batches)), thread_name_prefix="cadence-webhook"
+        ) as pool:
+            try:
+                outcomes = list(pool.map(delivery.send_in_order, range(len(batches)), batches))
+            except BaseException:  # an interrupt: start no new request, let open ones end
+                delivery.stop.set()
+                raise
+    finally:
+        connections.close_all()
+    delivered_through: int | None = None
+    for batch, outcome in zip(batches, outcomes):
+        if not outcome.acked:
+            break
+        delivered_through = batch.last
+    sent = sum(b.count for b, o in zip(batches, outcomes) if o.acked)
+    errors = [o.error for o in outcomes if o.error]
+    error = None
+    if errors:
+        error = f"POST {safe_url(config.url)}: {errors[0]}"
+    elif delivered_through != batches[-1].last:
+        error = f"POST {safe_url(config.url)}: delivery stopped before all batches were sent"
+    return DeliveryOutcome(delivered_through, sent, error)

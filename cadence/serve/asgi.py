@@ -1,0 +1,109 @@
+"""The ASGI front end: ``Service`` as an ASGI app run by uvicorn (extra ``cadence[serve]``).
+
+Input: a ``Service`` and a bind address -> output: a running uvicorn server until ``stop`` is set.
+Kept beside the standard-library front end so the two can be measured on the same service
+(``benchmarks/serve.py --http uvicorn``); see docs/guides/personalizing-a-website.md for the
+figures and why the standard library is the default. Same helper threads as ``http.Server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+from cadence.serve.http import Log, helpers
+from cadence.serve.service import Service
+
+
+def asgi_app(service: Service) -> Any:
+    """An ASGI callable answering every HTTP request from ``service``."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        raw = scope.get("raw_path") or scope["path"].encode()
+        target = raw.decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        response = service.handle(scope["method"], target, headers)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers],
+            }
+        )
+        body = b"" if scope["method"] == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+class AsgiServer:
+    """Same interface as ``http.Server``: ``.port``, ``versions()``, ``run(stop)``."""
+
+    def __init__(
+        self,
+        service: Service,
+        host: str,
+        port: int,
+        *,
+        poll_s: float = 0.02,
+        log_every_s: float = 60.0,
+        on_log: Log | None = None,
+    ) -> None:
+        import uvicorn
+
+        self.service = service
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: without, a header write then a body write waits
+        # for the client's delayed ACK (~40 ms a request)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.bind((host, port))
+        self._sock.listen(1024)  # connections made before uvicorn starts wait, not fail
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            asgi_app(service),
+            log_level="warning",
+            access_log=False,
+            backlog=1024,
+            lifespan="on",
+            timeout_keep_alive=60,
+        )
+        self._server = uvicorn.Server(config)
+        self.poll_s, self.log_every_s, self.on_log = poll_s, log_every_s, on_log
+
+    stack = "uvicorn"
+
+    def versions(self) -> dict[str, str | None]:
+        return self.service.versions()
+
+    def run(self, stop: threading.Event) -> None:
+        threads = helpers(self.service, stop, self.poll_s, self.log_every_s, self.on_log)
+
+        def watch_stop() -> None:
+            stop.wait()
+            self._server.should_exit = True
+
+        threads.append(threading.Thread(target=watch_stop, daemon=True))
+        for thread in threads:
+            thread.start()
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+            self._sock.close()
+            self.service.close()

@@ -1,0 +1,402 @@
+"""Serve snapshots: one compact, memory-mapped file per served channel.
+
+Input: a channel's audience as plain values (segment names; per key the segments it is delivered
+in, the segments it is held out of, optional attributes) -> output: a file under
+``target/serve/<channel>.snap`` that ``Snapshot.open`` maps and answers lookups from without
+parsing it.
+
+Format (version 1, little-endian; every section 8-byte aligned)::
+
+    header   magic "CADSNAP\\0", format u32, mask_words u32, n_keys u64, meta_len u64,
+             bucket_bits u32, 0 u32, then the offsets of meta, buckets, hashes, members,
+             holdout, offsets, blob (u64 each)
+    meta     JSON: channel, version, published_at, segments, sizes, held_out, columns
+    buckets  (2**bucket_bits + 1) x u32: first row whose hash has those top bits (narrows the
+             binary search to a few rows)
+    hashes   n_keys x u64, sorted: the first 8 bytes of blake2b(key), big-endian as an int
+    members  n_keys x mask_words x u64: bit i set = delivered in segments[i]
+    holdout  n_keys x mask_words x u64: bit i set = held out of segments[i]
+    offsets  (n_keys + 1) x u64 into blob
+    blob     per key: u32 length of the key, the key (UTF-8), its attributes as JSON (or nothing)
+
+Invariants: rows are ordered by hash, so keys whose hashes collide sit next to each other
+and a lookup confirms the key itself before answering; ``version`` is a digest of the channel,
+publish time and every section, so two files with the same version answer the same; a file is
+written under a temporary name, fsynced, renamed over the old one and the folder fsynced: a
+reader sees the old or the new snapshot, never a part. Files are 0600, the folder 0700.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import json
+import mmap
+import os
+import struct
+import sys
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from cadence.errors import CadenceError
+
+MAGIC = b"CADSNAP\0"
+FORMAT = 1
+HEADER = struct.Struct("<8sIIQQII7Q")
+SERVE_DIR = Path("target") / "serve"
+SUFFIX = ".snap"
+_KEY_LEN = struct.Struct("<I")
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+
+
+class SnapshotError(CadenceError):
+    """A snapshot file that is missing, truncated or of another format."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One key of a channel's audience: where it is delivered, where it is held out."""
+
+    key: str
+    segments: tuple[str, ...] = ()
+    holdout: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] | None = None
+
+
+class Answer(NamedTuple):
+    """What a snapshot says about one key (empty tuples for a key it does not hold).
+
+    A named tuple rather than a frozen dataclass: it is built once per request on the hot path,
+    and a tuple is several times cheaper to make; it is just as immutable.
+    """
+
+    key: str
+    segments: tuple[str, ...]
+    holdout: tuple[str, ...]
+    attributes: Mapping[str, Any] = _NO_ATTRIBUTES
+
+
+@dataclass(frozen=True)
+class Written:
+    path: Path
+    version: str
+    keys: int
+
+
+def key_hash(key: str) -> int:
+    """The 64-bit hash a snapshot sorts keys by (format 1)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def snapshot_path(root: Path, channel: str) -> Path:
+    return root / SERVE_DIR / f"{channel}{SUFFIX}"
+
+
+def bucket_bits(n: int) -> int:
+    """Top hash bits of the bucket index: about 8 to 16 rows a bucket, at most 2**16 buckets."""
+    return max(0, min(16, n.bit_length() - 4))
+
+
+def _align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _bits(names: Sequence[str], index: Mapping[str, int], words: int) -> list[int]:
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise ValueError(f"segments {sorted(unknown)} are not in {list(index)}")
+    mask = 0
+    for name in names:
+        mask |= 1 << index[name]
+    return [(mask >> (64 * w)) & 0xFFFFFFFFFFFFFFFF for w in range(words)]
+
+
+def encode(
+    channel: str,
+    segments: Sequence[str],
+    members: Iterable[Member],
+    published_at: dt.datetime,
+    columns: Sequence[str] = (),
+) -> tuple[bytes, str, int]:
+    """The bytes of a snapshot, its version and its key count (pure)."""
+    index = {name: i for i, name in enumerate(segments)}
+    if len(index) != len(segments):
+        raise ValueError(f"duplicate segment names in {list(segments)}")
+    words = max(1, (len(segments) + 63) // 64)
+    listed = list(members)
+    raw_keys = [m.key.encode() for m in listed]
+    if len(set(raw_keys)) != len(raw_keys):
+        seen: set[bytes] = set()
+        twice = next(k for k in raw_keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {twice.decode()!r} appears twice")
+    blake = hashlib.blake2b
+    all_hashes = [int.from_bytes(blake(k, digest_size=8).digest(), "big") for k in raw_keys]
+    # rows whose hashes collide keep any order: a lookup compares the key of every such row
+    order = sorted(range(len(listed)), key=all_hashes.__getitem__)
+    rows = [(all_hashes[i], raw_keys[i], listed[i]) for i in order]
+    hashes = array("Q", (r[0] for r in rows))
+    bits = bucket_bits(len(rows))
+    buckets = array("I", [0] * ((1 << bits) + 1))
+    for h in hashes:
+        buckets[(h >> (64 - bits)) + 1 if bits else 1] += 1
+    for b in range(1, len(buckets)):
+        buckets[b] += buckets[b - 1]
+    member_masks, holdout_masks = array("Q"), array("Q")
+    offsets = array("Q", [0])
+    blob = bytearray()
+    masks: dict[tuple[str, ...], list[int]] = {}
+    counts: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
+    pack = _KEY_LEN.pack
+    for _, raw, m in rows:
+        for names, out in ((m.segments, member_masks), (m.holdout, holdout_masks)):
+            words_of = masks.get(names)
+            if words_of is None:
+                words_of = masks[names] = _bits(names, index, words)
+            out.extend(words_of)
+        counts[m.segments, m.holdout] += 1
+        blob += pack(len(raw))
+        blob += raw
+        if m.attributes:
+            blob += json.dumps(m.attributes, separators=(",", ":"), default=str).encode()
+        offsets.append(len(blob))
+    sizes = dict.fromkeys(segments, 0)
+    held = dict.fromkeys(segments, 0)
+    for (member_of, held_of), n in counts.items():
+        for name in member_of:
+            sizes[name] += n
+        for name in held_of:
+            held[name] += n
+    arrays = (buckets, hashes, member_masks, holdout_masks, offsets)
+    if sys.byteorder != "little":  # arrays are native-endian; the format is little-endian
+        for a in arrays:
+            a.byteswap()
+    sections = [a.tobytes() for a in arrays] + [bytes(blob)]
+
+    digest = hashlib.sha256(f"{channel}\0{published_at.isoformat()}\0".encode())
+    digest.update(json.dumps([list(segments), list(columns)]).encode())
+    for s in sections:
+        digest.update(struct.pack("<Q", len(s)))
+        digest.update(s)
+    version = digest.hexdigest()[:16]
+    meta = json.dumps(
+        {
+            "channel": channel,
+            "version": version,
+            "published_at": published_at.isoformat(),
+            "segments": list(segments),
+            "sizes": sizes,
+            "held_out": held,
+            "columns": list(columns),
+            "keys": len(rows),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+    offset = _align(HEADER.size)
+    starts = []
+    body = bytearray()
+    for part in [meta, *sections]:
+        starts.append(offset + len(body))
+        body += part
+        body += b"\0" * (_align(len(body)) - len(body))
+    header = HEADER.pack(MAGIC, FORMAT, words, len(rows), len(meta), bits, 0, *starts)
+    data = header + b"\0" * (offset - HEADER.size) + bytes(body)
+    return data, version, len(rows)
+
+
+def write_snapshot(
+    path: Path,
+    channel: str,
+    segments: Sequence[str],
+    members: Iterable[Member],
+    published_at: dt.datetime,
+    columns: Sequence[str] = (),
+) -> Written:
+    """Write a snapshot atomically (temporary name, fsync, rename, fsync of the folder).
+
+    Only one writer runs at a time (the run lock), so temporary files of earlier writers are
+    leftovers of a killed process and are removed first."""
+    data, version, keys = encode(channel, segments, members, published_at, columns)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    for stale in folder.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return Written(path, version, keys)
+
+
+class Snapshot:
+    """A snapshot file mapped read-only. ``Snapshot.open(path)``; ``lookup(key)``; ``close()``.
+
+    Opening reads the header and the JSON meta only; a lookup is a binary search over the mapped
+    hash array. The object is safe to share between threads; close it only when no lookup runs.
+    """
+
+    def __init__(self, path: Path, stat: os.stat_result, mm: mmap.mmap) -> None:
+        self.path = path
+        self.stat = stat
+        self._mm = mm
+        magic, fmt, words, n, meta_len, bits, _, *starts = HEADER.unpack_from(mm, 0)
+        if sys.byteorder != "little":
+            raise SnapshotError("serving snapshots needs a little-endian machine")
+        if magic != MAGIC:
+            raise SnapshotError(f"{path.name} is not a cadence snapshot")
+        if fmt != FORMAT:
+            raise SnapshotError(
+                f"{path.name} has snapshot format {fmt}; this cadence reads format {FORMAT}",
+                hint="run the channel's segments again to rewrite it",
+            )
+        meta_at, buckets_at, hashes_at, members_at, holdout_at, offsets_at, blob_at = starts
+        width = n * words * 8
+        n_buckets = (1 << bits) + 1
+        ends = [
+            (meta_at, meta_len),
+            (buckets_at, n_buckets * 4),
+            (hashes_at, n * 8),
+            (members_at, width),
+            (holdout_at, width),
+            (offsets_at, (n + 1) * 8),
+        ]
+        if any(start + size > len(mm) for start, size in ends) or blob_at > len(mm):
+            raise SnapshotError(f"{path.name} is truncated")
+        if blob_at + struct.unpack_from("<Q", mm, offsets_at + n * 8)[0] > len(mm):
+            raise SnapshotError(f"{path.name} is truncated")
+        self.meta: dict[str, Any] = json.loads(bytes(mm[meta_at : meta_at + meta_len]))
+        self.channel: str = self.meta["channel"]
+        self.version: str = self.meta["version"]
+        self.published_at = dt.datetime.fromisoformat(self.meta["published_at"])
+        self.segments: tuple[str, ...] = tuple(self.meta["segments"])
+        self.keys: int = n
+        self._words = words
+        view = memoryview(mm)
+        self._view = view
+        self._bits = bits
+        self._shift = 64 - bits
+        self._buckets = view[buckets_at : buckets_at + n_buckets * 4].cast("I")
+        self._hashes = view[hashes_at : hashes_at + n * 8].cast("Q")
+        self._members = view[members_at : members_at + width].cast("Q")
+        self._holdout = view[holdout_at : holdout_at + width].cast("Q")
+        self._offsets = view[offsets_at : offsets_at + (n + 1) * 8].cast("Q")
+        self._blob_at = blob_at
+        self._tables: list[list[tuple[str, ...]]] | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> Snapshot:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise SnapshotError(f"no snapshot at {path}") from None
+        try:
+            stat = os.fstat(fd)
+            if stat.st_size < HEADER.size:
+                raise SnapshotError(f"{path.name} is truncated")
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        try:
+            return cls(path, stat, mm)
+        except BaseException:
+            mm.close()
+            raise
+
+    def _decode(self, mask: int) -> tuple[str, ...]:
+        """Segment names of a mask, a byte at a time from per-byte tables (built on first use)."""
+        if not mask:
+            return ()
+        if self._tables is None:  # two threads may both build it: same result
+            n = len(self.segments)
+            self._tables = [
+                [
+                    tuple(
+                        self.segments[8 * b + j] for j in range(8) if v >> j & 1 and 8 * b + j < n
+                    )
+                    for v in range(256)
+                ]
+                for b in range((len(self.segments) + 7) // 8)
+            ]
+        names: tuple[str, ...] = ()
+        for table in self._tables:
+            names += table[mask & 0xFF]
+            mask >>= 8
+            if not mask:
+                break
+        return names
+
+    def _mask(self, masks: memoryview, row: int) -> int:
+        if self._words == 1:
+            return int(masks[row])
+        at = row * self._words
+        return sum(int(masks[at + w]) << (64 * w) for w in range(self._words))
+
+    def lookup(self, key: str) -> Answer:
+        """Segments and holdout of ``key``; empty for a key the snapshot does not hold."""
+        raw = key.encode()
+        h = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+        hashes, offsets, view, base = self._hashes, self._offsets, self._view, self._blob_at
+        if self._bits:
+            top = h >> self._shift
+            row = bisect.bisect_left(hashes, h, self._buckets[top], self._buckets[top + 1])
+        else:
+            row = bisect.bisect_left(hashes, h)
+        while row < self.keys and hashes[row] == h:
+            start, end = base + offsets[row], base + offsets[row + 1]
+            size = _KEY_LEN.unpack_from(view, start)[0]
+            if view[start + 4 : start + 4 + size] == raw:
+                attrs_at = start + 4 + size
+                attributes = (
+                    json.loads(bytes(view[attrs_at:end])) if attrs_at < end else _NO_ATTRIBUTES
+                )
+                return Answer(
+                    key,
+                    self._decode(self._mask(self._members, row)),
+                    self._decode(self._mask(self._holdout, row)),
+                    attributes,
+                )
+            row += 1
+        return Answer(key, (), ())
+
+    def same_file(self, stat: os.stat_result) -> bool:
+        """Whether ``stat`` (of the snapshot's path) still names the file this maps."""
+        return (stat.st_ino, stat.st_dev, stat.st_mtime_ns, stat.st_size) == (
+            self.stat.st_ino,
+            self.stat.st_dev,
+            self.stat.st_mtime_ns,
+            self.stat.st_size,
+        )
+
+    def close(self) -> None:
+        for view in (
+            self._buckets,
+            self._hashes,
+            self._members,
+            self._holdout,
+            self._offsets,
+            self._view,
+        ):
+            view.release()
+        self._mm.close()
