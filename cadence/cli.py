@@ -229,10 +229,19 @@ def run(
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
         return
+    from cadence.due import clock_warning
+
+    behind = clock_warning(result.clock_behind, result.at, project.tz)
     if dry_run:
         output.render_plan(result, project, as_json=as_json)
+        if behind:
+            click.echo(behind, err=True)
         return
     renderer.finish(result)
+    if behind:  # on every run, idle ones too: a stalled project must not be silent
+        click.echo(behind, err=True)
+    if result.write_error:
+        click.echo(f"error: {result.write_error}", err=True)
     _render_deliveries(result.deliveries, as_json)
     if not due or any(r.status != "skipped" for r in result.results):
         # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
@@ -395,15 +404,27 @@ def plan(
 def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     """Per model: channels, cadence, last good build, last status, next tick, overdue."""
     from cadence import output
+    from cadence.due import clock_warning
     from cadence.reports import status_report
 
     project = _load(project_dir)
-    rows = status_report(project, _state(project), _at(project, at))
+    now = _at(project, at)
+    rows = status_report(project, _state(project), now)
+    behind = tuple(
+        (r["name"], dt.datetime.fromisoformat(r["recorded_after_now"]))
+        for r in rows
+        if r.get("recorded_after_now")
+    )
+    warning = clock_warning(behind, now, project.tz)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
+        if warning:
+            click.echo(warning, err=True)
         return
     from cadence.activation.render import status_lines
 
+    if warning:
+        click.echo(warning)
     click.echo(output.render_status(rows))
     for line in status_lines(project.delivery_status(), project.tz):
         click.echo(line)

@@ -52,6 +52,9 @@ class Compiler:
             self._env = Env(
                 cfg.vars, self.project.macro_files, target_info(cfg), self.project.doc_blocks
             )
+            self._env.set_sources(
+                (s.source_name, s.table, s.relation) for s in self.project.sources
+            )
         return self._env
 
     def relation_of(self, name: str) -> str:

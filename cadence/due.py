@@ -43,6 +43,9 @@ class Plan:
     at: dt.datetime
     due_mode: bool
     decisions: tuple[Decision, ...]  # topological order
+    # (model, newest recorded time) for models with builds recorded after ``at``: the clock
+    # went back (an NTP step) or an earlier run used a future --at; they stall until then
+    clock_behind: tuple[tuple[str, dt.datetime], ...] = ()
 
     def to_build(self) -> list[Decision]:
         return [d for d in self.decisions if d.builds]
@@ -212,7 +215,38 @@ def decide(
 
     _add_seeds(project, dag, state, decisions, selected, full_refresh)
     ordered = tuple(decisions[n] for n in dag.order if n in decisions)
-    return Plan(at=now, due_mode=due_only, decisions=ordered)
+    return Plan(at=now, due_mode=due_only, decisions=ordered, clock_behind=clock_behind(state, now))
+
+
+def clock_behind(state: StateSnapshot, now: dt.datetime) -> tuple[tuple[str, dt.datetime], ...]:
+    """Models whose state was recorded after ``now`` (pure), with the newest recorded time."""
+    out = []
+    for name in sorted(state.models):
+        st = state.models[name]
+        times = [t for t in (st.last_attempt_at, st.last_success_at) if t is not None]
+        if times and max(times) > now:
+            out.append((name, max(times)))
+    return tuple(out)
+
+
+def clock_warning(
+    behind: tuple[tuple[str, dt.datetime], ...], now: dt.datetime, tz: ZoneInfo
+) -> str | None:
+    """The warning every run and `status` show while the clock is behind recorded state."""
+    if not behind:
+        return None
+    names = ", ".join(n for n, _ in behind[:10])
+    if len(behind) > 10:
+        names += f" and {len(behind) - 10} more"
+    newest = max(t for _, t in behind)
+    return (
+        f"warning: clock is behind recorded state: {len(behind)} model(s) have builds recorded "
+        f"after now ({fmt(now, tz)}), the latest at {fmt(newest, tz)}: {names}\n"
+        "  hint: they are not due again until that time. If now is right (the clock was "
+        "stepped back, or a run used a future --at), rebuild them: cadence run -s "
+        + " ".join(n for n, _ in behind[:10])
+        + "; if the clock is wrong, fix it (NTP)"
+    )
 
 
 def upstream_sources(project: ParsedProject, dag: Dag, name: str) -> list[tuple[str, str]]:

@@ -103,7 +103,7 @@ class ProjectConfig:
     folder_defaults: tuple[tuple[tuple[str, ...], ConfigLayer], ...]
     seed_config: dict[str, Any]
     vars: dict[str, Any]
-    env_vars_used: tuple[tuple[str, str | None], ...] = ()
+    env_vars_used: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest)
     export_root: str | None = None  # absolute folder export paths may write under
     history_keep_days: int | None = None  # prune history older than this (None: keep all)
 
@@ -155,6 +155,11 @@ def find_project_root(start: Path) -> Path:
 
 def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def env_digest(value: str | None) -> str | None:
+    """What the cache keeps of an environment variable's value: a digest, never the value."""
+    return None if value is None else digest(b"env:" + value.encode("utf-8", "surrogatepass"))
 
 
 def _read(root: Path, path: Path) -> SourceFile:
@@ -407,7 +412,7 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
                 file=PROJECT_FILE,
                 hint="write {{ env_var('NAME', 'default') }}",
             )
-        env_used.append((name, os.environ.get(name)))
+        env_used.append((name, env_digest(os.environ.get(name))))
         if name in os.environ:
             return os.environ[name]
         if default is None:

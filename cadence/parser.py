@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadence.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
-from cadence.loader import ProjectConfig, ProjectFiles, SourceFile
+from cadence.loader import ProjectConfig, ProjectFiles, SourceFile, env_digest
 from cadence.relations import Relation, relation_sql
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Model:
     digest: str
     description: str = ""
     columns: tuple[Column, ...] = ()
-    env_vars: tuple[tuple[str, str | None], ...] = ()  # (name, value when rendered)
+    env_vars: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest when rendered)
 
     @property
     def materialized(self) -> str:
@@ -160,24 +160,7 @@ def parse_project(
 
     yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
     sources = parse_sources(yaml_sources, files, errors)
-    source_index = {(s.source_name, s.table): s for s in sources}
-
-    def resolve_source(source_name: str, table: str) -> Relation:
-        found = source_index.get((source_name, table))
-        if found is None:
-            state_file = ""
-            names = [f"{a}.{b}" for a, b in source_index]
-            guess = did_you_mean(f"{source_name}.{table}", names)
-            raise CadenceError(
-                f"unknown source '{source_name}.{table}'",
-                file=state_file or None,
-                hint=(
-                    f"did you mean '{guess}'?"
-                    if guess
-                    else "declare it under sources: in a YAML file beside your models"
-                ),
-            )
-        return Relation(source_name, table, found.relation)
+    env.set_sources((s.source_name, s.table, s.relation) for s in sources)
 
     disabled: list[tuple[str, str]] = []
     seeds = parse_seeds(files, yaml_seeds, errors, warnings, disabled)
@@ -206,7 +189,7 @@ def parse_project(
         if model is not None and (
             model.name != name
             or model.path != source_file.path
-            or any(os.environ.get(k) != v for k, v in model.env_vars)
+            or any(env_digest(os.environ.get(k)) != v for k, v in model.env_vars)
         ):
             model = None
         work.append((source_file, name, yaml_entry, key, model))
@@ -219,9 +202,7 @@ def parse_project(
             return cached, []
         local = ErrorCollector()
         try:
-            return _parse_model(
-                source_file, name, yaml_entry, config, env, resolve_source, local
-            ), local.errors
+            return _parse_model(source_file, name, yaml_entry, config, env, local), local.errors
         except CadenceError as exc:
             return None, [*local.errors, exc]
 
@@ -265,7 +246,7 @@ def parse_project(
             )
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
-    tests.extend(_parse_singular_tests(files.tests, env, resolve_source, errors))
+    tests.extend(_parse_singular_tests(files.tests, env, errors))
     errors.finish(errors_out)
     return ParsedProject(
         config=config,
@@ -378,7 +359,6 @@ def _parse_model(
     yaml_entry: YamlModel | None,
     config: ProjectConfig,
     env: ModelEnvironment,
-    resolve_source: Any,
     errors: ErrorCollector,
 ) -> Model | None:
     from cadence.rendering import RenderState
@@ -426,10 +406,8 @@ def _parse_model(
             if isinstance(c, dict)
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
-    state = RenderState(file=source_file.path, resolve_source=resolve_source)
-    state.this = Relation(
-        config.warehouse.schema, name, relation_sql(config.warehouse.schema, name)
-    )
+    guess = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
+    state = RenderState(file=source_file.path, this=guess)
     rendered = env.render(source_file.text, state)
     config_line = _first_line(source_file.text, r"config\s*\(")
     layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
@@ -442,12 +420,17 @@ def _parse_model(
     schema = merged.schema or config.warehouse.schema
     identifier = merged.alias or name
     relation = relation_sql(schema, identifier)
+    if relation != guess.rendered and state.this_used:
+        # config() set schema/alias: `this` must name the model's real relation, as it does
+        # when the model is rendered again per run
+        again = RenderState(file=source_file.path, this=Relation(schema, identifier, relation))
+        rendered = env.render(source_file.text, again)
     refs = list(state.refs)
     sources = list(state.sources)
     per_run = state.per_run
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
-        inc = RenderState(file=source_file.path, resolve_source=resolve_source, incremental=True)
+        inc = RenderState(file=source_file.path, incremental=True)
         inc.this = Relation(schema, identifier, relation)
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]
@@ -469,7 +452,7 @@ def _parse_model(
         digest=source_file.digest,
         description=description,
         columns=columns,
-        env_vars=tuple(sorted(state.env_vars.items())),
+        env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
     )
 
 
@@ -509,14 +492,13 @@ def _ref_position(text: str, name: str) -> tuple[int, int]:
 def _parse_singular_tests(
     test_files: tuple[SourceFile, ...],
     env: ModelEnvironment,
-    resolve_source: Any,
     errors: ErrorCollector,
 ) -> list[DataTest]:
     from cadence.rendering import RenderState
 
     out = []
     for f in test_files:
-        state = RenderState(file=f.path, resolve_source=resolve_source)
+        state = RenderState(file=f.path)
         try:
             sql = env.render(f.text, state)
         except CadenceError as exc:

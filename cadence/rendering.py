@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +42,9 @@ class RenderState:
     sources: list[tuple[str, str]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     env_vars: dict[str, str | None] = field(default_factory=dict)
-    resolve_source: Callable[[str, str], Relation] | None = None
     resolve_ref: Callable[[str], Relation] | None = None
     per_run: bool = False  # read run_started_at, tick or is_incremental(): render again per run
+    this_used: bool = False  # read `this`: the text depends on the model's final relation
 
 
 _current: contextvars.ContextVar[RenderState] = contextvars.ContextVar("cadence_render")
@@ -58,7 +58,9 @@ class _ThisProxy:
     """``this`` resolves at use time to the relation of the model being rendered."""
 
     def _rel(self) -> Relation:
-        rel = _state().this
+        state = _state()
+        state.this_used = True
+        rel = state.this
         if rel is None:
             raise CadenceError("'this' is only defined inside a model")
         return rel
@@ -112,15 +114,6 @@ def _ref(*args: str, **kwargs: Any) -> Relation:
         return state.resolve_ref(name)
     token = ref_token(name)
     return Relation(None, name, token)
-
-
-def _source(source_name: str, table_name: str) -> Relation:
-    state = _state()
-    if (source_name, table_name) not in state.sources:
-        state.sources.append((source_name, table_name))
-    if state.resolve_source is None:
-        return Relation(source_name, table_name, relation_sql(source_name, table_name))
-    return state.resolve_source(source_name, table_name)
 
 
 def _config(*args: Any, **kwargs: Any) -> str:
@@ -207,6 +200,10 @@ class ModelEnvironment:
         doc_blocks: dict[str, str] | None = None,
     ) -> None:
         self.vars = dict(vars_)
+        # (source, table) -> relation SQL; set once the YAML is read (``set_sources``). Every
+        # render of the project -- at load, per run, in tests, in forked workers, after a cache
+        # load -- resolves source() here, so all of them agree.
+        self.sources: dict[tuple[str, str], str] = {}
         self.env = Sandbox(
             undefined=jinja2.StrictUndefined,
             extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
@@ -215,7 +212,7 @@ class ModelEnvironment:
         self.doc_blocks = doc_blocks or {}
         self.env.globals.update(
             ref=_ref,
-            source=_source,
+            source=self._source,
             config=_ConfigCallable(),
             var=self._var,
             env_var=_env_var,
@@ -240,6 +237,30 @@ class ModelEnvironment:
         self.macro_names: dict[str, str] = {}
         for path, text in macro_files:
             self._load_macros(path, text)
+
+    def set_sources(self, sources: Iterable[tuple[str, str, str]]) -> None:
+        """The declared sources as (source name, table, relation SQL)."""
+        self.sources = {(a, b): rel for a, b, rel in sources}
+
+    def _source(self, source_name: str, table_name: str) -> Relation:
+        state = _state()
+        key = (str(source_name), str(table_name))
+        if key not in state.sources:
+            state.sources.append(key)
+        found = self.sources.get(key)
+        if found is None:
+            from cadence.errors import did_you_mean
+
+            guess = did_you_mean(f"{key[0]}.{key[1]}", [f"{a}.{b}" for a, b in self.sources])
+            raise CadenceError(
+                f"unknown source '{key[0]}.{key[1]}'",
+                hint=(
+                    f"did you mean '{guess}'?"
+                    if guess
+                    else "declare it under sources: in a YAML file beside your models"
+                ),
+            )
+        return Relation(key[0], key[1], found)
 
     def _var(self, name: str, *default: Any) -> Any:
         if name in self.vars:

@@ -49,6 +49,7 @@ def parse_horizon(text: str) -> dt.timedelta:
 def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[dict[str, Any]]:
     tz = project.tz
     plan = project.plan(now, state=state)
+    behind = dict(plan.clock_behind)
     rows = []
     for name in project.model_names():
         model = project.parsed.model(name)
@@ -74,10 +75,13 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
                 st.failure_streak, cad.ticks.nominal_interval()
             )
             retry = fmt(max(retry_at, now), tz)
+        recorded_after = behind.get(name)
         rows.append(
             {
                 "name": name,
                 "materialized": model.materialized,
+                # a build recorded after now: the clock went back (see due.clock_behind)
+                "recorded_after_now": recorded_after.isoformat() if recorded_after else None,
                 "channels": list(cad.channels),
                 "cadence": cad.describe(),
                 "provenance": cad.provenance(),

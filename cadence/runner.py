@@ -73,6 +73,8 @@ class RunResult:
     seeds_listed: bool = False  # `cadence seed`: the seeds are what the run is about
     # activation's DeliveryReport for this run (None: no channel delivered); set by Project.run
     deliveries: Any = None
+    clock_behind: tuple[tuple[str, dt.datetime], ...] = ()  # see due.clock_behind
+    write_error: str | None = None  # run_results.json not written (full disk): exit 1
     # the serve wing's SnapshotReport (None: no served channel written); set by Project.run
     snapshots: Any = None
 
@@ -86,6 +88,7 @@ class RunResult:
         snapshotted = self.snapshots is None or self.snapshots.ok
         return (
             delivered
+            and self.write_error is None
             and snapshotted
             and not self.failed
             and not any(r.status == "upstream_failed" for r in self.results)
@@ -158,13 +161,11 @@ def execute(
     root = Path(project.root)
     if not any(d.builds for d in plan.decisions):
         # nothing to do (the common cron case): no writes to the warehouse at all
-        idle = RunResult(
-            run_id,
-            now,
-            tuple(ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions),
+        skipped = tuple(
+            ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions
         )
-        artifacts.write_json(root, "run_results.json", idle.to_json())
-        return idle
+        idle = RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
+        return _write_results(root, idle)
     ensure_schema(engine)
     membership.ensure_tables(engine)
     record_run_start(engine, run_id, now, command, os.getpid(), replay)
@@ -267,15 +268,28 @@ def execute(
                 if any(r.status in ("error", "upstream_failed") for r in results)
                 else "success"
             )
-        record_run_end(
-            engine, run_id, now + dt.timedelta(seconds=time.perf_counter() - clock), status
+        try:
+            finished = now + dt.timedelta(seconds=time.perf_counter() - clock)
+            record_run_end(engine, run_id, finished, status)
+            # this run's state (and that of runs killed before folding) into model_state at once
+            carried = {name: state.models[name] for name in state.pending_models}
+            fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
+        except Exception:  # noqa: BLE001 - interrupted with a cursor busy: left unfolded,
+            if status != "interrupted":  # the next run replays its committed build records
+                raise
+        run_result = RunResult(
+            run_id, now, tuple(results), command == "seed", clock_behind=plan.clock_behind
         )
-        # this run's state (and that of runs killed before folding) into model_state at once
-        carried = {name: state.models[name] for name in state.pending_models}
-        fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
-        run_result = RunResult(run_id, now, tuple(results), seeds_listed=command == "seed")
-        artifacts.write_json(root, "run_results.json", run_result.to_json())
+        run_result = _write_results(root, run_result)
     return run_result
+
+
+def _write_results(root: Path, result: RunResult) -> RunResult:
+    try:
+        artifacts.write_json(root, "run_results.json", result.to_json())
+    except CadenceError as exc:  # never masks an interrupt in flight, never exit 2 for it
+        return replace(result, write_error=exc.message)
+    return result
 
 
 def _missing_upstream(
@@ -368,11 +382,12 @@ def _run_parallel(
         except KeyboardInterrupt:
             for _decision, cursor in running.values():
                 cursor.interrupt()
-            for future in list(running):
+            for future, (decision, _cursor) in list(running.items()):
                 try:
-                    future.result()
-                except KeyboardInterrupt:
-                    pass
+                    finished_result = future.result()
+                except BaseException:  # noqa: BLE001 - the interrupt is what is reported
+                    continue
+                done(decision, finished_result)  # it committed before the interrupt reached it
             raise
 
 

@@ -216,3 +216,22 @@ def test_a_second_run_while_one_holds_the_lock_exits_0_naming_the_holder(make_pr
     assert not (root / "target" / "run_results.json").exists()
     assert cli(root, "run", "--due", "--at", "2026-01-10T10:02").exit_code == 0
     assert statuses(root) == {"m": "skipped"}  # orphan model: on demand
+
+
+def test_clock_behind_state_is_reported_by_run_and_status(make_project, cli):
+    root = make_project({"models/seg.sql": "{{ config(channels=['email']) }}\nselect 1 as id\n"})
+    assert cli(root, "run", "--at", "2026-06-01T06:00").exit_code == 0  # a mistaken future --at
+    result = cli(root, "run", "--due", "--at", "2026-01-02T06:00")
+    assert result.exit_code == 0
+    assert "clock is behind recorded state" in result.output and "seg" in result.output
+    assert "cadence run -s seg" in result.output
+    text = cli(root, "status", "--at", "2026-01-02T06:00")
+    assert "clock is behind recorded state" in text.output
+    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:00").stdout)
+    assert rows[0]["recorded_after_now"].startswith("2026-06-01")
+    # once rebuilt at the current time, the warning is gone
+    assert cli(root, "run", "-s", "seg", "--at", "2026-01-02T06:00").exit_code == 0
+    after = cli(root, "run", "--due", "--at", "2026-01-02T06:01")
+    assert "clock is behind" not in after.output
+    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:01").stdout)
+    assert rows[0]["recorded_after_now"] is None

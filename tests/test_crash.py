@@ -111,3 +111,53 @@ def test_sigterm_stops_cleanly_and_records_interruption(built: Path) -> None:
         con.close()
     assert last == "interrupted"
     assert run == "interrupted"
+
+
+def write_parallel_project(root: Path) -> None:
+    (root / "models").mkdir(parents=True)
+    (root / "cadence.yml").write_text(
+        "name: crashp\nwarehouse: {engine: duckdb, path: warehouse.duckdb, threads: 3}\n"
+        "timezone: UTC\nchannels:\n  email: {cadence: 'daily at 05:00'}\n"
+    )
+    for i in range(3):
+        (root / "models" / f"slow{i}.sql").write_text(SLOW_SQL)
+    for i in range(6):
+        (root / "models" / f"fast{i}.sql").write_text(
+            "{{ config(channels=['email']) }}\nselect " + str(i) + " as x\n"
+        )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("delay", [0.0, 0.4, 1.5])
+def test_interrupting_a_parallel_run_exits_130_with_state_matching_commits(
+    tmp_path: Path, sig: int, delay: float
+) -> None:
+    write_parallel_project(tmp_path)
+    env = {**os.environ, "SEGMENT_ROWS": "25", "SLOW": SLOW_CONDITION}
+    proc = subprocess.Popen([sys.executable, "-m", "cadence", "run", "--threads", "3",
+                             "--project-dir", str(tmp_path), "--at", "2026-01-02T06:00"],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    compiled = tmp_path / "target" / "compiled" / "models"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (compiled / "slow0.sql").exists():
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out + err
+    assert "internal error" not in out + err
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        committed = {r[0] for r in con.execute(
+            "select model from _cadence.model_builds where status = 'success'").fetchall()}
+        tables = {r[0] for r in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'main'").fetchall()}
+    finally:
+        con.close()
+    assert committed == tables  # a relation exists exactly when its build record committed
+    plan = cadence(tmp_path, "plan", "--json", "--at", "2026-01-02T06:01", env={"SLOW": "true"})
+    assert plan.returncode == 0, plan.stderr
+    import json
+    due = {m["name"] for m in json.loads(plan.stdout)["models"] if m["due"]}
+    assert not due & committed  # what committed is not due again
+    assert due | committed == {f"slow{i}" for i in range(3)} | {f"fast{i}" for i in range(6)}

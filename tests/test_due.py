@@ -584,3 +584,37 @@ def test_the_pure_simulation_agrees_with_a_real_replay(copy_project, cli):
     )
     assert real == simulated
     assert real["email_seg"] == 1 and real["ads_seg"] == 1 and real["web_seg"] == 8
+
+
+UTC = dt.timezone.utc
+
+
+@pytest.mark.parametrize(
+    "attempt, success, now, behind",
+    [
+        ("2026-01-02T06:00", "2026-01-02T06:00", "2026-01-02T06:01", False),  # normal
+        ("2026-01-02T06:00", "2026-01-02T06:00", "2026-01-02T06:00", False),  # same instant
+        ("2026-01-02T06:00", "2026-01-02T06:00", "2026-01-02T05:59", True),  # NTP step back
+        ("2026-06-01T00:00", "2026-01-01T00:00", "2026-01-02T00:00", True),  # future --at, failed
+        (None, None, "2026-01-02T00:00", False),  # never built
+        ("2026-01-01T00:00", None, "2026-01-02T00:00", False),  # only failures, in the past
+    ],
+)
+def test_clock_behind_recorded_state_is_found(attempt, success, now, behind) -> None:
+    from cadence.due import clock_behind, clock_warning
+    from cadence.state import ModelState, StateSnapshot
+
+    def t(text):
+        return dt.datetime.fromisoformat(text).replace(tzinfo=UTC) if text else None
+
+    state = StateSnapshot(
+        {"seg": ModelState("seg", last_attempt_at=t(attempt), last_success_at=t(success))}
+    )
+    found = clock_behind(state, t(now))
+    assert bool(found) is behind
+    warning = clock_warning(found, t(now), BERLIN)
+    if behind:
+        assert found[0][0] == "seg"
+        assert "seg" in warning and "cadence run -s seg" in warning
+    else:
+        assert warning is None

@@ -3,6 +3,7 @@ a change re-renders only what it affects, a corrupt or stale cache is rebuilt si
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,7 +18,9 @@ def project(root: Path) -> Path:
     (root / "cadence.yml").write_text("name: m\ntimezone: UTC\nvars: {n: 1}\n")
     for name in ("a", "b", "c"):
         (root / "models" / f"{name}.sql").write_text(f"select {{{{ var('n') }}}} as {name}\n")
-    (root / "models" / "d.sql").write_text("select '{{ env_var('CADENCE_TEST_X', 'dflt') }}' as d\n")
+    (root / "models" / "d.sql").write_text(
+        "select '{{ env_var('CADENCE_TEST_X', 'dflt') }}' as d\n"
+    )
     return root
 
 
@@ -34,7 +37,9 @@ def rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_unchanged_project_loads_from_cache_without_rendering(tmp_path: Path, rendered: list[str]) -> None:
+def test_unchanged_project_loads_from_cache_without_rendering(
+    tmp_path: Path, rendered: list[str]
+) -> None:
     root = project(tmp_path)
     Project.load(root)
     assert sorted(rendered) == ["a", "b", "c", "d"]
@@ -44,7 +49,9 @@ def test_unchanged_project_loads_from_cache_without_rendering(tmp_path: Path, re
     assert [m.name for m in loaded.parsed.models] == ["a", "b", "c", "d"]
 
 
-def test_one_changed_model_is_the_only_one_rendered_again(tmp_path: Path, rendered: list[str]) -> None:
+def test_one_changed_model_is_the_only_one_rendered_again(
+    tmp_path: Path, rendered: list[str]
+) -> None:
     root = project(tmp_path)
     Project.load(root)
     rendered.clear()
@@ -76,8 +83,9 @@ def test_cadence_yml_change_renders_everything_again(tmp_path: Path, rendered: l
     assert "select 22 as a" in loaded.parsed.model("a").rendered
 
 
-def test_env_var_change_invalidates_the_models_reading_it(tmp_path: Path, rendered: list[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_var_change_invalidates_the_models_reading_it(
+    tmp_path: Path, rendered: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = project(tmp_path)
     assert "dflt" in Project.load(root).parsed.model("d").rendered
     rendered.clear()
@@ -88,7 +96,9 @@ def test_env_var_change_invalidates_the_models_reading_it(tmp_path: Path, render
 
 
 @pytest.mark.parametrize("garbage", [b"", b"not a pickle", b"\x80\x04\x95junk"])
-def test_corrupt_cache_is_rebuilt_silently(tmp_path: Path, rendered: list[str], garbage: bytes) -> None:
+def test_corrupt_cache_is_rebuilt_silently(
+    tmp_path: Path, rendered: list[str], garbage: bytes
+) -> None:
     root = project(tmp_path)
     Project.load(root)
     (root / manifest.CACHE_FILE).write_bytes(garbage)
@@ -105,3 +115,86 @@ def test_new_and_deleted_files_are_seen(tmp_path: Path) -> None:
     (root / "models" / "c.sql").unlink()
     (root / "models" / "e.sql").write_text("select 1 as e\n")
     assert [m.name for m in Project.load(root).parsed.models] == ["a", "b", "d", "e"]
+
+
+def test_copy_keeping_size_and_mtime_is_seen(tmp_path: Path, rendered: list[str]) -> None:
+    """`cp -p` / `touch -r` of an old file: same size, same (old) mtime, different content."""
+    root = project(tmp_path)
+    path = root / "models" / "a.sql"
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # long before the cache is written
+    Project.load(root)
+    path.write_text(path.read_text().replace(" as a", " as z"))  # same size
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    rendered.clear()
+    assert " as z" in Project.load(root).parsed.model("a").rendered
+    assert rendered == ["a"]
+
+
+def test_cache_is_data_only_and_holds_no_env_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Env values that decide config or invalidation are kept as digests (a model that puts an
+    env value into its SQL holds it in its rendered text, as its compiled SQL does)."""
+    monkeypatch.setenv("CADENCE_TEST_TOKEN", "s3cr3t-token-value")
+    monkeypatch.setenv("CADENCE_TEST_X", "s3cr3t-x")
+    root = project(tmp_path)
+    (root / "cadence.yml").write_text(
+        "name: m\ntimezone: UTC\nvars: {n: 1}\n"
+        "warehouse: {path: \"{{ env_var('CADENCE_TEST_TOKEN') }}.duckdb\"}\n"
+    )
+    (root / "models" / "e.sql").write_text(
+        "{% if env_var('CADENCE_TEST_X') %}select 1 as e{% endif %}\n"
+    )
+    Project.load(root)
+    data = (root / manifest.CACHE_FILE).read_bytes()
+    assert b"s3cr3t-token-value" not in data
+    head, payload = data.split(b"\n", 1)
+    assert head.startswith(b"cadence-manifest ")
+    env = dict(json.loads(payload)["a"][1]["("][i]["("] for i in range(2))  # plain JSON
+    assert set(env) == {"CADENCE_TEST_TOKEN", "CADENCE_TEST_X"}
+    assert not {"s3cr3t-token-value", "s3cr3t-x"} & set(env.values())
+    assert not list((root / "target").glob("*.pickle"))
+    # the cached load still sees the value (cadence.yml is read again, models by digest)
+    again = Project.load(root)
+    assert again.parsed.config.warehouse.path == "s3cr3t-token-value.duckdb"
+    assert "s3cr3t-x" in again.parsed.model("d").rendered
+
+
+def test_edited_cache_is_not_trusted(tmp_path: Path, rendered: list[str]) -> None:
+    root = project(tmp_path)
+    Project.load(root)
+    cache = root / manifest.CACHE_FILE
+    cache.write_bytes(cache.read_bytes().replace(b"select 1 as a", b"select 666 as a"))
+    rendered.clear()
+    loaded = Project.load(root)
+    assert "666" not in loaded.parsed.model("a").rendered
+    assert sorted(rendered) == ["a", "b", "c", "d"]
+
+
+def test_planted_cache_with_a_valid_shape_but_foreign_key_is_ignored(
+    tmp_path: Path, rendered: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-user"))
+    Project.load(root)  # written with another user's key
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "me"))
+    rendered.clear()
+    Project.load(root)
+    assert sorted(rendered) == ["a", "b", "c", "d"]
+    assert oct((tmp_path / "me" / "cadence" / "manifest.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_cache_with_unknown_classes_is_ignored(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    Project.load(root)
+    payload = b'{"~":"Popen","a":[["id"]]}'
+    head = b" ".join(
+        (
+            manifest.MAGIC,
+            f"{manifest.__version__}/{manifest.FORMAT}".encode(),
+            manifest._checksum(manifest._key(), payload),
+        )
+    )
+    (root / manifest.CACHE_FILE).write_bytes(head + b"\n" + payload)
+    assert manifest.read(root) is None
+    assert len(Project.load(root).parsed.models) == 4

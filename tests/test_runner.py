@@ -246,3 +246,58 @@ def test_dry_run_on_the_command_line_writes_nothing(copy_project, cli, flag):
     assert "high_value" in result.output
     assert not (root / "warehouse.duckdb").exists()
     assert not (root / "target" / "run_results.json").exists()
+
+
+def _enospc_for(match: str):  # type: ignore[no-untyped-def]
+    """os.write that fails with ENOSPC for files whose project-relative path contains match."""
+    import errno
+    import os
+
+    real = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        name = os.readlink(f"/proc/self/fd/{fd}").split("/project/")[-1]
+        if match in name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    return write
+
+
+@pytest.mark.parametrize(
+    "match, code, statuses_after",
+    [
+        ("compiled/", 1, {"a": "error", "b": "error"}),  # nothing built, each failure recorded
+        ("run_results", 1, {"a": "success", "b": "success"}),  # built and recorded as built
+        ("manifest", 0, {"a": "success", "b": "success"}),  # only the cache is lost
+    ],
+)
+def test_full_disk_exits_1_naming_the_file_and_records_the_truth(
+    make_project, cli, monkeypatch, match, code, statuses_after
+):
+    from cadence import artifacts
+
+    root = make_project(
+        {
+            "models/a.sql": "{{ config(channels=['email']) }}\nselect 1 as id\n",
+            "models/b.sql": "select 2 as x\n",
+        }
+    )
+    monkeypatch.setattr(artifacts.os, "write", _enospc_for(match))
+    result = cli(root, "run", "--at", "2026-01-02T06:00")
+    monkeypatch.undo()
+    assert result.exit_code == code, result.output
+    if code:
+        assert "disk full" in result.output and match.rstrip("/") in result.output
+    assert not list(root.rglob("*.tmp"))  # no leftovers
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        recorded = dict(con.execute("select model, last_status from _cadence.model_state").fetchall())
+        runs = [r[0] for r in con.execute("select status from _cadence.runs").fetchall()]
+    finally:
+        con.close()
+    assert recorded == statuses_after
+    assert runs == ["error" if "error" in statuses_after.values() else "success"]
+    # the next run, with space again, is normal
+    again = cli(root, "run", "--at", "2026-01-02T06:01")
+    assert again.exit_code == 0, again.output

@@ -105,7 +105,7 @@ class DuckDBEngine(Engine):
         except duckdb.Error as exc:
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
-            raise EngineError(str(exc)) from None
+            raise EngineError(_disk_full(str(exc))) from None
         except RuntimeError as exc:  # DuckDB reports a signal during a query this way
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
@@ -211,3 +211,10 @@ def read_file(
         raise EngineError(str(exc)) from None
     finally:
         con.close()
+
+
+def _disk_full(message: str) -> str:
+    """DuckDB's out-of-space errors, said plainly (the run then exits 1 naming the model)."""
+    if "no space left" in message.lower() or "disk full" in message.lower():
+        return f"disk full: the warehouse could not be written ({message})"
+    return message
