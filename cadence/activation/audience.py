@@ -40,15 +40,24 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_HEX = "0123456789abcdef"
+# weight of the i-th of the 16 leading hex digits in the 64-bit prefix, modulo 100 (16^(15-i))
+_WEIGHTS = tuple(pow(16, 15 - i, 100) for i in range(16))
+
+
 def holdout_sql(salt: str, key_expr: str, percent: float) -> str:
-    """SQL boolean: is the key (a VARCHAR expression) held out. The 64-bit prefix is split in two
-    32-bit halves (hi * 2^32 + lo) so every engine's BIGINT holds them; 2^32 mod 100 = 96."""
+    """SQL boolean: is the key (a VARCHAR expression) held out. The 64-bit prefix modulo 100 is
+    summed digit by digit (each hex digit found with ``instr``, times 16^k mod 100), so no engine
+    has to parse hexadecimal or hold an unsigned 64-bit value: the same in DuckDB and Spark."""
     if percent <= 0:
         return "false"
     digest = f"sha256({_literal(salt + ':')} || {key_expr})"
-    hi = f"cast('0x' || substr({digest}, 1, 8) as bigint)"
-    lo = f"cast('0x' || substr({digest}, 9, 8) as bigint)"
-    return f"((({hi} % 100) * 96 + ({lo} % 100)) % 100 < {percent:g})"
+    terms = " + ".join(
+        f"(instr('{_HEX}', substr({digest}, {i + 1}, 1)) - 1) * {w}"
+        for i, w in enumerate(_WEIGHTS)
+        if w
+    )
+    return f"(({terms}) % 100 < {percent:g})"
 
 
 def holdout_of(model: Model) -> Holdout | None:
