@@ -60,6 +60,13 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(EXIT_OK)
         except Exception as exc:  # noqa: BLE001 - last line of defence
+            if _INTERRUPTED:
+                # a signal stopped the run and a handle it closed failed after it (every build
+                # is its own transaction: what committed is recorded, the rest rolled back)
+                if debug:
+                    traceback.print_exc()
+                click.echo("interrupted", err=True)
+                sys.exit(130)
             if debug:
                 traceback.print_exc()
             else:
@@ -73,14 +80,21 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_INTERRUPTED: list[int] = []  # signals received by this run (non-empty: it was interrupted)
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM stops a run like Ctrl-C: the build in flight rolls back and is recorded."""
     import signal
 
+    _INTERRUPTED.clear()
+
     def handler(signum: int, frame: Any) -> None:
+        _INTERRUPTED.append(signum)
         raise KeyboardInterrupt()
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _load(project_dir: Path | None) -> Any:
