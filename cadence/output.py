@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cadence.due import Plan, fmt
-from cadence.review.cost import CostReport
 from cadence.runner import Event, ModelResult, RunResult
+
+if TYPE_CHECKING:
+    from cadence.review.cost import CostReport
 
 COLORS = {"success": "green", "error": "red", "upstream_failed": "yellow", "skipped": "blue"}
 LABEL = {"success": "OK", "error": "ERROR", "upstream_failed": "SKIP", "skipped": "skip"}

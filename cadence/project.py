@@ -326,12 +326,12 @@ class Project:
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
     ) -> RunResult:
         """Snapshots of served channels the run touched (or that have none yet)."""
+        if all(c.serve is None for c in self.parsed.config.channels):
+            return result  # nothing served: the serve wing is not even imported (cron path)
         from dataclasses import replace
 
         from cadence.serve import publish
 
-        if not publish.served(self.parsed):
-            return result
         built = {r.name for r in result.results if r.status == "success"}
         failed = {r.name for r in result.results if r.status in ("error", "upstream_failed")}
         channels = publish.channels_to_write(self.root, self.parsed, state, now, built, failed)
