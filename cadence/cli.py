@@ -504,13 +504,14 @@ def lint(strict: bool, project_dir: Path | None) -> None:
     """Check the project for problems and risky patterns (exit 1 on errors; --strict: warnings)."""
     from cadence.errors import ProjectErrors
     from cadence.review.lint import lint as lint_rules
+    from cadence.review.lint import recorded_groups
 
     try:
         project = _load(project_dir)
     except ProjectErrors as exc:  # every project error, then exit 1 (SPEC §10)
         click.echo(exc.render())
         raise Failed() from None
-    warnings = lint_rules(project, _history(project))
+    warnings = lint_rules(project, recorded_groups(project))
     for w in warnings:
         click.echo(w.render())
     click.echo(f"{len(warnings)} warning(s)" if warnings else "no problems found")

@@ -352,6 +352,31 @@ def read_member_counts(engine: Engine) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
+def read_delivered_groups(
+    engine: Engine, segments: tuple[str, ...], per_segment: int = 2000
+) -> dict[str, tuple[tuple[str, bool], ...]]:
+    """For each segment, up to ``per_segment`` delivered keys with the holdout group recorded
+    when they were delivered (``_cadence.delivered``), read-only; empty without deliveries."""
+    if not segments or (SCHEMA, "delivered") not in engine.relations():
+        return {}
+    marks = ", ".join("?" for _ in segments)
+    try:
+        rows = engine.query(
+            f"""select segment, key, held_out from (
+                select segment, key, held_out,
+                row_number() over (partition by segment order by key) as n
+                from {SCHEMA}.delivered where segment in ({marks}))
+            where n <= {int(per_segment)}""",
+            segments,
+        )
+    except EngineError:
+        return {}
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for segment, key, held in rows:
+        out.setdefault(segment, []).append((str(key), bool(held)))
+    return {k: tuple(v) for k, v in out.items()}
+
+
 # History that ``history: {keep_days: N}`` prunes: (table, time column[, columns whose latest
 # row is always kept]). The activation stage adds its own tables (membership changes,
 # deliveries) by passing a longer list.

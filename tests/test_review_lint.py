@@ -187,3 +187,52 @@ def test_exit_codes_strict_and_errors(make_project, cli):
     assert result.exit_code == 1, result.output
     assert "unknown ref 'nosuch'" in result.output and "sometimes" in result.output
     assert "Traceback" not in result.output
+
+
+HOLDOUT_YML = """\
+name: act
+warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}
+timezone: UTC
+channels:
+  email:
+    cadence: "daily at 05:00"
+    export: {format: csv}
+"""
+
+
+def holdout_project(make_project, salt: str):
+    people = "id\n" + "".join(f"{i}\n" for i in range(1, 201))
+    return make_project(
+        {
+            "seeds/people.csv": people,
+            "models/vip.sql": (
+                "{{ config(channels=['email'], key='id', "
+                f"holdout={{'percent': 20, 'salt': '{salt}'}}) }}}}\n"
+                "select id from {{ ref('people') }}\n"
+            ),
+        },
+        HOLDOUT_YML,
+    )
+
+
+def test_holdout_changed_on_a_live_segment(make_project, cli):
+    from cadence.review.lint import recorded_groups
+
+    root = holdout_project(make_project, "spring")
+    assert cli(root, "run", "--at", "2026-01-10T05:00").exit_code == 0
+    delivered = recorded_groups(Project.load(root))
+    assert len(delivered["vip"]) == 200 and any(held for _k, held in delivered["vip"])
+    assert cli(root, "lint", "--strict").exit_code == 0  # what was delivered matches the config
+    vip = root / "models/vip.sql"
+    vip.write_text(vip.read_text().replace("'spring'", "'summer'"))
+    result = cli(root, "lint")
+    assert "models/vip.sql:1: warning: the holdout of live segment 'vip' changed" in result.output
+    assert "[holdout-changed]" in result.output and "hint:" in result.output
+    assert cli(root, "lint", "--strict").exit_code == 1
+    vip.write_text(vip.read_text().replace(", holdout={'percent': 20, 'salt': 'summer'}", ""))
+    assert "now no holdout" in cli(root, "lint").output  # removing it moves the held-out back
+
+
+def test_holdout_is_not_checked_before_anything_was_delivered(make_project, cli):
+    root = holdout_project(make_project, "spring")
+    assert "holdout" not in cli(root, "lint").output

@@ -8,7 +8,7 @@ message (docs/guides/choosing-cadences.md explains every rule). Nothing here wri
 
 Rules: ``slower-upstream``, ``faster-than-source``, ``ads-faster-than-hourly``,
 ``unused-channel``, ``export-without-key``, ``segment-without-key``,
-``incremental-without-key``, ``never-refreshed``; plus the warnings the
+``incremental-without-key``, ``never-refreshed``, ``holdout-changed``; plus the warnings the
 parser found (unknown YAML entries, unsupported tests).
 """
 
@@ -21,7 +21,6 @@ from typing import Any
 from cadence.errors import CadenceError
 from cadence.loader import PROJECT_FILE
 from cadence.schedule import CadenceSyntaxError, parse_cadence
-from cadence.state import StateSnapshot
 
 HOUR = dt.timedelta(hours=1)
 TICKED = ("table", "incremental")
@@ -52,7 +51,12 @@ def _ref_line(model: Any, name: str) -> int | None:
 
 
 def _config_line(model: Any, key: str) -> tuple[str, int | None]:
+    """Where ``key`` is set: the recorded origin, else its line in the model's config() call."""
     file, line = model.config.origins.get(key, (model.path, None))
+    if line is None and file == model.path:
+        for number, text in enumerate(model.raw_sql.splitlines(), start=1):
+            if key in text and "config(" in model.raw_sql[: model.raw_sql.find(text) + len(text)]:
+                return file, number
     return file, line
 
 
@@ -72,13 +76,76 @@ def _table_parents(project: Any, name: str) -> Iterator[tuple[str, str]]:
                 stack.extend(project.dag.parents.get(parent, ()))
 
 
-def lint(project: Any, state: StateSnapshot | None = None) -> list[CadenceError]:
-    """Every warning for the project (parse warnings first, then the rules, in DAG order)."""
+def lint(
+    project: Any, delivered: dict[str, tuple[tuple[str, bool], ...]] | None = None
+) -> list[CadenceError]:
+    """Every warning for the project (parse warnings first, then the rules, in DAG order).
+    ``delivered``: per segment, delivered keys with their recorded holdout group
+    (``recorded_groups``); without it the holdout rule is not checked."""
     warnings = list(project.parsed.warnings)
     warnings += _model_rules(project)
     warnings += _source_rules(project)
     warnings += _channel_rules(project)
+    if delivered:
+        warnings += _holdout_rules(project, delivered)
     return warnings
+
+
+def recorded_groups(project: Any) -> dict[str, tuple[tuple[str, bool], ...]]:
+    """What the warehouse recorded of each segment's delivered holdout groups (read-only; empty
+    without a warehouse, or while a run holds it)."""
+    from cadence.engines.base import EngineError
+    from cadence.lock import current_holder
+    from cadence.state import read_delivered_groups
+
+    if not project.warehouse_exists() or current_holder(project.root) is not None:
+        return {}
+    segments = tuple(m.name for m in project.parsed.models if m.config.key)
+    try:
+        engine = project.open_engine(read_only=True)
+    except (CadenceError, EngineError):
+        return {}
+    try:
+        return read_delivered_groups(engine, segments)
+    finally:
+        engine.close()
+
+
+def _holdout_rules(
+    project: Any, delivered: dict[str, tuple[tuple[str, bool], ...]]
+) -> list[CadenceError]:
+    """A live segment whose holdout now puts delivered members in the other group: its percent
+    or salt changed (or it was removed), so members move between held-out and treated."""
+    from cadence.activation.audience import holdout_of, is_held_out
+
+    out = []
+    for name, keys in sorted(delivered.items()):
+        m = project.parsed.model(name)
+        if m is None or not keys:
+            continue
+        holdout = holdout_of(m)
+        moved = sum(
+            1
+            for key, held in keys
+            if held != (is_held_out(holdout.salt, key, holdout.percent) if holdout else False)
+        )
+        if not moved:
+            continue
+        file, line = _config_line(m, "holdout")
+        now = f"{holdout.percent:g}% with salt '{holdout.salt}'" if holdout else "no holdout"
+        out.append(
+            _warn(
+                "holdout-changed",
+                f"the holdout of live segment '{name}' changed (now {now}): {moved} of "
+                f"{len(keys)} delivered member(s) checked would move between the held-out and "
+                "the treated group",
+                file,
+                line,
+                "keep percent and salt while an experiment runs; start a new segment for a new "
+                "holdout, or rebaseline the channel on purpose (cadence export --rebaseline)",
+            )
+        )
+    return out
 
 
 def _model_rules(project: Any) -> list[CadenceError]:

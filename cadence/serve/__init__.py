@@ -26,8 +26,9 @@ from cadence.serve.snapshot import snapshot_path
 
 
 def http_stack() -> str:
-    """uvicorn when the ``cadence[serve]`` extra is installed (measured ~30% less CPU per
-    request than the standard library's server), else the standard library's."""
+    """uvicorn when the ``cadence[serve]`` extra is installed (half the server CPU per request
+    of the standard library's server in one benchmark pair, even in another at far higher machine
+    load: docs/performance.md), else the standard library's."""
     return "uvicorn" if importlib.util.find_spec("uvicorn") is not None else "stdlib"
 
 

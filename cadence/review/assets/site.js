@@ -45,16 +45,27 @@
   var nodeLayer = svgEl("g", { "class": "nodes" });
   graph.appendChild(edgeLayer);
   graph.appendChild(nodeLayer);
-  var edgeEls = edges.map(function (e) {
-    var a = nodes[e[0]], b = nodes[e[1]];
+  function curve(a, b) {
     var mid = (a.x + b.x) / 2;
-    var path = svgEl("path", {
-      "class": "edge",
-      d: "M" + a.x + "," + a.y + " C" + mid + "," + a.y + " " + mid + "," + b.y + " " + b.x + "," + b.y
-    });
+    return "M" + a.x + "," + a.y + " C" + mid + "," + a.y + " " + mid + "," + b.y + " " + b.x + "," + b.y;
+  }
+  var edgeEls = edges.map(function (e) {
+    var path = svgEl("path", { "class": "edge", d: curve(nodes[e[0]], nodes[e[1]]) });
     edgeLayer.appendChild(path);
     return path;
   });
+  // positions drawn now: the Python layout, or a compact one of a focused model's lineage
+  function place(pos) {
+    nodeEls.forEach(function (g, i) { g.setAttribute("transform", "translate(" + pos[i].x + "," + pos[i].y + ")"); });
+    edgeEls.forEach(function (p, k) { p.setAttribute("d", curve(pos[edges[k][0]], pos[edges[k][1]])); });
+    var w = 0, h = 0;
+    pos.forEach(function (q, i) {
+      if (!nodeEls[i].classList.contains("hidden")) { w = Math.max(w, q.x + 240); h = Math.max(h, q.y + 30); }
+    });
+    graph.setAttribute("width", w);
+    graph.setAttribute("height", h);
+    graph.setAttribute("viewBox", "0 0 " + w + " " + h);
+  }
   var nodeEls = nodes.map(function (n, i) {
     var g = svgEl("g", { "class": "node", "data-name": n.name, transform: "translate(" + n.x + "," + n.y + ")" });
     var title = svgEl("title", {});
@@ -85,25 +96,39 @@
   function focus(i) {
     var up = walk(i, parents), down = walk(i, children);
     graph.classList.add("focused");
-    nodeEls.forEach(function (g, j) { g.classList.toggle("near", !!(up[j] || down[j])); });
+    var rowsAt = {};
+    var pos = nodes.map(function (n, j) {
+      if (!(up[j] || down[j])) { return { x: n.x, y: n.y }; }
+      rowsAt[n.x] = (rowsAt[n.x] || 0) + 1;  // stack the lineage compactly, layer by layer
+      return { x: n.x, y: 20 + (rowsAt[n.x] - 1) * 28 };
+    });
+    nodeEls.forEach(function (g, j) {
+      var near = !!(up[j] || down[j]);
+      g.classList.toggle("near", near);
+      g.classList.toggle("hidden", !near);
+    });
     edgeEls.forEach(function (p, k) {
       var e = edges[k];
-      p.classList.toggle("near", !!((up[e[0]] && up[e[1]]) || (down[e[0]] && down[e[1]])));
+      var near = !!((up[e[0]] && up[e[1]]) || (down[e[0]] && down[e[1]]));
+      p.classList.toggle("near", near);
+      p.classList.toggle("hidden", !near);
     });
+    place(pos);
     var n = nodes[i];
     focusBox.textContent = "";
     focusBox.appendChild(document.createTextNode(
       n.name + ": " + (Object.keys(up).length - 1) + " upstream, " +
       (Object.keys(down).length - 1) + " downstream; " + n.cadence + " "));
     if (n.page) { focusBox.appendChild(el("a", { href: n.page }, "open page")); }
-    var g = nodeEls[i], wrap = document.getElementById("graph-wrap");
-    wrap.scrollLeft = Math.max(0, n.x - wrap.clientWidth / 2);
-    wrap.scrollTop = Math.max(0, n.y - wrap.clientHeight / 2);
-    return g;
+    var wrap = document.getElementById("graph-wrap");
+    wrap.scrollLeft = Math.max(0, pos[i].x - wrap.clientWidth / 2);
+    wrap.scrollTop = Math.max(0, pos[i].y - wrap.clientHeight / 2);
   }
   function unfocus() {
     graph.classList.remove("focused");
     nodeEls.forEach(function (g) { g.classList.remove("near", "match", "hidden"); });
+    edgeEls.forEach(function (p) { p.classList.remove("near", "hidden"); });
+    place(nodes);
     focusBox.textContent = "";
     rows.forEach(function (r) { r.classList.remove("hidden"); });
   }
