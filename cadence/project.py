@@ -119,8 +119,11 @@ class Project:
             prune_history(engine, now - dt.timedelta(days=keep_days), self.history_tables())
 
     def history_tables(self) -> tuple[tuple[str, ...], ...]:
-        """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns])."""
-        return HISTORY_TABLES
+        """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns]);
+        activation adds membership changes and delivery attempts."""
+        from cadence.activation import deliver
+
+        return HISTORY_TABLES + deliver.HISTORY_TABLES
 
     def _open_for_run(self, deadline: float, wait_s: float) -> Engine:
         """Open the warehouse for writing; another process holding the file (a notebook, a BI

@@ -176,3 +176,16 @@ def test_reloading_a_suppression_seed_delivers_the_exits(make_project, cli):
     assert result.exit_code == 0, result.output
     assert "delivered email/vip: 0 entered, 1 exited" in result.output
     assert sent(root, "vip")[-1] == ("1", "exited")
+
+
+def test_keep_days_prunes_membership_and_delivery_history(make_project, cli):
+    yml = CADENCE_YML + "history: {keep_days: 30}\n"
+    root = make_activation(make_project, [(1, 900)], cadence_yml=yml)
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-03-01T06:00").exit_code == 0
+    assert query(root, "select count(*) from _cadence.membership_changes "
+                 "where \"at\" < '2026-02-01'") == [(0,)]
+    assert query(root, "select segment, first_seq from _cadence.deliveries") == [("vip", 2)]
+    assert sorted(r[0] for r in query(
+        root, "select key from _cadence.delivered where segment = 'vip'")) == ["1", "2"]
