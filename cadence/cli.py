@@ -256,21 +256,20 @@ def run(
         click.echo(behind, err=True)
     if result.write_error:
         click.echo(f"error: {result.write_error}", err=True)
-    _render_deliveries(result.deliveries, as_json)
+    if not as_json:  # with --json the run's one document holds deliveries and snapshots
+        _render_deliveries(result.deliveries)
     if not due or any(r.status != "skipped" for r in result.results):
         # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
         for warning in project.parsed.warnings:
             click.echo(warning.render(), err=True)
-    _render_snapshots(result.snapshots, as_json)
+    if not as_json:
+        _render_snapshots(result.snapshots)
     if not result.ok:
         raise Failed()
 
 
-def _render_snapshots(report: Any, as_json: bool) -> None:
+def _render_snapshots(report: Any) -> None:
     if report is None or not report.snapshots:
-        return
-    if as_json:
-        click.echo(json.dumps({"snapshots": [s.to_json() for s in report.snapshots]}))
         return
     for s in report.snapshots:
         if s.status == "written":
@@ -283,14 +282,11 @@ def _render_snapshots(report: Any, as_json: bool) -> None:
             )
 
 
-def _render_deliveries(report: Any, as_json: bool) -> None:
+def _render_deliveries(report: Any) -> None:
     if report is None or not report.deliveries:
         return
     from cadence.activation.render import delivery_lines
 
-    if as_json:
-        click.echo(json.dumps({"deliveries": [d.to_json() for d in report.deliveries]}))
-        return
     for line in delivery_lines(report):
         click.echo(line, err=line.startswith("error:"))
 
@@ -370,9 +366,12 @@ def export(
         else:
             click.echo("\n".join(preview_lines(result)))
         return
-    if not result.deliveries and not as_json:
+    if as_json:
+        click.echo(json.dumps({"deliveries": [d.to_json() for d in result.deliveries]}, indent=2))
+    elif not result.deliveries:
         click.echo("no channel with an export to deliver")
-    _render_deliveries(result, as_json)
+    else:
+        _render_deliveries(result)
     if not result.ok:
         raise Failed()
 
@@ -527,7 +526,8 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
         started=wall.astimezone(project.tz),
     )
     renderer.finish(result)
-    _render_deliveries(result.deliveries, as_json)
+    if not as_json:
+        _render_deliveries(result.deliveries)
     if not result.ok:
         raise Failed()
 

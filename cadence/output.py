@@ -93,7 +93,12 @@ class RunRenderer:
         if getattr(self, "_progress", None) is not None:
             self._progress.stop()
         if self.as_json:
-            click.echo(json.dumps(result.to_json(), indent=2))
+            doc = result.to_json()
+            if result.deliveries is not None and result.deliveries.deliveries:
+                doc["deliveries"] = [d.to_json() for d in result.deliveries.deliveries]
+            if result.snapshots is not None and result.snapshots.snapshots:
+                doc["snapshots"] = [s.to_json() for s in result.snapshots.snapshots]
+            click.echo(json.dumps(doc, indent=2))
             return
         counts: dict[str, int] = {}
         for r in result.results:

@@ -189,3 +189,16 @@ def test_keep_days_prunes_membership_and_delivery_history(make_project, cli):
     assert query(root, "select segment, first_seq from _cadence.deliveries") == [("vip", 2)]
     assert sorted(r[0] for r in query(
         root, "select key from _cadence.delivered where segment = 'vip'")) == ["1", "2"]
+
+
+def test_json_output_is_one_document_with_the_deliveries(make_project, cli):
+    root = make_activation(make_project, [(1, 900), (2, 950)])
+    result = cli(root, "run", "--json", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # one document, parseable as a whole
+    assert {r["name"] for r in doc["results"]} >= {"vip"}
+    assert ("email", "vip") in [(d["channel"], d["segment"]) for d in doc["deliveries"]]
+    result = cli(root, "export", "--json", "--at", "2026-01-01T06:01")
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)  # nothing pending: still one document
+    assert {d["status"] for d in again["deliveries"]} == {"nothing"}
