@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "activation.urlpolicy", "channelconfig", "config", "relations",
+    "errors", "cachefile", "yamlfile", "activation.urlpolicy", "channelconfig", "config",
+    "relations",
     "artifacts", "files", "loader", "rendering", "testspecs", "seedconfig", "properties", "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb",
     "engines.spark_dialect", "engines.spark_versions", "engines.spark_incremental", "engines.spark",

@@ -24,6 +24,35 @@ def project(root: Path) -> Path:
     return root
 
 
+def documents(root: Path) -> tuple[dict, dict, bytes]:
+    """The cache file's two JSON documents and its text blob (see manifest.read)."""
+    head, body = (root / manifest.CACHE_FILE).read_bytes().split(b"\n", 1)
+    first, second = (int(n) for n in head.split()[3:5])
+    return (
+        json.loads(body[:first]),
+        json.loads(body[first : first + second]),
+        body[first + second :],
+    )
+
+
+def write_documents(
+    root: Path, document: dict, later: dict, blob: bytes, version: bytes = b""
+) -> None:
+    """A cache file as cadence writes one, with the user's key: valid but for its content."""
+    first, second = json.dumps(document).encode(), json.dumps(later).encode()
+    body = first + second + blob
+    head = b" ".join(
+        (
+            manifest.MAGIC,
+            version or manifest._version(),
+            manifest._checksum(manifest._key(), body),
+            str(len(first)).encode(),
+            str(len(second)).encode(),
+        )
+    )
+    (root / manifest.CACHE_FILE).write_bytes(head + b"\n" + body)
+
+
 @pytest.fixture
 def rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
@@ -148,9 +177,8 @@ def test_cache_is_data_only_and_holds_no_env_values(
     Project.load(root)
     data = (root / manifest.CACHE_FILE).read_bytes()
     assert b"s3cr3t-token-value" not in data
-    head, payload = data.split(b"\n", 1)
-    assert head.startswith(b"cadence-manifest ")
-    env = dict(json.loads(payload)["a"][1]["("][i]["("] for i in range(2))  # plain JSON
+    document, _later, _blob = documents(root)
+    env = dict(document["tables"]["Manifest"][1][0][0])  # plain JSON: the env column
     assert set(env) == {"CADENCE_TEST_TOKEN", "CADENCE_TEST_X"}
     assert not {"s3cr3t-token-value", "s3cr3t-x"} & set(env.values())
     assert not list((root / "target").glob("*.pickle"))
@@ -187,14 +215,9 @@ def test_planted_cache_with_a_valid_shape_but_foreign_key_is_ignored(
 def test_cache_with_unknown_classes_is_ignored(tmp_path: Path) -> None:
     root = project(tmp_path)
     Project.load(root)
-    payload = b'{"~":"Popen","a":[["id"]]}'
-    head = b" ".join(
-        (
-            manifest.MAGIC,
-            f"{manifest.__version__}/{manifest.FORMAT}".encode(),
-            manifest._checksum(manifest._key(), payload),
-        )
-    )
-    (root / manifest.CACHE_FILE).write_bytes(head + b"\n" + payload)
+    document, later, blob = documents(root)
+    document["tables"]["Popen"] = [1, [[["id"]]]]
+    document["root"] = 0
+    write_documents(root, document, later, blob)
     assert manifest.read(root) is None
     assert len(Project.load(root).parsed.models) == 4
