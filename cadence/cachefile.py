@@ -1,7 +1,8 @@
 """The cache file format: frozen values as column tables in JSON, data only.
 
 Input: a frozen value built from a fixed registry of dataclasses (with tuples, dicts and plain
-values inside) -> output: ``(json bytes, text blob bytes)``; and back. Loading runs no code:
+values inside) -> output: the JSON read at once, the JSON read on first use of a lazy field and
+the text blob (bytes); and back. Loading runs no code:
 only the registered classes are constructed, with the values JSON decoding gave.
 
 Every instance of a registered class is a row of its class's table; for the classes declared
@@ -9,7 +10,8 @@ Every instance of a registered class is a row of its class's table; for the clas
 rows). A table is stored by column, and each column is decoded in one pass by a converter
 chosen from the field's type annotation (``tuple[str, ...]`` -> ``map(tuple, column)``, a
 dataclass -> rows of its table by index), then the rows are built with one constructor call
-each. Long text columns (SQL) are kept out of the JSON as one UTF-8 blob, sliced by length.
+each. Long lazy text columns (SQL) are kept out of the JSON in one UTF-8 blob, sliced by
+length; the caller reads the lazy part only when it is first needed.
 ``Codec.schema`` is a digest of every class's field names and types: a cache written by code
 with other fields is never decoded into the wrong ones. Values typed ``Any`` (YAML config
 values) keep a small tagged encoding: ``{"(": [...]}`` a tuple, ``{"s": [...]}`` a set,
@@ -24,6 +26,7 @@ import json
 import threading
 import types
 import typing
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -172,12 +175,14 @@ class Codec:
             columns: list[Any] = []
             deferred: dict[str, Any] = {}
             for i, (name, shape) in enumerate(self.fields[cls]):
-                column = blob.column(shape, [r[i] for r in rows])
-                if cls in self.eager and name in lazy:
-                    deferred[name] = column
+                column = [r[i] for r in rows]
+                if cls in self.eager and name not in lazy:
+                    columns.append(column)  # read at once: never from the blob
+                elif cls in self.eager:
+                    deferred[name] = blob.column(shape, column)
                     columns.append(None)
                 else:
-                    columns.append(column)
+                    columns.append(blob.column(shape, column))
             if cls in self.eager:
                 eager[cls.__name__] = [len(rows), columns]
                 if deferred:
@@ -188,15 +193,24 @@ class Codec:
         return _dumps(doc), _dumps(later), blob.data()
 
     # -- decoding ---------------------------------------------------------------------------
-    def decode(self, data: bytes, later: bytes, blob: bytes) -> Any:
+    def decode(
+        self,
+        data: bytes,
+        rest: Callable[[], tuple[bytes, bytes]],
+        release: Callable[[], None] | None = None,
+    ) -> Any:
         """The value ``encode`` was given, its lazy fields left to decode on first use from
-        ``later``. Raises (KeyError, TypeError, ValueError...) on a document this codec did not
-        write; the caller treats any of them as no cache."""
+        what ``rest()`` returns then (the second document and the blob); ``release`` is called
+        when no decoded value needs ``rest`` any more. Raises (KeyError, TypeError,
+        ValueError...) on a document this codec did not write; the caller treats any of them as
+        no cache."""
         doc = json.loads(data)
         if doc["schema"] != self.schema:
             raise ValueError("written for other classes")
         tables: dict[type, list[Any]] = {cls: [] for cls in self.order}  # a table may be empty
-        pending = _Pending(self, tables, later, blob)
+        pending = _Pending(self, tables, rest)
+        if release is not None:
+            weakref.finalize(pending, release)
         stored = doc["tables"]
         if not set(stored) <= set(self.classes):
             raise ValueError("a table of a class that is not cached")  # built: never
@@ -208,7 +222,7 @@ class Codec:
                 raise ValueError(f"{cls.__name__} is stored in the wrong part")
             count, columns = entry
             lazy = self.lazy.get(cls, frozenset())
-            tables[cls] = _rows(cls, self._columns(cls, count, columns, tables, blob, lazy))
+            tables[cls] = _rows(cls, self._columns(cls, count, columns, tables, b"", lazy))
             if lazy:
                 for index, obj in enumerate(tables[cls]):
                     obj.__dict__["_lazy"] = (pending, index)
@@ -306,12 +320,11 @@ class _Pending:
     """What a decoded value's lazy fields come from; decoded once, on first use, by one thread."""
 
     def __init__(
-        self, codec: Codec, tables: dict[type, list[Any]], later: bytes, blob: bytes
+        self, codec: Codec, tables: dict[type, list[Any]], rest: Callable[[], tuple[bytes, bytes]]
     ) -> None:
         self.codec = codec
         self.tables = tables  # the eager tables: lazy tables and fields refer to their rows
-        self.later: bytes | None = later
-        self.blob = blob
+        self.rest: Callable[[], tuple[bytes, bytes]] | None = rest
         self.fields: dict[type, dict[str, list[Any]]] | None = None
         self.lock = threading.Lock()
 
@@ -326,15 +339,16 @@ class _Pending:
 
     def _decode(self) -> dict[type, dict[str, list[Any]]]:
         codec, tables = self.codec, self.tables
-        assert self.later is not None
-        stored = json.loads(self.later)
+        assert self.rest is not None
+        later, blob = self.rest()
+        stored = json.loads(later)
         if not set(stored) <= set(codec.classes):
             raise ValueError("a table of a class that is not cached")
         for cls in codec.order:  # tables reached only through lazy fields
             entry = stored.get(cls.__name__)
             if entry is not None and cls not in codec.eager:
                 count, columns = entry
-                tables[cls] = _rows(cls, codec._columns(cls, count, columns, tables, self.blob))
+                tables[cls] = _rows(cls, codec._columns(cls, count, columns, tables, blob))
         fields: dict[type, dict[str, list[Any]]] = {}
         for cls, names in codec.lazy.items():
             deferred = stored.get(cls.__name__) if cls in codec.eager else None
@@ -344,11 +358,11 @@ class _Pending:
             shapes = dict(codec.fields[cls])
             fields[cls] = {}
             for name in names:
-                values = codec._column(shapes[name], tables, self.blob)(deferred[name])
+                values = codec._column(shapes[name], tables, blob)(deferred[name])
                 if len(values) != count:
                     raise ValueError(f"{cls.__name__}.{name}: wrong length")
                 fields[cls][name] = values
-        self.later = None
+        self.rest = None
         return fields
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import gc
 import hmac
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -115,10 +116,10 @@ def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
 
 
 # -- the data-only format ---------------------------------------------------------------------
-# One header line: MAGIC, version/FORMAT/schema, a keyed checksum of the rest, the lengths of the
-# two JSON documents; then the documents (cadence.cachefile: a table per class, stored by
-# column; the first read at once, the second when a lazy field is first used) and the text
-# blob both slice their SQL from.
+# One header line: MAGIC, version/FORMAT/schema, keyed checksums of the first document and of the
+# rest, the lengths of the two JSON documents; then the documents (cadence.cachefile: a table per
+# class, stored by column; the first read at once, the second when a lazy field is first used)
+# and the text blob the second slices its SQL from.
 _CLASSES = (
     ParsedProject,
     Model,
@@ -190,24 +191,58 @@ def _checksum(key: bytes, payload: bytes) -> bytes:
 
 
 def read(root: Path) -> Manifest | None:
+    """The cache, when both its checksums verify; else None."""
+    opened = _open(root)
+    return opened[0] if opened is not None and opened[1]() else None
+
+
+def _open(root: Path) -> tuple[Manifest, Callable[[], bool]] | None:
+    """The cache decoded from its first document (when its checksum verifies), and a check of
+    the rest (SQL, tests: decoded on first use), read and verified meanwhile in a thread
+    (hashing releases the GIL), so the check costs nothing next to reading the inputs."""
     try:
         with open(root / CACHE_FILE, "rb") as fh:
-            head = fh.readline()
-            body = fh.read()
-    except OSError:
+            parts = fh.readline().split()
+            if len(parts) != 6 or parts[0] != MAGIC or parts[1] != _version():
+                return None
+            first, second = int(parts[4]), int(parts[5])
+            document = fh.read(first)
+            key = _key()
+            if not hmac.compare_digest(parts[2], _checksum(key, document)):
+                return None  # edited, planted or written with another key: never trusted
+            start, fd = fh.tell(), os.dup(fh.fileno())  # the same file, whatever replaces it
+    except (OSError, ValueError):
         return None
-    parts = head.split()
-    if len(parts) != 5 or parts[0] != MAGIC or parts[1] != _version():
-        return None
-    if not hmac.compare_digest(parts[2], _checksum(_key(), body)):
-        return None  # edited, planted or written with another key: never trusted
+    rest: list[bytes] = []
+    checked: list[bool] = []
+
+    def check_rest() -> None:
+        try:
+            with os.fdopen(fd, "rb") as f:
+                f.seek(start)
+                rest.append(f.read())
+        except OSError:
+            return  # not checked: not used
+        checked.append(hmac.compare_digest(parts[3], _checksum(key, rest[0])))
+
+    reader = threading.Thread(target=check_rest, daemon=True)
+    reader.start()
+
+    def verified() -> bool:
+        reader.join()
+        return checked == [True]
+
+    def lazy_part() -> tuple[bytes, bytes]:
+        if not verified():  # read() and load() never hand out such a cache
+            raise CadenceError("the project cache does not match its checksum", file=CACHE_FILE)
+        return rest[0][:second], rest[0][second:]
+
     try:
-        first, second = int(parts[3]), int(parts[4])
-        later = body[first : first + second]  # checked with the rest: decoded on first use
-        manifest = _codec().decode(body[:first], later, body[first + second :])
+        manifest = _codec().decode(document, lazy_part)
     except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, never trusted
+        verified()
         return None
-    return manifest if isinstance(manifest, Manifest) else None
+    return (manifest, verified) if isinstance(manifest, Manifest) else None
 
 
 def env_unchanged(manifest: Manifest) -> bool:
@@ -219,12 +254,14 @@ def write(root: Path, manifest: Manifest) -> None:
         document, later, blob = _codec().encode(manifest)
     except (TypeError, ValueError):
         return  # something not cacheable: the next load renders again
-    body = document + later + blob
+    key, rest = _key(), later + blob
+    sums = (_checksum(key, document), _checksum(key, rest))
     sizes = (str(len(document)).encode(), str(len(later)).encode())
-    head = b" ".join((MAGIC, _version(), _checksum(_key(), body), *sizes)) + b"\n"
+    head = b" ".join((MAGIC, _version(), *sums, *sizes)) + b"\n"
     try:
         artifacts.tighten_target(root)
-        artifacts.write_bytes(root / CACHE_FILE, head + body, root)
+        # not synced: after a crash a torn file fails its checksum and is rebuilt
+        artifacts.write_bytes(root / CACHE_FILE, head + document + rest, root, durable=False)
     except (CadenceError, OSError):
         pass  # a read-only checkout or a full disk still works, just without the cache
 
@@ -246,10 +283,11 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
 
 def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     paths = scan(root)
-    cached = read(root) if use_cache else None
+    opened = _open(root) if use_cache else None
+    cached = opened[0] if opened is not None else None
     if cached is not None and env_unchanged(cached):
         now = inputs_now(root, paths)
-        if now is not None and now[0] == cached.inputs:
+        if now is not None and now[0] == cached.inputs and opened is not None and opened[1]():
             config = _config_again(root, now[1])
             if config is not None:
                 parsed = with_fields(cached.parsed, config=config)
@@ -265,7 +303,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     files = load_files(root, problems)
     env = make_environment(files)
     reuse: dict[str, Model] = {}
-    if cached is not None:
+    if cached is not None and opened is not None and opened[1]():  # only a cache that verifies
         reuse = {
             key: m
             for m in cached.parsed.models

@@ -27,7 +27,7 @@ def project(root: Path) -> Path:
 def documents(root: Path) -> tuple[dict, dict, bytes]:
     """The cache file's two JSON documents and its text blob (see manifest.read)."""
     head, body = (root / manifest.CACHE_FILE).read_bytes().split(b"\n", 1)
-    first, second = (int(n) for n in head.split()[3:5])
+    first, second = (int(n) for n in head.split()[4:6])
     return (
         json.loads(body[:first]),
         json.loads(body[first : first + second]),
@@ -40,17 +40,18 @@ def write_documents(
 ) -> None:
     """A cache file as cadence writes one, with the user's key: valid but for its content."""
     first, second = json.dumps(document).encode(), json.dumps(later).encode()
-    body = first + second + blob
+    key = manifest._key()
     head = b" ".join(
         (
             manifest.MAGIC,
             version or manifest._version(),
-            manifest._checksum(manifest._key(), body),
+            manifest._checksum(key, first),
+            manifest._checksum(key, second + blob),
             str(len(first)).encode(),
             str(len(second)).encode(),
         )
     )
-    (root / manifest.CACHE_FILE).write_bytes(head + b"\n" + body)
+    (root / manifest.CACHE_FILE).write_bytes(head + b"\n" + first + second + blob)
 
 
 @pytest.fixture
