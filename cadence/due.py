@@ -130,6 +130,7 @@ def decide(
         return ask(cad, "next_tick")
 
     ticking: dict[int, bool] = {}
+    tails: dict[int, str] = {}  # tick set -> the end of its "not due" reason
 
     def has_ticks(cad: ModelCadence) -> bool:
         found = ticking.get(id(cad.ticks))
@@ -181,13 +182,15 @@ def decide(
                 next_retry=blocked,
             )
         if st.last_success_at is not None and exists and st.last_success_at >= latest:
-            nxt = next_tick(cad)  # the common case under cron: say why not, cheaply
+            # the common case under cron: say why not, cheaply (the ticks part once per tick set)
+            tail = tails.get(id(cad.ticks))
+            if tail is None:
+                nxt = next_tick(cad)
+                tail = tails[id(cad.ticks)] = (
+                    f" for tick {fmt(latest, tz)}; next tick {fmt(nxt, tz)}"
+                )
             return Decision(
-                m.name,
-                "model",
-                SKIP,
-                f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
-                f"next tick {fmt(nxt, tz)}",
+                m.name, "model", SKIP, f"not due: built {fmt(st.last_success_at, tz)}{tail}"
             )
         why = f"tick {fmt(latest, tz)} ({cad.provenance()})"
         if st.last_success_at is None:

@@ -150,7 +150,7 @@ _LAZY = (
     *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks")),
     (ModelCadence, "channels"),
     (Origin, "via"),
-    (Dag, "children"),
+    *((Dag, f) for f in ("parents", "children", "kinds")),
     (Manifest, "model_keys"),
 )
 
