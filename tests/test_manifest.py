@@ -222,3 +222,127 @@ def test_cache_with_unknown_classes_is_ignored(tmp_path: Path) -> None:
     write_documents(root, document, later, blob)
     assert manifest.read(root) is None
     assert len(Project.load(root).parsed.models) == 4
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize(
+    "source", ["tests/projects/shop", "examples/jaffle_shop", "examples/routing"]
+)
+def test_a_project_from_the_cache_equals_the_project_from_its_files(
+    tmp_path: Path, source: str
+) -> None:
+    """Every field of every value round-trips, the lazily decoded ones included."""
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(
+        EXAMPLES.parent / source, root, ignore=shutil.ignore_patterns("target", "*.duckdb*")
+    )
+    fresh = Project.load(root, use_cache=False)
+    Project.load(root)  # writes the cache
+    cached = Project.load(root)
+    assert manifest.cache_stats(root) == {"exists": True, "fresh": True}
+    assert cached.parsed.models and cached.parsed.models == fresh.parsed.models
+    assert cached.parsed == fresh.parsed
+    assert cached.dag == fresh.dag
+    assert cached.cadences == fresh.cadences
+    assert cached.parsed.view_hashes == fresh.parsed.view_hashes
+
+
+def test_deciding_what_is_due_reads_only_the_first_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    """The idle cron path decodes neither SQL nor tests; the first model built decodes them."""
+    from cadence import cachefile
+    from cadence.project import parse_at
+
+    root = project(tmp_path)
+    (root / "models" / "v.sql").write_text("{{ config(materialized='view') }}\nselect 1 as v\n")
+    (root / "models" / "t.sql").write_text(
+        "{{ config(cadence='daily at 05:00') }}\nselect 1 as t\n"
+    )
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    decoded: list[int] = []
+    real = cachefile._Pending._decode
+
+    def spy(self):  # type: ignore[no-untyped-def]
+        decoded.append(1)
+        return real(self)
+
+    monkeypatch.setattr(cachefile._Pending, "_decode", spy)
+    loaded = Project.load(root)
+    plan = loaded.plan(parse_at("2026-01-02T06:01", loaded.tz))
+    assert {d.name for d in plan.decisions} == {"a", "b", "c", "d", "t", "v"}
+    assert not plan.to_build() and decoded == []
+    assert loaded.parsed.model("a").rendered == "select 1 as a\n"
+    assert decoded == [1]
+    assert loaded.parsed.model("b").raw_sql == "select {{ var('n') }} as b\n"
+    assert decoded == [1]  # once for the whole project
+
+
+@pytest.mark.parametrize("part", ["document", "rest"])
+def test_a_changed_byte_in_either_part_of_the_cache_is_never_used(
+    tmp_path: Path, rendered: list[str], part: str
+) -> None:
+    root = project(tmp_path)
+    Project.load(root)
+    cache = root / manifest.CACHE_FILE
+    data = bytearray(cache.read_bytes())
+    head_end = data.index(b"\n") + 1
+    first = int(bytes(data[:head_end]).split()[4])
+    where = head_end + (first // 2 if part == "document" else first + 10)
+    data[where] ^= 0x01
+    cache.write_bytes(bytes(data))
+    assert manifest.read(root) is None
+    rendered.clear()
+    loaded = Project.load(root)
+    assert sorted(rendered) == ["a", "b", "c", "d"]
+    assert loaded.parsed.model("a").rendered == "select 1 as a\n"
+    assert manifest.cache_stats(root) == {"exists": True, "fresh": True}  # rewritten
+
+
+def test_a_cache_of_another_format_or_layout_is_rebuilt(
+    tmp_path: Path, rendered: list[str]
+) -> None:
+    """The version names the format and a digest of every cached class's fields and types."""
+    root = project(tmp_path)
+    Project.load(root)
+    document, later, blob = documents(root)
+    version = manifest._version()
+    assert version.split(b"/")[2] == manifest._codec().schema.encode()
+    for other in (b"0.1.0/7", version[:-1] + b"0", b"9.9.9/" + version.split(b"/", 1)[1]):
+        write_documents(root, document, later, blob, version=other)
+        assert manifest.read(root) is None
+        rendered.clear()
+        Project.load(root)
+        assert sorted(rendered) == ["a", "b", "c", "d"]
+
+
+def test_same_size_same_mtime_edit_of_a_yaml_file_is_seen(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    yml = root / "models" / "_models.yml"
+    yml.write_text("models:\n  - name: a\n    description: first\n")
+    os.utime(yml, ns=(1_000_000_000, 1_000_000_000))
+    assert Project.load(root).parsed.model("a").description == "first"
+    yml.write_text("models:\n  - name: a\n    description: other\n")  # same size
+    os.utime(yml, ns=(1_000_000_000, 1_000_000_000))
+    assert Project.load(root).parsed.model("a").description == "other"
+
+
+def test_lazy_fields_are_decoded_once_across_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = project(tmp_path)
+    Project.load(root)
+    loaded = Project.load(root)
+    models = list(loaded.parsed.models) * 50
+    with ThreadPoolExecutor(8) as pool:
+        texts = list(pool.map(lambda m: m.rendered, models))
+    assert texts[:4] == [
+        "select 1 as a\n",
+        "select 1 as b\n",
+        "select 1 as c\n",
+        "select 'dflt' as d\n",
+    ]
