@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence import artifacts
-from cadence.activation import membership
+from cadence.activation import membership, roster
 from cadence.compiler import Compiler
 from cadence.dag import Dag
 from cadence.datatests import TestOutcome, describe_failure, test_sql
@@ -522,6 +522,11 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
                 ctx.state.of(model.name),
             )
         ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"
+        if model.config.key and mat != "view":  # for `cadence members` while a run holds it
+            warnings += roster.write(
+                engine, ctx.root, segment=model.name, relation=model.relation,
+                key=model.config.key, run_id=ctx.run_id, at=ctx.now,
+            )  # fmt: skip
         return ModelResult(
             model.name,
             "success",

@@ -14,7 +14,7 @@ ORDER = [
     "artifacts", "files", "loader", "rendering", "testspecs", "seedconfig", "properties", "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb",
     "engines.spark_dialect", "engines.spark_versions", "engines.spark_incremental", "engines.spark",
-    "engines", "state", "snapshot", "activation", "activation.membership", "due",
+    "engines", "state", "snapshot", "activation", "activation.membership", "activation.roster", "due",
     "compiler", "datatests", "runner", "lock", "manifest", "selection", "reports", "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",
