@@ -36,6 +36,14 @@ def yml(export: str, extra: str = "") -> str:
     )
 
 
+def data_files(root: Path) -> list[Path]:
+    return [
+        p
+        for p in (root / "exports").rglob("*")
+        if p.is_file() and not p.name.endswith((".manifest.json", ".tmp"))
+    ]
+
+
 def check_manifests_match_files(root: Path) -> None:
     for m in manifests(root):
         data = Path(m["_path"]).with_name(m["file"])
@@ -149,7 +157,9 @@ def test_names_cannot_smuggle_path_parts(tmp_path):
 @pytest.mark.parametrize(
     ("target", "error", "message"),
     [
-        ("_publish", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
+        ("_hash_and_sync", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
+        ("_write_synced", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
+        ("_rename_durably", OSError(errno.EIO, "Input/output error"), "Input/output error"),
         ("_make_folders", PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
     ],
 )
@@ -193,15 +203,29 @@ def cadence(root: Path, *args: str, fault: str | None = None) -> subprocess.Comp
 
 
 @pytest.mark.parametrize(
-    "step", ["after_freeze", "after_plan", "after_data", "after_manifest", "after_send"]
+    "step",
+    ["after_freeze", "after_plan", "after_synced", "after_data", "after_manifest", "after_send"],
 )
 def test_kill_9_at_every_step_boundary_sends_each_change_once(make_project, step):
     root = make_activation(make_project, [(1, 900), (2, 10)])
     assert cadence(root, "run", "--at", "2026-01-01T06:00").returncode == 0
     set_people(root, [(1, 900), (2, 900), (3, 900)])
     set_unsubscribed(root, [1])
+    before = (len(manifests(root)), len(data_files(root)))
     killed = cadence(root, "run", "--at", "2026-01-02T06:00", fault=step)
     assert killed.returncode == -9, killed.stderr
+    # what a reader sees right after the kill: every manifest names its complete file
+    for m in manifests(root):
+        data = Path(m["_path"]).with_name(m["file"])
+        assert hashlib.sha256(data.read_bytes()).hexdigest() == m["sha256"], step
+    seen = {
+        "after_synced": (0, 0),  # both written and synced under temporary names only
+        "after_data": (0, 1),  # the data file renamed in, its manifest not yet
+        "after_manifest": (1, 1),
+    }.get(step)
+    if seen is not None:
+        now = (len(manifests(root)), len(data_files(root)))
+        assert (now[0] - before[0], now[1] - before[1]) == seen, step
     # more changes land before the next invocation
     set_people(root, [(2, 900), (3, 900), (4, 900)])
     again = cadence(root, "run", "--at", "2026-01-03T06:00")
