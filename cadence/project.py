@@ -328,31 +328,33 @@ class Project:
         mid-way (it may have published without writing one) every segment, once."""
         from cadence.activation import roster
 
-        segments = {m.name: m for m in self.parsed.models if m.config.key}
+        if engine.state_store() is not engine:
+            return  # Spark: no members snapshot (and an idle run never connects)
+        built = {r.name for r in result.results if r.status == "success"}
         segments = {
-            n: m for n, m in segments.items() if m.materialized not in ("view", "ephemeral")
+            m.name: m
+            for m in self.parsed.models
+            if m.config.key
+            and m.materialized not in ("view", "ephemeral")
+            and ((m.schema, m.identifier) in state.relations or m.name in built)
         }
-        built = any(r.status != "skipped" for r in result.results)
+        ran = any(r.status != "skipped" for r in result.results)
         wanted = (
             list(segments)
-            if state.pending_runs and built
+            if state.pending_runs and ran
             else roster.missing(self.root, list(segments))
         )
-        if not wanted:
-            return
-        live = engine.relations()
         for name in wanted:
             m = segments[name]
-            if (m.schema, m.identifier) in live:
-                roster.write(
-                    engine,
-                    self.root,
-                    segment=name,
-                    relation=m.relation,
-                    key=str(m.config.key),
-                    run_id=result.run_id,
-                    at=result.at,
-                )
+            roster.write(
+                engine,
+                self.root,
+                segment=name,
+                relation=m.relation,
+                key=str(m.config.key),
+                run_id=result.run_id,
+                at=result.at,
+            )
 
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
