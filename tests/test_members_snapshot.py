@@ -205,3 +205,44 @@ def test_kill_9_at_every_step_leaves_no_half_file_and_the_next_run_catches_up(
     ]
     leftovers = [p for p in (root / "target" / "members").rglob(".*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_failed_snapshot_write_warns_and_the_publish_stands(make_project, cli):
+    root = make_activation(make_project, DAY1)
+    (root / "target" / "members").mkdir(parents=True)
+    (root / "target" / "members" / "vip").write_text("in the way\n")  # a file, not a folder
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 0, result.output
+    assert "members snapshot of vip not written" in result.output
+    assert live_members(root, "vip") == ["1", "3"]  # published all the same
+    (root / "target" / "members" / "vip").unlink()
+    set_people(root, DAY2)
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    assert held(cli, root, "members", "vip").stdout.split() == ["1", "4"]
+    snap = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    assert [c["change_id"] for c in snap["changes"]] == [r[0] for r in live_changes(root, "vip")]
+
+
+def test_members_while_another_process_has_the_warehouse_open(make_project, cli):
+    root = two_days(make_project, cli)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time\n"
+            f"con = duckdb.connect({str(root / 'warehouse.duckdb')!r})\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        result = cli(root, "members", "vip", "--json")
+    finally:
+        holder.communicate("", timeout=30)  # closing stdin ends it
+    assert result.exit_code == 0, result.output
+    assert "the warehouse is open in" in result.stderr
+    assert json.loads(result.stdout)["members"] == ["1", "4"]
