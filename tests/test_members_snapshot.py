@@ -71,7 +71,10 @@ def test_changes_and_since_during_a_run_match_the_warehouse(make_project, cli):
     assert live["as_of"] is None and snap["as_of"] == "2026-01-02T06:00:00+00:00"
     assert snap["changes"] == live["changes"]
     assert [(c["key"], c["change"]) for c in snap["changes"]] == [
-        ("1", "entered"), ("3", "entered"), ("4", "entered"), ("3", "exited"),
+        ("1", "entered"),
+        ("3", "entered"),
+        ("4", "entered"),
+        ("3", "exited"),
     ]
     text = held(cli, root, "members", "vip", "--changes")
     assert text.exit_code == 0
@@ -79,7 +82,8 @@ def test_changes_and_since_during_a_run_match_the_warehouse(make_project, cli):
     since = held(cli, root, "members", "vip", "--since", "2026-01-02T00:00", "--json")
     assert since.exit_code == 0
     assert [(c["key"], c["change"]) for c in json.loads(since.stdout)["changes"]] == [
-        ("4", "entered"), ("3", "exited"),
+        ("4", "entered"),
+        ("3", "exited"),
     ]
     assert "as of 2026-01-02 06:00 UTC" in since.stderr
 
