@@ -7,13 +7,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from activation_project import (
     CADENCE_YML,
+    cadence,
     make_activation,
     manifests,
     query,
@@ -26,8 +25,6 @@ from conftest import at
 
 from cadence.activation import files
 from cadence.project import Project
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def yml(export: str, extra: str = "") -> str:
@@ -186,20 +183,6 @@ def test_disk_full_and_permissions_lose_nothing(
     assert report.ok
     assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
     check_manifests_match_files(root)
-
-
-def cadence(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != files.FAULT_ENV}
-    if fault:
-        env[files.FAULT_ENV] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(

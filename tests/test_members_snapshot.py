@@ -14,12 +14,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from activation_project import CADENCE_YML, make_activation, query, set_people
+from activation_project import CADENCE_YML, cadence, make_activation, query, set_people
 
-from cadence.activation import roster
 from cadence.lock import RunLock
 
-REPO = Path(__file__).resolve().parents[1]
 DAY1 = [(1, 900), (2, 50), (3, 700)]
 DAY2 = [(1, 900), (3, 10), (4, 800)]
 
@@ -149,20 +147,6 @@ def test_history_keep_days_prunes_old_parts(make_project, cli):
     live = json.loads(cli(root, "members", "vip", "--changes", "--json").stdout)
     assert live["changes"] == snap["changes"]
     assert held(cli, root, "members", "vip").stdout.split() == ["1", "5"]
-
-
-def cadence(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != roster.FAULT_ENV}
-    if fault:
-        env[roster.FAULT_ENV] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def visible_files_are_complete(root: Path) -> None:

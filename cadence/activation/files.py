@@ -27,6 +27,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from cadence import artifacts
 from cadence.activation import outbox
 from cadence.activation.outbox import DeliveryOutcome
 from cadence.channelconfig import ExportConfig
@@ -117,14 +118,6 @@ def _make_folders(folder: Path) -> None:
         raise NotADirectoryError(f"{folder} is not a folder")
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _reserve(tmp: Path) -> int:
     """Open the temporary file (created owner-only, emptied) before anything writes into it."""
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
@@ -164,7 +157,7 @@ def _write_synced(tmp: Path, body: bytes) -> None:
 def _rename_durably(tmp: Path, final: Path) -> None:
     """Rename, then sync the folder: the new name is on disk before the next step."""
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    artifacts.fsync_dir(final.parent)
 
 
 def sha256_of(path: Path) -> str:

@@ -119,14 +119,6 @@ def _copy(engine: Engine, sql: str, final: Path, step: str, options: str = "") -
         raise
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sweep(folder: Path) -> None:
     """Temporary files a killed writer left (only the run holding the lock writes here)."""
     for here in (folder, folder / CHANGES):
@@ -180,7 +172,9 @@ def write(
                 folder / CHANGES / name,
                 "part",
             )
-            _fsync_dir(folder / CHANGES)  # the part is on disk before members says through it
+            artifacts.fsync_dir(
+                folder / CHANGES
+            )  # the part is on disk before members says through it
             _checkpoint("roster_after_part")
             high = int(last)
         if through is None or through < high:
