@@ -334,9 +334,7 @@ class Project:
         segments = {
             m.name: m
             for m in self.parsed.models
-            if m.config.key
-            and m.materialized not in ("view", "ephemeral")
-            and ((m.schema, m.identifier) in state.relations or m.name in built)
+            if m.config.key and ((m.schema, m.identifier) in state.relations or m.name in built)
         }
         ran = any(r.status != "skipped" for r in result.results)
         wanted = (
@@ -345,16 +343,7 @@ class Project:
             else roster.missing(self.root, list(segments))
         )
         for name in wanted:
-            m = segments[name]
-            roster.write(
-                engine,
-                self.root,
-                segment=name,
-                relation=m.relation,
-                key=str(m.config.key),
-                run_id=result.run_id,
-                at=result.at,
-            )
+            roster.keep(engine, self.root, segments[name], result.run_id, result.at)
 
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime

@@ -237,6 +237,9 @@ def execute(
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
+        if result.status == "success" and decision.name in models:  # committed: members file
+            found = roster.keep(engine, root, models[decision.name], run_id, now)
+            outcome[decision.name] = result = replace(result, warnings=result.warnings + found)
         if result.status == "upstream_failed" or (
             result.status == "error"
             and (decision.name not in models or models[decision.name].config.on_error != "continue")
@@ -522,11 +525,6 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
                 ctx.state.of(model.name),
             )
         ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"
-        if model.config.key and mat != "view":  # for `cadence members` while a run holds it
-            warnings += roster.write(
-                engine, ctx.root, segment=model.name, relation=model.relation,
-                key=model.config.key, run_id=ctx.run_id, at=ctx.now,
-            )  # fmt: skip
         return ModelResult(
             model.name,
             "success",

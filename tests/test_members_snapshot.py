@@ -234,3 +234,15 @@ def test_members_while_another_process_has_the_warehouse_open(make_project, cli)
     assert result.exit_code == 0, result.output
     assert "the warehouse is open in" in result.stderr
     assert json.loads(result.stdout)["members"] == ["1", "4"]
+
+
+def test_parallel_builds_each_leave_their_snapshot(make_project, cli):
+    root = make_activation(make_project, DAY1)
+    assert cli(root, "run", "--threads", "2", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, DAY2)
+    assert cli(root, "run", "--threads", "2", "--at", "2026-01-02T06:00").exit_code == 0
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
+        live = [r[0] for r in live_changes(root, segment)]
+        assert [c["change_id"] for c in snap["changes"]] == live

@@ -36,6 +36,7 @@ from cadence import artifacts
 from cadence.activation.membership import TABLE, MembershipChange
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
+from cadence.parser import Model
 from cadence.relations import quote
 from cadence.state import from_db, to_db
 
@@ -199,6 +200,23 @@ def write(
         text = exc.message if isinstance(exc, CadenceError) else str(exc)
         return [f"members snapshot of {segment} not written ({text.splitlines()[0]})"]
     return []
+
+
+def keep(engine: Engine, root: Path, model: Model, run_id: str, at: dt.datetime) -> tuple[str, ...]:
+    """The runner's hook once a model's publish committed (and its result is recorded, so an
+    interrupt here loses nothing): a segment's snapshot, warnings back."""
+    if not model.config.key or model.materialized in ("view", "ephemeral"):
+        return ()
+    found = write(
+        engine,
+        root,
+        segment=model.name,
+        relation=model.relation,
+        key=model.config.key,
+        run_id=run_id,
+        at=at,
+    )
+    return tuple(found)
 
 
 def missing(root: Path, segments: list[str]) -> list[str]:
