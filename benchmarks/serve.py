@@ -25,7 +25,9 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -143,6 +145,80 @@ def memory(pid: int) -> dict[str, float]:
 
 
 # -- load ---------------------------------------------------------------------------------------
+class Parser:
+    """Responses out of one connection's byte stream, by a real HTTP/1.1 parser: httptools (with
+    ``cadence[serve]``) when installed, else h11 (a dependency of uvicorn itself)."""
+
+    def __init__(self) -> None:
+        self._done: list[tuple[int, bytes]] = []
+        self._body: list[bytes] = []
+        self._status = 0
+        try:
+            import httptools
+        except ImportError:
+            import h11
+
+            self._h11: Any = h11.Connection(h11.CLIENT)
+            self._httptools: Any = None
+        else:
+            self._h11 = None
+            self._httptools = httptools.HttpResponseParser(self)
+
+    def on_body(self, body: bytes) -> None:  # httptools callback
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:  # httptools callback
+        self._done.append((self._httptools.get_status_code(), b"".join(self._body)))
+        self._body.clear()
+
+    def request(self, target: str) -> bytes:
+        """The bytes of one keep-alive GET of ``target``."""
+        if self._h11 is None:
+            return f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        import h11
+
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+        request = h11.Request(method="GET", target=target, headers=[("Host", "127.0.0.1")])
+        return self._h11.send(request) + self._h11.send(h11.EndOfMessage())
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Every response that ``data`` completes, as (status, body)."""
+        if self._h11 is None:
+            self._httptools.feed_data(data)
+        else:
+            import h11
+
+            self._h11.receive_data(data)
+            while True:
+                event = self._h11.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    break
+                if isinstance(event, h11.Response):
+                    self._status = event.status_code
+                elif isinstance(event, h11.Data):
+                    self._body.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    self._done.append((self._status, b"".join(self._body)))
+                    self._body.clear()
+        done, self._done = self._done, []
+        return done
+
+
+class Conn:
+    """One keep-alive connection of the load: at most one request in flight."""
+
+    __slots__ = ("sock", "parser", "key", "sent")
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.parser = Parser()
+        self.key = -1
+        self.sent = 0.0
+
+
 def load_proc(
     port: int,
     conns: int,
@@ -152,66 +228,96 @@ def load_proc(
     versions: dict[str, int],
     out: mp.Queue,
 ) -> None:
+    """``conns`` keep-alive connections driven by one selector loop in this process: each sends a
+    lookup, waits for the whole answer (latency = send to last byte parsed), checks it against
+    the membership of the version it names, sends the next. Bounded by ``seconds``; requests
+    still in flight then get 5 s to finish, and count as failed if they do not."""
+    import random
+
     seg = names(segments)
-    results: list[tuple[list[float], int, int, list[str]]] = []
-    lock = threading.Lock()
-    start_at = time.monotonic()
+    rng = random.Random(os.getpid())
+    lat: list[float] = []
+    failed = wrong = 0
+    notes: list[str] = []
+    selector = selectors.DefaultSelector()
+    clock = time.perf_counter
+    deadline = clock() + seconds
 
-    def one(n: int) -> None:
-        import random
+    def send(c: Conn) -> None:
+        c.key = rng.randrange(keys * 11 // 10)  # ~9% unknown keys
+        request = c.parser.request(f"/v1/channels/web/members/cust_{c.key}")
+        c.sent = clock()
+        c.sock.sendall(request)  # a few dozen bytes: the socket buffer always takes them
 
-        rng = random.Random(n * 7919 + os.getpid())
-        lat: list[float] = []
-        failed = wrong = 0
-        notes: list[str] = []
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        deadline = start_at + seconds
-        while time.monotonic() < deadline:
-            i = rng.randrange(keys * 11 // 10)  # ~9% unknown keys
-            t = time.perf_counter()
+    def reopen(c: Conn) -> Conn:
+        selector.unregister(c.sock)
+        c.sock.close()
+        fresh = Conn(port)
+        selector.register(fresh.sock, selectors.EVENT_READ, fresh)
+        return fresh
+
+    def check(c: Conn, status: int, raw: bytes) -> None:
+        nonlocal failed, wrong
+        if status != 200:
+            failed += 1
+            notes.append(f"status {status}")
+            return
+        body = json.loads(raw)
+        generation = versions.get(body["version"])
+        if generation is None:
+            wrong += 1
+            notes.append(f"unknown version {body['version']}")
+            return
+        mask = mask_of(c.key, generation, segments) if c.key < keys else 0
+        expected = [s for j, s in enumerate(seg) if mask >> j & 1]
+        if body["key"] != f"cust_{c.key}" or body["segments"] != expected or body["holdout"]:
+            wrong += 1
+            notes.append(f"wrong answer for cust_{c.key} at {body['version']}")
+
+    live = [Conn(port) for _ in range(conns)]
+    for c in live:
+        selector.register(c.sock, selectors.EVENT_READ, c)
+        send(c)
+    waiting = len(live)
+    drain_until = deadline + 5
+    while waiting:
+        now = clock()
+        if now > drain_until:
+            failed += waiting
+            notes.append(f"{waiting} requests unanswered 5 s after the end")
+            break
+        for event, _ in selector.select(timeout=0.5):
+            c = event.data
             try:
-                conn.request("GET", f"/v1/channels/web/members/cust_{i}")
-                response = conn.getresponse()
-                raw = response.read()
-            except (OSError, http.client.HTTPException) as exc:
+                data = c.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                done = c.parser.feed(data)
+            except Exception as exc:  # a reset, a parser error: the request failed
                 failed += 1
                 notes.append(repr(exc))
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                waiting -= 1
+                fresh = reopen(c)
+                if clock() < deadline:
+                    send(fresh)
+                    waiting += 1
                 continue
-            lat.append(time.perf_counter() - t)
-            if response.status != 200:
-                failed += 1
-                notes.append(f"status {response.status}")
+            if not done:
                 continue
-            body = json.loads(raw)
-            generation = versions.get(body["version"])
-            expected = (
-                tuple(s for j, s in enumerate(seg) if mask_of(i, generation, segments) >> j & 1)
-                if generation is not None and i < keys
-                else ()
-            )
-            if generation is None or tuple(body["segments"]) != expected or body["holdout"]:
-                wrong += 1
-                notes.append(f"wrong answer for cust_{i} at {body['version']}")
-        conn.close()
-        with lock:
-            results.append((lat, failed, wrong, notes[:5]))
-
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    lat = [x for r in results for x in r[0]]
-    out.put(
-        (
-            lat,
-            sum(r[1] for r in results),
-            sum(r[2] for r in results),
-            [n for r in results for n in r[3]][:10],
-        )
-    )
+            finished = clock()
+            lat.append(finished - c.sent)
+            check(c, *done[0])
+            if len(done) > 1:  # one request in flight: a second answer is not ours
+                wrong += len(done) - 1
+                notes.append("more answers than requests")
+            waiting -= 1
+            if finished < deadline:
+                send(c)
+                waiting += 1
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()  # type: ignore[union-attr]
+    selector.close()
+    out.put((lat, failed, wrong, notes[:10]))
 
 
 def swap_latency(port: int, live: Path, prebuilt: Path, version: str) -> float:
@@ -236,7 +342,7 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--segments", type=int, default=20)
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--swaps", type=int, default=10)
     ap.add_argument("--output", type=Path, default=HERE / "results" / "serve.json")

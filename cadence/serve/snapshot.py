@@ -40,6 +40,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -107,76 +108,140 @@ def _align(n: int) -> int:
     return (n + 7) & ~7
 
 
-def _bits(names: Sequence[str], index: Mapping[str, int], words: int) -> list[int]:
+def _bits(names: Sequence[str], index: Mapping[str, int]) -> int:
     unknown = [n for n in names if n not in index]
     if unknown:
         raise ValueError(f"segments {sorted(unknown)} are not in {list(index)}")
     mask = 0
     for name in names:
         mask |= 1 << index[name]
-    return [(mask >> (64 * w)) & 0xFFFFFFFFFFFFFFFF for w in range(words)]
+    return mask
+
+
+@dataclass(frozen=True)
+class Audience:
+    """A channel's audience as columns, one entry per key: the fast way into ``encode``.
+
+    ``members[i]`` has bit ``j`` set when ``keys[i]`` is delivered in ``segments[j]``, ``holdout``
+    likewise for held out; ``attributes`` (or None) holds each key's attributes (or None)."""
+
+    keys: Sequence[str]
+    members: Sequence[int]
+    holdout: Sequence[int]
+    attributes: Sequence[Mapping[str, Any] | None] | None = None
+
+    @classmethod
+    def of(cls, members: Iterable[Member], segments: Sequence[str]) -> Audience:
+        """The columns of a list of ``Member`` (segment names become bits)."""
+        index = {name: i for i, name in enumerate(segments)}
+        listed = list(members)
+        masks: dict[tuple[str, ...], int] = {}
+
+        def bits(names: tuple[str, ...]) -> int:
+            mask = masks.get(names)
+            if mask is None:
+                mask = masks[names] = _bits(names, index)
+            return mask
+
+        attributes = [m.attributes for m in listed]
+        return cls(
+            [m.key for m in listed],
+            [bits(m.segments) for m in listed],
+            [bits(m.holdout) for m in listed],
+            attributes if any(attributes) else None,
+        )
+
+
+def _words(masks: Sequence[int], order: Sequence[int], words: int) -> array:
+    """The masks of the rows in ``order`` as ``words`` little-endian u64 per row."""
+    if words == 1:
+        return array("Q", [masks[i] for i in order])
+    out = array("Q", bytes(8 * words * len(order)))
+    for w in range(words):
+        out[w::words] = array("Q", [masks[i] >> (64 * w) & 0xFFFFFFFFFFFFFFFF for i in order])
+    return out
+
+
+def _counts(masks: array, words: int, n_segments: int) -> list[int]:
+    """How many rows have each bit set, from byte histograms of the mask words."""
+    raw = memoryview(masks).cast("B")
+    out = [0] * n_segments
+    stride = 8 * words
+    for at in range((n_segments + 7) // 8):
+        byte = at if sys.byteorder == "little" else (at // 8) * 8 + 7 - at % 8
+        histogram = Counter(raw[byte::stride].tobytes())
+        for j in range(8 * at, min(8 * at + 8, n_segments)):
+            bit = 1 << (j - 8 * at)
+            out[j] = sum(n for value, n in histogram.items() if value & bit)
+    return out
 
 
 def encode(
     channel: str,
     segments: Sequence[str],
-    members: Iterable[Member],
+    members: Iterable[Member] | Audience,
     published_at: dt.datetime,
     columns: Sequence[str] = (),
 ) -> tuple[bytes, str, int]:
-    """The bytes of a snapshot, its version and its key count (pure)."""
+    """The bytes of a snapshot, its version and its key count (pure). Column by column: a few
+    passes over each column, one sort (by key hash), the file joined once."""
     index = {name: i for i, name in enumerate(segments)}
     if len(index) != len(segments):
         raise ValueError(f"duplicate segment names in {list(segments)}")
     words = max(1, (len(segments) + 63) // 64)
-    listed = list(members)
-    raw_keys = [m.key.encode() for m in listed]
-    if len(set(raw_keys)) != len(raw_keys):
+    table = members if isinstance(members, Audience) else Audience.of(members, segments)
+    n = len(table.keys)
+    if not len(table.members) == len(table.holdout) == n:
+        raise ValueError("an audience needs one member mask and one holdout mask per key")
+    for masks in (table.members, table.holdout):
+        if n and (min(masks) < 0 or max(masks) >> len(segments)):
+            raise ValueError(f"a mask names a segment beyond the {len(segments)} segments")
+    raw_keys = [k.encode() for k in table.keys]
+    if len(set(raw_keys)) != n:
         seen: set[bytes] = set()
         twice = next(k for k in raw_keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise ValueError(f"key {twice.decode()!r} appears twice")
     blake = hashlib.blake2b
     all_hashes = [int.from_bytes(blake(k, digest_size=8).digest(), "big") for k in raw_keys]
     # rows whose hashes collide keep any order: a lookup compares the key of every such row
-    order = sorted(range(len(listed)), key=all_hashes.__getitem__)
-    rows = [(all_hashes[i], raw_keys[i], listed[i]) for i in order]
-    hashes = array("Q", (r[0] for r in rows))
-    bits = bucket_bits(len(rows))
-    buckets = array("I", [0] * ((1 << bits) + 1))
-    for h in hashes:
-        buckets[(h >> (64 - bits)) + 1 if bits else 1] += 1
+    order = sorted(range(n), key=all_hashes.__getitem__)
+    hashes = array("Q", [all_hashes[i] for i in order])
+    del all_hashes
+    bits = bucket_bits(n)
+    buckets = array("I", bytes(4 * ((1 << bits) + 1)))
+    if bits:
+        shift = 64 - bits
+        for top, count in Counter([h >> shift for h in hashes]).items():
+            buckets[top + 1] = count
+    else:
+        buckets[1] = n
     for b in range(1, len(buckets)):
         buckets[b] += buckets[b - 1]
-    member_masks, holdout_masks = array("Q"), array("Q")
-    offsets = array("Q", [0])
-    blob = bytearray()
-    masks: dict[tuple[str, ...], list[int]] = {}
-    counts: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
+    member_masks = _words(table.members, order, words)
+    holdout_masks = _words(table.holdout, order, words)
+    sorted_keys = [raw_keys[i] for i in order]
+    del raw_keys
+    attributes = table.attributes
+    dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+    tails = (
+        [b""] * n
+        if attributes is None
+        else [dumps(attributes[i]).encode() if attributes[i] else b"" for i in order]
+    )
     pack = _KEY_LEN.pack
-    for _, raw, m in rows:
-        for names, out in ((m.segments, member_masks), (m.holdout, holdout_masks)):
-            words_of = masks.get(names)
-            if words_of is None:
-                words_of = masks[names] = _bits(names, index, words)
-            out.extend(words_of)
-        counts[m.segments, m.holdout] += 1
-        blob += pack(len(raw))
-        blob += raw
-        if m.attributes:
-            blob += json.dumps(m.attributes, separators=(",", ":"), default=str).encode()
-        offsets.append(len(blob))
-    sizes = dict.fromkeys(segments, 0)
-    held = dict.fromkeys(segments, 0)
-    for (member_of, held_of), n in counts.items():
-        for name in member_of:
-            sizes[name] += n
-        for name in held_of:
-            held[name] += n
+    blob = b"".join(
+        [part for raw, tail in zip(sorted_keys, tails) for part in (pack(len(raw)), raw, tail)]
+    )
+    sizes_of = [4 + len(raw) + len(tail) for raw, tail in zip(sorted_keys, tails)]
+    offsets = array("Q", accumulate(sizes_of, initial=0))
+    del sorted_keys, tails
+    sizes = dict(zip(segments, _counts(member_masks, words, len(segments))))
+    held = dict(zip(segments, _counts(holdout_masks, words, len(segments))))
     arrays = (buckets, hashes, member_masks, holdout_masks, offsets)
     if sys.byteorder != "little":  # arrays are native-endian; the format is little-endian
         for a in arrays:
             a.byteswap()
-    sections = [a.tobytes() for a in arrays] + [bytes(blob)]
+    sections: list[bytes] = [a.tobytes() for a in arrays] + [blob]
 
     digest = hashlib.sha256(f"{channel}\0{published_at.isoformat()}\0".encode())
     digest.update(json.dumps([list(segments), list(columns)]).encode())
@@ -193,28 +258,31 @@ def encode(
             "sizes": sizes,
             "held_out": held,
             "columns": list(columns),
-            "keys": len(rows),
+            "keys": n,
         },
         separators=(",", ":"),
     ).encode()
 
     offset = _align(HEADER.size)
     starts = []
-    body = bytearray()
+    parts: list[bytes] = []
     for part in [meta, *sections]:
-        starts.append(offset + len(body))
-        body += part
-        body += b"\0" * (_align(len(body)) - len(body))
-    header = HEADER.pack(MAGIC, FORMAT, words, len(rows), len(meta), bits, 0, *starts)
-    data = header + b"\0" * (offset - HEADER.size) + bytes(body)
-    return data, version, len(rows)
+        starts.append(offset)
+        parts.append(part)
+        offset += len(part)
+        if offset != _align(offset):
+            parts.append(bytes(_align(offset) - offset))
+            offset = _align(offset)
+    header = HEADER.pack(MAGIC, FORMAT, words, n, len(meta), bits, 0, *starts)
+    data = b"".join([header, bytes(_align(HEADER.size) - HEADER.size), *parts])
+    return data, version, n
 
 
 def write_snapshot(
     path: Path,
     channel: str,
     segments: Sequence[str],
-    members: Iterable[Member],
+    members: Iterable[Member] | Audience,
     published_at: dt.datetime,
     columns: Sequence[str] = (),
 ) -> Written:
@@ -353,32 +421,50 @@ class Snapshot:
         at = row * self._words
         return sum(int(masks[at + w]) << (64 * w) for w in range(self._words))
 
-    def lookup(self, key: str) -> Answer:
-        """Segments and holdout of ``key``; empty for a key the snapshot does not hold."""
+    def find(self, key: str) -> int:
+        """The row of ``key``, or -1 when the snapshot does not hold it."""
         raw = key.encode()
         h = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
-        hashes, offsets, view, base = self._hashes, self._offsets, self._view, self._blob_at
+        hashes = self._hashes
         if self._bits:
             top = h >> self._shift
             row = bisect.bisect_left(hashes, h, self._buckets[top], self._buckets[top + 1])
         else:
             row = bisect.bisect_left(hashes, h)
-        while row < self.keys and hashes[row] == h:
-            start, end = base + offsets[row], base + offsets[row + 1]
-            size = _KEY_LEN.unpack_from(view, start)[0]
+        n, offsets, view, base, size_of = (
+            self.keys,
+            self._offsets,
+            self._view,
+            self._blob_at,
+            _KEY_LEN.unpack_from,
+        )
+        while row < n and hashes[row] == h:
+            start = base + offsets[row]
+            size = size_of(view, start)[0]
             if view[start + 4 : start + 4 + size] == raw:
-                attrs_at = start + 4 + size
-                attributes = (
-                    json.loads(bytes(view[attrs_at:end])) if attrs_at < end else _NO_ATTRIBUTES
-                )
-                return Answer(
-                    key,
-                    self._decode(self._mask(self._members, row)),
-                    self._decode(self._mask(self._holdout, row)),
-                    attributes,
-                )
+                return row
             row += 1
-        return Answer(key, (), ())
+        return -1
+
+    def masks(self, row: int) -> tuple[int, int]:
+        """The member and holdout masks of a row (bit i: ``segments[i]``)."""
+        if self._words == 1:
+            return self._members[row], self._holdout[row]
+        return self._mask(self._members, row), self._mask(self._holdout, row)
+
+    def attributes(self, row: int) -> Mapping[str, Any]:
+        """The attributes stored with a row (empty when none)."""
+        start, end = self._blob_at + self._offsets[row], self._blob_at + self._offsets[row + 1]
+        at = start + 4 + _KEY_LEN.unpack_from(self._view, start)[0]
+        return json.loads(bytes(self._view[at:end])) if at < end else _NO_ATTRIBUTES
+
+    def lookup(self, key: str) -> Answer:
+        """Segments and holdout of ``key``; empty for a key the snapshot does not hold."""
+        row = self.find(key)
+        if row < 0:
+            return Answer(key, (), ())
+        member, held = self.masks(row)
+        return Answer(key, self._decode(member), self._decode(held), self.attributes(row))
 
     def same_file(self, stat: os.stat_result) -> bool:
         """Whether ``stat`` (of the snapshot's path) still names the file this maps."""
