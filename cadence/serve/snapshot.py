@@ -5,7 +5,7 @@ in, the segments it is held out of, optional attributes) -> output: a file under
 ``target/serve/<channel>.snap`` that ``Snapshot.open`` maps and answers lookups from without
 parsing it.
 
-Format (version 1, little-endian; every section 8-byte aligned)::
+Format (version 2, little-endian; every section 8-byte aligned)::
 
     header   magic "CADSNAP\\0", format u32, mask_words u32, n_keys u64, meta_len u64,
              bucket_bits u32, 0 u32, then the offsets of meta, buckets, hashes, members,
@@ -13,7 +13,9 @@ Format (version 1, little-endian; every section 8-byte aligned)::
     meta     JSON: channel, version, published_at, segments, sizes, held_out, columns
     buckets  (2**bucket_bits + 1) x u32: first row whose hash has those top bits (narrows the
              binary search to a few rows)
-    hashes   n_keys x u64, sorted: the first 8 bytes of blake2b(key), big-endian as an int
+    hashes   n_keys x u64, sorted: the first 8 bytes of md5(key), big-endian as an int (format 1,
+             still read: blake2b with an 8-byte digest). md5 because SQL engines have it:
+             the run computes and sorts the hashes in the warehouse (``KEY_HASH_SQL``)
     members  n_keys x mask_words x u64: bit i set = delivered in segments[i]
     holdout  n_keys x mask_words x u64: bit i set = held out of segments[i]
     offsets  (n_keys + 1) x u64 into blob
@@ -40,7 +42,8 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, chain, islice
+from operator import itemgetter, le
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -48,7 +51,8 @@ from typing import Any, NamedTuple
 from cadence.errors import CadenceError
 
 MAGIC = b"CADSNAP\0"
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)
 HEADER = struct.Struct("<8sIIQQII7Q")
 SERVE_DIR = Path("target") / "serve"
 SUFFIX = ".snap"
@@ -90,9 +94,27 @@ class Written:
     keys: int
 
 
-def key_hash(key: str) -> int:
-    """The 64-bit hash a snapshot sorts keys by (format 1)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+def _md5_8(raw: bytes) -> bytes:
+    return hashlib.md5(raw).digest()[:8]
+
+
+def _blake2b_8(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=8).digest()
+
+
+# the 8 digest bytes a format sorts keys by (a key is its UTF-8 bytes)
+_DIGESTS = {1: _blake2b_8, 2: _md5_8}
+
+
+def KEY_HASH_SQL(key: str) -> str:  # noqa: N802 - reads as the SQL constant it stands for
+    """SQL of a key's format-2 hash as 16 lowercase hex digits (DuckDB and Spark alike), which
+    sort as the numbers do; ``key`` is a varchar expression."""
+    return f"substr(md5({key}), 1, 16)"
+
+
+def key_hash(key: str, fmt: int = FORMAT) -> int:
+    """The 64-bit hash a snapshot of format ``fmt`` sorts keys by."""
+    return int.from_bytes(_DIGESTS[fmt](key.encode()), "big")
 
 
 def snapshot_path(root: Path, channel: str) -> Path:
@@ -123,12 +145,16 @@ class Audience:
     """A channel's audience as columns, one entry per key: the fast way into ``encode``.
 
     ``members[i]`` has bit ``j`` set when ``keys[i]`` is delivered in ``segments[j]``, ``holdout``
-    likewise for held out; ``attributes`` (or None) holds each key's attributes (or None)."""
+    likewise for held out; ``attributes`` (or None) holds each key's attributes (or None).
+    ``hashes`` (or None): the keys are already ordered by hash, and these are the hashes, 8
+    big-endian bytes a key (``bytes.fromhex`` of the ``KEY_HASH_SQL`` column): a warehouse that
+    sorted a million keys saves ``encode`` hashing and sorting them in Python."""
 
     keys: Sequence[str]
     members: Sequence[int]
     holdout: Sequence[int]
     attributes: Sequence[Mapping[str, Any] | None] | None = None
+    hashes: bytes | None = None
 
     @classmethod
     def of(cls, members: Iterable[Member], segments: Sequence[str]) -> Audience:
@@ -152,13 +178,23 @@ class Audience:
         )
 
 
+def _gather(values: Sequence[Any], order: Sequence[int]) -> Sequence[Any]:
+    """``[values[i] for i in order]``, in C."""
+    if isinstance(order, range) and order == range(len(values)):
+        return values
+    if len(order) < 2:
+        return [values[i] for i in order]
+    return itemgetter(*order)(values)  # type: ignore[no-any-return]
+
+
 def _words(masks: Sequence[int], order: Sequence[int], words: int) -> array:
-    """The masks of the rows in ``order`` as ``words`` little-endian u64 per row."""
+    """The masks of the rows in ``order`` as ``words`` native u64 per row."""
+    ordered = _gather(masks, order)
     if words == 1:
-        return array("Q", [masks[i] for i in order])
+        return array("Q", ordered)
     out = array("Q", bytes(8 * words * len(order)))
     for w in range(words):
-        out[w::words] = array("Q", [masks[i] >> (64 * w) & 0xFFFFFFFFFFFFFFFF for i in order])
+        out[w::words] = array("Q", [m >> (64 * w) & 0xFFFFFFFFFFFFFFFF for m in ordered])
     return out
 
 
@@ -201,40 +237,55 @@ def encode(
         seen: set[bytes] = set()
         twice = next(k for k in raw_keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise ValueError(f"key {twice.decode()!r} appears twice")
-    blake = hashlib.blake2b
-    all_hashes = [int.from_bytes(blake(k, digest_size=8).digest(), "big") for k in raw_keys]
-    # rows whose hashes collide keep any order: a lookup compares the key of every such row
-    order = sorted(range(n), key=all_hashes.__getitem__)
-    hashes = array("Q", [all_hashes[i] for i in order])
-    del all_hashes
-    bits = bucket_bits(n)
-    buckets = array("I", bytes(4 * ((1 << bits) + 1)))
-    if bits:
-        shift = 64 - bits
-        for top, count in Counter([h >> shift for h in hashes]).items():
-            buckets[top + 1] = count
+    # every per-key step below loops in C (map, join, itemgetter, array): no Python bytecode
+    # per key except the sort's key lookups
+    if table.hashes is None:
+        digests = b"".join(map(_DIGESTS[FORMAT], raw_keys))
+    elif len(table.hashes) == 8 * n:
+        digests = table.hashes
     else:
-        buckets[1] = n
-    for b in range(1, len(buckets)):
-        buckets[b] += buckets[b - 1]
+        raise ValueError("an audience's hashes need 8 bytes a key")
+    unsorted = array("Q", digests)
+    if sys.byteorder == "little":
+        unsorted.byteswap()  # a digest is a big-endian number
+    all_hashes = unsorted.tolist()
+    del unsorted
+    if table.hashes is None:
+        # rows whose hashes collide keep any order: a lookup compares the key of every such row
+        order: Sequence[int] = sorted(range(n), key=all_hashes.__getitem__)
+        sorted_hashes = _gather(all_hashes, order)
+    else:
+        order, sorted_hashes = range(n), all_hashes
+        if not all(map(le, all_hashes, islice(all_hashes, 1, None))):
+            raise ValueError("an audience with hashes must be ordered by them")
+        for row in range(0, n, max(1, n // 64)):  # a warehouse hashing otherwise is caught here
+            if digests[8 * row : 8 * row + 8] != _DIGESTS[FORMAT](raw_keys[row]):
+                raise ValueError(f"the hash given for key {table.keys[row]!r} is not its md5")
+    del all_hashes, digests
+    hashes = array("Q", sorted_hashes)
+    bits = bucket_bits(n)
+    shift = 64 - bits
+    buckets = array(
+        "I", [bisect.bisect_left(sorted_hashes, top << shift) for top in range(1 << bits)] + [n]
+    )
+    del sorted_hashes
     member_masks = _words(table.members, order, words)
     holdout_masks = _words(table.holdout, order, words)
-    sorted_keys = [raw_keys[i] for i in order]
+    sorted_keys = _gather(raw_keys, order)
     del raw_keys
-    attributes = table.attributes
-    dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
-    tails = (
-        [b""] * n
-        if attributes is None
-        else [dumps(attributes[i]).encode() if attributes[i] else b"" for i in order]
-    )
+    lengths = list(map(len, sorted_keys))
     pack = _KEY_LEN.pack
-    blob = b"".join(
-        [part for raw, tail in zip(sorted_keys, tails) for part in (pack(len(raw)), raw, tail)]
-    )
-    sizes_of = [4 + len(raw) + len(tail) for raw, tail in zip(sorted_keys, tails)]
+    attributes = table.attributes
+    if attributes is None:
+        blob = b"".join(chain.from_iterable(zip(map(pack, lengths), sorted_keys)))
+        sizes_of: Iterable[int] = map((4).__add__, lengths)
+    else:
+        dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+        tails = [dumps(a).encode() if a else b"" for a in _gather(attributes, order)]
+        blob = b"".join(chain.from_iterable(zip(map(pack, lengths), sorted_keys, tails)))
+        sizes_of = map(sum, zip(map((4).__add__, lengths), map(len, tails)))
     offsets = array("Q", accumulate(sizes_of, initial=0))
-    del sorted_keys, tails
+    del sorted_keys, lengths
     sizes = dict(zip(segments, _counts(member_masks, words, len(segments))))
     held = dict(zip(segments, _counts(holdout_masks, words, len(segments))))
     arrays = (buckets, hashes, member_masks, holdout_masks, offsets)
@@ -334,9 +385,10 @@ class Snapshot:
             raise SnapshotError("serving snapshots needs a little-endian machine")
         if magic != MAGIC:
             raise SnapshotError(f"{path.name} is not a cadence snapshot")
-        if fmt != FORMAT:
+        if fmt not in READS:
             raise SnapshotError(
-                f"{path.name} has snapshot format {fmt}; this cadence reads format {FORMAT}",
+                f"{path.name} has snapshot format {fmt}; this cadence reads formats "
+                + ", ".join(map(str, READS)),
                 hint="run the channel's segments again to rewrite it",
             )
         meta_at, buckets_at, hashes_at, members_at, holdout_at, offsets_at, blob_at = starts
@@ -361,6 +413,8 @@ class Snapshot:
         self.segments: tuple[str, ...] = tuple(self.meta["segments"])
         self.keys: int = n
         self._words = words
+        self.format: int = fmt
+        self._digest = _DIGESTS[fmt]
         view = memoryview(mm)
         self._view = view
         self._bits = bits
@@ -424,7 +478,7 @@ class Snapshot:
     def find(self, key: str) -> int:
         """The row of ``key``, or -1 when the snapshot does not hold it."""
         raw = key.encode()
-        h = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+        h = int.from_bytes(self._digest(raw), "big")
         hashes = self._hashes
         if self._bits:
             top = h >> self._shift
