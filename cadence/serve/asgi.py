@@ -119,6 +119,7 @@ class AsgiServer:
             # Server.run, not asyncio.run(serve()): it sets up the loop chosen (uvloop)
             self._server.run(sockets=[self._sock])
         finally:
+            gc.unfreeze()  # a process that goes on (tests) collects them again
             stop.set()
             for thread in threads:
                 thread.join()
