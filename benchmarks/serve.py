@@ -1,20 +1,26 @@
 """cadence serve benchmark: lookups over keep-alive HTTP while snapshots are swapped (issue 9).
 
     python benchmarks/serve.py [--keys 1000000] [--segments 20] [--connections 16]
-                               [--seconds 20] [--swaps 10] [--procs 4]
+                               [--seconds 20] [--swaps 10] [--procs 1] [--http uvicorn|stdlib]
 
 1. Builds --swaps + 1 snapshots of --keys keys x --segments segments (membership of key i in
-   generation g is a fixed function of (i, g), so every answer can be checked) and times open
-   and lookup on the first one, in this process, against a dict lookup baseline.
+   generation g is a fixed function of (i, g), so every answer can be checked) the way a run
+   does (``cadence.serve.publish``: one query in DuckDB over a row per key and segment, then
+   encode and write), times the first (``write_s``) and the same snapshot from ``Member``
+   values (``write_python_s``: hashing and sorting in Python), and times open and lookup on it,
+   in this process, against a dict lookup baseline.
 2. Starts the server in a child process (the same Service/Server ``cadence serve`` runs) on
    127.0.0.1, port 0; measures its memory (VmRSS / VmHWM from /proc).
-3. Runs --connections keep-alive connections from --procs load processes for --seconds; each
-   answer is checked against the membership of the version it names. Meanwhile the main process
-   renames the prebuilt snapshots into place --swaps times and measures, on its own connection,
-   how long until the new version is served.
+3. Runs --connections keep-alive connections for --seconds from --procs load processes, each one
+   selector loop writing HTTP/1.1 requests and parsing answers with a real parser (httptools,
+   else h11), one request in flight per connection; latency is from the send to the last byte
+   of the answer, and each answer is checked against the membership of the version it names.
+   Meanwhile the main process renames the prebuilt snapshots into place --swaps times and
+   measures, on its own connection, how long until the new version is served.
 4. Prints a table with the issue's targets and PASS/MISS, writes benchmarks/results/serve.json.
 
-Every request loop is bounded (--seconds) and the server is stopped (SIGTERM) at the end.
+Every request loop is bounded (--seconds, then 5 s for answers in flight) and the server is
+stopped (SIGTERM) at the end.
 """
 
 from __future__ import annotations
@@ -361,7 +367,7 @@ def load_proc(
     for key in list(selector.get_map().values()):
         key.fileobj.close()  # type: ignore[union-attr]
     selector.close()
-    out.put((lat, failed, wrong, notes[:10]))
+    out.put((lat, failed, wrong, notes[:10], time.process_time()))
 
 
 def swap_latency(port: int, live: Path, prebuilt: Path, version: str) -> float:
@@ -487,6 +493,7 @@ def main() -> None:
             "req_per_s": len(lat) / elapsed,
             "server_cpu_us_per_req": server_cpu / max(1, len(lat)) * 1e6,
             "server_cpu_share": server_cpu / elapsed,
+            "client_cpu_us_per_req": sum(r[4] for r in results) / max(1, len(lat)) * 1e6,
             "p50_ms": lat[len(lat) // 2] * 1000,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
             "max_ms": lat[-1] * 1000,

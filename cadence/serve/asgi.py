@@ -90,6 +90,7 @@ class AsgiServer:
             log_level="warning",
             access_log=False,
             server_header=False,
+            proxy_headers=False,  # its middleware costs every request; no answer uses the peer
             backlog=1024,
             lifespan="on",
             timeout_keep_alive=60,
