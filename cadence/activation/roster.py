@@ -201,7 +201,8 @@ def write(
             _checkpoint("roster_after_members")
     except (OSError, EngineError, CadenceError) as exc:
         text = exc.message if isinstance(exc, CadenceError) else str(exc)
-        return [f"members snapshot of {segment} not written ({text.splitlines()[0]})"]
+        first_line = (text.splitlines() or [type(exc).__name__])[0]
+        return [f"members snapshot of {segment} not written ({first_line})"]
     return []
 
 
