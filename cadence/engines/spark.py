@@ -10,7 +10,10 @@ over versioned parquet tables. Invariants:
 - state lives in a local DuckDB file (``warehouse.path``): opening the engine never starts a JVM or
   connects; Spark is reached on the first statement that needs it;
 - on open for a run, swaps announced but never recorded (kill -9) are reconciled with what the
-  live views point at, and versions nothing uses are dropped;
+  live views point at (a segment's membership changes, rolled back with the kill, are recorded
+  from the adopted version and the one it replaced), and versions nothing uses are dropped;
+- audiences for deliveries are computed in Spark and only their changes copied beside the
+  state (``spark_audience``);
 - after a run the ``_cadence`` tables are mirrored into Spark (schema ``_cadence``) for SQL access.
 """
 
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import cadence.engines.spark_audience as spark_audience
 import cadence.engines.spark_versions as versions
 from cadence.engines.base import Engine, EngineError, SegmentNote
 from cadence.engines.duckdb import DuckDBEngine, read_file
@@ -113,6 +117,7 @@ class SparkEngine(Engine):
         engine = cls(_Session(warehouse, root, journal), state)
         if not read_only:
             versions.ensure(state)
+            spark_audience.ensure(state)
             engine._reconcile()
         return engine
 
@@ -143,6 +148,10 @@ class SparkEngine(Engine):
             raise
         except Exception as exc:  # pyspark raises many classes; all are the engine's word
             raise _engine_error(exc, self.shared.warehouse) from None
+
+    def engine_error(self, exc: BaseException) -> Exception:
+        """What pyspark raised, as cadence reports it."""
+        return _engine_error(exc, self.shared.warehouse)
 
     def _collect(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         frame = self._sql(statement, params)
@@ -370,25 +379,9 @@ class SparkEngine(Engine):
         return self._unit.segments.get((schema, staging)) if self._unit is not None else None
 
     def localize(self, sql: str, name: str) -> str:
-        """Run ``sql`` on Spark and copy its rows into a temporary table of the local state
-        connection (activation diffs them against what was delivered, kept there)."""
-        try:
-            table = self._sql(self._spark_sql(sql)).toArrow()
-        except CadenceError:
-            raise
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise _engine_error(exc, self.shared.warehouse) from None
-        local = "_cadence_local_" + re.sub(r"\W", "_", name).lower()
-        self.state.con.register(f"{local}_arrow", table)
-        try:
-            self.state.execute(
-                f'create or replace temp table "{local}" as select * from "{local}_arrow"'
-            )
-        finally:
-            self.state.con.unregister(f"{local}_arrow")
-        return f'"{local}"'
+        """The audience ``sql``, computed in Spark, as a local table beside the state: only
+        the rows that changed since the last freeze are copied (``spark_audience``)."""
+        return spark_audience.localize(self, sql, name)
 
     def append(self, live: str, staging: str, unique_key: Sequence[str], run_id: str) -> None:
         from cadence.engines.spark_incremental import append
@@ -494,7 +487,7 @@ class SparkEngine(Engine):
         """(key, change) turning the replaced version into the adopted one: the diff the
         interrupted publish recorded (``activation.membership.diff_sql``), run in Spark."""
         note = intent.note
-        if note is None:
+        if note is None or (versions.SCHEMA, "membership_changes") not in self.state.relations():
             return []
         k = quote(note.key)
         new = relation_sql(intent.schema, intent.physical)
@@ -553,6 +546,9 @@ class SparkEngine(Engine):
         for schema, table in versions.orphans(tables, records):
             if (schema, table) in announced:
                 continue  # its swap may have happened: the next run settles it first
+            self._drop_quietly(q(schema, table), "table")
+        keep = {s.physical.lower() for s in spark_audience.recorded(self).values()}
+        for schema, table in spark_audience.orphans(tables, keep):
             self._drop_quietly(q(schema, table), "table")
 
     def _mirror(self) -> None:
