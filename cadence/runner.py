@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence import artifacts
-from cadence.activation import membership
+from cadence.activation import membership, roster
 from cadence.compiler import Compiler
 from cadence.dag import Dag
 from cadence.datatests import TestOutcome, describe_failure, test_sql
@@ -237,6 +237,9 @@ def execute(
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
+        if result.status == "success" and decision.name in models:  # committed: members file
+            found = roster.keep(engine, root, models[decision.name], run_id, now)
+            outcome[decision.name] = result = replace(result, warnings=result.warnings + found)
         if result.status == "upstream_failed" or (
             result.status == "error"
             and (decision.name not in models or models[decision.name].config.on_error != "continue")
