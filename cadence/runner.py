@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence import artifacts
-from cadence.activation import membership
+from cadence.activation import membership, roster
 from cadence.compiler import CompiledModel, Compiler
 from cadence.dag import Dag
 from cadence.datatests import TestOutcome, describe_failure
@@ -238,6 +238,9 @@ def execute(
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
+        if result.status == "success" and decision.name in models:  # committed: members file
+            found = roster.keep(engine, root, models[decision.name], run_id, now)
+            outcome[decision.name] = result = replace(result, warnings=result.warnings + found)
         if result.status == "upstream_failed" or (
             result.status == "error"
             and (decision.name not in models or models[decision.name].config.on_error != "continue")
@@ -564,10 +567,8 @@ def _publish_table(
     staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
     created = stage(engine, compiled, staging)
     rows = created if created is not None else engine.row_count(staging)
-    if incremental:
-        outcomes = _run_tests(ctx, model, staging, candidate_rows=None, merge_into=model.relation)
-    else:
-        outcomes = _run_tests(ctx, model, staging, candidate_rows=rows)
+    merge_into = model.relation if incremental else None  # judged as the merge will leave it
+    outcomes = _run_tests(ctx, model, staging, None if incremental else rows, merge_into)
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
     if blocking:

@@ -43,6 +43,12 @@ def test_uvicorn_serves_lookups_swaps_and_stops(tmp_path: Path) -> None:
         assert (response.status, body["segments"], body["version"]) == (200, ["vip"], first)
         assert response.headers["ETag"] == f'"{first}"'
         assert response.headers["Cache-Control"] == "max-age=600"
+        # a length, not chunked encoding; no Server header naming the stack
+        assert response.headers["Content-Length"] == str(len(json.dumps(body).replace(" ", "")))
+        assert "Transfer-Encoding" not in response.headers and "Server" not in response.headers
+        conn.request("HEAD", "/v1/channels/web/members/c1")
+        head = conn.getresponse()
+        assert (head.status, head.read()) == (200, b"")
         conn.request("GET", "/v1/channels/web/members/c1", headers={"If-None-Match": f'"{first}"'})
         not_modified = conn.getresponse()
         assert (not_modified.status, not_modified.read()) == (304, b"")

@@ -8,7 +8,8 @@ figures and why the standard library is the default. Same helper threads as ``ht
 
 from __future__ import annotations
 
-import asyncio
+import gc
+import importlib.util
 import socket
 import threading
 from typing import Any
@@ -19,6 +20,7 @@ from cadence.serve.service import Service
 
 def asgi_app(service: Service) -> Any:
     """An ASGI callable answering every HTTP request from ``service``."""
+    wanted = {b"if-none-match", b"authorization"}  # the only request headers Service reads
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -33,19 +35,25 @@ def asgi_app(service: Service) -> Any:
         target = raw.decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
         response = service.handle(scope["method"], target, headers)
+        body = response.body
+        fields = [(k.encode(), v.encode()) for k, v in response.headers]
+        # a length, not chunked transfer encoding (uvicorn's choice for a body of unknown size)
+        fields.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": fields})
         await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [(k.encode(), v.encode()) for k, v in response.headers],
-            }
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
-        body = b"" if scope["method"] == "HEAD" else response.body
-        await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def _parts() -> tuple[str, str]:
+    """uvicorn's fastest parts that are installed: httptools and uvloop (``cadence[serve]``)."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return http, loop
 
 
 class AsgiServer:
@@ -73,10 +81,16 @@ class AsgiServer:
         self._sock.bind((host, port))
         self._sock.listen(1024)  # connections made before uvicorn starts wait, not fail
         self.port: int = self._sock.getsockname()[1]
+        http, loop = _parts()
         config = uvicorn.Config(
             asgi_app(service),
+            http=http,
+            loop=loop,
+            workers=1,  # one process: the snapshot is mapped once, swaps are seen at once
             log_level="warning",
             access_log=False,
+            server_header=False,
+            proxy_headers=False,  # its middleware costs every request; no answer uses the peer
             backlog=1024,
             lifespan="on",
             timeout_keep_alive=60,
@@ -99,9 +113,14 @@ class AsgiServer:
         threads.append(threading.Thread(target=watch_stop, daemon=True))
         for thread in threads:
             thread.start()
+        # what exists now (modules, the service) lives as long as the server: keep it out of
+        # the collector's full passes, which otherwise stall answers now and then
+        gc.freeze()
         try:
-            asyncio.run(self._server.serve(sockets=[self._sock]))
+            # Server.run, not asyncio.run(serve()): it sets up the loop chosen (uvloop)
+            self._server.run(sockets=[self._sock])
         finally:
+            gc.unfreeze()  # a process that goes on (tests) collects them again
             stop.set()
             for thread in threads:
                 thread.join()
