@@ -296,3 +296,33 @@ def test_kill_9_at_every_step_of_a_tick_leaves_the_old_version_and_the_next_tick
     assert events(root) == [(1, 10), (2, 21), (3, 30), (4, 40)]
     assert query(root, "select key, change from _cadence.membership_changes order by change_id") == [
         ("1", "entered"), ("2", "entered"), ("3", "entered"), ("4", "entered")]
+
+
+@pytest.mark.parametrize(
+    ("new_rows", "unique_key", "where", "failures"),
+    [
+        ([(10, 1, "x")], ("k1", "k2"), None, 0),  # replaces the live row holding 10
+        ([(10, 1, "z")], ("k1", "k2"), None, 1),  # other key: the live 10 stays beside it
+        ([(10, 1, "z")], ("k1",), None, 0),  # replaced on k1 alone
+        ([(10, 9, "z")], (), None, 1),  # no unique_key: nothing is replaced
+        ([(30, 3, "q"), (30, 4, "r")], ("k1", "k2"), None, 1),  # twice among the new rows
+        ([(30, 3, "q"), (30, 4, "r")], ("k1", "k2"), "id < 25", 0),  # outside the test's where
+        ([(20, 7, "q")], ("k1", "k2"), "k1 < 5", 0),  # the new row is outside the where
+        ([(None, 5, "n"), (None, 6, "m")], (), None, 0),  # nulls are not duplicates
+    ],
+)
+def test_merged_unique_counts_values_the_merge_would_hold_twice(
+    new_rows: list[tuple], unique_key: tuple[str, ...], where: str | None, failures: int
+) -> None:
+    from cadence.incremental import merged_unique_sql
+    from cadence.testspecs import DataTest
+
+    con = duckdb.connect()
+    con.execute("create table live (id int, k1 int, k2 varchar)")
+    con.execute("insert into live values (10, 1, 'x'), (20, 2, 'y')")
+    con.execute("create table new (id int, k1 int, k2 varchar)")
+    con.executemany("insert into new values (?, ?, ?)", new_rows)
+    test = DataTest(name="u", kind="unique", model="m", column="id", args={}, severity="error",
+                    where=where, file="m.yml", line=None)
+    sql = merged_unique_sql(test, "new", "live", unique_key)
+    assert sql is not None and con.execute(sql).fetchone()[0] == failures
