@@ -56,7 +56,13 @@ def diff_sql(candidate: str, live: str | None, key: str, *, exits: bool = True) 
         f"(select {k} from {candidate} except select {k} from {live}) as e"
     )
     if not exits:
-        return entered
+        # the hash is built on the few new rows and probed by the live keys (EXCEPT would
+        # hash the whole live table): an incremental tick costs what arrived
+        return (
+            f"select distinct cast(c.{k} as varchar) as key, 'entered' as change "
+            f"from {candidate} as c where not exists "
+            f"(select 1 from {live} as l where l.{k} is not distinct from c.{k})"
+        )
     exited = (
         f"select cast({k} as varchar) as key, 'exited' as change from "
         f"(select {k} from {live} except select {k} from {candidate}) as x"

@@ -121,6 +121,13 @@ class Engine(ABC):
         itself, state and warehouse being one database)."""
         return f"({sql})"
 
+    def watermark_bound(self, column: str, relation: str) -> str | None:
+        """Incremental with ``watermark``: read the newest ``column`` of ``relation`` now (in
+        the caller's transaction) and return an SQL expression holding it as a constant, which
+        the engine can push into the scan of the sources (skipping what it holds already);
+        ``None`` (the default): the compiled ``(select max(column) ...)`` subquery is run."""
+        return None
+
     def append(self, live: str, staging: str, unique_key: Sequence[str], run_id: str) -> None:
         """Incremental: add the tested new rows in ``staging`` to ``live`` (replacing rows with
         the same ``unique_key``), then drop ``staging``."""
