@@ -17,7 +17,7 @@ ORDER = [
     "engines.spark_audience", "engines.spark",
     "engines", "state", "snapshot", "activation", "activation.membership", "activation.roster",
     "due",
-    "compiler", "datatests", "incremental", "runner", "lock", "manifest", "selection", "reports",
+    "compiler", "datatests", "incremental", "parallel", "runner", "lock", "manifest", "selection", "reports",
     "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",
