@@ -11,6 +11,13 @@
    file, fsync, rename, manifest with sha256, fsync, rename) vs DuckDB's own ``COPY`` of the same
    rows to a parquet file. Target: <= 1.3x.
 
+3. Members snapshot (``cadence members`` during a run): for a segment of --snapshot-members keys
+   built by a real ``Project.run`` at 1% churn per run, the time ``roster.write`` takes after the
+   publish commits (members.parquet of every key + the publish's change part, each COPY to a
+   temp file, fdatasync, rename) vs the publish itself (the model's build duration: create the
+   staging table, key checks, membership diff, swap, commit). Reported, no target; the first
+   publish (everyone entered) is shown apart.
+
 Each repeat runs subject and baseline back to back (order alternating) on a warm connection;
 the numbers are medians. Prints a table with PASS/MISS and writes JSON (--output).
 """
@@ -141,11 +148,57 @@ def bench_export(engine: DuckDBEngine, changes: int, repeat: int, folder: Path) 
     }
 
 
+def bench_snapshot(members: int, repeat: int, folder: Path) -> dict:
+    from cadence.activation import roster
+    from cadence.project import Project, Selection
+
+    root = folder / "snapshot_project"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "seg.sql").write_text(
+        "{{ config(channels=['web'], key='id') }}\n"
+        "select range as id, 'user' || range || '@x.test' as email "
+        f"from range({{{{ var('lo') }}}}, {{{{ var('lo') }}}} + {members})\n"
+    )
+    timings: list[float] = []
+    original = roster.write
+
+    def timed_write(*args, **kwargs):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            timings.append(time.perf_counter() - start)
+
+    roster.write = timed_write  # type: ignore[assignment]
+    shift = members // 200  # half of 1% leaves, half joins
+    publish, snapshot = [], []
+    try:
+        for i in range(repeat + 1):
+            (root / "cadence.yml").write_text(
+                "name: snap\nwarehouse: {path: w.duckdb, threads: 2}\ntimezone: UTC\n"
+                f"channels:\n  web: {{cadence: every 15 minutes}}\nvars: {{lo: {i * shift}}}\n"
+            )
+            timings.clear()
+            result = Project.load(root).run(NOW + dt.timedelta(minutes=15 * i), Selection())
+            (built,) = [r for r in result.results if r.name == "seg"]
+            assert built.status == "success" and len(timings) == 1, (built, timings)
+            publish.append(built.duration_s or 0.0)
+            snapshot.append(timings[0])
+    finally:
+        roster.write = original  # type: ignore[assignment]
+    p, s = statistics.median(publish[1:]), statistics.median(snapshot[1:])
+    return {
+        "members": members, "changes_per_publish": 2 * shift, "publish_s": p, "snapshot_s": s,
+        "ratio": s / p, "first_publish_s": publish[0], "first_snapshot_s": snapshot[0],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--churn", type=float, default=0.01)
     parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--snapshot-members", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--output", type=Path, default=HERE / "results" / "activation.json")
     args = parser.parse_args()
@@ -157,6 +210,7 @@ def main() -> int:
             export = bench_export(engine, args.changes, args.repeat, folder)
         finally:
             engine.close()
+        snap = bench_snapshot(args.snapshot_members, args.repeat, folder)
     rows = [
         ("membership diff", f"{diff['members']:,} members, {diff['changes']:,} changes",
          diff, 1.5, "record_changes vs raw EXCEPT both ways"),
@@ -176,10 +230,16 @@ def main() -> int:
         f"  (changes export vs COPY + fsync of file and folder: {export['copy_fsync_s'] * 1000:.1f}"
         f"ms, ratio {export['ratio_vs_copy_fsync']:.2f}x)"
     )
+    print(
+        f"members snapshot  {snap['members']:,} members, {snap['changes_per_publish']:,} changes/publish"
+        f"   publish {snap['publish_s'] * 1000:.0f}ms, snapshot {snap['snapshot_s'] * 1000:.0f}ms "
+        f"({snap['ratio']:.2f}x of the publish); first publish {snap['first_publish_s'] * 1000:.0f}ms,"
+        f" its snapshot {snap['first_snapshot_s'] * 1000:.0f}ms"
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
-        json.dumps({"membership_diff": diff, "changes_export": export, "repeat": args.repeat},
-                   indent=2) + "\n"
+        json.dumps({"membership_diff": diff, "changes_export": export, "members_snapshot": snap,
+                    "repeat": args.repeat}, indent=2) + "\n"
     )
     return 0 if ok else 1
 

@@ -151,6 +151,15 @@ def make_private(path: Path) -> None:
         pass
 
 
+def fsync_dir(folder: Path) -> None:
+    """Sync a folder: the names just renamed into it are on disk before the next step."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_bytes(path: Path, data: bytes, root: Path | None = None, *, durable: bool = True) -> Path:
     """Owner-only atomic write (module invariants). Folders are created 0700. ``durable=False``
     skips the fsync, for files rebuilt on every run (compiled SQL): still atomic, not flushed."""

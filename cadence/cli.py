@@ -303,17 +303,14 @@ def members(
     segment: str, changes: bool, since: str | None, as_json: bool, project_dir: Path | None
 ) -> None:
     """Current members of SEGMENT (its keys), or with --changes its history."""
-    from cadence.activation.render import member_lines, members_json
+    from cadence.activation.render import member_output
     from cadence.project import parse_at
 
     project = _load(project_dir)
     when = parse_at(since, project.tz) if since else None
     found = project.members(segment, changes=changes or since is not None, since=when)
-    if as_json:
-        click.echo(json.dumps(members_json(found), indent=2))
-        return
-    for line in member_lines(found, project.tz):
-        click.echo(line)
+    for line, to_stderr in member_output(found, project.tz, as_json):
+        click.echo(line, err=to_stderr)
 
 
 @main.command()

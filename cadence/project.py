@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +116,11 @@ class Project:
         """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
         keep_days = self.parsed.config.history_keep_days
         if keep_days and any(r.status != "skipped" for r in result.results):
-            prune_history(engine, now - dt.timedelta(days=keep_days), self.history_tables())
+            cutoff = now - dt.timedelta(days=keep_days)
+            prune_history(engine, cutoff, self.history_tables())
+            from cadence.activation import roster
+
+            roster.prune(self.root, [m.name for m in self.parsed.models if m.config.key], cutoff)
 
     def history_tables(self) -> tuple[tuple[str, ...], ...]:
         """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns]);
@@ -314,9 +318,32 @@ class Project:
             result = self._after_run(engine, state, result, now)
             self._prune_history(engine, result, now)
             self._keep_snapshot(engine, result)
+            self._keep_rosters(engine, state, result)
             return result
         finally:
             engine.close()
+
+    def _keep_rosters(self, engine: Engine, state: StateSnapshot, result: RunResult) -> None:
+        """Members snapshots no publish left: segments with none yet, and after a run killed
+        mid-way (it may have published without writing one) every segment, once."""
+        from cadence.activation import roster
+
+        if engine.state_store() is not engine:
+            return  # Spark: no members snapshot (and an idle run never connects)
+        built = {r.name for r in result.results if r.status == "success"}
+        segments = {
+            m.name: m
+            for m in self.parsed.models
+            if m.config.key and ((m.schema, m.identifier) in state.relations or m.name in built)
+        }
+        ran = any(r.status != "skipped" for r in result.results)
+        wanted = (
+            list(segments)
+            if state.pending_runs and ran
+            else roster.missing(self.root, list(segments))
+        )
+        for name in wanted:
+            roster.keep(engine, self.root, segments[name], result.run_id, result.at)
 
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
@@ -457,8 +484,10 @@ class Project:
     def members(
         self, segment: str, *, changes: bool = False, since: dt.datetime | None = None
     ) -> Any:
-        """Current members of a segment (sorted keys), or with ``changes`` its history."""
-        from cadence.activation import membership
+        """Current members of a segment (sorted keys), or with ``changes`` its history, as a
+        ``MembersAnswer``; while a run (or another process) holds the warehouse, from the
+        members snapshot the last publish left (its ``as_of`` says when)."""
+        from cadence.activation import membership, roster
 
         self.check_model(segment)
         model = self.parsed.model(segment)
@@ -469,21 +498,27 @@ class Project:
                 file=model.path,
                 hint="set config(key='customer_id') on it to record its members",
             )
+        empty = roster.MembersAnswer(segment, (), () if changes else None)
         if not self.warehouse_exists():
-            return []
+            return empty
         holder = current_holder(self.root)
-        if holder is not None:
-            raise CadenceError(
-                f"a cadence run is in progress ({holder}); the warehouse is busy",
-                hint="try again when it finishes",
-            )
-        engine = self.open_engine(read_only=True)
+        why = f"a cadence run is in progress ({holder})" if holder is not None else None
+        engine = None
+        if why is None:
+            try:
+                engine = self.open_engine(read_only=True)
+            except WarehouseBusy as exc:
+                why = f"the warehouse is open in {exc.holder}"
+        if engine is None:
+            return roster.read(self.root, segment, changes=changes, since=since, why=str(why))
         try:
             if changes:
-                return membership.read_changes(engine, segment, since)
+                found = membership.read_changes(engine, segment, since)
+                return replace(empty, changes=tuple(found))
             if (model.schema, model.identifier) not in engine.relations():
-                return []
-            return membership.read_members(engine, model.relation, model.config.key)
+                return empty
+            keys = membership.read_members(engine, model.relation, model.config.key)
+            return replace(empty, keys=tuple(keys))
         finally:
             engine.close()
 

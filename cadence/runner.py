@@ -19,14 +19,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cadence import artifacts
-from cadence.activation import membership
-from cadence.compiler import Compiler
+from cadence import artifacts, parallel
+from cadence.activation import membership, roster
+from cadence.compiler import CompiledModel, Compiler
 from cadence.dag import Dag
-from cadence.datatests import TestOutcome, describe_failure, test_sql
+from cadence.datatests import TestOutcome, describe_failure
 from cadence.due import Decision, Plan, real_instant, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
+from cadence.incremental import checked_sql, stage
 from cadence.parser import Model, ParsedProject, Seed
 from cadence.relations import quote
 from cadence.state import (
@@ -193,7 +194,7 @@ def execute(
     models = {m.name: m for m in project.models}
     seeds = {s.name: s for s in project.seeds}
     building = [d for d in plan.decisions if d.builds]
-    deps = _build_dependencies(dag, {d.name for d in building})
+    deps = parallel.dependencies(dag, {d.name for d in building})
     outcome: dict[str, ModelResult] = {}
     failed: set[str] = set()
     counter = [0]
@@ -237,6 +238,9 @@ def execute(
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
+        if result.status == "success" and decision.name in models:  # committed: members file
+            found = roster.keep(engine, root, models[decision.name], run_id, now)
+            outcome[decision.name] = result = replace(result, warnings=result.warnings + found)
         if result.status == "upstream_failed" or (
             result.status == "error"
             and (decision.name not in models or models[decision.name].config.on_error != "continue")
@@ -251,7 +255,15 @@ def execute(
                 emit(Event("start", decision.name, counter[0] + 1, len(building)))
                 done(decision, build(decision, ctx))
         else:
-            _run_parallel(building, deps, threads, ctx, build, done, emit)
+            parallel.run(
+                building,
+                deps,
+                threads,
+                ctx.engine,
+                lambda d, cursor: build(d, replace(ctx, engine=cursor)),
+                done,
+                lambda d, n: emit(Event("start", d.name, n, len(building))),
+            )
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -309,86 +321,6 @@ def _missing_upstream(
         if key not in ctx.relations:
             return parent
     return None
-
-
-def _build_dependencies(dag: Dag, building: set[str]) -> dict[str, set[str]]:
-    """For each model built in this run, the models built in this run that it must wait for
-    (looking through models not rebuilt, such as views and ephemerals)."""
-    deps: dict[str, set[str]] = {}
-    for name in building:
-        found: set[str] = set()
-        stack = list(dag.parents.get(name, ()))
-        seen: set[str] = set()
-        while stack:
-            p = stack.pop()
-            if p in seen:
-                continue
-            seen.add(p)
-            if p in building:
-                found.add(p)
-            else:
-                stack.extend(dag.parents.get(p, ()))
-        deps[name] = found
-    return deps
-
-
-def _run_parallel(
-    building: list[Decision],
-    deps: dict[str, set[str]],
-    threads: int,
-    ctx: _RunContext,
-    build: Callable[[Decision, _RunContext], ModelResult],
-    done: Callable[[Decision, ModelResult], None],
-    emit: EventSink,
-) -> None:
-    """Build independent models at the same time, each on its own cursor and transaction."""
-    import heapq
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
-    index = {d.name: i for i, d in enumerate(building)}
-    waiting = {d.name: len(deps[d.name]) for d in building}
-    dependents: dict[str, list[str]] = {d.name: [] for d in building}
-    for d in building:
-        for dep in deps[d.name]:
-            dependents[dep].append(d.name)
-    ready = [index[n] for n, count in waiting.items() if count == 0]  # a heap: plan order first
-    heapq.heapify(ready)
-    running: dict[Future[ModelResult], tuple[Decision, Engine]] = {}
-    started = 0
-
-    def task(decision: Decision, cursor: Engine) -> ModelResult:
-        try:
-            return build(decision, replace(ctx, engine=cursor))
-        finally:
-            cursor.close()
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
-        try:
-            while ready or running:
-                while ready and len(running) < threads:
-                    decision = building[heapq.heappop(ready)]
-                    started += 1
-                    emit(Event("start", decision.name, started, len(building)))
-                    cursor = ctx.engine.cursor()
-                    running[pool.submit(task, decision, cursor)] = (decision, cursor)
-                finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    decision, _cursor = running.pop(future)
-                    done(decision, future.result())
-                    for child in dependents[decision.name]:
-                        waiting[child] -= 1
-                        if waiting[child] == 0:
-                            heapq.heappush(ready, index[child])
-        except KeyboardInterrupt:
-            for _decision, cursor in running.values():
-                cursor.interrupt()
-            for future, (decision, _cursor) in list(running.items()):
-                try:
-                    finished_result = future.result()
-                except BaseException:  # noqa: BLE001 - the interrupt is what is reported
-                    continue
-                done(decision, finished_result)  # it committed before the interrupt reached it
-            raise
 
 
 def _upstream_models(dag: Dag, name: str, models: dict[str, Model]) -> list[str]:
@@ -502,7 +434,7 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
                 rows = None
                 warnings: list[str] = []
             else:
-                rows, warnings = _publish_table(ctx, model, compiled.sql, incremental, decision)
+                rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
                 engine,
@@ -555,17 +487,16 @@ class _TestsFailed(EngineError):
 
 
 def _publish_table(
-    ctx: _RunContext, model: Model, sql: str, incremental: bool, decision: Decision
+    ctx: _RunContext, model: Model, compiled: CompiledModel, incremental: bool, decision: Decision
 ) -> tuple[int, list[str]]:
-    """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
+    """Inside the caller's transaction: stage, test, swap (an incremental: merge, judging
+    ``unique`` on the merged table). Returns (rows, warnings)."""
     engine = ctx.engine
     staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
-    created = engine.create_table_as(staging, sql)
+    created = stage(engine, compiled, staging)
     rows = created if created is not None else engine.row_count(staging)
-    if incremental:
-        outcomes = _run_tests(ctx, model, staging, candidate_rows=None)
-    else:
-        outcomes = _run_tests(ctx, model, staging, candidate_rows=rows)
+    merge_into = model.relation if incremental else None  # judged as the merge will leave it
+    outcomes = _run_tests(ctx, model, staging, None if incremental else rows, merge_into)
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
     if blocking:
@@ -595,7 +526,11 @@ def _publish_table(
 
 
 def _run_tests(
-    ctx: _RunContext, model: Model, relation: str, candidate_rows: int | None
+    ctx: _RunContext,
+    model: Model,
+    relation: str,
+    candidate_rows: int | None,
+    merge_into: str | None = None,
 ) -> list[TestOutcome]:
     outcomes: list[TestOutcome] = []
     tests = list(ctx.tests_by_model.get(model.name, ()))
@@ -640,7 +575,7 @@ def _run_tests(
             if test.kind == "relationships" and not _target_exists(ctx, str(test.args["to"])):
                 outcomes.append(TestOutcome(test, 0, ""))  # nothing to check against yet
                 continue
-            counted_sql = test_sql(test, relation, ctx.compiler.relation_of)
+            counted_sql = checked_sql(test, relation, merge_into, model, ctx.compiler.relation_of)
             if counted_sql is not None:
                 counted.append((test, counted_sql))
             continue

@@ -4,6 +4,9 @@ priority order, a suppression seed and a holdout; helpers to change seeds and re
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +86,22 @@ def sent(root: Path, segment: str) -> list[tuple[str, str]]:
 def query(root: Path, sql: str) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
         return con.sql(sql).fetchall()
+
+
+REPO = Path(__file__).resolve().parents[1]
+FAULT_ENV = "CADENCE_TEST_FAULT"  # files.FAULT_ENV, roster.FAULT_ENV: kill -9 at a named step
+
+
+def cadence(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``cadence <args>`` in a child process (so it can be killed with SIGKILL at ``fault``)."""
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    if fault:
+        env[FAULT_ENV] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -7,13 +7,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from activation_project import (
     CADENCE_YML,
+    cadence,
     make_activation,
     manifests,
     query,
@@ -27,13 +26,19 @@ from conftest import at
 from cadence.activation import files
 from cadence.project import Project
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def yml(export: str, extra: str = "") -> str:
     return extra + CADENCE_YML.replace(
         "export: {format: parquet, columns: [email]}", f"export: {export}"
     )
+
+
+def data_files(root: Path) -> list[Path]:
+    return [
+        p
+        for p in (root / "exports").rglob("*")
+        if p.is_file() and not p.name.endswith((".manifest.json", ".tmp"))
+    ]
 
 
 def check_manifests_match_files(root: Path) -> None:
@@ -149,7 +154,9 @@ def test_names_cannot_smuggle_path_parts(tmp_path):
 @pytest.mark.parametrize(
     ("target", "error", "message"),
     [
-        ("_publish", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
+        ("_hash_and_sync", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
+        ("_write_synced", OSError(errno.ENOSPC, "No space left on device"), "disk full writing"),
+        ("_rename_durably", OSError(errno.EIO, "Input/output error"), "Input/output error"),
         ("_make_folders", PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
     ],
 )
@@ -178,30 +185,30 @@ def test_disk_full_and_permissions_lose_nothing(
     check_manifests_match_files(root)
 
 
-def cadence(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != files.FAULT_ENV}
-    if fault:
-        env[files.FAULT_ENV] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize(
-    "step", ["after_freeze", "after_plan", "after_data", "after_manifest", "after_send"]
+    "step",
+    ["after_freeze", "after_plan", "after_synced", "after_data", "after_manifest", "after_send"],
 )
 def test_kill_9_at_every_step_boundary_sends_each_change_once(make_project, step):
     root = make_activation(make_project, [(1, 900), (2, 10)])
     assert cadence(root, "run", "--at", "2026-01-01T06:00").returncode == 0
     set_people(root, [(1, 900), (2, 900), (3, 900)])
     set_unsubscribed(root, [1])
+    before = (len(manifests(root)), len(data_files(root)))
     killed = cadence(root, "run", "--at", "2026-01-02T06:00", fault=step)
     assert killed.returncode == -9, killed.stderr
+    # what a reader sees right after the kill: every manifest names its complete file
+    for m in manifests(root):
+        data = Path(m["_path"]).with_name(m["file"])
+        assert hashlib.sha256(data.read_bytes()).hexdigest() == m["sha256"], step
+    seen = {
+        "after_synced": (0, 0),  # both written and synced under temporary names only
+        "after_data": (0, 1),  # the data file renamed in, its manifest not yet
+        "after_manifest": (1, 1),
+    }.get(step)
+    if seen is not None:
+        now = (len(manifests(root)), len(data_files(root)))
+        assert (now[0] - before[0], now[1] - before[1]) == seen, step
     # more changes land before the next invocation
     set_people(root, [(2, 900), (3, 900), (4, 900)])
     again = cadence(root, "run", "--at", "2026-01-03T06:00")

@@ -33,13 +33,16 @@ def test_activation_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "activation.json"
     run = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "activation.py"), "--members", "2000",
-         "--changes", "200", "--repeat", "1", "--output", str(out)],
+         "--changes", "200", "--snapshot-members", "20000", "--repeat", "1", "--output", str(out)],
         capture_output=True, text=True, timeout=300)
     assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: a target missed at this size
     data = json.loads(out.read_text())
     assert data["membership_diff"]["changes"] == 20
     for key in ("membership_diff", "changes_export"):
         assert data[key]["subject_s"] > 0 and data[key]["baseline_s"] > 0
+    snap = data["members_snapshot"]
+    assert snap["members"] == 20000 and snap["changes_per_publish"] == 200
+    assert snap["publish_s"] > 0 and snap["snapshot_s"] > 0
     assert "membership diff" in run.stdout and "changes export" in run.stdout
 
 

@@ -17,13 +17,19 @@ from cadence.serve.service import ServedChannel, Service
 from cadence.serve.snapshot import Member, write_snapshot
 
 pytest.importorskip("uvicorn")
+from cadence.serve import asgi  # noqa: E402
 from cadence.serve.asgi import AsgiServer  # noqa: E402
 
 TZ = ZoneInfo("Europe/Berlin")
 AT = dt.datetime(2026, 3, 1, 9, 15, tzinfo=TZ)
 
 
-def test_uvicorn_serves_lookups_swaps_and_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parts", ["installed", "plain"])
+def test_uvicorn_serves_lookups_swaps_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: str
+) -> None:
+    if parts == "plain":  # uvicorn without its extras: h11 and asyncio's own loop
+        monkeypatch.setattr(asgi, "_parts", lambda: ("h11", "asyncio"))
     path = tmp_path / "web.snap"
     first = write_snapshot(path, "web", ("vip",), [Member("c1", ("vip",))], AT).version
     service = Service(
@@ -43,6 +49,12 @@ def test_uvicorn_serves_lookups_swaps_and_stops(tmp_path: Path) -> None:
         assert (response.status, body["segments"], body["version"]) == (200, ["vip"], first)
         assert response.headers["ETag"] == f'"{first}"'
         assert response.headers["Cache-Control"] == "max-age=600"
+        # a length, not chunked encoding; no Server header naming the stack
+        assert response.headers["Content-Length"] == str(len(json.dumps(body).replace(" ", "")))
+        assert "Transfer-Encoding" not in response.headers and "Server" not in response.headers
+        conn.request("HEAD", "/v1/channels/web/members/c1")
+        head = conn.getresponse()
+        assert (head.status, head.read()) == (200, b"")
         conn.request("GET", "/v1/channels/web/members/c1", headers={"If-None-Match": f'"{first}"'})
         not_modified = conn.getresponse()
         assert (not_modified.status, not_modified.read()) == (304, b"")

@@ -4,6 +4,7 @@ last one. Also the `cadence serve` command's checks and a real process stopped b
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -249,3 +250,51 @@ def test_cadence_serve_answers_and_stops_on_sigterm(project: Path, cli: Any) -> 
         code = proc.wait(timeout=15)
     assert code == 0 and time.monotonic() - started < 10
     assert "stopped" in proc.stderr.read()
+
+
+def test_the_warehouse_query_gives_the_file_the_python_path_gives() -> None:
+    """``audience_query`` (grouping, bit sets, md5, sort in DuckDB) + ``read_audience`` encode
+    to the very bytes of the same audience given as ``Member`` values: past 64 segments (two
+    mask words, bit 63 the sign bit of a BIGINT), held-out keys, attributes from the first
+    segment, in the channel's order, that delivers the key, a column named like the query's
+    own columns, and an empty audience."""
+    import duckdb
+
+    from cadence.engines.duckdb import DuckDBEngine
+    from cadence.serve.snapshot import Audience, Member, encode
+
+    names = tuple(f"s{i}" for i in range(70))
+    rows = []  # (segment index, key, held out, attribute "i", attribute "key")
+    for k in range(300):
+        for i in (k % 70, (k * 7) % 70, 63, 64):
+            if (k + i) % 3:
+                rows.append((i, f"k{k}", (k + i) % 5 == 0, i * 1000 + k, f"v{i}"))
+    engine = DuckDBEngine(duckdb.connect(), ":memory:")
+    engine.execute('create table r (i int, key varchar, held boolean, "i_" int, "key_" varchar)')
+    engine.con.executemany("insert into r values (?, ?, ?, ?, ?)", rows)
+    columns = ("i", "held")  # named like the query's own columns
+    parts = [
+        (i, f'select key, held as held_out, "i_" as i, "key_" as held from r where i = {i}')
+        for i in range(70)
+    ]
+    got = publish.read_audience(engine.query(publish.audience_query(parts, 2, columns)), 2, columns)
+    members: dict[str, Member] = {}
+    for i, key, held, attr_i, attr_key in sorted(rows):
+        m = members.get(key, Member(key))
+        if held:
+            m = Member(key, m.segments, (*m.holdout, names[i]), m.attributes)
+        else:
+            first = m.attributes or {"i": attr_i, "held": attr_key}
+            m = Member(key, (*m.segments, names[i]), m.holdout, first)
+        members[key] = m
+    at = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc)
+    assert got.hashes is not None and len(got.keys) == len(members)
+    assert any(m.holdout for m in members.values()) and any(
+        {"s63", "s64"} <= set(m.segments) for m in members.values()
+    )
+    want = encode("web", names, members.values(), at, columns)
+    assert encode("web", names, got, at, columns) == want
+    empty = publish.read_audience(engine.query(publish.audience_query([], 2, columns)), 2, columns)
+    assert encode("web", names, empty, at, columns) == encode("web", names, [], at, columns)
+    assert isinstance(empty, Audience)
+    engine.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -158,6 +159,36 @@ def test_attributes_only_for_channels_with_columns(tmp_path: Path) -> None:
         [ServedChannel("web", parse_cadence("every 5 minutes"), path)], TZ, Clock(PUBLISHED)
     )
     assert _get(service, "/v1/channels/web/members/c1")[2]["attributes"] == {"tier": "gold"}
+
+
+def test_answers_are_the_json_of_what_the_snapshot_holds(tmp_path: Path) -> None:
+    """The body is assembled from cached pieces: it must be exactly what json.dumps gives, for
+    keys that need escaping, names past the first byte and word of a mask, and attributes."""
+    names = tuple(f"s{i}" for i in range(70)) + ('odd "name"', "ünï")
+    members = [
+        Member('a"b\\c', ("s0", "s9", "s64", "ünï"), ("s1",), {"n": 1.5, "t": "x"}),
+        Member("ü/ß\n", ('odd "name"',)),
+        Member("held", (), ("s69",)),
+        Member("plain", ("s7", "s8", "s15", "s16")),
+    ]
+    path = tmp_path / "web.snap"
+    version = write_snapshot(path, "web", names, members, PUBLISHED, ["n", "t"]).version
+    service = Service(
+        [ServedChannel("web", parse_cadence("every 15 minutes"), path)], TZ, Clock(PUBLISHED)
+    )
+    for m in [*members, Member("nobody")]:
+        r = service.handle("GET", "/v1/channels/web/members/" + quote(m.key, safe=""), {})
+        expected = {
+            "key": m.key,
+            "segments": [n for n in names if n in m.segments],
+            "holdout": [n for n in names if n in m.holdout],
+            "version": version,
+            "published_at": PUBLISHED.isoformat(),
+            "attributes": dict(m.attributes or {}) if m.segments else {},
+        }
+        assert r.status == 200
+        assert r.body == json.dumps(expected, separators=(",", ":")).encode()
+    service.close()
 
 
 def test_swap_closes_the_old_snapshot_when_its_last_request_ends(

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from cadence.serve import snapshot
-from cadence.serve.snapshot import Member, Snapshot, SnapshotError, encode, write_snapshot
+from cadence.serve.snapshot import (
+    Audience,
+    Member,
+    Snapshot,
+    SnapshotError,
+    encode,
+    write_snapshot,
+)
 
 AT = dt.datetime(2026, 3, 1, 9, 15, tzinfo=dt.timezone.utc)
 SEGMENTS = ("vip", "browsing", "lapsed")
@@ -57,24 +64,95 @@ def test_attributes_are_stored_only_when_given(tmp_path: Path) -> None:
     snap.close()
 
 
+@pytest.mark.parametrize("fmt", [1, 2])
 def test_colliding_hashes_are_told_apart_by_the_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: int
 ) -> None:
-    real = hashlib.blake2b
+    real = snapshot._DIGESTS[fmt]
 
-    def colliding(data: bytes, digest_size: int = 64) -> object:
-        return real(b"same" if data.startswith(b"x") else data, digest_size=digest_size)
+    def colliding(data: bytes) -> bytes:
+        return real(b"same" if data.startswith(b"x") else data)
 
-    monkeypatch.setattr(snapshot.hashlib, "blake2b", colliding)
+    monkeypatch.setattr(snapshot, "FORMAT", fmt)  # format 1: what earlier cadence wrote
+    monkeypatch.setitem(snapshot._DIGESTS, fmt, colliding)
     members = [Member(f"x{i}", (SEGMENTS[i % 3],)) for i in range(5)] + [Member("y", ("vip",))]
     path = write_snapshot(tmp_path / "c.snap", "web", SEGMENTS, members, AT).path
     snap = Snapshot.open(path)
+    assert snap.format == fmt
     assert len({int(h) for h in snap._hashes}) == 2  # five rows share one hash
     for i in range(5):
         assert snap.lookup(f"x{i}").segments == (SEGMENTS[i % 3],)
     assert snap.lookup("x9").segments == ()  # same hash, no such key
     assert snap.lookup("y").segments == ("vip",)
     snap.close()
+
+
+def test_a_format_1_file_of_an_earlier_cadence_still_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = [Member(f"cust_{i}", (SEGMENTS[i % 3],)) for i in range(300)]
+    monkeypatch.setattr(snapshot, "FORMAT", 1)
+    path = write_snapshot(tmp_path / "old.snap", "web", SEGMENTS, members, AT).path
+    monkeypatch.undo()
+    snap = Snapshot.open(path)
+    assert snap.format == 1 and snapshot.FORMAT == 2
+    assert [int(h) for h in snap._hashes] == sorted(snapshot.key_hash(m.key, 1) for m in members)
+    assert all(snap.lookup(m.key).segments == m.segments for m in members)
+    assert snap.lookup("cust_300").segments == ()
+    snap.close()
+
+
+def _sorted_audience(members: list[Member]) -> Audience:
+    """What a warehouse hands over: rows ordered by the format-2 hash, the hashes as bytes."""
+    ordered = sorted(members, key=lambda m: snapshot.key_hash(m.key))
+    plain = Audience.of(ordered, SEGMENTS)
+    hashes = b"".join(snapshot.key_hash(m.key).to_bytes(8, "big") for m in ordered)
+    return Audience(plain.keys, plain.members, plain.holdout, plain.attributes, hashes)
+
+
+def test_hashes_sorted_by_the_warehouse_give_the_same_file() -> None:
+    members = [Member(f"k{i}", (SEGMENTS[i % 3],), (SEGMENTS[(i + 1) % 3],)) for i in range(500)]
+    assert encode("web", SEGMENTS, _sorted_audience(members), AT) == encode(
+        "web", SEGMENTS, members, AT
+    )
+
+
+def test_hashes_out_of_order_or_not_md5_are_refused() -> None:
+    members = [Member(f"k{i}", ("vip",)) for i in range(200)]
+    good = _sorted_audience(members)
+    backwards = Audience(
+        good.keys[::-1],
+        good.members[::-1],
+        good.holdout[::-1],
+        None,
+        b"".join(good.hashes[i : i + 8] for i in range(len(good.hashes) - 8, -1, -8)),  # type: ignore[index]
+    )
+    with pytest.raises(ValueError, match="ordered"):
+        encode("web", SEGMENTS, backwards, AT)
+    other = [hashlib.sha256(k.encode()).digest()[:8] for k in good.keys]
+    ordered = sorted(range(len(other)), key=other.__getitem__)
+    wrong = Audience(
+        [good.keys[i] for i in ordered],
+        [good.members[i] for i in ordered],
+        [good.holdout[i] for i in ordered],
+        None,
+        b"".join(other[i] for i in ordered),
+    )
+    with pytest.raises(ValueError, match="not its md5"):
+        encode("web", SEGMENTS, wrong, AT)
+    with pytest.raises(ValueError, match="8 bytes"):
+        encode("web", SEGMENTS, Audience(good.keys, good.members, good.holdout, None, b"x"), AT)
+
+
+def test_an_empty_audience_answers_nobody(tmp_path: Path) -> None:
+    written = write_snapshot(tmp_path / "e.snap", "web", SEGMENTS, [], AT)
+    snap = Snapshot.open(written.path)
+    assert written.keys == 0 == snap.keys
+    assert snap.lookup("c1")[1:3] == ((), ())
+    assert snap.meta["sizes"] == {"vip": 0, "browsing": 0, "lapsed": 0}
+    snap.close()
+    empty = Audience([], [], [], None, b"")
+    assert encode("web", SEGMENTS, empty, AT)[1] == written.version
 
 
 def test_many_segments_use_wider_masks(tmp_path: Path) -> None:

@@ -3,8 +3,12 @@ DuckDB's own ``COPY``) and its ``<export_id>.manifest.json``.
 
 Input: a fixed range of frozen changes of one channel x segment -> output: the data file and
 its manifest under the export folder, and a ``DeliveryOutcome``. Invariants: the data file is
-written under a temporary name, fsynced and renamed, and the manifest (with the file's sha256)
-is written the same way LAST, so a reader that sees a manifest knows its file is complete; the
+written by ``COPY`` under a temporary name, hashed and fdatasynced; the manifest (with that
+sha256) is written and fdatasynced under its temporary name; then the data file is renamed in
+and its folder synced, and only then the manifest is renamed in and the folder synced again
+(before the caller commits the delivery). So a reader that sees a manifest knows its file is
+complete, and no crash order (renames are not ordered on disk without the folder sync between
+them) leaves a manifest naming a missing file or the older one a retry was replacing; the
 export id and path depend only on the range and the attempt's planned time, so a retry rewrites
 the same file (or, when its manifest already matches, leaves it) and never adds a second one;
 files are 0600 and folders 0700 whatever the umask; a path never leaves the project folder (or
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,6 +27,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from cadence import artifacts
 from cadence.activation import outbox
 from cadence.activation.outbox import DeliveryOutcome
 from cadence.channelconfig import ExportConfig
@@ -112,38 +118,51 @@ def _make_folders(folder: Path) -> None:
         raise NotADirectoryError(f"{folder} is not a folder")
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _reserve(tmp: Path) -> int:
+    """Open the temporary file (created owner-only, emptied) before anything writes into it."""
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # an older leftover may have other bits
+    return fd
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
+def _hash_and_sync(tmp: Path) -> str:
+    """sha256 of the file DuckDB wrote (read back from the page cache, one open), then
+    fdatasync it: its content is on disk before anything names it."""
+    with open(tmp, "rb", buffering=0) as fh:
+        digest = _sha256(fh)
+        os.fdatasync(fh.fileno())
+    return digest
+
+
+def _sha256(fh: io.FileIO) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(1 << 18)
+    view = memoryview(buf)
+    while n := fh.readinto(buf):
+        h.update(view[:n])
+    return h.hexdigest()
+
+
+def _write_synced(tmp: Path, body: bytes) -> None:
+    fd = _reserve(tmp)
     try:
+        view = memoryview(body)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fdatasync(fd)
     finally:
         os.close(fd)
-    os.chmod(tmp, 0o600)
+
+
+def _rename_durably(tmp: Path, final: Path) -> None:
+    """Rename, then sync the folder: the new name is on disk before the next step."""
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
-def _reserve(tmp: Path) -> None:
-    """Create the temporary file owner-only before anything writes into it."""
-    if tmp.exists():
-        tmp.unlink()
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    artifacts.fsync_dir(final.parent)
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    with open(path, "rb", buffering=0) as fh:
+        return _sha256(fh)
 
 
 def data_sql(
@@ -234,12 +253,9 @@ def deliver_file(
     sql = data_sql(channel, segment, config.mode, first, last, cursor.column_types)
     try:
         _make_folders(data.parent)
-        _reserve(tmp)
-        path_sql = _lit(str(tmp))
-        engine.execute(f"copy ({sql}) to {path_sql} ({COPY_OPTIONS[config.format]})")
-        _publish(tmp, data)
-        checkpoint("after_data")
-        described = _columns_of(config.mode, cursor.column_types)
+        os.close(_reserve(tmp))
+        engine.execute(f"copy ({sql}) to {_lit(str(tmp))} ({COPY_OPTIONS[config.format]})")
+        digest = _hash_and_sync(tmp)
         rows = (
             counts.total
             if config.mode == "changes"
@@ -255,16 +271,22 @@ def deliver_file(
             "change_range": {"first_seq": first, "last_seq": last},
             "counts": {"entered": counts.entered, "exited": counts.exited},
             "rows": rows,
-            "columns": [{"name": name, "type": kind} for name, kind in described],
-            "sha256": sha256_of(data),
+            "columns": [
+                {"name": name, "type": kind}
+                for name, kind in _columns_of(config.mode, cursor.column_types)
+            ],
+            "sha256": digest,
             "published_at": published_at.astimezone(dt.timezone.utc).isoformat(),
             "replace": replace,
         }
-        _reserve(manifest_tmp)
-        with open(manifest_tmp, "w", encoding="utf-8") as fh:
-            json.dump(body, fh, indent=2)
-            fh.write("\n")
-        _publish(manifest_tmp, manifest)
+        _write_synced(manifest_tmp, (json.dumps(body, indent=2) + "\n").encode())
+        checkpoint("after_synced")  # both on disk under temporary names: nothing visible yet
+        # the data file's name is on disk before the manifest's: no crash leaves a manifest
+        # naming a file that is missing (or an older one the retry was replacing)
+        _rename_durably(tmp, data)
+        checkpoint("after_data")
+        # ... and the manifest's before the caller commits the delivery
+        _rename_durably(manifest_tmp, manifest)
         checkpoint("after_manifest")
     except (OSError, EngineError) as exc:
         for leftover in (tmp, manifest_tmp):

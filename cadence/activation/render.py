@@ -5,11 +5,12 @@ strings out (the CLI prints them)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from cadence.activation.deliver import DeliveryReport, PreviewRow
-from cadence.activation.membership import MembershipChange
+from cadence.activation.roster import MembersAnswer
 
 
 def delivery_lines(report: DeliveryReport) -> list[str]:
@@ -51,30 +52,56 @@ def preview_lines(rows: Sequence[PreviewRow]) -> list[str]:
     return lines
 
 
-def member_lines(found: Sequence[Any], tz: dt.tzinfo) -> list[str]:
-    if found and isinstance(found[0], MembershipChange):
+def member_lines(found: MembersAnswer, tz: dt.tzinfo) -> list[str]:
+    if found.changes is not None:
         return [
             f"{c.change_id:>8}  {c.at.astimezone(tz):%Y-%m-%d %H:%M %Z}  {c.change:<8} {c.key}"
-            for c in found
+            for c in found.changes
         ]
-    return [str(k) for k in found]
+    return list(found.keys)
 
 
-def members_json(found: Sequence[Any]) -> list[Any]:
-    if found and isinstance(found[0], MembershipChange):
-        return [
-            {
-                "change_id": c.change_id,
-                "segment": c.segment,
-                "key": c.key,
-                "change": c.change,
-                "run_id": c.run_id,
-                "tick": c.tick.isoformat() if c.tick else None,
-                "at": c.at.isoformat(),
-            }
-            for c in found
-        ]
-    return list(found)
+def members_note(found: MembersAnswer, tz: dt.tzinfo) -> str | None:
+    """When the answer comes from the snapshot: why, and as of when (stderr)."""
+    if found.as_of is None:
+        return None
+    return (
+        f"note: {found.note}; showing members as of "
+        f"{found.as_of.astimezone(tz):%Y-%m-%d %H:%M %Z} ({found.source})"
+    )
+
+
+def members_json(found: MembersAnswer) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "segment": found.segment,
+        "as_of": found.as_of.isoformat() if found.as_of else None,
+    }
+    if found.changes is None:
+        body["members"] = list(found.keys)
+        return body
+    body["changes"] = [
+        {
+            "change_id": c.change_id,
+            "segment": c.segment,
+            "key": c.key,
+            "change": c.change,
+            "run_id": c.run_id,
+            "tick": c.tick.isoformat() if c.tick else None,
+            "at": c.at.isoformat(),
+        }
+        for c in found.changes
+    ]
+    return body
+
+
+def member_output(found: MembersAnswer, tz: dt.tzinfo, as_json: bool) -> list[tuple[str, bool]]:
+    """What ``cadence members`` prints: (line, to stderr); the as-of note goes to stderr, so
+    keys and JSON on stdout stay clean for pipes."""
+    note = members_note(found, tz)
+    out = [(note, True)] if note else []
+    if as_json:
+        return [*out, (json.dumps(members_json(found), indent=2), False)]
+    return [*out, *((line, False) for line in member_lines(found, tz))]
 
 
 def status_lines(rows: Sequence[dict[str, Any]], tz: dt.tzinfo) -> list[str]:

@@ -1,14 +1,17 @@
 """The ASGI front end: ``Service`` as an ASGI app run by uvicorn (extra ``cadence[serve]``).
 
 Input: a ``Service`` and a bind address -> output: a running uvicorn server until ``stop`` is set.
-Kept beside the standard-library front end so the two can be measured on the same service
-(``benchmarks/serve.py --http uvicorn``); see docs/guides/personalizing-a-website.md for the
-figures and why the standard library is the default. Same helper threads as ``http.Server``.
+``cadence serve`` uses it whenever uvicorn is installed: on the same service it costs about a
+third of the standard-library front end's CPU a request (docs/performance.md, measured with
+``benchmarks/serve.py --http uvicorn`` and ``--http stdlib``). Invariants: one process, on
+httptools and uvloop when installed (``Server.run`` sets the loop up; ``asyncio.run`` would not),
+every answer with a Content-Length. Same helper threads as ``http.Server``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import gc
+import importlib.util
 import socket
 import threading
 from typing import Any
@@ -19,6 +22,7 @@ from cadence.serve.service import Service
 
 def asgi_app(service: Service) -> Any:
     """An ASGI callable answering every HTTP request from ``service``."""
+    wanted = {b"if-none-match", b"authorization"}  # the only request headers Service reads
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -33,19 +37,25 @@ def asgi_app(service: Service) -> Any:
         target = raw.decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
         response = service.handle(scope["method"], target, headers)
+        body = response.body
+        fields = [(k.encode(), v.encode()) for k, v in response.headers]
+        # a length, not chunked transfer encoding (uvicorn's choice for a body of unknown size)
+        fields.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": fields})
         await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [(k.encode(), v.encode()) for k, v in response.headers],
-            }
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
-        body = b"" if scope["method"] == "HEAD" else response.body
-        await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def _parts() -> tuple[str, str]:
+    """uvicorn's fastest parts that are installed: httptools and uvloop (``cadence[serve]``)."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return http, loop
 
 
 class AsgiServer:
@@ -73,10 +83,16 @@ class AsgiServer:
         self._sock.bind((host, port))
         self._sock.listen(1024)  # connections made before uvicorn starts wait, not fail
         self.port: int = self._sock.getsockname()[1]
+        http, loop = _parts()
         config = uvicorn.Config(
             asgi_app(service),
+            http=http,
+            loop=loop,
+            workers=1,  # one process: the snapshot is mapped once, swaps are seen at once
             log_level="warning",
             access_log=False,
+            server_header=False,
+            proxy_headers=False,  # its middleware costs every request; no answer uses the peer
             backlog=1024,
             lifespan="on",
             timeout_keep_alive=60,
@@ -99,9 +115,14 @@ class AsgiServer:
         threads.append(threading.Thread(target=watch_stop, daemon=True))
         for thread in threads:
             thread.start()
+        # what exists now (modules, the service) lives as long as the server: keep it out of
+        # the collector's full passes, which otherwise stall answers now and then
+        gc.freeze()
         try:
-            asyncio.run(self._server.serve(sockets=[self._sock]))
+            # Server.run, not asyncio.run(serve()): it sets up the loop chosen (uvloop)
+            self._server.run(sockets=[self._sock])
         finally:
+            gc.unfreeze()  # a process that goes on (tests) collects them again
             stop.set()
             for thread in threads:
                 thread.join()

@@ -13,6 +13,7 @@ connection thread has ended and every snapshot is closed.
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from collections.abc import Callable
@@ -153,12 +154,14 @@ class Server:
         accept = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, name="serve-accept"
         )
+        gc.freeze()  # long-lived objects out of the collector's full passes (see asgi.py)
         for thread in [*threads, accept]:
             thread.start()
         try:
             while not stop.wait(0.25):  # wakes now and then so signal handlers get to run
                 pass
         finally:
+            gc.unfreeze()  # a process that goes on (tests) collects them again
             stop.set()
             self._http.stopping.set()
             self._http.shutdown()  # no new connections

@@ -5,8 +5,10 @@ output: ``SnapshotReport`` (one ``ChannelSnapshot`` per channel written or faile
 ``target/serve/<channel>.snap``.
 
 Invariants:
-- The audience is the activation wing's ``audience_sql`` (contract (b)), read from the LIVE
-  relations after the run published them: serve answers what the channel's exports see.
+- The audience is the activation wing's per-segment audience SQL (contract (b)), read from the
+  LIVE relations after the run published them: serve answers what the channel's exports see.
+  One query (``audience_query``) combines the segments in the warehouse, a row per key with its
+  bitmasks and hash, in hash order, so a million keys take seconds, not minutes, in Python.
 - A channel is written when one of its segments or suppression lists was published by the run,
   when it has no snapshot yet, when its snapshot is older than such a publish (the run that
   published was killed before writing it), or at its first run after a tick of the channel in
@@ -19,7 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,16 @@ from cadence.engines import Engine
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.parser import ParsedProject
+from cadence.relations import quote
 from cadence.schedule import parse_cadence
-from cadence.serve.snapshot import Member, Snapshot, SnapshotError, snapshot_path, write_snapshot
+from cadence.serve.snapshot import (
+    KEY_HASH_SQL,
+    Audience,
+    Snapshot,
+    SnapshotError,
+    snapshot_path,
+    write_snapshot,
+)
 from cadence.state import StateSnapshot
 
 
@@ -111,39 +121,105 @@ def _published(path: Path) -> dt.datetime | None:
     return published
 
 
-def _members(
+_MASK64 = (1 << 64) - 1
+
+
+def _bit(i: int) -> str:
+    """SQL BIGINT of bit ``i % 64`` (bit 63 is the sign bit: no literal overflows)."""
+    bit = i % 64
+    return "(-9223372036854775807 - 1)" if bit == 63 else f"cast({1 << bit} as bigint)"
+
+
+def audience_query(parts: Sequence[tuple[int, str]], words: int, columns: Sequence[str]) -> str:
+    """One query for a channel's whole audience, a row per key in hash order: ``h`` (the
+    snapshot's ``KEY_HASH_SQL``), ``key``, ``words`` member mask words ``m0..``, as many holdout
+    words ``h0..``, then ``columns`` from the first segment that delivers the key. ``parts``:
+    (segment index, SQL with ``key``, ``held_out`` and ``columns``) per segment present. The
+    warehouse does the per-key work (grouping, bit sets, hashing, sorting); Python then only
+    reads a row per key."""
+    if not parts:
+        return (
+            "select cast(null as varchar) as h, cast(null as varchar) as key"
+            + "".join(f", cast(null as bigint) as m{w}" for w in range(words))
+            + "".join(f", cast(null as bigint) as h{w}" for w in range(words))
+            + "".join(f", null as c{j}" for j in range(len(columns)))
+            + " where 1 = 0"
+        )
+    # columns are c0, c1, ... inside: a column named like one of these names cannot clash
+    extra = "".join(f", a.{quote(c)} as c{j}" for j, c in enumerate(columns))
+    union = "\nunion all\n".join(
+        f"select {i} as i, a.key, coalesce(a.held_out, false) as held"
+        + "".join(
+            f", {_bit(i) if i // 64 == w else 'cast(null as bigint)'} as b{w}" for w in range(words)
+        )
+        + f"{extra}\nfrom ({sql}) as a"
+        for i, sql in parts
+    )
+    masks = "".join(
+        f", coalesce(bit_or(case when not held then b{w} end), 0) as m{w}" for w in range(words)
+    ) + "".join(
+        f", coalesce(bit_or(case when held then b{w} end), 0) as h{w}" for w in range(words)
+    )
+    grouped = f"select key{masks} from u group by key"
+    picked = ", ".join(f"c{j}" for j in range(len(columns)))
+    key_hash = KEY_HASH_SQL("g.key")
+    head = f"select {key_hash} as h, g.*"
+    if not columns:
+        return f"with u as (\n{union}\n)\n{head} from ({grouped}) as g order by h"
+    firsts = (
+        f"select key, {picked} from (select key, {picked}, "
+        "row_number() over (partition by key order by i) as rn from u where not held) as r "
+        "where rn = 1"
+    )
+    return (
+        f"with u as (\n{union}\n)\n{head}"
+        + "".join(f", f.c{j}" for j in range(len(columns)))
+        + f" from ({grouped}) as g left join ({firsts}) as f on f.key = g.key order by h"
+    )
+
+
+def read_audience(rows: Sequence[tuple[Any, ...]], words: int, columns: Sequence[str]) -> Audience:
+    """The ``Audience`` of ``audience_query``'s rows: a few passes over the rows, no per-key
+    work beyond taking the values out."""
+    keys = [r[1] for r in rows]
+    hashes = bytes.fromhex("".join([r[0] for r in rows]))
+
+    def masks(at: int) -> list[int]:
+        if words == 1:
+            out = [r[at] for r in rows]
+            return [m & _MASK64 for m in out] if out and min(out) < 0 else out
+        return [sum((r[at + w] & _MASK64) << (64 * w) for w in range(words)) for r in rows]
+
+    attributes = None
+    if columns:
+        start = 2 + 2 * words  # a key only held out has no attributes
+        attributes = [
+            dict(zip(columns, r[start:])) if any(r[2 : 2 + words]) else None for r in rows
+        ]
+    return Audience(
+        tuple(keys),
+        tuple(masks(2)),
+        tuple(masks(2 + words)),
+        None if attributes is None else tuple(attributes),
+        hashes,
+    )
+
+
+def _audience(
     parsed: ParsedProject, engine: Engine, channel: str, columns: tuple[str, ...]
-) -> tuple[tuple[str, ...], list[Member]]:
+) -> tuple[tuple[str, ...], Audience]:
     relations = engine.relations()
     segments = audience.segments_of(parsed, channel)
     present = {m.name for m in segments if (m.schema, m.identifier) in relations}
     names = tuple(m.name for m in segments)
-    delivered: dict[str, list[str]] = {}
-    held: dict[str, list[str]] = {}
-    attributes: dict[str, dict[str, Any]] = {}
-    for model in segments:
-        if model.name not in present:
-            continue
-        sql = audience.segment_audience_sql(parsed, channel, model.name, columns, present=present)
-        for row in engine.query(f"select * from ({sql}) as a"):
-            _segment, key, is_held = row[0], str(row[1]), bool(row[2])
-            if is_held:
-                held.setdefault(key, []).append(model.name)
-                continue
-            delivered.setdefault(key, []).append(model.name)
-            if columns and key not in attributes:
-                attributes[key] = dict(zip(columns, row[3:]))
-    keys = delivered.keys() | held.keys()
-    members = [
-        Member(
-            key,
-            tuple(delivered.get(key, ())),
-            tuple(held.get(key, ())),
-            attributes.get(key),
-        )
-        for key in keys
+    words = max(1, (len(names) + 63) // 64)
+    parts = [
+        (i, audience.segment_audience_sql(parsed, channel, m.name, columns, present=present))
+        for i, m in enumerate(segments)
+        if m.name in present
     ]
-    return names, members
+    rows = engine.query(audience_query(parts, words, columns))
+    return names, read_audience(rows, words, columns)
 
 
 def write_channel_snapshots(
@@ -157,7 +233,7 @@ def write_channel_snapshots(
         assert config is not None and config.serve is not None
         try:
             audience.check_channel(parsed, name)
-            segments, members = _members(parsed, engine, name, tuple(config.serve))
+            segments, members = _audience(parsed, engine, name, tuple(config.serve))
             written = write_snapshot(
                 snapshot_path(root, name), name, segments, members, now, tuple(config.serve)
             )

@@ -1,0 +1,325 @@
+"""`cadence members` while a run holds the warehouse (SPEC §6): each publish of a segment leaves
+its members and membership changes as parquet files beside the warehouse (target/members/), and
+`members [--changes] [--since T] [--json]` answers from them, saying as of when; written only
+when membership changed, owner-only, atomic across kill -9, pruned with history.keep_days."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from activation_project import CADENCE_YML, cadence, make_activation, query, set_people
+
+from cadence.activation import roster
+from cadence.lock import RunLock
+
+DAY1 = [(1, 900), (2, 50), (3, 700)]
+DAY2 = [(1, 900), (3, 10), (4, 800)]
+
+
+def held(cli, root: Path, *args: str):
+    """``cadence <args>`` while another run holds the project (as the snapshot tests do)."""
+    with RunLock(root, "2026-01-02T07:00:00+00:00").acquire():
+        return cli(root, *args)
+
+
+def live_members(root: Path, segment: str) -> list[str]:
+    return [r[0] for r in query(root, f"select cast(id as varchar) from main.{segment} order by 1")]
+
+
+def live_changes(root: Path, segment: str) -> list[tuple]:
+    return query(
+        root,
+        "select change_id, key, change, run_id from _cadence.membership_changes "
+        f"where segment = '{segment}' order by change_id",
+    )
+
+
+def two_days(make_project, cli, cadence_yml: str = CADENCE_YML) -> Path:
+    root = make_activation(make_project, DAY1, cadence_yml=cadence_yml)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, DAY2)
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    return root
+
+
+def test_members_during_a_run_answers_from_the_snapshot_as_of_the_publish(make_project, cli):
+    root = two_days(make_project, cli)
+    assert live_members(root, "vip") == ["1", "4"]
+    result = held(cli, root, "members", "vip")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["1", "4"]
+    assert "a cadence run is in progress" in result.stderr
+    assert "showing members as of 2026-01-02 06:00 UTC (target/members/vip)" in result.stderr
+    body = json.loads(held(cli, root, "members", "vip", "--json").stdout)
+    assert body == {"segment": "vip", "as_of": "2026-01-02T06:00:00+00:00", "members": ["1", "4"]}
+    # the other segment too, and an empty-history case reads the same as live
+    assert held(cli, root, "members", "regular").stdout.split() == live_members(root, "regular")
+
+
+def test_changes_and_since_during_a_run_match_the_warehouse(make_project, cli):
+    root = two_days(make_project, cli)
+    live = json.loads(cli(root, "members", "vip", "--changes", "--json").stdout)
+    snap = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    assert live["as_of"] is None and snap["as_of"] == "2026-01-02T06:00:00+00:00"
+    assert snap["changes"] == live["changes"]
+    assert [(c["key"], c["change"]) for c in snap["changes"]] == [
+        ("1", "entered"),
+        ("3", "entered"),
+        ("4", "entered"),
+        ("3", "exited"),
+    ]
+    text = held(cli, root, "members", "vip", "--changes")
+    assert text.exit_code == 0
+    assert text.stdout == cli(root, "members", "vip", "--changes").stdout
+    since = held(cli, root, "members", "vip", "--since", "2026-01-02T00:00", "--json")
+    assert since.exit_code == 0
+    assert [(c["key"], c["change"]) for c in json.loads(since.stdout)["changes"]] == [
+        ("4", "entered"),
+        ("3", "exited"),
+    ]
+    assert "as of 2026-01-02 06:00 UTC" in since.stderr
+
+
+def test_no_snapshot_yet_is_a_clear_exit_2(make_project, cli):
+    root = two_days(make_project, cli)
+    for path in sorted((root / "target" / "members").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    result = held(cli, root, "members", "vip")
+    assert result.exit_code == 2
+    assert "no members snapshot of 'vip' has been written yet" in result.output
+    assert "try again when it finishes" in result.output
+    assert "Traceback" not in result.output
+    # the next run that finds none writes it, even when nothing of it is due
+    assert cli(root, "run", "--due", "--at", "2026-01-02T06:01").exit_code == 0
+    assert held(cli, root, "members", "vip").stdout.split() == ["1", "4"]
+
+
+def test_snapshot_files_are_owner_only_whatever_the_umask(make_project, cli):
+    old = os.umask(0o022)
+    try:
+        root = two_days(make_project, cli)
+    finally:
+        os.umask(old)
+    folder = root / "target" / "members"
+    found = list(folder.rglob("*"))
+    assert any(p.name == "members.parquet" for p in found)
+    assert any(p.parent.name == "changes" for p in found)
+    for path in [folder, *found]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+        assert not path.name.endswith(".tmp")
+
+
+def test_written_only_when_membership_changed(make_project, cli):
+    root = two_days(make_project, cli)
+    members = root / "target" / "members" / "vip" / "members.parquet"
+    os.utime(members, (1_000_000_000, 1_000_000_000))
+    parts = sorted((members.parent / "changes").iterdir())
+    assert len(parts) == 2  # one per publish that changed vip
+    # rebuilt with the same members: nothing rewritten, no new part
+    assert cli(root, "run", "-s", "vip", "--at", "2026-01-03T06:00").exit_code == 0
+    assert members.stat().st_mtime == 1_000_000_000
+    assert sorted((members.parent / "changes").iterdir()) == parts
+    set_people(root, [(1, 900)])
+    assert cli(root, "run", "-s", "vip", "--at", "2026-01-04T06:00").exit_code == 0
+    assert members.stat().st_mtime != 1_000_000_000
+    assert len(list((members.parent / "changes").iterdir())) == 3
+    body = json.loads(held(cli, root, "members", "vip", "--json").stdout)
+    assert body["members"] == ["1"] and body["as_of"].startswith("2026-01-04T06:00")
+
+
+def test_history_keep_days_prunes_old_parts(make_project, cli):
+    yml = CADENCE_YML + "history: {keep_days: 10}\n"
+    root = two_days(make_project, cli, cadence_yml=yml)
+    set_people(root, [(1, 900), (5, 900)])
+    assert cli(root, "run", "--at", "2026-01-20T06:00").exit_code == 0
+    parts = sorted(p.name for p in (root / "target/members/vip/changes").iterdir())
+    assert len(parts) == 1 and parts[0].endswith("-20260120T060000Z.parquet")
+    snap = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    assert [(c["key"], c["change"]) for c in snap["changes"]] == [("5", "entered"), ("4", "exited")]
+    # the warehouse pruned the same history
+    live = json.loads(cli(root, "members", "vip", "--changes", "--json").stdout)
+    assert live["changes"] == snap["changes"]
+    assert held(cli, root, "members", "vip").stdout.split() == ["1", "5"]
+
+
+def visible_files_are_complete(root: Path) -> None:
+    """Every file a reader would pick up reads as parquet (a half file would not)."""
+    for path in (root / "target" / "members").rglob("*.parquet"):
+        if not path.name.startswith("."):
+            with duckdb.connect() as con:
+                con.sql(f"select count(*) from read_parquet('{path}')").fetchall()
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "roster_before_part_rename",
+        "roster_after_part",
+        "roster_before_members_rename",
+        "roster_after_members",
+    ],
+)
+def test_kill_9_at_every_step_leaves_no_half_file_and_the_next_run_catches_up(
+    make_project, cli, step
+):
+    root = make_activation(make_project, DAY1)
+    assert cadence(root, "run", "--at", "2026-01-01T06:00").returncode == 0
+    before = held(cli, root, "members", "vip").stdout.split()
+    set_people(root, DAY2)
+    killed = cadence(root, "run", "-s", "vip", "--at", "2026-01-02T06:00", fault=step)
+    assert killed.returncode == -9, killed.stderr
+    visible_files_are_complete(root)
+    # a reader sees the old members or the new ones, never a mix
+    during = held(cli, root, "members", "vip")
+    assert during.exit_code == 0, during.output
+    assert during.stdout.split() in (before, ["1", "4"])
+    changes = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    ids = [c["change_id"] for c in changes["changes"]]
+    assert ids == sorted(set(ids))
+    assert set(ids) <= {r[0] for r in live_changes(root, "vip")}
+    # the next run builds something else; the killed run's publish still reaches the snapshot
+    assert cadence(root, "run", "-s", "regular", "--at", "2026-01-02T06:05").returncode == 0
+    assert held(cli, root, "members", "vip").stdout.split() == live_members(root, "vip")
+    snap = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    assert [(c["change_id"], c["key"], c["change"], c["run_id"]) for c in snap["changes"]] == [
+        tuple(r) for r in live_changes(root, "vip")
+    ]
+    leftovers = [p for p in (root / "target" / "members").rglob(".*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_a_failed_snapshot_write_warns_and_the_publish_stands(make_project, cli):
+    root = make_activation(make_project, DAY1)
+    (root / "target" / "members").mkdir(parents=True)
+    (root / "target" / "members" / "vip").write_text("in the way\n")  # a file, not a folder
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 0, result.output
+    assert "members snapshot of vip not written" in result.output
+    assert live_members(root, "vip") == ["1", "3"]  # published all the same
+    (root / "target" / "members" / "vip").unlink()
+    set_people(root, DAY2)
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    assert held(cli, root, "members", "vip").stdout.split() == ["1", "4"]
+    snap = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    assert [c["change_id"] for c in snap["changes"]] == [r[0] for r in live_changes(root, "vip")]
+
+
+def test_members_while_another_process_has_the_warehouse_open(make_project, cli):
+    root = two_days(make_project, cli)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time\n"
+            f"con = duckdb.connect({str(root / 'warehouse.duckdb')!r})\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        result = cli(root, "members", "vip", "--json")
+    finally:
+        holder.communicate("", timeout=30)  # closing stdin ends it
+    assert result.exit_code == 0, result.output
+    assert "the warehouse is open in" in result.stderr
+    assert json.loads(result.stdout)["members"] == ["1", "4"]
+
+
+def test_parallel_builds_each_leave_their_snapshot(make_project, cli):
+    root = make_activation(make_project, DAY1)
+    assert cli(root, "run", "--threads", "2", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, DAY2)
+    assert cli(root, "run", "--threads", "2", "--at", "2026-01-02T06:00").exit_code == 0
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
+        live = [r[0] for r in live_changes(root, segment)]
+        assert [c["change_id"] for c in snap["changes"]] == live
+
+
+def test_earlier_days_parts_are_merged_one_per_day(make_project, cli, monkeypatch):
+    monkeypatch.setattr(roster, "COMPACT_AFTER", 2)
+    root = make_activation(make_project, DAY1)
+    changes = root / "target" / "members" / "vip" / "changes"
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, [(1, 900), (3, 700), (5, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T12:00").exit_code == 0
+    assert len(list(changes.iterdir())) == 2  # not past the limit yet
+    set_people(root, DAY2)
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    names = sorted(p.name for p in changes.iterdir())
+    assert [n.rsplit("-", 1)[1] for n in names] == [
+        "20260101T120000Z.parquet",
+        "20260102T060000Z.parquet",
+    ]
+    snap = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    assert [(c["change_id"], c["key"], c["change"], c["run_id"]) for c in snap["changes"]] == [
+        tuple(r) for r in live_changes(root, "vip")
+    ]
+
+
+def test_kill_9_during_a_merge_keeps_every_change_once(make_project, cli):
+    root = make_activation(make_project, DAY1)
+    compacting = (
+        "import sys; from cadence.activation import roster; roster.COMPACT_AFTER = 2; "
+        "from cadence.cli import main; sys.argv[0] = 'cadence'; main()"
+    )
+
+    def run(at: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != roster.FAULT_ENV}
+        if fault:
+            env[roster.FAULT_ENV] = fault
+        return subprocess.run(
+            [sys.executable, "-c", compacting, "run", "--at", at, "--project-dir", str(root)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    assert run("2026-01-01T06:00").returncode == 0
+    set_people(root, [(1, 900), (3, 700), (5, 900)])
+    assert run("2026-01-01T12:00").returncode == 0
+    set_people(root, DAY2)
+    killed = run("2026-01-02T06:00", fault="roster_after_merge")
+    assert killed.returncode == -9, killed.stderr
+    visible_files_are_complete(root)
+    assert any(overlapping(root, s) for s in ("vip", "regular"))  # merged, originals still there
+    for segment in ("vip", "regular"):
+        assert snapshot_changes(cli, root, segment) == live_rows(root, segment)
+    set_people(root, [(4, 800)])
+    assert run("2026-01-03T06:00").returncode == 0  # merges again, under the same name
+    for segment in ("vip", "regular"):
+        assert snapshot_changes(cli, root, segment) == live_rows(root, segment)
+        assert not overlapping(root, segment)
+        names = [p.name for p in (root / "target/members" / segment / "changes").iterdir()]
+        days = [n.rsplit("-", 1)[1][:8] for n in names]
+        assert len(days) == len(set(days)), names  # one part per earlier day
+
+
+def parts_of(root: Path, segment: str) -> list[tuple[int, int]]:
+    folder = root / "target/members" / segment / "changes"
+    return sorted(tuple(map(int, p.name.split("-")[:2])) for p in folder.glob("[0-9]*.parquet"))
+
+
+def overlapping(root: Path, segment: str) -> bool:
+    ranges = parts_of(root, segment)
+    return any(b[0] <= a[1] for a, b in zip(ranges, ranges[1:]))
+
+
+def live_rows(root: Path, segment: str) -> list[tuple]:
+    return [tuple(r) for r in live_changes(root, segment)]
+
+
+def snapshot_changes(cli, root: Path, segment: str) -> list[tuple]:
+    snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
+    return [(c["change_id"], c["key"], c["change"], c["run_id"]) for c in snap["changes"]]
