@@ -1,7 +1,7 @@
 """Incremental models (issue 8): a tick that adds --new rows to a --rows-row incremental model
 against a full rebuild of the same model, measured in the same run:
 
-    python benchmarks/incremental.py [--rows 10000000] [--new 10000] [--repeat 3]
+    python benchmarks/incremental.py [--rows 10000000] [--new 10000] [--repeat 3] [--segment]
                                      [--output benchmarks/results/incremental.json]
 
 The project has one source table (``raw.events``, loaded straight into the warehouse) and one
@@ -10,6 +10,13 @@ model ``materialized: incremental`` with ``unique_key`` and ``watermark``. Each 
 rows past the watermark are read, matching keys replaced), then times ``full_refresh=True``
 (the whole table rebuilt, staged, tested and swapped). Both go through cadence end to end
 (render, publish, state). Target: the incremental tick >= 20x faster than the full rebuild.
+Also reported: the model's own build time (``ModelResult.duration_s``: stage, test, merge or
+swap, state record; without opening the warehouse, planning, committing state and closing),
+which shows what the per-invocation cost of ``cadence run`` leaves to the model.
+``--segment``: the model is a segment (``key='event_id'``, watermark only, no ``unique_key``):
+each tick also records membership entries and checks the key unique over the merged table.
+Each measurement alternates tick and rebuild in the same run (a paired comparison); the peak
+RSS of the process (DuckDB runs in it) and the load average at the start are reported too.
 Prints a table with PASS/MISS and writes JSON (--output).
 """
 
@@ -18,6 +25,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -38,6 +47,10 @@ MODEL = """\
 {{ config(materialized='incremental', unique_key='event_id', watermark='loaded_at') }}
 select event_id, customer_id, amount, loaded_at from {{ source('app', 'events') }}
 """
+SEGMENT = """\
+{{ config(materialized='incremental', key='event_id', watermark='loaded_at') }}
+select event_id, customer_id, amount, loaded_at from {{ source('app', 'events') }}
+"""
 SOURCES = """\
 sources:
   - name: app
@@ -46,13 +59,13 @@ sources:
 """
 
 
-def write_project(root: Path) -> None:
+def write_project(root: Path, segment: bool = False) -> None:
     (root / "models").mkdir(parents=True)
     (root / "cadence.yml").write_text(
         "name: incbench\nwarehouse: {engine: duckdb, path: warehouse.duckdb, threads: 2}\n"
         "timezone: UTC\n"
     )
-    (root / "models" / "events_inc.sql").write_text(MODEL)
+    (root / "models" / "events_inc.sql").write_text(SEGMENT if segment else MODEL)
     (root / "models" / "_sources.yml").write_text(SOURCES)
 
 
@@ -74,7 +87,8 @@ def add_rows(root: Path, first: int, count: int, at: dt.datetime) -> None:
         con.close()
 
 
-def build(root: Path, at: dt.datetime, full_refresh: bool) -> float:
+def build(root: Path, at: dt.datetime, full_refresh: bool) -> tuple[float, float]:
+    """(seconds of the whole ``Project.run``, seconds of the model's own build)."""
     project = Project.load(root)
     started = time.perf_counter()
     result = project.run(at, full_refresh=full_refresh)
@@ -82,7 +96,7 @@ def build(root: Path, at: dt.datetime, full_refresh: bool) -> float:
     bad = [r for r in result.results if r.status != "success"]
     if bad:
         raise SystemExit(f"build failed: {bad}")
-    return elapsed
+    return elapsed, sum(r.duration_s for r in result.results)
 
 
 def main() -> int:
@@ -91,21 +105,29 @@ def main() -> int:
     parser.add_argument("--new", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--segment", action="store_true", help="a segment: key, no unique_key")
     args = parser.parse_args()
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="cadence-incbench-") as tmp:
         root = Path(tmp) / "project"
-        write_project(root)
+        write_project(root, args.segment)
         add_rows(root, 0, args.rows, START)
-        first = build(root, START, full_refresh=False)  # the first build is a full one
+        first, _ = build(root, START, full_refresh=False)  # the first build is a full one
         incremental: list[float] = []
         full: list[float] = []
+        inc_model: list[float] = []
+        full_model: list[float] = []
         offset = args.rows
         for i in range(args.repeat):
             at = START + dt.timedelta(hours=i + 1)
             add_rows(root, offset, args.new, at)
             offset += args.new
-            incremental.append(build(root, at, full_refresh=False))
-            full.append(build(root, at + dt.timedelta(minutes=30), full_refresh=True))
+            run_s, model_s = build(root, at, full_refresh=False)
+            incremental.append(run_s)
+            inc_model.append(model_s)
+            run_s, model_s = build(root, at + dt.timedelta(minutes=30), full_refresh=True)
+            full.append(run_s)
+            full_model.append(model_s)
         con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
         try:
             count = con.execute("select count(*) from main.events_inc").fetchone()
@@ -114,22 +136,38 @@ def main() -> int:
     assert count is not None and count[0] == offset, (count, offset)
     inc_s, full_s = statistics.median(incremental), statistics.median(full)
     speedup = full_s / inc_s
+    inc_m, full_m = statistics.median(inc_model), statistics.median(full_model)
     verdict = "PASS" if speedup >= TARGET else "MISS"
-    print(f"incremental model of {args.rows:,} rows, ticks adding {args.new:,} rows")
+    kind = "segment (key, membership)" if args.segment else "model"
+    print(f"incremental {kind} of {args.rows:,} rows, ticks adding {args.new:,} rows")
     print(f"  first build          {first:8.3f} s")
     print(f"  incremental tick     {inc_s:8.3f} s  (median of {args.repeat})")
     print(f"  full rebuild         {full_s:8.3f} s  (median of {args.repeat})")
     print(f"  speedup              {speedup:8.1f}x  target >= {TARGET:g}x  {verdict}")
+    print(
+        f"  model build alone    {inc_m:8.3f} s tick, {full_m:.3f} s rebuild: {full_m / inc_m:.1f}x"
+    )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS             {peak_mib:8.0f} MiB  (load average at start {load[0]:.2f})")
     if args.output:
         args.output.write_text(
             json.dumps(
                 {
                     "rows": args.rows,
+                    "segment": args.segment,
                     "new": args.new,
                     "first_build_s": first,
                     "incremental_s": inc_s,
                     "full_rebuild_s": full_s,
                     "speedup": speedup,
+                    "incremental_runs_s": incremental,
+                    "model_build_incremental_s": inc_m,
+                    "model_build_full_s": full_m,
+                    "model_build_speedup": full_m / inc_m,
+                    "full_rebuild_runs_s": full,
+                    "peak_rss_mib": round(peak_mib),
+                    "load_average_at_start": [round(x, 2) for x in load],
+                    "date": dt.date.today().isoformat(),
                     "target": TARGET,
                     "pass": speedup >= TARGET,
                 },

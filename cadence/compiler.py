@@ -31,6 +31,16 @@ class CompiledModel:
     sql: str
     sql_hash: str
     incremental: bool = False
+    watermark: str | None = None  # the column an incremental run filters on
+    unfiltered: str = ""  # with ``watermark``: the model's SQL before the filter
+    this: str = ""  # with ``watermark``: the relation whose newest value is the bound
+
+    def bound_sql(self, bound: str | None) -> str:
+        """The SQL to run: ``sql`` with the watermark subquery replaced by ``bound``, an
+        expression holding its value as a constant (``Engine.watermark_bound``), if any."""
+        if self.watermark is None or bound is None:
+            return self.sql
+        return _after_watermark(self.unfiltered, self.watermark, self.this, bound)
 
 
 class Compiler:
@@ -84,8 +94,19 @@ class Compiler:
     ) -> CompiledModel:
         model = self.models[name]
         sql = _without_trailing_semicolon(self._resolve(model, now, tick, incremental))
-        if incremental and model.materialized == "incremental" and model.config.watermark:
-            sql = _after_watermark(sql, model.config.watermark, model.relation)
+        column = model.config.watermark
+        if incremental and model.materialized == "incremental" and column:
+            filtered = _after_watermark(sql, column, model.relation)
+            return CompiledModel(
+                name,
+                model.path,
+                filtered,
+                digest(filtered.encode()),
+                incremental=True,
+                watermark=column,
+                unfiltered=sql,
+                this=model.relation,
+            )
         return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
 
     def compile_sql(
@@ -134,17 +155,20 @@ class Compiler:
         return cte
 
 
-def _after_watermark(sql: str, column: str, this: str) -> str:
-    """Only rows newer than what the table holds: the filter is pushed down into the scan, so an
+def _after_watermark(sql: str, column: str, this: str, bound: str | None = None) -> str:
+    """Only rows newer than what the table holds. With ``bound`` (the newest value, read by the
+    engine as a constant) the filter is pushed down into the scan of the sources, so an
     incremental run costs in proportion to what arrived."""
     from cadence.relations import quote
 
     col = quote(column)
     body = _strip_sql(sql)
-    return (
-        f"select * from (\n{body}\n) as __cadence_new\n"
-        f"where {col} > (select coalesce(max({col}), '-infinity') from {this})"
+    newest = (
+        f"(select coalesce(max({col}), '-infinity') from {this})"
+        if bound is None
+        else f"coalesce({bound}, '-infinity')"
     )
+    return f"select * from (\n{body}\n) as __cadence_new\nwhere {col} > {newest}"
 
 
 def _without_trailing_semicolon(sql: str) -> str:

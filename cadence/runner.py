@@ -21,12 +21,13 @@ from typing import Any
 
 from cadence import artifacts
 from cadence.activation import membership, roster
-from cadence.compiler import Compiler
+from cadence.compiler import CompiledModel, Compiler
 from cadence.dag import Dag
-from cadence.datatests import TestOutcome, describe_failure, test_sql
+from cadence.datatests import TestOutcome, describe_failure
 from cadence.due import Decision, Plan, real_instant, view_hash
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
+from cadence.incremental import checked_sql, stage
 from cadence.parser import Model, ParsedProject, Seed
 from cadence.relations import quote
 from cadence.state import (
@@ -505,7 +506,7 @@ def _build_model(ctx: _RunContext, model: Model, decision: Decision) -> ModelRes
                 rows = None
                 warnings: list[str] = []
             else:
-                rows, warnings = _publish_table(ctx, model, compiled.sql, incremental, decision)
+                rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
                 engine,
@@ -558,17 +559,16 @@ class _TestsFailed(EngineError):
 
 
 def _publish_table(
-    ctx: _RunContext, model: Model, sql: str, incremental: bool, decision: Decision
+    ctx: _RunContext, model: Model, compiled: CompiledModel, incremental: bool, decision: Decision
 ) -> tuple[int, list[str]]:
-    """Inside the caller's transaction: stage, test, swap. Returns (rows, warnings)."""
+    """Inside the caller's transaction: stage, test, swap (an incremental: merge, judging
+    ``unique`` on the merged table). Returns (rows, warnings)."""
     engine = ctx.engine
     staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
-    created = engine.create_table_as(staging, sql)
+    created = stage(engine, compiled, staging)
     rows = created if created is not None else engine.row_count(staging)
-    if incremental:
-        outcomes = _run_tests(ctx, model, staging, candidate_rows=None)
-    else:
-        outcomes = _run_tests(ctx, model, staging, candidate_rows=rows)
+    merge_into = model.relation if incremental else None  # judged as the merge will leave it
+    outcomes = _run_tests(ctx, model, staging, None if incremental else rows, merge_into)
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
     if blocking:
@@ -598,7 +598,11 @@ def _publish_table(
 
 
 def _run_tests(
-    ctx: _RunContext, model: Model, relation: str, candidate_rows: int | None
+    ctx: _RunContext,
+    model: Model,
+    relation: str,
+    candidate_rows: int | None,
+    merge_into: str | None = None,
 ) -> list[TestOutcome]:
     outcomes: list[TestOutcome] = []
     tests = list(ctx.tests_by_model.get(model.name, ()))
@@ -643,7 +647,7 @@ def _run_tests(
             if test.kind == "relationships" and not _target_exists(ctx, str(test.args["to"])):
                 outcomes.append(TestOutcome(test, 0, ""))  # nothing to check against yet
                 continue
-            counted_sql = test_sql(test, relation, ctx.compiler.relation_of)
+            counted_sql = checked_sql(test, relation, merge_into, model, ctx.compiler.relation_of)
             if counted_sql is not None:
                 counted.append((test, counted_sql))
             continue

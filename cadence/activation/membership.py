@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from cadence.engines.base import Engine
+from cadence.engines.base import Engine, SegmentNote
 from cadence.relations import quote
 from cadence.state import SCHEMA, from_db, to_db
 
@@ -56,7 +56,13 @@ def diff_sql(candidate: str, live: str | None, key: str, *, exits: bool = True) 
         f"(select {k} from {candidate} except select {k} from {live}) as e"
     )
     if not exits:
-        return entered
+        # the hash is built on the few new rows and probed by the live keys (EXCEPT would
+        # hash the whole live table): an incremental tick costs what arrived
+        return (
+            f"select distinct cast(c.{k} as varchar) as key, 'entered' as change "
+            f"from {candidate} as c where not exists "
+            f"(select 1 from {live} as l where l.{k} is not distinct from c.{k})"
+        )
     exited = (
         f"select cast({k} as varchar) as key, 'exited' as change from "
         f"(select {k} from {live} except select {k} from {candidate}) as x"
@@ -77,6 +83,8 @@ def record_changes(
     exits: bool = True,
 ) -> None:
     """Append the membership changes of one publish (inside the caller's transaction)."""
+    # an engine whose swap can outlive the state commit (Spark) keeps what re-records them
+    engine.segment_staged(candidate, SegmentNote(segment, key, run_id, tick, at, exits))
     store = engine.state_store()
     diff = diff_sql(candidate, live, key, exits=exits)
     if store is engine:

@@ -20,6 +20,8 @@ from cadence.errors import CadenceError, WarehouseBusy
 from cadence.loader import WarehouseConfig
 from cadence.relations import quote
 
+WATERMARK_VARIABLE = "cadence_watermark"  # per connection; set just before each use
+
 
 def _lock_holder(message: str) -> str:
     """The process DuckDB names in a lock conflict: ``Conflicting lock is held in
@@ -165,6 +167,15 @@ class DuckDBEngine(Engine):
         self.execute(
             f"delete from {relation} as t where exists (select 1 from {source} as s where {cond})"
         )
+
+    def watermark_bound(self, column: str, relation: str) -> str | None:
+        # a variable is folded into a constant when the next statement is planned, so the
+        # filter becomes a table filter and zone maps skip the row groups already loaded (a
+        # scalar subquery would be a nested-loop join over every source row)
+        self.execute(
+            f"set variable {WATERMARK_VARIABLE} = (select max({quote(column)}) from {relation})"
+        )
+        return f"getvariable('{WATERMARK_VARIABLE}')"
 
     def load_csv(
         self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
