@@ -3,13 +3,16 @@
 Input: a project root -> output: (``ParsedProject``, ``Dag``, ``Cadences``), from the cache when
 every input file is unchanged, else from the stages (re-rendering only the models whose inputs
 changed). Keyed by the content of every input: models, YAML, macros, tests, docs, seeds,
-cadence.yml, and digests of the environment variables they read. Every load compares a digest of
-each input file's bytes with the cached one, so an edit that keeps size and mtime (``cp -p``,
-``touch -r``, ``tar x``) is seen. The cache is data only (JSON decoded into a fixed set of
-frozen values: loading it runs no code), carries a keyed checksum (a cache edited by hand or
-planted is ignored, never trusted to produce SQL that is not in the files), and stores digests of
-env var values, never the values; cadence.yml is parsed again on every load, so no value it
-reads from the environment is stored. A corrupt, stale or foreign cache is ignored and rewritten.
+cadence.yml, and digests of the environment variables they read. Every load reads every input
+file whole and compares one digest of all their contents with the cached one, so an edit that
+keeps size and mtime (``cp -p``, ``touch -r``, ``tar x``) is seen. The cache is data only (JSON
+column tables decoded into a fixed set of frozen values, cadence/cachefile.py: loading it runs
+no code), carries keyed checksums (a cache edited by hand or planted is ignored, never trusted to
+produce SQL that is not in the files), and stores digests of env var values, never the values;
+cadence.yml is parsed again on every load, so no value it reads from the environment is stored.
+What deciding what is due does not read (SQL, tests, DAG edges, config provenance) is decoded
+only on first use, from the file's second part, read and verified while the inputs are read.
+A corrupt, stale or foreign cache is ignored and rewritten.
 """
 
 from __future__ import annotations
