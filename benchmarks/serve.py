@@ -19,6 +19,10 @@
    measures, on its own connection, how long until the new version is served.
 4. Prints a table with the issue's targets and PASS/MISS, writes benchmarks/results/serve.json.
 
+``--against DIR`` (another checkout of cadence, e.g. main's) measures instead this checkout's
+server against DIR's, taking turns (--rounds each, --seconds in all) on one snapshot under the
+same load, and prints the medians and their ratios: on a busy machine a comparison needs that.
+
 Every request loop is bounded (--seconds, then 5 s for answers in flight) and the server is
 stopped (SIGTERM) at the end.
 """
@@ -45,7 +49,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
+# the cadence to import: this checkout, or (server child of --against) the baseline's
+sys.path.insert(0, os.environ.get("CADENCE_SERVE_TREE") or str(REPO))
 
 from cadence.serve.snapshot import Member, Snapshot, write_snapshot  # noqa: E402
 
@@ -387,6 +392,108 @@ def swap_latency(port: int, live: Path, prebuilt: Path, version: str) -> float:
         conn.close()
 
 
+def start_server(path: Path, port_file: Path, stack: str, tree: Path | None = None) -> Any:
+    """The server child (of this checkout, or of ``tree``) and its port, once it listens."""
+    port_file.unlink(missing_ok=True)
+    env = {**os.environ, "CADENCE_SERVE_TREE": str(tree)} if tree else None
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve-child", str(path), str(port_file), stack], env=env
+    )
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline or child.poll() is not None:
+            child.kill()
+            raise SystemExit("server did not start")
+        time.sleep(0.05)
+    return child, int(port_file.read_text())
+
+
+def paired(args: argparse.Namespace) -> None:
+    """--against DIR: this checkout's server and DIR's (another checkout of cadence, e.g. main)
+    take turns, --rounds times each, on the same snapshot (format 1, which both read) under the
+    same load (no swaps); per turn req/s, server CPU per request and p99, then the medians and
+    their ratios. Alternating in one run keeps a busy machine's noise out of the comparison."""
+    from cadence.serve import snapshot
+
+    work = Path(tempfile.mkdtemp(prefix="cadence-serve-pair-"))
+    path, port_file = work / "web.snap", work / "port"
+    snapshot.FORMAT = 1  # what the baseline reads (this checkout reads it too)
+    version, _ = build_in_python(path, args.keys, args.segments, 0)
+    versions = {version: 0}
+    turn_s = args.seconds / args.rounds
+    turns: dict[str, list[dict[str, float]]] = {"subject": [], "baseline": []}
+    print(f"{'turn':<10}{'req/s':>10}{'cpu us/req':>12}{'p99 ms':>9}{'failed':>8}{'wrong':>7}")
+    try:
+        for _ in range(args.rounds):
+            for name, tree in (("baseline", args.against), ("subject", None)):
+                child, port = start_server(path, port_file, args.http, tree)
+                try:
+                    queue: mp.Queue = mp.Queue()
+                    proc = mp.Process(
+                        target=load_proc,
+                        args=(
+                            port,
+                            args.connections,
+                            turn_s,
+                            args.keys,
+                            args.segments,
+                            versions,
+                            queue,
+                        ),
+                    )
+                    cpu = cpu_seconds(child.pid)
+                    started = time.perf_counter()
+                    proc.start()
+                    lat, failed, wrong, notes, _cpu = queue.get(timeout=turn_s + 60)
+                    elapsed = time.perf_counter() - started
+                    proc.join(timeout=30)
+                    cpu = cpu_seconds(child.pid) - cpu
+                finally:
+                    child.send_signal(signal.SIGTERM)
+                    child.wait(timeout=30)
+                lat.sort()
+                figure = {
+                    "req_per_s": len(lat) / elapsed,
+                    "server_cpu_us_per_req": cpu / max(1, len(lat)) * 1e6,
+                    "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+                    "failed": failed,
+                    "wrong": wrong,
+                }
+                turns[name].append(figure)
+                print(
+                    f"{name:<10}{figure['req_per_s']:>10.0f}"
+                    f"{figure['server_cpu_us_per_req']:>12.1f}{figure['p99_ms']:>9.2f}"
+                    f"{failed:>8}{wrong:>7}",
+                    *notes[:3],
+                )
+    finally:
+        for f in work.iterdir():
+            f.unlink()
+        work.rmdir()
+    medians = {
+        name: {k: statistics.median(t[k] for t in ts) for k in ts[0]} for name, ts in turns.items()
+    }
+    for k in ("req_per_s", "server_cpu_us_per_req", "p99_ms"):
+        ratio = medians["subject"][k] / medians["baseline"][k]
+        print(
+            f"median {k}: subject {medians['subject'][k]:.2f}, "
+            f"baseline {medians['baseline'][k]:.2f}, subject/baseline {ratio:.2f}"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "turns": turns,
+                "medians": medians,
+                "load": os.getloadavg(),
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -402,10 +509,19 @@ def main() -> None:
         default="stdlib",
         help="front end of the server under test",
     )
+    ap.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout of cadence (e.g. main's): its server and this one's alternate",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="turns of each server with --against")
     ap.add_argument("--serve-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_child:
         serve_child(*args.serve_child)
+        return
+    if args.against:
+        paired(args)
         return
 
     work = Path(tempfile.mkdtemp(prefix="cadence-serve-bench-"))

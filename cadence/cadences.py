@@ -10,7 +10,9 @@ downstream, passing through models without an explicit cadence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from cadence.cachefile import lazy_field
 from cadence.dag import Dag
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.loader import PROJECT_FILE
@@ -25,6 +27,9 @@ class Origin:
     schedule: Schedule
     channel: str | None
     via: tuple[str, ...]
+
+    if not TYPE_CHECKING:
+        __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
 
     def describe(self) -> str:
         source = f"channel {self.channel}" if self.channel else "explicit cadence"
@@ -41,6 +46,9 @@ class ModelCadence:
     own: bool
     origins: tuple[Origin, ...]
     channels: tuple[str, ...]  # channels fed directly or through consumers
+
+    if not TYPE_CHECKING:
+        __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
 
     @property
     def has_ticks(self) -> bool:

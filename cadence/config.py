@@ -8,8 +8,9 @@ errors with a "did you mean".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cadence.cachefile import lazy_field
 from cadence.errors import CadenceError, did_you_mean
 
 MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
@@ -92,6 +93,9 @@ class ModelConfig:
     holdout: dict[str, Any] | None = None
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    if not TYPE_CHECKING:
+        __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cadence.cachefile import lazy_field
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.parser import ParsedProject
 
@@ -21,6 +22,9 @@ class Dag:
     parents: dict[str, tuple[str, ...]]
     children: dict[str, tuple[str, ...]]
     kinds: dict[str, str]  # "model" | "seed"
+
+    if not TYPE_CHECKING:
+        __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
 
     def ancestors(self, name: str, depth: int | None = None) -> set[str]:
         return _walk(name, self.parents, depth)

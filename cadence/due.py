@@ -102,25 +102,41 @@ def decide(
     tz = project.config.tz
     models = project.by_name
     decisions: dict[str, Decision] = {}
-    # models share schedules: ask each distinct schedule once, then combine per tick set
+    # models share schedules and tick sets: ask each distinct schedule once, and combine each
+    # tick set once (by identity: the tick sets live as long as ``cadences``)
     memo: dict[tuple[str, object], dt.datetime | None] = {}
+    combined: dict[tuple[str, int], dt.datetime | None] = {}
 
-    def ask(cad: ModelCadence, query: str) -> list[dt.datetime]:
+    def ask(cad: ModelCadence, query: str) -> dt.datetime | None:
+        ticks = cad.ticks
+        key = (query, id(ticks))
+        if key in combined:
+            return combined[key]
         found: list[dt.datetime] = []
-        for schedule in cad.ticks.schedules:
-            key = (query, schedule)
-            if key not in memo:
-                memo[key] = getattr(schedule, query)(now, tz)
-            tick = memo[key]
+        for schedule in ticks.schedules:
+            at = (query, schedule)
+            if at not in memo:
+                memo[at] = getattr(schedule, query)(now, tz)
+            tick = memo[at]
             if tick is not None:
                 found.append(tick)
-        return found
+        combined[key] = value = (max if query == "latest_tick" else min)(found, default=None)
+        return value
 
     def latest_tick(cad: ModelCadence) -> dt.datetime | None:
-        return max(ask(cad, "latest_tick"), default=None)
+        return ask(cad, "latest_tick")
 
     def next_tick(cad: ModelCadence) -> dt.datetime | None:
-        return min(ask(cad, "next_tick"), default=None)
+        return ask(cad, "next_tick")
+
+    ticking: dict[int, bool] = {}
+    tails: dict[int, str] = {}  # tick set -> the end of its "not due" reason
+
+    def has_ticks(cad: ModelCadence) -> bool:
+        found = ticking.get(id(cad.ticks))
+        if found is None:
+            found = ticking[id(cad.ticks)] = cad.has_ticks
+        return found
 
     def retry_block(name: str, st: ModelState) -> dt.datetime | None:
         if retry_failed or st.last_status != "error" or st.last_attempt_at is None:
@@ -139,7 +155,8 @@ def decide(
         mat = m.materialized
         if mat == "ephemeral":
             return Decision(m.name, "model", SKIP, "ephemeral: inlined into the models that use it")
-        latest = latest_tick(cad) if cad.has_ticks else None
+        ticks = has_ticks(cad)
+        latest = latest_tick(cad) if ticks else None
         if not due_only:
             return Decision(m.name, "model", BUILD, "selected", tick=latest)
         if mat == "view":
@@ -150,7 +167,7 @@ def decide(
             return Decision(
                 m.name, "model", SKIP, "view is current (views always show current data)"
             )
-        if not cad.has_ticks:
+        if not ticks:
             return Decision(
                 m.name, "model", SKIP, f"not due: {cad.provenance()}; built only when selected"
             )
@@ -165,13 +182,15 @@ def decide(
                 next_retry=blocked,
             )
         if st.last_success_at is not None and exists and st.last_success_at >= latest:
-            nxt = next_tick(cad)  # the common case under cron: say why not, cheaply
+            # the common case under cron: say why not, cheaply (the ticks part once per tick set)
+            tail = tails.get(id(cad.ticks))
+            if tail is None:
+                nxt = next_tick(cad)
+                tail = tails[id(cad.ticks)] = (
+                    f" for tick {fmt(latest, tz)}; next tick {fmt(nxt, tz)}"
+                )
             return Decision(
-                m.name,
-                "model",
-                SKIP,
-                f"not due: built {fmt(st.last_success_at, tz)} for tick {fmt(latest, tz)}; "
-                f"next tick {fmt(nxt, tz)}",
+                m.name, "model", SKIP, f"not due: built {fmt(st.last_success_at, tz)}{tail}"
             )
         why = f"tick {fmt(latest, tz)} ({cad.provenance()})"
         if st.last_success_at is None:
@@ -221,12 +240,14 @@ def decide(
 def clock_behind(state: StateSnapshot, now: dt.datetime) -> tuple[tuple[str, dt.datetime], ...]:
     """Models whose state was recorded after ``now`` (pure), with the newest recorded time."""
     out = []
-    for name in sorted(state.models):
-        st = state.models[name]
-        times = [t for t in (st.last_attempt_at, st.last_success_at) if t is not None]
-        if times and max(times) > now:
-            out.append((name, max(times)))
-    return tuple(out)
+    for name, st in state.models.items():
+        attempt, success = st.last_attempt_at, st.last_success_at
+        newest = (
+            success if attempt is None or (success is not None and success > attempt) else attempt
+        )
+        if newest is not None and newest > now:
+            out.append((name, newest))
+    return tuple(sorted(out))
 
 
 def clock_warning(

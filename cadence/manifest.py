@@ -14,30 +14,31 @@ reads from the environment is stored. A corrupt, stale or foreign cache is ignor
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import hashlib
 import hmac
-import json
 import os
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadence import __version__, artifacts
 from cadence import files as fs
+from cadence.cachefile import Codec, lazy_field, with_fields
 from cadence.cadences import Cadences, ModelCadence, Origin
-from cadence.config import ConfigLayer, ModelConfig
+from cadence.config import ModelConfig
 from cadence.dag import Dag
 from cadence.errors import CadenceError
-from cadence.loader import ChannelConfig, ProjectConfig, WarehouseConfig, env_digest
+from cadence.loader import ProjectConfig, env_digest
 from cadence.parser import Column, Model, ParsedProject
 from cadence.properties import Seed, Source
 from cadence.schedule import Schedule, TickSet
 from cadence.testspecs import DataTest
 
 CACHE_FILE = "target/manifest.json"
-FORMAT = 7
+FORMAT = 8  # with the codec's schema digest in the header: any other layout is rebuilt
 MAGIC = b"cadence-manifest"
 INPUT_DIRS = (
     ("models", (".sql", ".yml", ".yaml", ".md")),
@@ -45,17 +46,22 @@ INPUT_DIRS = (
     ("macros", (".sql",)),
     ("tests", (".sql",)),
 )
+_FIRST_READ = 1 << 16  # most input files are read whole by one read()
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
 class Manifest:
-    version: str
     env: tuple[tuple[str, str | None], ...]  # (name, digest of the value) for every env var read
-    parsed: ParsedProject
+    inputs: str  # digest of every input file's path and content, in ``scan`` order
+    parsed: ParsedProject  # without its config: cadence.yml is parsed again on every load
     dag: Dag
     cadences: Cadences
+    view_hashes: dict[str, str]  # ParsedProject.view_hashes (it reads every model's SQL)
     model_keys: dict[str, str]  # model name -> key of the inputs it was rendered from
-    digests: dict[str, str]  # input path -> content hash
+
+    if not TYPE_CHECKING:
+        __getattr__ = lazy_field  # model_keys is decoded only when a model is rendered again
 
 
 def scan(root: Path) -> tuple[str, ...]:
@@ -72,98 +78,90 @@ def scan(root: Path) -> tuple[str, ...]:
     return ("cadence.yml", *out)
 
 
-def _unchanged(root: Path, cached: Manifest, paths: tuple[str, ...]) -> bytes | None:
-    """cadence.yml's bytes when every input file has the content the cache was built from."""
+def combine(pairs: Iterable[tuple[str, str]]) -> str:
+    """One digest of (path, content digest) pairs, in the order given."""
     from cadence.loader import digest
 
-    digests = cached.digests
-    if len(paths) != len(digests):
-        return None
+    return digest("\n".join(f"{path}\0{d}" for path, d in pairs).encode("utf-8", "surrogatepass"))
+
+
+def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
+    """The digest of every input file's content as it is now (each file read whole), and
+    cadence.yml's bytes; None when a file cannot be read (gone, not a file: never a hit)."""
+    from cadence.loader import digest
+
+    pairs = []
     config = b""
     base = str(root) + os.sep
     for path in paths:
-        try:
-            with open(base + path, "rb") as fh:
-                data = fh.read()
+        try:  # non-blocking: a FIFO swapped in after the scan cannot hang the load
+            fd = os.open(base + path, _OPEN_FLAGS)
         except (OSError, ValueError):  # gone, unreadable, or the problems marker
             return None
-        if digests.get(path) != digest(data):
+        try:
+            data = os.read(fd, _FIRST_READ)
+            if len(data) == _FIRST_READ:  # a large file (a seed): the rest of it
+                chunks = [data]
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        except OSError:  # a folder, or an I/O error
             return None
+        finally:
+            os.close(fd)
+        pairs.append((path, digest(data)))
         if path == "cadence.yml":
             config = data
-    return config
+    return combine(pairs), config
 
 
 # -- the data-only format ---------------------------------------------------------------------
-# JSON; a frozen value is {"~": class name, "a": [field values]} (only the classes below), a
-# tuple {"(": [...]}, a dict with keys that are not strings (or look like tags) {"{": [[k, v]]},
-# a set {"s": [...]}, a project warning {"!": [message, file, line, column, hint, severity]}.
-_CLASSES: dict[str, type] = {
-    c.__name__: c
-    for c in (
-        Manifest,
-        ParsedProject,
-        Model,
-        ModelConfig,
-        ConfigLayer,
-        Column,
-        Seed,
-        Source,
-        DataTest,
-        ProjectConfig,
-        WarehouseConfig,
-        ChannelConfig,
-        Dag,
-        Cadences,
-        ModelCadence,
-        Origin,
-        Schedule,
-        TickSet,
-    )
-}
-_TAGS = frozenset({"~", "a", "(", "{", "s", "!"})
-
-
-def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    if isinstance(value, tuple):
-        return {"(": [_encode(v) for v in value]}
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
-    if isinstance(value, dict):
-        if all(type(k) is str and k not in _TAGS for k in value):
-            return {k: _encode(v) for k, v in value.items()}
-        return {"{": [[_encode(k), _encode(v)] for k, v in value.items()]}
-    if isinstance(value, (set, frozenset)):
-        return {"s": [_encode(v) for v in value]}
-    if isinstance(value, CadenceError):
-        e = value
-        return {"!": [e.message, e.file, e.line, e.column, e.hint, e.severity]}
-    cls = type(value)
-    if _CLASSES.get(cls.__name__) is cls:
-        fields = dataclasses.fields(value)
-        return {"~": cls.__name__, "a": [_encode(getattr(value, f.name)) for f in fields]}
-    raise TypeError(f"cannot cache a {cls.__name__}")
-
-
-def _decode(d: dict[str, Any]) -> Any:
-    if len(d) > 2:
-        return d
-    if "~" in d:
-        return _CLASSES[d["~"]](*d["a"])  # an unknown name is a KeyError: the cache is ignored
-    if "(" in d:
-        return tuple(d["("])
-    if "{" in d:
-        return {(tuple(k) if isinstance(k, list) else k): v for k, v in d["{"]}
-    if "s" in d:
-        return frozenset(d["s"])
-    if "!" in d:
-        message, file, line, column, hint, severity = d["!"]
-        return CadenceError(
-            message, file=file, line=line, column=column, hint=hint, severity=severity
+# One header line: MAGIC, version/FORMAT/schema, keyed checksums of the first document and of the
+# rest, the lengths of the two JSON documents; then the documents (cadence.cachefile: a table per
+# class, stored by column; the first read at once, the second when a lazy field is first used)
+# and the text blob the second slices its SQL from.
+_CLASSES = (
+    ParsedProject,
+    Model,
+    ModelConfig,
+    Column,
+    Seed,
+    Source,
+    DataTest,
+    Dag,
+    Cadences,
+    ModelCadence,
+    Origin,
+    Schedule,
+    TickSet,
+)
+_SHARED = (ModelConfig, Column, ModelCadence, Origin, Schedule, TickSet)
+# what deciding what is due does not read: decoded only when a command needs it
+# (fields with a default cannot be lazy: the class attribute would answer for them)
+_LAZY = (
+    *(
+        (Model, f)
+        for f in (
+            *("path", "raw_sql", "rendered", "relation", "refs", "ref_lines", "sources"),
+            *("per_run", "digest", "description", "columns", "env_vars"),
         )
-    return d
+    ),
+    (ModelConfig, "origins"),
+    *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks")),
+    (ModelCadence, "channels"),
+    (Origin, "via"),
+    *((Dag, f) for f in ("parents", "children", "kinds")),
+    (Manifest, "model_keys"),
+)
+
+
+@lru_cache(maxsize=1)
+def _codec() -> Codec:
+    return Codec(Manifest, _CLASSES, _SHARED, skip=[(ParsedProject, "config")], lazy=_LAZY)
+
+
+def _version() -> bytes:
+    return f"{__version__}/{FORMAT}/{_codec().schema}".encode()
 
 
 def _key() -> bytes:
@@ -188,29 +186,63 @@ def _key() -> bytes:
 
 
 def _checksum(key: bytes, payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, key=key[:64], digest_size=32).hexdigest().encode()
+    # HMAC-SHA256: twice as fast as keyed blake2b here (SHA extensions), as strong for this
+    return hmac.new(key, payload, "sha256").hexdigest().encode()
 
 
 def read(root: Path) -> Manifest | None:
-    path = root / CACHE_FILE
+    """The cache, when both its checksums verify; else None."""
+    opened = _open(root)
+    return opened[0] if opened is not None and opened[1]() else None
+
+
+def _open(root: Path) -> tuple[Manifest, Callable[[], bool]] | None:
+    """The cache decoded from its first document (when its checksum verifies), and a check of
+    the rest (SQL, tests: decoded on first use), read and verified meanwhile in a thread
+    (hashing releases the GIL), so the check costs nothing next to reading the inputs."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.readline()
-            payload = fh.read()
-    except OSError:
+        with open(root / CACHE_FILE, "rb") as fh:
+            parts = fh.readline().split()
+            if len(parts) != 6 or parts[0] != MAGIC or parts[1] != _version():
+                return None
+            first, second = int(parts[4]), int(parts[5])
+            document = fh.read(first)
+            key = _key()
+            if not hmac.compare_digest(parts[2], _checksum(key, document)):
+                return None  # edited, planted or written with another key: never trusted
+            start, fd = fh.tell(), os.dup(fh.fileno())  # the same file, whatever replaces it
+    except (OSError, ValueError):
         return None
-    parts = head.split()
-    if len(parts) != 3 or parts[0] != MAGIC or parts[1] != f"{__version__}/{FORMAT}".encode():
-        return None
-    if not hmac.compare_digest(parts[2], _checksum(_key(), payload)):
-        return None  # edited, planted or written with another key: never trusted
+    rest: list[bytes] = []
+    checked: list[bool] = []
+
+    def check_rest() -> None:
+        try:
+            with os.fdopen(fd, "rb") as f:
+                f.seek(start)
+                rest.append(f.read())
+        except OSError:
+            return  # not checked: not used
+        checked.append(hmac.compare_digest(parts[3], _checksum(key, rest[0])))
+
+    reader = threading.Thread(target=check_rest, daemon=True)
+    reader.start()
+
+    def verified() -> bool:
+        reader.join()
+        return checked == [True]
+
+    def lazy_part() -> tuple[bytes, bytes]:
+        if not verified():  # read() and load() never hand out such a cache
+            raise CadenceError("the project cache does not match its checksum", file=CACHE_FILE)
+        return rest[0][:second], rest[0][second:]
+
     try:
-        manifest = json.loads(payload, object_hook=_decode)
+        manifest = _codec().decode(document, lazy_part)
     except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, never trusted
+        verified()
         return None
-    if not isinstance(manifest, Manifest) or manifest.version != f"{__version__}/{FORMAT}":
-        return None
-    return manifest
+    return (manifest, verified) if isinstance(manifest, Manifest) else None
 
 
 def env_unchanged(manifest: Manifest) -> bool:
@@ -219,13 +251,17 @@ def env_unchanged(manifest: Manifest) -> bool:
 
 def write(root: Path, manifest: Manifest) -> None:
     try:
-        payload = json.dumps(_encode(manifest), separators=(",", ":")).encode()
+        document, later, blob = _codec().encode(manifest)
     except (TypeError, ValueError):
         return  # something not cacheable: the next load renders again
-    head = b" ".join((MAGIC, manifest.version.encode(), _checksum(_key(), payload))) + b"\n"
+    key, rest = _key(), later + blob
+    sums = (_checksum(key, document), _checksum(key, rest))
+    sizes = (str(len(document)).encode(), str(len(later)).encode())
+    head = b" ".join((MAGIC, _version(), *sums, *sizes)) + b"\n"
     try:
         artifacts.tighten_target(root)
-        artifacts.write_bytes(root / CACHE_FILE, head + payload, root)
+        # not synced: after a crash a torn file fails its checksum and is rebuilt
+        artifacts.write_bytes(root / CACHE_FILE, head + document + rest, root, durable=False)
     except (CadenceError, OSError):
         pass  # a read-only checkout or a full disk still works, just without the cache
 
@@ -247,13 +283,15 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
 
 def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     paths = scan(root)
-    cached = read(root) if use_cache else None
+    opened = _open(root) if use_cache else None
+    cached = opened[0] if opened is not None else None
     if cached is not None and env_unchanged(cached):
-        config_text = _unchanged(root, cached, paths)
-        if config_text is not None:
-            config = _config_again(root, config_text)
+        now = inputs_now(root, paths)
+        if now is not None and now[0] == cached.inputs and opened is not None and opened[1]():
+            config = _config_again(root, now[1])
             if config is not None:
-                parsed = dataclasses.replace(cached.parsed, config=config)
+                parsed = with_fields(cached.parsed, config=config)
+                parsed.__dict__["view_hashes"] = cached.view_hashes  # its cached_property
                 return parsed, cached.dag, cached.cadences
     from cadence.cadences import resolve_cadences
     from cadence.dag import build_dag
@@ -265,7 +303,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     files = load_files(root, problems)
     env = make_environment(files)
     reuse: dict[str, Model] = {}
-    if cached is not None:
+    if cached is not None and opened is not None and opened[1]():  # only a cache that verifies
         reuse = {
             key: m
             for m in cached.parsed.models
@@ -287,21 +325,19 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
         for f in group
     }
     digests.update({s.path: s.digest for s in files.seeds})
+    order = ("cadence.yml", *sorted(digests))  # as ``scan`` lists them
     digests["cadence.yml"] = files.config_digest
     manifest = Manifest(
-        f"{__version__}/{FORMAT}",
         tuple(sorted(env_used.items())),
-        dataclasses.replace(parsed, config=_NO_CONFIG),  # parsed again on every load
+        combine((path, digests[path]) for path in order),
+        parsed,  # its config is left out: cadence.yml is parsed again on every load
         dag,
         cadences,
+        parsed.view_hashes,
         keys,
-        digests,
     )
     write(root, manifest)
     return parsed, dag, cadences
-
-
-_NO_CONFIG = ProjectConfig("", "UTC", WarehouseConfig(), (), (), {}, {})
 
 
 def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
@@ -320,9 +356,11 @@ def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
 def cache_stats(root: Path) -> dict[str, Any]:
     """For tests and `--debug`: whether a cache exists and matches the files now."""
     cached = read(root)
+    now = inputs_now(root, scan(root)) if cached is not None else None
     return {
         "exists": cached is not None,
         "fresh": cached is not None
         and env_unchanged(cached)
-        and _unchanged(root, cached, scan(root)) is not None,
+        and now is not None
+        and now[0] == cached.inputs,
     }

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from cadence.cachefile import lazy_field
 from cadence.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.loader import ProjectConfig, ProjectFiles, SourceFile, env_digest
@@ -57,9 +58,12 @@ class Model:
     sources: tuple[tuple[str, str], ...]
     per_run: bool
     digest: str
-    description: str = ""
-    columns: tuple[Column, ...] = ()
-    env_vars: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest when rendered)
+    description: str
+    columns: tuple[Column, ...]
+    env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
+
+    if not TYPE_CHECKING:
+        __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
 
     @property
     def materialized(self) -> str:
@@ -83,6 +87,9 @@ class ParsedProject:
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
+
+    if not TYPE_CHECKING:
+        __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
 
     @cached_property
     def by_name(self) -> dict[str, Model]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cadence import artifacts
+from cadence import artifacts, parallel
 from cadence.activation import membership, roster
 from cadence.compiler import CompiledModel, Compiler
 from cadence.dag import Dag
@@ -194,7 +194,7 @@ def execute(
     models = {m.name: m for m in project.models}
     seeds = {s.name: s for s in project.seeds}
     building = [d for d in plan.decisions if d.builds]
-    deps = _build_dependencies(dag, {d.name for d in building})
+    deps = parallel.dependencies(dag, {d.name for d in building})
     outcome: dict[str, ModelResult] = {}
     failed: set[str] = set()
     counter = [0]
@@ -255,7 +255,15 @@ def execute(
                 emit(Event("start", decision.name, counter[0] + 1, len(building)))
                 done(decision, build(decision, ctx))
         else:
-            _run_parallel(building, deps, threads, ctx, build, done, emit)
+            parallel.run(
+                building,
+                deps,
+                threads,
+                ctx.engine,
+                lambda d, cursor: build(d, replace(ctx, engine=cursor)),
+                done,
+                lambda d, n: emit(Event("start", d.name, n, len(building))),
+            )
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -313,86 +321,6 @@ def _missing_upstream(
         if key not in ctx.relations:
             return parent
     return None
-
-
-def _build_dependencies(dag: Dag, building: set[str]) -> dict[str, set[str]]:
-    """For each model built in this run, the models built in this run that it must wait for
-    (looking through models not rebuilt, such as views and ephemerals)."""
-    deps: dict[str, set[str]] = {}
-    for name in building:
-        found: set[str] = set()
-        stack = list(dag.parents.get(name, ()))
-        seen: set[str] = set()
-        while stack:
-            p = stack.pop()
-            if p in seen:
-                continue
-            seen.add(p)
-            if p in building:
-                found.add(p)
-            else:
-                stack.extend(dag.parents.get(p, ()))
-        deps[name] = found
-    return deps
-
-
-def _run_parallel(
-    building: list[Decision],
-    deps: dict[str, set[str]],
-    threads: int,
-    ctx: _RunContext,
-    build: Callable[[Decision, _RunContext], ModelResult],
-    done: Callable[[Decision, ModelResult], None],
-    emit: EventSink,
-) -> None:
-    """Build independent models at the same time, each on its own cursor and transaction."""
-    import heapq
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
-    index = {d.name: i for i, d in enumerate(building)}
-    waiting = {d.name: len(deps[d.name]) for d in building}
-    dependents: dict[str, list[str]] = {d.name: [] for d in building}
-    for d in building:
-        for dep in deps[d.name]:
-            dependents[dep].append(d.name)
-    ready = [index[n] for n, count in waiting.items() if count == 0]  # a heap: plan order first
-    heapq.heapify(ready)
-    running: dict[Future[ModelResult], tuple[Decision, Engine]] = {}
-    started = 0
-
-    def task(decision: Decision, cursor: Engine) -> ModelResult:
-        try:
-            return build(decision, replace(ctx, engine=cursor))
-        finally:
-            cursor.close()
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
-        try:
-            while ready or running:
-                while ready and len(running) < threads:
-                    decision = building[heapq.heappop(ready)]
-                    started += 1
-                    emit(Event("start", decision.name, started, len(building)))
-                    cursor = ctx.engine.cursor()
-                    running[pool.submit(task, decision, cursor)] = (decision, cursor)
-                finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    decision, _cursor = running.pop(future)
-                    done(decision, future.result())
-                    for child in dependents[decision.name]:
-                        waiting[child] -= 1
-                        if waiting[child] == 0:
-                            heapq.heappush(ready, index[child])
-        except KeyboardInterrupt:
-            for _decision, cursor in running.values():
-                cursor.interrupt()
-            for future, (decision, _cursor) in list(running.items()):
-                try:
-                    finished_result = future.result()
-                except BaseException:  # noqa: BLE001 - the interrupt is what is reported
-                    continue
-                done(decision, finished_result)  # it committed before the interrupt reached it
-            raise
 
 
 def _upstream_models(dag: Dag, name: str, models: dict[str, Model]) -> list[str]:

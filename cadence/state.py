@@ -124,21 +124,25 @@ def read_snapshot(
         builds from {SCHEMA}.model_state"""
     )
     models = {}
+    aware: dict[dt.datetime | None, dt.datetime | None] = {None: None}  # models share run times
     for r in rows:
-        models[r[0]] = ModelState(
-            name=r[0],
-            kind=r[1],
-            last_success_at=from_db(r[2]),
-            last_success_tick=from_db(r[3]),
-            last_sql_hash=r[4],
-            last_status=r[5],
-            last_error=r[6],
-            last_attempt_at=from_db(r[7]),
-            failure_streak=r[8] or 0,
-            last_rows=r[9],
-            last_duration_s=r[10],
-            avg_duration_s=r[11],
-            builds=r[12] or 0,
+        for t in (r[2], r[3], r[7]):
+            if t not in aware:
+                aware[t] = from_db(t)
+        models[r[0]] = ModelState(  # positional, in field order: 10,000 rows on every run
+            r[0],
+            r[1],
+            aware[r[2]],
+            aware[r[3]],
+            r[4],
+            r[5],
+            r[6],
+            aware[r[7]],
+            r[8] or 0,
+            r[9],
+            r[10],
+            r[11],
+            r[12] or 0,
         )
     # builds of runs that ended before folding their state (killed): replay them in order
     pending_runs: list[str] = []

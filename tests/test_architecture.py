@@ -10,13 +10,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cadence"
 
 # pipeline order: a module may import only modules before it (lazy imports included)
 ORDER = [
-    "errors", "yamlfile", "activation.urlpolicy", "channelconfig", "config", "relations",
+    "errors", "cachefile", "yamlfile", "activation.urlpolicy", "channelconfig", "config",
+    "relations",
     "artifacts", "files", "loader", "rendering", "testspecs", "seedconfig", "properties", "parser",
     "dag", "schedule", "cadences", "engines.base", "engines.duckdb",
-    "engines.spark_dialect", "engines.spark_versions", "engines.spark_incremental", "engines.spark",
+    "engines.spark_dialect", "engines.spark_versions", "engines.spark_incremental",
+    "engines.spark_audience", "engines.spark",
     "engines", "state", "snapshot", "activation", "activation.membership", "activation.roster",
     "due",
-    "compiler", "datatests", "incremental", "runner", "lock", "manifest", "selection", "reports",
+    "compiler", "datatests", "incremental", "parallel", "runner", "lock", "manifest", "selection", "reports",
     "testing",
     "activation.audience", "activation.outbox", "activation.files", "activation.webhook",
     "activation.deliver", "activation.render",

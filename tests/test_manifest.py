@@ -24,6 +24,36 @@ def project(root: Path) -> Path:
     return root
 
 
+def documents(root: Path) -> tuple[dict, dict, bytes]:
+    """The cache file's two JSON documents and its text blob (see manifest.read)."""
+    head, body = (root / manifest.CACHE_FILE).read_bytes().split(b"\n", 1)
+    first, second = (int(n) for n in head.split()[4:6])
+    return (
+        json.loads(body[:first]),
+        json.loads(body[first : first + second]),
+        body[first + second :],
+    )
+
+
+def write_documents(
+    root: Path, document: dict, later: dict, blob: bytes, version: bytes = b""
+) -> None:
+    """A cache file as cadence writes one, with the user's key: valid but for its content."""
+    first, second = json.dumps(document).encode(), json.dumps(later).encode()
+    key = manifest._key()
+    head = b" ".join(
+        (
+            manifest.MAGIC,
+            version or manifest._version(),
+            manifest._checksum(key, first),
+            manifest._checksum(key, second + blob),
+            str(len(first)).encode(),
+            str(len(second)).encode(),
+        )
+    )
+    (root / manifest.CACHE_FILE).write_bytes(head + b"\n" + first + second + blob)
+
+
 @pytest.fixture
 def rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
@@ -148,9 +178,8 @@ def test_cache_is_data_only_and_holds_no_env_values(
     Project.load(root)
     data = (root / manifest.CACHE_FILE).read_bytes()
     assert b"s3cr3t-token-value" not in data
-    head, payload = data.split(b"\n", 1)
-    assert head.startswith(b"cadence-manifest ")
-    env = dict(json.loads(payload)["a"][1]["("][i]["("] for i in range(2))  # plain JSON
+    document, _later, _blob = documents(root)
+    env = dict(document["tables"]["Manifest"][1][0][0])  # plain JSON: the env column
     assert set(env) == {"CADENCE_TEST_TOKEN", "CADENCE_TEST_X"}
     assert not {"s3cr3t-token-value", "s3cr3t-x"} & set(env.values())
     assert not list((root / "target").glob("*.pickle"))
@@ -187,14 +216,133 @@ def test_planted_cache_with_a_valid_shape_but_foreign_key_is_ignored(
 def test_cache_with_unknown_classes_is_ignored(tmp_path: Path) -> None:
     root = project(tmp_path)
     Project.load(root)
-    payload = b'{"~":"Popen","a":[["id"]]}'
-    head = b" ".join(
-        (
-            manifest.MAGIC,
-            f"{manifest.__version__}/{manifest.FORMAT}".encode(),
-            manifest._checksum(manifest._key(), payload),
-        )
-    )
-    (root / manifest.CACHE_FILE).write_bytes(head + b"\n" + payload)
+    document, later, blob = documents(root)
+    document["tables"]["Popen"] = [1, [[["id"]]]]
+    document["root"] = 0
+    write_documents(root, document, later, blob)
     assert manifest.read(root) is None
     assert len(Project.load(root).parsed.models) == 4
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize(
+    "source", ["tests/projects/shop", "examples/jaffle_shop", "examples/routing"]
+)
+def test_a_project_from_the_cache_equals_the_project_from_its_files(
+    tmp_path: Path, source: str
+) -> None:
+    """Every field of every value round-trips, the lazily decoded ones included."""
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(
+        EXAMPLES.parent / source, root, ignore=shutil.ignore_patterns("target", "*.duckdb*")
+    )
+    fresh = Project.load(root, use_cache=False)
+    Project.load(root)  # writes the cache
+    cached = Project.load(root)
+    assert manifest.cache_stats(root) == {"exists": True, "fresh": True}
+    assert cached.parsed.models and cached.parsed.models == fresh.parsed.models
+    assert cached.parsed == fresh.parsed
+    assert cached.dag == fresh.dag
+    assert cached.cadences == fresh.cadences
+    assert cached.parsed.view_hashes == fresh.parsed.view_hashes
+
+
+def test_deciding_what_is_due_reads_only_the_first_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    """The idle cron path decodes neither SQL nor tests; the first model built decodes them."""
+    from cadence import cachefile
+    from cadence.project import parse_at
+
+    root = project(tmp_path)
+    (root / "models" / "v.sql").write_text("{{ config(materialized='view') }}\nselect 1 as v\n")
+    (root / "models" / "t.sql").write_text(
+        "{{ config(cadence='daily at 05:00') }}\nselect 1 as t\n"
+    )
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    decoded: list[int] = []
+    real = cachefile._Pending._decode
+
+    def spy(self):  # type: ignore[no-untyped-def]
+        decoded.append(1)
+        return real(self)
+
+    monkeypatch.setattr(cachefile._Pending, "_decode", spy)
+    loaded = Project.load(root)
+    plan = loaded.plan(parse_at("2026-01-02T06:01", loaded.tz))
+    assert {d.name for d in plan.decisions} == {"a", "b", "c", "d", "t", "v"}
+    assert not plan.to_build() and decoded == []
+    assert loaded.parsed.model("a").rendered == "select 1 as a\n"
+    assert decoded == [1]
+    assert loaded.parsed.model("b").raw_sql == "select {{ var('n') }} as b\n"
+    assert decoded == [1]  # once for the whole project
+
+
+@pytest.mark.parametrize("part", ["document", "rest"])
+def test_a_changed_byte_in_either_part_of_the_cache_is_never_used(
+    tmp_path: Path, rendered: list[str], part: str
+) -> None:
+    root = project(tmp_path)
+    Project.load(root)
+    cache = root / manifest.CACHE_FILE
+    data = bytearray(cache.read_bytes())
+    head_end = data.index(b"\n") + 1
+    first = int(bytes(data[:head_end]).split()[4])
+    where = head_end + (first // 2 if part == "document" else first + 10)
+    data[where] ^= 0x01
+    cache.write_bytes(bytes(data))
+    assert manifest.read(root) is None
+    rendered.clear()
+    loaded = Project.load(root)
+    assert sorted(rendered) == ["a", "b", "c", "d"]
+    assert loaded.parsed.model("a").rendered == "select 1 as a\n"
+    assert manifest.cache_stats(root) == {"exists": True, "fresh": True}  # rewritten
+
+
+def test_a_cache_of_another_format_or_layout_is_rebuilt(
+    tmp_path: Path, rendered: list[str]
+) -> None:
+    """The version names the format and a digest of every cached class's fields and types."""
+    root = project(tmp_path)
+    Project.load(root)
+    document, later, blob = documents(root)
+    version = manifest._version()
+    assert version.split(b"/")[2] == manifest._codec().schema.encode()
+    for other in (b"0.1.0/7", version[:-1] + b"0", b"9.9.9/" + version.split(b"/", 1)[1]):
+        write_documents(root, document, later, blob, version=other)
+        assert manifest.read(root) is None
+        rendered.clear()
+        Project.load(root)
+        assert sorted(rendered) == ["a", "b", "c", "d"]
+
+
+def test_same_size_same_mtime_edit_of_a_yaml_file_is_seen(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    yml = root / "models" / "_models.yml"
+    yml.write_text("models:\n  - name: a\n    description: first\n")
+    os.utime(yml, ns=(1_000_000_000, 1_000_000_000))
+    assert Project.load(root).parsed.model("a").description == "first"
+    yml.write_text("models:\n  - name: a\n    description: other\n")  # same size
+    os.utime(yml, ns=(1_000_000_000, 1_000_000_000))
+    assert Project.load(root).parsed.model("a").description == "other"
+
+
+def test_lazy_fields_are_decoded_once_across_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = project(tmp_path)
+    Project.load(root)
+    loaded = Project.load(root)
+    models = list(loaded.parsed.models) * 50
+    with ThreadPoolExecutor(8) as pool:
+        texts = list(pool.map(lambda m: m.rendered, models))
+    assert texts[:4] == [
+        "select 1 as a\n",
+        "select 1 as b\n",
+        "select 1 as c\n",
+        "select 'dflt' as d\n",
+    ]

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 from activation_project import CADENCE_YML, cadence, make_activation, query, set_people
 
+from cadence.activation import roster
 from cadence.lock import RunLock
 
 DAY1 = [(1, 900), (2, 50), (3, 700)]
@@ -246,3 +247,79 @@ def test_parallel_builds_each_leave_their_snapshot(make_project, cli):
         snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
         live = [r[0] for r in live_changes(root, segment)]
         assert [c["change_id"] for c in snap["changes"]] == live
+
+
+def test_earlier_days_parts_are_merged_one_per_day(make_project, cli, monkeypatch):
+    monkeypatch.setattr(roster, "COMPACT_AFTER", 2)
+    root = make_activation(make_project, DAY1)
+    changes = root / "target" / "members" / "vip" / "changes"
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, [(1, 900), (3, 700), (5, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T12:00").exit_code == 0
+    assert len(list(changes.iterdir())) == 2  # not past the limit yet
+    set_people(root, DAY2)
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    names = sorted(p.name for p in changes.iterdir())
+    assert [n.rsplit("-", 1)[1] for n in names] == [
+        "20260101T120000Z.parquet",
+        "20260102T060000Z.parquet",
+    ]
+    snap = json.loads(held(cli, root, "members", "vip", "--changes", "--json").stdout)
+    assert [(c["change_id"], c["key"], c["change"], c["run_id"]) for c in snap["changes"]] == [
+        tuple(r) for r in live_changes(root, "vip")
+    ]
+
+
+def test_kill_9_during_a_merge_keeps_every_change_once(make_project, cli):
+    root = make_activation(make_project, DAY1)
+    compacting = (
+        "import sys; from cadence.activation import roster; roster.COMPACT_AFTER = 2; "
+        "from cadence.cli import main; sys.argv[0] = 'cadence'; main()"
+    )
+
+    def run(at: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != roster.FAULT_ENV}
+        if fault:
+            env[roster.FAULT_ENV] = fault
+        return subprocess.run(
+            [sys.executable, "-c", compacting, "run", "--at", at, "--project-dir", str(root)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    assert run("2026-01-01T06:00").returncode == 0
+    set_people(root, [(1, 900), (3, 700), (5, 900)])
+    assert run("2026-01-01T12:00").returncode == 0
+    set_people(root, DAY2)
+    killed = run("2026-01-02T06:00", fault="roster_after_merge")
+    assert killed.returncode == -9, killed.stderr
+    visible_files_are_complete(root)
+    assert any(overlapping(root, s) for s in ("vip", "regular"))  # merged, originals still there
+    for segment in ("vip", "regular"):
+        assert snapshot_changes(cli, root, segment) == live_rows(root, segment)
+    set_people(root, [(4, 800)])
+    assert run("2026-01-03T06:00").returncode == 0  # merges again, under the same name
+    for segment in ("vip", "regular"):
+        assert snapshot_changes(cli, root, segment) == live_rows(root, segment)
+        assert not overlapping(root, segment)
+        names = [p.name for p in (root / "target/members" / segment / "changes").iterdir()]
+        days = [n.rsplit("-", 1)[1][:8] for n in names]
+        assert len(days) == len(set(days)), names  # one part per earlier day
+
+
+def parts_of(root: Path, segment: str) -> list[tuple[int, int]]:
+    folder = root / "target/members" / segment / "changes"
+    return sorted(tuple(map(int, p.name.split("-")[:2])) for p in folder.glob("[0-9]*.parquet"))
+
+
+def overlapping(root: Path, segment: str) -> bool:
+    ranges = parts_of(root, segment)
+    return any(b[0] <= a[1] for a, b in zip(ranges, ranges[1:]))
+
+
+def live_rows(root: Path, segment: str) -> list[tuple]:
+    return [tuple(r) for r in live_changes(root, segment)]
+
+
+def snapshot_changes(cli, root: Path, segment: str) -> list[tuple]:
+    snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
+    return [(c["change_id"], c["key"], c["change"], c["run_id"]) for c in snap["changes"]]

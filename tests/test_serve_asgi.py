@@ -17,13 +17,19 @@ from cadence.serve.service import ServedChannel, Service
 from cadence.serve.snapshot import Member, write_snapshot
 
 pytest.importorskip("uvicorn")
+from cadence.serve import asgi  # noqa: E402
 from cadence.serve.asgi import AsgiServer  # noqa: E402
 
 TZ = ZoneInfo("Europe/Berlin")
 AT = dt.datetime(2026, 3, 1, 9, 15, tzinfo=TZ)
 
 
-def test_uvicorn_serves_lookups_swaps_and_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parts", ["installed", "plain"])
+def test_uvicorn_serves_lookups_swaps_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: str
+) -> None:
+    if parts == "plain":  # uvicorn without its extras: h11 and asyncio's own loop
+        monkeypatch.setattr(asgi, "_parts", lambda: ("h11", "asyncio"))
     path = tmp_path / "web.snap"
     first = write_snapshot(path, "web", ("vip",), [Member("c1", ("vip",))], AT).version
     service = Service(

@@ -18,8 +18,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from click.testing import CliRunner
 import routing_project
+from click.testing import CliRunner
 from conftest import invoke, read_run_results, spark_yml
 from routing_project import Receiver
 
@@ -170,6 +170,11 @@ def test_state_is_local_and_mirrored_into_spark(make_project, spark_remote, spar
         f"select model, status from _cadence.model_builds where run_id = '{run_id}'"
     ).collect()
     assert [tuple(r) for r in mirrored] == [("seg", "success")]
+    # a second run at the same --at (its run id may sort before the first's) is mirrored too
+    assert invoke(root, "run", "--at", AT).exit_code == 0
+    second = read_run_results(root)["run_id"]
+    runs = {r[0] for r in spark_session.sql("select run_id from _cadence.runs").collect()}
+    assert {run_id, second} <= runs
 
 
 def test_seeds_load_with_their_declared_types(make_project, spark_remote, spark_session):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import invoke, spark_yml
+from conftest import invoke, read_run_results, spark_yml
 
 from cadence.engines.spark_versions import Published, base_of, orphans, version_name
 
@@ -69,10 +69,13 @@ KILLER = textwrap.dedent(
         S.SparkEngine.create_table_as = create_then_die
     elif step == "announced":  # the intent is committed; the view not switched
         S.SparkEngine._switch_view = lambda self, *a, **k: kill()
-    elif step == "swapped":  # the view points at the new version; state not recorded
-        def switch_then_die(self, *a, **k):
-            switch(self, *a, **k)
-            kill()
+    elif step.startswith("swapped"):  # the view points at the new version; state not recorded
+        only = step.partition(":")[2]  # swapped:NAME - after that view's swap
+
+        def switch_then_die(self, schema, name, *a, **k):
+            switch(self, schema, name, *a, **k)
+            if not only or name == only:
+                kill()
         S.SparkEngine._switch_view = switch_then_die
     elif step == "recorded":  # state committed; the superseded version not dropped
         V.clear_intent = lambda *a, **k: kill()
@@ -82,9 +85,9 @@ KILLER = textwrap.dedent(
 )
 
 
-def killed_run(root: Path, step: str, value: str) -> int:
+def killed_run(root: Path, step: str, value: str, at: str = AT) -> int:
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, step, "run", "--at", AT, "--project-dir", str(root)],
+        [sys.executable, "-c", KILLER, step, "run", "--at", at, "--project-dir", str(root)],
         env={**os.environ, "VALUE": value},
         capture_output=True,
         text=True,
@@ -148,3 +151,60 @@ def test_a_salted_name_is_a_second_version_of_the_same_run():
     salted = version_name("seg", "20260302T050000-abcdef12", salt="appended")
     assert salted != plain and base_of(salted) == "seg"
     assert salted.startswith("seg__v20260302t050000_")
+
+
+def test_a_kill_between_a_segments_swap_and_its_commit_loses_no_membership_change(
+    make_project, spark_remote, monkeypatch
+):
+    """The kill rolls back the local transaction holding the segment's membership changes while
+    its new version is live; the next run records them (with the killed run's id and tick) by
+    diffing the adopted version against the one it replaced, and delivers them exactly once."""
+    from activation_project import CADENCE_YML, make_activation, sent, set_people
+
+    schema = "m_" + uuid.uuid4().hex[:10]
+    spark_line = (
+        f'warehouse: {{engine: spark, remote: "{spark_remote}", path: state.duckdb, threads: 1, '
+        f"schema: {schema}}}"
+    )
+    before, after = [(1, 900), (2, 100), (3, 100)], [(1, 100), (2, 900), (4, 100)]
+    duck = make_activation(make_project, before)
+    sparked = make_activation(
+        make_project,
+        before,
+        cadence_yml=CADENCE_YML.replace(
+            "warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}", spark_line
+        ),
+    )
+    day1, day2 = "2026-03-02T05:00", "2026-03-03T05:00"
+    for root in (duck, sparked):
+        assert invoke(root, "run", "--at", day1).exit_code == 0
+        set_people(root, after)
+    first = read_run_results(sparked)["run_id"]
+    assert invoke(duck, "run", "--at", day2).exit_code == 0
+    assert killed_run(sparked, "swapped:vip", "1", at=day2) == -9
+    later = f"select distinct run_id from _cadence.membership_changes where run_id <> '{first}'"
+    assert local(sparked, later + " and segment = 'vip'") == []  # rolled back by the kill
+    killed = {r[0] for r in local(sparked, "select run_id from _cadence.runs")} - {first}
+    assert len(killed) == 1
+
+    result = invoke(sparked, "run", "--at", day2)
+    assert result.exit_code == 0, result.output
+    last = read_run_results(sparked)["run_id"]
+
+    def changes(root: Path, state_file: str) -> list[tuple]:
+        con = duckdb.connect(str(root / state_file), read_only=True)
+        try:
+            return con.execute(
+                "select segment, key, change from _cadence.membership_changes order by 1, 2, 3"
+            ).fetchall()
+        finally:
+            con.close()
+
+    assert changes(sparked, "state.duckdb") == changes(duck, "warehouse.duckdb")  # each once
+    # recorded under the run that built the version (the rebuild after it found no change)
+    assert {r[0] for r in local(sparked, later + " and segment = 'vip'")} == killed
+    assert last not in killed
+    for segment in ("vip", "regular"):
+        assert sent(sparked, segment) == sent(duck, segment)
+    assert ("1", "exited") in sent(sparked, "vip") and ("2", "entered") in sent(sparked, "vip")
+    assert local(sparked, "select count(*) from _cadence.spark_intents") == [(0,)]

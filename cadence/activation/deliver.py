@@ -488,11 +488,16 @@ def _preview_segment(
     channel = config.name
     model = parsed.model(segment)
     assert model is not None
-    sql = audience.segment_audience_sql(parsed, channel, segment, present=present)
+    columns = config.export.columns if config.export is not None else ()
+    sql = audience.segment_audience_sql(parsed, channel, segment, columns, present=present)
+    store = engine.state_store()
+    if store is not engine:
+        # state kept apart (Spark): the audience comes beside it, as a delivery brings it
+        sql = f"select * from {engine.localize(sql, f'audience_{channel}_{segment}')}"
     if has_state:
         changes = outbox.changes_sql(channel, segment, sql, (), rebaseline=rebaseline)
         pending = int(
-            engine.query(
+            store.query(
                 f"select count(*) from {outbox.OUTBOX} where channel = ? and segment = ?",
                 (channel, segment),
             )[0][0]
@@ -503,12 +508,12 @@ def _preview_segment(
     samples: dict[str, tuple[str, ...]] = {}
     counts: dict[str, int] = {}
     for change in ("entered", "exited"):
-        found = engine.query(
+        found = store.query(
             f"select key from ({changes}) as c where change = '{change}' order by key"
         )
         counts[change] = len(found)
         samples[change] = tuple(str(r[0]) for r in found[:sample])
-    held = engine.query(f"select key from ({sql}) as a where a.held_out order by key")
+    held = store.query(f"select key from ({sql}) as a where a.held_out order by key")
     samples["held_out"] = tuple(str(r[0]) for r in held[:sample])
     key = quote(model.config.key or "")
     suppressed: list[str] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from cadence.engines.base import Engine
+from cadence.engines.base import Engine, SegmentNote
 from cadence.relations import quote
 from cadence.state import SCHEMA, from_db, to_db
 
@@ -83,6 +83,8 @@ def record_changes(
     exits: bool = True,
 ) -> None:
     """Append the membership changes of one publish (inside the caller's transaction)."""
+    # an engine whose swap can outlive the state commit (Spark) keeps what re-records them
+    engine.segment_staged(candidate, SegmentNote(segment, key, run_id, tick, at, exits))
     store = engine.state_store()
     diff = diff_sql(candidate, live, key, exits=exits)
     if store is engine:

@@ -8,7 +8,8 @@ rows in ``_cadence.membership_changes`` -> output: files under ``target/members/
   publish time, UTC ISO 8601);
 - ``changes/<first>-<last>-<newest>.parquet``: the membership changes with change_id
   ``first..last`` (one part per publish that changed membership; a part after a kill also
-  covers what the killed run committed), ``newest`` the latest ``at`` in it (UTC), by which
+  covers what the killed run committed; past ``COMPACT_AFTER`` parts, each earlier UTC day's
+  parts are merged into one), ``newest`` the latest ``at`` in it (UTC), by which
   ``history.keep_days`` prunes whole parts.
 
 And back: a ``MembersAnswer`` read with an in-memory DuckDB (the warehouse is never opened).
@@ -47,6 +48,7 @@ FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named s
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _PART = re.compile(r"^(\d{12})-(\d{12})-(\d{8}T\d{6}Z)\.parquet$")
 _STAMP = "%Y%m%dT%H%M%SZ"
+COMPACT_AFTER = 64  # parts of a segment before earlier days' parts are merged, one per day
 
 
 @dataclass(frozen=True)
@@ -173,11 +175,12 @@ def write(
                 folder / CHANGES / name,
                 "part",
             )
-            artifacts.fsync_dir(
-                folder / CHANGES
-            )  # the part is on disk before members says through it
+            # the part is on disk before members.parquet says through it
+            artifacts.fsync_dir(folder / CHANGES)
             _checkpoint("roster_after_part")
             high = int(last)
+            if len(parts) + 1 > COMPACT_AFTER:
+                _compact(engine, folder / CHANGES, at)
         if through is None or through < high:
             k = quote(key)
             meta = {
@@ -198,8 +201,39 @@ def write(
             _checkpoint("roster_after_members")
     except (OSError, EngineError, CadenceError) as exc:
         text = exc.message if isinstance(exc, CadenceError) else str(exc)
-        return [f"members snapshot of {segment} not written ({text.splitlines()[0]})"]
+        first_line = (text.splitlines() or [type(exc).__name__])[0]
+        return [f"members snapshot of {segment} not written ({first_line})"]
     return []
+
+
+def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
+    """Merge the parts of each earlier UTC day into one (a 5-minute segment adds 288 parts a
+    day). The merged part is renamed in and synced before the parts it covers are removed: a
+    kill between leaves overlapping parts, which readers take once (``distinct``) and the next
+    compaction merges again under the same name."""
+    today = at.astimezone(dt.timezone.utc).date()
+    days: dict[dt.date, list[tuple[int, int, dt.datetime, Path]]] = {}
+    for part in _parts(changes):
+        if part[2].date() < today:
+            days.setdefault(part[2].date(), []).append(part)
+    for group in days.values():
+        if len(group) < 2:
+            continue
+        first, last = min(p[0] for p in group), max(p[1] for p in group)
+        newest = max(p[2] for p in group).strftime(_STAMP)
+        merged = changes / f"{first:012d}-{last:012d}-{newest}.parquet"
+        files = "[" + ", ".join(_lit(str(p[3])) for p in group) + "]"
+        _copy(
+            engine,
+            f"select distinct * from read_parquet({files}) order by change_id",
+            merged,
+            "merged",
+        )
+        artifacts.fsync_dir(changes)
+        _checkpoint("roster_after_merge")
+        for p in group:
+            if p[3] != merged:
+                p[3].unlink(missing_ok=True)
 
 
 def keep(engine: Engine, root: Path, model: Model, run_id: str, at: dt.datetime) -> tuple[str, ...]:

@@ -6,9 +6,11 @@ that materialization logic (runner) and state records stay engine-neutral.
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from cadence.relations import relation_sql
@@ -18,6 +20,19 @@ STAGING_SUFFIX = "__cadence_staging"
 
 class EngineError(Exception):
     """An error the engine reported while running user SQL."""
+
+
+@dataclass(frozen=True)
+class SegmentNote:
+    """A segment build whose membership changes are being recorded in the current publish: what
+    an engine needs to record them again if its swap outlives the state commit (kill -9)."""
+
+    segment: str
+    key: str
+    run_id: str
+    tick: dt.datetime | None
+    at: dt.datetime
+    exits: bool = True
 
 
 class Engine(ABC):
@@ -96,6 +111,10 @@ class Engine(ABC):
         if existing is not None:
             self.drop(live, existing)
         self.rename(staging, identifier)
+
+    def segment_staged(self, staging: str, note: SegmentNote) -> None:  # noqa: B027 - optional
+        """``staging`` is a new version of a segment whose membership changes are recorded in
+        this publish. Default: nothing (they commit with the publish in one transaction)."""
 
     def localize(self, sql: str, name: str) -> str:
         """The rows of ``sql`` as a relation the state store can read (default: the query

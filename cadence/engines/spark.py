@@ -10,7 +10,10 @@ over versioned parquet tables. Invariants:
 - state lives in a local DuckDB file (``warehouse.path``): opening the engine never starts a JVM or
   connects; Spark is reached on the first statement that needs it;
 - on open for a run, swaps announced but never recorded (kill -9) are reconciled with what the
-  live views point at, and versions nothing uses are dropped;
+  live views point at (a segment's membership changes, rolled back with the kill, are recorded
+  from the adopted version and the one it replaced), and versions nothing uses are dropped;
+- audiences for deliveries are computed in Spark and only their changes copied beside the
+  state (``spark_audience``);
 - after a run the ``_cadence`` tables are mirrored into Spark (schema ``_cadence``) for SQL access.
 """
 
@@ -31,12 +34,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import cadence.engines.spark_audience as spark_audience
 import cadence.engines.spark_versions as versions
-from cadence.engines.base import Engine, EngineError
+from cadence.engines.base import Engine, EngineError, SegmentNote
 from cadence.engines.duckdb import DuckDBEngine, read_file
 from cadence.engines.spark_versions import q, split
 from cadence.errors import CadenceError
 from cadence.loader import WarehouseConfig
+from cadence.relations import quote, relation_sql
 
 BATCH = "_cadence_batch"
 MIRRORED = ("runs", "model_builds", "model_state")
@@ -91,6 +96,7 @@ class _Unit:
     began: bool = False
     swapped: list[tuple[str, str, str]] = field(default_factory=list)  # schema, name, physical
     superseded: list[tuple[str, str]] = field(default_factory=list)
+    segments: dict[tuple[str, str], SegmentNote] = field(default_factory=dict)  # by staging
 
 
 class SparkEngine(Engine):
@@ -111,6 +117,7 @@ class SparkEngine(Engine):
         engine = cls(_Session(warehouse, root, journal), state)
         if not read_only:
             versions.ensure(state)
+            spark_audience.ensure(state)
             engine._reconcile()
         return engine
 
@@ -141,6 +148,10 @@ class SparkEngine(Engine):
             raise
         except Exception as exc:  # pyspark raises many classes; all are the engine's word
             raise _engine_error(exc, self.shared.warehouse) from None
+
+    def engine_error(self, exc: BaseException) -> Exception:
+        """What pyspark raised, as cadence reports it."""
+        return _engine_error(exc, self.shared.warehouse)
 
     def _collect(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         frame = self._sql(statement, params)
@@ -333,7 +344,8 @@ class SparkEngine(Engine):
         _s, physical = split(staging)
         record = versions.read_one(self.state, schema, identifier)
         previous = record.physical if record is not None and record.kind == "table" else None
-        versions.add_intent(self.shared.journal, schema, identifier, physical, previous)
+        note = self.note_of(schema, physical)
+        versions.add_intent(self.shared.journal, schema, identifier, physical, previous, note)
         if record is not None and record.kind == "table":
             self._switch_view(
                 schema, identifier, f"select * from {q(schema, physical)}", exists=True
@@ -356,26 +368,20 @@ class SparkEngine(Engine):
         if record is not None:
             self._superseded(schema, record.previous)
 
+    def segment_staged(self, staging: str, note: SegmentNote) -> None:
+        """Kept with the swap's intent, so a kill -9 between the swap and the local commit
+        (which rolls the membership rows back) is followed by recording them again."""
+        if self._unit is not None:
+            schema, physical = split(staging)
+            self._unit.segments[(schema or self.shared.warehouse.schema, physical)] = note
+
+    def note_of(self, schema: str, staging: str) -> SegmentNote | None:
+        return self._unit.segments.get((schema, staging)) if self._unit is not None else None
+
     def localize(self, sql: str, name: str) -> str:
-        """Run ``sql`` on Spark and copy its rows into a temporary table of the local state
-        connection (activation diffs them against what was delivered, kept there)."""
-        try:
-            table = self._sql(self._spark_sql(sql)).toArrow()
-        except CadenceError:
-            raise
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise _engine_error(exc, self.shared.warehouse) from None
-        local = "_cadence_local_" + re.sub(r"\W", "_", name).lower()
-        self.state.con.register(f"{local}_arrow", table)
-        try:
-            self.state.execute(
-                f'create or replace temp table "{local}" as select * from "{local}_arrow"'
-            )
-        finally:
-            self.state.con.unregister(f"{local}_arrow")
-        return f'"{local}"'
+        """The audience ``sql``, computed in Spark, as a local table beside the state: only
+        the rows that changed since the last freeze are copied (``spark_audience``)."""
+        return spark_audience.localize(self, sql, name)
 
     def append(self, live: str, staging: str, unique_key: Sequence[str], run_id: str) -> None:
         from cadence.engines.spark_incremental import append
@@ -444,19 +450,77 @@ class SparkEngine(Engine):
             self._reconciling = False
         self._drop_orphans()
 
-    def _settle(self, pending: list[tuple[str, str, str, str | None]]) -> None:
-        for schema, name, physical, previous in pending:
-            target = self.view_target(schema, name)
-            if target is not None and target.lower() == physical.lower():
-                record = versions.read_one(self.state, schema, name)
-                layout = record.layout if record is not None else "plain"
+    def _settle(self, pending: list[versions.Intent]) -> None:
+        for intent in pending:
+            target = self.view_target(intent.schema, intent.name)
+            if target is None or target.lower() != intent.physical.lower():
+                self._drop_quietly(q(intent.schema, intent.physical), "table")
+                versions.clear_intent(self.state, intent.schema, intent.name, intent.physical)
+                continue
+            # the swap happened and its local commit did not: adopt the live version and record
+            # the membership changes that commit would have (diffed against the version it
+            # replaced, which is dropped only a version later), all in one local transaction
+            changes = self._adopted_changes(intent)
+            self.state.execute("begin transaction")
+            try:
                 versions.write(
                     self.state,
-                    versions.Published(schema, name, "table", physical, previous, layout),
+                    versions.Published(
+                        intent.schema,
+                        intent.name,
+                        "table",
+                        intent.physical,
+                        intent.previous,
+                        intent.layout,
+                        2 if intent.layout == "append" else 0,
+                    ),
                 )
-            else:
-                self._drop_quietly(q(schema, physical), "table")
-            versions.clear_intent(self.state, schema, name, physical)
+                if intent.note is not None and changes:
+                    self._record_changes(intent.note, changes)
+                versions.clear_intent(self.state, intent.schema, intent.name, intent.physical)
+                self.state.execute("commit")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _adopted_changes(self, intent: versions.Intent) -> list[tuple[Any, ...]]:
+        """(key, change) turning the replaced version into the adopted one: the diff the
+        interrupted publish recorded (``activation.membership.diff_sql``), run in Spark."""
+        note = intent.note
+        if note is None or (versions.SCHEMA, "membership_changes") not in self.state.relations():
+            return []
+        k = quote(note.key)
+        new = relation_sql(intent.schema, intent.physical)
+        if intent.previous is None:
+            diff = f"select cast({k} as varchar) as key, 'entered' as change from {new}"
+        else:
+            old = relation_sql(intent.schema, intent.previous)
+            diff = (
+                f"select cast({k} as varchar) as key, 'entered' as change from "
+                f"(select {k} from {new} except select {k} from {old}) as e"
+            )
+            if note.exits:
+                diff += (
+                    f" union all select cast({k} as varchar) as key, 'exited' as change from "
+                    f"(select {k} from {old} except select {k} from {new}) as x"
+                )
+        try:
+            return self.query(f"select key, change from ({diff}) as d order by change, key")
+        except EngineError:
+            return []  # the replaced version is gone (dropped by hand): nothing to diff against
+
+    def _record_changes(self, note: SegmentNote, rows: list[tuple[Any, ...]]) -> None:
+        """Append ``rows`` to the membership history with the interrupted run's id and tick."""
+        stamps = [versions.to_utc(note.tick), versions.to_utc(note.at)]
+        nextval = f"nextval('{versions.MEMBERSHIP_SEQUENCE}')"
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start : start + 1000]
+            values = ", ".join("(?, ?)" for _ in chunk)
+            self.state.execute(
+                f"insert into {versions.MEMBERSHIP} select {nextval}, ?, d.key, d.change, ?, ?, ? "
+                f"from (values {values}) as d(key, change)",
+                (note.segment, note.run_id, *stamps, *[v for r in chunk for v in r]),
+            )
 
     def view_target(self, schema: str, name: str) -> str | None:
         """The physical table a live view selects from (None: no such view)."""
@@ -470,7 +534,7 @@ class SparkEngine(Engine):
 
     def _drop_orphans(self) -> None:
         records = versions.read_all(self.state)
-        announced = {(r[0], r[2]) for r in versions.open_intents(self.state)}
+        announced = {(i.schema, i.physical) for i in versions.open_intents(self.state)}
         schemas = sorted({r.schema for r in records.values()} | {self.shared.warehouse.schema})
         tables: list[tuple[str, str]] = []
         for schema in schemas:
@@ -482,6 +546,9 @@ class SparkEngine(Engine):
         for schema, table in versions.orphans(tables, records):
             if (schema, table) in announced:
                 continue  # its swap may have happened: the next run settles it first
+            self._drop_quietly(q(schema, table), "table")
+        keep = {s.physical.lower() for s in spark_audience.recorded(self).values()}
+        for schema, table in spark_audience.orphans(tables, keep):
             self._drop_quietly(q(schema, table), "table")
 
     def _mirror(self) -> None:

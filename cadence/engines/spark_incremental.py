@@ -11,6 +11,7 @@ INTO instead, for table formats that support it (Delta, Iceberg; not available h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,7 +73,10 @@ def append(
         f"union all select *, '{batch}' as {BATCH} from {q(schema, batch_table)}"
     )
     engine._built(schema, physical)
-    versions.add_intent(engine.shared.journal, schema, name, physical, record.physical)
+    note = engine.note_of(schema, batch_table)
+    versions.add_intent(
+        engine.shared.journal, schema, name, physical, record.physical, note, layout="append"
+    )
     engine._switch_view(schema, name, live_view_sql(schema, physical, unique_key), exists=True)
     assert engine._unit is not None
     engine._unit.swapped.append((schema, name, physical))
@@ -97,10 +101,10 @@ def _error(message: str) -> Exception:
 
 def mirror(engine: SparkEngine, tables: Sequence[str]) -> None:
     """Publish a copy of each local ``_cadence`` table into Spark's ``_cadence`` schema, the way
-    models are published (new version, ALTER VIEW, the version before the previous dropped)."""
+    models are published (new version, ALTER VIEW, the version before the previous dropped).
+    Copies are numbered ``<table>__g<n>`` past the highest there, so every run's mirror is newer
+    than the last one (run ids need not sort in run order: two ``--at`` runs at one time)."""
     schema = versions.SCHEMA
-    row = engine.state.query(f"select max(run_id) from {schema}.runs")[0]
-    version = str(row[0] or "0").lower().replace("-", "_")
     engine.create_schema(schema)
     existing = {str(r[1]) for r in engine._collect(f"show tables in {q(None, schema)}")}
     for table in tables:
@@ -109,9 +113,8 @@ def mirror(engine: SparkEngine, tables: Sequence[str]) -> None:
         arrow: Any = local.to_arrow_table()
         if hasattr(arrow, "read_all"):
             arrow = arrow.read_all()
-        physical = f"{table}__v{version}"
-        if physical in existing:
-            continue  # this run's state is mirrored already
+        copies = sorted((_generation(t, table), t) for t in existing if _generation(t, table))
+        physical = f"{table}__g{(copies[-1][0] if copies else 0) + 1:08d}"
         if arrow.num_rows:
             frame = engine.spark.createDataFrame(arrow)
             frame.write.format("parquet").saveAsTable(q(schema, physical))
@@ -123,6 +126,12 @@ def mirror(engine: SparkEngine, tables: Sequence[str]) -> None:
         engine._switch_view(
             schema, table, f"select * from {q(schema, physical)}", exists=table in existing
         )
-        older = sorted(t for t in existing if t.startswith(f"{table}__v") and t != physical)
+        # oldest first (copies named by run id, as earlier versions did, before numbered ones)
+        older = sorted(t for t in existing if t.startswith(f"{table}__v")) + [t for _, t in copies]
         for old in older[:-1]:  # keep the previous copy for readers that just resolved it
             engine._drop_quietly(q(schema, old), "table")
+
+
+def _generation(name: str, table: str) -> int:
+    match = re.fullmatch(rf"{re.escape(table)}__g(\d+)", name)
+    return int(match.group(1)) if match else 0

@@ -2,19 +2,22 @@
 
 Input: publishes, intents and drops from the Spark engine -> output: rows in
 ``_cadence.spark_relations`` (live name -> physical version, the previous version, layout) and
-``_cadence.spark_intents`` (a swap about to happen). Invariants: an intent is committed before its
+``_cadence.spark_intents`` (a swap about to happen; for a segment, also what its membership diff
+needs: segment, key column, run id, tick, time). Invariants: an intent is committed before its
 ``ALTER VIEW`` runs and resolved once the relation row naming its version commits, so after a
-kill -9 between the swap and the state record the next run knows which views to look at; only
-names of the form ``<identifier>__v<run id>`` are ever treated as cadence's versions.
+kill -9 between the swap and the state record the next run knows which views to look at, and
+can record the segment's membership changes the kill rolled back; only names of the form
+``<identifier>__v<run id>`` are ever treated as cadence's versions.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
 
-from cadence.engines.base import Engine
+from cadence.engines.base import Engine, SegmentNote
 
 SCHEMA = "_cadence"
 DDL = (
@@ -25,6 +28,20 @@ DDL = (
     f"""create table if not exists {SCHEMA}.spark_intents (
         schema_name varchar, name varchar, physical varchar, previous varchar)""",
 )
+# added to spark_intents since its first version (a state file from then gains them on open)
+INTENT_COLUMNS = (
+    ("segment", "varchar"),
+    ("key_column", "varchar"),
+    ("run_id", "varchar"),
+    ("tick", "timestamp"),
+    ("at", "timestamp"),
+    ("exits", "boolean"),
+    ("layout", "varchar"),
+)
+# activation's membership history (cadence.activation.membership.TABLE and SEQUENCE, which
+# this module cannot import: engines come before activation); reconciliation appends to it
+MEMBERSHIP = f"{SCHEMA}.membership_changes"
+MEMBERSHIP_SEQUENCE = f"{SCHEMA}.membership_change_id"
 VERSION_RE = re.compile(r"^(?P<base>.+)__v(?P<version>\d{8}t\d{6}_[0-9a-f]{8})$")
 
 
@@ -72,6 +89,16 @@ class Published:
 def ensure(store: Engine) -> None:
     for statement in DDL:
         store.execute(statement)
+    have = {
+        r[0]
+        for r in store.query(
+            "select column_name from duckdb_columns() "
+            f"where schema_name = '{SCHEMA}' and table_name = 'spark_intents'"
+        )
+    }
+    for column, kind in INTENT_COLUMNS:
+        if column not in have:
+            store.execute(f'alter table {SCHEMA}.spark_intents add column "{column}" {kind}')
 
 
 def read_all(store: Engine) -> dict[tuple[str, str], Published]:
@@ -118,13 +145,53 @@ def remove(store: Engine, schema: str, name: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Intent:
+    """A swap announced and not yet resolved; ``note``: the segment whose changes it carries."""
+
+    schema: str
+    name: str
+    physical: str
+    previous: str | None
+    note: SegmentNote | None = None
+    layout: str = "plain"  # of the version the swap publishes (see Published)
+
+
+def to_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """As the state tables store times: naive UTC."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
 def add_intent(
-    journal: Engine, schema: str, name: str, physical: str, previous: str | None
+    journal: Engine,
+    schema: str,
+    name: str,
+    physical: str,
+    previous: str | None,
+    note: SegmentNote | None = None,
+    layout: str = "plain",
 ) -> None:
     """Committed at once (autocommit handle), before the swap it announces."""
+    n = note
     journal.execute(
-        f"insert into {SCHEMA}.spark_intents values (?, ?, ?, ?)",
-        (schema, name, physical, previous),
+        f"""insert into {SCHEMA}.spark_intents (schema_name, name, physical, previous,
+        segment, key_column, run_id, tick, "at", exits, layout)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            schema,
+            name,
+            physical,
+            previous,
+            n.segment if n else None,
+            n.key if n else None,
+            n.run_id if n else None,
+            to_utc(n.tick) if n else None,
+            to_utc(n.at) if n else None,
+            n.exits if n else None,
+            layout,
+        ),
     )
 
 
@@ -135,19 +202,28 @@ def clear_intent(journal: Engine, schema: str, name: str, physical: str) -> None
     )
 
 
-def open_intents(store: Engine) -> list[tuple[str, str, str, str | None]]:
-    """Intents whose swap may have happened without its record: (schema, name, physical,
-    previous). Intents already resolved (their version is recorded live) are cleared."""
+def open_intents(store: Engine) -> list[Intent]:
+    """Intents whose swap may have happened without its record. Intents already resolved
+    (their version is recorded live) are cleared."""
     rows = store.query(
         f"""select i.schema_name, i.name, i.physical, i.previous,
-            coalesce(r.physical = i.physical, false) as resolved
+            coalesce(r.physical = i.physical, false) as resolved,
+            i.segment, i.key_column, i.run_id, i.tick, i."at", i.exits, i.layout
         from {SCHEMA}.spark_intents i left join {SCHEMA}.spark_relations r
           on r.schema_name = i.schema_name and r.name = i.name"""
     )
+    out = []
     for r in rows:
         if r[4]:
             clear_intent(store, r[0], r[1], r[2])
-    return [(r[0], r[1], r[2], r[3]) for r in rows if not r[4]]
+            continue
+        note = None
+        if r[5] is not None:
+            utc = dt.timezone.utc
+            tick = r[8].replace(tzinfo=utc) if r[8] is not None else None
+            note = SegmentNote(r[5], r[6], r[7], tick, r[9].replace(tzinfo=utc), bool(r[10]))
+        out.append(Intent(r[0], r[1], r[2], r[3], note, r[11] or "plain"))
+    return out
 
 
 def orphans(
@@ -164,6 +240,7 @@ def orphans(
 
 
 __all__ = [
+    "Intent",
     "Published",
     "base_of",
     "ensure",

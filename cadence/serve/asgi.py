@@ -1,9 +1,11 @@
 """The ASGI front end: ``Service`` as an ASGI app run by uvicorn (extra ``cadence[serve]``).
 
 Input: a ``Service`` and a bind address -> output: a running uvicorn server until ``stop`` is set.
-Kept beside the standard-library front end so the two can be measured on the same service
-(``benchmarks/serve.py --http uvicorn``); see docs/guides/personalizing-a-website.md for the
-figures and why the standard library is the default. Same helper threads as ``http.Server``.
+``cadence serve`` uses it whenever uvicorn is installed: on the same service it costs about a
+third of the standard-library front end's CPU a request (docs/performance.md, measured with
+``benchmarks/serve.py --http uvicorn`` and ``--http stdlib``). Invariants: one process, on
+httptools and uvloop when installed (``Server.run`` sets the loop up; ``asyncio.run`` would not),
+every answer with a Content-Length. Same helper threads as ``http.Server``.
 """
 
 from __future__ import annotations

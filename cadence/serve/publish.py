@@ -5,8 +5,10 @@ output: ``SnapshotReport`` (one ``ChannelSnapshot`` per channel written or faile
 ``target/serve/<channel>.snap``.
 
 Invariants:
-- The audience is the activation wing's ``audience_sql`` (contract (b)), read from the LIVE
-  relations after the run published them: serve answers what the channel's exports see.
+- The audience is the activation wing's per-segment audience SQL (contract (b)), read from the
+  LIVE relations after the run published them: serve answers what the channel's exports see.
+  One query (``audience_query``) combines the segments in the warehouse, a row per key with its
+  bitmasks and hash, in hash order, so a million keys take seconds, not minutes, in Python.
 - A channel is written when one of its segments or suppression lists was published by the run,
   when it has no snapshot yet, when its snapshot is older than such a publish (the run that
   published was killed before writing it), or at its first run after a tick of the channel in
@@ -194,7 +196,13 @@ def read_audience(rows: Sequence[tuple[Any, ...]], words: int, columns: Sequence
         attributes = [
             dict(zip(columns, r[start:])) if any(r[2 : 2 + words]) else None for r in rows
         ]
-    return Audience(keys, masks(2), masks(2 + words), attributes, hashes)
+    return Audience(
+        tuple(keys),
+        tuple(masks(2)),
+        tuple(masks(2 + words)),
+        None if attributes is None else tuple(attributes),
+        hashes,
+    )
 
 
 def _audience(

@@ -1,9 +1,10 @@
 """Serve snapshots: one compact, memory-mapped file per served channel.
 
 Input: a channel's audience as plain values (segment names; per key the segments it is delivered
-in, the segments it is held out of, optional attributes) -> output: a file under
-``target/serve/<channel>.snap`` that ``Snapshot.open`` maps and answers lookups from without
-parsing it.
+in, the segments it is held out of, optional attributes), as ``Member`` values or as the columns
+of an ``Audience`` (the run's way, already hashed and sorted by the warehouse) -> output: a
+file under ``target/serve/<channel>.snap`` that ``Snapshot.open`` maps and answers lookups from
+without parsing it.
 
 Format (version 2, little-endian; every section 8-byte aligned)::
 
@@ -169,11 +170,11 @@ class Audience:
                 mask = masks[names] = _bits(names, index)
             return mask
 
-        attributes = [m.attributes for m in listed]
+        attributes = tuple(m.attributes for m in listed)
         return cls(
-            [m.key for m in listed],
-            [bits(m.segments) for m in listed],
-            [bits(m.holdout) for m in listed],
+            tuple(m.key for m in listed),
+            tuple(bits(m.segments) for m in listed),
+            tuple(bits(m.holdout) for m in listed),
             attributes if any(attributes) else None,
         )
 

@@ -1,0 +1,80 @@
+"""Parallel builds (cadence/parallel.py): dependency order, and interrupts that reach every build."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from cadence import parallel
+from cadence.dag import Dag
+from cadence.due import BUILD, Decision
+
+
+class Cursor:
+    """Counts the interrupts it gets; ``close`` as an engine's cursor has it."""
+
+    def __init__(self) -> None:
+        self.interrupts = 0
+        self.changed = threading.Event()
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
+        self.changed.set()
+
+    def close(self) -> None:
+        pass
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.cursors: list[Cursor] = []
+
+    def cursor(self) -> Cursor:
+        self.cursors.append(Cursor())
+        return self.cursors[-1]
+
+
+def decision(name: str) -> Decision:
+    return Decision(name, "model", BUILD, "due")
+
+
+def test_dependencies_look_through_models_not_built() -> None:
+    parents = {"seg": ("view",), "view": ("base",), "base": ()}
+    dag = Dag(("base", "view", "seg"), parents, {}, dict.fromkeys(parents, "model"))
+    assert parallel.dependencies(dag, {"seg", "base"}) == {"seg": {"base"}, "base": set()}
+
+
+def test_a_model_starts_only_after_what_it_waits_for() -> None:
+    order: list[str] = []
+    building = [decision(n) for n in ("a", "b", "c", "d")]
+    deps = {"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b", "c"}}
+    parallel.run(building, deps, 3, Engine(), lambda d, _c: d.name,
+                 lambda d, result: order.append(result), lambda d, n: None)
+    assert order[0] == "a" and order[-1] == "d" and sorted(order[1:3]) == ["b", "c"]
+
+
+def test_an_interrupt_lost_between_statements_is_repeated_until_the_build_returns() -> None:
+    """The first interrupt reaches the slow build's cursor before its next statement starts (it
+    is lost there); the build only stops at a second one. A single interrupt would leave it
+    running to its end."""
+    engine = Engine()
+    seen: dict[str, int] = {}
+
+    def build(d: Decision, cursor: Cursor) -> str:  # type: ignore[override]
+        if d.name == "fast":
+            return "fast"
+        while cursor.interrupts < 2:  # bounded: gives up (and fails the test) after 10 s
+            cursor.changed.clear()
+            if not cursor.changed.wait(10):
+                break
+        seen[d.name] = cursor.interrupts
+        raise RuntimeError("interrupted")
+
+    def done(d: Decision, _result: str) -> None:
+        raise KeyboardInterrupt  # Ctrl-C arrives while "slow" runs
+
+    with pytest.raises(KeyboardInterrupt):
+        parallel.run([decision("slow"), decision("fast")], {"slow": set(), "fast": set()}, 2,
+                     engine, build, done, lambda d, n: None)  # type: ignore[arg-type]
+    assert seen["slow"] >= 2
