@@ -120,7 +120,8 @@ class Project:
             prune_history(engine, cutoff, self.history_tables())
             from cadence.activation import roster
 
-            roster.prune(self.root, [m.name for m in self.parsed.models if m.config.key], cutoff)
+            segments = [m for m in self.parsed.models if m.config.key]
+            roster.prune(engine, self.root, segments, cutoff, result.run_id, now)
 
     def history_tables(self) -> tuple[tuple[str, ...], ...]:
         """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns]);

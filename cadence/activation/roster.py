@@ -3,9 +3,13 @@
 Input: a segment whose publish transaction just committed (its live relation and key) and its
 rows in ``_cadence.membership_changes`` -> output: files under ``target/members/<segment>/``:
 
-- ``members.parquet``: the current keys (as text, unsorted: the reader sorts), with parquet
-  key-value metadata ``through`` (highest change_id it reflects), ``run_id`` and ``as_of`` (the
-  publish time, UTC ISO 8601);
+- ``members.parquet``: the keys (as text, unsorted: the reader sorts) as of change ``through``
+  (parquet key-value metadata, with ``run_id`` and ``as_of``, the publish time, UTC ISO 8601).
+  It is a base, not rewritten at every publish: the current members are the base with the
+  later parts applied (each key's latest change after ``through``), so a publish writes only
+  its changes; the base is rewritten when the changes after it reach a quarter of its rows (at
+  least ``REBASE_MIN``), past ``COMPACT_AFTER`` parts, or before pruning would remove a part it
+  does not cover;
 - ``changes/<first>-<last>-<newest>.parquet``: the membership changes with change_id
   ``first..last`` (one part per publish that changed membership; a part after a kill also
   covers what the killed run committed; past ``COMPACT_AFTER`` parts, each earlier UTC day's
@@ -19,7 +23,8 @@ renamed, so a reader (or a kill -9 at any step) sees the previous file or the ne
 of one; a part is renamed and its folder synced before ``members.parquet`` says ``through`` it,
 so no crash order leaves a gap that the next write would not fill; files are 0600 and folders
 0700 whatever the umask. Written only when the segment's membership changed (or nothing is
-there yet), so an unchanged segment costs one indexed count. A failed write never fails the
+there yet), so an unchanged segment costs one indexed count and a changed one the size of
+its changes (plus, now and then, one rewrite of the base). A failed write never fails the
 publish: it comes back as a warning and the next publish of the segment catches up. DuckDB
 only (with Spark the segment's rows live in Spark; ``members`` then needs the state file free).
 """
@@ -49,6 +54,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _PART = re.compile(r"^(\d{12})-(\d{12})-(\d{8}T\d{6}Z)\.parquet$")
 _STAMP = "%Y%m%dT%H%M%SZ"
 COMPACT_AFTER = 64  # parts of a segment before earlier days' parts are merged, one per day
+REBASE_MIN = 10_000  # changes after the base before it may be rewritten (and a quarter of it)
 
 
 @dataclass(frozen=True)
@@ -146,9 +152,11 @@ def write(
     key: str,
     run_id: str,
     at: dt.datetime,
+    rebase: bool = False,
 ) -> list[str]:
-    """After ``segment``'s publish committed: bring its snapshot up to date. Returns warnings
-    (a write that failed; the publish stands and the next one catches up), never raises."""
+    """After ``segment``'s publish committed: bring its snapshot up to date (``rebase``: and
+    rewrite its base). Returns warnings (a write that failed; the publish stands and the next
+    one catches up), never raises."""
     if engine.state_store() is not engine or not _SAFE.match(segment) or ".." in segment:
         return []
     folder = folder_of(root, segment)
@@ -158,7 +166,7 @@ def write(
         _sweep(folder)
         members = folder / MEMBERS
         parts = _parts(folder / CHANGES)
-        through = int(_metadata(engine, members).get("through", 0)) if members.exists() else None
+        through = _through(engine, members)
         high = max([through or 0, *(p[1] for p in parts)])
         first, last, count, newest = engine.query(
             f'select min(change_id), max(change_id), count(*), max("at") from {TABLE} '
@@ -181,7 +189,9 @@ def write(
             high = int(last)
             if len(parts) + 1 > COMPACT_AFTER:
                 _compact(engine, folder / CHANGES, at)
-        if through is None or through < high:
+        if through is None or (
+            through < high and (rebase or _rebase_due(engine, members, folder / CHANGES, through))
+        ):
             k = quote(key)
             meta = {
                 "format": "cadence.members",
@@ -204,6 +214,24 @@ def write(
         first_line = (text.splitlines() or [type(exc).__name__])[0]
         return [f"members snapshot of {segment} not written ({first_line})"]
     return []
+
+
+def _rebase_due(engine: Engine, members: Path, changes: Path, through: int) -> bool:
+    """The changes after the base are many enough (rows, from the parquet footers) that reading
+    them costs about as much as the base: rewrite it."""
+    pending = [p for p in _parts(changes) if p[1] > through]
+    if len(pending) > COMPACT_AFTER:
+        return True
+    files = "[" + ", ".join(_lit(str(p[3])) for p in pending) + "]"
+    rows = engine.query(
+        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata({_lit(str(members))})"
+    )[0][0]
+    changed = engine.query(f"select sum(num_rows) from parquet_file_metadata({files})")[0][0]
+    return int(changed or 0) >= max(REBASE_MIN, int(rows or 0) // 4)
+
+
+def _through(engine: Engine, members: Path) -> int | None:
+    return int(_metadata(engine, members).get("through", 0)) if members.exists() else None
 
 
 def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
@@ -236,7 +264,9 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
                 p[3].unlink(missing_ok=True)
 
 
-def keep(engine: Engine, root: Path, model: Model, run_id: str, at: dt.datetime) -> tuple[str, ...]:
+def keep(
+    engine: Engine, root: Path, model: Model, run_id: str, at: dt.datetime, rebase: bool = False
+) -> tuple[str, ...]:
     """The runner's hook once a model's publish committed (and its result is recorded, so an
     interrupt here loses nothing): a segment's snapshot, warnings back."""
     if not model.config.key or model.materialized in ("view", "ephemeral"):
@@ -249,6 +279,7 @@ def keep(engine: Engine, root: Path, model: Model, run_id: str, at: dt.datetime)
         key=model.config.key,
         run_id=run_id,
         at=at,
+        rebase=rebase,
     )
     return tuple(found)
 
@@ -258,15 +289,37 @@ def missing(root: Path, segments: list[str]) -> list[str]:
     return [s for s in segments if not (folder_of(root, s) / MEMBERS).exists()]
 
 
-def prune(root: Path, segments: list[str], before: dt.datetime) -> int:
+def prune(
+    engine: Engine,
+    root: Path,
+    models: list[Model],
+    before: dt.datetime,
+    run_id: str,
+    at: dt.datetime,
+) -> int:
     """``history.keep_days``: drop change parts whose newest change is older than ``before``,
-    oldest first (a kill midway leaves a contiguous newer history). Returns parts removed."""
+    oldest first (a kill midway leaves a contiguous newer history). A part the base does not
+    cover yet is needed for the current members: the base is rewritten first. Returns parts
+    removed."""
     removed = 0
-    for segment in segments:
+    for model in models:
+        segment = model.name
         if not _SAFE.match(segment) or ".." in segment:
             continue
-        for _first, _last, newest, path in _parts(folder_of(root, segment) / CHANGES):
-            if newest >= before:
+        folder = folder_of(root, segment)
+        parts = _parts(folder / CHANGES)
+        old = [p for p in parts if p[2] < before]
+        if not old:
+            continue
+        try:
+            through = _through(engine, folder / MEMBERS)
+            if model.config.key and through is not None and any(p[1] > through for p in old):
+                keep(engine, root, model, run_id, at, rebase=True)
+                through = _through(engine, folder / MEMBERS)
+        except (OSError, EngineError):
+            continue
+        for _first, last, newest, path in parts:
+            if newest >= before or through is None or last > through:
                 break
             try:
                 path.unlink()
@@ -328,12 +381,23 @@ def _read(
     members = folder / MEMBERS
     meta = _metadata(memory, members) if members.exists() else {}
     parts = _parts(folder / CHANGES)
+    through = int(meta.get("through", 0))
+    pending = [p for p in parts if p[1] > through]
     as_of_text = meta.get("as_of")
-    as_of = (
-        dt.datetime.fromisoformat(as_of_text) if as_of_text else (parts[-1][2] if parts else None)
-    )
+    as_of = dt.datetime.fromisoformat(as_of_text) if as_of_text else None
+    if pending or as_of is None:  # as of the latest change the answer holds
+        as_of = max(filter(None, (as_of, *(p[2] for p in (pending or parts)[-1:]))), default=None)
     if not changes:
-        keys = memory.query(f"select key from read_parquet({_lit(str(members))}) order by key")
+        base = f"select key from read_parquet({_lit(str(members))})"
+        if pending:  # the base, with each key's latest change after it applied
+            files = "[" + ", ".join(_lit(str(p[3])) for p in pending) + "]"
+            base = (
+                f"with c as (select key, arg_max(change, change_id) as last "
+                f"from read_parquet({files}) where change_id > {through} group by key) "
+                f"select b.key from ({base}) b anti join c using (key) "
+                f"union all select key from c where last = 'entered'"
+            )
+        keys = memory.query(f"select key from ({base}) order by key")
         return MembersAnswer(segment, tuple(str(r[0]) for r in keys), None, as_of, why, shown)
     if not parts:
         return MembersAnswer(segment, (), (), as_of, why, shown)
