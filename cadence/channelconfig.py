@@ -45,6 +45,9 @@ EXPORT_KINDS = ("file", "webhook")
 FILE_FORMATS = ("parquet", "csv", "jsonl")
 EXPORT_MODES = ("changes", "full")
 SERVE_KEYS = ("columns",)
+# the audience's own columns and the fields of every delivered change: a segment column of the
+# same name would be ambiguous in the audience SQL and in what a destination receives
+RESERVED_COLUMNS = ("segment", "key", "held_out", "change", "at", "seq")
 DEFAULT_EXPORT_PATH = "exports/{channel}/{segment}/{export_id}.{format}"
 
 
@@ -116,6 +119,17 @@ def _columns(spec: dict[str, Any], what: str, errors: ErrorCollector) -> tuple[s
                 f"{what}: columns must be a list of column names",
                 line_of(spec, "columns"),
                 "write columns: [email, first_name]",
+            )
+        )
+        return ()
+    taken = [v for v in value if v.lower() in RESERVED_COLUMNS]
+    if taken:
+        errors.add(
+            _err(
+                f"{what}: column '{taken[0]}' is a name cadence gives its own field "
+                f"({', '.join(RESERVED_COLUMNS)})",
+                line_of(spec, "columns"),
+                f"rename it in the model, e.g. `{taken[0]} as {taken[0]}_value`, and list that",
             )
         )
         return ()

@@ -560,7 +560,10 @@ def _run_tests(
                 continue  # reads a relation that does not exist yet: checked on a later build
             # the singular test reads the candidate in place of the live relation
             sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
-            failures = int(ctx.engine.query(f"select count(*) from (\n{sql}\n)")[0][0])
+            try:
+                failures = int(ctx.engine.query(f"select count(*) from (\n{sql}\n)")[0][0])
+            except EngineError as exc:  # the test's SQL, not the model's: say which file
+                raise EngineError(f"singular test {test.name} ({test.file}): {exc}") from exc
             outcomes.append(
                 TestOutcome(
                     test,

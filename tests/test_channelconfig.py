@@ -102,6 +102,8 @@ def test_unknown_keys_say_did_you_mean(tmp_path):
         ("{kind: webhook, url: 'https://x', secret_env: 'whsec_abc=='}", "secret_env must name"),
         ("{kind: webhook, url: 'https://x', format: csv}", "unknown webhook export key 'format'"),
         ("[parquet]", "export must be a mapping"),
+        ("{columns: [email, change]}", "column 'change' is a name cadence gives its own field"),
+        ("{kind: webhook, url: 'https://x', columns: [Key]}", "column 'Key' is a name cadence"),
     ],
 )
 def test_bad_exports_name_the_line(tmp_path, export, message):
@@ -125,3 +127,15 @@ def test_path_template_check():
     assert check_path_template(DEFAULT_EXPORT_PATH) is None
     assert check_path_template("a/{date}/{run_at}-{export_id}.{format}") is None
     assert "must not contain" in (check_path_template("a/../{export_id}") or "")
+
+
+@pytest.mark.parametrize("column", ["segment", "key", "held_out"])
+def test_served_columns_may_not_take_the_audience_names(tmp_path, column):
+    """A served column named like the audience's own fields would be ambiguous in its SQL (a
+    column `segment` was answered with the segment's name): refused, naming the line."""
+    text = errors_of(
+        tmp_path, f'  web:\n    cadence: "every 15 minutes"\n    serve: {{columns: [{column}]}}\n'
+    )
+    assert "cadence.yml:6:" in text, text
+    assert f"column '{column}' is a name cadence gives its own field" in text
+    assert f"{column} as {column}_value" in text

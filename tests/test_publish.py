@@ -114,6 +114,15 @@ def test_singular_test_gates_publication(tmp_path: Path) -> None:
     assert live(root)[0] == 10
 
 
+def test_a_singular_test_whose_sql_fails_names_the_test_file(tmp_path: Path) -> None:
+    """The test's SQL is broken, not the model's: the error says which test file."""
+    root = project(tmp_path, SEG, singular="select customer_id from {{ ref('seg') }}\n")
+    result = run(root, T0)["seg"]
+    assert result.status == "error"
+    assert "singular test check (tests/check.sql)" in result.error, result.error
+    assert "customer_id" in result.error
+
+
 def test_sql_error_keeps_old_version_and_names_compiled_file(tmp_path: Path) -> None:
     root = project(tmp_path, SEG)
     run(root, T0)
