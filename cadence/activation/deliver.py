@@ -29,7 +29,6 @@ from cadence.parser import ParsedProject
 from cadence.relations import quote
 from cadence.state import SCHEMA
 
-RESERVED_COLUMNS = ("seq", "key", "change", "at")
 # activation's history for ``history: {keep_days}`` (table, time column[, keep-latest keys]):
 # membership changes, and delivery attempts except the newest per channel x segment. Current
 # state (delivered, outbox, delivery_cursor) is never history.
@@ -172,11 +171,6 @@ def _deliver_channel(
                     f"suppression list '{name}' does not exist yet (never built or loaded); "
                     "nothing is delivered without it"
                 )
-        bad = [c for c in config.export.columns if c in RESERVED_COLUMNS]
-        if bad:
-            raise CadenceError(
-                f"export columns cannot be named {', '.join(bad)} (cadence writes those)"
-            )
     except CadenceError as exc:
         return [
             SegmentDelivery(config.name, m.name, "failed", kind, error=exc.message)

@@ -313,7 +313,7 @@ def prune(
             continue
         try:
             through = _through(engine, folder / MEMBERS)
-            if model.config.key and through is not None and any(p[1] > through for p in old):
+            if through is not None and any(p[1] > through for p in old):
                 keep(engine, root, model, run_id, at, rebase=True)
                 through = _through(engine, folder / MEMBERS)
         except (OSError, EngineError):
