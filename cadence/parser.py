@@ -442,7 +442,8 @@ def _parse_model(
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]
         sources += [s for s in inc.sources if s not in sources]
-    ref_lines = tuple((r, *_ref_position(source_file.text, r)) for r in refs)
+    positions = _ref_positions(source_file.text)
+    ref_lines = tuple((r, *(positions.get(r) or _ref_position(source_file.text, r))) for r in refs)
     return Model(
         name=name,
         path=source_file.path,
@@ -485,6 +486,28 @@ def _describe(
 def _first_line(text: str, pattern: str) -> int | None:
     m = re.search(pattern, text)
     return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+# where each ref('name') / ref('package', 'name') call starts; lookaheads, so calls that overlap
+# are all seen, and the first of either form wins, as _ref_position's search finds it
+_REF_CALLS = (
+    re.compile(r"(?=ref\(\s*['\"]([^'\"]*)['\"])"),
+    re.compile(r"(?=ref\(\s*['\"][^'\"]*['\"]\s*,\s*['\"]([^'\"]*)['\"])"),
+)
+
+
+def _ref_positions(text: str) -> dict[str, tuple[int, int]]:
+    """(line, column) of the first ref() call naming each model, in one pass over the text
+    (the search per name compiled a pattern per ref: 0.07 s at 1,000 models)."""
+    first: dict[str, int] = {}
+    for pattern in _REF_CALLS:
+        for m in pattern.finditer(text):
+            if m.start() < first.get(m.group(1), len(text)):
+                first[m.group(1)] = m.start()
+    return {
+        name: (text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1)
+        for name, at in first.items()
+    }
 
 
 def _ref_position(text: str, name: str) -> tuple[int, int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 from conftest import DEFAULT_CADENCE_YML, at
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cadence.errors import CadenceError
 from cadence.project import Project
@@ -390,3 +392,19 @@ def test_doc_of_an_unknown_block_is_reported(make_project):
         assert "customer" in exc.render()
     else:
         assert any("customer" in w.render() for w in project.parsed.warnings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["ref(", "'a'", '"b"', "'c'", ", ", " ", "\n", ")", "x", "'", "ref( "]),
+        max_size=14,
+    )
+)
+def test_ref_positions_in_one_pass_are_where_the_search_per_name_finds_them(pieces) -> None:
+    from cadence.parser import _ref_position, _ref_positions
+
+    text = "".join(pieces)
+    found = _ref_positions(text)
+    for name in ("a", "b", "c", "a'"):
+        assert (found.get(name) or _ref_position(text, name)) == _ref_position(text, name), text

@@ -201,7 +201,7 @@ PIECES = (
 )
 THIS_PIECES = ("{{ this }}", "{{ this.identifier }}")
 PER_RUN = "{% if is_incremental() %}{% endif %}{{ '' if run_started_at else '' }}"
-VARIANTS = ("variant_static", "variant_jinja", "variant_perrun")
+VARIANTS = ("variant_static", "variant_jinja", "variant_subset", "variant_perrun")
 
 
 def _project(
@@ -226,7 +226,8 @@ def _project(
     )
     texts = {
         "variant_static": body,
-        "variant_jinja": body + "{# a comment forces the full Jinja render #}",
+        "variant_jinja": body + "{{ '' | lower }}",  # a filter: compiled by Jinja
+        "variant_subset": body + "{# a comment: Jinja's parse, the subset evaluator #}",
         "variant_perrun": body + PER_RUN,
     }
     yml = ["models:"]
@@ -331,3 +332,175 @@ def test_every_render_path_gives_the_same_sql(
             assert as_test.rstrip() == as_model.rstrip()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the subset evaluator (rendering._Subset): the same text as Jinja's compiled template --------
+
+SUBSET_MACROS = (("macros/m.sql", "{% macro shout(x) %}upper('{{ x }}'){% endmacro %}\n"),)
+DATA = st.text(alphabet="ab ,'\n\t-()", max_size=6)
+LITERAL = st.one_of(
+    st.integers(-3, 12).map(str),
+    st.sampled_from(["'x'", '"y z"', "none", "true", "false", "1.5", "''"]),
+    st.lists(st.integers(0, 3).map(str), max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
+    st.lists(st.sampled_from(["'a'", "'b'"]), min_size=1, max_size=3).map(
+        lambda xs: "(" + ",".join(xs) + ",)"
+    ),
+)
+CALLS = st.sampled_from(
+    [
+        "ref('up')",
+        "ref('pkg', 'other')",
+        "source('app', 'events')",
+        "var('v')",
+        "var('nope', 'dflt')",
+        "config(materialized='table', tags=['t'])",
+        "shout('q')",
+        "env_var('CADENCE_SUBSET_ENV', 'fb')",
+        "this",
+    ]
+)
+OPEN = st.sampled_from(["{{", "{{-", "{{ "])
+CLOSE = st.sampled_from(["}}", "-}}", " }}"])
+TAG_OPEN = st.sampled_from(["{%", "{%-"])
+TAG_CLOSE = st.sampled_from(["%}", "-%}"])
+# outside the subset: the template is compiled by Jinja (and must still come out the same)
+OUTSIDE = st.sampled_from(
+    ["'a' | upper", "1 + 2", "this.identifier", "[1, 2] | join('-')", "range(2) | list"]
+)
+
+
+@st.composite
+def _expression(draw, names: tuple[str, ...], in_loop: bool) -> str:
+    choices = [LITERAL, CALLS]
+    if names:
+        choices.append(st.sampled_from(names))
+    if in_loop:
+        choices.append(st.sampled_from(["loop.index", "loop.first", "loop.last", "loop.length"]))
+    atom = st.one_of(*choices)
+    kind = draw(st.sampled_from(["atom", "atom", "compare", "concat", "cond", "not", "bool"]))
+    a, b = draw(atom), draw(atom)
+    if kind == "compare":
+        op = draw(st.sampled_from(["==", "!=", "<", ">=", "in", "not in"]))
+        return f"{a} {op} {b}"
+    if kind == "concat":
+        return f"{a} ~ {b}"
+    if kind == "cond":
+        return f"{a} if {b} else {draw(atom)}"
+    if kind == "not":
+        return f"not {a}"
+    if kind == "bool":
+        return f"{a} {draw(st.sampled_from(['and', 'or']))} {b}"
+    return a
+
+
+@st.composite
+def _block(draw, names: tuple[str, ...], depth: int, in_loop: bool, outside: bool) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["data", "out", "out", "for", "if", "comment"]))
+        if kind == "data":
+            parts.append(draw(DATA))
+        elif kind == "comment":
+            parts.append("{# note #}")
+        elif kind == "out":
+            expr = draw(OUTSIDE) if outside and draw(st.booleans()) else None
+            expr = expr or draw(_expression(names, in_loop))
+            parts.append(f"{draw(OPEN)} {expr} {draw(CLOSE)}")
+        elif kind == "for" and depth < 2:
+            var = f"v{depth}"
+            values = draw(st.one_of(st.sampled_from(names or ("[1, 2]",)), LITERAL))
+            body = draw(_block((*names, var), depth + 1, True, outside))
+            parts.append(
+                f"{draw(TAG_OPEN)} for {var} in {values} {draw(TAG_CLOSE)}{body}"
+                f"{draw(TAG_OPEN)} endfor {draw(TAG_CLOSE)}"
+            )
+        elif kind == "if" and depth < 2:
+            test = draw(_expression(names, in_loop))
+            body = draw(_block(names, depth + 1, in_loop, outside))
+            other = draw(_block(names, depth + 1, in_loop, outside))
+            parts.append(
+                f"{draw(TAG_OPEN)} if ({test}) {draw(TAG_CLOSE)}{body}"
+                f"{draw(TAG_OPEN)} elif ({draw(_expression(names, in_loop))}) {draw(TAG_CLOSE)}"
+                f"{draw(DATA)}{draw(TAG_OPEN)} else {draw(TAG_CLOSE)}{other}"
+                f"{draw(TAG_OPEN)} endif {draw(TAG_CLOSE)}"
+            )
+    return "".join(parts)
+
+
+@st.composite
+def _template(draw, outside: bool) -> str:
+    names: tuple[str, ...] = ()
+    parts = []
+    for i in range(draw(st.integers(0, 2))):
+        parts.append(f"{{% set s{i} = {draw(LITERAL)} %}}{draw(DATA)}")
+        names = (*names, f"s{i}")
+    parts.append(draw(_block(names, 0, False, outside)))
+    return "".join(parts) + draw(st.sampled_from(["", "\n", "\n\n"]))
+
+
+class _NoPlans(dict):
+    def get(self, key, default=None):
+        return (None, False)  # no tree: Jinja compiles the text, as before the evaluator
+
+
+def _outcome(text: str, compiled: bool) -> tuple[object, ...]:
+    """What rendering ``text`` gives: the text and what the render recorded, or the error."""
+    from cadence import rendering
+
+    env = rendering.ModelEnvironment({"v": 42}, SUBSET_MACROS, {"schema": "main"})
+    env.set_sources([("app", "events", '"raw"."events"')])
+    if compiled:  # the code before the evaluator: every template compiled by Jinja
+        env._plans = _NoPlans()
+    this = rendering.Relation("main", "m", '"main"."m"')
+    state = rendering.RenderState(file="models/m.sql", this=this)
+    try:
+        out: object = env.render(text, state)
+    except CadenceError as exc:
+        out = ("error", exc.message, exc.line)
+    return out, state.refs, state.sources, state.config, state.env_vars, state.this_used
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_template(outside=False))
+def test_the_subset_evaluator_renders_what_jinja_renders(text: str) -> None:
+    from cadence import rendering
+
+    env = rendering.ModelEnvironment({"v": 42}, SUBSET_MACROS, {"schema": "main"})
+    tree, subset = rendering._Subset(env).plan(text)
+    assert tree is not None and subset, text  # every generated template is in the subset
+    assert _outcome(text, compiled=False) == _outcome(text, compiled=True), text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_template(outside=True))
+def test_templates_outside_the_subset_render_as_before(text: str) -> None:
+    assert _outcome(text, compiled=False) == _outcome(text, compiled=True), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{% for x in 3 %}{{ x }}{% endfor %}",  # not iterable: Jinja's TypeError
+        "{% for x in [1] %}{{ ref(x) }}{% endfor %}\n{{ source('app', 'nope') }}",
+        "{% set a = 1 %}{% set a = 2 %}{{ a }}",  # set twice: compiled
+        "{{ b }}{% set b = 1 %}",  # read before it is set: Jinja's undefined
+        "{% for x in [1, 2] %}{% set y = x %}{{ y }}{% endfor %}",  # set inside a loop
+        "{% for loop in [1] %}{{ loop }}{% endfor %}",
+        "{% set loop = 1 %}{% for x in [1] %}{{ loop }}{% endfor %}",
+        "{% for x in [1] %}{{ loop }}{% endfor %}",
+        "{% for a, b in [(1, 2)] %}{{ a }}{{ b }}{% endfor %}",
+        "{% for x in [1, 2] if x > 1 %}{{ x }}{% endfor %}",
+        "{% for x in [] %}{{ x }}{% else %}empty{% endfor %}",
+        "{% if x %}{% endif %}",
+        "{% if true %}{{ undefined_name }}{% endif %}",
+        "{% set ref = 1 %}{{ ref }}",
+        "{{ config(materialized=undefined_thing) }}{% if true %}{% endif %}",
+        "{% for x in [1] %}{{ shout(x) ~ shout('y') }}{% endfor %}",
+        "{% raw %}{{ not rendered }}{% endraw %}{% if true %}x{% endif %}",
+        "{% if true %}\n  {%- for x in [1,2] -%}\n  {{ x }},\n  {%- endfor %}\n{% endif %}",
+        "{% if %}",  # a syntax error: reported with its line as before
+        "line\n{% for x in [1] %}\n{{ env_var('CADENCE_SUBSET_UNSET') }}{% endfor %}",
+    ],
+)
+def test_the_subset_evaluator_edge_cases(text: str) -> None:
+    assert _outcome(text, compiled=False) == _outcome(text, compiled=True)
