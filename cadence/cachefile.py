@@ -430,11 +430,18 @@ def _texts(blob: bytes, column: dict[str, Any]) -> list[str]:
 
 
 class _Encoder:
+    """Rows of every value reached from the root. Each field's shape is turned once into a
+    function (``_encoder``), so a value is encoded without looking its shape up again."""
+
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.rows: dict[type, list[list[Any]]] = {}
         self.seen: dict[type, dict[str, int]] = {}  # shared classes: encoded row -> index
         self.by_id: dict[int, int] = {}  # the same object again (values are kept alive)
+        self.plans = {
+            cls: [(name, self._encoder(shape)) for name, shape in fields]
+            for cls, fields in codec.fields.items()
+        }
 
     def row(self, cls: type, obj: Any) -> int:
         index = self.by_id.get(id(obj))
@@ -442,10 +449,10 @@ class _Encoder:
             return index
         if type(obj) is not cls:
             raise TypeError(f"expected {cls.__name__}, got {type(obj).__name__}")
-        row = [self.value(shape, getattr(obj, name)) for name, shape in self.codec.fields[cls]]
+        row = [encode(getattr(obj, name)) for name, encode in self.plans[cls]]
         rows = self.rows.setdefault(cls, [])
         if cls in self.codec.shared:
-            key = json.dumps(row, separators=(",", ":"))
+            key = repr(row)  # JSON values only: equal text, equal rows
             seen = self.seen.setdefault(cls, {})
             index = seen.get(key)
             if index is None:
@@ -457,37 +464,73 @@ class _Encoder:
         self.by_id[id(obj)] = index
         return index
 
-    def value(self, shape: Shape, v: Any) -> Any:
+    def _encoder(self, shape: Shape) -> Callable[[Any], Any]:
         kind = shape[0]
         if kind == "p":
-            if v is None or type(v) in _PLAIN:
-                return v
-            if isinstance(v, (str, int, float)):  # a subclass (an IntEnum): its plain value
-                return _tag(v)
-            raise TypeError(f"cannot cache a {type(v).__name__} here")
+            return _plain_value
         if kind == "skip":
-            return None
+            return lambda v: None
         if kind == "any":
-            return _tag(v)
+            return _tag
         if kind == "err":
-            if not isinstance(v, CadenceError) or type(v) is not CadenceError:
-                raise TypeError("only plain CadenceError warnings are cached")
-            return [v.message, v.file, v.line, v.column, v.hint, v.severity]
+            return _error_value
         if kind == "cls":
-            return self.row(shape[1], v)
+            cls, row = shape[1], self.row
+            return lambda v: row(cls, v)
+        inner: Any = None if kind == "fixed" else self._encoder(shape[1])
         if kind == "opt":
-            return None if v is None else self.value(shape[1], v)
+            return lambda v: None if v is None else inner(v)
         if kind == "tuple":
-            if type(v) is not tuple:
-                raise TypeError(f"expected a tuple, got {type(v).__name__}")
-            return [self.value(shape[1], x) for x in v]
+            if inner is _plain_value:
+                return _plain_tuple
+
+            def each(v: Any) -> Any:
+                if type(v) is not tuple:
+                    raise TypeError(f"expected a tuple, got {type(v).__name__}")
+                return [inner(x) for x in v]
+
+            return each
         if kind == "fixed":
-            if type(v) is not tuple or len(v) != len(shape[1]):
-                raise TypeError("expected a tuple of fixed length")
-            return [self.value(s, x) for s, x in zip(shape[1], v)]
-        if not isinstance(v, dict) or not all(type(k) is str for k in v):  # "dict"
-            raise TypeError("expected a dict with string keys")
-        return {k: self.value(shape[1], x) for k, x in v.items()}
+            parts = [self._encoder(s) for s in shape[1]]
+
+            def fixed(v: Any) -> Any:
+                if type(v) is not tuple or len(v) != len(parts):
+                    raise TypeError("expected a tuple of fixed length")
+                return [encode(x) for encode, x in zip(parts, v)]
+
+            return fixed
+
+        def mapping(v: Any) -> Any:  # "dict"
+            if not isinstance(v, dict) or not all(type(k) is str for k in v):
+                raise TypeError("expected a dict with string keys")
+            return {k: inner(x) for k, x in v.items()}
+
+        return mapping
+
+
+_PLAIN_TYPES = frozenset(_PLAIN)
+
+
+def _plain_value(v: Any) -> Any:
+    if type(v) in _PLAIN_TYPES:
+        return v
+    if isinstance(v, (str, int, float)):  # a subclass (an IntEnum): its plain value
+        return _tag(v)
+    raise TypeError(f"cannot cache a {type(v).__name__} here")
+
+
+def _plain_tuple(v: Any) -> Any:
+    if type(v) is not tuple:
+        raise TypeError(f"expected a tuple, got {type(v).__name__}")
+    if all(type(x) in _PLAIN_TYPES for x in v):
+        return list(v)
+    return [_plain_value(x) for x in v]
+
+
+def _error_value(v: Any) -> Any:
+    if not isinstance(v, CadenceError) or type(v) is not CadenceError:
+        raise TypeError("only plain CadenceError warnings are cached")
+    return [v.message, v.file, v.line, v.column, v.hint, v.severity]
 
 
 def _tag(v: Any) -> Any:
