@@ -17,6 +17,11 @@ back:
                target/compiled/ in one process, one connection, into another fresh warehouse
                (benchmarks/raw_duckdb.py); sizes from 5,000 models: --build-repeat-large pairs
 
+With --against CADENCE (another cadence command, e.g. a wrapper that runs main's checkout), the
+no-op run and the cold and warm loads of both are measured in turn in the same project, and the
+table adds the ratios pair by pair (each side's no-op first runs once unmeasured, so it reads a
+cache in its own format).
+
 See docs/performance.md. It prints a table with the issue's targets and PASS/MISS, and writes
 benchmarks/results/latest.json.
 Run it with the interpreter cadence is installed in (e.g. /tmp/dev/bin/python).
@@ -197,11 +202,15 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     notes: list[str] = []
     floor, noop, cold, warm, build, raw = Series(), Series(), Series(), Series(), Series(), Series()
     serial = Series()  # cadence run --threads 1 (with --serial-build)
+    against = args.against  # another cadence (main's checkout): idle and load beside this one
+    base_noop, base_cold, base_warm = Series(), Series(), Series()
 
-    def load_pair() -> None:
-        shutil.rmtree(project / "target", ignore_errors=True)  # the manifest cache and all
-        cold.add(measure([cadence, "ls"], project, timeout))
-        warm.add(measure([cadence, "ls"], project, timeout))
+    def load_pair(i: int = 0) -> None:
+        sides = [(cadence, cold, warm)] + ([(against, base_cold, base_warm)] if against else [])
+        for cmd, cold_series, warm_series in sides if i % 2 == 0 else sides[::-1]:
+            shutil.rmtree(project / "target", ignore_errors=True)  # the manifest cache and all
+            cold_series.add(measure([cmd, "ls"], project, timeout))
+            warm_series.add(measure([cmd, "ls"], project, timeout))
 
     # a full build = every model into a fresh warehouse (only the parquet sources and the seed
     # CSV exist), on both sides; the same --at, so per-run SQL (run_started_at) is identical
@@ -271,16 +280,27 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     built = sum(v for k, v in noop_counts.items() if k != "skipped")
     if built:
         notes.append(f"no-op run --due at {noop_at} built something: {noop_counts}")
+    base_cmd = [against, *noop_cmd[1:]] if against else []
+    if against:
+        measure(base_cmd, project, timeout)
+        base_counts = status_counts(run_results(project))
+        if sum(v for k, v in base_counts.items() if k != "skipped"):
+            notes.append(f"--against: no-op run --due built something: {base_counts}")
     for i in range(repeat):
         pair = [(floor, floor_cmd), (noop, noop_cmd)]
+        if against:
+            pair.append((base_noop, base_cmd))
         for series, cmd in pair if i % 2 == 0 else pair[::-1]:
+            if against and series is not floor:
+                # unmeasured, first: the cache as this side writes it (formats may differ)
+                measure(cmd, project, timeout)
             series.add(measure(cmd, project, timeout))
     if max(s.stdout_bytes for s in noop.samples):
         notes.append("no-op run --due printed to stdout on a non-TTY (cron would send mail)")
 
     for i in range(1, repeat):
         log(f"   cold/warm load (cadence ls) {i + 1}/{repeat}")
-        load_pair()
+        load_pair(i)
 
     for i in range(1, build_repeat):
         log(f"   full build {i + 1}/{build_repeat}")
@@ -314,6 +334,20 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         "floor_peak_mb": floor.peak_mb,
         "raw_peak_mb": raw.peak_mb,
     }
+    if against:
+        m["against_noop_s"] = base_noop.median
+        m["against_noop_ratio"] = base_noop.median / floor.median
+        m["against_cold_s"] = base_cold.median
+        m["against_warm_s"] = base_warm.median
+        # this cadence / the other, the median of the ratios pair by pair (same repeat)
+        for key, mine, theirs in (
+            ("vs_against_noop", noop, base_noop),
+            ("vs_against_cold", cold, base_cold),
+            ("vs_against_warm", warm, base_warm),
+        ):
+            m[key] = statistics.median(
+                a.wall_s / b.wall_s for a, b in zip(mine.samples, theirs.samples)
+            )
     if serial.samples:
         m["serial_build_s"] = serial.median
         m["serial_build_ratio"] = serial.median / raw.median
@@ -345,6 +379,15 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
             "full_build": build.summary(),
             "raw_duckdb": raw.summary(),
             **({"full_build_threads_1": serial.summary()} if serial.samples else {}),
+            **(
+                {
+                    "against_noop": base_noop.summary(),
+                    "against_cold_ls": base_cold.summary(),
+                    "against_warm_ls": base_warm.summary(),
+                }
+                if against
+                else {}
+            ),
         },
         "noop_statuses": noop_counts,
         "build_statuses": build_counts[-1],
@@ -372,12 +415,14 @@ def warm_up(args: argparse.Namespace, workdir: Path) -> None:
         workdir,
         args.timeout,
     )
-    for cmd in (
-        ["ls"],
-        ["run", "--at", "2026-03-02T05:00:00"],
-        ["run", "--due", "--at", "2026-03-02T05:01:00"],
-    ):
-        measure([args.cadence, *cmd], project, args.timeout)
+    for cadence in [args.cadence] + ([args.against] if args.against else []):
+        shutil.rmtree(project / "target", ignore_errors=True)
+        for cmd in (
+            ["ls"],
+            ["run", "--at", "2026-03-02T05:00:00"],
+            ["run", "--due", "--at", "2026-03-02T05:01:00"],
+        ):
+            measure([cadence, *cmd], project, args.timeout)
     measure([args.python, "-c", "import duckdb; duckdb.connect(':memory:')"], project, args.timeout)
     shutil.rmtree(project, ignore_errors=True)
 
@@ -407,6 +452,14 @@ def fmt_s(v: float) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
+def _opt(m: dict, key: str, fmt) -> str:
+    return fmt(m[key]) if key in m else "-"
+
+
+def _x(v: float) -> str:
+    return f"{v:.2f}x"
+
+
 def render(result: dict) -> str:
     sizes = {r["models"]: r for r in result["sizes"]}
     ns = sorted(sizes)
@@ -427,6 +480,12 @@ def render(result: dict) -> str:
             "  cadence --threads 1 / raw",
             lambda m: f"{m['serial_build_ratio']:.2f}x" if "serial_build_s" in m else "-",
         ),
+        ("--against: no-op run --due (s)", lambda m: _opt(m, "against_noop_s", fmt_s)),
+        ("  this / --against, pair by pair", lambda m: _opt(m, "vs_against_noop", _x)),
+        ("--against: cold load (s)", lambda m: _opt(m, "against_cold_s", fmt_s)),
+        ("  this / --against, pair by pair", lambda m: _opt(m, "vs_against_cold", _x)),
+        ("--against: warm load (s)", lambda m: _opt(m, "against_warm_s", fmt_s)),
+        ("  this / --against, pair by pair", lambda m: _opt(m, "vs_against_warm", _x)),
         ("peak RSS no-op (MB)", lambda m: f"{m['noop_peak_mb']:.0f}"),
         ("peak RSS full build (MB)", lambda m: f"{m['build_peak_mb']:.0f}"),
         (
@@ -440,7 +499,7 @@ def render(result: dict) -> str:
     ]
     head = ["metric"] + [f"{n:,} models" for n in ns]
     body = [[label] + [fn(sizes[n]["metrics"]) for n in ns] for label, fn in rows]
-    body = [r for r in body if any(c != "-" for c in r[1:])]  # --threads 1 rows only when measured
+    body = [r for r in body if any(c != "-" for c in r[1:])]  # optional rows only when measured
     body.append(["events (rows)"] + [f"{sizes[n]['events']:,}" for n in ns])
     body.append(
         ["runs per median (build)"]
@@ -566,6 +625,13 @@ def main(argv: list[str] | None = None) -> int:
         else (shutil.which("cadence") or "cadence"),
         help="the cadence command",
     )
+    p.add_argument(
+        "--against",
+        default=None,
+        metavar="CADENCE",
+        help="another cadence command (e.g. a wrapper running main's checkout): its no-op run "
+        "and cold/warm load are measured beside this one's, in turn, in the same project",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per process (default 1800)")
     p.add_argument(
         "--workdir", type=Path, default=None, help="keep projects here (default: temp, removed)"
@@ -580,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not Path(args.cadence).exists() and not shutil.which(args.cadence):
         p.error(f"cannot find the cadence command ({args.cadence}); pass --cadence")
+    if args.against and not Path(args.against).exists() and not shutil.which(args.against):
+        p.error(f"cannot find the --against command ({args.against})")
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     started = time.perf_counter()
     env = environment(args.python)
@@ -619,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             [Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])
         ),
         "cadence_cmd": args.cadence,
+        "against_cmd": args.against,
         "sizes": results,
         "targets": evaluate({r["models"]: r for r in results}),
         "seconds": round(time.perf_counter() - started, 1),

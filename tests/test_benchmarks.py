@@ -29,6 +29,26 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert "no-op" in run.stdout
 
 
+def test_benchmark_against_another_cadence(tmp_path: Path) -> None:
+    """--against measures a second cadence's no-op and loads beside this one, in turn."""
+    out = tmp_path / "result.json"
+    cadence = str(Path(sys.executable).parent / "cadence")
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--sizes", "20", "--repeat", "2",
+         "--events", "1000", "--workdir", str(tmp_path / "work"), "--output", str(out),
+         "--cadence", cadence, "--against", cadence],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    size = json.loads(out.read_text())["sizes"][0]
+    metrics, series = size["metrics"], size["series"]
+    for key in ("against_noop_s", "against_cold_s", "against_warm_s", "vs_against_noop",
+                "vs_against_cold", "vs_against_warm"):
+        assert metrics[key] > 0, key
+    for key in ("against_noop", "against_cold_ls", "against_warm_ls"):
+        assert series[key]["runs"] == 2 and series[key]["rcs"] == [0], key
+    assert size["notes"] == [] and "this / --against" in run.stdout
+
+
 def test_activation_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "activation.json"
     run = subprocess.run(
