@@ -109,7 +109,8 @@ class Project:
         for read-only commands during the next run."""
         changed = any(r.status != "skipped" for r in result.results)
         if changed or not snapshot.exists(self.root):
-            state = read_snapshot(engine, self.freshness_queries(), self.tz)
+            # a run that built folded every pending run before it returned
+            state = read_snapshot(engine, self.freshness_queries(), self.tz, folded=changed)
             snapshot.write(self.root, state, result.run_id, result.at)
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:

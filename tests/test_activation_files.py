@@ -185,6 +185,33 @@ def test_disk_full_and_permissions_lose_nothing(
     check_manifests_match_files(root)
 
 
+def test_a_failed_flush_of_the_data_file_fails_the_delivery(make_project, cli, monkeypatch):
+    """The data file is flushed on a second thread while its manifest is written: an error
+    there (a full disk found at fdatasync) must still fail the delivery, with nothing named."""
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (2, 900)])
+    project = Project.load(root)
+    real = os.fdatasync
+
+    def flush(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".parquet.tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(files.os, "fdatasync", flush)
+    project.run(at("2026-01-02T06:00"))
+    report = project.export(at("2026-01-02T06:01"))
+    (vip,) = [d for d in report.deliveries if d.segment == "vip"]
+    assert vip.status == "failed" and "disk full writing" in (vip.error or "")
+    assert not list((root / "exports").rglob("*vip*000000002*"))  # no file, no manifest
+    monkeypatch.setattr(files.os, "fdatasync", real)
+    report = project.export(at("2026-01-02T06:02"))
+    assert report.ok
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
+    check_manifests_match_files(root)
+
+
 @pytest.mark.parametrize(
     "step",
     ["after_freeze", "after_plan", "after_synced", "after_data", "after_manifest", "after_send"],
