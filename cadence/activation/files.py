@@ -4,15 +4,15 @@ DuckDB's own ``COPY``) and its ``<export_id>.manifest.json``.
 Input: a fixed range of frozen changes of one channel x segment -> output: the data file and
 its manifest under the export folder, and a ``DeliveryOutcome``. Invariants: the data file is
 written by ``COPY`` under a temporary name, hashed and fdatasynced; the manifest (with that
-sha256) is written and fdatasynced under its temporary name (the two flushes overlap); then the
-data file is renamed in and its folder synced, and only then the manifest is renamed in and the
-folder synced again (before the caller commits the delivery). So a reader that sees a manifest
-knows its file is complete, and no crash order (renames are not ordered on disk without the
-folder sync between them) leaves a manifest naming a missing file or the older one a retry was
-replacing; the export id and path depend only on the range and the attempt's planned time, so a
-retry rewrites the same file (or, when its manifest already matches, leaves it) and never adds a
-second one; files are 0600 and folders 0700 whatever the umask; a path never leaves the project
-folder (or the absolute ``export_root``); names with ``/`` or ``..`` are refused.
+sha256) is written and fdatasynced under its temporary name; then the data file is renamed in
+and its folder synced, and only then the manifest is renamed in and the folder synced again
+(before the caller commits the delivery). So a reader that sees a manifest knows its file is
+complete, and no crash order (renames are not ordered on disk without the folder sync between
+them) leaves a manifest naming a missing file or the older one a retry was replacing; the
+export id and path depend only on the range and the attempt's planned time, so a retry rewrites
+the same file (or, when its manifest already matches, leaves it) and never adds a second one;
+files are 0600 and folders 0700 whatever the umask; a path never leaves the project folder (or
+the absolute ``export_root``); names with ``/`` or ``..`` are refused.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import json
 import os
 import re
 import signal
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,28 +125,13 @@ def _reserve(tmp: Path) -> int:
     return fd
 
 
-def _hash_and_sync(tmp: Path, manifest_of: Callable[[str], bytes], manifest_tmp: Path) -> None:
-    """sha256 of the file DuckDB wrote (read back from the page cache), then its manifest
-    written and fdatasynced under ``manifest_tmp``, while a second thread fdatasyncs the data
-    file: both are on disk before anything names them, and the two flushes overlap (the file
-    system commits them together) instead of queueing one behind the other."""
+def _hash_and_sync(tmp: Path) -> str:
+    """sha256 of the file DuckDB wrote (read back from the page cache, one open), then
+    fdatasync it: its content is on disk before anything names it."""
     with open(tmp, "rb", buffering=0) as fh:
-        flushed: list[BaseException] = []
-
-        def flush() -> None:
-            try:
-                os.fdatasync(fh.fileno())
-            except OSError as exc:
-                flushed.append(exc)
-
-        flusher = threading.Thread(target=flush, name="cadence-export-fsync")
-        flusher.start()
-        try:
-            _write_synced(manifest_tmp, manifest_of(_sha256(fh)))
-        finally:
-            flusher.join()
-        if flushed:
-            raise flushed[0]
+        digest = _sha256(fh)
+        os.fdatasync(fh.fileno())
+    return digest
 
 
 def _sha256(fh: io.FileIO) -> str:
@@ -272,12 +255,13 @@ def deliver_file(
         _make_folders(data.parent)
         os.close(_reserve(tmp))
         engine.execute(f"copy ({sql}) to {_lit(str(tmp))} ({COPY_OPTIONS[config.format]})")
+        digest = _hash_and_sync(tmp)
         rows = (
             counts.total
             if config.mode == "changes"
             else int(engine.query(f"select count(*) from ({sql}) as r")[0][0])
         )
-        fields = {
+        body = {
             "export_id": export,
             "channel": channel,
             "segment": segment,
@@ -291,15 +275,11 @@ def deliver_file(
                 {"name": name, "type": kind}
                 for name, kind in _columns_of(config.mode, cursor.column_types)
             ],
-            "sha256": None,  # filled in once the file is read back (a key keeps its place)
+            "sha256": digest,
             "published_at": published_at.astimezone(dt.timezone.utc).isoformat(),
             "replace": replace,
         }
-
-        def manifest_of(digest: str) -> bytes:
-            return (json.dumps({**fields, "sha256": digest}, indent=2) + "\n").encode()
-
-        _hash_and_sync(tmp, manifest_of, manifest_tmp)
+        _write_synced(manifest_tmp, (json.dumps(body, indent=2) + "\n").encode())
         checkpoint("after_synced")  # both on disk under temporary names: nothing visible yet
         # the data file's name is on disk before the manifest's: no crash leaves a manifest
         # naming a file that is missing (or an older one the retry was replacing)
