@@ -429,7 +429,7 @@ class Project:
                 return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
             finally:
                 engine.close()
-        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+        with artifacts.private_umask(), RunLock(self.root, now.isoformat()).acquire(wait_s):
             engine = self.open_engine()
             try:
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
