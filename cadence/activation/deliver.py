@@ -326,22 +326,28 @@ def _deliver_segment(
     checkpoint("after_plan")
     path = None
     rows = None
-    if export.kind == "file":
-        result = deliver_file(
-            engine,
-            export,
-            root=Path(parsed.root),
-            export_root=parsed.config.export_root,
-            channel=channel,
-            segment=segment,
-            cursor=cursor,
-            counts=counts,
-            replace=replace,
-            published_at=now,
+    try:
+        if export.kind == "file":
+            result = deliver_file(
+                engine,
+                export,
+                root=Path(parsed.root),
+                export_root=parsed.config.export_root,
+                channel=channel,
+                segment=segment,
+                cursor=cursor,
+                counts=counts,
+                replace=replace,
+                published_at=now,
+            )
+            outcome, path, rows = result.outcome, result.path, result.rows
+        else:
+            outcome = _send_webhook(engine, config, segment, cursor, options)
+    except OSError as exc:  # a destination promises outcomes, not raises: fail this one only
+        reason = f"{exc.strerror or type(exc).__name__}" + (
+            f" ({exc.filename})" if exc.filename else ""
         )
-        outcome, path, rows = result.outcome, result.path, result.rows
-    else:
-        outcome = _send_webhook(engine, config, segment, cursor, options)
+        outcome = outbox.DeliveryOutcome(None, 0, f"cannot deliver: {reason}")
     checkpoint("after_send")
     through = outcome.delivered_through
     status = "delivered" if through is not None and through >= last else "failed"

@@ -203,12 +203,20 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _manifest_matches(manifest: Path, data: Path, export: str) -> bool:
+def _already_written(manifest: Path, data: Path, export: str) -> int | None:
+    """The rows of this export when its manifest and data file are both in place and match
+    (a kill after the manifest, before the commit); None when it must be (re)written. Never
+    raises: ``Path.exists`` raises PermissionError in a folder that cannot be searched, which
+    ended the whole run (exit 3) instead of failing this delivery when writing it."""
+    if not (os.path.lexists(manifest) and os.path.lexists(data)):
+        return None  # also when the folder cannot be searched: writing it then says why
     try:
         found = json.loads(manifest.read_text(encoding="utf-8"))
-        return bool(found.get("export_id") == export and found.get("sha256") == sha256_of(data))
+        if found.get("export_id") == export and found.get("sha256") == sha256_of(data):
+            return int(found.get("rows") or 0)
     except (OSError, ValueError):
-        return False
+        pass
+    return None
 
 
 def deliver_file(
@@ -244,10 +252,10 @@ def deliver_file(
         return FileExport(DeliveryOutcome(None, 0, str(exc)), export)
     manifest = data.with_name(f"{export}.manifest.json")
     shown = _shown(data, root)
-    if manifest.exists() and data.exists() and _manifest_matches(manifest, data, export):
+    written = _already_written(manifest, data, export)
+    if written is not None:
         # a kill after the manifest, before the commit: the file is complete, do not redo it
-        rows = json.loads(manifest.read_text(encoding="utf-8")).get("rows")
-        return FileExport(DeliveryOutcome(last, 0, None), export, shown, rows)
+        return FileExport(DeliveryOutcome(last, 0, None), export, shown, written)
     tmp = data.with_name(f".{data.name}.tmp")
     manifest_tmp = manifest.with_name(f".{manifest.name}.tmp")
     sql = data_sql(channel, segment, config.mode, first, last, cursor.column_types)

@@ -1,0 +1,72 @@
+"""Faults a new user's project met in a trial of activation (issue 8): a blocked export folder,
+a FIFO where a manifest goes, a symlink where a data file goes, a retried range followed by
+more changes, and a kill between a segment's publish and its channel's delivery. Each must fail
+clearly (exit 1, never 3, never a hang) and lose or duplicate nothing once the fault is gone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from activation_project import (
+    FAULT_ENV,
+    REPO,
+    make_activation,
+    sent,
+    set_people,
+)
+from test_activation_files import check_manifests_match_files
+
+
+def _without_privileges() -> list[str] | None:
+    """A command prefix under which permission bits are enforced (root ignores them): none
+    for an ordinary user, ``setpriv`` dropping the override capabilities for root."""
+    if os.geteuid() != 0:
+        return []
+    tool = shutil.which("setpriv")
+    if tool is None:
+        return None
+    return [tool, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+
+
+def run_cli(root: Path, *args: str, prefix: list[str] | None = None, fault: str | None = None):
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    if fault:
+        env[FAULT_ENV] = fault
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_unreadable_export_folder_fails_that_delivery_clearly(make_project):
+    prefix = _without_privileges()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: permission bits cannot be enforced")
+    root = make_activation(make_project, [(1, 900), (2, 10)])
+    assert run_cli(root, "run", "--at", "2026-01-01T06:00").returncode == 0
+    set_people(root, [(1, 900), (2, 900), (3, 10)])
+    vip_folder = root / "exports" / "email" / "vip"
+    vip_folder.chmod(0)
+    try:
+        blocked = run_cli(root, "run", "--at", "2026-01-02T06:00", prefix=prefix)
+    finally:
+        vip_folder.chmod(0o700)
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    assert "internal error" not in blocked.stderr and "Traceback" not in blocked.stderr
+    assert "delivery email/vip failed: permission denied" in blocked.stderr
+    # the other segment of the channel is still delivered in the same run
+    assert "delivered email/regular: 1 entered, 1 exited" in blocked.stdout
+    again = run_cli(root, "export", "--at", "2026-01-02T06:05")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
+    assert sent(root, "regular") == [("2", "entered"), ("2", "exited"), ("3", "entered")]
+    check_manifests_match_files(root)
