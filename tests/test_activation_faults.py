@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,13 @@ def _without_privileges() -> list[str] | None:
     return [tool, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
 
 
-def run_cli(root: Path, *args: str, prefix: list[str] | None = None, fault: str | None = None):
+def run_cli(
+    root: Path,
+    *args: str,
+    prefix: list[str] | None = None,
+    fault: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
     if fault:
         env[FAULT_ENV] = fault
@@ -43,7 +50,7 @@ def run_cli(root: Path, *args: str, prefix: list[str] | None = None, fault: str 
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -69,4 +76,31 @@ def test_an_unreadable_export_folder_fails_that_delivery_clearly(make_project):
     assert again.returncode == 0, again.stdout + again.stderr
     assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
     assert sent(root, "regular") == [("2", "entered"), ("2", "exited"), ("3", "entered")]
+    check_manifests_match_files(root)
+
+
+def _in_flight_vip(make_project) -> tuple[Path, Path]:
+    """A project whose vip delivery was killed after its range was fixed: (root, data path)."""
+    root = make_activation(make_project, [(1, 900)])
+    assert run_cli(root, "run", "--at", "2026-01-01T06:00").returncode == 0
+    set_people(root, [(1, 900), (2, 900)])
+    killed = run_cli(root, "run", "--at", "2026-01-02T06:00", fault="after_plan")
+    assert killed.returncode == -9, killed.stderr
+    data = root / "exports" / "email" / "vip" / "email__vip__000000002-000000002.parquet"
+    assert not data.exists()
+    return root, data
+
+
+@pytest.mark.parametrize("fifo_at", ["manifest", "data"])
+def test_a_fifo_where_an_export_file_goes_is_replaced_not_waited_on(make_project, fifo_at):
+    root, data = _in_flight_vip(make_project)
+    manifest = data.with_name("email__vip__000000002-000000002.manifest.json")
+    other = data if fifo_at == "manifest" else manifest
+    other.write_text("{}" if other == manifest else "not the export")
+    os.mkfifo(manifest if fifo_at == "manifest" else data, 0o600)
+    # a reader waiting on a FIFO would hang the delivery (and the run lock) for good
+    again = run_cli(root, "export", "--at", "2026-01-02T06:05", timeout=30)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert stat.S_ISREG(os.lstat(manifest).st_mode) and stat.S_ISREG(os.lstat(data).st_mode)
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
     check_manifests_match_files(root)

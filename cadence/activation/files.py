@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from cadence.engines.base import Engine, EngineError
 
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few hundred bytes; anything larger is not one
 COPY_OPTIONS = {
     "parquet": "format parquet",
     "csv": "format csv, header true",
@@ -208,15 +210,39 @@ def _already_written(manifest: Path, data: Path, export: str) -> int | None:
     (a kill after the manifest, before the commit); None when it must be (re)written. Never
     raises: ``Path.exists`` raises PermissionError in a folder that cannot be searched, which
     ended the whole run (exit 3) instead of failing this delivery when writing it."""
-    if not (os.path.lexists(manifest) and os.path.lexists(data)):
-        return None  # also when the folder cannot be searched: writing it then says why
-    try:
-        found = json.loads(manifest.read_text(encoding="utf-8"))
-        if found.get("export_id") == export and found.get("sha256") == sha256_of(data):
-            return int(found.get("rows") or 0)
-    except (OSError, ValueError):
-        pass
+    found_manifest = _open_regular(manifest)
+    if found_manifest is None:  # also a folder that cannot be searched: writing says why
+        return None
+    with found_manifest:
+        try:
+            found = json.loads(found_manifest.read(MAX_MANIFEST_BYTES).decode("utf-8"))
+        except (OSError, ValueError):
+            return None
+    found_data = _open_regular(data)
+    if found_data is None or not isinstance(found, dict):
+        return None
+    with found_data:
+        try:
+            digest = _sha256(found_data)
+        except OSError:
+            return None
+    if found.get("export_id") == export and found.get("sha256") == digest:
+        return int(found.get("rows") or 0)
     return None
+
+
+def _open_regular(path: Path) -> io.FileIO | None:
+    """``path`` opened for reading when it is a regular file (not through a symlink); None
+    otherwise. Opened without blocking: a FIFO put where an export goes would wait forever
+    for a writer (holding the run lock), so it is replaced like any other leftover."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 def deliver_file(
