@@ -104,3 +104,18 @@ def test_a_fifo_where_an_export_file_goes_is_replaced_not_waited_on(make_project
     assert stat.S_ISREG(os.lstat(manifest).st_mode) and stat.S_ISREG(os.lstat(data).st_mode)
     assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
     check_manifests_match_files(root)
+
+
+def test_a_retried_range_is_followed_by_the_changes_frozen_after_it(make_project):
+    root, _data = _in_flight_vip(make_project)  # range 2-2 fixed, then killed
+    set_people(root, [(1, 900), (2, 900), (3, 900)])  # more changes before the retry
+    again = run_cli(root, "run", "--at", "2026-01-03T06:00")
+    assert again.returncode == 0, again.stdout + again.stderr
+    # the fixed range goes first, with its own id, then what was frozen after it
+    assert "delivered email/vip: 1 entered, 0 exited, changes 2-2" in again.stdout
+    assert "delivered email/vip: 1 entered, 0 exited, changes 3-3" in again.stdout
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered"), ("3", "entered")]
+    status = run_cli(root, "status", "--at", "2026-01-03T06:01")
+    assert "email/vip: last delivered" in status.stdout and "; 0 pending" in status.stdout
+    assert " 1 pending" not in status.stdout, status.stdout
+    check_manifests_match_files(root)

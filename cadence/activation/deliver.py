@@ -190,7 +190,7 @@ def _deliver_channel(
                 )
             )
             continue
-        out.append(_deliver_segment(parsed, engine, now, config, model.name, present, options))
+        out.extend(_deliver_segment(parsed, engine, now, config, model.name, present, options))
     return out
 
 
@@ -213,13 +213,14 @@ def _deliver_segment(
     segment: str,
     present: set[str],
     options: DeliveryOptions,
-) -> SegmentDelivery:
+) -> list[SegmentDelivery]:
+    """Freeze the segment's changes, then send what is pending: a range left in flight by an
+    earlier attempt goes first, as it was fixed, then the changes frozen after it."""
     export = config.export
     assert export is not None
     channel = config.name
     model = parsed.model(segment)
     assert model is not None
-    started = time.perf_counter()
     try:
         with engine.transaction():
             sql = audience.segment_audience_sql(
@@ -247,14 +248,40 @@ def _deliver_segment(
                 rebaseline=options.rebaseline,
             )
     except EngineError as exc:
-        return SegmentDelivery(
-            channel,
-            segment,
-            "failed",
-            export.kind,
-            error=f"cannot compute the audience: {str(exc).splitlines()[0]}",
-        )
+        return [
+            SegmentDelivery(
+                channel,
+                segment,
+                "failed",
+                export.kind,
+                error=f"cannot compute the audience: {str(exc).splitlines()[0]}",
+            )
+        ]
     checkpoint("after_freeze")
+    results = []
+    for _ in range(2):  # at most: the range in flight, then the rest (one range)
+        done = _send_next(parsed, engine, now, config, segment, options)
+        results.append(done)
+        cursor = outbox.read_cursor(engine, channel, segment)
+        if done.status != "delivered" or cursor.frozen_seq <= cursor.delivered_seq:
+            break
+    return results
+
+
+def _send_next(
+    parsed: ParsedProject,
+    engine: Engine,
+    now: dt.datetime,
+    config: ChannelConfig,
+    segment: str,
+    options: DeliveryOptions,
+) -> SegmentDelivery:
+    """One attempt: the range in flight, or else everything frozen and pending (unless
+    ``max_change`` holds it back), sent and recorded."""
+    export = config.export
+    assert export is not None
+    channel = config.name
+    started = time.perf_counter()
     cursor = outbox.read_cursor(engine, channel, segment)
     if not cursor.in_flight and cursor.frozen_seq <= cursor.delivered_seq:
         return SegmentDelivery(channel, segment, "nothing", export.kind)
