@@ -119,3 +119,18 @@ def test_a_retried_range_is_followed_by_the_changes_frozen_after_it(make_project
     assert "email/vip: last delivered" in status.stdout and "; 0 pending" in status.stdout
     assert " 1 pending" not in status.stdout, status.stdout
     check_manifests_match_files(root)
+
+
+def test_a_symlink_where_an_export_file_goes_is_replaced_not_followed(make_project):
+    root, data = _in_flight_vip(make_project)
+    victim = root / "seeds" / "people.csv"
+    before = victim.read_bytes()
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.symlink_to(victim)
+    again = run_cli(root, "export", "--at", "2026-01-02T06:05")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert victim.read_bytes() == before  # the file the link pointed at is untouched
+    assert not data.is_symlink() and stat.S_ISREG(os.lstat(data).st_mode)
+    assert not list(root.glob("*.manifest.json")) and not list(victim.parent.glob("*.manifest*"))
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
+    check_manifests_match_files(root)

@@ -94,7 +94,9 @@ def render_path(
     )
     base = Path(export_root) if export_root else root
     candidate = Path(text) if os.path.isabs(text) else base / text
-    real = Path(os.path.realpath(candidate))
+    # the folder is resolved, not the file: a symlink where the file goes is replaced by the
+    # rename, never followed (it would overwrite whatever it points at)
+    real = Path(os.path.realpath(candidate.parent)) / candidate.name
     allowed = [Path(os.path.realpath(root))]
     if export_root:
         allowed.append(Path(os.path.realpath(export_root)))
