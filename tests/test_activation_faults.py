@@ -134,3 +134,27 @@ def test_a_symlink_where_an_export_file_goes_is_replaced_not_followed(make_proje
     assert not list(root.glob("*.manifest.json")) and not list(victim.parent.glob("*.manifest*"))
     assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
     check_manifests_match_files(root)
+
+
+def test_a_kill_between_publish_and_delivery_is_delivered_by_the_next_idle_run(make_project):
+    root = make_activation(make_project, [(1, 900), (2, 10)])
+    assert run_cli(root, "run", "--at", "2026-01-01T06:00").returncode == 0
+    set_people(root, [(1, 900), (2, 900), (3, 10)])
+    # segments published (and the run recorded), then killed before any change was frozen
+    killed = run_cli(root, "run", "--at", "2026-01-02T06:00", fault="before_deliver")
+    assert killed.returncode == -9, killed.stderr
+    # nothing is due until tomorrow 05:00: the idle run from cron still delivers the channel
+    idle = run_cli(root, "run", "--due", "--at", "2026-01-02T06:30")
+    assert idle.returncode == 0, idle.stdout + idle.stderr
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
+    assert sent(root, "regular") == [("2", "entered"), ("2", "exited"), ("3", "entered")]
+    # and once delivered, idle runs stay idle (no attempt is recorded)
+    before = len(manifests_of(root))
+    again = run_cli(root, "run", "--due", "--at", "2026-01-02T06:45")
+    assert again.returncode == 0 and "delivered" not in again.stdout
+    assert len(manifests_of(root)) == before
+    check_manifests_match_files(root)
+
+
+def manifests_of(root: Path) -> list[Path]:
+    return sorted((root / "exports").rglob("*.manifest.json"))

@@ -113,13 +113,21 @@ def channels_touched(parsed: ParsedProject, built: Collection[str]) -> tuple[str
 
 
 def channels_pending(engine: Engine, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
-    """Channels with changes frozen but not delivered (an earlier delivery failed or died)."""
+    """Channels with changes frozen but not delivered (an earlier delivery failed or died),
+    and channels whose inputs were published after their last freeze (a run killed between
+    publishing and delivering): the next invocation delivers them, also an idle one."""
     if (SCHEMA, "delivery_cursor") not in relations:
         return ()
-    rows = engine.state_store().query(
+    store = engine.state_store()
+    rows = store.query(
         f"select distinct channel from {outbox.CURSOR} where frozen_seq > delivered_seq"
     )
-    return tuple(sorted(r[0] for r in rows))
+    found = {r[0] for r in rows}
+    try:  # and channels whose segments or lists were published but never frozen (killed)
+        found |= outbox.stale_channels(store)
+    except EngineError:  # a warehouse from before input versions were recorded
+        pass
+    return tuple(sorted(found))
 
 
 def deliver(
@@ -133,6 +141,7 @@ def deliver(
     wanted = [c for c in exported_channels(parsed) if c.name in set(channels)]
     if not wanted:
         return DeliveryReport()
+    checkpoint("before_deliver")  # test-only: segments published, nothing frozen yet
     outbox.ensure_tables(engine.state_store())
     relations = engine.relations()
     results: list[SegmentDelivery] = []
@@ -177,6 +186,8 @@ def _deliver_channel(
             for m in segments
         ] or [SegmentDelivery(config.name, "-", "failed", kind, error=exc.message)]
     present = _present(parsed, config.name, relations)
+    # read once: nothing publishes while a delivery holds the run lock
+    inputs = outbox.input_versions(engine.state_store(), _inputs_of(parsed, config))
     out = []
     for model in segments:
         if model.name not in present:
@@ -190,8 +201,15 @@ def _deliver_channel(
                 )
             )
             continue
-        out.extend(_deliver_segment(parsed, engine, now, config, model.name, present, options))
+        out.extend(
+            _deliver_segment(parsed, engine, now, config, model.name, present, inputs, options)
+        )
     return out
+
+
+def _inputs_of(parsed: ParsedProject, config: ChannelConfig) -> list[str]:
+    """What a channel's audience is computed from: its segments and suppression lists."""
+    return [m.name for m in audience.segments_of(parsed, config.name)] + list(config.suppress)
 
 
 def _column_types(
@@ -212,6 +230,7 @@ def _deliver_segment(
     config: ChannelConfig,
     segment: str,
     present: set[str],
+    inputs: str,
     options: DeliveryOptions,
 ) -> list[SegmentDelivery]:
     """Freeze the segment's changes, then send what is pending: a range left in flight by an
@@ -246,6 +265,7 @@ def _deliver_segment(
                 types,
                 now,
                 rebaseline=options.rebaseline,
+                inputs=inputs,
             )
     except EngineError as exc:
         return [
