@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from activation_project import (
+    CADENCE_YML,
     FAULT_ENV,
     REPO,
     make_activation,
@@ -158,3 +159,18 @@ def test_a_kill_between_publish_and_delivery_is_delivered_by_the_next_idle_run(m
 
 def manifests_of(root: Path) -> list[Path]:
     return sorted((root / "exports").rglob("*.manifest.json"))
+
+
+def test_an_export_column_the_segment_lacks_is_named_with_its_line(make_project, cli):
+    yml = CADENCE_YML.replace("columns: [email]", "columns: [email, phone]")
+    root = make_activation(make_project, [(1, 900)], cadence_yml=yml)
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 1
+    line = yml.splitlines().index(
+        next(x for x in yml.splitlines() if "columns: [email, phone]" in x)
+    ) + 1
+    assert (
+        f"error: delivery email/vip failed: cadence.yml:{line}: channel 'email' export: column "
+        "'phone' is not a column of segment 'vip'" in result.output
+    )
+    assert "its columns: id, email" in result.output and "Binder Error" not in result.output

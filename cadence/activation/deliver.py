@@ -212,6 +212,28 @@ def _inputs_of(parsed: ParsedProject, config: ChannelConfig) -> list[str]:
     return [m.name for m in audience.segments_of(parsed, config.name)] + list(config.suppress)
 
 
+def _missing_column(
+    engine: Engine, config: ChannelConfig, segment: str, relation: str
+) -> str | None:
+    """Why the export's ``columns`` cannot be read from the segment (None: they can), naming
+    cadence.yml and the line; checked where the state lives with the warehouse (DuckDB)."""
+    export = config.export
+    if export is None or not export.columns or engine.state_store() is not engine:
+        return None
+    have = [str(r[0]) for r in engine.query(f"describe select * from {relation}")]
+    lower = {h.lower() for h in have}
+    missing = [c for c in export.columns if c.lower() not in lower]
+    if not missing:
+        return None
+    line = export.columns_line or export.line
+    where = f"cadence.yml:{line}: " if line else "cadence.yml: "
+    return (
+        f"{where}channel '{config.name}' export: column '{missing[0]}' is not a column of "
+        f"segment '{segment}' (hint: its columns: {', '.join(have)}; list only columns every "
+        "segment of the channel has)"
+    )
+
+
 def _column_types(
     engine: Engine, relation: str, columns: tuple[str, ...]
 ) -> tuple[tuple[str, str], ...]:
@@ -240,6 +262,9 @@ def _deliver_segment(
     channel = config.name
     model = parsed.model(segment)
     assert model is not None
+    problem = _missing_column(engine, config, segment, model.relation)
+    if problem is not None:
+        return [SegmentDelivery(channel, segment, "failed", export.kind, error=problem)]
     try:
         with engine.transaction():
             sql = audience.segment_audience_sql(
