@@ -18,6 +18,7 @@ from activation_project import (
     FAULT_ENV,
     REPO,
     make_activation,
+    manifests,
     sent,
     set_people,
 )
@@ -174,3 +175,20 @@ def test_an_export_column_the_segment_lacks_is_named_with_its_line(make_project,
         "'phone' is not a column of segment 'vip'" in result.output
     )
     assert "its columns: id, email" in result.output and "Binder Error" not in result.output
+
+
+def test_a_rebaseline_is_not_held_back_as_a_mass_enter(make_project, cli):
+    yml = CADENCE_YML.replace(
+        "    suppress: [unsubscribed]\n", "    suppress: [unsubscribed]\n    max_change: 0.3\n"
+    )
+    root = make_activation(make_project, [(i, 900) for i in range(1, 11)], cadence_yml=yml)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    result = cli(root, "export", "--rebaseline", "--channel", "email", "--at", "2026-01-01T07:00")
+    assert result.exit_code == 0, result.output
+    assert "delivered email/vip: 10 entered, 0 exited, changes 11-20 (replace)" in result.output
+    (replaced,) = [m for m in manifests(root, "vip") if m["replace"]]
+    assert replaced["rows"] == 10
+    # the guard still holds back a real mass change after it
+    set_people(root, [(1, 900)])
+    held = cli(root, "run", "--at", "2026-01-02T06:00")
+    assert held.exit_code == 1 and "held back: 0 entered and 9 exited of 10" in held.output

@@ -331,7 +331,12 @@ def _send_next(
     if not cursor.in_flight and cursor.frozen_seq <= cursor.delivered_seq:
         return SegmentDelivery(channel, segment, "nothing", export.kind)
     counts = outbox.pending_counts(engine, channel, segment, cursor)
-    if not cursor.in_flight and config.max_change is not None and not options.force:
+    guarded = not cursor.in_flight and config.max_change is not None and not options.force
+    if guarded and outbox.is_replace(
+        engine, channel, segment, cursor.delivered_seq + 1, cursor.frozen_seq
+    ):
+        guarded = False  # a rebaseline sends everyone by request: not a mass enter
+    if guarded:
         size = outbox.delivered_size(engine, channel, segment)
         share = max(counts.entered, counts.exited) / size if size else 0.0
         if size and share > config.max_change:
