@@ -331,18 +331,18 @@ def _send_next(
     if not cursor.in_flight and cursor.frozen_seq <= cursor.delivered_seq:
         return SegmentDelivery(channel, segment, "nothing", export.kind)
     counts = outbox.pending_counts(engine, channel, segment, cursor)
-    guarded = not cursor.in_flight and config.max_change is not None and not options.force
-    if guarded and outbox.is_replace(
+    limit = None if cursor.in_flight or options.force else config.max_change
+    if limit is not None and outbox.is_replace(
         engine, channel, segment, cursor.delivered_seq + 1, cursor.frozen_seq
     ):
-        guarded = False  # a rebaseline sends everyone by request: not a mass enter
-    if guarded:
+        limit = None  # a rebaseline sends everyone by request: not a mass enter
+    if limit is not None:
         size = outbox.delivered_size(engine, channel, segment)
         share = max(counts.entered, counts.exited) / size if size else 0.0
-        if size and share > config.max_change:
+        if size and share > limit:
             error = (
                 f"held back: {counts.entered} entered and {counts.exited} exited of "
-                f"{size} delivered ({share:.0%} > max_change {config.max_change:.0%}); "
+                f"{size} delivered ({share:.0%} > max_change {limit:.0%}); "
                 "check the segment, then 'cadence export --force'"
             )
             attempt = outbox.Attempt(
