@@ -60,6 +60,7 @@ class Change:
     change: str  # entered | exited
     at: dt.datetime
     columns: dict[str, Any] = field(default_factory=dict)
+    starts_replace: bool = False  # the first change of a rebaseline: replace what you hold
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,8 @@ def plan_attempt(engine: Engine, channel: str, segment: str, at: dt.datetime) ->
 def pending(engine: Engine, channel: str, segment: str, first: int, last: int) -> list[Change]:
     """The outbox rows ``first..last`` in seq order."""
     rows = engine.query(
-        f"""select seq, key, change, "at", columns from {OUTBOX}
+        f"""select seq, key, change, "at", columns, coalesce(seq = replace_from, false)
+        from {OUTBOX}
         where {_where(channel, segment)} and seq >= {int(first)} and seq <= {int(last)}
         order by seq"""
     )
@@ -338,6 +340,7 @@ def pending(engine: Engine, channel: str, segment: str, first: int, last: int) -
             r[2],
             from_db(r[3]) or dt.datetime.min,
             json.loads(r[4]) if r[4] else {},
+            bool(r[5]),
         )
         for r in rows
     ]
