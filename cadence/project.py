@@ -109,7 +109,8 @@ class Project:
         for read-only commands during the next run."""
         changed = any(r.status != "skipped" for r in result.results)
         if changed or not snapshot.exists(self.root):
-            state = read_snapshot(engine, self.freshness_queries(), self.tz)
+            # a run that built folded every pending run before it returned
+            state = read_snapshot(engine, self.freshness_queries(), self.tz, folded=changed)
             snapshot.write(self.root, state, result.run_id, result.at)
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
@@ -428,7 +429,7 @@ class Project:
                 return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
             finally:
                 engine.close()
-        with RunLock(self.root, now.isoformat()).acquire(wait_s):
+        with artifacts.private_umask(), RunLock(self.root, now.isoformat()).acquire(wait_s):
             engine = self.open_engine()
             try:
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)

@@ -31,13 +31,14 @@ from cadence.incremental import checked_sql, stage
 from cadence.parser import Model, ParsedProject, Seed
 from cadence.relations import quote
 from cadence.state import (
+    SCHEMA,
+    STATE_TABLES,
     BuildRecord,
     ModelState,
     StateSnapshot,
     ensure_schema,
     fold,
     record_build,
-    record_run_end,
     record_run_start,
 )
 from cadence.testspecs import DataTest
@@ -167,8 +168,9 @@ def execute(
         )
         idle = RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
         return _write_results(root, idle)
-    ensure_schema(engine)
-    membership.ensure_tables(engine)
+    if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
+        ensure_schema(engine)  # a new warehouse (or one from before activation)
+        membership.ensure_tables(engine)
     record_run_start(engine, run_id, now, command, os.getpid(), replay)
     schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
     for schema in sorted(schemas | {project.config.warehouse.schema}):
@@ -282,10 +284,14 @@ def execute(
             )
         try:
             finished = now + dt.timedelta(seconds=time.perf_counter() - clock)
-            record_run_end(engine, run_id, finished, status)
-            # this run's state (and that of runs killed before folding) into model_state at once
+            # this run's end and state (and that of runs killed before folding) at once
             carried = {name: state.models[name] for name in state.pending_models}
-            fold(engine, {**carried, **ctx.new_states}, [*state.pending_runs, run_id])
+            fold(
+                engine,
+                {**carried, **ctx.new_states},
+                [*state.pending_runs, run_id],
+                (run_id, finished, status),
+            )
         except Exception:  # noqa: BLE001 - interrupted with a cursor busy: left unfolded,
             if status != "interrupted":  # the next run replays its committed build records
                 raise

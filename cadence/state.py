@@ -87,6 +87,9 @@ class StateSnapshot:
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
+STATE_TABLES = ("runs", "model_builds", "model_state")
+
+
 def ensure_schema(engine: Engine) -> None:
     engine = engine.state_store()
     for statement in DDL:
@@ -101,9 +104,13 @@ def read_snapshot(
     engine: Engine,
     freshness: tuple[tuple[tuple[str, str], str, str], ...] = (),
     tz: dt.tzinfo = dt.timezone.utc,
+    *,
+    folded: bool = False,
 ) -> StateSnapshot:
     """State, relations, and for each (source key, relation, loaded_at column) in
-    ``freshness`` the newest loaded_at (naive values are taken in ``tz``)."""
+    ``freshness`` the newest loaded_at (naive values are taken in ``tz``). ``folded``: the
+    caller has just folded every run (it holds the project lock), so none is pending and the
+    build records are not read again."""
     relations = engine.relations()
     loaded: dict[tuple[str, str], dt.datetime | None] = {}
     for key, relation, column in freshness:
@@ -147,19 +154,23 @@ def read_snapshot(
     # builds of runs that ended before folding their state (killed): replay them in order
     pending_runs: list[str] = []
     pending_models: set[str] = set()
-    if (SCHEMA, "runs") in relations:
+    if (SCHEMA, "runs") in relations and not folded:
         try:
-            unfolded = engine.query(
+            pending_runs = [
+                r[0] for r in engine.query(f"select run_id from {SCHEMA}.runs where folded = false")
+            ]
+        except EngineError:  # a warehouse from before runs were folded: nothing is pending
+            pending_runs = []
+        unfolded = (
+            engine.query(
                 f"""select b.run_id, b.model, b.kind, b.tick, b.started_at, b.status, b.reason,
                 b.rows, b.duration_s, b.sql_hash, b.error from {SCHEMA}.model_builds b
                 join {SCHEMA}.runs r on r.run_id = b.run_id where r.folded = false
                 order by b.started_at, b.finished_at"""
             )
-            pending_runs = [
-                r[0] for r in engine.query(f"select run_id from {SCHEMA}.runs where folded = false")
-            ]
-        except EngineError:  # a warehouse from before runs were folded: nothing is pending
-            unfolded, pending_runs = [], []
+            if pending_runs  # the common case: the last run folded, no build rows to read
+            else []
+        )
         for r in unfolded:
             record = BuildRecord(
                 r[0],
@@ -257,12 +268,24 @@ def _literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def fold(engine: Engine, states: dict[str, ModelState], run_ids: list[str]) -> None:
+def fold(
+    engine: Engine,
+    states: dict[str, ModelState],
+    run_ids: list[str],
+    finished: tuple[str, dt.datetime, str] | None = None,
+) -> None:
     """Write the latest state of every model built by ``run_ids`` and mark those runs folded,
-    in one transaction. Until then ``read_snapshot`` replays their build rows itself, so a run
-    killed before folding loses nothing."""
+    in one transaction; ``finished`` (run id, finished at, status) records the end of the
+    run folding them in the same commit. Until then ``read_snapshot`` replays their build rows
+    itself, so a run killed before folding loses nothing."""
     engine = engine.state_store()
     with engine.transaction():
+        if finished is not None:
+            run_id, finished_at, status = finished
+            engine.execute(
+                f"update {SCHEMA}.runs set finished_at = ?, status = ? where run_id = ?",
+                (to_db(finished_at), status, run_id),
+            )
         for chunk_start in range(0, len(states), 2000):
             chunk = list(states.values())[chunk_start : chunk_start + 2000]
             names = ", ".join(_literal(s.name) for s in chunk)
@@ -306,16 +329,6 @@ def record_run_start(
         f"insert or replace into {SCHEMA}.runs values (?, ?, null, 'running', ?, ?, ?, false)",
         (run_id, to_db(started_at), command, pid, replay),
     )
-
-
-def record_run_end(engine: Engine, run_id: str, finished_at: dt.datetime, status: str) -> None:
-    try:
-        engine.state_store().execute(
-            f"update {SCHEMA}.runs set finished_at = ?, status = ? where run_id = ?",
-            (to_db(finished_at), status, run_id),
-        )
-    except EngineError:
-        pass
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from activation_project import (
@@ -111,6 +112,37 @@ def test_path_tokens_and_owner_only_files_under_umask_022(make_project, cli):
         assert folder.stat().st_mode & 0o777 == 0o700
 
 
+def test_library_export_writes_owner_only_files_under_umask_022(make_project, cli):
+    """``Project.export`` called from Python (no CLI to set the umask), with a leftover temp
+    file of an earlier attempt that others could read: DuckDB's COPY replaces the file it is
+    given with a new one made under the process umask, so cadence must not rely on the file
+    it reserved."""
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (2, 900)])
+    project = Project.load(root)
+    old = os.umask(0o022)
+    try:
+        with mock.patch.object(Project, "_deliver_after_run", lambda self, e, s, r, n: r):
+            project.run(at("2026-01-02T06:00"))  # built, not delivered
+        folder = root / "exports" / "email" / "vip"
+        leftover = folder / ".email__vip__000000002-000000002.parquet.tmp"
+        leftover.write_bytes(b"half a file from a killed attempt")
+        leftover.chmod(0o644)
+        report = project.export(at("2026-01-02T06:01"))
+    finally:
+        os.umask(old)
+    assert report.ok
+    written = sorted(folder.iterdir())
+    assert [p.name for p in written if "000000002" in p.name] == [
+        "email__vip__000000002-000000002.manifest.json",
+        "email__vip__000000002-000000002.parquet",
+    ]
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    check_manifests_match_files(root)
+
+
 def test_paths_cannot_leave_the_project(make_project, cli, tmp_path):
     outside = tmp_path / "elsewhere"
     root = make_activation(
@@ -179,6 +211,33 @@ def test_disk_full_and_permissions_lose_nothing(
     assert vip.status == "failed" and message in (vip.error or "")
     assert not report.ok
     monkeypatch.setattr(files, target, real)
+    report = project.export(at("2026-01-02T06:02"))
+    assert report.ok
+    assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]
+    check_manifests_match_files(root)
+
+
+def test_a_failed_flush_of_the_data_file_fails_the_delivery(make_project, cli, monkeypatch):
+    """The data file is flushed on a second thread while its manifest is written: an error
+    there (a full disk found at fdatasync) must still fail the delivery, with nothing named."""
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (2, 900)])
+    project = Project.load(root)
+    real = os.fdatasync
+
+    def flush(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".parquet.tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(files.os, "fdatasync", flush)
+    project.run(at("2026-01-02T06:00"))
+    report = project.export(at("2026-01-02T06:01"))
+    (vip,) = [d for d in report.deliveries if d.segment == "vip"]
+    assert vip.status == "failed" and "disk full writing" in (vip.error or "")
+    assert not list((root / "exports").rglob("*vip*000000002*"))  # no file, no manifest
+    monkeypatch.setattr(files.os, "fdatasync", real)
     report = project.export(at("2026-01-02T06:02"))
     assert report.ok
     assert sent(root, "vip") == [("1", "entered"), ("2", "entered")]

@@ -108,6 +108,8 @@ def test_pending_changes_keep_their_numbers_across_a_failure(make_project, cli):
     result = cli(root, "run", "--at", "2026-01-02T06:00")
     assert result.exit_code == 1
     assert "error: delivery email/vip failed" in result.output and "is a file" in result.output
+    assert "hint: nothing past the last acknowledged change was marked delivered" in result.output
+    assert "'cadence export --channel email'" in result.output
     failed = query(root, "select export_id, first_seq, last_seq, status from _cadence.deliveries "
                    "where segment = 'vip' order by attempt_id")
     assert failed[-1] == ("email__vip__000000002-000000002", 2, 2, "failed")

@@ -56,6 +56,31 @@ def test_a_run_killed_before_folding_loses_nothing(tmp_path: Path) -> None:
     assert statuses == [("abandoned", True), ("success", True)]
 
 
+def test_the_snapshot_after_a_run_is_the_state_the_warehouse_holds(tmp_path: Path) -> None:
+    """The snapshot written after a run (read-only commands answer from it during the next
+    run) is built without re-reading build records, since the run folded them: it must equal
+    the state read afresh, also when the run folded a killed run before it."""
+    from cadence import snapshot
+    from cadence.state import read_snapshot
+
+    root = make(tmp_path)
+    Project.load(root).run(AT)
+    sql(root, "delete from _cadence.model_state")  # a run killed before its fold
+    sql(root, "update _cadence.runs set folded = false, status = 'running'")
+    (root / "models" / "c.sql").write_text("{{ config(channels=['web']) }}\nselect 2 as z\n")
+    project = Project.load(root)
+    project.run(AT + dt.timedelta(minutes=15), due_only=True)
+    kept = snapshot.read(root, "test")
+    engine = project.open_engine(read_only=True)
+    try:
+        fresh = read_snapshot(engine)
+    finally:
+        engine.close()
+    assert kept.models == fresh.models and set(kept.models) == {"a", "b", "c"}
+    assert kept.pending_runs == fresh.pending_runs == ()
+    assert kept.relations == fresh.relations
+
+
 # --- history: {keep_days: N} ---------------------------------------------------------------
 
 HISTORY_YML = (

@@ -130,9 +130,12 @@ def _reserve(tmp: Path) -> int:
 
 
 def _hash_and_sync(tmp: Path) -> str:
-    """sha256 of the file DuckDB wrote (read back from the page cache, one open), then
-    fdatasync it: its content is on disk before anything names it."""
+    """Owner-only, then sha256 of the file DuckDB wrote (read back from the page cache, one
+    open), then fdatasync it: its content is on disk before anything names it. (``COPY`` over
+    an existing file writes a new one beside it and renames it over, made under the process
+    umask: the mode is set here, on what was written.)"""
     with open(tmp, "rb", buffering=0) as fh:
+        os.fchmod(fh.fileno(), 0o600)
         digest = _sha256(fh)
         os.fdatasync(fh.fileno())
     return digest
@@ -289,7 +292,6 @@ def deliver_file(
     sql = data_sql(channel, segment, config.mode, first, last, cursor.column_types)
     try:
         _make_folders(data.parent)
-        os.close(_reserve(tmp))
         engine.execute(f"copy ({sql}) to {_lit(str(tmp))} ({COPY_OPTIONS[config.format]})")
         digest = _hash_and_sync(tmp)
         rows = (

@@ -16,7 +16,8 @@ from cadence.engines.base import Engine, SegmentNote
 from cadence.relations import quote
 from cadence.state import SCHEMA, from_db, to_db
 
-TABLE = f"{SCHEMA}.membership_changes"
+TABLE_NAME = "membership_changes"
+TABLE = f"{SCHEMA}.{TABLE_NAME}"
 SEQUENCE = f"{SCHEMA}.membership_change_id"
 DDL = (
     f"create schema if not exists {SCHEMA}",

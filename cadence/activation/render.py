@@ -30,6 +30,12 @@ def delivery_lines(report: DeliveryReport) -> list[str]:
             lines.append(f"skipped {where}: {d.error}")
         else:
             lines.append(f"error: delivery {where} {d.status.replace('_', ' ')}: {d.error}")
+            if d.status == "failed":
+                lines.append(
+                    "  hint: nothing past the last acknowledged change was marked delivered; "
+                    f"fix the cause, then 'cadence export --channel {d.channel}' (or the next "
+                    "run) sends the pending changes"
+                )
     return lines
 
 
