@@ -354,9 +354,13 @@ def _reason(exc: BaseException, shown: str) -> str:
         if isinstance(exc, (NotADirectoryError, FileExistsError)):
             return f"cannot write {shown}: a path component is a file, not a folder"
         return f"cannot write {shown}: {exc.strerror or exc}"
-    text = str(exc)
+    text = str(exc)  # DuckDB's COPY reports the OS error in its message
     if "No space left" in text or "disk full" in text.lower():
         return f"disk full writing {shown}"
+    if "Permission denied" in text or "Operation not permitted" in text:
+        return f"permission denied writing {shown}"
+    if "Not a directory" in text:
+        return f"cannot write {shown}: a path component is a file, not a folder"
     return f"cannot write {shown}: {text.splitlines()[0] if text else type(exc).__name__}"
 
 
