@@ -167,9 +167,10 @@ def test_an_export_column_the_segment_lacks_is_named_with_its_line(make_project,
     root = make_activation(make_project, [(1, 900)], cadence_yml=yml)
     result = cli(root, "run", "--at", "2026-01-01T06:00")
     assert result.exit_code == 1
-    line = yml.splitlines().index(
-        next(x for x in yml.splitlines() if "columns: [email, phone]" in x)
-    ) + 1
+    line = (
+        yml.splitlines().index(next(x for x in yml.splitlines() if "columns: [email, phone]" in x))
+        + 1
+    )
     assert (
         f"error: delivery email/vip failed: cadence.yml:{line}: channel 'email' export: column "
         "'phone' is not a column of segment 'vip'" in result.output
