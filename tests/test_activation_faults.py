@@ -193,3 +193,15 @@ def test_a_rebaseline_is_not_held_back_as_a_mass_enter(make_project, cli):
     set_people(root, [(1, 900)])
     held = cli(root, "run", "--at", "2026-01-02T06:00")
     assert held.exit_code == 1 and "held back: 0 entered and 9 exited of 10" in held.output
+
+
+def test_a_mistyped_suppression_list_names_the_line_and_a_guess(make_project, cli):
+    yml = CADENCE_YML.replace("suppress: [unsubscribed]", "suppress: [unsubscribd]")
+    root = make_activation(make_project, [(1, 900)], cadence_yml=yml)
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 1
+    line = 1 + next(i for i, x in enumerate(yml.splitlines()) if "unsubscribd" in x)
+    assert (
+        f"error: delivery email/vip failed: cadence.yml:{line}: channel 'email': suppress names "
+        "'unsubscribd', which is no model or seed (hint: did you mean 'unsubscribed'?)"
+    ) in result.output

@@ -181,10 +181,10 @@ def _deliver_channel(
                     "nothing is delivered without it"
                 )
     except CadenceError as exc:
+        error = _located(exc)
         return [
-            SegmentDelivery(config.name, m.name, "failed", kind, error=exc.message)
-            for m in segments
-        ] or [SegmentDelivery(config.name, "-", "failed", kind, error=exc.message)]
+            SegmentDelivery(config.name, m.name, "failed", kind, error=error) for m in segments
+        ] or [SegmentDelivery(config.name, "-", "failed", kind, error=error)]
     present = _present(parsed, config.name, relations)
     # read once: nothing publishes while a delivery holds the run lock
     inputs = outbox.input_versions(engine.state_store(), _inputs_of(parsed, config))
@@ -205,6 +205,19 @@ def _deliver_channel(
             _deliver_segment(parsed, engine, now, config, model.name, present, inputs, options)
         )
     return out
+
+
+def _located(exc: CadenceError) -> str:
+    """One line for a delivery error: ``file:line: message (hint: ...)`` for each problem."""
+    from cadence.errors import ProjectErrors
+
+    found = list(exc.errors) if isinstance(exc, ProjectErrors) else [exc]
+    parts = []
+    for e in found:
+        where = e.location()
+        text = f"{where}: {e.message}" if where else e.message
+        parts.append(text + (f" (hint: {e.hint})" if e.hint else ""))
+    return "; ".join(parts)
 
 
 def _inputs_of(parsed: ParsedProject, config: ChannelConfig) -> list[str]:
