@@ -205,3 +205,23 @@ def test_a_mistyped_suppression_list_names_the_line_and_a_guess(make_project, cl
         f"error: delivery email/vip failed: cadence.yml:{line}: channel 'email': suppress names "
         "'unsubscribd', which is no model or seed (hint: did you mean 'unsubscribed'?)"
     ) in result.output
+
+
+def test_a_segment_taken_off_a_channel_is_sent_as_exits(make_project, cli):
+    root = make_activation(make_project, [(1, 900), (2, 10), (3, 10)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert sent(root, "regular") == [("2", "entered"), ("3", "entered")]
+    # the channel no longer receives this segment: what it has of it must go
+    (root / "models" / "regular.sql").write_text(
+        "{{ config(channels=['web'], key='id') }}\n"
+        "select id, email from {{ ref('people') }} where spend < 500\n"
+    )
+    yml = root / "cadence.yml"
+    yml.write_text(yml.read_text().replace("priority: [vip, regular]", "priority: [vip]"))
+    result = cli(root, "run", "--at", "2026-01-02T06:00")
+    assert result.exit_code == 0, result.output
+    assert "delivered email/regular: 0 entered, 2 exited, changes 3-4" in result.output
+    assert sent(root, "regular")[2:] == [("2", "exited"), ("3", "exited")]
+    again = cli(root, "export", "--at", "2026-01-02T06:05")
+    assert "email/regular" not in again.output  # nothing left of it: no more lines
+    check_manifests_match_files(root)

@@ -204,7 +204,45 @@ def _deliver_channel(
         out.extend(
             _deliver_segment(parsed, engine, now, config, model.name, present, inputs, options)
         )
+    current = {m.name for m in segments}
+    for segment in outbox.segments_with_state(engine.state_store(), config.name):
+        if segment not in current:
+            out.extend(_deliver_dropped(parsed, engine, now, config, segment, inputs, options))
     return out
+
+
+def _deliver_dropped(
+    parsed: ParsedProject,
+    engine: Engine,
+    now: dt.datetime,
+    config: ChannelConfig,
+    segment: str,
+    inputs: str,
+    options: DeliveryOptions,
+) -> list[SegmentDelivery]:
+    """A segment that no longer feeds the channel (taken off it, or gone) but that the channel
+    still has members of: its audience is empty, so what was delivered is sent as exits (a
+    channel keeps no one a segment no longer gives it; ``max_change`` guards it as any mass
+    exit)."""
+    export = config.export
+    assert export is not None
+    store = engine.state_store()
+    with store.transaction():
+        cursor = outbox.read_cursor(store, config.name, segment)
+        types = dict(cursor.column_types)
+        cols = "".join(
+            f", cast(null as {types.get(c, 'VARCHAR')}) as {quote(c)}" for c in export.columns
+        )
+        empty = (
+            "select cast(null as varchar) as segment, cast(null as varchar) as key, "
+            f"false as held_out{cols} where 1 = 0"
+        )
+        outbox.freeze(
+            store, config.name, segment, empty, export.columns, cursor.column_types, now,
+            inputs=inputs,
+        )  # fmt: skip
+    checkpoint("after_freeze")
+    return _send_all(parsed, store, now, config, segment, options)
 
 
 def _located(exc: CadenceError) -> str:
@@ -316,6 +354,20 @@ def _deliver_segment(
             )
         ]
     checkpoint("after_freeze")
+    return _send_all(parsed, engine, now, config, segment, options)
+
+
+def _send_all(
+    parsed: ParsedProject,
+    engine: Engine,
+    now: dt.datetime,
+    config: ChannelConfig,
+    segment: str,
+    options: DeliveryOptions,
+) -> list[SegmentDelivery]:
+    """Send what is pending: a range left in flight by an earlier attempt goes first, as it
+    was fixed, then the changes frozen after it."""
+    channel = config.name
     results = []
     for _ in range(2):  # at most: the range in flight, then the rest (one range)
         done = _send_next(parsed, engine, now, config, segment, options)

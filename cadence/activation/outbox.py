@@ -288,6 +288,21 @@ def stale_channels(engine: Engine) -> set[str]:
     return {c for c, versions in seen if any(now.get(n) != v for n, v in versions.items())}
 
 
+def segments_with_state(engine: Engine, channel: str) -> list[str]:
+    """Segments of ``channel`` it has members of, or changes pending for (by name)."""
+    return [
+        str(r[0])
+        for r in engine.query(
+            f"""select c.segment from {CURSOR} as c where c.channel = ?
+            and (c.frozen_seq > c.delivered_seq or exists (
+                select 1 from {DELIVERED} as d where d.channel = c.channel
+                and d.segment = c.segment and not d.held_out))
+            order by c.segment""",
+            (channel,),
+        )
+    ]
+
+
 def pending_counts(engine: Engine, channel: str, segment: str, cursor: Cursor) -> Counts:
     last = cursor.planned_last if cursor.in_flight else cursor.frozen_seq
     r = engine.query(
