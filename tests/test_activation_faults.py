@@ -225,3 +225,15 @@ def test_a_segment_taken_off_a_channel_is_sent_as_exits(make_project, cli):
     again = cli(root, "export", "--at", "2026-01-02T06:05")
     assert "email/regular" not in again.output  # nothing left of it: no more lines
     check_manifests_match_files(root)
+
+
+def test_a_held_back_delivery_says_held_back_once(make_project, cli):
+    yml = CADENCE_YML.replace(
+        "    suppress: [unsubscribed]\n", "    suppress: [unsubscribed]\n    max_change: 0.3\n"
+    )
+    root = make_activation(make_project, [(i, 900) for i in range(1, 11)], cadence_yml=yml)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, [(1, 900)])
+    held = cli(root, "run", "--at", "2026-01-02T06:00")
+    assert "error: delivery email/vip held back: 0 entered and 9 exited of 10" in held.output
+    assert "held back: held back" not in held.output
