@@ -10,7 +10,7 @@ identifiers, so they cannot smuggle ``/`` or ``..`` into an export path.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cadence.activation.urlpolicy import url_problem
@@ -67,6 +67,8 @@ class ExportConfig:
     timeout_s: float = 10.0
     max_attempts: int = 5
     line: int | None = None
+    # where ``columns`` is written (for errors found when delivering); not part of the value
+    columns_line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,7 @@ def parse_export(
                 _number(raw, "max_attempts", 5, what, errors, integer=True, minimum=1)
             ),
             line=where,
+            columns_line=line_of(raw, "columns") or where,
         )
     fmt = _choice(raw, "format", FILE_FORMATS, "parquet", what, errors)
     path = raw.get("path", DEFAULT_EXPORT_PATH)
@@ -287,6 +290,7 @@ def parse_export(
         mode=_choice(raw, "mode", EXPORT_MODES, "changes", what, errors),
         columns=columns,
         line=where,
+        columns_line=line_of(raw, "columns") or where,
     )
 
 

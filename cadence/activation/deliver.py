@@ -113,13 +113,21 @@ def channels_touched(parsed: ParsedProject, built: Collection[str]) -> tuple[str
 
 
 def channels_pending(engine: Engine, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
-    """Channels with changes frozen but not delivered (an earlier delivery failed or died)."""
+    """Channels with changes frozen but not delivered (an earlier delivery failed or died),
+    and channels whose inputs were published after their last freeze (a run killed between
+    publishing and delivering): the next invocation delivers them, also an idle one."""
     if (SCHEMA, "delivery_cursor") not in relations:
         return ()
-    rows = engine.state_store().query(
+    store = engine.state_store()
+    rows = store.query(
         f"select distinct channel from {outbox.CURSOR} where frozen_seq > delivered_seq"
     )
-    return tuple(sorted(r[0] for r in rows))
+    found = {r[0] for r in rows}
+    try:  # and channels whose segments or lists were published but never frozen (killed)
+        found |= outbox.stale_channels(store)
+    except EngineError:  # a warehouse from before input versions were recorded
+        pass
+    return tuple(sorted(found))
 
 
 def deliver(
@@ -133,6 +141,7 @@ def deliver(
     wanted = [c for c in exported_channels(parsed) if c.name in set(channels)]
     if not wanted:
         return DeliveryReport()
+    checkpoint("before_deliver")  # test-only: segments published, nothing frozen yet
     outbox.ensure_tables(engine.state_store())
     relations = engine.relations()
     results: list[SegmentDelivery] = []
@@ -172,11 +181,13 @@ def _deliver_channel(
                     "nothing is delivered without it"
                 )
     except CadenceError as exc:
+        error = _located(exc)
         return [
-            SegmentDelivery(config.name, m.name, "failed", kind, error=exc.message)
-            for m in segments
-        ] or [SegmentDelivery(config.name, "-", "failed", kind, error=exc.message)]
+            SegmentDelivery(config.name, m.name, "failed", kind, error=error) for m in segments
+        ] or [SegmentDelivery(config.name, "-", "failed", kind, error=error)]
     present = _present(parsed, config.name, relations)
+    # read once: nothing publishes while a delivery holds the run lock
+    inputs = outbox.input_versions(engine.state_store(), _inputs_of(parsed, config))
     out = []
     for model in segments:
         if model.name not in present:
@@ -190,8 +201,88 @@ def _deliver_channel(
                 )
             )
             continue
-        out.append(_deliver_segment(parsed, engine, now, config, model.name, present, options))
+        out.extend(
+            _deliver_segment(parsed, engine, now, config, model.name, present, inputs, options)
+        )
+    current = {m.name for m in segments}
+    for segment in outbox.segments_with_state(engine.state_store(), config.name):
+        if segment not in current:
+            out.extend(_deliver_dropped(parsed, engine, now, config, segment, inputs, options))
     return out
+
+
+def _deliver_dropped(
+    parsed: ParsedProject,
+    engine: Engine,
+    now: dt.datetime,
+    config: ChannelConfig,
+    segment: str,
+    inputs: str,
+    options: DeliveryOptions,
+) -> list[SegmentDelivery]:
+    """A segment that no longer feeds the channel (taken off it, or gone) but that the channel
+    still has members of: its audience is empty, so what was delivered is sent as exits (a
+    channel keeps no one a segment no longer gives it; ``max_change`` guards it as any mass
+    exit)."""
+    export = config.export
+    assert export is not None
+    store = engine.state_store()
+    with store.transaction():
+        cursor = outbox.read_cursor(store, config.name, segment)
+        types = dict(cursor.column_types)
+        cols = "".join(
+            f", cast(null as {types.get(c, 'VARCHAR')}) as {quote(c)}" for c in export.columns
+        )
+        empty = (
+            "select cast(null as varchar) as segment, cast(null as varchar) as key, "
+            f"false as held_out{cols} where 1 = 0"
+        )
+        outbox.freeze(
+            store, config.name, segment, empty, export.columns, cursor.column_types, now,
+            inputs=inputs,
+        )  # fmt: skip
+    checkpoint("after_freeze")
+    return _send_all(parsed, store, now, config, segment, options)
+
+
+def _located(exc: CadenceError) -> str:
+    """One line for a delivery error: ``file:line: message (hint: ...)`` for each problem."""
+    from cadence.errors import ProjectErrors
+
+    found = list(exc.errors) if isinstance(exc, ProjectErrors) else [exc]
+    parts = []
+    for e in found:
+        where = e.location()
+        text = f"{where}: {e.message}" if where else e.message
+        parts.append(text + (f" (hint: {e.hint})" if e.hint else ""))
+    return "; ".join(parts)
+
+
+def _inputs_of(parsed: ParsedProject, config: ChannelConfig) -> list[str]:
+    """What a channel's audience is computed from: its segments and suppression lists."""
+    return [m.name for m in audience.segments_of(parsed, config.name)] + list(config.suppress)
+
+
+def _missing_column(
+    engine: Engine, config: ChannelConfig, segment: str, relation: str
+) -> str | None:
+    """Why the export's ``columns`` cannot be read from the segment (None: they can), naming
+    cadence.yml and the line; checked where the state lives with the warehouse (DuckDB)."""
+    export = config.export
+    if export is None or not export.columns or engine.state_store() is not engine:
+        return None
+    have = [str(r[0]) for r in engine.query(f"describe select * from {relation}")]
+    lower = {h.lower() for h in have}
+    missing = [c for c in export.columns if c.lower() not in lower]
+    if not missing:
+        return None
+    line = export.columns_line or export.line
+    where = f"cadence.yml:{line}: " if line else "cadence.yml: "
+    return (
+        f"{where}channel '{config.name}' export: column '{missing[0]}' is not a column of "
+        f"segment '{segment}' (hint: its columns: {', '.join(have)}; list only columns every "
+        "segment of the channel has)"
+    )
 
 
 def _column_types(
@@ -212,14 +303,19 @@ def _deliver_segment(
     config: ChannelConfig,
     segment: str,
     present: set[str],
+    inputs: str,
     options: DeliveryOptions,
-) -> SegmentDelivery:
+) -> list[SegmentDelivery]:
+    """Freeze the segment's changes, then send what is pending: a range left in flight by an
+    earlier attempt goes first, as it was fixed, then the changes frozen after it."""
     export = config.export
     assert export is not None
     channel = config.name
     model = parsed.model(segment)
     assert model is not None
-    started = time.perf_counter()
+    problem = _missing_column(engine, config, segment, model.relation)
+    if problem is not None:
+        return [SegmentDelivery(channel, segment, "failed", export.kind, error=problem)]
     try:
         with engine.transaction():
             sql = audience.segment_audience_sql(
@@ -245,27 +341,73 @@ def _deliver_segment(
                 types,
                 now,
                 rebaseline=options.rebaseline,
+                inputs=inputs,
             )
     except EngineError as exc:
-        return SegmentDelivery(
-            channel,
-            segment,
-            "failed",
-            export.kind,
-            error=f"cannot compute the audience: {str(exc).splitlines()[0]}",
-        )
+        return [
+            SegmentDelivery(
+                channel,
+                segment,
+                "failed",
+                export.kind,
+                error=f"cannot compute the audience: {str(exc).splitlines()[0]}",
+            )
+        ]
     checkpoint("after_freeze")
+    return _send_all(parsed, engine, now, config, segment, options)
+
+
+def _send_all(
+    parsed: ParsedProject,
+    engine: Engine,
+    now: dt.datetime,
+    config: ChannelConfig,
+    segment: str,
+    options: DeliveryOptions,
+) -> list[SegmentDelivery]:
+    """Send what is pending: a range left in flight by an earlier attempt goes first, as it
+    was fixed, then the changes frozen after it."""
+    channel = config.name
+    results = []
+    for _ in range(2):  # at most: the range in flight, then the rest (one range)
+        done = _send_next(parsed, engine, now, config, segment, options)
+        results.append(done)
+        cursor = outbox.read_cursor(engine, channel, segment)
+        if done.status != "delivered" or cursor.frozen_seq <= cursor.delivered_seq:
+            break
+    return results
+
+
+def _send_next(
+    parsed: ParsedProject,
+    engine: Engine,
+    now: dt.datetime,
+    config: ChannelConfig,
+    segment: str,
+    options: DeliveryOptions,
+) -> SegmentDelivery:
+    """One attempt: the range in flight, or else everything frozen and pending (unless
+    ``max_change`` holds it back), sent and recorded."""
+    export = config.export
+    assert export is not None
+    channel = config.name
+    started = time.perf_counter()
     cursor = outbox.read_cursor(engine, channel, segment)
     if not cursor.in_flight and cursor.frozen_seq <= cursor.delivered_seq:
         return SegmentDelivery(channel, segment, "nothing", export.kind)
     counts = outbox.pending_counts(engine, channel, segment, cursor)
-    if not cursor.in_flight and config.max_change is not None and not options.force:
+    limit = None if cursor.in_flight or options.force else config.max_change
+    if limit is not None and outbox.is_replace(
+        engine, channel, segment, cursor.delivered_seq + 1, cursor.frozen_seq
+    ):
+        limit = None  # a rebaseline sends everyone by request: not a mass enter
+    if limit is not None:
         size = outbox.delivered_size(engine, channel, segment)
         share = max(counts.entered, counts.exited) / size if size else 0.0
-        if size and share > config.max_change:
+        if size and share > limit:
             error = (
                 f"held back: {counts.entered} entered and {counts.exited} exited of "
-                f"{size} delivered ({share:.0%} > max_change {config.max_change:.0%}); "
+                f"{size} delivered ({share:.0%} > max_change {limit:.0%}); "
                 "check the segment, then 'cadence export --force'"
             )
             attempt = outbox.Attempt(
@@ -326,22 +468,28 @@ def _deliver_segment(
     checkpoint("after_plan")
     path = None
     rows = None
-    if export.kind == "file":
-        result = deliver_file(
-            engine,
-            export,
-            root=Path(parsed.root),
-            export_root=parsed.config.export_root,
-            channel=channel,
-            segment=segment,
-            cursor=cursor,
-            counts=counts,
-            replace=replace,
-            published_at=now,
+    try:
+        if export.kind == "file":
+            result = deliver_file(
+                engine,
+                export,
+                root=Path(parsed.root),
+                export_root=parsed.config.export_root,
+                channel=channel,
+                segment=segment,
+                cursor=cursor,
+                counts=counts,
+                replace=replace,
+                published_at=now,
+            )
+            outcome, path, rows = result.outcome, result.path, result.rows
+        else:
+            outcome = _send_webhook(engine, config, segment, cursor, options)
+    except OSError as exc:  # a destination promises outcomes, not raises: fail this one only
+        reason = f"{exc.strerror or type(exc).__name__}" + (
+            f" ({exc.filename})" if exc.filename else ""
         )
-        outcome, path, rows = result.outcome, result.path, result.rows
-    else:
-        outcome = _send_webhook(engine, config, segment, cursor, options)
+        outcome = outbox.DeliveryOutcome(None, 0, f"cannot deliver: {reason}")
     checkpoint("after_send")
     through = outcome.delivered_through
     status = "delivered" if through is not None and through >= last else "failed"

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from cadence.engines.base import Engine, EngineError
 
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few hundred bytes; anything larger is not one
 COPY_OPTIONS = {
     "parquet": "format parquet",
     "csv": "format csv, header true",
@@ -92,7 +94,9 @@ def render_path(
     )
     base = Path(export_root) if export_root else root
     candidate = Path(text) if os.path.isabs(text) else base / text
-    real = Path(os.path.realpath(candidate))
+    # the folder is resolved, not the file: a symlink where the file goes is replaced by the
+    # rename, never followed (it would overwrite whatever it points at)
+    real = Path(os.path.realpath(candidate.parent)) / candidate.name
     allowed = [Path(os.path.realpath(root))]
     if export_root:
         allowed.append(Path(os.path.realpath(export_root)))
@@ -206,12 +210,44 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _manifest_matches(manifest: Path, data: Path, export: str) -> bool:
+def _already_written(manifest: Path, data: Path, export: str) -> int | None:
+    """The rows of this export when its manifest and data file are both in place and match
+    (a kill after the manifest, before the commit); None when it must be (re)written. Never
+    raises: ``Path.exists`` raises PermissionError in a folder that cannot be searched, which
+    ended the whole run (exit 3) instead of failing this delivery when writing it."""
+    found_manifest = _open_regular(manifest)
+    if found_manifest is None:  # also a folder that cannot be searched: writing says why
+        return None
+    with found_manifest:
+        try:
+            found = json.loads(found_manifest.read(MAX_MANIFEST_BYTES).decode("utf-8"))
+        except (OSError, ValueError):
+            return None
+    found_data = _open_regular(data)
+    if found_data is None or not isinstance(found, dict):
+        return None
+    with found_data:
+        try:
+            digest = _sha256(found_data)
+        except OSError:
+            return None
+    if found.get("export_id") == export and found.get("sha256") == digest:
+        return int(found.get("rows") or 0)
+    return None
+
+
+def _open_regular(path: Path) -> io.FileIO | None:
+    """``path`` opened for reading when it is a regular file (not through a symlink); None
+    otherwise. Opened without blocking: a FIFO put where an export goes would wait forever
+    for a writer (holding the run lock), so it is replaced like any other leftover."""
     try:
-        found = json.loads(manifest.read_text(encoding="utf-8"))
-        return bool(found.get("export_id") == export and found.get("sha256") == sha256_of(data))
-    except (OSError, ValueError):
-        return False
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 def deliver_file(
@@ -247,10 +283,10 @@ def deliver_file(
         return FileExport(DeliveryOutcome(None, 0, str(exc)), export)
     manifest = data.with_name(f"{export}.manifest.json")
     shown = _shown(data, root)
-    if manifest.exists() and data.exists() and _manifest_matches(manifest, data, export):
+    written = _already_written(manifest, data, export)
+    if written is not None:
         # a kill after the manifest, before the commit: the file is complete, do not redo it
-        rows = json.loads(manifest.read_text(encoding="utf-8")).get("rows")
-        return FileExport(DeliveryOutcome(last, 0, None), export, shown, rows)
+        return FileExport(DeliveryOutcome(last, 0, None), export, shown, written)
     tmp = data.with_name(f".{data.name}.tmp")
     manifest_tmp = manifest.with_name(f".{manifest.name}.tmp")
     sql = data_sql(channel, segment, config.mode, first, last, cursor.column_types)
@@ -318,9 +354,13 @@ def _reason(exc: BaseException, shown: str) -> str:
         if isinstance(exc, (NotADirectoryError, FileExistsError)):
             return f"cannot write {shown}: a path component is a file, not a folder"
         return f"cannot write {shown}: {exc.strerror or exc}"
-    text = str(exc)
+    text = str(exc)  # DuckDB's COPY reports the OS error in its message
     if "No space left" in text or "disk full" in text.lower():
         return f"disk full writing {shown}"
+    if "Permission denied" in text or "Operation not permitted" in text:
+        return f"permission denied writing {shown}"
+    if "Not a directory" in text:
+        return f"cannot write {shown}: a path component is a file, not a folder"
     return f"cannot write {shown}: {text.splitlines()[0] if text else type(exc).__name__}"
 
 

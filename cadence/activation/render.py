@@ -29,7 +29,9 @@ def delivery_lines(report: DeliveryReport) -> list[str]:
         elif d.status == "skipped":
             lines.append(f"skipped {where}: {d.error}")
         else:
-            lines.append(f"error: delivery {where} {d.status.replace('_', ' ')}: {d.error}")
+            status = d.status.replace("_", " ")
+            reason = (d.error or "").removeprefix(f"{status}: ")  # not "held back: held back:"
+            lines.append(f"error: delivery {where} {status}: {reason}")
             if d.status == "failed":
                 lines.append(
                     "  hint: nothing past the last acknowledged change was marked delivered; "

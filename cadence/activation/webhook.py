@@ -142,17 +142,18 @@ def cut_batches(
     while start < len(changes):
         end = start + 1
         while (
-            end < len(changes) and end - start < batch_size and changes[end].at == changes[start].at
+            end < len(changes)
+            and end - start < batch_size
+            and changes[end].at == changes[start].at
+            and not changes[end].starts_replace  # a replacement starts a batch of its own
         ):
             end += 1
         part = changes[start:end]
         first, last = part[0].seq, part[-1].seq
-        payload = {
-            "type": PAYLOAD_TYPE,
-            "channel": channel,
-            "segment": segment,
-            "changes": [_item(c) for c in part],
-        }
+        payload: dict[str, Any] = {"type": PAYLOAD_TYPE, "channel": channel, "segment": segment}
+        if part[0].starts_replace:
+            payload["replace"] = True  # drop what you hold of the segment, then apply this
+        payload["changes"] = [_item(c) for c in part]
         body = json.dumps(
             payload, separators=(",", ":"), ensure_ascii=False, default=_json_default
         ).encode("utf-8")
@@ -387,14 +388,22 @@ class _Delivery:
 
 
 def _key_dependencies(changes: Sequence[Change], batches: Sequence[Batch]) -> list[int | None]:
-    """For each batch, the latest earlier batch sharing a key with it (None: no such batch)."""
+    """For each batch, the latest earlier batch sharing a key with it (None: no such batch).
+    A replacement waits for the batch before it, and every batch after it waits for it (a
+    receiver applying it later would drop what they brought)."""
     last_batch_of: dict[str, int] = {}
     out: list[int | None] = []
     position = 0
+    replacing: int | None = None
     for index, batch in enumerate(batches):
         part = changes[position : position + batch.count]
         position += batch.count
         earlier = [last_batch_of[c.key] for c in part if c.key in last_batch_of]
+        if part[0].starts_replace:
+            replacing = index
+            earlier += [index - 1] if index else []
+        elif replacing is not None:
+            earlier.append(replacing)
         out.append(max(earlier) if earlier else None)
         for c in part:
             last_batch_of[c.key] = index

@@ -5,6 +5,8 @@
 2. Drop duplicates by ``webhook-id``: cadence sends a batch again, with the same id, whenever it
    is not sure the receiver has it (a timeout, a crash before it recorded the answer).
 3. Answer 2xx only once the batch is applied (here: appended to a JSONL file and fsynced).
+4. A batch with ``"replace": true`` (``cadence export --rebaseline``) replaces the segment: drop
+   every key held for it, then apply the batch (and the batches after it) as usual.
 
     export ROUTING_WEBHOOK_SECRET=whsec_...    # the same value cadence reads
     python receiver.py --port 8788 --out received.jsonl
@@ -145,7 +147,7 @@ class Receiver:
     def keys(self) -> list[tuple[str, str]]:
         """(key, change) of every change applied, in order."""
         with self.lock:
-            return [(c["key"], c["change"]) for c in self.applied]
+            return [(c["key"], c["change"]) for c in self.applied if c["change"] != "replace"]
 
     def members(self) -> dict[str, set[str]]:
         """segment -> keys in it, replaying every applied change in order."""
@@ -153,7 +155,9 @@ class Receiver:
         with self.lock:
             for c in self.applied:
                 keys = out.setdefault(c["segment"], set())
-                if c["change"] == "entered":
+                if c["change"] == "replace":
+                    keys.clear()
+                elif c["change"] == "entered":
                     keys.add(c["key"])
                 else:
                     keys.discard(c["key"])
@@ -200,11 +204,18 @@ class Receiver:
             if self.out is not None:
                 fd = os.open(self.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 with os.fdopen(fd, "a", encoding="utf-8") as f:
+                    if batch.get("replace"):
+                        f.write(json.dumps({"webhook_id": msg_id, "replace": batch["segment"]}))
+                        f.write("\n")
                     for change in batch["changes"]:
                         f.write(json.dumps({"webhook_id": msg_id, **change}) + "\n")
                     f.flush()
                     os.fsync(f.fileno())
             self.bodies[msg_id] = body
+            if batch.get("replace"):
+                self.applied.append(
+                    {"segment": batch["segment"], "webhook_id": msg_id, "change": "replace"}
+                )
             self.applied.extend(
                 {"segment": batch["segment"], "webhook_id": msg_id, **c} for c in batch["changes"]
             )
