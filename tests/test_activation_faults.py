@@ -237,3 +237,19 @@ def test_a_held_back_delivery_says_held_back_once(make_project, cli):
     held = cli(root, "run", "--at", "2026-01-02T06:00")
     assert "error: delivery email/vip held back: 0 entered and 9 exited of 10" in held.output
     assert "held back: held back" not in held.output
+
+
+def test_an_export_path_outside_the_project_names_the_line(make_project, cli, tmp_path):
+    outside = tmp_path / "elsewhere"
+    yml = CADENCE_YML.replace(
+        "export: {format: parquet, columns: [email]}",
+        f'export: {{format: parquet, path: "{outside}/{{export_id}}.parquet"}}',
+    )
+    root = make_activation(make_project, [(1, 900)], cadence_yml=yml)
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 1
+    line = 1 + next(i for i, x in enumerate(yml.splitlines()) if "elsewhere" in x)
+    assert f"error: delivery email/vip failed: cadence.yml:{line}: channel 'email' export: " in (
+        result.output
+    )
+    assert "resolves outside the project folder" in result.output and not outside.exists()
