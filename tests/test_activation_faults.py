@@ -224,6 +224,11 @@ def test_a_segment_taken_off_a_channel_is_sent_as_exits(make_project, cli):
     assert sent(root, "regular")[2:] == [("2", "exited"), ("3", "exited")]
     again = cli(root, "export", "--at", "2026-01-02T06:05")
     assert "email/regular" not in again.output  # nothing left of it: no more lines
+    # later publishes of the channel's segments leave idle runs idle
+    set_people(root, [(1, 900), (4, 900)])
+    assert "delivered email/vip: 1 entered" in cli(root, "run", "--at", "2026-01-03T06:00").output
+    idle = cli(root, "run", "--due", "--at", "2026-01-03T06:30")
+    assert idle.exit_code == 0 and "delivered" not in idle.output, idle.output
     check_manifests_match_files(root)
 
 
