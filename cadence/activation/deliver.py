@@ -209,9 +209,10 @@ def _deliver_channel(
     for segment in outbox.segments_with_state(store, config.name):
         if segment not in current:
             out.extend(_deliver_dropped(parsed, engine, now, config, segment, inputs, options))
-    outbox.forget_inputs(
-        store, config.name, current | set(outbox.segments_with_state(store, config.name))
-    )
+    # segments not frozen now (skipped, or taken off with nothing left) must not keep the
+    # channel looking stale: only the ones just frozen, or dropped ones still pending, count
+    dropped = set(outbox.segments_with_state(store, config.name)) - current
+    outbox.forget_inputs(store, config.name, present | dropped)
     return out
 
 
