@@ -145,6 +145,9 @@ def test_a_kill_between_publish_and_delivery_is_delivered_by_the_next_idle_run(m
     # segments published (and the run recorded), then killed before any change was frozen
     killed = run_cli(root, "run", "--at", "2026-01-02T06:00", fault="before_deliver")
     assert killed.returncode == -9, killed.stderr
+    status = run_cli(root, "status", "--at", "2026-01-02T06:10")
+    assert "email/vip: last delivered" in status.stdout
+    assert "published since it was last frozen" in status.stdout  # behind, though 0 pending
     # nothing is due until tomorrow 05:00: the idle run from cron still delivers the channel
     idle = run_cli(root, "run", "--due", "--at", "2026-01-02T06:30")
     assert idle.returncode == 0, idle.stdout + idle.stderr
@@ -155,6 +158,7 @@ def test_a_kill_between_publish_and_delivery_is_delivered_by_the_next_idle_run(m
     again = run_cli(root, "run", "--due", "--at", "2026-01-02T06:45")
     assert again.returncode == 0 and "delivered" not in again.stdout
     assert len(manifests_of(root)) == before
+    assert "published since" not in run_cli(root, "status", "--at", "2026-01-02T06:50").stdout
     check_manifests_match_files(root)
 
 
