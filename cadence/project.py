@@ -425,6 +425,12 @@ class Project:
         if dry_run:
             if not self.warehouse_exists():
                 return ()
+            holder = current_holder(self.root)
+            if holder is not None:  # it holds the warehouse: say so, not "a notebook or BI tool"
+                raise CadenceError(
+                    f"a cadence run is in progress ({holder}); the preview reads the warehouse",
+                    hint="try again when it finishes (nothing was moved)",
+                )
             engine = self.open_engine(read_only=True)
             try:
                 return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
