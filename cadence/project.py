@@ -20,6 +20,7 @@ from cadence.compiler import Compiler
 from cadence.dag import Dag
 from cadence.due import Plan, decide, real_instant, upstream_sources
 from cadence.engines import Engine, connect
+from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
 from cadence.loader import THREADS_HINT, find_project_root, threads_problem
 from cadence.lock import RunLock, current_holder
@@ -424,12 +425,19 @@ class Project:
         if dry_run:
             if not self.warehouse_exists():
                 return ()
+            holder = current_holder(self.root)
+            if holder is not None:  # it holds the warehouse: say so, not "a notebook or BI tool"
+                raise CadenceError(
+                    f"a cadence run is in progress ({holder}); the preview reads the warehouse",
+                    hint="try again when it finishes (nothing was moved)",
+                )
             engine = self.open_engine(read_only=True)
             try:
                 return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
             finally:
                 engine.close()
-        with artifacts.private_umask(), RunLock(self.root, now.isoformat()).acquire(wait_s):
+        lock = RunLock(self.root, now.isoformat(), command="export")
+        with artifacts.private_umask(), lock.acquire(wait_s):
             engine = self.open_engine()
             try:
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
@@ -447,6 +455,7 @@ class Project:
             return []
         last: dict[tuple[str, str], Any] = {}
         pending: dict[tuple[str, str], int] = {}
+        behind: set[str] = set()  # inputs published since the last freeze (a killed run)
         if self.warehouse_exists():
             if current_holder(self.root) is not None:
                 return []  # a run holds the warehouse: say nothing rather than something stale
@@ -458,6 +467,9 @@ class Project:
                 try:
                     last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
                     pending = outbox.pending_by_segment(engine)
+                    behind = outbox.stale_channels(engine)
+                except EngineError:  # a warehouse from before input versions were recorded
+                    pass
                 finally:
                     engine.close()
         rows = []
@@ -469,6 +481,7 @@ class Project:
                         "channel": c.name,
                         "segment": m.name,
                         "pending": pending.get((c.name, m.name), 0),
+                        "behind": c.name in behind,
                         "last": None
                         if a is None
                         else {

@@ -145,6 +145,9 @@ def test_a_kill_between_publish_and_delivery_is_delivered_by_the_next_idle_run(m
     # segments published (and the run recorded), then killed before any change was frozen
     killed = run_cli(root, "run", "--at", "2026-01-02T06:00", fault="before_deliver")
     assert killed.returncode == -9, killed.stderr
+    status = run_cli(root, "status", "--at", "2026-01-02T06:10")
+    assert "email/vip: last delivered" in status.stdout
+    assert "published since it was last frozen" in status.stdout  # behind, though 0 pending
     # nothing is due until tomorrow 05:00: the idle run from cron still delivers the channel
     idle = run_cli(root, "run", "--due", "--at", "2026-01-02T06:30")
     assert idle.returncode == 0, idle.stdout + idle.stderr
@@ -155,6 +158,7 @@ def test_a_kill_between_publish_and_delivery_is_delivered_by_the_next_idle_run(m
     again = run_cli(root, "run", "--due", "--at", "2026-01-02T06:45")
     assert again.returncode == 0 and "delivered" not in again.stdout
     assert len(manifests_of(root)) == before
+    assert "published since" not in run_cli(root, "status", "--at", "2026-01-02T06:50").stdout
     check_manifests_match_files(root)
 
 
@@ -224,6 +228,11 @@ def test_a_segment_taken_off_a_channel_is_sent_as_exits(make_project, cli):
     assert sent(root, "regular")[2:] == [("2", "exited"), ("3", "exited")]
     again = cli(root, "export", "--at", "2026-01-02T06:05")
     assert "email/regular" not in again.output  # nothing left of it: no more lines
+    # later publishes of the channel's segments leave idle runs idle
+    set_people(root, [(1, 900), (4, 900)])
+    assert "delivered email/vip: 1 entered" in cli(root, "run", "--at", "2026-01-03T06:00").output
+    idle = cli(root, "run", "--due", "--at", "2026-01-03T06:30")
+    assert idle.exit_code == 0 and "delivered" not in idle.output, idle.output
     check_manifests_match_files(root)
 
 
@@ -237,3 +246,19 @@ def test_a_held_back_delivery_says_held_back_once(make_project, cli):
     held = cli(root, "run", "--at", "2026-01-02T06:00")
     assert "error: delivery email/vip held back: 0 entered and 9 exited of 10" in held.output
     assert "held back: held back" not in held.output
+
+
+def test_an_export_path_outside_the_project_names_the_line(make_project, cli, tmp_path):
+    outside = tmp_path / "elsewhere"
+    yml = CADENCE_YML.replace(
+        "export: {format: parquet, columns: [email]}",
+        f'export: {{format: parquet, path: "{outside}/{{export_id}}.parquet"}}',
+    )
+    root = make_activation(make_project, [(1, 900)], cadence_yml=yml)
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 1
+    line = 1 + next(i for i, x in enumerate(yml.splitlines()) if "elsewhere" in x)
+    assert f"error: delivery email/vip failed: cadence.yml:{line}: channel 'email' export: " in (
+        result.output
+    )
+    assert "resolves outside the project folder" in result.output and not outside.exists()

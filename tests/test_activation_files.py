@@ -289,3 +289,24 @@ def test_kill_9_at_every_step_boundary_sends_each_change_once(make_project, step
     check_manifests_match_files(root)
     statuses = [r[0] for r in query(root, "select status from _cadence.deliveries")]
     assert "started" not in statuses
+
+
+def test_an_export_in_progress_is_named_as_an_export(make_project, cli, monkeypatch):
+    """What `status` and a second invocation show while `cadence export` holds the project."""
+    import json
+
+    from cadence.activation import deliver
+    from cadence.lock import HOLDER_FILE
+
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    seen = []
+    real = deliver.deliver
+
+    def watching(parsed, engine, now, channels, options=deliver.DeliveryOptions()):
+        seen.append(json.loads((root / HOLDER_FILE).read_text())["command"])
+        return real(parsed, engine, now, channels, options)
+
+    monkeypatch.setattr(deliver, "deliver", watching)
+    assert Project.load(root).export(at("2026-01-01T06:05")).ok
+    assert seen == ["export"]

@@ -202,3 +202,19 @@ def test_json_output_is_one_document_with_the_deliveries(make_project, cli):
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout)  # nothing pending: still one document
     assert {d["status"] for d in again["deliveries"]} == {"nothing"}
+
+
+def test_export_dry_run_during_a_run_says_a_run_holds_it(make_project, cli):
+    from cadence.lock import RunLock
+
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    lock = RunLock(root, "2026-01-01T06:05:00+00:00").acquire()
+    try:
+        result = cli(root, "export", "--dry-run")
+    finally:
+        lock.release()
+    assert result.exit_code == 2
+    assert "a cadence run is in progress" in result.output and "notebook" not in result.output
+    assert "hint: try again when it finishes" in result.output
+    assert cli(root, "export", "--dry-run").exit_code == 0

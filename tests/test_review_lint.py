@@ -236,3 +236,20 @@ def test_holdout_changed_on_a_live_segment(make_project, cli):
 def test_holdout_is_not_checked_before_anything_was_delivered(make_project, cli):
     root = holdout_project(make_project, "spring")
     assert "holdout" not in cli(root, "lint").output
+
+
+def test_unknown_suppress_and_priority_names_are_warned_before_any_run(make_project):
+    yml = YML.replace(
+        'email:   {cadence: "daily at 05:00", kind: email}',
+        'email:\n    cadence: "daily at 05:00"\n    kind: email\n'
+        "    suppress: [unsubscribd]\n    priority: [e, nosuch]",
+    )
+    files = {**SEGS, "seeds/unsubscribed.csv": "id\n1\n"}
+    root = make_project(files, yml)
+    found = lint(Project.load(root))
+    named = [w for w in found if w.message.endswith("[unknown-audience-name]")]
+    assert [(w.file, w.line) for w in named] == [("cadence.yml", 8), ("cadence.yml", 9)]
+    assert "'unsubscribd'" in named[0].message and named[0].hint == "did you mean 'unsubscribed'?"
+    assert "'nosuch'" in named[1].message
+    fixed = make_project(files, yml.replace("unsubscribd", "unsubscribed").replace(", nosuch", ""))
+    assert rules(fixed) == []

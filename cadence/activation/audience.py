@@ -15,10 +15,11 @@ beyond sha256/substr/casts).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from cadence.channelconfig import ChannelConfig
+from cadence.engines.base import Engine
 from cadence.errors import CadenceError, did_you_mean
 from cadence.parser import Model, ParsedProject
 from cadence.relations import quote
@@ -187,6 +188,38 @@ def segment_audience_sql(
     )
 
 
+def missing_export_column(
+    engine: Engine, config: ChannelConfig, segment: str, relation: str
+) -> str | None:
+    """Why the export's ``columns`` cannot be read from the segment (None: they can), naming
+    cadence.yml and the line; checked where the state lives with the warehouse (DuckDB)."""
+    export = config.export
+    if export is None or not export.columns or engine.state_store() is not engine:
+        return None
+    have = [str(r[0]) for r in engine.query(f"describe select * from {relation}")]
+    lower = {h.lower() for h in have}
+    missing = [c for c in export.columns if c.lower() not in lower]
+    if not missing:
+        return None
+    line = export.columns_line or export.line
+    where = f"cadence.yml:{line}: " if line else "cadence.yml: "
+    return (
+        f"{where}channel '{config.name}' export: column '{missing[0]}' is not a column of "
+        f"segment '{segment}' (hint: its columns: {', '.join(have)}; list only columns every "
+        "segment of the channel has)"
+    )
+
+
+def empty_audience_sql(columns: Sequence[str], column_types: Sequence[tuple[str, str]] = ()) -> str:
+    """The audience of a segment the channel no longer receives: no rows, the same columns."""
+    types = dict(column_types)
+    cols = "".join(f", cast(null as {types.get(c, 'VARCHAR')}) as {quote(c)}" for c in columns)
+    return (
+        "select cast(null as varchar) as segment, cast(null as varchar) as key, "
+        f"false as held_out{cols} where 1 = 0"
+    )
+
+
 def audience_sql(
     parsed: ParsedProject, channel: str, *, present: Collection[str] | None = None
 ) -> str:
@@ -207,6 +240,8 @@ def audience_sql(
 __all__ = [
     "Holdout",
     "audience_sql",
+    "empty_audience_sql",
+    "missing_export_column",
     "check_channel",
     "holdout_sql",
     "is_held_out",

@@ -205,9 +205,14 @@ def _deliver_channel(
             _deliver_segment(parsed, engine, now, config, model.name, present, inputs, options)
         )
     current = {m.name for m in segments}
-    for segment in outbox.segments_with_state(engine.state_store(), config.name):
+    store = engine.state_store()
+    for segment in outbox.segments_with_state(store, config.name):
         if segment not in current:
             out.extend(_deliver_dropped(parsed, engine, now, config, segment, inputs, options))
+    # segments not frozen now (skipped, or taken off with nothing left) must not keep the
+    # channel looking stale: only the ones just frozen, or dropped ones still pending, count
+    dropped = set(outbox.segments_with_state(store, config.name)) - current
+    outbox.forget_inputs(store, config.name, present | dropped)
     return out
 
 
@@ -229,14 +234,7 @@ def _deliver_dropped(
     store = engine.state_store()
     with store.transaction():
         cursor = outbox.read_cursor(store, config.name, segment)
-        types = dict(cursor.column_types)
-        cols = "".join(
-            f", cast(null as {types.get(c, 'VARCHAR')}) as {quote(c)}" for c in export.columns
-        )
-        empty = (
-            "select cast(null as varchar) as segment, cast(null as varchar) as key, "
-            f"false as held_out{cols} where 1 = 0"
-        )
+        empty = audience.empty_audience_sql(export.columns, cursor.column_types)
         outbox.freeze(
             store, config.name, segment, empty, export.columns, cursor.column_types, now,
             inputs=inputs,
@@ -261,28 +259,6 @@ def _located(exc: CadenceError) -> str:
 def _inputs_of(parsed: ParsedProject, config: ChannelConfig) -> list[str]:
     """What a channel's audience is computed from: its segments and suppression lists."""
     return [m.name for m in audience.segments_of(parsed, config.name)] + list(config.suppress)
-
-
-def _missing_column(
-    engine: Engine, config: ChannelConfig, segment: str, relation: str
-) -> str | None:
-    """Why the export's ``columns`` cannot be read from the segment (None: they can), naming
-    cadence.yml and the line; checked where the state lives with the warehouse (DuckDB)."""
-    export = config.export
-    if export is None or not export.columns or engine.state_store() is not engine:
-        return None
-    have = [str(r[0]) for r in engine.query(f"describe select * from {relation}")]
-    lower = {h.lower() for h in have}
-    missing = [c for c in export.columns if c.lower() not in lower]
-    if not missing:
-        return None
-    line = export.columns_line or export.line
-    where = f"cadence.yml:{line}: " if line else "cadence.yml: "
-    return (
-        f"{where}channel '{config.name}' export: column '{missing[0]}' is not a column of "
-        f"segment '{segment}' (hint: its columns: {', '.join(have)}; list only columns every "
-        "segment of the channel has)"
-    )
 
 
 def _column_types(
@@ -313,7 +289,7 @@ def _deliver_segment(
     channel = config.name
     model = parsed.model(segment)
     assert model is not None
-    problem = _missing_column(engine, config, segment, model.relation)
+    problem = audience.missing_export_column(engine, config, segment, model.relation)
     if problem is not None:
         return [SegmentDelivery(channel, segment, "failed", export.kind, error=problem)]
     try:

@@ -279,8 +279,11 @@ def deliver_file(
             fmt=config.format,
             planned_at=planned_at,
         )
-    except ExportPathError as exc:
-        return FileExport(DeliveryOutcome(None, 0, str(exc)), export)
+    except ExportPathError as exc:  # the path template's fault: name where it is written
+        where = f"cadence.yml:{config.line}: " if config.line else "cadence.yml: "
+        return FileExport(
+            DeliveryOutcome(None, 0, f"{where}channel '{channel}' export: {exc}"), export
+        )
     manifest = data.with_name(f"{export}.manifest.json")
     shown = _shown(data, root)
     written = _already_written(manifest, data, export)

@@ -303,6 +303,17 @@ def segments_with_state(engine: Engine, channel: str) -> list[str]:
     ]
 
 
+def forget_inputs(engine: Engine, channel: str, keep: set[str]) -> None:
+    """Segments no longer delivered (taken off the channel, nothing left of them) are never
+    frozen again: their recorded input versions would make the channel look stale forever."""
+    listed = ", ".join(_lit(n) for n in sorted(keep)) or "null"
+    engine.execute(
+        f"update {CURSOR} set inputs = null where channel = ? and inputs is not null "
+        f"and segment not in ({listed})",
+        (channel,),
+    )
+
+
 def pending_counts(engine: Engine, channel: str, segment: str, cursor: Cursor) -> Counts:
     last = cursor.planned_last if cursor.in_flight else cursor.frozen_seq
     r = engine.query(

@@ -128,5 +128,11 @@ def status_lines(rows: Sequence[dict[str, Any]], tz: dt.tzinfo) -> list[str]:
                 said += f" ({last['export_id']})"
             if last["error"]:
                 said += f": {last['error']}"
-        lines.append(f"  {r['channel']}/{r['segment']}: {said}; {r['pending']} pending")
+        more = (
+            "; published since it was last frozen (a run stopped before delivering): the next "
+            f"run or 'cadence export --channel {r['channel']}' delivers it"
+            if r.get("behind")
+            else ""
+        )
+        lines.append(f"  {r['channel']}/{r['segment']}: {said}; {r['pending']} pending{more}")
     return lines

@@ -8,7 +8,8 @@ message (docs/guides/choosing-cadences.md explains every rule). Nothing here wri
 
 Rules: ``slower-upstream``, ``faster-than-source``, ``ads-faster-than-hourly``,
 ``unused-channel``, ``export-without-key``, ``segment-without-key``,
-``incremental-without-key``, ``never-refreshed``, ``holdout-changed``; plus the warnings the
+``incremental-without-key``, ``never-refreshed``, ``holdout-changed``,
+``unknown-audience-name``; plus the warnings the
 parser found (unknown YAML entries, unsupported tests).
 """
 
@@ -319,4 +320,21 @@ def _channel_rules(project: Any) -> list[CadenceError]:
                     f"add config(channels=['{ch.name}']) to a segment, or remove the channel",
                 )
             )
+        out += _audience_names(project, ch.name) if ch.suppress or ch.priority else []
     return out
+
+
+def _audience_names(project: Any, channel: str) -> list[CadenceError]:
+    """``unknown-audience-name``: what fails the channel's deliveries, found before any runs:
+    a ``suppress`` name that is no model or seed, a ``priority`` name that is no segment of it."""
+    from cadence.activation.audience import check_channel
+    from cadence.errors import ProjectErrors
+
+    try:
+        check_channel(project.parsed, channel)
+    except CadenceError as exc:
+        found = exc.errors if isinstance(exc, ProjectErrors) else (exc,)
+        return [
+            _warn("unknown-audience-name", e.message, e.file, e.line, e.hint or "") for e in found
+        ]
+    return []
