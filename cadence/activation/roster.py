@@ -285,8 +285,10 @@ def keep(
 
 
 def missing(root: Path, segments: list[str]) -> list[str]:
-    """Segments with no members file yet (a warehouse from before snapshots were kept)."""
-    return [s for s in segments if not (folder_of(root, s) / MEMBERS).exists()]
+    """Segments with no members file yet (a warehouse from before snapshots were kept). On
+    every idle ``run --due``, for every segment: one stat each, no ``Path`` objects."""
+    base = os.path.join(root, FOLDER)
+    return [s for s in segments if not os.path.isfile(f"{base}/{s}/{MEMBERS}")]
 
 
 def prune(
