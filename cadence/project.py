@@ -20,7 +20,6 @@ from cadence.compiler import Compiler
 from cadence.dag import Dag
 from cadence.due import Plan, decide, real_instant, upstream_sources
 from cadence.engines import Engine, connect
-from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
 from cadence.loader import THREADS_HINT, find_project_root, threads_problem
 from cadence.lock import RunLock, current_holder
@@ -467,9 +466,7 @@ class Project:
                 try:
                     last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
                     pending = outbox.pending_by_segment(engine)
-                    behind = outbox.stale_channels(engine)
-                except EngineError:  # a warehouse from before input versions were recorded
-                    pass
+                    behind = deliver.channels_stale(engine)
                 finally:
                     engine.close()
         rows = []

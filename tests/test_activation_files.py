@@ -218,8 +218,8 @@ def test_disk_full_and_permissions_lose_nothing(
 
 
 def test_a_failed_flush_of_the_data_file_fails_the_delivery(make_project, cli, monkeypatch):
-    """The data file is flushed on a second thread while its manifest is written: an error
-    there (a full disk found at fdatasync) must still fail the delivery, with nothing named."""
+    """A full disk found only when the data file is flushed (fdatasync) must still fail the
+    delivery, with neither the file nor its manifest named."""
     root = make_activation(make_project, [(1, 900)])
     cli(root, "run", "--at", "2026-01-01T06:00")
     set_people(root, [(1, 900), (2, 900)])

@@ -122,12 +122,16 @@ def channels_pending(engine: Engine, relations: Collection[tuple[str, str]]) -> 
     rows = store.query(
         f"select distinct channel from {outbox.CURSOR} where frozen_seq > delivered_seq"
     )
-    found = {r[0] for r in rows}
-    try:  # and channels whose segments or lists were published but never frozen (killed)
-        found |= outbox.stale_channels(store)
-    except EngineError:  # a warehouse from before input versions were recorded
-        pass
-    return tuple(sorted(found))
+    return tuple(sorted({r[0] for r in rows} | channels_stale(engine)))
+
+
+def channels_stale(engine: Engine) -> set[str]:
+    """Channels whose segments or lists were published but never frozen (a run killed between
+    publishing and delivering); none in a warehouse from before input versions were recorded."""
+    try:
+        return outbox.stale_channels(engine.state_store())
+    except EngineError:
+        return set()
 
 
 def deliver(

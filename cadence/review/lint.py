@@ -320,7 +320,8 @@ def _channel_rules(project: Any) -> list[CadenceError]:
                     f"add config(channels=['{ch.name}']) to a segment, or remove the channel",
                 )
             )
-        out += _audience_names(project, ch.name) if ch.suppress or ch.priority else []
+        if ch.suppress or ch.priority:
+            out += _audience_names(project, ch.name)
     return out
 
 
