@@ -166,7 +166,7 @@ def micro(path: Path, keys: int) -> dict[str, float]:
 def serve_child(path: str, port_file: str, stack: str) -> None:
     from zoneinfo import ZoneInfo
 
-    from cadence.schedule import parse_cadence
+    from cadence.plan.schedule import parse_cadence
     from cadence.serve.http import Server
     from cadence.serve.service import ServedChannel, Service
 

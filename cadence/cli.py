@@ -112,7 +112,7 @@ def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.dat
 def _state(project: Any) -> Any:
     """State for a read-only command; when it comes from the snapshot (a run holds the
     warehouse), say so and as of when, on stderr (JSON on stdout stays parseable)."""
-    from cadence.due import fmt
+    from cadence.plan.due import fmt
 
     state = project.read_state()
     if state.as_of is not None:
@@ -243,7 +243,7 @@ def run(
     except LockHeld as exc:
         click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
         return
-    from cadence.due import clock_warning
+    from cadence.plan.due import clock_warning
 
     behind = clock_warning(result.clock_behind, result.at, project.tz)
     if dry_run:
@@ -390,7 +390,7 @@ def plan(
 ) -> None:
     """What would run now and why, and what each cadence costs per day."""
     from cadence import output
-    from cadence.reports import parse_horizon
+    from cadence.record.reports import parse_horizon
     from cadence.review.cost import project_cost
 
     span = parse_horizon(horizon)  # validate before printing anything
@@ -414,8 +414,8 @@ def plan(
 def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     """Per model: channels, cadence, last good build, last status, next tick, overdue."""
     from cadence import output
-    from cadence.due import clock_warning
-    from cadence.reports import status_report
+    from cadence.plan.due import clock_warning
+    from cadence.record.reports import status_report
 
     project = _load(project_dir)
     now = _at(project, at)
@@ -446,7 +446,7 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
 @command
 def explain(model: str, at: str | None, project_dir: Path | None) -> None:
     """Why MODEL is or is not due, with the ticks and builds involved."""
-    from cadence.reports import explain_model
+    from cadence.record.reports import explain_model
 
     project = _load(project_dir)
     project.check_model(model)
@@ -495,7 +495,7 @@ def test(
 ) -> None:
     """Run data tests against the live relations."""
     from cadence import output
-    from cadence.testing import run_tests
+    from cadence.build.testing import run_tests
 
     project = _load(project_dir)
     outcomes = run_tests(project, _selection(project, select, exclude), _now())
@@ -542,7 +542,7 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
 def lint(strict: bool, target_engine: str | None, project_dir: Path | None) -> None:
     """Check the project for problems and risky patterns (exit 1 on errors; --strict: warnings)."""
     from cadence.errors import ProjectErrors
-    from cadence.reports import lint_engine
+    from cadence.record.reports import lint_engine
     from cadence.review.lint import lint as lint_rules
     from cadence.review.lint import recorded_groups
 
@@ -598,7 +598,7 @@ def diff(
 ) -> None:
     """Models, channels and cost per day a change affects, against GIT_REF (default: the merge
     base with the default branch)."""
-    from cadence.reports import parse_horizon
+    from cadence.record.reports import parse_horizon
     from cadence.review.diff import diff_project
     from cadence.review.render import diff_json, diff_markdown, diff_text
 
@@ -636,7 +636,7 @@ def docs(out: Path | None, at: str | None, project_dir: Path | None) -> None:
 
 def _history(project: Any) -> Any:
     """Recorded builds for durations; none while a run holds the warehouse ("no history")."""
-    from cadence.state import StateSnapshot
+    from cadence.plan.history import StateSnapshot
 
     try:
         return project.read_state()

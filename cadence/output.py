@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cadence.due import Plan, fmt
-from cadence.runner import Event, ModelResult, RunResult
+from cadence.build.runner import Event, ModelResult, RunResult
+from cadence.plan.due import Plan, fmt
 
 if TYPE_CHECKING:
     from cadence.review.cost import CostReport

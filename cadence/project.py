@@ -14,19 +14,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cadence import artifacts, snapshot
-from cadence.cadences import Cadences
-from cadence.compiler import Compiler
-from cadence.dag import Dag
-from cadence.due import Plan, decide, real_instant, upstream_sources
+from cadence.build.compiler import Compiler
+from cadence.build.lock import RunLock, current_holder
+from cadence.build.runner import EventSink, PublishHook, RunResult, execute
+from cadence.disk import artifacts
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
-from cadence.loader import THREADS_HINT, find_project_root, threads_problem
-from cadence.lock import RunLock, current_holder
-from cadence.parser import ParsedProject
-from cadence.runner import EventSink, RunResult, execute
-from cadence.selection import select, unmatched
-from cadence.state import HISTORY_TABLES, StateSnapshot, prune_history, read_snapshot
+from cadence.load.loader import THREADS_HINT, find_project_root, threads_problem
+from cadence.load.parser import ParsedProject
+from cadence.plan.cadences import Cadences
+from cadence.plan.dag import Dag
+from cadence.plan.due import Plan, decide, real_instant, upstream_sources
+from cadence.plan.history import StateSnapshot
+from cadence.plan.selection import select, unmatched
+from cadence.record import snapshot
+from cadence.record.state import HISTORY_TABLES, prune_history, read_snapshot
 
 OPEN_GRACE_S = 2.0
 
@@ -55,7 +57,7 @@ class Project:
 
     @classmethod
     def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
-        from cadence import manifest
+        from cadence.plan import manifest
 
         root = find_project_root(Path(path))
         parsed, dag, cadences = manifest.load(root, use_cache=use_cache)
@@ -316,6 +318,7 @@ class Project:
                 on_event=on_event,
                 threads=threads,
                 replay=replay,
+                on_published=self._members_hook(),
             )
             result = self._after_run(engine, state, result, now)
             self._prune_history(engine, result, now)
@@ -324,6 +327,15 @@ class Project:
             return result
         finally:
             engine.close()
+
+    def _members_hook(self) -> PublishHook | None:
+        """Each segment's members file, written once its publish committed (activation wing)."""
+        if not any(m.config.key for m in self.parsed.models):
+            return None
+        from cadence.activation import roster
+
+        root = self.root
+        return lambda engine, model, run_id, at: roster.keep(engine, root, model, run_id, at)
 
     def _keep_rosters(self, engine: Engine, state: StateSnapshot, result: RunResult) -> None:
         """Members snapshots no publish left: segments with none yet, and after a run killed
@@ -499,7 +511,8 @@ class Project:
         """Current members of a segment (sorted keys), or with ``changes`` its history, as a
         ``MembersAnswer``; while a run (or another process) holds the warehouse, from the
         members snapshot the last publish left (its ``as_of`` says when)."""
-        from cadence.activation import membership, roster
+        from cadence.activation import roster
+        from cadence.record import membership
 
         self.check_model(segment)
         model = self.parsed.model(segment)

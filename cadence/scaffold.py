@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cadence import artifacts
+from cadence.disk import artifacts
 from cadence.errors import CadenceError
 
 PLACEHOLDER = "__PROJECT_NAME__"

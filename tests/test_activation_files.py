@@ -296,7 +296,7 @@ def test_an_export_in_progress_is_named_as_an_export(make_project, cli, monkeypa
     import json
 
     from cadence.activation import deliver
-    from cadence.lock import HOLDER_FILE
+    from cadence.build.lock import HOLDER_FILE
 
     root = make_activation(make_project, [(1, 900)])
     cli(root, "run", "--at", "2026-01-01T06:00")

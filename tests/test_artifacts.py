@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import at
 
-from cadence import artifacts
+from cadence.disk import artifacts
 from cadence.errors import CadenceError
 from cadence.project import Project
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cadence.cachefile import Codec, lazy_field, with_fields
 from cadence.errors import CadenceError
+from cadence.load.cachefile import Codec, lazy_field, with_fields
 
 
 @dataclass(frozen=True)

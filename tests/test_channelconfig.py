@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from cadence.channelconfig import DEFAULT_EXPORT_PATH, ExportConfig, check_path_template
 from cadence.errors import CadenceError
-from cadence.loader import load_files
+from cadence.load.channelconfig import DEFAULT_EXPORT_PATH, ExportConfig, check_path_template
+from cadence.load.loader import load_files
 
 
 def config_of(tmp_path, channels: str, extra: str = ""):

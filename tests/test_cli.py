@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import read_run_results, statuses
 
 from cadence import __version__
+from cadence.build.lock import RunLock
 from cadence.cli import main
-from cadence.lock import RunLock
 from cadence.project import Project
 
 COMMANDS = ["init", "run", "plan", "status", "explain", "ls", "compile", "test", "seed", "lint"]

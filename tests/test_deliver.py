@@ -205,7 +205,7 @@ def test_json_output_is_one_document_with_the_deliveries(make_project, cli):
 
 
 def test_export_dry_run_during_a_run_says_a_run_holds_it(make_project, cli):
-    from cadence.lock import RunLock
+    from cadence.build.lock import RunLock
 
     root = make_activation(make_project, [(1, 900)])
     cli(root, "run", "--at", "2026-01-01T06:00")

@@ -11,8 +11,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cadence import channelconfig, config, loader, parser
 from cadence.cli import main
+from cadence.load import channelconfig, config, loader, parser
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")

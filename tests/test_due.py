@@ -13,9 +13,9 @@ import duckdb
 import pytest
 from conftest import BERLIN, at, read_run_results, statuses
 
-from cadence.due import view_hash
+from cadence.plan.due import view_hash
+from cadence.plan.history import ModelState, StateSnapshot
 from cadence.project import Project, Selection
-from cadence.state import ModelState, StateSnapshot
 
 UTC = dt.timezone.utc
 
@@ -601,8 +601,8 @@ UTC = dt.timezone.utc
     ],
 )
 def test_clock_behind_recorded_state_is_found(attempt, success, now, behind) -> None:
-    from cadence.due import clock_behind, clock_warning
-    from cadence.state import ModelState, StateSnapshot
+    from cadence.plan.due import clock_behind, clock_warning
+    from cadence.plan.history import ModelState, StateSnapshot
 
     def t(text):
         return dt.datetime.fromisoformat(text).replace(tzinfo=UTC) if text else None

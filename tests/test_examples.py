@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 import duckdb
+import pytest
 import routing_project
 from click.testing import CliRunner
 from routing_project import Receiver

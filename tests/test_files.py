@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cadence import files
+from cadence.disk import files
 from cadence.errors import CadenceError
 from cadence.project import Project
 

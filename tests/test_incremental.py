@@ -248,8 +248,8 @@ def test_duplicate_keys_in_a_watermark_only_model_block_the_tick(tmp_path: Path)
 
 KILLER = """
 import os, signal, sys
-import cadence.activation.membership as membership
-import cadence.runner as runner
+import cadence.record.membership as membership
+import cadence.build.runner as runner
 from cadence.engines.duckdb import DuckDBEngine
 
 step = sys.argv[1]
@@ -314,8 +314,8 @@ def test_kill_9_at_every_step_of_a_tick_leaves_the_old_version_and_the_next_tick
 def test_merged_unique_counts_values_the_merge_would_hold_twice(
     new_rows: list[tuple], unique_key: tuple[str, ...], where: str | None, failures: int
 ) -> None:
-    from cadence.incremental import merged_unique_sql
-    from cadence.testspecs import DataTest
+    from cadence.build.incremental import merged_unique_sql
+    from cadence.load.testspecs import DataTest
 
     con = duckdb.connect()
     con.execute("create table live (id int, k1 int, k2 varchar)")

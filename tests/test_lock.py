@@ -14,8 +14,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from cadence.build.lock import RunLock, current_holder
 from cadence.cli import main
-from cadence.lock import RunLock, current_holder
 
 
 def make(root: Path) -> Path:
@@ -63,7 +63,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             (
-                "import sys, time; from pathlib import Path; from cadence.lock import RunLock;"
+                "import sys, time; from pathlib import Path; from cadence.build.lock import RunLock;"
                 f"RunLock(Path({str(root)!r}), 'held').acquire(); print('locked', flush=True); time.sleep(60)"
             ),
         ],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cadence import manifest, parser
+from cadence.load import parser
+from cadence.plan import manifest
 from cadence.project import Project
 
 
@@ -255,7 +256,7 @@ def test_deciding_what_is_due_reads_only_the_first_document(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
 ) -> None:
     """The idle cron path decodes neither SQL nor tests; the first model built decodes them."""
-    from cadence import cachefile
+    from cadence.load import cachefile
     from cadence.project import parse_at
 
     root = project(tmp_path)

@@ -17,7 +17,7 @@ import pytest
 from activation_project import CADENCE_YML, cadence, make_activation, query, set_people
 
 from cadence.activation import roster
-from cadence.lock import RunLock
+from cadence.build.lock import RunLock
 
 DAY1 = [(1, 900), (2, 50), (3, 700)]
 DAY2 = [(1, 900), (3, 10), (4, 800)]

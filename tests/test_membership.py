@@ -7,7 +7,7 @@ import json
 
 from activation_project import make_activation, query, set_people
 
-from cadence.activation.membership import diff_sql
+from cadence.record.membership import diff_sql
 
 
 def history(root, segment):

@@ -152,8 +152,9 @@ def test_contract_values_are_frozen():
 def test_prune_keeps_the_newest_attempt_and_current_state(make_project, cli):
     import datetime as dt
 
-    from cadence.activation import membership, outbox
+    from cadence.activation import outbox
     from cadence.project import Project
+    from cadence.record import membership
 
     root = make_activation(make_project, [(1, 900)])
     cli(root, "run", "--at", "2026-01-01T06:00")

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from cadence import parallel
-from cadence.dag import Dag
-from cadence.due import BUILD, Decision
+from cadence.build import parallel
+from cadence.plan.dag import Dag
+from cadence.plan.due import BUILD, Decision
 
 
 class Cursor:

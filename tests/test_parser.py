@@ -402,7 +402,7 @@ def test_doc_of_an_unknown_block_is_reported(make_project):
     )
 )
 def test_ref_positions_in_one_pass_are_where_the_search_per_name_finds_them(pieces) -> None:
-    from cadence.parser import _ref_position, _ref_positions
+    from cadence.load.parser import _ref_position, _ref_positions
 
     text = "".join(pieces)
     found = _ref_positions(text)

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cadence.errors import CadenceError
+from cadence.plan.schedule import CadenceSyntaxError, parse_cadence
 from cadence.project import Project
-from cadence.schedule import CadenceSyntaxError, parse_cadence
 
 FAST = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -134,8 +134,8 @@ from contextlib import contextmanager  # noqa: E402
 
 from click.testing import CliRunner  # noqa: E402
 
-from cadence import files  # noqa: E402
 from cadence.cli import main  # noqa: E402
+from cadence.disk import files  # noqa: E402
 
 FOLDERS = ["models", "models/staging", "macros", "seeds", "tests"]
 SUFFIX = {"models": ".sql", "models/staging": ".sql", "macros": ".sql", "seeds": ".csv",

@@ -251,7 +251,7 @@ def _normalized(project: Project, name: str, sql: str) -> str:
 
 FORKED = """
 import json, sys
-from cadence import parser
+from cadence.load import parser
 from cadence.project import Project
 from tests.test_rendering import NOW, TICK, _compiled_everywhere
 parser.PARALLEL_PARSE_MIN = 0  # render in forked workers
@@ -445,7 +445,7 @@ class _NoPlans(dict):
 
 def _outcome(text: str, compiled: bool) -> tuple[object, ...]:
     """What rendering ``text`` gives: the text and what the render recorded, or the error."""
-    from cadence import rendering
+    from cadence.load import rendering
 
     env = rendering.ModelEnvironment({"v": 42}, SUBSET_MACROS, {"schema": "main"})
     env.set_sources([("app", "events", '"raw"."events"')])
@@ -463,7 +463,7 @@ def _outcome(text: str, compiled: bool) -> tuple[object, ...]:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=_template(outside=False))
 def test_the_subset_evaluator_renders_what_jinja_renders(text: str) -> None:
-    from cadence import rendering
+    from cadence.load import rendering
 
     env = rendering.ModelEnvironment({"v": 42}, SUBSET_MACROS, {"schema": "main"})
     tree, subset = rendering._Subset(env).plan(text)

@@ -9,9 +9,9 @@ import duckdb
 import pytest
 from conftest import at, read_run_results, statuses
 
-from cadence.due import Plan
+from cadence.build.runner import RunResult
+from cadence.plan.due import Plan
 from cadence.project import Project, Selection
-from cadence.runner import RunResult
 
 FLAKY_BROKEN = (
     "{{ config(channels=['web'], on_error='continue') }}\n"
@@ -275,7 +275,7 @@ def _enospc_for(match: str):  # type: ignore[no-untyped-def]
 def test_full_disk_exits_1_naming_the_file_and_records_the_truth(
     make_project, cli, monkeypatch, match, code, statuses_after
 ):
-    from cadence import artifacts
+    from cadence.disk import artifacts
 
     root = make_project(
         {

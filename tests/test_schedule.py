@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import cadence.schedule as schedule_module
-from cadence.schedule import (
+import cadence.plan.schedule as schedule_module
+from cadence.plan.schedule import (
     ACCEPTED_FORMS,
     CadenceSyntaxError,
     Schedule,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cadence.schedule import parse_cadence
+from cadence.plan.schedule import parse_cadence
 from cadence.serve.http import Server
 from cadence.serve.service import ServedChannel, Service
 from cadence.serve.snapshot import Member, encode, write_snapshot

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cadence.schedule import parse_cadence
+from cadence.plan.schedule import parse_cadence
 from cadence.serve.service import ServedChannel, Service
 from cadence.serve.snapshot import Member, write_snapshot
 

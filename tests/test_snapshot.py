@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cadence import artifacts, snapshot
+from cadence.build.lock import RunLock
 from cadence.cli import main
-from cadence.lock import RunLock
+from cadence.disk import artifacts
+from cadence.plan.history import ModelState, StateSnapshot
 from cadence.project import Project
-from cadence.state import ModelState, StateSnapshot
+from cadence.record import snapshot
 
 UTC = dt.timezone.utc
 YML = (

@@ -60,8 +60,8 @@ def test_the_snapshot_after_a_run_is_the_state_the_warehouse_holds(tmp_path: Pat
     """The snapshot written after a run (read-only commands answer from it during the next
     run) is built without re-reading build records, since the run folded them: it must equal
     the state read afresh, also when the run folded a killed run before it."""
-    from cadence import snapshot
-    from cadence.state import read_snapshot
+    from cadence.record import snapshot
+    from cadence.record.state import read_snapshot
 
     root = make(tmp_path)
     Project.load(root).run(AT)
@@ -161,7 +161,7 @@ def test_pruning_keeps_runs_the_state_still_needs(tmp_path: Path) -> None:
     )
     con.close()
     state = project.read_state()
-    from cadence.state import prune_history
+    from cadence.record.state import prune_history
 
     engine = project.open_engine()
     try:
@@ -175,7 +175,7 @@ def test_pruning_keeps_runs_the_state_still_needs(tmp_path: Path) -> None:
 
 def test_pruning_takes_any_history_table_and_frees_space(tmp_path: Path) -> None:
     """The activation stage passes its own tables: (table, time column[, keep-latest keys])."""
-    from cadence.state import HISTORY_TABLES, prune_history
+    from cadence.record.state import HISTORY_TABLES, prune_history
 
     root = make_history(tmp_path)
     project = Project.load(root)

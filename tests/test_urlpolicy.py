@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cadence.activation.urlpolicy import resolve, safe_url, url_problem
+from cadence.outbound.urlpolicy import resolve, safe_url, url_problem
 
 
 @pytest.mark.parametrize(

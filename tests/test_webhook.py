@@ -35,7 +35,7 @@ from cadence.activation.webhook import (
     signing_key,
     webhook_id,
 )
-from cadence.channelconfig import ExportConfig
+from cadence.load.channelconfig import ExportConfig
 
 SECRET = "whsec_" + base64.b64encode(b"cadence-test-secret-32-bytes-ok!").decode()
 ENV = {"ROUTING_SECRET": SECRET}

@@ -18,11 +18,11 @@ import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from cadence.channelconfig import ChannelConfig
 from cadence.engines.base import Engine
 from cadence.errors import CadenceError, did_you_mean
-from cadence.parser import Model, ParsedProject
-from cadence.relations import quote
+from cadence.load.channelconfig import ChannelConfig
+from cadence.load.parser import Model, ParsedProject
+from cadence.load.relations import quote
 
 
 @dataclass(frozen=True)

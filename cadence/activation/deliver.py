@@ -22,12 +22,12 @@ from pathlib import Path
 
 from cadence.activation import audience, outbox
 from cadence.activation.files import checkpoint, deliver_file
-from cadence.channelconfig import ChannelConfig
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
-from cadence.parser import ParsedProject
-from cadence.relations import quote
-from cadence.state import SCHEMA
+from cadence.load.channelconfig import ChannelConfig
+from cadence.load.parser import ParsedProject
+from cadence.load.relations import quote
+from cadence.record.state import SCHEMA
 
 # activation's history for ``history: {keep_days}`` (table, time column[, keep-latest keys]):
 # membership changes, and delivery attempts except the newest per channel x segment. Current

@@ -28,11 +28,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cadence import artifacts
 from cadence.activation import outbox
 from cadence.activation.outbox import DeliveryOutcome
-from cadence.channelconfig import ExportConfig
+from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
+from cadence.load.channelconfig import ExportConfig
 
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

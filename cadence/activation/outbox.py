@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cadence.engines.base import Engine
-from cadence.relations import quote
-from cadence.state import SCHEMA, from_db, to_db
+from cadence.load.relations import quote
+from cadence.record.state import SCHEMA, from_db, to_db
 
 OUTBOX = f"{SCHEMA}.outbox"
 DELIVERED = f"{SCHEMA}.delivered"

@@ -38,13 +38,13 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from cadence import artifacts
-from cadence.activation.membership import TABLE, MembershipChange
+from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
-from cadence.parser import Model
-from cadence.relations import quote
-from cadence.state import from_db, to_db
+from cadence.load.parser import Model
+from cadence.load.relations import quote
+from cadence.record.membership import TABLE, MembershipChange
+from cadence.record.state import from_db, to_db
 
 FOLDER = "target/members"
 MEMBERS = "members.parquet"
@@ -341,7 +341,7 @@ def read(
 ) -> MembersAnswer:
     """The snapshot of ``segment`` (``why``: why the warehouse is not read)."""
     from cadence.engines.duckdb import DuckDBEngine
-    from cadence.loader import WarehouseConfig
+    from cadence.load.loader import WarehouseConfig
 
     folder = folder_of(root, segment)
     shown = f"{FOLDER}/{segment}"

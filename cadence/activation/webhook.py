@@ -49,8 +49,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cadence.activation.outbox import Change, DeliveryOutcome
-from cadence.activation.urlpolicy import PRIVATE_HINT, resolve, safe_url, url_problem
-from cadence.channelconfig import ExportConfig
+from cadence.load.channelconfig import ExportConfig
+from cadence.outbound.urlpolicy import PRIVATE_HINT, resolve, safe_url, url_problem
 
 MAX_IN_FLIGHT = 4
 BACKOFF_BASE_S = 0.5

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cadence.relations import relation_sql
+from cadence.load.relations import relation_sql
 
 STAGING_SUFFIX = "__cadence_staging"
 

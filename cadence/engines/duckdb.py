@@ -14,11 +14,11 @@ from typing import Any
 
 import duckdb
 
-from cadence import artifacts
+from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, WarehouseBusy
-from cadence.loader import WarehouseConfig
-from cadence.relations import quote
+from cadence.load.loader import WarehouseConfig
+from cadence.load.relations import quote
 
 WATERMARK_VARIABLE = "cadence_watermark"  # per connection; set just before each use
 

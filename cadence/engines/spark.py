@@ -40,8 +40,8 @@ from cadence.engines.base import Engine, EngineError, SegmentNote
 from cadence.engines.duckdb import DuckDBEngine, read_file
 from cadence.engines.spark_versions import q, split
 from cadence.errors import CadenceError
-from cadence.loader import WarehouseConfig
-from cadence.relations import quote, relation_sql
+from cadence.load.loader import WarehouseConfig
+from cadence.load.relations import quote, relation_sql
 
 BATCH = "_cadence_batch"
 MIRRORED = ("runs", "model_builds", "model_state")

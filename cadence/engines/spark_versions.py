@@ -38,7 +38,7 @@ INTENT_COLUMNS = (
     ("exits", "boolean"),
     ("layout", "varchar"),
 )
-# activation's membership history (cadence.activation.membership.TABLE and SEQUENCE, which
+# activation's membership history (cadence.record.membership.TABLE and SEQUENCE, which
 # this module cannot import: engines come before activation); reconciliation appends to it
 MEMBERSHIP = f"{SCHEMA}.membership_changes"
 MEMBERSHIP_SEQUENCE = f"{SCHEMA}.membership_change_id"

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cadence.cadences import Cadences
-from cadence.dag import Dag
-from cadence.parser import ParsedProject
-from cadence.schedule import Schedule
-from cadence.state import StateSnapshot
+from cadence.load.parser import ParsedProject
+from cadence.plan.cadences import Cadences
+from cadence.plan.dag import Dag
+from cadence.plan.history import StateSnapshot
+from cadence.plan.schedule import Schedule
 
 NO_CHANNEL = "no channel"
 TICKED = ("table", "incremental")

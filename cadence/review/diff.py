@@ -31,8 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cadence.errors import CadenceError, UsageError
+from cadence.plan.history import StateSnapshot
 from cadence.review.cost import CostReport, cost_report
-from cadence.state import StateSnapshot
 
 DEFAULT_BRANCHES = ("main", "master")
 
@@ -404,8 +404,8 @@ def diff_project(
 ) -> DiffReport:
     """The one library call behind ``cadence diff``."""
     from cadence.errors import ProjectErrors
-    from cadence.project import Project
 
+    load = type(project).load  # the facade's own loader: review sits below the facade
     label, commit, top, prefix = resolve_ref(project.root, ref)
     durations = {n: state.of(n).avg_duration_s for n in project.model_names()}
     with tempfile.TemporaryDirectory(prefix="cadence-diff-") as tmp:  # created 0700
@@ -413,7 +413,7 @@ def diff_project(
         before = None
         if folder is not None:
             try:
-                before = Project.load(folder, use_cache=False)
+                before = load(folder, use_cache=False)
             except CadenceError as exc:
                 errors = exc.errors if isinstance(exc, ProjectErrors) else (exc,)
                 raise ProjectErrors(

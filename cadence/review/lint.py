@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from cadence.errors import CadenceError
-from cadence.loader import PROJECT_FILE
-from cadence.schedule import CadenceSyntaxError, parse_cadence
+from cadence.load.loader import PROJECT_FILE
+from cadence.plan.schedule import CadenceSyntaxError, parse_cadence
 
 HOUR = dt.timedelta(hours=1)
 TICKED = ("table", "incremental")
@@ -95,9 +95,9 @@ def lint(
 def recorded_groups(project: Any) -> dict[str, tuple[tuple[str, bool], ...]]:
     """What the warehouse recorded of each segment's delivered holdout groups (read-only; empty
     without a warehouse, or while a run holds it)."""
+    from cadence.build.lock import current_holder
     from cadence.engines.base import EngineError
-    from cadence.lock import current_holder
-    from cadence.state import read_delivered_groups
+    from cadence.record.state import read_delivered_groups
 
     if not project.warehouse_exists() or current_holder(project.root) is not None:
         return {}

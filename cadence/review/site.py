@@ -25,8 +25,8 @@ from typing import Any
 
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
+from cadence.record.state import BuildRow, read_member_counts, read_recent_builds
 from cadence.review.cost import build_times
-from cadence.state import BuildRow, read_member_counts, read_recent_builds
 
 ASSETS = Path(__file__).parent / "assets"
 ASSET_FILES = ("site.js", "site.css")
@@ -337,7 +337,7 @@ def _model_page(project: Any, name: str, now: dt.datetime, history: History) -> 
 def read_history(project: Any) -> History:
     """Recent builds and member counts, read-only; empty without a warehouse or while a run
     holds it (the site is still written, saying "no recorded builds")."""
-    from cadence.lock import current_holder
+    from cadence.build.lock import current_holder
 
     if not project.warehouse_exists() or current_holder(project.root) is not None:
         return History()

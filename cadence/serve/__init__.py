@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cadence.errors import UsageError, did_you_mean
-from cadence.loader import ProjectConfig
-from cadence.schedule import parse_cadence
+from cadence.load.loader import ProjectConfig
+from cadence.plan.schedule import parse_cadence
 from cadence.serve.asgi import AsgiServer
 from cadence.serve.http import Log, Server
 from cadence.serve.service import Clock, ServedChannel, Service

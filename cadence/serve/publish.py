@@ -30,9 +30,10 @@ from cadence.activation import audience
 from cadence.engines import Engine
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
-from cadence.parser import ParsedProject
-from cadence.relations import quote
-from cadence.schedule import parse_cadence
+from cadence.load.parser import ParsedProject
+from cadence.load.relations import quote
+from cadence.plan.history import StateSnapshot
+from cadence.plan.schedule import parse_cadence
 from cadence.serve.snapshot import (
     KEY_HASH_SQL,
     Audience,
@@ -41,7 +42,6 @@ from cadence.serve.snapshot import (
     snapshot_path,
     write_snapshot,
 )
-from cadence.state import StateSnapshot
 
 
 @dataclass(frozen=True)

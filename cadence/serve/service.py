@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
-from cadence.schedule import Schedule
+from cadence.plan.schedule import Schedule
 from cadence.serve.snapshot import Snapshot, SnapshotError
 
 Clock = Callable[[], dt.datetime]

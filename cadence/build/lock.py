@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from cadence import artifacts
+from cadence.disk import artifacts
 from cadence.errors import LockHeld
 
 LOCK_FILE = "target/cadence.lock"

@@ -12,9 +12,9 @@ import datetime as dt
 import re
 from typing import Any
 
-from cadence.due import backoff_wait, fmt
 from cadence.errors import CadenceError
-from cadence.state import StateSnapshot
+from cadence.plan.due import backoff_wait, fmt
+from cadence.plan.history import StateSnapshot
 
 
 def age(then: dt.datetime | None, now: dt.datetime) -> str | None:

@@ -27,18 +27,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cadence import __version__, artifacts
-from cadence import files as fs
-from cadence.cachefile import Codec, lazy_field, with_fields
-from cadence.cadences import Cadences, ModelCadence, Origin
-from cadence.config import ModelConfig
-from cadence.dag import Dag
+from cadence import __version__
+from cadence.disk import artifacts
+from cadence.disk import files as fs
 from cadence.errors import CadenceError
-from cadence.loader import ProjectConfig, env_digest
-from cadence.parser import Column, Model, ParsedProject
-from cadence.properties import Seed, Source
-from cadence.schedule import Schedule, TickSet
-from cadence.testspecs import DataTest
+from cadence.load.cachefile import Codec, lazy_field, with_fields
+from cadence.load.config import ModelConfig
+from cadence.load.loader import ProjectConfig, env_digest
+from cadence.load.parser import Column, Model, ParsedProject
+from cadence.load.properties import Seed, Source
+from cadence.load.testspecs import DataTest
+from cadence.plan.cadences import Cadences, ModelCadence, Origin
+from cadence.plan.dag import Dag
+from cadence.plan.schedule import Schedule, TickSet
 
 CACHE_FILE = "target/manifest.json"
 FORMAT = 8  # with the codec's schema digest in the header: any other layout is rebuilt
@@ -83,7 +84,7 @@ def scan(root: Path) -> tuple[str, ...]:
 
 def combine(pairs: Iterable[tuple[str, str]]) -> str:
     """One digest of (path, content digest) pairs, in the order given."""
-    from cadence.loader import digest
+    from cadence.load.loader import digest
 
     return digest("\n".join(f"{path}\0{d}" for path, d in pairs).encode("utf-8", "surrogatepass"))
 
@@ -91,7 +92,7 @@ def combine(pairs: Iterable[tuple[str, str]]) -> str:
 def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
     """The digest of every input file's content as it is now (each file read whole), and
     cadence.yml's bytes; None when a file cannot be read (gone, not a file: never a hit)."""
-    from cadence.loader import digest
+    from cadence.load.loader import digest
 
     pairs = []
     config = b""
@@ -120,7 +121,7 @@ def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
 
 # -- the data-only format ---------------------------------------------------------------------
 # One header line: MAGIC, version/FORMAT/schema, keyed checksums of the first document and of the
-# rest, the lengths of the two JSON documents; then the documents (cadence.cachefile: a table per
+# rest, the lengths of the two JSON documents; then the documents (load.cachefile: a table per
 # class, stored by column; the first read at once, the second when a lazy field is first used)
 # and the text blob the second slices its SQL from.
 _CLASSES = (
@@ -296,11 +297,11 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
                 parsed = with_fields(cached.parsed, config=config)
                 parsed.__dict__["view_hashes"] = cached.view_hashes  # its cached_property
                 return parsed, cached.dag, cached.cadences
-    from cadence.cadences import resolve_cadences
-    from cadence.dag import build_dag
     from cadence.errors import ProjectErrors
-    from cadence.loader import load_files
-    from cadence.parser import make_environment, parse_project
+    from cadence.load.loader import load_files
+    from cadence.load.parser import make_environment, parse_project
+    from cadence.plan.cadences import resolve_cadences
+    from cadence.plan.dag import build_dag
 
     problems: list[CadenceError] = []  # every problem of every stage, reported at once
     files = load_files(root, problems)
@@ -346,7 +347,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
 def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
     """cadence.yml as it is now (cheap: one small file); the cache never holds its values."""
     from cadence.errors import ErrorCollector
-    from cadence.loader import parse_project_config
+    from cadence.load.loader import parse_project_config
 
     errors = ErrorCollector()
     try:

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from cadence.datatests import describe_failure, test_sql
+from cadence.build.datatests import describe_failure, test_sql
 from cadence.engines.base import EngineError
 
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cadence.errors import CadenceError
-from cadence.loader import digest
-from cadence.parser import Model, ParsedProject
-from cadence.relations import REF_TOKEN, Relation
+from cadence.load.loader import digest
+from cadence.load.parser import Model, ParsedProject
+from cadence.load.relations import REF_TOKEN, Relation
 
 if TYPE_CHECKING:
-    from cadence.rendering import ModelEnvironment
+    from cadence.load.rendering import ModelEnvironment
 
 EPHEMERAL_PREFIX = "__cadence_ephemeral__"
 _LEADING = re.compile(r"^(\s*(?:--[^\n]*\n|/\*.*?\*/)?)*\s*", re.S)
@@ -55,8 +55,8 @@ class Compiler:
     @property
     def env(self) -> ModelEnvironment:
         if self._env is None:
-            from cadence.parser import target_info
-            from cadence.rendering import ModelEnvironment as Env
+            from cadence.load.parser import target_info
+            from cadence.load.rendering import ModelEnvironment as Env
 
             cfg = self.project.config
             self._env = Env(
@@ -77,7 +77,7 @@ class Compiler:
     ) -> str:
         if not model.per_run and not (incremental and model.materialized == "incremental"):
             return model.rendered
-        from cadence.rendering import RenderState
+        from cadence.load.rendering import RenderState
 
         state = RenderState(
             file=model.path, run_started_at=now, tick=tick or now, incremental=incremental
@@ -159,7 +159,7 @@ def _after_watermark(sql: str, column: str, this: str, bound: str | None = None)
     """Only rows newer than what the table holds. With ``bound`` (the newest value, read by the
     engine as a constant) the filter is pushed down into the scan of the sources, so an
     incremental run costs in proportion to what arrived."""
-    from cadence.relations import quote
+    from cadence.load.relations import quote
 
     col = quote(column)
     body = _strip_sql(sql)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cadence.cachefile import lazy_field
 from cadence.errors import CadenceError, did_you_mean
+from cadence.load.cachefile import lazy_field
 
 MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
 ON_ERROR = ("skip_children", "continue")

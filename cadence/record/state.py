@@ -1,7 +1,8 @@
 """Record state in the warehouse (schema ``_cadence``), queryable with SQL.
 
 Input: build outcomes -> output: rows in ``_cadence.runs``, ``_cadence.model_builds`` and
-``_cadence.model_state``; and back: a ``StateSnapshot`` the due stage decides from. Times are
+``_cadence.model_state``; and back: a ``StateSnapshot`` (``plan.history``) the due stage decides
+from. Times are
 stored as naive UTC timestamps. A build's state rows are written inside the same transaction as
 its publish, so state never disagrees with the live relations.
 """
@@ -9,9 +10,10 @@ its publish, so state never disagrees with the live relations.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cadence.engines.base import Engine, EngineError
+from cadence.plan.history import BuildRecord, ModelState, StateSnapshot, next_state
 
 SCHEMA = "_cadence"
 VERSION = 1
@@ -43,45 +45,6 @@ def from_db(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=dt.timezone.utc)
-
-
-@dataclass(frozen=True)
-class ModelState:
-    name: str
-    kind: str = "model"
-    last_success_at: dt.datetime | None = None
-    last_success_tick: dt.datetime | None = None
-    last_sql_hash: str | None = None
-    last_status: str | None = None
-    last_error: str | None = None
-    last_attempt_at: dt.datetime | None = None
-    failure_streak: int = 0
-    last_rows: int | None = None
-    last_duration_s: float | None = None
-    avg_duration_s: float | None = None
-    builds: int = 0
-
-
-@dataclass(frozen=True)
-class StateSnapshot:
-    """What the warehouse says now: per-model state and the relations that exist."""
-
-    models: dict[str, ModelState] = field(default_factory=dict)
-    relations: dict[tuple[str, str], str] = field(default_factory=dict)
-    # newest loaded_at per source table, for refresh: on_new_data (None: unknown)
-    source_loaded: dict[tuple[str, str], dt.datetime | None] = field(default_factory=dict)
-    # runs whose builds are not folded into model_state yet (the next run folds them)
-    pending_runs: tuple[str, ...] = ()
-    pending_models: frozenset[str] = frozenset()
-    # read from the snapshot file instead of the warehouse: when it was written, and why
-    as_of: dt.datetime | None = None
-    note: str | None = None
-
-    def of(self, name: str) -> ModelState:
-        return self.models.get(name) or ModelState(name)
-
-    def exists(self, schema: str, identifier: str) -> bool:
-        return (schema, identifier) in self.relations
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -188,47 +151,6 @@ def read_snapshot(
             models[r[1]] = next_state(models.get(r[1]) or ModelState(r[1]), record)
             pending_models.add(r[1])
     return StateSnapshot(models, relations, loaded, tuple(pending_runs), frozenset(pending_models))
-
-
-@dataclass(frozen=True)
-class BuildRecord:
-    run_id: str
-    model: str
-    kind: str
-    tick: dt.datetime | None
-    started_at: dt.datetime
-    status: str
-    reason: str
-    rows: int | None
-    duration_s: float
-    sql_hash: str | None
-    error: str | None
-
-
-def next_state(previous: ModelState, record: BuildRecord) -> ModelState:
-    """The state of a model after one more build (pure)."""
-    ok = record.status == "success"
-    n = min(previous.builds, 19)
-    avg = previous.avg_duration_s
-    if ok:
-        avg = record.duration_s if avg is None else (avg * n + record.duration_s) / (n + 1)
-    return ModelState(
-        name=record.model,
-        kind=record.kind,
-        last_success_at=record.started_at if ok else previous.last_success_at,
-        last_success_tick=record.tick if ok else previous.last_success_tick,
-        last_sql_hash=record.sql_hash if ok else previous.last_sql_hash,
-        last_status=record.status,
-        last_error=None if ok else record.error,
-        last_attempt_at=record.started_at,
-        failure_streak=0
-        if ok
-        else previous.failure_streak + (1 if record.status == "error" else 0),
-        last_rows=record.rows if ok else previous.last_rows,
-        last_duration_s=record.duration_s,
-        avg_duration_s=avg,
-        builds=previous.builds + (1 if ok else 0),
-    )
 
 
 def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> ModelState:

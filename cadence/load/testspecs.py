@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
-from cadence.yamlfile import line_of
+from cadence.load.yamlfile import line_of
 
 GENERIC_TESTS = (
     "not_null",

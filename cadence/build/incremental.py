@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from cadence.compiler import CompiledModel
-from cadence.datatests import test_sql
+from cadence.build.compiler import CompiledModel
+from cadence.build.datatests import test_sql
 from cadence.engines.base import Engine
-from cadence.parser import Model
-from cadence.relations import quote
-from cadence.testspecs import DataTest
+from cadence.load.parser import Model
+from cadence.load.relations import quote
+from cadence.load.testspecs import DataTest
 
 
 def stage(engine: Engine, compiled: CompiledModel, staging: str) -> int | None:

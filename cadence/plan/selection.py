@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
-from cadence.cadences import Cadences
-from cadence.dag import Dag
 from cadence.errors import UsageError, did_you_mean
-from cadence.parser import ParsedProject
+from cadence.load.parser import ParsedProject
+from cadence.plan.cadences import Cadences
+from cadence.plan.dag import Dag
 
 ATOM = re.compile(r"^(?P<at>@)?(?:(?P<up>\d*)\+)?(?P<body>.+?)(?:\+(?P<down>\d*))?$")
 METHODS = ("tag", "path", "channel", "due", "config", "source", "resource_type", "fqn")

@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cadence import artifacts
+from cadence.disk import artifacts
 from cadence.errors import CadenceError
-from cadence.state import ModelState, StateSnapshot
+from cadence.plan.history import ModelState, StateSnapshot
 
 SNAPSHOT_FILE = "target/state_snapshot.json"
 FORMAT = "cadence.state_snapshot"

@@ -13,8 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from cadence.engines.base import Engine, SegmentNote
-from cadence.relations import quote
-from cadence.state import SCHEMA, from_db, to_db
+from cadence.load.relations import quote
+from cadence.record.state import SCHEMA, from_db, to_db
 
 TABLE_NAME = "membership_changes"
 TABLE = f"{SCHEMA}.{TABLE_NAME}"

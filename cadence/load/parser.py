@@ -16,15 +16,15 @@ from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from cadence.cachefile import lazy_field
-from cadence.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
-from cadence.loader import ProjectConfig, ProjectFiles, SourceFile, env_digest
-from cadence.relations import Relation, relation_sql
+from cadence.load.cachefile import lazy_field
+from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
+from cadence.load.loader import ProjectConfig, ProjectFiles, SourceFile, env_digest
+from cadence.load.relations import Relation, relation_sql
 
 if TYPE_CHECKING:
-    from cadence.rendering import ModelEnvironment
-from cadence.properties import (  # noqa: F401 - re-exported
+    from cadence.load.rendering import ModelEnvironment
+from cadence.load.properties import (  # noqa: F401 - re-exported
     Seed,
     Source,
     YamlModel,
@@ -32,8 +32,8 @@ from cadence.properties import (  # noqa: F401 - re-exported
     parse_sources,
     read_property_files,
 )
-from cadence.testspecs import GENERIC_TESTS, DataTest, parse_tests  # noqa: F401
-from cadence.yamlfile import line_of
+from cadence.load.testspecs import GENERIC_TESTS, DataTest, parse_tests  # noqa: F401
+from cadence.load.yamlfile import line_of
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class ParsedProject:
         """Identity of each model's definition (used for views): its rendered SQL, the relations
         it reads, and the SQL of every ephemeral inlined into it (a changed ephemeral changes
         the view)."""
-        from cadence.loader import digest
+        from cadence.load.loader import digest
 
         models = self.by_name
         out: dict[str, str] = {}
@@ -136,7 +136,7 @@ def target_info(config: ProjectConfig) -> dict[str, Any]:
 
 
 def make_environment(files: ProjectFiles) -> ModelEnvironment:
-    from cadence.rendering import ModelEnvironment
+    from cadence.load.rendering import ModelEnvironment
 
     macros = tuple((f.path, f.text) for f in files.macros)
     return ModelEnvironment(
@@ -332,7 +332,7 @@ def _parse_chunk(indexes: list[int]) -> list[Any]:
 
 def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
     """What every model's rendering may read besides its own file and YAML entry."""
-    from cadence.loader import digest
+    from cadence.load.loader import digest
 
     parts = [files.config_digest, repr(sorted(files.config.vars.items(), key=str)), repr(sources)]
     parts += [f.digest for f in files.macros] + [f.digest for f in files.docs]
@@ -341,7 +341,7 @@ def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
 
 
 def _model_key(shared: str, source_file: SourceFile, yaml_entry: YamlModel | None) -> str:
-    from cadence.loader import digest
+    from cadence.load.loader import digest
 
     entry = repr(_plain_yaml(yaml_entry.entry)) + yaml_entry.file if yaml_entry else ""
     return digest(f"{shared}|{source_file.path}|{source_file.digest}|{entry}".encode())
@@ -368,7 +368,7 @@ def _parse_model(
     env: ModelEnvironment,
     errors: ErrorCollector,
 ) -> Model | None:
-    from cadence.rendering import RenderState
+    from cadence.load.rendering import RenderState
 
     layers = _folder_layers(config, source_file.path)
     description = ""
@@ -472,7 +472,7 @@ def _describe(
         return ""
     text = str(value)
     if "{{" in text:
-        from cadence.rendering import RenderState
+        from cadence.load.rendering import RenderState
 
         try:
             return env.render(text, RenderState(file=file)).strip()
@@ -524,7 +524,7 @@ def _parse_singular_tests(
     env: ModelEnvironment,
     errors: ErrorCollector,
 ) -> list[DataTest]:
-    from cadence.rendering import RenderState
+    from cadence.load.rendering import RenderState
 
     out = []
     for f in test_files:

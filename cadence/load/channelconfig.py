@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cadence.activation.urlpolicy import url_problem
 from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
-from cadence.yamlfile import line_of
+from cadence.load.yamlfile import line_of
+from cadence.outbound.urlpolicy import url_problem
 
 PROJECT_FILE = "cadence.yml"
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

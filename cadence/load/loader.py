@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadence import files
-from cadence.channelconfig import CHANNEL_KEYS, ChannelConfig, ExportConfig, parse_channels
-from cadence.config import ALL_MODEL_KEYS, ConfigLayer
+from cadence.disk import files
 from cadence.errors import (
     CadenceError,
     ErrorCollector,
@@ -25,7 +23,9 @@ from cadence.errors import (
     did_you_mean,
     unknown_key_error,
 )
-from cadence.yamlfile import LineDict, line_of, load_yaml
+from cadence.load.channelconfig import CHANNEL_KEYS, ChannelConfig, ExportConfig, parse_channels
+from cadence.load.config import ALL_MODEL_KEYS, ConfigLayer
+from cadence.load.yamlfile import LineDict, line_of, load_yaml
 
 PROJECT_FILE = "cadence.yml"
 TOP_KEYS = (

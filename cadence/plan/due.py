@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from cadence.cadences import Cadences, ModelCadence
-from cadence.dag import Dag
-from cadence.parser import Model, ParsedProject
-from cadence.state import ModelState, StateSnapshot
+from cadence.load.parser import Model, ParsedProject
+from cadence.plan.cadences import Cadences, ModelCadence
+from cadence.plan.dag import Dag
+from cadence.plan.history import ModelState, StateSnapshot
 
 BUILD = "build"
 SKIP = "skip"

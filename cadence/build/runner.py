@@ -19,29 +19,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cadence import artifacts, parallel
-from cadence.activation import membership, roster
-from cadence.compiler import CompiledModel, Compiler
-from cadence.dag import Dag
-from cadence.datatests import TestOutcome, describe_failure
-from cadence.due import Decision, Plan, real_instant, view_hash
+from cadence.build import parallel
+from cadence.build.compiler import CompiledModel, Compiler
+from cadence.build.datatests import TestOutcome, describe_failure
+from cadence.build.incremental import checked_sql, stage
+from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
-from cadence.incremental import checked_sql, stage
-from cadence.parser import Model, ParsedProject, Seed
-from cadence.relations import quote
-from cadence.state import (
+from cadence.load.parser import Model, ParsedProject, Seed
+from cadence.load.relations import quote
+from cadence.load.testspecs import DataTest
+from cadence.plan.dag import Dag
+from cadence.plan.due import Decision, Plan, real_instant, view_hash
+from cadence.plan.history import BuildRecord, ModelState, StateSnapshot
+from cadence.record import membership
+from cadence.record.state import (
     SCHEMA,
     STATE_TABLES,
-    BuildRecord,
-    ModelState,
-    StateSnapshot,
     ensure_schema,
     fold,
     record_build,
     record_run_start,
 )
-from cadence.testspecs import DataTest
 
 
 @dataclass(frozen=True)
@@ -139,6 +138,10 @@ class _RunContext:
     visible: dict[tuple[str, str], str] | None = None  # relations the open transaction sees
 
 
+# called after a model's publish committed: (engine, model, run id, run time) -> warnings
+PublishHook = Callable[[Engine, Model, str, dt.datetime], tuple[str, ...]]
+
+
 def new_run_id(now: dt.datetime) -> str:
     return real_instant(now).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
@@ -156,8 +159,11 @@ def execute(
     on_event: EventSink | None = None,
     threads: int = 1,
     replay: bool = False,
+    on_published: PublishHook | None = None,
 ) -> RunResult:
-    """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped."""
+    """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped.
+    ``on_published`` is called once a model's publish committed (and its result is recorded,
+    so an interrupt there loses nothing); the warnings it returns join the model's result."""
     now = plan.at
     run_id = new_run_id(now)
     root = Path(project.root)
@@ -240,8 +246,8 @@ def execute(
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
-        if result.status == "success" and decision.name in models:  # committed: members file
-            found = roster.keep(engine, root, models[decision.name], run_id, now)
+        if on_published and result.status == "success" and decision.name in models:
+            found = on_published(engine, models[decision.name], run_id, now)
             outcome[decision.name] = result = replace(result, warnings=result.warnings + found)
         if result.status == "upstream_failed" or (
             result.status == "error"
@@ -601,7 +607,7 @@ def _run_tests(
 
 
 def _target_exists(ctx: _RunContext, to: str) -> bool:
-    from cadence.dag import ref_target
+    from cadence.plan.dag import ref_target
 
     name = ref_target(to)
     model = ctx.compiler.models.get(name)

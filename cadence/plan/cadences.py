@@ -12,12 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cadence.cachefile import lazy_field
-from cadence.dag import Dag
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
-from cadence.loader import PROJECT_FILE
-from cadence.parser import ParsedProject
-from cadence.schedule import ACCEPTED_FORMS, CadenceSyntaxError, Schedule, TickSet, parse_cadence
+from cadence.load.cachefile import lazy_field
+from cadence.load.loader import PROJECT_FILE
+from cadence.load.parser import ParsedProject
+from cadence.plan.dag import Dag
+from cadence.plan.schedule import (
+    ACCEPTED_FORMS,
+    CadenceSyntaxError,
+    Schedule,
+    TickSet,
+    parse_cadence,
+)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from cadence.errors import CadenceError, did_you_mean
-from cadence.yamlfile import line_of
+from cadence.load.yamlfile import line_of
 
 PROJECT_FILE = "cadence.yml"
 SUPPORTED = ("schema", "alias", "column_types", "enabled", "quote_columns", "delimiter")

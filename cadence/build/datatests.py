@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cadence.dag import ref_target
-from cadence.relations import quote
-from cadence.testspecs import DataTest
+from cadence.load.relations import quote
+from cadence.load.testspecs import DataTest
+from cadence.plan.dag import ref_target
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cadence import seedconfig
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
-from cadence.loader import ProjectFiles
-from cadence.relations import relation_sql
-from cadence.yamlfile import line_of, load_yaml
+from cadence.load import seedconfig
+from cadence.load.loader import ProjectFiles
+from cadence.load.relations import relation_sql
+from cadence.load.yamlfile import line_of, load_yaml
 
 YAML_TOP_KEYS = (
     "version",

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from cadence.dag import Dag
-from cadence.due import Decision
 from cadence.engines.base import Engine
+from cadence.plan.dag import Dag
+from cadence.plan.due import Decision
 
 R = TypeVar("R")
 

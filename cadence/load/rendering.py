@@ -22,7 +22,7 @@ import jinja2
 import jinja2.sandbox
 
 from cadence.errors import CadenceError
-from cadence.relations import REF_TOKEN, Relation, quote, ref_token, relation_sql  # noqa: F401
+from cadence.load.relations import REF_TOKEN, Relation, quote, ref_token, relation_sql  # noqa: F401
 
 
 class ReturnValue(Exception):

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cadence.cachefile import lazy_field
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
-from cadence.parser import ParsedProject
+from cadence.load.cachefile import lazy_field
+from cadence.load.parser import ParsedProject
 
 
 @dataclass(frozen=True)
