@@ -249,7 +249,7 @@ def test_duplicate_keys_in_a_watermark_only_model_block_the_tick(tmp_path: Path)
 KILLER = """
 import os, signal, sys
 import cadence.record.membership as membership
-import cadence.build.runner as runner
+import cadence.build.publish as publish
 from cadence.engines.duckdb import DuckDBEngine
 
 step = sys.argv[1]
@@ -262,7 +262,7 @@ def then_die(owner, name):
         return out
     setattr(owner, name, wrapped)
 
-owner = {"record_changes": membership, "record_build": runner}.get(step, DuckDBEngine)
+owner = {"record_changes": membership, "record_build": publish}.get(step, DuckDBEngine)
 then_die(owner, step)
 from cadence.cli import main
 main(sys.argv[2:])

@@ -1,0 +1,119 @@
+"""The gate a staged candidate passes before it is published: its blocking tests, run on it.
+
+Input: the ``RunContext``, a model, its staging relation (and for an incremental the live
+relation the merge goes into) -> output: one ``TestOutcome`` per test that ran. The tests are
+the model's YAML and singular tests plus, for a segment, ``not_null`` and ``unique`` on its key
+(unless the YAML already checks them). A singular test reads the candidate in place of the live
+relation; generic failing-row counts are asked in one query; ``max_change`` compares with the
+live row count. A test whose other relation does not exist yet is skipped (checked on a later
+build). Reads only: ``publish`` decides from the outcomes what blocks and what warns.
+"""
+
+from __future__ import annotations
+
+from cadence.build.context import RunContext
+from cadence.build.datatests import TestOutcome, describe_failure
+from cadence.build.incremental import checked_sql
+from cadence.engines.base import EngineError
+from cadence.load.parser import Model
+from cadence.load.testspecs import DataTest
+
+
+def run_tests(
+    ctx: RunContext,
+    model: Model,
+    relation: str,
+    candidate_rows: int | None,
+    merge_into: str | None = None,
+) -> list[TestOutcome]:
+    outcomes: list[TestOutcome] = []
+    tests = list(ctx.tests_by_model.get(model.name, ()))
+    if model.config.key:
+        declared = {(t.kind, t.column) for t in tests if t.severity == "error" and not t.where}
+        for kind in ("not_null", "unique"):
+            if (kind, model.config.key) in declared:
+                continue  # the YAML already checks it
+            tests.append(
+                DataTest(
+                    name=f"key_{kind}_{model.name}",
+                    kind=kind,
+                    model=model.name,
+                    column=model.config.key,
+                    args={},
+                    severity="error",
+                    where=None,
+                    file=model.path,
+                    line=None,
+                )
+            )
+    counted: list[tuple[DataTest, str]] = []  # failing-row counts, asked in one query
+    for test in tests:
+        if test.kind == "singular":
+            others = [r for r in test.refs if r != model.name]
+            if not all(_target_exists(ctx, f"ref('{r}')") for r in others):
+                continue  # reads a relation that does not exist yet: checked on a later build
+            # the singular test reads the candidate in place of the live relation
+            sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
+            try:
+                failures = int(ctx.engine.query(f"select count(*) from (\n{sql}\n)")[0][0])
+            except EngineError as exc:  # the test's SQL, not the model's: say which file
+                raise EngineError(f"singular test {test.name} ({test.file}): {exc}") from exc
+            outcomes.append(
+                TestOutcome(
+                    test,
+                    failures,
+                    f"singular test {test.name} ({test.file}): {failures} failing row(s)",
+                )
+            )
+            continue
+        if test.kind == "max_change":
+            outcome = _max_change(ctx, model, test, candidate_rows)
+        else:
+            if test.kind == "relationships" and not _target_exists(ctx, str(test.args["to"])):
+                outcomes.append(TestOutcome(test, 0, ""))  # nothing to check against yet
+                continue
+            counted_sql = checked_sql(test, relation, merge_into, model, ctx.compiler.relation_of)
+            if counted_sql is not None:
+                counted.append((test, counted_sql))
+            continue
+        outcomes.append(outcome)
+    if counted:
+        columns = ",\n".join(f"({sql}) as t{i}" for i, (_test, sql) in enumerate(counted))
+        counts = ctx.engine.query(f"select\n{columns}")[0]
+        for (test, _sql), failures in zip(counted, counts, strict=True):
+            label = "key " if test.name.startswith("key_") else ""
+            outcomes.append(
+                TestOutcome(test, int(failures), label + describe_failure(test, int(failures)))
+            )
+    return outcomes
+
+
+def _target_exists(ctx: RunContext, to: str) -> bool:
+    from cadence.plan.dag import ref_target
+
+    name = ref_target(to)
+    model = ctx.compiler.models.get(name)
+    seed = ctx.compiler.seeds.get(name)
+    schema, identifier = (
+        (model.schema, model.identifier)
+        if model is not None
+        else (seed.schema, seed.table)
+        if seed is not None
+        else (ctx.project.config.warehouse.schema, name)
+    )
+    return (schema, identifier) in (ctx.visible if ctx.visible is not None else ctx.relations)
+
+
+def _max_change(ctx: RunContext, model: Model, test: DataTest, new_rows: int | None) -> TestOutcome:
+    if new_rows is None or not ctx.state.exists(model.schema, model.identifier):
+        return TestOutcome(test, 0, "")
+    old = ctx.engine.row_count(model.relation)
+    limit = float(test.args.get("value", test.args.get("fraction", 0.5)))
+    if old == 0:
+        change = 0.0 if new_rows == 0 else float("inf")
+    else:
+        change = abs(new_rows - old) / old
+    if change > limit and old > 0:
+        msg = f"size changed from {old} to {new_rows} rows ({change:.0%} > {limit:.0%})"
+        return TestOutcome(test, 1, describe_failure(test, 1, msg))
+    return TestOutcome(test, 0, "")

@@ -1,0 +1,144 @@
+"""Publish one model: compile it, build it, gate it, and swap it live with its record.
+
+Input: the ``RunContext`` and a model's BUILD ``Decision`` -> output: its ``ModelResult``. A
+view is created in place (replacing a table of the same name). A table is built into a staging
+relation, its blocking tests (``gate``) run on it, a segment's membership changes are recorded
+against it, and it replaces the live relation; an incremental is staged from its new rows and
+merged in (``incremental``). All of it commits in one transaction with the model's build record:
+a failure at any step (compile, SQL, a blocking test) rolls back and leaves the live relation
+and state as they were, and the failure is recorded on its own. Used by ``runner``, once per
+model decision, on the run's engine or one thread's cursor.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from cadence.build.compiler import CompiledModel
+from cadence.build.context import ModelResult, RunContext, record_failure, swap
+from cadence.build.gate import run_tests
+from cadence.build.incremental import stage
+from cadence.disk import artifacts
+from cadence.engines.base import EngineError
+from cadence.errors import CadenceError
+from cadence.load.parser import Model
+from cadence.plan.due import Decision, view_hash
+from cadence.plan.history import BuildRecord
+from cadence.record import membership
+from cadence.record.state import record_build
+
+
+def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResult:
+    started = time.perf_counter()
+    engine = ctx.engine
+    mat = model.materialized
+    exists = ctx.state.exists(model.schema, model.identifier)
+    incremental = mat == "incremental" and exists and not ctx.full_refresh
+    compiled_rel: str | None = None
+    sql_hash: str | None = None
+    try:
+        compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick, incremental)
+        compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
+        sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
+        # what this transaction can see: relations committed before it begins (others being
+        # built in parallel commit later, invisible to it)
+        ctx = replace(ctx, visible=dict(ctx.relations))
+        with engine.transaction():
+            if mat == "view":
+                kind = ctx.relations.get((model.schema, model.identifier))
+                if kind == "table":
+                    engine.drop(model.relation, "table")
+                engine.create_view_as(model.relation, compiled.sql)
+                rows = None
+                warnings: list[str] = []
+            else:
+                rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
+            duration = time.perf_counter() - started
+            ctx.new_states[model.name] = record_build(
+                engine,
+                BuildRecord(
+                    ctx.run_id,
+                    model.name,
+                    "model",
+                    decision.tick,
+                    ctx.now,
+                    "success",
+                    decision.reason,
+                    rows,
+                    duration,
+                    sql_hash,
+                    None,
+                ),
+                ctx.state.of(model.name),
+            )
+        ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"
+        return ModelResult(
+            model.name,
+            "success",
+            decision.reason,
+            rows,
+            duration,
+            compiled_path=compiled_rel,
+            warnings=tuple(warnings),
+        )
+    except (EngineError, CadenceError) as exc:
+        if isinstance(exc, CadenceError):
+            message = exc.message
+        else:
+            message = f"{exc}"
+        where = f" (compiled SQL: {compiled_rel})" if compiled_rel else f" ({model.path})"
+        result = ModelResult(
+            model.name,
+            "error",
+            decision.reason,
+            None,
+            time.perf_counter() - started,
+            error=f"{message}{where}",
+            compiled_path=compiled_rel,
+        )
+        record_failure(ctx, decision, result, sql_hash)
+        return result
+
+
+class _TestsFailed(EngineError):
+    pass
+
+
+def _publish_table(
+    ctx: RunContext, model: Model, compiled: CompiledModel, incremental: bool, decision: Decision
+) -> tuple[int, list[str]]:
+    """Inside the caller's transaction: stage, test, swap (an incremental: merge, judging
+    ``unique`` on the merged table). Returns (rows, warnings)."""
+    engine = ctx.engine
+    staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
+    created = stage(engine, compiled, staging)
+    rows = created if created is not None else engine.row_count(staging)
+    merge_into = model.relation if incremental else None  # judged as the merge will leave it
+    outcomes = run_tests(ctx, model, staging, None if incremental else rows, merge_into)
+    warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
+    blocking = [o for o in outcomes if o.blocking]
+    if blocking:
+        kept = (
+            "kept the previous version live"
+            if (model.schema, model.identifier) in ctx.relations
+            else "nothing published (no previous version)"
+        )
+        raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
+    if model.config.key:  # a segment: who entered and exited commits with the publish
+        membership.record_changes(
+            engine,
+            segment=model.name,
+            key=model.config.key,
+            candidate=staging,
+            live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
+            run_id=ctx.run_id,
+            tick=decision.tick,
+            at=ctx.now,
+            exits=not incremental,
+        )
+    if incremental:
+        engine.append(model.relation, staging, model.config.unique_key or (), ctx.run_id)
+    else:
+        swap(ctx, staging, model.relation, model.schema, model.identifier)
+    return rows, warnings

@@ -1,0 +1,65 @@
+"""Load a seed: a CSV file from the project, published as a table like a model.
+
+Input: the ``RunContext``, a ``Seed`` and its BUILD ``Decision`` -> output: its ``ModelResult``
+(``kind="seed"``). The CSV is loaded into a staging relation with the seed's declared column
+types and delimiter, and replaces the live table in one transaction with the seed's build
+record (its digest stands for the SQL hash); a load error rolls back, keeps the previous table
+live and is recorded on its own. Used by ``runner`` for every seed decision of a plan.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cadence.build.context import ModelResult, RunContext, record_failure, swap
+from cadence.engines.base import EngineError
+from cadence.load.parser import Seed
+from cadence.plan.due import Decision
+from cadence.plan.history import BuildRecord
+from cadence.record.state import record_build
+
+
+def load_seed(ctx: RunContext, seed: Seed, decision: Decision) -> ModelResult:
+    started = time.perf_counter()
+    schema = seed.schema
+    staging = ctx.engine.staging_relation(schema, seed.table, ctx.run_id)
+    options = {"delimiter": seed.delimiter} if seed.delimiter else {}
+    try:
+        with ctx.engine.transaction():
+            path = str(Path(ctx.project.root) / seed.path)
+            ctx.engine.load_csv(staging, path, seed.column_types, **options)
+            rows = ctx.engine.row_count(staging)
+            swap(ctx, staging, seed.relation, schema, seed.table)
+            duration = time.perf_counter() - started
+            ctx.new_states[seed.name] = record_build(
+                ctx.engine,
+                BuildRecord(
+                    ctx.run_id,
+                    seed.name,
+                    "seed",
+                    None,
+                    ctx.now,
+                    "success",
+                    decision.reason,
+                    rows,
+                    duration,
+                    seed.digest,
+                    None,
+                ),
+                ctx.state.of(seed.name),
+            )
+        ctx.relations[(schema, seed.table)] = "table"
+        return ModelResult(seed.name, "success", decision.reason, rows, duration, kind="seed")
+    except EngineError as exc:
+        result = ModelResult(
+            seed.name,
+            "error",
+            decision.reason,
+            None,
+            time.perf_counter() - started,
+            error=f"seed {seed.path} failed to load: {exc}",
+            kind="seed",
+        )
+        record_failure(ctx, decision, result, None)
+        return result
