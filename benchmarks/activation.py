@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 from cadence.activation import files, outbox  # noqa: E402
 from cadence.engines.duckdb import DuckDBEngine  # noqa: E402
 from cadence.load.channelconfig import ExportConfig  # noqa: E402
-from cadence.load.loader import WarehouseConfig  # noqa: E402
+from cadence.load.projectconfig import WarehouseConfig  # noqa: E402
 from cadence.record import membership  # noqa: E402
 
 NOW = dt.datetime(2026, 6, 1, 5, 0, tzinfo=dt.timezone.utc)

@@ -20,8 +20,9 @@ from cadence.build.runner import EventSink, PublishHook, RunResult, execute
 from cadence.disk import artifacts
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
-from cadence.load.loader import THREADS_HINT, find_project_root, threads_problem
+from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
+from cadence.load.projectconfig import THREADS_HINT, threads_problem
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, real_instant, upstream_sources

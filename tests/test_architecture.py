@@ -35,7 +35,7 @@ OWNERS = {
     "networkx": {"plan.dag", "load.parser"},
     "croniter": {"plan.schedule", "load.parser"},
     "duckdb": {"engines.duckdb"},
-    "jinja2": {"load.rendering", "load.loader"},
+    "jinja2": {"load.rendering", "load.context", "load.evaluator", "load.projectconfig"},
     "click": {"cli", "output"},
     "rich": {"output"},
     "yaml": {"load.yamlfile"},

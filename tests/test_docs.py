@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cadence.cli import main
-from cadence.load import channelconfig, config, loader, parser
+from cadence.load import channelconfig, config, parser, projectconfig
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -97,9 +97,9 @@ def test_help_options_match_click_params() -> None:
 @pytest.mark.parametrize(
     ("what", "keys"),
     [
-        ("loader.TOP_KEYS", loader.TOP_KEYS),
-        ("loader.WAREHOUSE_KEYS", loader.WAREHOUSE_KEYS),
-        ("loader.CHANNEL_KEYS", loader.CHANNEL_KEYS),
+        ("projectconfig.TOP_KEYS", projectconfig.TOP_KEYS),
+        ("projectconfig.WAREHOUSE_KEYS", projectconfig.WAREHOUSE_KEYS),
+        ("channelconfig.CHANNEL_KEYS", channelconfig.CHANNEL_KEYS),
         ("channelconfig.FILE_EXPORT_KEYS", channelconfig.FILE_EXPORT_KEYS),
         ("channelconfig.WEBHOOK_EXPORT_KEYS", channelconfig.WEBHOOK_EXPORT_KEYS),
         ("channelconfig.SERVE_KEYS", channelconfig.SERVE_KEYS),

@@ -334,7 +334,7 @@ def test_every_render_path_gives_the_same_sql(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# -- the subset evaluator (rendering._Subset): the same text as Jinja's compiled template --------
+# -- the subset evaluator (evaluator.Subset): the same text as Jinja's compiled template --------
 
 SUBSET_MACROS = (("macros/m.sql", "{% macro shout(x) %}upper('{{ x }}'){% endmacro %}\n"),)
 DATA = st.text(alphabet="ab ,'\n\t-()", max_size=6)
@@ -445,14 +445,14 @@ class _NoPlans(dict):
 
 def _outcome(text: str, compiled: bool) -> tuple[object, ...]:
     """What rendering ``text`` gives: the text and what the render recorded, or the error."""
-    from cadence.load import rendering
+    from cadence.load import context, relations, rendering
 
     env = rendering.ModelEnvironment({"v": 42}, SUBSET_MACROS, {"schema": "main"})
     env.set_sources([("app", "events", '"raw"."events"')])
     if compiled:  # the code before the evaluator: every template compiled by Jinja
         env._plans = _NoPlans()
-    this = rendering.Relation("main", "m", '"main"."m"')
-    state = rendering.RenderState(file="models/m.sql", this=this)
+    this = relations.Relation("main", "m", '"main"."m"')
+    state = context.RenderState(file="models/m.sql", this=this)
     try:
         out: object = env.render(text, state)
     except CadenceError as exc:
@@ -463,10 +463,10 @@ def _outcome(text: str, compiled: bool) -> tuple[object, ...]:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=_template(outside=False))
 def test_the_subset_evaluator_renders_what_jinja_renders(text: str) -> None:
-    from cadence.load import rendering
+    from cadence.load import evaluator, rendering
 
     env = rendering.ModelEnvironment({"v": 42}, SUBSET_MACROS, {"schema": "main"})
-    tree, subset = rendering._Subset(env).plan(text)
+    tree, subset = evaluator.Subset(env).plan(text)
     assert tree is not None and subset, text  # every generated template is in the subset
     assert _outcome(text, compiled=False) == _outcome(text, compiled=True), text
 

@@ -26,7 +26,7 @@ from routing_project import Receiver
 from cadence.cli import main
 from cadence.engines.spark import _engine_error, split
 from cadence.errors import CadenceError
-from cadence.load.loader import WarehouseConfig
+from cadence.load.projectconfig import WarehouseConfig
 
 REPO = Path(__file__).resolve().parents[1]
 AT = "2026-03-02T05:00"

@@ -341,7 +341,7 @@ def read(
 ) -> MembersAnswer:
     """The snapshot of ``segment`` (``why``: why the warehouse is not read)."""
     from cadence.engines.duckdb import DuckDBEngine
-    from cadence.load.loader import WarehouseConfig
+    from cadence.load.projectconfig import WarehouseConfig
 
     folder = folder_of(root, segment)
     shown = f"{FOLDER}/{segment}"

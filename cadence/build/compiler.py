@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cadence.errors import CadenceError
-from cadence.load.loader import digest
+from cadence.load.digests import digest
 from cadence.load.parser import Model, ParsedProject
 from cadence.load.relations import REF_TOKEN, Relation
 
@@ -77,7 +77,7 @@ class Compiler:
     ) -> str:
         if not model.per_run and not (incremental and model.materialized == "incremental"):
             return model.rendered
-        from cadence.load.rendering import RenderState
+        from cadence.load.context import RenderState
 
         state = RenderState(
             file=model.path, run_started_at=now, tick=tick or now, incremental=incremental

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cadence.engines.base import Engine
-from cadence.load.loader import WarehouseConfig
+from cadence.load.projectconfig import WarehouseConfig
 
 
 def connect(warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) -> Engine:

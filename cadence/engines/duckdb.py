@@ -17,7 +17,7 @@ import duckdb
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, WarehouseBusy
-from cadence.load.loader import WarehouseConfig
+from cadence.load.projectconfig import WarehouseConfig
 from cadence.load.relations import quote
 
 WATERMARK_VARIABLE = "cadence_watermark"  # per connection; set just before each use

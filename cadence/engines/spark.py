@@ -40,7 +40,7 @@ from cadence.engines.base import Engine, EngineError, SegmentNote
 from cadence.engines.duckdb import DuckDBEngine, read_file
 from cadence.engines.spark_versions import q, split
 from cadence.errors import CadenceError
-from cadence.load.loader import WarehouseConfig
+from cadence.load.projectconfig import WarehouseConfig
 from cadence.load.relations import quote, relation_sql
 
 BATCH = "_cadence_batch"

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.cachefile import lazy_field
 from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
-from cadence.load.loader import ProjectConfig, ProjectFiles, SourceFile, env_digest
+from cadence.load.digests import env_digest
+from cadence.load.loader import ProjectFiles, SourceFile
+from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, relation_sql
 
 if TYPE_CHECKING:
@@ -103,7 +105,7 @@ class ParsedProject:
         """Identity of each model's definition (used for views): its rendered SQL, the relations
         it reads, and the SQL of every ephemeral inlined into it (a changed ephemeral changes
         the view)."""
-        from cadence.load.loader import digest
+        from cadence.load.digests import digest
 
         models = self.by_name
         out: dict[str, str] = {}
@@ -332,7 +334,7 @@ def _parse_chunk(indexes: list[int]) -> list[Any]:
 
 def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
     """What every model's rendering may read besides its own file and YAML entry."""
-    from cadence.load.loader import digest
+    from cadence.load.digests import digest
 
     parts = [files.config_digest, repr(sorted(files.config.vars.items(), key=str)), repr(sources)]
     parts += [f.digest for f in files.macros] + [f.digest for f in files.docs]
@@ -341,7 +343,7 @@ def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
 
 
 def _model_key(shared: str, source_file: SourceFile, yaml_entry: YamlModel | None) -> str:
-    from cadence.load.loader import digest
+    from cadence.load.digests import digest
 
     entry = repr(_plain_yaml(yaml_entry.entry)) + yaml_entry.file if yaml_entry else ""
     return digest(f"{shared}|{source_file.path}|{source_file.digest}|{entry}".encode())
@@ -368,7 +370,7 @@ def _parse_model(
     env: ModelEnvironment,
     errors: ErrorCollector,
 ) -> Model | None:
-    from cadence.load.rendering import RenderState
+    from cadence.load.context import RenderState
 
     layers = _folder_layers(config, source_file.path)
     description = ""
@@ -472,7 +474,7 @@ def _describe(
         return ""
     text = str(value)
     if "{{" in text:
-        from cadence.load.rendering import RenderState
+        from cadence.load.context import RenderState
 
         try:
             return env.render(text, RenderState(file=file)).strip()
@@ -524,7 +526,7 @@ def _parse_singular_tests(
     env: ModelEnvironment,
     errors: ErrorCollector,
 ) -> list[DataTest]:
-    from cadence.load.rendering import RenderState
+    from cadence.load.context import RenderState
 
     out = []
     for f in test_files:

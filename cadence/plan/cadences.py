@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.cachefile import lazy_field
-from cadence.load.loader import PROJECT_FILE
 from cadence.load.parser import ParsedProject
+from cadence.load.projectconfig import PROJECT_FILE
 from cadence.plan.dag import Dag
 from cadence.plan.schedule import (
     ACCEPTED_FORMS,

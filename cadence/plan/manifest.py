@@ -33,8 +33,9 @@ from cadence.disk import files as fs
 from cadence.errors import CadenceError
 from cadence.load.cachefile import Codec, lazy_field, with_fields
 from cadence.load.config import ModelConfig
-from cadence.load.loader import ProjectConfig, env_digest
+from cadence.load.digests import env_digest
 from cadence.load.parser import Column, Model, ParsedProject
+from cadence.load.projectconfig import ProjectConfig
 from cadence.load.properties import Seed, Source
 from cadence.load.testspecs import DataTest
 from cadence.plan.cadences import Cadences, ModelCadence, Origin
@@ -84,7 +85,7 @@ def scan(root: Path) -> tuple[str, ...]:
 
 def combine(pairs: Iterable[tuple[str, str]]) -> str:
     """One digest of (path, content digest) pairs, in the order given."""
-    from cadence.load.loader import digest
+    from cadence.load.digests import digest
 
     return digest("\n".join(f"{path}\0{d}" for path, d in pairs).encode("utf-8", "surrogatepass"))
 
@@ -92,7 +93,7 @@ def combine(pairs: Iterable[tuple[str, str]]) -> str:
 def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
     """The digest of every input file's content as it is now (each file read whole), and
     cadence.yml's bytes; None when a file cannot be read (gone, not a file: never a hit)."""
-    from cadence.load.loader import digest
+    from cadence.load.digests import digest
 
     pairs = []
     config = b""
@@ -347,7 +348,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
 def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
     """cadence.yml as it is now (cheap: one small file); the cache never holds its values."""
     from cadence.errors import ErrorCollector
-    from cadence.load.loader import parse_project_config
+    from cadence.load.projectconfig import parse_project_config
 
     errors = ErrorCollector()
     try:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cadence.errors import CadenceError
-from cadence.load.loader import PROJECT_FILE
+from cadence.load.projectconfig import PROJECT_FILE
 from cadence.plan.schedule import CadenceSyntaxError, parse_cadence
 
 HOUR = dt.timedelta(hours=1)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cadence.errors import UsageError, did_you_mean
-from cadence.load.loader import ProjectConfig
+from cadence.load.projectconfig import ProjectConfig
 from cadence.plan.schedule import parse_cadence
 from cadence.serve.asgi import AsgiServer
 from cadence.serve.http import Log, Server

@@ -1,0 +1,294 @@
+"""The names a template sees, and what one render of it recorded (``RenderState``).
+
+Input: the project's vars, declared sources, docs blocks and ``target`` -> output: the globals of
+the model environment (``model_globals``): ``ref``, ``source``, ``config``, ``var``, ``env_var``,
+``this``, ``is_incremental``, ``run_started_at``, ``tick``, ``log``, ``exceptions``, ``return``
+and the other dbt-compatible names. Each call records what it read into the ``RenderState`` of
+the render in progress (``current_render``), so the parser learns a model's refs, sources,
+config and env vars, and whether it must render again per run. ``ref()`` returns a placeholder
+token unless the render resolves refs itself.
+
+Used by ``rendering`` (which installs these globals and sets the current render), by the
+evaluator (through the installed globals) and by ``parser`` and ``build.compiler`` (RenderState).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from cadence.errors import CadenceError
+from cadence.load.relations import Relation, ref_token
+
+
+class ReturnValue(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+@dataclass
+class RenderState:
+    """What one render saw: refs, sources, config() calls, env vars."""
+
+    file: str
+    this: Relation | None = None
+    run_started_at: dt.datetime | None = None
+    tick: dt.datetime | None = None
+    incremental: bool = False
+    refs: list[str] = field(default_factory=list)
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    env_vars: dict[str, str | None] = field(default_factory=dict)
+    resolve_ref: Callable[[str], Relation] | None = None
+    per_run: bool = False  # read run_started_at, tick or is_incremental(): render again per run
+    this_used: bool = False  # read `this`: the text depends on the model's final relation
+
+
+# The render in progress: the functions below read and record into it.
+current_render: contextvars.ContextVar[RenderState] = contextvars.ContextVar("cadence_render")
+
+
+def _state() -> RenderState:
+    return current_render.get()
+
+
+class _ThisProxy:
+    """``this`` resolves at use time to the relation of the model being rendered."""
+
+    def _rel(self) -> Relation:
+        state = _state()
+        state.this_used = True
+        rel = state.this
+        if rel is None:
+            raise CadenceError("'this' is only defined inside a model")
+        return rel
+
+    def __str__(self) -> str:
+        return str(self._rel())
+
+    def __html__(self) -> str:
+        return str(self._rel())
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._rel(), item)
+
+
+class _TimeProxy:
+    """``run_started_at`` / ``tick``: the datetime of the run, read at render time."""
+
+    def __init__(self, attr: str) -> None:
+        self._attr = attr
+
+    def _value(self) -> dt.datetime:
+        state = _state()
+        state.per_run = True
+        value = getattr(state, self._attr)
+        if value is None:
+            value = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+        return value
+
+    def __str__(self) -> str:
+        return str(self._value())
+
+    def __html__(self) -> str:
+        return str(self._value())
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._value(), item)
+
+    def __sub__(self, other: Any) -> Any:
+        return self._value() - other
+
+    def __add__(self, other: Any) -> Any:
+        return self._value() + other
+
+
+def _ref(*args: str, **kwargs: Any) -> Relation:
+    name = args[-1] if args else kwargs.get("name", "")
+    state = _state()
+    if name not in state.refs:
+        state.refs.append(name)
+    if state.resolve_ref is not None:
+        return state.resolve_ref(name)
+    token = ref_token(name)
+    return Relation(None, name, token)
+
+
+def _config(*args: Any, **kwargs: Any) -> str:
+    if args and isinstance(args[0], dict):
+        kwargs = {**args[0], **kwargs}
+    for key, value in kwargs.items():
+        if _has_undefined(value):
+            raise CadenceError(
+                f"config({key}=...) uses a name that is not defined",
+                hint="quote strings: config(materialized='table')",
+            )
+        _state().config[key] = value
+    return ""
+
+
+def _has_undefined(value: Any) -> bool:
+    if isinstance(value, jinja2.Undefined):
+        return True
+    if isinstance(value, dict):
+        return any(_has_undefined(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_undefined(v) for v in value)
+    return False
+
+
+def _is_incremental() -> bool:
+    state = _state()
+    state.per_run = True
+    return state.incremental
+
+
+def _env_var(name: str, default: Any = None) -> str:
+    state = _state()
+    value = os.environ.get(name)
+    state.env_vars[name] = value
+    if value is not None:
+        return value
+    if default is None:
+        raise CadenceError(
+            f"environment variable '{name}' is not set",
+            file=state.file,
+            hint=f"export {name}=..., or give a default: env_var('{name}', 'value')",
+        )
+    return str(default)
+
+
+def _return(value: Any) -> Any:
+    raise ReturnValue(value)
+
+
+class _Exceptions:
+    @staticmethod
+    def raise_compiler_error(message: str) -> None:
+        raise CadenceError(message, file=_state().file, hint="raised by the project's own Jinja")
+
+    @staticmethod
+    def warn(message: str) -> str:
+        return ""
+
+
+def _log(message: Any, info: bool = False) -> str:
+    return ""
+
+
+class _ConfigCallable:
+    """``config(...)`` in models; also ``config.get(key)`` as dbt offers."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        return _config(*args, **kwargs)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _state().config.get(key, default)
+
+    def require(self, key: str) -> Any:
+        return _state().config[key]
+
+
+def wrap_macro(macro: Any) -> Callable[..., Any]:
+    """Let macros use dbt's ``{{ return(x) }}``."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return macro(*args, **kwargs)
+        except ReturnValue as exc:
+            return exc.value
+
+    call.__name__ = getattr(macro, "name", "macro")
+    return call
+
+
+class ProjectContext:
+    """The names whose values come from the project: ``source()``, ``var()``, ``doc()``."""
+
+    def __init__(self, vars_: dict[str, Any], doc_blocks: dict[str, str] | None = None) -> None:
+        self.vars = dict(vars_)
+        # (source, table) -> relation SQL; set once the YAML is read (``set_sources``). Every
+        # render of the project -- at load, per run, in tests, in forked workers, after a cache
+        # load -- resolves source() here, so all of them agree.
+        self.sources: dict[tuple[str, str], str] = {}
+        self.doc_blocks = doc_blocks or {}
+
+    def source(self, source_name: str, table_name: str) -> Relation:
+        state = _state()
+        key = (str(source_name), str(table_name))
+        if key not in state.sources:
+            state.sources.append(key)
+        found = self.sources.get(key)
+        if found is None:
+            from cadence.errors import did_you_mean
+
+            guess = did_you_mean(f"{key[0]}.{key[1]}", [f"{a}.{b}" for a, b in self.sources])
+            raise CadenceError(
+                f"unknown source '{key[0]}.{key[1]}'",
+                hint=(
+                    f"did you mean '{guess}'?"
+                    if guess
+                    else "declare it under sources: in a YAML file beside your models"
+                ),
+            )
+        return Relation(key[0], key[1], found)
+
+    def var(self, name: str, *default: Any) -> Any:
+        if name in self.vars:
+            return self.vars[name]
+        if default:
+            return default[0]  # var('x', none) is a valid default, as in dbt
+        state = current_render.get(None)
+        raise CadenceError(
+            f"unknown var '{name}'",
+            file=state.file if state else None,
+            hint=f"define it under vars: in cadence.yml, or call var('{name}', default)",
+        )
+
+    def doc(self, name: str) -> str:
+        if name not in self.doc_blocks:
+            from cadence.errors import did_you_mean
+
+            guess = did_you_mean(name, self.doc_blocks)
+            raise CadenceError(
+                f"unknown docs block '{name}'",
+                hint=(
+                    f"did you mean '{guess}'?"
+                    if guess
+                    else "define it in a .md file under models/: {% docs name %}...{% enddocs %}"
+                ),
+            )
+        return self.doc_blocks[name]
+
+
+def model_globals(project: ProjectContext, target: dict[str, Any]) -> dict[str, Any]:
+    """The globals a model, macro or test renders with (macros are added as they load)."""
+    return {
+        "ref": _ref,
+        "source": project.source,
+        "config": _ConfigCallable(),
+        "var": project.var,
+        "env_var": _env_var,
+        "is_incremental": _is_incremental,
+        "this": _ThisProxy(),
+        "run_started_at": _TimeProxy("run_started_at"),
+        "tick": _TimeProxy("tick"),
+        "invocation_id": "",
+        "target": target,
+        "log": _log,
+        "exceptions": _Exceptions(),
+        "modules": {"datetime": dt, "re": re},
+        "doc": project.doc,
+        "execute": False,
+        "flags": {"FULL_REFRESH": False},
+        "zip": zip,
+        "set": set,
+        "return": _return,
+    }
