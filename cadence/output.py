@@ -108,7 +108,11 @@ class RunRenderer:
             if self.tty or not self.due:
                 click.echo("nothing to do" + (" (nothing is due)" if self.due else ""))
             return
-        total = sum(r.duration_s for r in result.results)
+        total = (
+            result.wall_s
+            if result.wall_s is not None
+            else sum(r.duration_s for r in result.results)
+        )
         parts = [f"{counts.get('success', 0)} built"]
         if counts.get("error"):
             parts.append(f"{counts['error']} failed")

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
-from cadence.build.runner import EventSink, PublishHook, RunResult, execute
+from cadence.build.runner import EventSink, PublishHook, RunResult, execute, write_results
 from cadence.disk import artifacts
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
-from cadence.load.loader import find_project_root
+from cadence.load.inputs import Fingerprint, find_project_root
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
 from cadence.plan.cadences import Cadences
@@ -49,21 +49,28 @@ class Project:
     """A loaded project. Construct with ``Project.load(path)``."""
 
     def __init__(
-        self, root: Path, parsed: ParsedProject, dag: Dag, cadences: Cadences, compiler: Compiler
+        self,
+        root: Path,
+        parsed: ParsedProject,
+        dag: Dag,
+        cadences: Cadences,
+        compiler: Compiler,
+        fingerprint: Fingerprint | None = None,
     ) -> None:
         self.root = root
         self.parsed = parsed
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
+        self.fingerprint = fingerprint  # the files it was loaded from (None: no wake file)
 
     @classmethod
     def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
         from cadence.plan import manifest
 
         root = find_project_root(Path(path))
-        parsed, dag, cadences = manifest.load(root, use_cache=use_cache)
-        return cls(root, parsed, dag, cadences, Compiler(parsed))
+        parsed, dag, cadences, found = manifest.load_fingerprinted(root, use_cache=use_cache)
+        return cls(root, parsed, dag, cadences, Compiler(parsed), found)
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -103,15 +110,72 @@ class Project:
         finally:
             reader.close()
 
-    def _keep_snapshot(self, engine: Engine, result: RunResult) -> None:
+    def _keep_snapshot(
+        self, engine: Engine, result: RunResult, state: StateSnapshot
+    ) -> StateSnapshot:
         """After a run that changed state (or when none exists yet): the state as committed,
-        for read-only commands during the next run."""
+        for read-only commands during the next run. Returns the state as the run left it."""
         changed = any(r.status != "skipped" for r in result.results)
         if changed or not snapshot.exists(self.root):
             # a run that built folded every pending run before it returned
             sources = freshness_sources(self.parsed, self.dag)
             state = read_snapshot(engine, sources, self.tz, folded=changed)
             snapshot.write(self.root, state, result.run_id, result.at)
+        return state
+
+    def _wake(
+        self, engine: Engine, state: StateSnapshot, plan: Plan | None, now: dt.datetime
+    ) -> Any:
+        """What the wake file for the next ``run --due`` needs (``build.idle.Pending``), from
+        the state this run left (``plan``: the run's own, when it is the due plan of that
+        state): the next wake (``plan.wake``), unless a wing owes work at once, and the files
+        an idle run would repair. None: no wake file (Spark, a warehouse in memory)."""
+        from cadence.build import idle
+        from cadence.plan import wake
+
+        warehouse = self.parsed.config.warehouse
+        if self.fingerprint is None or warehouse.engine != "duckdb" or warehouse.path == ":memory:":
+            return None
+        if plan is None:
+            plan = self.plan(now, due_only=True, state=state)
+        found = wake.next_wake(wake.Moment(self.parsed, self.dag, self.cadences, state, now, plan))
+        owed = self._owed(engine, state, now)
+        present: tuple[str, ...] = (snapshot.SNAPSHOT_FILE,)
+        unchanged: tuple[str, ...] = ()
+        if any(m.config.key for m in self.parsed.models):
+            from cadence.activation import roster
+
+            present += roster.files_kept(self.parsed, state.relations)
+        if any(c.serve is not None for c in self.parsed.config.channels):
+            from cadence.serve import publish
+
+            unchanged = publish.files_kept(self.parsed)
+        path = Path(warehouse.path)
+        return idle.Pending(
+            wake.Wake(now, owed) if owed is not None else found,
+            self.fingerprint,
+            self.parsed.config.timezone,
+            str(path if path.is_absolute() else self.root / path),
+            present,
+            unchanged,
+        )
+
+    def _owed(self, engine: Engine, state: StateSnapshot, now: dt.datetime) -> str | None:
+        """What an idle ``run --due`` would do at once in the wings: deliver pending changes
+        (a failed or interrupted delivery), write a served channel's snapshot."""
+        if any(c.export is not None for c in self.parsed.config.channels):
+            from cadence.activation import deliver
+
+            pending = deliver.channels_pending(engine, state.relations)
+            if pending:
+                return "changes to deliver to " + ", ".join(pending)
+        if any(c.serve is not None for c in self.parsed.config.channels):
+            from cadence.serve import publish
+
+            owed = publish.channels_to_write(self.root, self.parsed, state, now, (), ())
+            if owed:
+                return "serve snapshots to write for " + ", ".join(owed)
+        return None
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
         """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
@@ -253,7 +317,8 @@ class Project:
             command="run --due" if due_only else "run",
         )
         with artifacts.private_umask(), lock.acquire(wait_s):
-            return self._run_locked(
+            clock = time.perf_counter()
+            result = self._run_locked(
                 now,
                 selection,
                 due_only,
@@ -264,6 +329,7 @@ class Project:
                 replay,
                 self._open_for_run(deadline, wait_s),
             )
+        return replace(result, wall_s=time.perf_counter() - clock)
 
     def _run_locked(
         self,
@@ -278,6 +344,7 @@ class Project:
         engine: Engine | None = None,
     ) -> RunResult:
         engine = engine or self.open_engine()
+        wake: Any = None
         try:
             state = self.read_state(engine)
             plan = self.plan(
@@ -303,12 +370,23 @@ class Project:
                 on_published=self._members_hook(),
             )
             result = self._after_run(engine, state, result, now)
+            built = any(r.status != "skipped" for r in result.results)
+            if not built and result.deliveries is not None and result.deliveries.deliveries:
+                result = write_results(self.root, result)  # a run that only delivered
             self._prune_history(engine, result, now)
-            self._keep_snapshot(engine, result)
+            after = self._keep_snapshot(engine, result, state)
             self._keep_rosters(engine, state, result)
-            return result
+            full = due_only and selection == Selection() and not retry_failed
+            wake = self._wake(engine, after, plan if full and after is state else None, now)
         finally:
             engine.close()
+        from cadence.build import idle
+
+        if wake is not None:  # once the warehouse is closed: its file as this run left it
+            idle.leave(self.root, result.run_id, now, wake)
+        else:
+            idle.forget(self.root)
+        return result
 
     def _members_hook(self) -> PublishHook | None:
         """Each segment's members file, written once its publish committed (activation wing)."""
@@ -514,7 +592,7 @@ class Project:
                 on_event=on_event,
             )
             result = self._after_run(engine, state, result, now)  # a reloaded suppression list
-            self._keep_snapshot(engine, result)
+            self._keep_snapshot(engine, result, state)
             return result
         finally:
             engine.close()

@@ -35,13 +35,14 @@ import datetime as dt
 import os
 import re
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
-from cadence.load.parser import Model
+from cadence.load.parser import Model, ParsedProject
 from cadence.load.relations import quote
 from cadence.record.membership import TABLE, MembershipChange
 from cadence.record.state import from_db, to_db
@@ -282,6 +283,20 @@ def keep(
         rebase=rebase,
     )
     return tuple(found)
+
+
+def files_kept(parsed: ParsedProject, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
+    """The members file of every segment table that exists (paths under the project root):
+    what an idle run writes when one is missing, so the wake file watches them."""
+    return tuple(
+        f"{FOLDER}/{m.name}/{MEMBERS}"
+        for m in parsed.models
+        if m.config.key
+        and m.materialized not in ("view", "ephemeral")
+        and (m.schema, m.identifier) in relations
+        and _SAFE.match(m.name)
+        and ".." not in m.name
+    )
 
 
 def missing(root: Path, segments: list[str]) -> list[str]:

@@ -59,6 +59,7 @@ class RunResult:
     write_error: str | None = None  # run_results.json not written (full disk): exit 1
     # the serve wing's SnapshotReport (None: no served channel written); set by Project.run
     snapshots: Any = None
+    wall_s: float | None = None  # the run's wall time, once it held the lock (Project.run)
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -132,12 +133,13 @@ def execute(
     run_id = new_run_id(now)
     root = Path(project.root)
     if not any(d.builds for d in plan.decisions):
-        # nothing to do (the common cron case): no writes to the warehouse at all
+        # nothing to do (the common cron case): no writes to the warehouse at all, and the
+        # last run_results.json stays in place (SPEC §5; the facade writes it if the run
+        # delivers)
         skipped = tuple(
             ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions
         )
-        idle = RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
-        return _write_results(root, idle)
+        return RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
     if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
         ensure_schema(engine)  # a new warehouse (or one from before activation)
         membership.ensure_tables(engine)
@@ -268,11 +270,13 @@ def execute(
         run_result = RunResult(
             run_id, now, tuple(results), command == "seed", clock_behind=plan.clock_behind
         )
-        run_result = _write_results(root, run_result)
+        run_result = write_results(root, run_result)
     return run_result
 
 
-def _write_results(root: Path, result: RunResult) -> RunResult:
+def write_results(root: Path, result: RunResult) -> RunResult:
+    """``target/run_results.json`` for ``result`` (a failed write is reported on the result,
+    never raised: it must not mask an interrupt in flight, nor turn into exit 2)."""
     try:
         artifacts.write_json(root, "run_results.json", result.to_json())
     except CadenceError as exc:  # never masks an interrupt in flight, never exit 2 for it

@@ -87,10 +87,18 @@ def run(
     project_dir: Path | None,
 ) -> None:
     """Build the selected models (all by default); with --due only what is due."""
+    wall = common._now()
+    if due and _plain(click.get_current_context()):
+        from cadence.build import idle
+
+        # the cron case: nothing is due, proven from files alone (nothing loaded or opened)
+        if idle.asleep(project_dir or Path.cwd(), at, wall):
+            if sys.stdout.isatty():
+                click.echo("nothing to do (nothing is due)")
+            return
     from cadence import output
 
     project = _load(project_dir)
-    wall = common._now()
     now = _at(project, at, wall)
     _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
@@ -134,6 +142,15 @@ def run(
         _render_snapshots(result.snapshots)
     if not result.ok:
         raise Failed()
+
+
+# what a `run --due` may be given and still take the idle shortcut: any other option set (a
+# selection, --json, --full-refresh, an option added later) takes the full path
+_IDLE_OPTIONS = frozenset({"due", "at", "wait_s", "project_dir", "debug"})
+
+
+def _plain(ctx: click.Context) -> bool:
+    return not any(value for name, value in ctx.params.items() if name not in _IDLE_OPTIONS)
 
 
 def _render_snapshots(report: Any) -> None:

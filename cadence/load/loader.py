@@ -16,6 +16,7 @@ from pathlib import Path
 from cadence.disk import files
 from cadence.errors import CadenceError, ErrorCollector, ProjectErrors, did_you_mean
 from cadence.load.digests import digest
+from cadence.load.inputs import find_project_root
 from cadence.load.projectconfig import PROJECT_FILE, ProjectConfig, parse_project_config
 
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
@@ -57,19 +58,6 @@ class ProjectFiles:
             for m in DOCS_BLOCK.finditer(f.text):
                 blocks[m.group(1)] = m.group(2).strip()
         return blocks
-
-
-def find_project_root(start: Path) -> Path:
-    """The nearest folder at or above ``start`` holding cadence.yml."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / PROJECT_FILE).is_file():
-            return folder
-    raise CadenceError(
-        f"no {PROJECT_FILE} found in {start} or any parent folder",
-        hint="run inside a cadence project, pass --project-dir, "
-        "or create one with 'cadence init NAME'",
-    )
 
 
 def _read(root: Path, path: Path) -> SourceFile:

@@ -21,7 +21,7 @@ import gc
 import hmac
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from cadence import __version__
 from cadence.disk import artifacts
-from cadence.disk import files as fs
 from cadence.errors import CadenceError
+from cadence.load import inputs
 from cadence.load.cachefile import Codec, lazy_field, with_fields
 from cadence.load.config import ModelConfig
 from cadence.load.digests import env_digest
+from cadence.load.inputs import Fingerprint, cache_key, checksum, combine, inputs_now, scan
 from cadence.load.parser import Column, Model, ParsedProject
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.properties import Seed, Source
@@ -45,14 +46,6 @@ from cadence.plan.schedule import Schedule, TickSet
 CACHE_FILE = "target/manifest.json"
 FORMAT = 8  # with the codec's schema digest in the header: any other layout is rebuilt
 MAGIC = b"cadence-manifest"
-INPUT_DIRS = (
-    ("models", (".sql", ".yml", ".yaml", ".md")),
-    ("seeds", (".csv", ".yml", ".yaml")),
-    ("macros", (".sql",)),
-    ("tests", (".sql",)),
-)
-_FIRST_READ = 1 << 16  # most input files are read whole by one read()
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -67,57 +60,6 @@ class Manifest:
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # model_keys is decoded only when a model is rendered again
-
-
-def scan(root: Path) -> tuple[str, ...]:
-    """The path of every input file, sorted, cadence.yml first (directory listings only)."""
-    out: list[str] = []
-    prefix = len(str(root)) + 1  # scandir paths start with the root as given
-    problems: list[CadenceError] = []
-    for folder, suffixes in INPUT_DIRS:
-        for entry in fs.walk_entries(root, folder, suffixes, problems):
-            out.append(entry.path[prefix:].replace(os.sep, "/"))
-    if problems:  # links, FIFOs, unreadable folders: never a cache hit; the loader reports them
-        out.append("\0problems")
-    out.sort()
-    return ("cadence.yml", *out)
-
-
-def combine(pairs: Iterable[tuple[str, str]]) -> str:
-    """One digest of (path, content digest) pairs, in the order given."""
-    from cadence.load.digests import digest
-
-    return digest("\n".join(f"{path}\0{d}" for path, d in pairs).encode("utf-8", "surrogatepass"))
-
-
-def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
-    """The digest of every input file's content as it is now (each file read whole), and
-    cadence.yml's bytes; None when a file cannot be read (gone, not a file: never a hit)."""
-    from cadence.load.digests import digest
-
-    pairs = []
-    config = b""
-    base = str(root) + os.sep
-    for path in paths:
-        try:  # non-blocking: a FIFO swapped in after the scan cannot hang the load
-            fd = os.open(base + path, _OPEN_FLAGS)
-        except (OSError, ValueError):  # gone, unreadable, or the problems marker
-            return None
-        try:
-            data = os.read(fd, _FIRST_READ)
-            if len(data) == _FIRST_READ:  # a large file (a seed): the rest of it
-                chunks = [data]
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-        except OSError:  # a folder, or an I/O error
-            return None
-        finally:
-            os.close(fd)
-        pairs.append((path, digest(data)))
-        if path == "cadence.yml":
-            config = data
-    return combine(pairs), config
 
 
 # -- the data-only format ---------------------------------------------------------------------
@@ -169,30 +111,8 @@ def _version() -> bytes:
     return f"{__version__}/{FORMAT}/{_codec().schema}".encode()
 
 
-def _key() -> bytes:
-    """The key of the cache checksum: per user, outside the project (so a cache copied or
-    committed with a checkout does not verify), created owner-only on first use."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cadence"
-    path = base / "manifest.key"
-    try:
-        data = path.read_bytes()
-        if len(data) >= 32:
-            return data
-    except OSError:
-        pass
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.urandom(32))
-        return path.read_bytes()
-    except OSError:
-        return b""  # no home to keep a key in: an unkeyed checksum still catches edits
-
-
-def _checksum(key: bytes, payload: bytes) -> bytes:
-    # HMAC-SHA256: twice as fast as keyed blake2b here (SHA extensions), as strong for this
-    return hmac.new(key, payload, "sha256").hexdigest().encode()
+_key = cache_key  # the tests' names for them
+_checksum = checksum
 
 
 def read(root: Path) -> Manifest | None:
@@ -251,7 +171,7 @@ def _open(root: Path) -> tuple[Manifest, Callable[[], bool]] | None:
 
 
 def env_unchanged(manifest: Manifest) -> bool:
-    return all(env_digest(os.environ.get(name)) == value for name, value in manifest.env)
+    return inputs.env_unchanged(manifest.env)
 
 
 def write(root: Path, manifest: Manifest) -> None:
@@ -273,6 +193,14 @@ def write(root: Path, manifest: Manifest) -> None:
 
 def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cadences]:
     """The project at ``root``, from the cache when nothing it was built from changed."""
+    return load_fingerprinted(root, use_cache=use_cache)[:3]  # type: ignore[return-value]
+
+
+def load_fingerprinted(
+    root: Path, *, use_cache: bool = True
+) -> tuple[ParsedProject, Dag, Cadences, Fingerprint]:
+    """``load``, and the fingerprint of the files and environment it was loaded from (what
+    the idle ``run --due`` compares with the project as it is then)."""
     # Loading creates many small objects that live as long as the process: the cyclic garbage
     # collector would rescan them over and over (doubling load time at 10,000 models). Pause
     # it while loading, then move what was loaded out of its sight.
@@ -286,7 +214,7 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
             gc.enable()
 
 
-def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
+def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences, Fingerprint]:
     paths = scan(root)
     opened = _open(root) if use_cache else None
     cached = opened[0] if opened is not None else None
@@ -297,7 +225,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
             if config is not None:
                 parsed = with_fields(cached.parsed, config=config)
                 parsed.__dict__["view_hashes"] = cached.view_hashes  # its cached_property
-                return parsed, cached.dag, cached.cadences
+                return parsed, cached.dag, cached.cadences, Fingerprint(cached.inputs, cached.env)
     from cadence.errors import ProjectErrors
     from cadence.load.loader import load_files
     from cadence.load.parser import make_environment, parse_project
@@ -342,7 +270,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
         keys,
     )
     write(root, manifest)
-    return parsed, dag, cadences
+    return parsed, dag, cadences, Fingerprint(manifest.inputs, manifest.env)
 
 
 def _config_again(root: Path, text: bytes) -> ProjectConfig | None:

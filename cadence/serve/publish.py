@@ -36,6 +36,8 @@ from cadence.plan.history import StateSnapshot
 from cadence.plan.schedule import parse_cadence
 from cadence.serve.snapshot import (
     KEY_HASH_SQL,
+    SERVE_DIR,
+    SUFFIX,
     Audience,
     Snapshot,
     SnapshotError,
@@ -73,6 +75,13 @@ class SnapshotReport:
 
 def served(parsed: ParsedProject) -> tuple[str, ...]:
     return tuple(c.name for c in parsed.config.channels if c.serve is not None)
+
+
+def files_kept(parsed: ParsedProject) -> tuple[str, ...]:
+    """The snapshot file of every served channel (paths under the project root): an idle run
+    rewrites one that is missing or older than its channel's last publish, so the wake file
+    keeps their identities."""
+    return tuple(f"{SERVE_DIR}/{name}{SUFFIX}" for name in served(parsed))
 
 
 def channels_to_write(
