@@ -41,7 +41,7 @@ OWNERS = {
     "yaml": {"load.yamlfile"},
     "uvicorn": {"serve.asgi"},
     "sqlglot": {"engines.spark_dialect", "review.diff"},
-    "pyspark": {"engines.spark"},
+    "pyspark": {"engines.spark_session"},
 }
 
 
