@@ -128,27 +128,31 @@ class Project:
     ) -> Any:
         """What the wake file for the next ``run --due`` needs (``build.idle.Pending``), from
         the state this run left (``plan``: the run's own, when it is the due plan of that
-        state): the next wake (``plan.wake``), unless a wing owes work at once, and the files
-        an idle run would repair. None: no wake file (Spark, a warehouse in memory)."""
+        state): the next wake (``plan.wake``), or now when a wing owes work at once, and the
+        files an idle run would repair. None: no wake file (Spark, a warehouse in memory)."""
         from cadence.build import idle
         from cadence.plan import wake
 
-        warehouse = self.parsed.config.warehouse
+        warehouse, channels = self.parsed.config.warehouse, self.parsed.config.channels
         if self.fingerprint is None or warehouse.engine != "duckdb" or warehouse.path == ":memory:":
             return None
-        if plan is None:
-            plan = self.plan(now, due_only=True, state=state)
+        plan = plan or self.plan(now, due_only=True, state=state)
         found = wake.next_wake(wake.Moment(self.parsed, self.dag, self.cadences, state, now, plan))
-        owed = self._owed(engine, state, now)
+        owed: str | None = None
         present: tuple[str, ...] = (snapshot.SNAPSHOT_FILE,)
         unchanged: tuple[str, ...] = ()
+        if any(c.export is not None for c in channels):
+            from cadence.activation import deliver
+
+            owed = deliver.owed(engine, state.relations)
         if any(m.config.key for m in self.parsed.models):
             from cadence.activation import roster
 
             present += roster.files_kept(self.parsed, state.relations)
-        if any(c.serve is not None for c in self.parsed.config.channels):
+        if any(c.serve is not None for c in channels):
             from cadence.serve import publish
 
+            owed = owed or publish.owed(self.root, self.parsed, state, now)
             unchanged = publish.files_kept(self.parsed)
         path = Path(warehouse.path)
         return idle.Pending(
@@ -159,23 +163,6 @@ class Project:
             present,
             unchanged,
         )
-
-    def _owed(self, engine: Engine, state: StateSnapshot, now: dt.datetime) -> str | None:
-        """What an idle ``run --due`` would do at once in the wings: deliver pending changes
-        (a failed or interrupted delivery), write a served channel's snapshot."""
-        if any(c.export is not None for c in self.parsed.config.channels):
-            from cadence.activation import deliver
-
-            pending = deliver.channels_pending(engine, state.relations)
-            if pending:
-                return "changes to deliver to " + ", ".join(pending)
-        if any(c.serve is not None for c in self.parsed.config.channels):
-            from cadence.serve import publish
-
-            owed = publish.channels_to_write(self.root, self.parsed, state, now, (), ())
-            if owed:
-                return "serve snapshots to write for " + ", ".join(owed)
-        return None
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
         """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
@@ -367,7 +354,7 @@ class Project:
                 on_event=on_event,
                 threads=threads,
                 replay=replay,
-                on_published=self._members_hook(),
+                on_published=self._members_hook(plan),
             )
             result = self._after_run(engine, state, result, now)
             built = any(r.status != "skipped" for r in result.results)
@@ -375,49 +362,36 @@ class Project:
                 result = write_results(self.root, result)  # a run that only delivered
             self._prune_history(engine, result, now)
             after = self._keep_snapshot(engine, result, state)
-            self._keep_rosters(engine, state, result)
+            self._keep_rosters(engine, state, after, result)
             full = due_only and selection == Selection() and not retry_failed
             wake = self._wake(engine, after, plan if full and after is state else None, now)
         finally:
             engine.close()
         from cadence.build import idle
 
-        if wake is not None:  # once the warehouse is closed: its file as this run left it
-            idle.leave(self.root, result.run_id, now, wake)
-        else:
-            idle.forget(self.root)
+        idle.leave(self.root, result.run_id, now, wake)  # the warehouse as this run left it
         return result
 
-    def _members_hook(self) -> PublishHook | None:
-        """Each segment's members file, written once its publish committed (activation wing)."""
-        if not any(m.config.key for m in self.parsed.models):
+    def _members_hook(self, plan: Plan) -> PublishHook | None:
+        """The segments' members files, written once the run's builds are done (activation
+        wing); None when the plan publishes no segment."""
+        segments = [m for m in self.parsed.models if m.config.key]
+        if not segments or self.parsed.config.warehouse.engine != "duckdb":
             return None
         from cadence.activation import roster
 
-        root = self.root
-        return lambda engine, model, run_id, at: roster.keep(engine, root, model, run_id, at)
+        return roster.hook(self.root, segments, {d.name for d in plan.decisions if d.builds})
 
-    def _keep_rosters(self, engine: Engine, state: StateSnapshot, result: RunResult) -> None:
-        """Members snapshots no publish left: segments with none yet, and after a run killed
-        mid-way (it may have published without writing one) every segment, once."""
-        from cadence.activation import roster
+    def _keep_rosters(
+        self, engine: Engine, state: StateSnapshot, after: StateSnapshot, result: RunResult
+    ) -> None:
+        """Members files no run left: segments with none yet, and every segment once after a
+        run that left them behind (killed while publishing, or before folding its state)."""
+        if any(m.config.key for m in self.parsed.models):
+            from cadence.activation import roster
 
-        if engine.state_store() is not engine:
-            return  # Spark: no members snapshot (and an idle run never connects)
-        built = {r.name for r in result.results if r.status == "success"}
-        segments = {
-            m.name: m
-            for m in self.parsed.models
-            if m.config.key and ((m.schema, m.identifier) in state.relations or m.name in built)
-        }
-        ran = any(r.status != "skipped" for r in result.results)
-        wanted = (
-            list(segments)
-            if state.pending_runs and ran
-            else roster.missing(self.root, list(segments))
-        )
-        for name in wanted:
-            roster.keep(engine, self.root, segments[name], result.run_id, result.at)
+            again = bool(state.pending_runs) and any(r.status != "skipped" for r in result.results)
+            roster.repair(engine, self.root, self.parsed, after.relations, result, again)
 
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
@@ -539,13 +513,13 @@ class Project:
         """Current members of a segment (sorted keys), or with ``changes`` its history, as a
         ``MembersAnswer``; while a run (or another process) holds the warehouse, from the
         members snapshot the last publish left (its ``as_of`` says when)."""
-        from cadence.activation import queries, roster
+        from cadence.activation import queries, rosterread
 
         self.check_model(segment)
         model = queries.segment(self.parsed, segment)
         reader = self._reader() if self.warehouse_exists() else None
         if isinstance(reader, str):
-            return roster.read(self.root, segment, changes=changes, since=since, why=reader)
+            return rosterread.read(self.root, segment, changes=changes, since=since, why=reader)
         try:
             return queries.members(reader, model, changes=changes, since=since)
         finally:

@@ -89,6 +89,13 @@ def channels_pending(engine: Engine, relations: Collection[tuple[str, str]]) -> 
     return tuple(sorted({r[0] for r in rows} | channels_stale(engine)))
 
 
+def owed(engine: Engine, relations: Collection[tuple[str, str]]) -> str | None:
+    """What an idle ``run --due`` would deliver at once (``channels_pending``), said for the
+    wake file; None: nothing."""
+    pending = channels_pending(engine, relations)
+    return "changes to deliver to " + ", ".join(pending) if pending else None
+
+
 def channels_stale(engine: Engine) -> set[str]:
     """Channels whose segments or lists were published but never frozen (a run killed between
     publishing and delivering); none in a warehouse from before input versions were recorded."""

@@ -35,9 +35,10 @@ import datetime as dt
 import os
 import re
 import signal
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
@@ -45,7 +46,10 @@ from cadence.errors import CadenceError
 from cadence.load.parser import Model, ParsedProject
 from cadence.load.relations import quote
 from cadence.record.membership import TABLE, MembershipChange
-from cadence.record.state import from_db, to_db
+from cadence.record.state import from_db
+
+if TYPE_CHECKING:
+    from cadence.build.runner import RunResult
 
 FOLDER = "target/members"
 MEMBERS = "members.parquet"
@@ -107,26 +111,85 @@ def _metadata(engine: Engine, path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in rows}
 
 
-def _copy(engine: Engine, sql: str, final: Path, step: str, options: str = "") -> None:
-    """COPY ``sql`` to ``final`` atomically: owner-only temp name, fdatasync, rename."""
+def _stage(engine: Engine, sql: str, final: Path, options: str = "") -> Path:
+    """COPY ``sql`` to an owner-only temporary name beside ``final`` (not synced yet)."""
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
         os.close(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         engine.execute(f"copy ({sql}) to {_lit(str(tmp))} (format parquet{options})")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fchmod(fd, artifacts.FILE_MODE)
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-        _checkpoint(f"roster_before_{step}_rename")
-        os.replace(tmp, final)
+        os.chmod(tmp, artifacts.FILE_MODE)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise
+    return tmp
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _datasync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _each(work: Callable[[Path], None], paths: list[Path]) -> dict[Path, BaseException]:
+    """``work`` on every path, on threads when there are several: the file system commits
+    concurrent syncs together (16 syncs cost about what two do one after the other)."""
+    failed: dict[Path, BaseException] = {}
+    if not paths:
+        return failed
+    if len(paths) == 1:
+        try:
+            work(paths[0])
+        except OSError as exc:
+            failed[paths[0]] = exc
+        return failed
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: Path) -> None:
+        try:
+            work(path)
+        except OSError as exc:
+            failed[path] = exc
+
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        list(pool.map(one, paths))
+    return failed
+
+
+def _publish(staged: list[tuple[Path, Path]], step: str) -> dict[Path, BaseException]:
+    """Sync every staged temporary file, then rename each over its final name: a reader (or a
+    kill -9 at any step) sees the previous file or the new one. Returns the finals not written
+    (their temporary file removed)."""
+    failed = _each(_datasync, [tmp for tmp, _final in staged])
+    if staged:
+        _checkpoint(f"roster_before_{step}_rename")
+    out: dict[Path, BaseException] = {}
+    for tmp, final in staged:
+        if tmp in failed:
+            _unlink(tmp)
+            out[final] = failed[tmp]
+            continue
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            _unlink(tmp)
+            out[final] = exc
+    return out
+
+
+def _copy(engine: Engine, sql: str, final: Path, step: str, options: str = "") -> None:
+    """COPY ``sql`` to ``final`` atomically: owner-only temp name, fdatasync, rename."""
+    failed = _publish([(_stage(engine, sql, final, options), final)], step)
+    if failed:
+        raise next(iter(failed.values()))
 
 
 def _sweep(folder: Path) -> None:
@@ -144,91 +207,211 @@ def _sweep(folder: Path) -> None:
                     pass
 
 
-def write(
+@dataclass(frozen=True)
+class Target:
+    """A segment whose members files are brought up to date: its name, live relation, key."""
+
+    segment: str
+    relation: str
+    key: str
+
+
+def write_many(
     engine: Engine,
     root: Path,
-    *,
-    segment: str,
-    relation: str,
-    key: str,
+    targets: list[Target],
     run_id: str,
     at: dt.datetime,
+    *,
     rebase: bool = False,
-) -> list[str]:
-    """After ``segment``'s publish committed: bring its snapshot up to date (``rebase``: and
-    rewrite its base). Returns warnings (a write that failed; the publish stands and the next
-    one catches up), never raises."""
-    if engine.state_store() is not engine or not _SAFE.match(segment) or ".." in segment:
-        return []
-    folder = folder_of(root, segment)
-    try:
-        artifacts.tighten_target(root)
-        artifacts.private_dir(folder / CHANGES, root)
-        _sweep(folder)
-        members = folder / MEMBERS
-        parts = _parts(folder / CHANGES)
-        through = _through(engine, members)
-        high = max([through or 0, *(p[1] for p in parts)])
-        first, last, count, newest = engine.query(
-            f'select min(change_id), max(change_id), count(*), max("at") from {TABLE} '
-            f"where segment = {_lit(segment)} and change_id > {high}"
-        )[0]
-        if count:
-            stamp = (from_db(newest) or at).strftime(_STAMP)
-            name = f"{int(first):012d}-{int(last):012d}-{stamp}.parquet"
-            _copy(
-                engine,
-                f'select change_id, segment, key, change, run_id, tick, "at" from {TABLE} '
-                f"where segment = {_lit(segment)} and change_id >= {int(first)} "
-                f"and change_id <= {int(last)} order by change_id",
-                folder / CHANGES / name,
-                "part",
-            )
-            # the part is on disk before members.parquet says through it
-            artifacts.fsync_dir(folder / CHANGES)
-            _checkpoint("roster_after_part")
-            high = int(last)
-            if len(parts) + 1 > COMPACT_AFTER:
-                _compact(engine, folder / CHANGES, at)
-        if through is None or (
-            through < high and (rebase or _rebase_due(engine, members, folder / CHANGES, through))
-        ):
-            k = quote(key)
-            meta = {
-                "format": "cadence.members",
-                "segment": segment,
-                "through": str(high),
-                "run_id": run_id,
-                "as_of": at.astimezone(dt.timezone.utc).isoformat(),
-            }
-            struct = ", ".join(f"{name}: {_lit(value)}" for name, value in meta.items())
-            _copy(
-                engine,
-                f"select cast({k} as varchar) as key from {relation} where {k} is not null",
-                members,
-                "members",
-                f", kv_metadata {{{struct}}}",
-            )
-            _checkpoint("roster_after_members")
-    except (OSError, EngineError, CadenceError) as exc:
+) -> dict[str, tuple[str, ...]]:
+    """Bring the snapshots of ``targets`` up to date in one pass: one query for where each
+    stands, one for the changes each lacks, a COPY per segment that changed (and per base due
+    a rewrite), the files synced together. Returns warnings per segment (a write that failed:
+    its publish stands, and the next write of that segment catches up); never raises."""
+    if engine.state_store() is not engine:
+        return {}
+    targets = [t for t in targets if _SAFE.match(t.segment) and ".." not in t.segment]
+    warnings: dict[str, tuple[str, ...]] = {}
+
+    def fail(segment: str, exc: BaseException) -> None:
         text = exc.message if isinstance(exc, CadenceError) else str(exc)
         first_line = (text.splitlines() or [type(exc).__name__])[0]
-        return [f"members snapshot of {segment} not written ({first_line})"]
-    return []
+        warnings[segment] = (f"members snapshot of {segment} not written ({first_line})",)
+
+    ready: list[Target] = []
+    for t in targets:
+        try:
+            artifacts.tighten_target(root)
+            artifacts.private_dir(folder_of(root, t.segment) / CHANGES, root)
+            _sweep(folder_of(root, t.segment))
+            ready.append(t)
+        except (OSError, CadenceError) as exc:
+            fail(t.segment, exc)
+    if not ready:
+        return warnings
+    try:
+        parts = {t.segment: _parts(folder_of(root, t.segment) / CHANGES) for t in ready}
+        through = _throughs(engine, root, [t.segment for t in ready])
+        high = {s: max([through.get(s) or 0, *(p[1] for p in parts[s])]) for s in parts}
+        ranges = _ranges(engine, high)
+    except (OSError, EngineError) as exc:
+        for t in ready:
+            fail(t.segment, exc)
+        return warnings
+    # the changes each segment lacks, one part each, synced and renamed together; every part
+    # is on disk (its folder synced) before a members.parquet says through it
+    staged: list[tuple[Path, Path]] = []
+    owner: dict[Path, str] = {}
+    for segment, (first, last, newest) in ranges.items():
+        stamp = (from_db(newest) or at).strftime(_STAMP)
+        final = folder_of(root, segment) / CHANGES / f"{first:012d}-{last:012d}-{stamp}.parquet"
+        try:
+            staged.append((_stage(engine, _part_sql(segment, first, last), final), final))
+            owner[final] = segment
+        except (OSError, EngineError) as exc:
+            fail(segment, exc)
+    for final, problem in _publish(staged, "part").items():
+        fail(owner[final], problem)
+    written = [owner[f] for _t, f in staged if owner[f] not in warnings]
+    for segment, problem in _each_folder([folder_of(root, s) / CHANGES for s in written]).items():
+        fail(segment, problem)
+    if written:
+        _checkpoint("roster_after_part")
+    for segment in written:
+        high[segment] = ranges[segment][1]
+        if len(parts[segment]) + 1 > COMPACT_AFTER:
+            try:
+                _compact(engine, folder_of(root, segment) / CHANGES, at)
+            except (OSError, EngineError) as exc:
+                fail(segment, exc)
+    # bases: none yet, or (rebase) asked for, or the changes after it are many
+    behind = [
+        t
+        for t in ready
+        if t.segment not in warnings
+        and ((base := through.get(t.segment)) is None or base < high[t.segment])
+    ]
+    try:
+        due = _rebases_due(engine, root, behind, through) if not rebase else set()
+    except (OSError, EngineError) as exc:
+        for t in behind:
+            fail(t.segment, exc)
+        return warnings
+    staged, owner = [], {}
+    for t in behind:
+        if through.get(t.segment) is not None and not rebase and t.segment not in due:
+            continue
+        final = folder_of(root, t.segment) / MEMBERS
+        sql, options = _base_sql(t, high[t.segment], run_id, at)
+        try:
+            staged.append((_stage(engine, sql, final, options), final))
+            owner[final] = t.segment
+        except (OSError, EngineError) as exc:
+            fail(t.segment, exc)
+    for final, problem in _publish(staged, "members").items():
+        fail(owner[final], problem)
+    if staged:
+        _checkpoint("roster_after_members")
+    return warnings
 
 
-def _rebase_due(engine: Engine, members: Path, changes: Path, through: int) -> bool:
-    """The changes after the base are many enough (rows, from the parquet footers) that reading
-    them costs about as much as the base: rewrite it."""
-    pending = [p for p in _parts(changes) if p[1] > through]
-    if len(pending) > COMPACT_AFTER:
-        return True
-    files = "[" + ", ".join(_lit(str(p[3])) for p in pending) + "]"
+def _part_sql(segment: str, first: int, last: int) -> str:
+    return (
+        f'select change_id, segment, key, change, run_id, tick, "at" from {TABLE} '
+        f"where segment = {_lit(segment)} and change_id >= {first} "
+        f"and change_id <= {last} order by change_id"
+    )
+
+
+def _base_sql(target: Target, through: int, run_id: str, at: dt.datetime) -> tuple[str, str]:
+    """(COPY query, options) of a segment's base: its keys as of change ``through``."""
+    k = quote(target.key)
+    meta = {
+        "format": "cadence.members",
+        "segment": target.segment,
+        "through": str(through),
+        "run_id": run_id,
+        "as_of": at.astimezone(dt.timezone.utc).isoformat(),
+    }
+    struct = ", ".join(f"{name}: {_lit(value)}" for name, value in meta.items())
+    return (
+        f"select cast({k} as varchar) as key from {target.relation} where {k} is not null",
+        f", kv_metadata {{{struct}}}",
+    )
+
+
+def _each_folder(folders: list[Path]) -> dict[str, BaseException]:
+    """Sync folders (names just renamed into them); returns the segment of each that failed."""
+    failed = _each(artifacts.fsync_dir, folders)
+    return {path.parent.name: exc for path, exc in failed.items()}
+
+
+def _throughs(engine: Engine, root: Path, segments: list[str]) -> dict[str, int | None]:
+    """Where each segment's base stands (None: no base), from every footer in one query."""
+    found: dict[str, int | None] = {s: None for s in segments}
+    bases = {str(folder_of(root, s) / MEMBERS): s for s in segments}
+    present = [path for path in bases if os.path.isfile(path)]
+    if present:
+        listed = "[" + ", ".join(_lit(p) for p in present) + "]"
+        for path in present:
+            found[bases[path]] = 0  # a base without the key says through 0
+        rows = engine.query(
+            f"select file_name, decode(value) from parquet_kv_metadata({listed}) "
+            "where decode(key) = 'through'"
+        )
+        for path, value in rows:
+            found[bases[str(path)]] = int(value)
+    return found
+
+
+def _ranges(engine: Engine, high: dict[str, int]) -> dict[str, tuple[int, int, dt.datetime]]:
+    """(first, last change id, newest at) of the changes after ``high`` of each segment, in
+    one query (the id filter lets DuckDB skip what every segment has already)."""
+    if not high:
+        return {}
+    values = ", ".join(f"({_lit(s)}, {int(h)})" for s, h in high.items())
     rows = engine.query(
-        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata({_lit(str(members))})"
-    )[0][0]
-    changed = engine.query(f"select sum(num_rows) from parquet_file_metadata({files})")[0][0]
-    return int(changed or 0) >= max(REBASE_MIN, int(rows or 0) // 4)
+        f'select c.segment, min(c.change_id), max(c.change_id), max(c."at") from {TABLE} c '
+        f"join (values {values}) as h(segment, high) on c.segment = h.segment "
+        f"where c.change_id > {min(high.values())} and c.change_id > h.high "
+        "group by c.segment"
+    )
+    return {str(r[0]): (int(r[1]), int(r[2]), r[3]) for r in rows}
+
+
+def _rebases_due(
+    engine: Engine, root: Path, targets: list[Target], through: dict[str, int | None]
+) -> set[str]:
+    """Segments whose changes after their base are many enough (rows, from the parquet
+    footers, all read in one query) that reading them costs about as much as the base."""
+    files: dict[str, list[str]] = {}
+    due: set[str] = set()
+    for t in targets:
+        base = through.get(t.segment)
+        if base is None:
+            continue
+        folder = folder_of(root, t.segment)
+        pending = [p for p in _parts(folder / CHANGES) if p[1] > base]
+        if len(pending) > COMPACT_AFTER:
+            due.add(t.segment)
+            continue
+        files[t.segment] = [str(folder / MEMBERS), *(str(p[3]) for p in pending)]
+    listed = [f for group in files.values() for f in group]
+    if not listed:
+        return due
+    rows = dict(
+        engine.query(
+            "select file_name, num_rows from parquet_file_metadata(["
+            + ", ".join(_lit(f) for f in listed)
+            + "])"
+        )
+    )
+    for segment, (members, *later) in files.items():
+        changed = sum(int(rows.get(f) or 0) for f in later)
+        if changed >= max(REBASE_MIN, int(rows.get(members) or 0) // 4):
+            due.add(segment)
+    return due
 
 
 def _through(engine: Engine, members: Path) -> int | None:
@@ -263,26 +446,6 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
         for p in group:
             if p[3] != merged:
                 p[3].unlink(missing_ok=True)
-
-
-def keep(
-    engine: Engine, root: Path, model: Model, run_id: str, at: dt.datetime, rebase: bool = False
-) -> tuple[str, ...]:
-    """The runner's hook once a model's publish committed (and its result is recorded, so an
-    interrupt here loses nothing): a segment's snapshot, warnings back."""
-    if not model.config.key or model.materialized in ("view", "ephemeral"):
-        return ()
-    found = write(
-        engine,
-        root,
-        segment=model.name,
-        relation=model.relation,
-        key=model.config.key,
-        run_id=run_id,
-        at=at,
-        rebase=rebase,
-    )
-    return tuple(found)
 
 
 def files_kept(parsed: ParsedProject, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
@@ -331,7 +494,7 @@ def prune(
         try:
             through = _through(engine, folder / MEMBERS)
             if through is not None and any(p[1] > through for p in old):
-                keep(engine, root, model, run_id, at, rebase=True)
+                write_many(engine, root, _targets([model]), run_id, at, rebase=True)
                 through = _through(engine, folder / MEMBERS)
         except (OSError, EngineError):
             continue
@@ -346,88 +509,84 @@ def prune(
     return removed
 
 
-def read(
-    root: Path,
-    segment: str,
-    *,
-    changes: bool,
-    since: dt.datetime | None,
-    why: str,
-) -> MembersAnswer:
-    """The snapshot of ``segment`` (``why``: why the warehouse is not read)."""
-    from cadence.engines.duckdb import DuckDBEngine
-    from cadence.load.projectconfig import WarehouseConfig
+# -- once per run ------------------------------------------------------------------------------
+# A run writes the members files of the segments it published once, after its builds and
+# before its state is folded (``hook``), instead of after each publish. So that a run killed
+# in between leaves the next run something to repair from, ``begin`` first marks the files
+# behind (a file, synced, before any segment publishes); the mark is cleared once they are
+# written, and a run that finds it left (``repair``) brings every segment up to date.
+BEHIND = ".behind"
 
-    folder = folder_of(root, segment)
-    shown = f"{FOLDER}/{segment}"
-    members = folder / MEMBERS
-    if not members.exists() and not (changes and _parts(folder / CHANGES)):
-        raise CadenceError(
-            f"{why}, and no members snapshot of '{segment}' has been written yet",
-            file=shown,
-            hint="try again when it finishes (each publish of a segment leaves a snapshot "
-            "for `cadence members` to answer from)",
-        )
-    memory = DuckDBEngine.open(WarehouseConfig(path=":memory:", threads=1), root)
+
+def behind(root: Path) -> bool:
+    """A run published segments whose members files it may not have written (killed, failed)."""
+    return os.path.exists(os.path.join(root, FOLDER, BEHIND))
+
+
+def _mark(root: Path) -> None:
+    folder = artifacts.private_dir(root / FOLDER, root)
+    if not (folder / BEHIND).exists():
+        os.close(os.open(folder / BEHIND, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        artifacts.fsync_dir(folder)  # on disk before the first publish commits
+
+
+def _settle(root: Path) -> None:
     try:
-        for attempt in range(3):  # a part pruned between listing and reading: list again
-            try:
-                return _read(memory, segment, folder, changes, since, why, shown)
-            except EngineError as exc:
-                if attempt == 2 or "No files found" not in str(exc) and "No such" not in str(exc):
-                    raise CadenceError(
-                        f"{why}, and the members snapshot cannot be read "
-                        f"({str(exc).splitlines()[0]})",
-                        file=shown,
-                        hint="try again when it finishes; the next publish writes a new one",
-                    ) from None
-    finally:
-        memory.close()
-    raise AssertionError("unreachable")  # pragma: no cover
+        os.unlink(os.path.join(root, FOLDER, BEHIND))
+    except FileNotFoundError:
+        pass
 
 
-def _read(
-    memory: Engine,
-    segment: str,
-    folder: Path,
-    changes: bool,
-    since: dt.datetime | None,
-    why: str,
-    shown: str,
-) -> MembersAnswer:
-    members = folder / MEMBERS
-    meta = _metadata(memory, members) if members.exists() else {}
-    parts = _parts(folder / CHANGES)
-    through = int(meta.get("through", 0))
-    pending = [p for p in parts if p[1] > through]
-    as_of_text = meta.get("as_of")
-    as_of = dt.datetime.fromisoformat(as_of_text) if as_of_text else None
-    if pending or as_of is None:  # as of the latest change the answer holds
-        as_of = max(filter(None, (as_of, *(p[2] for p in (pending or parts)[-1:]))), default=None)
-    if not changes:
-        base = f"select key from read_parquet({_lit(str(members))})"
-        if pending:  # the base, with each key's latest change after it applied
-            files = "[" + ", ".join(_lit(str(p[3])) for p in pending) + "]"
-            base = (
-                f"with c as (select key, arg_max(change, change_id) as last "
-                f"from read_parquet({files}) where change_id > {through} group by key) "
-                f"select b.key from ({base}) b anti join c using (key) "
-                f"union all select key from c where last = 'entered'"
-            )
-        keys = memory.query(f"select key from ({base}) order by key")
-        return MembersAnswer(segment, tuple(str(r[0]) for r in keys), None, as_of, why, shown)
-    if not parts:
-        return MembersAnswer(segment, (), (), as_of, why, shown)
-    files = "[" + ", ".join(_lit(str(p[3])) for p in parts) + "]"
-    where = f' where "at" >= {_lit(str(to_db(since)))}' if since is not None else ""
-    rows = memory.query(
-        f'select distinct change_id, segment, key, change, run_id, tick, "at" '
-        f"from read_parquet({files}){where} order by change_id"
-    )
-    found = tuple(
-        MembershipChange(
-            int(r[0]), r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) or dt.datetime.min
-        )
-        for r in rows
-    )
-    return MembersAnswer(segment, (), found, as_of, why, shown)
+def _targets(models: Iterable[Model]) -> list[Target]:
+    return [
+        Target(m.name, m.relation, m.config.key)
+        for m in models
+        if m.config.key and m.materialized not in ("view", "ephemeral")
+    ]
+
+
+def hook(
+    root: Path, segments: list[Model], building: Collection[str]
+) -> Callable[[Engine, list[Model], str, dt.datetime], dict[str, tuple[str, ...]]] | None:
+    """The runner's hook for a run that will build ``building``: None when no segment table is
+    among them; else the files are marked behind now, and the hook (called once, after the
+    builds) writes those of the segments published, warnings back per segment."""
+    if not any(t.segment in building for t in _targets(segments)):
+        return None
+    was_behind = behind(root)
+    try:
+        _mark(root)
+    except (OSError, CadenceError):
+        pass  # the writes below will fail and warn the same way
+
+    def keep_all(
+        engine: Engine, published: list[Model], run_id: str, at: dt.datetime
+    ) -> dict[str, tuple[str, ...]]:
+        found = write_many(engine, root, _targets(published), run_id, at)
+        if not found and not was_behind:
+            _settle(root)
+        return found
+
+    return keep_all
+
+
+def repair(
+    engine: Engine,
+    root: Path,
+    parsed: ParsedProject,
+    relations: Collection[tuple[str, str]],
+    run: RunResult,
+    everything: bool = False,
+) -> None:
+    """After ``run``: the members files of segments that have none yet (a warehouse from
+    before snapshots, a target/ cleaned), and of every segment once a run left them behind (or
+    ``everything``: a run killed before folding). Failures stay quiet: the next run retries."""
+    run_id, at = run.run_id, run.at
+    if engine.state_store() is not engine:
+        return  # Spark: no members snapshot (and an idle run never connects)
+    kept = [m for m in parsed.models if (m.schema, m.identifier) in relations]
+    stale = everything or behind(root)
+    wanted = _targets(kept) if stale else _targets(m for m in kept if missing(root, [m.name]))
+    found = write_many(engine, root, wanted, run_id, at) if wanted else {}
+    if stale and not found:
+        _settle(root)

@@ -94,10 +94,13 @@ class Pending:
     unchanged: tuple[str, ...] = ()
 
 
-def leave(root: Path, run_id: str, run_at: dt.datetime, pending: Pending) -> None:
+def leave(root: Path, run_id: str, run_at: dt.datetime, pending: Pending | None) -> None:
     """After a run closed the warehouse: the wake file for the next ``run --due``, or none when
-    no shortcut can hold (work is owed at once, a WAL is left, a watched file is missing). A
-    write that fails leaves no file behind: the next run then takes the full path."""
+    no shortcut can hold (``pending`` None, work owed at once, a WAL left, a watched file
+    missing). A write that fails leaves no file behind: the next run takes the full path."""
+    if pending is None:
+        forget(root)
+        return
     base = str(root) + os.sep
     wake = pending.wake
     warehouse = wakefile.identity(pending.warehouse)

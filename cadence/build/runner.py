@@ -103,8 +103,9 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
-# called after a model's publish committed: (engine, model, run id, run time) -> warnings
-PublishHook = Callable[[Engine, Model, str, dt.datetime], tuple[str, ...]]
+# called once after the builds, before the run's state is folded, with the models whose publish
+# committed: (engine, models, run id, run time) -> warnings per model name
+PublishHook = Callable[[Engine, list[Model], str, dt.datetime], dict[str, tuple[str, ...]]]
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -127,8 +128,9 @@ def execute(
     on_published: PublishHook | None = None,
 ) -> RunResult:
     """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped.
-    ``on_published`` is called once a model's publish committed (and its result is recorded,
-    so an interrupt there loses nothing); the warnings it returns join the model's result."""
+    ``on_published`` is called once, after the builds and before the run's state is folded
+    (an interrupted run too), with the models published; the warnings it returns join those
+    models' results."""
     now = plan.at
     run_id = new_run_id(now)
     root = Path(project.root)
@@ -172,6 +174,7 @@ def execute(
     outcome: dict[str, ModelResult] = {}
     failed: set[str] = set()
     counter = [0]
+    published: list[Model] = []
     status = "success"
     clock = time.perf_counter()
 
@@ -212,9 +215,8 @@ def execute(
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
-        if on_published and result.status == "success" and decision.name in models:
-            found = on_published(engine, models[decision.name], run_id, now)
-            outcome[decision.name] = result = replace(result, warnings=result.warnings + found)
+        if result.status == "success" and decision.name in models:
+            published.append(models[decision.name])
         if result.status == "upstream_failed" or (
             result.status == "error"
             and (decision.name not in models or models[decision.name].config.on_error != "continue")
@@ -242,6 +244,15 @@ def execute(
         status = "interrupted"
         raise
     finally:
+        try:
+            if on_published is not None and published:
+                found = on_published(engine, published, run_id, now)
+                for name, warnings in found.items():
+                    result = outcome[name]
+                    outcome[name] = replace(result, warnings=result.warnings + warnings)
+        except Exception:  # noqa: BLE001 - never masks an interrupt; the hook's own files
+            if status != "interrupted":  # are repaired by the next run
+                raise
         results = []
         for d in plan.decisions:
             if not d.builds:

@@ -84,6 +84,13 @@ def files_kept(parsed: ParsedProject) -> tuple[str, ...]:
     return tuple(f"{SERVE_DIR}/{name}{SUFFIX}" for name in served(parsed))
 
 
+def owed(root: Path, parsed: ParsedProject, state: StateSnapshot, now: dt.datetime) -> str | None:
+    """What an idle ``run --due`` would write at once (``channels_to_write`` with nothing
+    built), said for the wake file; None: nothing."""
+    channels = channels_to_write(root, parsed, state, now, (), ())
+    return "serve snapshots to write for " + ", ".join(channels) if channels else None
+
+
 def channels_to_write(
     root: Path,
     parsed: ParsedProject,
