@@ -146,9 +146,9 @@ class Project:
 
             owed = deliver.owed(engine, state.relations)
         if any(m.config.key for m in self.parsed.models):
-            from cadence.activation import roster
+            from cadence.activation import rosterkeep
 
-            present += roster.files_kept(self.parsed, state.relations)
+            present += rosterkeep.files_kept(self.parsed, state.relations)
         if any(c.serve is not None for c in channels):
             from cadence.serve import publish
 
@@ -170,10 +170,10 @@ class Project:
         if keep_days and any(r.status != "skipped" for r in result.results):
             cutoff = now - dt.timedelta(days=keep_days)
             prune_history(engine, cutoff, self.history_tables())
-            from cadence.activation import roster
+            from cadence.activation import rosterkeep
 
             segments = [m for m in self.parsed.models if m.config.key]
-            roster.prune(engine, self.root, segments, cutoff, result.run_id, now)
+            rosterkeep.prune(engine, self.root, segments, cutoff, result.run_id, now)
 
     def history_tables(self) -> tuple[tuple[str, ...], ...]:
         """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns]);
@@ -378,9 +378,9 @@ class Project:
         segments = [m for m in self.parsed.models if m.config.key]
         if not segments or self.parsed.config.warehouse.engine != "duckdb":
             return None
-        from cadence.activation import roster
+        from cadence.activation import rosterkeep
 
-        return roster.hook(self.root, segments, {d.name for d in plan.decisions if d.builds})
+        return rosterkeep.hook(self.root, segments, {d.name for d in plan.decisions if d.builds})
 
     def _keep_rosters(
         self, engine: Engine, state: StateSnapshot, after: StateSnapshot, result: RunResult
@@ -388,10 +388,10 @@ class Project:
         """Members files no run left: segments with none yet, and every segment once after a
         run that left them behind (killed while publishing, or before folding its state)."""
         if any(m.config.key for m in self.parsed.models):
-            from cadence.activation import roster
+            from cadence.activation import rosterkeep
 
             again = bool(state.pending_runs) and any(r.status != "skipped" for r in result.results)
-            roster.repair(engine, self.root, self.parsed, after.relations, result, again)
+            rosterkeep.repair(engine, self.root, self.parsed, after.relations, result, again)
 
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime

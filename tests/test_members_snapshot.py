@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from activation_project import CADENCE_YML, cadence, make_activation, query, set_people
 
-from cadence.activation import roster
+from cadence.activation import roster, rosterkeep
 from cadence.build.lock import RunLock
 
 DAY1 = [(1, 900), (2, 50), (3, 700)]
@@ -381,7 +381,7 @@ def test_members_files_are_written_once_per_run_after_its_builds(make_project, c
     root = make_activation(make_project, DAY1)
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
     assert calls == [["regular", "vip"]]
-    assert not (root / "target" / "members" / roster.BEHIND).exists()
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
     for segment in ("vip", "regular"):
         assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
 
@@ -398,7 +398,7 @@ def test_a_run_killed_before_writing_members_files_is_caught_up_by_an_idle_run(
     killed = cadence(root, "run", "-s", "vip", "--at", "2026-01-02T06:00",
                      fault="roster_before_part_rename")  # fmt: skip
     assert killed.returncode == -9, killed.stderr
-    assert (root / "target" / "members" / roster.BEHIND).exists()
+    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
     assert held(cli, root, "members", "vip").stdout.split() != live_members(root, "vip")
     idle = cadence(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
     assert idle.returncode == 0, idle.stderr
@@ -406,4 +406,4 @@ def test_a_run_killed_before_writing_members_files_is_caught_up_by_an_idle_run(
         "1",
         "4",
     ]
-    assert not (root / "target" / "members" / roster.BEHIND).exists()
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()

@@ -1,7 +1,8 @@
 """The members snapshot: what ``cadence members`` answers from while a run holds the warehouse.
 
-Input: a segment whose publish transaction just committed (its live relation and key) and its
-rows in ``_cadence.membership_changes`` -> output: files under ``target/members/<segment>/``:
+Input: segments whose publish committed (their live relation and key) and their rows in
+``_cadence.membership_changes`` -> output: files under ``target/members/<segment>/``
+(``rosterread`` reads them back, ``rosterkeep`` decides when they are written):
 
 - ``members.parquet``: the keys (as text, unsorted: the reader sorts) as of change ``through``
   (parquet key-value metadata, with ``run_id`` and ``as_of``, the publish time, UTC ISO 8601).
@@ -11,22 +12,24 @@ rows in ``_cadence.membership_changes`` -> output: files under ``target/members/
   least ``REBASE_MIN``), past ``COMPACT_AFTER`` parts, or before pruning would remove a part it
   does not cover;
 - ``changes/<first>-<last>-<newest>.parquet``: the membership changes with change_id
-  ``first..last`` (one part per publish that changed membership; a part after a kill also
-  covers what the killed run committed; past ``COMPACT_AFTER`` parts, each earlier UTC day's
-  parts are merged into one), ``newest`` the latest ``at`` in it (UTC), by which
-  ``history.keep_days`` prunes whole parts.
+  ``first..last`` (one part per write that found changes; a part after a kill also covers what
+  the killed run committed; past ``COMPACT_AFTER`` parts, each earlier UTC day's parts are
+  merged into one), ``newest`` the latest ``at`` in it (UTC), by which ``history.keep_days``
+  prunes whole parts.
 
-And back: a ``MembersAnswer`` read with an in-memory DuckDB (the warehouse is never opened).
+``write_many`` brings many segments up to date in one pass: one query for where each stands,
+one for the changes each lacks, one COPY (partitioned by segment) for all their parts and one
+per 200 bases due, the files synced together on threads (the file system commits concurrent
+syncs together).
 
 Invariants: every file is written by DuckDB's ``COPY`` to a temporary dot-name, fdatasynced and
 renamed, so a reader (or a kill -9 at any step) sees the previous file or the new one, never half
 of one; a part is renamed and its folder synced before ``members.parquet`` says ``through`` it,
 so no crash order leaves a gap that the next write would not fill; files are 0600 and folders
 0700 whatever the umask. Written only when the segment's membership changed (or nothing is
-there yet), so an unchanged segment costs one indexed count and a changed one the size of
-its changes (plus, now and then, one rewrite of the base). A failed write never fails the
-publish: it comes back as a warning and the next publish of the segment catches up. DuckDB
-only (with Spark the segment's rows live in Spark; ``members`` then needs the state file free).
+there yet). A failed write never fails the publish: it comes back as a warning and the next
+write of the segment catches up. DuckDB only (with Spark the segment's rows live in Spark;
+``members`` then needs the state file free).
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import signal
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,19 +47,18 @@ from typing import TYPE_CHECKING
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
-from cadence.load.parser import Model, ParsedProject
 from cadence.load.relations import quote
 from cadence.record.membership import TABLE, MembershipChange
 from cadence.record.state import from_db
 
 if TYPE_CHECKING:
-    from cadence.build.runner import RunResult
+    pass
 
 FOLDER = "target/members"
 MEMBERS = "members.parquet"
 CHANGES = "changes"
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
-_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _PART = re.compile(r"^(\d{12})-(\d{12})-(\d{8}T\d{6}Z)\.parquet$")
 _STAMP = "%Y%m%dT%H%M%SZ"
 COMPACT_AFTER = 64  # parts of a segment before earlier days' parts are merged, one per day
@@ -85,11 +88,11 @@ def folder_of(root: Path, segment: str) -> Path:
     return root / FOLDER / segment
 
 
-def _lit(text: str) -> str:
+def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _parts(changes: Path) -> list[tuple[int, int, dt.datetime, Path]]:
+def part_files(changes: Path) -> list[tuple[int, int, dt.datetime, Path]]:
     """(first, last, newest, path) of every complete part, oldest first."""
     found = []
     try:
@@ -104,9 +107,9 @@ def _parts(changes: Path) -> list[tuple[int, int, dt.datetime, Path]]:
     return sorted(found)
 
 
-def _metadata(engine: Engine, path: Path) -> dict[str, str]:
+def metadata(engine: Engine, path: Path) -> dict[str, str]:
     rows = engine.query(
-        f"select decode(key), decode(value) from parquet_kv_metadata({_lit(str(path))})"
+        f"select decode(key), decode(value) from parquet_kv_metadata({literal(str(path))})"
     )
     return {str(k): str(v) for k, v in rows}
 
@@ -116,7 +119,7 @@ def _stage(engine: Engine, sql: str, final: Path, options: str = "") -> Path:
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
         os.close(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-        engine.execute(f"copy ({sql}) to {_lit(str(tmp))} (format parquet{options})")
+        engine.execute(f"copy ({sql}) to {literal(str(tmp))} (format parquet{options})")
         os.chmod(tmp, artifacts.FILE_MODE)
     except BaseException:
         _unlink(tmp)
@@ -231,7 +234,7 @@ def write_many(
     its publish stands, and the next write of that segment catches up); never raises."""
     if engine.state_store() is not engine:
         return {}
-    targets = [t for t in targets if _SAFE.match(t.segment) and ".." not in t.segment]
+    targets = [t for t in targets if SAFE.match(t.segment) and ".." not in t.segment]
     warnings: dict[str, tuple[str, ...]] = {}
 
     def fail(segment: str, exc: BaseException) -> None:
@@ -240,6 +243,9 @@ def write_many(
         warnings[segment] = (f"members snapshot of {segment} not written ({first_line})",)
 
     ready: list[Target] = []
+    for name in os.listdir(root / FOLDER) if (root / FOLDER).is_dir() else ():
+        if name.startswith(".batch-"):  # what a killed write left (only the lock holder writes)
+            shutil.rmtree(root / FOLDER / name, ignore_errors=True)
     for t in targets:
         try:
             artifacts.tighten_target(root)
@@ -251,7 +257,7 @@ def write_many(
     if not ready:
         return warnings
     try:
-        parts = {t.segment: _parts(folder_of(root, t.segment) / CHANGES) for t in ready}
+        parts = {t.segment: part_files(folder_of(root, t.segment) / CHANGES) for t in ready}
         through = _throughs(engine, root, [t.segment for t in ready])
         high = {s: max([through.get(s) or 0, *(p[1] for p in parts[s])]) for s in parts}
         ranges = _ranges(engine, high)
@@ -259,18 +265,16 @@ def write_many(
         for t in ready:
             fail(t.segment, exc)
         return warnings
-    # the changes each segment lacks, one part each, synced and renamed together; every part
-    # is on disk (its folder synced) before a members.parquet says through it
-    staged: list[tuple[Path, Path]] = []
-    owner: dict[Path, str] = {}
+    # the changes each segment lacks, one part each (one COPY for all), synced and renamed
+    # together; every part is on disk (its folder synced) before a base says through it
+    finals = {}
     for segment, (first, last, newest) in ranges.items():
         stamp = (from_db(newest) or at).strftime(_STAMP)
-        final = folder_of(root, segment) / CHANGES / f"{first:012d}-{last:012d}-{stamp}.parquet"
-        try:
-            staged.append((_stage(engine, _part_sql(segment, first, last), final), final))
-            owner[final] = segment
-        except (OSError, EngineError) as exc:
-            fail(segment, exc)
+        name = f"{first:012d}-{last:012d}-{stamp}.parquet"
+        finals[segment] = folder_of(root, segment) / CHANGES / name
+    staged, owner = _stage_all(
+        engine, root, finals, _parts_sql(ranges), "", fail, lambda s: _part_sql(s, *ranges[s][:2])
+    )
     for final, problem in _publish(staged, "part").items():
         fail(owner[final], problem)
     written = [owner[f] for _t, f in staged if owner[f] not in warnings]
@@ -298,17 +302,24 @@ def write_many(
         for t in behind:
             fail(t.segment, exc)
         return warnings
+    rewrite = [t for t in behind if through.get(t.segment) is None or rebase or t.segment in due]
     staged, owner = [], {}
-    for t in behind:
-        if through.get(t.segment) is not None and not rebase and t.segment not in due:
-            continue
-        final = folder_of(root, t.segment) / MEMBERS
-        sql, options = _base_sql(t, high[t.segment], run_id, at)
-        try:
-            staged.append((_stage(engine, sql, final, options), final))
-            owner[final] = t.segment
-        except (OSError, EngineError) as exc:
-            fail(t.segment, exc)
+    for start in range(0, len(rewrite), _UNION):
+        chunk = {t.segment: t for t in rewrite[start : start + _UNION]}
+        # each base holds every key as of the newest change any of them has: a segment has
+        # no change between its own newest and that one, so it holds for each
+        top = max(high[s] for s in chunk)
+        more, mine = _stage_all(
+            engine,
+            root,
+            {s: folder_of(root, s) / MEMBERS for s in chunk},
+            _bases_sql(list(chunk.values())),
+            _base_options(top, run_id, at),
+            fail,
+            lambda s, chunk=chunk: _base_sql(chunk[s]),  # type: ignore[misc]
+        )
+        staged += more
+        owner.update(mine)
     for final, problem in _publish(staged, "members").items():
         fail(owner[final], problem)
     if staged:
@@ -319,26 +330,106 @@ def write_many(
 def _part_sql(segment: str, first: int, last: int) -> str:
     return (
         f'select change_id, segment, key, change, run_id, tick, "at" from {TABLE} '
-        f"where segment = {_lit(segment)} and change_id >= {first} "
+        f"where segment = {literal(segment)} and change_id >= {first} "
         f"and change_id <= {last} order by change_id"
     )
 
 
-def _base_sql(target: Target, through: int, run_id: str, at: dt.datetime) -> tuple[str, str]:
-    """(COPY query, options) of a segment's base: its keys as of change ``through``."""
+def _parts_sql(ranges: dict[str, tuple[int, int, dt.datetime]]) -> str:
+    """The changes of every segment in ``ranges`` (first..last each), for one partitioned COPY."""
+    values = ", ".join(f"({literal(s)}, {f}, {la})" for s, (f, la, _n) in ranges.items())
+    low = min((r[0] for r in ranges.values()), default=0)
+    return (
+        f'select c.change_id, c.segment, c.key, c.change, c.run_id, c.tick, c."at" from {TABLE} c '
+        f"join (values {values}) as h(segment, first, last) on c.segment = h.segment "
+        f"where c.change_id >= {low} and c.change_id between h.first and h.last "
+        "order by c.segment, c.change_id"
+    )
+
+
+_UNION = 200  # segments whose bases one COPY writes
+
+
+def _base_sql(target: Target) -> str:
+    """A segment's base: its keys (as text)."""
     k = quote(target.key)
+    return f"select cast({k} as varchar) as key from {target.relation} where {k} is not null"
+
+
+def _bases_sql(targets: list[Target]) -> str:
+    return " union all ".join(
+        f"select {literal(t.segment)} as segment, key from ({_base_sql(t)})" for t in targets
+    )
+
+
+def _base_options(through: int, run_id: str, at: dt.datetime) -> str:
+    """A base says as of which change it holds every key (``through``), and when."""
     meta = {
         "format": "cadence.members",
-        "segment": target.segment,
         "through": str(through),
         "run_id": run_id,
         "as_of": at.astimezone(dt.timezone.utc).isoformat(),
     }
-    struct = ", ".join(f"{name}: {_lit(value)}" for name, value in meta.items())
-    return (
-        f"select cast({k} as varchar) as key from {target.relation} where {k} is not null",
-        f", kv_metadata {{{struct}}}",
-    )
+    struct = ", ".join(f"{name}: {literal(value)}" for name, value in meta.items())
+    return f", kv_metadata {{{struct}}}"
+
+
+def _stage_all(
+    engine: Engine,
+    root: Path,
+    finals: dict[str, Path],
+    together: str,
+    options: str,
+    fail: Callable[[str, BaseException], None],
+    alone: Callable[[str], str],
+) -> tuple[list[tuple[Path, Path]], dict[Path, str]]:
+    """Stage a file per segment (``finals``) from one COPY of ``together`` (rows with a
+    ``segment`` column) partitioned by segment; a segment the COPY left no single file for (no
+    rows, or an unexpected layout) is staged alone from ``alone(segment)``. Returns the staged
+    (temporary, final) pairs and the segment of each final."""
+    staged: list[tuple[Path, Path]] = []
+    owner: dict[Path, str] = {}
+    left = list(finals)
+    if len(finals) > 1:
+        keep_column = "true" if "c.segment" in together else "false"  # parts keep theirs
+        batch = root / FOLDER / f".batch-{os.getpid()}.tmp"
+        try:
+            engine.execute(
+                f"copy ({together}) to {literal(str(batch))} (format parquet, "
+                f"partition_by (segment), write_partition_columns {keep_column}, "
+                f"filename_pattern 'data'{options})"
+            )
+            left = []
+            for segment, final in finals.items():
+                found = _single(batch / f"segment={segment}")
+                if found is None:
+                    left.append(segment)
+                    continue
+                tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+                os.replace(found, tmp)
+                os.chmod(tmp, artifacts.FILE_MODE)
+                staged.append((tmp, final))
+                owner[final] = segment
+        except (OSError, EngineError):
+            left = [s for s in finals if finals[s] not in owner]
+        finally:
+            shutil.rmtree(batch, ignore_errors=True)
+    for segment in left:
+        final = finals[segment]
+        try:
+            staged.append((_stage(engine, alone(segment), final, options), final))
+            owner[final] = segment
+        except (OSError, EngineError) as exc:
+            fail(segment, exc)
+    return staged, owner
+
+
+def _single(folder: Path) -> Path | None:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    return folder / names[0] if len(names) == 1 and names[0].endswith(".parquet") else None
 
 
 def _each_folder(folders: list[Path]) -> dict[str, BaseException]:
@@ -353,7 +444,7 @@ def _throughs(engine: Engine, root: Path, segments: list[str]) -> dict[str, int 
     bases = {str(folder_of(root, s) / MEMBERS): s for s in segments}
     present = [path for path in bases if os.path.isfile(path)]
     if present:
-        listed = "[" + ", ".join(_lit(p) for p in present) + "]"
+        listed = "[" + ", ".join(literal(p) for p in present) + "]"
         for path in present:
             found[bases[path]] = 0  # a base without the key says through 0
         rows = engine.query(
@@ -370,7 +461,7 @@ def _ranges(engine: Engine, high: dict[str, int]) -> dict[str, tuple[int, int, d
     one query (the id filter lets DuckDB skip what every segment has already)."""
     if not high:
         return {}
-    values = ", ".join(f"({_lit(s)}, {int(h)})" for s, h in high.items())
+    values = ", ".join(f"({literal(s)}, {int(h)})" for s, h in high.items())
     rows = engine.query(
         f'select c.segment, min(c.change_id), max(c.change_id), max(c."at") from {TABLE} c '
         f"join (values {values}) as h(segment, high) on c.segment = h.segment "
@@ -392,7 +483,7 @@ def _rebases_due(
         if base is None:
             continue
         folder = folder_of(root, t.segment)
-        pending = [p for p in _parts(folder / CHANGES) if p[1] > base]
+        pending = [p for p in part_files(folder / CHANGES) if p[1] > base]
         if len(pending) > COMPACT_AFTER:
             due.add(t.segment)
             continue
@@ -403,7 +494,7 @@ def _rebases_due(
     rows = dict(
         engine.query(
             "select file_name, num_rows from parquet_file_metadata(["
-            + ", ".join(_lit(f) for f in listed)
+            + ", ".join(literal(f) for f in listed)
             + "])"
         )
     )
@@ -414,8 +505,8 @@ def _rebases_due(
     return due
 
 
-def _through(engine: Engine, members: Path) -> int | None:
-    return int(_metadata(engine, members).get("through", 0)) if members.exists() else None
+def base_through(engine: Engine, members: Path) -> int | None:
+    return int(metadata(engine, members).get("through", 0)) if members.exists() else None
 
 
 def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
@@ -425,7 +516,7 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
     compaction merges again under the same name."""
     today = at.astimezone(dt.timezone.utc).date()
     days: dict[dt.date, list[tuple[int, int, dt.datetime, Path]]] = {}
-    for part in _parts(changes):
+    for part in part_files(changes):
         if part[2].date() < today:
             days.setdefault(part[2].date(), []).append(part)
     for group in days.values():
@@ -434,7 +525,7 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
         first, last = min(p[0] for p in group), max(p[1] for p in group)
         newest = max(p[2] for p in group).strftime(_STAMP)
         merged = changes / f"{first:012d}-{last:012d}-{newest}.parquet"
-        files = "[" + ", ".join(_lit(str(p[3])) for p in group) + "]"
+        files = "[" + ", ".join(literal(str(p[3])) for p in group) + "]"
         _copy(
             engine,
             f"select distinct * from read_parquet({files}) order by change_id",
@@ -446,147 +537,3 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
         for p in group:
             if p[3] != merged:
                 p[3].unlink(missing_ok=True)
-
-
-def files_kept(parsed: ParsedProject, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
-    """The members file of every segment table that exists (paths under the project root):
-    what an idle run writes when one is missing, so the wake file watches them."""
-    return tuple(
-        f"{FOLDER}/{m.name}/{MEMBERS}"
-        for m in parsed.models
-        if m.config.key
-        and m.materialized not in ("view", "ephemeral")
-        and (m.schema, m.identifier) in relations
-        and _SAFE.match(m.name)
-        and ".." not in m.name
-    )
-
-
-def missing(root: Path, segments: list[str]) -> list[str]:
-    """Segments with no members file yet (a warehouse from before snapshots were kept). On
-    every idle ``run --due``, for every segment: one stat each, no ``Path`` objects."""
-    base = os.path.join(root, FOLDER)
-    return [s for s in segments if not os.path.isfile(f"{base}/{s}/{MEMBERS}")]
-
-
-def prune(
-    engine: Engine,
-    root: Path,
-    models: list[Model],
-    before: dt.datetime,
-    run_id: str,
-    at: dt.datetime,
-) -> int:
-    """``history.keep_days``: drop change parts whose newest change is older than ``before``,
-    oldest first (a kill midway leaves a contiguous newer history). A part the base does not
-    cover yet is needed for the current members: the base is rewritten first. Returns parts
-    removed."""
-    removed = 0
-    for model in models:
-        segment = model.name
-        if not _SAFE.match(segment) or ".." in segment:
-            continue
-        folder = folder_of(root, segment)
-        parts = _parts(folder / CHANGES)
-        old = [p for p in parts if p[2] < before]
-        if not old:
-            continue
-        try:
-            through = _through(engine, folder / MEMBERS)
-            if through is not None and any(p[1] > through for p in old):
-                write_many(engine, root, _targets([model]), run_id, at, rebase=True)
-                through = _through(engine, folder / MEMBERS)
-        except (OSError, EngineError):
-            continue
-        for _first, last, newest, path in parts:
-            if newest >= before or through is None or last > through:
-                break
-            try:
-                path.unlink()
-                removed += 1
-            except OSError:
-                break
-    return removed
-
-
-# -- once per run ------------------------------------------------------------------------------
-# A run writes the members files of the segments it published once, after its builds and
-# before its state is folded (``hook``), instead of after each publish. So that a run killed
-# in between leaves the next run something to repair from, ``begin`` first marks the files
-# behind (a file, synced, before any segment publishes); the mark is cleared once they are
-# written, and a run that finds it left (``repair``) brings every segment up to date.
-BEHIND = ".behind"
-
-
-def behind(root: Path) -> bool:
-    """A run published segments whose members files it may not have written (killed, failed)."""
-    return os.path.exists(os.path.join(root, FOLDER, BEHIND))
-
-
-def _mark(root: Path) -> None:
-    folder = artifacts.private_dir(root / FOLDER, root)
-    if not (folder / BEHIND).exists():
-        os.close(os.open(folder / BEHIND, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-        artifacts.fsync_dir(folder)  # on disk before the first publish commits
-
-
-def _settle(root: Path) -> None:
-    try:
-        os.unlink(os.path.join(root, FOLDER, BEHIND))
-    except FileNotFoundError:
-        pass
-
-
-def _targets(models: Iterable[Model]) -> list[Target]:
-    return [
-        Target(m.name, m.relation, m.config.key)
-        for m in models
-        if m.config.key and m.materialized not in ("view", "ephemeral")
-    ]
-
-
-def hook(
-    root: Path, segments: list[Model], building: Collection[str]
-) -> Callable[[Engine, list[Model], str, dt.datetime], dict[str, tuple[str, ...]]] | None:
-    """The runner's hook for a run that will build ``building``: None when no segment table is
-    among them; else the files are marked behind now, and the hook (called once, after the
-    builds) writes those of the segments published, warnings back per segment."""
-    if not any(t.segment in building for t in _targets(segments)):
-        return None
-    was_behind = behind(root)
-    try:
-        _mark(root)
-    except (OSError, CadenceError):
-        pass  # the writes below will fail and warn the same way
-
-    def keep_all(
-        engine: Engine, published: list[Model], run_id: str, at: dt.datetime
-    ) -> dict[str, tuple[str, ...]]:
-        found = write_many(engine, root, _targets(published), run_id, at)
-        if not found and not was_behind:
-            _settle(root)
-        return found
-
-    return keep_all
-
-
-def repair(
-    engine: Engine,
-    root: Path,
-    parsed: ParsedProject,
-    relations: Collection[tuple[str, str]],
-    run: RunResult,
-    everything: bool = False,
-) -> None:
-    """After ``run``: the members files of segments that have none yet (a warehouse from
-    before snapshots, a target/ cleaned), and of every segment once a run left them behind (or
-    ``everything``: a run killed before folding). Failures stay quiet: the next run retries."""
-    run_id, at = run.run_id, run.at
-    if engine.state_store() is not engine:
-        return  # Spark: no members snapshot (and an idle run never connects)
-    kept = [m for m in parsed.models if (m.schema, m.identifier) in relations]
-    stale = everything or behind(root)
-    wanted = _targets(kept) if stale else _targets(m for m in kept if missing(root, [m.name]))
-    found = write_many(engine, root, wanted, run_id, at) if wanted else {}
-    if stale and not found:
-        _settle(root)

@@ -35,7 +35,7 @@ def read(
     folder = roster.folder_of(root, segment)
     shown = f"{roster.FOLDER}/{segment}"
     members = folder / roster.MEMBERS
-    if not members.exists() and not (changes and roster._parts(folder / roster.CHANGES)):
+    if not members.exists() and not (changes and roster.part_files(folder / roster.CHANGES)):
         raise CadenceError(
             f"{why}, and no members snapshot of '{segment}' has been written yet",
             file=shown,
@@ -70,8 +70,8 @@ def _read(
     shown: str,
 ) -> MembersAnswer:
     members = folder / roster.MEMBERS
-    meta = roster._metadata(memory, members) if members.exists() else {}
-    parts = roster._parts(folder / roster.CHANGES)
+    meta = roster.metadata(memory, members) if members.exists() else {}
+    parts = roster.part_files(folder / roster.CHANGES)
     through = int(meta.get("through", 0))
     pending = [p for p in parts if p[1] > through]
     as_of_text = meta.get("as_of")
@@ -79,9 +79,9 @@ def _read(
     if pending or as_of is None:  # as of the latest change the answer holds
         as_of = max(filter(None, (as_of, *(p[2] for p in (pending or parts)[-1:]))), default=None)
     if not changes:
-        base = f"select key from read_parquet({roster._lit(str(members))})"
+        base = f"select key from read_parquet({roster.literal(str(members))})"
         if pending:  # the base, with each key's latest change after it applied
-            files = "[" + ", ".join(roster._lit(str(p[3])) for p in pending) + "]"
+            files = "[" + ", ".join(roster.literal(str(p[3])) for p in pending) + "]"
             base = (
                 f"with c as (select key, arg_max(change, change_id) as last "
                 f"from read_parquet({files}) where change_id > {through} group by key) "
@@ -92,8 +92,8 @@ def _read(
         return MembersAnswer(segment, tuple(str(r[0]) for r in keys), None, as_of, why, shown)
     if not parts:
         return MembersAnswer(segment, (), (), as_of, why, shown)
-    files = "[" + ", ".join(roster._lit(str(p[3])) for p in parts) + "]"
-    where = f' where "at" >= {roster._lit(str(to_db(since)))}' if since is not None else ""
+    files = "[" + ", ".join(roster.literal(str(p[3])) for p in parts) + "]"
+    where = f' where "at" >= {roster.literal(str(to_db(since)))}' if since is not None else ""
     rows = memory.query(
         f'select distinct change_id, segment, key, change, run_id, tick, "at" '
         f"from read_parquet({files}){where} order by change_id"

@@ -366,10 +366,15 @@ def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_b
 
 def _add_seeds(project, dag, state, decisions, selected, full_refresh) -> None:  # type: ignore[no-untyped-def]
     """Load a seed when it is missing or its file changed and something in the run needs it."""
-    needed: set[str] = set()
-    for name, d in decisions.items():
-        if d.builds:
-            needed |= {a for a in dag.ancestors(name) if dag.kinds.get(a) == "seed"}
+    # the seeds upstream of anything built: one walk up from all of them (not one per model)
+    seen: set[str] = set()
+    stack = [name for name, d in decisions.items() if d.builds]
+    while stack:
+        for parent in dag.parents.get(stack.pop(), ()):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    needed = {a for a in seen if dag.kinds.get(a) == "seed"}
     needed |= {s.name for s in project.seeds if s.name in selected}
     for seed in project.seeds:
         if seed.name not in needed:
