@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -347,3 +348,19 @@ def test_lazy_fields_are_decoded_once_across_threads(tmp_path: Path) -> None:
         "select 1 as c\n",
         "select 'dflt' as d\n",
     ]
+
+
+def test_a_copied_project_reads_its_own_files_not_the_originals(tmp_path):
+    """The cache holds absolute paths (a source's external location, the root): a copy of the
+    project (cache included) loads afresh, so a run of the copy reads the copy's files."""
+    original = project(tmp_path / "original")
+    (original / "models" / "s.yml").write_text(
+        "version: 2\nsources:\n  - name: raw\n    tables:\n"
+        "      - {name: e, external_location: data/e.csv}\n"
+    )
+    Project.load(original)  # writes the cache
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    parsed = Project.load(copy).parsed
+    assert parsed.root == str(copy)
+    assert parsed.sources[0].location == str(copy / "data" / "e.csv")

@@ -110,6 +110,7 @@ class Source:
     loaded_at: str | None = None
     updates: str | None = None
     description: str = ""
+    location: str | None = None  # external_location, absolute (or a URL): what it reads
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,7 @@ def parse_sources(
                     location = str(files.root / location)
                 relation = "'" + location.replace("'", "''") + "'"
             else:
+                location = None
                 relation = relation_sql(schema, str(table.get("identifier") or name))
             out.append(
                 Source(
@@ -294,6 +296,7 @@ def parse_sources(
                     or entry.get("loaded_at_field"),
                     updates=table.get("updates") or entry.get("updates"),
                     description=str(table.get("description") or ""),
+                    location=location,
                 )
             )
     return out

@@ -289,6 +289,8 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
 def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     paths = scan(root)
     opened = _open(root) if use_cache else None
+    if opened is not None and opened[0].parsed.root != str(root):
+        opened = None  # a copied or moved project: the cache names files of the old folder
     cached = opened[0] if opened is not None else None
     if cached is not None and env_unchanged(cached):
         now = inputs_now(root, paths)
