@@ -390,10 +390,31 @@ def _parse_model(
             cfg = {}
         if entry.get("tags"):
             own = cfg.get("tags") or []
-            own = [own] if isinstance(own, str) else list(own)
+            own = [own] if isinstance(own, str) else own
             top = entry["tags"]
-            top = [top] if isinstance(top, str) else list(top)
-            cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
+            top = [top] if isinstance(top, str) else top
+            if isinstance(own, list) and isinstance(top, list):
+                cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
+            else:
+                errors.add(
+                    CadenceError(
+                        "tags must be a name or a list of names",
+                        file=yaml_entry.file,
+                        line=line_of(entry, "tags"),
+                        hint="write tags: [daily, marketing]",
+                    )
+                )
+        listed = entry.get("columns") or []
+        if not isinstance(listed, list):
+            errors.add(
+                CadenceError(
+                    "columns must be a list",
+                    file=yaml_entry.file,
+                    line=line_of(entry, "columns"),
+                    hint="write columns:\n  - name: customer_id",
+                )
+            )
+            listed = []
         key_lines = dict(getattr(cfg, "key_lines", {}) or {})
         layers.append(
             ConfigLayer(
@@ -411,7 +432,7 @@ def _parse_model(
                 ),
                 c.get("data_type"),
             )
-            for c in entry.get("columns") or []
+            for c in listed
             if isinstance(c, dict)
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental

@@ -245,7 +245,18 @@ def parse_sources(
                 )
         source_name = str(entry["name"])
         schema = str(entry.get("schema") or source_name)
-        for table in entry.get("tables") or []:
+        tables = entry.get("tables") or []
+        if not isinstance(tables, list):
+            errors.add(
+                CadenceError(
+                    f"'tables' of source '{source_name}' must be a list",
+                    file=file,
+                    line=line_of(entry, "tables"),
+                    hint="write tables:\n  - name: events",
+                )
+            )
+            tables = []
+        for table in tables:
             if not isinstance(table, dict) or "name" not in table:
                 errors.add(
                     CadenceError(
