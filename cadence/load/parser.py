@@ -373,6 +373,7 @@ def _parse_model(
     from cadence.load.context import RenderState
 
     layers = _folder_layers(config, source_file.path)
+    env_read: dict[str, str | None] = {}  # by descriptions; the SQL's own reads join them
     description = ""
     columns: tuple[Column, ...] = ()
     if yaml_entry is not None:
@@ -422,13 +423,23 @@ def _parse_model(
             )
         )
         description = _describe(
-            entry.get("description"), env, yaml_entry.file, line_of(entry, "description"), errors
+            entry.get("description"),
+            env,
+            yaml_entry.file,
+            line_of(entry, "description"),
+            errors,
+            env_read,
         )
         columns = tuple(
             Column(
                 str(c.get("name")),
                 _describe(
-                    c.get("description"), env, yaml_entry.file, line_of(c, "description"), errors
+                    c.get("description"),
+                    env,
+                    yaml_entry.file,
+                    line_of(c, "description"),
+                    errors,
+                    env_read,
                 ),
                 c.get("data_type"),
             )
@@ -483,26 +494,37 @@ def _parse_model(
         digest=source_file.digest,
         description=description,
         columns=columns,
-        env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
+        env_vars=tuple(
+            sorted((k, env_digest(v)) for k, v in {**env_read, **state.env_vars}.items())
+        ),
     )
 
 
 def _describe(
-    value: Any, env: ModelEnvironment, file: str, line: int | None, errors: ErrorCollector
+    value: Any,
+    env: ModelEnvironment,
+    file: str,
+    line: int | None,
+    errors: ErrorCollector,
+    env_read: dict[str, str | None],
 ) -> str:
-    """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file."""
+    """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file. The env
+    vars it reads go into ``env_read`` (they are the model's: see ``Model.env_vars``)."""
     if not value:
         return ""
     text = str(value)
     if "{{" in text:
         from cadence.load.context import RenderState
 
+        state = RenderState(file=file)
         try:
-            return env.render(text, RenderState(file=file)).strip()
+            return env.render(text, state).strip()
         except CadenceError as exc:
             exc.file, exc.line = file, line
             errors.add(exc)
             return text
+        finally:
+            env_read.update(state.env_vars)
     return text
 
 
@@ -573,6 +595,7 @@ def _parse_singular_tests(
                 line=1,
                 sql=sql,
                 refs=tuple(state.refs),
+                env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
             )
         )
     return out

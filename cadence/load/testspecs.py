@@ -53,6 +53,7 @@ class DataTest:
     line: int | None
     sql: str | None = None
     refs: tuple[str, ...] = ()
+    env_vars: tuple[tuple[str, str | None], ...] = ()  # singular: (name, env_digest) read
 
 
 def _test_entries(owner: dict[str, Any]) -> list[Any]:
