@@ -422,29 +422,16 @@ def _parse_model(
                 dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry), key_lines
             )
         )
-        description = _describe(
-            entry.get("description"),
-            env,
-            yaml_entry.file,
-            line_of(entry, "description"),
-            errors,
-            env_read,
-        )
+        where = yaml_entry.file
+        described = (entry, *(c for c in listed if isinstance(c, dict)))
+        texts = [
+            _describe(d.get("description"), env, where, line_of(d, "description"), errors, env_read)
+            for d in described
+        ]
+        description = texts[0]
         columns = tuple(
-            Column(
-                str(c.get("name")),
-                _describe(
-                    c.get("description"),
-                    env,
-                    yaml_entry.file,
-                    line_of(c, "description"),
-                    errors,
-                    env_read,
-                ),
-                c.get("data_type"),
-            )
-            for c in listed
-            if isinstance(c, dict)
+            Column(str(c.get("name")), text, c.get("data_type"))
+            for c, text in zip(described[1:], texts[1:])
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
     guess = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
