@@ -494,6 +494,7 @@ class Blocks(HTMLParser):
                     "receives": int(a["data-receives"] or 0),
                     "rebuilds": int(a["data-rebuilds"] or 0),
                     "segments": {},
+                    "hidden": "hidden" in cls,
                 }
             )
         elif tag == "div" and "segment" in cls:
@@ -686,4 +687,13 @@ def test_a_generated_site_in_chromium(models, tmp_path):
     }
     steady = [c.name for c in project.parsed.config.channels if c.name not in touched]
     assert steady and all(len(shown_on(blocks, ch, SUNDAY)["days"]) == 7 for ch in steady)
+    if models == 50:  # a chosen day: the other days' rows are hidden
+        html_text, console = dom(out / "index.html", f"?day={SUNDAY}")
+        assert console == []
+        shown = {
+            b["days"][0] if len(b["days"]) == 1 else "every day"
+            for b in day_blocks(html_text)
+            if not b["hidden"]
+        }
+        assert shown == {SUNDAY, "every day"}
     assert_not_blank(out / "index.html", tmp_path / "shot.png")

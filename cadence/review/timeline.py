@@ -15,6 +15,7 @@ then shows one row per day, else one row standing for every day; minute lists ar
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left
 from typing import Any
 
 from cadence.review.cost import build_times
@@ -51,19 +52,27 @@ def timeline(project: Any, now: dt.datetime) -> dict[str, Any]:
     )
     patterns: list[list[int]] = []
     known: dict[tuple[int, ...], int] = {}
+    # day d is [edges[d], edges[d + 1]) in real minutes since the week's first midnight
+    edges = [round((u - utc[0]).total_seconds() / 60) for u in utc]
 
-    def pattern(instants: list[dt.datetime], day: int) -> int:
-        start, end = utc[day], utc[day + 1]
-        minutes = tuple(
-            round((t.astimezone(dt.timezone.utc) - start).total_seconds() / 60)
-            for t in instants
-            if start <= t.astimezone(dt.timezone.utc) < end
+    def per_day(instants: list[dt.datetime]) -> list[int]:
+        """Pattern index per day of these instants (minutes since that day's midnight)."""
+        minutes = sorted(
+            round((t.astimezone(dt.timezone.utc) - utc[0]).total_seconds() / 60) for t in instants
         )
-        if minutes not in known:
-            known[minutes] = len(patterns)
-            patterns.append(list(minutes))
-        return known[minutes]
+        out = []
+        for d in range(7):
+            lo, hi = bisect_left(minutes, edges[d]), bisect_left(minutes, edges[d + 1])
+            day = tuple(m - edges[d] for m in minutes[lo:hi])
+            if day not in known:
+                known[day] = len(patterns)
+                patterns.append(list(day))
+            out.append(known[day])
+        return out
 
+    rebuilt = {
+        m.name: per_day(times.get(m.name, [])) for m in project.parsed.models if m.config.channels
+    }
     channels = []
     for ch in project.parsed.config.channels:
         schedule = project.cadences.channels.get(ch.name)
@@ -72,14 +81,14 @@ def timeline(project: Any, now: dt.datetime) -> dict[str, Any]:
             if schedule is not None
             else []
         )
-        receives = [pattern(ticks, d) for d in range(7)]
+        receives = per_day(ticks)
         segments = [
-            {"name": m.name, "builds": [pattern(times.get(m.name, []), d) for d in range(7)]}
+            {"name": m.name, "builds": rebuilt[m.name]}
             for m in project.parsed.models
             if ch.name in m.config.channels
         ]
-        per_day = [
-            (receives[d], tuple(s["builds"][d] for s in segments), _length(utc, d))
+        looks = [
+            (receives[d], tuple(s["builds"][d] for s in segments), edges[d + 1] - edges[d])
             for d in range(7)
         ]
         channels.append(
@@ -88,7 +97,7 @@ def timeline(project: Any, now: dt.datetime) -> dict[str, Any]:
                 "cadence": ch.cadence,
                 "kind": ch.kind or "",
                 "description": ch.description or "",
-                "varies": len(set(per_day)) > 1,
+                "varies": len(set(looks)) > 1,
                 "receives": receives,
                 "segments": segments,
             }
@@ -97,13 +106,13 @@ def timeline(project: Any, now: dt.datetime) -> dict[str, Any]:
         "timezone": str(tz),
         "at": now.astimezone(tz).date().isoformat(),
         "days": [
-            {"date": d.isoformat(), "weekday": WEEKDAYS[d.weekday()], "minutes": _length(utc, i)}
+            {
+                "date": d.isoformat(),
+                "weekday": WEEKDAYS[d.weekday()],
+                "minutes": edges[i + 1] - edges[i],
+            }
             for i, d in enumerate(days)
         ],
         "patterns": patterns,
         "channels": channels,
     }
-
-
-def _length(utc: list[dt.datetime], day: int) -> int:
-    return round((utc[day + 1] - utc[day]).total_seconds() / 60)

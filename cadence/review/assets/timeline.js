@@ -95,7 +95,7 @@ CadenceSite.section("timeline", function (sec, data, site) {
     box.appendChild(card);
   });
 
-  pick.addEventListener("change", function () {
+  function show() {
     var day = pick.value === "" ? -1 : Number(pick.value);
     blocks.forEach(function (b) {
       var on = day < 0 || b[1].indexOf(day) >= 0;
@@ -103,5 +103,9 @@ CadenceSite.section("timeline", function (sec, data, site) {
       var fold = b[0].querySelector("details");
       if (fold && day >= 0 && fold.querySelectorAll(".row").length <= OPEN_UP_TO) { fold.open = true; }
     });
-  });
+  }
+  pick.addEventListener("change", show);
+  // index.html?day=YYYY-MM-DD opens on that day of the week
+  var wanted = /[?&]day=(\d{4}-\d{2}-\d{2})/.exec(window.location.search || "");
+  t.days.forEach(function (d, i) { if (wanted && d.date === wanted[1]) { pick.value = String(i); show(); } });
 });
