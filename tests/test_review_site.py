@@ -1,7 +1,9 @@
-"""``cadence docs`` (cadence/review/site.py and its assets): the files it writes, and the page in a
-real browser (headless Chromium: every model present, one graph node per model, the refresh
-count per channel for a day, no console errors, a screenshot that is not blank) for the template
-and a generated 1,000-model project (SPEC §10)."""
+"""``cadence docs`` (cadence/review/site.py, lineage.py, timeline.py, pages.py and the page's
+scripts): the files it writes, the week's timeline, the model pages, and the page in a real
+browser (headless Chromium): every box, label and edge read back from the DOM for the template
+and generated 50- and 1,000-model projects (no two boxes overlap, no edge through a box but its
+ends, channels as nodes fed by their segments and suppression lists, receives and rebuilds right
+on a weekday and a Sunday, no console errors, a screenshot that is not blank) (SPEC §10)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from click.testing import CliRunner
 from cadence.cli import main
 from cadence.project import Project
 from cadence.review.cost import count_builds
+from cadence.review.lineage import CHAR_W, PAD_X
 from cadence.review.site import History, site_data, write_site
 from tests.conftest import BERLIN, at
 
@@ -172,6 +175,9 @@ models:
         description: Where the digest goes.
 """,
     "models/docs.md": "{% docs weekly_doc %}\nWho gets the weekday digest.\n{% enddocs %}\n",
+    "models/customers_who_opened_every_newsletter_this_quarter.sql": (
+        "select * from {{ ref('base') }}"
+    ),
 }
 
 
@@ -219,6 +225,15 @@ def test_a_channel_varies_by_weekday_and_a_dst_day_is_23_hours(week):
     # a plain week: every 4 hours looks the same every day
     data = site_data(week, at("2026-03-04T12:00"), History())
     assert {c["name"]: c["varies"] for c in data["timeline"]["channels"]}["ads"] is False
+
+
+def test_a_long_name_is_cut_in_its_box_and_whole_in_the_data(week):
+    data = site_data(week, at("2026-03-04T12:00"), History())
+    long = "customers_who_opened_every_newsletter_this_quarter"
+    node = next(n for n in data["graph"]["nodes"] if n["name"] == long)
+    assert node["label"] == long[:35] + "\u2026"
+    widths = [p[3] for p in data["graph"]["full"]["pos"]]
+    assert max(widths) == round(36 * CHAR_W + 2 * PAD_X)
 
 
 def test_a_model_page_shows_columns_docs_blocks_and_no_stray_swatch(week, tmp_path):
@@ -687,6 +702,10 @@ def test_a_generated_site_in_chromium(models, tmp_path):
     }
     steady = [c.name for c in project.parsed.config.channels if c.name not in touched]
     assert steady and all(len(shown_on(blocks, ch, SUNDAY)["days"]) == 7 for ch in steady)
+    if models == 1000:  # the overview by folder is as readable
+        drawn, _ = probe(out, "?view=folders")
+        assert_readable(drawn)
+        assert {b["name"] for b in drawn["boxes"].values()} >= {"models/segments/g000", "digest"}
     if models == 50:  # a chosen day: the other days' rows are hidden
         html_text, console = dom(out / "index.html", f"?day={SUNDAY}")
         assert console == []

@@ -122,7 +122,7 @@ CadenceSite.section("graph", function (sec, data, site) {
     return {
       label: grp.label, band: grp.band, kind: first.kind === "model" ? "folder" : first.kind,
       title: grp.name + ": " + grp.members.length + " node" + (grp.members.length === 1 ? "" : "s") + " (click: show them)",
-      name: grp.name
+      name: first.kind === "channel" ? first.name : grp.name
     };
   }
   function draw(name) {
