@@ -393,7 +393,7 @@ class Project:
     ) -> Any:
         """Deliver pending changes without building (``cadence export``); with ``dry_run``
         return a preview per channel x segment and move nothing."""
-        from cadence.activation import deliver
+        from cadence.activation import deliver, preview
 
         exported = [c.name for c in deliver.exported_channels(self.parsed)]
         for ch in channels:
@@ -422,7 +422,7 @@ class Project:
                 )
             engine = self.open_engine(read_only=True)
             try:
-                return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
+                return preview.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
             finally:
                 engine.close()
         lock = RunLock(self.root, now.isoformat(), command="export")

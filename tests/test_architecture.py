@@ -41,7 +41,7 @@ OWNERS = {
     "yaml": {"load.yamlfile"},
     "uvicorn": {"serve.asgi"},
     "sqlglot": {"engines.spark_dialect", "review.diff"},
-    "pyspark": {"engines.spark"},
+    "pyspark": {"engines.spark_session"},
 }
 
 
@@ -153,4 +153,4 @@ def test_stage_modules_open_with_a_docstring() -> None:
 
 def test_no_module_grows_past_the_split_size() -> None:
     sizes = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
-    assert {n: s for n, s in sizes.items() if s > 700} == {}
+    assert {n: s for n, s in sizes.items() if s > 600} == {}
