@@ -14,6 +14,7 @@ labels in a monospace font, fitted to that width).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -59,20 +60,25 @@ class Node:
     band: int  # index into LEGEND
 
 
-def band_of(interval_minutes: float | None) -> int:
-    if interval_minutes is None:
-        return len(BANDS)  # on demand
+def band_of(interval: dt.timedelta | None) -> int:
+    """The LEGEND index of a tick interval (None: on demand)."""
+    if interval is None:
+        return len(BANDS)
+    minutes = interval.total_seconds() / 60
     for i, (limit, _, _) in enumerate(BANDS):
-        if interval_minutes <= limit:
+        if minutes <= limit:
             return i
     return len(BANDS) - 1  # pragma: no cover - the last band is unbounded
 
 
+def model_band(project: Any, name: str) -> int:
+    cad = project.cadences.of(name)
+    return band_of(cad.ticks.nominal_interval() if cad.has_ticks else None)
+
+
 def colour(project: Any, name: str) -> tuple[str, str]:
     """(colour, band label) of a model's cadence."""
-    cad = project.cadences.of(name)
-    interval = cad.ticks.nominal_interval() if cad.has_ticks else None
-    return LEGEND[band_of(None if interval is None else interval.total_seconds() / 60)]
+    return LEGEND[model_band(project, name)]
 
 
 def label_of(name: str) -> str:
@@ -110,17 +116,13 @@ def graph_of(project: Any) -> tuple[list[Node], list[tuple[int, int, str]], dict
             add(Node(f"model:{name}", name, "seed", "seeds", -1))
             continue
         models.append(model)
-        cad = project.cadences.of(name)
-        interval = cad.ticks.nominal_interval() if cad.has_ticks else None
-        band = band_of(None if interval is None else interval.total_seconds() / 60)
         folder = str(PurePosixPath(model.path).parent)
-        add(Node(f"model:{name}", name, "model", folder, band))
+        add(Node(f"model:{name}", name, "model", folder, model_band(project, name)))
         if model.config.channels:
             pins[f"model:{name}"] = LATE
     for ch in parsed.config.channels:
         schedule = project.cadences.channels.get(ch.name)
-        interval = schedule.nominal_interval() if schedule is not None else None
-        band = band_of(None if interval is None else interval.total_seconds() / 60)
+        band = band_of(schedule.nominal_interval() if schedule is not None else None)
         add(Node(f"channel:{ch.name}", ch.name, "channel", f"channel:{ch.name}", band))
         pins[f"channel:{ch.name}"] = LAST
     for node in nodes:
@@ -144,7 +146,7 @@ def graph_of(project: Any) -> tuple[list[Node], list[tuple[int, int, str]], dict
     for ch in parsed.config.channels:
         for name in ch.suppress:
             link(f"model:{name}", f"channel:{ch.name}", "suppress")
-    return nodes, edges, {k: v for k, v in pins.items()}
+    return nodes, edges, pins
 
 
 def _drawn(
