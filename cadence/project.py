@@ -129,10 +129,9 @@ class Project:
     def _wake(
         self, engine: Engine, state: StateSnapshot, plan: Plan | None, now: dt.datetime
     ) -> Any:
-        """What the wake file for the next ``run --due`` needs (``build.idle.Pending``), from
-        the state this run left (``plan``: the run's own, when it is the due plan of that
-        state): the next wake (``plan.wake``), or now when a wing owes work at once, and the
-        files an idle run would repair. None: no wake file (Spark, a warehouse in memory)."""
+        """The makings of the wake file (``build.idle.Pending``) from the state this run left
+        (``plan``: the run's own when it is that state's due plan): the next wake, or now when
+        a wing owes work, and the files an idle run repairs. None: none (Spark, in memory)."""
         from cadence.build import idle
         from cadence.plan import wake
 
@@ -142,8 +141,7 @@ class Project:
         plan = plan or self.plan(now, due_only=True, state=state)
         found = wake.next_wake(wake.Moment(self.parsed, self.dag, self.cadences, state, now, plan))
         owed: str | None = None
-        present: tuple[str, ...] = (snapshot.SNAPSHOT_FILE,)
-        unchanged: tuple[str, ...] = ()
+        present, unchanged = [snapshot.SNAPSHOT_FILE], list[str]()
         if any(c.export is not None for c in channels):
             from cadence.activation import deliver
 
@@ -156,15 +154,14 @@ class Project:
             from cadence.serve import publish
 
             owed = owed or publish.owed(self.root, self.parsed, state, now)
-            unchanged = publish.files_kept(self.parsed)
-        path = Path(warehouse.path)
+            unchanged += publish.files_kept(self.parsed)
         return idle.Pending(
             wake.Wake(now, owed) if owed is not None else found,
             self.fingerprint,
             self.parsed.config.timezone,
-            str(path if path.is_absolute() else self.root / path),
-            present,
-            unchanged,
+            str(self.root / warehouse.path),  # an absolute path stays itself
+            tuple(present),
+            tuple(unchanged),
         )
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
@@ -376,8 +373,7 @@ class Project:
         return result
 
     def _members_hook(self, plan: Plan) -> PublishHook | None:
-        """The segments' members files, written once the run's builds are done (activation
-        wing); None when the plan publishes no segment."""
+        """Members files, written once the builds are done (None: the plan publishes none)."""
         segments = [m for m in self.parsed.models if m.config.key]
         if not segments or self.parsed.config.warehouse.engine != "duckdb":
             return None
