@@ -420,10 +420,10 @@ class Project:
     ) -> RunResult:
         """Deliveries of the channels whose segments or suppression lists were published, and
         of channels with changes still pending."""
+        if all(c.export is None for c in self.parsed.config.channels):
+            return result  # nothing exported: the delivery wing is not even imported
         from cadence.activation import deliver
 
-        if not deliver.exported_channels(self.parsed):
-            return result
         built = {r.name for r in result.results if r.status == "success"}
         channels = set(deliver.channels_touched(self.parsed, built))
         channels |= set(deliver.channels_pending(engine, state.relations))

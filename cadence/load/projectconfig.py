@@ -7,8 +7,9 @@ cannot be read at all. Every problem goes to the ``ErrorCollector`` with its lin
 unknown keys get a "did you mean". ``{{ env_var() }}`` in the warehouse path renders in a
 sandbox of its own, and the variables read are kept as digests, never as values.
 
-Reads no files: ``loader`` hands it cadence.yml's text, and ``plan.manifest`` parses it again
-on every cached load. ``WarehouseConfig`` is what the engines connect with.
+Reads no files: ``loader`` hands it cadence.yml's text, and ``plan.manifest`` its parsed
+YAML on every cached load (``parse_project_tree``); ``env_var()`` calls with literal arguments
+render without importing Jinja. ``WarehouseConfig`` is what the engines connect with.
 """
 
 from __future__ import annotations
@@ -108,12 +109,18 @@ class ProjectConfig:
 
 def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> ProjectConfig | None:
     """Validate cadence.yml. Returns None when it cannot be read at all."""
-    file = PROJECT_FILE
     try:
-        raw = load_yaml(text, file)
+        raw = load_yaml(text, PROJECT_FILE)
     except CadenceError as exc:
         errors.add(exc)
         return None
+    return parse_project_tree(raw, root, errors)
+
+
+def parse_project_tree(raw: Any, root: Path, errors: ErrorCollector) -> ProjectConfig | None:
+    """Validate cadence.yml as parsed YAML (the load cache keeps the tree, never what the
+    environment gave it: ``env_var()`` in the warehouse path is rendered here, each time)."""
+    file = PROJECT_FILE
     if not isinstance(raw, dict):
         errors.add(
             CadenceError(
@@ -269,10 +276,41 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# ``{{ env_var('NAME') }}`` or ``{{ env_var('NAME', 'default') }}`` with plain quoted names
+_ENV_CALL = re.compile(
+    r"""\{\{\s*env_var\(\s*(['"])([^'"\\{}]+)\1\s*(?:,\s*(['"])([^'"\\{}]*)\3\s*)?\)\s*\}\}"""
+)
+
+
+def _env_only(text: str, env_used: list[tuple[str, str | None]]) -> str | None:
+    """``text`` rendered without Jinja when its only template code is ``env_var()`` calls with
+    literal arguments and each variable is set or has a default (what Jinja would output, byte
+    for byte); None otherwise (Jinja renders it, and says what is wrong)."""
+    if "\n" in text or "{%" in text or "{#" in text:
+        return None  # Jinja drops a trailing newline and knows blocks and comments: its call
+    out, at, seen = [], 0, []
+    for call in _ENV_CALL.finditer(text):
+        name, default = call.group(2), call.group(4)
+        value = os.environ.get(name, default)
+        if value is None:
+            return None
+        out += [text[at : call.start()], value]
+        seen.append((name, env_digest(os.environ.get(name))))
+        at = call.end()
+    out.append(text[at:])
+    if "{{" in "".join(out[::2]):  # template code the pattern did not take
+        return None
+    env_used += seen
+    return "".join(out)
+
+
 def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
     """Render ``{{ env_var('X', 'default') }}`` in a cadence.yml value."""
     if "{{" not in text and "{%" not in text:
         return text
+    fast = _env_only(text, env_used)
+    if fast is not None:
+        return fast
     import jinja2.sandbox
 
     def env_var(name: Any = None, default: str | None = None) -> str:

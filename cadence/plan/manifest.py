@@ -9,7 +9,8 @@ keeps size and mtime (``cp -p``, ``touch -r``, ``tar x``) is seen. The cache is 
 column tables decoded into a fixed set of frozen values, cadence/cachefile.py: loading it runs
 no code), carries keyed checksums (a cache edited by hand or planted is ignored, never trusted to
 produce SQL that is not in the files), and stores digests of env var values, never the values;
-cadence.yml is parsed again on every load, so no value it reads from the environment is stored.
+cadence.yml is kept as parsed YAML (its ``env_var()`` templates, never their values) and
+validated again on every load with the environment as it is then, without PyYAML or Jinja.
 What deciding what is due does not read (SQL, tests, DAG edges, config provenance) is decoded
 only on first use, from the file's second part, read and verified while the inputs are read.
 A corrupt, stale or foreign cache is ignored and rewritten.
@@ -60,6 +61,9 @@ class Manifest:
     # files whose rendering read env vars (models, their descriptions, singular tests): kept
     # without what they rendered, and rendered again on every load (no env value is stored)
     env_rendered: tuple[str, ...]
+    # cadence.yml as parsed YAML (``yamlfile.tree_to_data``; None: a tree it cannot keep), so a
+    # cached load reads its settings without PyYAML; never what the environment gives it
+    config_tree: Any
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # model_keys is decoded only when a model is rendered again
@@ -226,7 +230,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences, Fi
     if cached is not None and env_unchanged(cached) and not cached.env_rendered:
         now = inputs_now(root, paths)
         if now is not None and now[0] == cached.inputs and opened is not None and opened[1]():
-            config = _config_again(root, now[1])
+            config = _config_again(root, now[1], cached.config_tree)
             if config is not None:
                 parsed = with_fields(cached.parsed, config=config)
                 parsed.__dict__["view_hashes"] = cached.view_hashes  # its cached_property
@@ -277,6 +281,7 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences, Fi
         parsed.view_hashes,
         {name: key for name, key in keys.items() if name not in env_rendered},
         tuple(sorted(env_rendered.values())),
+        _tree(root, files.config_digest),
     )
     write(root, manifest)
     return parsed, dag, cadences, Fingerprint(manifest.inputs, manifest.env)
@@ -309,15 +314,36 @@ def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, 
     return with_fields(parsed, models=tuple(models), tests=tuple(tests)), rendered
 
 
-def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
-    """cadence.yml as it is now (cheap: one small file); the cache never holds its values."""
+def _tree(root: Path, loaded: str) -> Any:
+    """cadence.yml's parsed YAML as data for the cache, when the file still is what the load
+    read (digest ``loaded``); else None (not kept: parsed again on each load)."""
+    from cadence.load.digests import digest
+    from cadence.load.yamlfile import load_yaml, tree_to_data
+
+    try:
+        data = (root / "cadence.yml").read_bytes()
+        if digest(data) != loaded:
+            return None
+        return tree_to_data(load_yaml(data.decode("utf-8"), "cadence.yml"))
+    except (CadenceError, OSError, UnicodeDecodeError, TypeError, RecursionError):
+        return None
+
+
+def _config_again(root: Path, text: bytes, tree: Any = None) -> ProjectConfig | None:
+    """cadence.yml as it is now: its settings validated again from the kept parse (``tree``:
+    no YAML parser, and the environment read now), else from its text (cheap: one small
+    file); the cache never holds what the environment gave it."""
     from cadence.errors import ErrorCollector
-    from cadence.load.projectconfig import parse_project_config
+    from cadence.load.projectconfig import parse_project_config, parse_project_tree
+    from cadence.load.yamlfile import tree_from_data
 
     errors = ErrorCollector()
     try:
-        config = parse_project_config(text.decode("utf-8"), root, errors)
-    except (CadenceError, UnicodeDecodeError):
+        if tree is not None:
+            config = parse_project_tree(tree_from_data(tree), root, errors)
+        else:
+            config = parse_project_config(text.decode("utf-8"), root, errors)
+    except (CadenceError, UnicodeDecodeError, ValueError, TypeError, KeyError):
         return None
     return config if config is not None and not errors.errors else None
 
