@@ -384,3 +384,24 @@ def test_the_wake_is_never_after_the_first_build(make_project, start, failed):
     assert first is not None
     assert found.at <= first
     assert first - found.at < dt.timedelta(minutes=1)  # and not needlessly early
+
+
+def test_the_full_path_imports_only_the_wings_a_project_uses(make_project, cli):
+    """A project with segments but no export and no served channel: a run --due that cannot
+    take the shortcut imports the members-file wing, never the delivery or serve wings."""
+    root = built(make_project, cli)
+    (root / "target" / "wake.json").unlink()
+    code = (
+        "import sys\n"
+        "from cadence.cli import main\n"
+        "try:\n"
+        f"    main(['run', '--due', '--at', '2026-01-10T05:01', '--project-dir', {str(root)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('cadence.activation.',"
+        " 'cadence.serve'))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['cadence.activation.roster', 'cadence.activation.rosterkeep']"
