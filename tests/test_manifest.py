@@ -347,3 +347,35 @@ def test_lazy_fields_are_decoded_once_across_threads(tmp_path: Path) -> None:
         "select 1 as c\n",
         "select 'dflt' as d\n",
     ]
+
+
+def test_a_run_dependent_view_is_cached_and_the_idle_plan_decodes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    from cadence.load import cachefile
+    from cadence.project import parse_at
+
+    root = project(tmp_path)
+    (root / "models" / "v.sql").write_text(
+        "{{ config(materialized='view') }}\nselect '{{ run_started_at }}' as v\n"
+    )
+    (root / "models" / "t.sql").write_text(
+        "{{ config(cadence='daily at 05:00') }}\nselect * from {{ ref('v') }}\n"
+    )
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    decoded: list[int] = []
+    real = cachefile._Pending._decode
+
+    def spy(self):  # type: ignore[no-untyped-def]
+        decoded.append(1)
+        return real(self)
+
+    monkeypatch.setattr(cachefile._Pending, "_decode", spy)
+    loaded = Project.load(root)
+    assert manifest.cache_stats(root) == {"exists": True, "fresh": True}
+    assert loaded.parsed.model("v").run_dependent == "run_started_at"
+    idle = loaded.plan(parse_at("2026-01-02T06:01", loaded.tz))
+    assert not idle.to_build() and decoded == []
+    assert "it depends on the run (run_started_at)" in idle.get("v").reason
+    due = loaded.plan(parse_at("2026-01-03T05:00", loaded.tz))
+    assert [d.name for d in due.to_build()] == ["v", "t"]

@@ -2,12 +2,16 @@
 
 Input: ``ProjectFiles`` -> output: ``ParsedProject`` (models, seeds, sources, data tests), each a
 frozen value. Refs stay placeholder tokens until compile time; models that read per-run values
-(``run_started_at``, ``tick``, ``is_incremental()``) are flagged to be rendered again per run.
-Every problem in the project is reported at once.
+(``run_started_at``, ``tick``, ``invocation_id``, the clock of ``modules.datetime``,
+``is_incremental()``) are flagged to be rendered again per run. A view or ephemeral whose text
+depends on the run -- it reads such a value, through any macro or var, or it renders differently
+at two fixed run times -- says why in ``run_dependent`` (the planner recreates such a view for
+every build that reads it). Every problem in the project is reported at once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import threading
@@ -63,6 +67,9 @@ class Model:
     description: str
     columns: tuple[Column, ...]
     env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
+    # a view or ephemeral whose SQL depends on the run: what it reads ("run_started_at"), or
+    # RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
+    run_dependent: str
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -124,6 +131,15 @@ class ParsedProject:
                     stack.extend(ref.refs)
             out[model.name] = digest("|".join(parts).encode())
         return out
+
+
+RENDERS_DIFFERENTLY = "renders differently at two run times"
+# the run a second render of a view or ephemeral sees: every field of the time (year to
+# microsecond, weekday, offset) and the invocation id differ from load time's (context.LOAD_*)
+_PROBE_ZONE = dt.timezone(dt.timedelta(hours=5))
+PROBE_TIME = dt.datetime(2013, 11, 27, 17, 38, 49, 123457, tzinfo=_PROBE_ZONE)
+PROBE_TICK = dt.datetime(2013, 11, 27, 17, 30, tzinfo=_PROBE_ZONE)
+PROBE_INVOCATION_ID = "probe-run-13112717-3849"
 
 
 def target_info(config: ProjectConfig) -> dict[str, Any]:
@@ -437,6 +453,11 @@ def _parse_model(
     refs = list(state.refs)
     sources = list(state.sources)
     per_run = state.per_run
+    run_dependent = ""
+    if merged.materialized in ("view", "ephemeral"):
+        this = Relation(schema, identifier, relation)
+        run_dependent = _depends_on_run(source_file, env, this, rendered, state.run_value)
+        per_run = per_run or bool(run_dependent)
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
         inc = RenderState(file=source_file.path, incremental=True)
@@ -463,7 +484,38 @@ def _parse_model(
         description=description,
         columns=columns,
         env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
+        run_dependent=run_dependent,
     )
+
+
+def _depends_on_run(
+    source_file: SourceFile,
+    env: ModelEnvironment,
+    this: Relation,
+    rendered: str,
+    read: str | None,
+) -> str:
+    """Why a view's or ephemeral's text depends on the run, or "": the per-run value its render
+    read, else whether a render at another fixed run (time, tick, invocation id) differs from
+    the load-time one (or fails: the run decides that too)."""
+    from cadence.load.context import RenderState
+
+    if read is not None:
+        return read
+    probe = RenderState(
+        file=source_file.path,
+        this=this,
+        run_started_at=PROBE_TIME,
+        tick=PROBE_TICK,
+        invocation_id=PROBE_INVOCATION_ID,
+    )
+    try:
+        again = env.render(source_file.text, probe)
+    except CadenceError:
+        return RENDERS_DIFFERENTLY
+    if probe.run_value is not None:
+        return probe.run_value
+    return "" if again == rendered else RENDERS_DIFFERENTLY
 
 
 def _describe(

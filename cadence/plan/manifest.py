@@ -43,7 +43,7 @@ from cadence.plan.dag import Dag
 from cadence.plan.schedule import Schedule, TickSet
 
 CACHE_FILE = "target/manifest.json"
-FORMAT = 8  # with the codec's schema digest in the header: any other layout is rebuilt
+FORMAT = 9  # with the codec's schema digest in the header: any other layout is rebuilt
 MAGIC = b"cadence-manifest"
 INPUT_DIRS = (
     ("models", (".sql", ".yml", ".yaml", ".md")),
