@@ -379,3 +379,19 @@ def test_a_run_dependent_view_is_cached_and_the_idle_plan_decodes_nothing(
     assert "it depends on the run (run_started_at)" in idle.get("v").reason
     due = loaded.plan(parse_at("2026-01-03T05:00", loaded.tz))
     assert [d.name for d in due.to_build()] == ["v", "t"]
+
+
+def test_a_project_copied_with_its_cache_writes_into_its_own_folder(tmp_path: Path, cli) -> None:
+    """`cp -a project copy`: the copy's runs write the copy's target/, never the original's."""
+    import shutil
+
+    original = project(tmp_path / "original")
+    assert cli(original, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    before = (original / "target" / "run_results.json").read_bytes()
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    assert cli(copy, "run", "--at", "2026-01-02T07:00").exit_code == 0
+    assert (original / "target" / "run_results.json").read_bytes() == before
+    assert '"at":"2026-01-02T07:00:00' in (copy / "target" / "run_results.json").read_text()
+    assert Project.load(copy).parsed.root == str(copy)
+    assert manifest.cache_stats(copy) == {"exists": True, "fresh": True}

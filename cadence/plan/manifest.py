@@ -290,7 +290,9 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     paths = scan(root)
     opened = _open(root) if use_cache else None
     cached = opened[0] if opened is not None else None
-    if cached is not None and env_unchanged(cached):
+    # a cache copied with its project (cp -a, a restored backup) names the folder it was made
+    # in: its paths (target/, sources' external locations) are rendered again for this one
+    if cached is not None and env_unchanged(cached) and cached.parsed.root == str(root):
         now = inputs_now(root, paths)
         if now is not None and now[0] == cached.inputs and opened is not None and opened[1]():
             config = _config_again(root, now[1])
