@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
 from cadence.disk import artifacts
 from cadence.engines import Engine, connect
+from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
@@ -28,13 +29,29 @@ from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, real_instant, upstream_sources
 from cadence.plan.history import StateSnapshot
 from cadence.plan.selection import select, unmatched
-from cadence.record import snapshot
+from cadence.record import snapshot, unrecorded
 from cadence.record.state import HISTORY_TABLES, prune_history, read_snapshot
 
 OPEN_GRACE_S = 2.0
 
 if TYPE_CHECKING:
     from cadence.serve import AsgiServer, Server
+
+
+def _or_write_error(result: RunResult, step: Callable[[], object], warehouse: str) -> RunResult:
+    """Run ``step``; a write it could not make joins the run's ``write_error``."""
+    try:
+        step()
+    except CadenceError as exc:
+        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        if exc.file and exc.file not in message:
+            message = f"{exc.file}: {message}"
+    except EngineError as exc:
+        message = unrecorded.refused_error(str(exc), warehouse)
+    else:
+        return result
+    also = f"{result.write_error}; " if result.write_error else ""
+    return replace(result, write_error=also + message)
 
 
 @dataclass(frozen=True)
@@ -102,8 +119,10 @@ class Project:
             eng = self.open_engine(read_only=True)
         except WarehouseBusy as exc:
             return snapshot.read(self.root, f"the warehouse is open in {exc.holder}")
-        try:
-            return read_snapshot(eng, self.freshness_queries(), self.tz)
+        try:  # with the failures a full disk kept out of the warehouse (the next run writes them)
+            return unrecorded.overlay(
+                self.root, read_snapshot(eng, self.freshness_queries(), self.tz)
+            )
         finally:
             eng.close()
 
@@ -298,6 +317,7 @@ class Project:
     ) -> RunResult:
         engine = engine or self.open_engine()
         try:
+            unrecorded.record_pending(engine, self.root)  # failures a full disk kept out of it
             state = self.read_state(engine)
             plan = self.plan(
                 now,
@@ -322,9 +342,15 @@ class Project:
                 on_published=self._members_hook(),
             )
             result = self._after_run(engine, state, result, now)
-            self._prune_history(engine, result, now)
-            self._keep_snapshot(engine, result)
-            self._keep_rosters(engine, state, result)
+            # files and pruning after the run: one that fails to write (a full disk) is the
+            # run's write error (exit 1, the path and cause named), never an abort
+            done, warehouse = result, self.parsed.config.warehouse.path
+            for step in (
+                lambda: self._prune_history(engine, done, now),
+                lambda: self._keep_snapshot(engine, done),
+                lambda: self._keep_rosters(engine, state, done),
+            ):
+                result = _or_write_error(result, step, warehouse)
             return result
         finally:
             engine.close()
@@ -452,6 +478,7 @@ class Project:
         with artifacts.private_umask(), lock.acquire(wait_s):
             engine = self.open_engine()
             try:
+                unrecorded.record_pending(engine, self.root)  # failures a full disk kept out
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
                 return deliver.deliver(self.parsed, engine, now, chosen, options)
             finally:
