@@ -20,8 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     source = work / "src"  # build from a copy: the checkout is never written to
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "*.egg-info", "target", "__pycache__", ".pytest_cache", "*.duckdb*"))
+    patterns = shutil.ignore_patterns(
+        ".git", "dist", "*.egg-info", "target", "__pycache__", ".pytest_cache", "*.duckdb*")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # a stale top-level build/ (setuptools output) is skipped; cadence/build is a package
+        top = {"build"} if Path(folder) == REPO else set()
+        return set(patterns(folder, names)) | (top & set(names))
+
+    shutil.copytree(REPO, source, ignore=ignore)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(work / "dist"), str(source)], check=True, capture_output=True)
     wheels = list((work / "dist").glob("cadence-*.whl"))
@@ -59,8 +66,10 @@ def test_wheel_ships_the_docs_site_assets(wheel_venv: Path, tmp_path: Path) -> N
     """`cadence docs` works from the wheel: its JS and CSS are package data."""
     py = wheel_venv / "bin" / "python"
     where = subprocess.run(
-        [str(py), "-c", "import cadence.review.site as s; print(s.ASSETS)"],
+        [str(py), "-c", "import cadence.review.site as s; print(s.ASSETS); print(*s.ASSET_FILES)"],
         check=True, capture_output=True, text=True, cwd=tmp_path,
-    ).stdout.strip()
+    ).stdout.splitlines()
+    where, files = where[0], where[1].split()
     assert str(wheel_venv) in where
-    assert (Path(where) / "site.js").is_file() and (Path(where) / "site.css").is_file()
+    assert {"site.js", "site.css", "graph.js", "timeline.js"} <= set(files)
+    assert all((Path(where) / name).is_file() for name in files)  # every section's script

@@ -11,7 +11,6 @@ every build that reads it). Every problem in the project is reported at once.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import threading
@@ -68,7 +67,7 @@ class Model:
     columns: tuple[Column, ...]
     env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
     # a view or ephemeral whose SQL depends on the run: what it reads ("run_started_at"), or
-    # RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
+    # perrun.RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
     run_dependent: str
 
     if not TYPE_CHECKING:
@@ -131,15 +130,6 @@ class ParsedProject:
                     stack.extend(ref.refs)
             out[model.name] = digest("|".join(parts).encode())
         return out
-
-
-RENDERS_DIFFERENTLY = "renders differently at two run times"
-# the run a second render of a view or ephemeral sees: every field of the time (year to
-# microsecond, weekday, offset) and the invocation id differ from load time's (context.LOAD_*)
-_PROBE_ZONE = dt.timezone(dt.timedelta(hours=5))
-PROBE_TIME = dt.datetime(2013, 11, 27, 17, 38, 49, 123457, tzinfo=_PROBE_ZONE)
-PROBE_TICK = dt.datetime(2013, 11, 27, 17, 30, tzinfo=_PROBE_ZONE)
-PROBE_INVOCATION_ID = "probe-run-13112717-3849"
 
 
 def target_info(config: ProjectConfig) -> dict[str, Any]:
@@ -456,7 +446,9 @@ def _parse_model(
     run_dependent = ""
     if merged.materialized in ("view", "ephemeral"):
         this = Relation(schema, identifier, relation)
-        run_dependent = _depends_on_run(source_file, env, this, rendered, state.run_value)
+        from cadence.load.perrun import depends_on_run  # only when rendering: no Jinja on a hit
+
+        run_dependent = depends_on_run(env, source_file, this, rendered, state.run_value)
         per_run = per_run or bool(run_dependent)
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
@@ -486,36 +478,6 @@ def _parse_model(
         env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
         run_dependent=run_dependent,
     )
-
-
-def _depends_on_run(
-    source_file: SourceFile,
-    env: ModelEnvironment,
-    this: Relation,
-    rendered: str,
-    read: str | None,
-) -> str:
-    """Why a view's or ephemeral's text depends on the run, or "": the per-run value its render
-    read, else whether a render at another fixed run (time, tick, invocation id) differs from
-    the load-time one (or fails: the run decides that too)."""
-    from cadence.load.context import RenderState
-
-    if read is not None:
-        return read
-    probe = RenderState(
-        file=source_file.path,
-        this=this,
-        run_started_at=PROBE_TIME,
-        tick=PROBE_TICK,
-        invocation_id=PROBE_INVOCATION_ID,
-    )
-    try:
-        again = env.render(source_file.text, probe)
-    except CadenceError:
-        return RENDERS_DIFFERENTLY
-    if probe.run_value is not None:
-        return probe.run_value
-    return "" if again == rendered else RENDERS_DIFFERENTLY
 
 
 def _describe(
