@@ -353,7 +353,7 @@ def test_a_run_dependent_view_is_cached_and_the_idle_plan_decodes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
 ) -> None:
     from cadence.load import cachefile
-    from cadence.project import parse_at
+    from cadence.plan.due import parse_at
 
     root = project(tmp_path)
     (root / "models" / "v.sql").write_text(
