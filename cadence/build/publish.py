@@ -27,6 +27,7 @@ from cadence.plan.due import Decision, view_hash
 from cadence.plan.history import BuildRecord
 from cadence.record import membership
 from cadence.record.state import record_build
+from cadence.record.unrecorded import disk_full, full_disk_error
 
 
 def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResult:
@@ -38,7 +39,9 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
     compiled_rel: str | None = None
     sql_hash: str | None = None
     try:
-        compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick, incremental)
+        compiled = ctx.compiler.compile(
+            model.name, ctx.now, decision.tick, incremental, invocation_id=ctx.run_id
+        )
         compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
         ensure_query(compiled.sql, model.path)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
@@ -89,6 +92,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         else:
             message = f"{exc}"
         where = f" (compiled SQL: {compiled_rel})" if compiled_rel else f" ({model.path})"
+        if isinstance(exc, EngineError) and disk_full(message):
+            message, where = full_disk_error(message, ctx.project.config.warehouse.path), ""
         result = ModelResult(
             model.name,
             "error",

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, DiskFull
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -53,7 +53,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_FAILED)
         except CadenceError as exc:
             click.echo(exc.render(), err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(EXIT_FAILED if isinstance(exc, DiskFull) else EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except KeyboardInterrupt:

@@ -43,7 +43,7 @@ from cadence.plan.dag import Dag
 from cadence.plan.schedule import Schedule, TickSet
 
 CACHE_FILE = "target/manifest.json"
-FORMAT = 8  # with the codec's schema digest in the header: any other layout is rebuilt
+FORMAT = 9  # with the codec's schema digest in the header: any other layout is rebuilt
 MAGIC = b"cadence-manifest"
 INPUT_DIRS = (
     ("models", (".sql", ".yml", ".yaml", ".md")),
@@ -369,7 +369,7 @@ def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, 
             rendered[m.name] = m.path
             m = Model(
                 m.name, m.path, m.raw_sql, "", ModelConfig(), "", "", "", (), (), (), False,
-                m.digest, "", (), m.env_vars,
+                m.digest, "", (), m.env_vars, m.run_dependent,
             )  # fmt: skip
         models.append(m)
     tests = []
