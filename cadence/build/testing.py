@@ -10,8 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from cadence.build.datatests import describe_failure, test_sql
+from cadence.build.datatests import failing_rows_sql, judge, target_resolver
 from cadence.engines.base import EngineError
+from cadence.errors import CadenceError
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,13 @@ class TestResult:
 def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult]:
     chosen = project.selected(selection, None, now)
     if not project.warehouse_exists():
-        from cadence.errors import CadenceError
-
         raise CadenceError(
             "the warehouse does not exist yet",
             file=project.parsed.config.warehouse.path,
             hint="run 'cadence run' first",
         )
     engine = project.open_engine(read_only=True)
+    resolve = target_resolver(project.parsed, project.compiler.relation_of)
     results = []
     try:
         for test in project.parsed.tests:
@@ -61,27 +61,27 @@ def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult
                 )
                 continue
             try:
-                if test.kind == "singular":
-                    sql = test_sql(test, "", None)
-                    sql = project.compiler.compile_sql(sql or "", now)
+                if test.kind == "singular" or test.custom:
+                    sql = project.compiler.compile_sql(test.sql or "", now)
                 else:
                     relation = project.compiler.relation_of(test.model)
-                    sql = test_sql(test, relation, project.compiler.relation_of)
-                failures = int(engine.query(sql)[0][0])
-            except EngineError as exc:
+                    sql = failing_rows_sql(test, relation, resolve) or ""
+                outcome = judge(engine, [(test, sql)])[0]
+            except (EngineError, CadenceError) as exc:
+                message = exc.message if isinstance(exc, CadenceError) else str(exc)
                 results.append(
-                    TestResult(test.name, "error", 0, str(exc).splitlines()[0], test.file)
+                    TestResult(test.name, "error", 0, message.splitlines()[0], test.file)
                 )
                 continue
-            if failures == 0:
-                results.append(TestResult(test.name, "pass", 0, "", test.file))
-            else:
-                status = "warn" if test.severity == "warn" else "fail"
-                results.append(
-                    TestResult(
-                        test.name, status, failures, describe_failure(test, failures), test.file
-                    )
+            results.append(
+                TestResult(
+                    test.name,
+                    outcome.status,
+                    outcome.failures if outcome.status != "pass" else 0,
+                    outcome.message,
+                    test.file,
                 )
+            )
     finally:
         engine.close()
     return results

@@ -118,8 +118,14 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
     models = read_all(having(in_models, ".sql"))
     yaml_files = read_all(having(in_models, ".yml", ".yaml") + having(in_seeds, ".yml", ".yaml"))
     docs = read_all(having(in_models, ".md"))
-    macros = read_all(walk("macros", ".sql"))
-    tests = read_all(walk("tests", ".sql"))
+    in_tests = walk("tests", ".sql")
+    # dbt's generic tests ({% test %} blocks) live in tests/generic/ too; tests/fixtures/ holds
+    # unit-test fixtures: neither is a singular test
+    generic_dir, fixtures_dir = root / "tests" / "generic", root / "tests" / "fixtures"
+    macros = read_all(walk("macros", ".sql") + [p for p in in_tests if generic_dir in p.parents])
+    tests = read_all(
+        [p for p in in_tests if generic_dir not in p.parents and fixtures_dir not in p.parents]
+    )
     seeds = []
     for p in having(in_seeds, ".csv"):
         try:

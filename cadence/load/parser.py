@@ -20,6 +20,7 @@ from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.cachefile import lazy_field
 from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.load.digests import env_digest
+from cadence.load.generictests import GenericTests
 from cadence.load.loader import ProjectFiles, SourceFile
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, relation_sql
@@ -34,7 +35,12 @@ from cadence.load.properties import (  # noqa: F401 - re-exported
     parse_sources,
     read_property_files,
 )
-from cadence.load.testspecs import GENERIC_TESTS, DataTest, parse_tests  # noqa: F401
+from cadence.load.testspecs import (  # noqa: F401
+    GENERIC_TESTS,
+    DataTest,
+    parse_tests,
+    singular_configs,
+)
 from cadence.load.yamlfile import line_of
 
 
@@ -168,6 +174,7 @@ def parse_project(
         errors.add(e)
 
     yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
+    generic = GenericTests(env)
     sources = parse_sources(yaml_sources, files, errors)
     env.set_sources((s.source_name, s.table, s.relation) for s in sources)
 
@@ -230,7 +237,9 @@ def parse_project(
             keys_out[name] = key
         models.append(model)
         if yaml_entry is not None:
-            tests.extend(parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings))
+            tests.extend(
+                parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings, generic)
+            )
     for name, yaml_entry in yaml_models.items():
         guess = did_you_mean(name, seen)
         warnings.append(
@@ -254,7 +263,7 @@ def parse_project(
                 )
             )
     for entry, file in yaml_seeds:
-        tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
+        tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings, generic))
     tests.extend(_parse_singular_tests(files.tests, env, errors))
     errors.finish(errors_out)
     return ParsedProject(
@@ -538,7 +547,13 @@ def _parse_singular_tests(
             continue
         name = PurePosixPath(f.path).stem
         model = state.refs[-1] if state.refs else None
-        cfg_severity = str(state.config.get("severity", "error")).lower()
+        if state.config.get("enabled", True) in (False, "false", "False"):
+            continue
+        try:
+            configs = singular_configs(state.config, f.path)
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
         out.append(
             DataTest(
                 name=name,
@@ -546,12 +561,12 @@ def _parse_singular_tests(
                 model=model,
                 column=None,
                 args={},
-                severity="warn" if cfg_severity == "warn" else "error",
                 where=None,
                 file=f.path,
                 line=1,
                 sql=sql,
                 refs=tuple(state.refs),
+                **configs,
             )
         )
     return out

@@ -1,17 +1,26 @@
 """Test definitions from YAML: dbt's ``tests:``/``data_tests:`` syntax read into ``DataTest``.
 
-Input: a model's (or seed's) YAML entry -> output: ``DataTest`` values (kind, column, arguments,
-severity, where) with the file and line they came from. Part of the parse stage; the SQL each
-test runs is made later by ``datatests``.
+Input: a model's (or seed's, or snapshot's) YAML entry -> output: ``DataTest`` values (kind,
+column, arguments, configs) with the file and line they came from. Built-in tests keep their
+arguments (``datatests`` writes their SQL later); a custom generic test (``{% test %}`` in
+macros/ or tests/generic/, see ``generictests``) is rendered here into the SQL of its failing
+rows. Configs are dbt's: ``severity``, ``where``, ``limit``, ``warn_if``, ``error_if``,
+``fail_calc``, ``name``, ``enabled``, ``tags``, ``meta``, ``description``, given beside the
+arguments or under ``config:``; ``store_failures`` is refused (cadence stores no failing rows).
+Names are dbt's (``accepted_values_orders_status__placed__shipped``). Part of the parse stage.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.yamlfile import line_of
+
+if TYPE_CHECKING:
+    from cadence.load.generictests import GenericTests
 
 GENERIC_TESTS = (
     "not_null",
@@ -21,26 +30,47 @@ GENERIC_TESTS = (
     "row_count",
     "max_change",
 )
+# the arguments each built-in takes (``column_name`` is given by the column it sits under)
+BUILTIN_ARGS = {
+    "not_null": ("column_name",),
+    "unique": ("column_name",),
+    "accepted_values": ("column_name", "values", "quote"),
+    "relationships": ("column_name", "to", "field"),
+    "row_count": ("min", "max"),
+    "max_change": ("value", "fraction"),
+}
 TEST_CONFIG_KEYS = (
     "severity",
     "where",
-    "error_if",
-    "warn_if",
     "limit",
+    "warn_if",
+    "error_if",
+    "fail_calc",
     "tags",
     "enabled",
-    "name",
-    "config",
-    "arguments",
-    "store_failures",
     "meta",
-    "description",
+    "store_failures",
+    "store_failures_as",
+    "database",
+    "schema",
+    "alias",
 )
+# beside the arguments, not configs: popped before the arguments are checked
+TEST_ENTRY_KEYS = ("name", "description", "config", "arguments", "column_name")
+DEFAULT_CONDITION = "!= 0"
+_CONDITION = re.compile(r"^\s*(=|==|!=|<>|>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+CONDITION_HINT = 'a comparison with a number, e.g. error_if: ">10", warn_if: "!= 0"'
 
 
 @dataclass(frozen=True)
 class DataTest:
-    """A test on a model or seed: generic (from YAML) or singular (tests/*.sql)."""
+    """A test on a model, seed or snapshot: generic (from YAML) or singular (tests/*.sql).
+
+    ``sql`` is the failing-rows query of a singular or custom generic test (with ref
+    placeholders); built-in tests have none (``datatests`` writes it from ``args``). The
+    verdict is dbt's: ``failures`` = ``fail_calc`` over the failing rows (at most ``limit``);
+    it fails when ``failures <error_if>`` (severity ``error``), else warns when
+    ``failures <warn_if>``."""
 
     name: str
     kind: str
@@ -53,6 +83,23 @@ class DataTest:
     line: int | None
     sql: str | None = None
     refs: tuple[str, ...] = ()
+    warn_if: str = DEFAULT_CONDITION
+    error_if: str = DEFAULT_CONDITION
+    limit: int | None = None
+    fail_calc: str = "count(*)"
+
+    @property
+    def custom(self) -> bool:
+        """A custom generic test (its SQL rendered from a ``{% test %}`` macro)."""
+        return self.sql is not None and self.kind != "singular"
+
+    @property
+    def default_thresholds(self) -> bool:
+        return (
+            self.warn_if == DEFAULT_CONDITION
+            and self.error_if == DEFAULT_CONDITION
+            and self.fail_calc == "count(*)"
+        )
 
 
 def _test_entries(owner: dict[str, Any]) -> list[Any]:
@@ -70,7 +117,10 @@ def parse_tests(
     file: str,
     errors: ErrorCollector,
     warnings: list[CadenceError],
+    generic: GenericTests | None = None,
 ) -> list[DataTest]:
+    """The tests of one YAML entry (model-level and under each column). ``generic`` resolves
+    and renders custom generic tests; without it only the built-ins are known."""
     out: list[DataTest] = []
     targets: list[tuple[str | None, dict[str, Any]]] = [(None, entry)]
     for column in entry.get("columns") or []:
@@ -78,15 +128,12 @@ def parse_tests(
             targets.append((str(column["name"]), column))
     for column, owner in targets:
         for test in _test_entries(owner):
-            parsed = _parse_one_test(
-                test,
-                model,
-                column,
-                file,
-                line_of(owner, "tests") or line_of(owner, "data_tests"),
-                errors,
-                warnings,
-            )
+            line = line_of(owner, "tests") or line_of(owner, "data_tests")
+            try:
+                parsed = _parse_one_test(test, model, column, file, line, generic)
+            except CadenceError as exc:
+                errors.add(exc)
+                continue
             if parsed is not None:
                 out.append(parsed)
     return out
@@ -98,93 +145,77 @@ def _parse_one_test(
     column: str | None,
     file: str,
     line: int | None,
-    errors: ErrorCollector,
-    warnings: list[CadenceError],
+    generic: GenericTests | None,
 ) -> DataTest | None:
     if isinstance(test, str):
-        kind, args = test, {}
+        kind, raw = test, {}
     elif isinstance(test, dict) and len(test) >= 1:
-        if "test_name" in test:
-            kind, args = str(test["test_name"]), {k: v for k, v in test.items() if k != "test_name"}
-        else:
-            kind = str(next(iter(test)))
-            raw = test[kind]
-            args = (
-                dict(raw) if isinstance(raw, dict) else ({"value": raw} if raw is not None else {})
-            )
         line = line_of(test) or line
+        if "test_name" in test:
+            kind, raw = str(test["test_name"]), {k: v for k, v in test.items() if k != "test_name"}
+        elif len(test) == 1:
+            kind = str(next(iter(test)))
+            value = test[kind]
+            raw = (
+                dict(value)
+                if isinstance(value, dict)
+                else ({"value": value} if value is not None else {})
+            )
+        else:
+            raise CadenceError(
+                "a test mapping must have one key, the test's name",
+                file=file,
+                line=line,
+                hint="indent the arguments under the name: - unique: {config: {severity: warn}}",
+            )
     else:
-        errors.add(
-            CadenceError(
-                "a test must be a name or a mapping",
-                file=file,
-                line=line,
-                hint="write - not_null, or - accepted_values: {values: [a, b]}",
-            )
+        raise CadenceError(
+            "a test must be a name or a mapping",
+            file=file,
+            line=line,
+            hint="write - not_null, or - accepted_values: {values: [a, b]}",
         )
+    args = dict(raw)
+    custom_name = args.pop("name", None)
+    args.pop("description", None)
+    config = _configs(args, file, line)
+    nested = args.pop("arguments", None)
+    if nested is not None and not isinstance(nested, dict):
+        raise CadenceError("arguments must be a mapping", file=file, line=line)
+    args.update(nested or {})
+    if column is None and "column_name" in args:
+        column = str(args.pop("column_name"))
+    else:
+        args.pop("column_name", None)
+    if generic is not None:  # Jinja in a config value, as dbt renders it
+        for key, value in config.items():
+            if isinstance(value, str) and ("{{" in value or "{%" in value):
+                config[key] = generic.env.render(value, _state(file)).strip()
+    if config.get("enabled", True) in (False, "false", "False"):
         return None
-    if "." in kind and kind.split(".")[-1] not in GENERIC_TESTS:
-        warnings.append(
-            CadenceError(
-                f"test '{kind}' comes from a dbt package cadence does not load; skipped",
-                file=file,
-                line=line,
-                severity="warning",
-                hint="write it as a singular test in tests/*.sql",
-            )
+    severity, warn_if, error_if, limit, fail_calc, where = _verdict_configs(config, file, line)
+    macro = generic.find(kind) if generic is not None else None
+    base = kind.split(".")[-1]
+    if macro is None and base not in GENERIC_TESTS:
+        _unknown_test(kind, file, line, generic)
+    if macro is None:
+        kind = base  # dbt's own namespace: ``dbt.unique`` is ``unique``
+        _check_builtin_args(kind, column, args, file, line)
+    label = kind.replace(".", "_")
+    name_args = {**args, **({"column_name": column} if column is not None else {})}
+    name = str(custom_name) if custom_name else _builtin_name(label, model, name_args)
+    sql: str | None = None
+    refs: tuple[str, ...] = ()
+    if macro is not None:
+        assert generic is not None
+        from cadence.load.generictests import test_model_relation
+
+        sql, refs = generic.render(
+            macro, kind, model, test_model_relation(model), column, where, args, file, line
         )
-        return None
-    kind = kind.split(".")[-1]
-    if kind not in GENERIC_TESTS:
-        guess = did_you_mean(kind, GENERIC_TESTS)
-        errors.add(
-            CadenceError(
-                f"unknown test '{kind}'",
-                file=file,
-                line=line,
-                hint=f"did you mean '{guess}'?"
-                if guess
-                else "tests: " + ", ".join(GENERIC_TESTS) + ", or a singular test in tests/",
-            )
-        )
-        return None
-    cfg = args.pop("config", None) or {}
-    nested = args.pop("arguments", None) or {}
-    if isinstance(nested, dict):
-        args.update(nested)
-    if isinstance(cfg, dict):
-        args.update({k: v for k, v in cfg.items() if k in ("severity", "where")})
-    severity = str(args.pop("severity", "error")).lower()
-    if severity not in ("error", "warn"):
-        errors.add(
-            CadenceError(
-                f"invalid severity '{severity}'",
-                file=file,
-                line=line,
-                hint="use severity: error (blocks publication) or warn",
-            )
-        )
-        severity = "error"
-    where = args.pop("where", None)
-    for k in (
-        "name",
-        "tags",
-        "enabled",
-        "error_if",
-        "warn_if",
-        "limit",
-        "store_failures",
-        "meta",
-        "description",
-    ):
-        args.pop(k, None)
-    problem = _check_test_args(kind, column, args)
-    if problem:
-        errors.add(CadenceError(problem[0], file=file, line=line, hint=problem[1]))
-        return None
-    test_name = "_".join(p for p in (kind, model, column) if p)
+        where = None  # applied to ``model`` inside the rendered SQL
     return DataTest(
-        name=test_name,
+        name=name,
         kind=kind,
         model=model,
         column=column,
@@ -193,14 +224,188 @@ def _parse_one_test(
         where=str(where) if where else None,
         file=file,
         line=line,
+        sql=sql,
+        refs=refs,
+        warn_if=warn_if,
+        error_if=error_if,
+        limit=limit,
+        fail_calc=fail_calc,
     )
+
+
+def _builtin_name(label: str, model: str, args: dict[str, Any]) -> str:
+    from cadence.load.generictests import synthesized_name
+
+    return synthesized_name(label, model, args)
+
+
+def _state(file: str) -> Any:
+    from cadence.load.context import RenderState
+
+    return RenderState(file=file)
+
+
+def _configs(args: dict[str, Any], file: str, line: int | None) -> dict[str, Any]:
+    """Configs given beside the arguments (dbt's legacy form) and under ``config:``; the same
+    key in both places is an error, as in dbt."""
+    config: dict[str, Any] = {}
+    nested = args.pop("config", None)
+    if nested is not None and not isinstance(nested, dict):
+        raise CadenceError(
+            "a test's config must be a mapping",
+            file=file,
+            line=line,
+            hint="write config: {severity: warn}",
+        )
+    for key in TEST_CONFIG_KEYS:
+        if key in args:
+            if nested and key in nested:
+                raise CadenceError(
+                    f"test config '{key}' is given twice (beside the arguments and under config:)",
+                    file=file,
+                    line=line,
+                    hint="keep the one under config:",
+                )
+            config[key] = args.pop(key)
+    for key, value in (nested or {}).items():
+        if key not in TEST_CONFIG_KEYS:
+            guess = did_you_mean(str(key), TEST_CONFIG_KEYS)
+            raise CadenceError(
+                f"unknown test config '{key}'",
+                file=file,
+                line=line_of(nested, key) or line,
+                hint=f"did you mean '{guess}'?"
+                if guess
+                else "test configs: " + ", ".join(TEST_CONFIG_KEYS),
+            )
+        config[key] = value
+    if config.get("store_failures") or config.get("store_failures_as"):
+        raise CadenceError(
+            "store_failures is not supported: cadence does not store failing rows",
+            file=file,
+            line=line,
+            hint="remove store_failures; `cadence test` reports each test's failing-row count",
+        )
+    return config
+
+
+def singular_configs(config: dict[str, Any], file: str) -> dict[str, Any]:
+    """The verdict configs a singular test sets with ``{{ config(...) }}``, as ``DataTest``
+    fields (``severity``, ``warn_if``, ``error_if``, ``limit``, ``fail_calc``)."""
+    known = {k: v for k, v in config.items() if k in TEST_CONFIG_KEYS}
+    if "where" in known:
+        raise CadenceError(
+            "where applies to generic tests only (dbt ignores it on a singular test)",
+            file=file,
+            line=1,
+            hint="write the condition into the test's query",
+        )
+    for key in config:
+        if key not in TEST_CONFIG_KEYS and key not in ("description",):
+            guess = did_you_mean(str(key), TEST_CONFIG_KEYS)
+            raise CadenceError(
+                f"unknown test config '{key}'",
+                file=file,
+                line=1,
+                hint=f"did you mean '{guess}'?"
+                if guess
+                else "test configs: " + ", ".join(TEST_CONFIG_KEYS),
+            )
+    if known.get("store_failures") or known.get("store_failures_as"):
+        raise CadenceError(
+            "store_failures is not supported: cadence does not store failing rows",
+            file=file,
+            line=1,
+            hint="remove store_failures; `cadence test` reports each test's failing-row count",
+        )
+    severity, warn_if, error_if, limit, fail_calc, _where = _verdict_configs(known, file, 1)
+    return {
+        "severity": severity,
+        "warn_if": warn_if,
+        "error_if": error_if,
+        "limit": limit,
+        "fail_calc": fail_calc,
+    }
+
+
+def _verdict_configs(
+    config: dict[str, Any], file: str, line: int | None
+) -> tuple[str, str, str, int | None, str, Any]:
+    severity = str(config.get("severity") or "error").lower()
+    if severity not in ("error", "warn"):
+        raise CadenceError(
+            f"invalid severity '{config.get('severity')}'",
+            file=file,
+            line=line,
+            hint="use severity: error (blocks publication) or warn",
+        )
+    conditions = []
+    for key in ("warn_if", "error_if"):
+        value = config.get(key)
+        text = DEFAULT_CONDITION if value is None else str(value)
+        if not _CONDITION.match(text):
+            raise CadenceError(f"invalid {key} '{text}'", file=file, line=line, hint=CONDITION_HINT)
+        conditions.append(text.strip())
+    limit = config.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise CadenceError(
+            f"invalid limit '{limit}'", file=file, line=line, hint="write limit: 100 (a count)"
+        )
+    fail_calc = str(config.get("fail_calc") or "count(*)")
+    if ";" in fail_calc:
+        raise CadenceError(
+            "fail_calc must be one SQL expression",
+            file=file,
+            line=line,
+            hint="e.g. fail_calc: count(*), or sum(n_records)",
+        )
+    return severity, conditions[0], conditions[1], limit, fail_calc, config.get("where")
+
+
+def _unknown_test(kind: str, file: str, line: int | None, generic: GenericTests | None) -> None:
+    known = list(GENERIC_TESTS)
+    if generic is not None:
+        known += [n[len("test_") :] for n in generic.env.macro_names if n.startswith("test_")]
+    guess = did_you_mean(kind.split(".")[-1], known)
+    if "." in kind:
+        hint = (
+            f"no {{% test {kind.split('.')[-1]} %}} in package '{kind.split('.')[0]}': is it "
+            "installed in dbt_packages/ (dbt deps)?"
+        )
+    elif guess:
+        hint = f"did you mean '{guess}'?"
+    else:
+        hint = (
+            "tests: " + ", ".join(known) + "; define a new one with {% test name(model, "
+            "column_name) %} in macros/ or tests/generic/"
+        )
+    raise CadenceError(f"unknown test '{kind}'", file=file, line=line, hint=hint)
+
+
+def _check_builtin_args(
+    kind: str, column: str | None, args: dict[str, Any], file: str, line: int | None
+) -> None:
+    allowed = BUILTIN_ARGS[kind]
+    for key in args:
+        if key not in allowed:
+            guess = did_you_mean(str(key), allowed)
+            raise CadenceError(
+                f"unknown argument '{key}' for test '{kind}'",
+                file=file,
+                line=line,
+                hint=f"did you mean '{guess}'?"
+                if guess
+                else f"{kind} takes: "
+                + (", ".join(a for a in allowed if a != "column_name") or "no arguments"),
+            )
+    problem = _check_test_args(kind, column, args)
+    if problem:
+        raise CadenceError(problem[0], file=file, line=line, hint=problem[1])
 
 
 def _check_test_args(kind: str, column: str | None, args: dict[str, Any]) -> tuple[str, str] | None:
     if kind in ("not_null", "unique", "accepted_values", "relationships") and column is None:
-        column = args.get("column_name")
-        if column is None:
-            return (f"test '{kind}' needs a column", "list it under the column's tests:")
+        return (f"test '{kind}' needs a column", "list it under the column's tests:")
     if kind == "accepted_values" and not isinstance(args.get("values"), list):
         return ("accepted_values needs a list of values", "write accepted_values: {values: [a, b]}")
     if kind == "relationships" and not (args.get("to") and args.get("field")):

@@ -101,8 +101,8 @@ def build_dag(project: ParsedProject, errors_out: list[CadenceError] | None = No
         for ref in test.refs:
             if ref not in kinds:
                 errors.add(_unknown_ref(ref, names, paths, test.file, test.line, None))
-        to = test.args.get("to") if test.kind == "relationships" else None
-        if isinstance(to, str):
+        to = test.args.get("to") if test.kind == "relationships" and not test.custom else None
+        if isinstance(to, str) and not to.lstrip().startswith("source("):
             target = _ref_target(to)
             if target not in kinds:
                 errors.add(_unknown_ref(target, names, paths, test.file, test.line, None))
