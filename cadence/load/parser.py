@@ -24,6 +24,8 @@ from cadence.load.generictests import GenericTests
 from cadence.load.loader import ProjectFiles, SourceFile
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, relation_sql
+from cadence.load.snapshots import SnapshotSpec, parse_snapshots
+from cadence.load.unittests import UnitTest, parse_unit_tests
 
 if TYPE_CHECKING:
     from cadence.load.rendering import ModelEnvironment
@@ -95,6 +97,8 @@ class ParsedProject:
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
+    snapshots: tuple[SnapshotSpec, ...] = ()  # how each snapshot (a model) records history
+    unit_tests: tuple[UnitTest, ...] = ()  # dbt's unit_tests:, run by `cadence test`
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -173,7 +177,8 @@ def parse_project(
     for e in env.macro_errors:
         errors.add(e)
 
-    yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
+    others: dict[str, list[tuple[dict[str, Any], str]]] = {}  # snapshots:, unit_tests:
+    yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors, others)
     generic = GenericTests(env)
     sources = parse_sources(yaml_sources, files, errors)
     env.set_sources((s.source_name, s.table, s.relation) for s in sources)
@@ -251,6 +256,12 @@ def parse_project(
                 hint=f"did you mean '{guess}'?" if guess else "remove the entry or add the model",
             )
         )
+    snapshots = parse_snapshots(
+        files, others.get("snapshots", []), config, env, errors, warnings, seen, Model
+    )
+    models.extend(snapshots.models)
+    tests.extend(snapshots.tests)
+    disabled.extend(snapshots.disabled)
     for m in models:
         for key in unsupported_keys(m.config):
             warnings.append(
@@ -262,6 +273,14 @@ def parse_project(
                     hint="remove it, or keep it for dbt; cadence ignores it",
                 )
             )
+    unit_tests = parse_unit_tests(
+        others.get("unit_tests", []),
+        files.fixtures,
+        {m.name for m in models},
+        {s.name for s in seeds},
+        {(s.source_name, s.table) for s in sources},
+        errors,
+    )
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings, generic))
     tests.extend(_parse_singular_tests(files.tests, env, errors))
@@ -278,6 +297,8 @@ def parse_project(
         warnings=tuple(warnings),
         disabled=tuple(disabled),
         broken=tuple(broken),
+        snapshots=snapshots.specs,
+        unit_tests=tuple(unit_tests),
     )
 
 
