@@ -240,6 +240,8 @@ def test_a_snapshot_is_a_node_refd_by_models_with_a_cadence_and_built_by_plain_r
     later = cli(root, "run", "--due", "--at", "2026-01-01T06:00")
     assert "hist" in later.output and "current_people" not in later.output  # its own hourly ticks
     assert len(rows(root, "main.current_people")) == 3
+    lint = cli(root, "lint").output
+    assert "nothing refreshes 'lonely'" in lint and "nothing refreshes 'hist'" not in lint
 
 
 def test_a_failing_test_on_a_snapshot_keeps_its_previous_history(make_project, cli):

@@ -94,11 +94,11 @@ class ParsedProject:
     tests: tuple[DataTest, ...]
     macro_files: tuple[tuple[str, str], ...]
     doc_blocks: dict[str, str]
+    snapshots: tuple[SnapshotSpec, ...]  # how each snapshot (a model) records history
+    unit_tests: tuple[UnitTest, ...]  # dbt's unit_tests:, run by `cadence test`
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
-    snapshots: tuple[SnapshotSpec, ...] = ()  # how each snapshot (a model) records history
-    unit_tests: tuple[UnitTest, ...] = ()  # dbt's unit_tests:, run by `cadence test`
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)

@@ -159,7 +159,8 @@ _LAZY = (
         )
     ),
     (ModelConfig, "origins"),
-    *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks")),
+    *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks", "snapshots")),
+    (ParsedProject, "unit_tests"),
     (ModelCadence, "channels"),
     (Origin, "via"),
     *((Dag, f) for f in ("parents", "children", "kinds")),
