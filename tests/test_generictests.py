@@ -264,3 +264,32 @@ def test_singular_test_configs_follow_dbt(make_project, cli):
     )
     assert cli(root, "run", "--at", "2026-01-01T00:00").exit_code == 0
     assert test_results(cli, root) == {"few_returns": ("warn", 2)}
+
+
+def test_source_tests_run_as_dbt_names_them_when_a_reader_is_selected(make_project, cli):
+    root = project_with(
+        make_project,
+        "",
+        {
+            "models/sources.yml": """\
+                sources:
+                  - name: raw
+                    schema: main
+                    tables:
+                      - name: orders
+                        columns:
+                          - name: amount
+                            data_tests: [is_positive, {not_null: {severity: warn}}]
+                """,
+            "models/from_source.sql": "select * from {{ source('raw', 'orders') }}\n",
+        },
+    )
+    assert cli(root, "run", "--at", "2026-01-01T00:00").exit_code == 0
+    expected = {
+        "source_is_positive_raw_orders_amount": ("fail", 2),
+        "source_not_null_raw_orders_amount": ("pass", 0),
+    }
+    assert test_results(cli, root) == expected
+    out = cli(root, "test", "-s", "from_source", "--json")
+    assert {r["name"] for r in json.loads(out.stdout)} == set(expected)
+    assert json.loads(cli(root, "test", "-s", "stg_orders", "--json").stdout) == []

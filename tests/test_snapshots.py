@@ -244,6 +244,24 @@ def test_a_snapshot_is_a_node_refd_by_models_with_a_cadence_and_built_by_plain_r
     assert "nothing refreshes 'lonely'" in lint and "nothing refreshes 'hist'" not in lint
 
 
+def test_a_model_reading_a_snapshot_through_a_source_is_built_after_it(make_project):
+    root = make_project(
+        {
+            "seeds/people.csv": ROUND1,
+            "snapshots/hist.sql": snapshot_file(
+                "target_schema='history', unique_key='id', strategy='check', check_cols='all'"
+            ),
+            "models/sources.yml": "sources:\n  - name: history\n    tables:\n      - name: hist\n",
+            "models/changed.sql": "select count(*) as n from {{ source('history', 'hist') }}\n",
+        },
+        YML,
+    )
+    project = Project.load(root)
+    assert project.dag.parents["changed"] == ("hist",)
+    result = project.run(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    assert [r.status for r in result.results] == ["success"] * 3
+
+
 def test_a_failing_test_on_a_snapshot_keeps_its_previous_history(make_project, cli):
     root = make_project(
         {

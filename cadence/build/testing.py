@@ -59,17 +59,20 @@ def run_data_tests(
         )
         if not others:
             raise problem
-        waiting = [t for t in project.parsed.tests if _owned(t, chosen)]
+        readers = _readers(project.parsed)
+        waiting = [t for t in project.parsed.tests if _owned(t, chosen, readers)]
         if not waiting:
             return []
         message = f"{len(waiting)} data test(s) not run: {problem.message}; {problem.hint}"
         return [TestResult("data tests", "error", 0, message, str(problem.file))]
     engine = project.open_engine(read_only=True)
     resolve = target_resolver(project.parsed, project.compiler.relation_of)
+    sources = {f"{s.source_name}.{s.table}": s.relation for s in project.parsed.sources}
+    readers = _readers(project.parsed)
     results: list[TestResult] = []
     try:
         for test in project.parsed.tests:
-            if not _owned(test, chosen):
+            if not _owned(test, chosen, readers):
                 continue
             if test.kind == "max_change":
                 results.append(
@@ -86,7 +89,11 @@ def run_data_tests(
                 if test.kind == "singular" or test.custom:
                     sql = project.compiler.compile_sql(test.sql or "", now)
                 else:
-                    relation = project.compiler.relation_of(test.model)
+                    relation = (
+                        sources[test.source]
+                        if test.source
+                        else project.compiler.relation_of(test.model)
+                    )
                     sql = failing_rows_sql(test, relation, resolve) or ""
                 outcome = judge(engine, [(test, sql)])[0]
             except (EngineError, CadenceError) as exc:
@@ -109,6 +116,19 @@ def run_data_tests(
     return results
 
 
-def _owned(test: Any, chosen: set[str]) -> bool:
+def _owned(test: Any, chosen: set[str], readers: dict[str, set[str]]) -> bool:
+    """A test runs when a model it belongs to is selected (a source's test: a model reading
+    the source), or when it belongs to none."""
     owners = set(test.refs) | ({test.model} if test.model else set())
+    if test.source:
+        owners |= readers.get(test.source, set())
     return not owners or bool(owners & chosen)
+
+
+def _readers(parsed: Any) -> dict[str, set[str]]:
+    """Source ("<source>.<table>") -> the models reading it directly."""
+    out: dict[str, set[str]] = {}
+    for m in parsed.models:
+        for source, table in m.sources:
+            out.setdefault(f"{source}.{table}", set()).add(m.name)
+    return out

@@ -40,6 +40,7 @@ from cadence.load.properties import (  # noqa: F401 - re-exported
 from cadence.load.testspecs import (  # noqa: F401
     GENERIC_TESTS,
     DataTest,
+    parse_source_tests,
     parse_tests,
     singular_configs,
 )
@@ -281,6 +282,8 @@ def parse_project(
         {(s.source_name, s.table) for s in sources},
         errors,
     )
+    relations = {(s.source_name, s.table): s.relation for s in sources}
+    tests.extend(parse_source_tests(yaml_sources, relations, errors, generic))
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings, generic))
     tests.extend(_parse_singular_tests(files.tests, env, errors))

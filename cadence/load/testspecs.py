@@ -87,6 +87,7 @@ class DataTest:
     error_if: str = DEFAULT_CONDITION
     limit: int | None = None
     fail_calc: str = "count(*)"
+    source: str | None = None  # a test on a source table: "<source>.<table>" (model is None)
 
     @property
     def custom(self) -> bool:
@@ -139,6 +140,49 @@ def parse_tests(
     return out
 
 
+def parse_source_tests(
+    entries: list[tuple[dict[str, Any], str]],
+    relations: dict[tuple[str, str], str],
+    errors: ErrorCollector,
+    generic: GenericTests | None = None,
+) -> list[DataTest]:
+    """The tests declared on source tables (and their columns), run by ``cadence test``
+    against the source relation (``relations``: (source, table) -> relation SQL)."""
+    out: list[DataTest] = []
+    for entry, file in entries:
+        source = str(entry.get("name"))
+        for table in entry.get("tables") or []:
+            if not isinstance(table, dict) or "name" not in table:
+                continue
+            key = (source, str(table["name"]))
+            if key not in relations:
+                continue
+            targets: list[tuple[str | None, dict[str, Any]]] = [(None, table)]
+            for column in table.get("columns") or []:
+                if isinstance(column, dict) and column.get("name"):
+                    targets.append((str(column["name"]), column))
+            for column, owner in targets:
+                for test in _test_entries(owner):
+                    line = line_of(owner, "tests") or line_of(owner, "data_tests")
+                    try:
+                        parsed = _parse_one_test(
+                            test,
+                            f"{key[0]}_{key[1]}",
+                            column,
+                            file,
+                            line,
+                            generic,
+                            key,
+                            relations[key],
+                        )
+                    except CadenceError as exc:
+                        errors.add(exc)
+                        continue
+                    if parsed is not None:
+                        out.append(parsed)
+    return out
+
+
 def _parse_one_test(
     test: Any,
     model: str,
@@ -146,7 +190,11 @@ def _parse_one_test(
     file: str,
     line: int | None,
     generic: GenericTests | None,
+    source: tuple[str, str] | None = None,
+    source_relation: str = "",
 ) -> DataTest | None:
+    """One test of ``model`` (or, with ``source``, of that source table: ``model`` is then
+    dbt's target name ``<source>_<table>``)."""
     if isinstance(test, str):
         kind, raw = test, {}
     elif isinstance(test, dict) and len(test) >= 1:
@@ -201,7 +249,7 @@ def _parse_one_test(
     if macro is None:
         kind = base  # dbt's own namespace: ``dbt.unique`` is ``unique``
         _check_builtin_args(kind, column, args, file, line)
-    label = kind.replace(".", "_")
+    label = ("source_" if source else "") + kind.replace(".", "_")
     name_args = {**args, **({"column_name": column} if column is not None else {})}
     name = str(custom_name) if custom_name else _builtin_name(label, model, name_args)
     sql: str | None = None
@@ -209,15 +257,21 @@ def _parse_one_test(
     if macro is not None:
         assert generic is not None
         from cadence.load.generictests import test_model_relation
+        from cadence.load.relations import Relation
 
-        sql, refs = generic.render(
-            macro, kind, model, test_model_relation(model), column, where, args, file, line
+        tested = (
+            Relation(source[0], source[1], source_relation)
+            if source
+            else test_model_relation(model)
         )
+        sql, refs = generic.render(macro, kind, model, tested, column, where, args, file, line)
+        if source:
+            refs = refs[1:]  # the first is the target's own name, not a ref
         where = None  # applied to ``model`` inside the rendered SQL
     return DataTest(
         name=name,
         kind=kind,
-        model=model,
+        model=None if source else model,
         column=column,
         args=args,
         severity=severity,
@@ -230,6 +284,7 @@ def _parse_one_test(
         error_if=error_if,
         limit=limit,
         fail_calc=fail_calc,
+        source=f"{source[0]}.{source[1]}" if source else None,
     )
 
 
