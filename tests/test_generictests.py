@@ -293,3 +293,31 @@ def test_source_tests_run_as_dbt_names_them_when_a_reader_is_selected(make_proje
     out = cli(root, "test", "-s", "from_source", "--json")
     assert {r["name"] for r in json.loads(out.stdout)} == set(expected)
     assert json.loads(cli(root, "test", "-s", "stg_orders", "--json").stdout) == []
+
+
+def test_a_package_test_named_without_its_package_errors_as_in_dbt():
+    """dbt finds a package's generic test only as ``package.test``: without it, that test (and
+    only it) is an error when tests run. The package namespace is what load.dbt installs."""
+    from types import SimpleNamespace
+
+    from cadence.errors import ErrorCollector
+    from cadence.load.generictests import GenericTests
+    from cadence.load.testspecs import parse_tests
+
+    class PackageMacros:
+        def has_macro(self, name: str) -> bool:
+            return name == "test_not_empty_string"
+
+    env = SimpleNamespace(env=SimpleNamespace(globals={"mypkg": PackageMacros()}), macro_names={})
+    entry = {"columns": [{"name": "name", "data_tests": ["not_empty_string", "unique"]}]}
+    errors = ErrorCollector()
+    found = parse_tests(entry, "stg_customers", "models/schema.yml", errors, [], GenericTests(env))
+    assert errors.errors == []
+    assert [(t.name, t.error) for t in found] == [
+        (
+            "not_empty_string_stg_customers_name",
+            "'test_not_empty_string' is undefined: the test is in package 'mypkg'; "
+            "write mypkg.not_empty_string (as dbt requires)",
+        ),
+        ("unique_stg_customers_name", None),
+    ]

@@ -105,6 +105,11 @@ def test_timestamp_strategy_with_invalidated_hard_deletes_keeps_dbts_history(mak
             None,
         ),
     ]
+    before = rows(root, "history.hist")
+    assert cli(root, "run", "--full-refresh", "--at", "2026-01-03T00:00").exit_code == 0
+    assert rows(root, "history.hist") == before  # a full refresh never drops the history
+    compiled = cli(root, "compile", "--at", "2026-01-03T00:00").output
+    assert "hist: target/compiled/snapshots/hist.sql" in compiled
 
 
 def test_check_strategy_versions_rows_at_run_time(make_project, cli):

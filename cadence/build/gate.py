@@ -51,6 +51,8 @@ def run_tests(
     counted: list[tuple[DataTest, str]] = []  # built-in tests, judged in one query
     resolve = target_resolver(ctx.project, ctx.compiler.relation_of)
     for test in tests:
+        if test.error is not None:
+            continue  # cannot run: `cadence test` reports it
         if test.kind == "singular" or test.custom:
             others = [r for r in test.refs if r != model.name]
             if not all(_target_exists(ctx, f"ref('{r}')") for r in others):

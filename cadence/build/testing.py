@@ -74,6 +74,9 @@ def run_data_tests(
         for test in project.parsed.tests:
             if not _owned(test, chosen, readers):
                 continue
+            if test.error is not None:
+                results.append(TestResult(test.name, "error", 0, test.error, test.file))
+                continue
             if test.kind == "max_change":
                 results.append(
                     TestResult(

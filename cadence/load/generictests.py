@@ -83,6 +83,17 @@ class GenericTests:
             return None
         return globals_.get(f"test_{name}") if f"test_{name}" in self.env.macro_names else None
 
+    def package_with(self, kind: str) -> str | None:
+        """The installed package that defines test ``kind`` (a name without package), when the
+        project itself does not: dbt finds such a test only as ``package.kind``."""
+        for name, holder in self.env.env.globals.items():
+            # a package's macros (load.dbt); asked of the class: proxies such as `this` answer
+            # any attribute only inside a render
+            has = getattr(type(holder), "has_macro", None)
+            if callable(has) and has(holder, f"test_{kind}"):
+                return str(name)
+        return None
+
     def render(
         self,
         macro: Any,
@@ -161,7 +172,10 @@ class GenericTests:
 def _member(holder: Any, name: str) -> Any:
     if isinstance(holder, dict):
         return holder.get(name)
-    return getattr(holder, name, None)
+    try:
+        return getattr(holder, name, None)
+    except Exception:  # noqa: BLE001 - a proxy (`this`) answers only inside a render
+        return None
 
 
 def test_model_relation(model: str) -> Relation:

@@ -88,6 +88,7 @@ class DataTest:
     limit: int | None = None
     fail_calc: str = "count(*)"
     source: str | None = None  # a test on a source table: "<source>.<table>" (model is None)
+    error: str | None = None  # a test that cannot run (dbt reports it as an error when it runs)
 
     @property
     def custom(self) -> bool:
@@ -244,6 +245,25 @@ def _parse_one_test(
     severity, warn_if, error_if, limit, fail_calc, where = _verdict_configs(config, file, line)
     macro = generic.find(kind) if generic is not None else None
     base = kind.split(".")[-1]
+    unknown = macro is None and "." not in kind and kind not in GENERIC_TESTS
+    package = generic.package_with(kind) if generic is not None and unknown else None
+    if package is not None:  # as dbt: the test exists, but only as package.kind
+        label = kind if not source else f"source_{kind}"
+        name_args = {**args, **({"column_name": column} if column is not None else {})}
+        return DataTest(
+            name=str(custom_name) if custom_name else _builtin_name(label, model, name_args),
+            kind=kind,
+            model=None if source else model,
+            column=column,
+            args=args,
+            severity=severity,
+            where=None,
+            file=file,
+            line=line,
+            source=f"{source[0]}.{source[1]}" if source else None,
+            error=f"'test_{kind}' is undefined: the test is in package '{package}'; "
+            f"write {package}.{kind} (as dbt requires)",
+        )
     if macro is None and base not in GENERIC_TESTS:
         _unknown_test(kind, file, line, generic)
     if macro is None:
