@@ -166,8 +166,10 @@ def test_threshold_configs_decide_publication_as_dbt_decides_the_verdict(
     )
     run = cli(root, "run", "--at", "2026-01-01T00:00")
     assert (run.exit_code == 1) == blocks, run.output
-    if blocks:
+    if blocks:  # a first build that fails its tests is still reported, as an error
         assert "tests failed, nothing published (no previous version): is_positive" in run.output
+        results = json.loads((root / "target" / "run_results.json").read_text())["results"]
+        assert {r["name"]: r["status"] for r in results}["stg_orders"] == "error"
         return
     assert test_results(cli, root)["is_positive_stg_orders_amount"][0] == status
 

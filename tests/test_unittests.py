@@ -247,6 +247,7 @@ def test_unit_test_problems_are_errors_of_that_test(make_project, cli, given, ex
     ("entry", "message"),
     [
         ("model: pricd\n    given: []\n    expect: {rows: []}", "unknown model 'pricd'"),
+        ("model: hist\n    given: []\n    expect: {rows: []}", "'hist' is a snapshot"),
         (
             "model: priced\n    given: [{input: ref('ordrs'), rows: []}]\n    expect: {rows: []}",
             "given input ref('ordrs'): no model or seed of that name",
@@ -269,7 +270,15 @@ def test_unit_test_problems_are_errors_of_that_test(make_project, cli, given, ex
     ],
 )
 def test_bad_unit_tests_are_load_errors_naming_file_and_line(make_project, entry, message):
-    root = project(make_project, f"unit_tests:\n  - name: t\n    {entry}\n")
+    snapshot = (
+        "{% snapshot hist %}{{ config(unique_key='order_id', strategy='check', "
+        "check_cols='all') }}select * from {{ ref('orders') }}{% endsnapshot %}\n"
+    )
+    root = project(
+        make_project,
+        f"unit_tests:\n  - name: t\n    {entry}\n",
+        {"snapshots/hist.sql": snapshot},
+    )
     with pytest.raises(ProjectErrors) as caught:
         Project.load(root)
     found = [e for e in caught.value.errors if message in e.message]

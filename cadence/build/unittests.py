@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cadence.build.seeds import load_csv_into
 from cadence.build.snapshots import first_version_sql
 from cadence.engines import Engine, connect
 from cadence.engines.base import EngineError
@@ -117,9 +118,7 @@ class _Types:
         seed = next((s for s in parsed.seeds if s.name == name), None)
         if seed is not None:
             engine.create_schema(seed.schema)
-            options = {"delimiter": seed.delimiter} if seed.delimiter else {}
-            path = str(Path(self.project.root) / seed.path)
-            engine.load_csv(seed.relation, path, seed.column_types, **options)
+            load_csv_into(engine, parsed.root, seed, seed.relation)
             return _describe(engine, f"select * from {seed.relation}")
         model = parsed.model(name)
         if model is None:
@@ -297,9 +296,7 @@ def _create_input(
         return
     if fixture.rows is None:  # a seed's own rows
         seed = next(s for s in project.parsed.seeds if s.name == fixture.ref)
-        options = {"delimiter": seed.delimiter} if seed.delimiter else {}
-        path = str(Path(project.root) / seed.path)
-        engine.load_csv(relation, path, seed.column_types, **options)
+        load_csv_into(engine, project.parsed.root, seed, relation)
         return
     rows: list[dict[str, Any]] = fixture.rows
     if columns is None:

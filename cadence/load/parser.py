@@ -281,6 +281,7 @@ def parse_project(
         {s.name for s in seeds},
         {(s.source_name, s.table) for s in sources},
         errors,
+        {s.name for s in snapshots.specs},
     )
     relations = {(s.source_name, s.table): s.relation for s in sources}
     tests.extend(parse_source_tests(yaml_sources, relations, errors, generic))

@@ -83,13 +83,16 @@ def parse_unit_tests(
     seeds: set[str],
     sources: set[tuple[str, str]],
     errors: ErrorCollector,
+    snapshots: set[str] | frozenset[str] = frozenset(),
 ) -> list[UnitTest]:
+    """One ``UnitTest`` per entry (``models`` may be given as inputs; ``snapshots`` of them
+    cannot be tested)."""
     files = {PurePosixPath(f.path).name: f for f in fixtures}
     out: list[UnitTest] = []
     seen: dict[tuple[str, str], str] = {}
     for entry, file in entries:
         try:
-            test = _parse_one(entry, file, files, models, seeds, sources)
+            test = _parse_one(entry, file, files, models, seeds, sources, snapshots)
         except CadenceError as exc:
             errors.add(exc)
             continue
@@ -118,6 +121,7 @@ def _parse_one(
     models: set[str],
     seeds: set[str],
     sources: set[tuple[str, str]],
+    snapshots: set[str] | frozenset[str],
 ) -> UnitTest | None:
     name = str(entry["name"])
     line = line_of(entry, "name")
@@ -138,6 +142,8 @@ def _parse_one(
     if config.get("enabled", True) in (False, "false", "False"):
         return None
     model = entry.get("model")
+    if isinstance(model, str) and model in snapshots:
+        raise fail(f"'{model}' is a snapshot; unit tests test models", "model")
     if not isinstance(model, str) or model not in models:
         guess = did_you_mean(str(model), models)
         raise fail(
