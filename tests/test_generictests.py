@@ -222,6 +222,7 @@ def test_a_failing_custom_test_keeps_the_previous_version_live(make_project, cli
         ("- is_positive: {config: {limit: -1}}", "invalid limit '-1'", "a count"),
         ("- unique: {values: [1]}", "unknown argument 'values' for test 'unique'", "unique takes"),
         ("- at_least: {valu: 3}", "test 'at_least' on 'stg_orders' failed to render", "signature"),
+        ("- relationships: {to: 1, field: [x]}", "relationships needs 'to' and 'field'", "ref("),
     ],
 )
 def test_bad_tests_are_errors_naming_file_and_line(make_project, test_yaml, message, hint):

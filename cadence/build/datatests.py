@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cadence.build.compiler import ensure_query
 from cadence.engines.base import Engine
 from cadence.load.parser import ParsedProject
 from cadence.load.relations import quote
@@ -137,6 +138,8 @@ def judge(engine: Engine, counted: Sequence[tuple[DataTest, str]]) -> list[TestO
     """Run the failing-rows queries of many tests in one query; one outcome each, in order."""
     if not counted:
         return []
+    for test, sql in counted:  # one query each, fail_calc and limit included (SPEC §6)
+        ensure_query(failures_sql(test, sql), test.file)
     values = ",\n".join(
         f"({failures_sql(test, sql)}) as f{i}" for i, (test, sql) in enumerate(counted)
     )

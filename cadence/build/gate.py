@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cadence.build.compiler import ensure_query
 from cadence.build.context import RunContext
 from cadence.build.datatests import TestOutcome, describe_failure, judge, target_resolver
 from cadence.build.incremental import checked_sql
@@ -59,6 +60,7 @@ def run_tests(
                 continue  # reads a relation that does not exist yet: checked on a later build
             # the test reads the candidate in place of the live relation
             sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
+            ensure_query(sql, test.file)
             try:
                 outcomes.extend(judge(ctx.engine, [(test, sql)]))
             except EngineError as exc:  # the test's SQL, not the model's: say which file
@@ -73,6 +75,7 @@ def run_tests(
             continue
         rows_sql = checked_sql(test, relation, merge_into, model, resolve)
         if rows_sql is not None:
+            ensure_query(rows_sql, test.file)
             counted.append((test, rows_sql))
     for outcome in judge(ctx.engine, counted):
         if outcome.test.name.startswith("key_") and outcome.message:

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from cadence.build.compiler import ensure_query
 from cadence.build.datatests import failing_rows_sql, judge, target_resolver
 from cadence.build.unittests import run_unit_tests
 from cadence.engines.base import EngineError
@@ -98,6 +99,7 @@ def run_data_tests(
                         else project.compiler.relation_of(test.model)
                     )
                     sql = failing_rows_sql(test, relation, resolve) or ""
+                ensure_query(sql, test.file)
                 outcome = judge(engine, [(test, sql)])[0]
             except (EngineError, CadenceError) as exc:
                 message = exc.message if isinstance(exc, CadenceError) else str(exc)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cadence.build.compiler import ensure_query
 from cadence.build.seeds import load_csv_into
 from cadence.build.snapshots import first_version_sql
 from cadence.engines import Engine, connect
@@ -66,6 +67,9 @@ def run_unit_tests(project: Any, chosen: set[str], now: dt.datetime) -> list[Uni
 
 
 def memory_engine(project: Any) -> Engine:
+    """DuckDB in memory, reaching the files the project's models may reach (SPEC §6)."""
+    from cadence.engines import access
+
     warehouse = project.parsed.config.warehouse
     duck = warehouse.engine == "duckdb"
     config = WarehouseConfig(
@@ -73,8 +77,9 @@ def memory_engine(project: Any) -> Engine:
         threads=1,
         settings=dict(warehouse.settings) if duck else {},
         extensions=warehouse.extensions if duck else (),
+        allowed_paths=warehouse.allowed_paths,
     )
-    return connect(config, Path(project.root))
+    return connect(config, Path(project.root), allowed=access.declared(project.parsed))
 
 
 class _Types:
@@ -222,6 +227,8 @@ def _run(project: Any, types: _Types, test: UnitTest, now: dt.datetime) -> str:
         sql = _render(project, test, now, ephemerals)
         for literal, table in files.items():
             sql = sql.replace(literal, table)
+        model = project.parsed.model(test.model)
+        ensure_query(sql, model.path)
         try:
             output = _describe(engine, sql)
         except EngineError as exc:

@@ -1,6 +1,7 @@
-"""Test definitions from YAML: dbt's ``tests:``/``data_tests:`` syntax read into ``DataTest``.
+"""Test definitions: dbt's ``tests:``/``data_tests:`` in YAML, and ``tests/*.sql``, as ``DataTest``.
 
-Input: a model's (or seed's, or snapshot's) YAML entry -> output: ``DataTest`` values (kind,
+Input: a model's (or seed's, snapshot's, source table's) YAML entry, or a singular test file
+-> output: ``DataTest`` values (kind,
 column, arguments, configs) with the file and line they came from. Built-in tests keep their
 arguments (``datatests`` writes their SQL later); a custom generic test (``{% test %}`` in
 macros/ or tests/generic/, see ``generictests``) is rendered here into the SQL of its failing
@@ -21,6 +22,7 @@ from cadence.load.yamlfile import line_of
 
 if TYPE_CHECKING:
     from cadence.load.generictests import GenericTests
+    from cadence.load.loader import SourceFile
 
 GENERIC_TESTS = (
     "not_null",
@@ -89,6 +91,7 @@ class DataTest:
     fail_calc: str = "count(*)"
     source: str | None = None  # a test on a source table: "<source>.<table>" (model is None)
     error: str | None = None  # a test that cannot run (dbt reports it as an error when it runs)
+    env_vars: tuple[tuple[str, str | None], ...] = ()  # singular: (name, env_digest) read
 
     @property
     def custom(self) -> bool:
@@ -125,7 +128,8 @@ def parse_tests(
     and renders custom generic tests; without it only the built-ins are known."""
     out: list[DataTest] = []
     targets: list[tuple[str | None, dict[str, Any]]] = [(None, entry)]
-    for column in entry.get("columns") or []:
+    listed = entry.get("columns") or []
+    for column in listed if isinstance(listed, list) else []:  # else: the parser says so
         if isinstance(column, dict) and column.get("name"):
             targets.append((str(column["name"]), column))
     for column, owner in targets:
@@ -152,14 +156,16 @@ def parse_source_tests(
     out: list[DataTest] = []
     for entry, file in entries:
         source = str(entry.get("name"))
-        for table in entry.get("tables") or []:
+        tables = entry.get("tables")
+        for table in tables if isinstance(tables, list) else []:  # else: the parser says so
             if not isinstance(table, dict) or "name" not in table:
                 continue
             key = (source, str(table["name"]))
             if key not in relations:
                 continue
             targets: list[tuple[str | None, dict[str, Any]]] = [(None, table)]
-            for column in table.get("columns") or []:
+            listed = table.get("columns")
+            for column in listed if isinstance(listed, list) else []:
                 if isinstance(column, dict) and column.get("name"):
                     targets.append((str(column["name"]), column))
             for column, owner in targets:
@@ -364,6 +370,52 @@ def _configs(args: dict[str, Any], file: str, line: int | None) -> dict[str, Any
     return config
 
 
+def parse_singular_tests(
+    test_files: tuple[SourceFile, ...],
+    env: Any,
+    errors: ErrorCollector,
+) -> list[DataTest]:
+    """Each ``tests/*.sql`` file rendered into a singular test (its ``{{ config(...) }}``
+    gives its verdict configs); a test belongs to the models it refs."""
+    from pathlib import PurePosixPath
+
+    from cadence.load.context import RenderState
+    from cadence.load.digests import env_digest
+
+    out = []
+    for f in test_files:
+        state = RenderState(file=f.path)
+        try:
+            sql = env.render(f.text, state)
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        if state.config.get("enabled", True) in (False, "false", "False"):
+            continue
+        try:
+            configs = singular_configs(state.config, f.path)
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        out.append(
+            DataTest(
+                name=PurePosixPath(f.path).stem,
+                kind="singular",
+                model=state.refs[-1] if state.refs else None,
+                column=None,
+                args={},
+                where=None,
+                file=f.path,
+                line=1,
+                sql=sql,
+                refs=tuple(state.refs),
+                env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
+                **configs,
+            )
+        )
+    return out
+
+
 def singular_configs(config: dict[str, Any], file: str) -> dict[str, Any]:
     """The verdict configs a singular test sets with ``{{ config(...) }}``, as ``DataTest``
     fields (``severity``, ``warn_if``, ``error_if``, ``limit``, ``fail_calc``)."""
@@ -483,9 +535,11 @@ def _check_test_args(kind: str, column: str | None, args: dict[str, Any]) -> tup
         return (f"test '{kind}' needs a column", "list it under the column's tests:")
     if kind == "accepted_values" and not isinstance(args.get("values"), list):
         return ("accepted_values needs a list of values", "write accepted_values: {values: [a, b]}")
-    if kind == "relationships" and not (args.get("to") and args.get("field")):
+    if kind == "relationships" and not (
+        isinstance(args.get("to"), str) and args.get("to") and isinstance(args.get("field"), str)
+    ):
         return (
-            "relationships needs 'to' and 'field'",
+            "relationships needs 'to' and 'field' (a model and a column)",
             "write relationships: {to: ref('customers'), field: customer_id}",
         )
     if kind == "max_change":
@@ -494,4 +548,12 @@ def _check_test_args(kind: str, column: str | None, args: dict[str, Any]) -> tup
             return ("max_change needs a fraction such as 0.5", "write max_change: 0.5")
     if kind == "row_count" and not ({"min", "max"} & set(args)):
         return ("row_count needs min and/or max", "write row_count: {min: 1, max: 100000}")
+    if kind == "row_count":
+        for bound in ("min", "max"):
+            value = args.get(bound)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                return (
+                    f"row_count {bound} must be a whole number, not {str(value)[:40]!r}",
+                    "write row_count: {min: 1, max: 100000}",
+                )
     return None
