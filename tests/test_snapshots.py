@@ -459,3 +459,21 @@ def test_editing_a_snapshot_file_is_seen_by_the_load_cache(make_project):
     again = Project.load(root)
     assert again.parsed.snapshots[0].strategy == "timestamp"
     assert Project.load(root).parsed.snapshots[0].updated_at == "updated_at"  # from the cache
+
+
+@pytest.mark.parametrize("value", ["1", "[]", "{}", "x", "[1, 2]", "{a: 1}", "null", "[{}]"])
+def test_wrong_shapes_in_snapshot_yaml_are_errors_not_crashes(make_project, cli, value):
+    root = make_project(
+        {
+            "seeds/people.csv": ROUND1,
+            "snapshots/s.yml": "snapshots:\n  - name: sn\n    relation: ref('people')\n"
+            f"    config: {{unique_key: {value}, strategy: check, check_cols: {value}, "
+            f"hard_deletes: {value}, snapshot_meta_column_names: {value}}}\n"
+            f"    columns: {value}\n",
+        },
+        YML,
+    )
+    for args in (("lint",), ("run", "--at", "2026-01-01T00:00")):
+        result = cli(root, *args)
+        assert result.exit_code in (0, 1, 2), result.output
+        assert "internal error" not in result.output

@@ -284,3 +284,17 @@ def test_bad_unit_tests_are_load_errors_naming_file_and_line(make_project, entry
     found = [e for e in caught.value.errors if message in e.message]
     assert found, [e.message for e in caught.value.errors]
     assert found[0].file == "models/unit.yml" and found[0].line is not None
+
+
+@pytest.mark.parametrize("value", ["1", "[]", "{}", "x", "[1, 2]", "{a: 1}", "null", "[{}]"])
+def test_wrong_shapes_in_unit_tests_are_errors_not_crashes(make_project, cli, value):
+    root = project(
+        make_project,
+        f"unit_tests:\n  - name: u\n    model: priced\n    given: [{{input: ref('orders'), "
+        f"rows: {value}, format: {value}}}]\n    expect: {{rows: {value}}}\n"
+        f"    overrides: {value}\n",
+    )
+    for args in (("lint",), ("test",)):
+        result = cli(root, *args)
+        assert result.exit_code in (0, 1, 2), result.output
+        assert "internal error" not in result.output
