@@ -324,3 +324,21 @@ def test_a_package_test_named_without_its_package_errors_as_in_dbt():
         ),
         ("unique_stg_customers_name", None),
     ]
+
+
+def test_project_test_defaults_sit_below_each_tests_own_configs():
+    """dbt_project.yml's ``data_tests:`` configs (handed in by the loader) apply to every test
+    unless the test sets its own."""
+    from cadence.errors import ErrorCollector
+    from cadence.load.testspecs import parse_tests
+
+    entry = {
+        "columns": [{"name": "id", "data_tests": ["unique", {"not_null": {"severity": "error"}}]}]
+    }
+    errors = ErrorCollector()
+    found = parse_tests(entry, "m", "m.yml", errors, [], defaults={"severity": "warn"})
+    assert errors.errors == []
+    assert [(t.kind, t.severity) for t in found] == [("unique", "warn"), ("not_null", "error")]
+    refused = ErrorCollector()
+    parse_tests(entry, "m", "m.yml", refused, [], defaults={"store_failures": True})
+    assert "store_failures is not supported" in refused.errors[0].message

@@ -123,9 +123,11 @@ def parse_tests(
     errors: ErrorCollector,
     warnings: list[CadenceError],
     generic: GenericTests | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> list[DataTest]:
     """The tests of one YAML entry (model-level and under each column). ``generic`` resolves
-    and renders custom generic tests; without it only the built-ins are known."""
+    and renders custom generic tests; without it only the built-ins are known. ``defaults``:
+    test configs set for the project (dbt_project.yml's ``data_tests:``), below each test's."""
     out: list[DataTest] = []
     targets: list[tuple[str | None, dict[str, Any]]] = [(None, entry)]
     listed = entry.get("columns") or []
@@ -136,7 +138,9 @@ def parse_tests(
         for test in _test_entries(owner):
             line = line_of(owner, "tests") or line_of(owner, "data_tests")
             try:
-                parsed = _parse_one_test(test, model, column, file, line, generic)
+                parsed = _parse_one_test(
+                    test, model, column, file, line, generic, defaults=defaults
+                )
             except CadenceError as exc:
                 errors.add(exc)
                 continue
@@ -199,6 +203,7 @@ def _parse_one_test(
     generic: GenericTests | None,
     source: tuple[str, str] | None = None,
     source_relation: str = "",
+    defaults: dict[str, Any] | None = None,
 ) -> DataTest | None:
     """One test of ``model`` (or, with ``source``, of that source table: ``model`` is then
     dbt's target name ``<source>_<table>``)."""
@@ -233,7 +238,8 @@ def _parse_one_test(
     args = dict(raw)
     custom_name = args.pop("name", None)
     args.pop("description", None)
-    config = _configs(args, file, line)
+    config = {**(defaults or {}), **_configs(args, file, line)}
+    _refuse_store_failures(config, file, line)
     nested = args.pop("arguments", None)
     if nested is not None and not isinstance(nested, dict):
         raise CadenceError("arguments must be a mapping", file=file, line=line)
@@ -360,6 +366,10 @@ def _configs(args: dict[str, Any], file: str, line: int | None) -> dict[str, Any
                 else "test configs: " + ", ".join(TEST_CONFIG_KEYS),
             )
         config[key] = value
+    return config
+
+
+def _refuse_store_failures(config: dict[str, Any], file: str, line: int | None) -> None:
     if config.get("store_failures") or config.get("store_failures_as"):
         raise CadenceError(
             "store_failures is not supported: cadence does not store failing rows",
@@ -367,7 +377,6 @@ def _configs(args: dict[str, Any], file: str, line: int | None) -> dict[str, Any
             line=line,
             hint="remove store_failures; `cadence test` reports each test's failing-row count",
         )
-    return config
 
 
 def parse_singular_tests(
@@ -438,13 +447,7 @@ def singular_configs(config: dict[str, Any], file: str) -> dict[str, Any]:
                 if guess
                 else "test configs: " + ", ".join(TEST_CONFIG_KEYS),
             )
-    if known.get("store_failures") or known.get("store_failures_as"):
-        raise CadenceError(
-            "store_failures is not supported: cadence does not store failing rows",
-            file=file,
-            line=1,
-            hint="remove store_failures; `cadence test` reports each test's failing-row count",
-        )
+    _refuse_store_failures(known, file, 1)
     severity, warn_if, error_if, limit, fail_calc, _where = _verdict_configs(known, file, 1)
     return {
         "severity": severity,
