@@ -212,6 +212,29 @@ def test_fixture_files_and_is_incremental_override(make_project, cli):
         },
     )
     assert results(cli, root) == {"inc::only_new": ("pass", "")}
+
+
+def test_only_what_the_model_reads_as_rendered_for_the_test_must_be_given(make_project, cli):
+    root = project(
+        make_project,
+        """\
+        unit_tests:
+          - name: full_build
+            model: inc
+            given:
+              - input: ref('orders')
+                rows: [{order_id: 1}]
+            expect:
+              rows: [{order_id: 1}]
+        """,
+        {
+            "models/inc.sql": "{{ config(materialized='incremental') }}\n"
+            "select order_id from {{ ref('orders') }}\n"
+            "{% if is_incremental() %}where order_id not in (select order_id from "
+            "{{ ref('priced') }}){% endif %}\n",
+        },
+    )
+    assert results(cli, root) == {"inc::full_build": ("pass", "")}
     assert Project.load(root).parsed.tests == ()  # a fixture .sql is not a singular test
 
 

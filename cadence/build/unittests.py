@@ -184,8 +184,9 @@ def _returning(value: Any) -> Any:
     return macro
 
 
-def _render(project: Any, test: UnitTest, now: dt.datetime, inputs: dict[str, str]) -> str:
-    """The model's SQL with the overrides, reading ``inputs`` (given ephemeral refs)."""
+def _render(project: Any, test: UnitTest, now: dt.datetime) -> Any:
+    """The model's text rendered with the test's overrides (ref placeholders left in), and
+    what that render read (its ``refs`` and ``sources``)."""
     from cadence.load.context import RenderState
 
     model = project.parsed.model(test.model)
@@ -199,35 +200,33 @@ def _render(project: Any, test: UnitTest, now: dt.datetime, inputs: dict[str, st
     state.this = Relation(model.schema, model.identifier, model.relation)
     with _overrides(env, test):
         text = env.render(model.raw_sql, state)
-    sql = project.compiler.compile_sql(text, now, inputs)
-    return sql.strip().rstrip(";")
+    return text, state
 
 
 def _run(project: Any, types: _Types, test: UnitTest, now: dt.datetime) -> str:
     """Run one unit test; returns its diff (empty when it passed)."""
     parsed = project.parsed
-    given = {g.input: g for g in test.given}
-    _check_inputs(project, test, given)
+    model = parsed.model(test.model)
+    text, rendered = _render(project, test, now)
+    _check_inputs(project, test, rendered.refs, rendered.sources)
     engine = memory_engine(project)
     try:
         ephemerals: dict[str, str] = {}
         files: dict[str, str] = {}
         for i, fixture in enumerate(test.given):
             relation, columns = _target(project, types, test, fixture, i)
-            if fixture.ref and parsed.model(fixture.ref) is not None:
-                if parsed.model(fixture.ref).materialized == "ephemeral":
-                    ephemerals[fixture.ref] = relation
+            upstream = parsed.model(fixture.ref) if fixture.ref else None
+            if upstream is not None and upstream.materialized == "ephemeral":
+                ephemerals[upstream.name] = relation
             if relation.startswith("'"):  # a source read from a file: read the fixture instead
                 files[relation] = f'"unit_test_inputs"."input_{i}"'
                 relation = files[relation]
-            schema = relation.split(".")[0] if "." in relation else None
-            if schema:
-                engine.execute(f"create schema if not exists {schema}")
+            if "." in relation:
+                engine.execute(f"create schema if not exists {relation.split('.')[0]}")
             _create_input(engine, project, relation, fixture, columns, test)
-        sql = _render(project, test, now, ephemerals)
+        sql = project.compiler.compile_sql(text, now, ephemerals).strip().rstrip(";")
         for literal, table in files.items():
             sql = sql.replace(literal, table)
-        model = project.parsed.model(test.model)
         ensure_query(sql, model.path)
         try:
             output = _describe(engine, sql)
@@ -238,24 +237,27 @@ def _run(project: Any, types: _Types, test: UnitTest, now: dt.datetime) -> str:
         engine.close()
 
 
-def _check_inputs(project: Any, test: UnitTest, given: dict[str, UnitFixture]) -> None:
-    """Every relation the model reads (through ephemerals) must be given, as dbt requires."""
+def _check_inputs(
+    project: Any, test: UnitTest, refs: list[str], sources: list[tuple[str, str]]
+) -> None:
+    """Every relation the model reads as rendered for the test (through ephemerals too) must
+    be given, as dbt requires."""
     parsed = project.parsed
-    model = parsed.model(test.model)
-    needed: list[str] = []
-    stack = list(model.refs)
+    given = {g.input for g in test.given}
+    needed = [f"source:{a}.{b}" for a, b in sources]
+    stack = list(refs)
+    seen: set[str] = set()
     while stack:
         name = stack.pop(0)
-        if f"ref:{name}" in given or name in needed:
+        if name in seen or f"ref:{name}" in given:
             continue
+        seen.add(name)
         upstream = parsed.model(name)
         if upstream is not None and upstream.materialized == "ephemeral":
             stack.extend(upstream.refs)
             needed.extend(f"source:{a}.{b}" for a, b in upstream.sources)
             continue
-        needed.append(name)
-    needed = [n if n.startswith("source:") else f"ref:{n}" for n in needed]
-    needed += [f"source:{a}.{b}" for a, b in model.sources]
+        needed.append(f"ref:{name}")
     missing = [n for n in dict.fromkeys(needed) if n not in given]
     if missing:
         first = missing[0]
