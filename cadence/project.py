@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
+from cadence.build.snapshots import compiled_path
 from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
 from cadence.engines.base import EngineError
@@ -562,7 +563,8 @@ class Project:
             assert model is not None
             latest = self.cadences.of(name).ticks.latest_tick(now, self.tz)
             compiled = self.compiler.compile(name, now, latest, False)
-            out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
+            path = compiled_path(model)
+            out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:
