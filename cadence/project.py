@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute, write_results
+from cadence.build.snapshots import compiled_path
 from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
+from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
 from cadence.load.inputs import Fingerprint, find_project_root
 from cadence.load.parser import ParsedProject
@@ -28,7 +30,7 @@ from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
 from cadence.plan.history import StateSnapshot
 from cadence.plan.selection import feeding, select, unmatched
-from cadence.record import snapshot
+from cadence.record import snapshot, unrecorded
 from cadence.record.state import HISTORY_TABLES, prune_history, read_snapshot
 
 OPEN_GRACE_S = 2.0
@@ -36,6 +38,22 @@ OPEN_GRACE_S = 2.0
 if TYPE_CHECKING:
     from cadence.activation.roster import MembersAnswer
     from cadence.serve import AsgiServer, Server
+
+
+def _or_write_error(result: RunResult, step: Callable[[], object], warehouse: str) -> RunResult:
+    """Run ``step``; a write it could not make joins the run's ``write_error``."""
+    try:
+        step()
+    except CadenceError as exc:
+        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        if exc.file and exc.file not in message:
+            message = f"{exc.file}: {message}"
+    except EngineError as exc:
+        message = unrecorded.refused_error(str(exc), warehouse)
+    else:
+        return result
+    also = f"{result.write_error}; " if result.write_error else ""
+    return replace(result, write_error=also + message)
 
 
 @dataclass(frozen=True)
@@ -48,21 +66,16 @@ class Selection:
 class Project:
     """A loaded project. Construct with ``Project.load(path)``."""
 
+    fingerprint: Fingerprint | None = None  # the files ``load`` read (None: no wake file)
+
     def __init__(
-        self,
-        root: Path,
-        parsed: ParsedProject,
-        dag: Dag,
-        cadences: Cadences,
-        compiler: Compiler,
-        fingerprint: Fingerprint | None = None,
+        self, root: Path, parsed: ParsedProject, dag: Dag, cadences: Cadences, compiler: Compiler
     ) -> None:
         self.root = root
         self.parsed = parsed
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
-        self.fingerprint = fingerprint  # the files it was loaded from (None: no wake file)
 
     @classmethod
     def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
@@ -70,7 +83,9 @@ class Project:
 
         root = find_project_root(Path(path))
         parsed, dag, cadences, found = manifest.load_fingerprinted(root, use_cache=use_cache)
-        return cls(root, parsed, dag, cadences, Compiler(parsed), found)
+        project = cls(root, parsed, dag, cadences, Compiler(parsed))
+        project.fingerprint = found
+        return project
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -109,37 +124,33 @@ class Project:
         if isinstance(reader, str):
             return snapshot.read(self.root, reader)
         try:
-            return read_snapshot(reader, freshness_sources(self.parsed, self.dag), self.tz)
+            # with the failures a full disk kept out of the warehouse (the next run writes them)
+            state = read_snapshot(reader, freshness_sources(self.parsed, self.dag), self.tz)
+            return unrecorded.overlay(self.root, state)
         finally:
             reader.close()
 
-    def _keep_snapshot(
-        self, engine: Engine, result: RunResult, state: StateSnapshot
-    ) -> StateSnapshot:
+    def _keep_snapshot(self, engine: Engine, run: RunResult, state: StateSnapshot) -> StateSnapshot:
         """After a run that changed state (or when none exists yet): the state as committed,
         for read-only commands during the next run. Returns the state as the run left it."""
-        changed = any(r.status != "skipped" for r in result.results)
+        changed = any(r.status != "skipped" for r in run.results)
         if changed or not snapshot.exists(self.root):
             # a run that built folded every pending run before it returned
             sources = freshness_sources(self.parsed, self.dag)
             state = read_snapshot(engine, sources, self.tz, folded=changed)
-            snapshot.write(self.root, state, result.run_id, result.at)
+            snapshot.write(self.root, state, run.run_id, run.at)
         return state
 
     def _wake(
         self, engine: Engine, state: StateSnapshot, plan: Plan | None, now: dt.datetime
     ) -> Any:
-        """The makings of the wake file (``build.idle.Pending``) from the state this run left
-        (``plan``: the run's own when it is that state's due plan): the next wake, or now when
-        a wing owes work, and the files an idle run repairs. None: none (Spark, in memory)."""
+        """The wake file's makings (``build.idle.pending``) from the state a run left (``plan``:
+        that state's due plan, when known) and the wings' own. None: none (Spark, in memory)."""
         from cadence.build import idle
-        from cadence.plan import wake
 
         warehouse, channels = self.parsed.config.warehouse, self.parsed.config.channels
         if self.fingerprint is None or warehouse.engine != "duckdb" or warehouse.path == ":memory:":
             return None
-        plan = plan or self.plan(now, due_only=True, state=state)
-        found = wake.next_wake(wake.Moment(self.parsed, self.dag, self.cadences, state, now, plan))
         owed: str | None = None
         present, unchanged = [snapshot.SNAPSHOT_FILE], list[str]()
         if any(c.export is not None for c in channels):
@@ -155,14 +166,9 @@ class Project:
 
             owed = owed or publish.owed(self.root, self.parsed, state, now)
             unchanged += publish.files_kept(self.parsed)
-        return idle.Pending(
-            wake.Wake(now, owed) if owed is not None else found,
-            self.fingerprint,
-            self.parsed.config.timezone,
-            str(self.root / warehouse.path),  # an absolute path stays itself
-            tuple(present),
-            tuple(unchanged),
-        )
+        plan = plan or self.plan(now, due_only=True, state=state)
+        where = str(self.root / warehouse.path)  # an absolute path stays itself
+        return idle.pending(self, state, plan, now, owed, where, present, unchanged)
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
         """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
@@ -333,6 +339,7 @@ class Project:
         engine = engine or self.open_engine()
         wake: Any = None
         try:
+            unrecorded.record_pending(engine, self.root)  # failures a full disk kept out of it
             state = self.read_state(engine)
             plan = self.plan(
                 now,
@@ -360,11 +367,19 @@ class Project:
             built = any(r.status != "skipped" for r in result.results)
             if not built and result.deliveries is not None and result.deliveries.deliveries:
                 result = write_results(self.root, result)  # a run that only delivered
-            self._prune_history(engine, result, now)
-            after = self._keep_snapshot(engine, result, state)
-            self._keep_rosters(engine, state, after, result)
+            # files and pruning after the run: one that fails to write (a full disk) is the
+            # run's write error (exit 1, the path and cause named), never an abort
+            done, warehouse, after = result, self.parsed.config.warehouse.path, [state]
+            for step in (
+                lambda: self._prune_history(engine, done, now),
+                lambda: after.append(self._keep_snapshot(engine, done, state)),
+                lambda: self._keep_rosters(engine, state, after[-1], done),
+            ):
+                result = _or_write_error(result, step, warehouse)
             full = due_only and selection == Selection() and not retry_failed
-            wake = self._wake(engine, after, plan if full and after is state else None, now)
+            if result.write_error is None:  # else no wake file: the next run looks again
+                last = after[-1]
+                wake = self._wake(engine, last, plan if full and last is state else None, now)
         finally:
             engine.close()
         from cadence.build import idle
@@ -389,8 +404,7 @@ class Project:
         if any(m.config.key for m in self.parsed.models):
             from cadence.activation import rosterkeep
 
-            again = bool(state.pending_runs) and any(r.status != "skipped" for r in result.results)
-            rosterkeep.repair(engine, self.root, self.parsed, after.relations, result, again)
+            rosterkeep.repair(engine, self.root, self.parsed, after, result, state.pending_runs)
 
     def _after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
@@ -446,22 +460,7 @@ class Project:
         return a preview per channel x segment and move nothing."""
         from cadence.activation import deliver, preview
 
-        exported = [c.name for c in deliver.exported_channels(self.parsed)]
-        for ch in channels:
-            if ch not in exported:
-                names = [c.name for c in self.parsed.config.channels]
-                guess = did_you_mean(ch, exported or names)
-                raise UsageError(
-                    f"channel '{ch}' has no export" if ch in names else f"unknown channel '{ch}'",
-                    hint=f"did you mean '{guess}'?"
-                    if guess
-                    else "channels with an export: " + (", ".join(exported) or "none"),
-                )
-        if rebaseline and not channels:
-            raise UsageError(
-                "--rebaseline needs --channel", hint="cadence export --rebaseline --channel email"
-            )
-        chosen = channels or tuple(exported)
+        chosen = deliver.chosen_channels(self.parsed, channels, rebaseline)
         if dry_run:
             if not self.warehouse_exists():
                 return ()
@@ -480,6 +479,7 @@ class Project:
         with artifacts.private_umask(), lock.acquire(wait_s):
             engine = self.open_engine()
             try:
+                unrecorded.record_pending(engine, self.root)  # failures a full disk kept out
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
                 return deliver.deliver(self.parsed, engine, now, chosen, options)
             finally:
@@ -583,7 +583,8 @@ class Project:
             assert model is not None
             latest = self.cadences.of(name).ticks.latest_tick(now, self.tz)
             compiled = self.compiler.compile(name, now, latest, False)
-            out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
+            path = compiled_path(model)
+            out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:

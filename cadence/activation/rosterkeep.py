@@ -30,6 +30,7 @@ from cadence.load.parser import Model, ParsedProject
 
 if TYPE_CHECKING:
     from cadence.build.runner import RunResult
+    from cadence.plan.history import StateSnapshot
 
 
 def files_kept(parsed: ParsedProject, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
@@ -157,14 +158,16 @@ def repair(
     engine: Engine,
     root: Path,
     parsed: ParsedProject,
-    relations: Collection[tuple[str, str]],
+    after: StateSnapshot,
     run: RunResult,
-    everything: bool = False,
+    pending_runs: Collection[str] = (),
 ) -> None:
-    """After ``run``: the members files of segments that have none yet (a warehouse from
-    before snapshots, a target/ cleaned), and of every segment once a run left them behind (or
-    ``everything``: a run killed before folding). Failures stay quiet: the next run retries."""
-    run_id, at = run.run_id, run.at
+    """After ``run`` (``after``: the state it left): the members files of segments that have
+    none yet (a warehouse from before snapshots, a target/ cleaned), and of every segment once
+    a run left them behind (or once a run that built folds ``pending_runs``, runs killed before
+    folding). Failures stay quiet: the next run retries."""
+    run_id, at, relations = run.run_id, run.at, after.relations
+    everything = bool(pending_runs) and any(r.status != "skipped" for r in run.results)
     if engine.state_store() is not engine:
         return  # Spark: no members snapshot (and an idle run never connects)
     kept = [m for m in parsed.models if (m.schema, m.identifier) in relations]

@@ -23,7 +23,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cadence.build.lock import current_holder
 from cadence.errors import CadenceError
@@ -31,6 +31,8 @@ from cadence.load.inputs import Fingerprint, env_unchanged, find_project_root, i
 from cadence.record import wakefile
 
 if TYPE_CHECKING:
+    from cadence.plan.due import Plan
+    from cadence.plan.history import StateSnapshot
     from cadence.plan.wake import Wake
 
 
@@ -92,6 +94,32 @@ class Pending:
     warehouse: str
     present: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
+
+
+def pending(
+    project: Any,
+    state: StateSnapshot,
+    plan: Plan,
+    now: dt.datetime,
+    owed: str | None,
+    warehouse: str,
+    present: list[str],
+    unchanged: list[str],
+) -> Pending:
+    """What ``leave`` writes after a run of ``project`` (the facade: its parsed project, DAG,
+    cadences and fingerprint) that left ``state`` (``plan``: the due plan of that state at
+    ``now``): the next wake of ``plan.wake``, or now when a wing ``owed`` work at once."""
+    from cadence.plan.wake import Moment, Wake, next_wake
+
+    found = next_wake(Moment(project.parsed, project.dag, project.cadences, state, now, plan))
+    return Pending(
+        Wake(now, owed) if owed is not None else found,
+        project.fingerprint,
+        project.parsed.config.timezone,
+        warehouse,
+        tuple(present),
+        tuple(unchanged),
+    )
 
 
 def leave(root: Path, run_id: str, run_at: dt.datetime, pending: Pending | None) -> None:

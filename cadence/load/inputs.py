@@ -32,6 +32,8 @@ INPUT_DIRS = (
     ("seeds", (".csv", ".yml", ".yaml")),
     ("macros", (".sql",)),
     ("tests", (".sql",)),
+    ("snapshots", (".sql", ".yml", ".yaml")),
+    ("tests/fixtures", (".csv",)),  # its .sql files are listed under tests/
 )
 
 
