@@ -120,7 +120,7 @@ def read(root: Path) -> WakeRecord | None:
     """The record, when the file verifies and holds exactly one; else None (never raises)."""
     try:
         with open(path_of(root), "rb") as fh:
-            data = fh.read(1 << 20)
+            data = fh.read()
     except (OSError, ValueError):
         return None
     head, _, body = data.partition(b"\n")
