@@ -20,6 +20,7 @@ from cadence.build.runner import EventSink, PublishHook, RunResult, execute
 from cadence.disk import artifacts
 from cadence.engines import Engine, connect
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
+from cadence.load.layout import LoadOptions
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
@@ -57,11 +58,22 @@ class Project:
         self.compiler = compiler
 
     @classmethod
-    def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
+    def load(
+        cls,
+        path: str | Path = ".",
+        *,
+        use_cache: bool = True,
+        options: LoadOptions | None = None,
+    ) -> Project:
+        """The project at ``path`` (or the nearest folder above it holding cadence.yml or
+        dbt_project.yml); ``options``: what the command line adds (``--vars``, ``--target``,
+        ``--profiles-dir``)."""
         from cadence.plan import manifest
 
         root = find_project_root(Path(path))
-        parsed, dag, cadences = manifest.load(root, use_cache=use_cache)
+        parsed, dag, cadences = manifest.load(
+            root, use_cache=use_cache, options=options or LoadOptions()
+        )
         return cls(root, parsed, dag, cadences, Compiler(parsed))
 
     # -- helpers -------------------------------------------------------------------------

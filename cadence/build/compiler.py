@@ -55,12 +55,11 @@ class Compiler:
     @property
     def env(self) -> ModelEnvironment:
         if self._env is None:
-            from cadence.load.parser import target_info
-            from cadence.load.rendering import ModelEnvironment as Env
+            from cadence.load.parser import environment
 
-            cfg = self.project.config
-            self._env = Env(
-                cfg.vars, self.project.macro_files, target_info(cfg), self.project.doc_blocks
+            project = self.project
+            self._env = environment(
+                project.config, project.macro_files, project.doc_blocks, project.dispatch
             )
             self._env.set_sources(
                 (s.source_name, s.table, s.relation) for s in self.project.sources

@@ -1,8 +1,10 @@
 """Load a seed: a CSV file from the project, published as a table like a model.
 
 Input: the ``RunContext``, a ``Seed`` and its BUILD ``Decision`` -> output: its ``ModelResult``
-(``kind="seed"``). The CSV is loaded into a staging relation with the seed's declared column
-types and delimiter, and replaces the live table in one transaction with the seed's build
+(``kind="seed"``). The CSV is checked first (a row whose width differs from the header's is an
+error naming the file and row, ``seedtypes``), then loaded into a staging relation with the
+seed's declared column types and delimiter -- in a dbt project with every column typed as
+dbt-duckdb types it -- and replaces the live table in one transaction with the seed's build
 record (its digest stands for the SQL hash); a load error rolls back, keeps the previous table
 live and is recorded on its own. Used by ``runner`` for every seed decision of a plan.
 """
@@ -13,22 +15,50 @@ import time
 from pathlib import Path
 
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
+from cadence.build.seedtypes import read_columns
+from cadence.disk import files
 from cadence.engines.base import EngineError
+from cadence.errors import CadenceError
 from cadence.load.parser import Seed
 from cadence.plan.due import Decision
 from cadence.plan.history import BuildRecord
 from cadence.record.state import record_build
 
 
+def _columns(ctx: RunContext, seed: Seed, path: str, dbt: bool) -> list[tuple[str, str]]:
+    """The seed's columns (typed in a dbt project), once its rows are checked."""
+    try:
+        data = files.read_bytes(Path(ctx.project.root), Path(path), limit=None)
+    except CadenceError as exc:
+        exc.file = seed.path
+        raise
+    return read_columns(data, seed.path, seed.delimiter, seed.column_types, infer=dbt)
+
+
 def load_seed(ctx: RunContext, seed: Seed, decision: Decision) -> ModelResult:
     started = time.perf_counter()
     schema = seed.schema
     staging = ctx.engine.staging_relation(schema, seed.table, ctx.run_id)
-    options = {"delimiter": seed.delimiter} if seed.delimiter else {}
+    path = str(Path(ctx.project.root) / seed.path)
+    dbt = ctx.project.config.is_dbt
+    try:
+        columns = _columns(ctx, seed, path, dbt)
+    except CadenceError as exc:
+        result = ModelResult(
+            seed.name,
+            "error",
+            decision.reason,
+            None,
+            time.perf_counter() - started,
+            error=exc.render(),
+            kind="seed",
+        )
+        record_failure(ctx, decision, result, None)
+        return result
+    types = dict(columns) if dbt else seed.column_types
     try:
         with ctx.engine.transaction():
-            path = str(Path(ctx.project.root) / seed.path)
-            ctx.engine.load_csv(staging, path, seed.column_types, **options)
+            ctx.engine.load_csv(staging, path, types, seed.delimiter, exact=dbt)
             rows = ctx.engine.row_count(staging)
             swap(ctx, staging, seed.relation, schema, seed.table)
             duration = time.perf_counter() - started

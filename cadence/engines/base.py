@@ -80,8 +80,16 @@ class Engine(ABC):
 
     @abstractmethod
     def load_csv(
-        self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
-    ) -> None: ...
+        self,
+        relation: str,
+        path: str,
+        column_types: dict[str, str],
+        delimiter: str | None = None,
+        exact: bool = False,
+    ) -> None:
+        """Load a CSV file with a header into a new table; ``column_types`` override what the
+        engine detects, or with ``exact`` name every column's type in the header's order (the
+        table is created with them and the file copied in, as dbt-duckdb loads a seed)."""
 
     @abstractmethod
     def row_count(self, relation: str) -> int: ...

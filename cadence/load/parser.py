@@ -25,6 +25,7 @@ from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, relation_sql
 
 if TYPE_CHECKING:
+    from cadence.load.dbt.nodes import DbtNodes
     from cadence.load.rendering import ModelEnvironment
 from cadence.load.properties import (  # noqa: F401 - re-exported
     Seed,
@@ -63,6 +64,8 @@ class Model:
     description: str
     columns: tuple[Column, ...]
     env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
+    package: str | None = None  # an installed dbt package's model (None: the project's own)
+    inner: str = ""  # its path inside its model folder (a dbt project's model-paths)
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -73,6 +76,8 @@ class Model:
 
     @property
     def folder(self) -> tuple[str, ...]:
+        if self.inner:
+            return PurePosixPath(self.inner).parent.parts
         return PurePosixPath(self.path).parent.parts[1:]
 
 
@@ -89,6 +94,8 @@ class ParsedProject:
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
+    dispatch: tuple[tuple[str, tuple[str, ...]], ...] = ()  # dbt_project.yml's dispatch:
+    hooks: tuple[tuple[str, str, str], ...] = ()  # (on-run-start|on-run-end, file, SQL template)
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -127,23 +134,53 @@ class ParsedProject:
 
 
 def target_info(config: ProjectConfig) -> dict[str, Any]:
-    return {
-        "name": "default",
-        "schema": config.warehouse.schema,
-        "type": config.warehouse.engine,
-        "threads": config.warehouse.threads,
-        "database": config.name,
-        "profile_name": config.name,
+    """``target`` as templates see it (dbt's: name, schema, database, type, threads, ...)."""
+    warehouse = config.warehouse
+    info: dict[str, Any] = {
+        "name": config.target_name,
+        "schema": warehouse.schema,
+        "type": warehouse.engine,
+        "threads": warehouse.threads,
+        "database": warehouse.database or config.name,
+        "profile_name": (config.dbt.profile_name if config.dbt else None) or config.name,
     }
+    if warehouse.engine == "duckdb":
+        info["path"] = warehouse.path
+        info["external_root"] = warehouse.external_root or "."
+        info["extensions"] = list(warehouse.extensions)
+        info["settings"] = dict(warehouse.settings)
+    return info
+
+
+def environment(
+    config: ProjectConfig,
+    macro_files: tuple[tuple[str, str], ...],
+    doc_blocks: dict[str, str],
+    dispatch: tuple[tuple[str, tuple[str, ...]], ...] = (),
+) -> ModelEnvironment:
+    """The model environment of a project, at load and during runs alike: a dbt project's gets
+    dbt's names (``load.dbt.context``)."""
+    from cadence.load.rendering import ModelEnvironment
+
+    dialect = None
+    if config.is_dbt:
+        from cadence.load.dbt.context import DbtDialect
+
+        dialect = DbtDialect(config, dispatch)
+    return ModelEnvironment(
+        config.vars,
+        macro_files,
+        target_info(config),
+        doc_blocks,
+        dialect=dialect,
+        cli_vars=config.cli_vars,
+    )
 
 
 def make_environment(files: ProjectFiles) -> ModelEnvironment:
-    from cadence.load.rendering import ModelEnvironment
-
     macros = tuple((f.path, f.text) for f in files.macros)
-    return ModelEnvironment(
-        files.config.vars, macros, target_info(files.config), files.doc_blocks()
-    )
+    dispatch = files.dbt.project.dispatch if files.dbt is not None else ()
+    return environment(files.config, macros, files.doc_blocks(), dispatch)
 
 
 def parse_project(
@@ -170,9 +207,24 @@ def parse_project(
     yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
     sources = parse_sources(yaml_sources, files, errors)
     env.set_sources((s.source_name, s.table, s.relation) for s in sources)
+    nodes = None
+    if files.dbt is not None:  # a dbt project: dbt places, configures and names its nodes
+        from cadence.load.dbt.nodes import DbtNodes
+
+        nodes = DbtNodes(files, env)
+        for path in files.python_models:
+            errors.add(
+                CadenceError(
+                    "Python models are not supported by cadence",
+                    file=path,
+                    line=1,
+                    hint="write the model in SQL, or remove it (cadence never skips a model "
+                    "silently)",
+                )
+            )
 
     disabled: list[tuple[str, str]] = []
-    seeds = parse_seeds(files, yaml_seeds, errors, warnings, disabled)
+    seeds = parse_seeds(files, yaml_seeds, errors, warnings, disabled, nodes)
     seen: dict[str, str] = {s.name: s.path for s in seeds}
     shared_key = _shared_key(files, sources)
     models: list[Model] = []
@@ -211,7 +263,8 @@ def parse_project(
             return cached, []
         local = ErrorCollector()
         try:
-            return _parse_model(source_file, name, yaml_entry, config, env, local), local.errors
+            model = _parse_model(source_file, name, yaml_entry, config, env, local, nodes)
+            return model, local.errors
         except CadenceError as exc:
             return None, [*local.errors, exc]
 
@@ -253,6 +306,10 @@ def parse_project(
                     hint="remove it, or keep it for dbt; cadence ignores it",
                 )
             )
+    if nodes is not None:
+        warnings.extend(
+            nodes.warnings([f.path for f in files.models], [s.path for s in files.seeds])
+        )
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
     tests.extend(_parse_singular_tests(files.tests, env, errors))
@@ -269,7 +326,23 @@ def parse_project(
         warnings=tuple(warnings),
         disabled=tuple(disabled),
         broken=tuple(broken),
+        dispatch=files.dbt.project.dispatch if files.dbt is not None else (),
+        hooks=_hooks(files),
     )
+
+
+def _hooks(files: ProjectFiles) -> tuple[tuple[str, str, str], ...]:
+    """on-run-start/on-run-end of a dbt project (the root's, then each package's, as dbt)."""
+    if files.dbt is None:
+        return ()
+    out = []
+    for project in (files.dbt.project, *files.dbt.packages):
+        for when, hooks in (
+            ("on-run-start", project.on_run_start),
+            ("on-run-end", project.on_run_end),
+        ):
+            out += [(when, project.file, sql) for sql, _line in hooks]
+    return tuple(out)
 
 
 PARALLEL_PARSE_MIN = 300  # below this, forking costs more than it saves
@@ -369,10 +442,15 @@ def _parse_model(
     config: ProjectConfig,
     env: ModelEnvironment,
     errors: ErrorCollector,
+    nodes: DbtNodes | None = None,
 ) -> Model | None:
     from cadence.load.context import RenderState
 
-    layers = _folder_layers(config, source_file.path)
+    placed = nodes.place(source_file.path, "model") if nodes is not None else None
+    if nodes is not None and placed is not None:
+        layers = nodes.model_layers_for(placed)
+    else:
+        layers = _folder_layers(config, source_file.path)
     description = ""
     columns: tuple[Column, ...] = ()
     if yaml_entry is not None:
@@ -415,8 +493,19 @@ def _parse_model(
             if isinstance(c, dict)
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
-    guess = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
-    state = RenderState(file=source_file.path, this=guess)
+    base = {k: v for layer in layers for k, v in layer.values.items()}
+    package = placed.package if placed is not None else None
+    node = None
+    if nodes is not None and placed is not None:
+        node = nodes.node(placed, "model", source_file.path, base)
+        schema, identifier = nodes.names(
+            base.get("schema"), base.get("alias"), base.get("database"), node, source_file.path
+        )
+    else:
+        schema, identifier = config.warehouse.schema, name
+    guess = Relation(schema, identifier, relation_sql(schema, identifier), _database(config))
+    state = RenderState(file=source_file.path, this=guess, package=package)
+    state.base_config, state.node = base, node
     rendered = env.render(source_file.text, state)
     config_line = _first_line(source_file.text, r"config\s*\(")
     layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
@@ -426,21 +515,34 @@ def _parse_model(
         errors.add(e)
     if not merged.enabled:
         return None
-    schema = merged.schema or config.warehouse.schema
-    identifier = merged.alias or name
+    if nodes is not None and placed is not None:
+        final = {**base, **state.config}
+        node = nodes.node(placed, "model", source_file.path, final)
+        schema, identifier = nodes.names(
+            merged.schema, merged.alias, final.get("database"), node, source_file.path
+        )
+    else:
+        schema = merged.schema or config.warehouse.schema
+        identifier = merged.alias or name
     relation = relation_sql(schema, identifier)
     if relation != guess.rendered and state.this_used:
         # config() set schema/alias: `this` must name the model's real relation, as it does
         # when the model is rendered again per run
-        again = RenderState(file=source_file.path, this=Relation(schema, identifier, relation))
+        again = RenderState(
+            file=source_file.path,
+            this=Relation(schema, identifier, relation, _database(config)),
+            package=package,
+        )
+        again.base_config, again.node = base, node
         rendered = env.render(source_file.text, again)
     refs = list(state.refs)
     sources = list(state.sources)
     per_run = state.per_run
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
-        inc = RenderState(file=source_file.path, incremental=True)
-        inc.this = Relation(schema, identifier, relation)
+        inc = RenderState(file=source_file.path, incremental=True, package=package)
+        inc.this = Relation(schema, identifier, relation, _database(config))
+        inc.base_config, inc.node = base, node
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]
         sources += [s for s in inc.sources if s not in sources]
@@ -463,7 +565,13 @@ def _parse_model(
         description=description,
         columns=columns,
         env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
+        package=package,
+        inner=placed.inner if placed is not None else "",
     )
+
+
+def _database(config: ProjectConfig) -> str | None:
+    return config.warehouse.database if config.is_dbt else None
 
 
 def _describe(

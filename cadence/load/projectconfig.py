@@ -3,8 +3,11 @@
 Input: the text of cadence.yml and the project root (whose name stands in for a missing
 ``name``) -> output: a frozen ``ProjectConfig`` with its ``WarehouseConfig``, channels
 (``channelconfig``) and folder defaults (model config layers, ``config``), or None when the file
-cannot be read at all. Every problem goes to the ``ErrorCollector`` with its line and a hint;
-unknown keys get a "did you mean". ``{{ env_var() }}`` in the warehouse path renders in a
+cannot be read at all. In a dbt project cadence.yml is optional and laid over ``DbtSettings``
+(what dbt_project.yml and the profile say, read by ``load.dbt``): its ``warehouse:`` keys
+override the profile's, its ``vars`` the project's, and its ``models:`` are dbt's form. Every
+problem goes to the ``ErrorCollector`` with its line and a hint; unknown keys get a "did you
+mean". ``{{ env_var() }}`` in the warehouse path renders in a
 sandbox of its own, and the variables read are kept as digests, never as values.
 
 Reads no files: ``loader`` hands it cadence.yml's text, and ``plan.manifest`` parses it again
@@ -24,6 +27,7 @@ from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_k
 from cadence.load.channelconfig import ChannelConfig, parse_channels
 from cadence.load.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.load.digests import env_digest
+from cadence.load.layout import CADENCE_LAYOUT, Layout
 from cadence.load.yamlfile import LineDict, line_of, load_yaml
 
 PROJECT_FILE = "cadence.yml"
@@ -54,6 +58,7 @@ WAREHOUSE_KEYS = (
     "catalog",
     "incremental_strategy",
     "compact_every",
+    "external_root",
 )
 INCREMENTAL_STRATEGIES = ("append", "merge")
 ENGINES = ("duckdb", "spark")
@@ -72,6 +77,23 @@ class WarehouseConfig:
     catalog: str | None = None
     incremental_strategy: str = "append"  # Spark: append + dedup view, or MERGE (Delta/Iceberg)
     compact_every: int = 10  # Spark: compact an appended incremental after this many batches
+    database: str | None = None  # dbt's target.database (DuckDB: the file's stem)
+    external_root: str | None = None  # a dbt profile's external_root (files models may read)
+
+
+@dataclass(frozen=True)
+class DbtSettings:
+    """What a dbt project's own files say, as plain data (``load.dbt`` reads dbt_project.yml and
+    the profile; the manifest cache keeps it, unless environment variables were read)."""
+
+    name: str
+    warehouse: dict[str, Any]  # the profile target's values (engine, path, schema, ...)
+    vars: dict[str, Any]  # dbt_project.yml's global vars
+    package_vars: dict[str, dict[str, Any]]  # dbt_project.yml's vars scoped to a package
+    profile_name: str | None
+    target_name: str | None
+    profile_file: str | None  # where the profile was read (messages about its values)
+    env_used: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +110,17 @@ class ProjectConfig:
     env_vars_used: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest)
     export_root: str | None = None  # absolute folder export paths may write under
     history_keep_days: int | None = None  # prune history older than this (None: keep all)
+    layout: Layout = CADENCE_LAYOUT  # where the project's files are
+    dbt: DbtSettings | None = None  # a dbt project's own settings (None: a cadence project)
+    cli_vars: dict[str, Any] = field(default_factory=dict)  # --vars: over every other var
+
+    @property
+    def is_dbt(self) -> bool:
+        return self.dbt is not None
+
+    @property
+    def target_name(self) -> str:
+        return (self.dbt.target_name if self.dbt else None) or "default"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -100,14 +133,25 @@ class ProjectConfig:
         return None
 
 
-def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> ProjectConfig | None:
-    """Validate cadence.yml. Returns None when it cannot be read at all."""
+def parse_project_config(
+    text: str | None,
+    root: Path,
+    errors: ErrorCollector,
+    *,
+    dbt: DbtSettings | None = None,
+    layout: Layout = CADENCE_LAYOUT,
+    cli_vars: dict[str, Any] | None = None,
+) -> ProjectConfig | None:
+    """Validate cadence.yml (None: there is none, as a dbt project may have), laid over a dbt
+    project's ``dbt`` settings when given. Returns None when it cannot be read at all."""
     file = PROJECT_FILE
     try:
-        raw = load_yaml(text, file)
+        raw = load_yaml(text, file) if text is not None else LineDict()
     except CadenceError as exc:
         errors.add(exc)
         return None
+    if raw is None and dbt is not None:
+        raw = LineDict()  # an empty cadence.yml beside dbt_project.yml
     if not isinstance(raw, dict):
         errors.add(
             CadenceError(
@@ -126,7 +170,18 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
                 )
             )
     name = raw.get("name")
-    if not name or not isinstance(name, str):
+    if dbt is not None:
+        if name is not None and name != dbt.name:
+            errors.add(
+                CadenceError(
+                    f"cadence.yml names the project '{name}', dbt_project.yml '{dbt.name}'",
+                    file=file,
+                    line=line_of(raw, "name"),
+                    hint="remove name: from cadence.yml (the dbt project's name is used)",
+                )
+            )
+        name = dbt.name
+    elif not name or not isinstance(name, str):
         errors.add(
             CadenceError(
                 "cadence.yml needs a 'name'", file=file, line=1, hint="add: name: my_project"
@@ -149,7 +204,8 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
             )
         )
         timezone = "UTC"
-    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used)
+    base = dbt.warehouse if dbt is not None else None
+    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used, base, dbt)
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
@@ -176,6 +232,9 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
             )
         )
         vars_ = {}
+    if dbt is not None:
+        vars_ = {**dbt.vars, **vars_}
+        env_used = [*dbt.env_used, *env_used]
     return ProjectConfig(
         name=str(name),
         timezone=str(timezone),
@@ -187,6 +246,9 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         env_vars_used=tuple(env_used),
         export_root=export_root,
         history_keep_days=keep_days,
+        layout=layout,
+        dbt=dbt,
+        cli_vars=dict(cli_vars or {}),
     )
 
 
@@ -263,8 +325,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
-    """Render ``{{ env_var('X', 'default') }}`` in a cadence.yml value."""
+def render_env_string(
+    text: str,
+    env_used: list[tuple[str, str | None]],
+    file: str = PROJECT_FILE,
+    cli_vars: dict[str, Any] | None = None,
+) -> str:
+    """Render ``{{ env_var('X', 'default') }}`` in a value of cadence.yml (or, with ``file``, of
+    dbt_project.yml or profiles.yml, where ``{{ var('x') }}`` reads the ``--vars`` given)."""
     if "{{" not in text and "{%" not in text:
         return text
     import jinja2.sandbox
@@ -273,7 +341,7 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
         if not isinstance(name, str) or not name:
             raise CadenceError(
                 "env_var() needs the name of an environment variable",
-                file=PROJECT_FILE,
+                file=file,
                 hint="write {{ env_var('NAME', 'default') }}",
             )
         env_used.append((name, env_digest(os.environ.get(name))))
@@ -282,29 +350,54 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
         if default is None:
             raise CadenceError(
                 f"environment variable '{name}' is not set",
-                file=PROJECT_FILE,
+                file=file,
                 hint=f"export {name}=... or give a default: env_var('{name}', 'value')",
             )
         return str(default)
 
+    def var(name: Any = None, *default: Any) -> Any:
+        if cli_vars is not None and name in cli_vars:
+            return cli_vars[name]
+        if default:
+            return default[0]
+        raise CadenceError(
+            f"var '{name}' is not set here (only --vars is known when this file is read)",
+            file=file,
+            hint=f"pass --vars '{{{name}: ...}}' or give a default: var('{name}', 'value')",
+        )
+
+    names: dict[str, Any] = {"env_var": env_var}
+    if cli_vars is not None:
+        names["var"] = var
     try:
-        return jinja2.sandbox.SandboxedEnvironment().from_string(text).render(env_var=env_var)
+        return jinja2.sandbox.SandboxedEnvironment().from_string(text).render(**names)
     except CadenceError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a template in cadence.yml is user code
+    except Exception as exc:  # noqa: BLE001 - a template in a settings file is user code
         raise CadenceError(
             f"invalid template in '{_shorten(text)}': {type(exc).__name__}: {exc}",
-            file=PROJECT_FILE,
+            file=file,
             hint="write {{ env_var('NAME', 'default') }}",
         ) from None
 
 
 def _parse_warehouse(
-    raw: Any, top: dict[str, Any], errors: ErrorCollector, env_used: list[tuple[str, str | None]]
+    raw: Any,
+    top: dict[str, Any],
+    errors: ErrorCollector,
+    env_used: list[tuple[str, str | None]],
+    base: dict[str, Any] | None = None,
+    dbt: DbtSettings | None = None,
 ) -> WarehouseConfig:
+    """cadence.yml's ``warehouse:``; over ``base`` (a dbt profile's target) when given: a key
+    cadence.yml sets wins, the others come from the profile (checked where they were read)."""
     file = PROJECT_FILE
-    if raw is None:
+    if raw is None and base is None:
+        if dbt is not None:  # no profile and no warehouse: load.dbt already said so
+            return WarehouseConfig(database=dbt.name)
         return WarehouseConfig()
+    if raw is None:
+        raw = LineDict()
     if not isinstance(raw, dict):
         errors.add(
             CadenceError(
@@ -322,37 +415,45 @@ def _parse_warehouse(
                     key, WAREHOUSE_KEYS, what="warehouse", file=file, line=line_of(raw, key)
                 )
             )
+    own = set(raw)
+    profile_file = dbt.profile_file if dbt is not None and dbt.profile_file else file
+
+    def at(key: str) -> dict[str, Any]:
+        """Where a value was read: cadence.yml, or the profile it came from."""
+        if key in own:
+            return {"file": file, "line": line_of(raw, key)}
+        return {"file": profile_file, "line": None}
+
+    if base is not None:
+        raw = _over(base, raw)
     engine = raw.get("engine", "duckdb")
     if engine not in ENGINES:
         errors.add(
             CadenceError(
                 f"unknown engine '{engine}'",
-                file=file,
-                line=line_of(raw, "engine"),
+                **at("engine"),
                 hint="engines: " + ", ".join(ENGINES),
             )
         )
         engine = "duckdb"
     path = str(raw.get("path", "warehouse.duckdb"))
     try:
-        path = render_env_string(path, env_used)
+        if "path" in own:  # a profile's values were rendered when it was read
+            path = render_env_string(path, env_used)
     except CadenceError as exc:
         exc.line = line_of(raw, "path")
         errors.add(exc)
-    threads = raw.get("threads", 4)
+    threads = raw.get("threads", 1 if dbt is not None else 4)  # dbt's default is 1
     problem = threads_problem(threads)
     if problem:
-        errors.add(
-            CadenceError(problem, file=file, line=line_of(raw, "threads"), hint=THREADS_HINT)
-        )
+        errors.add(CadenceError(problem, **at("threads"), hint=THREADS_HINT))
         threads = 4
     settings = raw.get("settings") or {}
     if not isinstance(settings, dict):
         errors.add(
             CadenceError(
                 "warehouse settings must be a mapping",
-                file=file,
-                line=line_of(raw, "settings"),
+                **at("settings"),
                 hint="write settings: {memory_limit: 4GB}",
             )
         )
@@ -361,15 +462,18 @@ def _parse_warehouse(
     bad = [k for k in bad if threads_problem(settings[k])]
     for key in bad:
         problem = f"settings.{key}: {threads_problem(settings[key])}"
-        errors.add(CadenceError(problem, file=file, line=line_of(settings, key), hint=THREADS_HINT))
+        errors.add(
+            CadenceError(
+                problem, file=at("settings")["file"], line=line_of(settings, key), hint=THREADS_HINT
+            )
+        )
     settings = {k: v for k, v in settings.items() if k not in bad}
     strategy = raw.get("incremental_strategy", "append")
     if strategy not in INCREMENTAL_STRATEGIES:
         errors.add(
             CadenceError(
                 f"unknown incremental_strategy '{strategy}'",
-                file=file,
-                line=line_of(raw, "incremental_strategy"),
+                **at("incremental_strategy"),
                 hint="incremental_strategy: " + " or ".join(INCREMENTAL_STRATEGIES),
             )
         )
@@ -379,8 +483,7 @@ def _parse_warehouse(
         errors.add(
             CadenceError(
                 "compact_every must be a positive integer",
-                file=file,
-                line=line_of(raw, "compact_every"),
+                **at("compact_every"),
                 hint="write compact_every: 10",
             )
         )
@@ -389,8 +492,7 @@ def _parse_warehouse(
         errors.add(
             CadenceError(
                 "engine spark needs 'remote' (a Spark Connect URL) or 'master'",
-                file=file,
-                line=line_of(raw, "engine"),
+                **at("engine"),
                 hint='write warehouse: {engine: spark, remote: "sc://localhost:15002"}',
             )
         )
@@ -400,13 +502,30 @@ def _parse_warehouse(
         threads=threads,
         schema=str(raw.get("schema", "main")),
         settings=dict(settings),
-        extensions=_parse_extensions(raw, errors),
+        extensions=_parse_extensions(raw, errors, at("extensions")["file"]),
         master=raw.get("master"),
         connect_url=raw.get("remote") or raw.get("connect_url"),
         catalog=raw.get("catalog"),
         incremental_strategy=str(strategy),
         compact_every=compact,
+        database=_database(raw, path),
+        external_root=str(raw["external_root"]) if raw.get("external_root") else None,
     )
+
+
+def _over(base: dict[str, Any], raw: dict[str, Any]) -> LineDict:
+    """The profile's values with cadence.yml's keys laid over them; lines are cadence.yml's."""
+    merged = LineDict({**base, **raw})
+    merged.line = line_of(raw)
+    merged.key_lines = dict(getattr(raw, "key_lines", {}) or {})
+    return merged
+
+
+def _database(raw: dict[str, Any], path: str) -> str | None:
+    """dbt's target.database: DuckDB names a database after its file."""
+    if raw.get("engine", "duckdb") != "duckdb":
+        return None
+    return "memory" if path == ":memory:" else Path(path).stem
 
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -426,7 +545,9 @@ def threads_problem(value: Any) -> str | None:
     return None
 
 
-def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str, ...]:
+def _parse_extensions(
+    raw: dict[str, Any], errors: ErrorCollector, file: str = PROJECT_FILE
+) -> tuple[str, ...]:
     """DuckDB extension names: plain identifiers only (they end up in a ``load`` statement)."""
     value = raw.get("extensions") or []
     if isinstance(value, str):
@@ -435,7 +556,7 @@ def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str,
         errors.add(
             CadenceError(
                 "'extensions' must be a list of extension names",
-                file=PROJECT_FILE,
+                file=file,
                 line=line_of(raw, "extensions"),
                 hint="write extensions: [httpfs, json]",
             )
@@ -449,7 +570,7 @@ def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str,
         errors.add(
             CadenceError(
                 f"invalid extension name {_shorten(repr(name))}",
-                file=PROJECT_FILE,
+                file=file,
                 line=line_of(raw, "extensions"),
                 hint="use DuckDB extension names such as httpfs, json, spatial "
                 "(letters, digits and underscores)",

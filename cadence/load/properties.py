@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
 from cadence.load import seedconfig
 from cadence.load.loader import ProjectFiles
 from cadence.load.relations import relation_sql
 from cadence.load.yamlfile import line_of, load_yaml
+
+if TYPE_CHECKING:
+    from cadence.load.dbt.nodes import DbtNodes
 
 YAML_TOP_KEYS = (
     "version",
@@ -305,9 +308,11 @@ def parse_seeds(
     errors: ErrorCollector,
     warnings: list[CadenceError] | None = None,
     disabled: list[tuple[str, str]] | None = None,
+    nodes: DbtNodes | None = None,
 ) -> list[Seed]:
-    """Seeds with their config (cadence.yml ``seeds:`` and YAML ``config:``); seeds with
-    ``enabled: false`` go to ``disabled``."""
+    """Seeds with their config (cadence.yml ``seeds:`` and YAML ``config:``; in a dbt project
+    dbt_project.yml's ``seeds:``, named as dbt names them); seeds with ``enabled: false`` go to
+    ``disabled``."""
     found: list[CadenceError] = []
     warned: list[CadenceError] = []
     raw = files.config.seed_config if isinstance(files.config.seed_config, dict) else {}
@@ -320,13 +325,31 @@ def parse_seeds(
             by_name[str(entry["name"])] = checked
     out: list[Seed] = []
     for s in files.seeds:
-        cfg = seedconfig.resolve(s.name, s.path, layers, by_name.get(s.name), found, warned)
+        if nodes is not None:
+            placed = nodes.place(s.path, "seed")
+            sources = [
+                (layer.values, layer.file, layer.line, dict(layer.key_lines))
+                for layer in nodes.seed_layers_for(placed)
+            ]
+            cfg = seedconfig.resolve_sources(
+                s.name, sources, by_name.get(s.name), found, warned, check=True
+            )
+        else:
+            cfg = seedconfig.resolve(s.name, s.path, layers, by_name.get(s.name), found, warned)
         if not cfg.enabled:
             if disabled is not None:
                 disabled.append((s.name, s.path))
             continue
-        schema = cfg.schema or files.config.warehouse.schema
-        identifier = cfg.alias or s.name
+        if nodes is not None:
+            node = nodes.node(placed, "seed", s.path, {"schema": cfg.schema, "alias": cfg.alias})
+            try:
+                schema, identifier = nodes.names(cfg.schema, cfg.alias, None, node, s.path)
+            except CadenceError as exc:
+                found.append(exc)
+                continue
+        else:
+            schema = cfg.schema or files.config.warehouse.schema
+            identifier = cfg.alias or s.name
         out.append(
             Seed(
                 s.name,

@@ -24,6 +24,7 @@ class Relation:
     identifier: str
     rendered: str
     database: str | None = None
+    type: str | None = None  # "table" or "view" when known (dbt's relation type)
 
     @property
     def name(self) -> str:
@@ -32,6 +33,42 @@ class Relation:
     @property
     def table(self) -> str:
         return self.identifier
+
+    @property
+    def is_table(self) -> bool:
+        return self.type == "table"
+
+    @property
+    def is_view(self) -> bool:
+        return self.type == "view"
+
+    def render(self) -> str:
+        return self.rendered
+
+    def include(self, database: bool = True, schema: bool = True, identifier: bool = True) -> str:
+        """The name with only the parts asked for (dbt's ``include``); the database is left
+        out: cadence names relations in the warehouse it is connected to."""
+        parts = [p for p, keep in ((self.schema, schema), (self.identifier, identifier)) if keep]
+        return ".".join(quote(p) for p in parts if p)
+
+    def incorporate(self, **changes: object) -> Relation:
+        """A copy with ``type=`` (or ``path={...}``) changed, as dbt's relations offer."""
+        path = changes.get("path")
+        schema, identifier = self.schema, self.identifier
+        if isinstance(path, dict):
+            schema = str(path.get("schema", schema))
+            identifier = str(path.get("identifier", identifier))
+        kind = changes.get("type", self.type)
+        return Relation(
+            schema,
+            identifier,
+            relation_sql(schema, identifier) if self.rendered[:1] == '"' else self.rendered,
+            self.database,
+            str(kind) if kind is not None else None,
+        )
+
+    def without_identifier(self) -> str:
+        return quote(self.schema) if self.schema else ""
 
     def __str__(self) -> str:
         return self.rendered

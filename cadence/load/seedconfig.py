@@ -150,8 +150,6 @@ def resolve(
     rel = PurePosixPath(seed_path)
     folders = rel.parent.parts[1:]  # below seeds/
     chain = (*folders, seed_name)
-    merged: dict[str, Any] = {}
-    origin: dict[str, tuple[str, int | None]] = {}
     matching = [
         layer
         for layer in layers
@@ -159,8 +157,44 @@ def resolve(
     ]
     matching.sort(key=lambda layer: len(layer.parts))
     sources = [(layer.values, layer.file, layer.line, layer.key_lines) for layer in matching]
+    return resolve_sources(seed_name, sources, yaml_config, errors, warnings)
+
+
+Source = tuple[dict[str, Any], str, int | None, dict[str, Any]]
+
+
+def resolve_sources(
+    seed_name: str,
+    sources: list[Source],
+    yaml_config: tuple[dict[str, Any], str, int | None] | None,
+    errors: list[CadenceError],
+    warnings: list[CadenceError],
+    *,
+    check: bool = False,
+) -> SeedConfig:
+    """The merged config of one seed from the layers that apply to it (least specific first)
+    and its YAML ``config:``; with ``check``, unknown keys of the layers are errors (a dbt
+    project's ``seeds:``, whose folder configs ``load.dbt.configs`` matched)."""
+    if check:
+        for values, file, line, key_lines in sources:
+            for key in values:
+                if key not in ALL_KEYS:
+                    guess = did_you_mean(key, ALL_KEYS)
+                    errors.append(
+                        CadenceError(
+                            f"unknown seed config key '{key}'",
+                            file=file,
+                            line=key_lines.get(key) or line,
+                            hint=f"did you mean '+{guess}'?"
+                            if guess
+                            else "seed config keys: " + ", ".join(SUPPORTED),
+                        )
+                    )
+            _check(values, file, line, f"seed '{seed_name}'", warnings, key_lines)
+    merged: dict[str, Any] = {}
+    origin: dict[str, tuple[str, int | None]] = {}
     if yaml_config is not None:
-        sources.append((*yaml_config, {}))
+        sources = [*sources, (*yaml_config, {})]
     for values, file, line, key_lines in sources:
         for key, value in values.items():
             if key == "column_types" and isinstance(value, dict):

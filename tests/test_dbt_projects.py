@@ -1,0 +1,315 @@
+"""A dbt project is a cadence project (SPEC §12): dbt_project.yml and the profile are read,
+relations are named as dbt names them, packages installed in dbt_packages/ load, cadence.yml is
+optional and adds channels, and cadence's own files stay out of dbt's way.
+
+The fixture tests/projects/dbt_shop is a small dbt-duckdb project written for these tests (with a
+package of its own in dbt_packages/); tests/golden/dbt_shop.relations.json is what
+``dbt seed && dbt run`` (dbt 1.11, dbt-duckdb 1.11) built from it. ``test_dbt_itself_agrees``
+runs dbt again when it is installed (``dbt`` on PATH or ``DBT_EXECUTABLE``), else is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from cadence.disk import artifacts
+from cadence.errors import CadenceError
+from cadence.load.layout import LoadOptions
+from cadence.project import Project
+
+FIXTURE = Path(__file__).parent / "projects" / "dbt_shop"
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "dbt_shop.relations.json").read_text())
+AT = dt.datetime(2026, 3, 2, 5, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    root = tmp_path / "dbt_shop"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+def relations(db: Path) -> list[dict[str, Any]]:
+    """Every user relation of a DuckDB file: schema, name, type, columns, rows."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        found = con.execute(
+            "select schema_name, table_name, 'table' from duckdb_tables() where not internal "
+            "union all select schema_name, view_name, 'view' from duckdb_views() "
+            "where not internal order by 1, 2"
+        ).fetchall()
+        out = []
+        for schema, name, kind in found:
+            if schema == "_cadence":
+                continue
+            columns = con.execute(
+                "select column_name, data_type from duckdb_columns() where schema_name = ? "
+                "and table_name = ? order by column_index",
+                [schema, name],
+            ).fetchall()
+            order = ", ".join(str(i + 1) for i in range(len(columns)))
+            rows = con.execute(f'select * from "{schema}"."{name}" order by {order}').fetchall()
+            out.append(
+                {
+                    "schema": schema,
+                    "name": name,
+                    "type": kind,
+                    "columns": [{"name": c, "type": t} for c, t in columns],
+                    "row_count": len(rows),
+                    "rows": [[_plain(v) for v in r] for r in rows],
+                }
+            )
+        return out
+    finally:
+        con.close()
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def test_a_dbt_project_builds_what_dbt_builds(shop: Path) -> None:
+    """Same relations in the same schemas (seeds with +schema: raw in main_raw, a package's
+    models with its +schema, a config(schema=...) model, an alias), same column names and types
+    (seeds typed as dbt-duckdb types them), same rows; the dbt namespace, dispatch and the
+    package's macros render as in dbt."""
+    project = Project.load(shop)
+    result = project.run(AT)
+    assert result.ok, [r.error for r in result.results if r.error]
+    assert relations(shop / "shop.duckdb") == GOLDEN["relations"]
+
+
+def test_cadence_keeps_its_files_under_target_cadence(shop: Path) -> None:
+    (shop / "target").mkdir()
+    (shop / "target" / "run_results.json").write_text('{"dbt": "its own"}')
+    Project.load(shop).run(AT)
+    own = artifacts.target_dir(shop)
+    assert own == shop / "target" / "cadence"
+    assert {"run_results.json", "manifest.json", "state_snapshot.json"} <= {
+        p.name for p in own.iterdir()
+    }
+    assert (shop / "target" / "run_results.json").read_text() == '{"dbt": "its own"}'
+    assert not (shop / "target" / "manifest.json").exists()
+    assert (own / "compiled" / "models" / "staging" / "stg_orders.sql").is_file()
+
+
+def test_dbt_target_path_moves_them(shop: Path) -> None:
+    text = (shop / "dbt_project.yml").read_text()
+    (shop / "dbt_project.yml").write_text(text + 'target-path: "build_out"  # dbt writes here\n')
+    Project.load(shop).run(AT)
+    assert (shop / "build_out" / "cadence" / "run_results.json").is_file()
+    assert not (shop / "target").exists()
+
+
+def test_disabled_by_a_jinja_config_value_and_enabled_by_vars(shop: Path) -> None:
+    """``+enabled: "{{ var('enable_optional', false) }}"`` is rendered, read as a boolean."""
+    assert Project.load(shop).parsed.model("optional_model") is None
+    enabled = Project.load(shop, options=LoadOptions(vars=(("enable_optional", True),)))
+    model = enabled.parsed.model("optional_model")
+    assert model is not None and model.materialized == "view"
+
+
+def test_cli_vars_win_over_the_projects(shop: Path) -> None:
+    options = LoadOptions(vars=(("min_amount_cents", 1000),))
+    project = Project.load(shop, options=options)
+    assert project.run(AT).ok
+    con = duckdb.connect(str(shop / "shop.duckdb"), read_only=True)
+    try:
+        assert con.execute("select count(*) from main.stg_orders").fetchone() == (2,)
+    finally:
+        con.close()
+
+
+def test_target_chooses_the_profile_output(shop: Path) -> None:
+    project = Project.load(shop, options=LoadOptions(target="other"))
+    assert project.parsed.config.warehouse.path == "other.duckdb"
+    by_name = {m.name: m for m in project.parsed.models}
+    assert by_name["customer_totals"].relation == '"analytics_marts"."dim_customer_totals"'
+    assert {s.name: s.schema for s in project.parsed.seeds} == {
+        "customers": "analytics_raw",
+        "orders": "analytics_raw",
+    }
+
+
+def test_profiles_are_found_in_dbts_order(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".dbt").mkdir(parents=True)
+    profile = (shop / "profiles.yml").read_text()
+    (home / ".dbt" / "profiles.yml").write_text(profile.replace("shop.duckdb", "home.duckdb"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "profiles.yml").write_text(profile.replace("shop.duckdb", "env.duckdb"))
+    flag = tmp_path / "flag"
+    flag.mkdir()
+    (flag / "profiles.yml").write_text(profile.replace("shop.duckdb", "flag.duckdb"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+
+    def path(**options: Any) -> str:
+        return Project.load(shop, options=LoadOptions(**options)).parsed.config.warehouse.path
+
+    assert path() == "shop.duckdb"  # the project folder
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(elsewhere))
+    assert path() == "env.duckdb"
+    assert path(profiles_dir=str(flag)) == "flag.duckdb"  # --profiles-dir wins
+    monkeypatch.delenv("DBT_PROFILES_DIR")
+    (shop / "profiles.yml").unlink()
+    assert path() == "home.duckdb"  # ~/.dbt last
+
+
+def test_cadence_yml_adds_channels_over_dbt_configs(shop: Path) -> None:
+    (shop / "cadence.yml").write_text(
+        "timezone: Europe/Berlin\n"
+        "channels:\n  email: {cadence: 'daily at 05:00', kind: email}\n"
+        "models:\n  dbt_shop:\n    marts:\n      +channels: [email]\n"
+        "      customer_totals:\n        +key: customer_id\n"
+    )
+    project = Project.load(shop)
+    totals = project.parsed.model("customer_totals")
+    assert totals is not None
+    assert totals.config.channels == ("email",) and totals.config.key == "customer_id"
+    assert totals.materialized == "table"  # dbt_project.yml's, under cadence.yml's
+    assert project.parsed.config.timezone == "Europe/Berlin"
+    assert project.parsed.config.warehouse.path == "shop.duckdb"  # still the profile's
+
+
+def test_cadence_yml_warehouse_replaces_the_profile(shop: Path) -> None:
+    (shop / "profiles.yml").unlink()
+    (shop / "cadence.yml").write_text("warehouse: {path: mine.duckdb, schema: analytics}\n")
+    project = Project.load(shop)
+    assert project.parsed.config.warehouse.path == "mine.duckdb"
+    assert {s.schema for s in project.parsed.seeds} == {"analytics_raw"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"profiles.yml": None}, "no profiles.yml found for profile 'dbt_shop'"),
+        (
+            {"profiles.yml": "dbt_shop:\n  target: dev\n  outputs:\n    dev: {type: postgres}\n"},
+            "of type 'postgres'; cadence runs dbt projects on DuckDB",
+        ),
+        (
+            {
+                "profiles.yml": "dbt_shop:\n  outputs:\n    dev: {type: duckdb, path: x.duckdb, "
+                "attach: [{path: other.duckdb}]}\n  target: dev\n"
+            },
+            "profile key 'attach' (dbt_shop.dev) is not supported",
+        ),
+        (
+            {
+                "packages.yml": "packages:\n  - package: dbt-labs/dbt_utils\n    version: 1.3.0\n"
+                "  - local: minipkg_src\n"
+            },
+            "2 package(s) are specified in packages.yml, but only 1 are installed",
+        ),
+        (
+            {"models/py_model.py": "def model(dbt, session):\n    return None\n"},
+            "Python models are not supported",
+        ),
+        (
+            {"dbt_project.yml": "name: dbt_shop\nprofile: dbt_shop\nmodle-paths: [models]\n"},
+            "unknown dbt_project.yml key 'modle-paths'",
+        ),
+    ],
+)
+def test_what_cadence_cannot_run_is_an_error_naming_it(
+    shop: Path, change: dict[str, str | None], message: str
+) -> None:
+    for rel, text in change.items():
+        if text is None:
+            (shop / rel).unlink()
+        else:
+            (shop / rel).write_text(text)
+    with pytest.raises(CadenceError) as info:
+        Project.load(shop, use_cache=False)
+    assert message in info.value.render()
+
+
+def test_the_projects_own_generate_schema_name_decides(shop: Path) -> None:
+    (shop / "macros" / "naming.sql").write_text(
+        "{% macro generate_schema_name(custom_schema_name, node) -%}\n"
+        "  {%- if custom_schema_name is none -%}{{ target.schema }}"
+        "{%- else -%}{{ custom_schema_name | trim }}{%- endif -%}\n"
+        "{%- endmacro %}\n"
+    )
+    project = Project.load(shop)
+    assert {s.schema for s in project.parsed.seeds} == {"raw"}
+    by_name = {m.name: m.schema for m in project.parsed.models}
+    assert by_name["customer_totals"] == "marts" and by_name["stg_orders"] == "main"
+
+
+def test_a_cached_load_imports_no_dbt_code(shop: Path) -> None:
+    """The idle ``run --due`` path: a load the cache serves never imports cadence.load.dbt."""
+    script = (
+        "import sys\nfrom cadence.project import Project\n"
+        f"p = Project.load({str(shop)!r})\n"
+        "print(p.parsed.config.warehouse.path, p.parsed.config.is_dbt, "
+        "any(m.startswith('cadence.load.dbt') for m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert run() == "shop.duckdb True True"  # the first load reads the dbt files
+    assert run() == "shop.duckdb True False"  # then the cache serves it
+    profile = (shop / "profiles.yml").read_text()
+    (shop / "profiles.yml").write_text(profile.replace("shop.duckdb", "x.duckdb"))
+    assert run() == "x.duckdb True True"  # a changed profile is an input like any other
+
+
+def test_env_var_in_a_profile_is_never_cached(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOP_DB", "secret_name_4242")
+    (shop / "profiles.yml").write_text(
+        (shop / "profiles.yml")
+        .read_text()
+        .replace("path: shop.duckdb", "path: \"{{ env_var('SHOP_DB') }}.duckdb\"")
+    )
+    assert Project.load(shop).parsed.config.warehouse.path == "secret_name_4242.duckdb"
+    cache = (artifacts.target_dir(shop) / "manifest.json").read_bytes()
+    assert b"secret_name_4242" not in cache
+    assert Project.load(shop).parsed.config.warehouse.path == "secret_name_4242.duckdb"
+    monkeypatch.setenv("SHOP_DB", "other")
+    assert Project.load(shop).parsed.config.warehouse.path == "other.duckdb"
+
+
+def _dbt() -> str | None:
+    return os.environ.get("DBT_EXECUTABLE") or shutil.which("dbt")
+
+
+@pytest.mark.skipif(_dbt() is None, reason="dbt is not installed (set DBT_EXECUTABLE)")
+def test_dbt_itself_agrees(tmp_path: Path) -> None:
+    """Runs dbt seed && dbt run on the fixture and cadence on a copy: same relations."""
+    dbt_root, cadence_root = tmp_path / "dbt", tmp_path / "cadence"
+    shutil.copytree(FIXTURE, dbt_root)
+    shutil.copytree(FIXTURE, cadence_root)
+    env = {**os.environ, "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    for command in ("seed", "run"):
+        done = subprocess.run(
+            [str(_dbt()), "--no-use-colors", command, "--profiles-dir", "."],
+            cwd=dbt_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+    assert Project.load(cadence_root).run(AT).ok
+    assert relations(cadence_root / "shop.duckdb") == relations(dbt_root / "shop.duckdb")
