@@ -55,7 +55,7 @@ class Compiler:
     @property
     def env(self) -> ModelEnvironment:
         if self._env is None:
-            from cadence.load.parser import environment
+            from cadence.load.environment import environment
 
             project = self.project
             self._env = environment(

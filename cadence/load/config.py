@@ -1,8 +1,8 @@
 """The configuration vocabulary: which keys exist where, their types, and how they merge.
 
-Input: raw mappings from cadence.yml, YAML property files and ``config()`` calls ->
-output: validated ``ModelConfig`` values. Validation happens once, here; unknown keys are
-errors with a "did you mean".
+Input: raw mappings from cadence.yml (its ``models:`` folder defaults, flattened here into
+layers), YAML property files and ``config()`` calls -> output: validated ``ModelConfig`` values.
+Validation happens once, here; unknown keys are errors with a "did you mean".
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cadence.errors import CadenceError, did_you_mean
+from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.cachefile import lazy_field
+from cadence.load.yamlfile import LineDict, line_of
 
 MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
 ON_ERROR = ("skip_children", "continue")
@@ -253,3 +254,73 @@ DESCRIPTIVE_KEYS = frozenset(("meta", "docs", "group", "access", "labels", "uniq
 def unsupported_keys(config: ModelConfig) -> list[str]:
     """dbt config keys a model sets that cadence accepts but does not act on (warned)."""
     return sorted(k for k in config.extra if k in ALL_MODEL_KEYS and k not in DESCRIPTIVE_KEYS)
+
+
+FOLDER_DEFAULTS_FILE = "cadence.yml"
+DICT_VALUED = ("meta", "docs", "holdout", "persist_docs", "grants", "contract")
+
+
+def parse_folder_defaults(
+    raw: Any, project_name: str, line: int | None, errors: ErrorCollector
+) -> tuple[tuple[tuple[str, ...], ConfigLayer], ...]:
+    """cadence.yml's ``models:``: nested folder defaults flattened into (folder path parts,
+    config layer), parents first (a top-level key naming the project is the project itself)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        errors.add(
+            CadenceError(
+                "'models' must be a mapping of folder defaults",
+                file=FOLDER_DEFAULTS_FILE,
+                line=line,
+                hint="write models: {staging: {materialized: view}}",
+            )
+        )
+        return ()
+    out: list[tuple[tuple[str, ...], ConfigLayer]] = []
+
+    def visit(node: dict[str, Any], parts: tuple[str, ...]) -> None:
+        values: dict[str, Any] = {}
+        for key, value in node.items():
+            norm = key[1:] if key.startswith("+") else key
+            if norm in ALL_MODEL_KEYS and (
+                key.startswith("+") or not isinstance(value, dict) or norm in DICT_VALUED
+            ):
+                values[norm] = _plain(value)
+            elif isinstance(value, dict):
+                child = parts if (not parts and key == project_name) else parts + (key,)
+                visit(value, child)
+            else:
+                guess = did_you_mean(norm, ALL_MODEL_KEYS)
+                errors.add(
+                    CadenceError(
+                        f"unknown config key '{key}' in folder defaults",
+                        file=FOLDER_DEFAULTS_FILE,
+                        line=line_of(node, key),
+                        hint=(
+                            f"did you mean '{guess}'?"
+                            if guess
+                            else "keys here are model config keys "
+                            "or sub-folders of models/ (as mappings)"
+                        ),
+                    )
+                )
+        if values:
+            at = node.line if isinstance(node, LineDict) else None
+            key_lines = {
+                (k[1:] if k.startswith("+") else k): v
+                for k, v in getattr(node, "key_lines", {}).items()
+            }
+            out.append((parts, ConfigLayer(values, FOLDER_DEFAULTS_FILE, at, key_lines)))
+
+    visit(raw, ())
+    out.sort(key=lambda item: len(item[0]))
+    return tuple(out)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

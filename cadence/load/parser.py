@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -20,6 +19,7 @@ from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.cachefile import lazy_field
 from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.load.digests import env_digest
+from cadence.load.forking import map_models
 from cadence.load.loader import ProjectFiles, SourceFile
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, relation_sql
@@ -133,56 +133,6 @@ class ParsedProject:
         return out
 
 
-def target_info(config: ProjectConfig) -> dict[str, Any]:
-    """``target`` as templates see it (dbt's: name, schema, database, type, threads, ...)."""
-    warehouse = config.warehouse
-    info: dict[str, Any] = {
-        "name": config.target_name,
-        "schema": warehouse.schema,
-        "type": warehouse.engine,
-        "threads": warehouse.threads,
-        "database": warehouse.database or config.name,
-        "profile_name": (config.dbt.profile_name if config.dbt else None) or config.name,
-    }
-    if warehouse.engine == "duckdb":
-        info["path"] = warehouse.path
-        info["external_root"] = warehouse.external_root or "."
-        info["extensions"] = list(warehouse.extensions)
-        info["settings"] = dict(warehouse.settings)
-    return info
-
-
-def environment(
-    config: ProjectConfig,
-    macro_files: tuple[tuple[str, str], ...],
-    doc_blocks: dict[str, str],
-    dispatch: tuple[tuple[str, tuple[str, ...]], ...] = (),
-) -> ModelEnvironment:
-    """The model environment of a project, at load and during runs alike: a dbt project's gets
-    dbt's names (``load.dbt.context``)."""
-    from cadence.load.rendering import ModelEnvironment
-
-    dialect = None
-    if config.is_dbt:
-        from cadence.load.dbt.context import DbtDialect
-
-        dialect = DbtDialect(config, dispatch)
-    return ModelEnvironment(
-        config.vars,
-        macro_files,
-        target_info(config),
-        doc_blocks,
-        dialect=dialect,
-        cli_vars=config.cli_vars,
-    )
-
-
-def make_environment(files: ProjectFiles) -> ModelEnvironment:
-    macros = tuple((f.path, f.text) for f in files.macros)
-    dispatch = files.dbt.project.dispatch if files.dbt is not None else ()
-    return environment(files.config, macros, files.doc_blocks(), dispatch)
-
-
 def parse_project(
     files: ProjectFiles,
     env: ModelEnvironment | None = None,
@@ -200,7 +150,10 @@ def parse_project(
     errors = ErrorCollector()
     warnings: list[CadenceError] = []
     config = files.config
-    env = env or make_environment(files)
+    if env is None:
+        from cadence.load.environment import make_environment
+
+        env = make_environment(files)
     for e in env.macro_errors:
         errors.add(e)
 
@@ -269,7 +222,7 @@ def parse_project(
             return None, [*local.errors, exc]
 
     for (source_file, name, yaml_entry, key, _cached), (model, found) in zip(
-        work, _map_models(parse_one, work), strict=True
+        work, map_models(parse_one, work), strict=True
     ):
         for e in found:
             errors.add(e)
@@ -343,66 +296,6 @@ def _hooks(files: ProjectFiles) -> tuple[tuple[str, str, str], ...]:
         ):
             out += [(when, project.file, sql) for sql, _line in hooks]
     return tuple(out)
-
-
-PARALLEL_PARSE_MIN = 300  # below this, forking costs more than it saves
-
-
-def _map_models(fn: Any, work: list[Any]) -> list[Any]:
-    """Render models on every core when many need rendering (Jinja compiles are CPU-bound).
-
-    Workers are forked, so they inherit the environment with its compiled macros; results
-    come back pickled. Where fork is unavailable, or for small projects, render in-process.
-    """
-    todo = [i for i, item in enumerate(work) if item[-1] is None]
-    cores = os.cpu_count() or 1
-    if len(todo) < PARALLEL_PARSE_MIN or cores < 2:
-        return [fn(item) for item in work]
-    import multiprocessing
-
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:
-        return [fn(item) for item in work]
-    global _FORK_WORK
-    _FORK_WORK = (fn, work)
-    chunks = [todo[i::cores] for i in range(cores)]
-    try:
-        with ctx.Pool(processes=cores) as pool:
-            # the workers are forked by now: use the wait to import what the next stages need
-            warm = threading.Thread(target=_warm_imports, daemon=True)
-            warm.start()
-            parts = pool.map(_parse_chunk, chunks)
-            warm.join()
-    finally:
-        _FORK_WORK = None
-    results: list[Any] = [None] * len(work)
-    for chunk, part in zip(chunks, parts, strict=True):
-        for index, result in zip(chunk, part, strict=True):
-            results[index] = result
-    for i, item in enumerate(work):
-        if results[i] is None:
-            results[i] = fn(item)
-    return results
-
-
-_FORK_WORK: tuple[Any, list[Any]] | None = None
-
-
-def _warm_imports() -> None:
-    import importlib
-
-    for name in ("networkx", "croniter"):
-        try:
-            importlib.import_module(name)
-        except ImportError:  # pragma: no cover - a dependency is missing; the stage will say so
-            pass
-
-
-def _parse_chunk(indexes: list[int]) -> list[Any]:
-    assert _FORK_WORK is not None
-    fn, work = _FORK_WORK
-    return [fn(work[i]) for i in indexes]
 
 
 def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:

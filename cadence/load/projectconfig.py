@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
+from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
 from cadence.load.channelconfig import ChannelConfig, parse_channels
-from cadence.load.config import ALL_MODEL_KEYS, ConfigLayer
-from cadence.load.digests import env_digest
+from cadence.load.config import ConfigLayer, parse_folder_defaults
+from cadence.load.envtemplate import render_env_string, shorten
 from cadence.load.layout import CADENCE_LAYOUT, Layout
 from cadence.load.yamlfile import LineDict, line_of, load_yaml
 
@@ -197,7 +197,7 @@ def parse_project_config(
     except (ZoneInfoNotFoundError, ValueError, OSError):
         errors.add(
             CadenceError(
-                f"unknown timezone '{_shorten(str(timezone))}'",
+                f"unknown timezone '{shorten(str(timezone))}'",
                 file=file,
                 line=line_of(raw, "timezone"),
                 hint="use an IANA name such as Europe/Berlin, America/New_York or UTC",
@@ -209,7 +209,7 @@ def parse_project_config(
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
-    defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
+    defaults = parse_folder_defaults(raw.get("models"), str(name), line_of(raw, "models"), errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
         errors.add(
@@ -253,11 +253,6 @@ def parse_project_config(
 
 
 TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
@@ -323,62 +318,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-
-
-def render_env_string(
-    text: str,
-    env_used: list[tuple[str, str | None]],
-    file: str = PROJECT_FILE,
-    cli_vars: dict[str, Any] | None = None,
-) -> str:
-    """Render ``{{ env_var('X', 'default') }}`` in a value of cadence.yml (or, with ``file``, of
-    dbt_project.yml or profiles.yml, where ``{{ var('x') }}`` reads the ``--vars`` given)."""
-    if "{{" not in text and "{%" not in text:
-        return text
-    import jinja2.sandbox
-
-    def env_var(name: Any = None, default: str | None = None) -> str:
-        if not isinstance(name, str) or not name:
-            raise CadenceError(
-                "env_var() needs the name of an environment variable",
-                file=file,
-                hint="write {{ env_var('NAME', 'default') }}",
-            )
-        env_used.append((name, env_digest(os.environ.get(name))))
-        if name in os.environ:
-            return os.environ[name]
-        if default is None:
-            raise CadenceError(
-                f"environment variable '{name}' is not set",
-                file=file,
-                hint=f"export {name}=... or give a default: env_var('{name}', 'value')",
-            )
-        return str(default)
-
-    def var(name: Any = None, *default: Any) -> Any:
-        if cli_vars is not None and name in cli_vars:
-            return cli_vars[name]
-        if default:
-            return default[0]
-        raise CadenceError(
-            f"var '{name}' is not set here (only --vars is known when this file is read)",
-            file=file,
-            hint=f"pass --vars '{{{name}: ...}}' or give a default: var('{name}', 'value')",
-        )
-
-    names: dict[str, Any] = {"env_var": env_var}
-    if cli_vars is not None:
-        names["var"] = var
-    try:
-        return jinja2.sandbox.SandboxedEnvironment().from_string(text).render(**names)
-    except CadenceError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a template in a settings file is user code
-        raise CadenceError(
-            f"invalid template in '{_shorten(text)}': {type(exc).__name__}: {exc}",
-            file=file,
-            hint="write {{ env_var('NAME', 'default') }}",
-        ) from None
 
 
 def _parse_warehouse(
@@ -537,9 +476,7 @@ def threads_problem(value: Any) -> str | None:
     """Why ``value`` is not a usable thread count (DuckDB threads and parallel builds alike):
     each thread holds a connection and memory, so an absurd count would stall the machine."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        return (
-            f"threads must be a whole number from 1 to {MAX_THREADS}, not {_shorten(repr(value))}"
-        )
+        return f"threads must be a whole number from 1 to {MAX_THREADS}, not {shorten(repr(value))}"
     if value > MAX_THREADS:
         return f"threads: {value} is more than cadence allows ({MAX_THREADS})"
     return None
@@ -569,70 +506,11 @@ def _parse_extensions(
             continue
         errors.add(
             CadenceError(
-                f"invalid extension name {_shorten(repr(name))}",
+                f"invalid extension name {shorten(repr(name))}",
                 file=file,
                 line=line_of(raw, "extensions"),
                 hint="use DuckDB extension names such as httpfs, json, spatial "
                 "(letters, digits and underscores)",
             )
         )
-    return tuple(out)
-
-
-def _parse_folder_defaults(
-    raw: Any, project_name: str, top: dict[str, Any], errors: ErrorCollector
-) -> tuple[tuple[tuple[str, ...], ConfigLayer], ...]:
-    """Flatten nested folder defaults into (folder path parts, config layer), parents first."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        errors.add(
-            CadenceError(
-                "'models' must be a mapping of folder defaults",
-                file=PROJECT_FILE,
-                line=line_of(top, "models"),
-                hint="write models: {staging: {materialized: view}}",
-            )
-        )
-        return ()
-    out: list[tuple[tuple[str, ...], ConfigLayer]] = []
-
-    def visit(node: dict[str, Any], parts: tuple[str, ...]) -> None:
-        values: dict[str, Any] = {}
-        for key, value in node.items():
-            norm = key[1:] if key.startswith("+") else key
-            if norm in ALL_MODEL_KEYS and (
-                key.startswith("+")
-                or not isinstance(value, dict)
-                or norm in ("meta", "docs", "holdout", "persist_docs", "grants", "contract")
-            ):
-                values[norm] = _plain(value)
-            elif isinstance(value, dict):
-                child = parts if (not parts and key == project_name) else parts + (key,)
-                visit(value, child)
-            else:
-                guess = did_you_mean(norm, ALL_MODEL_KEYS)
-                errors.add(
-                    CadenceError(
-                        f"unknown config key '{key}' in folder defaults",
-                        file=PROJECT_FILE,
-                        line=line_of(node, key),
-                        hint=(
-                            f"did you mean '{guess}'?"
-                            if guess
-                            else "keys here are model config keys "
-                            "or sub-folders of models/ (as mappings)"
-                        ),
-                    )
-                )
-        if values:
-            line = node.line if isinstance(node, LineDict) else None
-            key_lines = {
-                (k[1:] if k.startswith("+") else k): v
-                for k, v in getattr(node, "key_lines", {}).items()
-            }
-            out.append((parts, ConfigLayer(values, PROJECT_FILE, line, key_lines)))
-
-    visit(raw, ())
-    out.sort(key=lambda item: len(item[0]))
     return tuple(out)

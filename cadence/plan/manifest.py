@@ -350,8 +350,9 @@ def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProj
                 parsed.__dict__["view_hashes"] = cached.view_hashes  # its cached_property
                 return parsed, cached.dag, cached.cadences
     from cadence.errors import ProjectErrors
+    from cadence.load.environment import make_environment
     from cadence.load.loader import load_files
-    from cadence.load.parser import make_environment, parse_project
+    from cadence.load.parser import parse_project
     from cadence.plan.cadences import resolve_cadences
     from cadence.plan.dag import build_dag
 

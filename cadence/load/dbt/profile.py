@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence.errors import CadenceError, did_you_mean
-from cadence.load.projectconfig import render_env_string
+from cadence.load.envtemplate import render_env_string
 from cadence.load.yamlfile import line_of, load_yaml
 
 PROFILES_FILE = "profiles.yml"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
+from cadence.load.envtemplate import render_env_string
 from cadence.load.layout import PackagePaths
-from cadence.load.projectconfig import render_env_string
 from cadence.load.yamlfile import line_of, load_yaml
 
 PROJECT_FILE = "dbt_project.yml"
