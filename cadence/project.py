@@ -57,6 +57,7 @@ class Project:
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
+        self.options = LoadOptions()  # what the command line added when it was loaded
 
     @classmethod
     def load(
@@ -72,10 +73,11 @@ class Project:
         from cadence.plan import manifest
 
         root = find_project_root(Path(path))
-        parsed, dag, cadences = manifest.load(
-            root, use_cache=use_cache, options=options or LoadOptions()
-        )
-        return cls(root, parsed, dag, cadences, Compiler(parsed))
+        chosen = options or LoadOptions()
+        parsed, dag, cadences = manifest.load(root, use_cache=use_cache, options=chosen)
+        project = cls(root, parsed, dag, cadences, Compiler(parsed))
+        project.options = chosen
+        return project
 
     # -- helpers -------------------------------------------------------------------------
     @property

@@ -26,6 +26,7 @@ from cadence.disk import artifacts
 from cadence.errors import CadenceError
 from cadence.load.layout import LoadOptions
 from cadence.project import Project
+from tests.conftest import read_run_results
 
 FIXTURE = Path(__file__).parent / "projects" / "dbt_shop"
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "dbt_shop.relations.json").read_text())
@@ -313,3 +314,83 @@ def test_dbt_itself_agrees(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stdout[-2000:]
     assert Project.load(cadence_root).run(AT).ok
     assert relations(cadence_root / "shop.duckdb") == relations(dbt_root / "shop.duckdb")
+
+
+def test_every_command_takes_vars_target_and_profiles_dir(shop: Path, cli: Any) -> None:
+    result = cli(shop, "ls", "--vars", "{enable_optional: true}")
+    assert result.exit_code == 0 and "optional_model" in result.output
+    assert "optional_model" not in cli(shop, "ls").output
+    other = shop.parent / "profiles_elsewhere"
+    other.mkdir()
+    (other / "profiles.yml").write_text(
+        (shop / "profiles.yml").read_text().replace("shop.duckdb", "elsewhere.duckdb")
+    )
+    result = cli(shop, "run", "--profiles-dir", str(other), "--target", "dev", "--at", "2026-03-02")
+    assert result.exit_code == 0, result.output
+    assert (shop / "elsewhere.duckdb").is_file() and not (shop / "shop.duckdb").exists()
+    result = cli(shop, "plan", "--target", "nope")
+    assert result.exit_code == 2
+    assert "target 'nope' is not in profile 'dbt_shop'" in result.output
+    result = cli(shop, "status", "--vars", "[not a mapping]")
+    assert result.exit_code == 2 and "--vars must be a mapping" in result.output
+
+
+def test_target_is_only_for_dbt_projects(make_project: Any, cli: Any) -> None:
+    root = make_project({"models/m.sql": "select 1 as id\n"})
+    result = cli(root, "ls", "--target", "prod")
+    assert result.exit_code == 2
+    assert "--target is for dbt projects" in result.output
+
+
+def test_init_inside_a_dbt_project_adds_cadence_yml(
+    shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from cadence.cli import main
+
+    monkeypatch.chdir(shop)
+    result = CliRunner().invoke(main, ["init"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in shop.iterdir() if p.is_dir()) == [
+        "dbt_packages",
+        "macros",
+        "models",
+        "seeds",
+        "tests",
+    ]  # no demo sub-folder
+    text = (shop / "cadence.yml").read_text()
+    assert "dbt_shop:\n    +channels: [daily]" in text
+    project = Project.load(shop)
+    totals = project.parsed.model("customer_totals")
+    assert totals is not None and totals.config.channels == ("daily",)
+    again = CliRunner().invoke(main, ["init"])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_a_channel_over_some_models_builds_exactly_them_at_its_ticks(shop: Path, cli: Any) -> None:
+    """cadence.yml adds a channel over one dbt model; ``run --due`` replayed over ticks builds
+    that model (and what it reads, when never built) at the channel's ticks, and nothing else."""
+    (shop / "cadence.yml").write_text(
+        "timezone: UTC\nchannels:\n  ads: {cadence: every 4 hours, kind: ads}\n"
+        "models:\n  dbt_shop:\n    marts:\n      customer_totals:\n        +channels: [ads]\n"
+    )
+    built: dict[str, set[str]] = {}
+    for at in ("00:00", "00:30", "03:59", "04:00", "04:01", "08:00", "09:00"):
+        result = cli(shop, "run", "--due", "--at", f"2026-03-02T{at}")
+        assert result.exit_code == 0, result.output
+        built[at] = (
+            {r["name"] for r in read_run_results(shop)["results"] if r["status"] == "success"}
+            if "built" in result.output
+            else set()
+        )
+    first = {"stg_customers", "stg_orders", "customer_totals"}  # seeds are not in run_results
+    assert built == {
+        "00:00": first,
+        "00:30": set(),
+        "03:59": set(),
+        "04:00": {"customer_totals"},
+        "04:01": set(),
+        "08:00": {"customer_totals"},
+        "09:00": set(),
+    }

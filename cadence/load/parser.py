@@ -302,9 +302,16 @@ def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
     """What every model's rendering may read besides its own file and YAML entry."""
     from cadence.load.digests import digest
 
-    parts = [files.config_digest, repr(sorted(files.config.vars.items(), key=str)), repr(sources)]
+    config = files.config
+    parts = [files.config_digest, repr(sorted(config.vars.items(), key=str)), repr(sources)]
     parts += [f.digest for f in files.macros] + [f.digest for f in files.docs]
     parts += [s.name for s in files.seeds]
+    parts += [repr(sorted(config.cli_vars.items(), key=str)), repr(config.warehouse)]
+    if files.dbt is not None:  # dbt_project.yml's configs, vars and dispatch, the profile's target
+        read = files.dbt
+        parts += [repr(config.dbt), repr(read.project.dispatch)]
+        parts += [repr(_plain_yaml(p.trees)) for p in (read.project, *read.packages)]
+        parts += [repr(p.paths) for p in (read.project, *read.packages)]
     return digest("|".join(parts).encode())
 
 
