@@ -394,3 +394,43 @@ def test_a_channel_over_some_models_builds_exactly_them_at_its_ticks(shop: Path,
         "08:00": {"customer_totals"},
         "09:00": set(),
     }
+
+
+INTROSPECTED = """\
+{{ config(materialized='table') }}
+{%- set cols = adapter.get_columns_in_relation(ref('stg_customers')) -%}
+{%- set counted = run_query("select count(*) as n from " ~ ref('stg_orders')) -%}
+select
+  {% for c in cols if c.name != 'score' %}{{ adapter.quote(c.name) }}, {% endfor %}
+  {{ counted.columns[0].values()[0] if execute else 0 }} as n_orders,
+  '{{ this.schema }}.{{ this.identifier }}' as me,
+  {{ 'true' if adapter.get_relation(this.database, 'main', 'stg_orders') else 'false' }} as found
+from {{ ref('stg_customers') }}
+"""
+
+
+def test_run_query_and_adapter_read_the_warehouse_during_a_run(shop: Path) -> None:
+    """``execute`` is false while the project loads (dbt's parse) and true during the run, when
+    ``run_query`` and ``adapter`` read the warehouse; dbt 1.11 built the same rows."""
+    (shop / "models" / "marts" / "introspected.sql").write_text(INTROSPECTED)
+    project = Project.load(shop)
+    model = project.parsed.model("introspected")
+    assert model is not None and model.per_run  # rendered again per run
+    assert project.run(AT).ok
+    rows = [r for r in relations(shop / "shop.duckdb") if r["name"] == "introspected"]
+    assert rows[0]["schema"] == "main_marts"
+    assert [(c["name"], c["type"]) for c in rows[0]["columns"]] == [
+        *(("customer_id", "INTEGER"), ("name", "VARCHAR"), ("zip", "VARCHAR")),
+        *(("signed_up", "DATE"), ("active", "BOOLEAN"), ("n_orders", "INTEGER")),
+        *(("me", "VARCHAR"), ("found", "BOOLEAN")),
+    ]
+    assert rows[0]["rows"][0] == [
+        1,
+        "Ada",
+        "01234",
+        "2024-01-05",
+        True,
+        4,
+        "main_marts.introspected",
+        True,
+    ]

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from cadence.errors import CadenceError
 from cadence.load.digests import digest
 from cadence.load.parser import Model, ParsedProject
-from cadence.load.relations import REF_TOKEN, Relation
+from cadence.load.relations import REF_TOKEN, Relation, ref_token
 
 if TYPE_CHECKING:
     from cadence.load.rendering import ModelEnvironment
 
 EPHEMERAL_PREFIX = "__cadence_ephemeral__"
+Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 _LEADING = re.compile(r"^(\s*(?:--[^\n]*\n|/\*.*?\*/)?)*\s*", re.S)
 
 
@@ -72,17 +74,44 @@ class Compiler:
         return self.seeds[name].relation
 
     def rendered(
-        self, model: Model, now: dt.datetime | None, tick: dt.datetime | None, incremental: bool
+        self,
+        model: Model,
+        now: dt.datetime | None,
+        tick: dt.datetime | None,
+        incremental: bool,
+        query: Query | None = None,
     ) -> str:
+        """The model's SQL with ref tokens; rendered again when it reads per-run values, with
+        ``query`` (the run's warehouse) behind ``run_query``, ``adapter`` and ``execute``."""
         if not model.per_run and not (incremental and model.materialized == "incremental"):
             return model.rendered
         from cadence.load.context import RenderState
 
         state = RenderState(
-            file=model.path, run_started_at=now, tick=tick or now, incremental=incremental
+            file=model.path,
+            run_started_at=now,
+            tick=tick or now,
+            incremental=incremental,
+            package=model.package,
+            query=query,
         )
-        state.this = Relation(model.schema, model.identifier, model.relation)
+        database = self.project.config.warehouse.database if self.project.config.is_dbt else None
+        state.this = Relation(model.schema, model.identifier, model.relation, database)
+        state.base_config = config_values(model)
+        state.resolve_ref = lambda name: self._relation(name, database)
         return self.env.render(model.raw_sql, state)
+
+    def _relation(self, name: str, database: str | None) -> Relation:
+        """What ``ref(name)`` returns during a run: the model's real relation (``run_query``
+        and ``adapter`` calls read it); an ephemeral's stays the token the compiler inlines."""
+        model = self.models.get(name)
+        seed = self.seeds.get(name)
+        if model is not None and model.materialized != "ephemeral":
+            kind = "view" if model.materialized == "view" else "table"
+            return Relation(model.schema, model.identifier, model.relation, database, kind)
+        if seed is not None:
+            return Relation(seed.schema, seed.table, seed.relation, database, "table")
+        return Relation(None, name, ref_token(name))
 
     def compile(
         self,
@@ -90,9 +119,12 @@ class Compiler:
         now: dt.datetime | None = None,
         tick: dt.datetime | None = None,
         incremental: bool = False,
+        query: Query | None = None,
     ) -> CompiledModel:
+        """The model's final SQL; ``query`` reaches the warehouse for templates that read it
+        (dbt's ``run_query``, ``adapter.get_columns_in_relation``)."""
         model = self.models[name]
-        sql = _without_trailing_semicolon(self._resolve(model, now, tick, incremental))
+        sql = _without_trailing_semicolon(self._resolve(model, now, tick, incremental, query))
         column = model.config.watermark
         if incremental and model.materialized == "incremental" and column:
             filtered = _after_watermark(sql, column, model.relation)
@@ -124,11 +156,18 @@ class Compiler:
         return _with_ctes(body, ctes)
 
     def _resolve(
-        self, model: Model, now: dt.datetime | None, tick: dt.datetime | None, incremental: bool
+        self,
+        model: Model,
+        now: dt.datetime | None,
+        tick: dt.datetime | None,
+        incremental: bool,
+        query: Query | None = None,
     ) -> str:
         ctes: dict[str, str] = {}
-        text = self.rendered(model, now, tick, incremental)
-        body = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, tick, {model.name}), text)
+        text = self.rendered(model, now, tick, incremental, query)
+        body = REF_TOKEN.sub(
+            lambda m: self._ref(m.group(1), ctes, now, tick, {model.name}, query), text
+        )
         return _with_ctes(body, ctes)
 
     def _ref(
@@ -138,6 +177,7 @@ class Compiler:
         now: dt.datetime | None,
         tick: dt.datetime | None,
         stack: set[str],
+        query: Query | None = None,
     ) -> str:
         model = self.models.get(name)
         if model is None or model.materialized != "ephemeral":
@@ -146,9 +186,9 @@ class Compiler:
             return self.relation_of(name)
         cte = EPHEMERAL_PREFIX + name
         if cte not in ctes and name not in stack:
-            text = self.rendered(model, now, tick, False)
+            text = self.rendered(model, now, tick, False, query)
             inner = REF_TOKEN.sub(
-                lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}), text
+                lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}, query), text
             )
             ctes[cte] = _strip_sql(inner)
         return cte
@@ -196,3 +236,14 @@ def _with_ctes(body: str, ctes: dict[str, str]) -> str:
         recursive = m.group(1) or ""
         return f"{body[:start]}with{recursive} {defs},\n{rest[m.end() :].lstrip()}"
     return f"{body[:start]}with {defs}\n{rest}"
+
+
+def config_values(model: Model) -> dict[str, Any]:
+    """A model's merged config as ``config.get`` reads it during a run."""
+    config = model.config
+    out: dict[str, Any] = dict(config.extra)
+    for f in fields(config):
+        if f.name not in ("origins", "extra"):
+            value = getattr(config, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -38,7 +38,9 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
     compiled_rel: str | None = None
     sql_hash: str | None = None
     try:
-        compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick, incremental)
+        compiled = ctx.compiler.compile(
+            model.name, ctx.now, decision.tick, incremental, query=engine.query_named
+        )
         compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         # what this transaction can see: relations committed before it begins (others being

@@ -44,6 +44,12 @@ class Engine(ABC):
     @abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
+    def query_named(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Rows of a query with its column names (what dbt's ``run_query`` returns)."""
+        rows = self.query(sql)
+        width = len(rows[0]) if rows else 0
+        return [f"column_{i}" for i in range(width)], rows
+
     @abstractmethod
     def relations(self) -> dict[tuple[str, str], str]:
         """Existing relations: (schema, name) -> 'table' | 'view'."""

@@ -113,6 +113,14 @@ class DuckDBEngine(Engine):
                 raise KeyboardInterrupt() from None
             raise
 
+    def query_named(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        try:
+            result = self.con.execute(sql)
+            names = [d[0] for d in (result.description or [])]
+            return names, result.fetchall()
+        except duckdb.Error as exc:
+            raise EngineError(_disk_full(str(exc))) from None
+
     def relations(self) -> dict[tuple[str, str], str]:
         rows = self.query(
             "select schema_name, table_name, 'table' from duckdb_tables() "
