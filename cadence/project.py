@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cadence.build import hooks
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
@@ -302,6 +303,9 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
+            hooked = bool(self.parsed.hooks) and any(d.builds for d in plan.decisions)
+            if hooked:  # a dbt project's on-run-start, when the run builds anything
+                hooks.run_hooks(self.parsed, self.compiler, engine, "on-run-start", now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -316,6 +320,9 @@ class Project:
                 replay=replay,
                 on_published=self._members_hook(),
             )
+            if hooked:
+                done = [r for r in result.results if r.status != "skipped"]
+                hooks.run_hooks(self.parsed, self.compiler, engine, "on-run-end", now, done)
             result = self._after_run(engine, state, result, now)
             self._prune_history(engine, result, now)
             self._keep_snapshot(engine, result)

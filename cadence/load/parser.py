@@ -252,11 +252,10 @@ def parse_project(
         for key in unsupported_keys(m.config):
             warnings.append(
                 CadenceError(
-                    f"config key '{key}' of model '{m.name}' is accepted for dbt compatibility "
-                    "but has no effect in cadence",
+                    f"config key '{key}' of model '{m.name}' has no effect: DuckDB has no {key}",
                     file=m.path,
                     severity="warning",
-                    hint="remove it, or keep it for dbt; cadence ignores it",
+                    hint="dbt-duckdb skips them too; remove them to silence this",
                 )
             )
     if nodes is not None:

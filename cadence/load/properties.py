@@ -125,6 +125,7 @@ class Seed:
     schema: str = "main"
     identifier: str = ""  # the table name (alias, default the seed name)
     delimiter: str | None = None
+    tags: tuple[str, ...] = ()
 
     @property
     def table(self) -> str:
@@ -343,7 +344,7 @@ def parse_seeds(
         if nodes is not None:
             node = nodes.node(placed, "seed", s.path, {"schema": cfg.schema, "alias": cfg.alias})
             try:
-                schema, identifier = nodes.names(cfg.schema, cfg.alias, None, node, s.path)
+                schema, identifier = nodes.names(cfg.schema, cfg.alias, cfg.database, node, s.path)
             except CadenceError as exc:
                 found.append(exc)
                 continue
@@ -360,10 +361,16 @@ def parse_seeds(
                 schema=schema,
                 identifier=identifier,
                 delimiter=cfg.delimiter,
+                tags=cfg.tags,
             )
         )
-    for e in found:
-        errors.add(e)
-    if warnings is not None:
-        warnings.extend(warned)
+    seen: set[tuple[str | None, int | None, str]] = set()
+    for e in found + warned:  # a folder's config is checked for each of its seeds: once each
+        if (e.file, e.line, e.message) in seen:
+            continue
+        seen.add((e.file, e.line, e.message))
+        if e.severity == "error":
+            errors.add(e)
+        elif warnings is not None:
+            warnings.append(e)
     return out
