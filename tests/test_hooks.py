@@ -32,7 +32,7 @@ def test_pre_and_post_hooks_run_around_the_build(make_project: Any) -> None:
             "models/m.sql": "{{ config(materialized='table',"
             " pre_hook=\"insert into {{ ref('audit') }} values ('pre', 1)\","
             " post_hook=[\"insert into {{ ref('audit') }} select 'post', count(*)"
-            " from {{ this }}\"]) }}\nselect * from range(3)\n",
+            ' from {{ this }}"]) }}\nselect * from range(3)\n',
         }
     )
     assert Project.load(root).run(AT).ok
