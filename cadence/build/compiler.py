@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cadence.errors import CadenceError
 from cadence.load.digests import digest
 from cadence.load.parser import Model, ParsedProject
-from cadence.load.relations import REF_TOKEN, Relation, ref_token
+from cadence.load.relations import REF_TOKEN, Relation, qualified, ref_token
 
 if TYPE_CHECKING:
     from cadence.load.rendering import ModelEnvironment
@@ -69,9 +69,19 @@ class Compiler:
         return self._env
 
     def relation_of(self, name: str) -> str:
+        """How a ref to ``name`` reads in compiled SQL (in a dbt project, with the database,
+        as dbt renders it)."""
+        database = self._database
         if name in self.models:
-            return self.models[name].relation
-        return self.seeds[name].relation
+            model = self.models[name]
+            return qualified(database, model.schema, model.identifier)
+        seed = self.seeds[name]
+        return qualified(database, seed.schema, seed.table)
+
+    @property
+    def _database(self) -> str | None:
+        config = self.project.config
+        return config.warehouse.database if config.is_dbt else None
 
     def rendered(
         self,
@@ -95,8 +105,9 @@ class Compiler:
             package=model.package,
             query=query,
         )
-        database = self.project.config.warehouse.database if self.project.config.is_dbt else None
-        state.this = Relation(model.schema, model.identifier, model.relation, database)
+        database = self._database
+        this = qualified(database, model.schema, model.identifier)
+        state.this = Relation(model.schema, model.identifier, this, database)
         state.base_config = config_values(model)
         state.resolve_ref = lambda name: self._relation(name, database)
         return self.env.render(model.raw_sql, state)
@@ -108,9 +119,11 @@ class Compiler:
         seed = self.seeds.get(name)
         if model is not None and model.materialized != "ephemeral":
             kind = "view" if model.materialized == "view" else "table"
-            return Relation(model.schema, model.identifier, model.relation, database, kind)
+            rendered = qualified(database, model.schema, model.identifier)
+            return Relation(model.schema, model.identifier, rendered, database, kind)
         if seed is not None:
-            return Relation(seed.schema, seed.table, seed.relation, database, "table")
+            rendered = qualified(database, seed.schema, seed.table)
+            return Relation(seed.schema, seed.table, rendered, database, "table")
         return Relation(None, name, ref_token(name))
 
     def compile(

@@ -20,7 +20,7 @@ from cadence.build.compiler import Compiler
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.load.parser import Model, ParsedProject
-from cadence.load.relations import Relation, quote
+from cadence.load.relations import Relation, qualified, quote
 
 
 def hook_list(value: Any) -> list[str]:
@@ -47,8 +47,10 @@ def _render(
 
     state = RenderState(file=file, run_started_at=now, tick=now, query=engine.query_named)
     if model is not None:
-        database = compiler.project.config.warehouse.database
-        state.this = Relation(model.schema, model.identifier, model.relation, database)
+        config = compiler.project.config
+        database = config.warehouse.database if config.is_dbt else None
+        rendered = qualified(database, model.schema, model.identifier)
+        state.this = Relation(model.schema, model.identifier, rendered, database)
         state.package = model.package
     sql = compiler.env.render(text, state)
     return compiler.compile_sql(sql, now)

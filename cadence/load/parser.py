@@ -22,7 +22,7 @@ from cadence.load.digests import env_digest
 from cadence.load.forking import map_models
 from cadence.load.loader import ProjectFiles, SourceFile
 from cadence.load.projectconfig import ProjectConfig
-from cadence.load.relations import Relation, relation_sql
+from cadence.load.relations import Relation, qualified, relation_sql
 
 if TYPE_CHECKING:
     from cadence.load.dbt.nodes import DbtNodes
@@ -402,7 +402,8 @@ def _parse_model(
         )
     else:
         schema, identifier = config.warehouse.schema, name
-    guess = Relation(schema, identifier, relation_sql(schema, identifier), _database(config))
+    database = _database(config)
+    guess = Relation(schema, identifier, qualified(database, schema, identifier), database)
     state = RenderState(file=source_file.path, this=guess, package=package)
     state.base_config, state.node = base, node
     rendered = env.render(source_file.text, state)
@@ -424,12 +425,12 @@ def _parse_model(
         schema = merged.schema or config.warehouse.schema
         identifier = merged.alias or name
     relation = relation_sql(schema, identifier)
-    if relation != guess.rendered and state.this_used:
+    if qualified(database, schema, identifier) != guess.rendered and state.this_used:
         # config() set schema/alias: `this` must name the model's real relation, as it does
         # when the model is rendered again per run
         again = RenderState(
             file=source_file.path,
-            this=Relation(schema, identifier, relation, _database(config)),
+            this=Relation(schema, identifier, qualified(database, schema, identifier), database),
             package=package,
         )
         again.base_config, again.node = base, node
@@ -440,7 +441,7 @@ def _parse_model(
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
         inc = RenderState(file=source_file.path, incremental=True, package=package)
-        inc.this = Relation(schema, identifier, relation, _database(config))
+        inc.this = Relation(schema, identifier, qualified(database, schema, identifier), database)
         inc.base_config, inc.node = base, node
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]

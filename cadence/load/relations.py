@@ -7,7 +7,9 @@ for refs between load and compile time. Kept free of Jinja so cached loads stay 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 REF_TOKEN = re.compile(r"«ref:([^»]+)»")
 
@@ -17,8 +19,10 @@ def ref_token(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Relation:
-    """What ``ref()``, ``source()`` and ``this`` return (dbt's Relation, the parts used in SQL)."""
+class Relation(Mapping[str, Any]):
+    """What ``ref()``, ``source()`` and ``this`` return (dbt's Relation, the parts used in SQL).
+    Like dbt's, it is also a mapping (``metadata.type`` ends with ``Relation``, ``path`` holds
+    its parts): packages such as dbt_utils check that is what they were given."""
 
     schema: str | None
     identifier: str
@@ -70,6 +74,32 @@ class Relation:
     def without_identifier(self) -> str:
         return quote(self.schema) if self.schema else ""
 
+    @property
+    def is_cte(self) -> bool:
+        return False
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {
+            "path": {
+                "database": self.database,
+                "schema": self.schema,
+                "identifier": self.identifier,
+            },
+            "type": self.type,
+            "metadata": {"type": "DuckDBRelation"},
+            "quote_policy": {"database": True, "schema": True, "identifier": True},
+            "include_policy": {"database": False, "schema": True, "identifier": True},
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return len(self._as_dict())
+
     def __str__(self) -> str:
         return self.rendered
 
@@ -83,3 +113,10 @@ def quote(identifier: str) -> str:
 
 def relation_sql(schema: str | None, identifier: str) -> str:
     return f"{quote(schema)}.{quote(identifier)}" if schema else quote(identifier)
+
+
+def qualified(database: str | None, schema: str | None, identifier: str) -> str:
+    """A relation as dbt renders it in a dbt project, ``"db"."schema"."name"`` (DuckDB names
+    the database after the file); without a database, ``relation_sql``."""
+    name = relation_sql(schema, identifier)
+    return f"{quote(database)}.{name}" if database and schema else name

@@ -45,6 +45,8 @@ class Sandbox(jinja2.sandbox.SandboxedEnvironment):
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(value, types.ModuleType):
             return False
+        if isinstance(obj, Namespace):  # a package's macros, `_private` ones included
+            return obj.has_macro(attr)
         return bool(super().is_safe_attribute(obj, attr, value))
 
 
@@ -59,22 +61,26 @@ class Dialect(Protocol):
 
 
 class Namespace:
-    """A package's macros as a template sees them: ``mypkg.status_label(...)``."""
+    """A package's macros as a template sees them: ``mypkg.status_label(...)`` (and its
+    ``_private`` ones, which packages call among themselves); nothing else of the object."""
 
     def __init__(self, name: str, macros: dict[str, Any]) -> None:
-        self._name = name
-        self._macros = macros
+        self.ns_name = name
+        self.ns_macros = macros
+
+    def has_macro(self, item: str) -> bool:
+        return item in self.ns_macros
 
     def __getattr__(self, item: str) -> Any:
-        if item.startswith("_"):
+        if item.startswith("__") or item in ("ns_name", "ns_macros"):
             raise AttributeError(item)
         try:
-            return self._macros[item]
+            return self.ns_macros[item]
         except KeyError:
-            raise AttributeError(f"'{self._name}' has no macro '{item}'") from None
+            raise AttributeError(f"'{self.ns_name}' has no macro '{item}'") from None
 
     def __contains__(self, item: str) -> bool:
-        return item in self._macros
+        return item in self.ns_macros
 
 
 class ModelEnvironment:
@@ -130,8 +136,11 @@ class ModelEnvironment:
             template.name = path
             state = RenderState(file=path)
             token = current_render.set(state)
-            try:
-                module = template.make_module()
+            try:  # Jinja's make_module, keeping `_private` macros (dbt exposes them too)
+                context = template.new_context()
+                for _ in template.root_render_func(context):
+                    pass
+                defined = dict(context.vars)
             finally:
                 current_render.reset(token)
         except jinja2.TemplateSyntaxError as exc:
@@ -149,8 +158,7 @@ class ModelEnvironment:
                 CadenceError(f"error loading macros: {exc}", file=path, hint="fix the macro file")
             )
             return
-        for name in dir(module):
-            obj = getattr(module, name)
+        for name, obj in sorted(defined.items()):
             if isinstance(obj, jinja2.runtime.Macro):
                 if own is not None:
                     own[name] = wrap_macro(obj)

@@ -16,7 +16,7 @@ from typing import Any
 
 from cadence.load.context import current_render
 from cadence.load.dbt import crossdb
-from cadence.load.relations import Relation, quote, relation_sql
+from cadence.load.relations import Relation, qualified, quote
 
 STRING_TYPES = ("varchar", "text", "string", "char", "character varying")
 NUMBER_TYPES = (
@@ -107,6 +107,10 @@ class RelationApi:
     ) -> Relation:
         return make_relation(schema, identifier or "", database or self.database, type)
 
+    @staticmethod
+    def add_ephemeral_prefix(name: str) -> str:
+        return f"__dbt__cte__{name}"
+
 
 class Api:
     def __init__(self, database: str) -> None:
@@ -117,7 +121,7 @@ class Api:
 def make_relation(
     schema: str | None, identifier: str, database: str | None, kind: str | None = None
 ) -> Relation:
-    return Relation(schema, identifier, relation_sql(schema, identifier), database, kind)
+    return Relation(schema, identifier, qualified(database, schema, identifier), database, kind)
 
 
 class Row(tuple):  # type: ignore[type-arg]
@@ -244,6 +248,13 @@ class Adapter:
             return None
         kind = "view" if "VIEW" in str(rows[0][0]).upper() else "table"
         return make_relation(str(schema), str(identifier), self.database, kind)
+
+    def load_relation(self, relation: Any) -> Relation | None:
+        return self.get_relation(
+            getattr(relation, "database", None),
+            getattr(relation, "schema", None),
+            getattr(relation, "identifier", None),
+        )
 
     def get_columns_in_relation(self, relation: Any) -> list[Column]:
         query = warehouse_query()

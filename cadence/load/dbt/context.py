@@ -204,9 +204,13 @@ class DbtDialect:
             env.project.package_vars = {k: dict(v) for k, v in dbt.package_vars.items()}
         g = self._globals()
         target = dict(g.get("target") or {})
+        adapter = Adapter(self.database, self.dispatch)
         g.update(
             {
-                "adapter": Adapter(self.database, self.dispatch),
+                "adapter": adapter,
+                "load_relation": adapter.load_relation,
+                "load_cached_relation": adapter.load_relation,
+                "get_columns_in_query": self._columns_in_query,
                 "api": Api(self.database),
                 "dbt": DbtNamespace(self),
                 "execute": _Execute(),
@@ -343,6 +347,15 @@ class DbtDialect:
         if target.get("name") == "prod" and custom is not None:
             return str(custom).strip()
         return self.schema
+
+    def _columns_in_query(self, select_sql: Any) -> list[str]:
+        """dbt's ``get_columns_in_query``: the column names a query returns (none while the
+        project loads)."""
+        query = warehouse_query()
+        if query is None:
+            return []
+        names, _ = query(f"select * from (\n{select_sql}\n) as __dbt_sbq where false limit 0")
+        return names
 
     # -- statement blocks ----------------------------------------------------------------
     def _statement(
