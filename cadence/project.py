@@ -554,6 +554,10 @@ class Project:
             latest = self.cadences.of(name).ticks.latest_tick(now, self.tz)
             compiled = self.compiler.compile(name, now, latest, False)
             out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
+        if not selection.select and not selection.exclude:  # a dbt project's analyses
+            for name, path, sql in self.parsed.analyses:
+                text = self.compiler.compile_sql(sql, now)
+                out.append((name, artifacts.write_compiled(self.root, path, text)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:

@@ -434,3 +434,15 @@ def test_run_query_and_adapter_read_the_warehouse_during_a_run(shop: Path) -> No
         "main_marts.introspected",
         True,
     ]
+
+
+def test_analyses_are_compiled_not_run(shop: Path, cli: Any) -> None:
+    (shop / "analyses").mkdir()
+    (shop / "analyses" / "big_orders.sql").write_text(
+        "select * from {{ ref('stg_orders') }} where amount > {{ var('min_amount_cents') }}\n"
+    )
+    result = cli(shop, "compile")
+    assert result.exit_code == 0, result.output
+    compiled = shop / "target" / "cadence" / "compiled" / "analyses" / "big_orders.sql"
+    assert compiled.read_text() == 'select * from "shop"."main"."stg_orders" where amount > 0\n'
+    assert not (shop / "shop.duckdb").exists()  # nothing was run

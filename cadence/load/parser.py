@@ -95,6 +95,7 @@ class ParsedProject:
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
     dispatch: tuple[tuple[str, tuple[str, ...]], ...] = ()  # dbt_project.yml's dispatch:
+    analyses: tuple[tuple[str, str, str], ...] = ()  # (name, path, SQL with ref tokens)
     hooks: tuple[tuple[str, str, str], ...] = ()  # (on-run-start|on-run-end, file, SQL template)
 
     if not TYPE_CHECKING:
@@ -265,6 +266,7 @@ def parse_project(
     for entry, file in yaml_seeds:
         tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
     tests.extend(_parse_singular_tests(files.tests, env, errors))
+    analyses = _parse_analyses(files.analyses, env, errors)
     errors.finish(errors_out)
     return ParsedProject(
         config=config,
@@ -279,6 +281,7 @@ def parse_project(
         disabled=tuple(disabled),
         broken=tuple(broken),
         dispatch=files.dbt.project.dispatch if files.dbt is not None else (),
+        analyses=analyses,
         hooks=_hooks(files),
     )
 
@@ -527,6 +530,23 @@ def _ref_position(text: str, name: str) -> tuple[int, int]:
     line = text.count("\n", 0, m.start()) + 1
     column = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
     return (line, column)
+
+
+def _parse_analyses(
+    analysis_files: tuple[SourceFile, ...], env: ModelEnvironment, errors: ErrorCollector
+) -> tuple[tuple[str, str, str], ...]:
+    """dbt's analyses: rendered like models, compiled by ``cadence compile``, never run."""
+    from cadence.load.context import RenderState
+
+    out = []
+    for f in analysis_files:
+        try:
+            sql = env.render(f.text, RenderState(file=f.path))
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        out.append((PurePosixPath(f.path).stem, f.path, sql))
+    return tuple(out)
 
 
 def _parse_singular_tests(
