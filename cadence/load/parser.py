@@ -21,6 +21,7 @@ from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsuppor
 from cadence.load.digests import env_digest
 from cadence.load.forking import map_models
 from cadence.load.loader import ProjectFiles, SourceFile
+from cadence.load.modelkeys import model_key, shared_key
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, qualified, relation_sql
 
@@ -180,7 +181,7 @@ def parse_project(
     disabled: list[tuple[str, str]] = []
     seeds = parse_seeds(files, yaml_seeds, errors, warnings, disabled, nodes)
     seen: dict[str, str] = {s.name: s.path for s in seeds}
-    shared_key = _shared_key(files, sources)
+    shared = shared_key(files, sources)
     models: list[Model] = []
     tests: list[DataTest] = []
     work: list[tuple[SourceFile, str, YamlModel | None, str, Model | None]] = []
@@ -199,7 +200,7 @@ def parse_project(
             continue
         seen[name] = source_file.path
         yaml_entry = yaml_models.pop(name, None)
-        key = _model_key(shared_key, source_file, yaml_entry)
+        key = model_key(shared, source_file, yaml_entry)
         model = (reuse or {}).get(key)
         if model is not None and (
             model.name != name
@@ -300,38 +301,6 @@ def _hooks(files: ProjectFiles) -> tuple[tuple[str, str, str], ...]:
     return tuple(out)
 
 
-def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
-    """What every model's rendering may read besides its own file and YAML entry."""
-    from cadence.load.digests import digest
-
-    config = files.config
-    parts = [files.config_digest, repr(sorted(config.vars.items(), key=str)), repr(sources)]
-    parts += [f.digest for f in files.macros] + [f.digest for f in files.docs]
-    parts += [s.name for s in files.seeds]
-    parts += [repr(sorted(config.cli_vars.items(), key=str)), repr(config.warehouse)]
-    if files.dbt is not None:  # dbt_project.yml's configs, vars and dispatch, the profile's target
-        read = files.dbt
-        parts += [repr(config.dbt), repr(read.project.dispatch)]
-        parts += [repr(_plain_yaml(p.trees)) for p in (read.project, *read.packages)]
-        parts += [repr(p.paths) for p in (read.project, *read.packages)]
-    return digest("|".join(parts).encode())
-
-
-def _model_key(shared: str, source_file: SourceFile, yaml_entry: YamlModel | None) -> str:
-    from cadence.load.digests import digest
-
-    entry = repr(_plain_yaml(yaml_entry.entry)) + yaml_entry.file if yaml_entry else ""
-    return digest(f"{shared}|{source_file.path}|{source_file.digest}|{entry}".encode())
-
-
-def _plain_yaml(value: Any) -> Any:
-    if isinstance(value, dict):
-        return sorted(((str(k), _plain_yaml(v)) for k, v in value.items()), key=lambda kv: kv[0])
-    if isinstance(value, list):
-        return [_plain_yaml(v) for v in value]
-    return value
-
-
 def _folder_layers(config: ProjectConfig, path: str) -> list[ConfigLayer]:
     folder = PurePosixPath(path).parent.parts[1:]
     return [layer for parts, layer in config.folder_defaults if folder[: len(parts)] == parts]
@@ -353,6 +322,7 @@ def _parse_model(
         layers = nodes.model_layers_for(placed)
     else:
         layers = _folder_layers(config, source_file.path)
+    env_read: dict[str, str | None] = {}  # by descriptions; the SQL's own reads join them
     description = ""
     columns: tuple[Column, ...] = ()
     if yaml_entry is not None:
@@ -370,29 +340,47 @@ def _parse_model(
             cfg = {}
         if entry.get("tags"):
             own = cfg.get("tags") or []
-            own = [own] if isinstance(own, str) else list(own)
+            own = [own] if isinstance(own, str) else own
             top = entry["tags"]
-            top = [top] if isinstance(top, str) else list(top)
-            cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
+            top = [top] if isinstance(top, str) else top
+            if isinstance(own, list) and isinstance(top, list):
+                cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
+            else:
+                errors.add(
+                    CadenceError(
+                        "tags must be a name or a list of names",
+                        file=yaml_entry.file,
+                        line=line_of(entry, "tags"),
+                        hint="write tags: [daily, marketing]",
+                    )
+                )
+        listed = entry.get("columns") or []
+        if not isinstance(listed, list):
+            errors.add(
+                CadenceError(
+                    "columns must be a list",
+                    file=yaml_entry.file,
+                    line=line_of(entry, "columns"),
+                    hint="write columns:\n  - name: customer_id",
+                )
+            )
+            listed = []
         key_lines = dict(getattr(cfg, "key_lines", {}) or {})
         layers.append(
             ConfigLayer(
                 dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry), key_lines
             )
         )
-        description = _describe(
-            entry.get("description"), env, yaml_entry.file, line_of(entry, "description"), errors
-        )
+        where = yaml_entry.file
+        described = (entry, *(c for c in listed if isinstance(c, dict)))
+        texts = [
+            _describe(d.get("description"), env, where, line_of(d, "description"), errors, env_read)
+            for d in described
+        ]
+        description = texts[0]
         columns = tuple(
-            Column(
-                str(c.get("name")),
-                _describe(
-                    c.get("description"), env, yaml_entry.file, line_of(c, "description"), errors
-                ),
-                c.get("data_type"),
-            )
-            for c in entry.get("columns") or []
-            if isinstance(c, dict)
+            Column(str(c.get("name")), text, c.get("data_type"))
+            for c, text in zip(described[1:], texts[1:])
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
     base = {k: v for layer in layers for k, v in layer.values.items()}
@@ -467,7 +455,9 @@ def _parse_model(
         digest=source_file.digest,
         description=description,
         columns=columns,
-        env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
+        env_vars=tuple(
+            sorted((k, env_digest(v)) for k, v in {**env_read, **state.env_vars}.items())
+        ),
         package=package,
         inner=placed.inner if placed is not None else "",
     )
@@ -478,21 +468,30 @@ def _database(config: ProjectConfig) -> str | None:
 
 
 def _describe(
-    value: Any, env: ModelEnvironment, file: str, line: int | None, errors: ErrorCollector
+    value: Any,
+    env: ModelEnvironment,
+    file: str,
+    line: int | None,
+    errors: ErrorCollector,
+    env_read: dict[str, str | None],
 ) -> str:
-    """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file."""
+    """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file. The env
+    vars it reads go into ``env_read`` (they are the model's: see ``Model.env_vars``)."""
     if not value:
         return ""
     text = str(value)
     if "{{" in text:
         from cadence.load.context import RenderState
 
+        state = RenderState(file=file)
         try:
-            return env.render(text, RenderState(file=file)).strip()
+            return env.render(text, state).strip()
         except CadenceError as exc:
             exc.file, exc.line = file, line
             errors.add(exc)
             return text
+        finally:
+            env_read.update(state.env_vars)
     return text
 
 
@@ -580,6 +579,7 @@ def _parse_singular_tests(
                 line=1,
                 sql=sql,
                 refs=tuple(state.refs),
+                env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
             )
         )
     return out

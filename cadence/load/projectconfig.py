@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
+from cadence.load import access
 from cadence.load.channelconfig import ChannelConfig, parse_channels
 from cadence.load.config import ConfigLayer, parse_folder_defaults
 from cadence.load.envtemplate import render_env_string, shorten
@@ -59,6 +60,7 @@ WAREHOUSE_KEYS = (
     "incremental_strategy",
     "compact_every",
     "external_root",
+    "allowed_paths",
 )
 INCREMENTAL_STRATEGIES = ("append", "merge")
 ENGINES = ("duckdb", "spark")
@@ -79,6 +81,10 @@ class WarehouseConfig:
     compact_every: int = 10  # Spark: compact an appended incremental after this many batches
     database: str | None = None  # dbt's target.database (DuckDB: the file's stem)
     external_root: str | None = None  # a dbt profile's external_root (files models may read)
+    # folders (or URL prefixes) models may read and write besides the project folder: the
+    # user's warehouse.allowed_paths, absolute; a loader that declares more (a dbt profile's
+    # external_root, attached databases) adds them here (engines.access reads this list)
+    allowed_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,7 @@ def parse_project_config(
         )
         timezone = "UTC"
     base = dbt.warehouse if dbt is not None else None
-    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used, base, dbt)
+    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used, root, base, dbt)
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
@@ -325,6 +331,7 @@ def _parse_warehouse(
     top: dict[str, Any],
     errors: ErrorCollector,
     env_used: list[tuple[str, str | None]],
+    root: Path,
     base: dict[str, Any] | None = None,
     dbt: DbtSettings | None = None,
 ) -> WarehouseConfig:
@@ -407,6 +414,8 @@ def _parse_warehouse(
             )
         )
     settings = {k: v for k, v in settings.items() if k not in bad}
+    if engine == "duckdb":
+        settings = access.without_access_settings(settings, raw.get("settings"), errors)
     strategy = raw.get("incremental_strategy", "append")
     if strategy not in INCREMENTAL_STRATEGIES:
         errors.add(
@@ -449,6 +458,7 @@ def _parse_warehouse(
         compact_every=compact,
         database=_database(raw, path),
         external_root=str(raw["external_root"]) if raw.get("external_root") else None,
+        allowed_paths=_allowed_paths(raw, root, errors),
     )
 
 
@@ -458,6 +468,16 @@ def _over(base: dict[str, Any], raw: dict[str, Any]) -> LineDict:
     merged.line = line_of(raw)
     merged.key_lines = dict(getattr(raw, "key_lines", {}) or {})
     return merged
+
+
+def _allowed_paths(raw: dict[str, Any], root: Path, errors: ErrorCollector) -> tuple[str, ...]:
+    """``warehouse.allowed_paths``, and a dbt profile's ``external_root`` (its models write and
+    read files there: dbt-duckdb's external materialization and ``adapter.external_root()``)."""
+    found = access.parse_allowed_paths(raw, root, errors)
+    external = raw.get("external_root")
+    if isinstance(external, str) and external.strip() and external.strip() != ".":
+        found = (*found, access.absolute_location(external.strip(), root))
+    return found
 
 
 def _database(raw: dict[str, Any], path: str) -> str | None:

@@ -70,6 +70,9 @@ class Manifest:
     layout: Layout  # where the inputs are (a dbt project's folders, packages, profile)
     options: str  # LoadOptions.key() of the load
     dbt: DbtSettings | None  # None in a cadence project, or when env vars were read
+    # files whose rendering read env vars (models, their descriptions, singular tests): kept
+    # without what they rendered, and rendered again on every load (no env value is stored)
+    env_rendered: tuple[str, ...]
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # model_keys is decoded only when a model is rendered again
@@ -339,8 +342,15 @@ def load(
 
 def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProject, Dag, Cadences]:
     opened = _open(root) if use_cache else None
+    if opened is not None and opened[0].parsed.root != str(root):
+        opened = None  # a copied or moved project: the cache names files of the old folder
     cached = opened[0] if opened is not None else None
-    if cached is not None and cached.options == options.key() and env_unchanged(cached):
+    if (
+        cached is not None
+        and cached.options == options.key()
+        and env_unchanged(cached)
+        and not cached.env_rendered
+    ):
         paths = scan(root, cached.layout)
         now = inputs_now(root, paths)
         if now is not None and now[0] == cached.inputs and opened is not None and opened[1]():
@@ -373,9 +383,11 @@ def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProj
     if problems:
         raise ProjectErrors(problems)
     env_used = dict(files.config.env_vars_used)
-    for m in parsed.models:
-        for name, _value in m.env_vars:
-            env_used[name] = env_digest(os.environ.get(name))
+    for name, _value in (
+        *(pair for m in parsed.models for pair in m.env_vars),
+        *(pair for t in parsed.tests for pair in t.env_vars),
+    ):
+        env_used[name] = env_digest(os.environ.get(name))
     layout = files.config.layout
     singles = read_inputs(root, layout.files)  # cadence.yml, dbt_project.yml, the profile...
     order = sorted(files.digests)  # as ``scan`` lists them, after the layout's single files
@@ -385,20 +397,49 @@ def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProj
         else combine([*singles[0], *((path, files.digests[path]) for path in order)])
     )
     dbt = files.config.dbt
+    stored, env_rendered = without_env_values(parsed)
     manifest = Manifest(
         tuple(sorted(env_used.items())),
         inputs,  # "" (a file that could not be read): never a hit
-        parsed,  # its config is left out: cadence.yml is parsed again on every load
+        stored,  # its config is left out: cadence.yml is parsed again on every load
         dag,
         cadences,
         parsed.view_hashes,
-        keys,
+        {name: key for name, key in keys.items() if name not in env_rendered},
         layout,
         options.key(),
         dbt if dbt is not None and not dbt.env_used else None,  # never an env value
+        tuple(sorted(env_rendered.values())),
     )
     write(root, manifest)
     return parsed, dag, cadences
+
+
+def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, str]]:
+    """``parsed`` as the cache may hold it (SPEC §6: no secret values): each model and
+    singular test that read an env var keeps its name, file and the digests of what it read,
+    nothing it rendered; and {model or test name: its file} of those (rendered on each load)."""
+    from dataclasses import replace
+
+    if not any(m.env_vars for m in parsed.models) and not any(t.env_vars for t in parsed.tests):
+        return parsed, {}
+    rendered: dict[str, str] = {}
+    models = []
+    for m in parsed.models:
+        if m.env_vars:
+            rendered[m.name] = m.path
+            m = Model(
+                m.name, m.path, m.raw_sql, "", ModelConfig(), "", "", "", (), (), (), False,
+                m.digest, "", (), m.env_vars,
+            )  # fmt: skip
+        models.append(m)
+    tests = []
+    for t in parsed.tests:
+        if t.env_vars:
+            rendered["test " + t.name] = t.file
+            t = replace(t, sql="", refs=())
+        tests.append(t)
+    return with_fields(parsed, models=tuple(models), tests=tuple(tests)), rendered
 
 
 def _config_again(
