@@ -176,6 +176,29 @@ class DbtNodes:
             )
         return got_schema, got_alias
 
+    def unapplied(self) -> list[CadenceError]:
+        """dbt_project.yml's ``sources:`` and ``unit_tests:`` configs are not applied: a warning
+        naming each, never a silent skip."""
+        read = self.files.dbt
+        assert read is not None
+        out = []
+        for project in (read.project, *read.packages):
+            for tree in ("sources", "unit_tests"):
+                layers = configs.flatten(project.trees.get(tree), project.file, (), ())
+                for layer in layers:
+                    out.append(
+                        CadenceError(
+                            f"{tree} config {', '.join(sorted(layer.values))} in "
+                            f"{project.file} is not applied by cadence",
+                            file=project.file,
+                            line=layer.line,
+                            severity="warning",
+                            hint=f"set it on the {tree[:-1].replace('_', ' ')} itself in its "
+                            "YAML file, or remove it",
+                        )
+                    )
+        return out
+
     def warnings(self, models: list[str], seeds: list[str]) -> list[CadenceError]:
         """Config paths that apply to no model (of ``models``) or seed: dbt warns too. Counted
         here, not while parsing (models may be parsed in forked workers)."""
@@ -193,7 +216,7 @@ class DbtNodes:
                     if layer.applies_to(placed.package_name, placed.path)
                 }
             found += configs.unused_paths(layers, used)
-        return found
+        return found + self.unapplied()
 
 
 def base_values(layers: list[ConfigLayer]) -> dict[str, Any]:
