@@ -12,7 +12,7 @@ come from the project's ``Layout``. Every problem is reported at once. Used by `
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +140,12 @@ def load_files(
             layout=dbt_read.layout,
             cli_vars=options.cli_vars,
         )
+        if config is not None:
+            from cadence.load.dbt.configs import folder_defaults
+
+            trees = dbt_read.project.trees.get("snapshots")
+            defaults = folder_defaults(trees, dbt_read.project.file, dbt_read.project.name)
+            config = replace(config, snapshot_defaults=defaults)
     else:
         if options.target or options.profiles_dir:
             flag = "--target" if options.target else "--profiles-dir"

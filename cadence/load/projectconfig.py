@@ -119,6 +119,8 @@ class ProjectConfig:
     layout: Layout = CADENCE_LAYOUT  # where the project's files are
     dbt: DbtSettings | None = None  # a dbt project's own settings (None: a cadence project)
     cli_vars: dict[str, Any] = field(default_factory=dict)  # --vars: over every other var
+    # a dbt project's snapshots: configs (the root project's), as (folders, layer), parents first
+    snapshot_defaults: tuple[tuple[tuple[str, ...], ConfigLayer], ...] = ()
 
     @property
     def is_dbt(self) -> bool:

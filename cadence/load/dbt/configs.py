@@ -170,3 +170,23 @@ def native(text: str) -> Any:
         return ast.literal_eval(stripped)
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return text
+
+
+def folder_defaults(
+    tree: Any, file: str, project: str
+) -> tuple[tuple[tuple[str, ...], ConfigLayer], ...]:
+    """A config tree's layers for the root project's own resources, as (folders, layer),
+    parents first: what a stage reading cadence-style folder defaults takes (snapshots)."""
+    layers = [
+        layer
+        for layer in flatten(tree, file, (), (project,))
+        if layer.package in (None, project)
+    ]
+    layers.sort(key=lambda layer: len(layer.parts))
+    return tuple(
+        (
+            layer.parts,
+            ConfigLayer(dict(layer.values), layer.file, layer.line, dict(layer.key_lines)),
+        )
+        for layer in layers
+    )

@@ -87,6 +87,19 @@ class DbtNodes:
                     self.root, parts, layer.values, layer.file, layer.line, layer.key_lines, 2
                 )
             )
+        self.test_layers: list[configs.PathLayer] = []
+        for package in read.packages:
+            self.test_layers += configs.flatten(
+                package.trees.get("data_tests"),
+                package.file,
+                (),
+                (),
+                rank=0,
+                own_package=package.name,
+            )
+        self.test_layers += configs.flatten(
+            read.project.trees.get("data_tests"), read.project.file, (), all_names
+        )
         self.used_models: set[int] = set()
         self.used_seeds: set[int] = set()
         warehouse = files.config.warehouse
@@ -117,6 +130,17 @@ class DbtNodes:
         return configs.layers_for(
             self.model_layers, placed.package_name, placed.path, self._render, self.used_models
         )
+
+    def test_defaults(self, path: str, kind: str = "model") -> dict[str, Any]:
+        """dbt_project.yml's ``data_tests:`` configs for the tests of the model (or seed) at
+        ``path``: the layers whose folders hold it, least specific first, merged."""
+        placed = self.place(path, kind)
+        merged: dict[str, Any] = {}
+        for layer in configs.layers_for(
+            self.test_layers, placed.package_name, placed.folders, self._render
+        ):
+            merged.update(layer.values)
+        return merged
 
     def seed_layers_for(self, placed: Placed) -> list[ConfigLayer]:
         return configs.layers_for(
