@@ -446,3 +446,15 @@ def test_analyses_are_compiled_not_run(shop: Path, cli: Any) -> None:
     compiled = shop / "target" / "cadence" / "compiled" / "analyses" / "big_orders.sql"
     assert compiled.read_text() == 'select * from "shop"."main"."stg_orders" where amount > 0\n'
     assert not (shop / "shop.duckdb").exists()  # nothing was run
+
+
+def test_a_model_without_materialized_is_a_view_as_in_dbt(tmp_path: Path) -> None:
+    """Before: a table (cadence's default) where dbt builds a view."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: v\nprofile: v\n")
+    (tmp_path / "profiles.yml").write_text(
+        "v:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: v.duckdb}\n"
+    )
+    (tmp_path / "models" / "m.sql").write_text("select 1 as id\n")
+    model = Project.load(tmp_path).parsed.model("m")
+    assert model is not None and model.materialized == "view"

@@ -178,9 +178,7 @@ def folder_defaults(
     """A config tree's layers for the root project's own resources, as (folders, layer),
     parents first: what a stage reading cadence-style folder defaults takes (snapshots)."""
     layers = [
-        layer
-        for layer in flatten(tree, file, (), (project,))
-        if layer.package in (None, project)
+        layer for layer in flatten(tree, file, (), (project,)) if layer.package in (None, project)
     ]
     layers.sort(key=lambda layer: len(layer.parts))
     return tuple(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cadence.load.rendering import ModelEnvironment
 
 CADENCE_FILE = "cadence.yml"
+DBT_DEFAULTS = "dbt_project.yml"  # where dbt's own defaults are said to come from
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,12 @@ class DbtNodes:
         )
 
     def model_layers_for(self, placed: Placed) -> list[ConfigLayer]:
-        return configs.layers_for(
+        """The model's folder configs, over dbt's default materialization (a view: cadence's
+        own default, a table, is for cadence projects)."""
+        found = configs.layers_for(
             self.model_layers, placed.package_name, placed.path, self._render, self.used_models
         )
+        return [ConfigLayer({"materialized": "view"}, DBT_DEFAULTS), *found]
 
     def test_defaults(self, path: str, kind: str = "model") -> dict[str, Any]:
         """dbt_project.yml's ``data_tests:`` configs for the tests of the model (or seed) at
