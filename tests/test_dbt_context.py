@@ -116,6 +116,6 @@ def test_invocation_id_renders_again_per_run(tmp_path: Path) -> None:
     model = project.parsed.model("stamped")
     assert model is not None and model.per_run
     at = dt.datetime(2026, 3, 2, 5, tzinfo=dt.timezone.utc)
-    first = project.compiler.compile("stamped", at).sql
-    second = project.compiler.compile("stamped", at + dt.timedelta(hours=1)).sql
-    assert first != second
+    first = project.compiler.compile("stamped", at, invocation_id="run-1").sql
+    second = project.compiler.compile("stamped", at, invocation_id="run-2").sql
+    assert first == "select 'run-1' as inv\n" and second == "select 'run-2' as inv\n"

@@ -1,8 +1,10 @@
 """Compile models to runnable SQL: swap ref tokens for relations, inline ephemerals.
 
-Input: ``ParsedProject`` + ``Dag`` + per-run values (now, tick, whether an incremental's
-relation exists) -> output: ``CompiledModel`` (final SQL and its hash). Models that read per-run
-values are rendered again here; all others reuse the text rendered at load time.
+Input: ``ParsedProject`` + ``Dag`` + per-run values (now, tick, the run's id, whether an
+incremental's relation exists) -> output: ``CompiledModel`` (final SQL and its hash). Models that
+read per-run values (``Model.per_run``: a view or ephemeral whose text depends on the run always
+is) are rendered again here, an ephemeral inlined into another model included; all others reuse
+the text rendered at load time.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Compiler:
         tick: dt.datetime | None,
         incremental: bool,
         query: Query | None = None,
+        invocation_id: str | None = None,
     ) -> str:
         """The model's SQL with ref tokens; rendered again when it reads per-run values, with
         ``query`` (the run's warehouse) behind ``run_query``, ``adapter`` and ``execute``."""
@@ -104,6 +107,7 @@ class Compiler:
             incremental=incremental,
             package=model.package,
             query=query,
+            invocation_id=invocation_id,
         )
         database = self._database
         this = qualified(database, model.schema, model.identifier)
@@ -133,11 +137,15 @@ class Compiler:
         tick: dt.datetime | None = None,
         incremental: bool = False,
         query: Query | None = None,
+        invocation_id: str | None = None,
     ) -> CompiledModel:
         """The model's final SQL; ``query`` reaches the warehouse for templates that read it
-        (dbt's ``run_query``, ``adapter.get_columns_in_relation``)."""
+        (dbt's ``run_query``, ``adapter.get_columns_in_relation``); ``invocation_id``: the run's
+        id (``invocation_id`` in Jinja)."""
         model = self.models[name]
-        sql = _without_trailing_semicolon(self._resolve(model, now, tick, incremental, query))
+        sql = _without_trailing_semicolon(
+            self._resolve(model, now, tick, incremental, invocation_id, query)
+        )
         column = model.config.watermark
         if incremental and model.materialized == "incremental" and column:
             filtered = _after_watermark(sql, column, model.relation)
@@ -163,7 +171,7 @@ class Compiler:
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
-            return swap[name] if name in swap else self._ref(name, ctes, now, None, set())
+            return swap[name] if name in swap else self._ref(name, ctes, now, None, None, set())
 
         body = REF_TOKEN.sub(sub, text)
         return _with_ctes(body, ctes)
@@ -174,12 +182,14 @@ class Compiler:
         now: dt.datetime | None,
         tick: dt.datetime | None,
         incremental: bool,
+        invocation_id: str | None,
         query: Query | None = None,
     ) -> str:
         ctes: dict[str, str] = {}
-        text = self.rendered(model, now, tick, incremental, query)
+        text = self.rendered(model, now, tick, incremental, query, invocation_id)
         body = REF_TOKEN.sub(
-            lambda m: self._ref(m.group(1), ctes, now, tick, {model.name}, query), text
+            lambda m: self._ref(m.group(1), ctes, now, tick, invocation_id, {model.name}, query),
+            text,
         )
         return _with_ctes(body, ctes)
 
@@ -189,6 +199,7 @@ class Compiler:
         ctes: dict[str, str],
         now: dt.datetime | None,
         tick: dt.datetime | None,
+        invocation_id: str | None,
         stack: set[str],
         query: Query | None = None,
     ) -> str:
@@ -199,9 +210,13 @@ class Compiler:
             return self.relation_of(name)
         cte = EPHEMERAL_PREFIX + name
         if cte not in ctes and name not in stack:
-            text = self.rendered(model, now, tick, False, query)
+            # rendered again for this run when its text depends on the run (Model.per_run)
+            text = self.rendered(model, now, tick, False, query, invocation_id)
             inner = REF_TOKEN.sub(
-                lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}, query), text
+                lambda m: self._ref(
+                    m.group(1), ctes, now, tick, invocation_id, stack | {name}, query
+                ),
+                text,
             )
             ctes[cte] = _strip_sql(inner)
         return cte

@@ -138,3 +138,30 @@ def run_hooks(
         _run(engine, sql, f"{when} hook {ran + 1} ({file})")
         ran += 1
     return ran
+
+
+def start_of_run(
+    project: ParsedProject,
+    compiler: Compiler,
+    engine: Engine,
+    decisions: Sequence[Any],
+    now: dt.datetime,
+) -> bool:
+    """A dbt project's on-run-start, when the run builds anything (an idle ``run --due`` runs
+    no hook); whether it ran (then ``end_of_run`` follows the run)."""
+    if not project.hooks or not any(d.builds for d in decisions):
+        return False
+    run_hooks(project, compiler, engine, "on-run-start", now)
+    return True
+
+
+def end_of_run(
+    project: ParsedProject,
+    compiler: Compiler,
+    engine: Engine,
+    results: Sequence[Any],
+    now: dt.datetime,
+) -> None:
+    """on-run-end, with ``{{ results }}``: the models the run built or failed."""
+    done = [r for r in results if r.status != "skipped"]
+    run_hooks(project, compiler, engine, "on-run-end", now, done)

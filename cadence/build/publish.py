@@ -28,6 +28,7 @@ from cadence.plan.due import Decision, view_hash
 from cadence.plan.history import BuildRecord
 from cadence.record import membership
 from cadence.record.state import record_build
+from cadence.record.unrecorded import disk_full, full_disk_error
 
 
 def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResult:
@@ -40,7 +41,12 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
     sql_hash: str | None = None
     try:
         compiled = ctx.compiler.compile(
-            model.name, ctx.now, decision.tick, incremental, query=engine.query_named
+            model.name,
+            ctx.now,
+            decision.tick,
+            incremental,
+            query=engine.query_named,
+            invocation_id=ctx.run_id,
         )
         compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
         ensure_query(compiled.sql, model.path)
@@ -94,6 +100,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         else:
             message = f"{exc}"
         where = f" (compiled SQL: {compiled_rel})" if compiled_rel else f" ({model.path})"
+        if isinstance(exc, EngineError) and disk_full(message):
+            message, where = full_disk_error(message, ctx.project.config.warehouse.path), ""
         result = ModelResult(
             model.name,
             "error",

@@ -25,7 +25,6 @@ from cadence.cli.common import (
     _render_deliveries,
     _selection,
     _state,
-    _stop_on_sigterm,
     at_option,
     command,
     exclude_option,
@@ -99,7 +98,6 @@ def run(
     project = _load(project_dir)
     wall = common._now()
     now = _at(project, at, wall)
-    _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(

@@ -11,8 +11,9 @@ for seeds, ``envtemplate`` for env_var() in settings; ``digests`` keys the load 
 is the sandboxed Jinja environment models render in, ``context`` the names a template sees
 (ref, source, config, var, env_var, this, ...) and ``evaluator`` the fast path that renders
 simple templates without compiling them; ``parser`` renders each model once and merges its
-configuration; ``relations`` is how names become SQL; ``cachefile`` is the data-only format the
-load cache (``plan.manifest``) is stored in.
+configuration (``perrun`` says whether a view's SQL depends on the run); ``relations`` is how
+names become SQL; ``cachefile`` is the data-only format the load cache (``plan.manifest``) is
+stored in.
 
 Invariants: the only stage that reads project files; every value it returns is frozen; every
 problem in the project is reported at once, each naming its file and line. Hands on to ``plan``.

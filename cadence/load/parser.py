@@ -2,14 +2,16 @@
 
 Input: ``ProjectFiles`` -> output: ``ParsedProject`` (models, seeds, sources, data tests), each a
 frozen value. Refs stay placeholder tokens until compile time; models that read per-run values
-(``run_started_at``, ``tick``, ``is_incremental()``) are flagged to be rendered again per run.
-Every problem in the project is reported at once.
+(``run_started_at``, ``tick``, ``invocation_id``, the clock of ``modules.datetime``,
+``is_incremental()``) are flagged to be rendered again per run. A view or ephemeral whose text
+depends on the run -- it reads such a value, through any macro or var, or it renders differently
+at two fixed run times -- says why in ``run_dependent`` (the planner recreates such a view for
+every build that reads it). Every problem in the project is reported at once.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -22,6 +24,7 @@ from cadence.load.digests import env_digest
 from cadence.load.forking import map_models
 from cadence.load.loader import ProjectFiles, SourceFile
 from cadence.load.modelkeys import model_key, shared_key
+from cadence.load.positions import first_line, ref_position, ref_positions
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, qualified, relation_sql
 
@@ -65,6 +68,9 @@ class Model:
     description: str
     columns: tuple[Column, ...]
     env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
+    # a view or ephemeral whose SQL depends on the run: what it reads ("run_started_at"), or
+    # perrun.RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
+    run_dependent: str
     package: str | None = None  # an installed dbt package's model (None: the project's own)
     inner: str = ""  # its path inside its model folder (a dbt project's model-paths)
 
@@ -398,7 +404,7 @@ def _parse_model(
     state = RenderState(file=source_file.path, this=guess, package=package)
     state.base_config, state.node = base, node
     rendered = env.render(source_file.text, state)
-    config_line = _first_line(source_file.text, r"config\s*\(")
+    config_line = first_line(source_file.text, r"config\s*\(")
     layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
     local_errors: list[CadenceError] = []
     merged = merge_config(layers, local_errors)
@@ -429,6 +435,13 @@ def _parse_model(
     refs = list(state.refs)
     sources = list(state.sources)
     per_run = state.per_run
+    run_dependent = ""
+    if merged.materialized in ("view", "ephemeral"):
+        this = Relation(schema, identifier, relation)
+        from cadence.load.perrun import depends_on_run  # only when rendering: no Jinja on a hit
+
+        run_dependent = depends_on_run(env, source_file, this, rendered, state.run_value)
+        per_run = per_run or bool(run_dependent)
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
         inc = RenderState(file=source_file.path, incremental=True, package=package)
@@ -437,8 +450,8 @@ def _parse_model(
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]
         sources += [s for s in inc.sources if s not in sources]
-    positions = _ref_positions(source_file.text)
-    ref_lines = tuple((r, *(positions.get(r) or _ref_position(source_file.text, r))) for r in refs)
+    positions = ref_positions(source_file.text)
+    ref_lines = tuple((r, *(positions.get(r) or ref_position(source_file.text, r))) for r in refs)
     return Model(
         name=name,
         path=source_file.path,
@@ -458,6 +471,7 @@ def _parse_model(
         env_vars=tuple(
             sorted((k, env_digest(v)) for k, v in {**env_read, **state.env_vars}.items())
         ),
+        run_dependent=run_dependent,
         package=package,
         inner=placed.inner if placed is not None else "",
     )
@@ -493,42 +507,6 @@ def _describe(
         finally:
             env_read.update(state.env_vars)
     return text
-
-
-def _first_line(text: str, pattern: str) -> int | None:
-    m = re.search(pattern, text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
-# where each ref('name') / ref('package', 'name') call starts; lookaheads, so calls that overlap
-# are all seen, and the first of either form wins, as _ref_position's search finds it
-_REF_CALLS = (
-    re.compile(r"(?=ref\(\s*['\"]([^'\"]*)['\"])"),
-    re.compile(r"(?=ref\(\s*['\"][^'\"]*['\"]\s*,\s*['\"]([^'\"]*)['\"])"),
-)
-
-
-def _ref_positions(text: str) -> dict[str, tuple[int, int]]:
-    """(line, column) of the first ref() call naming each model, in one pass over the text
-    (the search per name compiled a pattern per ref: 0.07 s at 1,000 models)."""
-    first: dict[str, int] = {}
-    for pattern in _REF_CALLS:
-        for m in pattern.finditer(text):
-            if m.start() < first.get(m.group(1), len(text)):
-                first[m.group(1)] = m.start()
-    return {
-        name: (text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1)
-        for name, at in first.items()
-    }
-
-
-def _ref_position(text: str, name: str) -> tuple[int, int]:
-    m = re.search(r"ref\(\s*(?:['\"][^'\"]*['\"]\s*,\s*)?['\"]" + re.escape(name) + r"['\"]", text)
-    if not m:
-        return (1, 1)
-    line = text.count("\n", 0, m.start()) + 1
-    column = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
-    return (line, column)
 
 
 def _parse_analyses(

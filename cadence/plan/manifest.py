@@ -430,7 +430,7 @@ def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, 
             rendered[m.name] = m.path
             m = Model(
                 m.name, m.path, m.raw_sql, "", ModelConfig(), "", "", "", (), (), (), False,
-                m.digest, "", (), m.env_vars,
+                m.digest, "", (), m.env_vars, m.run_dependent,
             )  # fmt: skip
         models.append(m)
     tests = []

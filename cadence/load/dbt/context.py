@@ -64,25 +64,6 @@ class _Execute:
         return str(self._value())
 
 
-class _InvocationId:
-    """``invocation_id``: the run's id (a text that changes per run, so it renders per run)."""
-
-    def _value(self) -> str:
-        state = current_render.get(None)
-        if state is None:
-            return ""
-        state.per_run = True
-        started = state.run_started_at
-        stamp = started.isoformat() if started is not None else "load"
-        return hashlib.md5(stamp.encode(), usedforsecurity=False).hexdigest()
-
-    def __str__(self) -> str:
-        return self._value()
-
-    def __html__(self) -> str:
-        return self._value()
-
-
 class _Exceptions:
     @staticmethod
     def raise_compiler_error(message: Any, node: Any = None) -> None:
@@ -227,7 +208,6 @@ class DbtDialect:
                 "fromyaml": _fromyaml,
                 "toyaml": _toyaml,
                 "local_md5": _local_md5,
-                "invocation_id": _InvocationId(),
                 "flags": _Flags(),
                 "project_name": self.root,
                 "dbt_version": DBT_VERSION,
