@@ -458,3 +458,14 @@ def test_a_model_without_materialized_is_a_view_as_in_dbt(tmp_path: Path) -> Non
     (tmp_path / "models" / "m.sql").write_text("select 1 as id\n")
     model = Project.load(tmp_path).parsed.model("m")
     assert model is not None and model.materialized == "view"
+
+
+def test_config_paths_that_apply_to_nothing_are_warnings(shop: Path, cli: Any) -> None:
+    text = (shop / "dbt_project.yml").read_text()
+    (shop / "dbt_project.yml").write_text(
+        text.replace("    optional:\n", "    stagign:\n      +tags: [x]\n    optional:\n")
+        + "sources:\n  dbt_shop:\n    +enabled: false\n"
+    )
+    lint = cli(shop, "lint")
+    assert "warning: the config path 'dbt_shop.stagign' applies to no resource" in lint.output
+    assert "sources config enabled in dbt_project.yml is not applied by cadence" in lint.output
