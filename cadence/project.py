@@ -18,6 +18,7 @@ from cadence.build import hooks
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
+from cadence.build.snapshots import compiled_path
 from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
 from cadence.engines.base import EngineError
@@ -75,7 +76,7 @@ class Project:
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
-        self.options = LoadOptions()  # what the command line added when it was loaded
+        self.options = LoadOptions()  # what the command line added to the load
 
     @classmethod
     def load(
@@ -85,13 +86,10 @@ class Project:
         use_cache: bool = True,
         options: LoadOptions | None = None,
     ) -> Project:
-        """The project at ``path`` (or the nearest folder above it holding cadence.yml or
-        dbt_project.yml); ``options``: what the command line adds (``--vars``, ``--target``,
-        ``--profiles-dir``)."""
+        """The project at or above ``path``; ``options``: --vars, --target, --profiles-dir."""
         from cadence.plan import manifest
 
-        root = find_project_root(Path(path))
-        chosen = options or LoadOptions()
+        root, chosen = find_project_root(Path(path)), options or LoadOptions()
         parsed, dag, cadences = manifest.load(root, use_cache=use_cache, options=chosen)
         project = cls(root, parsed, dag, cadences, Compiler(parsed))
         project.options = chosen
@@ -580,11 +578,11 @@ class Project:
             assert model is not None
             latest = self.cadences.of(name).ticks.latest_tick(now, self.tz)
             compiled = self.compiler.compile(name, now, latest, False)
-            out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
+            path = compiled_path(model)
+            out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
         if not selection.select and not selection.exclude:  # a dbt project's analyses
-            for name, path, sql in self.parsed.analyses:
-                text = self.compiler.compile_sql(sql, now)
-                out.append((name, artifacts.write_compiled(self.root, path, text)))
+            for n, p, sql in self.compiler.analyses(now):
+                out.append((n, artifacts.write_compiled(self.root, p, sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:

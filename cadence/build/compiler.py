@@ -161,6 +161,10 @@ class Compiler:
             )
         return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
 
+    def analyses(self, now: dt.datetime | None) -> list[tuple[str, str, str]]:
+        """A dbt project's analyses compiled: (name, path, SQL), never run."""
+        return [(n, p, self.compile_sql(sql, now)) for n, p, sql in self.project.analyses]
+
     def compile_sql(
         self, text: str, now: dt.datetime | None = None, overrides: dict[str, str] | None = None
     ) -> str:

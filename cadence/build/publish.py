@@ -6,7 +6,8 @@ relation, its blocking tests (``gate``) run on it, a segment's membership change
 against it, and it replaces the live relation; an incremental is staged from its new rows and
 merged in (``incremental``). All of it commits in one transaction with the model's build record:
 a failure at any step (compile, SQL, a blocking test) rolls back and leaves the live relation
-and state as they were, and the failure is recorded on its own. Used by ``runner``, once per
+and state as they were, and the failure is recorded on its own; a snapshot's next version is
+built, gated and swapped the same way (``snapshots``). Used by ``runner``, once per
 model decision, on the run's engine or one thread's cursor.
 """
 
@@ -20,6 +21,7 @@ from cadence.build.compiler import CompiledModel, ensure_query
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
 from cadence.build.gate import run_tests
 from cadence.build.incremental import merge_keys, settle_columns, stage
+from cadence.build.snapshots import compiled_path, publish_snapshot
 from cadence.disk import artifacts
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
@@ -48,7 +50,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             query=engine.query_named,
             invocation_id=ctx.run_id,
         )
-        compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
+        compiled_rel = artifacts.write_compiled(ctx.root, compiled_path(model), compiled.sql)
         ensure_query(compiled.sql, model.path)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         # what this transaction can see: relations committed before it begins (others being
@@ -63,6 +65,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
                 engine.create_view_as(model.relation, compiled.sql)
                 rows = None
                 warnings: list[str] = []
+            elif mat == "snapshot":
+                rows, warnings = publish_snapshot(ctx, model, compiled)
             else:
                 rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
             hooks.after_build(ctx.compiler, model, engine, ctx.now)

@@ -17,7 +17,7 @@ from pathlib import Path
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
 from cadence.build.seedtypes import read_columns
 from cadence.disk import files
-from cadence.engines.base import EngineError
+from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.load.parser import Seed
 from cadence.plan.due import Decision
@@ -25,40 +25,28 @@ from cadence.plan.history import BuildRecord
 from cadence.record.state import record_build
 
 
-def _columns(ctx: RunContext, seed: Seed, path: str, dbt: bool) -> list[tuple[str, str]]:
-    """The seed's columns (typed in a dbt project), once its rows are checked."""
+def load_csv_into(engine: Engine, root: str, seed: Seed, relation: str, dbt: bool = False) -> None:
+    """The seed's CSV as the table ``relation``, typed as a seed is -- in a dbt project as
+    dbt-duckdb types it -- once its rows are checked (also what a unit test's given rows of a
+    seed are cast to, ``unittests``); a malformed row is a ``CadenceError`` naming file and row."""
+    path = Path(root) / seed.path
     try:
-        data = files.read_bytes(Path(ctx.project.root), Path(path), limit=None)
+        data = files.read_bytes(Path(root), path, limit=None)
     except CadenceError as exc:
         exc.file = seed.path
         raise
-    return read_columns(data, seed.path, seed.delimiter, seed.column_types, infer=dbt)
+    columns = read_columns(data, seed.path, seed.delimiter, seed.column_types, infer=dbt)
+    types = dict(columns) if dbt else seed.column_types
+    engine.load_csv(relation, str(path), types, seed.delimiter, exact=dbt)
 
 
 def load_seed(ctx: RunContext, seed: Seed, decision: Decision) -> ModelResult:
     started = time.perf_counter()
     schema = seed.schema
     staging = ctx.engine.staging_relation(schema, seed.table, ctx.run_id)
-    path = str(Path(ctx.project.root) / seed.path)
-    dbt = ctx.project.config.is_dbt
-    try:
-        columns = _columns(ctx, seed, path, dbt)
-    except CadenceError as exc:
-        result = ModelResult(
-            seed.name,
-            "error",
-            decision.reason,
-            None,
-            time.perf_counter() - started,
-            error=exc.render(),
-            kind="seed",
-        )
-        record_failure(ctx, decision, result, None)
-        return result
-    types = dict(columns) if dbt else seed.column_types
     try:
         with ctx.engine.transaction():
-            ctx.engine.load_csv(staging, path, types, seed.delimiter, exact=dbt)
+            load_csv_into(ctx.engine, ctx.project.root, seed, staging, ctx.project.config.is_dbt)
             rows = ctx.engine.row_count(staging)
             swap(ctx, staging, seed.relation, schema, seed.table)
             duration = time.perf_counter() - started
@@ -81,14 +69,15 @@ def load_seed(ctx: RunContext, seed: Seed, decision: Decision) -> ModelResult:
             )
         ctx.relations[(schema, seed.table)] = "table"
         return ModelResult(seed.name, "success", decision.reason, rows, duration, kind="seed")
-    except EngineError as exc:
+    except (EngineError, CadenceError) as exc:
+        message = exc.render() if isinstance(exc, CadenceError) else f"{exc}"
         result = ModelResult(
             seed.name,
             "error",
             decision.reason,
             None,
             time.perf_counter() - started,
-            error=f"seed {seed.path} failed to load: {exc}",
+            error=f"seed {seed.path} failed to load: {message}",
             kind="seed",
         )
         record_failure(ctx, decision, result, None)

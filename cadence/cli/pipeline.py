@@ -275,7 +275,7 @@ def compile_(
 def test(
     select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None
 ) -> None:
-    """Run data tests against the live relations."""
+    """Run unit tests (in memory) and data tests (against the live relations)."""
     from cadence import output
     from cadence.build.testing import run_tests
 

@@ -7,7 +7,8 @@ from the loader and, for rendering, from ``environment``; ``projectconfig`` vali
 cadence.yml (with ``config`` for model config, ``channelconfig`` for channels, ``seedconfig``
 for seeds, ``envtemplate`` for env_var() in settings; ``digests`` keys the load cache);
 ``forking`` renders many models on every core; ``properties`` and
-``testspecs`` read the YAML beside the models (``yamlfile`` keeps line numbers); ``rendering``
+``testspecs`` read the YAML beside the models (``yamlfile`` keeps line numbers; custom generic
+tests are ``generictests``, snapshots ``snapshots``, unit tests ``unittests``); ``rendering``
 is the sandboxed Jinja environment models render in, ``context`` the names a template sees
 (ref, source, config, var, env_var, this, ...) and ``evaluator`` the fast path that renders
 simple templates without compiling them; ``parser`` renders each model once and merges its

@@ -22,11 +22,14 @@ from cadence.load.cachefile import lazy_field
 from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.load.digests import env_digest
 from cadence.load.forking import map_models
+from cadence.load.generictests import GenericTests
 from cadence.load.loader import ProjectFiles, SourceFile
 from cadence.load.modelkeys import model_key, shared_key
 from cadence.load.positions import first_line, ref_position, ref_positions
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, qualified, relation_sql
+from cadence.load.snapshots import SnapshotSpec, parse_snapshots
+from cadence.load.unittests import UnitTest, parse_unit_tests
 
 if TYPE_CHECKING:
     from cadence.load.dbt.nodes import DbtNodes
@@ -39,7 +42,13 @@ from cadence.load.properties import (  # noqa: F401 - re-exported
     parse_sources,
     read_property_files,
 )
-from cadence.load.testspecs import GENERIC_TESTS, DataTest, parse_tests  # noqa: F401
+from cadence.load.testspecs import (  # noqa: F401
+    GENERIC_TESTS,
+    DataTest,
+    parse_singular_tests,
+    parse_source_tests,
+    parse_tests,
+)
 from cadence.load.yamlfile import line_of
 
 
@@ -70,7 +79,7 @@ class Model:
     env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
     # a view or ephemeral whose SQL depends on the run: what it reads ("run_started_at"), or
     # perrun.RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
-    run_dependent: str
+    run_dependent: str = ""
     package: str | None = None  # an installed dbt package's model (None: the project's own)
     inner: str = ""  # its path inside its model folder (a dbt project's model-paths)
 
@@ -98,6 +107,8 @@ class ParsedProject:
     tests: tuple[DataTest, ...]
     macro_files: tuple[tuple[str, str], ...]
     doc_blocks: dict[str, str]
+    snapshots: tuple[SnapshotSpec, ...]  # how each snapshot (a model) records history
+    unit_tests: tuple[UnitTest, ...]  # dbt's unit_tests:, run by `cadence test`
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
@@ -165,7 +176,9 @@ def parse_project(
     for e in env.macro_errors:
         errors.add(e)
 
-    yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
+    others: dict[str, list[tuple[dict[str, Any], str]]] = {}  # snapshots:, unit_tests:
+    yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors, others)
+    generic = GenericTests(env)
     sources = parse_sources(yaml_sources, files, errors)
     env.set_sources((s.source_name, s.table, s.relation) for s in sources)
     nodes = None
@@ -244,7 +257,17 @@ def parse_project(
             keys_out[name] = key
         models.append(model)
         if yaml_entry is not None:
-            tests.extend(parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings))
+            tests.extend(
+                parse_tests(
+                    yaml_entry.entry,
+                    name,
+                    yaml_entry.file,
+                    errors,
+                    warnings,
+                    generic,
+                    defaults=nodes.test_defaults(model.path) if nodes is not None else None,
+                )
+            )
     for name, yaml_entry in yaml_models.items():
         guess = did_you_mean(name, seen)
         warnings.append(
@@ -256,6 +279,12 @@ def parse_project(
                 hint=f"did you mean '{guess}'?" if guess else "remove the entry or add the model",
             )
         )
+    snapshots = parse_snapshots(
+        files, others.get("snapshots", []), config, env, errors, warnings, seen, Model
+    )
+    models.extend(snapshots.models)
+    tests.extend(snapshots.tests)
+    disabled.extend(snapshots.disabled)
     for m in models:
         for key in unsupported_keys(m.config):
             warnings.append(
@@ -270,9 +299,24 @@ def parse_project(
         warnings.extend(
             nodes.warnings([f.path for f in files.models], [s.path for s in files.seeds])
         )
+    unit_tests = parse_unit_tests(
+        others.get("unit_tests", []),
+        files.fixtures,
+        {m.name for m in models},
+        {s.name for s in seeds},
+        {(s.source_name, s.table) for s in sources},
+        errors,
+        {s.name for s in snapshots.specs},
+    )
+    relations = {(s.source_name, s.table): s.relation for s in sources}
+    tests.extend(parse_source_tests(yaml_sources, relations, errors, generic))
     for entry, file in yaml_seeds:
-        tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
-    tests.extend(_parse_singular_tests(files.tests, env, errors))
+        seed_path = next((s.path for s in seeds if s.name == entry.get("name")), None)
+        defaults = nodes.test_defaults(seed_path, "seed") if nodes and seed_path else None
+        tests.extend(
+            parse_tests(entry, str(entry.get("name")), file, errors, warnings, generic, defaults)
+        )
+    tests.extend(parse_singular_tests(files.tests, env, errors))
     analyses = _parse_analyses(files.analyses, env, errors)
     errors.finish(errors_out)
     return ParsedProject(
@@ -290,6 +334,8 @@ def parse_project(
         dispatch=files.dbt.project.dispatch if files.dbt is not None else (),
         analyses=analyses,
         hooks=_hooks(files),
+        snapshots=snapshots.specs,
+        unit_tests=tuple(unit_tests),
     )
 
 
@@ -524,40 +570,3 @@ def _parse_analyses(
             continue
         out.append((PurePosixPath(f.path).stem, f.path, sql))
     return tuple(out)
-
-
-def _parse_singular_tests(
-    test_files: tuple[SourceFile, ...],
-    env: ModelEnvironment,
-    errors: ErrorCollector,
-) -> list[DataTest]:
-    from cadence.load.context import RenderState
-
-    out = []
-    for f in test_files:
-        state = RenderState(file=f.path)
-        try:
-            sql = env.render(f.text, state)
-        except CadenceError as exc:
-            errors.add(exc)
-            continue
-        name = PurePosixPath(f.path).stem
-        model = state.refs[-1] if state.refs else None
-        cfg_severity = str(state.config.get("severity", "error")).lower()
-        out.append(
-            DataTest(
-                name=name,
-                kind="singular",
-                model=model,
-                column=None,
-                args={},
-                severity="warn" if cfg_severity == "warn" else "error",
-                where=None,
-                file=f.path,
-                line=1,
-                sql=sql,
-                refs=tuple(state.refs),
-                env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
-            )
-        )
-    return out

@@ -35,6 +35,7 @@ from cadence.load.context import (
     wrap_macro,
 )
 from cadence.load.evaluator import Subset, render_static
+from cadence.load.generictests import as_macros
 
 
 class Sandbox(jinja2.sandbox.SandboxedEnvironment):
@@ -132,7 +133,7 @@ class ModelEnvironment:
         package = self.dialect.package_of(path) if self.dialect is not None else None
         own = self.package_globals(package) if package is not None else None
         try:
-            template = self.env.from_string(text, globals=own)
+            template = self.env.from_string(as_macros(text), globals=own)  # {% test %}: macros
             template.name = path
             state = RenderState(file=path)
             token = current_render.set(state)

@@ -44,7 +44,9 @@ from cadence.load.layout import CADENCE_LAYOUT, Layout, LoadOptions, PackagePath
 from cadence.load.parser import Column, Model, ParsedProject
 from cadence.load.projectconfig import DbtSettings, ProjectConfig
 from cadence.load.properties import Seed, Source
+from cadence.load.snapshots import SnapshotSpec
 from cadence.load.testspecs import DataTest
+from cadence.load.unittests import UnitFixture, UnitTest
 from cadence.plan.cadences import Cadences, ModelCadence, Origin
 from cadence.plan.dag import Dag
 from cadence.plan.schedule import Schedule, TickSet
@@ -178,6 +180,9 @@ _CLASSES = (
     Seed,
     Source,
     DataTest,
+    SnapshotSpec,
+    UnitTest,
+    UnitFixture,
     Dag,
     Cadences,
     ModelCadence,
@@ -200,7 +205,8 @@ _LAZY = (
         )
     ),
     (ModelConfig, "origins"),
-    *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks")),
+    *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks", "snapshots")),
+    (ParsedProject, "unit_tests"),
     (ModelCadence, "channels"),
     (Origin, "via"),
     *((Dag, f) for f in ("parents", "children", "kinds")),
