@@ -469,3 +469,18 @@ def test_config_paths_that_apply_to_nothing_are_warnings(shop: Path, cli: Any) -
     lint = cli(shop, "lint")
     assert "warning: the config path 'dbt_shop.stagign' applies to no resource" in lint.output
     assert "sources config enabled in dbt_project.yml is not applied by cadence" in lint.output
+
+
+def test_a_snapshots_custom_schema_is_named_as_dbt_names_it(shop: Path) -> None:
+    (shop / "snapshots").mkdir()
+    (shop / "snapshots" / "snap.sql").write_text(
+        "{% snapshot cust_snap %}\n{{ config(schema='snap', unique_key='customer_id',"
+        " strategy='check', check_cols='all') }}\nselect * from {{ ref('customers') }}\n"
+        "{% endsnapshot %}\n"
+    )
+    assert Project.load(shop).parsed.model("cust_snap").relation == '"main_snap"."cust_snap"'  # type: ignore[union-attr]
+    (shop / "macros" / "naming.sql").write_text(
+        "{% macro generate_schema_name(custom_schema_name, node) -%}"
+        "{{ custom_schema_name or target.schema }}{%- endmacro %}\n"
+    )
+    assert Project.load(shop).parsed.model("cust_snap").relation == '"snap"."cust_snap"'  # type: ignore[union-attr]
