@@ -26,7 +26,6 @@ from cadence.cli.common import (
     _render_deliveries,
     _selection,
     _state,
-    _stop_on_sigterm,
     at_option,
     command,
     dated,
@@ -100,7 +99,6 @@ def run(
     if not dry_run:
         dated(name, wall, project, at, as_json=as_json)
     now = _at(project, at, wall)
-    _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(
@@ -278,7 +276,7 @@ def compile_(
 def test(
     select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None
 ) -> None:
-    """Run data tests against the live relations."""
+    """Run unit tests (in memory) and data tests (against the live relations)."""
     from cadence import output
     from cadence.build.testing import run_tests
 
