@@ -105,7 +105,10 @@ def export(
         if as_json:
             echo(json.dumps({"preview": [r.to_json() for r in result]}, indent=2))
         else:
-            echo("\n".join(preview_lines(result)))
+            for line in preview_lines(result):
+                echo(line, err=line.startswith("error:"))
+        if any(r.failed for r in result):  # what the delivery would fail on fails the preview
+            raise Failed()
         return
     if as_json:
         echo(json.dumps({"deliveries": [d.to_json() for d in result.deliveries]}, indent=2))
