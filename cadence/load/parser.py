@@ -77,7 +77,7 @@ class Model:
     env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
     # a view or ephemeral whose SQL depends on the run: what it reads ("run_started_at"), or
     # perrun.RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
-    run_dependent: str
+    run_dependent: str = ""
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
