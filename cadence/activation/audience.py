@@ -239,7 +239,7 @@ def key_problem(
         key = owner.config.key or ""
         try:
             have = [str(r[0]) for r in engine.query(f"describe select * from {relation}")]
-        except EngineError:
+        except (EngineError, CadenceError):
             continue  # cannot be described here: computing the audience says why
         if key.lower() in {h.lower() for h in have}:
             continue
