@@ -484,3 +484,16 @@ def test_a_snapshots_custom_schema_is_named_as_dbt_names_it(shop: Path) -> None:
         "{{ custom_schema_name or target.schema }}{%- endmacro %}\n"
     )
     assert Project.load(shop).parsed.model("cust_snap").relation == '"snap"."cust_snap"'  # type: ignore[union-attr]
+
+
+def test_a_folder_configs_unknown_key_is_reported_once(shop: Path, cli: Any) -> None:
+    """A folder config applies to every model in the folder; its bad key is one problem."""
+    text = (shop / "dbt_project.yml").read_text()
+    (shop / "dbt_project.yml").write_text(
+        text.replace("      +schema: marts\n", "      +schema: marts\n      +materialise: view\n")
+    )
+    result = cli(shop, "run")
+    assert result.exit_code == 2
+    assert result.output.count("unknown config key 'materialise'") == 1
+    assert "errors found" not in result.output
+
