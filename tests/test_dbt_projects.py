@@ -497,3 +497,15 @@ def test_a_folder_configs_unknown_key_is_reported_once(shop: Path, cli: Any) -> 
     assert result.output.count("unknown config key 'materialise'") == 1
     assert "errors found" not in result.output
 
+
+def test_a_jinja_error_in_a_config_value_names_its_line(shop: Path) -> None:
+    text = (shop / "dbt_project.yml").read_text()
+    (shop / "dbt_project.yml").write_text(
+        text.replace("      +schema: marts\n", '      +schema: "{{ nope( }}"\n')
+    )
+    line = 1 + (shop / "dbt_project.yml").read_text().splitlines().index(
+        '      +schema: "{{ nope( }}"'
+    )
+    with pytest.raises(CadenceError) as info:
+        Project.load(shop, use_cache=False)
+    assert f"dbt_project.yml:{line}: error: Jinja syntax error" in info.value.render()
