@@ -509,3 +509,18 @@ def test_a_jinja_error_in_a_config_value_names_its_line(shop: Path) -> None:
     with pytest.raises(CadenceError) as info:
         Project.load(shop, use_cache=False)
     assert f"dbt_project.yml:{line}: error: Jinja syntax error" in info.value.render()
+
+
+def test_a_profile_setting_duckdb_refuses_names_the_profile(shop: Path, cli: Any) -> None:
+    profile = shop / "profiles.yml"
+    text = profile.read_text()
+    profile.write_text(
+        text.replace(
+            "path: shop.duckdb\n", "path: shop.duckdb\n      settings: {no_such_setting: 1}\n"
+        )
+    )
+    (shop / "cadence.yml").write_text("timezone: UTC\n")
+    result = cli(shop, "run")
+    assert result.exit_code == 2
+    assert "profiles.yml: error: cannot open the warehouse" in result.output
+    assert "cadence.yml" not in result.output
