@@ -524,3 +524,13 @@ def test_a_profile_setting_duckdb_refuses_names_the_profile(shop: Path, cli: Any
     assert result.exit_code == 2
     assert "profiles.yml: error: cannot open the warehouse" in result.output
     assert "cadence.yml" not in result.output
+
+
+def test_a_problem_file_in_a_package_is_named_by_its_path_in_the_project(shop: Path) -> None:
+    package = next((shop / "dbt_packages").iterdir())
+    (package / "macros").mkdir(exist_ok=True)
+    os.mkfifo(package / "macros" / "piped.sql")
+    with pytest.raises(CadenceError) as info:
+        Project.load(shop, use_cache=False)
+    rel = f"dbt_packages/{package.name}/macros/piped.sql"
+    assert f"{rel}: error: is a FIFO (named pipe)" in info.value.render()
