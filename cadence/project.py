@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cadence.build import hooks, idle
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute, write_results
@@ -23,6 +24,7 @@ from cadence.engines import Engine, access, connect
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
 from cadence.load.inputs import Fingerprint, find_project_root
+from cadence.load.layout import LoadOptions
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
 from cadence.plan.cadences import Cadences
@@ -76,15 +78,23 @@ class Project:
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
+        self.options = LoadOptions()  # what the command line added to the load
 
     @classmethod
-    def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
+    def load(
+        cls,
+        path: str | Path = ".",
+        *,
+        use_cache: bool = True,
+        options: LoadOptions | None = None,
+    ) -> Project:
+        """The project at or above ``path``; ``options``: --vars, --target, --profiles-dir."""
         from cadence.plan import manifest
 
-        root = find_project_root(Path(path))
-        parsed, dag, cadences, found = manifest.load_fingerprinted(root, use_cache=use_cache)
-        project = cls(root, parsed, dag, cadences, Compiler(parsed))
-        project.fingerprint = found
+        root, chosen = find_project_root(Path(path)), options or LoadOptions()
+        found = manifest.load_fingerprinted(root, use_cache=use_cache, options=chosen)
+        project = cls(root, found[0], found[1], found[2], Compiler(found[0]))
+        project.options, project.fingerprint = chosen, found[3]
         return project
 
     # -- helpers -------------------------------------------------------------------------
@@ -142,51 +152,39 @@ class Project:
         return state
 
     def _wake(
-        self, engine: Engine, state: StateSnapshot, plan: Plan | None, now: dt.datetime
-    ) -> Any:
+        self, engine: Engine, after: StateSnapshot, plan: Plan | None, now: dt.datetime
+    ) -> idle.Pending | None:
         """The wake file's makings (``build.idle.pending``) from the state a run left (``plan``:
-        that state's due plan, when known) and the wings' own. None: none (Spark, in memory)."""
-        from cadence.build import idle
-
-        warehouse, channels = self.parsed.config.warehouse, self.parsed.config.channels
-        if self.fingerprint is None or warehouse.engine != "duckdb" or warehouse.path == ":memory:":
-            return None
-        owed: str | None = None
-        present, unchanged = [snapshot.SNAPSHOT_FILE], list[str]()
+        that state's due plan, when known) and what each wing an idle run would do or repair."""
+        channels, owed, present = self.parsed.config.channels, None, list[str]()
+        unchanged: list[str] = []
         if any(c.export is not None for c in channels):
             from cadence.activation import deliver
 
-            owed = deliver.owed(engine, state.relations)
+            owed = deliver.owed(engine, after.relations)
         if any(m.config.key for m in self.parsed.models):
             from cadence.activation import rosterkeep
 
-            present += rosterkeep.files_kept(self.parsed, state.relations)
+            present += rosterkeep.files_kept(self.root, self.parsed, after.relations)
         if any(c.serve is not None for c in channels):
             from cadence.serve import publish
 
-            owed = owed or publish.owed(self.root, self.parsed, state, now)
-            unchanged += publish.files_kept(self.parsed)
-        plan = plan or self.plan(now, due_only=True, state=state)
-        where = str(self.root / warehouse.path)  # an absolute path stays itself
-        return idle.pending(self, state, plan, now, owed, where, present, unchanged)
+            owed = owed or publish.owed(self.root, self.parsed, after, now)
+            unchanged += publish.files_kept(self.root, self.parsed)
+        plan = plan or self.plan(now, due_only=True, state=after)
+        return idle.pending(self, after, plan, now, owed, present, unchanged)
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
         """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
         keep_days = self.parsed.config.history_keep_days
         if keep_days and any(r.status != "skipped" for r in result.results):
             cutoff = now - dt.timedelta(days=keep_days)
-            prune_history(engine, cutoff, self.history_tables())
-            from cadence.activation import rosterkeep
+            from cadence.activation import deliver, rosterkeep
 
+            # besides runs and builds: membership changes and delivery attempts (activation)
+            prune_history(engine, cutoff, HISTORY_TABLES + deliver.HISTORY_TABLES)
             segments = [m for m in self.parsed.models if m.config.key]
             rosterkeep.prune(engine, self.root, segments, cutoff, result.run_id, now)
-
-    def history_tables(self) -> tuple[tuple[str, ...], ...]:
-        """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns]);
-        activation adds membership changes and delivery attempts."""
-        from cadence.activation import deliver
-
-        return HISTORY_TABLES + deliver.HISTORY_TABLES
 
     def _open_for_run(self, deadline: float, wait_s: float) -> Engine:
         """Open the warehouse for writing; another process holding the file (a notebook, a BI
@@ -336,8 +334,7 @@ class Project:
         replay: bool = False,
         engine: Engine | None = None,
     ) -> RunResult:
-        engine = engine or self.open_engine()
-        wake: Any = None
+        engine, wake = engine or self.open_engine(), None
         try:
             unrecorded.record_pending(engine, self.root)  # failures a full disk kept out of it
             state = self.read_state(engine)
@@ -349,6 +346,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
+            hooked = hooks.start_of_run(self.parsed, self.compiler, engine, plan.decisions, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -363,6 +361,8 @@ class Project:
                 replay=replay,
                 on_published=self._members_hook(plan),
             )
+            if hooked:
+                hooks.end_of_run(self.parsed, self.compiler, engine, result.results, now)
             result = self._after_run(engine, state, result, now)
             built = any(r.status != "skipped" for r in result.results)
             if not built and result.deliveries is not None and result.deliveries.deliveries:
@@ -376,14 +376,11 @@ class Project:
                 lambda: self._keep_rosters(engine, state, after[-1], done),
             ):
                 result = _or_write_error(result, step, warehouse)
-            full = due_only and selection == Selection() and not retry_failed
+            same = due_only and selection == Selection() and not retry_failed and after[-1] is state
             if result.write_error is None:  # else no wake file: the next run looks again
-                last = after[-1]
-                wake = self._wake(engine, last, plan if full and last is state else None, now)
+                wake = self._wake(engine, after[-1], plan if same else None, now)
         finally:
             engine.close()
-        from cadence.build import idle
-
         idle.leave(self.root, result.run_id, now, wake)  # the warehouse as this run left it
         return result
 
@@ -399,8 +396,7 @@ class Project:
     def _keep_rosters(
         self, engine: Engine, state: StateSnapshot, after: StateSnapshot, result: RunResult
     ) -> None:
-        """Members files no run left: segments with none yet, and every segment once after a
-        run that left them behind (killed while publishing, or before folding its state)."""
+        """Members files no run left (none yet, or left behind by a killed run): activation."""
         if any(m.config.key for m in self.parsed.models):
             from cadence.activation import rosterkeep
 
@@ -585,6 +581,9 @@ class Project:
             compiled = self.compiler.compile(name, now, latest, False)
             path = compiled_path(model)
             out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
+        if not selection.select and not selection.exclude:  # a dbt project's analyses
+            for n, p, sql in self.compiler.analyses(now):
+                out.append((n, artifacts.write_compiled(self.root, p, sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:

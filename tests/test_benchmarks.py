@@ -116,3 +116,21 @@ def test_sequential_builds_are_paired_with_raw_duckdb_and_its_pattern(tmp_path: 
         assert series[key]["runs"] == 2 and series[key]["rcs"] == [0], key
     assert size["notes"] == [] and size["noop_statuses"] == {"skipped": 20}
     assert "publish pattern in DuckDB / raw" in run.stdout
+
+
+def test_dbt_load_benchmark_smoke(tmp_path: Path) -> None:
+    """The paired dbt benchmark runs without dbt and says it skipped dbt's side."""
+    import os
+
+    out = tmp_path / "dbt.json"
+    env = {k: v for k, v in os.environ.items() if k != "DBT_EXECUTABLE"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + "/usr/bin:/bin"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "dbt_load.py"), "--models", "30",
+         "--repeat", "1", "--output", str(out), "--workdir", str(tmp_path / "work"),
+         "--cadence", str(Path(sys.executable).parent / "cadence")],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "skipped (dbt is not installed)"
+    assert data["median_s"]["cadence_cold"] > 0 and "skipped" in run.stdout

@@ -405,3 +405,39 @@ def test_the_full_path_imports_only_the_wings_a_project_uses(make_project, cli):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['cadence.activation.roster', 'cadence.activation.rosterkeep']"
+
+
+DBT_SHOP = Path(__file__).parent / "projects" / "dbt_shop"
+
+
+@pytest.mark.parametrize(
+    ("change", "holds"),
+    [
+        (None, True),
+        (lambda r: open(r / "profiles.yml", "a").write("# edited\n"), False),
+        (lambda r: open(r / "dbt_project.yml", "a").write("# edited\n"), False),
+        (lambda r: open(r / "dbt_packages/minipkg/macros/label.sql", "a").write("\n"), False),
+        ("DBT_TARGET", False),
+    ],
+    ids=["unchanged", "profile-edited", "dbt-project-edited", "package-edited", "dbt-target-set"],
+)
+def test_a_dbt_project_takes_the_shortcut_until_one_of_its_files_changes(
+    tmp_path, cli, monkeypatch, change, holds
+):
+    """A dbt project's inputs are its layout's (dbt_project.yml, the profile, installed packages,
+    its folders), and dbt's environment is part of the load options: each is watched."""
+    root = tmp_path / "dbt_shop"
+    shutil.copytree(DBT_SHOP, root)
+    (root / "cadence.yml").write_text(
+        "timezone: UTC\nchannels:\n  ads: {cadence: every 4 hours, kind: ads}\n"
+        "models:\n  dbt_shop:\n    marts:\n      customer_totals:\n        +channels: [ads]\n"
+    )
+    assert cli(root, "run", "--due", "--at", "2026-03-02T00:00").exit_code == 0
+    assert (root / "target" / "cadence" / "wake.json").is_file()  # beside dbt's own files
+    if change == "DBT_TARGET":
+        monkeypatch.setenv("DBT_TARGET", "other")
+    elif change is not None:
+        change(root)
+    assert asleep(root, "2026-03-02T00:30") is holds
+    if holds:
+        full_path_is_idle(root, "2026-03-02T00:30")

@@ -42,7 +42,6 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
@@ -51,10 +50,8 @@ from cadence.load.relations import quote
 from cadence.record.membership import TABLE, MembershipChange
 from cadence.record.state import from_db
 
-if TYPE_CHECKING:
-    pass
-
-FOLDER = "target/members"
+FOLDER = "target/members"  # in a cadence project (artifacts.target_dir)
+MEMBERS_DIR = "members"
 MEMBERS = "members.parquet"
 CHANGES = "changes"
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
@@ -84,8 +81,12 @@ def _checkpoint(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def members_root(root: Path) -> Path:
+    return artifacts.target_dir(root) / MEMBERS_DIR
+
+
 def folder_of(root: Path, segment: str) -> Path:
-    return root / FOLDER / segment
+    return members_root(root) / segment
 
 
 def literal(text: str) -> str:
@@ -243,9 +244,9 @@ def write_many(
         warnings[segment] = (f"members snapshot of {segment} not written ({first_line})",)
 
     ready: list[Target] = []
-    for name in os.listdir(root / FOLDER) if (root / FOLDER).is_dir() else ():
+    for name in os.listdir(members_root(root)) if members_root(root).is_dir() else ():
         if name.startswith(".batch-"):  # what a killed write left (only the lock holder writes)
-            shutil.rmtree(root / FOLDER / name, ignore_errors=True)
+            shutil.rmtree(members_root(root) / name, ignore_errors=True)
     for t in targets:
         try:
             artifacts.tighten_target(root)
@@ -392,7 +393,7 @@ def _stage_all(
     left = list(finals)
     if len(finals) > 1:
         keep_column = "true" if "c.segment" in together else "false"  # parts keep theirs
-        batch = root / FOLDER / f".batch-{os.getpid()}.tmp"
+        batch = members_root(root) / f".batch-{os.getpid()}.tmp"
         try:
             engine.execute(
                 f"copy ({together}) to {literal(str(batch))} (format parquet, "

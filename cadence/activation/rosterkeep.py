@@ -33,11 +33,14 @@ if TYPE_CHECKING:
     from cadence.plan.history import StateSnapshot
 
 
-def files_kept(parsed: ParsedProject, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
-    """The members file of every segment table that exists (paths under the project root):
-    what an idle run writes when one is missing, so the wake file watches them."""
+def files_kept(
+    root: Path, parsed: ParsedProject, relations: Collection[tuple[str, str]]
+) -> tuple[str, ...]:
+    """The members file of every segment table that exists (absolute paths): what an idle run
+    writes when one is missing, so the wake file watches them."""
+    base = f"{roster.members_root(root)}/"
     return tuple(
-        f"{roster.FOLDER}/{m.name}/{roster.MEMBERS}"
+        f"{base}{m.name}/{roster.MEMBERS}"
         for m in parsed.models
         if m.config.key
         and m.materialized not in ("view", "ephemeral")
@@ -50,8 +53,8 @@ def files_kept(parsed: ParsedProject, relations: Collection[tuple[str, str]]) ->
 def missing(root: Path, segments: list[str]) -> list[str]:
     """Segments with no members file yet (a warehouse from before snapshots were kept). On
     every idle ``run --due``, for every segment: one stat each, no ``Path`` objects."""
-    base = os.path.join(root, roster.FOLDER)
-    return [s for s in segments if not os.path.isfile(f"{base}/{s}/{roster.MEMBERS}")]
+    base = f"{roster.members_root(root)}/"
+    return [s for s in segments if not os.path.isfile(f"{base}{s}/{roster.MEMBERS}")]
 
 
 def prune(
@@ -104,11 +107,11 @@ BEHIND = ".behind"
 
 def behind(root: Path) -> bool:
     """A run published segments whose members files it may not have written (killed, failed)."""
-    return os.path.exists(os.path.join(root, roster.FOLDER, BEHIND))
+    return os.path.exists(roster.members_root(root) / BEHIND)
 
 
 def _mark(root: Path) -> None:
-    folder = artifacts.private_dir(root / roster.FOLDER, root)
+    folder = artifacts.private_dir(roster.members_root(root), root)
     if not (folder / BEHIND).exists():
         os.close(os.open(folder / BEHIND, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         artifacts.fsync_dir(folder)  # on disk before the first publish commits
@@ -116,7 +119,7 @@ def _mark(root: Path) -> None:
 
 def _settle(root: Path) -> None:
     try:
-        os.unlink(os.path.join(root, roster.FOLDER, BEHIND))
+        os.unlink(roster.members_root(root) / BEHIND)
     except FileNotFoundError:
         pass
 

@@ -26,8 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cadence.build.lock import current_holder
+from cadence.disk import artifacts
 from cadence.errors import CadenceError
-from cadence.load.inputs import Fingerprint, env_unchanged, find_project_root, inputs_now, scan
+from cadence.load.inputs import (
+    Fingerprint,
+    env_unchanged,
+    find_project_root,
+    inputs_now,
+    options_key,
+    scan,
+)
+from cadence.load.layout import LoadOptions
 from cadence.record import wakefile
 
 if TYPE_CHECKING:
@@ -68,16 +77,15 @@ def _unchanged(root: Path, record: wakefile.WakeRecord, now: dt.datetime) -> boo
     warehouse = record.warehouse
     if wakefile.identity(warehouse.path) != warehouse or os.path.exists(warehouse.path + ".wal"):
         return False
-    base = str(root) + os.sep
-    if not all(os.path.isfile(base + path) for path in record.present):
+    if not all(os.path.isfile(path) for path in record.present):
         return False
     if any(wakefile.identity(f.path) != f for f in record.unchanged):
         return False
     if current_holder(root) is not None:
         return False  # another run is under way: the full path says who holds the lock
-    if not env_unchanged(record.env):
+    if not env_unchanged(record.env) or options_key(LoadOptions()) != record.options:
         return False
-    found = inputs_now(root, scan(root))
+    found = inputs_now(root, scan(root, record.layout))
     return found is not None and found[0] == record.inputs
 
 
@@ -98,26 +106,31 @@ class Pending:
 
 def pending(
     project: Any,
-    state: StateSnapshot,
+    after: StateSnapshot,
     plan: Plan,
     now: dt.datetime,
     owed: str | None,
-    warehouse: str,
     present: list[str],
     unchanged: list[str],
-) -> Pending:
-    """What ``leave`` writes after a run of ``project`` (the facade: its parsed project, DAG,
-    cadences and fingerprint) that left ``state`` (``plan``: the due plan of that state at
-    ``now``): the next wake of ``plan.wake``, or now when a wing ``owed`` work at once."""
+) -> Pending | None:
+    """What ``leave`` writes after a run of ``project`` (the facade: its root, parsed project,
+    DAG, cadences and fingerprint) that left ``after`` (``plan``: the due plan of that state at
+    ``now``): the next wake of ``plan.wake``, or now when a wing ``owed`` work at once; the
+    state snapshot and ``present`` must exist, ``unchanged`` keep their identity. None: no
+    wake file (no fingerprint, Spark, a warehouse in memory)."""
     from cadence.plan.wake import Moment, Wake, next_wake
+    from cadence.record.snapshot import SNAPSHOT_NAME
 
-    found = next_wake(Moment(project.parsed, project.dag, project.cadences, state, now, plan))
+    warehouse = project.parsed.config.warehouse
+    if project.fingerprint is None or warehouse.engine != "duckdb" or warehouse.path == ":memory:":
+        return None
+    found = next_wake(Moment(project.parsed, project.dag, project.cadences, after, now, plan))
     return Pending(
         Wake(now, owed) if owed is not None else found,
         project.fingerprint,
         project.parsed.config.timezone,
-        warehouse,
-        tuple(present),
+        str(project.root / warehouse.path),  # an absolute path stays itself
+        (str(artifacts.target_dir(project.root) / SNAPSHOT_NAME), *present),
         tuple(unchanged),
     )
 
@@ -129,15 +142,14 @@ def leave(root: Path, run_id: str, run_at: dt.datetime, pending: Pending | None)
     if pending is None:
         forget(root)
         return
-    base = str(root) + os.sep
     wake = pending.wake
     warehouse = wakefile.identity(pending.warehouse)
-    unchanged = tuple(wakefile.identity(base + p) for p in pending.unchanged)
+    unchanged = tuple(wakefile.identity(p) for p in pending.unchanged)
     if (
         (wake is not None and wake.at <= run_at)
         or warehouse is None
         or os.path.exists(pending.warehouse + ".wal")
-        or not all(os.path.isfile(base + p) for p in pending.present)
+        or not all(os.path.isfile(p) for p in pending.present)
     ):
         wakefile.remove(root)
         return
@@ -153,6 +165,8 @@ def leave(root: Path, run_id: str, run_at: dt.datetime, pending: Pending | None)
         timezone=pending.timezone,
         inputs=pending.fingerprint.inputs,
         env=pending.fingerprint.env,
+        layout=pending.fingerprint.layout,
+        options=pending.fingerprint.options,
         warehouse=warehouse,
         present=pending.present,
         unchanged=kept,

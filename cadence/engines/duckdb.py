@@ -91,8 +91,8 @@ class DuckDBEngine(Engine):
         except duckdb.Error as exc:
             raise CadenceError(
                 f"cannot open the warehouse: {exc}",
-                file="cadence.yml",
-                hint="check warehouse settings in cadence.yml",
+                file=warehouse.settings_file,
+                hint=f"check the warehouse settings in {warehouse.settings_file}",
             ) from None
         for ext in warehouse.extensions:
             try:
@@ -136,6 +136,14 @@ class DuckDBEngine(Engine):
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
             raise
+
+    def query_named(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        try:
+            result = self.con.execute(sql)
+            names = [d[0] for d in (result.description or [])]
+            return names, result.fetchall()
+        except duckdb.Error as exc:
+            raise EngineError(_disk_full(str(exc))) from None
 
     def relations(self) -> dict[tuple[str, str], str]:
         rows = self.query(
@@ -202,15 +210,28 @@ class DuckDBEngine(Engine):
         return f"getvariable('{WATERMARK_VARIABLE}')"
 
     def load_csv(
-        self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
+        self,
+        relation: str,
+        path: str,
+        column_types: dict[str, str],
+        delimiter: str | None = None,
+        exact: bool = False,
     ) -> None:
+        escaped = path.replace("'", "''")
+        if exact:  # dbt-duckdb's seed: the table from the given types, then DuckDB's COPY
+            columns = ", ".join(f"{quote(k)} {v}" for k, v in column_types.items())
+            self.execute(f"create or replace table {relation} ({columns})")
+            delim = (delimiter or ",").replace("'", "''")
+            self.execute(
+                f"copy {relation} from '{escaped}' (format csv, header true, delimiter '{delim}')"
+            )
+            return
         options = ["header = true", "auto_detect = true"]
         if delimiter:
             options.append("delim = '" + delimiter.replace("'", "''") + "'")
         if column_types:
             types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
             options.append(f"types = {{{types}}}")
-        escaped = path.replace("'", "''")
         self.create_table_as(relation, f"select * from read_csv('{escaped}', {', '.join(options)})")
 
     def row_count(self, relation: str) -> int:

@@ -120,6 +120,13 @@ def line_of(mapping: Any, key: str | None = None) -> int | None:
     return None
 
 
+def dump_yaml(value: Any) -> str:
+    """A value as YAML text (dbt's ``toyaml``)."""
+    import yaml
+
+    return str(yaml.safe_dump(value, sort_keys=False, default_flow_style=False))
+
+
 # -- the parsed tree as data (the load cache keeps cadence.yml's, so a cached load parses none) --
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 _INF = float("inf")

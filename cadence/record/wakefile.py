@@ -29,6 +29,7 @@ from typing import Any
 from cadence import __version__
 from cadence.disk import artifacts
 from cadence.load.inputs import cache_key, checksum
+from cadence.load.layout import CADENCE_LAYOUT, Layout, PackagePaths
 
 WAKE_FILE = "wake.json"  # in target/, beside the state snapshot
 MAGIC = b"cadence-wake"
@@ -57,9 +58,11 @@ class WakeRecord:
     timezone: str  # the project's: naive --at times are read in it
     inputs: str  # load.inputs: the digest of every input file as the run loaded them
     env: tuple[tuple[str, str | None], ...]  # (variable, digest of its value) the load read
-    warehouse: FileIdentity  # the warehouse (or, with Spark, the state file) as the run left it
-    present: tuple[str, ...] = ()  # paths (under the root) an idle run writes when missing
+    warehouse: FileIdentity  # the warehouse file as the run left it
+    present: tuple[str, ...] = ()  # files (absolute paths) an idle run writes when missing
     unchanged: tuple[FileIdentity, ...] = ()  # files an idle run rewrites when changed
+    layout: Layout = CADENCE_LAYOUT  # where the inputs are (a dbt project's folders, packages)
+    options: str = ""  # digest of the load options (--vars, --target, dbt's env) of the run
 
 
 def path_of(root: Path) -> Path:
@@ -97,6 +100,12 @@ def to_data(record: WakeRecord) -> dict[str, Any]:
         "warehouse": _identity_data(record.warehouse),
         "present": list(record.present),
         "unchanged": [_identity_data(f) for f in record.unchanged],
+        "layout": [
+            record.layout.kind,
+            list(record.layout.files),
+            [[getattr(p, f) for f in _PACKAGE_FIELDS] for p in record.layout.packages],
+        ],
+        "options": record.options,
     }
 
 
@@ -179,4 +188,22 @@ def _from_data(data: object) -> WakeRecord:
         warehouse=_identity_from(data["warehouse"]),
         present=tuple(_text(p) for p in data["present"]),
         unchanged=tuple(_identity_from(f) for f in data["unchanged"]),
+        layout=_layout_from(data["layout"]),
+        options=_text(data["options"]),
     )
+
+
+_PACKAGE_FIELDS = tuple(PackagePaths.__dataclass_fields__)  # name, folder, then tuples of paths
+
+
+def _layout_from(value: object) -> Layout:
+    if type(value) is not list or len(value) != 3:
+        raise TypeError("not a layout")
+    kind, files, packages = value
+    out = []
+    for row in packages:
+        if type(row) is not list or len(row) != len(_PACKAGE_FIELDS):
+            raise TypeError("not a package")
+        name, folder, *paths = row
+        out.append(PackagePaths(_text(name), _text(folder), *(tuple(map(_text, p)) for p in paths)))
+    return Layout(_text(kind), tuple(out), tuple(_text(f) for f in files))

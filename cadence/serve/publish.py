@@ -36,8 +36,6 @@ from cadence.plan.history import StateSnapshot
 from cadence.plan.schedule import parse_cadence
 from cadence.serve.snapshot import (
     KEY_HASH_SQL,
-    SERVE_DIR,
-    SUFFIX,
     Audience,
     Snapshot,
     SnapshotError,
@@ -77,11 +75,11 @@ def served(parsed: ParsedProject) -> tuple[str, ...]:
     return tuple(c.name for c in parsed.config.channels if c.serve is not None)
 
 
-def files_kept(parsed: ParsedProject) -> tuple[str, ...]:
-    """The snapshot file of every served channel (paths under the project root): an idle run
-    rewrites one that is missing or older than its channel's last publish, so the wake file
-    keeps their identities."""
-    return tuple(f"{SERVE_DIR}/{name}{SUFFIX}" for name in served(parsed))
+def files_kept(root: Path, parsed: ParsedProject) -> tuple[str, ...]:
+    """The snapshot file of every served channel (absolute paths): an idle run rewrites one
+    that is missing or older than its channel's last publish, so the wake file keeps their
+    identities."""
+    return tuple(str(snapshot_path(root, name)) for name in served(parsed))
 
 
 def owed(root: Path, parsed: ParsedProject, state: StateSnapshot, now: dt.datetime) -> str | None:
