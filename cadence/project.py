@@ -288,6 +288,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
+            self._owe_deliveries(engine, plan, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -302,7 +303,7 @@ class Project:
                 replay=replay,
                 on_published=self._members_hook(),
             )
-            result = self._after_run(engine, state, result, now)
+            result = self._after_run(engine, state, plan, result, now)
             self._prune_history(engine, result, now)
             self._keep_snapshot(engine, result)
             self._keep_rosters(engine, state, result)
@@ -342,10 +343,10 @@ class Project:
             roster.keep(engine, self.root, segments[name], result.run_id, result.at)
 
     def _after_run(
-        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+        self, engine: Engine, state: StateSnapshot, plan: Plan, result: RunResult, now: dt.datetime
     ) -> RunResult:
         """Hooks after a run (contract (e)): deliveries first, then serve snapshots."""
-        result = self._deliver_after_run(engine, state, result, now)
+        result = self._deliver_after_run(engine, state, result, now, plan)
         return self._snapshot_after_run(engine, state, result, now)
 
     def _snapshot_after_run(
@@ -364,22 +365,25 @@ class Project:
         report = publish.write_channel_snapshots(self.root, self.parsed, engine, now, channels)
         return replace(result, snapshots=report)
 
-    def _deliver_after_run(
-        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
-    ) -> RunResult:
-        """Deliveries of the channels whose segments or suppression lists were published, and
-        of channels with changes still pending."""
-        from cadence.activation import deliver
+    def _owe_deliveries(self, engine: Engine, plan: Plan, now: dt.datetime) -> None:
+        """Before a plain run or seed builds: the channels it owes a delivery (activation)."""
+        if not plan.due_mode and any(c.export for c in self.parsed.config.channels):
+            from cadence.activation import timing
 
-        if not deliver.exported_channels(self.parsed):
+            timing.owe_before_run(self.parsed, engine, plan, now)
+
+    def _deliver_after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime, plan: Plan
+    ) -> RunResult:
+        """Each channel's delivery, when its ticks (``run --due``) or the run (a plain run or
+        seed built its inputs) say so; retries of frozen ranges (``activation.timing``)."""
+        if not any(c.export for c in self.parsed.config.channels):
             return result
-        built = {r.name for r in result.results if r.status == "success"}
-        channels = set(deliver.channels_touched(self.parsed, built))
-        channels |= set(deliver.channels_pending(engine, state.relations))
-        if not channels:
-            return result
-        report = deliver.deliver(self.parsed, engine, now, channels)
-        return replace(result, deliveries=report)
+        from cadence.activation import timing
+
+        args = (self.parsed, self.cadences, engine, state, plan, result.results, now)
+        report = timing.after_run(*args)
+        return result if report is None else replace(result, deliveries=report)
 
     def export(
         self,
@@ -429,14 +433,19 @@ class Project:
         with artifacts.private_umask(), lock.acquire(wait_s):
             engine = self.open_engine()
             try:
+                from cadence.activation import timing
+
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
-                return deliver.deliver(self.parsed, engine, now, chosen, options)
+                state = self.read_state(engine)
+                args = (self.parsed, self.cadences, engine, state, chosen, now, options)
+                return timing.for_export(*args)
             finally:
                 engine.close()
 
-    def delivery_status(self) -> list[dict[str, Any]]:
-        """Per channel x segment with an export: its last delivery attempt and how many
-        changes are pending (``activation.queries.delivery_status``)."""
+    def delivery_status(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Per channel x segment with an export: its last delivery attempt, how many changes
+        are pending and, with ``now``, the channel's served tick and next delivery
+        (``activation.queries.delivery_status``)."""
         from cadence.activation import deliver, queries
 
         if not deliver.exported_channels(self.parsed):
@@ -450,7 +459,7 @@ class Project:
             except CadenceError:  # another process has it (WarehouseBusy) or it is unreadable
                 engine = None
         try:
-            return queries.delivery_status(self.parsed, engine)
+            return queries.delivery_status(self.parsed, engine, self.cadences.channels, now)
         finally:
             if engine is not None:
                 engine.close()
@@ -503,6 +512,7 @@ class Project:
                 due_only=False,
                 full_refresh=True,
             )
+            self._owe_deliveries(engine, plan, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -513,7 +523,8 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
-            result = self._after_run(engine, state, result, now)  # a reloaded suppression list
+            # a reloaded suppression list is delivered at once
+            result = self._after_run(engine, state, plan, result, now)
             self._keep_snapshot(engine, result)
             return result
         finally:

@@ -213,7 +213,7 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     if warning:
         click.echo(warning)
     click.echo(output.render_status(rows))
-    for line in status_lines(project.delivery_status(), project.tz):
+    for line in status_lines(project.delivery_status(now), project.tz):
         click.echo(line)
 
 
