@@ -2,7 +2,8 @@
 
 Input: a loaded ``Project``, ``now``, and read-only history (recent builds, member counts, build
 durations) -> output: files under the output folder: ``index.html`` (lineage graph coloured by
-cadence, a 24-hour refresh timeline per channel, the model list), ``data.js`` (the data the page
+cadence, a 24-hour timeline per channel of what it receives: each segment at the channel's own
+ticks, the model list), ``data.js`` (the data the page
 draws, as a script: ``fetch`` does not work from ``file://``), ``assets/`` (the JS and CSS shipped
 inside the wheel, ``cadence/review/assets``) and ``models/<name>.html`` (SQL, compiled SQL,
 config, tests, cadence provenance, member count, recent builds).
@@ -26,7 +27,7 @@ from typing import Any
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.record.state import BuildRow, read_member_counts, read_recent_builds
-from cadence.review.cost import build_times
+from cadence.review.cost import channel_ticks
 
 ASSETS = Path(__file__).parent / "assets"
 ASSET_FILES = ("site.js", "site.css")
@@ -132,18 +133,16 @@ def site_data(project: Any, now: dt.datetime, history: History) -> dict[str, Any
     start = dt.datetime.combine(now.astimezone(tz).date(), dt.time(), tzinfo=tz)
     end = dt.datetime.combine(start.date() + dt.timedelta(days=1), dt.time(), tzinfo=tz)
     second = dt.timedelta(seconds=1)  # ticks in [start, end): (start - 1s, end - 1s]
-    times = build_times(
-        project.parsed, project.dag, project.cadences, start - second, end - second, tz
-    )
     # a local day may be 23 or 25 hours long: minutes are real minutes since local midnight
     length = (end - start).total_seconds() / 60
     channels = []
     for ch in project.parsed.config.channels:
+        # what the channel receives from each segment: at its own ticks (SPEC §7 "When"), not
+        # at every rebuild of a segment it shares with a faster channel
+        ticks = channel_ticks(project.cadences, ch.name, start - second, end - second, tz)
+        received = [round((t - start).total_seconds() / 60) for t in ticks]
         segments = [
-            {
-                "name": m.name,
-                "times": [round((t - start).total_seconds() / 60) for t in times.get(m.name, ())],
-            }
+            {"name": m.name, "times": list(received)}
             for m in project.parsed.models
             if ch.name in m.config.channels
         ]
