@@ -74,7 +74,7 @@ def channels_touched(parsed: ParsedProject, built: Collection[str]) -> tuple[str
     """Exported channels whose audience may have changed because ``built`` were published:
     one of their segments, suppression lists or priority segments."""
     names = [c.name for c in exported_channels(parsed)]
-    found = deliveries.touched(parsed, names, built)
+    found = deliveries.touched(deliveries.channel_inputs(parsed, names), built)
     return tuple(n for n in names if n in found)
 
 

@@ -38,7 +38,7 @@ def owe_before_run(parsed: ParsedProject, engine: Engine, plan: Plan, now: dt.da
     if plan.due_mode or not channels:
         return
     building = {d.name for d in plan.decisions if d.builds}
-    owed = deliveries.touched(parsed, channels, building)
+    owed = deliveries.touched(deliveries.channel_inputs(parsed, channels), building)
     if owed:
         ticks.owe(engine.state_store(), owed, now)
 
@@ -62,13 +62,13 @@ def after_run(
     built = {name for name, (status, _e) in outcomes.items() if status == "success"}
     building = {d.name for d in plan.decisions if d.builds}
     present = set(state.relations)
+    inputs = deliveries.channel_inputs(parsed, channels)
+    models = parsed.by_name
     ready = {
         c
-        for c in channels
+        for c, i in inputs.items()
         if any(
-            name in built or (m.schema, m.identifier) in present
-            for name in deliveries.segments_of(parsed, c)
-            if (m := parsed.by_name[name]) is not None
+            n in built or (models[n].schema, models[n].identifier) in present for n in i.segments
         )
     }
     decisions = deliveries.decide_deliveries(
@@ -78,11 +78,11 @@ def after_run(
         now,
         parsed.config.tz,
         mode=DUE if plan.due_mode else RUN,
-        at_once=() if plan.due_mode else deliveries.touched(parsed, channels, building),
-        in_scope=deliveries.covered(parsed, channels, {d.name for d in plan.decisions}),
+        at_once=() if plan.due_mode else deliveries.touched(inputs, building),
+        in_scope=deliveries.covered(parsed, inputs, {d.name for d in plan.decisions}),
         ready=ready,
-        held=deliveries.failing_reads(parsed, channels, state, outcomes),
-        current=deliveries.current_for_tick(parsed, cadences, channels, state, built, now),
+        held=deliveries.failing_reads(inputs, state, outcomes),
+        current=deliveries.current_for_tick(parsed, cadences, inputs, state, built, now),
     )
     return _deliver(parsed, engine, now, decisions)
 
@@ -99,6 +99,7 @@ def for_export(
     """``cadence export``: the chosen channels freeze and send at once (held when an input
     their delivery reads is failing)."""
     channels = [c for c in _exported(parsed) if c in set(chosen)]
+    inputs = deliveries.channel_inputs(parsed, channels)
     decisions = deliveries.decide_deliveries(
         channels,
         cadences.channels,
@@ -107,8 +108,8 @@ def for_export(
         parsed.config.tz,
         mode=EXPORT,
         at_once=channels,
-        held=deliveries.failing_reads(parsed, channels, state, {}),
-        current=deliveries.current_for_tick(parsed, cadences, channels, state, (), now),
+        held=deliveries.failing_reads(inputs, state, {}),
+        current=deliveries.current_for_tick(parsed, cadences, inputs, state, (), now),
     )
     return deliver.deliver(parsed, engine, now, decisions, options)
 

@@ -206,50 +206,62 @@ def next_delivery(
 # -- what a channel's delivery reads --------------------------------------------------------------
 
 
-def segments_of(parsed: ParsedProject, channel: str) -> tuple[str, ...]:
-    """The channel's segments: models with a key that feed it (not ephemeral)."""
-    return tuple(
-        m.name
-        for m in parsed.models
-        if m.config.key and channel in m.config.channels and m.materialized != "ephemeral"
-    )
+@dataclass(frozen=True)
+class ChannelInputs:
+    """What a channel's audience is computed from: its segments (models with a key that feed
+    it, not ephemeral), and what its delivery reads besides each segment: its suppression
+    lists (models or seeds) and the segments of its priority list."""
+
+    segments: tuple[str, ...] = ()
+    suppress: tuple[str, ...] = ()
+    priority: tuple[str, ...] = ()
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.suppress, *self.priority)))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.segments, *self.suppress, *self.priority)))
 
 
-def reads_of(parsed: ParsedProject, channel: str) -> tuple[str, ...]:
-    """What a channel's delivery reads besides each segment: its suppression lists (models or
-    seeds) and the segments of its priority list."""
-    config = parsed.config.channel(channel)
-    if config is None:
-        return ()
-    return tuple(dict.fromkeys((*config.suppress, *config.priority)))
+def channel_inputs(parsed: ParsedProject, channels: Iterable[str]) -> dict[str, ChannelInputs]:
+    """Per channel its ``ChannelInputs`` (one pass over the models)."""
+    wanted = list(channels)
+    segments: dict[str, list[str]] = {c: [] for c in wanted}
+    for m in parsed.models:
+        if m.config.key and m.materialized != "ephemeral":
+            for c in m.config.channels:
+                if c in segments:
+                    segments[c].append(m.name)
+    out = {}
+    for c in wanted:
+        config = parsed.config.channel(c)
+        suppress = config.suppress if config is not None else ()
+        priority = config.priority if config is not None else ()
+        out[c] = ChannelInputs(tuple(segments[c]), tuple(suppress), tuple(priority))
+    return out
 
 
-def inputs_of(parsed: ParsedProject, channel: str) -> tuple[str, ...]:
-    """Everything the channel's audience is computed from: segments, suppression lists and
-    priority segments."""
-    return tuple(dict.fromkeys((*segments_of(parsed, channel), *reads_of(parsed, channel))))
-
-
-def touched(parsed: ParsedProject, channels: Iterable[str], built: Collection[str]) -> set[str]:
+def touched(inputs: Mapping[str, ChannelInputs], built: Collection[str]) -> set[str]:
     """Channels whose audience may change because ``built`` were published: a segment, a
     suppression list or a priority segment of theirs."""
     names = set(built)
-    return {c for c in channels if names & set(inputs_of(parsed, c))}
+    return {c for c, i in inputs.items() if names.intersection(i.names)}
 
 
 def covered(
-    parsed: ParsedProject, channels: Iterable[str], considered: Collection[str]
+    parsed: ParsedProject, inputs: Mapping[str, ChannelInputs], considered: Collection[str]
 ) -> set[str]:
     """Channels whose model inputs a ``run --due`` considered (all of them): the ones whose tick
     it can serve."""
     models = parsed.by_name
     names = set(considered)
-    return {c for c in channels if all(n in names for n in inputs_of(parsed, c) if n in models)}
+    return {c for c, i in inputs.items() if all(n in names for n in i.names if n in models)}
 
 
 def failing_reads(
-    parsed: ParsedProject,
-    channels: Iterable[str],
+    inputs: Mapping[str, ChannelInputs],
     state: StateSnapshot,
     outcomes: Mapping[str, tuple[str, str | None]],
 ) -> dict[str, str]:
@@ -257,22 +269,21 @@ def failing_reads(
     failed in this run (``outcomes``: name -> (status, error)), or that is backing off after
     failures (its recorded last status is a failure and this run did not build it)."""
     out: dict[str, str] = {}
-    for channel in channels:
-        config = parsed.config.channel(channel)
-        for name in reads_of(parsed, channel):
+    for channel, i in inputs.items():
+        for name in i.reads:
             status, error = outcomes.get(name, (None, None))
             if status == "success":
                 continue
-            st = state.of(name)
             if status not in FAILED:
+                st = state.of(name)
                 if st.last_status not in FAILED:
                     continue
                 status, error = st.last_status, st.last_error
-            role = "suppression list" if config and name in config.suppress else "priority segment"
-            first = (error or status or "").strip().splitlines()[0] if (error or status) else ""
+            role = "suppression list" if name in i.suppress else "priority segment"
+            first = (error or status or "").strip().splitlines()[0]
             out[channel] = (
                 f"{role} '{name}' is not current ({first}); nothing is sent against it: the "
-                f"delivery waits (its tick stays unserved) and is retried at the next run once "
+                "delivery waits (its tick stays unserved) and is retried at the next run once "
                 f"'{name}' builds (cadence run -s {name})"
             )
             break
@@ -282,7 +293,7 @@ def failing_reads(
 def current_for_tick(
     parsed: ParsedProject,
     cadences: Cadences,
-    channels: Iterable[str],
+    inputs: Mapping[str, ChannelInputs],
     state: StateSnapshot,
     built: Collection[str],
     now: dt.datetime,
@@ -293,18 +304,18 @@ def current_for_tick(
     tz = parsed.config.tz
     models = parsed.by_name
     out = set()
-    for channel in channels:
+    for channel, i in inputs.items():
         schedule = cadences.channels.get(channel)
         latest = schedule.latest_tick(now, tz) if schedule is not None else None
         ok = True
-        for name in inputs_of(parsed, channel):
+        for name in i.names if latest is not None else ():
             model = models.get(name)
-            if latest is None or model is None or model.materialized not in TICKED:
+            if model is None or model.materialized not in TICKED:
                 continue
             if name in cadences.models and cadences.of(name).explicit:
                 continue  # its own cadence decides; its current data is what the tick gets
             last = now if name in built else state.of(name).last_success_at
-            if last is None or last < latest:
+            if last is None or latest is None or last < latest:
                 ok = False
                 break
         if ok:
@@ -318,7 +329,9 @@ __all__ = [
     "NOTHING",
     "SEND_PENDING",
     "ChannelDecision",
+    "ChannelInputs",
     "ChannelState",
+    "channel_inputs",
     "decide_deliveries",
     "next_delivery",
 ]
