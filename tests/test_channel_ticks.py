@@ -242,6 +242,10 @@ def test_a_failing_suppression_model_holds_the_delivery_until_it_builds(make_pro
     # still failing (backing off): held again at the next invocation, nothing sent
     again = cli(root, "run", "--due", "--at", "2026-03-03T05:01")
     assert again.exit_code == 1 and "held" in again.output
+    # backing off (not retried at 05:02): the hold alone makes the run exit 1, with its reason
+    waiting = cli(root, "run", "--due", "--at", "2026-03-03T05:02")
+    assert waiting.exit_code == 1 and "error: unsub" not in waiting.output
+    assert "delivery email/buyers held: suppression list 'unsub' is not current" in waiting.output
     assert len(manifests(root, "email")) == before
     (root / "models" / "unsub.sql").write_text("select id from {{ ref('optouts') }}\n")
     fixed = cli(root, "run", "--due", "--at", "2026-03-03T06:00")
