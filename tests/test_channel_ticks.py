@@ -159,6 +159,10 @@ def test_a_shared_segment_reaches_each_channel_only_at_that_channels_ticks(make_
         *("02 00:10", "02 04:00", "02 08:05", "02 12:00", "02 16:20", "02 20:25"),
         *("03 00:20", "03 05:40", "03 08:00", "03 12:50", "03 16:45", "03 20:20"),
     ]
+    # the files say the same: each manifest was published by one of those runs
+    for channel in ("email", "ads"):
+        published = [m["published_at"] for m in manifests(root, channel)]
+        assert published == [t.isoformat() for t in seen[channel]], channel
     # every change once, in order, and each channel ends with what buyers held at its last tick
     for channel in ("email", "ads"):
         got = changes(root, channel)
@@ -320,3 +324,38 @@ def test_a_kill_around_the_freezes_and_the_tick_record_delivers_that_tick_once(m
         (0,)
     ]
     check_manifests_match_files(root)
+
+
+def test_a_webhook_answering_500_gets_exactly_the_frozen_batch_again_and_newer_changes_later(
+    make_project, cli, monkeypatch
+):
+    from routing_project import SECRET, Fault, Receiver
+
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    failing = {"on": False}
+    with Receiver(SECRET, fault=lambda n, i: Fault(status=500) if failing["on"] else None) as rx:
+        yml = PLAIN_YML.replace(
+            '  email:\n    cadence: "daily at 05:00"\n    export: {format: csv, columns: [email]}',
+            '  email:\n    cadence: "daily at 05:00"\n    export: {kind: webhook, url: '
+            f'"{rx.url}", secret_env: HOOK_SECRET, max_attempts: 1, columns: [email]}}',
+        )
+        root = make(make_project, [1], yml=yml)
+        assert cli(root, "run", "--due", "--at", "2026-03-02T05:10").exit_code == 0
+        set_people(root, [1, 2])
+        failing["on"] = True
+        down = cli(root, "run", "--due", "--at", "2026-03-03T05:00")
+        assert down.exit_code == 1 and "delivery email/buyers failed" in down.output
+        retry = cli(root, "run", "--due", "--at", "2026-03-03T05:30")
+        assert retry.exit_code == 1 and "delivery email/buyers failed" in retry.output
+        failing["on"] = False
+        set_people(root, [1, 2, 3])
+        ads = cli(root, "run", "--due", "--at", "2026-03-03T08:00")  # 3 published for ads
+        assert ads.exit_code == 0, ads.output
+        assert "delivered email/buyers: 1 entered, 0 exited, changes 2-2" in ads.output
+        tick = cli(root, "run", "--due", "--at", "2026-03-04T05:00")
+        assert "delivered email/buyers: 1 entered, 0 exited, changes 3-3" in tick.output
+    assert rx.keys() == [("1", "entered"), ("2", "entered"), ("3", "entered")]
+    # the retried batch kept its id: two 500s and the 200 of one batch, then the next batch
+    ids = [i for i, _status in rx.requests]
+    assert [s for _i, s in rx.requests] == [200, 500, 500, 200, 200]
+    assert ids[1] == ids[2] == ids[3] != ids[4]
