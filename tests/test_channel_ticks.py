@@ -359,3 +359,21 @@ def test_a_webhook_answering_500_gets_exactly_the_frozen_batch_again_and_newer_c
     ids = [i for i, _status in rx.requests]
     assert [s for _i, s in rx.requests] == [200, 500, 500, 200, 200]
     assert ids[1] == ids[2] == ids[3] != ids[4]
+
+
+def test_a_warehouse_from_before_channel_ticks_delivers_once_then_at_its_ticks(make_project, cli):
+    import duckdb
+
+    root = make(make_project, [1], yml=PLAIN_YML)
+    assert cli(root, "run", "--due", "--at", "2026-03-02T05:10").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:  # as an older cadence left it
+        con.execute("drop table _cadence.channel_ticks")
+        con.execute("alter table _cadence.delivery_cursor add column inputs varchar")
+        con.execute('update _cadence.delivery_cursor set inputs = \'{"buyers": "1/x"}\'')
+    set_people(root, [1, 2])
+    upgraded = cli(root, "run", "--due", "--at", "2026-03-02T08:00")  # the ads tick
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "delivered ads/buyers: 1 entered" in upgraded.output
+    assert "delivered email/buyers: 1 entered" in upgraded.output  # once, at the upgrade
+    assert "email" not in cli(root, "run", "--due", "--at", "2026-03-02T12:00").output
+    assert changes(root, "email") == [("1", "entered"), ("2", "entered")]
