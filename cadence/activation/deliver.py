@@ -188,9 +188,12 @@ def _deliver_channel(
             _freeze_dropped(store, now, config, segment)
             to_send.append(segment)
     if not any(d.failed for d in (r for rs in found.values() for r in rs)):
-        with store.transaction():
-            ticks.settle(store, config.name, decision.serves, now, froze=bool(to_send))
-        checkpoint("after_tick")
+        try:
+            with store.transaction():
+                ticks.settle(store, config.name, decision.serves, now, froze=bool(to_send))
+            checkpoint("after_tick")
+        except EngineError:
+            pass  # refused (a full disk): the tick stays unserved, the next run freezes again
     for segment in to_send:
         sent = send_pending(
             parsed, store, now, config, segment, force=options.force, env=options.env

@@ -38,7 +38,7 @@ from cadence.plan.history import StateSnapshot
 from cadence.plan.schedule import Schedule
 
 NO_CHANNEL = "no channel"
-TICKED = ("table", "incremental")
+TICKED = ("table", "incremental", "snapshot")  # built at ticks (views show current data)
 
 
 @dataclass(frozen=True)
