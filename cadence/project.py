@@ -400,10 +400,7 @@ class Project:
         if not plan.due_mode and any(c.export for c in self.parsed.config.channels):
             from cadence.activation import timing
 
-            try:
-                timing.owe_before_run(self.parsed, engine, plan, now)
-            except EngineError:
-                pass  # a warehouse refusing writes (a full disk) fails the builds, which say so
+            timing.owe_before_run(self.parsed, engine, plan, now)
 
     def _deliver_after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime, plan: Plan

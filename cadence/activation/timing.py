@@ -18,7 +18,7 @@ from collections.abc import Collection
 from typing import Any
 
 from cadence.activation import deliver, ticks
-from cadence.engines.base import Engine
+from cadence.engines.base import Engine, EngineError
 from cadence.load.parser import ParsedProject
 from cadence.plan import deliveries
 from cadence.plan.cadences import Cadences
@@ -40,7 +40,10 @@ def owe_before_run(parsed: ParsedProject, engine: Engine, plan: Plan, now: dt.da
     building = {d.name for d in plan.decisions if d.builds}
     owed = deliveries.touched(deliveries.channel_inputs(parsed, channels), building)
     if owed:
-        ticks.owe(engine.state_store(), owed, now)
+        try:
+            ticks.owe(engine.state_store(), owed, now)
+        except EngineError:
+            pass  # a warehouse refusing writes (a full disk) fails the builds, which say so
 
 
 def after_run(
