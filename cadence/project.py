@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cadence.build import hooks
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
@@ -22,6 +23,7 @@ from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
+from cadence.load.layout import LoadOptions
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
@@ -74,14 +76,24 @@ class Project:
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
+        self.options = LoadOptions()  # what the command line added to the load
 
     @classmethod
-    def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
+    def load(
+        cls,
+        path: str | Path = ".",
+        *,
+        use_cache: bool = True,
+        options: LoadOptions | None = None,
+    ) -> Project:
+        """The project at or above ``path``; ``options``: --vars, --target, --profiles-dir."""
         from cadence.plan import manifest
 
-        root = find_project_root(Path(path))
-        parsed, dag, cadences = manifest.load(root, use_cache=use_cache)
-        return cls(root, parsed, dag, cadences, Compiler(parsed))
+        root, chosen = find_project_root(Path(path)), options or LoadOptions()
+        parsed, dag, cadences = manifest.load(root, use_cache=use_cache, options=chosen)
+        project = cls(root, parsed, dag, cadences, Compiler(parsed))
+        project.options = chosen
+        return project
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -313,6 +325,7 @@ class Project:
                 retry_failed=retry_failed,
             )
             self._owe_deliveries(engine, plan, now)
+            hooked = hooks.start_of_run(self.parsed, self.compiler, engine, plan.decisions, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -327,6 +340,8 @@ class Project:
                 replay=replay,
                 on_published=self._members_hook(),
             )
+            if hooked:
+                hooks.end_of_run(self.parsed, self.compiler, engine, result.results, now)
             result = self._after_run(engine, state, plan, result, now)
             # files and pruning after the run: one that fails to write (a full disk) is the
             # run's write error (exit 1, the path and cause named), never an abort
@@ -405,15 +420,12 @@ class Project:
     def _deliver_after_run(
         self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime, plan: Plan
     ) -> RunResult:
-        """Each channel's delivery, when its ticks (``run --due``) or the run (a plain run or
-        seed built its inputs) say so; retries of frozen ranges (``activation.timing``)."""
+        """Deliveries after a run, as ``activation.timing`` decides them (SPEC §7 "When")."""
         if not any(c.export for c in self.parsed.config.channels):
             return result
         from cadence.activation import timing
 
-        args = (self.parsed, self.cadences, engine, state, plan, result.results, now)
-        report = timing.after_run(*args)
-        return result if report is None else replace(result, deliveries=report)
+        return timing.after_run(self.parsed, self.cadences, engine, state, plan, result, now)
 
     def export(
         self,
@@ -427,7 +439,7 @@ class Project:
     ) -> Any:
         """Deliver pending changes without building (``cadence export``); with ``dry_run``
         return a preview per channel x segment and move nothing."""
-        from cadence.activation import deliver, preview
+        from cadence.activation import deliver, preview, timing
 
         exported = [c.name for c in deliver.exported_channels(self.parsed)]
         for ch in channels:
@@ -463,20 +475,15 @@ class Project:
         with artifacts.private_umask(), lock.acquire(wait_s):
             engine = self.open_engine()
             try:
-                from cadence.activation import timing
-
                 unrecorded.record_pending(engine, self.root)  # failures a full disk kept out
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
-                state = self.read_state(engine)
-                args = (self.parsed, self.cadences, engine, state, chosen, now, options)
-                return timing.for_export(*args)
+                return timing.for_export(self.parsed, self.cadences, engine, chosen, now, options)
             finally:
                 engine.close()
 
     def delivery_status(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-        """Per channel x segment with an export: its last delivery attempt, how many changes
-        are pending and, with ``now``, the channel's served tick and next delivery
-        (``activation.queries.delivery_status``)."""
+        """Per channel x segment with an export: its last delivery attempt, changes pending and
+        the channel's served tick and next delivery (``activation.queries.delivery_status``)."""
         from cadence.activation import deliver, queries
 
         if not deliver.exported_channels(self.parsed):
@@ -554,8 +561,7 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
-            # a reloaded suppression list is delivered at once
-            result = self._after_run(engine, state, plan, result, now)
+            result = self._after_run(engine, state, plan, result, now)  # reloaded lists too
             self._keep_snapshot(engine, result)
             return result
         finally:
@@ -576,6 +582,9 @@ class Project:
             compiled = self.compiler.compile(name, now, latest, False)
             path = compiled_path(model)
             out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
+        if not selection.select and not selection.exclude:  # a dbt project's analyses
+            for n, p, sql in self.compiler.analyses(now):
+                out.append((n, artifacts.write_compiled(self.root, p, sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:

@@ -1,7 +1,8 @@
 """When a command delivers: the facade's one entry into activation around a run or an export.
 
 Input: the parsed project, its cadences, an open engine, the state the run started from, its
-plan and result, ``now`` -> output: a ``DeliveryReport`` (None: no channel had anything to do).
+plan and result, ``now`` -> output: the result with its ``DeliveryReport`` (unchanged when no
+channel had anything to do), or the report of a ``cadence export``.
 It reads what ``_cadence`` records of each channel (``ticks.read_states``), asks the pure
 ``plan.deliveries.decide_deliveries`` which channels freeze, send what is pending, are held or
 do nothing, and hands those decisions to ``deliver``. Invariants: a plain run or seed records,
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from typing import Any
+from dataclasses import replace
 
 from cadence.activation import deliver, ticks
+from cadence.build.runner import RunResult
 from cadence.engines.base import Engine, EngineError
 from cadence.load.parser import ParsedProject
 from cadence.plan import deliveries
 from cadence.plan.cadences import Cadences
-from cadence.plan.deliveries import DUE, EXPORT, RUN, ChannelDecision
+from cadence.plan.deliveries import DUE, EXPORT, RUN
 from cadence.plan.due import Plan
 from cadence.plan.history import StateSnapshot
+from cadence.record.state import read_snapshot
 
 
 def _exported(parsed: ParsedProject) -> list[str]:
@@ -52,16 +55,17 @@ def after_run(
     engine: Engine,
     state: StateSnapshot,
     plan: Plan,
-    results: Collection[Any],
+    result: RunResult,
     now: dt.datetime,
-) -> deliver.DeliveryReport | None:
-    """The deliveries after a run's builds (``results``: its ``ModelResult``s): under
-    ``run --due`` each channel at its own ticks; after a plain run or seed the channels whose
-    inputs it built at once; retries of frozen ranges; holds."""
+) -> RunResult:
+    """The run's ``RunResult`` with the deliveries after its builds (``deliveries``; left as
+    it was when no channel had anything to do): under ``run --due`` each channel at its own
+    ticks; after a plain run or seed the channels whose inputs it built, at once; retries of
+    frozen ranges; holds."""
     channels = _exported(parsed)
     if not channels:
-        return None
-    outcomes = {r.name: (r.status, r.error) for r in results}
+        return result
+    outcomes = {r.name: (r.status, r.error) for r in result.results}
     built = {name for name, (status, _e) in outcomes.items() if status == "success"}
     building = {d.name for d in plan.decisions if d.builds}
     present = set(state.relations)
@@ -87,20 +91,22 @@ def after_run(
         held=deliveries.failing_reads(inputs, state, outcomes),
         current=deliveries.current_for_tick(parsed, cadences, inputs, state, built, now),
     )
-    return _deliver(parsed, engine, now, decisions)
+    if not any(d.acts for d in decisions):
+        return result
+    return replace(result, deliveries=deliver.deliver(parsed, engine, now, decisions))
 
 
 def for_export(
     parsed: ParsedProject,
     cadences: Cadences,
     engine: Engine,
-    state: StateSnapshot,
     chosen: Collection[str],
     now: dt.datetime,
     options: deliver.DeliveryOptions,
 ) -> deliver.DeliveryReport:
     """``cadence export``: the chosen channels freeze and send at once (held when an input
-    their delivery reads is failing)."""
+    their delivery reads is failing, as recorded in ``_cadence.model_state``)."""
+    state = read_snapshot(engine, (), parsed.config.tz)
     channels = [c for c in _exported(parsed) if c in set(chosen)]
     inputs = deliveries.channel_inputs(parsed, channels)
     decisions = deliveries.decide_deliveries(
@@ -115,14 +121,6 @@ def for_export(
         current=deliveries.current_for_tick(parsed, cadences, inputs, state, (), now),
     )
     return deliver.deliver(parsed, engine, now, decisions, options)
-
-
-def _deliver(
-    parsed: ParsedProject, engine: Engine, now: dt.datetime, decisions: tuple[ChannelDecision, ...]
-) -> deliver.DeliveryReport | None:
-    if not any(d.acts for d in decisions):
-        return None
-    return deliver.deliver(parsed, engine, now, decisions)
 
 
 __all__ = ["after_run", "for_export", "owe_before_run"]
