@@ -534,3 +534,30 @@ def test_a_problem_file_in_a_package_is_named_by_its_path_in_the_project(shop: P
         Project.load(shop, use_cache=False)
     rel = f"dbt_packages/{package.name}/macros/piped.sql"
     assert f"{rel}: error: is a FIFO (named pipe)" in info.value.render()
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "models:\n  dbt_shop:\n    cust_snap:\n      +cadence: daily\n      +channels: [email]\n",
+        "snapshots:\n  dbt_shop:\n    +cadence: daily\n    cust_snap:\n      +channels: [email]\n",
+    ],
+)
+def test_cadence_yml_configures_snapshots(shop: Path, cli: Any, block: str) -> None:
+    """cadence.yml gives a snapshot a cadence and channels without a dbt file edited: a
+    ``models:`` path naming it, or a ``snapshots:`` block of dbt's form (SPEC §12)."""
+    (shop / "snapshots").mkdir()
+    (shop / "snapshots" / "snap.sql").write_text(
+        "{% snapshot cust_snap %}\n{{ config(unique_key='customer_id',"
+        " strategy='check', check_cols='all') }}\nselect * from {{ ref('customers') }}\n"
+        "{% endsnapshot %}\n"
+    )
+    (shop / "cadence.yml").write_text(
+        "channels:\n  email: {cadence: 'daily at 05:00', kind: email}\n" + block
+    )
+    snap = Project.load(shop, use_cache=False).parsed.model("cust_snap")
+    assert snap is not None
+    assert snap.config.channels == ("email",) and snap.config.cadence == "daily"
+    lint = cli(shop, "lint")
+    assert "applies to no resource" not in lint.output
+    assert "error" not in lint.output

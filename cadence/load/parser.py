@@ -296,8 +296,17 @@ def parse_project(
                 )
             )
     if nodes is not None:
+        snapshot_paths = [
+            (*PurePosixPath(path).parent.parts[1:], name)
+            for name, path in [
+                *((m.name, m.path) for m in snapshots.models),
+                *snapshots.disabled,
+            ]
+        ]
         warnings.extend(
-            nodes.warnings([f.path for f in files.models], [s.path for s in files.seeds])
+            nodes.warnings(
+                [f.path for f in files.models], [s.path for s in files.seeds], snapshot_paths
+            )
         )
     unit_tests = parse_unit_tests(
         others.get("unit_tests", []),
