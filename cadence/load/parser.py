@@ -308,6 +308,13 @@ def parse_project(
                 [f.path for f in files.models], [s.path for s in files.seeds], snapshot_paths
             )
         )
+    # a file that could not be read (a FIFO, a bad link) is reported once, where it was read:
+    # what names it (a ref, a unit test) is not reported again as unknown
+    broken.extend(
+        PurePosixPath(p).stem
+        for p in files.unreadable
+        if PurePosixPath(p).suffix.lower() in (".sql", ".csv")
+    )
     unit_tests = parse_unit_tests(
         others.get("unit_tests", []),
         files.fixtures,
@@ -316,6 +323,7 @@ def parse_project(
         {(s.source_name, s.table) for s in sources},
         errors,
         {s.name for s in snapshots.specs},
+        frozenset(broken),
     )
     relations = {(s.source_name, s.table): s.relation for s in sources}
     tests.extend(parse_source_tests(yaml_sources, relations, errors, generic))
