@@ -120,6 +120,16 @@ def test_disabled_by_a_jinja_config_value_and_enabled_by_vars(shop: Path) -> Non
     assert model is not None and model.materialized == "view"
 
 
+def test_a_folder_tag_that_is_not_a_list_is_read_as_one_tag(shop: Path) -> None:
+    """``+tags: 3`` in dbt_project.yml: one tag '3', as the config merge reads it (it was an
+    internal error while naming the models, exit 3)."""
+    yml = shop / "dbt_project.yml"
+    yml.write_text(
+        yml.read_text().replace("      +schema: marts\n", "      +schema: marts\n      +tags: 3\n")
+    )
+    assert "3" in Project.load(shop, use_cache=False).parsed.model("customer_totals").config.tags
+
+
 def test_cli_vars_win_over_the_projects(shop: Path) -> None:
     options = LoadOptions(vars=(("min_amount_cents", 1000),))
     project = Project.load(shop, options=options)
