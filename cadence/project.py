@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cadence.build import hooks, idle
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
-from cadence.build.runner import EventSink, PublishHook, RunResult, execute, write_results
+from cadence.build.runner import EventSink, PublishHook, RunResult, execute, only_delivered
 from cadence.build.snapshots import compiled_path
 from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
@@ -156,12 +156,12 @@ class Project:
     ) -> idle.Pending | None:
         """The wake file's makings (``build.idle.pending``) from the state a run left (``plan``:
         that state's due plan, when known) and what each wing an idle run would do or repair."""
-        channels, owed, present = self.parsed.config.channels, None, list[str]()
+        channels, owed, present = self.parsed.config.channels, [], list[str]()
         unchanged: list[str] = []
         if any(c.export is not None for c in channels):
-            from cadence.activation import deliver
+            from cadence.activation import timing
 
-            owed = deliver.owed(engine, after.relations)
+            owed += timing.next_delivery(self.parsed, self.cadences, engine, after, now)
         if any(m.config.key for m in self.parsed.models):
             from cadence.activation import rosterkeep
 
@@ -169,7 +169,7 @@ class Project:
         if any(c.serve is not None for c in channels):
             from cadence.serve import publish
 
-            owed = owed or publish.owed(self.root, self.parsed, after, now)
+            owed += publish.owed(self.root, self.parsed, after, now)
             unchanged += publish.files_kept(self.root, self.parsed)
         plan = plan or self.plan(now, due_only=True, state=after)
         return idle.pending(self, after, plan, now, owed, present, unchanged)
@@ -346,6 +346,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
+            self._owe_deliveries(engine, plan, now)
             hooked = hooks.start_of_run(self.parsed, self.compiler, engine, plan.decisions, now)
             result = execute(
                 self.parsed,
@@ -363,10 +364,7 @@ class Project:
             )
             if hooked:
                 hooks.end_of_run(self.parsed, self.compiler, engine, result.results, now)
-            result = self._after_run(engine, state, result, now)
-            built = any(r.status != "skipped" for r in result.results)
-            if not built and result.deliveries is not None and result.deliveries.deliveries:
-                result = write_results(self.root, result)  # a run that only delivered
+            result = only_delivered(self.root, self._after_run(engine, state, plan, result, now))
             # files and pruning after the run: one that fails to write (a full disk) is the
             # run's write error (exit 1, the path and cause named), never an abort
             done, warehouse, after = result, self.parsed.config.warehouse.path, [state]
@@ -403,10 +401,10 @@ class Project:
             rosterkeep.repair(engine, self.root, self.parsed, after, result, state.pending_runs)
 
     def _after_run(
-        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+        self, engine: Engine, state: StateSnapshot, plan: Plan, result: RunResult, now: dt.datetime
     ) -> RunResult:
         """Hooks after a run (contract (e)): deliveries first, then serve snapshots."""
-        result = self._deliver_after_run(engine, state, result, now)
+        result = self._deliver_after_run(engine, state, result, now, plan)
         return self._snapshot_after_run(engine, state, result, now)
 
     def _snapshot_after_run(
@@ -425,22 +423,22 @@ class Project:
         report = publish.write_channel_snapshots(self.root, self.parsed, engine, now, channels)
         return replace(result, snapshots=report)
 
-    def _deliver_after_run(
-        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
-    ) -> RunResult:
-        """Deliveries of the channels whose segments or suppression lists were published, and
-        of channels with changes still pending."""
-        if all(c.export is None for c in self.parsed.config.channels):
-            return result  # nothing exported: the delivery wing is not even imported
-        from cadence.activation import deliver
+    def _owe_deliveries(self, engine: Engine, plan: Plan, now: dt.datetime) -> None:
+        """Before a plain run or seed builds: the channels it owes a delivery (activation)."""
+        if not plan.due_mode and any(c.export for c in self.parsed.config.channels):
+            from cadence.activation import timing
 
-        built = {r.name for r in result.results if r.status == "success"}
-        channels = set(deliver.channels_touched(self.parsed, built))
-        channels |= set(deliver.channels_pending(engine, state.relations))
-        if not channels:
+            timing.owe_before_run(self.parsed, engine, plan, now)
+
+    def _deliver_after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime, plan: Plan
+    ) -> RunResult:
+        """Deliveries after a run, as ``activation.timing`` decides them (SPEC §7 "When")."""
+        if not any(c.export for c in self.parsed.config.channels):
             return result
-        report = deliver.deliver(self.parsed, engine, now, channels)
-        return replace(result, deliveries=report)
+        from cadence.activation import timing
+
+        return timing.after_run(self.parsed, self.cadences, engine, state, plan, result, now)
 
     def export(
         self,
@@ -454,7 +452,7 @@ class Project:
     ) -> Any:
         """Deliver pending changes without building (``cadence export``); with ``dry_run``
         return a preview per channel x segment and move nothing."""
-        from cadence.activation import deliver, preview
+        from cadence.activation import deliver, preview, timing
 
         chosen = deliver.chosen_channels(self.parsed, channels, rebaseline)
         if dry_run:
@@ -477,13 +475,13 @@ class Project:
             try:
                 unrecorded.record_pending(engine, self.root)  # failures a full disk kept out
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
-                return deliver.deliver(self.parsed, engine, now, chosen, options)
+                return timing.for_export(self.parsed, self.cadences, engine, chosen, now, options)
             finally:
                 engine.close()
 
-    def delivery_status(self) -> list[dict[str, Any]]:
-        """Per channel x segment with an export: its last delivery attempt and how many
-        changes are pending (``activation.queries.delivery_status``)."""
+    def delivery_status(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Per channel x segment with an export: its last delivery attempt, changes pending and
+        the channel's served tick and next delivery (``activation.queries.delivery_status``)."""
         from cadence.activation import deliver, queries
 
         if not deliver.exported_channels(self.parsed):
@@ -497,7 +495,7 @@ class Project:
             except CadenceError:  # another process has it (WarehouseBusy) or it is unreadable
                 engine = None
         try:
-            return queries.delivery_status(self.parsed, engine)
+            return queries.delivery_status(self.parsed, engine, self.cadences.channels, now)
         finally:
             if engine is not None:
                 engine.close()
@@ -550,6 +548,7 @@ class Project:
                 due_only=False,
                 full_refresh=True,
             )
+            self._owe_deliveries(engine, plan, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -560,7 +559,7 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
-            result = self._after_run(engine, state, result, now)  # a reloaded suppression list
+            result = self._after_run(engine, state, plan, result, now)  # reloaded lists too
             self._keep_snapshot(engine, result, state)
             return result
         finally:

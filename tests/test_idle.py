@@ -441,3 +441,23 @@ def test_a_dbt_project_takes_the_shortcut_until_one_of_its_files_changes(
     assert asleep(root, "2026-03-02T00:30") is holds
     if holds:
         full_path_is_idle(root, "2026-03-02T00:30")
+
+
+def test_a_channel_delivers_at_its_own_ticks_and_wakes_the_run_for_them(make_project, cli):
+    """SPEC §7: a channel receives at its own ticks, also when none of its segments is rebuilt
+    (a daily segment feeding a 4-hourly export): the wake file wakes the run for that tick."""
+    yml = DEFAULT_CADENCE_YML.replace(
+        'ads:     {cadence: "every 4 hours", kind: ads}',
+        'ads:     {cadence: "every 4 hours", kind: ads, export: {format: csv}}',
+    )
+    seg = "{{ config(channels=['ads'], key='id', cadence='daily at 05:00') }}\nselect 1 as id\n"
+    root = make_project({"models/ads_seg.sql": seg}, yml)
+    assert cli(root, "run", "--due", "--at", "2026-01-10T05:00").exit_code == 0
+    record = wakefile.read(root)
+    assert record is not None and record.wake_at == at("2026-01-10T08:00")
+    assert asleep(root, "2026-01-10T07:59")
+    full_path_is_idle(root, "2026-01-10T07:59")
+    assert not asleep(root, "2026-01-10T08:00")
+    result = Project.load(root).run(at("2026-01-10T08:00"), due_only=True)
+    assert all(r.status == "skipped" for r in result.results)  # nothing built...
+    assert result.deliveries is not None and result.deliveries.deliveries  # ...but delivered

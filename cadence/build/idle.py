@@ -109,15 +109,16 @@ def pending(
     after: StateSnapshot,
     plan: Plan,
     now: dt.datetime,
-    owed: str | None,
+    owed: list[tuple[dt.datetime, str]],
     present: list[str],
     unchanged: list[str],
 ) -> Pending | None:
     """What ``leave`` writes after a run of ``project`` (the facade: its root, parsed project,
     DAG, cadences and fingerprint) that left ``after`` (``plan``: the due plan of that state at
-    ``now``): the next wake of ``plan.wake``, or now when a wing ``owed`` work at once; the
-    state snapshot and ``present`` must exist, ``unchanged`` keep their identity. None: no
-    wake file (no fingerprint, Spark, a warehouse in memory)."""
+    ``now``): the earliest of ``plan.wake``'s next wake and the wings' own instants (``owed``:
+    (when, why), ``now`` for work owed at once); the state snapshot and ``present`` must exist,
+    ``unchanged`` keep their identity. None: no wake file (no fingerprint, Spark, a warehouse in
+    memory)."""
     from cadence.plan.wake import Moment, Wake, next_wake
     from cadence.record.snapshot import SNAPSHOT_NAME
 
@@ -125,8 +126,9 @@ def pending(
     if project.fingerprint is None or warehouse.engine != "duckdb" or warehouse.path == ":memory:":
         return None
     found = next_wake(Moment(project.parsed, project.dag, project.cadences, after, now, plan))
+    wakes = [*(Wake(at, why) for at, why in owed), *([found] if found is not None else [])]
     return Pending(
-        Wake(now, owed) if owed is not None else found,
+        min(wakes, key=lambda w: w.at) if wakes else None,
         project.fingerprint,
         project.parsed.config.timezone,
         str(project.root / warehouse.path),  # an absolute path stays itself

@@ -363,6 +363,15 @@ def _record_refused(
     return f"{refused}: the failure of {names} is not recorded ({saved})"
 
 
+def only_delivered(root: Path, result: RunResult) -> RunResult:
+    """A run that built nothing but delivered (its deliveries set by the facade after
+    ``execute``) writes its run_results.json now (SPEC §5); any other is returned as it is."""
+    built = any(r.status != "skipped" for r in result.results)
+    if built or result.deliveries is None or not result.deliveries.deliveries:
+        return result
+    return write_results(root, result)
+
+
 def write_results(root: Path, result: RunResult) -> RunResult:
     """``target/run_results.json`` for ``result`` (a failed write is reported on the result,
     never raised: it must not mask an interrupt in flight, nor turn into exit 2)."""

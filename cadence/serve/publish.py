@@ -82,11 +82,13 @@ def files_kept(root: Path, parsed: ParsedProject) -> tuple[str, ...]:
     return tuple(str(snapshot_path(root, name)) for name in served(parsed))
 
 
-def owed(root: Path, parsed: ParsedProject, state: StateSnapshot, now: dt.datetime) -> str | None:
+def owed(
+    root: Path, parsed: ParsedProject, state: StateSnapshot, now: dt.datetime
+) -> list[tuple[dt.datetime, str]]:
     """What an idle ``run --due`` would write at once (``channels_to_write`` with nothing
-    built), said for the wake file; None: nothing."""
+    built), for the wake file: ``[(now, why)]``, or nothing."""
     channels = channels_to_write(root, parsed, state, now, (), ())
-    return "serve snapshots to write for " + ", ".join(channels) if channels else None
+    return [(now, "serve snapshots to write for " + ", ".join(channels))] if channels else []
 
 
 def channels_to_write(
