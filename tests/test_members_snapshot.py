@@ -407,3 +407,23 @@ def test_a_run_killed_before_writing_members_files_is_caught_up_by_an_idle_run(
         "4",
     ]
     assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+
+
+@pytest.mark.parametrize("rows, union", [(1, 1), (10**9, 200)], ids=["one-by-one", "together"])
+def test_members_files_written_together_or_one_by_one_match_the_warehouse(
+    make_project, cli, monkeypatch, rows, union
+):
+    """Parts come from one partitioned COPY per bounded number of changes, bases from one per
+    200 segments, a segment with nothing to write in it alone: the same files either way."""
+    monkeypatch.setattr(roster, "_CHUNK_ROWS", rows)
+    monkeypatch.setattr(roster, "_UNION", union)
+    root = make_activation(make_project, DAY1 + [(7, 10)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, [(1, 900), (4, 800)])  # regular is left empty: a base of no keys
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
+        assert [c["change_id"] for c in snap["changes"]] == [
+            r[0] for r in live_changes(root, segment)
+        ]

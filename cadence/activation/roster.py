@@ -268,14 +268,25 @@ def write_many(
         return warnings
     # the changes each segment lacks, one part each (one COPY for all), synced and renamed
     # together; every part is on disk (its folder synced) before a base says through it
-    finals = {}
-    for segment, (first, last, newest) in ranges.items():
-        stamp = (from_db(newest) or at).strftime(_STAMP)
-        name = f"{first:012d}-{last:012d}-{stamp}.parquet"
-        finals[segment] = folder_of(root, segment) / CHANGES / name
-    staged, owner = _stage_all(
-        engine, root, finals, _parts_sql(ranges), "", fail, lambda s: _part_sql(s, *ranges[s][:2])
-    )
+    staged, owner = [], {}
+    for chunk in _chunks(ranges):  # a COPY sorts its rows: a bounded number of them each
+        finals = {}
+        for segment in chunk:
+            first, last, newest, _count = ranges[segment]
+            stamp = (from_db(newest) or at).strftime(_STAMP)
+            name = f"{first:012d}-{last:012d}-{stamp}.parquet"
+            finals[segment] = folder_of(root, segment) / CHANGES / name
+        more, mine = _stage_all(
+            engine,
+            root,
+            finals,
+            _parts_sql({s: ranges[s] for s in chunk}),
+            "",
+            fail,
+            lambda s: _part_sql(s, *ranges[s][:2]),
+        )
+        staged += more
+        owner.update(mine)
     for final, problem in _publish(staged, "part").items():
         fail(owner[final], problem)
     written = [owner[f] for _t, f in staged if owner[f] not in warnings]
@@ -306,18 +317,18 @@ def write_many(
     rewrite = [t for t in behind if through.get(t.segment) is None or rebase or t.segment in due]
     staged, owner = [], {}
     for start in range(0, len(rewrite), _UNION):
-        chunk = {t.segment: t for t in rewrite[start : start + _UNION]}
+        group = {t.segment: t for t in rewrite[start : start + _UNION]}
         # each base holds every key as of the newest change any of them has: a segment has
         # no change between its own newest and that one, so it holds for each
-        top = max(high[s] for s in chunk)
+        top = max(high[s] for s in group)
         more, mine = _stage_all(
             engine,
             root,
-            {s: folder_of(root, s) / MEMBERS for s in chunk},
-            _bases_sql(list(chunk.values())),
+            {s: folder_of(root, s) / MEMBERS for s in group},
+            _bases_sql(list(group.values())),
             _base_options(top, run_id, at),
             fail,
-            lambda s, chunk=chunk: _base_sql(chunk[s]),  # type: ignore[misc]
+            lambda s, group=group: _base_sql(group[s]),  # type: ignore[misc]
         )
         staged += more
         owner.update(mine)
@@ -336,9 +347,9 @@ def _part_sql(segment: str, first: int, last: int) -> str:
     )
 
 
-def _parts_sql(ranges: dict[str, tuple[int, int, dt.datetime]]) -> str:
+def _parts_sql(ranges: dict[str, tuple[int, int, dt.datetime, int]]) -> str:
     """The changes of every segment in ``ranges`` (first..last each), for one partitioned COPY."""
-    values = ", ".join(f"({literal(s)}, {f}, {la})" for s, (f, la, _n) in ranges.items())
+    values = ", ".join(f"({literal(s)}, {f}, {la})" for s, (f, la, _n, _c) in ranges.items())
     low = min((r[0] for r in ranges.values()), default=0)
     return (
         f'select c.change_id, c.segment, c.key, c.change, c.run_id, c.tick, c."at" from {TABLE} c '
@@ -457,19 +468,36 @@ def _throughs(engine: Engine, root: Path, segments: list[str]) -> dict[str, int 
     return found
 
 
-def _ranges(engine: Engine, high: dict[str, int]) -> dict[str, tuple[int, int, dt.datetime]]:
-    """(first, last change id, newest at) of the changes after ``high`` of each segment, in
-    one query (the id filter lets DuckDB skip what every segment has already)."""
+def _ranges(engine: Engine, high: dict[str, int]) -> dict[str, tuple[int, int, dt.datetime, int]]:
+    """(first, last change id, newest at, count) of the changes after ``high`` of each
+    segment, in one query (the id filter lets DuckDB skip what every segment has already)."""
     if not high:
         return {}
     values = ", ".join(f"({literal(s)}, {int(h)})" for s, h in high.items())
     rows = engine.query(
-        f'select c.segment, min(c.change_id), max(c.change_id), max(c."at") from {TABLE} c '
+        f'select c.segment, min(c.change_id), max(c.change_id), max(c."at"), count(*) '
+        f"from {TABLE} c "
         f"join (values {values}) as h(segment, high) on c.segment = h.segment "
         f"where c.change_id > {min(high.values())} and c.change_id > h.high "
         "group by c.segment"
     )
-    return {str(r[0]): (int(r[1]), int(r[2]), r[3]) for r in rows}
+    return {str(r[0]): (int(r[1]), int(r[2]), r[3], int(r[4])) for r in rows}
+
+
+_CHUNK_ROWS = 1_000_000  # changes one partitioned COPY takes at most (a bigger part goes alone)
+
+
+def _chunks(ranges: dict[str, tuple[int, int, dt.datetime, int]]) -> list[list[str]]:
+    """The segments in groups whose changes add up to at most ``_CHUNK_ROWS`` each."""
+    out: list[list[str]] = [[]]
+    rows = 0
+    for segment, (_first, _last, _newest, count) in ranges.items():
+        if out[-1] and rows + count > _CHUNK_ROWS:
+            out.append([])
+            rows = 0
+        out[-1].append(segment)
+        rows += count
+    return [c for c in out if c]
 
 
 def _rebases_due(
