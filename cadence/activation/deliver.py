@@ -30,11 +30,14 @@ from cadence.load.relations import quote
 from cadence.record.state import SCHEMA
 
 # activation's history for ``history: {keep_days}`` (table, time column[, keep-latest keys]):
-# membership changes, and delivery attempts except the newest per channel x segment. Current
-# state (delivered, outbox, delivery_cursor) is never history.
+# membership changes, delivery attempts except the newest per channel x segment, when entries
+# reached their channel and when freezes ran. Current state (delivered, outbox,
+# delivery_cursor) is never history.
 HISTORY_TABLES: tuple[tuple[str, ...], ...] = (
     ("_cadence.membership_changes", "at"),
     (outbox.DELIVERIES, "started_at", "channel", "segment"),
+    (outbox.REACHED, "reached_at"),
+    (outbox.FREEZES, "at"),
 )
 
 

@@ -136,6 +136,8 @@ def _publish_table(
             tick=decision.tick,
             at=ctx.now,
             exits=not incremental,
+            event_time=model.config.event_time,
+            tz=ctx.project.config.tz,
         )
     if incremental:
         engine.append(model.relation, staging, model.config.unique_key or (), ctx.run_id)

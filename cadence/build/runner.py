@@ -141,6 +141,8 @@ def execute(
     if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
         ensure_schema(engine)  # a new warehouse (or one from before activation)
         membership.ensure_tables(engine)
+    elif any(m.config.key for m in project.models):
+        membership.ensure_tables(engine)  # columns added since the warehouse was made
     record_run_start(engine, run_id, now, command, os.getpid(), replay)
     schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
     for schema in sorted(schemas | {project.config.warehouse.schema}):

@@ -32,6 +32,7 @@ MODEL_CONFIG_KEYS = (
     "schema",
     "alias",
     "holdout",
+    "event_time",
 )
 # dbt keys accepted so dbt projects run unchanged; cadence does not act on them.
 DBT_PASSTHROUGH_KEYS = (
@@ -56,7 +57,6 @@ DBT_PASSTHROUGH_KEYS = (
     "sql_header",
     "labels",
     "unique_id",
-    "event_time",
     "batch_size",
     "lookback",
     "begin",
@@ -91,6 +91,7 @@ class ModelConfig:
     schema: str | None = None
     alias: str | None = None
     holdout: dict[str, Any] | None = None
+    event_time: str | None = None  # a segment's column: when each member qualified
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -239,6 +240,7 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         schema=optional_str("schema"),
         alias=optional_str("alias"),
         holdout=dict(holdout) if holdout else None,
+        event_time=optional_str("event_time"),
         origins={
             k: (v.file, v.line_of(k)) for k, v in origin.items() if k in ("channels", "cadence")
         },
