@@ -39,8 +39,10 @@ TOP_KEYS = (
     "tests",
     "export_root",
     "history",
+    "cost",
 )
 HISTORY_KEYS = ("keep_days",)
+COST_KEYS = ("per_compute_hour", "currency")
 WAREHOUSE_KEYS = (
     "engine",
     "path",
@@ -75,6 +77,15 @@ class WarehouseConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """``cost: {per_compute_hour, currency}``: what an hour of compute costs, so compute
+    seconds become money per month (``review.cost.per_month``)."""
+
+    per_compute_hour: float
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """cadence.yml, validated."""
 
@@ -88,6 +99,7 @@ class ProjectConfig:
     env_vars_used: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest)
     export_root: str | None = None  # absolute folder export paths may write under
     history_keep_days: int | None = None  # prune history older than this (None: keep all)
+    cost: CostConfig | None = None  # the price of compute (None: no money figures)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -153,6 +165,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
+    cost = _parse_cost(raw, errors)
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
@@ -187,6 +200,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         env_vars_used=tuple(env_used),
         export_root=export_root,
         history_keep_days=keep_days,
+        cost=cost,
     )
 
 
@@ -235,6 +249,52 @@ def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
         )
         return None
     return days
+
+
+CURRENCY_RE = re.compile(r"^[^\s{}<>&\"'`]{1,12}$")  # EUR, USD, €: short and harmless in HTML
+COST_HINT = "write cost: {per_compute_hour: 0.40, currency: EUR}"
+
+
+def _parse_cost(raw: dict[str, Any], errors: ErrorCollector) -> CostConfig | None:
+    """``cost: {per_compute_hour: N, currency: TEXT}``: N a number >= 0, currency optional."""
+    value = raw.get("cost")
+    if value is None:
+        return None
+    line = line_of(raw, "cost")
+    if not isinstance(value, dict):
+        errors.add(
+            CadenceError("'cost' must be a mapping", file=PROJECT_FILE, line=line, hint=COST_HINT)
+        )
+        return None
+    for key in value:
+        if key not in COST_KEYS:
+            errors.add(
+                unknown_key_error(str(key), COST_KEYS, what="cost", file=PROJECT_FILE, line=line)
+            )
+    price = value.get("per_compute_hour")
+    if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price < 1e9:
+        errors.add(
+            CadenceError(
+                "cost.per_compute_hour must be a number of money units per hour of compute "
+                f"(0 or more), got {_shorten(repr(price))}",
+                file=PROJECT_FILE,
+                line=line_of(value, "per_compute_hour") or line,
+                hint=COST_HINT,
+            )
+        )
+        return None
+    currency = value.get("currency", "")
+    if not isinstance(currency, str) or (currency and not CURRENCY_RE.match(currency)):
+        errors.add(
+            CadenceError(
+                f"cost.currency must be a short currency name, got {_shorten(repr(currency))}",
+                file=PROJECT_FILE,
+                line=line_of(value, "currency") or line,
+                hint=COST_HINT,
+            )
+        )
+        return None
+    return CostConfig(float(price), currency)
 
 
 def _parse_export_root(raw: dict[str, Any], errors: ErrorCollector) -> str | None:

@@ -18,6 +18,9 @@ Channel shares: each build is split equally among the channels that caused it at
 the channel whose tick it is (directly or inherited through consumers; an explicit cadence counts
 for the channels the model serves), plus the channels of every consumer that pulled it in. A build
 no channel causes is counted under ``no channel``. Channel figures therefore add up to the total.
+
+Money: with ``cost: {per_compute_hour, currency}`` in cadence.yml, compute seconds per day become
+money per month of ``MONTH_DAYS`` days (``per_month``); without it every money figure is None.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cadence.load.parser import ParsedProject
+from cadence.load.projectconfig import CostConfig
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.history import StateSnapshot
@@ -36,6 +40,15 @@ from cadence.plan.schedule import Schedule
 
 NO_CHANNEL = "no channel"
 TICKED = ("table", "incremental")
+MONTH_DAYS = 30
+
+
+def per_month(compute_s_per_day: float | None, price: CostConfig | None) -> float | None:
+    """Money per month (``MONTH_DAYS`` days) for compute seconds per day; None without a
+    price (``cost:`` in cadence.yml) or without compute figures (no history)."""
+    if price is None or compute_s_per_day is None:
+        return None
+    return compute_s_per_day * MONTH_DAYS / 3600 * price.per_compute_hour
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,10 @@ class CostReport:
     total_builds_per_day: float
     total_compute_s_per_day: float
     no_history: tuple[str, ...]  # built models without recorded durations
+    price: CostConfig | None = None  # ``cost:`` of cadence.yml: money per month when set
+
+    def per_month(self, compute_s_per_day: float | None) -> float | None:
+        return per_month(compute_s_per_day, self.price)
 
     def model(self, name: str) -> ModelCost | None:
         for m in self.models:
@@ -290,6 +307,7 @@ def cost_report(
         total_builds_per_day=sum(m.builds_per_day for m in models),
         total_compute_s_per_day=sum(m.compute_s_per_day or 0.0 for m in models),
         no_history=tuple(no_history),
+        price=project.config.cost,
     )
 
 

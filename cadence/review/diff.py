@@ -4,7 +4,8 @@ Input: the loaded working-tree ``Project``, its ``StateSnapshot`` (read-only, fo
 durations), a git ref (default: the merge base with the default branch) and ``now`` -> output:
 ``DiffReport`` (frozen): changed, added and removed models, every model and channel downstream
 of them, cadence changes with provenance, and builds/day and compute/day before -> after per
-affected model, per channel and in total.
+affected model, per channel and in total (money per month from the working tree's ``cost:``,
+applied to both sides: the price of compute is the warehouse's, not the change's).
 
 Invariants:
 
@@ -31,8 +32,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cadence.errors import CadenceError, UsageError
+from cadence.load.projectconfig import CostConfig
 from cadence.plan.history import StateSnapshot
-from cadence.review.cost import CostReport, cost_report
+from cadence.review.cost import CostReport, cost_report, per_month
 
 DEFAULT_BRANCHES = ("main", "master")
 
@@ -78,6 +80,10 @@ class DiffReport:
     models: tuple[Delta, ...]  # every affected model
     channel_costs: tuple[Delta, ...]
     total: Delta
+    price: CostConfig | None = None  # the working tree's ``cost:``, for both sides
+
+    def per_month(self, compute_s_per_day: float | None) -> float | None:
+        return per_month(compute_s_per_day, self.price)
 
     @property
     def affected(self) -> tuple[str, ...]:
@@ -337,6 +343,7 @@ def compare(
         models=model_deltas,
         channel_costs=channel_deltas,
         total=total,
+        price=after.parsed.config.cost,
     )
 
 

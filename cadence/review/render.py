@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from cadence.load.projectconfig import CostConfig
 from cadence.review.diff import Delta, DiffReport
+
+
+def money(value: float | None, price: CostConfig | None) -> str:
+    """``12.30 EUR`` (4 decimals below 1, so a small project's cost does not read 0.00); ``-``
+    without a figure."""
+    if value is None:
+        return "-"
+    text = f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
+    currency = price.currency if price is not None else ""
+    return f"{text} {currency}".strip()
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -29,6 +40,10 @@ def _pct(report: DiffReport) -> str:
     return f"{'+' if pct > 0 else ''}{pct:.1f}%"
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def diff_json(report: DiffReport) -> dict[str, Any]:
     def delta(d: Delta) -> dict[str, Any]:
         return {
@@ -38,8 +53,12 @@ def diff_json(report: DiffReport) -> dict[str, Any]:
                 "after": round(d.builds_after, 3),
             },
             "compute_s_per_day": {
-                "before": None if d.compute_before is None else round(d.compute_before, 3),
-                "after": None if d.compute_after is None else round(d.compute_after, 3),
+                "before": _round(d.compute_before, 3),
+                "after": _round(d.compute_after, 3),
+            },
+            "cost_per_month": {
+                "before": _round(report.per_month(d.compute_before), 4),
+                "after": _round(report.per_month(d.compute_after), 4),
             },
         }
 
@@ -70,6 +89,7 @@ def diff_json(report: DiffReport) -> dict[str, Any]:
         "cost_increase_pct": None
         if report.cost_increase_pct() == float("inf")
         else round(report.cost_increase_pct(), 3),
+        "currency": report.price.currency if report.price else None,
     }
 
 
@@ -88,19 +108,34 @@ def diff_text(report: DiffReport) -> str:
     for cc in report.cadence_changes:
         lines.append(f"cadence of {cc.name}: {cc.before} -> {cc.after}")
         lines.append(f"    now: {cc.after_provenance}")
-    lines.append(f"cost over {report.horizon} (builds/day; compute s/day):")
+    priced = report.price is not None
+    lines.append(
+        f"cost over {report.horizon} (builds/day; compute s/day"
+        + ("; money per month):" if priced else "):")
+    )
     for d in (*report.models, *report.channel_costs):
         kind = "channel " if d in report.channel_costs else ""
         lines.append(
             f"  {kind + d.name:<34} {_arrow(d.builds_before, d.builds_after):<28} "
-            f"{_arrow(d.compute_before, d.compute_after, 2)}"
+            f"{_arrow(d.compute_before, d.compute_after, 2)}" + _money_arrow(report, d, "  ")
         )
     t = report.total
     lines.append(
         f"  {'total':<34} {_arrow(t.builds_before, t.builds_after):<28} "
-        f"{_arrow(t.compute_before, t.compute_after, 2)}  [{_pct(report)}]"
+        f"{_arrow(t.compute_before, t.compute_after, 2)}"
+        + _money_arrow(report, t, "  ")
+        + f"  [{_pct(report)}]"
     )
     return "\n".join(lines)
+
+
+def _money_arrow(report: DiffReport, d: Delta, lead: str) -> str:
+    """``lead`` + ``0.0115 EUR -> 0.0230 EUR`` (money per month), or nothing without a price."""
+    if report.price is None:
+        return ""
+    before = money(report.per_month(d.compute_before), report.price)
+    after = money(report.per_month(d.compute_after), report.price)
+    return f"{lead}{before} -> {after}"
 
 
 def diff_markdown(report: DiffReport) -> str:
@@ -125,23 +160,28 @@ def diff_markdown(report: DiffReport) -> str:
         for cc in report.cadence_changes:
             out.append(f"| `{cc.name}` | {cc.before} | {cc.after} | {cc.after_provenance} |")
         out.append("")
+    priced = report.price is not None
     out += [
-        f"| cost over {report.horizon} | builds/day | compute s/day |",
-        "|---|---|---|",
+        f"| cost over {report.horizon} | builds/day | compute s/day |"
+        + (" per month |" if priced else ""),
+        "|---|---|---|" + ("---|" if priced else ""),
     ]
     for d in report.models:
         out.append(
             f"| `{d.name}` | {_arrow(d.builds_before, d.builds_after)} | "
             f"{_arrow(d.compute_before, d.compute_after, 2)} |"
+            + (_money_arrow(report, d, " ") + " |" if priced else "")
         )
     for d in report.channel_costs:
         out.append(
             f"| channel `{d.name}` | {_arrow(d.builds_before, d.builds_after)} | "
             f"{_arrow(d.compute_before, d.compute_after, 2)} |"
+            + (_money_arrow(report, d, " ") + " |" if priced else "")
         )
     t = report.total
     out.append(
         f"| **total** | {_arrow(t.builds_before, t.builds_after)} | "
         f"{_arrow(t.compute_before, t.compute_after, 2)} ({_pct(report)}) |"
+        + (_money_arrow(report, t, " ") + " |" if priced else "")
     )
     return "\n".join(out) + "\n"
