@@ -677,3 +677,71 @@ def test_searches_agree_with_ticks_between(
     after_previous = schedule.next_tick(previous, tz)
     assert after_previous is not None
     assert after_previous.timestamp() == min(x for x in ticks if x > previous.timestamp())
+
+
+# -- long windows: instants_between against a plain walk of every wall time ----------------------
+
+
+def _walked(schedule: Schedule, start: datetime, end: datetime, tz: ZoneInfo) -> list[datetime]:
+    """The reference: every wall time from croniter (or the grid), each mapped on its own."""
+    from datetime import timezone
+
+    low, high = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    limit = schedule_module._wall(end, tz) + schedule_module._MAX_SHIFT
+    found: set[datetime] = set()
+    for wall in schedule._walls_from(schedule_module._wall(start, tz) - schedule_module._MAX_SHIFT):
+        if wall > limit:
+            break
+        instants = schedule_module._instants(wall, tz, schedule.repeat_in_fold)
+        found.update(i for i in instants if low < i <= high)
+    return sorted(found)
+
+
+LONG_CADENCES = [
+    "every 5 minutes",
+    "every 7 minutes",
+    "every 90 minutes",
+    "hourly",
+    "every 4 hours",
+    "daily at 02:30",
+    "daily at 00:00",
+    "weekdays at 09:00",
+    "sundays at 02:15",
+    "*/15 * * * *",
+    "0,30 9-17 * * 1-5",
+    "30 1-3 * * 0,7",
+    "@monthly",
+    "0 5 1,15 * *",
+]
+WINDOWS = [
+    ("2026-03-01T00:00+00:00", "2026-04-15T00:00+00:00"),  # spring forward (and Santiago's)
+    ("2026-10-20T07:13+00:00", "2026-11-05T00:00+00:00"),  # fall back
+    ("2026-09-01T00:00+00:00", "2026-09-10T12:34+00:00"),  # Santiago at midnight
+]
+
+
+@pytest.mark.parametrize("text", LONG_CADENCES)
+@pytest.mark.parametrize("zone", ["UTC", "Berlin", "NY", "Santiago"])
+def test_instants_between_equals_walking_every_wall_time(text: str, zone: str) -> None:
+    """``cadence advise`` replays months of ticks: the weekly pattern and the one-offset-per-day
+    shortcut give exactly the ticks a walk of every wall time gives, across DST days."""
+    tz = ZONES[zone]
+    schedule = parse_cadence(text)
+    for start, end in WINDOWS:
+        expected = _walked(schedule, t(start), t(end), tz)
+        assert schedule.instants_between(t(start), t(end), tz) == expected, (text, zone, start)
+        assert schedule.ticks_between(t(start), t(end), tz) == [
+            e.astimezone(tz) for e in expected
+        ]
+
+
+def test_instants_between_is_fast_over_90_days() -> None:
+    """A 5-minute cron over 90 days: 25,920 ticks from the weekly pattern, not croniter."""
+    import time
+
+    schedule = parse_cadence("*/5 * * * *")
+    tz = ZONES["Berlin"]
+    started = time.perf_counter()
+    ticks = schedule.instants_between(t("2026-01-01T00:00+01:00"), t("2026-04-01T00:00+02:00"), tz)
+    assert len(ticks) == 90 * 288 - 12  # the spring-forward hour has no ticks
+    assert time.perf_counter() - started < 1.0
