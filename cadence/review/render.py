@@ -1,6 +1,7 @@
 """Text, markdown and JSON for the review wing's reports (the CLI prints what these return).
 
-Input: ``DiffReport`` -> output: a string or plain JSON-ready data. Nothing here prints.
+Input: ``DiffReport`` or ``Advice`` -> output: a string or plain JSON-ready data. Nothing here
+prints.
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from cadence.load.projectconfig import CostConfig
+from cadence.review.advise import Advice
 from cadence.review.diff import Delta, DiffReport
+from cadence.review.reach import Delays
 
 
 def money(value: float | None, price: CostConfig | None) -> str:
@@ -185,3 +188,133 @@ def diff_markdown(report: DiffReport) -> str:
         + (_money_arrow(report, t, " ") + " |" if priced else "")
     )
     return "\n".join(out) + "\n"
+
+
+# -- cadence advise ------------------------------------------------------------------------------
+
+
+def advise_json(advice: Advice) -> dict[str, Any]:
+    """SPEC §11's ``advise --json`` document, exactly its keys."""
+
+    def delays(d: Delays) -> dict[str, float | None]:
+        return d.to_json()
+
+    return {
+        "at": advice.at.isoformat(),
+        "since": advice.since.isoformat(),
+        "channels": [
+            {
+                "channel": c.channel,
+                "cadence": c.cadence,
+                "objective": {
+                    "warn_after_s": c.objective.warn_after_s,
+                    "error_after_s": c.objective.error_after_s,
+                },
+                "observed": {
+                    "entered": c.observed.entered,
+                    "missed": c.observed.missed,
+                    "pending": c.observed.pending,
+                    "delay_s": delays(c.observed.delays),
+                    "builds_per_day": round(c.observed.builds_per_day, 3),
+                    "compute_s_per_day": _round(c.observed.compute_s_per_day, 3),
+                },
+                "candidates": [
+                    {
+                        "cadence": k.cadence,
+                        "builds_per_day": round(k.builds_per_day, 3),
+                        "compute_s_per_day": _round(k.compute_s_per_day, 3),
+                        "cost_per_month": _round(k.cost_per_month, 4),
+                        "delay_s": delays(k.delays),
+                        "missed_at_least": k.missed_at_least,
+                        "meets_objective": k.meets_objective,
+                    }
+                    for k in c.candidates
+                ],
+                "recommended": c.recommended,
+                "note": c.note,
+            }
+            for c in advice.channels
+        ],
+    }
+
+
+def _span(seconds: float | None) -> str:
+    """A delay for people: ``45 s``, ``4.5 min``, ``2.0 h``, ``1.5 d``; ``-`` without one."""
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def advise_text(advice: Advice) -> str:
+    price = advice.price
+    lines = [f"cadence advise at {advice.at.isoformat()}, history since {advice.since.isoformat()}"]
+    for c in advice.channels:
+        o = c.objective
+        rule = "its freshness" if o.declared else "default: its 2nd and 4th latest tick"
+        objective = (
+            f"warn after {_span(o.warn_after_s)}, error after {_span(o.error_after_s)} ({rule})"
+            if o.warn_after_s is not None
+            else "none (no ticks)"
+        )
+        seen = c.observed
+        start = "event_time" if c.event_time else "the publish that first contained them"
+        end = "the delivery that reached them" if c.exported else "their publish"
+        lines += [
+            "",
+            f"{c.channel}: {c.cadence}; objective {objective}",
+            f"  observed: {seen.entered} entered, {seen.missed} missed, {seen.pending} pending; "
+            f"reach delay p50 {_span(seen.delays.p50)}, p90 {_span(seen.delays.p90)}, "
+            f"max {_span(seen.delays.max)} (from {start} to {end})",
+            f"  this channel: {seen.builds_per_day:.1f} builds/day, "
+            + (
+                f"{seen.compute_s_per_day:.1f} s/day of compute"
+                if seen.compute_s_per_day is not None
+                else "no recorded build durations"
+            ),
+            f"  {'candidate (project total)':<26} {'builds/day':>10} {'s/day':>8} "
+            f"{'per month':>12} {'p50':>9} {'p90':>9} {'max':>9} {'missed>=':>8}  objective",
+        ]
+        for k in c.candidates:
+            mark = " (now)" if k.cadence == c.cadence else ""
+            compute = f"{k.compute_s_per_day:.1f}" if k.compute_s_per_day is not None else "-"
+            lines.append(
+                f"  {k.cadence + mark:<26} {k.builds_per_day:>10.1f} {compute:>8} "
+                f"{money(k.cost_per_month, price):>12} {_span(k.delays.p50):>9} "
+                f"{_span(k.delays.p90):>9} {_span(k.delays.max):>9} {k.missed_at_least:>8}  "
+                + ("meets" if k.meets_objective else "misses")
+            )
+        if any(k.faster for k in c.candidates):
+            lines.append(
+                f"  missed>= for cadences faster than {c.cadence} is a lower bound: members who "
+                "entered and left between two recorded builds were never seen"
+            )
+        for step in c.steps:
+            extra = (
+                f"{'+' if step.extra >= 0 else ''}{money(step.extra, price)}/month"
+                if price is not None
+                else f"{'+' if step.extra >= 0 else ''}{step.extra:.1f} s/day of compute"
+            )
+            per = (
+                f"{money(step.per_minute, price)} per minute saved"
+                if price is not None
+                else f"{step.per_minute:.2f} s/day per minute saved"
+            )
+            lines.append(
+                f"  {step.slower} -> {step.faster}: {extra} for "
+                f"{step.minutes_saved:.1f} min less p90 delay ({per})"
+            )
+        lines.append(f"  recommended: {c.recommended or 'none'}")
+        if not c.event_time and seen.entered:
+            lines.append(
+                "  (no event_time on its segments: delays start at the publish, so no cadence "
+                "can look faster than the builds that found the members; set event_time)"
+            )
+        if c.note:
+            lines.append(f"  note: {c.note}")
+    return "\n".join(lines)
