@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 from generate import generate  # noqa: E402
 
 from cadence.engines import spark as spark_engine  # noqa: E402
+from cadence.engines import spark_session  # noqa: E402
 from cadence.project import Project  # noqa: E402
 
 AT = dt.datetime(2026, 3, 2, 5, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         first, _s, _r = recorded_build(sparked)  # creates versions, file copies; warms the JVM
         print(f"first build (cold): {first:.1f}s")
         cadence_s, statements, run_id = recorded_build(sparked)
-        spark = spark_engine._connect(Project.load(sparked).parsed.config.warehouse, sparked)
+        spark = spark_session.connect(Project.load(sparked).parsed.config.warehouse, sparked)
         hand_s = by_hand(spark, statements, run_id)
         build_ratio = cadence_s / hand_s
         print(f"build: cadence {cadence_s:.1f}s, the same {len(statements)} statements by hand "

@@ -35,13 +35,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from cadence.activation.webhook import (  # noqa: E402
-    Change,
-    cut_batches,
-    deliver_webhook,
-    sign,
-    signing_key,
-)
+from cadence.activation.webhook import Change, cut_batches, deliver_webhook  # noqa: E402
+from cadence.outbound.signing import sign, signing_key  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "routing_receiver", REPO / "examples" / "routing" / "receiver.py"

@@ -5,13 +5,14 @@ Library entry point: ``Project.load(path)``, then ``plan(now=...)`` and ``run(no
 
 from cadence.errors import CadenceError, ProjectErrors
 
-__all__ = ["CadenceError", "Project", "ProjectErrors"]
+__all__ = ["CadenceError", "Project", "ProjectErrors", "Selection"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    if name == "Project":  # lazy: `cadence run --due` with nothing due imports little
-        from cadence.project import Project
+    # lazy: `cadence run --due` with nothing due imports little
+    if name in ("Project", "Selection"):
+        from cadence import project
 
-        return Project
+        return getattr(project, name)
     raise AttributeError(name)

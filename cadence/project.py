@@ -25,15 +25,16 @@ from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
-from cadence.plan.due import Plan, decide, real_instant, upstream_sources
+from cadence.plan.due import Plan, decide, freshness_sources
 from cadence.plan.history import StateSnapshot
-from cadence.plan.selection import select, unmatched
+from cadence.plan.selection import feeding, select, unmatched
 from cadence.record import snapshot
 from cadence.record.state import HISTORY_TABLES, prune_history, read_snapshot
 
 OPEN_GRACE_S = 2.0
 
 if TYPE_CHECKING:
+    from cadence.activation.roster import MembersAnswer
     from cadence.serve import AsgiServer, Server
 
 
@@ -76,36 +77,31 @@ class Project:
         path = self.parsed.config.warehouse.path
         return path == ":memory:" or (self.root / path).exists() or Path(path).exists()
 
-    def freshness_queries(self) -> tuple[tuple[tuple[str, str], str, str], ...]:
-        """Sources whose newest loaded_at decides models with ``refresh: on_new_data``."""
-        wanted: set[tuple[str, str]] = set()
-        for m in self.parsed.models:
-            if m.config.refresh == "on_new_data":
-                wanted |= set(upstream_sources(self.parsed, self.dag, m.name))
-        return tuple(
-            ((s.source_name, s.table), s.relation, s.loaded_at)
-            for s in self.parsed.sources
-            if (s.source_name, s.table) in wanted and s.loaded_at
-        )
+    def _reader(self) -> Engine | str:
+        """The warehouse opened read-only, or why it cannot be: a run (or another process)
+        holds it."""
+        holder = current_holder(self.root)
+        if holder is not None:
+            return f"a cadence run is in progress ({holder})"
+        try:
+            return self.open_engine(read_only=True)
+        except WarehouseBusy as exc:
+            return f"the warehouse is open in {exc.holder}"
 
     def read_state(self, engine: Engine | None = None) -> StateSnapshot:
         """State from the warehouse; while a run (or another process) holds it, from the
         snapshot the last run left (its ``as_of`` and ``note`` say when and why)."""
         if engine is not None:
-            return read_snapshot(engine, self.freshness_queries(), self.tz)
+            return read_snapshot(engine, freshness_sources(self.parsed, self.dag), self.tz)
         if not self.warehouse_exists():
             return StateSnapshot()
-        holder = current_holder(self.root)
-        if holder is not None:
-            return snapshot.read(self.root, f"a cadence run is in progress ({holder})")
+        reader = self._reader()
+        if isinstance(reader, str):
+            return snapshot.read(self.root, reader)
         try:
-            eng = self.open_engine(read_only=True)
-        except WarehouseBusy as exc:
-            return snapshot.read(self.root, f"the warehouse is open in {exc.holder}")
-        try:
-            return read_snapshot(eng, self.freshness_queries(), self.tz)
+            return read_snapshot(reader, freshness_sources(self.parsed, self.dag), self.tz)
         finally:
-            eng.close()
+            reader.close()
 
     def _keep_snapshot(self, engine: Engine, result: RunResult) -> None:
         """After a run that changed state (or when none exists yet): the state as committed,
@@ -113,7 +109,8 @@ class Project:
         changed = any(r.status != "skipped" for r in result.results)
         if changed or not snapshot.exists(self.root):
             # a run that built folded every pending run before it returned
-            state = read_snapshot(engine, self.freshness_queries(), self.tz, folded=changed)
+            sources = freshness_sources(self.parsed, self.dag)
+            state = read_snapshot(engine, sources, self.tz, folded=changed)
             snapshot.write(self.root, state, result.run_id, result.at)
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
@@ -178,16 +175,7 @@ class Project:
     def selected(
         self, selection: Selection, state: StateSnapshot | None, now: dt.datetime
     ) -> set[str]:
-        channel_names = [c.name for c in self.parsed.config.channels]
-        for ch in selection.channels:
-            if ch not in channel_names:
-                guess = did_you_mean(ch, channel_names)
-                raise UsageError(
-                    f"unknown channel '{ch}'",
-                    hint=f"did you mean '{guess}'?"
-                    if guess
-                    else "channels: " + ", ".join(channel_names),
-                )
+        by_channel = feeding(self.parsed, selection.channels) if selection.channels else None
 
         def due_set() -> set[str]:
             snapshot = state if state is not None else self.read_state()
@@ -197,14 +185,7 @@ class Project:
         chosen = select(
             selection.select, selection.exclude, self.parsed, self.dag, self.cadences, due_set
         )
-        if selection.channels:
-            feeding = {
-                m.name
-                for m in self.parsed.models
-                if set(m.config.channels) & set(selection.channels)
-            }
-            chosen &= feeding
-        return chosen
+        return chosen if by_channel is None else chosen & by_channel
 
     # -- commands ------------------------------------------------------------------------
     def plan(
@@ -373,8 +354,6 @@ class Project:
         """Snapshots of served channels the run touched (or that have none yet)."""
         if all(c.serve is None for c in self.parsed.config.channels):
             return result  # nothing served: the serve wing is not even imported (cron path)
-        from dataclasses import replace
-
         from cadence.serve import publish
 
         built = {r.name for r in result.results if r.status == "success"}
@@ -390,8 +369,6 @@ class Project:
     ) -> RunResult:
         """Deliveries of the channels whose segments or suppression lists were published, and
         of channels with changes still pending."""
-        from dataclasses import replace
-
         from cadence.activation import deliver
 
         if not deliver.exported_channels(self.parsed):
@@ -416,7 +393,7 @@ class Project:
     ) -> Any:
         """Deliver pending changes without building (``cadence export``); with ``dry_run``
         return a preview per channel x segment and move nothing."""
-        from cadence.activation import deliver
+        from cadence.activation import deliver, preview
 
         exported = [c.name for c in deliver.exported_channels(self.parsed)]
         for ch in channels:
@@ -445,7 +422,7 @@ class Project:
                 )
             engine = self.open_engine(read_only=True)
             try:
-                return deliver.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
+                return preview.preview(self.parsed, engine, chosen, rebaseline=rebaseline)
             finally:
                 engine.close()
         lock = RunLock(self.root, now.isoformat(), command="export")
@@ -459,94 +436,43 @@ class Project:
 
     def delivery_status(self) -> list[dict[str, Any]]:
         """Per channel x segment with an export: its last delivery attempt and how many
-        changes are pending (frozen, not yet delivered)."""
-        from cadence.activation import audience, deliver, outbox
+        changes are pending (``activation.queries.delivery_status``)."""
+        from cadence.activation import deliver, queries
 
-        channels = deliver.exported_channels(self.parsed)
-        if not channels:
+        if not deliver.exported_channels(self.parsed):
             return []
-        last: dict[tuple[str, str], Any] = {}
-        pending: dict[tuple[str, str], int] = {}
-        behind: set[str] = set()  # inputs published since the last freeze (a killed run)
+        engine: Engine | None = None
         if self.warehouse_exists():
             if current_holder(self.root) is not None:
                 return []  # a run holds the warehouse: say nothing rather than something stale
             try:
-                engine: Engine | None = self.open_engine(read_only=True)
+                engine = self.open_engine(read_only=True)
             except CadenceError:  # another process has it (WarehouseBusy) or it is unreadable
                 engine = None
+        try:
+            return queries.delivery_status(self.parsed, engine)
+        finally:
             if engine is not None:
-                try:
-                    last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
-                    pending = outbox.pending_by_segment(engine)
-                    behind = deliver.channels_stale(engine)
-                finally:
-                    engine.close()
-        rows = []
-        for c in channels:
-            for m in audience.segments_of(self.parsed, c.name):
-                a = last.get((c.name, m.name))
-                rows.append(
-                    {
-                        "channel": c.name,
-                        "segment": m.name,
-                        "pending": pending.get((c.name, m.name), 0),
-                        "behind": c.name in behind,
-                        "last": None
-                        if a is None
-                        else {
-                            "status": a.status,
-                            "export_id": a.export_id,
-                            "started_at": a.started_at,
-                            "entered": a.entered,
-                            "exited": a.exited,
-                            "error": a.error,
-                        },
-                    }
-                )
-        return rows
+                engine.close()
 
     def members(
         self, segment: str, *, changes: bool = False, since: dt.datetime | None = None
-    ) -> Any:
+    ) -> MembersAnswer:
         """Current members of a segment (sorted keys), or with ``changes`` its history, as a
         ``MembersAnswer``; while a run (or another process) holds the warehouse, from the
         members snapshot the last publish left (its ``as_of`` says when)."""
-        from cadence.activation import roster
-        from cadence.record import membership
+        from cadence.activation import queries, roster
 
         self.check_model(segment)
-        model = self.parsed.model(segment)
-        assert model is not None
-        if not model.config.key:
-            raise UsageError(
-                f"model '{segment}' is not a segment (it has no key)",
-                file=model.path,
-                hint="set config(key='customer_id') on it to record its members",
-            )
-        empty = roster.MembersAnswer(segment, (), () if changes else None)
-        if not self.warehouse_exists():
-            return empty
-        holder = current_holder(self.root)
-        why = f"a cadence run is in progress ({holder})" if holder is not None else None
-        engine = None
-        if why is None:
-            try:
-                engine = self.open_engine(read_only=True)
-            except WarehouseBusy as exc:
-                why = f"the warehouse is open in {exc.holder}"
-        if engine is None:
-            return roster.read(self.root, segment, changes=changes, since=since, why=str(why))
+        model = queries.segment(self.parsed, segment)
+        reader = self._reader() if self.warehouse_exists() else None
+        if isinstance(reader, str):
+            return roster.read(self.root, segment, changes=changes, since=since, why=reader)
         try:
-            if changes:
-                found = membership.read_changes(engine, segment, since)
-                return replace(empty, changes=tuple(found))
-            if (model.schema, model.identifier) not in engine.relations():
-                return empty
-            keys = membership.read_members(engine, model.relation, model.config.key)
-            return replace(empty, keys=tuple(keys))
+            return queries.members(reader, model, changes=changes, since=since)
         finally:
-            engine.close()
+            if reader is not None:
+                reader.close()
 
     def seed(
         self,
@@ -619,22 +545,4 @@ class Project:
         return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]
 
 
-def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
-    """``--at``: ISO 8601 with offset, or naive in the project timezone."""
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"cannot read time '{text}'",
-            hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00",
-        ) from None
-    if parsed.tzinfo is None:
-        # a naive time in the spring-forward gap does not exist: use the real instant it names
-        return real_instant(parsed.replace(tzinfo=tz))
-    return parsed.astimezone(tz)
-
-
-__all__ = ["CadenceError", "Project", "Selection", "parse_at"]
+__all__ = ["CadenceError", "Project", "Selection"]

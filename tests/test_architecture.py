@@ -30,18 +30,18 @@ PACKAGES = [
     "cli",
     "__main__",
 ]
-TOP_LEVEL_MODULES = {"errors", "scaffold", "project", "output", "cli"}
+TOP_LEVEL_MODULES = {"errors", "scaffold", "project", "output"}
 OWNERS = {
     "networkx": {"plan.dag", "load.parser"},
     "croniter": {"plan.schedule", "load.parser"},
     "duckdb": {"engines.duckdb"},
     "jinja2": {"load.rendering", "load.context", "load.evaluator", "load.projectconfig"},
-    "click": {"cli", "output"},
+    "click": {"cli", "cli.common", "cli.pipeline", "cli.wings", "output"},
     "rich": {"output"},
     "yaml": {"load.yamlfile"},
     "uvicorn": {"serve.asgi"},
     "sqlglot": {"engines.spark_dialect", "review.diff"},
-    "pyspark": {"engines.spark"},
+    "pyspark": {"engines.spark_session"},
 }
 
 
@@ -136,7 +136,7 @@ def test_nothing_reads_the_clock_but_the_cli() -> None:
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
         for needle in ("datetime.now(", "dt.datetime.now(", "datetime.utcnow(", "date.today("):
-            if needle in text and module_name(path) != "cli":
+            if needle in text and module_name(path) != "cli.common":
                 offenders.append(f"{module_name(path)}: {needle}")
     assert offenders == []
 
@@ -153,4 +153,4 @@ def test_stage_modules_open_with_a_docstring() -> None:
 
 def test_no_module_grows_past_the_split_size() -> None:
     sizes = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
-    assert {n: s for n, s in sizes.items() if s > 700} == {}
+    assert {n: s for n, s in sizes.items() if s > 600} == {}

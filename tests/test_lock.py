@@ -122,8 +122,8 @@ def test_holder_shows_the_wall_clock_start_and_the_at_time_separately(tmp_path: 
 def test_a_run_records_its_wall_clock_start_apart_from_at(tmp_path: Path, monkeypatch) -> None:
     import json
 
-    from cadence import cli as cli_module
     from cadence import output
+    from cadence.cli import common as cli_module
 
     root = make(tmp_path)
     wall = dt.datetime(2026, 12, 1, 22, 0, 5, tzinfo=dt.timezone.utc)

@@ -257,7 +257,7 @@ def test_deciding_what_is_due_reads_only_the_first_document(
 ) -> None:
     """The idle cron path decodes neither SQL nor tests; the first model built decodes them."""
     from cadence.load import cachefile
-    from cadence.project import parse_at
+    from cadence.plan.due import parse_at
 
     root = project(tmp_path)
     (root / "models" / "v.sql").write_text("{{ config(materialized='view') }}\nselect 1 as v\n")

@@ -20,8 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     source = work / "src"  # build from a copy: the checkout is never written to
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "*.egg-info", "target", "__pycache__", ".pytest_cache", "*.duckdb*"))
+    patterns = shutil.ignore_patterns(
+        ".git", "dist", "*.egg-info", "target", "__pycache__", ".pytest_cache", "*.duckdb*")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # a stale top-level build/ (setuptools output) is skipped; cadence/build is a package
+        top = {"build"} if Path(folder) == REPO else set()
+        return set(patterns(folder, names)) | (top & set(names))
+
+    shutil.copytree(REPO, source, ignore=ignore)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(work / "dist"), str(source)], check=True, capture_output=True)
     wheels = list((work / "dist").glob("cadence-*.whl"))

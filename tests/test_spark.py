@@ -24,7 +24,8 @@ from conftest import invoke, read_run_results, spark_yml
 from routing_project import Receiver
 
 from cadence.cli import main
-from cadence.engines.spark import _engine_error, split
+from cadence.engines.spark import split
+from cadence.engines.spark_session import engine_error
 from cadence.errors import CadenceError
 from cadence.load.projectconfig import WarehouseConfig
 
@@ -197,9 +198,9 @@ def test_seeds_load_with_their_declared_types(make_project, spark_remote, spark_
 
 def test_errors_name_the_cause():
     wh = WarehouseConfig(engine="spark", connect_url="sc://h:1")
-    derby = _engine_error(RuntimeError("ERROR XSDB6: Another instance of Derby"), wh)
+    derby = engine_error(RuntimeError("ERROR XSDB6: Another instance of Derby"), wh)
     assert isinstance(derby, CadenceError) and "booted by another JVM" in derby.message
-    lost = _engine_error(RuntimeError("StatusCode.UNAVAILABLE"), wh)
+    lost = engine_error(RuntimeError("StatusCode.UNAVAILABLE"), wh)
     assert isinstance(lost, CadenceError) and "sc://h:1" in lost.message
     assert split('"main"."a""b"') == ("main", 'a"b')
 

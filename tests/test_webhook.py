@@ -27,15 +27,10 @@ from routing_project import SECRET_ENV, Fault, Receiver, copy_routing
 
 from cadence.activation import webhook
 from cadence.activation.outbox import Change
-from cadence.activation.webhook import (
-    cut_batches,
-    deliver_webhook,
-    retry_after_s,
-    sign,
-    signing_key,
-    webhook_id,
-)
+from cadence.activation.webhook import cut_batches, deliver_webhook, webhook_id
 from cadence.load.channelconfig import ExportConfig
+from cadence.outbound.retry import retry_after_s
+from cadence.outbound.signing import sign, signing_key
 
 SECRET = "whsec_" + base64.b64encode(b"cadence-test-secret-32-bytes-ok!").decode()
 ENV = {"ROUTING_SECRET": SECRET}

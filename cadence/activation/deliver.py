@@ -2,26 +2,28 @@
 changes and hand them to the channel's destination, whatever kind it is.
 
 Input: the parsed project, an open engine, ``now`` and which channels to deliver -> output: a
-``DeliveryReport`` with one ``SegmentDelivery`` per channel x segment. Steps per channel x
-segment, each its own transaction: (1) freeze the changes against what was delivered plus what
-is pending (``outbox.freeze``); (2) fix the attempt's range and record it ``started``; (3) send
-(file or webhook); (4) advance delivered state to what the destination reports and record the
-outcome. A kill -9 between any two steps leaves the range fixed in (2), so the next attempt
-sends exactly it again: nothing lost, nothing sent twice. A channel's ``max_change`` holds back
-a delivery whose entries or exits exceed that share of what was delivered, until ``force``.
+``DeliveryReport`` with one ``SegmentDelivery`` per channel x segment (and attempt). Steps per
+channel x segment, each its own transaction: (1) freeze the changes against what was delivered
+plus what is pending (``outbox.freeze``); then ``attempt`` (2) fixes the attempt's range and
+records it ``started``, (3) sends it (file or webhook), (4) advances delivered state to what the
+destination reports and records the outcome. A kill -9 between any two steps leaves the range
+fixed in (2), so the next attempt sends exactly it again: nothing lost, nothing sent twice. A
+channel's ``max_change`` holds back a delivery whose entries or exits exceed that share of what
+was delivered, until ``force``. A channel whose suppression lists are missing or whose config is
+wrong delivers nothing; a segment taken off a channel sends what it delivered as exits.
+Used by ``Project.run`` (after a run) and ``Project.export``; ``preview`` shows what the next
+delivery would send, with the same choice of channels and segments.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cadence.activation import audience, outbox
-from cadence.activation.files import checkpoint, deliver_file
+from cadence.activation.attempt import SegmentDelivery, send_pending
+from cadence.activation.files import checkpoint
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
 from cadence.load.channelconfig import ChannelConfig
@@ -39,44 +41,6 @@ HISTORY_TABLES: tuple[tuple[str, ...], ...] = (
     (outbox.REACHED, "reached_at"),
     (outbox.FREEZES, "at"),
 )
-
-
-@dataclass(frozen=True)
-class SegmentDelivery:
-    channel: str
-    segment: str
-    status: str  # delivered | nothing | failed | held_back | skipped
-    destination: str = "file"
-    export_id: str | None = None
-    first_seq: int | None = None
-    last_seq: int | None = None
-    entered: int = 0
-    exited: int = 0
-    rows: int | None = None
-    path: str | None = None
-    error: str | None = None
-    replace: bool = False
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("failed", "held_back")
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "channel": self.channel,
-            "segment": self.segment,
-            "status": self.status,
-            "destination": self.destination,
-            "export_id": self.export_id,
-            "first_seq": self.first_seq,
-            "last_seq": self.last_seq,
-            "entered": self.entered,
-            "exited": self.exited,
-            "rows": self.rows,
-            "path": self.path,
-            "error": self.error,
-            "replace": self.replace,
-        }
 
 
 @dataclass(frozen=True)
@@ -157,9 +121,10 @@ def deliver(
     return DeliveryReport(tuple(results))
 
 
-def _present(
+def present_segments(
     parsed: ParsedProject, channel: str, relations: Mapping[tuple[str, str], str]
 ) -> set[str]:
+    """The channel's segments that exist in the warehouse (built at least once)."""
     return {
         m.name
         for m in audience.segments_of(parsed, channel)
@@ -192,7 +157,7 @@ def _deliver_channel(
         return [
             SegmentDelivery(config.name, m.name, "failed", kind, error=error) for m in segments
         ] or [SegmentDelivery(config.name, "-", "failed", kind, error=error)]
-    present = _present(parsed, config.name, relations)
+    present = present_segments(parsed, config.name, relations)
     # read once: nothing publishes while a delivery holds the run lock
     inputs = outbox.input_versions(engine.state_store(), _inputs_of(parsed, config))
     out = []
@@ -247,7 +212,7 @@ def _deliver_dropped(
             inputs=inputs,
         )  # fmt: skip
     checkpoint("after_freeze")
-    return _send_all(parsed, store, now, config, segment, options)
+    return send_pending(parsed, store, now, config, segment, force=options.force, env=options.env)
 
 
 def _located(exc: CadenceError) -> str:
@@ -337,341 +302,15 @@ def _deliver_segment(
             )
         ]
     checkpoint("after_freeze")
-    return _send_all(parsed, engine, now, config, segment, options)
-
-
-def _send_all(
-    parsed: ParsedProject,
-    engine: Engine,
-    now: dt.datetime,
-    config: ChannelConfig,
-    segment: str,
-    options: DeliveryOptions,
-) -> list[SegmentDelivery]:
-    """Send what is pending: a range left in flight by an earlier attempt goes first, as it
-    was fixed, then the changes frozen after it."""
-    channel = config.name
-    results = []
-    for _ in range(2):  # at most: the range in flight, then the rest (one range)
-        done = _send_next(parsed, engine, now, config, segment, options)
-        results.append(done)
-        cursor = outbox.read_cursor(engine, channel, segment)
-        if done.status != "delivered" or cursor.frozen_seq <= cursor.delivered_seq:
-            break
-    return results
-
-
-def _send_next(
-    parsed: ParsedProject,
-    engine: Engine,
-    now: dt.datetime,
-    config: ChannelConfig,
-    segment: str,
-    options: DeliveryOptions,
-) -> SegmentDelivery:
-    """One attempt: the range in flight, or else everything frozen and pending (unless
-    ``max_change`` holds it back), sent and recorded."""
-    export = config.export
-    assert export is not None
-    channel = config.name
-    started = time.perf_counter()
-    cursor = outbox.read_cursor(engine, channel, segment)
-    if not cursor.in_flight and cursor.frozen_seq <= cursor.delivered_seq:
-        return SegmentDelivery(channel, segment, "nothing", export.kind)
-    counts = outbox.pending_counts(engine, channel, segment, cursor)
-    limit = None if cursor.in_flight or options.force else config.max_change
-    if limit is not None and outbox.is_replace(
-        engine, channel, segment, cursor.delivered_seq + 1, cursor.frozen_seq
-    ):
-        limit = None  # a rebaseline sends everyone by request: not a mass enter
-    if limit is not None:
-        size = outbox.delivered_size(engine, channel, segment)
-        share = max(counts.entered, counts.exited) / size if size else 0.0
-        if size and share > limit:
-            error = (
-                f"held back: {counts.entered} entered and {counts.exited} exited of "
-                f"{size} delivered ({share:.0%} > max_change {limit:.0%}); "
-                "check the segment, then 'cadence export --force'"
-            )
-            attempt = outbox.Attempt(
-                channel,
-                segment,
-                None,
-                cursor.delivered_seq + 1,
-                cursor.frozen_seq,
-                counts.entered,
-                counts.exited,
-                None,
-                "held_back",
-                error,
-                now,
-                0.0,
-                export.kind,
-                attempt_id=_attempt_id(engine),
-            )
-            with engine.transaction():
-                outbox.record_attempt(engine, attempt)
-            return SegmentDelivery(
-                channel,
-                segment,
-                "held_back",
-                export.kind,
-                None,
-                attempt.first_seq,
-                attempt.last_seq,
-                counts.entered,
-                counts.exited,
-                error=error,
-            )
-    with engine.transaction():
-        cursor = outbox.plan_attempt(engine, channel, segment, now)
-        first, last = cursor.planned_first or 0, cursor.planned_last or 0
-        counts = outbox.pending_counts(engine, channel, segment, cursor)
-        replace = outbox.is_replace(engine, channel, segment, first, last)
-        from cadence.activation.files import export_id
-
-        attempt = outbox.Attempt(
-            channel,
-            segment,
-            export_id(channel, segment, first, last),
-            cursor.delivered_seq + 1,
-            last,
-            counts.entered,
-            counts.exited,
-            None,
-            "started",
-            None,
-            now,
-            0.0,
-            export.kind,
-            replace,
-            attempt_id=_attempt_id(engine),
-        )
-        outbox.record_attempt(engine, attempt)
-    checkpoint("after_plan")
-    path = None
-    rows = None
-    try:
-        if export.kind == "file":
-            result = deliver_file(
-                engine,
-                export,
-                root=Path(parsed.root),
-                export_root=parsed.config.export_root,
-                channel=channel,
-                segment=segment,
-                cursor=cursor,
-                counts=counts,
-                replace=replace,
-                published_at=now,
-            )
-            outcome, path, rows = result.outcome, result.path, result.rows
-        else:
-            outcome = _send_webhook(engine, config, segment, cursor, options)
-    except OSError as exc:  # a destination promises outcomes, not raises: fail this one only
-        reason = f"{exc.strerror or type(exc).__name__}" + (
-            f" ({exc.filename})" if exc.filename else ""
-        )
-        outcome = outbox.DeliveryOutcome(None, 0, f"cannot deliver: {reason}")
-    checkpoint("after_send")
-    through = outcome.delivered_through
-    status = "delivered" if through is not None and through >= last else "failed"
-    if status == "failed" and outcome.error is None:
-        outcome = outbox.DeliveryOutcome(through, outcome.sent, "destination stopped early")
-    done = outbox.Attempt(
-        channel,
-        segment,
-        attempt.export_id,
-        attempt.first_seq,
-        last,
-        counts.entered,
-        counts.exited,
-        rows if rows is not None else outcome.sent,
-        status,
-        outcome.error,
-        now,
-        time.perf_counter() - started,
-        export.kind,
-        replace,
-        through,
-        attempt.attempt_id,
-    )
-    with engine.transaction():
-        if through is not None:
-            outbox.apply(engine, channel, segment, through, now)
-        outbox.finish_attempt(engine, done)
-    return SegmentDelivery(
-        channel,
-        segment,
-        status,
-        export.kind,
-        attempt.export_id,
-        attempt.first_seq,
-        last,
-        counts.entered,
-        counts.exited,
-        done.rows,
-        path,
-        outcome.error,
-        replace,
-    )
-
-
-def _attempt_id(engine: Engine) -> str:
-    n = int(engine.query(f"select count(*) from {outbox.DELIVERIES}")[0][0])
-    return f"{n + 1:010d}"
-
-
-def _send_webhook(
-    engine: Engine,
-    config: ChannelConfig,
-    segment: str,
-    cursor: outbox.Cursor,
-    options: DeliveryOptions,
-) -> outbox.DeliveryOutcome:
-    from cadence.activation.webhook import deliver_webhook  # the webhook wing
-
-    assert config.export is not None
-    changes = outbox.pending(
-        engine, config.name, segment, cursor.delivered_seq + 1, cursor.planned_last or 0
-    )
-    env = options.env if options.env else os.environ
-    return deliver_webhook(config.export, config.name, segment, changes, env)
-
-
-@dataclass(frozen=True)
-class PreviewRow:
-    """What ``export --dry-run`` shows for one channel x segment; nothing is moved."""
-
-    channel: str
-    segment: str
-    entered: int
-    exited: int
-    suppressed: int
-    held_out: int
-    pending: int
-    samples: dict[str, tuple[str, ...]]
-    error: str | None = None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "channel": self.channel,
-            "segment": self.segment,
-            "entered": self.entered,
-            "exited": self.exited,
-            "suppressed": self.suppressed,
-            "held_out": self.held_out,
-            "pending": self.pending,
-            "samples": {k: list(v) for k, v in self.samples.items()},
-            "error": self.error,
-        }
-
-
-def preview(
-    parsed: ParsedProject,
-    engine: Engine,
-    channels: Collection[str],
-    *,
-    rebaseline: bool = False,
-    sample: int = 3,
-) -> tuple[PreviewRow, ...]:
-    """Per channel x segment: what the next delivery would send, read-only."""
-    relations = engine.relations()
-    has_state = (SCHEMA, "outbox") in relations and (SCHEMA, "delivered") in relations
-    rows = []
-    for config in exported_channels(parsed):
-        if config.name not in set(channels):
-            continue
-        present = _present(parsed, config.name, relations)
-        for model in audience.segments_of(parsed, config.name):
-            if model.name not in present:
-                rows.append(PreviewRow(config.name, model.name, 0, 0, 0, 0, 0, {}, "not built yet"))
-                continue
-            try:
-                rows.append(
-                    _preview_segment(
-                        parsed, engine, config, model.name, present, has_state, rebaseline, sample
-                    )
-                )
-            except (EngineError, CadenceError) as exc:
-                rows.append(
-                    PreviewRow(config.name, model.name, 0, 0, 0, 0, 0, {}, str(exc).splitlines()[0])
-                )
-    return tuple(rows)
-
-
-def _preview_segment(
-    parsed: ParsedProject,
-    engine: Engine,
-    config: ChannelConfig,
-    segment: str,
-    present: set[str],
-    has_state: bool,
-    rebaseline: bool,
-    sample: int,
-) -> PreviewRow:
-    channel = config.name
-    model = parsed.model(segment)
-    assert model is not None
-    columns = config.export.columns if config.export is not None else ()
-    sql = audience.segment_audience_sql(parsed, channel, segment, columns, present=present)
-    store = engine.state_store()
-    if store is not engine:
-        # state kept apart (Spark): the audience comes beside it, as a delivery brings it
-        sql = f"select * from {engine.localize(sql, f'audience_{channel}_{segment}')}"
-    if has_state:
-        changes = outbox.changes_sql(channel, segment, sql, (), rebaseline=rebaseline)
-        pending = int(
-            store.query(
-                f"select count(*) from {outbox.OUTBOX} where channel = ? and segment = ?",
-                (channel, segment),
-            )[0][0]
-        )
-    else:
-        changes = f"select a.key, 'entered' as change from ({sql}) as a where not a.held_out"
-        pending = 0
-    samples: dict[str, tuple[str, ...]] = {}
-    counts: dict[str, int] = {}
-    for change in ("entered", "exited"):
-        found = store.query(
-            f"select key from ({changes}) as c where change = '{change}' order by key"
-        )
-        counts[change] = len(found)
-        samples[change] = tuple(str(r[0]) for r in found[:sample])
-    held = store.query(f"select key from ({sql}) as a where a.held_out order by key")
-    samples["held_out"] = tuple(str(r[0]) for r in held[:sample])
-    key = quote(model.config.key or "")
-    suppressed: list[str] = []
-    for _name, relation, _ident in audience.suppress_relations(parsed, channel):
-        suppressed += [
-            str(r[0])
-            for r in engine.query(
-                f"select cast(m.{key} as varchar) from {model.relation} as m where exists "
-                f"(select 1 from {relation} as s where cast(s.{key} as varchar) = "
-                f"cast(m.{key} as varchar)) order by 1"
-            )
-        ]
-    unique = sorted(set(suppressed))
-    samples["suppressed"] = tuple(unique[:sample])
-    return PreviewRow(
-        channel,
-        segment,
-        counts["entered"],
-        counts["exited"],
-        len(unique),
-        len(held),
-        pending,
-        samples,
-    )
+    return send_pending(parsed, engine, now, config, segment, force=options.force, env=options.env)
 
 
 __all__ = [
     "DeliveryOptions",
     "DeliveryReport",
-    "PreviewRow",
-    "SegmentDelivery",
     "channels_pending",
     "channels_touched",
     "deliver",
-    "preview",
+    "exported_channels",
+    "present_segments",
 ]

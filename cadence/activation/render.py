@@ -9,7 +9,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cadence.activation.deliver import DeliveryReport, PreviewRow
+from cadence.activation.deliver import DeliveryReport
+from cadence.activation.preview import PreviewRow
 from cadence.activation.roster import MembersAnswer
 
 

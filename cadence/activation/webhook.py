@@ -3,7 +3,9 @@ batches POSTed to a receiver -> how far the receiver has them (SPEC §7 "Webhook
 
 Input: a channel's webhook export config, the pending changes of one (channel, segment) in seq
 order (seqs frozen in the outbox before anything is sent) and the environment holding the secret.
-Output: ``DeliveryOutcome(delivered_through, sent, error)``.
+Output: ``DeliveryOutcome(delivered_through, sent, error)``. What is generic to calling out is
+``cadence.outbound``'s (URL policy, signing, the retry policy, the connection pool); what is
+here is the segment's: batches, their ids and payload, per-key order and the wait budgets.
 
 Invariants:
 - Batches are a function of the changes alone: up to ``batch_size`` consecutive changes with the
@@ -29,15 +31,10 @@ Invariants:
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import decimal
-import email.utils
-import hashlib
-import hmac
 import http.client
 import json
-import socket
 import ssl
 import threading
 import time
@@ -46,21 +43,17 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from cadence.activation.outbox import Change, DeliveryOutcome
 from cadence.load.channelconfig import ExportConfig
+from cadence.outbound.connections import Connections, describe, excerpt
+from cadence.outbound.retry import RETRY_AFTER_CAP_S, backoff_s, retriable, retry_after_s
+from cadence.outbound.signing import message_id, sign, signing_key
 from cadence.outbound.urlpolicy import PRIVATE_HINT, resolve, safe_url, url_problem
 
 MAX_IN_FLIGHT = 4
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
-RETRY_AFTER_CAP_S = 60.0
 BATCH_WAIT_BUDGET_S = 120.0  # sleeping between attempts of one batch, at most
 DELIVERY_WAIT_BUDGET_S = 300.0  # sleeping between attempts, summed over a delivery's batches
-EXCERPT_CHARS = 200
-MAX_RESPONSE_BYTES = 64 * 1024
-SECRET_PREFIX = "whsec_"
 PAYLOAD_TYPE = "segment.changes"
 RESERVED_FIELDS = ("key", "change", "at")
 USER_AGENT = "cadence-webhook/1"
@@ -75,37 +68,13 @@ class Batch:
     body: bytes
 
 
-# -- signing (Standard Webhooks) ---------------------------------------------------------------
+# -- batches -----------------------------------------------------------------------------------
 
 
 def webhook_id(channel: str, segment: str, first: int, last: int) -> str:
     """The id of the batch holding changes ``first..last``: the same on every retry and in every
     process, different for any other range."""
-    text = f"cadence/v1\x1f{channel}\x1f{segment}\x1f{first}\x1f{last}"
-    return "msg_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_<base64>`` secret; ValueError (without the secret) otherwise."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"is not in the Standard Webhooks form '{SECRET_PREFIX}<base64>'")
-    encoded = secret[len(SECRET_PREFIX) :].strip()
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"is not valid base64 after '{SECRET_PREFIX}'") from None
-    if not key:
-        raise ValueError(f"is empty after '{SECRET_PREFIX}'")
-    return key
-
-
-def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """``webhook-signature``: ``v1,`` + base64 HMAC-SHA256 of ``{id}.{timestamp}.{body}``."""
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
-    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
-
-
-# -- batches -----------------------------------------------------------------------------------
+    return message_id(channel, segment, first, last)
 
 
 def _json_default(value: Any) -> Any:
@@ -167,117 +136,6 @@ def cut_batches(
 # -- sending -----------------------------------------------------------------------------------
 
 
-def retry_after_s(value: str | None, now: float) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, when.timestamp() - now)
-
-
-def backoff_s(attempt: int) -> float:
-    """Wait after failed attempt number ``attempt`` (1-based): 0.5, 1, 2, 4 ... capped."""
-    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
-
-
-def _retriable(status: int) -> bool:
-    return status in (408, 429) or 500 <= status <= 599
-
-
-class _Connections:
-    """One keep-alive connection per worker thread, to the checked addresses only."""
-
-    def __init__(self, url: str, addresses: tuple[str, ...], timeout_s: float) -> None:
-        parts = urlsplit(url)
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if self.https else 80)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.addresses = addresses
-        self.timeout_s = timeout_s
-        self.local = threading.local()
-        self.opened: list[http.client.HTTPConnection] = []
-        self.lock = threading.Lock()
-        self.context = ssl.create_default_context() if self.https else None
-
-    def _connect(
-        self, address: tuple[str, int], timeout: float | None = None, source: Any = None
-    ) -> socket.socket:
-        last: OSError | None = None
-        for ip in self.addresses:
-            try:
-                sock = socket.create_connection((ip, address[1]), timeout, source)
-            except OSError as exc:
-                last = exc
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
-        assert last is not None
-        raise last
-
-    def get(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
-        if conn is None:
-            if self.https:
-                conn = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=self.timeout_s, context=self.context
-                )
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-            conn._create_connection = self._connect  # type: ignore[attr-defined]
-            self.local.conn = conn
-            with self.lock:
-                self.opened.append(conn)
-        return conn
-
-    def reset(self) -> None:
-        conn = getattr(self.local, "conn", None)
-        if conn is not None:
-            conn.close()
-
-    def close_all(self) -> None:
-        with self.lock:
-            for conn in self.opened:
-                conn.close()
-
-    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, str | None, bytes]:
-        conn = self.get()
-        conn.request("POST", self.path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read(MAX_RESPONSE_BYTES)
-        if not response.isclosed():  # a body larger than we read: do not reuse the connection
-            conn.close()
-        return response.status, response.reason, response.getheader("Retry-After"), data
-
-
-def _excerpt(data: bytes, secret: str) -> str:
-    text = " ".join(data.decode("utf-8", errors="replace").split())
-    if secret:
-        text = text.replace(secret, "[secret]").replace(secret[len(SECRET_PREFIX) :], "[secret]")
-    text = text[:EXCERPT_CHARS]
-    return text or "(empty body)"
-
-
-def _describe(exc: BaseException, timeout_s: float) -> str:
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return f"no answer within {timeout_s:g} s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (receiver down?)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not accepted: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 @dataclass
 class _Outcome:
     acked: bool = False
@@ -292,7 +150,7 @@ class _Delivery:
         config: ExportConfig,
         key: bytes,
         secret: str,
-        connections: _Connections,
+        connections: Connections,
         sleep: Callable[[float], None],
         clock: Callable[[], float],
     ) -> None:
@@ -357,15 +215,15 @@ class _Delivery:
                 status, phrase, retry_after, data = self.connections.post(batch.body, headers)
             except (OSError, http.client.HTTPException) as exc:
                 self.connections.reset()
-                reason = _describe(exc, self.config.timeout_s)
+                reason = describe(exc, self.config.timeout_s)
                 if isinstance(exc, ssl.SSLCertVerificationError):  # retrying cannot fix it
                     self.stop.set()
                     return _Outcome(error=f"{_range(batch)}: {reason} (not retried)")
             else:
                 if 200 <= status <= 299:
                     return _Outcome(acked=True)
-                reason = f"HTTP {status} {phrase}: {_excerpt(data, self.secret)}"
-                if not _retriable(status):
+                reason = f"HTTP {status} {phrase}: {excerpt(data, self.secret)}"
+                if not retriable(status):
                     self.stop.set()
                     return _Outcome(error=f"{_range(batch)}: {reason} (not retried)")
                 wait = retry_after_s(retry_after, self.clock())
@@ -455,7 +313,7 @@ def deliver_webhook(
         hint = f" (hint: {PRIVATE_HINT})" if "private" in str(exc) else ""
         return DeliveryOutcome(None, 0, f"{_where(config)}webhook url: {exc}{hint}")
     batches = cut_batches(channel, segment, changes, config.batch_size)
-    connections = _Connections(config.url, addresses, config.timeout_s)
+    connections = Connections(config.url, addresses, config.timeout_s)
     delivery = _Delivery(config, key, secret, connections, sleep, clock)
     delivery.wait_for = _key_dependencies(changes, batches)
     delivery.done = [threading.Event() for _ in batches]

@@ -8,10 +8,12 @@ over versioned parquet tables. Invariants:
   which drops then creates); the version before the previous one is dropped after the switch, so a
   reader that resolved the previous version a moment ago still finds it;
 - state lives in a local DuckDB file (``warehouse.path``): opening the engine never starts a JVM or
-  connects; Spark is reached on the first statement that needs it;
+  connects; Spark is reached on the first statement that needs it (``spark_session``, shared by
+  every cursor);
 - on open for a run, swaps announced but never recorded (kill -9) are reconciled with what the
   live views point at (a segment's membership changes, rolled back with the kill, are recorded
-  from the adopted version and the one it replaced), and versions nothing uses are dropped;
+  from the adopted version and the one it replaced), and versions nothing uses are dropped
+  (``spark_recovery``);
 - audiences for deliveries are computed in Spark and only their changes copied beside the
   state (``spark_audience``);
 - after a run the ``_cadence`` tables are mirrored into Spark (schema ``_cadence``) for SQL access.
@@ -20,28 +22,22 @@ over versioned parquet tables. Invariants:
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 import re
-import shutil
-import socket
-import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import cadence.engines.spark_audience as spark_audience
+import cadence.engines.spark_recovery as recovery
+import cadence.engines.spark_session as spark_session
 import cadence.engines.spark_versions as versions
 from cadence.engines.base import Engine, EngineError, SegmentNote
 from cadence.engines.duckdb import DuckDBEngine, read_file
 from cadence.engines.spark_versions import q, split
 from cadence.errors import CadenceError
 from cadence.load.projectconfig import WarehouseConfig
-from cadence.load.relations import quote, relation_sql
 
 BATCH = "_cadence_batch"
 MIRRORED = ("runs", "model_builds", "model_state")
@@ -70,24 +66,6 @@ def spark_type(duck: str) -> str:
     return _DUCK_TO_SPARK.get(upper, "string")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("JVM stacktrace")]
-    return " ".join(lines[:2])[:500] if lines else type(exc).__name__
-
-
-@dataclass
-class _Session:
-    """What every cursor of one engine shares: the Spark session (opened on first use)."""
-
-    warehouse: WarehouseConfig
-    root: Path
-    journal: DuckDBEngine  # autocommit handle for intents
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    spark: Any = None
-    external: set[str] = field(default_factory=set)  # file copies known to exist this run
-
-
 @dataclass
 class _Unit:
     """One publish unit (the runner's ``transaction()``): versions built, the swap done."""
@@ -102,7 +80,9 @@ class _Unit:
 class SparkEngine(Engine):
     name = "spark"
 
-    def __init__(self, shared: _Session, state: DuckDBEngine, root_handle: bool = True) -> None:
+    def __init__(
+        self, shared: spark_session.Session, state: DuckDBEngine, root_handle: bool = True
+    ) -> None:
         self.shared = shared
         self.state = state
         self._root_handle = root_handle
@@ -114,11 +94,11 @@ class SparkEngine(Engine):
         local = replace(warehouse, engine="duckdb", settings={}, extensions=(), threads=1)
         state = DuckDBEngine.open(local, root, read_only=read_only)
         journal = state if read_only else state.cursor()
-        engine = cls(_Session(warehouse, root, journal), state)
+        engine = cls(spark_session.Session(warehouse, root, journal), state)
         if not read_only:
             versions.ensure(state)
             spark_audience.ensure(state)
-            engine._reconcile()
+            recovery.reconcile(engine)
         return engine
 
     # -- the session ---------------------------------------------------------------------
@@ -127,12 +107,12 @@ class SparkEngine(Engine):
         shared = self.shared
         with shared.lock:
             if shared.spark is None:
-                shared.spark = _connect(shared.warehouse, shared.root)
+                shared.spark = spark_session.connect(shared.warehouse, shared.root)
                 fresh = True
             else:
                 fresh = False
         if fresh and not self.state_read_only and not self._reconciling:
-            self._drop_orphans()
+            recovery.drop_orphans(self)
         return shared.spark
 
     @property
@@ -147,11 +127,11 @@ class SparkEngine(Engine):
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # pyspark raises many classes; all are the engine's word
-            raise _engine_error(exc, self.shared.warehouse) from None
+            raise spark_session.engine_error(exc, self.shared.warehouse) from None
 
     def engine_error(self, exc: BaseException) -> Exception:
         """What pyspark raised, as cadence reports it."""
-        return _engine_error(exc, self.shared.warehouse)
+        return spark_session.engine_error(exc, self.shared.warehouse)
 
     def _collect(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         frame = self._sql(statement, params)
@@ -160,7 +140,7 @@ class SparkEngine(Engine):
         except KeyboardInterrupt:
             raise
         except Exception as exc:
-            raise _engine_error(exc, self.shared.warehouse) from None
+            raise spark_session.engine_error(exc, self.shared.warehouse) from None
 
     def _spark_sql(self, sql: str) -> str:
         from cadence.engines.spark_dialect import DialectError, transpile  # sqlglot: lazily
@@ -191,7 +171,7 @@ class SparkEngine(Engine):
                     try:
                         frame.write.format("parquet").mode("ignore").saveAsTable(q(schema, table))
                     except Exception as exc:
-                        raise _engine_error(exc, self.shared.warehouse) from None
+                        raise spark_session.engine_error(exc, self.shared.warehouse) from None
                 with self.shared.lock:
                     self.shared.external.add(table)
             return f'{match.group(1)}"{schema}"."{table}"'
@@ -208,7 +188,7 @@ class SparkEngine(Engine):
         try:
             return self.spark.createDataFrame(table, schema=schema)
         except Exception as exc:
-            raise _engine_error(exc, self.shared.warehouse) from None
+            raise spark_session.engine_error(exc, self.shared.warehouse) from None
 
     # -- Engine --------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -429,220 +409,20 @@ class SparkEngine(Engine):
         try:
             frame.write.format("parquet").saveAsTable(f"{q(schema, name)}")
         except Exception as exc:
-            raise _engine_error(exc, self.shared.warehouse) from None
+            raise spark_session.engine_error(exc, self.shared.warehouse) from None
         self._built(schema, name)
 
     def row_count(self, relation: str) -> int:
         schema, name = split(relation)
         return int(self._collect(f"select count(*) from {q(schema, name)}")[0][0])
 
-    # -- recovery and mirror -------------------------------------------------------------
-    def _reconcile(self) -> None:
-        """Swaps announced but not recorded (killed between ALTER VIEW and the state record):
-        keep what the live view points at, and record it; drop the version it does not."""
-        pending = versions.open_intents(self.state)
-        if not pending:
-            return
-        self._reconciling = True  # no orphan cleanup before every intent is settled
-        try:
-            self._settle(pending)
-        finally:
-            self._reconciling = False
-        self._drop_orphans()
-
-    def _settle(self, pending: list[versions.Intent]) -> None:
-        for intent in pending:
-            target = self.view_target(intent.schema, intent.name)
-            if target is None or target.lower() != intent.physical.lower():
-                self._drop_quietly(q(intent.schema, intent.physical), "table")
-                versions.clear_intent(self.state, intent.schema, intent.name, intent.physical)
-                continue
-            # the swap happened and its local commit did not: adopt the live version and record
-            # the membership changes that commit would have (diffed against the version it
-            # replaced, which is dropped only a version later), all in one local transaction
-            changes = self._adopted_changes(intent)
-            self.state.execute("begin transaction")
-            try:
-                versions.write(
-                    self.state,
-                    versions.Published(
-                        intent.schema,
-                        intent.name,
-                        "table",
-                        intent.physical,
-                        intent.previous,
-                        intent.layout,
-                        2 if intent.layout == "append" else 0,
-                    ),
-                )
-                if intent.note is not None and changes:
-                    self._record_changes(intent.note, changes)
-                versions.clear_intent(self.state, intent.schema, intent.name, intent.physical)
-                self.state.execute("commit")
-            except BaseException:
-                self._rollback()
-                raise
-
-    def _adopted_changes(self, intent: versions.Intent) -> list[tuple[Any, ...]]:
-        """(key, change) turning the replaced version into the adopted one: the diff the
-        interrupted publish recorded (``activation.membership.diff_sql``), run in Spark."""
-        note = intent.note
-        if note is None or (versions.SCHEMA, "membership_changes") not in self.state.relations():
-            return []
-        k = quote(note.key)
-        new = relation_sql(intent.schema, intent.physical)
-        if intent.previous is None:
-            diff = f"select cast({k} as varchar) as key, 'entered' as change from {new}"
-        else:
-            old = relation_sql(intent.schema, intent.previous)
-            diff = (
-                f"select cast({k} as varchar) as key, 'entered' as change from "
-                f"(select {k} from {new} except select {k} from {old}) as e"
-            )
-            if note.exits:
-                diff += (
-                    f" union all select cast({k} as varchar) as key, 'exited' as change from "
-                    f"(select {k} from {old} except select {k} from {new}) as x"
-                )
-        try:
-            return self.query(f"select key, change from ({diff}) as d order by change, key")
-        except EngineError:
-            return []  # the replaced version is gone (dropped by hand): nothing to diff against
-
-    def _record_changes(self, note: SegmentNote, rows: list[tuple[Any, ...]]) -> None:
-        """Append ``rows`` to the membership history with the interrupted run's id and tick."""
-        stamps = [versions.to_utc(note.tick), versions.to_utc(note.at)]
-        nextval = f"nextval('{versions.MEMBERSHIP_SEQUENCE}')"
-        for start in range(0, len(rows), 1000):
-            chunk = rows[start : start + 1000]
-            values = ", ".join("(?, ?)" for _ in chunk)
-            self.state.execute(
-                f"insert into {versions.MEMBERSHIP} (change_id, segment, key, change, run_id, "
-                f'tick, "at") select {nextval}, ?, d.key, d.change, ?, ?, ? '
-                f"from (values {values}) as d(key, change)",
-                (note.segment, note.run_id, *stamps, *[v for r in chunk for v in r]),
-            )
-
-    def view_target(self, schema: str, name: str) -> str | None:
-        """The physical table a live view selects from (None: no such view)."""
-        try:
-            rows = self._collect(f"describe table extended {q(schema, name)}")
-        except EngineError:
-            return None
-        text = next((str(r[1]) for r in rows if r[0] == "View Text"), "")
-        match = re.search(r"from\s+`?[^`\s.]+`?\.`?([^`\s]+?)`?(?:\s|$)", text, re.I)
-        return match.group(1) if match else None
-
-    def _drop_orphans(self) -> None:
-        records = versions.read_all(self.state)
-        announced = {(i.schema, i.physical) for i in versions.open_intents(self.state)}
-        schemas = sorted({r.schema for r in records.values()} | {self.shared.warehouse.schema})
-        tables: list[tuple[str, str]] = []
-        for schema in schemas:
-            try:
-                rows = self._collect(f"show tables in {q(None, schema)}")
-            except EngineError:
-                continue
-            tables += [(schema, str(r[1])) for r in rows if not r[2]]
-        for schema, table in versions.orphans(tables, records):
-            if (schema, table) in announced:
-                continue  # its swap may have happened: the next run settles it first
-            self._drop_quietly(q(schema, table), "table")
-        keep = {s.physical.lower() for s in spark_audience.recorded(self).values()}
-        for schema, table in spark_audience.orphans(tables, keep):
-            self._drop_quietly(q(schema, table), "table")
-
+    # -- mirror --------------------------------------------------------------------------
     def _mirror(self) -> None:
         """Copy the state tables into Spark's ``_cadence`` schema (a mirror: the local file is
         authoritative), each published like a model: new version, ALTER VIEW, drop the old."""
         from cadence.engines.spark_incremental import mirror
 
         mirror(self, MIRRORED)
-
-
-def _connect(warehouse: WarehouseConfig, root: Path) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pyspark.sql import SparkSession
-    except ImportError:
-        raise CadenceError(
-            "engine spark needs pyspark, which is not installed",
-            file="cadence.yml",
-            hint="pip install 'cadence[spark]'",
-        ) from None
-    for noisy in ("pyspark", "SQLQueryContextLogger", "py4j"):
-        # pyspark logs every failed query as JSON on stderr; cadence reports errors itself
-        logging.getLogger(noisy).setLevel(logging.CRITICAL + 1)
-    conf: dict[str, str] = {"spark.sql.session.timeZone": "UTC"}
-    conf.update({str(k): str(v) for k, v in warehouse.settings.items()})
-    if warehouse.connect_url:
-        url = warehouse.connect_url
-        _reachable(url)
-        builder = SparkSession.builder.remote(url)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                spark = builder.getOrCreate()
-            for key, value in conf.items():
-                spark.conf.set(key, value)
-        except Exception as exc:
-            raise _engine_error(exc, warehouse) from None
-    else:
-        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-            raise CadenceError(
-                "engine spark with 'master' needs a Java runtime, and none was found",
-                file="cadence.yml",
-                hint="install a JDK 17 (Debian: apt-get install openjdk-17-jre-headless) "
-                "or point 'remote' at a Spark Connect server",
-            )
-        builder = SparkSession.builder.master(str(warehouse.master)).enableHiveSupport()
-        builder = builder.config("spark.sql.warehouse.dir", str(root / "spark-warehouse"))
-        builder = builder.config(
-            "spark.driver.extraJavaOptions", f"-Dderby.system.home={root / 'spark-metastore'}"
-        )
-        for key, value in conf.items():
-            builder = builder.config(key, value)
-        try:
-            spark = builder.getOrCreate()
-        except Exception as exc:
-            raise _engine_error(exc, warehouse) from None
-    if warehouse.catalog:
-        try:
-            spark.catalog.setCurrentCatalog(warehouse.catalog)
-        except Exception as exc:
-            raise _engine_error(exc, warehouse) from None
-    return spark
-
-
-def _reachable(url: str) -> None:
-    parsed = urlparse(url.replace("sc://", "http://", 1))
-    host, port = parsed.hostname or "localhost", parsed.port or 15002
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
-        raise CadenceError(
-            f"cannot reach the Spark Connect server at {host}:{port} ({exc.strerror or exc})",
-            file="cadence.yml",
-            hint="start it (pyspark's sbin/start-connect-server.sh) or fix warehouse.remote",
-        ) from None
-
-
-def _engine_error(exc: BaseException, warehouse: WarehouseConfig) -> Exception:
-    text = str(exc)
-    if "XSDB6" in text or "Another instance of Derby" in text:
-        return CadenceError(
-            "the Spark metastore is already booted by another JVM (embedded Derby admits one)",
-            file="cadence.yml",
-            hint="share one Spark Connect server (warehouse.remote) instead of local sessions",
-        )
-    if "UNAVAILABLE" in text or "Connection refused" in text or "failed to connect" in text:
-        return CadenceError(
-            f"lost the Spark Connect server at {warehouse.connect_url}: {_first_line(exc)}",
-            file="cadence.yml",
-            hint="check that the server is running and reachable",
-        )
-    return EngineError(_first_line(exc))
 
 
 __all__ = ["SparkEngine", "q", "spark_type", "split"]

@@ -2,7 +2,10 @@
 
 Input: ``ParsedProject``, ``Dag``, ``Cadences``, ``StateSnapshot``, ``now``, the selection and
 the run mode -> output: ``Plan``, one ``Decision`` per considered model saying whether it is
-built and why (SPEC §4). Nothing here reads the clock or the database.
+built and why (SPEC §4). Nothing here reads the clock or the database. Also the time helpers
+around a decision: ``parse_at`` reads an ``--at`` time, ``fmt`` shows one, ``clock_warning`` says
+when recorded builds lie after ``now``; and ``freshness_sources``, what state must read for
+``refresh: on_new_data``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from cadence.errors import UsageError
 from cadence.load.parser import Model, ParsedProject
 from cadence.plan.cadences import Cadences, ModelCadence
 from cadence.plan.dag import Dag
@@ -70,6 +74,24 @@ def real_instant(t: dt.datetime) -> dt.datetime:
     if t.tzinfo is None:
         return t
     return t.astimezone(dt.timezone.utc).astimezone(t.tzinfo)
+
+
+def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
+    """``--at``: ISO 8601 with offset, or naive in the project timezone."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"cannot read time '{text}'",
+            hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00",
+        ) from None
+    if parsed.tzinfo is None:
+        # a naive time in the spring-forward gap does not exist: use the real instant it names
+        return real_instant(parsed.replace(tzinfo=tz))
+    return parsed.astimezone(tz)
 
 
 def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
@@ -279,6 +301,22 @@ def upstream_sources(project: ParsedProject, dag: Dag, name: str) -> list[tuple[
             if s not in found:
                 found.append(s)
     return found
+
+
+def freshness_sources(
+    project: ParsedProject, dag: Dag
+) -> tuple[tuple[tuple[str, str], str, str], ...]:
+    """Sources whose newest ``loaded_at`` decides models with ``refresh: on_new_data``:
+    ((source, table), relation, loaded_at column), for ``record.state`` to read."""
+    wanted: set[tuple[str, str]] = set()
+    for m in project.models:
+        if m.config.refresh == "on_new_data":
+            wanted |= set(upstream_sources(project, dag, m.name))
+    return tuple(
+        ((s.source_name, s.table), s.relation, s.loaded_at)
+        for s in project.sources
+        if (s.source_name, s.table) in wanted and s.loaded_at
+    )
 
 
 def _no_new_data(

@@ -62,7 +62,6 @@ Kind = Literal["cron", "interval", "on_demand"]
 
 _UTC = timezone.utc
 _MINUTE = timedelta(minutes=1)
-_DAY = timedelta(days=1)
 _DAY_MINUTES = 24 * 60
 _MAX_SHIFT = timedelta(hours=3)
 _SAMPLE_START = datetime(2001, 1, 1)  # fixed base for validating and measuring cron expressions
@@ -153,53 +152,16 @@ class Schedule:
 
     def ticks_between(self, start: datetime, end: datetime, tz: ZoneInfo) -> list[datetime]:
         """Every tick t with start < t <= end, sorted, without duplicates."""
-        return [t.astimezone(tz) for t in self.instants_between(start, end, tz)]
-
-    def instants_between(self, start: datetime, end: datetime, tz: ZoneInfo) -> list[datetime]:
-        """``ticks_between`` in UTC, fast over long windows (``cadence advise`` replays months):
-        a cron schedule's wall times come from its weekly pattern rather than croniter, and a
-        day without a DST transition maps wall times to instants by its one offset."""
         low, high = _to_utc(start, "start"), _to_utc(end, "end")
         if self.on_demand or high <= low:
             return []
-        first, limit = _wall(start, tz) - _MAX_SHIFT, _wall(end, tz) + _MAX_SHIFT
-        lo, hi = low.replace(tzinfo=None), high.replace(tzinfo=None)  # naive UTC: fast compares
+        limit = _wall(end, tz) + _MAX_SHIFT
         found: set[datetime] = set()
-        next_day = first  # the first wall starts a day
-        offset: timedelta | None = None
-        for wall in self._walls_between(first, limit):
-            if wall >= next_day:
-                day = datetime.combine(wall.date(), datetime.min.time())
-                next_day = day + _DAY
-                offset = _steady_offset(day, tz)
-            if offset is not None:
-                instant = wall - offset
-                if lo < instant <= hi:
-                    found.add(instant)
-                continue
-            found.update(
-                t.replace(tzinfo=None)
-                for t in _instants(wall, tz, self.repeat_in_fold)
-                if low < t <= high
-            )
-        return [t.replace(tzinfo=_UTC) for t in sorted(found)]
-
-    def _walls_between(self, first: datetime, last: datetime) -> Iterator[datetime]:
-        """Wall times in [first, last] (naive), ascending."""
-        pattern = _week_pattern(self.cron) if self.cron is not None else None
-        if pattern is None:
-            for wall in self._walls_from(first):
-                if wall > last:
-                    return
-                yield wall
-            return
-        day = datetime.combine(first.date(), datetime.min.time())
-        while day <= last:
-            for minute in pattern[day.weekday()]:
-                wall = day + timedelta(minutes=minute)
-                if first <= wall <= last:
-                    yield wall
-            day += _DAY
+        for wall in self._walls_from(_wall(start, tz) - _MAX_SHIFT):
+            if wall > limit:
+                break
+            found.update(t for t in _instants(wall, tz, self.repeat_in_fold) if low < t <= high)
+        return [t.astimezone(tz) for t in sorted(found)]
 
     def nominal_interval(self) -> timedelta | None:
         """Typical spacing: N for ``every N``, the smallest gap for cron, None for on demand."""
@@ -503,43 +465,6 @@ def _instants(wall: datetime, tz: ZoneInfo, repeat_in_fold: bool) -> tuple[datet
     if repeat_in_fold:
         return (first.astimezone(_UTC), second.astimezone(_UTC))
     return (first.astimezone(_UTC),)
-
-
-def _steady_offset(day: datetime, tz: ZoneInfo) -> timedelta | None:
-    """The zone's one UTC offset on the local day starting at ``day`` (a naive midnight) when
-    no transition falls in it (offsets at its midnight and the next, either fold, all agree),
-    else None."""
-    found = {
-        moment.replace(tzinfo=tz, fold=fold).utcoffset()
-        for moment in (day, day + _DAY)
-        for fold in (0, 1)
-    }
-    return found.pop() if len(found) == 1 else None
-
-
-@lru_cache(maxsize=256)
-def _week_pattern(expression: str) -> tuple[tuple[int, ...], ...] | None:
-    """Minutes of the day a cron expression fires at, per weekday (Monday first), when it repeats
-    every week (day-of-month and month are ``*``); None otherwise (croniter then walks it)."""
-    from croniter import croniter  # lazy: slow import
-
-    try:
-        fields, extra = croniter.expand(expression)
-    except Exception:  # noqa: BLE001 - anything croniter cannot expand is walked instead
-        return None
-    minutes, hours, days, months, weekdays = fields
-    if extra or days != ["*"] or months != ["*"]:
-        return None
-    every = list(range(60)), list(range(24)), list(range(7))
-    minutes, hours, weekdays = (
-        every[i] if field == ["*"] else field for i, field in enumerate((minutes, hours, weekdays))
-    )
-    if not all(isinstance(v, int) for v in (*minutes, *hours, *weekdays)):
-        return None
-    clock = sorted({h * 60 + m for h in hours for m in minutes})
-    cron_days = {d % 7 for d in weekdays}  # cron: 0 and 7 are Sunday
-    # Python's weekday(): Monday 0 .. Sunday 6; cron's Monday is 1
-    return tuple(tuple(clock) if (wd + 1) % 7 in cron_days else () for wd in range(7))
 
 
 def _gap_end(wall: datetime, tz: ZoneInfo, low: datetime, high: datetime) -> datetime:

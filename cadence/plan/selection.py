@@ -3,14 +3,15 @@
 Input: selector strings (``name``, ``+name``, ``name+``, ``2+name``, ``tag:x``, ``path:dir``,
 ``channel:x``, ``due:true``, ``config.materialized:table``, globs), the parsed project and DAG ->
 output: the set of selected model and seed names. A space separates a union, a comma an
-intersection. Unknown names are usage errors with a "did you mean".
+intersection. Unknown names are usage errors with a "did you mean". ``feeding`` narrows a
+selection to the models of ``--channel`` channels.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
 
 from cadence.errors import UsageError, did_you_mean
@@ -59,6 +60,23 @@ def unmatched(
         for term in split_terms(select_args)
         if "due:" not in term and not _term(term, project, dag, cadences, universe, None)
     ]
+
+
+def feeding(project: ParsedProject, channels: Sequence[str]) -> set[str]:
+    """``--channel``: the models feeding any of ``channels``; an unknown channel is a usage
+    error (checked before any selector is read)."""
+    wanted = set(channels)
+    channel_names = [c.name for c in project.config.channels]
+    for ch in channels:
+        if ch not in channel_names:
+            guess = did_you_mean(ch, channel_names)
+            raise UsageError(
+                f"unknown channel '{ch}'",
+                hint=f"did you mean '{guess}'?"
+                if guess
+                else "channels: " + ", ".join(channel_names),
+            )
+    return {m.name for m in project.models if set(m.config.channels) & wanted}
 
 
 def _term(

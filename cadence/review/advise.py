@@ -28,13 +28,13 @@ from cadence.load.projectconfig import CostConfig
 from cadence.plan.cadences import resolve_cadences
 from cadence.plan.history import StateSnapshot
 from cadence.plan.schedule import CadenceSyntaxError, Schedule, parse_cadence
+from cadence.plan.ticks import instants_between
 from cadence.review.cost import CostReport, cost_report, per_month
 from cadence.review.reach import ChannelReach, Delays, read_reach
 
 DEFAULT_CANDIDATES = ("every 5 minutes", "every 15 minutes", "hourly", "every 4 hours")
 MIN_ENTRIES = 20  # fewer entries than this: the note says the figures are no basis yet
 COST_SPAN = dt.timedelta(days=7)  # builds/day averaged over a week: weekday cadences included
-TICKS_PAST_NOW = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,28 @@ def parse_candidates(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_since(text: str, now: dt.datetime, tz: Any) -> dt.datetime:
+    """``--since``: a span back from ``now`` (``90m``, ``24h``, ``30d``) or a time (ISO 8601;
+    naive in the project timezone), before ``now``."""
+    from cadence.plan.due import parse_at
+    from cadence.record.reports import parse_horizon
+
+    value = text.strip()
+    try:
+        start = now - parse_horizon(value) if value[-1:] in ("m", "h", "d") else parse_at(value, tz)
+    except UsageError:
+        raise UsageError(
+            f"--since: cannot read '{text}'",
+            hint="a span back from now (90m, 24h, 30d) or a time (2026-06-01T06:00)",
+        ) from None
+    if start >= now:
+        raise UsageError(
+            f"--since {text} is not before now ({now.isoformat()})",
+            hint="give a span back from now, e.g. --since 30d",
+        )
+    return start
+
+
 def default_candidates(schedule: Schedule | None) -> tuple[str, ...]:
     """Every 5 and 15 minutes, hourly, every 4 hours, and daily at the channel's hour (the
     time of day of a fixed-time cadence such as ``weekdays at 09:00``, else midnight)."""
@@ -170,7 +192,7 @@ def default_objective(schedule: Schedule | None, tz: Any, now: dt.datetime) -> O
         return Objective(None, None)
     interval = schedule.nominal_interval() or dt.timedelta(days=1)
     span = min(max(dt.timedelta(days=14), 6 * interval), dt.timedelta(days=400))
-    ticks = schedule.instants_between(now - span, now, tz)
+    ticks = instants_between(schedule, now - span, now, tz)
     if len(ticks) < 5:
         seconds = interval.total_seconds()
         return Objective(2 * seconds, 4 * seconds)
@@ -206,9 +228,10 @@ def advise(
             out = []
             for text in wanted[name]:
                 if (text, floor) not in ticks:
-                    ticks[(text, floor)] = parse_cadence(text).instants_between(
-                        floor - dt.timedelta(seconds=1), now + TICKS_PAST_NOW, tz
-                    )
+                    schedule = parse_cadence(text)
+                    start = floor - dt.timedelta(seconds=1)  # a tick at the floor counts
+                    end = schedule.next_tick(now, tz) or now  # the last entries' delivery
+                    ticks[(text, floor)] = instants_between(schedule, start, end, tz)
                 out.append((text, ticks[(text, floor)]))
             return out
 

@@ -24,9 +24,10 @@ Definitions (one entry = one ``entered`` change of one of the channel's segments
 
 A candidate delivers an entry at the first of its ticks at or after the member's data was
 available (``event_time``, else the publish) plus the segment's recorded build time and the
-channel's recorded delivery time; it reaches the entry when that tick is before the exit and
-not after ``now``, and misses it when the exit comes first. Percentiles are nearest-rank
-(``nearest_rank``; the SQL uses the same rank).
+channel's recorded delivery time; it reaches the entry when that tick is before the exit (also
+when the tick is still to come after ``now``: a slower cadence's last entries count with the
+delay they will have, not left out), and misses it when the exit comes first. Percentiles are
+nearest-rank (``nearest_rank``; the SQL uses the same rank).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def read_reach(
     """Observed and candidate reach of ``channel`` (see the module docstring). ``candidates``
     is called with the earliest time a counted member's data was available (never more than
     ``LOOKBACK`` before ``since``; data from before it counts as available then) and returns,
-    per candidate cadence, its ticks as aware instants from then to past ``now``."""
+    per candidate cadence, its ticks as aware instants from then to its first tick after
+    ``now`` at least."""
     store = engine.state_store()
     relations = store.relations()
     if not segments or (SCHEMA, "membership_changes") not in relations:
@@ -154,7 +156,7 @@ def read_reach(
         floor = max(min(earliest, since), since - LOOKBACK)
         _overhead(store, channel, segments, exported, low, high, relations)
         for cadence, ticks in candidates(floor):
-            found.append(_candidate(store, cadence, ticks, floor, high))
+            found.append(_candidate(store, cadence, ticks, floor))
     return ChannelReach(
         int(row[0]), int(row[1]), int(row[2]), int(row[3]), observed, int(row[4]), tuple(found)
     )
@@ -282,11 +284,7 @@ def _overhead(
 
 
 def _candidate(
-    store: Engine,
-    cadence: str,
-    ticks: Sequence[dt.datetime],
-    floor: dt.datetime,
-    high: object,
+    store: Engine, cadence: str, ticks: Sequence[dt.datetime], floor: dt.datetime
 ) -> CandidateReach:
     """The delays and missed entries ``cadence`` would have had (module docstring)."""
     store.execute(
@@ -303,11 +301,11 @@ def _candidate(
             from {_PREFIX}_reach as r left join {_PREFIX}_overhead as o using (segment)
             where r.status <> 'excluded'),
         x as (select a.*, k.t from a asof left join {_PREFIX}_ticks as k on a.available <= k.t)
-        select case when t is not null and t <= ? and (e is null or t < e)
+        select case when t is not null and (e is null or t < e)
                     then greatest(epoch(t) - epoch(start) + overhead, 0) end as delay,
                e is not null and (t is null or t >= e) as missed
         from x""",
-        (to_db(floor), high),
+        (to_db(floor),),
     )
     missed = int(store.query(f"select count(*) filter (where missed) from {table}")[0][0])
     return CandidateReach(cadence, _delays(store.query(_delays_sql(table, "delay"))[0]), missed)

@@ -1,0 +1,173 @@
+"""What every command shares: the clock, the common options (--project-dir, --debug, --select,
+--exclude, --at, --json), loading the project and its state, and the mapping of errors to exit
+codes (0 ok, 1 a model or test failed, 2 usage or project error, 3 internal error, 130
+interrupted).
+
+Input: flags -> output: the loaded project, ``now`` and the selection a command hands to the
+library. Invariants: ``_now`` is the one place cadence reads the clock (commands call it as
+``common._now()``, so a test can stub it here); warnings go to stderr, so JSON on stdout stays
+parseable. Used by ``cli.pipeline`` and ``cli.wings``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cadence.errors import CadenceError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _now() -> dt.datetime:
+    """The one place the clock is read."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Failed(Exception):
+    """A model or test failed: exit 1 after the output was rendered."""
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Common options and error mapping for every command."""
+
+    @click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Project folder (default: search upwards from the current folder).",
+    )
+    @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Failed:
+            sys.exit(EXIT_FAILED)
+        except CadenceError as exc:
+            click.echo(exc.render(), err=True)
+            sys.exit(EXIT_USAGE)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:  # `cadence plan | head`: the reader left; not an error
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_OK)
+        except Exception as exc:  # noqa: BLE001 - last line of defence
+            if _INTERRUPTED:
+                # a signal stopped the run and a handle it closed failed after it (every build
+                # is its own transaction: what committed is recorded, the rest rolled back)
+                if debug:
+                    traceback.print_exc()
+                click.echo("interrupted", err=True)
+                sys.exit(130)
+            if debug:
+                traceback.print_exc()
+            else:
+                click.echo(
+                    f"internal error, please report: {type(exc).__name__}: {exc}\n"
+                    "  (run again with --debug for the traceback)",
+                    err=True,
+                )
+            sys.exit(3)
+
+    return wrapper
+
+
+_INTERRUPTED: list[int] = []  # signals received by this run (non-empty: it was interrupted)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a run like Ctrl-C: the build in flight rolls back and is recorded."""
+    import signal
+
+    _INTERRUPTED.clear()
+
+    def handler(signum: int, frame: Any) -> None:
+        _INTERRUPTED.append(signum)
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _load(project_dir: Path | None) -> Any:
+    from cadence.project import Project
+
+    return Project.load(project_dir or Path.cwd())
+
+
+def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.datetime:
+    from cadence.plan.due import parse_at
+
+    return parse_at(at, project.tz) if at else (wall or _now()).astimezone(project.tz)
+
+
+def _state(project: Any) -> Any:
+    """State for a read-only command; when it comes from the snapshot (a run holds the
+    warehouse), say so and as of when, on stderr (JSON on stdout stays parseable)."""
+    from cadence.plan.due import fmt
+
+    state = project.read_state()
+    if state.as_of is not None:
+        click.echo(
+            f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} "
+            "(target/state_snapshot.json)",
+            err=True,
+        )
+    return state
+
+
+def _selection(
+    project: Any,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...] = (),
+    channel: tuple[str, ...] = (),
+) -> Any:
+    """The selection, warning (stderr, exit unchanged) about terms that match nothing."""
+    from cadence.project import Selection
+
+    selection = Selection(tuple(select), tuple(exclude), tuple(channel))
+    for warning in project.selection_warnings(selection):
+        click.echo(warning.render(), err=True)
+    return selection
+
+
+select_option = click.option(
+    "-s",
+    "--select",
+    "select",
+    multiple=True,
+    help="Select models (dbt syntax: name, +name, name+, tag:x, path:dir, "
+    "channel:x, due:true; space = union, comma = intersection).",
+)
+exclude_option = click.option("--exclude", multiple=True, help="Exclude models (same syntax).")
+at_option = click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="TIMESTAMP",
+    help="Evaluate as if now were this time (ISO 8601; naive = project timezone).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+
+
+def _render_deliveries(report: Any) -> None:
+    if report is None or not report.deliveries:
+        return
+    from cadence.activation.render import delivery_lines
+
+    for line in delivery_lines(report):
+        click.echo(line, err=line.startswith("error:"))

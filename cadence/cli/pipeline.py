@@ -1,0 +1,306 @@
+"""The commands of the pipeline itself: create a project (init), build it (run, seed), see what
+is due and why (plan, status, explain, ls), review its SQL (compile) and check its data (test).
+
+Each parses flags, makes one library call (``Project`` or a stage), renders the result with
+``cadence.output`` and maps a failure to exit 1 (``Failed``). Registered on the group by
+``cadence.cli``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cadence.cli import common
+from cadence.cli.common import (
+    EXIT_USAGE,
+    Failed,
+    _at,
+    _load,
+    _render_deliveries,
+    _selection,
+    _state,
+    _stop_on_sigterm,
+    at_option,
+    command,
+    exclude_option,
+    json_option,
+    select_option,
+)
+from cadence.errors import CadenceError, LockHeld
+
+
+@click.command()
+@click.argument("name", required=False, default="cadence_project")
+@click.option("--debug", is_flag=True, hidden=True)
+def init(name: str, debug: bool) -> None:
+    """Create a new project NAME (a small shop that runs offline at once)."""
+    from cadence.scaffold import init_project
+
+    try:
+        path = init_project(Path(name))
+    except CadenceError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"created {path}\n  next: cd {name} && cadence run")
+
+
+@click.command()
+@click.option("--due", is_flag=True, help="Build only what is due now (SPEC §4); for cron.")
+@click.option("--channel", multiple=True, help="Only models feeding this channel (repeatable).")
+@select_option
+@exclude_option
+@at_option
+@click.option(
+    "--threads", type=int, default=None, help="Parallel builds (default: warehouse.threads)."
+)
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--dry-run", is_flag=True, help="Show what would be built, build nothing.")
+@click.option("--retry-failed", is_flag=True, help="Retry failing models now, ignoring backoff.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    metavar="S",
+    help="If another run holds the project, wait up to S seconds instead of exiting.",
+)
+@json_option
+@command
+def run(
+    due: bool,
+    channel: tuple[str, ...],
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    at: str | None,
+    threads: int | None,
+    full_refresh: bool,
+    dry_run: bool,
+    retry_failed: bool,
+    wait_s: float,
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
+    """Build the selected models (all by default); with --due only what is due."""
+    from cadence import output
+
+    project = _load(project_dir)
+    wall = common._now()
+    now = _at(project, at, wall)
+    _stop_on_sigterm()
+    renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
+    try:
+        result = project.run(
+            now,
+            _selection(project, select, exclude, channel),
+            due_only=due,
+            full_refresh=full_refresh,
+            retry_failed=retry_failed,
+            dry_run=dry_run,
+            on_event=renderer.event,
+            wait_s=wait_s,
+            threads=threads,
+            replay=at is not None,
+            started=wall.astimezone(project.tz),
+        )
+    except LockHeld as exc:
+        click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
+        return
+    from cadence.plan.due import clock_warning
+
+    behind = clock_warning(result.clock_behind, result.at, project.tz)
+    if dry_run:
+        output.render_plan(result, project, as_json=as_json)
+        if behind:
+            click.echo(behind, err=True)
+        return
+    renderer.finish(result)
+    if behind:  # on every run, idle ones too: a stalled project must not be silent
+        click.echo(behind, err=True)
+    if result.write_error:
+        click.echo(f"error: {result.write_error}", err=True)
+    if not as_json:  # with --json the run's one document holds deliveries and snapshots
+        _render_deliveries(result.deliveries)
+    if not due or any(r.status != "skipped" for r in result.results):
+        # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
+        for warning in project.parsed.warnings:
+            click.echo(warning.render(), err=True)
+    if not as_json:
+        _render_snapshots(result.snapshots)
+    if not result.ok:
+        raise Failed()
+
+
+def _render_snapshots(report: Any) -> None:
+    if report is None or not report.snapshots:
+        return
+    for s in report.snapshots:
+        if s.status == "written":
+            click.echo(f"serve {s.channel}: snapshot {s.version} ({s.keys} keys)")
+        else:
+            click.echo(
+                f"error: serve {s.channel}: snapshot not written, the last one stays "
+                f"served: {s.error}",
+                err=True,
+            )
+
+
+@click.command()
+@at_option
+@click.option("--horizon", default="24h", show_default=True, help="Window for builds/day and cost.")
+@select_option
+@exclude_option
+@json_option
+@command
+def plan(
+    at: str | None,
+    horizon: str,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
+    """What would run now and why, and what each cadence costs per day."""
+    from cadence import output
+    from cadence.record.reports import parse_horizon
+    from cadence.review.cost import project_cost
+
+    span = parse_horizon(horizon)  # validate before printing anything
+    project = _load(project_dir)
+    now = _at(project, at)
+    state = _state(project)
+    the_plan = project.plan(now, _selection(project, select, exclude), due_only=True, state=state)
+    cost = project_cost(project, state, now, span, horizon)
+    if as_json:
+        click.echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
+        return
+    output.render_plan(the_plan, project, as_json=False)
+    click.echo("")
+    click.echo(output.render_cost(cost))
+
+
+@click.command()
+@at_option
+@json_option
+@command
+def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
+    """Per model: channels, cadence, last good build, last status, next tick, overdue."""
+    from cadence import output
+    from cadence.plan.due import clock_warning
+    from cadence.record.reports import status_report
+
+    project = _load(project_dir)
+    now = _at(project, at)
+    rows = status_report(project, _state(project), now)
+    behind = tuple(
+        (r["name"], dt.datetime.fromisoformat(r["recorded_after_now"]))
+        for r in rows
+        if r.get("recorded_after_now")
+    )
+    warning = clock_warning(behind, now, project.tz)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        if warning:
+            click.echo(warning, err=True)
+        return
+    from cadence.activation.render import status_lines
+
+    if warning:
+        click.echo(warning)
+    click.echo(output.render_status(rows))
+    for line in status_lines(project.delivery_status(), project.tz):
+        click.echo(line)
+
+
+@click.command()
+@click.argument("model")
+@at_option
+@command
+def explain(model: str, at: str | None, project_dir: Path | None) -> None:
+    """Why MODEL is or is not due, with the ticks and builds involved."""
+    from cadence.record.reports import explain_model
+
+    project = _load(project_dir)
+    project.check_model(model)
+    click.echo(explain_model(project, _state(project), _at(project, at), model))
+
+
+@click.command(name="ls")
+@select_option
+@exclude_option
+@json_option
+@command
+def ls_(
+    select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None
+) -> None:
+    """List models with their materialization, channels and effective cadence."""
+    from cadence import output
+
+    project = _load(project_dir)
+    chosen = project.selected(_selection(project, select, exclude), None, common._now())
+    text = output.render_ls(project, chosen, as_json)
+    if text:
+        click.echo(text)
+
+
+@click.command(name="compile")
+@select_option
+@exclude_option
+@at_option
+@command
+def compile_(
+    select: tuple[str, ...], exclude: tuple[str, ...], at: str | None, project_dir: Path | None
+) -> None:
+    """Write each model's rendered SQL under target/compiled/ for review."""
+    project = _load(project_dir)
+    for name, path in project.compile(_at(project, at), _selection(project, select, exclude)):
+        click.echo(f"{name}: {path}")
+
+
+@click.command()
+@select_option
+@exclude_option
+@json_option
+@command
+def test(
+    select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None
+) -> None:
+    """Run data tests against the live relations."""
+    from cadence import output
+    from cadence.build.testing import run_tests
+
+    project = _load(project_dir)
+    outcomes = run_tests(project, _selection(project, select, exclude), common._now())
+    click.echo(output.render_tests(outcomes, as_json))
+    if any(o.status in ("fail", "error") for o in outcomes):
+        raise Failed()
+
+
+@click.command()
+@select_option
+@at_option
+@json_option
+@command
+def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Path | None) -> None:
+    """(Re)load the CSV files under seeds/ as tables."""
+    from cadence import output
+
+    project = _load(project_dir)
+    renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
+    wall = common._now()
+    result = project.seed(
+        _at(project, at, wall),
+        _selection(project, select),
+        on_event=renderer.event,
+        started=wall.astimezone(project.tz),
+    )
+    renderer.finish(result)
+    if not as_json:
+        _render_deliveries(result.deliveries)
+    if not result.ok:
+        raise Failed()
