@@ -46,17 +46,18 @@ def test_nearest_rank_percentiles(values: list[float], pct: int, expected: float
 
 
 def test_the_sql_percentiles_rank_like_nearest_rank(tmp_path: Path) -> None:
-    """advise ranks in SQL: the same value as ``nearest_rank`` for every size 1..60."""
+    """advise ranks in SQL (DuckDB's quantile_disc): the same value as ``nearest_rank`` for
+    every size 1..60."""
     from cadence.engines import connect
     from cadence.load.projectconfig import WarehouseConfig
-    from cadence.review.reach import _delays, _delays_sql
+    from cadence.review.reach import _delays, delays_sql
 
     engine = connect(WarehouseConfig(path=":memory:", threads=1), tmp_path)
     try:
         for n in range(1, 61):
             values = [float((i * 37) % 101) for i in range(n)]
             engine.execute("create or replace temp table d as select unnest(?) as x", (values,))
-            found = _delays(engine.query(_delays_sql("d", "x"))[0])
+            found = _delays(engine.query(delays_sql("d", "x"))[0])
             ordered = sorted(values)
             assert (found.p50, found.p90, found.max) == (
                 nearest_rank(ordered, 50),
@@ -183,7 +184,8 @@ def morning(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_files(root, {**ORACLE_FILES, "seeds/carts.csv": carts_csv()})
     runner = CliRunner()
     for time in sorted(RUNS):
-        result = runner.invoke(main, ["run", "--due", "--at", f"{DAY}T{time}", "--project-dir", str(root)])
+        args = ["run", "--due", "--at", f"{DAY}T{time}", "--project-dir", str(root)]
+        result = runner.invoke(main, args)
         assert result.exit_code == 0, (time, result.output)
     # known build and delivery times: abandoners 2 s, big_carts 1 s, each delivery 0.5 s
     with duckdb.connect(str(root / "warehouse.duckdb")) as con:
@@ -289,12 +291,18 @@ def test_advise_equals_the_oracle(morning: Path) -> None:
                     "compute_s_per_day": 192.0,
                 },
                 "candidates": [
-                    candidate("every 5 minutes", 576.0, 864.0, 25.92, 122.5, 242.5, 242.5, 0, True),
-                    candidate("every 15 minutes", 384.0, 672.0, 20.16, 602.5, 842.5, 842.5, 3, True),
-                    candidate("hourly", 312.0, 600.0, 18.0, 2252.5, 3542.5, 3542.5, 4, False),
-                    candidate("every 4 hours", 294.0, 582.0, 17.46, 3542.5, 13202.5, 14342.5, 4, False),
-                    candidate("daily at 00:00", 289.0, 577.0, 17.31, 58202.5, 61022.5, 61202.5, 4, False),
-                ],
+                    # cadence, builds, compute, EUR, p50, p90, max, missed, meets
+                    candidate("every 5 minutes", 576.0, 864.0, 25.92,
+                              122.5, 242.5, 242.5, 0, True),
+                    candidate("every 15 minutes", 384.0, 672.0, 20.16,
+                              602.5, 842.5, 842.5, 3, True),
+                    candidate("hourly", 312.0, 600.0, 18.0,
+                              2252.5, 3542.5, 3542.5, 4, False),
+                    candidate("every 4 hours", 294.0, 582.0, 17.46,
+                              3542.5, 13202.5, 14342.5, 4, False),
+                    candidate("daily at 00:00", 289.0, 577.0, 17.31,
+                              58202.5, 61022.5, 61202.5, 4, False),
+                ],  # fmt: skip
                 "recommended": "every 15 minutes",
                 "note": None,
             }
@@ -307,21 +315,23 @@ def test_the_text_says_the_lower_bound_and_the_price_of_each_faster_step(morning
 
     from cadence.cli import main
 
-    result = CliRunner().invoke(
-        main, ["advise", "--at", f"{DAY}T09:07", "--channel", "routing", "--project-dir", str(morning)]
-    )
+    args = ["advise", "--at", f"{DAY}T09:07", "--channel", "routing"]
+    result = CliRunner().invoke(main, [*args, "--project-dir", str(morning)])
     assert result.exit_code == 0, result.output
     text = result.output
     assert "observed: 25 entered, 3 missed, 2 pending" in text
     assert "missed>= for cadences faster than every 15 minutes is a lower bound" in text
     # every 15 minutes -> every 5 minutes: +5.76 EUR a month for 10 minutes less p90 delay
-    assert "every 15 minutes -> every 5 minutes: +5.76 EUR/month for 10.0 min less p90 delay" in text
+    step = "every 15 minutes -> every 5 minutes: +5.76 EUR/month for 10.0 min less p90 delay"
+    assert step in text
     assert "(0.5760 EUR per minute saved)" in text
     assert "recommended: every 15 minutes" in text
 
 
 def test_candidates_with_commas_are_replayed_as_given(morning: Path) -> None:
-    data = advise_json(morning, "--channel", "routing", "--cadences", "0,30 * * * *; every 5 minutes")
+    data = advise_json(
+        morning, "--channel", "routing", "--cadences", "0,30 * * * *; every 5 minutes"
+    )
     (channel,) = data["channels"]
     assert [c["cadence"] for c in channel["candidates"]] == ["0,30 * * * *", "every 5 minutes"]
     half_hourly = channel["candidates"][0]
