@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -108,6 +109,15 @@ class BuildCounts:
     shares: dict[str, dict[str, float]]
 
 
+@lru_cache(maxsize=512)
+def _ticks(
+    schedule: Schedule, start: dt.datetime, end: dt.datetime, tz: ZoneInfo
+) -> tuple[dt.datetime, ...]:
+    """A schedule's ticks in (start, end] as UTC instants, kept for the next report over the
+    same window (``advise`` prices every candidate over one week: most schedules repeat)."""
+    return tuple(t.astimezone(dt.timezone.utc) for t in schedule.ticks_between(start, end, tz))
+
+
 def count_builds(
     project: ParsedProject,
     dag: Dag,
@@ -127,8 +137,8 @@ def count_builds(
     # which schedules fire at each instant; instants with the same pattern build the same
     firing: dict[dt.datetime, set[Schedule]] = defaultdict(set)
     for schedule in schedules:
-        for t in schedule.ticks_between(start, end, tz):
-            firing[t.astimezone(dt.timezone.utc)].add(schedule)
+        for t in _ticks(schedule, start, end, tz):
+            firing[t].add(schedule)
     patterns = Counter(frozenset(s) for s in firing.values())
 
     builds: Counter[str] = Counter()
@@ -170,8 +180,8 @@ def build_times(
     ]
     firing: dict[dt.datetime, set[Schedule]] = defaultdict(set)
     for schedule in {s for n in ticking for s in cadences.of(n).ticks.schedules}:
-        for t in schedule.ticks_between(start, end, tz):
-            firing[t.astimezone(dt.timezone.utc)].add(schedule)
+        for t in _ticks(schedule, start, end, tz):
+            firing[t].add(schedule)
     memo: dict[frozenset[Schedule], set[str]] = {}
     out: dict[str, list[dt.datetime]] = defaultdict(list)
     for t in sorted(firing):

@@ -199,6 +199,7 @@ def _classify(
         from ({changes}'entered') as n
         asof left join ({changes}'exited') as x
         on n.segment = x.segment and n.key = x.key and n.change_id < x.change_id"""
+    entries_table = f"{_PREFIX}_entries"
     if not exported:  # no destination: a member is there once its segment is published
         status, reach, joins = "'reached'", "p", ""
     else:
@@ -210,12 +211,17 @@ def _classify(
         params += [low, high]
         looked = "false"
         if (SCHEMA, "freezes") in relations:
+            # the first freeze at or after each publish: looked up once per publish (a
+            # build's entries share it), not once per entry
             joins += f"""
-            asof left join (select segment, "at" from {SCHEMA}.freezes where channel = {ch}
-                            and "at" >= ? and "at" <= ?) as f
-              on e.segment = f.segment and e.p <= f.\"at\""""
+            left join (select d.segment, d.p, f."at" as f_at
+                       from (select distinct segment, p from {entries_table}) as d
+                       asof left join (select segment, "at" from {SCHEMA}.freezes
+                                       where channel = {ch} and "at" >= ? and "at" <= ?) as f
+                         on d.segment = f.segment and d.p <= f."at") as f
+              on e.segment = f.segment and e.p = f.p"""
             params += [low, high]
-            looked = 'f."at" is not null and (e.e is null or f."at" < e.e)'
+            looked = "f.f_at is not null and (e.e is null or f.f_at < e.e)"
         waiting = "false"
         if (SCHEMA, "outbox") in relations:
             waiting = f"""exists (select 1 from {SCHEMA}.outbox as o where o.channel = {ch}
@@ -228,16 +234,16 @@ def _classify(
             when e.e is not null then 'missed'
             else 'pending' end"""
         reach = "r.reached_at"
+    store.execute(f"create or replace temp table {entries_table} as {entries}", params[:4])
     store.execute(
         f"""create or replace temp table {_PREFIX}_reach as
-        with e as ({entries}),
-        y as (select e.*, coalesce(e.event_time, e.p) as start, {status} as status,
-                     {reach} as reach_at from e{joins})
+        with y as (select e.*, coalesce(e.event_time, e.p) as start, {status} as status,
+                          {reach} as reach_at from {entries_table} as e{joins})
         select segment, key, p, event_time, e, start, status,
                case when status = 'reached' then greatest(epoch(reach_at) - epoch(start), 0)
                end as delay
         from y""",
-        params,
+        params[4:],
     )
 
 
@@ -279,10 +285,11 @@ def _candidate(
     store: Engine, cadence: str, ticks: Sequence[dt.datetime], floor: dt.datetime
 ) -> CandidateReach:
     """The delays and missed entries ``cadence`` would have had (module docstring)."""
+    utc = dt.timezone.utc
     store.execute(
         f"create or replace temp table {_PREFIX}_ticks as "
         "select unnest(cast(? as timestamp[])) as t",
-        ([to_db(t) for t in ticks],),
+        ([t.replace(tzinfo=None) if t.tzinfo is utc else to_db(t) for t in ticks],),
     )
     row = store.query(
         f"""with a as (
