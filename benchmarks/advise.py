@@ -12,7 +12,7 @@ Then measures, each the median of --repeat:
 
   advise     whole process: `cadence advise --channel routing --since 90d --json`  <= 3 s
              (wall clock; its CPU time and the machine's load average are reported beside)
-  held       how long advise holds the warehouse (open to close, in-process)         reported
+  held       how long advise holds the warehouse (attached to detached, in-process)  reported
 
 Writes benchmarks/results/advise.json and prints a table with PASS/MISS.
 """
@@ -121,32 +121,34 @@ def _minus_days(iso: str, days: int) -> str:
 
 
 def held_seconds(root: Path, days: int) -> float:
-    """advise in-process, timing the read-only connection from open to close."""
+    """advise in-process, timing how long the warehouse stays attached (attach to detach)."""
     import datetime as dt
 
+    import cadence.review.advise as module
     from cadence.project import Project
-    from cadence.review.advise import advise
 
-    project = Project.load(root)
-    opened: list[float] = []
-    original = project.open_engine
+    held: list[float] = []
+    attach = module.attach_state
 
-    def open_engine(**kwargs):  # type: ignore[no-untyped-def]
-        engine = original(**kwargs)
+    def timed_attach(*args, **kwargs):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
-        close = engine.close
+        engine = attach(*args, **kwargs)
+        detach = engine.detach
 
-        def closing() -> None:
-            close()
-            opened.append(time.perf_counter() - started)
+        def timed_detach() -> None:
+            detach()
+            held.append(time.perf_counter() - started)
 
-        engine.close = closing  # type: ignore[method-assign]
+        engine.detach = timed_detach  # type: ignore[method-assign]
         return engine
 
-    project.open_engine = open_engine  # type: ignore[method-assign]
-    now = dt.datetime.fromisoformat(END)
-    advise(project, now, now - dt.timedelta(days=days), ("routing",))
-    return sum(opened)
+    module.attach_state = timed_attach  # type: ignore[assignment]
+    try:
+        now = dt.datetime.fromisoformat(END)
+        module.advise(Project.load(root), now, now - dt.timedelta(days=days), ("routing",))
+    finally:
+        module.attach_state = attach  # type: ignore[assignment]
+    return sum(held)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,10 @@ project's cost at that cadence (``cost``: only this channel's cadence changed, s
 channel already pays for costs nothing extra), the cheapest candidate that meets the objective,
 and what each faster step costs per minute of delay saved.
 
-Invariants: never builds and never writes; the warehouse is opened read-only once, for the
-moment the history queries take, and closed before the cost model runs; while a cadence run
-holds it, advise says so and reads nothing (the history is not in the state snapshot).
+Invariants: never builds and never writes; the warehouse is attached read-only once, for the
+moment it takes to copy the history advise reads into memory, and is free again before any
+figure is computed; while a cadence run holds it, advise says so and reads nothing (the history
+is not in the state snapshot).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cadence.engines import attach_state
 from cadence.errors import CadenceError, UsageError, did_you_mean
 from cadence.load.channelconfig import ChannelConfig
 from cadence.load.projectconfig import CostConfig
@@ -30,7 +32,7 @@ from cadence.plan.history import StateSnapshot
 from cadence.plan.schedule import CadenceSyntaxError, Schedule, parse_cadence
 from cadence.plan.ticks import instants_between
 from cadence.review.cost import CostReport, cost_report, per_month
-from cadence.review.reach import ChannelReach, Delays, read_reach
+from cadence.review.reach import ChannelReach, Delays, copy_history, read_reach
 
 DEFAULT_CANDIDATES = ("every 5 minutes", "every 15 minutes", "hourly", "every 4 hours")
 MIN_ENTRIES = 20  # fewer entries than this: the note says the figures are no basis yet
@@ -276,10 +278,12 @@ def _read_history(
     now: dt.datetime,
     tick_source: Any,
 ) -> tuple[dict[str, ChannelReach], StateSnapshot]:
-    """Everything advise reads, in one read-only connection closed before it returns."""
+    """Everything advise reads: the warehouse's state is attached read-only just long enough
+    to copy the rows it needs into memory (``reach.copy_history``); the figures are computed
+    from the copies once the warehouse is free again."""
     from cadence.activation.audience import segments_of
     from cadence.build.lock import current_holder
-    from cadence.record.state import read_snapshot
+    from cadence.record.state import read_snapshot, to_db
 
     if not project.warehouse_exists():
         return {}, StateSnapshot()
@@ -290,21 +294,27 @@ def _read_history(
             "from the warehouse",
             hint="try again when it finishes (nothing was read or changed)",
         )
-    engine = project.open_engine(read_only=True)  # another process holding it: WarehouseBusy
+    segments = {c.name: [m.name for m in segments_of(project.parsed, c.name)] for c in configs}
+    everything = sorted({s for names in segments.values() for s in names})
+    engine = attach_state(project.parsed.config.warehouse, project.root)  # busy: WarehouseBusy
     try:
-        state = read_snapshot(engine, (), project.tz)
-        out = {}
-        for config in configs:
-            segments = [m.name for m in segments_of(project.parsed, config.name)]
-            out[config.name] = read_reach(
+        try:
+            state = read_snapshot(engine, (), project.tz)
+            copy_history(engine, [c.name for c in configs], everything, to_db(since), to_db(now))
+        finally:
+            engine.detach()
+        out = {
+            c.name: read_reach(
                 engine,
-                config.name,
-                segments,
-                config.export is not None,
+                c.name,
+                segments[c.name],
+                c.export is not None,
                 since,
                 now,
-                tick_source(config.name),
+                tick_source(c.name),
             )
+            for c in configs
+        }
         return out, state
     finally:
         engine.close()

@@ -1,12 +1,13 @@
 """Reach, from recorded history: how long each member of a channel waited, and how long it would
 have waited at another cadence (the figures behind ``cadence advise``, SPEC §11).
 
-Input: an engine open read-only on the warehouse (its state store: ``_cadence`` lives there),
-one channel's segments, whether it has a destination, the window (``since``..``now``) and, per
-candidate cadence, its ticks -> output: ``ChannelReach`` (frozen): per channel the observed
-entries, missed, pending and reach delays, and per candidate the delays and missed it would
-have had. Nothing is written; everything is computed in SQL over temporary tables of this
-connection, which vanish when it closes.
+Input: an engine with the warehouse's state attached read-only (``engines.attach_state``):
+``copy_history`` copies the rows the channels need into temporary tables of that in-memory
+engine, the caller detaches (the warehouse is held only for the copy), and ``read_reach``
+computes per channel, from the copies, one channel's segments, whether it has a destination,
+the window (``since``..``now``) and, per candidate cadence, its ticks -> output: ``ChannelReach``
+(frozen): the observed entries, missed, pending and reach delays, and per candidate the delays
+and missed it would have had. Nothing is written to the warehouse.
 
 Definitions (one entry = one ``entered`` change of one of the channel's segments in the window):
 
@@ -27,7 +28,7 @@ available (``event_time``, else the publish) plus the segment's recorded build t
 channel's recorded delivery time; it reaches the entry when that tick is before the exit (also
 when the tick is still to come after ``now``: a slower cadence's last entries count with the
 delay they will have, not left out), and misses it when the exit comes first. Percentiles are
-nearest-rank (``nearest_rank``; the SQL uses the same rank).
+nearest-rank (``nearest_rank``; the SQL's ``quantile_disc`` picks the same value).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from cadence.record.state import SCHEMA, to_db
 
 PERCENTILES = (50, 90)
 _PREFIX = "cadence_advise"
+LOOKBACK = dt.timedelta(days=366)  # data available earlier than this before ``since`` counts then
+
+TickSource = Callable[[dt.datetime], Sequence[tuple[str, Sequence[dt.datetime]]]]
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,6 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _list(values: Sequence[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values) or "null"
-
-
 def _stats(column: str) -> str:
     """count, [p50, p90] and max of ``column``: DuckDB's ``quantile_disc`` picks the value at
     rank ceil(q x n), the nearest rank (a test holds it equal to ``nearest_rank``)."""
@@ -118,9 +118,81 @@ def _delays(row: Sequence[Any]) -> Delays:
     return Delays(p50, p90, float(row[2]), n)
 
 
-LOOKBACK = dt.timedelta(days=366)  # data available earlier than this before ``since`` counts then
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
-TickSource = Callable[[dt.datetime], Sequence[tuple[str, Sequence[dt.datetime]]]]
+
+def copy_history(
+    engine: Engine, channels: Sequence[str], segments: Sequence[str], low: object, high: object
+) -> None:
+    """Copy what ``read_reach`` reads of ``channels`` and their ``segments`` in the window
+    (naive UTC ``low``..``high``) from the attached warehouse into temporary tables: one pass
+    per table, so the caller can detach at once. A table the warehouse lacks copies as empty."""
+    relations = engine.relations()
+    has = {name for schema, name in relations if schema == SCHEMA}
+    names = ", ".join(_lit(n) for n in channels) or "null"
+    segs = ", ".join(_lit(n) for n in segments) or "null"
+    event_time = "cast(null as timestamp)"
+    if "membership_changes" in has:
+        columns = {
+            str(r[0])
+            for r in engine.query(
+                "select column_name from information_schema.columns "
+                "where table_schema = ? and table_name = 'membership_changes'",
+                (SCHEMA,),
+            )
+        }
+        if "event_time" in columns:
+            event_time = "event_time"
+    copies = {
+        "changes": (
+            "membership_changes",
+            f"""select segment, key, change_id, change, "at", {event_time} as event_time
+            from {SCHEMA}.membership_changes
+            where segment in ({segs}) and "at" >= ? and "at" <= ?""",
+            "segment varchar, key varchar, change_id bigint, change varchar, "
+            '"at" timestamp, event_time timestamp',
+        ),
+        "reached": (
+            "reached",
+            f"""select channel, segment, key, frozen_at, reached_at from {SCHEMA}.reached
+            where channel in ({names}) and frozen_at >= ? and reached_at <= ?""",
+            "channel varchar, segment varchar, key varchar, frozen_at timestamp, "
+            "reached_at timestamp",
+        ),
+        "freezes": (
+            "freezes",
+            f"""select channel, segment, "at" from {SCHEMA}.freezes
+            where channel in ({names}) and "at" >= ? and "at" <= ?""",
+            'channel varchar, segment varchar, "at" timestamp',
+        ),
+        "waiting": (
+            "outbox",
+            f"""select channel, segment, key, "at" from {SCHEMA}.outbox
+            where channel in ({names}) and change = 'entered' and "at" >= ? and "at" <= ?""",
+            'channel varchar, segment varchar, key varchar, "at" timestamp',
+        ),
+        "builds": (
+            "model_builds",
+            f"""select model, avg(duration_s) as s from {SCHEMA}.model_builds
+            where status = 'success' and model in ({segs}) and started_at >= ?
+            and started_at <= ? group by model""",
+            "model varchar, s double",
+        ),
+        "sends": (
+            "deliveries",
+            f"""select channel, segment, avg(duration_s) as s from {SCHEMA}.deliveries
+            where channel in ({names}) and status = 'delivered' and started_at >= ?
+            and started_at <= ? group by channel, segment""",
+            "channel varchar, segment varchar, s double",
+        ),
+    }
+    for name, (source, sql, columns) in copies.items():
+        table = f"{_PREFIX}_{name}"
+        if source in has:
+            engine.execute(f"create or replace temp table {table} as {sql}", (low, high))
+        else:
+            engine.execute(f"create or replace temp table {table} ({columns})")
 
 
 def read_reach(
@@ -132,19 +204,15 @@ def read_reach(
     now: dt.datetime,
     candidates: TickSource | None = None,
 ) -> ChannelReach:
-    """Observed and candidate reach of ``channel`` (see the module docstring). ``candidates``
-    is called with the earliest time a counted member's data was available (never more than
-    ``LOOKBACK`` before ``since``; data from before it counts as available then) and returns,
-    per candidate cadence, its ticks as aware instants from then to its first tick after
-    ``now`` at least."""
-    store = engine.state_store()
-    relations = store.relations()
-    if not segments or (SCHEMA, "membership_changes") not in relations:
+    """Observed and candidate reach of ``channel`` from the copies ``copy_history`` made (see
+    the module docstring). ``candidates`` is called with the earliest time a counted member's
+    data was available (never more than ``LOOKBACK`` before ``since``; data from before it
+    counts as available then) and returns, per candidate cadence, its ticks as aware instants
+    from then to its first tick after ``now`` at least."""
+    if not segments:
         return ChannelReach()
-    low, high = to_db(since), to_db(now)
-    exported = exported and (SCHEMA, "reached") in relations
-    _classify(store, channel, segments, exported, low, high, relations)
-    row = store.query(
+    _classify(engine, channel, segments, exported)
+    row = engine.query(
         f"""select count(*) filter (where status <> 'excluded'),
         count(*) filter (where status = 'missed'), count(*) filter (where status = 'pending'),
         count(*) filter (where status = 'excluded'),
@@ -156,9 +224,9 @@ def read_reach(
     if candidates is not None:
         earliest = row[5].replace(tzinfo=dt.timezone.utc) if row[5] is not None else since
         floor = max(min(earliest, since), since - LOOKBACK)
-        _overhead(store, channel, segments, exported, low, high, relations)
+        _overhead(engine, channel, segments, exported)
         for cadence, ticks in candidates(floor):
-            found.append(_candidate(store, cadence, ticks, floor))
+            found.append(_candidate(engine, cadence, ticks, floor))
     return ChannelReach(
         int(row[0]),
         int(row[1]),
@@ -170,128 +238,83 @@ def read_reach(
     )
 
 
-def _classify(
-    store: Engine,
-    channel: str,
-    segments: Sequence[str],
-    exported: bool,
-    low: object,
-    high: object,
-    relations: dict[tuple[str, str], str],
-) -> None:
-    """``cadence_advise_reach``: each entry of the window with its start, exit, status and
-    reach delay (the module docstring's definitions)."""
-    columns = {
-        str(r[0])
-        for r in store.query(
-            "select column_name from information_schema.columns "
-            "where table_schema = ? and table_name = 'membership_changes'",
-            (SCHEMA,),
-        )
-    }
-    event_time = "event_time" if "event_time" in columns else "cast(null as timestamp)"
-    changes = f"""select segment, key, change_id, "at", {event_time} as event_time
-        from {SCHEMA}.membership_changes where segment in ({_list(segments)})
-        and "at" >= ? and "at" <= ? and change = """
-    params: list[object] = [low, high, low, high]
+def _classify(engine: Engine, channel: str, segments: Sequence[str], exported: bool) -> None:
+    """``cadence_advise_reach``: each entry of the channel's segments with its start, exit,
+    status and reach delay (the module docstring's definitions)."""
+    ch = _lit(channel)
+    segs = ", ".join(_lit(n) for n in segments)
+    changes = f"(select * from {_PREFIX}_changes where segment in ({segs}) and change = "
     # the exit of an entry: the next exit of its key (changes of a key alternate)
-    entries = f"""select n.segment, n.key, n."at" as p, n.event_time, x."at" as e
-        from ({changes}'entered') as n
-        asof left join ({changes}'exited') as x
+    engine.execute(
+        f"""create or replace temp table {_PREFIX}_entries as
+        select n.segment, n.key, n."at" as p, n.event_time, x."at" as e
+        from {changes}'entered') as n asof left join {changes}'exited') as x
         on n.segment = x.segment and n.key = x.key and n.change_id < x.change_id"""
-    entries_table = f"{_PREFIX}_entries"
+    )
     if not exported:  # no destination: a member is there once its segment is published
-        status, reach, joins = "'reached'", "p", ""
+        status, reach, joins = "'reached'", "e.p", ""
     else:
-        ch = "'" + channel.replace("'", "''") + "'"
+        # the first freeze at or after each publish, looked up once per publish (a build's
+        # entries share it), and the first reach of each entry's key at or after it
         joins = f"""
-            asof left join (select segment, key, frozen_at, reached_at from {SCHEMA}.reached
-                            where channel = {ch} and frozen_at >= ? and reached_at <= ?) as r
-              on e.segment = r.segment and e.key = r.key and e.p <= r.frozen_at"""
-        params += [low, high]
-        looked = "false"
-        if (SCHEMA, "freezes") in relations:
-            # the first freeze at or after each publish: looked up once per publish (a
-            # build's entries share it), not once per entry
-            joins += f"""
+            asof left join (select segment, key, frozen_at, reached_at
+                            from {_PREFIX}_reached where channel = {ch}) as r
+              on e.segment = r.segment and e.key = r.key and e.p <= r.frozen_at
             left join (select d.segment, d.p, f."at" as f_at
-                       from (select distinct segment, p from {entries_table}) as d
-                       asof left join (select segment, "at" from {SCHEMA}.freezes
-                                       where channel = {ch} and "at" >= ? and "at" <= ?) as f
+                       from (select distinct segment, p from {_PREFIX}_entries) as d
+                       asof left join (select segment, "at" from {_PREFIX}_freezes
+                                       where channel = {ch}) as f
                          on d.segment = f.segment and d.p <= f."at") as f
               on e.segment = f.segment and e.p = f.p"""
-            params += [low, high]
-            looked = "f.f_at is not null and (e.e is null or f.f_at < e.e)"
-        waiting = "false"
-        if (SCHEMA, "outbox") in relations:
-            waiting = f"""exists (select 1 from {SCHEMA}.outbox as o where o.channel = {ch}
-                and o.segment = e.segment and o.key = e.key and o.change = 'entered'
-                and o."at" >= e.p and (e.e is null or o."at" < e.e))"""
+        waiting = f"""exists (select 1 from {_PREFIX}_waiting as o where o.channel = {ch}
+            and o.segment = e.segment and o.key = e.key and o."at" >= e.p
+            and (e.e is null or o."at" < e.e))"""
         status = f"""case
             when r.frozen_at is not null and (e.e is null or r.frozen_at < e.e) then 'reached'
             when {waiting} then 'pending'
-            when {looked} then 'excluded'
+            when f.f_at is not null and (e.e is null or f.f_at < e.e) then 'excluded'
             when e.e is not null then 'missed'
             else 'pending' end"""
         reach = "r.reached_at"
-    store.execute(f"create or replace temp table {entries_table} as {entries}", params[:4])
-    store.execute(
+    engine.execute(
         f"""create or replace temp table {_PREFIX}_reach as
         with y as (select e.*, coalesce(e.event_time, e.p) as start, {status} as status,
-                          {reach} as reach_at from {entries_table} as e{joins})
+                          {reach} as reach_at from {_PREFIX}_entries as e{joins})
         select segment, key, p, event_time, e, start, status,
                case when status = 'reached' then greatest(epoch(reach_at) - epoch(start), 0)
                end as delay
-        from y""",
-        params[4:],
+        from y"""
     )
 
 
-def _overhead(
-    store: Engine,
-    channel: str,
-    segments: Sequence[str],
-    exported: bool,
-    low: object,
-    high: object,
-    relations: dict[tuple[str, str], str],
-) -> None:
+def _overhead(engine: Engine, channel: str, segments: Sequence[str], exported: bool) -> None:
     """``cadence_advise_overhead``: per segment the seconds from a tick to the destination
     having a change: its average recorded build, plus the channel's average delivery."""
-    builds = "select cast(null as varchar) as model, 0.0 as s where false"
-    if (SCHEMA, "model_builds") in relations:
-        builds = f"""select model, avg(duration_s) as s from {SCHEMA}.model_builds
-            where status = 'success' and model in ({_list(segments)})
-            and started_at >= ? and started_at <= ? group by model"""
-    sends = "select cast(null as varchar) as segment, 0.0 as s where false"
-    params: list[object] = [low, high] if (SCHEMA, "model_builds") in relations else []
-    if exported and (SCHEMA, "deliveries") in relations:
-        ch = "'" + channel.replace("'", "''") + "'"
-        sends = f"""select segment, avg(duration_s) as s from {SCHEMA}.deliveries
-            where channel = {ch} and status = 'delivered' and started_at >= ?
-            and started_at <= ? group by segment"""
-        params += [low, high]
-    store.execute(
+    sends = (
+        f"(select segment, s from {_PREFIX}_sends where channel = {_lit(channel)})"
+        if exported
+        else "(select cast(null as varchar) as segment, 0.0 as s where false)"
+    )
+    engine.execute(
         f"""create or replace temp table {_PREFIX}_overhead as
         select s.segment, coalesce(b.s, 0) + coalesce(d.s, 0) as s
-        from (select unnest([{_list(segments)}]) as segment) as s
-        left join ({builds}) as b on b.model = s.segment
-        left join ({sends}) as d on d.segment = s.segment""",
-        params,
+        from (select unnest([{", ".join(_lit(n) for n in segments)}]) as segment) as s
+        left join {_PREFIX}_builds as b on b.model = s.segment
+        left join {sends} as d on d.segment = s.segment"""
     )
 
 
 def _candidate(
-    store: Engine, cadence: str, ticks: Sequence[dt.datetime], floor: dt.datetime
+    engine: Engine, cadence: str, ticks: Sequence[dt.datetime], floor: dt.datetime
 ) -> CandidateReach:
     """The delays and missed entries ``cadence`` would have had (module docstring)."""
     utc = dt.timezone.utc
-    store.execute(
+    engine.execute(
         f"create or replace temp table {_PREFIX}_ticks as "
         "select unnest(cast(? as timestamp[])) as t",
         ([t.replace(tzinfo=None) if t.tzinfo is utc else to_db(t) for t in ticks],),
     )
-    row = store.query(
+    row = engine.query(
         f"""with a as (
             select r.start, r.e, greatest(coalesce(r.event_time, r.p), ?) as available,
                    coalesce(o.s, 0) as overhead
@@ -308,4 +331,12 @@ def _candidate(
     return CandidateReach(cadence, _delays(row[:3]), int(row[3]))
 
 
-__all__ = ["CandidateReach", "ChannelReach", "Delays", "delays_sql", "nearest_rank", "read_reach"]
+__all__ = [
+    "CandidateReach",
+    "ChannelReach",
+    "Delays",
+    "copy_history",
+    "delays_sql",
+    "nearest_rank",
+    "read_reach",
+]
