@@ -187,12 +187,12 @@ def copy_history(
             "channel varchar, segment varchar, s double",
         ),
     }
-    for name, (source, sql, columns) in copies.items():
+    for name, (source, sql, layout) in copies.items():
         table = f"{_PREFIX}_{name}"
         if source in has:
             engine.execute(f"create or replace temp table {table} as {sql}", (low, high))
         else:
-            engine.execute(f"create or replace temp table {table} ({columns})")
+            engine.execute(f"create or replace temp table {table} ({layout})")
 
 
 def read_reach(
