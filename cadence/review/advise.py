@@ -68,7 +68,7 @@ class Candidate:
     delays: Delays
     missed_at_least: int
     meets_objective: bool
-    faster: bool  # ticks more often than the channel now: its missed is a lower bound
+    faster: bool  # ticks more often than the channel does: its missed is a lower bound
 
 
 @dataclass(frozen=True)
@@ -192,12 +192,16 @@ def default_objective(schedule: Schedule | None, tz: Any, now: dt.datetime) -> O
     weekdays channel's weekend counts, so it is not late on Sunday)."""
     if schedule is None or schedule.on_demand:
         return Objective(None, None)
-    interval = schedule.nominal_interval() or dt.timedelta(days=1)
-    span = min(max(dt.timedelta(days=14), 6 * interval), dt.timedelta(days=400))
-    ticks = instants_between(schedule, now - span, now, tz)
-    if len(ticks) < 5:
-        seconds = interval.total_seconds()
-        return Objective(2 * seconds, 4 * seconds)
+    ticks: list[dt.datetime] = []
+    for days in (35, 400):  # five weeks hold a weekly cadence's ticks; a monthly one needs more
+        ticks = instants_between(schedule, now - dt.timedelta(days=days), now, tz)
+        if len(ticks) >= 5:
+            break
+    if len(ticks) < 5:  # a few ticks a year: their one spacing
+        gap = dt.timedelta(days=365)
+        if len(ticks) > 1:
+            gap = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+        return Objective(2 * gap.total_seconds(), 4 * gap.total_seconds())
     warn = max((ticks[i + 1] - ticks[i - 1]).total_seconds() for i in range(1, len(ticks) - 1))
     error = max((ticks[i + 1] - ticks[i - 3]).total_seconds() for i in range(3, len(ticks) - 1))
     return Objective(warn, error)
@@ -253,7 +257,7 @@ def advise(
         }
         out.append(
             _channel_advice(
-                config, schedules[config.name], objective, found, current, costs, since, price
+                config, schedules[config.name], objective, found, current, costs, since, price, tz
             )
         )
     return Advice(now, since, tuple(out), price)
@@ -349,6 +353,7 @@ def _channel_advice(
     costs: dict[str, CostReport],
     since: dt.datetime,
     price: CostConfig | None,
+    tz: Any,
 ) -> ChannelAdvice:
     share = next((c for c in current.channels if c.name == config.name), None)
     no_history = bool(current.no_history) and len(current.no_history) == sum(
@@ -362,12 +367,12 @@ def _channel_advice(
         share.builds_per_day if share else 0.0,
         None if no_history else (share.compute_s_per_day if share else 0.0),
     )
-    now_every = schedule.nominal_interval() if schedule is not None else None
+    ticks_now = _weekly_ticks(schedule, current.at, tz)
     candidates = []
     for found in reach.candidates or tuple(_unmeasured(t) for t in costs):
         report = costs[found.cadence]
         compute = None if no_history else report.total_compute_s_per_day
-        every = parse_cadence(found.cadence).nominal_interval()
+        faster = _weekly_ticks(parse_cadence(found.cadence), current.at, tz) > ticks_now
         p90 = found.delays.p90
         candidates.append(
             Candidate(
@@ -380,7 +385,7 @@ def _channel_advice(
                 p90 is not None
                 and objective.warn_after_s is not None
                 and p90 <= objective.warn_after_s,
-                now_every is None or (every is not None and every < now_every),
+                faster,
             )
         )
     recommended = _cheapest(candidates)
@@ -400,6 +405,13 @@ def _channel_advice(
         current_cost_per_month=per_month(current_compute, price),
         steps=_steps(candidates, price is not None),
     )
+
+
+def _weekly_ticks(schedule: Schedule | None, now: dt.datetime, tz: Any) -> int:
+    """How often a schedule ticks in the week after ``now`` (0: none, or on demand)."""
+    if schedule is None:
+        return 0
+    return len(instants_between(schedule, now, now + COST_SPAN, tz))
 
 
 def _unmeasured(cadence: str) -> Any:
