@@ -18,7 +18,7 @@ from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
 from cadence.disk import artifacts
-from cadence.engines import Engine, connect
+from cadence.engines import Engine, access, connect
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
@@ -71,7 +71,10 @@ class Project:
         return self.parsed.config.tz
 
     def open_engine(self, *, read_only: bool = False) -> Engine:
-        return connect(self.parsed.config.warehouse, self.root, read_only=read_only)
+        allowed = access.declared(self.parsed)
+        return connect(
+            self.parsed.config.warehouse, self.root, read_only=read_only, allowed=allowed
+        )
 
     def warehouse_exists(self) -> bool:
         path = self.parsed.config.warehouse.path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,12 @@ def project(root: Path) -> Path:
     (root / "cadence.yml").write_text("name: m\ntimezone: UTC\nvars: {n: 1}\n")
     for name in ("a", "b", "c"):
         (root / "models" / f"{name}.sql").write_text(f"select {{{{ var('n') }}}} as {name}\n")
+    (root / "models" / "d.sql").write_text("select 'dflt' as d\n")
+    return root
+
+
+def env_model(root: Path) -> Path:
+    """Model d reads an env var: it is rendered again on every load (its value is not cached)."""
     (root / "models" / "d.sql").write_text(
         "select '{{ env_var('CADENCE_TEST_X', 'dflt') }}' as d\n"
     )
@@ -117,13 +124,16 @@ def test_cadence_yml_change_renders_everything_again(tmp_path: Path, rendered: l
 def test_env_var_change_invalidates_the_models_reading_it(
     tmp_path: Path, rendered: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = project(tmp_path)
+    root = env_model(project(tmp_path))
     assert "dflt" in Project.load(root).parsed.model("d").rendered
     rendered.clear()
     monkeypatch.setenv("CADENCE_TEST_X", "set")
     loaded = Project.load(root)
     assert rendered == ["d"]
     assert "'set'" in loaded.parsed.model("d").rendered
+    rendered.clear()
+    assert "'set'" in Project.load(root).parsed.model("d").rendered
+    assert rendered == ["d"]  # rendered on every load, the others come from the cache
 
 
 @pytest.mark.parametrize("garbage", [b"", b"not a pickle", b"\x80\x04\x95junk"])
@@ -164,11 +174,11 @@ def test_copy_keeping_size_and_mtime_is_seen(tmp_path: Path, rendered: list[str]
 def test_cache_is_data_only_and_holds_no_env_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Env values that decide config or invalidation are kept as digests (a model that puts an
-    env value into its SQL holds it in its rendered text, as its compiled SQL does)."""
+    """Env values are kept as digests: cadence.yml is parsed again on every load, and a model
+    whose SQL, config or description reads one is kept without what it rendered (SPEC §6)."""
     monkeypatch.setenv("CADENCE_TEST_TOKEN", "s3cr3t-token-value")
     monkeypatch.setenv("CADENCE_TEST_X", "s3cr3t-x")
-    root = project(tmp_path)
+    root = env_model(project(tmp_path))
     (root / "cadence.yml").write_text(
         "name: m\ntimezone: UTC\nvars: {n: 1}\n"
         "warehouse: {path: \"{{ env_var('CADENCE_TEST_TOKEN') }}.duckdb\"}\n"
@@ -178,7 +188,7 @@ def test_cache_is_data_only_and_holds_no_env_values(
     )
     Project.load(root)
     data = (root / manifest.CACHE_FILE).read_bytes()
-    assert b"s3cr3t-token-value" not in data
+    assert b"s3cr3t-token-value" not in data and b"s3cr3t-x" not in data
     document, _later, _blob = documents(root)
     env = dict(document["tables"]["Manifest"][1][0][0])  # plain JSON: the env column
     assert set(env) == {"CADENCE_TEST_TOKEN", "CADENCE_TEST_X"}
@@ -313,7 +323,8 @@ def test_a_cache_of_another_format_or_layout_is_rebuilt(
     document, later, blob = documents(root)
     version = manifest._version()
     assert version.split(b"/")[2] == manifest._codec().schema.encode()
-    for other in (b"0.1.0/7", version[:-1] + b"0", b"9.9.9/" + version.split(b"/", 1)[1]):
+    changed = version[:-1] + (b"1" if version.endswith(b"0") else b"0")
+    for other in (b"0.1.0/7", changed, b"9.9.9/" + version.split(b"/", 1)[1]):
         write_documents(root, document, later, blob, version=other)
         assert manifest.read(root) is None
         rendered.clear()
@@ -347,3 +358,58 @@ def test_lazy_fields_are_decoded_once_across_threads(tmp_path: Path) -> None:
         "select 1 as c\n",
         "select 'dflt' as d\n",
     ]
+
+
+def test_a_copied_project_reads_its_own_files_not_the_originals(tmp_path):
+    """The cache holds absolute paths (a source's external location, the root): a copy of the
+    project (cache included) loads afresh, so a run of the copy reads the copy's files."""
+    original = project(tmp_path / "original")
+    (original / "models" / "s.yml").write_text(
+        "version: 2\nsources:\n  - name: raw\n    tables:\n"
+        "      - {name: e, external_location: data/e.csv}\n"
+    )
+    Project.load(original)  # writes the cache
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    parsed = Project.load(copy).parsed
+    assert parsed.root == str(copy)
+    assert parsed.sources[0].location == str(copy / "data" / "e.csv")
+
+
+def test_no_env_value_is_written_under_target_except_compiled_sql(
+    make_project, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §6: a secret read by a model's SQL, a description or a singular test is in no file
+    under target/ but compiled/ (which keeps dbt's behaviour: the SQL as it ran), whether the
+    project was loaded from its files or from the cache."""
+    secrets = {"CADENCE_TEST_SQL": "s3cr3t-in-sql", "CADENCE_TEST_DOC": "s3cr3t-in-doc"}
+    secrets["CADENCE_TEST_TEST"] = "s3cr3t-in-test"
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    root = make_project(
+        {
+            "models/m.sql": "{{ config(channels=['email'], key='id') }}\n"
+            "select 1 as id, '{{ env_var('CADENCE_TEST_SQL') }}' as token\n",
+            "models/n.sql": "select 2 as id\n",
+            "models/props.yml": """
+                version: 2
+                models:
+                  - name: n
+                    description: "{{ env_var('CADENCE_TEST_DOC') }}"
+            """,
+            "tests/t.sql": "select * from {{ ref('m') }} "
+            "where token = '{{ env_var('CADENCE_TEST_TEST') }}' and false\n",
+        }
+    )
+    for at in ("2026-03-02T05:00", "2026-03-03T05:00"):  # the second loads from the cache
+        assert cli(root, "run", "--at", at).exit_code == 0
+        assert cli(root, "run", "--due", "--at", at).exit_code == 0
+    holding = [
+        str(path.relative_to(root))
+        for path in (root / "target").rglob("*")
+        if path.is_file()
+        and any(value.encode() in path.read_bytes() for value in secrets.values())
+    ]
+    assert holding == ["target/compiled/models/m.sql"]
+    monkeypatch.setenv("CADENCE_TEST_SQL", "another")  # a cached load renders it again
+    assert "'another'" in Project.load(root).parsed.model("m").rendered

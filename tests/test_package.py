@@ -66,8 +66,10 @@ def test_wheel_ships_the_docs_site_assets(wheel_venv: Path, tmp_path: Path) -> N
     """`cadence docs` works from the wheel: its JS and CSS are package data."""
     py = wheel_venv / "bin" / "python"
     where = subprocess.run(
-        [str(py), "-c", "import cadence.review.site as s; print(s.ASSETS)"],
+        [str(py), "-c", "import cadence.review.site as s; print(s.ASSETS); print(*s.ASSET_FILES)"],
         check=True, capture_output=True, text=True, cwd=tmp_path,
-    ).stdout.strip()
+    ).stdout.splitlines()
+    where, files = where[0], where[1].split()
     assert str(wheel_venv) in where
-    assert (Path(where) / "site.js").is_file() and (Path(where) / "site.css").is_file()
+    assert {"site.js", "site.css", "graph.js", "timeline.js"} <= set(files)
+    assert all((Path(where) / name).is_file() for name in files)  # every section's script

@@ -155,6 +155,23 @@ class Compiler:
         return cte
 
 
+QUERY_HINT = (
+    "a model (and a test) is one query: a SELECT, CTEs welcome; no ';' with a second "
+    "statement after it, and no COPY, ATTACH, INSTALL, SET or other statement"
+)
+
+
+def ensure_query(sql: str, file: str) -> None:
+    """Raise a ``CadenceError`` naming ``file`` unless ``sql`` is exactly one query, checked
+    with DuckDB's own parser before it runs (SPEC §6): nothing a model or test smuggles past
+    its query (a ';' and a statement, through a closing parenthesis or a macro) ever runs."""
+    from cadence.engines.duckdb import query_problem  # duckdb only when something is built
+
+    problem = query_problem(sql)
+    if problem is not None:
+        raise CadenceError(f"{file} {problem}", file=file, hint=QUERY_HINT)
+
+
 def _after_watermark(sql: str, column: str, this: str, bound: str | None = None) -> str:
     """Only rows newer than what the table holds. With ``bound`` (the newest value, read by the
     engine as a constant) the filter is pushed down into the scan of the sources, so an

@@ -11,6 +11,7 @@ build). Reads only: ``publish`` decides from the outcomes what blocks and what w
 
 from __future__ import annotations
 
+from cadence.build.compiler import ensure_query
 from cadence.build.context import RunContext
 from cadence.build.datatests import TestOutcome, describe_failure
 from cadence.build.incremental import checked_sql
@@ -54,6 +55,7 @@ def run_tests(
                 continue  # reads a relation that does not exist yet: checked on a later build
             # the singular test reads the candidate in place of the live relation
             sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
+            ensure_query(sql, test.file)
             try:
                 failures = int(ctx.engine.query(f"select count(*) from (\n{sql}\n)")[0][0])
             except EngineError as exc:  # the test's SQL, not the model's: say which file
@@ -74,6 +76,7 @@ def run_tests(
                 continue
             counted_sql = checked_sql(test, relation, merge_into, model, ctx.compiler.relation_of)
             if counted_sql is not None:
+                ensure_query(counted_sql, test.file)
                 counted.append((test, counted_sql))
             continue
         outcomes.append(outcome)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from cadence.build.compiler import CompiledModel
+from cadence.build.compiler import CompiledModel, ensure_query
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
 from cadence.build.gate import run_tests
 from cadence.build.incremental import stage
@@ -40,6 +40,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
     try:
         compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick, incremental)
         compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
+        ensure_query(compiled.sql, model.path)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         # what this transaction can see: relations committed before it begins (others being
         # built in parallel commit later, invisible to it)

@@ -10,8 +10,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from cadence.build.compiler import ensure_query
 from cadence.build.datatests import describe_failure, test_sql
 from cadence.engines.base import EngineError
+from cadence.errors import CadenceError
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,6 @@ class TestResult:
 def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult]:
     chosen = project.selected(selection, None, now)
     if not project.warehouse_exists():
-        from cadence.errors import CadenceError
-
         raise CadenceError(
             "the warehouse does not exist yet",
             file=project.parsed.config.warehouse.path,
@@ -67,11 +67,11 @@ def run_tests(project: Any, selection: Any, now: dt.datetime) -> list[TestResult
                 else:
                     relation = project.compiler.relation_of(test.model)
                     sql = test_sql(test, relation, project.compiler.relation_of)
+                ensure_query(sql or "", test.file)
                 failures = int(engine.query(sql)[0][0])
-            except EngineError as exc:
-                results.append(
-                    TestResult(test.name, "error", 0, str(exc).splitlines()[0], test.file)
-                )
+            except (EngineError, CadenceError) as exc:
+                text = exc.message if isinstance(exc, CadenceError) else str(exc)
+                results.append(TestResult(test.name, "error", 0, text.splitlines()[0], test.file))
                 continue
             if failures == 0:
                 results.append(TestResult(test.name, "pass", 0, "", test.file))

@@ -3,18 +3,27 @@ project moves from embedded DuckDB to a distributed engine without touching the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from cadence.engines.base import Engine
 from cadence.load.projectconfig import WarehouseConfig
 
 
-def connect(warehouse: WarehouseConfig, root: Path, *, read_only: bool = False) -> Engine:
-    """Open the engine a project's warehouse config names."""
+def connect(
+    warehouse: WarehouseConfig,
+    root: Path,
+    *,
+    read_only: bool = False,
+    allowed: Sequence[str] = (),
+) -> Engine:
+    """Open the engine a project's warehouse config names. Files outside the project folder,
+    the warehouse's folder, ``warehouse.allowed_paths`` and ``allowed`` (what the project
+    declares: ``access.declared``) are out of reach of the SQL run on it."""
     if warehouse.engine == "duckdb":
         from cadence.engines.duckdb import DuckDBEngine
 
-        return DuckDBEngine.open(warehouse, root, read_only=read_only)
+        return DuckDBEngine.open(warehouse, root, read_only=read_only, allowed=allowed)
     if warehouse.engine == "spark":
         from cadence.engines.spark import SparkEngine
 

@@ -7,6 +7,7 @@ the swap into the live name and its state record commit together or not at all.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import duckdb
 
 from cadence.disk import artifacts
+from cadence.engines import access
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, WarehouseBusy
 from cadence.load.projectconfig import WarehouseConfig
@@ -41,14 +43,26 @@ class DuckDBEngine(Engine):
 
     @classmethod
     def open(
-        cls, warehouse: WarehouseConfig, root: Path, *, read_only: bool = False
+        cls,
+        warehouse: WarehouseConfig,
+        root: Path,
+        *,
+        read_only: bool = False,
+        allowed: Sequence[str] = (),
     ) -> DuckDBEngine:
+        """Connect, load the declared extensions, then limit file access to the project
+        folder, the warehouse's folder, ``warehouse.allowed_paths`` and ``allowed`` (what the
+        project declares, ``access.declared``): from then on no SQL can reach further."""
         path = warehouse.path
         if path != ":memory:" and not Path(path).is_absolute():
             path = str(root / path)
         if path != ":memory:" and not read_only:
             artifacts.private_dir(Path(path).parent, root)
-        config: dict[str, Any] = {"threads": warehouse.threads}
+        # no INSTALL at run time: an extension is installed once, by hand, and declared
+        config: dict[str, Any] = {
+            "threads": warehouse.threads,
+            "autoinstall_known_extensions": False,
+        }
         for key, value in warehouse.settings.items():
             config[str(key)] = value
         try:
@@ -91,6 +105,15 @@ class DuckDBEngine(Engine):
                     hint=f"install it once (duckdb -c 'install {ext}') or remove it "
                     "from warehouse.extensions",
                 ) from None
+        try:
+            _limit_access(con, access.folders(root, warehouse, path, allowed))
+        except duckdb.Error as exc:
+            con.close()
+            raise CadenceError(
+                f"cannot limit what models may read: {str(exc).splitlines()[0]}",
+                file="cadence.yml",
+                hint="check warehouse.allowed_paths",
+            ) from None
         if path != ":memory:" and not read_only:  # made before cadence kept files private
             for own in (Path(path), Path(path + ".wal")):
                 artifacts.make_private(own)
@@ -145,7 +168,7 @@ class DuckDBEngine(Engine):
         except duckdb.Error as exc:
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
-            raise EngineError(_disk_full(str(exc))) from None
+            raise EngineError(_refused(_disk_full(str(exc)))) from None
         except RuntimeError as exc:  # DuckDB reports a signal during a query this way
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
@@ -260,6 +283,86 @@ def read_file(
         raise EngineError(str(exc)) from None
     finally:
         con.close()
+
+
+_PARSER = threading.local()  # one in-memory connection per thread, for its parser only
+
+
+def query_problem(sql: str) -> str | None:
+    """Why ``sql`` is not exactly one query, by DuckDB's own parser (None: it is one). A query
+    is a SELECT (CTEs, VALUES, FROM-first and PIVOT included); a second statement after a
+    ``;``, whether written, smuggled through a closing parenthesis or produced by a macro, is
+    a problem, and so is text DuckDB cannot parse (it could hide one)."""
+    con = getattr(_PARSER, "con", None)
+    if con is None:
+        con = _PARSER.con = duckdb.connect(":memory:")
+    try:
+        statements = con.extract_statements(sql)
+        if len(statements) == 1 and statements[0].type == duckdb.StatementType.MULTI:
+            # a PIVOT whose columns come from the data parses as several statements; a query
+            # is what can stand as a subquery (ALTER or TRUNCATE expansions cannot)
+            inner = con.extract_statements(f"select 1 from (\n{sql}\n) as __cadence_query")
+            if len(inner) != 1:
+                return "is not one query"
+    except duckdb.Error as exc:
+        lines = str(exc).splitlines()
+        shown = "; ".join(line.strip() for line in lines[:3] if line.strip())
+        return f"cannot be parsed as one query ({shown})"
+    if not statements:
+        return "holds no query (only comments or nothing)"
+    kinds = [s.type.name for s in statements]
+    if len(statements) > 1:
+        second = next((k for k in kinds[1:] if k != "SELECT"), kinds[1])
+        return (
+            f"is {len(statements)} statements, not one query "
+            f"({_article(second)} {second} statement follows the first ';')"
+        )
+    if kinds[0] not in ("SELECT", "MULTI"):
+        return f"is {_article(kinds[0])} {kinds[0]} statement, not a query"
+    return None
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "AEIOU" else "a"
+
+
+def _limit_access(con: duckdb.DuckDBPyConnection, folders: Sequence[str]) -> None:
+    """External access off, ``folders`` allowed. DuckDB refuses to turn access back on (or to
+    change the folders) once it is off, for this connection and every cursor of it."""
+    row = con.execute("select current_setting('enable_external_access')").fetchone()
+    if row is not None and not row[0]:
+        return  # this database is already open (and limited) in this process
+    listing = ", ".join(_literal(f) for f in folders)
+    con.execute(f"set allowed_directories = [{listing}]")
+    con.execute("set enable_external_access = false")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+REFUSED = (
+    "models may read and write files only inside the project folder, warehouse.allowed_paths "
+    "and the locations the project declares (sources' external_location, export_root)"
+)
+_FILE_REFUSED = re.compile(r'Cannot access (file|directory) "([^"]*)" - file system operations')
+_EXTENSION = re.compile(r"(?:install the required extension|extension) '?\"?([A-Za-z0-9_]+)")
+
+
+def _refused(message: str) -> str:
+    """DuckDB's refusals under the access limits, said in cadence's terms."""
+    if "automatically install" in message or "Loading external extensions is disabled" in message:
+        found = _EXTENSION.search(message)
+        name = f"'{found.group(1)}' " if found else ""
+        return (
+            f"refused: DuckDB extension {name}is not loaded (extensions are loaded before "
+            "models run and never installed by a run: install it once and list it in "
+            "warehouse.extensions)"
+        )
+    found = _FILE_REFUSED.search(message)
+    if found:
+        return f'refused: cannot access {found.group(1)} "{found.group(2)}": {REFUSED}'
+    return message
 
 
 def _disk_full(message: str) -> str:

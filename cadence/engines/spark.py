@@ -81,10 +81,17 @@ class SparkEngine(Engine):
     name = "spark"
 
     def __init__(
-        self, shared: spark_session.Session, state: DuckDBEngine, root_handle: bool = True
+        self,
+        shared: spark_session.Session,
+        state: DuckDBEngine,
+        root_handle: bool = True,
+        journal: DuckDBEngine | None = None,
     ) -> None:
         self.shared = shared
         self.state = state
+        # the autocommit handle intents are written on: each thread's cursor has its own (a
+        # DuckDB handle used by two threads at once refuses: "connection is busy")
+        self.journal = journal if journal is not None else shared.journal
         self._root_handle = root_handle
         self._unit: _Unit | None = None
         self._reconciling = False
@@ -117,7 +124,7 @@ class SparkEngine(Engine):
 
     @property
     def state_read_only(self) -> bool:
-        return self.shared.journal is self.state
+        return self.journal is self.state
 
     def _sql(self, statement: str, params: Sequence[Any] = ()) -> Any:
         try:
@@ -232,7 +239,7 @@ class SparkEngine(Engine):
                     self._rollback()
                     raise
             for schema, name, physical in unit.swapped:
-                versions.clear_intent(self.shared.journal, schema, name, physical)
+                versions.clear_intent(self.journal, schema, name, physical)
             for schema, physical in unit.superseded:
                 self._drop_quietly(q(schema, physical), "table")
         finally:
@@ -255,14 +262,20 @@ class SparkEngine(Engine):
             if self._root_handle and self.shared.spark is not None and not self.state_read_only:
                 self._mirror()
         finally:
-            if self._root_handle and self.shared.journal is not self.state:
-                self.shared.journal.close()
+            if self.journal is not self.state and (
+                self._root_handle or self.journal is not self.shared.journal
+            ):
+                self.journal.close()
             self.state.close()
 
     def cursor(self) -> SparkEngine:
+        """A handle for another thread: its own state cursor and its own journal cursor, the
+        Spark session shared (``Session``)."""
         if self.shared.spark is None:
             _ = self.spark  # one session for all threads: open it before they race
-        return SparkEngine(self.shared, self.state.cursor(), root_handle=False)
+        state = self.state.cursor()
+        journal = state if self.state_read_only else self.state.cursor()
+        return SparkEngine(self.shared, state, root_handle=False, journal=journal)
 
     def interrupt(self) -> None:
         if self.shared.spark is not None:
@@ -325,7 +338,7 @@ class SparkEngine(Engine):
         record = versions.read_one(self.state, schema, identifier)
         previous = record.physical if record is not None and record.kind == "table" else None
         note = self.note_of(schema, physical)
-        versions.add_intent(self.shared.journal, schema, identifier, physical, previous, note)
+        versions.add_intent(self.journal, schema, identifier, physical, previous, note)
         if record is not None and record.kind == "table":
             self._switch_view(
                 schema, identifier, f"select * from {q(schema, physical)}", exists=True

@@ -75,7 +75,7 @@ def append(
     engine._built(schema, physical)
     note = engine.note_of(schema, batch_table)
     versions.add_intent(
-        engine.shared.journal, schema, name, physical, record.physical, note, layout="append"
+        engine.journal, schema, name, physical, record.physical, note, layout="append"
     )
     engine._switch_view(schema, name, live_view_sql(schema, physical, unique_key), exists=True)
     assert engine._unit is not None

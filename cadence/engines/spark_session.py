@@ -42,7 +42,7 @@ class Session:
 
     warehouse: WarehouseConfig
     root: Path
-    journal: DuckDBEngine  # autocommit handle for intents
+    journal: DuckDBEngine  # the root handle's autocommit handle for intents (cursors: their own)
     lock: threading.Lock = field(default_factory=threading.Lock)
     spark: Any = None
     external: set[str] = field(default_factory=set)  # file copies known to exist this run

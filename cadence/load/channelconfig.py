@@ -310,7 +310,18 @@ def check_path_template(path: str) -> str | None:
         return "path must contain {export_id} (a retried delivery rewrites the same file)"
     if ".." in path.replace("\\", "/").split("/"):
         return "path must not contain '..'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "path must not contain control characters (a NUL byte, a newline, a tab)"
+    name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    if name.lower().endswith(MANIFEST_SUFFIX):
+        return (
+            f"the file name must not end in '{MANIFEST_SUFFIX}': each export's manifest is "
+            f"written beside it as <export_id>{MANIFEST_SUFFIX}"
+        )
     return None
+
+
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 def _serve(

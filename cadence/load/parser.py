@@ -373,6 +373,7 @@ def _parse_model(
     from cadence.load.context import RenderState
 
     layers = _folder_layers(config, source_file.path)
+    env_read: dict[str, str | None] = {}  # by descriptions; the SQL's own reads join them
     description = ""
     columns: tuple[Column, ...] = ()
     if yaml_entry is not None:
@@ -390,29 +391,47 @@ def _parse_model(
             cfg = {}
         if entry.get("tags"):
             own = cfg.get("tags") or []
-            own = [own] if isinstance(own, str) else list(own)
+            own = [own] if isinstance(own, str) else own
             top = entry["tags"]
-            top = [top] if isinstance(top, str) else list(top)
-            cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
+            top = [top] if isinstance(top, str) else top
+            if isinstance(own, list) and isinstance(top, list):
+                cfg = {**cfg, "tags": top + [t for t in own if t not in top]}
+            else:
+                errors.add(
+                    CadenceError(
+                        "tags must be a name or a list of names",
+                        file=yaml_entry.file,
+                        line=line_of(entry, "tags"),
+                        hint="write tags: [daily, marketing]",
+                    )
+                )
+        listed = entry.get("columns") or []
+        if not isinstance(listed, list):
+            errors.add(
+                CadenceError(
+                    "columns must be a list",
+                    file=yaml_entry.file,
+                    line=line_of(entry, "columns"),
+                    hint="write columns:\n  - name: customer_id",
+                )
+            )
+            listed = []
         key_lines = dict(getattr(cfg, "key_lines", {}) or {})
         layers.append(
             ConfigLayer(
                 dict(cfg), yaml_entry.file, line_of(entry, "config") or line_of(entry), key_lines
             )
         )
-        description = _describe(
-            entry.get("description"), env, yaml_entry.file, line_of(entry, "description"), errors
-        )
+        where = yaml_entry.file
+        described = (entry, *(c for c in listed if isinstance(c, dict)))
+        texts = [
+            _describe(d.get("description"), env, where, line_of(d, "description"), errors, env_read)
+            for d in described
+        ]
+        description = texts[0]
         columns = tuple(
-            Column(
-                str(c.get("name")),
-                _describe(
-                    c.get("description"), env, yaml_entry.file, line_of(c, "description"), errors
-                ),
-                c.get("data_type"),
-            )
-            for c in entry.get("columns") or []
-            if isinstance(c, dict)
+            Column(str(c.get("name")), text, c.get("data_type"))
+            for c, text in zip(described[1:], texts[1:])
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
     guess = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
@@ -462,26 +481,37 @@ def _parse_model(
         digest=source_file.digest,
         description=description,
         columns=columns,
-        env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
+        env_vars=tuple(
+            sorted((k, env_digest(v)) for k, v in {**env_read, **state.env_vars}.items())
+        ),
     )
 
 
 def _describe(
-    value: Any, env: ModelEnvironment, file: str, line: int | None, errors: ErrorCollector
+    value: Any,
+    env: ModelEnvironment,
+    file: str,
+    line: int | None,
+    errors: ErrorCollector,
+    env_read: dict[str, str | None],
 ) -> str:
-    """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file."""
+    """A description; ``{{ doc('name') }}`` pulls in a docs block from a .md file. The env
+    vars it reads go into ``env_read`` (they are the model's: see ``Model.env_vars``)."""
     if not value:
         return ""
     text = str(value)
     if "{{" in text:
         from cadence.load.context import RenderState
 
+        state = RenderState(file=file)
         try:
-            return env.render(text, RenderState(file=file)).strip()
+            return env.render(text, state).strip()
         except CadenceError as exc:
             exc.file, exc.line = file, line
             errors.add(exc)
             return text
+        finally:
+            env_read.update(state.env_vars)
     return text
 
 
@@ -552,6 +582,7 @@ def _parse_singular_tests(
                 line=1,
                 sql=sql,
                 refs=tuple(state.refs),
+                env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
             )
         )
     return out

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
+from cadence.load import access
 from cadence.load.channelconfig import ChannelConfig, parse_channels
 from cadence.load.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.load.digests import env_digest
@@ -56,6 +57,7 @@ WAREHOUSE_KEYS = (
     "catalog",
     "incremental_strategy",
     "compact_every",
+    "allowed_paths",
 )
 INCREMENTAL_STRATEGIES = ("append", "merge")
 ENGINES = ("duckdb", "spark")
@@ -74,6 +76,10 @@ class WarehouseConfig:
     catalog: str | None = None
     incremental_strategy: str = "append"  # Spark: append + dedup view, or MERGE (Delta/Iceberg)
     compact_every: int = 10  # Spark: compact an appended incremental after this many batches
+    # folders (or URL prefixes) models may read and write besides the project folder: the
+    # user's warehouse.allowed_paths, absolute; a loader that declares more (a dbt profile's
+    # external_root, attached databases) adds them here (engines.access reads this list)
+    allowed_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
             )
         )
         timezone = "UTC"
-    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used)
+    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used, root)
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
@@ -360,7 +366,11 @@ def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
 
 
 def _parse_warehouse(
-    raw: Any, top: dict[str, Any], errors: ErrorCollector, env_used: list[tuple[str, str | None]]
+    raw: Any,
+    top: dict[str, Any],
+    errors: ErrorCollector,
+    env_used: list[tuple[str, str | None]],
+    root: Path,
 ) -> WarehouseConfig:
     file = PROJECT_FILE
     if raw is None:
@@ -423,6 +433,8 @@ def _parse_warehouse(
         problem = f"settings.{key}: {threads_problem(settings[key])}"
         errors.add(CadenceError(problem, file=file, line=line_of(settings, key), hint=THREADS_HINT))
     settings = {k: v for k, v in settings.items() if k not in bad}
+    if engine == "duckdb":
+        settings = access.without_access_settings(settings, raw.get("settings"), errors)
     strategy = raw.get("incremental_strategy", "append")
     if strategy not in INCREMENTAL_STRATEGIES:
         errors.add(
@@ -466,6 +478,7 @@ def _parse_warehouse(
         catalog=raw.get("catalog"),
         incremental_strategy=str(strategy),
         compact_every=compact,
+        allowed_paths=access.parse_allowed_paths(raw, root, errors),
     )
 
 

@@ -110,6 +110,7 @@ class Source:
     loaded_at: str | None = None
     updates: str | None = None
     description: str = ""
+    location: str | None = None  # external_location, absolute (or a URL): what it reads
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,18 @@ def parse_sources(
                 )
         source_name = str(entry["name"])
         schema = str(entry.get("schema") or source_name)
-        for table in entry.get("tables") or []:
+        tables = entry.get("tables") or []
+        if not isinstance(tables, list):
+            errors.add(
+                CadenceError(
+                    f"'tables' of source '{source_name}' must be a list",
+                    file=file,
+                    line=line_of(entry, "tables"),
+                    hint="write tables:\n  - name: events",
+                )
+            )
+            tables = []
+        for table in tables:
             if not isinstance(table, dict) or "name" not in table:
                 errors.add(
                     CadenceError(
@@ -280,6 +292,7 @@ def parse_sources(
                     location = str(files.root / location)
                 relation = "'" + location.replace("'", "''") + "'"
             else:
+                location = None
                 relation = relation_sql(schema, str(table.get("identifier") or name))
             out.append(
                 Source(
@@ -294,6 +307,7 @@ def parse_sources(
                     or entry.get("loaded_at_field"),
                     updates=table.get("updates") or entry.get("updates"),
                     description=str(table.get("description") or ""),
+                    location=location,
                 )
             )
     return out

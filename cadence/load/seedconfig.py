@@ -163,10 +163,13 @@ def resolve(
         sources.append((*yaml_config, {}))
     for values, file, line, key_lines in sources:
         for key, value in values.items():
-            if key == "column_types" and isinstance(value, dict):
-                merged["column_types"] = {**merged.get("column_types", {}), **value}
-            else:
-                merged[key] = value
+            if key == "column_types":
+                before = merged.get(key)
+                if before is not None and not isinstance(before, dict):
+                    continue  # reported below, where it was written
+                if isinstance(value, dict):
+                    value = {**(before or {}), **value}
+            merged[key] = value
             origin[key] = (file, key_lines.get(key) or line)
 
     def bad(key: str, message: str, hint: str) -> None:

@@ -53,6 +53,7 @@ class DataTest:
     line: int | None
     sql: str | None = None
     refs: tuple[str, ...] = ()
+    env_vars: tuple[tuple[str, str | None], ...] = ()  # singular: (name, env_digest) read
 
 
 def _test_entries(owner: dict[str, Any]) -> list[Any]:
@@ -73,7 +74,8 @@ def parse_tests(
 ) -> list[DataTest]:
     out: list[DataTest] = []
     targets: list[tuple[str | None, dict[str, Any]]] = [(None, entry)]
-    for column in entry.get("columns") or []:
+    listed = entry.get("columns") or []
+    for column in listed if isinstance(listed, list) else []:  # else: the parser says so
         if isinstance(column, dict) and column.get("name"):
             targets.append((str(column["name"]), column))
     for column, owner in targets:
@@ -214,4 +216,12 @@ def _check_test_args(kind: str, column: str | None, args: dict[str, Any]) -> tup
             return ("max_change needs a fraction such as 0.5", "write max_change: 0.5")
     if kind == "row_count" and not ({"min", "max"} & set(args)):
         return ("row_count needs min and/or max", "write row_count: {min: 1, max: 100000}")
+    if kind == "row_count":
+        for bound in ("min", "max"):
+            value = args.get(bound)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                return (
+                    f"row_count {bound} must be a whole number, not {str(value)[:40]!r}",
+                    "write row_count: {min: 1, max: 100000}",
+                )
     return None

@@ -53,12 +53,24 @@ def _loader() -> type:
     return Loader
 
 
+MAX_DEPTH = 64  # nesting deeper than any project needs; deeper, building the values would recurse
+
+
 def load_yaml(text: str, file: str) -> Any:
-    """Parse YAML text; errors name the file, line and column."""
+    """Parse YAML text; errors name the file, line and column. Nesting deeper than
+    ``MAX_DEPTH`` is an error (found on the parsed nodes, before any value is built)."""
     import yaml
 
     try:
-        return yaml.load(text, Loader=_loader())  # noqa: S506 - SafeLoader subclass
+        loader = _loader()(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_depth(node, file)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -73,6 +85,32 @@ def load_yaml(text: str, file: str) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise CadenceError(f"invalid YAML: {exc}", file=file, hint="fix the YAML syntax") from None
+
+
+def _check_depth(root: Any, file: str) -> None:
+    """Every node at most ``MAX_DEPTH`` collections deep (iteratively; a node reached twice
+    through an alias is walked once)."""
+    import yaml
+
+    seen: set[int] = set()
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen or isinstance(node, yaml.ScalarNode):
+            continue
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise CadenceError(
+                f"YAML nested more than {MAX_DEPTH} levels deep",
+                file=file,
+                line=node.start_mark.line + 1,
+                column=node.start_mark.column + 1,
+                hint="flatten the structure; no cadence or dbt setting nests this deep",
+            )
+        children = node.value
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in children for n in pair]
+        stack.extend((child, depth + 1) for child in children)
 
 
 def line_of(mapping: Any, key: str | None = None) -> int | None:

@@ -64,6 +64,9 @@ class Manifest:
     cadences: Cadences
     view_hashes: dict[str, str]  # ParsedProject.view_hashes (it reads every model's SQL)
     model_keys: dict[str, str]  # model name -> key of the inputs it was rendered from
+    # files whose rendering read env vars (models, their descriptions, singular tests): kept
+    # without what they rendered, and rendered again on every load (no env value is stored)
+    env_rendered: tuple[str, ...]
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # model_keys is decoded only when a model is rendered again
@@ -289,8 +292,10 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
 def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     paths = scan(root)
     opened = _open(root) if use_cache else None
+    if opened is not None and opened[0].parsed.root != str(root):
+        opened = None  # a copied or moved project: the cache names files of the old folder
     cached = opened[0] if opened is not None else None
-    if cached is not None and env_unchanged(cached):
+    if cached is not None and env_unchanged(cached) and not cached.env_rendered:
         now = inputs_now(root, paths)
         if now is not None and now[0] == cached.inputs and opened is not None and opened[1]():
             config = _config_again(root, now[1])
@@ -321,9 +326,11 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     if problems:
         raise ProjectErrors(problems)
     env_used = dict(files.config.env_vars_used)
-    for m in parsed.models:
-        for name, _value in m.env_vars:
-            env_used[name] = env_digest(os.environ.get(name))
+    for name, _value in (
+        *(pair for m in parsed.models for pair in m.env_vars),
+        *(pair for t in parsed.tests for pair in t.env_vars),
+    ):
+        env_used[name] = env_digest(os.environ.get(name))
     digests = {
         f.path: f.digest
         for group in (files.models, files.yaml_files, files.macros, files.tests, files.docs)
@@ -332,17 +339,46 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
     digests.update({s.path: s.digest for s in files.seeds})
     order = ("cadence.yml", *sorted(digests))  # as ``scan`` lists them
     digests["cadence.yml"] = files.config_digest
+    stored, env_rendered = without_env_values(parsed)
     manifest = Manifest(
         tuple(sorted(env_used.items())),
         combine((path, digests[path]) for path in order),
-        parsed,  # its config is left out: cadence.yml is parsed again on every load
+        stored,  # its config is left out: cadence.yml is parsed again on every load
         dag,
         cadences,
         parsed.view_hashes,
-        keys,
+        {name: key for name, key in keys.items() if name not in env_rendered},
+        tuple(sorted(env_rendered.values())),
     )
     write(root, manifest)
     return parsed, dag, cadences
+
+
+def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, str]]:
+    """``parsed`` as the cache may hold it (SPEC §6: no secret values): each model and
+    singular test that read an env var keeps its name, file and the digests of what it read,
+    nothing it rendered; and {model or test name: its file} of those (rendered on each load)."""
+    from dataclasses import replace
+
+    if not any(m.env_vars for m in parsed.models) and not any(t.env_vars for t in parsed.tests):
+        return parsed, {}
+    rendered: dict[str, str] = {}
+    models = []
+    for m in parsed.models:
+        if m.env_vars:
+            rendered[m.name] = m.path
+            m = Model(
+                m.name, m.path, m.raw_sql, "", ModelConfig(), "", "", "", (), (), (), False,
+                m.digest, "", (), m.env_vars,
+            )  # fmt: skip
+        models.append(m)
+    tests = []
+    for t in parsed.tests:
+        if t.env_vars:
+            rendered["test " + t.name] = t.file
+            t = replace(t, sql="", refs=())
+        tests.append(t)
+    return with_fields(parsed, models=tuple(models), tests=tuple(tests)), rendered
 
 
 def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
