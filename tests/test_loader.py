@@ -333,7 +333,8 @@ def test_a_valid_extension_loads_and_a_missing_one_is_exit_2(make_project, cli):
     ],
 )
 def test_cost_is_validated(make_project, cost, message, hint):
-    root = make_project({"models/m.sql": "select 1 as id\n"}, DEFAULT_CADENCE_YML + f"cost: {cost}\n")
+    yml = DEFAULT_CADENCE_YML + f"cost: {cost}\n"
+    root = make_project({"models/m.sql": "select 1 as id\n"}, yml)
     with pytest.raises(CadenceError) as exc:
         Project.load(root, use_cache=False)
     text = exc.value.render()

@@ -175,9 +175,9 @@ def carts_csv() -> str:
 @pytest.fixture(scope="module")
 def morning(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from click.testing import CliRunner
+    from conftest import write_files
 
     from cadence.cli import main
-    from conftest import write_files
 
     root = tmp_path_factory.mktemp("oracle")
     (root / "cadence.yml").write_text(ORACLE_YML)

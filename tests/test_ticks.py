@@ -54,7 +54,8 @@ def test_equal_to_ticks_between(text: str, zone: str) -> None:
     tz = ZoneInfo(zone)
     schedule = parse_cadence(text)
     for start, end in WINDOWS:
-        expected = [x.astimezone(timezone.utc) for x in schedule.ticks_between(t(start), t(end), tz)]
+        ticks = schedule.ticks_between(t(start), t(end), tz)
+        expected = [x.astimezone(timezone.utc) for x in ticks]
         assert instants_between(schedule, t(start), t(end), tz) == expected, (start, end)
 
 

@@ -36,6 +36,7 @@ from cadence.review.reach import ChannelReach, Delays, copy_history, read_reach
 
 DEFAULT_CANDIDATES = ("every 5 minutes", "every 15 minutes", "hourly", "every 4 hours")
 MIN_ENTRIES = 20  # fewer entries than this: the note says the figures are no basis yet
+ADVISE_SINCE = dt.timedelta(days=30)  # the history read by default (``--since 30d``)
 COST_SPAN = dt.timedelta(days=7)  # builds/day averaged over a week: weekday cadences included
 
 
