@@ -347,3 +347,101 @@ def test_too_little_history_is_said_in_the_note(morning: Path) -> None:
     assert channel["observed"]["entered"] == 4
     assert channel["note"].startswith("too little history: 4 entries since 2026-06-01T08:37:00")
     assert "fewer than 20" in channel["note"]
+
+
+# -- who counts, and holding the warehouse ---------------------------------------------------------
+
+
+def test_members_a_delivery_left_out_are_not_the_channels_and_pending_ones_wait(
+    make_project, cli
+):
+    """email suppresses unsubscribed keys: one that enters vip while suppressed is frozen out
+    (excluded, not counted); one entering after the last delivery is pending; web has no
+    destination, so its members are reached by the publish (delay 0 without event_time)."""
+    from activation_project import make_activation, set_people, set_unsubscribed
+
+    root = make_activation(make_project, [(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_unsubscribed(root, [3])
+    set_people(root, [(1, 900), (2, 900), (3, 900)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0  # 3 enters, suppressed
+    set_people(root, [(1, 900), (2, 900), (3, 900), (4, 900)])
+    assert cli(root, "run", "-s", "vip", "--at", "2026-01-02T07:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:  # 4 waits for email's next tick
+        con.execute("delete from _cadence.reached where key = '4'")
+        con.execute("delete from _cadence.freezes where \"at\" > '2026-01-02 06:30'")
+    result = cli(root, "advise", "--json", "--at", "2026-01-02T08:00", "--channel", "email")
+    assert result.exit_code == 0, result.output
+    (email,) = json.loads(result.output)["channels"]
+    observed = email["observed"]
+    assert (observed["entered"], observed["missed"], observed["pending"]) == (3, 0, 1)
+    # 1 and 2 published and delivered in the same run: 0 s from their publish
+    assert observed["delay_s"] == {"p50": 0.0, "p90": 0.0, "max": 0.0}
+
+
+def test_advise_says_so_while_a_run_holds_the_warehouse(make_project, cli):
+    from activation_project import make_activation
+
+    from cadence.build.lock import RunLock
+
+    root = make_activation(make_project, [(1, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    lock = RunLock(root, "2026-01-01T06:05:00+00:00").acquire()
+    try:
+        result = cli(root, "advise", "--at", "2026-01-01T06:10")
+    finally:
+        lock.release()
+    assert result.exit_code == 2
+    assert "a cadence run is in progress" in result.output
+    assert "hint: try again when it finishes" in result.output
+
+
+def test_the_warehouse_is_free_while_advise_computes(make_project, cli, monkeypatch):
+    """advise copies what it reads and detaches before computing: a run could open the
+    warehouse for writing while the figures are worked out."""
+    from activation_project import make_activation
+
+    import cadence.review.advise as module
+
+    root = make_activation(make_project, [(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    opened = []
+    read_reach = module.read_reach
+
+    def while_computing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with duckdb.connect(str(root / "warehouse.duckdb")) as con:  # read-write: not held
+            opened.append(con.execute("select count(*) from _cadence.reached").fetchone()[0])
+        return read_reach(*args, **kwargs)
+
+    monkeypatch.setattr(module, "read_reach", while_computing)
+    result = cli(root, "advise", "--json", "--at", "2026-01-01T07:00", "--channel", "email")
+    assert result.exit_code == 0, result.output
+    assert opened == [2]
+    assert json.loads(result.output)["channels"][0]["observed"]["entered"] == 2
+
+
+def test_an_unknown_channel_or_since_is_a_usage_error(make_project, cli):
+    root = make_project({"models/m.sql": "select 1 as id\n"})
+    result = cli(root, "advise", "--channel", "emial")
+    assert result.exit_code == 2 and "did you mean 'email'?" in result.output
+    result = cli(root, "advise", "--since", "yesterday")
+    assert result.exit_code == 2 and "--since: cannot read 'yesterday'" in result.output
+    result = cli(root, "advise", "--since", "2099-01-01T00:00", "--at", "2026-01-01T00:00")
+    assert result.exit_code == 2 and "is not before now" in result.output
+
+
+def test_without_a_warehouse_every_channel_has_no_entries_and_says_so(make_project, cli):
+    root = make_project({"models/m.sql": "select 1 as id\n"})
+    result = cli(root, "advise", "--json", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 0, result.output
+    channels = json.loads(result.output)["channels"]
+    assert [c["channel"] for c in channels] == ["email", "ads", "web", "routing"]
+    for c in channels:
+        assert c["observed"]["entered"] == 0 and c["recommended"] is None
+        assert c["note"].startswith("too little history: 0 entries")
+        assert [k["cadence"] for k in c["candidates"]][:4] == [
+            "every 5 minutes", "every 15 minutes", "hourly", "every 4 hours",
+        ]  # fmt: skip
+    email = channels[0]
+    assert email["candidates"][-1]["cadence"] == "daily at 05:00"  # the channel's hour
+    assert channels[1]["candidates"][-1]["cadence"] == "daily at 00:00"
