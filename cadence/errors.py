@@ -59,6 +59,11 @@ class CadenceError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+
+class DiskFull(CadenceError):
+    """A write the disk (or quota) had no room for: a failure of the run (exit 1), not of the
+    project or its usage."""
+
     def to_dict(self) -> dict[str, object]:
         return {
             "file": self.file,

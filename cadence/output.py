@@ -343,7 +343,9 @@ def render_tests(outcomes: list[Any], as_json: bool) -> str:
     fails = sum(o.status == "fail" for o in outcomes)
     warns = sum(o.status == "warn" for o in outcomes)
     passed = sum(o.status == "pass" for o in outcomes)
-    lines.append(f"{passed} passed, {fails} failed, {warns} warned")
+    errors = sum(o.status == "error" for o in outcomes)
+    summary = f"{passed} passed, {fails} failed, {warns} warned"
+    lines.append(summary + (f", {errors} errored" if errors else ""))
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
+from cadence.build.snapshots import compiled_path
 from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
+from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
@@ -28,7 +30,7 @@ from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
 from cadence.plan.history import StateSnapshot
 from cadence.plan.selection import feeding, select, unmatched
-from cadence.record import snapshot
+from cadence.record import snapshot, unrecorded
 from cadence.record.state import HISTORY_TABLES, prune_history, read_snapshot
 
 OPEN_GRACE_S = 2.0
@@ -36,6 +38,22 @@ OPEN_GRACE_S = 2.0
 if TYPE_CHECKING:
     from cadence.activation.roster import MembersAnswer
     from cadence.serve import AsgiServer, Server
+
+
+def _or_write_error(result: RunResult, step: Callable[[], object], warehouse: str) -> RunResult:
+    """Run ``step``; a write it could not make joins the run's ``write_error``."""
+    try:
+        step()
+    except CadenceError as exc:
+        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        if exc.file and exc.file not in message:
+            message = f"{exc.file}: {message}"
+    except EngineError as exc:
+        message = unrecorded.refused_error(str(exc), warehouse)
+    else:
+        return result
+    also = f"{result.write_error}; " if result.write_error else ""
+    return replace(result, write_error=also + message)
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,9 @@ class Project:
         if isinstance(reader, str):
             return snapshot.read(self.root, reader)
         try:
-            return read_snapshot(reader, freshness_sources(self.parsed, self.dag), self.tz)
+            # with the failures a full disk kept out of the warehouse (the next run writes them)
+            state = read_snapshot(reader, freshness_sources(self.parsed, self.dag), self.tz)
+            return unrecorded.overlay(self.root, state)
         finally:
             reader.close()
 
@@ -282,6 +302,7 @@ class Project:
     ) -> RunResult:
         engine = engine or self.open_engine()
         try:
+            unrecorded.record_pending(engine, self.root)  # failures a full disk kept out of it
             state = self.read_state(engine)
             plan = self.plan(
                 now,
@@ -306,9 +327,15 @@ class Project:
                 on_published=self._members_hook(),
             )
             result = self._after_run(engine, state, result, now)
-            self._prune_history(engine, result, now)
-            self._keep_snapshot(engine, result)
-            self._keep_rosters(engine, state, result)
+            # files and pruning after the run: one that fails to write (a full disk) is the
+            # run's write error (exit 1, the path and cause named), never an abort
+            done, warehouse = result, self.parsed.config.warehouse.path
+            for step in (
+                lambda: self._prune_history(engine, done, now),
+                lambda: self._keep_snapshot(engine, done),
+                lambda: self._keep_rosters(engine, state, done),
+            ):
+                result = _or_write_error(result, step, warehouse)
             return result
         finally:
             engine.close()
@@ -432,6 +459,7 @@ class Project:
         with artifacts.private_umask(), lock.acquire(wait_s):
             engine = self.open_engine()
             try:
+                unrecorded.record_pending(engine, self.root)  # failures a full disk kept out
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
                 return deliver.deliver(self.parsed, engine, now, chosen, options)
             finally:
@@ -535,7 +563,8 @@ class Project:
             assert model is not None
             latest = self.cadences.of(name).ticks.latest_tick(now, self.tz)
             compiled = self.compiler.compile(name, now, latest, False)
-            out.append((name, artifacts.write_compiled(self.root, model.path, compiled.sql)))
+            path = compiled_path(model)
+            out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:

@@ -163,3 +163,10 @@ def test_a_trailing_semicolon_does_not_break_the_build(tmp_path):
     (tmp_path / "models" / "m.sql").write_text("select 1 as id;\n\n")
     result = Project.load(tmp_path).run(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
     assert [r.status for r in result.results] == ["success"]
+
+
+def test_invocation_id_is_the_run_id(make_project, cli, run_results):
+    root = make_project({"models/stamped.sql": "select '{{ invocation_id }}' as run\n"})
+    assert cli(root, "run", "--at", "2026-01-10T10:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("select run from stamped").fetchall() == [(run_results(root)["run_id"],)]

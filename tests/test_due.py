@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -618,3 +619,110 @@ def test_clock_behind_recorded_state_is_found(attempt, success, now, behind) -> 
         assert "seg" in warning and "cadence run -s seg" in warning
     else:
         assert warning is None
+
+
+# --- a view or ephemeral whose SQL depends on the run (SPEC §4) ------------------------------
+
+RUN_DAY_MACRO = (
+    "{% macro run_day() %}{{ return(run_started_at.strftime('%Y-%m-%d')) }}{% endmacro %}\n"
+    "{% macro tick_day() %}{{ return(tick.strftime('%Y-%m-%d')) }}{% endmacro %}\n"
+)
+DAY_EVENTS = "key,day\na,2026-01-10\nb,2026-01-11\nc,2026-01-12\n"
+ACTIVE = "{{ config(channels=['web']) }}\nselect key from {{ ref('recent') }}\n"
+VIEW = "{{ config(materialized='view') }}\n"
+EPHEMERAL = "{{ config(materialized='ephemeral') }}\n"
+TODAY_FILTER = "select e.* from {{ ref('events') }} e join {{ ref('today') }} t using (day)\n"
+
+
+@pytest.mark.parametrize(
+    ("models", "view"),
+    [
+        (  # the view reads run_started_at itself
+            {
+                "recent.sql": VIEW
+                + "select * from {{ ref('events') }} where day = "
+                + "'{{ run_started_at.strftime(\"%Y-%m-%d\") }}'\n"
+            },
+            "recent",
+        ),
+        (
+            {
+                "recent.sql": VIEW
+                + "select * from {{ ref('events') }} where day = '{{ run_day() }}'\n"
+            },
+            "recent",
+        ),
+        (  # the view inlines an ephemeral that reads the clock
+            {
+                "today.sql": EPHEMERAL
+                + "select cast('{{ modules.datetime.date.today() }}' as date) as day\n",
+                "recent.sql": VIEW + TODAY_FILTER,
+            },
+            "recent",
+        ),
+        (  # a view between the consumer and the view that reads the tick
+            {
+                "today.sql": VIEW + "select cast('{{ tick_day() }}' as date) as day\n",
+                "recent.sql": VIEW + TODAY_FILTER,
+            },
+            "today",
+        ),
+        (  # the table inlines an ephemeral that reads the clock (the run's, in a replay)
+            {
+                "recent.sql": EPHEMERAL
+                + "select * from {{ ref('events') }} where day = "
+                + "'{{ modules.datetime.date.today() }}'\n"
+            },
+            None,
+        ),
+    ],
+    ids=["view", "view-macro", "view-ephemeral-clock", "view-of-view-tick", "ephemeral-clock"],
+)
+def test_a_run_dependent_view_or_ephemeral_never_freezes_at_its_first_run(
+    make_project, cli, models, view
+):
+    """examples/routing's open_carts: a view whose window is relative to the run was created
+    once, and a day later its segments were empty. Whatever makes the SQL depend on the run,
+    a model built for a tick reads it as of that run."""
+    root = make_project(
+        {
+            "seeds/events.csv": DAY_EVENTS,
+            "macros/days.sql": RUN_DAY_MACRO,
+            "models/active.sql": ACTIVE,
+            **{f"models/{name}": text for name, text in models.items()},
+        }
+    )
+
+    def members() -> list[str]:
+        with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+            return [r[0] for r in con.sql("select key from active order by key").fetchall()]
+
+    replay(cli, root, [at("2026-01-10T10:00")])
+    assert members() == ["a"]
+    plan = json.loads(cli(root, "plan", "--json", "--at", "2026-01-11T10:00").output)
+    rows = {m["name"]: m for m in plan["models"]}
+    if view is not None:
+        assert rows[view]["due"] is True
+        assert rows[view]["reason"].startswith("view depends on the run (")
+        assert "rebuilt for active's tick 2026-01-11 10:00 CET" in rows[view]["reason"]
+    replay(cli, root, [at("2026-01-11T10:00")])  # a day later: the window moved with the run
+    assert members() == ["b"]
+    if view is not None:
+        assert statuses(root)[view] == "success"
+    # a plain `cadence run` of the consumer recreates the view too (it reads it)
+    assert cli(root, "run", "-s", "active", "--at", "2026-01-12T10:00").exit_code == 0
+    assert members() == ["c"]
+    # nothing builds: the view is left alone, saying why
+    replay(cli, root, [at("2026-01-12T10:01")])
+    if view is not None:
+        results = {r["name"]: r for r in read_run_results(root)["results"]}
+        assert results[view]["status"] == "skipped"
+        assert "it depends on the run" in results[view]["reason"]
+
+
+def test_a_view_that_does_not_depend_on_the_run_is_not_recreated_for_its_consumers(
+    make_project, cli
+):
+    root = make_project(VIEWS)
+    replay(cli, root, [at("2026-01-10T10:00"), at("2026-01-10T10:15")])
+    assert statuses(root) == {"stg_view": "skipped", "web_seg": "success"}

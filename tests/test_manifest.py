@@ -413,3 +413,51 @@ def test_no_env_value_is_written_under_target_except_compiled_sql(
     assert holding == ["target/compiled/models/m.sql"]
     monkeypatch.setenv("CADENCE_TEST_SQL", "another")  # a cached load renders it again
     assert "'another'" in Project.load(root).parsed.model("m").rendered
+
+
+def test_a_run_dependent_view_is_cached_and_the_idle_plan_decodes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
+    from cadence.load import cachefile
+    from cadence.plan.due import parse_at
+
+    root = project(tmp_path)
+    (root / "models" / "v.sql").write_text(
+        "{{ config(materialized='view') }}\nselect '{{ run_started_at }}' as v\n"
+    )
+    (root / "models" / "t.sql").write_text(
+        "{{ config(cadence='daily at 05:00') }}\nselect * from {{ ref('v') }}\n"
+    )
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    decoded: list[int] = []
+    real = cachefile._Pending._decode
+
+    def spy(self):  # type: ignore[no-untyped-def]
+        decoded.append(1)
+        return real(self)
+
+    monkeypatch.setattr(cachefile._Pending, "_decode", spy)
+    loaded = Project.load(root)
+    assert manifest.cache_stats(root) == {"exists": True, "fresh": True}
+    assert loaded.parsed.model("v").run_dependent == "run_started_at"
+    idle = loaded.plan(parse_at("2026-01-02T06:01", loaded.tz))
+    assert not idle.to_build() and decoded == []
+    assert "it depends on the run (run_started_at)" in idle.get("v").reason
+    due = loaded.plan(parse_at("2026-01-03T05:00", loaded.tz))
+    assert [d.name for d in due.to_build()] == ["v", "t"]
+
+
+def test_a_project_copied_with_its_cache_writes_into_its_own_folder(tmp_path: Path, cli) -> None:
+    """`cp -a project copy`: the copy's runs write the copy's target/, never the original's."""
+    import shutil
+
+    original = project(tmp_path / "original")
+    assert cli(original, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    before = (original / "target" / "run_results.json").read_bytes()
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    assert cli(copy, "run", "--at", "2026-01-02T07:00").exit_code == 0
+    assert (original / "target" / "run_results.json").read_bytes() == before
+    assert '"at":"2026-01-02T07:00:00' in (copy / "target" / "run_results.json").read_text()
+    assert Project.load(copy).parsed.root == str(copy)
+    assert manifest.cache_stats(copy) == {"exists": True, "fresh": True}

@@ -402,9 +402,97 @@ def test_doc_of_an_unknown_block_is_reported(make_project):
     )
 )
 def test_ref_positions_in_one_pass_are_where_the_search_per_name_finds_them(pieces) -> None:
-    from cadence.load.parser import _ref_position, _ref_positions
+    from cadence.load.positions import ref_position, ref_positions
 
     text = "".join(pieces)
-    found = _ref_positions(text)
+    found = ref_positions(text)
     for name in ("a", "b", "c", "a'"):
-        assert (found.get(name) or _ref_position(text, name)) == _ref_position(text, name), text
+        assert (found.get(name) or ref_position(text, name)) == ref_position(text, name), text
+
+
+# --- a view or ephemeral whose SQL depends on the run (SPEC §4) ----------------------------
+
+RUN_MACROS = {
+    "macros/windows.sql": (
+        "{% macro since(hours) %}timestamptz '{{ run_started_at - modules.datetime."
+        "timedelta(hours=hours) }}'{% endmacro %}\n"
+        "{% macro stamp() %}{{ return(modules.datetime.datetime.now().strftime('%Y%m%d')) }}"
+        "{% endmacro %}\n"
+        "{% macro first_of_month() %}{{ return(run_started_at.day == 1) }}{% endmacro %}\n"
+    )
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ("select 1 as x", ""),
+        ("select '{{ this }}' as me, {{ var('n', 3) }} as n", ""),
+        ("{% if false %}{{ run_started_at }}{% endif %}select 1 as x", ""),
+        ("select timestamptz '{{ run_started_at }}' as t", "run_started_at"),
+        ("select '{{ tick.isoformat() }}' as t", "tick"),
+        ("select {{ since(2) }} as t", "run_started_at"),  # through a macro
+        ("select '{{ stamp() }}' as d", "modules.datetime"),  # the clock, through a macro
+        ("select '{{ modules.datetime.date.today() }}' as d", "modules.datetime"),
+        ("select '{{ invocation_id }}' as run", "invocation_id"),
+        ("{% set t = var('as_of', run_started_at) %}select '{{ t }}' as t", "run_started_at"),
+        ("select {{ 1 if first_of_month() else 0 }} as monthly", "run_started_at"),
+        ("select {{ 1 if tick < run_started_at else 0 }} as late", "tick"),
+    ],
+)
+@pytest.mark.parametrize("materialized", ["view", "ephemeral"])
+def test_a_view_or_ephemeral_whose_sql_depends_on_the_run_is_flagged(
+    make_project, materialized, body, why
+):
+    project = load(
+        make_project,
+        {
+            **RUN_MACROS,
+            "models/m.sql": f"{{{{ config(materialized='{materialized}') }}}}\n{body}\n",
+        },
+    )
+    model = project.parsed.model("m")
+    assert model.run_dependent == why
+    assert model.per_run == bool(why)  # rendered again for each run that compiles it
+
+
+def test_a_table_is_rendered_per_run_but_not_flagged_as_a_run_dependent_view(make_project):
+    model = load(make_project, {"models/t.sql": "select '{{ run_started_at }}' as t\n"}).parsed
+    assert model.model("t").per_run and model.model("t").run_dependent == ""
+
+
+def test_a_run_value_read_without_instrumentation_is_found_by_a_second_render(
+    make_project, monkeypatch
+):
+    """Whatever makes the text differ between two runs counts, not only the names that say
+    they were read (a future ``run_query``): the parser renders again at another run."""
+    from cadence.load import context
+
+    monkeypatch.setattr(context, "reads_run", lambda name: context.current_render.get())
+    project = load(
+        make_project,
+        {
+            "models/v.sql": "{{ config(materialized='view') }}\n"
+            "select '{{ run_started_at }}' as t\n",
+            "models/w.sql": "{{ config(materialized='view') }}\nselect 1 as x\n",
+        },
+    )
+    assert project.parsed.model("v").run_dependent == "renders differently at two run times"
+    assert project.parsed.model("v").per_run
+    assert project.parsed.model("w").run_dependent == ""
+
+
+def test_the_clock_in_models_reads_the_run_time_not_the_machine_clock(make_project):
+    """``modules.datetime`` now/today/utcnow are the run's time (``--at`` replays them)."""
+    project = load(
+        make_project,
+        {
+            "models/t.sql": "select '{{ modules.datetime.datetime.now() }}' as local_now,\n"
+            "'{{ modules.datetime.datetime.utcnow() }}' as utc_now,\n"
+            "'{{ modules.datetime.date.today() }}' as today\n",
+        },
+    )
+    sql = project.compiler.compile("t", at("2026-03-02T00:30"), None).sql
+    assert "'2026-03-02 00:30:00' as local_now" in sql
+    assert "'2026-03-01 23:30:00' as utc_now" in sql
+    assert "'2026-03-02' as today" in sql

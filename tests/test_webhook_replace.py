@@ -57,4 +57,4 @@ def test_a_replace_starts_its_own_batch_and_the_batches_after_it_wait_for_it() -
     assert [(b.first, b.last) for b in batches] == [(7, 7), (8, 9), (10, 11)]
     assert [json.loads(b.body).get("replace") for b in batches] == [None, True, None]
     # keys differ, yet the batch after the replace waits for it (it would be wiped otherwise)
-    assert webhook._key_dependencies(changes, batches) == [None, 0, 1]
+    assert webhook._key_dependencies(changes, batches) == [(), (0,), (1,)]

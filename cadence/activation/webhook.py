@@ -19,8 +19,9 @@ Invariants:
   same id, and receivers drop them).
 - 408, 429, 5xx, timeouts and connection errors are retried with exponential backoff (bounded
   attempts and waiting; ``Retry-After`` seconds or HTTP-date honoured); any other status stops the
-  delivery. At most ``MAX_IN_FLIGHT`` requests are open at once, and a batch holding a key of an
-  earlier batch is sent only once that batch is acknowledged (one key's changes arrive in order).
+  delivery. At most ``MAX_IN_FLIGHT`` requests are open at once, and a batch holding keys of
+  earlier batches is sent only once every one of those batches is acknowledged (one key's changes
+  arrive in order, however the batches' retries interleave).
 - Only https URLs, or http to loopback; an address that is not global (private, link-local, ...)
   after DNS resolution needs ``allow_private``; connections go to the addresses that were checked.
 - The secret comes only from the environment and never appears in an error or a payload.
@@ -163,7 +164,7 @@ class _Delivery:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.waited = 0.0
-        self.wait_for: list[int | None] = []
+        self.wait_for: list[tuple[int, ...]] = []
         self.done: list[threading.Event] = []
         self.acked: list[bool] = []
 
@@ -177,12 +178,11 @@ class _Delivery:
         return True
 
     def send_in_order(self, index: int, batch: Batch) -> _Outcome:
-        """Send batch ``index`` once the earlier batch holding one of its keys is acknowledged,
-        so a receiver gets the changes of one key in order. That batch was queued first, so it
-        is in flight or finished: waiting cannot deadlock."""
+        """Send batch ``index`` once every earlier batch it depends on (``wait_for``) is
+        acknowledged, so a receiver gets the changes of one key in order. Those batches were
+        queued first, so each is in flight or finished: waiting cannot deadlock."""
         try:
-            before = self.wait_for[index]
-            if before is not None:
+            for before in self.wait_for[index]:
                 self.done[before].wait()
                 if not self.acked[before]:
                     return _Outcome(error=None)
@@ -245,24 +245,30 @@ class _Delivery:
         return _Outcome(error=f"{_range(batch)}: gave up after {attempt} attempt(s): {reason}")
 
 
-def _key_dependencies(changes: Sequence[Change], batches: Sequence[Batch]) -> list[int | None]:
-    """For each batch, the latest earlier batch sharing a key with it (None: no such batch).
-    A replacement waits for the batch before it, and every batch after it waits for it (a
-    receiver applying it later would drop what they brought)."""
+def _key_dependencies(changes: Sequence[Change], batches: Sequence[Batch]) -> list[tuple[int, ...]]:
+    """For each batch, the earlier batches it must wait for: for each of its keys, the latest
+    earlier batch holding that key (not only the latest of them all: b2 holding keys of b0 and
+    of b1 waits for both, or b2 overtakes b0 while b0 is retried). Each of those waited for the
+    batch before it of the same key, so every earlier batch of the key is acknowledged first.
+    A replacement waits for every earlier batch (the latest of each key, and the replacement
+    before it), and every batch after it waits for it (a receiver applying it later would drop
+    what they brought)."""
     last_batch_of: dict[str, int] = {}
-    out: list[int | None] = []
+    out: list[tuple[int, ...]] = []
     position = 0
     replacing: int | None = None
     for index, batch in enumerate(batches):
         part = changes[position : position + batch.count]
         position += batch.count
-        earlier = [last_batch_of[c.key] for c in part if c.key in last_batch_of]
+        if part[0].starts_replace:
+            earlier = set(last_batch_of.values())
+        else:
+            earlier = {last_batch_of[c.key] for c in part if c.key in last_batch_of}
+        if replacing is not None:
+            earlier.add(replacing)
         if part[0].starts_replace:
             replacing = index
-            earlier += [index - 1] if index else []
-        elif replacing is not None:
-            earlier.append(replacing)
-        out.append(max(earlier) if earlier else None)
+        out.append(tuple(sorted(earlier)))
         for c in part:
             last_batch_of[c.key] = index
     return out

@@ -1,8 +1,10 @@
 """Compile models to runnable SQL: swap ref tokens for relations, inline ephemerals.
 
-Input: ``ParsedProject`` + ``Dag`` + per-run values (now, tick, whether an incremental's
-relation exists) -> output: ``CompiledModel`` (final SQL and its hash). Models that read per-run
-values are rendered again here; all others reuse the text rendered at load time.
+Input: ``ParsedProject`` + ``Dag`` + per-run values (now, tick, the run's id, whether an
+incremental's relation exists) -> output: ``CompiledModel`` (final SQL and its hash). Models that
+read per-run values (``Model.per_run``: a view or ephemeral whose text depends on the run always
+is) are rendered again here, an ephemeral inlined into another model included; all others reuse
+the text rendered at load time.
 """
 
 from __future__ import annotations
@@ -73,14 +75,23 @@ class Compiler:
         return self.seeds[name].relation
 
     def rendered(
-        self, model: Model, now: dt.datetime | None, tick: dt.datetime | None, incremental: bool
+        self,
+        model: Model,
+        now: dt.datetime | None,
+        tick: dt.datetime | None,
+        incremental: bool,
+        invocation_id: str | None = None,
     ) -> str:
         if not model.per_run and not (incremental and model.materialized == "incremental"):
             return model.rendered
         from cadence.load.context import RenderState
 
         state = RenderState(
-            file=model.path, run_started_at=now, tick=tick or now, incremental=incremental
+            file=model.path,
+            run_started_at=now,
+            tick=tick or now,
+            incremental=incremental,
+            invocation_id=invocation_id,
         )
         state.this = Relation(model.schema, model.identifier, model.relation)
         return self.env.render(model.raw_sql, state)
@@ -91,9 +102,13 @@ class Compiler:
         now: dt.datetime | None = None,
         tick: dt.datetime | None = None,
         incremental: bool = False,
+        invocation_id: str | None = None,
     ) -> CompiledModel:
+        """``invocation_id``: the run's id (``invocation_id`` in Jinja)."""
         model = self.models[name]
-        sql = _without_trailing_semicolon(self._resolve(model, now, tick, incremental))
+        sql = _without_trailing_semicolon(
+            self._resolve(model, now, tick, incremental, invocation_id)
+        )
         column = model.config.watermark
         if incremental and model.materialized == "incremental" and column:
             filtered = _after_watermark(sql, column, model.relation)
@@ -119,17 +134,24 @@ class Compiler:
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
-            return swap[name] if name in swap else self._ref(name, ctes, now, None, set())
+            return swap[name] if name in swap else self._ref(name, ctes, now, None, None, set())
 
         body = REF_TOKEN.sub(sub, text)
         return _with_ctes(body, ctes)
 
     def _resolve(
-        self, model: Model, now: dt.datetime | None, tick: dt.datetime | None, incremental: bool
+        self,
+        model: Model,
+        now: dt.datetime | None,
+        tick: dt.datetime | None,
+        incremental: bool,
+        invocation_id: str | None,
     ) -> str:
         ctes: dict[str, str] = {}
-        text = self.rendered(model, now, tick, incremental)
-        body = REF_TOKEN.sub(lambda m: self._ref(m.group(1), ctes, now, tick, {model.name}), text)
+        text = self.rendered(model, now, tick, incremental, invocation_id)
+        body = REF_TOKEN.sub(
+            lambda m: self._ref(m.group(1), ctes, now, tick, invocation_id, {model.name}), text
+        )
         return _with_ctes(body, ctes)
 
     def _ref(
@@ -138,6 +160,7 @@ class Compiler:
         ctes: dict[str, str],
         now: dt.datetime | None,
         tick: dt.datetime | None,
+        invocation_id: str | None,
         stack: set[str],
     ) -> str:
         model = self.models.get(name)
@@ -147,9 +170,11 @@ class Compiler:
             return self.relation_of(name)
         cte = EPHEMERAL_PREFIX + name
         if cte not in ctes and name not in stack:
-            text = self.rendered(model, now, tick, False)
+            # rendered again for this run when its text depends on the run (Model.per_run)
+            text = self.rendered(model, now, tick, False, invocation_id)
             inner = REF_TOKEN.sub(
-                lambda m: self._ref(m.group(1), ctes, now, tick, stack | {name}), text
+                lambda m: self._ref(m.group(1), ctes, now, tick, invocation_id, stack | {name}),
+                text,
             )
             ctes[cte] = _strip_sql(inner)
         return cte

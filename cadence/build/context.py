@@ -6,8 +6,10 @@ writes all steps share: ``swap`` (a staging relation replaces the live one) and
 ``record_failure`` (a failed step's build record, in a transaction of its own). Each step
 returns a ``ModelResult``.
 Invariants: ``relations`` is shared by every step of a run and kept current as publishes
-commit; ``new_states`` collects each step's state, folded once at the end of the run; a thread
-gets a copy of the context with its own cursor, never a shared one. Used by ``runner`` (the
+commit; ``new_states`` collects each step's state, folded once at the end of the run; a failure
+record the warehouse refuses (a full disk) is never lost: its state joins ``new_states`` and the
+record waits in ``unrecorded`` for the end of the run (``runner``); a thread gets a copy of the
+context with its own cursor, never a shared one. Used by ``runner`` (the
 run loop), ``publish`` (models), ``seeds`` and ``gate`` (blocking tests).
 """
 
@@ -18,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cadence.build.compiler import Compiler
-from cadence.engines.base import Engine
+from cadence.engines.base import Engine, EngineError
 from cadence.load.parser import ParsedProject
 from cadence.load.testspecs import DataTest
 from cadence.plan.dag import Dag
 from cadence.plan.due import Decision
-from cadence.plan.history import BuildRecord, ModelState, StateSnapshot
+from cadence.plan.history import BuildRecord, ModelState, StateSnapshot, next_state
 from cadence.record.state import record_build
 
 
@@ -65,6 +67,8 @@ class RunContext:
     relations: dict[tuple[str, str], str] = field(default_factory=dict)  # shared, kept current
     new_states: dict[str, ModelState] = field(default_factory=dict)  # folded at the end
     visible: dict[tuple[str, str], str] | None = None  # relations the open transaction sees
+    # failure records the warehouse refused (shared by every thread's copy): written at the end
+    unrecorded: list[BuildRecord] = field(default_factory=list)
 
 
 def record_failure(
@@ -87,10 +91,13 @@ def record_failure(
         sql_hash,
         result.error,
     )
-    with ctx.engine.transaction():
-        ctx.new_states[decision.name] = record_build(
-            ctx.engine, record, ctx.state.of(decision.name)
-        )
+    previous = ctx.state.of(decision.name)
+    try:
+        with ctx.engine.transaction():
+            ctx.new_states[decision.name] = record_build(ctx.engine, record, previous)
+    except EngineError:  # refused too (no space left): kept for the end of the run
+        ctx.new_states[decision.name] = next_state(previous, record)
+        ctx.unrecorded.append(record)
 
 
 def swap(ctx: RunContext, staging: str, live: str, schema: str, identifier: str) -> None:

@@ -1,15 +1,25 @@
-"""Data tests as SQL: each test becomes a query counting failing rows.
+"""Data tests as SQL, judged as dbt judges them.
 
 Input: a ``DataTest`` and the relation to check (the staging relation during publish, the live
-one for ``cadence test``) -> output: SQL returning one integer, 0 meaning pass. Generic tests are
-dbt-compatible (not_null, unique, accepted_values, relationships) plus row_count and max_change.
+one for ``cadence test``) -> output: the query of its failing rows -- the built-ins written as
+dbt's own macros write them (``accepted_values`` returns one row per distinct bad value,
+``unique`` one per duplicated value), a singular or custom generic test its rendered SQL -- and
+one query that asks, for many tests at once, dbt's three numbers per test: ``failures``
+(``fail_calc`` over at most ``limit`` failing rows), ``failures <warn_if>`` and
+``failures <error_if>``. ``TestOutcome`` holds them: a test fails when its severity is
+``error`` and ``error_if`` holds, else warns when ``warn_if`` holds, else passes.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cadence.build.compiler import ensure_query
+from cadence.engines.base import Engine
+from cadence.load.parser import ParsedProject
 from cadence.load.relations import quote
 from cadence.load.testspecs import DataTest
 from cadence.plan.dag import ref_target
@@ -20,14 +30,25 @@ class TestOutcome:
     test: DataTest
     failures: int
     message: str
+    should_warn: bool | None = None  # None: failures != 0 (the default condition)
+    should_error: bool | None = None
+
+    @property
+    def status(self) -> str:
+        """``fail``, ``warn`` or ``pass``, by dbt's rule."""
+        error = self.failures != 0 if self.should_error is None else self.should_error
+        warn = self.failures != 0 if self.should_warn is None else self.should_warn
+        if error and self.test.severity == "error":
+            return "fail"
+        return "warn" if warn else "pass"
 
     @property
     def passed(self) -> bool:
-        return self.failures == 0
+        return self.status == "pass"
 
     @property
     def blocking(self) -> bool:
-        return not self.passed and self.test.severity == "error"
+        return self.status == "fail"
 
 
 def literal(value: Any) -> str:
@@ -39,30 +60,43 @@ def literal(value: Any) -> str:
 
 
 def _scoped(relation: str, where: str | None) -> str:
-    return f"(select * from {relation} where {where})" if where else relation
+    return f"(select * from {relation} where {where}) dbt_subquery" if where else relation
 
 
-def test_sql(test: DataTest, relation: str, relation_of: Any) -> str | None:
-    """Failing-row count query, or None for tests that compare versions (max_change)."""
+def failing_rows_sql(
+    test: DataTest, relation: str, relation_of: Callable[[str], str]
+) -> str | None:
+    """The query of ``test``'s failing rows on ``relation``; None for ``max_change`` (it
+    compares versions). ``relation_of`` names the relation of a model or seed (or ``source()``)
+    a ``relationships`` test looks up."""
+    if test.kind == "singular" or test.custom:
+        return test.sql
     rel = _scoped(relation, test.where)
     col = quote(test.column or str(test.args.get("column_name")))
     if test.kind == "not_null":
-        return f"select count(*) from {rel} where {col} is null"
+        return f"select {col}\nfrom {rel}\nwhere {col} is null"
     if test.kind == "unique":
         return (
-            f"select count(*) from (select {col} from {rel} where {col} is not null "
-            f"group by {col} having count(*) > 1)"
+            f"select {col} as unique_field, count(*) as n_records\nfrom {rel}\n"
+            f"where {col} is not null\ngroup by {col}\nhaving count(*) > 1"
         )
     if test.kind == "accepted_values":
         quote_values = test.args.get("quote", True)
         values = ", ".join(literal(v) if quote_values else str(v) for v in test.args["values"])
-        return f"select count(*) from {rel} where {col} is not null and {col} not in ({values})"
+        return (
+            f"with all_values as (\n  select {col} as value_field, count(*) as n_records\n"
+            f"  from {rel}\n  group by {col}\n)\n"
+            f"select * from all_values where value_field not in ({values})"
+        )
     if test.kind == "relationships":
-        parent = relation_of(ref_target(str(test.args["to"])))
+        parent = relation_of(str(test.args["to"]))
         field = quote(str(test.args["field"]))
         return (
-            f"select count(*) from {rel} as child where child.{col} is not null and not exists "
-            f"(select 1 from {parent} as parent where parent.{field} = child.{col})"
+            f"with child as (\n  select {col} as from_field from {rel} where {col} is not null\n"
+            f"),\nparent as (\n  select {field} as to_field from {parent}\n)\n"
+            "select from_field from child\n"
+            "left join parent on child.from_field = parent.to_field\n"
+            "where parent.to_field is null"
         )
     if test.kind == "row_count":
         lo, hi = test.args.get("min"), test.args.get("max")
@@ -71,13 +105,72 @@ def test_sql(test: DataTest, relation: str, relation_of: Any) -> str | None:
             conds.append(f"n < {int(lo)}")
         if hi is not None:
             conds.append(f"n > {int(hi)}")
-        failing = " or ".join(conds)
-        return (
-            f"select case when {failing} then 1 else 0 end from (select count(*) as n from {rel})"
-        )
-    if test.kind == "singular":
-        return f"select count(*) from (\n{test.sql}\n)"
+        return f"select n from (select count(*) as n from {rel}) where {' or '.join(conds)}"
     return None
+
+
+_SOURCE = re.compile(r"^\s*source\(\s*['\"]([^'\"]+)['\"]\s*,\s*['\"]([^'\"]+)['\"]\s*\)\s*$")
+
+
+def target_resolver(
+    project: ParsedProject, relation_of: Callable[[str], str]
+) -> Callable[[str], str]:
+    """The relation a ``relationships`` test's ``to`` names: ``ref('x')``, ``x`` or
+    ``source('a', 'b')``."""
+    sources = {(s.source_name, s.table): s.relation for s in project.sources}
+
+    def resolve(to: str) -> str:
+        found = _SOURCE.match(to)
+        if found:
+            return sources[(found.group(1), found.group(2))]
+        return relation_of(ref_target(to))
+
+    return resolve
+
+
+def failures_sql(test: DataTest, rows_sql: str) -> str:
+    """dbt's ``failures``: ``fail_calc`` over the failing rows, at most ``limit`` of them."""
+    limit = f"\nlimit {test.limit}" if test.limit is not None else ""
+    return f"select {test.fail_calc} from (\n{rows_sql}{limit}\n) dbt_internal_test"
+
+
+def judge(engine: Engine, counted: Sequence[tuple[DataTest, str]]) -> list[TestOutcome]:
+    """Run the failing-rows queries of many tests in one query; one outcome each, in order."""
+    if not counted:
+        return []
+    for test, sql in counted:  # one query each, fail_calc and limit included (SPEC §6)
+        ensure_query(failures_sql(test, sql), test.file)
+    values = ",\n".join(
+        f"({failures_sql(test, sql)}) as f{i}" for i, (test, sql) in enumerate(counted)
+    )
+    checks = ", ".join(
+        f"f{i}, f{i} {test.warn_if}, f{i} {test.error_if}" for i, (test, _sql) in enumerate(counted)
+    )
+    row = engine.query(f"with counted as (select\n{values}\n)\nselect {checks} from counted")[0]
+    outcomes = []
+    for i, (test, _sql) in enumerate(counted):
+        raw, warn, error = row[3 * i : 3 * i + 3]
+        failures = int(raw) if raw is not None else 0
+        outcome = TestOutcome(test, failures, "", bool(warn), bool(error))
+        outcomes.append(
+            TestOutcome(
+                test, failures, describe(outcome), outcome.should_warn, outcome.should_error
+            )
+        )
+    return outcomes
+
+
+def describe(outcome: TestOutcome) -> str:
+    """What a failing or warning test says (empty when it passed)."""
+    if outcome.passed:
+        return ""
+    test = outcome.test
+    message = describe_failure(test, outcome.failures)
+    if not test.default_thresholds:
+        condition = test.error_if if outcome.status == "fail" else test.warn_if
+        verb = "fail" if outcome.status == "fail" else "warn"
+        message += f" (configured to {verb} if {condition})"
+    return message
 
 
 def describe_failure(test: DataTest, failures: int, extra: str = "") -> str:
@@ -87,4 +180,6 @@ def describe_failure(test: DataTest, failures: int, extra: str = "") -> str:
         return f"row_count{where}: row count outside {bounds}{extra}"
     if test.kind == "max_change":
         return f"max_change: {extra}"
+    if test.kind == "singular":
+        return f"singular test {test.name} ({test.file}): {failures} failing row(s){extra}"
     return f"{test.kind}{where}: {failures} failing row(s){extra}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from cadence.build.compiler import CompiledModel
-from cadence.build.datatests import test_sql
+from cadence.build.datatests import failing_rows_sql
 from cadence.engines.base import Engine
 from cadence.load.parser import Model
 from cadence.load.relations import quote
@@ -34,7 +34,7 @@ def stage(engine: Engine, compiled: CompiledModel, staging: str) -> int | None:
 def merged_unique_sql(
     test: DataTest, staging: str, live: str, unique_key: Sequence[str]
 ) -> str | None:
-    """Failing-value count of a ``unique`` test over the table as the merge will leave it:
+    """Failing values of a ``unique`` test over the table as the merge will leave it:
     values of new rows held more than once by the new rows plus the live rows the merge keeps
     (those not replaced on ``unique_key``). Values that did not arrive were checked when they
     did. ``None``: the test is not a ``unique`` test."""
@@ -52,10 +52,10 @@ def merged_unique_sql(
             match = " and ".join(f"s.{quote(k)} = t.{quote(k)}" for k in unique_key)
             kept += f" and not exists (select 1 from {staging} as s where {match})"
     return (
-        "select count(*) from (select v from (\n"
+        "select v as unique_field, count(*) as n_records from (\n"
         f"  select {col} as v from {new} where {col} is not null\n"
         f"  union all select t.{col} from {old} as t where {kept}\n"
-        ") as merged group by v having count(*) > 1)"
+        ") as merged group by v having count(*) > 1"
     )
 
 
@@ -66,8 +66,8 @@ def checked_sql(
     model: Model,
     relation_of: Callable[[str], str],
 ) -> str | None:
-    """The failing-row count query of ``test`` on a build staged in ``staging``; with
+    """The failing-rows query of ``test`` on a build staged in ``staging``; with
     ``merge_into`` (an incremental run) a ``unique`` test judges the merged table."""
     if merge_into is not None and test.kind == "unique":
         return merged_unique_sql(test, staging, merge_into, model.config.unique_key)
-    return test_sql(test, staging, relation_of)
+    return failing_rows_sql(test, staging, relation_of)

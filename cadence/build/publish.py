@@ -6,7 +6,8 @@ relation, its blocking tests (``gate``) run on it, a segment's membership change
 against it, and it replaces the live relation; an incremental is staged from its new rows and
 merged in (``incremental``). All of it commits in one transaction with the model's build record:
 a failure at any step (compile, SQL, a blocking test) rolls back and leaves the live relation
-and state as they were, and the failure is recorded on its own. Used by ``runner``, once per
+and state as they were, and the failure is recorded on its own; a snapshot's next version is
+built, gated and swapped the same way (``snapshots``). Used by ``runner``, once per
 model decision, on the run's engine or one thread's cursor.
 """
 
@@ -19,6 +20,7 @@ from cadence.build.compiler import CompiledModel, ensure_query
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
 from cadence.build.gate import run_tests
 from cadence.build.incremental import stage
+from cadence.build.snapshots import compiled_path, publish_snapshot
 from cadence.disk import artifacts
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
@@ -27,6 +29,7 @@ from cadence.plan.due import Decision, view_hash
 from cadence.plan.history import BuildRecord
 from cadence.record import membership
 from cadence.record.state import record_build
+from cadence.record.unrecorded import disk_full, full_disk_error
 
 
 def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResult:
@@ -38,8 +41,10 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
     compiled_rel: str | None = None
     sql_hash: str | None = None
     try:
-        compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick, incremental)
-        compiled_rel = artifacts.write_compiled(ctx.root, model.path, compiled.sql)
+        compiled = ctx.compiler.compile(
+            model.name, ctx.now, decision.tick, incremental, invocation_id=ctx.run_id
+        )
+        compiled_rel = artifacts.write_compiled(ctx.root, compiled_path(model), compiled.sql)
         ensure_query(compiled.sql, model.path)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         # what this transaction can see: relations committed before it begins (others being
@@ -53,6 +58,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
                 engine.create_view_as(model.relation, compiled.sql)
                 rows = None
                 warnings: list[str] = []
+            elif mat == "snapshot":
+                rows, warnings = publish_snapshot(ctx, model, compiled)
             else:
                 rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
             duration = time.perf_counter() - started
@@ -89,6 +96,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         else:
             message = f"{exc}"
         where = f" (compiled SQL: {compiled_rel})" if compiled_rel else f" ({model.path})"
+        if isinstance(exc, EngineError) and disk_full(message):
+            message, where = full_disk_error(message, ctx.project.config.warehouse.path), ""
         result = ModelResult(
             model.name,
             "error",

@@ -28,16 +28,16 @@ from cadence.build.compiler import Compiler
 from cadence.build.context import ModelResult, RunContext, record_failure
 from cadence.build.publish import build_model
 from cadence.build.seeds import load_seed
-from cadence.disk import artifacts
-from cadence.engines.base import Engine
-from cadence.errors import CadenceError
+from cadence.disk import artifacts, reserve
+from cadence.engines.base import Engine, EngineError
+from cadence.errors import CadenceError, DiskFull
 from cadence.load.parser import Model, ParsedProject, Seed
 from cadence.load.relations import quote
 from cadence.load.testspecs import DataTest
 from cadence.plan.dag import Dag
 from cadence.plan.due import Decision, Plan, real_instant
-from cadence.plan.history import StateSnapshot
-from cadence.record import membership
+from cadence.plan.history import BuildRecord, StateSnapshot
+from cadence.record import membership, unrecorded
 from cadence.record.state import (
     SCHEMA,
     STATE_TABLES,
@@ -45,6 +45,7 @@ from cadence.record.state import (
     fold,
     record_run_start,
 )
+from cadence.record.unrecorded import refused_error
 
 
 @dataclass(frozen=True)
@@ -138,15 +139,27 @@ def execute(
         )
         idle = RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
         return _write_results(root, idle)
-    if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
-        ensure_schema(engine)  # a new warehouse (or one from before activation)
-        membership.ensure_tables(engine)
-    elif any(m.config.key for m in project.models):
-        membership.ensure_tables(engine)  # columns added since the warehouse was made
-    record_run_start(engine, run_id, now, command, os.getpid(), replay)
-    schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
-    for schema in sorted(schemas | {project.config.warehouse.schema}):
-        engine.create_schema(schema)  # once, up front: concurrent creates would conflict
+    reserve.keep(root)  # room to record a failure if this run fills the disk
+    try:
+        if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
+            ensure_schema(engine)  # a new warehouse (or one from before activation)
+            membership.ensure_tables(engine)
+        elif any(m.config.key for m in project.models):
+            membership.ensure_tables(engine)  # columns added since the warehouse was made
+        record_run_start(engine, run_id, now, command, os.getpid(), replay)
+        schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
+        for schema in sorted(schemas | {project.config.warehouse.schema}):
+            engine.create_schema(schema)  # once, up front: concurrent creates would conflict
+    except EngineError as exc:  # the warehouse takes no writes (a full disk): nothing was built
+        cause = refused_error(str(exc), project.config.warehouse.path)
+        skipped = tuple(
+            ModelResult(d.name, "skipped", f"not built: {cause}" if d.builds else d.reason)
+            for d in plan.decisions
+        )
+        unstarted = RunResult(
+            run_id, now, skipped, clock_behind=plan.clock_behind, write_error=cause
+        )
+        return _write_results(root, unstarted)
     tests_by_model: dict[str, list[DataTest]] = {}
     for t in project.tests:
         for owner in t.refs if t.kind == "singular" else ((t.model,) if t.model else ()):
@@ -254,31 +267,102 @@ def execute(
                 if any(r.status in ("error", "upstream_failed") for r in results)
                 else "success"
             )
-        try:
-            finished = now + dt.timedelta(seconds=time.perf_counter() - clock)
-            # this run's end and state (and that of runs killed before folding) at once
-            carried = {name: state.models[name] for name in state.pending_models}
+        finished = now + dt.timedelta(seconds=time.perf_counter() - clock)
+        # this run's end and state (and that of runs killed before folding) at once
+        carried = {name: state.models[name] for name in state.pending_models}
+
+        def record() -> None:
+            if ctx.unrecorded:  # failures the warehouse refused when they happened
+                unrecorded.insert(engine, ctx.unrecorded)
+                ctx.unrecorded.clear()
             fold(
                 engine,
                 {**carried, **ctx.new_states},
                 [*state.pending_runs, run_id],
                 (run_id, finished, status),
             )
+
+        refused: str | None = None
+        try:
+            record()
+        except EngineError as exc:
+            if status != "interrupted":
+                refused = _record_refused(project, root, ctx, record, str(exc))
+            elif ctx.unrecorded:  # else left unfolded, replayed by the next run
+                _keep_quietly(root, ctx.unrecorded)
         except Exception:  # noqa: BLE001 - interrupted with a cursor busy: left unfolded,
             if status != "interrupted":  # the next run replays its committed build records
                 raise
         run_result = RunResult(
-            run_id, now, tuple(results), command == "seed", clock_behind=plan.clock_behind
+            run_id,
+            now,
+            tuple(results),
+            command == "seed",
+            clock_behind=plan.clock_behind,
+            write_error=refused,
         )
         run_result = _write_results(root, run_result)
     return run_result
 
 
+def _keep_quietly(root: Path, records: list[BuildRecord]) -> None:
+    """Interrupted as well: keep what the warehouse refused if the disk takes it."""
+    try:
+        unrecorded.save(root, records)
+    except CadenceError:
+        pass
+
+
+def _record_refused(
+    project: ParsedProject,
+    root: Path,
+    ctx: RunContext,
+    record: Callable[[], None],
+    cause: str,
+) -> str | None:
+    """The warehouse refused the run's record (its failures, its state): keep the failures it
+    does not hold in target/ (space freed from the reserve first, so they fit on a disk the run
+    filled), then try the warehouse once more. Returns what the run must report, or None when
+    the second try recorded everything."""
+    reserve.release(root)
+    kept = list(ctx.unrecorded)
+    saved: str | None = None
+    if kept:
+        try:
+            unrecorded.save(root, kept)
+        except CadenceError as exc:
+            saved = exc.message
+    try:
+        record()
+    except EngineError:
+        pass
+    else:
+        if kept and saved is None:
+            unrecorded.forget(root)  # in the warehouse after all
+        return None
+    refused = refused_error(cause, project.config.warehouse.path)
+    if not kept:
+        return f"{refused}: the end of this run is not recorded; the next run records its builds"
+    names = ", ".join(sorted({r.model for r in kept}))
+    if saved is None:
+        return (
+            f"{refused}: the failure of {names} is kept in {unrecorded.FILE}; the next run "
+            "records it"
+        )
+    return f"{refused}: the failure of {names} is not recorded ({saved})"
+
+
 def _write_results(root: Path, result: RunResult) -> RunResult:
     try:
-        artifacts.write_json(root, "run_results.json", result.to_json())
+        try:
+            artifacts.write_json(root, "run_results.json", result.to_json())
+        except DiskFull:
+            if not reserve.release(root):  # the space kept for this: the results still fit
+                raise
+            artifacts.write_json(root, "run_results.json", result.to_json())
     except CadenceError as exc:  # never masks an interrupt in flight, never exit 2 for it
-        return replace(result, write_error=exc.message)
+        also = f"{result.write_error}; " if result.write_error else ""
+        return replace(result, write_error=also + exc.message)
     return result
 
 

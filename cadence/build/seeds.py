@@ -13,22 +13,27 @@ import time
 from pathlib import Path
 
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
-from cadence.engines.base import EngineError
+from cadence.engines.base import Engine, EngineError
 from cadence.load.parser import Seed
 from cadence.plan.due import Decision
 from cadence.plan.history import BuildRecord
 from cadence.record.state import record_build
 
 
+def load_csv_into(engine: Engine, root: str, seed: Seed, relation: str) -> None:
+    """The seed's CSV as the table ``relation``, typed as a seed is (also what a unit test's
+    given rows of a seed are cast to, ``unittests``)."""
+    options = {"delimiter": seed.delimiter} if seed.delimiter else {}
+    engine.load_csv(relation, str(Path(root) / seed.path), seed.column_types, **options)
+
+
 def load_seed(ctx: RunContext, seed: Seed, decision: Decision) -> ModelResult:
     started = time.perf_counter()
     schema = seed.schema
     staging = ctx.engine.staging_relation(schema, seed.table, ctx.run_id)
-    options = {"delimiter": seed.delimiter} if seed.delimiter else {}
     try:
         with ctx.engine.transaction():
-            path = str(Path(ctx.project.root) / seed.path)
-            ctx.engine.load_csv(staging, path, seed.column_types, **options)
+            load_csv_into(ctx.engine, ctx.project.root, seed, staging)
             rows = ctx.engine.row_count(staging)
             swap(ctx, staging, seed.relation, schema, seed.table)
             duration = time.perf_counter() - started

@@ -1,7 +1,8 @@
 """The command line: ``cadence <command>``, each command one library call (STYLE.md).
 
 ``main`` is the click group (the ``cadence`` entry point and ``python -m cadence``); ``common``
-holds what every command shares (the clock, options, error -> exit code); ``pipeline`` the
+holds what every command shares (the clock, options, error -> exit code); ``signals`` SIGINT
+and SIGTERM from the first line on (exit 130, never a traceback); ``pipeline`` the
 commands of the pipeline (init, run, seed, plan, status, explain, ls, compile, test); ``wings``
 those of activation, serve and review (members, export, serve, lint, diff, advise,
 docs).
@@ -9,10 +10,14 @@ docs).
 
 from __future__ import annotations
 
-import click
+from cadence.cli import signals
 
-from cadence import __version__
-from cadence.cli import pipeline, wings
+signals.take_over_at_start()  # first: a signal during the imports below exits 130, one line
+
+import click  # noqa: E402
+
+from cadence import __version__  # noqa: E402
+from cadence.cli import pipeline, wings  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

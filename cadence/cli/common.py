@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-from cadence.errors import CadenceError
+from cadence.cli import signals
+from cadence.errors import CadenceError, DiskFull
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -48,17 +49,21 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> None:
         try:
-            fn(*args, **kwargs)
+            signals.interrupt_on_signals()
+            try:
+                fn(*args, **kwargs)
+            finally:  # before any message below: a second signal must not cut it short
+                signals.command_finished()
         except Failed:
             sys.exit(EXIT_FAILED)
         except CadenceError as exc:
             click.echo(exc.render(), err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(EXIT_FAILED if isinstance(exc, DiskFull) else EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            click.echo(signals.MESSAGE, err=True)
+            sys.exit(signals.EXIT_INTERRUPTED)
         except BrokenPipeError:  # `cadence plan | head`: the reader left; not an error
             import os
 
@@ -66,13 +71,13 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(EXIT_OK)
         except Exception as exc:  # noqa: BLE001 - last line of defence
-            if _INTERRUPTED:
+            if signals.received:
                 # a signal stopped the run and a handle it closed failed after it (every build
                 # is its own transaction: what committed is recorded, the rest rolled back)
                 if debug:
                     traceback.print_exc()
-                click.echo("interrupted", err=True)
-                sys.exit(130)
+                click.echo(signals.MESSAGE, err=True)
+                sys.exit(signals.EXIT_INTERRUPTED)
             if debug:
                 traceback.print_exc()
             else:
@@ -84,23 +89,6 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(3)
 
     return wrapper
-
-
-_INTERRUPTED: list[int] = []  # signals received by this run (non-empty: it was interrupted)
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops a run like Ctrl-C: the build in flight rolls back and is recorded."""
-    import signal
-
-    _INTERRUPTED.clear()
-
-    def handler(signum: int, frame: Any) -> None:
-        _INTERRUPTED.append(signum)
-        raise KeyboardInterrupt()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def _load(project_dir: Path | None) -> Any:

@@ -25,7 +25,6 @@ from cadence.cli.common import (
     _render_deliveries,
     _selection,
     _state,
-    _stop_on_sigterm,
     at_option,
     command,
     exclude_option,
@@ -92,7 +91,6 @@ def run(
     project = _load(project_dir)
     wall = common._now()
     now = _at(project, at, wall)
-    _stop_on_sigterm()
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(
@@ -270,7 +268,7 @@ def compile_(
 def test(
     select: tuple[str, ...], exclude: tuple[str, ...], as_json: bool, project_dir: Path | None
 ) -> None:
-    """Run data tests against the live relations."""
+    """Run unit tests (in memory) and data tests (against the live relations)."""
     from cadence import output
     from cadence.build.testing import run_tests
 

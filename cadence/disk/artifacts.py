@@ -9,7 +9,7 @@ Input: bytes or text and a path -> output: the file, complete. Invariants, whate
   a failed write removes its temporary file (what every run rewrites -- compiled SQL, run
   results -- is renamed into place but not fsynced);
 - a write that fails raises ``CadenceError`` naming the file (relative to the project when
-  known) and the cause; disk full says so.
+  known) and the cause; disk full says so (``DiskFull``: the command exits 1).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, DiskFull
 
 TARGET = "target"
 FILE_MODE = 0o600
@@ -61,7 +61,7 @@ def write_error(path: Path, exc: OSError, root: Path | None = None) -> CadenceEr
     """The CadenceError for a failed write of ``path``."""
     where = _shown(path, root)
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        return CadenceError(
+        return DiskFull(
             f"disk full: cannot write {where}",
             file=where,
             hint="free space on that disk; nothing half-written was kept",

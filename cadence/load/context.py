@@ -46,8 +46,10 @@ class RenderState:
     sources: list[tuple[str, str]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     env_vars: dict[str, str | None] = field(default_factory=dict)
+    invocation_id: str | None = None
     resolve_ref: Callable[[str], Relation] | None = None
-    per_run: bool = False  # read run_started_at, tick or is_incremental(): render again per run
+    per_run: bool = False  # read a per-run value or is_incremental(): render again per run
+    run_value: str | None = None  # the first per-run value read (``reads_run``)
     this_used: bool = False  # read `this`: the text depends on the model's final relation
 
 
@@ -57,6 +59,21 @@ current_render: contextvars.ContextVar[RenderState] = contextvars.ContextVar("ca
 
 def _state() -> RenderState:
     return current_render.get()
+
+
+# What a render without a run sees (at load): fixed values, so a second render at other fixed
+# values (``parser``) tells whether the text depends on the run.
+LOAD_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+LOAD_INVOCATION_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def reads_run(name: str) -> RenderState:
+    """Record that the render in progress read ``name``, a value that depends on the run."""
+    state = _state()
+    state.per_run = True
+    if state.run_value is None:
+        state.run_value = name
+    return state
 
 
 class _ThisProxy:
@@ -87,12 +104,7 @@ class _TimeProxy:
         self._attr = attr
 
     def _value(self) -> dt.datetime:
-        state = _state()
-        state.per_run = True
-        value = getattr(state, self._attr)
-        if value is None:
-            value = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
-        return value
+        return _run_time(self._attr)
 
     def __str__(self) -> str:
         return str(self._value())
@@ -106,8 +118,119 @@ class _TimeProxy:
     def __sub__(self, other: Any) -> Any:
         return self._value() - other
 
+    def __rsub__(self, other: Any) -> Any:
+        return other - self._value()
+
     def __add__(self, other: Any) -> Any:
         return self._value() + other
+
+    __radd__ = __add__
+
+    # compared, the value is read too: `{% if run_started_at.day == 1 %}` or `tick < x`
+    def __eq__(self, other: object) -> bool:
+        return self._value() == (other._value() if isinstance(other, _TimeProxy) else other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __lt__(self, other: Any) -> bool:
+        return self._value() < other
+
+    def __le__(self, other: Any) -> bool:
+        return self._value() <= other
+
+    def __gt__(self, other: Any) -> bool:
+        return self._value() > other
+
+    def __ge__(self, other: Any) -> bool:
+        return self._value() >= other
+
+    def __hash__(self) -> int:
+        return hash(self._value())
+
+
+def _run_time(attr: str = "run_started_at", name: str | None = None) -> dt.datetime:
+    """The run's time (``run_started_at``) or the tick it serves, recorded as ``name`` read."""
+    state = reads_run(name or attr)
+    value: dt.datetime | None = getattr(state, attr)
+    if value is None and attr == "tick":
+        value = state.run_started_at
+    return value if value is not None else LOAD_TIME
+
+
+class _InvocationId:
+    """``invocation_id``: the id of the run (its ``run_id``), read at render time."""
+
+    def _value(self) -> str:
+        state = reads_run("invocation_id")
+        return state.invocation_id if state.invocation_id is not None else LOAD_INVOCATION_ID
+
+    def __str__(self) -> str:
+        return self._value()
+
+    def __html__(self) -> str:
+        return self._value()
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._value(), item)
+
+    def __eq__(self, other: object) -> bool:
+        return self._value() == str(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __add__(self, other: Any) -> Any:
+        return self._value() + other
+
+    def __radd__(self, other: Any) -> Any:
+        return other + self._value()
+
+
+class _RunDatetime(dt.datetime):
+    """``modules.datetime.datetime``: the clock reads the run's time (now or ``--at``) as the
+    project's wall clock, so a model reading it renders the same in a replay, and is known to
+    depend on the run."""
+
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+        value = _run_time(name="modules.datetime")
+        return value.astimezone(tz) if tz is not None else value.replace(tzinfo=None)
+
+    @classmethod
+    def today(cls) -> dt.datetime:  # type: ignore[override]
+        return cls.now()
+
+    @classmethod
+    def utcnow(cls) -> dt.datetime:  # type: ignore[override]
+        return _run_time(name="modules.datetime").astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+class _RunDate(dt.date):
+    """``modules.datetime.date``: ``today()`` is the run's date in the project timezone."""
+
+    @classmethod
+    def today(cls) -> dt.date:  # type: ignore[override]
+        return _run_time(name="modules.datetime").date()
+
+
+class _DatetimeModule:
+    """What ``modules.datetime`` offers: Python's datetime module with the run's clock."""
+
+    datetime = _RunDatetime
+    date = _RunDate
+    time = dt.time
+    timedelta = dt.timedelta
+    timezone = dt.timezone
+    tzinfo = dt.tzinfo
+    MINYEAR = dt.MINYEAR
+    MAXYEAR = dt.MAXYEAR
 
 
 def _ref(*args: str, **kwargs: Any) -> Relation:
@@ -280,11 +403,11 @@ def model_globals(project: ProjectContext, target: dict[str, Any]) -> dict[str, 
         "this": _ThisProxy(),
         "run_started_at": _TimeProxy("run_started_at"),
         "tick": _TimeProxy("tick"),
-        "invocation_id": "",
+        "invocation_id": _InvocationId(),
         "target": target,
         "log": _log,
         "exceptions": _Exceptions(),
-        "modules": {"datetime": dt, "re": re},
+        "modules": {"datetime": _DatetimeModule(), "re": re},
         "doc": project.doc,
         "execute": False,
         "flags": {"FULL_REFRESH": False},

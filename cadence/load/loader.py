@@ -18,6 +18,8 @@ from cadence.errors import CadenceError, ErrorCollector, ProjectErrors, did_you_
 from cadence.load.digests import digest
 from cadence.load.projectconfig import PROJECT_FILE, ProjectConfig, parse_project_config
 
+SNAPSHOTS_DIR = "snapshots"  # dbt's default snapshot-paths
+FIXTURES_DIR = "tests/fixtures"  # unit-test fixture files (dbt: <test-paths>/fixtures)
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
 
 
@@ -50,6 +52,8 @@ class ProjectFiles:
     macros: tuple[SourceFile, ...]
     tests: tuple[SourceFile, ...]
     docs: tuple[SourceFile, ...]
+    snapshots: tuple[SourceFile, ...] = ()  # snapshots/*.sql ({% snapshot %} blocks)
+    fixtures: tuple[SourceFile, ...] = ()  # tests/fixtures/*.csv|sql (unit-test fixtures)
 
     def doc_blocks(self) -> dict[str, str]:
         blocks: dict[str, str] = {}
@@ -115,11 +119,22 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
 
     in_models = walk("models", ".sql", ".yml", ".yaml", ".md")
     in_seeds = walk("seeds", ".csv", ".yml", ".yaml")
+    in_snapshots = walk(SNAPSHOTS_DIR, ".sql", ".yml", ".yaml")
     models = read_all(having(in_models, ".sql"))
-    yaml_files = read_all(having(in_models, ".yml", ".yaml") + having(in_seeds, ".yml", ".yaml"))
+    yaml_files = read_all(
+        having(in_models, ".yml", ".yaml")
+        + having(in_seeds, ".yml", ".yaml")
+        + having(in_snapshots, ".yml", ".yaml")
+    )
     docs = read_all(having(in_models, ".md"))
-    macros = read_all(walk("macros", ".sql"))
-    tests = read_all(walk("tests", ".sql"))
+    in_tests = walk("tests", ".sql")
+    # dbt's generic tests ({% test %} blocks) live in tests/generic/ too; tests/fixtures/ holds
+    # unit-test fixtures: neither is a singular test
+    generic_dir, fixtures_dir = root / "tests" / "generic", root / FIXTURES_DIR
+    macros = read_all(walk("macros", ".sql") + [p for p in in_tests if generic_dir in p.parents])
+    tests = read_all(
+        [p for p in in_tests if generic_dir not in p.parents and fixtures_dir not in p.parents]
+    )
     seeds = []
     for p in having(in_seeds, ".csv"):
         try:
@@ -143,6 +158,8 @@ def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> Proj
         macros=macros,
         tests=tests,
         docs=docs,
+        snapshots=read_all(having(in_snapshots, ".sql")),
+        fixtures=read_all(walk(FIXTURES_DIR, ".csv", ".sql")),
     )
 
 

@@ -2,14 +2,16 @@
 
 Input: ``ProjectFiles`` -> output: ``ParsedProject`` (models, seeds, sources, data tests), each a
 frozen value. Refs stay placeholder tokens until compile time; models that read per-run values
-(``run_started_at``, ``tick``, ``is_incremental()``) are flagged to be rendered again per run.
-Every problem in the project is reported at once.
+(``run_started_at``, ``tick``, ``invocation_id``, the clock of ``modules.datetime``,
+``is_incremental()``) are flagged to be rendered again per run. A view or ephemeral whose text
+depends on the run -- it reads such a value, through any macro or var, or it renders differently
+at two fixed run times -- says why in ``run_dependent`` (the planner recreates such a view for
+every build that reads it). Every problem in the project is reported at once.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,9 +22,13 @@ from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.cachefile import lazy_field
 from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.load.digests import env_digest
+from cadence.load.generictests import GenericTests
 from cadence.load.loader import ProjectFiles, SourceFile
+from cadence.load.positions import first_line, ref_position, ref_positions
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.relations import Relation, relation_sql
+from cadence.load.snapshots import SnapshotSpec, parse_snapshots
+from cadence.load.unittests import UnitTest, parse_unit_tests
 
 if TYPE_CHECKING:
     from cadence.load.rendering import ModelEnvironment
@@ -34,7 +40,13 @@ from cadence.load.properties import (  # noqa: F401 - re-exported
     parse_sources,
     read_property_files,
 )
-from cadence.load.testspecs import GENERIC_TESTS, DataTest, parse_tests  # noqa: F401
+from cadence.load.testspecs import (  # noqa: F401
+    GENERIC_TESTS,
+    DataTest,
+    parse_singular_tests,
+    parse_source_tests,
+    parse_tests,
+)
 from cadence.load.yamlfile import line_of
 
 
@@ -63,6 +75,9 @@ class Model:
     description: str
     columns: tuple[Column, ...]
     env_vars: tuple[tuple[str, str | None], ...]  # (name, env_digest when rendered)
+    # a view or ephemeral whose SQL depends on the run: what it reads ("run_started_at"), or
+    # perrun.RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
+    run_dependent: str = ""
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -86,6 +101,8 @@ class ParsedProject:
     tests: tuple[DataTest, ...]
     macro_files: tuple[tuple[str, str], ...]
     doc_blocks: dict[str, str]
+    snapshots: tuple[SnapshotSpec, ...]  # how each snapshot (a model) records history
+    unit_tests: tuple[UnitTest, ...]  # dbt's unit_tests:, run by `cadence test`
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
@@ -167,7 +184,9 @@ def parse_project(
     for e in env.macro_errors:
         errors.add(e)
 
-    yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors)
+    others: dict[str, list[tuple[dict[str, Any], str]]] = {}  # snapshots:, unit_tests:
+    yaml_models, yaml_sources, yaml_seeds = read_property_files(files, errors, others)
+    generic = GenericTests(env)
     sources = parse_sources(yaml_sources, files, errors)
     env.set_sources((s.source_name, s.table, s.relation) for s in sources)
 
@@ -230,7 +249,9 @@ def parse_project(
             keys_out[name] = key
         models.append(model)
         if yaml_entry is not None:
-            tests.extend(parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings))
+            tests.extend(
+                parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings, generic)
+            )
     for name, yaml_entry in yaml_models.items():
         guess = did_you_mean(name, seen)
         warnings.append(
@@ -242,6 +263,12 @@ def parse_project(
                 hint=f"did you mean '{guess}'?" if guess else "remove the entry or add the model",
             )
         )
+    snapshots = parse_snapshots(
+        files, others.get("snapshots", []), config, env, errors, warnings, seen, Model
+    )
+    models.extend(snapshots.models)
+    tests.extend(snapshots.tests)
+    disabled.extend(snapshots.disabled)
     for m in models:
         for key in unsupported_keys(m.config):
             warnings.append(
@@ -253,9 +280,20 @@ def parse_project(
                     hint="remove it, or keep it for dbt; cadence ignores it",
                 )
             )
+    unit_tests = parse_unit_tests(
+        others.get("unit_tests", []),
+        files.fixtures,
+        {m.name for m in models},
+        {s.name for s in seeds},
+        {(s.source_name, s.table) for s in sources},
+        errors,
+        {s.name for s in snapshots.specs},
+    )
+    relations = {(s.source_name, s.table): s.relation for s in sources}
+    tests.extend(parse_source_tests(yaml_sources, relations, errors, generic))
     for entry, file in yaml_seeds:
-        tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings))
-    tests.extend(_parse_singular_tests(files.tests, env, errors))
+        tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings, generic))
+    tests.extend(parse_singular_tests(files.tests, env, errors))
     errors.finish(errors_out)
     return ParsedProject(
         config=config,
@@ -269,6 +307,8 @@ def parse_project(
         warnings=tuple(warnings),
         disabled=tuple(disabled),
         broken=tuple(broken),
+        snapshots=snapshots.specs,
+        unit_tests=tuple(unit_tests),
     )
 
 
@@ -437,7 +477,7 @@ def _parse_model(
     guess = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
     state = RenderState(file=source_file.path, this=guess)
     rendered = env.render(source_file.text, state)
-    config_line = _first_line(source_file.text, r"config\s*\(")
+    config_line = first_line(source_file.text, r"config\s*\(")
     layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
     local_errors: list[CadenceError] = []
     merged = merge_config(layers, local_errors)
@@ -456,6 +496,13 @@ def _parse_model(
     refs = list(state.refs)
     sources = list(state.sources)
     per_run = state.per_run
+    run_dependent = ""
+    if merged.materialized in ("view", "ephemeral"):
+        this = Relation(schema, identifier, relation)
+        from cadence.load.perrun import depends_on_run  # only when rendering: no Jinja on a hit
+
+        run_dependent = depends_on_run(env, source_file, this, rendered, state.run_value)
+        per_run = per_run or bool(run_dependent)
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
         inc = RenderState(file=source_file.path, incremental=True)
@@ -463,8 +510,8 @@ def _parse_model(
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]
         sources += [s for s in inc.sources if s not in sources]
-    positions = _ref_positions(source_file.text)
-    ref_lines = tuple((r, *(positions.get(r) or _ref_position(source_file.text, r))) for r in refs)
+    positions = ref_positions(source_file.text)
+    ref_lines = tuple((r, *(positions.get(r) or ref_position(source_file.text, r))) for r in refs)
     return Model(
         name=name,
         path=source_file.path,
@@ -484,6 +531,7 @@ def _parse_model(
         env_vars=tuple(
             sorted((k, env_digest(v)) for k, v in {**env_read, **state.env_vars}.items())
         ),
+        run_dependent=run_dependent,
     )
 
 
@@ -513,76 +561,3 @@ def _describe(
         finally:
             env_read.update(state.env_vars)
     return text
-
-
-def _first_line(text: str, pattern: str) -> int | None:
-    m = re.search(pattern, text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
-# where each ref('name') / ref('package', 'name') call starts; lookaheads, so calls that overlap
-# are all seen, and the first of either form wins, as _ref_position's search finds it
-_REF_CALLS = (
-    re.compile(r"(?=ref\(\s*['\"]([^'\"]*)['\"])"),
-    re.compile(r"(?=ref\(\s*['\"][^'\"]*['\"]\s*,\s*['\"]([^'\"]*)['\"])"),
-)
-
-
-def _ref_positions(text: str) -> dict[str, tuple[int, int]]:
-    """(line, column) of the first ref() call naming each model, in one pass over the text
-    (the search per name compiled a pattern per ref: 0.07 s at 1,000 models)."""
-    first: dict[str, int] = {}
-    for pattern in _REF_CALLS:
-        for m in pattern.finditer(text):
-            if m.start() < first.get(m.group(1), len(text)):
-                first[m.group(1)] = m.start()
-    return {
-        name: (text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1)
-        for name, at in first.items()
-    }
-
-
-def _ref_position(text: str, name: str) -> tuple[int, int]:
-    m = re.search(r"ref\(\s*(?:['\"][^'\"]*['\"]\s*,\s*)?['\"]" + re.escape(name) + r"['\"]", text)
-    if not m:
-        return (1, 1)
-    line = text.count("\n", 0, m.start()) + 1
-    column = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
-    return (line, column)
-
-
-def _parse_singular_tests(
-    test_files: tuple[SourceFile, ...],
-    env: ModelEnvironment,
-    errors: ErrorCollector,
-) -> list[DataTest]:
-    from cadence.load.context import RenderState
-
-    out = []
-    for f in test_files:
-        state = RenderState(file=f.path)
-        try:
-            sql = env.render(f.text, state)
-        except CadenceError as exc:
-            errors.add(exc)
-            continue
-        name = PurePosixPath(f.path).stem
-        model = state.refs[-1] if state.refs else None
-        cfg_severity = str(state.config.get("severity", "error")).lower()
-        out.append(
-            DataTest(
-                name=name,
-                kind="singular",
-                model=model,
-                column=None,
-                args={},
-                severity="warn" if cfg_severity == "warn" else "error",
-                where=None,
-                file=f.path,
-                line=1,
-                sql=sql,
-                refs=tuple(state.refs),
-                env_vars=tuple(sorted((k, env_digest(v)) for k, v in state.env_vars.items())),
-            )
-        )
-    return out

@@ -136,10 +136,14 @@ class YamlModel:
 
 
 def read_property_files(
-    files: ProjectFiles, errors: ErrorCollector
+    files: ProjectFiles,
+    errors: ErrorCollector,
+    others: dict[str, list[tuple[dict[str, Any], str]]] | None = None,
 ) -> tuple[
     dict[str, YamlModel], list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str]]
 ]:
+    """Model entries by name, source and seed entries; with ``others``, also the entries under
+    ``snapshots:`` and ``unit_tests:`` (read by ``snapshots`` and ``unittests``)."""
     models: dict[str, YamlModel] = {}
     sources: list[tuple[dict[str, Any], str]] = []
     seeds: list[tuple[dict[str, Any], str]] = []
@@ -174,7 +178,14 @@ def read_property_files(
                         else "allowed: " + ", ".join(YAML_TOP_KEYS),
                     )
                 )
-        for kind, bucket in (("models", None), ("sources", sources), ("seeds", seeds)):
+        kinds: list[tuple[str, list[tuple[dict[str, Any], str]] | None]] = [
+            ("models", None),
+            ("sources", sources),
+            ("seeds", seeds),
+        ]
+        if others is not None:
+            kinds += [(k, others.setdefault(k, [])) for k in ("snapshots", "unit_tests")]
+        for kind, bucket in kinds:
             entries = doc.get(kind) or []
             if not isinstance(entries, list):
                 errors.add(

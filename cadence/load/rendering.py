@@ -30,6 +30,7 @@ from cadence.load.context import (
     wrap_macro,
 )
 from cadence.load.evaluator import Subset, render_static
+from cadence.load.generictests import as_macros
 
 
 class Sandbox(jinja2.sandbox.SandboxedEnvironment):
@@ -73,7 +74,7 @@ class ModelEnvironment:
 
     def _load_macros(self, path: str, text: str) -> None:
         try:
-            template = self.env.from_string(text)
+            template = self.env.from_string(as_macros(text))  # {% test %} blocks are macros
             template.name = path
             state = RenderState(file=path)
             token = current_render.set(state)

@@ -4,10 +4,12 @@ Input: a webhook ``url`` and its ``allow_private`` flag -> output: a problem (me
 None; and, when delivering, the resolved addresses to connect to.
 
 Invariants: only https, or http to loopback (127.0.0.0/8, ::1, localhost); an address that is
-not global (private, link-local, shared, reserved; IPv4-mapped IPv6 included) needs
-``allow_private``, checked on the literal host when the project loads and on every address DNS
-returns when delivering (connections then go to those checked addresses only). Messages never
-show a URL's credentials, query or fragment.
+not one receiver's (multicast, broadcast, unspecified, 0.0.0.0/8: 0.0.0.0 reaches this machine)
+is refused whatever ``allow_private`` says; any other address that is not public unicast
+(private, link-local, site-local, shared, reserved, documentation ...; IPv4-mapped IPv6 as its
+IPv4 address) needs ``allow_private``. Checked on the literal host when the project loads and on
+every address DNS returns when delivering (connections then go to those checked addresses
+only). Messages never show a URL's credentials, query or fragment.
 """
 
 from __future__ import annotations
@@ -27,14 +29,35 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host": 0.0.0.0 connects to itself
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def _not_a_receiver(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """An address no single receiver has: multicast, broadcast, unspecified, this network."""
+    if ip.is_multicast or ip.is_unspecified:
+        return True
+    return isinstance(ip, ipaddress.IPv4Address) and (ip in THIS_NETWORK or ip == BROADCAST)
+
+
+def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Not a public unicast address: private, link-local, site-local, shared, reserved ...
+    (each test on its own: which ranges ``is_global`` covers differs between Python versions)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return True
+    return not ip.is_global or ip.is_private or ip.is_reserved or ip.is_link_local
+
+
 def _address_problem(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address, scheme: str, allow_private: bool
 ) -> str | None:
     if ip.is_loopback:
         return None
+    if _not_a_receiver(ip):
+        return f"{ip} is not a unicast address (multicast, broadcast or unspecified)"
     if scheme == "http":
         return f"http is only allowed to loopback, and {ip} is not loopback"
-    if not ip.is_global and not allow_private:
+    if _not_public(ip) and not allow_private:
         return f"{ip} is a private, link-local or reserved address"
     return None
 
@@ -42,6 +65,7 @@ def _address_problem(
 PRIVATE_HINT = (
     "set allow_private: true on the export if this receiver is meant to be on your own network"
 )
+NOT_A_RECEIVER_HINT = "write the address (or a name) of the one host that receives the webhook"
 
 
 def safe_url(url: str) -> str:
@@ -90,7 +114,12 @@ def url_problem(url: str, allow_private: bool) -> tuple[str, str] | None:
     problem = _address_problem(ip, parts.scheme, allow_private)
     if problem is None:
         return None
-    hint = PRIVATE_HINT if parts.scheme == "https" else "use https for a receiver elsewhere"
+    if _not_a_receiver(ip):
+        hint = NOT_A_RECEIVER_HINT
+    elif parts.scheme == "https":
+        hint = PRIVATE_HINT
+    else:
+        hint = "use https for a receiver elsewhere"
     return f"webhook url: {problem}", hint
 
 

@@ -89,20 +89,24 @@ def build_dag(project: ParsedProject, errors_out: list[CadenceError] | None = No
                     errors.add(_unknown_ref(ref, names, paths, model.path, line, column))
                 continue
             graph.add_edge(ref, model.name)
-    # a source declared over a seed's table (dbt projects do this) reads the seed: load it first
+    # a source declared over a seed's or a snapshot's table (dbt projects do this) reads it:
+    # load or build it first
     seed_by_relation = {seed.relation: seed.name for seed in project.seeds}
+    seed_by_relation.update(
+        {m.relation: m.name for m in project.models if m.materialized == "snapshot"}
+    )
     source_relation = {(s.source_name, s.table): s.relation for s in project.sources}
     for model in project.models:
         for key in model.sources:
             seed_name = seed_by_relation.get(source_relation.get(key, ""))
-            if seed_name is not None:
+            if seed_name is not None and seed_name != model.name:
                 graph.add_edge(seed_name, model.name)
     for test in project.tests:
         for ref in test.refs:
             if ref not in kinds:
                 errors.add(_unknown_ref(ref, names, paths, test.file, test.line, None))
-        to = test.args.get("to") if test.kind == "relationships" else None
-        if isinstance(to, str):
+        to = test.args.get("to") if test.kind == "relationships" and not test.custom else None
+        if isinstance(to, str) and not to.lstrip().startswith("source("):
             target = _ref_target(to)
             if target not in kinds:
                 errors.add(_unknown_ref(target, names, paths, test.file, test.line, None))

@@ -2,10 +2,12 @@
 
 Input: ``ParsedProject``, ``Dag``, ``Cadences``, ``StateSnapshot``, ``now``, the selection and
 the run mode -> output: ``Plan``, one ``Decision`` per considered model saying whether it is
-built and why (SPEC §4). Nothing here reads the clock or the database. Also the time helpers
-around a decision: ``parse_at`` reads an ``--at`` time, ``fmt`` shows one, ``clock_warning`` says
-when recorded builds lie after ``now``; and ``freshness_sources``, what state must read for
-``refresh: on_new_data``.
+built and why (SPEC §4). Nothing here reads the clock or the database. A view whose SQL depends
+on the run (``run_dependent_views``) is recreated, in the same run and before it, for every
+model built that reads it: its window never freezes at the run that first created it. Also the
+time helpers around a decision: ``parse_at`` reads an ``--at`` time, ``fmt`` shows one,
+``clock_warning`` says when recorded builds lie after ``now``; and ``freshness_sources``, what
+state must read for ``refresh: on_new_data``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,32 @@ def view_hash(model: Model, project: ParsedProject) -> str:
     return project.view_hashes[model.name]
 
 
+def run_dependent_views(project: ParsedProject, dag: Dag) -> dict[str, str]:
+    """Each view whose SQL depends on the run -> why: what its own text reads
+    (``Model.run_dependent``), or that of an ephemeral inlined into it. Ephemerals themselves
+    are rendered again per run where they are inlined (``build.compiler``)."""
+    own = {m.name: m for m in project.models if m.run_dependent}
+    out = {n: m.run_dependent for n, m in own.items() if m.materialized == "view"}
+    if all(m.materialized == "view" for m in own.values()):
+        return out  # the common case: no DAG edge read (on the idle path, nothing lazy decoded)
+    models = project.by_name
+    for view in project.models:
+        if view.materialized != "view" or view.name in out:
+            continue
+        stack, seen = list(dag.parents.get(view.name, ())), set()
+        while stack:
+            name = stack.pop()
+            inlined = models.get(name)
+            if name in seen or inlined is None or inlined.materialized != "ephemeral":
+                continue
+            seen.add(name)
+            if inlined.run_dependent:
+                out[view.name] = f"{inlined.run_dependent}, via ephemeral {name}"
+                break
+            stack.extend(dag.parents.get(name, ()))
+    return out
+
+
 def decide(
     project: ParsedProject,
     dag: Dag,
@@ -124,6 +152,7 @@ def decide(
     tz = project.config.tz
     models = project.by_name
     decisions: dict[str, Decision] = {}
+    run_views = run_dependent_views(project, dag)
     # models share schedules and tick sets: ask each distinct schedule once, and combine each
     # tick set once (by identity: the tick sets live as long as ``cadences``)
     memo: dict[tuple[str, object], dt.datetime | None] = {}
@@ -176,6 +205,14 @@ def decide(
         exists = state.exists(m.schema, m.identifier)
         mat = m.materialized
         if mat == "ephemeral":
+            if m.run_dependent:
+                return Decision(
+                    m.name,
+                    "model",
+                    SKIP,
+                    f"ephemeral: inlined into the models that use it; depends on the run "
+                    f"({m.run_dependent}): rendered again for each of their builds",
+                )
             return Decision(m.name, "model", SKIP, "ephemeral: inlined into the models that use it")
         ticks = has_ticks(cad)
         latest = latest_tick(cad) if ticks else None
@@ -186,6 +223,14 @@ def decide(
                 return Decision(m.name, "model", BUILD, "view does not exist yet", tick=latest)
             if st.last_sql_hash != view_hash(m, project):
                 return Decision(m.name, "model", BUILD, "view SQL changed", tick=latest)
+            if m.name in run_views:
+                return Decision(
+                    m.name,
+                    "model",
+                    SKIP,
+                    f"view is current; it depends on the run ({run_views[m.name]}): "
+                    "recreated for each build of a model that reads it",
+                )
             return Decision(
                 m.name, "model", SKIP, "view is current (views always show current data)"
             )
@@ -253,6 +298,8 @@ def decide(
 
     if due_only:
         _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_block)
+    if run_views and any(d.builds for d in decisions.values()):
+        _pull_run_dependent_views(dag, decisions, models, run_views, tz)
 
     _add_seeds(project, dag, state, decisions, selected, full_refresh)
     ordered = tuple(decisions[n] for n in dag.order if n in decisions)
@@ -388,6 +435,43 @@ def _pull_upstream(project, dag, cadences, state, decisions, models, tz, retry_b
                 pulled_by=name,
             )
             stack.extend(dag.parents.get(parent, ()))
+
+
+def _pull_run_dependent_views(
+    dag: Dag,
+    decisions: dict[str, Decision],
+    models: dict[str, Model],
+    run_views: dict[str, str],
+    tz: ZoneInfo,
+) -> None:
+    """Recreate, in the same run, every view whose SQL depends on the run that a model built in
+    this run reads (directly or through views and ephemerals): compiled at this run's time, for
+    the consumer's tick. In every run mode: a model built by a plain ``cadence run`` reads it
+    too."""
+    for name in reversed(dag.order):  # consumers first: the views they pull are visited after
+        d = decisions.get(name)
+        if d is None or not d.builds or name not in models:
+            continue
+        stack, seen = list(dag.parents.get(name, ())), set()
+        while stack:
+            parent = stack.pop()
+            pm = models.get(parent)
+            if parent in seen or pm is None or pm.materialized not in ("view", "ephemeral"):
+                continue  # a table's own upstream is read at its own build
+            seen.add(parent)
+            stack.extend(dag.parents.get(parent, ()))
+            already = decisions.get(parent)
+            if parent not in run_views or (already is not None and already.builds):
+                continue
+            served = f"'s tick {fmt(d.tick, tz)}" if d.tick is not None else ""
+            decisions[parent] = Decision(
+                parent,
+                "model",
+                BUILD,
+                f"view depends on the run ({run_views[parent]}); rebuilt for {name}{served}",
+                tick=d.tick,
+                pulled_by=name,
+            )
 
 
 def _add_seeds(project, dag, state, decisions, selected, full_refresh) -> None:  # type: ignore[no-untyped-def]

@@ -37,19 +37,23 @@ from cadence.load.digests import env_digest
 from cadence.load.parser import Column, Model, ParsedProject
 from cadence.load.projectconfig import ProjectConfig
 from cadence.load.properties import Seed, Source
+from cadence.load.snapshots import SnapshotSpec
 from cadence.load.testspecs import DataTest
+from cadence.load.unittests import UnitFixture, UnitTest
 from cadence.plan.cadences import Cadences, ModelCadence, Origin
 from cadence.plan.dag import Dag
 from cadence.plan.schedule import Schedule, TickSet
 
 CACHE_FILE = "target/manifest.json"
-FORMAT = 8  # with the codec's schema digest in the header: any other layout is rebuilt
+FORMAT = 9  # with the codec's schema digest in the header: any other layout is rebuilt
 MAGIC = b"cadence-manifest"
 INPUT_DIRS = (
     ("models", (".sql", ".yml", ".yaml", ".md")),
     ("seeds", (".csv", ".yml", ".yaml")),
     ("macros", (".sql",)),
     ("tests", (".sql",)),
+    ("snapshots", (".sql", ".yml", ".yaml")),
+    ("tests/fixtures", (".csv",)),  # its .sql files are listed under tests/
 )
 _FIRST_READ = 1 << 16  # most input files are read whole by one read()
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
@@ -136,6 +140,9 @@ _CLASSES = (
     Seed,
     Source,
     DataTest,
+    SnapshotSpec,
+    UnitTest,
+    UnitFixture,
     Dag,
     Cadences,
     ModelCadence,
@@ -155,7 +162,8 @@ _LAZY = (
         )
     ),
     (ModelConfig, "origins"),
-    *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks")),
+    *((ParsedProject, f) for f in ("tests", "macro_files", "doc_blocks", "snapshots")),
+    (ParsedProject, "unit_tests"),
     (ModelCadence, "channels"),
     (Origin, "via"),
     *((Dag, f) for f in ("parents", "children", "kinds")),
@@ -333,7 +341,15 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
         env_used[name] = env_digest(os.environ.get(name))
     digests = {
         f.path: f.digest
-        for group in (files.models, files.yaml_files, files.macros, files.tests, files.docs)
+        for group in (
+            files.models,
+            files.yaml_files,
+            files.macros,
+            files.tests,
+            files.docs,
+            files.snapshots,
+            files.fixtures,
+        )
         for f in group
     }
     digests.update({s.path: s.digest for s in files.seeds})
@@ -369,7 +385,7 @@ def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, 
             rendered[m.name] = m.path
             m = Model(
                 m.name, m.path, m.raw_sql, "", ModelConfig(), "", "", "", (), (), (), False,
-                m.digest, "", (), m.env_vars,
+                m.digest, "", (), m.env_vars, m.run_dependent,
             )  # fmt: skip
         models.append(m)
     tests = []

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from cadence.errors import CadenceError
-from cadence.plan.due import backoff_wait, fmt
+from cadence.plan.due import backoff_wait, fmt, run_dependent_views
 from cadence.plan.history import StateSnapshot
 
 
@@ -117,6 +117,13 @@ def explain_model(project: Any, state: StateSnapshot, now: dt.datetime, name: st
             f"  a {model.materialized} is never built on ticks (it shows current data); "
             "its ticks pass to the tables upstream"
         )
+        why = model.run_dependent or run_dependent_views(project.parsed, project.dag).get(name)
+        if why:
+            again = "recreated" if model.materialized == "view" else "rendered again"
+            lines.append(
+                f"  its SQL depends on the run ({why}): {again} at the run's time for each "
+                "build of a model that reads it"
+            )
     elif cad.has_ticks:
         latest = cad.ticks.latest_tick(now, tz)
         lines.append(f"  latest tick <= now: {fmt(latest, tz)}")

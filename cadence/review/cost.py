@@ -40,7 +40,7 @@ from cadence.plan.history import StateSnapshot
 from cadence.plan.schedule import Schedule
 
 NO_CHANNEL = "no channel"
-TICKED = ("table", "incremental")
+TICKED = ("table", "incremental", "snapshot")  # built at ticks (views show current data)
 MONTH_DAYS = 30
 
 

@@ -24,7 +24,7 @@ from cadence.load.projectconfig import PROJECT_FILE
 from cadence.plan.schedule import CadenceSyntaxError, parse_cadence
 
 HOUR = dt.timedelta(hours=1)
-TICKED = ("table", "incremental")
+TICKED = ("table", "incremental", "snapshot")  # built at ticks (views show current data)
 
 
 def _warn(rule: str, message: str, file: str | None, line: int | None, hint: str) -> CadenceError:

@@ -5,22 +5,32 @@ Input: a ``Service`` and a bind address -> output: a running uvicorn server unti
 third of the standard-library front end's CPU a request (docs/performance.md, measured with
 ``benchmarks/serve.py --http uvicorn`` and ``--http stdlib``). Invariants: one process, on
 httptools and uvloop when installed (``Server.run`` sets the loop up; ``asyncio.run`` would not),
-every answer with a Content-Length. Same helper threads as ``http.Server``.
+every answer with a Content-Length. Same helper threads as ``http.Server``. Answers are JSON
+whatever comes in: a request uvicorn cannot parse gets a JSON 400 (its own would be text), a
+failure while answering a JSON 500 and one log line, never a traceback.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib.util
+import json
 import socket
 import threading
 from typing import Any
 
-from cadence.serve.http import Log, helpers
-from cadence.serve.service import Service
+from cadence.serve.http import Log, failure_line, helpers
+from cadence.serve.service import Response, Service
 
 
-def asgi_app(service: Service) -> Any:
+def _failed(on_log: Log | None, exc: Exception) -> Response:
+    if on_log is not None:
+        on_log(failure_line(exc))
+    body = json.dumps({"error": "internal error"}, separators=(",", ":")).encode()
+    return Response(500, (("Content-Type", "application/json"),), body)
+
+
+def asgi_app(service: Service, on_log: Log | None = None) -> Any:
     """An ASGI callable answering every HTTP request from ``service``."""
     wanted = {b"if-none-match", b"authorization"}  # the only request headers Service reads
 
@@ -38,7 +48,10 @@ def asgi_app(service: Service) -> Any:
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
-        response = service.handle(scope["method"], target, headers)
+        try:
+            response = service.handle(scope["method"], target, headers)
+        except Exception as exc:  # noqa: BLE001 - a bug answers 500, it does not end the server
+            response = _failed(on_log, exc)
         body = response.body
         fields = [(k.encode(), v.encode()) for k, v in response.headers]
         # a length, not chunked transfer encoding (uvicorn's choice for a body of unknown size)
@@ -49,6 +62,30 @@ def asgi_app(service: Service) -> Any:
         )
 
     return app
+
+
+BAD_REQUEST = json.dumps({"error": "invalid HTTP request"}, separators=(",", ":")).encode()
+
+
+def _json_400(protocol: Any, msg: str) -> None:
+    """uvicorn's answer to bytes it cannot parse as a request, in JSON; then the connection
+    closes (as uvicorn's own does)."""
+    protocol.transport.write(
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(BAD_REQUEST)}\r\nconnection: close\r\n\r\n".encode()
+        + BAD_REQUEST
+    )
+    protocol.transport.close()
+
+
+def _protocol(http: str) -> Any:
+    """uvicorn's protocol class for ``http`` (h11 or httptools), answering bad requests in JSON."""
+    if http == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+
+    return type(f"Json{Base.__name__}", (Base,), {"send_400_response": _json_400})
 
 
 def _parts() -> tuple[str, str]:
@@ -85,8 +122,8 @@ class AsgiServer:
         self.port: int = self._sock.getsockname()[1]
         http, loop = _parts()
         config = uvicorn.Config(
-            asgi_app(service),
-            http=http,
+            asgi_app(service, on_log),
+            http=_protocol(http),
             loop=loop,
             workers=1,  # one process: the snapshot is mapped once, swaps are seen at once
             log_level="warning",

@@ -8,13 +8,19 @@ log lines. Two helper threads run beside it: a watcher that stats each snapshot 
 
 Invariants: on stop the listener closes first, then every open connection's read side is shut,
 so each connection finishes the answer it is writing and ends; ``run`` returns only when every
-connection thread has ended and every snapshot is closed.
+connection thread has ended and every snapshot is closed. Every answer is JSON with a status
+line and a Content-Length, ``http.server``'s own refusals included (a request line it cannot
+parse, an HTTP/0.9 request, a header line too long, an unknown method: never its HTML page, and
+the connection is closed after them); a failure while answering is a JSON 500 and one log line,
+never a traceback.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +29,11 @@ from typing import Any
 from cadence.serve.service import Service
 
 Log = Callable[[str], None]
+
+
+def failure_line(exc: BaseException) -> str:
+    """The one log line for a failure while answering a request (no traceback, no request)."""
+    return f"serve: error while answering a request: {type(exc).__name__}: {exc}"
 
 
 def helpers(
@@ -51,13 +62,41 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # an idle keep-alive connection is closed after a minute
     server: _Server
 
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /": no version, no headers to answer with
+            self.send_error(400, "an HTTP/1.0 or HTTP/1.1 request line is required")
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """``http.server``'s own refusals, as JSON like every other answer, with a status line
+        even when the request had no version; the connection is closed after it."""
+        phrase = self.responses.get(code, ("Error",))[0]
+        body = json.dumps({"error": (message or phrase)[:200]}, separators=(",", ":")).encode()
+        head = (
+            f"HTTP/1.1 {code} {phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        self.close_connection = True
+        with_body = getattr(self, "command", None) != "HEAD"
+        self.wfile.write(head.encode("latin-1") + (body if with_body else b""))
+
     def _answer(self, with_body: bool) -> None:
-        response = self.server.service.handle(self.command, self.path, self.headers)
+        if self.command not in ("GET", "HEAD"):
+            self.close_connection = True  # its body, unread, must not be taken for a request
+        try:
+            response = self.server.service.handle(self.command, self.path, self.headers)
+        except Exception as exc:  # noqa: BLE001 - a bug answers 500, it does not end the server
+            self.server.report(exc)
+            self.send_error(500, "internal error")
+            return
         self.send_response_only(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
-        if self.server.stopping.is_set():
+        if self.server.stopping.is_set() or self.close_connection:
             self.send_header("Connection", "close")
             self.close_connection = True
         # end_headers() would send the headers and then the body in a second write; one send
@@ -96,8 +135,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], service: Service) -> None:
+    def __init__(self, address: tuple[str, int], service: Service, on_log: Log | None) -> None:
         self.service = service
+        self.on_log = on_log
         self.stopping = threading.Event()
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
@@ -111,6 +151,19 @@ class _Server(ThreadingHTTPServer):
                 self._open.add(connection)
             else:
                 self._open.discard(connection)
+
+    def report(self, exc: BaseException) -> None:
+        """One log line for a failure while answering (no traceback, no request data)."""
+        if self.on_log is not None:
+            self.on_log(failure_line(exc))
+        else:
+            sys.stderr.write(failure_line(exc) + "\n")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback here; a client that went away is not worth a line."""
+        exc = sys.exc_info()[1]
+        if exc is not None and not isinstance(exc, (ConnectionError, TimeoutError)):
+            self.report(exc)
 
     def wake_connections(self) -> None:
         """Shut the read side of every connection: idle ones end, busy ones finish first."""
@@ -136,7 +189,7 @@ class Server:
         on_log: Log | None = None,
     ) -> None:
         self.service = service
-        self._http = _Server((host, port), service)
+        self._http = _Server((host, port), service, on_log)
         self.host = host
         self.port: int = self._http.server_address[1]
         self.poll_s = poll_s

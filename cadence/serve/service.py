@@ -215,6 +215,16 @@ def _json(status: int, data: Any, extra: Sequence[tuple[str, str]] = ()) -> Resp
     return Response(status, (*JSON_HEADERS, *extra), body)
 
 
+def bearer_token(authorization: str | None) -> bytes:
+    """The token of ``Authorization: Bearer <token>``, the scheme matched without regard to case
+    (RFC 7235: ``bearer`` and ``BEARER`` too); b"" for no header or another scheme. The header
+    comes as latin-1 text (both front ends): its bytes are the bytes the client sent."""
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return b""
+    return credentials.lstrip(" ").encode("latin-1", "replace")
+
+
 def _matches(if_none_match: str | None, etag: str) -> bool:
     if not if_none_match:
         return False
@@ -243,7 +253,7 @@ class Service:
         self.poll_s = poll_s
         self._next_check = 0.0
         self._checking = threading.Lock()
-        self._token = f"Bearer {token}".encode() if token else None
+        self._token = token.encode("utf-8", "surrogateescape") if token else None
         self.refresh()
 
     def refresh(self) -> list[str]:
@@ -292,7 +302,7 @@ class Service:
         if path == "/healthz":
             return self._health()
         if self._token is not None:
-            given = (headers.get("authorization") or "").encode()
+            given = bearer_token(headers.get("authorization"))
             if not hmac.compare_digest(given, self._token):
                 return _json(
                     401,

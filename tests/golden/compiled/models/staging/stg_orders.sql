@@ -1,7 +1,8 @@
 -- Demo data is stored relative to the run (seeds/orders.csv has `minutes_ago`), so the segments
--- have members whenever you try the project. The timestamp therefore depends on the run, and a
--- view's SQL must not change on every run: this model is a table, rebuilt at the pace of the
--- segments that read it. In production, select from your real order table (a source) instead.
+-- have members whenever you try the project. The timestamp therefore depends on the run: this
+-- model is a table, rebuilt at the pace of the segments that read it (as a view it would be
+-- recreated before each of their builds). In production, select from your real order table
+-- (a source) instead.
 
 
 with source as (

@@ -1,0 +1,96 @@
+"""SIGINT and SIGTERM, from cadence's first line to its last: exit 130 with one line on stderr
+("interrupted"), never a traceback and never a bare kill (docs/reference/cli.md, exit codes).
+
+Input: the process as the interpreter hands it over -> output: signal handlers, in two phases.
+- ``take_over_at_start`` (``cadence.cli`` calls it before importing click, DuckDB or anything
+  else that takes time): until a command starts its work nothing is open and nothing written,
+  so a signal ends the process at once, whatever Python is doing (an import half done, click
+  parsing the arguments).
+- ``interrupt_on_signals`` (the command wrapper, as a command starts): a signal raises
+  KeyboardInterrupt where the work is, so the build in flight rolls back and is recorded and
+  the wrapper says "interrupted" and exits 130 (``serve`` then installs its own: SIGTERM stops
+  serving with exit 0).
+- ``command_finished`` (the wrapper, once the command has its exit code): a signal in the
+  moments before the process exits is noted and changes nothing.
+
+Invariants: stdlib only (``os``, ``signal``, ``sys``), so taking over costs no start-up time; the
+handlers are taken over only when cadence is the program (the ``cadence`` script or ``python -m
+cadence``), never when another program imports ``cadence.cli``; a signal the parent set to be
+ignored (``nohup``, a background job) stays ignored; SIGINT and SIGTERM are unblocked once the
+handlers are in place, so a launcher that blocked them while starting cadence has them
+delivered now. A signal that arrives before the interpreter runs cadence's first line (its own
+start-up, ~20 ms) is beyond any package's reach.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_INTERRUPTED = 130
+MESSAGE = "interrupted"
+
+received: list[int] = []  # the signals this command received (non-empty: it was interrupted)
+_taken_over: list[bool] = []  # non-empty: cadence is the program and holds the handlers
+
+
+def is_program() -> bool:
+    """Whether cadence is the program this process runs: the console script (``__main__`` is
+    a file named cadence) or ``python -m cadence``."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return spec.name == "cadence.__main__"
+    script = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else "")
+    return os.path.basename(script).lower().startswith("cadence")
+
+
+def _exit_now(signum: int, frame: FrameType | None) -> None:
+    os.write(2, f"{MESSAGE}\n".encode())
+    os._exit(EXIT_INTERRUPTED)  # nothing started yet: nothing to roll back, flush or record
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    received.append(signum)
+    raise KeyboardInterrupt()
+
+
+def _let_finish(signum: int, frame: FrameType | None) -> None:
+    received.append(signum)  # the command has finished: its exit code stands, exit follows
+
+
+def _install(handler: Callable[[int, FrameType | None], None]) -> bool:
+    """``handler`` for SIGINT and SIGTERM (those not ignored); False outside the main thread
+    (a command run from a thread of another program: its handlers are that program's)."""
+    try:
+        for signum in SIGNALS:
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                signal.signal(signum, handler)
+    except ValueError:
+        return False
+    return True
+
+
+def take_over_at_start() -> None:
+    """Before the heavy imports: a signal ends the process with exit 130 and one line."""
+    if is_program() and _install(_exit_now):
+        _taken_over.append(True)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+def interrupt_on_signals() -> None:
+    """As a command starts its work: a signal raises KeyboardInterrupt where the work is."""
+    received.clear()
+    _install(_interrupt)
+
+
+def command_finished() -> None:
+    """The command's work is done and its exit code decided: a signal in the moments before
+    the process exits changes neither (the program only; elsewhere the caller's handlers)."""
+    if _taken_over:
+        _install(_let_finish)

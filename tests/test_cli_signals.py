@@ -1,0 +1,137 @@
+"""SIGINT and SIGTERM at any moment of ``cadence run --due``, the first 0.3 s included (issue 17
+item 9): exit 130 and the one line "interrupted" on stderr, never a traceback, never killed by the
+signal (exit 143/-15) — while Python imports click and DuckDB, while the project loads, while a
+model builds.
+
+The signal is sent at fixed delays after the process starts. The child starts with SIGINT and
+SIGTERM blocked (as a launcher can start it): a signal sent while the interpreter itself starts,
+before any cadence code can run, stays pending, and arrives at cadence's first line, when its
+handlers are in place. Without that, the earliest delays would land in Python's own start-up,
+which no package reaches.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "cadence"  # the console script: cadence.cli:main
+AT = "2026-03-02T06:00"
+SLOW = (  # one model that builds for a second or more: the run is still going at 0.3 s
+    "{{ config(channels=['email']) }}\n"
+    "select count(*) as n from range(20000) a, range(20000) b where a.range + b.range > -1\n"
+)
+DELAYS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+CASES = [
+    (launcher, signum, delay)
+    for launcher in ("script", "module")
+    for signum in (signal.SIGINT, signal.SIGTERM)
+    for delay in (DELAYS if launcher == "script" else DELAYS[::3])
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("signals")
+    (root / "models").mkdir()
+    (root / "cadence.yml").write_text(
+        "name: signals\nwarehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}\n"
+        "timezone: Europe/Berlin\nchannels:\n  email: {cadence: 'daily at 05:00', kind: email}\n"
+    )
+    (root / "models" / "slow.sql").write_text(SLOW)
+    return root
+
+
+def _command(launcher: str, root: Path) -> list[str]:
+    start = [str(SCRIPT)] if launcher == "script" else [sys.executable, "-m", "cadence"]
+    return [*start, "run", "--due", "--at", AT, "--project-dir", str(root)]
+
+
+def _start(command: list[str], **kw: object) -> subprocess.Popen[str]:
+    """Start ``command`` with SIGINT and SIGTERM blocked (the mask survives exec)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's cadence, also for the script
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "signum", "delay"),
+    CASES,
+    ids=[f"{launcher}-{signal.Signals(s).name}-{d:.2f}s" for launcher, s, d in CASES],
+)
+def test_a_signal_at_any_moment_exits_130_with_one_line(
+    project: Path, launcher: str, signum: int, delay: float
+) -> None:
+    if launcher == "script" and not SCRIPT.exists():
+        pytest.skip("the cadence console script is not installed next to this Python")
+    process = _start(_command(launcher, project))
+    time.sleep(delay)
+    assert process.poll() is None, "the run ended before the signal: make SLOW slower"
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr
+    assert (process.returncode, stderr.splitlines()) == (130, ["interrupted"])
+
+
+def test_a_signal_the_parent_ignores_stays_ignored(project: Path, tmp_path: Path) -> None:
+    """``nohup`` or a background job of a script: SIGINT is ignored, and cadence leaves it so."""
+    root = tmp_path / "ignored"
+    root.mkdir()
+    for name in ("cadence.yml", "models/slow.sql"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text((project / name).read_text())
+    process = _start(
+        _command("module", root),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert (process.returncode, stderr) == (0, "")
+
+
+def _handlers_after(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code + "\nimport signal\n"
+         "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,"
+         " signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["import cadence", "import cadence.cli", "from cadence.cli import main"],
+)
+def test_a_program_importing_cadence_keeps_its_own_handlers(code: str) -> None:
+    assert _handlers_after(code) == "True True"
+
+
+def test_importing_the_package_imports_nothing_slow() -> None:
+    """The console script imports ``cadence`` before ``cadence.cli`` takes over the signals."""
+    code = (
+        "import sys; before = set(sys.modules); import cadence; "
+        "print(sorted(m for m in set(sys.modules) - before if not m.startswith('cadence')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
