@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cadence.build import hooks
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
@@ -22,6 +23,7 @@ from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
+from cadence.load.layout import LoadOptions
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
@@ -74,14 +76,24 @@ class Project:
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
+        self.options = LoadOptions()  # what the command line added to the load
 
     @classmethod
-    def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
+    def load(
+        cls,
+        path: str | Path = ".",
+        *,
+        use_cache: bool = True,
+        options: LoadOptions | None = None,
+    ) -> Project:
+        """The project at or above ``path``; ``options``: --vars, --target, --profiles-dir."""
         from cadence.plan import manifest
 
-        root = find_project_root(Path(path))
-        parsed, dag, cadences = manifest.load(root, use_cache=use_cache)
-        return cls(root, parsed, dag, cadences, Compiler(parsed))
+        root, chosen = find_project_root(Path(path)), options or LoadOptions()
+        parsed, dag, cadences = manifest.load(root, use_cache=use_cache, options=chosen)
+        project = cls(root, parsed, dag, cadences, Compiler(parsed))
+        project.options = chosen
+        return project
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -312,6 +324,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
+            hooked = hooks.start_of_run(self.parsed, self.compiler, engine, plan.decisions, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -326,6 +339,8 @@ class Project:
                 replay=replay,
                 on_published=self._members_hook(),
             )
+            if hooked:
+                hooks.end_of_run(self.parsed, self.compiler, engine, result.results, now)
             result = self._after_run(engine, state, result, now)
             # files and pruning after the run: one that fails to write (a full disk) is the
             # run's write error (exit 1, the path and cause named), never an abort
@@ -565,6 +580,9 @@ class Project:
             compiled = self.compiler.compile(name, now, latest, False)
             path = compiled_path(model)
             out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
+        if not selection.select and not selection.exclude:  # a dbt project's analyses
+            for n, p, sql in self.compiler.analyses(now):
+                out.append((n, artifacts.write_compiled(self.root, p, sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:

@@ -45,7 +45,7 @@ def test_project_is_found_from_a_sub_folder(make_project):
 def test_missing_project_file_is_an_error_with_a_hint(tmp_path: Path):
     with pytest.raises(CadenceError) as info:
         Project.load(tmp_path)
-    assert "no cadence.yml found" in info.value.message
+    assert "no cadence.yml or dbt_project.yml found" in info.value.message
     assert "cadence init" in (info.value.hint or "")
 
 
@@ -342,7 +342,7 @@ def test_cost_is_validated(make_project, cost, message, hint):
 
 
 def test_cost_is_read(make_project):
-    from cadence.load.projectconfig import CostConfig
+    from cadence.load.costconfig import CostConfig
 
     yml = DEFAULT_CADENCE_YML + "cost: {per_compute_hour: 0.40, currency: EUR}\n"
     root = make_project({"models/m.sql": "select 1 as id\n"}, yml)

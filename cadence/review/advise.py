@@ -26,7 +26,7 @@ from typing import Any
 from cadence.engines import attach_state
 from cadence.errors import CadenceError, UsageError, did_you_mean
 from cadence.load.channelconfig import ChannelConfig
-from cadence.load.projectconfig import CostConfig
+from cadence.load.costconfig import CostConfig
 from cadence.plan.cadences import resolve_cadences
 from cadence.plan.history import StateSnapshot
 from cadence.plan.schedule import CadenceSyntaxError, Schedule, parse_cadence

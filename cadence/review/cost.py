@@ -32,8 +32,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cadence.load.costconfig import CostConfig
 from cadence.load.parser import ParsedProject
-from cadence.load.projectconfig import CostConfig
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.history import StateSnapshot

@@ -3,7 +3,8 @@
 Input: the loaded working-tree ``Project``, its ``StateSnapshot`` (read-only, for recorded build
 durations), a git ref (default: the merge base with the default branch) and ``now`` -> output:
 ``DiffReport`` (frozen): changed, added and removed models, every model and channel downstream
-of them, cadence changes with provenance, and builds/day and compute/day before -> after per
+of them, changes of cadence.yml itself (``configdiff``) with the models and channels they
+reach, cadence changes with provenance, and builds/day and compute/day before -> after per
 affected model, per channel and in total (money per month from the working tree's ``cost:``,
 applied to both sides: the price of compute is the warehouse's, not the change's).
 
@@ -32,8 +33,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cadence.errors import CadenceError, UsageError
-from cadence.load.projectconfig import CostConfig
+from cadence.load.costconfig import CostConfig
 from cadence.plan.history import StateSnapshot
+from cadence.review.configdiff import ConfigChange, config_changes
 from cadence.review.cost import CostReport, cost_report, per_month
 
 DEFAULT_BRANCHES = ("main", "master")
@@ -85,6 +87,12 @@ class DiffReport:
     def per_month(self, compute_s_per_day: float | None) -> float | None:
         return per_month(compute_s_per_day, self.price)
 
+    config: tuple[ConfigChange, ...] = ()  # changes of cadence.yml itself
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.models and not self.changes and not self.config
+
     @property
     def affected(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.models)
@@ -130,8 +138,18 @@ def resolve_ref(root: Path, ref: str | None) -> tuple[str, str, Path, str]:
         top = Path(_git(root, "rev-parse", "--show-toplevel"))
     except _GitFailed:
         raise UsageError(
-            f"{root} is not inside a git repository",
-            hint="cadence diff compares the project with a git ref: run it in a git checkout",
+            f"{root} is not inside a git repository (cadence diff compares the project with a "
+            "git commit)",
+            hint="make it one and commit this version: git init && git add -A && git commit -m "
+            "'first version'; then change something and run cadence diff again (in a clone: "
+            "cadence diff main)",
+        ) from None
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    except _GitFailed:
+        raise UsageError(
+            f"the git repository at {top} has no commit yet: nothing to compare with",
+            hint="commit this version first: git add -A && git commit -m 'first version'",
         ) from None
     prefix = root.resolve().relative_to(top.resolve()).as_posix()
     if ref is None:
@@ -190,7 +208,22 @@ def extract(top: Path, commit: str, prefix: str, dest: Path) -> Path | None:
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
         archive.extractall(dest, filter="data")
     folder = dest / PurePosixPath(prefix) if prefix not in ("", ".") else dest
-    return folder if (folder / "cadence.yml").is_file() else None
+    found = (folder / "cadence.yml").is_file() or (folder / "dbt_project.yml").is_file()
+    return folder if found else None
+
+
+def _same_options(project: Any) -> Any:
+    """The working tree's load options for the project at the other ref; a dbt project's
+    profile is read from where the working tree's was (profiles.yml is rarely committed)."""
+    from dataclasses import replace
+
+    options = project.options
+    dbt = project.parsed.config.dbt
+    if dbt is None or dbt.profile_file is None or options.profiles_dir:
+        return options
+    found = Path(dbt.profile_file)
+    folder = found.parent if found.is_absolute() else (project.root / found).parent
+    return replace(options, profiles_dir=str(folder))
 
 
 # -- comparison --------------------------------------------------------------------------------
@@ -305,6 +338,10 @@ def compare(
         elif before is not None:
             channels |= set(before.cadences.of(name).channels)
 
+    config = config_changes(before, after)
+    for change in config:  # a channel's own setting reaches it even when no model changed
+        channels |= set(change.channels)
+
     cadence_changes = []
     if before is not None:
         for name in new_names:
@@ -344,6 +381,7 @@ def compare(
         channel_costs=channel_deltas,
         total=total,
         price=after.parsed.config.cost,
+        config=config,
     )
 
 
@@ -420,7 +458,7 @@ def diff_project(
         before = None
         if folder is not None:
             try:
-                before = load(folder, use_cache=False)
+                before = load(folder, use_cache=False, options=_same_options(project))
             except CadenceError as exc:
                 errors = exc.errors if isinstance(exc, ProjectErrors) else (exc,)
                 raise ProjectErrors(
