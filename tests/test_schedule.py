@@ -677,4 +677,3 @@ def test_searches_agree_with_ticks_between(
     after_previous = schedule.next_tick(previous, tz)
     assert after_previous is not None
     assert after_previous.timestamp() == min(x for x in ticks if x > previous.timestamp())
-
