@@ -462,3 +462,53 @@ def test_without_a_warehouse_every_channel_has_no_entries_and_says_so(make_proje
     email = channels[0]
     assert email["candidates"][-1]["cadence"] == "daily at 05:00"  # the channel's hour
     assert channels[1]["candidates"][-1]["cadence"] == "daily at 00:00"
+
+
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [
+        (None, (1800.0, 3600.0, False)),  # the default: two and four 15-minute ticks
+        ({"warn_after_s": 900, "error_after_s": 7200}, (900.0, 7200.0, True)),
+        ({"warn_after_s": None, "error_after_s": 7200}, (7200.0, 7200.0, True)),  # warns at error
+        ({"warn_after_s": 600, "error_after_s": None}, (600.0, None, True)),
+    ],
+)
+def test_a_declared_freshness_objective_wins_over_the_default(declared, expected) -> None:
+    """A channel's ``freshness: {warn_after, error_after}`` is the objective candidates are held
+    to; without one, the default rule."""
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from cadence.plan.schedule import parse_cadence
+    from cadence.review.advise import objective_of
+
+    channel = SimpleNamespace(
+        name="routing", freshness=None if declared is None else SimpleNamespace(**declared)
+    )
+    tz = ZoneInfo("Europe/Berlin")
+    now = dt.datetime(2026, 6, 1, 9, 7, tzinfo=tz)
+    found = objective_of(channel, parse_cadence("every 15 minutes"), tz, now)  # type: ignore[arg-type]
+    assert (found.warn_after_s, found.error_after_s, found.declared) == expected
+
+
+@pytest.mark.parametrize(
+    ("cadence", "warn", "error"),
+    [
+        ("every 5 minutes", 600, 1200),
+        ("hourly", 7200, 14400),
+        ("daily at 05:00", 2 * 86400, 4 * 86400),
+        ("weekdays at 09:00", 4 * 86400, 6 * 86400),  # Friday to Tuesday; Wednesday to Tuesday
+        ("on demand", None, None),
+    ],
+)
+def test_the_default_objective_is_the_longest_age_before_the_2nd_and_4th_tick(
+    cadence, warn, error
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from cadence.plan.schedule import parse_cadence
+    from cadence.review.advise import default_objective
+
+    tz = ZoneInfo("Europe/Berlin")
+    found = default_objective(parse_cadence(cadence), tz, dt.datetime(2026, 6, 3, 12, tzinfo=tz))
+    assert (found.warn_after_s, found.error_after_s) == (warn, error)

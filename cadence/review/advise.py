@@ -180,10 +180,19 @@ def _hour_of(schedule: Schedule | None) -> str:
 def objective_of(
     channel: ChannelConfig, schedule: Schedule | None, tz: Any, now: dt.datetime
 ) -> Objective:
-    """The channel's freshness objective. The seam for ``freshness: {warn_after, error_after}``
-    on channels (the observe wing's, SPEC §11): until a channel can declare one, every channel
-    has the default rule (``default_objective``)."""
-    return default_objective(schedule, tz, now)
+    """The channel's freshness objective: its ``freshness: {warn_after, error_after}`` (SPEC
+    §11; a channel that declares only ``error_after`` warns at it), else the default rule
+    (``default_objective``)."""
+    declared = getattr(channel, "freshness", None)  # the observe wing's channel setting
+    warn = getattr(declared, "warn_after_s", None)
+    error = getattr(declared, "error_after_s", None)
+    if warn is None and error is None:
+        return default_objective(schedule, tz, now)
+    return Objective(
+        float(warn if warn is not None else error),
+        None if error is None else float(error),
+        declared=True,
+    )
 
 
 def default_objective(schedule: Schedule | None, tz: Any, now: dt.datetime) -> Objective:
