@@ -188,11 +188,8 @@ def objective_of(
     error = getattr(declared, "error_after_s", None)
     if warn is None and error is None:
         return default_objective(schedule, tz, now)
-    return Objective(
-        float(warn if warn is not None else error),
-        None if error is None else float(error),
-        declared=True,
-    )
+    first = warn if warn is not None else error
+    return Objective(float(first), None if error is None else float(error), declared=True)
 
 
 def default_objective(schedule: Schedule | None, tz: Any, now: dt.datetime) -> Objective:
