@@ -273,6 +273,7 @@ def cost_json(report: CostReport) -> dict[str, Any]:
                 "builds_per_day": round(c.builds_per_day, 3),
                 "compute_s_per_day": round(c.compute_s_per_day, 3),
                 "cost_per_month": _money(report.per_month(c.compute_s_per_day)),
+                "deliveries_per_day": round(c.deliveries_per_day, 3),
             }
             for c in report.channels
         ],
@@ -318,9 +319,10 @@ def render_cost(report: CostReport) -> str:
         cost = (
             f" {money(report.per_month(c.compute_s_per_day), report.price)}/month" if priced else ""
         )
+        received = f" {c.deliveries_per_day:>6.1f} deliveries/day" if c.name != "no channel" else ""
         lines.append(
             f"  {c.name:<28} {c.cadence:<22} {c.builds_per_day:>8.1f} builds/day "
-            f"{c.compute_s_per_day:>9.1f} s/day{cost}"
+            f"{c.compute_s_per_day:>9.1f} s/day{received}{cost}"
         )
     total_cost = (
         f", {money(report.per_month(report.total_compute_s_per_day), report.price)} per month"

@@ -226,7 +226,7 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
     if warning:
         echo(warning)
     echo(output.render_status(rows, project.tz))
-    for line in status_lines(project.delivery_status(), project.tz):
+    for line in status_lines(project.delivery_status(now), project.tz):
         echo(line)
 
 
