@@ -163,20 +163,6 @@ RUNS = [
 DAY = "2026-06-01"
 
 
-def _delivers_at_its_own_ticks() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("cadence.plan.deliveries") is not None
-
-
-# the replayed morning's deliveries happen at routing's own ticks, not at every build of a segment
-# it shares with web: that is issue 17's channel-delivery ticks (plan/deliveries.py)
-needs_channel_ticks = pytest.mark.skipif(
-    not _delivers_at_its_own_ticks(),
-    reason="channels deliver at their own ticks only with plan/deliveries.py (issue 17)",
-)
-
-
 def carts_csv() -> str:
     rows = [
         f"{i},{DAY} {q if q.count(':') == 2 else q + ':00'},"
@@ -227,7 +213,6 @@ def advise_json(root: Path, *args: str) -> dict:
     return json.loads(result.output)
 
 
-@needs_channel_ticks
 def test_the_replayed_morning_was_delivered_at_the_known_ticks(morning: Path) -> None:
     """The premises of the oracle: routing froze at its ticks (08:00 late, at 08:02)."""
     with duckdb.connect(str(morning / "warehouse.duckdb"), read_only=True) as con:
@@ -247,7 +232,6 @@ def test_the_replayed_morning_was_delivered_at_the_known_ticks(morning: Path) ->
     assert reached["10"] == "08:02" and reached["13"] == "08:15" and "21" not in reached
 
 
-@needs_channel_ticks
 def test_advise_equals_the_oracle(morning: Path) -> None:
     """Every figure below is worked out by hand from CARTS and RUNS.
 
@@ -326,7 +310,6 @@ def test_advise_equals_the_oracle(morning: Path) -> None:
     }
 
 
-@needs_channel_ticks
 def test_the_text_says_the_lower_bound_and_the_price_of_each_faster_step(morning: Path) -> None:
     from click.testing import CliRunner
 
