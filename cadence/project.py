@@ -286,6 +286,7 @@ class Project:
                 threads or self.parsed.config.warehouse.threads,
                 replay,
                 self._open_for_run(deadline, wait_s),
+                started,
             )
 
     def _run_locked(
@@ -299,7 +300,9 @@ class Project:
         threads: int = 1,
         replay: bool = False,
         engine: Engine | None = None,
+        started: dt.datetime | None = None,
     ) -> RunResult:
+        began = time.monotonic()
         engine = engine or self.open_engine()
         try:
             unrecorded.record_pending(engine, self.root)  # failures a full disk kept out of it
@@ -334,11 +337,20 @@ class Project:
                 lambda: self._prune_history(engine, done, now),
                 lambda: self._keep_snapshot(engine, done),
                 lambda: self._keep_rosters(engine, state, done),
+                lambda: self._observe(engine, state, done, now, began, started),
             ):
                 result = _or_write_error(result, step, warehouse)
             return result
         finally:
             engine.close()
+
+    def _observe(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, *times: Any
+    ) -> None:
+        """Freshness, alerts and metrics after a run (the observe wing; never fails it)."""
+        from cadence.observe import after_run
+
+        after_run(self, engine, state, result, *times)
 
     def _members_hook(self) -> PublishHook | None:
         """Each segment's members file, written once its publish committed (activation wing)."""

@@ -25,6 +25,7 @@ from cadence.load import access
 from cadence.load.channelconfig import ChannelConfig, parse_channels
 from cadence.load.config import ALL_MODEL_KEYS, ConfigLayer
 from cadence.load.digests import env_digest
+from cadence.load.freshness import AlertsConfig, parse_alerts
 from cadence.load.yamlfile import LineDict, line_of, load_yaml
 
 PROJECT_FILE = "cadence.yml"
@@ -40,6 +41,7 @@ TOP_KEYS = (
     "tests",
     "export_root",
     "history",
+    "alerts",
 )
 HISTORY_KEYS = ("keep_days",)
 WAREHOUSE_KEYS = (
@@ -94,6 +96,7 @@ class ProjectConfig:
     env_vars_used: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest)
     export_root: str | None = None  # absolute folder export paths may write under
     history_keep_days: int | None = None  # prune history older than this (None: keep all)
+    alerts: AlertsConfig | None = None  # alerts: {webhook: ...} (observe wing)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -159,6 +162,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
+    alerts = parse_alerts(raw, errors)
     defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
@@ -193,6 +197,7 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         env_vars_used=tuple(env_used),
         export_root=export_root,
         history_keep_days=keep_days,
+        alerts=alerts,
     )
 
 

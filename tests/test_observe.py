@@ -1,0 +1,224 @@
+"""The observe wing: freshness objectives and lag (SPEC §11), status --check, alerts, metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cadence.errors import ErrorCollector
+from cadence.load.freshness import duration_s, parse_objective
+from cadence.observe.objectives import standing
+from cadence.plan.schedule import parse_cadence
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def t(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=BERLIN)
+
+
+# -- lag and state, from values ------------------------------------------------------------
+CASES = [
+    # weekdays channel: on Sunday its last ticks are Fri, Thu, Wed, Tue: Friday's data is ok
+    ("weekday sunday", "weekdays at 06:00", None, "2026-12-04T06:00", "2026-12-06T12:00", "ok"),
+    # ... the data of Wednesday is older than the second-latest tick (Thursday): warn
+    ("weekday stale", "weekdays at 06:00", None, "2026-12-02T06:00", "2026-12-06T12:00", "warn"),
+    ("weekday error", "weekdays at 06:00", None, "2026-11-30T06:00", "2026-12-06T12:00", "error"),
+    # never brought up to date: ok until the fourth tick after it was first seen, then error
+    ("never, early", "hourly", None, None, "2026-12-06T12:30", "ok"),
+    ("never, 4 ticks", "hourly", None, None, "2026-12-06T14:00", "error"),
+    # declared objective: the lag against warn_after / error_after
+    ("declared ok", "every 15 minutes", (1800, 7200), "2026-12-06T12:00", "2026-12-06T12:20", "ok"),
+    ("declared warn", "every 15 minutes", (1800, 7200), "2026-12-06T12:00", "2026-12-06T12:31", "warn"),
+    ("declared err", "every 15 minutes", (1800, 7200), "2026-12-06T12:00", "2026-12-06T14:01", "error"),
+]
+
+
+@pytest.mark.parametrize(("label", "cadence", "objective", "data_at", "now", "state"), CASES)
+def test_channel_state_from_values(label, cadence, objective, data_at, now, state) -> None:
+    since = t("2026-12-06T10:30")
+    got = standing(
+        "c", parse_cadence(cadence), BERLIN, objective, t(data_at) if data_at else None, since, t(now)
+    )
+    assert got.state == state, (label, got)
+    if data_at:
+        assert got.lag_s == (t(now) - t(data_at)).total_seconds()
+    else:
+        assert got.lag_s is None
+
+
+def test_next_crossing_is_when_the_state_worsens() -> None:
+    hourly = parse_cadence("hourly")
+    got = standing("c", hourly, BERLIN, None, t("2026-12-06T12:00"), None, t("2026-12-06T12:10"))
+    assert (got.state, got.next_change) == ("ok", t("2026-12-06T14:00"))
+    got = standing("c", hourly, BERLIN, (1800, 3600), t("2026-12-06T12:00"), None, t("2026-12-06T12:10"))
+    assert got.next_change == t("2026-12-06T12:30")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("30 minutes", 1800), ("2 hours", 7200), ("1 day", 86400), ({"count": 2, "period": "hour"}, 7200),
+     ("soon", None), ({"count": 0, "period": "hour"}, None)],
+)
+def test_durations(value, seconds) -> None:
+    assert duration_s(value) == seconds
+
+
+def test_bad_objective_names_cadence_yml_line() -> None:
+    errors = ErrorCollector()
+    parse_objective({"warn_after": "3 hours", "error_after": "1 hour"}, "channel 'email'", 7, errors)
+    parse_objective({"warn_after": "soon"}, "channel 'web'", 9, errors)
+    found = [(e.file, e.line) for e in errors.errors]
+    assert found == [("cadence.yml", 7), ("cadence.yml", 9)]
+
+
+# -- end to end ------------------------------------------------------------------------------
+YML = """\
+name: obs
+warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}
+timezone: Europe/Berlin
+channels:
+  web: {cadence: "hourly", freshness: {warn_after: "90 minutes", error_after: "3 hours"}}
+"""
+MODELS = {
+    "models/seg.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id",
+    "models/broken.sql": "{{ config(channels=['web']) }}\nselect * from {{ var('tbl', 'nope') }}",
+}
+
+
+def test_status_check_before_and_after_the_objective(make_project, cli) -> None:
+    root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, YML)
+    assert cli(root, "run", "--due", "--at", "2026-12-06T10:00").exit_code == 0
+    ok = cli(root, "status", "--check", "--at", "2026-12-06T11:00")
+    assert ok.exit_code == 0, ok.output
+    assert "channel web: ok, lag 1 h" in ok.output
+    # the warehouse held by another process: --check never opens it
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); time.sleep(30)", str(root / "warehouse.duckdb")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        warn = cli(root, "status", "--check", "--json", "--at", "2026-12-06T11:45")
+        assert warn.exit_code == 0
+        assert json.loads(warn.output)["channels"][0]["state"] == "warn"
+        late = cli(root, "status", "--check", "--at", "2026-12-06T13:01")
+        assert late.exit_code == 1, late.output
+        assert "channel web: error" in late.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+class Receiver:
+    """A Standard Webhooks receiver on 127.0.0.1 that verifies every request."""
+
+    def __init__(self, secret: str) -> None:
+        from standardwebhooks.webhooks import Webhook
+
+        self.hook = Webhook(secret)
+        self.events: list[dict] = []
+        self.ids: list[str] = []
+        self.up = True
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if not outer.up:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                payload = outer.hook.verify(body, dict(self.headers))
+                if self.headers["webhook-id"] not in outer.ids:
+                    outer.ids.append(self.headers["webhook-id"])
+                    outer.events.append(payload)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_alerts_once_per_transition_also_after_the_receiver_was_down(
+    make_project, cli, monkeypatch
+) -> None:
+    monkeypatch.setenv("ALERT_SECRET", SECRET)
+    receiver = Receiver(SECRET)
+    try:
+        yml = YML + f"alerts: {{webhook: {{url: '{receiver.url}', secret_env: ALERT_SECRET}}}}\n"
+        root = make_project(dict(MODELS), yml)
+        start = t("2026-12-06T10:00")
+        for minute in range(0, 6 * 60, 7):
+            at = start + dt.timedelta(minutes=minute)
+            receiver.up = not (150 <= minute < 200)  # down for a few invocations
+            if minute == 280:  # the broken model is fixed
+                (root / "models/broken.sql").write_text(
+                    "{{ config(channels=['web']) }}\nselect 2 as x"
+                )
+            result = cli(root, "run", "--due", "--at", at.isoformat())
+            assert result.exit_code in (0, 1), result.output
+        types = [(e["type"], e.get("model") or e.get("channel")) for e in receiver.events]
+        # the model failed once (not every hour), recovered once; the channel (whose segment
+        # "broken" never brought it up to date) went to error once and recovered once
+        assert types.count(("model.failed", "broken")) == 1
+        assert types.count(("model.recovered", "broken")) == 1
+        assert ("freshness.error", "web") in types
+        assert types.count(("freshness.error", "web")) == 1
+        assert types.count(("freshness.ok", "web")) == 1
+        assert len(receiver.ids) == len(set(receiver.ids))
+        assert all(e["project"] == "obs" and "at" in e for e in receiver.events)
+    finally:
+        receiver.close()
+
+
+def test_metrics_file_parses(make_project, cli) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, YML)
+    assert cli(root, "run", "--due", "--at", "2026-12-06T10:00").exit_code == 0
+    path = root / "target" / "metrics.prom"
+    assert path.stat().st_mode & 0o077 == 0
+    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    data = families["cadence_channel_data_timestamp_seconds"].samples[0]
+    assert data.labels["channel"] == "web"
+    assert data.value == t("2026-12-06T10:00").timestamp()
+    assert families["cadence_channel_objective_error_seconds"].samples[0].value == 10800
+    builds = {s.labels["model"]: s.value for s in families["cadence_model_builds"].samples}
+    assert builds == {"seg": 1}
+    assert families["cadence_run_duration_seconds"].samples[0].value > 0
+
+
+def test_idle_run_does_no_observe_work(make_project, cli) -> None:
+    root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, YML)
+    cli(root, "run", "--due", "--at", "2026-12-06T10:00")
+    path = root / "target" / "observe.json"
+    before = path.read_bytes()
+    cli(root, "run", "--due", "--at", "2026-12-06T10:05")  # idle, before any crossing
+    assert path.read_bytes() == before
+    data = json.loads(before)
+    assert data["next_wake"] == t("2026-12-06T11:30").isoformat()
