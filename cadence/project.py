@@ -581,9 +581,11 @@ class Project:
 
     def server(self, **options: Any) -> Server | AsgiServer:
         """A bound ``cadence serve`` server (see ``cadence.serve.open_server`` for options)."""
+        from cadence.observe import Observer
         from cadence.serve import open_server
 
-        return open_server(self.root, self.parsed.config, **options)
+        observer = Observer(self.root, self.parsed, self.cadences)
+        return open_server(self.root, self.parsed.config, observer=observer, **options)
 
     def models_for(self, names: Iterable[str]) -> list[str]:
         return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]

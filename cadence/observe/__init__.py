@@ -363,3 +363,24 @@ def check(parsed: Any, cadences: Any, root: Path, now: dt.datetime) -> dict[str,
         "observed_at": data.get("at"),
         "alerts_pending": len(data.get("outbox") or []),
     }
+
+
+class Observer:
+    """What ``cadence serve`` asks of the observe wing: per channel its freshness state (for
+    /healthz) and the metrics text (for GET /metrics), from the record alone."""
+
+    def __init__(self, root: Path, parsed: Any, cadences: Any) -> None:
+        self.root, self.parsed, self.cadences = root, parsed, cadences
+
+    def states(self, now: dt.datetime) -> dict[str, dict[str, Any]]:
+        data = record.read(self.root) or record.empty()
+        return {
+            s.name: _figures(s) for s in channel_standings(self.parsed, self.cadences, data, now)
+        }
+
+    def metrics(self, now: dt.datetime) -> bytes:
+        from cadence.observe import metrics
+
+        data = record.read(self.root) or record.empty()
+        chans = channel_standings(self.parsed, self.cadences, data, now)
+        return metrics.render(self.parsed.config.name, data, chans, data.get("run_duration_s"))

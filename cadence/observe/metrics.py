@@ -12,7 +12,6 @@ does not know is left out, never written as 0.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,9 +118,3 @@ def write(
     return artifacts.write_bytes(
         root / METRICS_FILE, render(project, data, standings, run_duration_s), root
     )
-
-
-def from_record(root: Path, project: str, standings: Sequence[Standing], now: dt.datetime) -> bytes:
-    """For serve's GET /metrics: the same figures from the record alone."""
-    data = record.read(root) or record.empty()
-    return render(project, data, standings, data.get("run_duration_s"))
