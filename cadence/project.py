@@ -420,7 +420,11 @@ class Project:
         channels |= set(deliver.channels_pending(engine, state.relations))
         if not channels:
             return result
-        report = deliver.deliver(self.parsed, engine, now, channels)
+        from cadence.observe import stale_holds
+
+        held = stale_holds(self.parsed, self.dag, engine, now, channels)
+        options = deliver.DeliveryOptions(held=held)
+        report = deliver.deliver(self.parsed, engine, now, channels, options)
         return replace(result, deliveries=report)
 
     def export(

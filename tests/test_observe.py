@@ -267,3 +267,44 @@ def test_serve_healthz_follows_the_objective_and_metrics_are_served(make_project
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+STALE_YML = """\
+name: stale
+warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}
+timezone: Europe/Berlin
+channels:
+  email: {cadence: "hourly", export: {format: csv}}
+  ads: {cadence: "hourly", export: {format: csv}, on_stale_source: deliver}
+"""
+STALE_FILES = {
+    "data/events.csv": "id,loaded_at\n1,2026-12-06 05:00:00\n",
+    "models/sources.yml": """
+        sources:
+          - name: raw
+            tables:
+              - name: events
+                external_location: data/events.csv
+                loaded_at_field: loaded_at
+                freshness: {warn_after: {count: 1, period: hour}, error_after: "2 hours"}
+        """,
+    "models/seg.sql": "{{ config(channels=['email', 'ads'], key='id') }}\n"
+    "select id from {{ source('raw', 'events') }}",
+}
+
+
+def test_a_segment_behind_a_stale_source_is_built_not_delivered(make_project, cli) -> None:
+    root = make_project(dict(STALE_FILES), STALE_YML)
+    result = cli(root, "run", "--due", "--at", "2026-12-06T10:00")  # loaded 5 h ago
+    assert "held back: source raw.events is 5 h old, error_after 2 h" in result.output
+    assert result.exit_code == 1
+    assert not list((root / "exports" / "email").rglob("*.csv"))
+    assert list((root / "exports" / "ads").rglob("*.csv"))  # on_stale_source: deliver
+    check = cli(root, "status", "--check", "--at", "2026-12-06T10:01")
+    assert check.exit_code == 1
+    assert "source raw.events: error, 5 h 1 min old" in check.output
+    (root / "data/events.csv").write_text("id,loaded_at\n1,2026-12-06 10:30:00\n")
+    result = cli(root, "run", "--due", "--at", "2026-12-06T11:00")
+    assert result.exit_code == 0, result.output
+    assert list((root / "exports" / "email").rglob("*.csv"))
+    assert cli(root, "status", "--check", "--at", "2026-12-06T11:01").exit_code == 0

@@ -58,6 +58,8 @@ class DeliveryOptions:
     force: bool = False
     rebaseline: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    # (channel, segment) -> why it is held back (a source at error: observe.stale_holds)
+    held: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def exported_channels(parsed: ParsedProject) -> tuple[ChannelConfig, ...]:
@@ -169,6 +171,10 @@ def _deliver_channel(
                     error="not built yet: nothing to deliver",
                 )
             )
+            continue
+        why = options.held.get((config.name, model.name))
+        if why is not None:  # built, not delivered: data too stale to trust is not sent
+            out.append(SegmentDelivery(config.name, model.name, "held_back", kind, error=why))
             continue
         out.extend(
             _deliver_segment(parsed, engine, now, config, model.name, present, inputs, options)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence.observe import alerts, record
-from cadence.observe.objectives import Standing, source_standing, standing, worst
+from cadence.observe.objectives import Standing, human, source_standing, standing, worst
 
 RETRY_ALERTS_S = 60  # a pending alert is retried at the next (cron) minute
 
@@ -124,6 +124,41 @@ def _loaded_at(engine: Any, src: Any, tz: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=tz)
     return None
+
+
+def stale_holds(
+    parsed: Any, dag: Any, engine: Any, now: dt.datetime, channels: Any
+) -> dict[tuple[str, str], str]:
+    """(channel, segment) -> ``held back: source raw.events is 5 h old, error_after 2 h`` for
+    each segment of ``channels`` (unless ``on_stale_source: deliver``) behind a source at error
+    by its dbt ``freshness:``."""
+    from cadence.plan.due import upstream_sources
+
+    by_key = {(s.source_name, s.table): s for s in parsed.sources}
+    judged: dict[tuple[str, str], str | None] = {}
+    held: dict[tuple[str, str], str] = {}
+    for config in parsed.config.channels:
+        if config.name not in channels or not config.hold_on_stale_source:
+            continue
+        for seg in channel_segments(parsed, config.name):
+            for key in upstream_sources(parsed, dag, seg):
+                src = by_key.get(key)
+                if src is None or src.error_after_s is None or not src.loaded_at:
+                    continue
+                if key not in judged:
+                    name = f"{src.source_name}.{src.table}"
+                    loaded = _loaded_at(engine, src, parsed.config.tz)
+                    s = source_standing(name, src.warn_after_s, src.error_after_s, loaded, now)
+                    judged[key] = (
+                        f"held back: source {name} is {human(s.lag_s or 0)} old, "
+                        f"error_after {human(src.error_after_s)}"
+                        if s.state == "error"
+                        else None
+                    )
+                if judged[key] is not None:
+                    held[(config.name, seg)] = str(judged[key])
+                    break
+    return held
 
 
 def observe(
