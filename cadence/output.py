@@ -335,8 +335,9 @@ def freshness_lines(fresh: dict[str, Any], tz: Any) -> list[str]:
             for k in ("warn", "error")
             if o.get(k + "_after_s") is not None
         ]
-        text = ", ".join(parts) or "none"
-        return text if o.get("declared") else f"{text} (default: ticks)"
+        if not o.get("declared"):
+            return "default (warn: older than its 2nd-latest tick, error: its 4th-latest)"
+        return ", ".join(parts) or "none"
 
     lines = []
     for row in fresh["channels"]:

@@ -308,3 +308,14 @@ def test_a_segment_behind_a_stale_source_is_built_not_delivered(make_project, cl
     assert result.exit_code == 0, result.output
     assert list((root / "exports" / "email").rglob("*.csv"))
     assert cli(root, "status", "--check", "--at", "2026-12-06T11:01").exit_code == 0
+
+
+def test_an_alert_that_cannot_be_sent_never_fails_the_run_and_is_kept(make_project, cli) -> None:
+    yml = YML + "alerts: {webhook: {url: 'http://127.0.0.1:9/x', secret_env: CADENCE_T_UNSET}}\n"
+    root = make_project(dict(MODELS), yml)
+    result = cli(root, "run", "--due", "--at", "2026-12-06T10:00")
+    assert result.exit_code == 1  # the broken model, not the alert
+    assert "environment variable CADENCE_T_UNSET is not set" in result.output
+    data = json.loads((root / "target" / "observe.json").read_text())
+    assert [e["type"] for e in data["outbox"]] == ["model.failed"]
+    assert data["next_wake"] == t("2026-12-06T10:01").isoformat()  # retried next minute

@@ -145,18 +145,17 @@ def send(
     if not outbox:
         return [], SendReport(0, 0)
     secret = env.get(config.secret_env) or os.environ.get(config.secret_env, "")
+    if not secret:
+        why = f"alerts: environment variable {config.secret_env} is not set; kept for later"
+        return outbox, SendReport(0, len(outbox), why)
     try:
         key = signing_key(secret)
+    except ValueError as exc:  # its text never holds the secret
+        return outbox, SendReport(0, len(outbox), f"alerts: {config.secret_env} {exc}")
+    try:
         addresses = resolve(config.url, config.allow_private)
-    except ValueError as exc:
-        why = (
-            f"alerts: secret {config.secret_env} {exc}"
-            if not secret or "whsec" in str(exc)
-            else f"alerts: {exc}"
-        )
-        return outbox, SendReport(0, len(outbox), why)
-    except Exception as exc:  # noqa: BLE001 - a URL that does not resolve: retry next time
-        return outbox, SendReport(0, len(outbox), f"alerts: {describe(exc, config.timeout_s)}")
+    except ValueError as exc:  # a URL that does not resolve (now): retry next time
+        return outbox, SendReport(0, len(outbox), f"alerts: {exc}")
     connections = Connections(config.url, addresses, config.timeout_s)
     remaining = list(outbox)
     sent = 0

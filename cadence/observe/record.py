@@ -76,3 +76,11 @@ def time(value: object) -> dt.datetime | None:
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def next_wake(data: dict[str, Any] | None) -> dt.datetime | None:
+    """The next instant the observe wing needs a run to look again (an objective crossing, a
+    pending alert's retry); None: nothing until something is built or delivered."""
+    if not data:
+        return None
+    return time(data.get("next_wake"))
