@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,6 +24,9 @@ def t(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=BERLIN)
 
 
+Q = "every 15 minutes"
+
+
 # -- lag and state, from values ------------------------------------------------------------
 CASES = [
     # weekdays channel: on Sunday its last ticks are Fri, Thu, Wed, Tue: Friday's data is ok
@@ -37,8 +39,22 @@ CASES = [
     ("never, 4 ticks", "hourly", None, None, "2026-12-06T14:00", "error"),
     # declared objective: the lag against warn_after / error_after
     ("declared ok", "every 15 minutes", (1800, 7200), "2026-12-06T12:00", "2026-12-06T12:20", "ok"),
-    ("declared warn", "every 15 minutes", (1800, 7200), "2026-12-06T12:00", "2026-12-06T12:31", "warn"),
-    ("declared err", "every 15 minutes", (1800, 7200), "2026-12-06T12:00", "2026-12-06T14:01", "error"),
+    (
+        "declared warn",
+        "every 15 minutes",
+        (1800, 7200),
+        "2026-12-06T12:00",
+        "2026-12-06T12:31",
+        "warn",
+    ),
+    (
+        "declared err",
+        "every 15 minutes",
+        (1800, 7200),
+        "2026-12-06T12:00",
+        "2026-12-06T14:01",
+        "error",
+    ),
 ]
 
 
@@ -46,7 +62,13 @@ CASES = [
 def test_channel_state_from_values(label, cadence, objective, data_at, now, state) -> None:
     since = t("2026-12-06T10:30")
     got = standing(
-        "c", parse_cadence(cadence), BERLIN, objective, t(data_at) if data_at else None, since, t(now)
+        "c",
+        parse_cadence(cadence),
+        BERLIN,
+        objective,
+        t(data_at) if data_at else None,
+        since,
+        t(now),
     )
     assert got.state == state, (label, got)
     if data_at:
@@ -59,14 +81,22 @@ def test_next_crossing_is_when_the_state_worsens() -> None:
     hourly = parse_cadence("hourly")
     got = standing("c", hourly, BERLIN, None, t("2026-12-06T12:00"), None, t("2026-12-06T12:10"))
     assert (got.state, got.next_change) == ("ok", t("2026-12-06T14:00"))
-    got = standing("c", hourly, BERLIN, (1800, 3600), t("2026-12-06T12:00"), None, t("2026-12-06T12:10"))
+    got = standing(
+        "c", hourly, BERLIN, (1800, 3600), t("2026-12-06T12:00"), None, t("2026-12-06T12:10")
+    )
     assert got.next_change == t("2026-12-06T12:30")
 
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("30 minutes", 1800), ("2 hours", 7200), ("1 day", 86400), ({"count": 2, "period": "hour"}, 7200),
-     ("soon", None), ({"count": 0, "period": "hour"}, None)],
+    [
+        ("30 minutes", 1800),
+        ("2 hours", 7200),
+        ("1 day", 86400),
+        ({"count": 2, "period": "hour"}, 7200),
+        ("soon", None),
+        ({"count": 0, "period": "hour"}, None),
+    ],
 )
 def test_durations(value, seconds) -> None:
     assert duration_s(value) == seconds
@@ -74,7 +104,9 @@ def test_durations(value, seconds) -> None:
 
 def test_bad_objective_names_cadence_yml_line() -> None:
     errors = ErrorCollector()
-    parse_objective({"warn_after": "3 hours", "error_after": "1 hour"}, "channel 'email'", 7, errors)
+    parse_objective(
+        {"warn_after": "3 hours", "error_after": "1 hour"}, "channel 'email'", 7, errors
+    )
     parse_objective({"warn_after": "soon"}, "channel 'web'", 9, errors)
     found = [(e.file, e.line) for e in errors.errors]
     assert found == [("cadence.yml", 7), ("cadence.yml", 9)]
@@ -102,9 +134,15 @@ def test_status_check_before_and_after_the_objective(make_project, cli) -> None:
     assert "channel web: ok, lag 1 h" in ok.output
     # the warehouse held by another process: --check never opens it
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); "
-         "print('held', flush=True); time.sleep(30)", str(root / "warehouse.duckdb")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(30)",
+            str(root / "warehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -234,18 +272,22 @@ def test_serve_healthz_follows_the_objective_and_metrics_are_served(make_project
 
     from cadence import Project
 
-    yml = YML.replace('freshness: {warn_after: "90 minutes", error_after: "3 hours"}}',
-                      'freshness: {warn_after: "90 minutes", error_after: "3 hours"}, serve: true}')
+    yml = YML.replace(
+        'freshness: {warn_after: "90 minutes", error_after: "3 hours"}}',
+        'freshness: {warn_after: "90 minutes", error_after: "3 hours"}, serve: true}',
+    )
     root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
     assert cli(root, "run", "--due", "--at", "2026-12-06T10:00").exit_code == 0
     clock = {"now": t("2026-12-06T12:00")}  # warn: still healthy
     project = Project.load(root)
-    srv = project.server(host="127.0.0.1", port=0, channels=(), token_env=None, env={},
-                         clock=lambda: clock["now"])
+    srv = project.server(
+        host="127.0.0.1", port=0, channels=(), token_env=None, env={}, clock=lambda: clock["now"]
+    )
     stop = threading.Event()
     thread = threading.Thread(target=srv.run, args=(stop,))
     thread.start()
     try:
+
         def get(path: str) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
             conn.request("GET", path)
