@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cadence.build import hooks
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
 from cadence.build.runner import EventSink, PublishHook, RunResult, execute
@@ -22,9 +23,11 @@ from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
+from cadence.load.layout import LoadOptions
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
+from cadence.observe import Observer, after_run
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
@@ -74,14 +77,24 @@ class Project:
         self.dag = dag
         self.cadences = cadences
         self.compiler = compiler
+        self.options = LoadOptions()  # what the command line added to the load
 
     @classmethod
-    def load(cls, path: str | Path = ".", *, use_cache: bool = True) -> Project:
+    def load(
+        cls,
+        path: str | Path = ".",
+        *,
+        use_cache: bool = True,
+        options: LoadOptions | None = None,
+    ) -> Project:
+        """The project at or above ``path``; ``options``: --vars, --target, --profiles-dir."""
         from cadence.plan import manifest
 
-        root = find_project_root(Path(path))
-        parsed, dag, cadences = manifest.load(root, use_cache=use_cache)
-        return cls(root, parsed, dag, cadences, Compiler(parsed))
+        root, chosen = find_project_root(Path(path)), options or LoadOptions()
+        parsed, dag, cadences = manifest.load(root, use_cache=use_cache, options=chosen)
+        project = cls(root, parsed, dag, cadences, Compiler(parsed))
+        project.options = chosen
+        return project
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -286,7 +299,6 @@ class Project:
                 threads or self.parsed.config.warehouse.threads,
                 replay,
                 self._open_for_run(deadline, wait_s),
-                started,
             )
 
     def _run_locked(
@@ -300,9 +312,7 @@ class Project:
         threads: int = 1,
         replay: bool = False,
         engine: Engine | None = None,
-        started: dt.datetime | None = None,
     ) -> RunResult:
-        began = time.monotonic()
         engine = engine or self.open_engine()
         try:
             unrecorded.record_pending(engine, self.root)  # failures a full disk kept out of it
@@ -315,6 +325,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
+            hooked = hooks.start_of_run(self.parsed, self.compiler, engine, plan.decisions, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -329,6 +340,8 @@ class Project:
                 replay=replay,
                 on_published=self._members_hook(),
             )
+            if hooked:
+                hooks.end_of_run(self.parsed, self.compiler, engine, result.results, now)
             result = self._after_run(engine, state, result, now)
             # files and pruning after the run: one that fails to write (a full disk) is the
             # run's write error (exit 1, the path and cause named), never an abort
@@ -337,20 +350,12 @@ class Project:
                 lambda: self._prune_history(engine, done, now),
                 lambda: self._keep_snapshot(engine, done),
                 lambda: self._keep_rosters(engine, state, done),
-                lambda: self._observe(engine, state, done, now, began, started),
+                lambda: after_run(self, engine, state, done, now),
             ):
                 result = _or_write_error(result, step, warehouse)
             return result
         finally:
             engine.close()
-
-    def _observe(
-        self, engine: Engine, state: StateSnapshot, result: RunResult, *times: Any
-    ) -> None:
-        """Freshness, alerts and metrics after a run (the observe wing; never fails it)."""
-        from cadence.observe import after_run
-
-        after_run(self, engine, state, result, *times)
 
     def _members_hook(self) -> PublishHook | None:
         """Each segment's members file, written once its publish committed (activation wing)."""
@@ -420,11 +425,7 @@ class Project:
         channels |= set(deliver.channels_pending(engine, state.relations))
         if not channels:
             return result
-        from cadence.observe import stale_holds
-
-        held = stale_holds(self.parsed, self.dag, engine, now, channels)
-        options = deliver.DeliveryOptions(held=held)
-        report = deliver.deliver(self.parsed, engine, now, channels, options)
+        report = deliver.deliver(self.parsed, engine, now, channels)
         return replace(result, deliveries=report)
 
     def export(
@@ -581,15 +582,16 @@ class Project:
             compiled = self.compiler.compile(name, now, latest, False)
             path = compiled_path(model)
             out.append((name, artifacts.write_compiled(self.root, path, compiled.sql)))
+        if not selection.select and not selection.exclude:  # a dbt project's analyses
+            for n, p, sql in self.compiler.analyses(now):
+                out.append((n, artifacts.write_compiled(self.root, p, sql)))
         return out
 
     def server(self, **options: Any) -> Server | AsgiServer:
         """A bound ``cadence serve`` server (see ``cadence.serve.open_server`` for options)."""
-        from cadence.observe import Observer
         from cadence.serve import open_server
 
-        observer = Observer(self.root, self.parsed, self.cadences)
-        return open_server(self.root, self.parsed.config, observer=observer, **options)
+        return open_server(self.root, self.parsed.config, observer=Observer(self), **options)
 
     def models_for(self, names: Iterable[str]) -> list[str]:
         return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]

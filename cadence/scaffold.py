@@ -1,8 +1,9 @@
-"""``cadence init``: write a new project from the template shipped with the package.
+"""``cadence init``: write a new project from the template shipped with the package, or, inside a
+dbt project, the cadence.yml that adds channels to it.
 
 Input: a target folder -> output: the project files on disk. Refuses to write into a non-empty
-folder, so nothing a user made is overwritten; files are 0600 and folders 0700, like everything
-cadence writes.
+folder (or over an existing cadence.yml), so nothing a user made is overwritten; files are 0600
+and folders 0700, like everything cadence writes.
 """
 
 from __future__ import annotations
@@ -57,4 +58,37 @@ def init_project(target: Path) -> Path:
         else:
             artifacts.write_bytes(dest, path.read_bytes(), durable=False)
     artifacts.private_dir(target / "logs")
+    return target
+
+
+DBT_CADENCE_YML = """\
+# cadence beside the dbt project {name}: dbt_project.yml and your profile stay as they are --
+# cadence reads them (models, seeds, schemas, vars, the DuckDB target). This file adds what dbt
+# has no word for. See docs/guides/dbt-projects.md and docs/reference/config.md.
+timezone: UTC                 # IANA name; channel ticks are evaluated in it
+channels:                     # who reads the models, and how fresh they must be
+  daily: {{cadence: "daily at 05:00", kind: email, description: "everything, refreshed daily"}}
+models:                       # dbt's form: +channels, +key, +cadence, +event_time (folder, model)
+  {name}:
+    +channels: [daily]        # every model feeds the daily channel; narrow it per folder
+history: {{keep_days: 90}}
+# warehouse: {{path: warehouse.duckdb}}   # uncomment to use this instead of the dbt profile
+"""
+
+
+def init_dbt(root: Path) -> Path:
+    """Add cadence.yml to the dbt project at ``root``; never over an existing one."""
+    import re as _re
+
+    target = root / "cadence.yml"
+    if target.exists():
+        raise CadenceError(
+            f"{target} already exists",
+            file="cadence.yml",
+            hint="edit it; init never overwrites files",
+        )
+    text = (root / "dbt_project.yml").read_text(encoding="utf-8", errors="replace")
+    found = _re.search(r"^name:\s*['\"]?([A-Za-z0-9_]+)", text, _re.M)
+    name = found.group(1) if found else root.name
+    artifacts.write_text(target, DBT_CADENCE_YML.format(name=name), durable=False)
     return target

@@ -4,7 +4,8 @@
   and every ``{relative path: text}`` into a fresh project folder and returns its path.
 - ``copy_project(name)`` copies ``tests/projects/<name>/`` into ``tmp_path``.
 - ``cli(project, *args)`` runs ``cadence`` through click's CliRunner with an absolute
-  ``--project-dir``; ``run_results(project)`` reads ``target/run_results.json``.
+  ``--project-dir``; ``run_results(project)`` reads ``target/run_results.json`` (in a dbt
+  project ``<target-path>/cadence/run_results.json``).
 
 Time is never read from the clock here: every test passes ``now=``/``--at``.
 """
@@ -63,7 +64,9 @@ def invoke(project: Path, *args: str) -> Result:
 
 
 def read_run_results(project: Path) -> dict[str, Any]:
-    return json.loads((project / "target" / "run_results.json").read_text())
+    from cadence.disk import artifacts
+
+    return json.loads((artifacts.target_dir(project) / "run_results.json").read_text())
 
 
 def statuses(project: Path) -> dict[str, str]:

@@ -36,7 +36,7 @@ OWNERS = {
     "networkx": {"plan.dag", "load.parser"},
     "croniter": {"plan.schedule", "load.parser"},
     "duckdb": {"engines.duckdb"},
-    "jinja2": {"load.rendering", "load.context", "load.evaluator", "load.projectconfig"},
+    "jinja2": {"load.rendering", "load.context", "load.evaluator", "load.envtemplate"},
     "click": {"cli", "cli.common", "cli.pipeline", "cli.wings", "output"},
     "rich": {"output"},
     "yaml": {"load.yamlfile"},

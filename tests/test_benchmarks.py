@@ -95,3 +95,21 @@ def test_serve_benchmark_smoke(tmp_path: Path) -> None:
     assert (figures["failed"], figures["wrong"]) == (0, 0)
     assert figures["swap_max_ms"] < 5000  # each new version was seen (inf when never)
     assert "p99_ms" in run.stdout
+
+
+def test_dbt_load_benchmark_smoke(tmp_path: Path) -> None:
+    """The paired dbt benchmark runs without dbt and says it skipped dbt's side."""
+    import os
+
+    out = tmp_path / "dbt.json"
+    env = {k: v for k, v in os.environ.items() if k != "DBT_EXECUTABLE"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + "/usr/bin:/bin"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "dbt_load.py"), "--models", "30",
+         "--repeat", "1", "--output", str(out), "--workdir", str(tmp_path / "work"),
+         "--cadence", str(Path(sys.executable).parent / "cadence")],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "skipped (dbt is not installed)"
+    assert data["median_s"]["cadence_cold"] > 0 and "skipped" in run.stdout

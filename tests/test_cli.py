@@ -96,7 +96,7 @@ def test_usage_errors_exit_2(copy_project, cli, args, message):
 def test_a_folder_without_a_project_exits_2(tmp_path, cli):
     result = cli(tmp_path, "run", "--at", "2026-01-10T10:00")
     assert result.exit_code == 2
-    assert "no cadence.yml found" in result.output
+    assert "no cadence.yml or dbt_project.yml found" in result.output
     assert "cadence init" in result.output
 
 

@@ -163,3 +163,20 @@ def test_ref_to_a_disabled_model_says_it_is_disabled(make_project):
     )
     assert error.message == "unknown ref 'retired'" or "disabled" in error.message
     assert "disabled" in error.render()
+
+
+def test_two_models_built_into_one_relation_is_an_error(make_project):
+    """Before: the second overwrote the first's table at every build."""
+    root = make_project(
+        {
+            "models/a.sql": "{{ config(alias='shared') }}\nselect 1 as id\n",
+            "models/b.sql": "{{ config(alias='shared') }}\nselect 2 as id\n",
+        }
+    )
+    from cadence.errors import CadenceError
+    from cadence.project import Project
+
+    with pytest.raises(CadenceError) as info:
+        Project.load(root, use_cache=False)
+    text = info.value.render()
+    assert "model 'b' is built into \"main\".\"shared\", which models/a.sql is built into too" in text

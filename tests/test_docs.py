@@ -77,7 +77,7 @@ def test_every_long_option_is_documented(command: str) -> None:
     if command:  # each command's own options are documented in its own section
         match = re.search(rf"^## `cadence {re.escape(command)}`.*?(?=^## |\Z)", doc, re.M | re.S)
         assert match, f"no section '## `cadence {command}`' in docs/reference/cli.md"
-        shared = {"--help", "--project-dir", "--debug"}
+        shared = {"--help", "--project-dir", "--debug", "--vars", "--target", "--profiles-dir"}
         missing = sorted(o for o in options - shared if not _named_as_option(o, match.group(0)))
         missing += sorted(o for o in options & shared if not _named_as_option(o, doc))
         assert not missing, f"cadence {command}: options missing from its section: {missing}"

@@ -25,7 +25,9 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def results(root: Path) -> dict[str, dict]:
-    data = json.loads((root / "target" / "run_results.json").read_text())
+    from cadence.disk import artifacts
+
+    data = json.loads((artifacts.target_dir(root) / "run_results.json").read_text())
     return {r["name"]: r for r in data["results"]}
 
 

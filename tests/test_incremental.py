@@ -327,3 +327,53 @@ def test_merged_unique_counts_values_the_merge_would_hold_twice(
     sql = merged_unique_sql(test, "new", "live", unique_key)
     assert sql is not None
     assert con.execute(f"select count(*) from ({sql})").fetchone()[0] == failures
+
+
+@pytest.mark.parametrize(
+    ("policy", "columns", "error"),
+    [
+        (None, ["id", "a"], None),  # ignore (dbt's default): the new column is dropped
+        ("ignore", ["id", "a"], None),
+        ("append_new_columns", ["id", "a", "b"], None),
+        ("sync_all_columns", ["id", "b"], None),
+        ("fail", ["id", "a"], "on_schema_change: fail"),
+    ],
+)
+def test_on_schema_change(tmp_path: Path, policy: str | None, columns: list[str], error: str | None) -> None:
+    """The model drops column a and adds b between two incremental runs (before: the insert
+    failed on the new column, whatever the config said)."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "cadence.yml").write_text("name: sc\nwarehouse: {path: w.duckdb}\ntimezone: UTC\n")
+    setting = f", on_schema_change='{policy}'" if policy else ""
+    head = f"{{{{ config(materialized='incremental', unique_key='id'{setting}) }}}}\n"
+    model = tmp_path / "models" / "inc.sql"
+    model.write_text(head + "select 1 as id, 'x' as a\n")
+    assert Project.load(tmp_path).run(AT).ok
+    model.write_text(head + "select 2 as id, 'y' as b\n")
+    result = Project.load(tmp_path).run(AT + dt.timedelta(hours=1))
+    if error:
+        assert not result.ok and error in (result.results[0].error or "")
+    else:
+        assert result.ok, result.results[0].error
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        got = [r[0] for r in con.execute("select column_name from duckdb_columns() "
+                                         "where table_name = 'inc' order by column_index").fetchall()]
+    finally:
+        con.close()
+    assert got == columns
+
+
+def test_append_strategy_keeps_rows_with_the_same_unique_key(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "cadence.yml").write_text("name: ap\nwarehouse: {path: w.duckdb}\ntimezone: UTC\n")
+    (tmp_path / "models" / "inc.sql").write_text(
+        "{{ config(materialized='incremental', unique_key='id', incremental_strategy='append') }}\n"
+        "select 1 as id\n")
+    assert Project.load(tmp_path).run(AT).ok
+    assert Project.load(tmp_path).run(AT + dt.timedelta(hours=1)).ok
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        assert con.execute("select count(*) from inc").fetchone() == (2,)  # as dbt's append
+    finally:
+        con.close()

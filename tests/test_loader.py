@@ -45,7 +45,7 @@ def test_project_is_found_from_a_sub_folder(make_project):
 def test_missing_project_file_is_an_error_with_a_hint(tmp_path: Path):
     with pytest.raises(CadenceError) as info:
         Project.load(tmp_path)
-    assert "no cadence.yml found" in info.value.message
+    assert "no cadence.yml or dbt_project.yml found" in info.value.message
     assert "cadence init" in (info.value.hint or "")
 
 

@@ -251,10 +251,10 @@ def _normalized(project: Project, name: str, sql: str) -> str:
 
 FORKED = """
 import json, sys
-from cadence.load import parser
+from cadence.load import forking
 from cadence.project import Project
 from tests.test_rendering import NOW, TICK, _compiled_everywhere
-parser.PARALLEL_PARSE_MIN = 0  # render in forked workers
+forking.PARALLEL_PARSE_MIN = 0  # render in forked workers
 project = Project.load(sys.argv[1], use_cache=False)
 print(json.dumps([[list(k), v] for k, v in _compiled_everywhere(project).items()]))
 """

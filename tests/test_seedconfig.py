@@ -115,24 +115,25 @@ def test_bad_seed_config_is_an_error_with_a_location(make_project, seeds_yml, me
     assert message in exc.value.render() and "cadence.yml" in exc.value.render()
 
 
-def test_unsupported_dbt_keys_warn_naming_them_in_lint_and_run(make_project, cli):
+def test_dbt_seed_keys_cadence_does_not_run_are_errors_naming_them(make_project, cli):
+    """Before: accepted with a warning and ignored. Nothing dbt accepts is ignored silently."""
     root = make_project(
         {
             "seeds/s.csv": "id\n1\n",
             "seeds/props.yml": "version: 2\nseeds:\n  - name: s\n    config: {full_refresh: true}\n",
-            "models/m.sql": "{{ config(channels=['web'], key='id', persist_docs={'relation': true},"
+            "models/m.sql": "{{ config(channels=['web'], key='id', grants={'select': ['r']},"
             " meta={'owner': 'x'}) }}\nselect * from {{ ref('s') }}\n",
         },
         YML + "seeds: {+quote_columns: true, +persist_docs: {relation: true}}\n",
     )
     lint = cli(root, "lint").output
-    assert "seed config key 'persist_docs'" in lint and "cadence.yml" in lint
-    assert "seed config key 'full_refresh' (seed 's')" in lint and "seeds/props.yml" in lint
-    assert "config key 'persist_docs' of model 'm'" in lint and "models/m.sql" in lint
-    assert "'meta'" not in lint and "quote_columns" not in lint.split("supported")[0]
+    assert "seed config key 'persist_docs'" in lint and "is not supported by cadence" in lint
+    assert "key 'full_refresh'" not in lint  # cadence always loads a seed whole
+    (root / "cadence.yml").write_text(YML + "seeds: {+quote_columns: true}\n")
     run = cli(root, "run", "--at", "2026-06-01T00:01")
-    assert run.exit_code == 0
-    assert "config key 'persist_docs' of model 'm'" in run.output
+    assert run.exit_code == 0, run.output
+    assert "config key 'grants' of model 'm' has no effect: DuckDB has no grants" in run.output
+    assert "'meta'" not in run.output
     idle = cli(root, "run", "--due", "--at", "2026-06-01T00:02")
     assert "warning" not in idle.output  # an idle cron run stays quiet
 

@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from cadence.activation import audience, outbox
+from cadence.activation import audience, outbox, stale
 from cadence.activation.attempt import SegmentDelivery, send_pending
 from cadence.activation.files import checkpoint
 from cadence.engines.base import Engine, EngineError
@@ -58,8 +58,6 @@ class DeliveryOptions:
     force: bool = False
     rebaseline: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
-    # (channel, segment) -> why it is held back (a source at error: observe.stale_holds)
-    held: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def exported_channels(parsed: ParsedProject) -> tuple[ChannelConfig, ...]:
@@ -159,6 +157,8 @@ def _deliver_channel(
     present = present_segments(parsed, config.name, relations)
     # read once: nothing publishes while a delivery holds the run lock
     inputs = outbox.input_versions(engine.state_store(), _inputs_of(parsed, config))
+    names = [m.name for m in segments if m.name in present]
+    held = stale.held_segments(parsed, engine, config, names, now, {})
     out = []
     for model in segments:
         if model.name not in present:
@@ -172,7 +172,7 @@ def _deliver_channel(
                 )
             )
             continue
-        why = options.held.get((config.name, model.name))
+        why = held.get(model.name)
         if why is not None:  # built, not delivered: data too stale to trust is not sent
             out.append(SegmentDelivery(config.name, model.name, "held_back", kind, error=why))
             continue

@@ -46,7 +46,8 @@ from cadence.load.relations import quote
 from cadence.record.membership import TABLE, MembershipChange
 from cadence.record.state import from_db, to_db
 
-FOLDER = "target/members"
+FOLDER = "target/members"  # in a cadence project (artifacts.target_dir)
+MEMBERS_DIR = "members"
 MEMBERS = "members.parquet"
 CHANGES = "changes"
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
@@ -77,7 +78,7 @@ def _checkpoint(step: str) -> None:
 
 
 def folder_of(root: Path, segment: str) -> Path:
-    return root / FOLDER / segment
+    return artifacts.target_dir(root) / MEMBERS_DIR / segment
 
 
 def _lit(text: str) -> str:
@@ -287,7 +288,7 @@ def keep(
 def missing(root: Path, segments: list[str]) -> list[str]:
     """Segments with no members file yet (a warehouse from before snapshots were kept). On
     every idle ``run --due``, for every segment: one stat each, no ``Path`` objects."""
-    base = os.path.join(root, FOLDER)
+    base = os.path.join(artifacts.target_dir(root), MEMBERS_DIR)
     return [s for s in segments if not os.path.isfile(f"{base}/{s}/{MEMBERS}")]
 
 
@@ -344,7 +345,7 @@ def read(
     from cadence.load.projectconfig import WarehouseConfig
 
     folder = folder_of(root, segment)
-    shown = f"{FOLDER}/{segment}"
+    shown = artifacts.shown(root, f"{MEMBERS_DIR}/{segment}")
     members = folder / MEMBERS
     if not members.exists() and not (changes and _parts(folder / CHANGES)):
         raise CadenceError(

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from cadence.errors import CadenceError
 from cadence.load.digests import digest
 from cadence.load.parser import Model, ParsedProject
-from cadence.load.relations import REF_TOKEN, Relation
+from cadence.load.relations import REF_TOKEN, Relation, qualified, ref_token
 
 if TYPE_CHECKING:
     from cadence.load.rendering import ModelEnvironment
 
 EPHEMERAL_PREFIX = "__cadence_ephemeral__"
+Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 _LEADING = re.compile(r"^(\s*(?:--[^\n]*\n|/\*.*?\*/)?)*\s*", re.S)
 
 
@@ -57,12 +59,11 @@ class Compiler:
     @property
     def env(self) -> ModelEnvironment:
         if self._env is None:
-            from cadence.load.parser import target_info
-            from cadence.load.rendering import ModelEnvironment as Env
+            from cadence.load.environment import environment
 
-            cfg = self.project.config
-            self._env = Env(
-                cfg.vars, self.project.macro_files, target_info(cfg), self.project.doc_blocks
+            project = self.project
+            self._env = environment(
+                project.config, project.macro_files, project.doc_blocks, project.dispatch
             )
             self._env.set_sources(
                 (s.source_name, s.table, s.relation) for s in self.project.sources
@@ -70,9 +71,19 @@ class Compiler:
         return self._env
 
     def relation_of(self, name: str) -> str:
+        """How a ref to ``name`` reads in compiled SQL (in a dbt project, with the database,
+        as dbt renders it)."""
+        database = self._database
         if name in self.models:
-            return self.models[name].relation
-        return self.seeds[name].relation
+            model = self.models[name]
+            return qualified(database, model.schema, model.identifier)
+        seed = self.seeds[name]
+        return qualified(database, seed.schema, seed.table)
+
+    @property
+    def _database(self) -> str | None:
+        config = self.project.config
+        return config.warehouse.database if config.is_dbt else None
 
     def rendered(
         self,
@@ -80,8 +91,11 @@ class Compiler:
         now: dt.datetime | None,
         tick: dt.datetime | None,
         incremental: bool,
+        query: Query | None = None,
         invocation_id: str | None = None,
     ) -> str:
+        """The model's SQL with ref tokens; rendered again when it reads per-run values, with
+        ``query`` (the run's warehouse) behind ``run_query``, ``adapter`` and ``execute``."""
         if not model.per_run and not (incremental and model.materialized == "incremental"):
             return model.rendered
         from cadence.load.context import RenderState
@@ -91,10 +105,30 @@ class Compiler:
             run_started_at=now,
             tick=tick or now,
             incremental=incremental,
+            package=model.package,
+            query=query,
             invocation_id=invocation_id,
         )
-        state.this = Relation(model.schema, model.identifier, model.relation)
+        database = self._database
+        this = qualified(database, model.schema, model.identifier)
+        state.this = Relation(model.schema, model.identifier, this, database)
+        state.base_config = config_values(model)
+        state.resolve_ref = lambda name: self._relation(name, database)
         return self.env.render(model.raw_sql, state)
+
+    def _relation(self, name: str, database: str | None) -> Relation:
+        """What ``ref(name)`` returns during a run: the model's real relation (``run_query``
+        and ``adapter`` calls read it); an ephemeral's stays the token the compiler inlines."""
+        model = self.models.get(name)
+        seed = self.seeds.get(name)
+        if model is not None and model.materialized != "ephemeral":
+            kind = "view" if model.materialized == "view" else "table"
+            rendered = qualified(database, model.schema, model.identifier)
+            return Relation(model.schema, model.identifier, rendered, database, kind)
+        if seed is not None:
+            rendered = qualified(database, seed.schema, seed.table)
+            return Relation(seed.schema, seed.table, rendered, database, "table")
+        return Relation(None, name, ref_token(name))
 
     def compile(
         self,
@@ -102,12 +136,15 @@ class Compiler:
         now: dt.datetime | None = None,
         tick: dt.datetime | None = None,
         incremental: bool = False,
+        query: Query | None = None,
         invocation_id: str | None = None,
     ) -> CompiledModel:
-        """``invocation_id``: the run's id (``invocation_id`` in Jinja)."""
+        """The model's final SQL; ``query`` reaches the warehouse for templates that read it
+        (dbt's ``run_query``, ``adapter.get_columns_in_relation``); ``invocation_id``: the run's
+        id (``invocation_id`` in Jinja)."""
         model = self.models[name]
         sql = _without_trailing_semicolon(
-            self._resolve(model, now, tick, incremental, invocation_id)
+            self._resolve(model, now, tick, incremental, invocation_id, query)
         )
         column = model.config.watermark
         if incremental and model.materialized == "incremental" and column:
@@ -123,6 +160,10 @@ class Compiler:
                 this=model.relation,
             )
         return CompiledModel(name, model.path, sql, digest(sql.encode()), incremental)
+
+    def analyses(self, now: dt.datetime | None) -> list[tuple[str, str, str]]:
+        """A dbt project's analyses compiled: (name, path, SQL), never run."""
+        return [(n, p, self.compile_sql(sql, now)) for n, p, sql in self.project.analyses]
 
     def compile_sql(
         self, text: str, now: dt.datetime | None = None, overrides: dict[str, str] | None = None
@@ -146,11 +187,13 @@ class Compiler:
         tick: dt.datetime | None,
         incremental: bool,
         invocation_id: str | None,
+        query: Query | None = None,
     ) -> str:
         ctes: dict[str, str] = {}
-        text = self.rendered(model, now, tick, incremental, invocation_id)
+        text = self.rendered(model, now, tick, incremental, query, invocation_id)
         body = REF_TOKEN.sub(
-            lambda m: self._ref(m.group(1), ctes, now, tick, invocation_id, {model.name}), text
+            lambda m: self._ref(m.group(1), ctes, now, tick, invocation_id, {model.name}, query),
+            text,
         )
         return _with_ctes(body, ctes)
 
@@ -162,6 +205,7 @@ class Compiler:
         tick: dt.datetime | None,
         invocation_id: str | None,
         stack: set[str],
+        query: Query | None = None,
     ) -> str:
         model = self.models.get(name)
         if model is None or model.materialized != "ephemeral":
@@ -171,9 +215,11 @@ class Compiler:
         cte = EPHEMERAL_PREFIX + name
         if cte not in ctes and name not in stack:
             # rendered again for this run when its text depends on the run (Model.per_run)
-            text = self.rendered(model, now, tick, False, invocation_id)
+            text = self.rendered(model, now, tick, False, query, invocation_id)
             inner = REF_TOKEN.sub(
-                lambda m: self._ref(m.group(1), ctes, now, tick, invocation_id, stack | {name}),
+                lambda m: self._ref(
+                    m.group(1), ctes, now, tick, invocation_id, stack | {name}, query
+                ),
                 text,
             )
             ctes[cte] = _strip_sql(inner)
@@ -239,3 +285,14 @@ def _with_ctes(body: str, ctes: dict[str, str]) -> str:
         recursive = m.group(1) or ""
         return f"{body[:start]}with{recursive} {defs},\n{rest[m.end() :].lstrip()}"
     return f"{body[:start]}with {defs}\n{rest}"
+
+
+def config_values(model: Model) -> dict[str, Any]:
+    """A model's merged config as ``config.get`` reads it during a run."""
+    config = model.config
+    out: dict[str, Any] = dict(config.extra)
+    for f in fields(config):
+        if f.name not in ("origins", "extra"):
+            value = getattr(config, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -21,8 +21,9 @@ from types import TracebackType
 from cadence.disk import artifacts
 from cadence.errors import LockHeld
 
-LOCK_FILE = "target/cadence.lock"
+LOCK_FILE = "target/cadence.lock"  # in a cadence project; artifacts.target_dir in general
 HOLDER_FILE = "target/cadence.lock.json"
+LOCK_NAME, HOLDER_NAME = "cadence.lock", "cadence.lock.json"
 
 
 def _alive(pid: object) -> bool:
@@ -39,7 +40,7 @@ def _alive(pid: object) -> bool:
 
 def _read_holder(root: Path) -> dict[str, object] | None:
     try:
-        info = json.loads((root / HOLDER_FILE).read_text())
+        info = json.loads((artifacts.target_dir(root) / HOLDER_NAME).read_text())
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and _alive(info.get("pid")) else None
@@ -68,7 +69,7 @@ class RunLock:
         self, root: Path, started: str, at: str | None = None, command: str = "run"
     ) -> None:
         self.root = root
-        self.path = root / LOCK_FILE
+        self.path = artifacts.target_dir(root) / LOCK_NAME
         self.started = started
         self.at = at
         self.command = command
@@ -104,12 +105,12 @@ class RunLock:
                         raise LockHeld(
                             "another cadence run holds the project lock "
                             f"({holder}) after waiting {wait_s:g}s",
-                            file=LOCK_FILE,
+                            file=artifacts.shown(self.root, LOCK_NAME),
                             hint="nothing was done; the next run builds what is still due",
                         ) from None
                     raise LockHeld(
                         f"another cadence run holds the project lock ({holder})",
-                        file=LOCK_FILE,
+                        file=artifacts.shown(self.root, LOCK_NAME),
                         hint="nothing was done; use --wait SECONDS to wait for it",
                     ) from None
                 time.sleep(poll_s)
@@ -124,13 +125,15 @@ class RunLock:
     def _write_holder(self) -> None:
         info = {"pid": os.getpid(), "started": self.started, "at": self.at}
         info["command"] = self.command
-        artifacts.write_bytes(self.root / HOLDER_FILE, json.dumps(info).encode(), self.root)
+        artifacts.write_bytes(
+            artifacts.target_dir(self.root) / HOLDER_NAME, json.dumps(info).encode(), self.root
+        )
 
     def release(self) -> None:
         if self._fd is not None:
             try:
                 # while still holding the lock: no one else writes the holder file now
-                (self.root / HOLDER_FILE).unlink(missing_ok=True)
+                (artifacts.target_dir(self.root) / HOLDER_NAME).unlink(missing_ok=True)
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             finally:
                 os.close(self._fd)
@@ -150,7 +153,7 @@ class RunLock:
 
 def current_holder(root: Path) -> str | None:
     """Who holds the lock now, or None when nobody does."""
-    path = root / LOCK_FILE
+    path = artifacts.target_dir(root) / LOCK_NAME
     if not path.exists():
         return None
     try:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from cadence.build import hooks
 from cadence.build.compiler import CompiledModel, ensure_query
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
 from cadence.build.gate import run_tests
-from cadence.build.incremental import stage
+from cadence.build.incremental import merge_keys, settle_columns, stage
 from cadence.build.snapshots import compiled_path, publish_snapshot
 from cadence.disk import artifacts
 from cadence.engines.base import EngineError
@@ -37,12 +38,17 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
     engine = ctx.engine
     mat = model.materialized
     exists = ctx.state.exists(model.schema, model.identifier)
-    incremental = mat == "incremental" and exists and not ctx.full_refresh
+    incremental = mat == "incremental" and exists and not _full_refresh(ctx, model)
     compiled_rel: str | None = None
     sql_hash: str | None = None
     try:
         compiled = ctx.compiler.compile(
-            model.name, ctx.now, decision.tick, incremental, invocation_id=ctx.run_id
+            model.name,
+            ctx.now,
+            decision.tick,
+            incremental,
+            query=engine.query_named,
+            invocation_id=ctx.run_id,
         )
         compiled_rel = artifacts.write_compiled(ctx.root, compiled_path(model), compiled.sql)
         ensure_query(compiled.sql, model.path)
@@ -51,6 +57,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         # built in parallel commit later, invisible to it)
         ctx = replace(ctx, visible=dict(ctx.relations))
         with engine.transaction():
+            hooks.before_build(ctx.compiler, model, engine, ctx.now)
             if mat == "view":
                 kind = ctx.relations.get((model.schema, model.identifier))
                 if kind == "table":
@@ -62,6 +69,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
                 rows, warnings = publish_snapshot(ctx, model, compiled)
             else:
                 rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
+            hooks.after_build(ctx.compiler, model, engine, ctx.now)
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
                 engine,
@@ -111,6 +119,13 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         return result
 
 
+def _full_refresh(ctx: RunContext, model: Model) -> bool:
+    """``--full-refresh``, unless the model's ``full_refresh`` config says otherwise (``false``:
+    never rebuilt from scratch; ``true``: always), as in dbt."""
+    own = model.config.extra.get("full_refresh")
+    return ctx.full_refresh if own is None else bool(own)
+
+
 class _TestsFailed(EngineError):
     pass
 
@@ -148,7 +163,8 @@ def _publish_table(
             exits=not incremental,
         )
     if incremental:
-        engine.append(model.relation, staging, model.config.unique_key or (), ctx.run_id)
+        settle_columns(engine, model, staging)
+        engine.append(model.relation, staging, merge_keys(model), ctx.run_id)
     else:
         swap(ctx, staging, model.relation, model.schema, model.identifier)
     return rows, warnings

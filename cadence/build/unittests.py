@@ -79,7 +79,14 @@ def memory_engine(project: Any) -> Engine:
         extensions=warehouse.extensions if duck else (),
         allowed_paths=warehouse.allowed_paths,
     )
-    return connect(config, Path(project.root), allowed=access.declared(project.parsed))
+    engine = connect(config, Path(project.root), allowed=access.declared(project.parsed))
+    database = project.parsed.config.warehouse.database if project.parsed.config.is_dbt else None
+    if database and database != "memory":  # a dbt project's SQL names "db"."schema"."name"
+        from cadence.load.relations import quote
+
+        engine.execute(f"attach ':memory:' as {quote(database)}")
+        engine.execute(f"use {quote(database)}")
+    return engine
 
 
 class _Types:
@@ -123,7 +130,7 @@ class _Types:
         seed = next((s for s in parsed.seeds if s.name == name), None)
         if seed is not None:
             engine.create_schema(seed.schema)
-            load_csv_into(engine, parsed.root, seed, seed.relation)
+            load_csv_into(engine, parsed.root, seed, seed.relation, parsed.config.is_dbt)
             return _describe(engine, f"select * from {seed.relation}")
         model = parsed.model(name)
         if model is None:
@@ -305,7 +312,7 @@ def _create_input(
         return
     if fixture.rows is None:  # a seed's own rows
         seed = next(s for s in project.parsed.seeds if s.name == fixture.ref)
-        load_csv_into(engine, project.parsed.root, seed, relation)
+        load_csv_into(engine, project.parsed.root, seed, relation, project.parsed.config.is_dbt)
         return
     rows: list[dict[str, Any]] = fixture.rows
     if columns is None:

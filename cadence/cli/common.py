@@ -1,7 +1,7 @@
-"""What every command shares: the clock, the common options (--project-dir, --debug, --select,
---exclude, --at, --json), loading the project and its state, and the mapping of errors to exit
-codes (0 ok, 1 a model or test failed, 2 usage or project error, 3 internal error, 130
-interrupted).
+"""What every command shares: the clock, the common options (--project-dir, --vars, --target,
+--profiles-dir, --debug, --select, --exclude, --at, --json), loading the project and its state,
+and the mapping of errors to exit codes (0 ok, 1 a model or test failed, 2 usage or project
+error, 3 internal error, 130 interrupted).
 
 Input: flags -> output: the loaded project, ``now`` and the selection a command hands to the
 library. Invariants: ``_now`` is the one place cadence reads the clock (commands call it as
@@ -45,10 +45,40 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="Project folder (default: search upwards from the current folder).",
     )
+    @click.option(
+        "--vars",
+        "vars_text",
+        default=None,
+        metavar="YAML",
+        help="Values for var() over the project's vars: a YAML or JSON mapping, as dbt's --vars.",
+    )
+    @click.option(
+        "--target",
+        default=None,
+        help="dbt project: the output of its profile to run on (default: DBT_TARGET, "
+        "else the profile's target).",
+    )
+    @click.option(
+        "--profiles-dir",
+        default=None,
+        metavar="DIR",
+        help="dbt project: the folder holding profiles.yml (default: DBT_PROFILES_DIR, the "
+        "project folder, ~/.dbt).",
+    )
     @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
     @functools.wraps(fn)
-    def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> None:
+    def wrapper(
+        *args: Any,
+        debug: bool = False,
+        vars_text: str | None = None,
+        target: str | None = None,
+        profiles_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         try:
+            from cadence.load.layout import LoadOptions, parse_vars
+
+            _OPTIONS[:] = [LoadOptions(parse_vars(vars_text), target, profiles_dir)]
             signals.interrupt_on_signals()
             try:
                 fn(*args, **kwargs)
@@ -91,10 +121,14 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_OPTIONS: list[Any] = []  # the LoadOptions of this invocation (--vars, --target, --profiles-dir)
+
+
 def _load(project_dir: Path | None) -> Any:
     from cadence.project import Project
 
-    return Project.load(project_dir or Path.cwd())
+    options = _OPTIONS[0] if _OPTIONS else None
+    return Project.load(project_dir or Path.cwd(), options=options)
 
 
 def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.datetime:
@@ -106,13 +140,14 @@ def _at(project: Any, at: str | None, wall: dt.datetime | None = None) -> dt.dat
 def _state(project: Any) -> Any:
     """State for a read-only command; when it comes from the snapshot (a run holds the
     warehouse), say so and as of when, on stderr (JSON on stdout stays parseable)."""
+    from cadence.disk import artifacts
     from cadence.plan.due import fmt
 
     state = project.read_state()
     if state.as_of is not None:
+        shown = artifacts.shown(project.root, "state_snapshot.json")
         click.echo(
-            f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} "
-            "(target/state_snapshot.json)",
+            f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} ({shown})",
             err=True,
         )
     return state

@@ -35,13 +35,20 @@ from cadence.errors import CadenceError, LockHeld
 
 
 @click.command()
-@click.argument("name", required=False, default="cadence_project")
+@click.argument("name", required=False, default=None)
 @click.option("--debug", is_flag=True, hidden=True)
-def init(name: str, debug: bool) -> None:
-    """Create a new project NAME (a small shop that runs offline at once)."""
-    from cadence.scaffold import init_project
+def init(name: str | None, debug: bool) -> None:
+    """Create a new project NAME (a small shop that runs offline at once); inside a dbt
+    project, without NAME, add a cadence.yml to it instead."""
+    from cadence.scaffold import init_dbt, init_project
 
+    here = Path.cwd()
     try:
+        if name is None and (here / "dbt_project.yml").is_file():
+            path = init_dbt(here)
+            click.echo(f"created {path}\n  next: cadence run (then cron: cadence run --due)")
+            return
+        name = name or "cadence_project"
         path = init_project(Path(name))
     except CadenceError as exc:
         click.echo(exc.render(), err=True)

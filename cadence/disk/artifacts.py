@@ -1,7 +1,10 @@
 """Files cadence writes: compiled SQL and run results under target/, and the one helper every
 writer uses (the manifest cache, the lock, exports): owner-only, atomic writes.
 
-Input: bytes or text and a path -> output: the file, complete. Invariants, whatever the umask:
+Input: bytes or text and a path -> output: the file, complete. ``target_dir`` is the folder
+cadence keeps its own files in: ``target/`` in a cadence project, ``<target-path>/cadence/`` in
+a dbt project (a folder holding dbt_project.yml), so cadence never writes over dbt's own
+``manifest.json`` or ``run_results.json``. Invariants, whatever the umask:
 - files are 0600 and folders cadence creates are 0700 (they hold customer data); ``target/``
   itself is made 0700, and what an older version left readable in it is tightened once;
 - a file is written to a temporary name beside it, fsynced, then renamed over the old one: a
@@ -17,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -27,6 +31,7 @@ from typing import Any
 from cadence.errors import CadenceError, DiskFull
 
 TARGET = "target"
+DBT_PROJECT_FILE = "dbt_project.yml"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 PRIVATE_UMASK = 0o077
@@ -36,12 +41,52 @@ _tightening = threading.Lock()
 
 
 def target_dir(root: Path) -> Path:
-    return root / TARGET
+    """The folder cadence keeps its own files in (see the module docstring)."""
+    return root / target_folder(root)
 
 
-def compiled_path(model_path: str) -> str:
+def target_folder(root: Path) -> str:
+    """``target_dir`` relative to the project root (absolute when dbt's target-path is)."""
+    try:
+        st = os.stat(os.path.join(root, DBT_PROJECT_FILE))
+    except OSError:
+        return TARGET
+    override = os.environ.get("DBT_TARGET_PATH")
+    key = (str(root), st.st_mtime_ns, st.st_size, override)
+    found = _dbt_targets.get(key)
+    if found is None:
+        folder = override or _target_path(Path(root) / DBT_PROJECT_FILE) or TARGET
+        found = _dbt_targets[key] = folder.rstrip("/") + "/cadence"
+    return found
+
+
+# dbt_project.yml's ``target-path: folder`` (a top-level key; comments and quotes allowed)
+_TARGET_PATH = re.compile(r"^target-path:[ \t]*(['\"]?)([^'\"#\n]*?)\1[ \t]*(?:#.*)?$", re.M)
+_dbt_targets: dict[tuple[str, int, int, str | None], str] = {}
+
+
+def _target_path(path: Path) -> str | None:
+    """dbt_project.yml's target-path, read without a YAML parser (every command needs it before
+    anything else, the idle ``run --due`` included); None when not set. A value with Jinja is
+    refused by the project loader (load.dbt.project), so this never guesses wrong silently."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return None
+    m = _TARGET_PATH.search(text)
+    return m.group(2).strip() or None if m else None
+
+
+def compiled_path(model_path: str, root: Path | None = None) -> str:
     """Where a model's compiled SQL is written, relative to the project root."""
-    return f"{TARGET}/compiled/{model_path}"
+    base = target_folder(root) if root is not None else TARGET
+    return f"{base}/compiled/{model_path}"
+
+
+def shown(root: Path, name: str) -> str:
+    """A file in ``target_dir`` as messages name it: relative to the project root."""
+    return f"{target_folder(root)}/{name}"
 
 
 @contextmanager
@@ -193,7 +238,7 @@ def write_text(path: Path, text: str, root: Path | None = None, *, durable: bool
 
 
 def write_compiled(root: Path, model_path: str, sql: str) -> str:
-    rel = compiled_path(model_path)
+    rel = compiled_path(model_path, root)
     tighten_target(root)
     write_text(root / rel, sql if sql.endswith("\n") else sql + "\n", root, durable=False)
     return rel

@@ -15,13 +15,14 @@ from pathlib import Path
 from cadence.disk import artifacts
 from cadence.errors import CadenceError
 
-RESERVE_FILE = f"{artifacts.TARGET}/reserve"
+RESERVE_FILE = f"{artifacts.TARGET}/reserve"  # in a cadence project (artifacts.target_dir)
+RESERVE_NAME = "reserve"
 RESERVE_BYTES = 256 * 1024
 
 
 def keep(root: Path) -> None:
     """Make the reserve when it is missing (one ``stat`` when it is there)."""
-    path = root / RESERVE_FILE
+    path = artifacts.target_dir(root) / RESERVE_NAME
     try:
         if os.stat(path).st_size >= RESERVE_BYTES:
             return
@@ -38,7 +39,7 @@ def keep(root: Path) -> None:
 def release(root: Path) -> bool:
     """Free the reserve for what must be written now; True when there was one."""
     try:
-        os.unlink(root / RESERVE_FILE)
+        os.unlink(artifacts.target_dir(root) / RESERVE_NAME)
     except OSError:
         return False
     return True

@@ -44,6 +44,12 @@ class Engine(ABC):
     @abstractmethod
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
+    def query_named(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Rows of a query with its column names (what dbt's ``run_query`` returns)."""
+        rows = self.query(sql)
+        width = len(rows[0]) if rows else 0
+        return [f"column_{i}" for i in range(width)], rows
+
     @abstractmethod
     def relations(self) -> dict[tuple[str, str], str]:
         """Existing relations: (schema, name) -> 'table' | 'view'."""
@@ -80,8 +86,16 @@ class Engine(ABC):
 
     @abstractmethod
     def load_csv(
-        self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
-    ) -> None: ...
+        self,
+        relation: str,
+        path: str,
+        column_types: dict[str, str],
+        delimiter: str | None = None,
+        exact: bool = False,
+    ) -> None:
+        """Load a CSV file with a header into a new table; ``column_types`` override what the
+        engine detects, or with ``exact`` name every column's type in the header's order (the
+        table is created with them and the file copied in, as dbt-duckdb loads a seed)."""
 
     @abstractmethod
     def row_count(self, relation: str) -> int: ...

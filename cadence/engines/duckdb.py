@@ -136,6 +136,14 @@ class DuckDBEngine(Engine):
                 raise KeyboardInterrupt() from None
             raise
 
+    def query_named(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        try:
+            result = self.con.execute(sql)
+            names = [d[0] for d in (result.description or [])]
+            return names, result.fetchall()
+        except duckdb.Error as exc:
+            raise EngineError(_disk_full(str(exc))) from None
+
     def relations(self) -> dict[tuple[str, str], str]:
         rows = self.query(
             "select schema_name, table_name, 'table' from duckdb_tables() "
@@ -201,15 +209,28 @@ class DuckDBEngine(Engine):
         return f"getvariable('{WATERMARK_VARIABLE}')"
 
     def load_csv(
-        self, relation: str, path: str, column_types: dict[str, str], delimiter: str | None = None
+        self,
+        relation: str,
+        path: str,
+        column_types: dict[str, str],
+        delimiter: str | None = None,
+        exact: bool = False,
     ) -> None:
+        escaped = path.replace("'", "''")
+        if exact:  # dbt-duckdb's seed: the table from the given types, then DuckDB's COPY
+            columns = ", ".join(f"{quote(k)} {v}" for k, v in column_types.items())
+            self.execute(f"create or replace table {relation} ({columns})")
+            delim = (delimiter or ",").replace("'", "''")
+            self.execute(
+                f"copy {relation} from '{escaped}' (format csv, header true, delimiter '{delim}')"
+            )
+            return
         options = ["header = true", "auto_detect = true"]
         if delimiter:
             options.append("delim = '" + delimiter.replace("'", "''") + "'")
         if column_types:
             types = ", ".join(f"'{k}': '{v}'" for k, v in column_types.items())
             options.append(f"types = {{{types}}}")
-        escaped = path.replace("'", "''")
         self.create_table_as(relation, f"select * from read_csv('{escaped}', {', '.join(options)})")
 
     def row_count(self, relation: str) -> int:

@@ -416,6 +416,7 @@ class SparkEngine(Engine):
         path: str,
         column_types: dict[str, str],
         delimiter: str | None = None,
+        exact: bool = False,
     ) -> None:
         schema, name = split(relation)
         frame = self._frame_of_file(path, column_types, delimiter)

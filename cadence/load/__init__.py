@@ -1,8 +1,12 @@
 """Stage 1, load: project files -> ``ParsedProject``.
 
-``loader`` finds the project and reads every input file through ``disk.files``;
-``projectconfig`` validates cadence.yml (with ``config`` for model config, ``channelconfig``
-for channels, ``seedconfig`` for seeds; ``digests`` keys the load cache); ``properties`` and
+``loader`` finds the project (cadence.yml or dbt_project.yml) and reads every input file
+through ``disk.files``, in the folders its ``layout`` names; a dbt project is read by ``dbt``
+(dbt_project.yml, the profile, installed packages, dbt's names and Jinja context), entered
+from the loader and, for rendering, from ``environment``; ``projectconfig`` validates
+cadence.yml (with ``config`` for model config, ``channelconfig`` for channels, ``seedconfig``
+for seeds, ``envtemplate`` for env_var() in settings; ``digests`` keys the load cache);
+``forking`` renders many models on every core; ``properties`` and
 ``testspecs`` read the YAML beside the models (``yamlfile`` keeps line numbers; custom generic
 tests are ``generictests``, snapshots ``snapshots``, unit tests ``unittests``); ``rendering``
 is the sandboxed Jinja environment models render in, ``context`` the names a template sees

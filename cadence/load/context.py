@@ -51,6 +51,10 @@ class RenderState:
     per_run: bool = False  # read a per-run value or is_incremental(): render again per run
     run_value: str | None = None  # the first per-run value read (``reads_run``)
     this_used: bool = False  # read `this`: the text depends on the model's final relation
+    package: str | None = None  # an installed package's template: its macros and vars first
+    query: Callable[[str], tuple[list[str], list[tuple[Any, ...]]]] | None = None  # a run's
+    base_config: dict[str, Any] = field(default_factory=dict)  # config from YAML and folders
+    node: dict[str, Any] | None = None  # what dbt's ``model`` holds (name, fqn, config, ...)
 
 
 # The render in progress: the functions below read and record into it.
@@ -257,6 +261,11 @@ def _config(*args: Any, **kwargs: Any) -> str:
     return ""
 
 
+def is_undefined(value: Any) -> bool:
+    """A name a template used that is not defined (Jinja's ``Undefined``)."""
+    return isinstance(value, jinja2.Undefined)
+
+
 def _has_undefined(value: Any) -> bool:
     if isinstance(value, jinja2.Undefined):
         return True
@@ -313,10 +322,18 @@ class _ConfigCallable:
         return _config(*args, **kwargs)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return _state().config.get(key, default)
+        state = _state()
+        if key in state.config:
+            return state.config[key]
+        return state.base_config.get(key, default)
 
     def require(self, key: str) -> Any:
-        return _state().config[key]
+        state = _state()
+        if key in state.config:
+            return state.config[key]
+        if key in state.base_config:
+            return state.base_config[key]
+        raise CadenceError(f"config '{key}' is required here", hint=f"set {key} in config()")
 
 
 def wrap_macro(macro: Any) -> Callable[..., Any]:
@@ -333,10 +350,19 @@ def wrap_macro(macro: Any) -> Callable[..., Any]:
 
 
 class ProjectContext:
-    """The names whose values come from the project: ``source()``, ``var()``, ``doc()``."""
+    """The names whose values come from the project: ``source()``, ``var()``, ``doc()``.
+    ``var()`` reads ``--vars`` first, then a package's own vars (in its templates), then the
+    project's."""
 
-    def __init__(self, vars_: dict[str, Any], doc_blocks: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        vars_: dict[str, Any],
+        doc_blocks: dict[str, str] | None = None,
+        cli_vars: dict[str, Any] | None = None,
+    ) -> None:
         self.vars = dict(vars_)
+        self.cli_vars = dict(cli_vars or {})
+        self.package_vars: dict[str, dict[str, Any]] = {}
         # (source, table) -> relation SQL; set once the YAML is read (``set_sources``). Every
         # render of the project -- at load, per run, in tests, in forked workers, after a cache
         # load -- resolves source() here, so all of them agree.
@@ -364,6 +390,13 @@ class ProjectContext:
         return Relation(key[0], key[1], found)
 
     def var(self, name: str, *default: Any) -> Any:
+        if name in self.cli_vars:
+            return self.cli_vars[name]
+        state = current_render.get(None)
+        if state is not None and state.package is not None:
+            scoped = self.package_vars.get(state.package)
+            if scoped is not None and name in scoped:
+                return scoped[name]
         if name in self.vars:
             return self.vars[name]
         if default:

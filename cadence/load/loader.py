@@ -1,26 +1,32 @@
 """Load a project from disk: the only stage that reads project files.
 
-Input: a folder (or any folder beneath a project) -> output: ``ProjectFiles``, the validated
-``cadence.yml`` (``projectconfig`` reads it) plus the text of every model, YAML, seed, macro,
-test and docs file, each with a content hash (the manifest cache keys on them). Every problem is
-reported at once. Used by ``plan.manifest`` (a load the cache cannot serve) and the facade
-(``find_project_root``).
+Input: a folder (or any folder beneath a project) and the command line's ``LoadOptions`` ->
+output: ``ProjectFiles``, the validated settings (``projectconfig`` reads cadence.yml; in a dbt
+project ``load.dbt`` reads dbt_project.yml, the profile and the installed packages, and cadence.yml
+is optional) plus the text of every model, YAML, seed, macro, test, snapshot, analysis and docs
+file of every package, each with a content hash (the manifest cache keys on them). The folders
+come from the project's ``Layout``. Every problem is reported at once. Used by ``plan.manifest``
+(a load the cache cannot serve) and the facade (``find_project_root``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from cadence.disk import files
 from cadence.errors import CadenceError, ErrorCollector, ProjectErrors, did_you_mean
 from cadence.load.digests import digest
+from cadence.load.layout import CADENCE_LAYOUT, SUFFIXES, Layout, LoadOptions, PackagePaths
 from cadence.load.projectconfig import PROJECT_FILE, ProjectConfig, parse_project_config
 
-SNAPSHOTS_DIR = "snapshots"  # dbt's default snapshot-paths
-FIXTURES_DIR = "tests/fixtures"  # unit-test fixture files (dbt: <test-paths>/fixtures)
+if TYPE_CHECKING:
+    from cadence.load.dbt.reading import DbtRead
+
 DOCS_BLOCK = re.compile(r"{%-?\s*docs\s+(\w+)\s*-?%}(.*?){%-?\s*enddocs\s*-?%}", re.S)
+DBT_PROJECT_FILE = "dbt_project.yml"
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,19 @@ class ProjectFiles:
     models: tuple[SourceFile, ...]
     yaml_files: tuple[SourceFile, ...]
     seeds: tuple[SeedFile, ...]
-    macros: tuple[SourceFile, ...]
-    tests: tuple[SourceFile, ...]
+    macros: tuple[SourceFile, ...]  # macro files, and generic tests under tests/generic/
+    tests: tuple[SourceFile, ...]  # singular tests (tests/ but generic/ and fixtures/)
     docs: tuple[SourceFile, ...]
-    snapshots: tuple[SourceFile, ...] = ()  # snapshots/*.sql ({% snapshot %} blocks)
-    fixtures: tuple[SourceFile, ...] = ()  # tests/fixtures/*.csv|sql (unit-test fixtures)
+    snapshots: tuple[SourceFile, ...] = ()  # .sql files in snapshot folders
+    analyses: tuple[SourceFile, ...] = ()  # .sql files in analysis folders
+    fixtures: tuple[SourceFile, ...] = ()  # unit-test fixtures under tests/fixtures/
+    python_models: tuple[str, ...] = ()  # .py files in model folders (each an error)
+    dbt: DbtRead | None = None  # a dbt project's own files, read (None: a cadence project)
+    digests: dict[str, str] = field(default_factory=dict)  # watched single files -> digest
+
+    @property
+    def layout(self) -> Layout:
+        return self.config.layout
 
     def doc_blocks(self) -> dict[str, str]:
         blocks: dict[str, str] = {}
@@ -64,21 +78,24 @@ class ProjectFiles:
 
 
 def find_project_root(start: Path) -> Path:
-    """The nearest folder at or above ``start`` holding cadence.yml."""
+    """The nearest folder at or above ``start`` holding cadence.yml or dbt_project.yml."""
     start = start.resolve()
     for folder in (start, *start.parents):
-        if (folder / PROJECT_FILE).is_file():
+        if (folder / PROJECT_FILE).is_file() or (folder / DBT_PROJECT_FILE).is_file():
             return folder
     raise CadenceError(
-        f"no {PROJECT_FILE} found in {start} or any parent folder",
-        hint="run inside a cadence project, pass --project-dir, "
+        f"no {PROJECT_FILE} or {DBT_PROJECT_FILE} found in {start} or any parent folder",
+        hint="run inside a cadence or dbt project, pass --project-dir, "
         "or create one with 'cadence init NAME'",
     )
 
 
-def _read(root: Path, path: Path) -> SourceFile:
-    data = files.read_bytes(root, path)
-    rel = path.relative_to(root).as_posix()
+def is_dbt_project(root: Path) -> bool:
+    return (root / DBT_PROJECT_FILE).is_file()
+
+
+def _read(base: Path, path: Path, rel: str) -> SourceFile:
+    data = files.read_bytes(base, path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -92,75 +109,177 @@ def _read(root: Path, path: Path) -> SourceFile:
     return SourceFile(rel, text, digest(data))
 
 
-def load_files(root: Path, errors_out: list[CadenceError] | None = None) -> ProjectFiles:
+def load_files(
+    root: Path,
+    errors_out: list[CadenceError] | None = None,
+    options: LoadOptions = LoadOptions(),
+) -> ProjectFiles:
     """Read the project at ``root``; raises ``ProjectErrors`` listing every problem (or, with
-    ``errors_out``, adds them there and goes on when cadence.yml could be read at all)."""
+    ``errors_out``, adds them there and goes on when the settings could be read at all)."""
     errors = ErrorCollector()
-    try:
-        config_bytes = files.read_bytes(root, root / PROJECT_FILE)
-    except CadenceError as exc:
-        raise ProjectErrors([exc]) from None
-    config = parse_project_config(config_bytes.decode("utf-8", errors="replace"), root, errors)
-
-    def read_all(paths: list[Path]) -> tuple[SourceFile, ...]:
-        out = []
-        for p in paths:
+    dbt_read: DbtRead | None = None
+    config_bytes: bytes | None = None
+    if is_dbt_project(root):
+        if (root / PROJECT_FILE).exists():
             try:
-                out.append(_read(root, p))
+                config_bytes = files.read_bytes(root, root / PROJECT_FILE)
             except CadenceError as exc:
-                errors.add(exc)
-        return tuple(out)
+                raise ProjectErrors([exc]) from None
+        from cadence.load.dbt.reading import read_dbt
 
-    def walk(folder: str, *suffixes: str) -> list[Path]:
-        return files.walk(root, folder, suffixes, errors.errors)
+        text = config_bytes.decode("utf-8", errors="replace") if config_bytes is not None else None
+        dbt_read = read_dbt(root, text, options, errors)
+        if dbt_read is None:
+            errors.raise_if_any()
+            raise AssertionError("unreachable")
+        config = parse_project_config(
+            text,
+            root,
+            errors,
+            dbt=dbt_read.settings,
+            layout=dbt_read.layout,
+            cli_vars=options.cli_vars,
+        )
+        if config is not None:
+            from cadence.load.dbt.configs import folder_defaults
 
-    def having(paths: list[Path], *suffixes: str) -> list[Path]:
-        return [p for p in paths if p.name.endswith(suffixes)]
-
-    in_models = walk("models", ".sql", ".yml", ".yaml", ".md")
-    in_seeds = walk("seeds", ".csv", ".yml", ".yaml")
-    in_snapshots = walk(SNAPSHOTS_DIR, ".sql", ".yml", ".yaml")
-    models = read_all(having(in_models, ".sql"))
-    yaml_files = read_all(
-        having(in_models, ".yml", ".yaml")
-        + having(in_seeds, ".yml", ".yaml")
-        + having(in_snapshots, ".yml", ".yaml")
-    )
-    docs = read_all(having(in_models, ".md"))
-    in_tests = walk("tests", ".sql")
-    # dbt's generic tests ({% test %} blocks) live in tests/generic/ too; tests/fixtures/ holds
-    # unit-test fixtures: neither is a singular test
-    generic_dir, fixtures_dir = root / "tests" / "generic", root / FIXTURES_DIR
-    macros = read_all(walk("macros", ".sql") + [p for p in in_tests if generic_dir in p.parents])
-    tests = read_all(
-        [p for p in in_tests if generic_dir not in p.parents and fixtures_dir not in p.parents]
-    )
-    seeds = []
-    for p in having(in_seeds, ".csv"):
-        try:
-            seeds.append(
-                SeedFile(p.stem, p.relative_to(root).as_posix(), files.digest_file(root, p))
+            trees = dbt_read.project.trees.get("snapshots")
+            defaults = folder_defaults(trees, dbt_read.project.file, dbt_read.project.name)
+            config = replace(config, snapshot_defaults=defaults)
+    else:
+        if options.target or options.profiles_dir:
+            flag = "--target" if options.target else "--profiles-dir"
+            raise ProjectErrors(
+                [
+                    CadenceError(
+                        f"{flag} is for dbt projects, and {root} has no {DBT_PROJECT_FILE}",
+                        file=PROJECT_FILE,
+                        hint="set the warehouse in cadence.yml instead",
+                    )
+                ]
             )
+        try:
+            config_bytes = files.read_bytes(root, root / PROJECT_FILE)
         except CadenceError as exc:
-            errors.add(exc)
+            raise ProjectErrors([exc]) from None
+        config = parse_project_config(
+            config_bytes.decode("utf-8", errors="replace"),
+            root,
+            errors,
+            cli_vars=options.cli_vars,
+        )
+    layout = config.layout if config is not None else CADENCE_LAYOUT
+    found = _read_layout(root, layout, errors)
     if config is None:
         errors.raise_if_any()
         raise AssertionError("unreachable")
-    _check_folder_defaults(config, root, errors)
+    if not layout.is_dbt:
+        _check_folder_defaults(config, root, errors)
     errors.finish(errors_out)
     return ProjectFiles(
         root=root,
         config=config,
-        config_digest=digest(config_bytes),
-        models=models,
-        yaml_files=yaml_files,
-        seeds=tuple(seeds),
-        macros=macros,
-        tests=tests,
-        docs=docs,
-        snapshots=read_all(having(in_snapshots, ".sql")),
-        fixtures=read_all(walk(FIXTURES_DIR, ".csv", ".sql")),
+        config_digest=digest(config_bytes) if config_bytes is not None else "",
+        dbt=dbt_read,
+        **found,
     )
+
+
+def _read_layout(root: Path, layout: Layout, errors: ErrorCollector) -> dict[str, Any]:
+    """Every input file of every package of ``layout``, sorted by kind."""
+    out: dict[str, list[object]] = {
+        k: []
+        for k in ("models", "yaml_files", "seeds", "macros", "tests", "docs", "snapshots")
+        + ("analyses", "fixtures", "python_models")
+    }
+    digests: dict[str, str] = {}  # every file walked, read or not (the cache keys on them)
+    seen: set[str] = set()
+    for package in layout.packages:
+        base = root / package.folder if package.folder else root
+        for folder, suffixes in package.folders().items():
+            inner = folder[len(package.folder) + 1 :] if package.folder else folder
+            for p in files.walk(base, inner, suffixes, errors.errors):
+                rel = p.relative_to(base).as_posix()
+                rel = f"{package.folder}/{rel}" if package.folder else rel
+                if rel in seen:
+                    continue
+                seen.add(rel)
+                found = _sort_file(base, p, rel, package, layout, out, errors)
+                if found is None:
+                    try:
+                        found = files.digest_file(base, p)
+                    except CadenceError:
+                        continue  # reported where it was read
+                digests[rel] = found
+    for key in out:
+        if key not in ("python_models", "seeds"):
+            out[key].sort(key=lambda f: f.path)  # type: ignore[attr-defined]
+    return {**{k: tuple(v) for k, v in out.items()}, "digests": digests}
+
+
+def _sort_file(
+    base: Path,
+    path: Path,
+    rel: str,
+    package: PackagePaths,
+    layout: Layout,
+    out: dict[str, list[object]],
+    errors: ErrorCollector,
+) -> str | None:
+    """Put one file where its folder and suffix say it belongs; its digest when it was read."""
+    bucket = _bucket(path.suffix.lower(), rel, package, layout)
+    if bucket is None:
+        return None
+    if bucket == "python_models":
+        out[bucket].append(rel)
+        return None
+    try:
+        if bucket == "seeds":
+            seed = SeedFile(path.stem, rel, files.digest_file(base, path))
+            out[bucket].append(seed)
+            return seed.digest
+        source = _read(base, path, rel)
+    except CadenceError as exc:
+        exc.file = rel
+        errors.add(exc)
+        return None
+    out[bucket].append(source)
+    return source.digest
+
+
+def _bucket(suffix: str, rel: str, package: PackagePaths, layout: Layout) -> str | None:
+    """Which of ``ProjectFiles``' fields a file goes to (None: none, it is only watched)."""
+
+    def inside(kind: str) -> str | None:
+        located = layout.locate(rel, kind)
+        if located is None or located[0] is not package or suffix not in SUFFIXES[kind]:
+            return None
+        return located[1]
+
+    if suffix in (".yml", ".yaml"):
+        return "yaml_files"
+    if suffix == ".md":
+        return "docs"
+    if suffix == ".py":
+        return "python_models" if inside("model") is not None else None
+    if suffix == ".csv":
+        if inside("seed") is not None:
+            return "seeds"
+        in_tests = inside("test")
+        return "fixtures" if in_tests and _first(in_tests) == "fixtures" else None
+    if suffix != ".sql":
+        return None
+    for kind, key in (("model", "models"), ("macro", "macros"), ("snapshot", "snapshots")):
+        if inside(kind) is not None:
+            return key
+    in_tests = inside("test")
+    if in_tests is not None:  # dbt: tests/generic/ holds generic tests, tests/fixtures/ data
+        return {"generic": "macros", "fixtures": "fixtures"}.get(_first(in_tests), "tests")
+    return "analyses" if inside("analysis") is not None else None
+
+
+def _first(inner: str) -> str:
+    return PurePosixPath(inner).parts[0] if "/" in inner else ""
 
 
 def _check_folder_defaults(config: ProjectConfig, root: Path, errors: ErrorCollector) -> None:

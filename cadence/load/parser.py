@@ -12,7 +12,6 @@ every build that reads it). Every problem in the project is reported at once.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -22,15 +21,18 @@ from cadence.errors import CadenceError, ErrorCollector, did_you_mean
 from cadence.load.cachefile import lazy_field
 from cadence.load.config import ConfigLayer, ModelConfig, merge_config, unsupported_keys
 from cadence.load.digests import env_digest
+from cadence.load.forking import map_models
 from cadence.load.generictests import GenericTests
 from cadence.load.loader import ProjectFiles, SourceFile
+from cadence.load.modelkeys import model_key, shared_key
 from cadence.load.positions import first_line, ref_position, ref_positions
 from cadence.load.projectconfig import ProjectConfig
-from cadence.load.relations import Relation, relation_sql
+from cadence.load.relations import Relation, qualified, relation_sql
 from cadence.load.snapshots import SnapshotSpec, parse_snapshots
 from cadence.load.unittests import UnitTest, parse_unit_tests
 
 if TYPE_CHECKING:
+    from cadence.load.dbt.nodes import DbtNodes
     from cadence.load.rendering import ModelEnvironment
 from cadence.load.properties import (  # noqa: F401 - re-exported
     Seed,
@@ -78,6 +80,8 @@ class Model:
     # a view or ephemeral whose SQL depends on the run: what it reads ("run_started_at"), or
     # perrun.RENDERS_DIFFERENTLY; "" otherwise (and for other materializations)
     run_dependent: str = ""
+    package: str | None = None  # an installed dbt package's model (None: the project's own)
+    inner: str = ""  # its path inside its model folder (a dbt project's model-paths)
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -88,6 +92,8 @@ class Model:
 
     @property
     def folder(self) -> tuple[str, ...]:
+        if self.inner:
+            return PurePosixPath(self.inner).parent.parts
         return PurePosixPath(self.path).parent.parts[1:]
 
 
@@ -106,6 +112,9 @@ class ParsedProject:
     warnings: tuple[CadenceError, ...] = ()
     disabled: tuple[tuple[str, str], ...] = ()  # (name, path) of models with enabled: false
     broken: tuple[str, ...] = ()  # models that failed to parse (errors reported)
+    dispatch: tuple[tuple[str, tuple[str, ...]], ...] = ()  # dbt_project.yml's dispatch:
+    analyses: tuple[tuple[str, str, str], ...] = ()  # (name, path, SQL with ref tokens)
+    hooks: tuple[tuple[str, str, str], ...] = ()  # (on-run-start|on-run-end, file, SQL template)
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -143,26 +152,6 @@ class ParsedProject:
         return out
 
 
-def target_info(config: ProjectConfig) -> dict[str, Any]:
-    return {
-        "name": "default",
-        "schema": config.warehouse.schema,
-        "type": config.warehouse.engine,
-        "threads": config.warehouse.threads,
-        "database": config.name,
-        "profile_name": config.name,
-    }
-
-
-def make_environment(files: ProjectFiles) -> ModelEnvironment:
-    from cadence.load.rendering import ModelEnvironment
-
-    macros = tuple((f.path, f.text) for f in files.macros)
-    return ModelEnvironment(
-        files.config.vars, macros, target_info(files.config), files.doc_blocks()
-    )
-
-
 def parse_project(
     files: ProjectFiles,
     env: ModelEnvironment | None = None,
@@ -180,7 +169,10 @@ def parse_project(
     errors = ErrorCollector()
     warnings: list[CadenceError] = []
     config = files.config
-    env = env or make_environment(files)
+    if env is None:
+        from cadence.load.environment import make_environment
+
+        env = make_environment(files)
     for e in env.macro_errors:
         errors.add(e)
 
@@ -189,11 +181,26 @@ def parse_project(
     generic = GenericTests(env)
     sources = parse_sources(yaml_sources, files, errors)
     env.set_sources((s.source_name, s.table, s.relation) for s in sources)
+    nodes = None
+    if files.dbt is not None:  # a dbt project: dbt places, configures and names its nodes
+        from cadence.load.dbt.nodes import DbtNodes
+
+        nodes = DbtNodes(files, env)
+        for path in files.python_models:
+            errors.add(
+                CadenceError(
+                    "Python models are not supported by cadence",
+                    file=path,
+                    line=1,
+                    hint="write the model in SQL, or remove it (cadence never skips a model "
+                    "silently)",
+                )
+            )
 
     disabled: list[tuple[str, str]] = []
-    seeds = parse_seeds(files, yaml_seeds, errors, warnings, disabled)
+    seeds = parse_seeds(files, yaml_seeds, errors, warnings, disabled, nodes)
     seen: dict[str, str] = {s.name: s.path for s in seeds}
-    shared_key = _shared_key(files, sources)
+    shared = shared_key(files, sources)
     models: list[Model] = []
     tests: list[DataTest] = []
     work: list[tuple[SourceFile, str, YamlModel | None, str, Model | None]] = []
@@ -212,7 +219,7 @@ def parse_project(
             continue
         seen[name] = source_file.path
         yaml_entry = yaml_models.pop(name, None)
-        key = _model_key(shared_key, source_file, yaml_entry)
+        key = model_key(shared, source_file, yaml_entry)
         model = (reuse or {}).get(key)
         if model is not None and (
             model.name != name
@@ -230,12 +237,13 @@ def parse_project(
             return cached, []
         local = ErrorCollector()
         try:
-            return _parse_model(source_file, name, yaml_entry, config, env, local), local.errors
+            model = _parse_model(source_file, name, yaml_entry, config, env, local, nodes)
+            return model, local.errors
         except CadenceError as exc:
             return None, [*local.errors, exc]
 
     for (source_file, name, yaml_entry, key, _cached), (model, found) in zip(
-        work, _map_models(parse_one, work), strict=True
+        work, map_models(parse_one, work), strict=True
     ):
         for e in found:
             errors.add(e)
@@ -250,7 +258,15 @@ def parse_project(
         models.append(model)
         if yaml_entry is not None:
             tests.extend(
-                parse_tests(yaml_entry.entry, name, yaml_entry.file, errors, warnings, generic)
+                parse_tests(
+                    yaml_entry.entry,
+                    name,
+                    yaml_entry.file,
+                    errors,
+                    warnings,
+                    generic,
+                    defaults=nodes.test_defaults(model.path) if nodes is not None else None,
+                )
             )
     for name, yaml_entry in yaml_models.items():
         guess = did_you_mean(name, seen)
@@ -273,13 +289,16 @@ def parse_project(
         for key in unsupported_keys(m.config):
             warnings.append(
                 CadenceError(
-                    f"config key '{key}' of model '{m.name}' is accepted for dbt compatibility "
-                    "but has no effect in cadence",
+                    f"config key '{key}' of model '{m.name}' has no effect: DuckDB has no {key}",
                     file=m.path,
                     severity="warning",
-                    hint="remove it, or keep it for dbt; cadence ignores it",
+                    hint="dbt-duckdb skips them too; remove them to silence this",
                 )
             )
+    if nodes is not None:
+        warnings.extend(
+            nodes.warnings([f.path for f in files.models], [s.path for s in files.seeds])
+        )
     unit_tests = parse_unit_tests(
         others.get("unit_tests", []),
         files.fixtures,
@@ -292,8 +311,13 @@ def parse_project(
     relations = {(s.source_name, s.table): s.relation for s in sources}
     tests.extend(parse_source_tests(yaml_sources, relations, errors, generic))
     for entry, file in yaml_seeds:
-        tests.extend(parse_tests(entry, str(entry.get("name")), file, errors, warnings, generic))
+        seed_path = next((s.path for s in seeds if s.name == entry.get("name")), None)
+        defaults = nodes.test_defaults(seed_path, "seed") if nodes and seed_path else None
+        tests.extend(
+            parse_tests(entry, str(entry.get("name")), file, errors, warnings, generic, defaults)
+        )
     tests.extend(parse_singular_tests(files.tests, env, errors))
+    analyses = _parse_analyses(files.analyses, env, errors)
     errors.finish(errors_out)
     return ParsedProject(
         config=config,
@@ -307,94 +331,26 @@ def parse_project(
         warnings=tuple(warnings),
         disabled=tuple(disabled),
         broken=tuple(broken),
+        dispatch=files.dbt.project.dispatch if files.dbt is not None else (),
+        analyses=analyses,
+        hooks=_hooks(files),
         snapshots=snapshots.specs,
         unit_tests=tuple(unit_tests),
     )
 
 
-PARALLEL_PARSE_MIN = 300  # below this, forking costs more than it saves
-
-
-def _map_models(fn: Any, work: list[Any]) -> list[Any]:
-    """Render models on every core when many need rendering (Jinja compiles are CPU-bound).
-
-    Workers are forked, so they inherit the environment with its compiled macros; results
-    come back pickled. Where fork is unavailable, or for small projects, render in-process.
-    """
-    todo = [i for i, item in enumerate(work) if item[-1] is None]
-    cores = os.cpu_count() or 1
-    if len(todo) < PARALLEL_PARSE_MIN or cores < 2:
-        return [fn(item) for item in work]
-    import multiprocessing
-
-    try:
-        ctx = multiprocessing.get_context("fork")
-    except ValueError:
-        return [fn(item) for item in work]
-    global _FORK_WORK
-    _FORK_WORK = (fn, work)
-    chunks = [todo[i::cores] for i in range(cores)]
-    try:
-        with ctx.Pool(processes=cores) as pool:
-            # the workers are forked by now: use the wait to import what the next stages need
-            warm = threading.Thread(target=_warm_imports, daemon=True)
-            warm.start()
-            parts = pool.map(_parse_chunk, chunks)
-            warm.join()
-    finally:
-        _FORK_WORK = None
-    results: list[Any] = [None] * len(work)
-    for chunk, part in zip(chunks, parts, strict=True):
-        for index, result in zip(chunk, part, strict=True):
-            results[index] = result
-    for i, item in enumerate(work):
-        if results[i] is None:
-            results[i] = fn(item)
-    return results
-
-
-_FORK_WORK: tuple[Any, list[Any]] | None = None
-
-
-def _warm_imports() -> None:
-    import importlib
-
-    for name in ("networkx", "croniter"):
-        try:
-            importlib.import_module(name)
-        except ImportError:  # pragma: no cover - a dependency is missing; the stage will say so
-            pass
-
-
-def _parse_chunk(indexes: list[int]) -> list[Any]:
-    assert _FORK_WORK is not None
-    fn, work = _FORK_WORK
-    return [fn(work[i]) for i in indexes]
-
-
-def _shared_key(files: ProjectFiles, sources: list[Source]) -> str:
-    """What every model's rendering may read besides its own file and YAML entry."""
-    from cadence.load.digests import digest
-
-    parts = [files.config_digest, repr(sorted(files.config.vars.items(), key=str)), repr(sources)]
-    parts += [f.digest for f in files.macros] + [f.digest for f in files.docs]
-    parts += [s.name for s in files.seeds]
-    return digest("|".join(parts).encode())
-
-
-def _model_key(shared: str, source_file: SourceFile, yaml_entry: YamlModel | None) -> str:
-    from cadence.load.digests import digest
-
-    entry = repr(_plain_yaml(yaml_entry.entry)) + yaml_entry.file if yaml_entry else ""
-    return digest(f"{shared}|{source_file.path}|{source_file.digest}|{entry}".encode())
-
-
-def _plain_yaml(value: Any) -> Any:
-    if isinstance(value, dict):
-        return sorted(((str(k), _plain_yaml(v)) for k, v in value.items()), key=lambda kv: kv[0])
-    if isinstance(value, list):
-        return [_plain_yaml(v) for v in value]
-    return value
+def _hooks(files: ProjectFiles) -> tuple[tuple[str, str, str], ...]:
+    """on-run-start/on-run-end of a dbt project (the root's, then each package's, as dbt)."""
+    if files.dbt is None:
+        return ()
+    out = []
+    for project in (files.dbt.project, *files.dbt.packages):
+        for when, hooks in (
+            ("on-run-start", project.on_run_start),
+            ("on-run-end", project.on_run_end),
+        ):
+            out += [(when, project.file, sql) for sql, _line in hooks]
+    return tuple(out)
 
 
 def _folder_layers(config: ProjectConfig, path: str) -> list[ConfigLayer]:
@@ -409,10 +365,15 @@ def _parse_model(
     config: ProjectConfig,
     env: ModelEnvironment,
     errors: ErrorCollector,
+    nodes: DbtNodes | None = None,
 ) -> Model | None:
     from cadence.load.context import RenderState
 
-    layers = _folder_layers(config, source_file.path)
+    placed = nodes.place(source_file.path, "model") if nodes is not None else None
+    if nodes is not None and placed is not None:
+        layers = nodes.model_layers_for(placed)
+    else:
+        layers = _folder_layers(config, source_file.path)
     env_read: dict[str, str | None] = {}  # by descriptions; the SQL's own reads join them
     description = ""
     columns: tuple[Column, ...] = ()
@@ -474,8 +435,20 @@ def _parse_model(
             for c, text in zip(described[1:], texts[1:])
         )
     # first pass: what config() says decides schema/alias and whether the model is incremental
-    guess = Relation(config.warehouse.schema, name, relation_sql(config.warehouse.schema, name))
-    state = RenderState(file=source_file.path, this=guess)
+    base = {k: v for layer in layers for k, v in layer.values.items()}
+    package = placed.package if placed is not None else None
+    node = None
+    if nodes is not None and placed is not None:
+        node = nodes.node(placed, "model", source_file.path, base)
+        schema, identifier = nodes.names(
+            base.get("schema"), base.get("alias"), base.get("database"), node, source_file.path
+        )
+    else:
+        schema, identifier = config.warehouse.schema, name
+    database = _database(config)
+    guess = Relation(schema, identifier, qualified(database, schema, identifier), database)
+    state = RenderState(file=source_file.path, this=guess, package=package)
+    state.base_config, state.node = base, node
     rendered = env.render(source_file.text, state)
     config_line = first_line(source_file.text, r"config\s*\(")
     layers.append(ConfigLayer(dict(state.config), source_file.path, config_line))
@@ -485,13 +458,25 @@ def _parse_model(
         errors.add(e)
     if not merged.enabled:
         return None
-    schema = merged.schema or config.warehouse.schema
-    identifier = merged.alias or name
+    if nodes is not None and placed is not None:
+        final = {**base, **state.config}
+        node = nodes.node(placed, "model", source_file.path, final)
+        schema, identifier = nodes.names(
+            merged.schema, merged.alias, final.get("database"), node, source_file.path
+        )
+    else:
+        schema = merged.schema or config.warehouse.schema
+        identifier = merged.alias or name
     relation = relation_sql(schema, identifier)
-    if relation != guess.rendered and state.this_used:
+    if qualified(database, schema, identifier) != guess.rendered and state.this_used:
         # config() set schema/alias: `this` must name the model's real relation, as it does
         # when the model is rendered again per run
-        again = RenderState(file=source_file.path, this=Relation(schema, identifier, relation))
+        again = RenderState(
+            file=source_file.path,
+            this=Relation(schema, identifier, qualified(database, schema, identifier), database),
+            package=package,
+        )
+        again.base_config, again.node = base, node
         rendered = env.render(source_file.text, again)
     refs = list(state.refs)
     sources = list(state.sources)
@@ -505,8 +490,9 @@ def _parse_model(
         per_run = per_run or bool(run_dependent)
     if merged.materialized == "incremental":
         # refs inside {% if is_incremental() %} only show on the incremental branch
-        inc = RenderState(file=source_file.path, incremental=True)
-        inc.this = Relation(schema, identifier, relation)
+        inc = RenderState(file=source_file.path, incremental=True, package=package)
+        inc.this = Relation(schema, identifier, qualified(database, schema, identifier), database)
+        inc.base_config, inc.node = base, node
         env.render(source_file.text, inc)
         refs += [r for r in inc.refs if r not in refs]
         sources += [s for s in inc.sources if s not in sources]
@@ -532,7 +518,13 @@ def _parse_model(
             sorted((k, env_digest(v)) for k, v in {**env_read, **state.env_vars}.items())
         ),
         run_dependent=run_dependent,
+        package=package,
+        inner=placed.inner if placed is not None else "",
     )
+
+
+def _database(config: ProjectConfig) -> str | None:
+    return config.warehouse.database if config.is_dbt else None
 
 
 def _describe(
@@ -561,3 +553,20 @@ def _describe(
         finally:
             env_read.update(state.env_vars)
     return text
+
+
+def _parse_analyses(
+    analysis_files: tuple[SourceFile, ...], env: ModelEnvironment, errors: ErrorCollector
+) -> tuple[tuple[str, str, str], ...]:
+    """dbt's analyses: rendered like models, compiled by ``cadence compile``, never run."""
+    from cadence.load.context import RenderState
+
+    out = []
+    for f in analysis_files:
+        try:
+            sql = env.render(f.text, RenderState(file=f.path))
+        except CadenceError as exc:
+            errors.add(exc)
+            continue
+        out.append((PurePosixPath(f.path).stem, f.path, sql))
+    return tuple(out)

@@ -3,8 +3,11 @@
 Input: the text of cadence.yml and the project root (whose name stands in for a missing
 ``name``) -> output: a frozen ``ProjectConfig`` with its ``WarehouseConfig``, channels
 (``channelconfig``) and folder defaults (model config layers, ``config``), or None when the file
-cannot be read at all. Every problem goes to the ``ErrorCollector`` with its line and a hint;
-unknown keys get a "did you mean". ``{{ env_var() }}`` in the warehouse path renders in a
+cannot be read at all. In a dbt project cadence.yml is optional and laid over ``DbtSettings``
+(what dbt_project.yml and the profile say, read by ``load.dbt``): its ``warehouse:`` keys
+override the profile's, its ``vars`` the project's, and its ``models:`` are dbt's form. Every
+problem goes to the ``ErrorCollector`` with its line and a hint; unknown keys get a "did you
+mean". ``{{ env_var() }}`` in the warehouse path renders in a
 sandbox of its own, and the variables read are kept as digests, never as values.
 
 Reads no files: ``loader`` hands it cadence.yml's text, and ``plan.manifest`` parses it again
@@ -20,12 +23,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
+from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
 from cadence.load import access
 from cadence.load.channelconfig import ChannelConfig, parse_channels
-from cadence.load.config import ALL_MODEL_KEYS, ConfigLayer
-from cadence.load.digests import env_digest
+from cadence.load.config import ConfigLayer, parse_folder_defaults
+from cadence.load.envtemplate import render_env_string, shorten
 from cadence.load.freshness import AlertsConfig, parse_alerts
+from cadence.load.layout import CADENCE_LAYOUT, Layout
 from cadence.load.yamlfile import LineDict, line_of, load_yaml
 
 PROJECT_FILE = "cadence.yml"
@@ -57,6 +61,7 @@ WAREHOUSE_KEYS = (
     "catalog",
     "incremental_strategy",
     "compact_every",
+    "external_root",
     "allowed_paths",
 )
 INCREMENTAL_STRATEGIES = ("append", "merge")
@@ -76,10 +81,27 @@ class WarehouseConfig:
     catalog: str | None = None
     incremental_strategy: str = "append"  # Spark: append + dedup view, or MERGE (Delta/Iceberg)
     compact_every: int = 10  # Spark: compact an appended incremental after this many batches
+    database: str | None = None  # dbt's target.database (DuckDB: the file's stem)
+    external_root: str | None = None  # a dbt profile's external_root (files models may read)
     # folders (or URL prefixes) models may read and write besides the project folder: the
     # user's warehouse.allowed_paths, absolute; a loader that declares more (a dbt profile's
     # external_root, attached databases) adds them here (engines.access reads this list)
     allowed_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DbtSettings:
+    """What a dbt project's own files say, as plain data (``load.dbt`` reads dbt_project.yml and
+    the profile; the manifest cache keeps it, unless environment variables were read)."""
+
+    name: str
+    warehouse: dict[str, Any]  # the profile target's values (engine, path, schema, ...)
+    vars: dict[str, Any]  # dbt_project.yml's global vars
+    package_vars: dict[str, dict[str, Any]]  # dbt_project.yml's vars scoped to a package
+    profile_name: str | None
+    target_name: str | None
+    profile_file: str | None  # where the profile was read (messages about its values)
+    env_used: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,19 @@ class ProjectConfig:
     export_root: str | None = None  # absolute folder export paths may write under
     history_keep_days: int | None = None  # prune history older than this (None: keep all)
     alerts: AlertsConfig | None = None  # alerts: {webhook: ...} (observe wing)
+    layout: Layout = CADENCE_LAYOUT  # where the project's files are
+    dbt: DbtSettings | None = None  # a dbt project's own settings (None: a cadence project)
+    cli_vars: dict[str, Any] = field(default_factory=dict)  # --vars: over every other var
+    # a dbt project's snapshots: configs (the root project's), as (folders, layer), parents first
+    snapshot_defaults: tuple[tuple[tuple[str, ...], ConfigLayer], ...] = ()
+
+    @property
+    def is_dbt(self) -> bool:
+        return self.dbt is not None
+
+    @property
+    def target_name(self) -> str:
+        return (self.dbt.target_name if self.dbt else None) or "default"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -109,14 +144,25 @@ class ProjectConfig:
         return None
 
 
-def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> ProjectConfig | None:
-    """Validate cadence.yml. Returns None when it cannot be read at all."""
+def parse_project_config(
+    text: str | None,
+    root: Path,
+    errors: ErrorCollector,
+    *,
+    dbt: DbtSettings | None = None,
+    layout: Layout = CADENCE_LAYOUT,
+    cli_vars: dict[str, Any] | None = None,
+) -> ProjectConfig | None:
+    """Validate cadence.yml (None: there is none, as a dbt project may have), laid over a dbt
+    project's ``dbt`` settings when given. Returns None when it cannot be read at all."""
     file = PROJECT_FILE
     try:
-        raw = load_yaml(text, file)
+        raw = load_yaml(text, file) if text is not None else LineDict()
     except CadenceError as exc:
         errors.add(exc)
         return None
+    if raw is None and dbt is not None:
+        raw = LineDict()  # an empty cadence.yml beside dbt_project.yml
     if not isinstance(raw, dict):
         errors.add(
             CadenceError(
@@ -135,7 +181,18 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
                 )
             )
     name = raw.get("name")
-    if not name or not isinstance(name, str):
+    if dbt is not None:
+        if name is not None and name != dbt.name:
+            errors.add(
+                CadenceError(
+                    f"cadence.yml names the project '{name}', dbt_project.yml '{dbt.name}'",
+                    file=file,
+                    line=line_of(raw, "name"),
+                    hint="remove name: from cadence.yml (the dbt project's name is used)",
+                )
+            )
+        name = dbt.name
+    elif not name or not isinstance(name, str):
         errors.add(
             CadenceError(
                 "cadence.yml needs a 'name'", file=file, line=1, hint="add: name: my_project"
@@ -151,19 +208,20 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
     except (ZoneInfoNotFoundError, ValueError, OSError):
         errors.add(
             CadenceError(
-                f"unknown timezone '{_shorten(str(timezone))}'",
+                f"unknown timezone '{shorten(str(timezone))}'",
                 file=file,
                 line=line_of(raw, "timezone"),
                 hint="use an IANA name such as Europe/Berlin, America/New_York or UTC",
             )
         )
         timezone = "UTC"
-    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used, root)
+    base = dbt.warehouse if dbt is not None else None
+    warehouse = _parse_warehouse(raw.get("warehouse"), raw, errors, env_used, root, base, dbt)
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
     alerts = parse_alerts(raw, errors)
-    defaults = _parse_folder_defaults(raw.get("models"), str(name), raw, errors)
+    defaults = parse_folder_defaults(raw.get("models"), str(name), line_of(raw, "models"), errors)
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
         errors.add(
@@ -186,6 +244,9 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
             )
         )
         vars_ = {}
+    if dbt is not None:
+        vars_ = {**dbt.vars, **vars_}
+        env_used = [*dbt.env_used, *env_used]
     return ProjectConfig(
         name=str(name),
         timezone=str(timezone),
@@ -198,15 +259,13 @@ def parse_project_config(text: str, root: Path, errors: ErrorCollector) -> Proje
         export_root=export_root,
         history_keep_days=keep_days,
         alerts=alerts,
+        layout=layout,
+        dbt=dbt,
+        cli_vars=dict(cli_vars or {}),
     )
 
 
 TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    """User text quoted in a message, cut so a 300-character value does not flood the terminal."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
@@ -274,52 +333,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def render_env_string(text: str, env_used: list[tuple[str, str | None]]) -> str:
-    """Render ``{{ env_var('X', 'default') }}`` in a cadence.yml value."""
-    if "{{" not in text and "{%" not in text:
-        return text
-    import jinja2.sandbox
-
-    def env_var(name: Any = None, default: str | None = None) -> str:
-        if not isinstance(name, str) or not name:
-            raise CadenceError(
-                "env_var() needs the name of an environment variable",
-                file=PROJECT_FILE,
-                hint="write {{ env_var('NAME', 'default') }}",
-            )
-        env_used.append((name, env_digest(os.environ.get(name))))
-        if name in os.environ:
-            return os.environ[name]
-        if default is None:
-            raise CadenceError(
-                f"environment variable '{name}' is not set",
-                file=PROJECT_FILE,
-                hint=f"export {name}=... or give a default: env_var('{name}', 'value')",
-            )
-        return str(default)
-
-    try:
-        return jinja2.sandbox.SandboxedEnvironment().from_string(text).render(env_var=env_var)
-    except CadenceError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a template in cadence.yml is user code
-        raise CadenceError(
-            f"invalid template in '{_shorten(text)}': {type(exc).__name__}: {exc}",
-            file=PROJECT_FILE,
-            hint="write {{ env_var('NAME', 'default') }}",
-        ) from None
-
-
 def _parse_warehouse(
     raw: Any,
     top: dict[str, Any],
     errors: ErrorCollector,
     env_used: list[tuple[str, str | None]],
     root: Path,
+    base: dict[str, Any] | None = None,
+    dbt: DbtSettings | None = None,
 ) -> WarehouseConfig:
+    """cadence.yml's ``warehouse:``; over ``base`` (a dbt profile's target) when given: a key
+    cadence.yml sets wins, the others come from the profile (checked where they were read)."""
     file = PROJECT_FILE
-    if raw is None:
+    if raw is None and base is None:
+        if dbt is not None:  # no profile and no warehouse: load.dbt already said so
+            return WarehouseConfig(database=dbt.name)
         return WarehouseConfig()
+    if raw is None:
+        raw = LineDict()
     if not isinstance(raw, dict):
         errors.add(
             CadenceError(
@@ -337,37 +368,45 @@ def _parse_warehouse(
                     key, WAREHOUSE_KEYS, what="warehouse", file=file, line=line_of(raw, key)
                 )
             )
+    own = set(raw)
+    profile_file = dbt.profile_file if dbt is not None and dbt.profile_file else file
+
+    def at(key: str) -> dict[str, Any]:
+        """Where a value was read: cadence.yml, or the profile it came from."""
+        if key in own:
+            return {"file": file, "line": line_of(raw, key)}
+        return {"file": profile_file, "line": None}
+
+    if base is not None:
+        raw = _over(base, raw)
     engine = raw.get("engine", "duckdb")
     if engine not in ENGINES:
         errors.add(
             CadenceError(
                 f"unknown engine '{engine}'",
-                file=file,
-                line=line_of(raw, "engine"),
+                **at("engine"),
                 hint="engines: " + ", ".join(ENGINES),
             )
         )
         engine = "duckdb"
     path = str(raw.get("path", "warehouse.duckdb"))
     try:
-        path = render_env_string(path, env_used)
+        if "path" in own:  # a profile's values were rendered when it was read
+            path = render_env_string(path, env_used)
     except CadenceError as exc:
         exc.line = line_of(raw, "path")
         errors.add(exc)
-    threads = raw.get("threads", 4)
+    threads = raw.get("threads", 1 if dbt is not None else 4)  # dbt's default is 1
     problem = threads_problem(threads)
     if problem:
-        errors.add(
-            CadenceError(problem, file=file, line=line_of(raw, "threads"), hint=THREADS_HINT)
-        )
+        errors.add(CadenceError(problem, **at("threads"), hint=THREADS_HINT))
         threads = 4
     settings = raw.get("settings") or {}
     if not isinstance(settings, dict):
         errors.add(
             CadenceError(
                 "warehouse settings must be a mapping",
-                file=file,
-                line=line_of(raw, "settings"),
+                **at("settings"),
                 hint="write settings: {memory_limit: 4GB}",
             )
         )
@@ -376,7 +415,11 @@ def _parse_warehouse(
     bad = [k for k in bad if threads_problem(settings[k])]
     for key in bad:
         problem = f"settings.{key}: {threads_problem(settings[key])}"
-        errors.add(CadenceError(problem, file=file, line=line_of(settings, key), hint=THREADS_HINT))
+        errors.add(
+            CadenceError(
+                problem, file=at("settings")["file"], line=line_of(settings, key), hint=THREADS_HINT
+            )
+        )
     settings = {k: v for k, v in settings.items() if k not in bad}
     if engine == "duckdb":
         settings = access.without_access_settings(settings, raw.get("settings"), errors)
@@ -385,8 +428,7 @@ def _parse_warehouse(
         errors.add(
             CadenceError(
                 f"unknown incremental_strategy '{strategy}'",
-                file=file,
-                line=line_of(raw, "incremental_strategy"),
+                **at("incremental_strategy"),
                 hint="incremental_strategy: " + " or ".join(INCREMENTAL_STRATEGIES),
             )
         )
@@ -396,8 +438,7 @@ def _parse_warehouse(
         errors.add(
             CadenceError(
                 "compact_every must be a positive integer",
-                file=file,
-                line=line_of(raw, "compact_every"),
+                **at("compact_every"),
                 hint="write compact_every: 10",
             )
         )
@@ -406,8 +447,7 @@ def _parse_warehouse(
         errors.add(
             CadenceError(
                 "engine spark needs 'remote' (a Spark Connect URL) or 'master'",
-                file=file,
-                line=line_of(raw, "engine"),
+                **at("engine"),
                 hint='write warehouse: {engine: spark, remote: "sc://localhost:15002"}',
             )
         )
@@ -417,14 +457,41 @@ def _parse_warehouse(
         threads=threads,
         schema=str(raw.get("schema", "main")),
         settings=dict(settings),
-        extensions=_parse_extensions(raw, errors),
+        extensions=_parse_extensions(raw, errors, at("extensions")["file"]),
         master=raw.get("master"),
         connect_url=raw.get("remote") or raw.get("connect_url"),
         catalog=raw.get("catalog"),
         incremental_strategy=str(strategy),
         compact_every=compact,
-        allowed_paths=access.parse_allowed_paths(raw, root, errors),
+        database=_database(raw, path),
+        external_root=str(raw["external_root"]) if raw.get("external_root") else None,
+        allowed_paths=_allowed_paths(raw, root, errors),
     )
+
+
+def _over(base: dict[str, Any], raw: dict[str, Any]) -> LineDict:
+    """The profile's values with cadence.yml's keys laid over them; lines are cadence.yml's."""
+    merged = LineDict({**base, **raw})
+    merged.line = line_of(raw)
+    merged.key_lines = dict(getattr(raw, "key_lines", {}) or {})
+    return merged
+
+
+def _allowed_paths(raw: dict[str, Any], root: Path, errors: ErrorCollector) -> tuple[str, ...]:
+    """``warehouse.allowed_paths``, and a dbt profile's ``external_root`` (its models write and
+    read files there: dbt-duckdb's external materialization and ``adapter.external_root()``)."""
+    found = access.parse_allowed_paths(raw, root, errors)
+    external = raw.get("external_root")
+    if isinstance(external, str) and external.strip() and external.strip() != ".":
+        found = (*found, access.absolute_location(external.strip(), root))
+    return found
+
+
+def _database(raw: dict[str, Any], path: str) -> str | None:
+    """dbt's target.database: DuckDB names a database after its file."""
+    if raw.get("engine", "duckdb") != "duckdb":
+        return None
+    return "memory" if path == ":memory:" else Path(path).stem
 
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -436,15 +503,15 @@ def threads_problem(value: Any) -> str | None:
     """Why ``value`` is not a usable thread count (DuckDB threads and parallel builds alike):
     each thread holds a connection and memory, so an absurd count would stall the machine."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        return (
-            f"threads must be a whole number from 1 to {MAX_THREADS}, not {_shorten(repr(value))}"
-        )
+        return f"threads must be a whole number from 1 to {MAX_THREADS}, not {shorten(repr(value))}"
     if value > MAX_THREADS:
         return f"threads: {value} is more than cadence allows ({MAX_THREADS})"
     return None
 
 
-def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str, ...]:
+def _parse_extensions(
+    raw: dict[str, Any], errors: ErrorCollector, file: str = PROJECT_FILE
+) -> tuple[str, ...]:
     """DuckDB extension names: plain identifiers only (they end up in a ``load`` statement)."""
     value = raw.get("extensions") or []
     if isinstance(value, str):
@@ -453,7 +520,7 @@ def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str,
         errors.add(
             CadenceError(
                 "'extensions' must be a list of extension names",
-                file=PROJECT_FILE,
+                file=file,
                 line=line_of(raw, "extensions"),
                 hint="write extensions: [httpfs, json]",
             )
@@ -466,70 +533,11 @@ def _parse_extensions(raw: dict[str, Any], errors: ErrorCollector) -> tuple[str,
             continue
         errors.add(
             CadenceError(
-                f"invalid extension name {_shorten(repr(name))}",
-                file=PROJECT_FILE,
+                f"invalid extension name {shorten(repr(name))}",
+                file=file,
                 line=line_of(raw, "extensions"),
                 hint="use DuckDB extension names such as httpfs, json, spatial "
                 "(letters, digits and underscores)",
             )
         )
-    return tuple(out)
-
-
-def _parse_folder_defaults(
-    raw: Any, project_name: str, top: dict[str, Any], errors: ErrorCollector
-) -> tuple[tuple[tuple[str, ...], ConfigLayer], ...]:
-    """Flatten nested folder defaults into (folder path parts, config layer), parents first."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict):
-        errors.add(
-            CadenceError(
-                "'models' must be a mapping of folder defaults",
-                file=PROJECT_FILE,
-                line=line_of(top, "models"),
-                hint="write models: {staging: {materialized: view}}",
-            )
-        )
-        return ()
-    out: list[tuple[tuple[str, ...], ConfigLayer]] = []
-
-    def visit(node: dict[str, Any], parts: tuple[str, ...]) -> None:
-        values: dict[str, Any] = {}
-        for key, value in node.items():
-            norm = key[1:] if key.startswith("+") else key
-            if norm in ALL_MODEL_KEYS and (
-                key.startswith("+")
-                or not isinstance(value, dict)
-                or norm in ("meta", "docs", "holdout", "persist_docs", "grants", "contract")
-            ):
-                values[norm] = _plain(value)
-            elif isinstance(value, dict):
-                child = parts if (not parts and key == project_name) else parts + (key,)
-                visit(value, child)
-            else:
-                guess = did_you_mean(norm, ALL_MODEL_KEYS)
-                errors.add(
-                    CadenceError(
-                        f"unknown config key '{key}' in folder defaults",
-                        file=PROJECT_FILE,
-                        line=line_of(node, key),
-                        hint=(
-                            f"did you mean '{guess}'?"
-                            if guess
-                            else "keys here are model config keys "
-                            "or sub-folders of models/ (as mappings)"
-                        ),
-                    )
-                )
-        if values:
-            line = node.line if isinstance(node, LineDict) else None
-            key_lines = {
-                (k[1:] if k.startswith("+") else k): v
-                for k, v in getattr(node, "key_lines", {}).items()
-            }
-            out.append((parts, ConfigLayer(values, PROJECT_FILE, line, key_lines)))
-
-    visit(raw, ())
-    out.sort(key=lambda item: len(item[0]))
     return tuple(out)

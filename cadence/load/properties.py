@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
 from cadence.load import seedconfig
@@ -16,6 +16,9 @@ from cadence.load.freshness import Objective, parse_objective
 from cadence.load.loader import ProjectFiles
 from cadence.load.relations import relation_sql
 from cadence.load.yamlfile import line_of, load_yaml
+
+if TYPE_CHECKING:
+    from cadence.load.dbt.nodes import DbtNodes
 
 YAML_TOP_KEYS = (
     "version",
@@ -127,6 +130,7 @@ class Seed:
     schema: str = "main"
     identifier: str = ""  # the table name (alias, default the seed name)
     delimiter: str | None = None
+    tags: tuple[str, ...] = ()
 
     @property
     def table(self) -> str:
@@ -351,9 +355,11 @@ def parse_seeds(
     errors: ErrorCollector,
     warnings: list[CadenceError] | None = None,
     disabled: list[tuple[str, str]] | None = None,
+    nodes: DbtNodes | None = None,
 ) -> list[Seed]:
-    """Seeds with their config (cadence.yml ``seeds:`` and YAML ``config:``); seeds with
-    ``enabled: false`` go to ``disabled``."""
+    """Seeds with their config (cadence.yml ``seeds:`` and YAML ``config:``; in a dbt project
+    dbt_project.yml's ``seeds:``, named as dbt names them); seeds with ``enabled: false`` go to
+    ``disabled``."""
     found: list[CadenceError] = []
     warned: list[CadenceError] = []
     raw = files.config.seed_config if isinstance(files.config.seed_config, dict) else {}
@@ -366,13 +372,31 @@ def parse_seeds(
             by_name[str(entry["name"])] = checked
     out: list[Seed] = []
     for s in files.seeds:
-        cfg = seedconfig.resolve(s.name, s.path, layers, by_name.get(s.name), found, warned)
+        if nodes is not None:
+            placed = nodes.place(s.path, "seed")
+            sources = [
+                (layer.values, layer.file, layer.line, dict(layer.key_lines))
+                for layer in nodes.seed_layers_for(placed)
+            ]
+            cfg = seedconfig.resolve_sources(
+                s.name, sources, by_name.get(s.name), found, warned, check=True
+            )
+        else:
+            cfg = seedconfig.resolve(s.name, s.path, layers, by_name.get(s.name), found, warned)
         if not cfg.enabled:
             if disabled is not None:
                 disabled.append((s.name, s.path))
             continue
-        schema = cfg.schema or files.config.warehouse.schema
-        identifier = cfg.alias or s.name
+        if nodes is not None:
+            node = nodes.node(placed, "seed", s.path, {"schema": cfg.schema, "alias": cfg.alias})
+            try:
+                schema, identifier = nodes.names(cfg.schema, cfg.alias, cfg.database, node, s.path)
+            except CadenceError as exc:
+                found.append(exc)
+                continue
+        else:
+            schema = cfg.schema or files.config.warehouse.schema
+            identifier = cfg.alias or s.name
         out.append(
             Seed(
                 s.name,
@@ -383,10 +407,16 @@ def parse_seeds(
                 schema=schema,
                 identifier=identifier,
                 delimiter=cfg.delimiter,
+                tags=cfg.tags,
             )
         )
-    for e in found:
-        errors.add(e)
-    if warnings is not None:
-        warnings.extend(warned)
+    seen: set[tuple[str | None, int | None, str]] = set()
+    for e in found + warned:  # a folder's config is checked for each of its seeds: once each
+        if (e.file, e.line, e.message) in seen:
+            continue
+        seen.add((e.file, e.line, e.message))
+        if e.severity == "error":
+            errors.add(e)
+        elif warnings is not None:
+            warnings.append(e)
     return out

@@ -19,24 +19,19 @@ from cadence.errors import CadenceError, did_you_mean
 from cadence.load.yamlfile import line_of
 
 PROJECT_FILE = "cadence.yml"
-SUPPORTED = ("schema", "alias", "column_types", "enabled", "quote_columns", "delimiter")
-# dbt seed keys accepted so dbt projects load unchanged; cadence does not act on them (warned)
-UNSUPPORTED = (
-    "database",
-    "persist_docs",
-    "full_refresh",
-    "grants",
-    "pre_hook",
-    "post_hook",
-    "pre-hook",
-    "post-hook",
-    "event_time",
-    "quoting",
-    "tags",
-    "materialized",
+SUPPORTED = (
+    *("schema", "alias", "column_types", "enabled", "quote_columns", "delimiter"),
+    "full_refresh",  # cadence always loads a seed whole, as dbt's full refresh does
+    "tags",  # selection by tag: seeds too
+    "database",  # only the warehouse's own: another is an error
+    "fast",  # true (dbt-duckdb's default): loaded by DuckDB's COPY; false is an error
 )
+# dbt seed keys cadence does not run: setting one is an error naming it
+UNSUPPORTED = ("persist_docs", "pre_hook", "post_hook", "pre-hook", "post-hook")
+# no effect on DuckDB, in dbt-duckdb as in cadence (grants warned, as dbt-duckdb warns)
+NO_EFFECT = ("grants", "quoting", "event_time", "materialized")
 METADATA = ("meta", "docs", "group", "description")  # documentation only: no warning
-ALL_KEYS = SUPPORTED + UNSUPPORTED + METADATA
+ALL_KEYS = SUPPORTED + UNSUPPORTED + NO_EFFECT + METADATA
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,8 @@ class SeedConfig:
     enabled: bool = True
     quote_columns: bool | None = None
     delimiter: str | None = None
+    tags: tuple[str, ...] = ()
+    database: str | None = None
 
 
 @dataclass
@@ -71,16 +68,37 @@ def _check(
     out: list[CadenceError],
     key_lines: dict[str, int | None] | None = None,
 ) -> None:
+    """Keys cadence does not run are errors (a warning's severity says so); ``grants`` a
+    warning: DuckDB has none."""
     for key in values:
+        at = (key_lines or {}).get(key) or line
         if key in UNSUPPORTED:
             out.append(
                 CadenceError(
-                    f"seed config key '{key}' ({where}) is accepted for dbt compatibility but "
-                    "has no effect in cadence",
+                    f"seed config key '{key}' ({where}) is not supported by cadence",
                     file=file,
-                    line=(key_lines or {}).get(key) or line,
+                    line=at,
+                    hint="remove it; cadence errors rather than ignore it "
+                    "(supported for seeds: " + ", ".join(SUPPORTED) + ")",
+                )
+            )
+        elif key == "fast" and values[key] is False:
+            out.append(
+                CadenceError(
+                    f"seed config fast: false ({where}) is not supported by cadence",
+                    file=file,
+                    line=at,
+                    hint="cadence loads seeds as dbt-duckdb's default (fast: true), with COPY",
+                )
+            )
+        elif key == "grants" and values[key]:
+            out.append(
+                CadenceError(
+                    f"seed config grants ({where}) have no effect: DuckDB has no grants",
+                    file=file,
+                    line=at,
                     severity="warning",
-                    hint="supported for seeds: " + ", ".join(SUPPORTED),
+                    hint="dbt-duckdb skips them too; remove them to silence this",
                 )
             )
 
@@ -150,8 +168,6 @@ def resolve(
     rel = PurePosixPath(seed_path)
     folders = rel.parent.parts[1:]  # below seeds/
     chain = (*folders, seed_name)
-    merged: dict[str, Any] = {}
-    origin: dict[str, tuple[str, int | None]] = {}
     matching = [
         layer
         for layer in layers
@@ -159,8 +175,44 @@ def resolve(
     ]
     matching.sort(key=lambda layer: len(layer.parts))
     sources = [(layer.values, layer.file, layer.line, layer.key_lines) for layer in matching]
+    return resolve_sources(seed_name, sources, yaml_config, errors, warnings)
+
+
+Source = tuple[dict[str, Any], str, int | None, dict[str, Any]]
+
+
+def resolve_sources(
+    seed_name: str,
+    sources: list[Source],
+    yaml_config: tuple[dict[str, Any], str, int | None] | None,
+    errors: list[CadenceError],
+    warnings: list[CadenceError],
+    *,
+    check: bool = False,
+) -> SeedConfig:
+    """The merged config of one seed from the layers that apply to it (least specific first)
+    and its YAML ``config:``; with ``check``, unknown keys of the layers are errors (a dbt
+    project's ``seeds:``, whose folder configs ``load.dbt.configs`` matched)."""
+    if check:
+        for values, file, line, key_lines in sources:
+            for key in values:
+                if key not in ALL_KEYS:
+                    guess = did_you_mean(key, ALL_KEYS)
+                    errors.append(
+                        CadenceError(
+                            f"unknown seed config key '{key}'",
+                            file=file,
+                            line=key_lines.get(key) or line,
+                            hint=f"did you mean '+{guess}'?"
+                            if guess
+                            else "seed config keys: " + ", ".join(SUPPORTED),
+                        )
+                    )
+            _check(values, file, line, f"seed '{seed_name}'", warnings, key_lines)
+    merged: dict[str, Any] = {}
+    origin: dict[str, tuple[str, int | None]] = {}
     if yaml_config is not None:
-        sources.append((*yaml_config, {}))
+        sources = [*sources, (*yaml_config, {})]
     for values, file, line, key_lines in sources:
         for key, value in values.items():
             if key == "column_types":
@@ -198,6 +250,12 @@ def resolve(
         )
         types = {}
     out["column_types"] = {str(k): str(v) for k, v in types.items()}
+    tags = merged.get("tags")
+    if tags is not None:
+        out["tags"] = tuple(str(t) for t in (tags if isinstance(tags, list) else [tags]))
+    database = merged.get("database")
+    if database is not None:
+        out["database"] = str(database)
     return SeedConfig(**out)
 
 

@@ -316,7 +316,7 @@ def _parse_one(
     spec = _spec(source, snapshot_values, errors, config_line)
     if spec is None:
         return None
-    schema, identifier = _relation_parts(source, config, merged, snapshot_values, errors)
+    schema, identifier = _relation_parts(source, config, merged, snapshot_values, errors, env)
     relation = relation_sql(schema, identifier)
     if relation != guess.rendered and state.this_used:
         again = RenderState(file=source.path, this=Relation(schema, identifier, relation))
@@ -523,6 +523,7 @@ def _relation_parts(
     merged: ModelConfig,
     values: dict[str, tuple[Any, ConfigLayer]],
     errors: ErrorCollector,
+    env: Any = None,
 ) -> tuple[str, str]:
     """(schema, identifier): ``target_schema`` verbatim (dbt's legacy config), else the
     model's way (``schema``: a custom schema), in the warehouse's database."""
@@ -542,6 +543,16 @@ def _relation_parts(
     target_schema = values.get("target_schema")
     if target_schema is not None:
         schema = str(target_schema[0])
+    elif config.is_dbt:  # a custom schema goes through generate_schema_name, as in dbt
+        from cadence.load.dbt.naming import default_schema
+
+        own = env.macro_names if env is not None else {}
+        if "generate_schema_name" in own:
+            node = {"name": source.name, "resource_type": "snapshot", "path": source.path}
+            macro = env.env.globals["generate_schema_name"]
+            schema = str(macro(merged.schema, node)).strip()
+        else:
+            schema = default_schema(config.warehouse.schema, merged.schema)
     else:
         schema = merged.schema or config.warehouse.schema
     return schema, merged.alias or source.name

@@ -118,3 +118,10 @@ def line_of(mapping: Any, key: str | None = None) -> int | None:
     if isinstance(mapping, LineDict):
         return mapping.line_of(key) if key is not None else mapping.line
     return None
+
+
+def dump_yaml(value: Any) -> str:
+    """A value as YAML text (dbt's ``toyaml``)."""
+    import yaml
+
+    return str(yaml.safe_dump(value, sort_keys=False, default_flow_style=False))

@@ -1,10 +1,9 @@
 """The observe wing: freshness objectives, alerts and metrics, from what runs recorded.
 
-Entered from one place: ``after_run`` (the facade, after every run), ``stale_holds`` (the
-facade, before deliveries), ``check`` (``status``), ``Observer`` (``serve``) and ``wake_at``
-(the idle shortcut). Input: the project, a finished run, ``now`` -> output:
-``target/observe.json`` (``record``), alerts (``alerts``), ``target/metrics.prom``
-(``metrics``); the logic is in ``watch``.
+Entered from one place: ``after_run`` (the facade, after every run), ``check`` (``status``),
+``Observer`` (``serve``) and ``wake_at`` (the idle shortcut). Input: the project, a finished
+run, ``now`` -> output: ``target/observe.json`` (``record``), alerts (``alerts``),
+``target/metrics.prom`` (``metrics``); the logic is in ``watch``.
 Invariants: it reads state, never builds; this module stays light (the idle ``run --due``
 imports it): an invocation with nothing new (no build, no delivery, no objective crossing due,
 no alert pending) reads one small file and imports nothing more; an alert or metrics problem
@@ -32,16 +31,12 @@ def after_run(
     state: Any,
     result: Any,
     now: dt.datetime,
-    began: float,
-    started: dt.datetime | None,
 ) -> Any:
-    """The facade's one call after a run (``began``: its monotonic start; ``started``: the
-    wall clock the CLI read, for signing alerts); None when there was nothing to observe."""
+    """The facade's one call after a run; None when there was nothing to observe."""
     worked = result.deliveries is not None or any(r.status != "skipped" for r in result.results)
     if not worked and (root_wake := _idle_wake(project.root)) is not None and now < root_wake:
         return None
     import sys
-    import time
 
     from cadence.observe.watch import observe
 
@@ -54,8 +49,7 @@ def after_run(
         result,
         now,
         state=state,
-        wall=(started or now).timestamp(),
-        run_duration_s=round(time.monotonic() - began, 6),
+        run_duration_s=result.duration_s,
     )
     if report is not None and report.warning:
         print(f"warning: {report.warning}", file=sys.stderr)
@@ -71,13 +65,6 @@ def _idle_wake(root: Path) -> dt.datetime | None:
     return wake or dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
 
-def stale_holds(parsed: Any, dag: Any, engine: Any, now: dt.datetime, channels: Any) -> Any:
-    """(channel, segment) -> why it is held back: a source behind it is at error."""
-    from cadence.observe.watch import stale_holds as holds
-
-    return holds(parsed, dag, engine, now, channels)
-
-
 def check(parsed: Any, cadences: Any, root: Path, now: dt.datetime) -> dict[str, Any]:
     """Per channel and source its freshness at ``now`` from the record alone (``status``)."""
     from cadence.observe.watch import check as freshness
@@ -85,8 +72,8 @@ def check(parsed: Any, cadences: Any, root: Path, now: dt.datetime) -> dict[str,
     return freshness(parsed, cadences, root, now)
 
 
-def Observer(root: Path, parsed: Any, cadences: Any) -> Any:  # noqa: N802 - a factory
+def Observer(project: Any) -> Any:  # noqa: N802 - a factory
     """What ``cadence serve`` asks: freshness per channel (/healthz), metrics (/metrics)."""
     from cadence.observe.watch import Observer as Made
 
-    return Made(root, parsed, cadences)
+    return Made(project.root, project.parsed, project.cadences)

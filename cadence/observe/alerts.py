@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,10 +139,11 @@ def send(
     config: AlertsConfig,
     outbox: list[dict[str, Any]],
     env: Mapping[str, str],
-    wall: float,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[list[dict[str, Any]], SendReport]:
-    """Post the outbox in order, one bounded attempt; returns what is still pending. ``wall``
-    is the signing timestamp (unix seconds, from the caller)."""
+    """Post the outbox in order, one bounded attempt; returns what is still pending. The
+    ``webhook-timestamp`` is the wall clock of the attempt (``clock``, not ``--at``): receivers
+    reject stale timestamps, as for webhook destinations."""
     if not outbox:
         return [], SendReport(0, 0)
     secret = env.get(config.secret_env) or os.environ.get(config.secret_env, "")
@@ -164,7 +166,7 @@ def send(
         while remaining:
             item = remaining[0]
             body = json.dumps(item["body"], separators=(",", ":")).encode()
-            stamp = int(wall)
+            stamp = int(clock())
             headers = {
                 "content-type": "application/json",
                 "webhook-id": item["id"],

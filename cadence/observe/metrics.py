@@ -98,7 +98,11 @@ def render(
             duration.labels(project, name).set(stats["last_duration_s"])
         builds.labels(project, name).set(stats.get("builds", 0))
         failures.labels(project, name).set(stats.get("failures", 0))
-    run = gauge("cadence_run_duration_seconds", "Duration of the last run that did work", ())
+    run = gauge(
+        "cadence_run_duration_seconds",
+        "Seconds the last run that did work spent building, testing and publishing",
+        (),
+    )
     run_at = gauge("cadence_run_timestamp_seconds", "When the last run that did work ran", ())
     if run_duration_s is not None:
         run.labels(project).set(run_duration_s)

@@ -1,7 +1,7 @@
 """Observing a finished run: freshness per channel and source, alert transitions, metrics.
 
 Entered through ``cadence.observe`` (``observe`` after a run, ``check`` for ``status``,
-``Observer`` for ``serve``, ``stale_holds`` before deliveries). Input: the parsed project, its
+``Observer`` for ``serve``). Input: the parsed project, its
 cadences, this run's results and deliveries, the warehouse (only to read the newest
 ``loaded_at`` of sources, and only after a run that did work) and ``now`` -> output:
 ``target/observe.json`` (``record``), alerts sent (``alerts``) and ``target/metrics.prom``
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cadence.activation.stale import loaded_at
 from cadence.observe import record
-from cadence.observe.objectives import Standing, human, source_standing, standing, worst
+from cadence.observe.objectives import Standing, source_standing, standing, worst
 from cadence.observe.record import next_wake
 
 RETRY_ALERTS_S = 60  # a pending alert is retried at the next (cron) minute
@@ -102,57 +103,12 @@ def _segment_times(
                 continue
             label = f"{src.source_name}.{src.table}"
             if label not in loaded:
-                loaded[label] = record.iso(_loaded_at(engine, src, tz))
+                loaded[label] = record.iso(loaded_at(engine, src, tz))
             value = record.time(loaded[label])
             if value is not None and (newest is None or value > newest):
                 newest = value
         times[name] = record.iso(min(newest, at) if newest else at) or at.isoformat()
     return times, loaded
-
-
-def _loaded_at(engine: Any, src: Any, tz: Any) -> dt.datetime | None:
-    try:
-        value = engine.query(f'select max("{src.loaded_at}") from {src.relation}')[0][0]
-    except Exception:  # noqa: BLE001 - a source that cannot be read has no known loaded_at
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=tz)
-    return None
-
-
-def stale_holds(
-    parsed: Any, dag: Any, engine: Any, now: dt.datetime, channels: Any
-) -> dict[tuple[str, str], str]:
-    """(channel, segment) -> ``held back: source raw.events is 5 h old, error_after 2 h`` for
-    each segment of ``channels`` (unless ``on_stale_source: deliver``) behind a source at error
-    by its dbt ``freshness:``."""
-    from cadence.plan.due import upstream_sources
-
-    by_key = {(s.source_name, s.table): s for s in parsed.sources}
-    judged: dict[tuple[str, str], str | None] = {}
-    held: dict[tuple[str, str], str] = {}
-    for config in parsed.config.channels:
-        if config.name not in channels or not config.hold_on_stale_source:
-            continue
-        for seg in channel_segments(parsed, config.name):
-            for key in upstream_sources(parsed, dag, seg):
-                src = by_key.get(key)
-                if src is None or src.error_after_s is None or not src.loaded_at:
-                    continue
-                if key not in judged:
-                    name = f"{src.source_name}.{src.table}"
-                    loaded = _loaded_at(engine, src, parsed.config.tz)
-                    s = source_standing(name, src.warn_after_s, src.error_after_s, loaded, now)
-                    judged[key] = (
-                        f"held back: source {name} is {human(s.lag_s or 0)} old, "
-                        f"error_after {human(src.error_after_s)}"
-                        if s.state == "error"
-                        else None
-                    )
-                if judged[key] is not None:
-                    held[(config.name, seg)] = str(judged[key])
-                    break
-    return held
 
 
 def observe(
@@ -165,7 +121,6 @@ def observe(
     now: dt.datetime,
     *,
     state: Any = None,
-    wall: float | None = None,
     env: Mapping[str, str] | None = None,
     run_duration_s: float | None = None,
 ) -> ObserveReport | None:
@@ -225,7 +180,7 @@ def observe(
         "sources": sources,
         "channels": channels,
     }
-    return _transitions(root, parsed, cadences, data, result, deliveries, now, wall, env, worked)
+    return _transitions(root, parsed, cadences, data, result, deliveries, now, env, worked)
 
 
 def _transitions(
@@ -236,7 +191,6 @@ def _transitions(
     result: Any,
     deliveries: list[dict[str, Any]],
     now: dt.datetime,
-    wall: float | None,
     env: Mapping[str, str] | None,
     worked: bool,
 ) -> ObserveReport:
@@ -273,7 +227,7 @@ def _transitions(
     outbox = alerts.bounded(list(data["outbox"]) + events) if config else []
     report = alerts.SendReport(0, 0)
     if config and outbox:
-        outbox, report = alerts.send(config, outbox, env or {}, wall or now.timestamp())
+        outbox, report = alerts.send(config, outbox, env or {})
     data["outbox"] = outbox
     data["alert_error"] = report.error
     crossings = [s.next_change for s in chans + srcs if s.next_change is not None]

@@ -2,7 +2,8 @@
 
 Input: ``ParsedProject`` -> output: ``Dag`` (a frozen value: deterministic topological order,
 parents and children per node). Unknown refs are reported with the closest name, cycles with
-their path; every problem at once.
+their path, two models (or a model and a seed) built into one relation with both files; every
+problem at once.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def build_dag(project: ParsedProject, errors_out: list[CadenceError] | None = No
         kinds[model.name] = "model"
         paths[model.name] = model.path
     names = sorted(kinds)
+    _check_relations(project, errors)
     disabled = dict(project.disabled)
     for model in project.models:
         for ref, line, column in model.ref_lines:
@@ -171,3 +173,27 @@ def _unknown_ref(
 def ref_target(text: str) -> str:
     """The model named by a ``ref('x')`` string in YAML (relationships ``to:``)."""
     return _ref_target(text)
+
+
+def _check_relations(project: ParsedProject, errors: ErrorCollector) -> None:
+    """Two models (or seeds) named into one relation would overwrite each other: an error, as
+    in dbt, naming both files."""
+    owner: dict[tuple[str, str], str] = {}
+    for s in project.seeds:
+        owner[(s.schema, s.table.lower())] = s.path
+    for m in project.models:
+        if m.materialized == "ephemeral":
+            continue
+        key = (m.schema, m.identifier.lower())
+        if key in owner:
+            errors.add(
+                CadenceError(
+                    f"model '{m.name}' is built into {m.relation}, which {owner[key]} is built "
+                    "into too",
+                    file=m.path,
+                    line=1,
+                    hint="give one of them another alias or schema",
+                )
+            )
+            continue
+        owner[key] = m.path

@@ -1,15 +1,21 @@
 """The manifest cache: a loaded project kept under target/ so unchanged projects load instantly.
 
-Input: a project root -> output: (``ParsedProject``, ``Dag``, ``Cadences``), from the cache when
-every input file is unchanged, else from the stages (re-rendering only the models whose inputs
-changed). Keyed by the content of every input: models, YAML, macros, tests, docs, seeds,
-cadence.yml, and digests of the environment variables they read. Every load reads every input
+Input: a project root and the command line's ``LoadOptions`` -> output: (``ParsedProject``,
+``Dag``, ``Cadences``), from the cache when every input file is unchanged, else from the stages
+(re-rendering only the models whose inputs changed). Keyed by the content of every input: models,
+YAML, macros, tests, docs, seeds, cadence.yml (in a dbt project also dbt_project.yml, the
+profile, packages.yml and every installed package's files, found through the cached ``Layout``),
+the options (``--vars``, ``--target``) and digests of the environment variables they read.
+The cache lives in ``artifacts.target_dir``: target/ or, in a dbt project,
+``<target-path>/cadence/``. Every load reads every input
 file whole and compares one digest of all their contents with the cached one, so an edit that
 keeps size and mtime (``cp -p``, ``touch -r``, ``tar x``) is seen. The cache is data only (JSON
 column tables decoded into a fixed set of frozen values, cadence/cachefile.py: loading it runs
 no code), carries keyed checksums (a cache edited by hand or planted is ignored, never trusted to
 produce SQL that is not in the files), and stores digests of env var values, never the values;
-cadence.yml is parsed again on every load, so no value it reads from the environment is stored.
+cadence.yml is parsed again on every load, so no value it reads from the environment is stored;
+a dbt project's settings (``DbtSettings``) are kept only when its files read no environment
+variable, else read again (which imports ``load.dbt``; otherwise a cached load never does).
 What deciding what is due does not read (SQL, tests, DAG edges, config provenance) is decoded
 only on first use, from the file's second part, read and verified while the inputs are read.
 A corrupt, stale or foreign cache is ignored and rewritten.
@@ -34,8 +40,9 @@ from cadence.errors import CadenceError
 from cadence.load.cachefile import Codec, lazy_field, with_fields
 from cadence.load.config import ModelConfig
 from cadence.load.digests import env_digest
+from cadence.load.layout import CADENCE_LAYOUT, Layout, LoadOptions, PackagePaths
 from cadence.load.parser import Column, Model, ParsedProject
-from cadence.load.projectconfig import ProjectConfig
+from cadence.load.projectconfig import DbtSettings, ProjectConfig
 from cadence.load.properties import Seed, Source
 from cadence.load.snapshots import SnapshotSpec
 from cadence.load.testspecs import DataTest
@@ -44,17 +51,11 @@ from cadence.plan.cadences import Cadences, ModelCadence, Origin
 from cadence.plan.dag import Dag
 from cadence.plan.schedule import Schedule, TickSet
 
-CACHE_FILE = "target/manifest.json"
+CACHE_FILE = "target/manifest.json"  # in a cadence project (artifacts.target_dir)
+CACHE_NAME = "manifest.json"
 FORMAT = 9  # with the codec's schema digest in the header: any other layout is rebuilt
 MAGIC = b"cadence-manifest"
-INPUT_DIRS = (
-    ("models", (".sql", ".yml", ".yaml", ".md")),
-    ("seeds", (".csv", ".yml", ".yaml")),
-    ("macros", (".sql",)),
-    ("tests", (".sql",)),
-    ("snapshots", (".sql", ".yml", ".yaml")),
-    ("tests/fixtures", (".csv",)),  # its .sql files are listed under tests/
-)
+ABSENT = "absent"  # the digest of an optional input file that does not exist
 _FIRST_READ = 1 << 16  # most input files are read whole by one read()
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
 
@@ -68,6 +69,9 @@ class Manifest:
     cadences: Cadences
     view_hashes: dict[str, str]  # ParsedProject.view_hashes (it reads every model's SQL)
     model_keys: dict[str, str]  # model name -> key of the inputs it was rendered from
+    layout: Layout  # where the inputs are (a dbt project's folders, packages, profile)
+    options: str  # LoadOptions.key() of the load
+    dbt: DbtSettings | None  # None in a cadence project, or when env vars were read
     # files whose rendering read env vars (models, their descriptions, singular tests): kept
     # without what they rendered, and rendered again on every load (no env value is stored)
     env_rendered: tuple[str, ...]
@@ -76,18 +80,19 @@ class Manifest:
         __getattr__ = lazy_field  # model_keys is decoded only when a model is rendered again
 
 
-def scan(root: Path) -> tuple[str, ...]:
-    """The path of every input file, sorted, cadence.yml first (directory listings only)."""
+def scan(root: Path, layout: Layout = CADENCE_LAYOUT) -> tuple[str, ...]:
+    """The path of every input file: the layout's single files first, then every file of its
+    folders, sorted (directory listings only)."""
     out: list[str] = []
     prefix = len(str(root)) + 1  # scandir paths start with the root as given
     problems: list[CadenceError] = []
-    for folder, suffixes in INPUT_DIRS:
+    for folder, suffixes in layout.folders():
         for entry in fs.walk_entries(root, folder, suffixes, problems):
             out.append(entry.path[prefix:].replace(os.sep, "/"))
     if problems:  # links, FIFOs, unreadable folders: never a cache hit; the loader reports them
         out.append("\0problems")
-    out.sort()
-    return ("cadence.yml", *out)
+    out = sorted(set(out))
+    return (*layout.files, *out)
 
 
 def combine(pairs: Iterable[tuple[str, str]]) -> str:
@@ -97,17 +102,39 @@ def combine(pairs: Iterable[tuple[str, str]]) -> str:
     return digest("\n".join(f"{path}\0{d}" for path, d in pairs).encode("utf-8", "surrogatepass"))
 
 
-def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
+def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes | None] | None:
     """The digest of every input file's content as it is now (each file read whole), and
-    cadence.yml's bytes; None when a file cannot be read (gone, not a file: never a hit)."""
+    cadence.yml's bytes (None when there is none); None when a file cannot be read (gone, not
+    a file: never a hit)."""
+    found = read_inputs(root, paths)
+    return None if found is None else (combine(found[0]), found[1])
+
+
+def read_inputs(
+    root: Path, paths: tuple[str, ...]
+) -> tuple[list[tuple[str, str]], bytes | None] | None:
+    """(path, content digest) of each input, and cadence.yml's bytes; None when one cannot be
+    read. ``?path``: an optional file (its absence is an input too); ``@folder``: the names of
+    the packages installed there; an absolute path: a file outside the project (a profiles.yml
+    in ~/.dbt)."""
     from cadence.load.digests import digest
 
     pairs = []
-    config = b""
+    config: bytes | None = None
     base = str(root) + os.sep
     for path in paths:
+        if path[:1] == "@":
+            pairs.append((path, _listing(root, path[1:])))
+            continue
+        optional = path[:1] == "?"
+        name = path[1:] if optional else path
         try:  # non-blocking: a FIFO swapped in after the scan cannot hang the load
-            fd = os.open(base + path, _OPEN_FLAGS)
+            fd = os.open(name if name[:1] == "/" else base + name, _OPEN_FLAGS)
+        except FileNotFoundError:
+            if optional:
+                pairs.append((path, ABSENT))
+                continue
+            return None
         except (OSError, ValueError):  # gone, unreadable, or the problems marker
             return None
         try:
@@ -122,9 +149,22 @@ def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes] | None:
         finally:
             os.close(fd)
         pairs.append((path, digest(data)))
-        if path == "cadence.yml":
+        if name == "cadence.yml":
             config = data
-    return combine(pairs), config
+    return pairs, config
+
+
+def _listing(root: Path, folder: str) -> str:
+    """Which packages are installed in ``folder``: a new one makes the cache stale."""
+    from cadence.load.digests import digest
+
+    try:
+        names = sorted(
+            e.name for e in os.scandir(root / folder) if os.path.isfile(f"{e.path}/dbt_project.yml")
+        )
+    except OSError:
+        return ABSENT
+    return digest("\n".join(names).encode("utf-8", "surrogatepass"))
 
 
 # -- the data-only format ---------------------------------------------------------------------
@@ -149,6 +189,9 @@ _CLASSES = (
     Origin,
     Schedule,
     TickSet,
+    Layout,
+    PackagePaths,
+    DbtSettings,
 )
 _SHARED = (ModelConfig, Column, ModelCadence, Origin, Schedule, TickSet)
 # what deciding what is due does not read: decoded only when a command needs it
@@ -217,7 +260,7 @@ def _open(root: Path) -> tuple[Manifest, Callable[[], bool]] | None:
     the rest (SQL, tests: decoded on first use), read and verified meanwhile in a thread
     (hashing releases the GIL), so the check costs nothing next to reading the inputs."""
     try:
-        with open(root / CACHE_FILE, "rb") as fh:
+        with open(artifacts.target_dir(root) / CACHE_NAME, "rb") as fh:
             parts = fh.readline().split()
             if len(parts) != 6 or parts[0] != MAGIC or parts[1] != _version():
                 return None
@@ -250,7 +293,10 @@ def _open(root: Path) -> tuple[Manifest, Callable[[], bool]] | None:
 
     def lazy_part() -> tuple[bytes, bytes]:
         if not verified():  # read() and load() never hand out such a cache
-            raise CadenceError("the project cache does not match its checksum", file=CACHE_FILE)
+            raise CadenceError(
+                "the project cache does not match its checksum",
+                file=artifacts.shown(root, CACHE_NAME),
+            )
         return rest[0][:second], rest[0][second:]
 
     try:
@@ -277,12 +323,15 @@ def write(root: Path, manifest: Manifest) -> None:
     try:
         artifacts.tighten_target(root)
         # not synced: after a crash a torn file fails its checksum and is rebuilt
-        artifacts.write_bytes(root / CACHE_FILE, head + document + rest, root, durable=False)
+        path = artifacts.target_dir(root) / CACHE_NAME
+        artifacts.write_bytes(path, head + document + rest, root, durable=False)
     except (CadenceError, OSError):
         pass  # a read-only checkout or a full disk still works, just without the cache
 
 
-def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cadences]:
+def load(
+    root: Path, *, use_cache: bool = True, options: LoadOptions = LoadOptions()
+) -> tuple[ParsedProject, Dag, Cadences]:
     """The project at ``root``, from the cache when nothing it was built from changed."""
     # Loading creates many small objects that live as long as the process: the cyclic garbage
     # collector would rescan them over and over (doubling load time at 10,000 models). Pause
@@ -290,35 +339,41 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[ParsedProject, Dag, Cad
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load(root, use_cache)
+        return _load(root, use_cache, options)
     finally:
         if paused:
             gc.freeze()
             gc.enable()
 
 
-def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
-    paths = scan(root)
+def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProject, Dag, Cadences]:
     opened = _open(root) if use_cache else None
     if opened is not None and opened[0].parsed.root != str(root):
         opened = None  # a copied or moved project: the cache names files of the old folder
     cached = opened[0] if opened is not None else None
-    if cached is not None and env_unchanged(cached) and not cached.env_rendered:
+    if (
+        cached is not None
+        and cached.options == options.key()
+        and env_unchanged(cached)
+        and not cached.env_rendered
+    ):
+        paths = scan(root, cached.layout)
         now = inputs_now(root, paths)
         if now is not None and now[0] == cached.inputs and opened is not None and opened[1]():
-            config = _config_again(root, now[1])
+            config = _config_again(root, now[1], cached, options)
             if config is not None:
                 parsed = with_fields(cached.parsed, config=config)
                 parsed.__dict__["view_hashes"] = cached.view_hashes  # its cached_property
                 return parsed, cached.dag, cached.cadences
     from cadence.errors import ProjectErrors
+    from cadence.load.environment import make_environment
     from cadence.load.loader import load_files
-    from cadence.load.parser import make_environment, parse_project
+    from cadence.load.parser import parse_project
     from cadence.plan.cadences import resolve_cadences
     from cadence.plan.dag import build_dag
 
     problems: list[CadenceError] = []  # every problem of every stage, reported at once
-    files = load_files(root, problems)
+    files = load_files(root, problems, options)
     env = make_environment(files)
     reuse: dict[str, Model] = {}
     if cached is not None and opened is not None and opened[1]():  # only a cache that verifies
@@ -339,31 +394,27 @@ def _load(root: Path, use_cache: bool) -> tuple[ParsedProject, Dag, Cadences]:
         *(pair for t in parsed.tests for pair in t.env_vars),
     ):
         env_used[name] = env_digest(os.environ.get(name))
-    digests = {
-        f.path: f.digest
-        for group in (
-            files.models,
-            files.yaml_files,
-            files.macros,
-            files.tests,
-            files.docs,
-            files.snapshots,
-            files.fixtures,
-        )
-        for f in group
-    }
-    digests.update({s.path: s.digest for s in files.seeds})
-    order = ("cadence.yml", *sorted(digests))  # as ``scan`` lists them
-    digests["cadence.yml"] = files.config_digest
+    layout = files.config.layout
+    singles = read_inputs(root, layout.files)  # cadence.yml, dbt_project.yml, the profile...
+    order = sorted(files.digests)  # as ``scan`` lists them, after the layout's single files
+    inputs = (
+        ""
+        if singles is None
+        else combine([*singles[0], *((path, files.digests[path]) for path in order)])
+    )
+    dbt = files.config.dbt
     stored, env_rendered = without_env_values(parsed)
     manifest = Manifest(
         tuple(sorted(env_used.items())),
-        combine((path, digests[path]) for path in order),
+        inputs,  # "" (a file that could not be read): never a hit
         stored,  # its config is left out: cadence.yml is parsed again on every load
         dag,
         cadences,
         parsed.view_hashes,
         {name: key for name, key in keys.items() if name not in env_rendered},
+        layout,
+        options.key(),
+        dbt if dbt is not None and not dbt.env_used else None,  # never an env value
         tuple(sorted(env_rendered.values())),
     )
     write(root, manifest)
@@ -397,14 +448,30 @@ def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, 
     return with_fields(parsed, models=tuple(models), tests=tuple(tests)), rendered
 
 
-def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
-    """cadence.yml as it is now (cheap: one small file); the cache never holds its values."""
+def _config_again(
+    root: Path, text: bytes | None, cached: Manifest, options: LoadOptions
+) -> ProjectConfig | None:
+    """The settings as they are now (cheap: cadence.yml, one small file; in a dbt project over
+    the cached ``DbtSettings``): the cache never holds a value read from the environment."""
     from cadence.errors import ErrorCollector
     from cadence.load.projectconfig import parse_project_config
 
     errors = ErrorCollector()
+    layout, dbt = cached.layout, cached.dbt
     try:
-        config = parse_project_config(text.decode("utf-8"), root, errors)
+        decoded = text.decode("utf-8") if text is not None else None
+        if layout.is_dbt and dbt is None:  # its files read environment variables: again
+            from cadence.load.dbt.reading import read_dbt
+
+            found = read_dbt(root, decoded, options, errors)
+            if found is None or found.layout != layout:
+                return None
+            dbt = found.settings
+        if decoded is None and not layout.is_dbt:
+            return None
+        config = parse_project_config(
+            decoded, root, errors, dbt=dbt, layout=layout, cli_vars=options.cli_vars
+        )
     except (CadenceError, UnicodeDecodeError):
         return None
     return config if config is not None and not errors.errors else None
@@ -413,7 +480,7 @@ def _config_again(root: Path, text: bytes) -> ProjectConfig | None:
 def cache_stats(root: Path) -> dict[str, Any]:
     """For tests and `--debug`: whether a cache exists and matches the files now."""
     cached = read(root)
-    now = inputs_now(root, scan(root)) if cached is not None else None
+    now = inputs_now(root, scan(root, cached.layout)) if cached is not None else None
     return {
         "exists": cached is not None,
         "fresh": cached is not None

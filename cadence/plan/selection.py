@@ -137,7 +137,8 @@ def _method(
     if ":" in body:
         method, _, value = body.partition(":")
         if method == "tag":
-            return {x.name for x in project.models if _glob_any(value, x.config.tags)}
+            tagged = {x.name for x in project.models if _glob_any(value, x.config.tags)}
+            return tagged | {s.name for s in project.seeds if _glob_any(value, s.tags)}
         if method in ("path", "file"):
             wanted = value.rstrip("/")
             hits = {x.name for x in project.models if _path_match(x.path, wanted)}

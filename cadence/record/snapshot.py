@@ -20,7 +20,8 @@ from cadence.disk import artifacts
 from cadence.errors import CadenceError
 from cadence.plan.history import ModelState, StateSnapshot
 
-SNAPSHOT_FILE = "target/state_snapshot.json"
+SNAPSHOT_FILE = "target/state_snapshot.json"  # in a cadence project (artifacts.target_dir)
+SNAPSHOT_NAME = "state_snapshot.json"
 FORMAT = "cadence.state_snapshot"
 VERSION = 1
 
@@ -120,30 +121,31 @@ def from_data(data: object, as_of: dt.datetime, note: str | None) -> StateSnapsh
 def write(root: Path, state: StateSnapshot, run_id: str, run_at: dt.datetime) -> Path:
     """Write the snapshot atomically (temp, fsync, rename), owner-only."""
     body = json.dumps(to_data(state, run_id, run_at), separators=(",", ":")).encode()
-    return artifacts.write_bytes(root / SNAPSHOT_FILE, body, root)
+    return artifacts.write_bytes(artifacts.target_dir(root) / SNAPSHOT_NAME, body, root)
 
 
 def exists(root: Path) -> bool:
-    return (root / SNAPSHOT_FILE).is_file()
+    return (artifacts.target_dir(root) / SNAPSHOT_NAME).is_file()
 
 
 def read(root: Path, why: str) -> StateSnapshot:
     """The last snapshot, for when the warehouse cannot be opened (``why`` says why)."""
-    path = root / SNAPSHOT_FILE
+    path = artifacts.target_dir(root) / SNAPSHOT_NAME
+    shown = artifacts.shown(root, SNAPSHOT_NAME)
     try:
         text = path.read_text(encoding="utf-8")
         as_of = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
     except FileNotFoundError:
         raise CadenceError(
             f"{why}, and no state snapshot has been written yet",
-            file=SNAPSHOT_FILE,
+            file=shown,
             hint="try again when it finishes (every run that changes state leaves a snapshot "
             "for read-only commands to answer from)",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CadenceError(
             f"{why}, and the state snapshot cannot be read: {exc}",
-            file=SNAPSHOT_FILE,
+            file=shown,
             hint="try again when it finishes; the next run writes a new snapshot",
         ) from None
     try:
@@ -151,6 +153,6 @@ def read(root: Path, why: str) -> StateSnapshot:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CadenceError(
             f"{why}, and the state snapshot is corrupt ({exc})",
-            file=SNAPSHOT_FILE,
+            file=shown,
             hint="try again when it finishes; the next run writes a new snapshot",
         ) from None

@@ -32,7 +32,8 @@ from cadence.record.state import (
     to_db,
 )
 
-FILE = f"{artifacts.TARGET}/unrecorded_builds.json"
+FILE = f"{artifacts.TARGET}/unrecorded_builds.json"  # in a cadence project (target_dir)
+NAME = "unrecorded_builds.json"
 _FIELDS = (
     *("run_id", "model", "kind", "tick", "started_at", "status", "reason", "rows"),
     *("duration_s", "sql_hash", "error"),
@@ -112,7 +113,7 @@ def read(root: Path) -> tuple[BuildRecord, ...]:
     """The records kept; () when there is no file (the common case: one failed ``open``) or
     it cannot be read or parsed."""
     try:
-        data = json.loads((root / FILE).read_bytes())
+        data = json.loads((artifacts.target_dir(root) / NAME).read_bytes())
         return tuple(_decode(item) for item in data["builds"])
     except (OSError, ValueError, KeyError, TypeError):
         return ()
@@ -124,7 +125,7 @@ def save(root: Path, records: Iterable[BuildRecord]) -> Path:
     kept = list(read(root))
     kept += [r for r in records if r not in kept]
     body = json.dumps({"builds": [_encode(r) for r in kept]}, indent=1) + "\n"
-    return artifacts.write_text(root / FILE, body, root)
+    return artifacts.write_text(artifacts.target_dir(root) / NAME, body, root)
 
 
 def insert(engine: Engine, records: Iterable[BuildRecord]) -> None:
@@ -174,7 +175,7 @@ def record_pending(engine: Engine, root: Path) -> int:
 def forget(root: Path) -> None:
     """Remove the file once its records are in the warehouse."""
     try:
-        os.unlink(root / FILE)
+        os.unlink(artifacts.target_dir(root) / NAME)
     except OSError:
         pass  # inserted once: the next invocation finds the rows there and adds nothing
 

@@ -184,7 +184,22 @@ def extract(top: Path, commit: str, prefix: str, dest: Path) -> Path | None:
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
         archive.extractall(dest, filter="data")
     folder = dest / PurePosixPath(prefix) if prefix not in ("", ".") else dest
-    return folder if (folder / "cadence.yml").is_file() else None
+    found = (folder / "cadence.yml").is_file() or (folder / "dbt_project.yml").is_file()
+    return folder if found else None
+
+
+def _same_options(project: Any) -> Any:
+    """The working tree's load options for the project at the other ref; a dbt project's
+    profile is read from where the working tree's was (profiles.yml is rarely committed)."""
+    from dataclasses import replace
+
+    options = project.options
+    dbt = project.parsed.config.dbt
+    if dbt is None or dbt.profile_file is None or options.profiles_dir:
+        return options
+    found = Path(dbt.profile_file)
+    folder = found.parent if found.is_absolute() else (project.root / found).parent
+    return replace(options, profiles_dir=str(folder))
 
 
 # -- comparison --------------------------------------------------------------------------------
@@ -413,7 +428,7 @@ def diff_project(
         before = None
         if folder is not None:
             try:
-                before = load(folder, use_cache=False)
+                before = load(folder, use_cache=False, options=_same_options(project))
             except CadenceError as exc:
                 errors = exc.errors if isinstance(exc, ProjectErrors) else (exc,)
                 raise ProjectErrors(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cadence.disk import artifacts
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.record.state import BuildRow, read_member_counts, read_recent_builds
@@ -169,7 +170,7 @@ def read_history(project: Any) -> History:
 
 def build_docs(project: Any, out: Path | None, now: dt.datetime) -> SiteResult:
     """The one library call behind ``cadence docs``: default folder target/docs."""
-    folder = out if out is not None else project.root / "target" / "docs"
+    folder = out if out is not None else artifacts.target_dir(project.root) / "docs"
     if folder.exists() and not folder.is_dir():
         raise CadenceError(f"{folder} is a file", hint="pass --out with a folder")
     try:

@@ -49,13 +49,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from cadence.disk import artifacts
 from cadence.errors import CadenceError
 
 MAGIC = b"CADSNAP\0"
 FORMAT = 2
 READS = (1, 2)
 HEADER = struct.Struct("<8sIIQQII7Q")
-SERVE_DIR = Path("target") / "serve"
+SERVE_DIR = Path("target") / "serve"  # in a cadence project (artifacts.target_dir)
 SUFFIX = ".snap"
 _KEY_LEN = struct.Struct("<I")
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
@@ -119,7 +120,7 @@ def key_hash(key: str, fmt: int = FORMAT) -> int:
 
 
 def snapshot_path(root: Path, channel: str) -> Path:
-    return root / SERVE_DIR / f"{channel}{SUFFIX}"
+    return artifacts.target_dir(root) / "serve" / f"{channel}{SUFFIX}"
 
 
 def bucket_bits(n: int) -> int:

@@ -1,0 +1,1 @@
+select range as n, {{ twice('range') }} as doubled from range(3)

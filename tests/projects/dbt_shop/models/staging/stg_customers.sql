@@ -1,0 +1,2 @@
+select customer_id, name, zip, signed_up, active, score
+from {{ ref('customers') }}
