@@ -361,3 +361,29 @@ def test_an_alert_that_cannot_be_sent_never_fails_the_run_and_is_kept(make_proje
     data = json.loads((root / "target" / "observe.json").read_text())
     assert [e["type"] for e in data["outbox"]] == ["model.failed"]
     assert data["next_wake"] == t("2026-12-06T10:01").isoformat()  # retried next minute
+
+
+def test_dbt_source_freshness_forms_are_read(make_project) -> None:
+    from cadence import Project
+
+    root = make_project(
+        {
+            "models/sources.yml": """
+            sources:
+              - name: raw
+                freshness:
+                  warn_after: {count: 12, period: hour}
+                  error_after: {count: 1, period: day}
+                loaded_at_field: _loaded
+                tables:
+                  - name: events
+                  - name: users
+                    freshness: null
+                  - name: orders
+                    freshness: {warn_after: {count: null, period: null}, error_after: 2 hours}
+            """,
+        },
+        YML,
+    )
+    by = {s.table: (s.warn_after_s, s.error_after_s) for s in Project.load(root).parsed.sources}
+    assert by == {"events": (43200, 86400), "users": (None, None), "orders": (None, 7200)}

@@ -91,6 +91,8 @@ def parse_objective(
     seconds: dict[str, int | None] = {}
     for key in ("warn_after", "error_after"):
         value = raw.get(key)
+        if isinstance(value, dict) and value.get("count") is None:
+            value = None  # dbt's {count: null}: not declared
         seconds[key] = None if value is None else duration_s(value)
         if value is not None and seconds[key] is None:
             errors.add(
@@ -104,7 +106,8 @@ def parse_objective(
             )
     warn, error = seconds["warn_after"], seconds["error_after"]
     if warn is None and error is None:
-        if not any(raw.get(k) is not None for k in ("warn_after", "error_after")):
+        given = any(raw.get(k) is not None for k in ("warn_after", "error_after"))
+        if file == PROJECT_FILE and not given:  # a source's may be dbt's "no check"
             errors.add(
                 _err(
                     f"{what}: freshness names neither warn_after nor error_after",
