@@ -342,6 +342,10 @@ def test_a_segment_behind_a_stale_source_is_built_not_delivered(make_project, cl
     assert result.exit_code == 1
     assert not list((root / "exports" / "email").rglob("*.csv"))
     assert list((root / "exports" / "ads").rglob("*.csv"))  # on_stale_source: deliver
+    metrics = (root / "target" / "metrics.prom").read_text()
+    assert 'cadence_channel_pending_changes{channel="ads",project="stale"} 0.0' in metrics
+    assert 'cadence_channel_last_delivery_timestamp_seconds{channel="ads"' in metrics
+    assert 'cadence_channel_last_delivery_timestamp_seconds{channel="email"' not in metrics
     check = cli(root, "status", "--check", "--at", "2026-12-06T10:01")
     assert check.exit_code == 1
     assert "source raw.events: error, 5 h 1 min old" in check.output
@@ -387,3 +391,17 @@ def test_dbt_source_freshness_forms_are_read(make_project) -> None:
     )
     by = {s.table: (s.warn_after_s, s.error_after_s) for s in Project.load(root).parsed.sources}
     assert by == {"events": (43200, 86400), "users": (None, None), "orders": (None, 7200)}
+
+
+def test_an_idle_run_observes_a_crossing_when_it_is_due(make_project, cli) -> None:
+    yml = YML.replace('"hourly", freshness: {warn_after: "90 minutes"', '"daily at 10:00", '
+                      'freshness: {warn_after: "1 hour"')
+    root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
+    cli(root, "run", "--due", "--at", "2026-12-06T10:00")
+    record = root / "target" / "observe.json"
+    assert json.loads(record.read_text())["next_wake"] == t("2026-12-06T11:00").isoformat()
+    result = cli(root, "run", "--due", "--at", "2026-12-06T11:01")  # nothing to build
+    assert "seg" not in result.output
+    data = json.loads(record.read_text())
+    assert data["channels"]["web"]["state"] == "warn"
+    assert data["next_wake"] == t("2026-12-06T13:00").isoformat()  # error_after 3 h
