@@ -141,6 +141,11 @@ def observe(
                 segments[name] = st.last_success_at.isoformat()
     times, loaded = _segment_times(parsed, dag, engine, built, result.at, parsed.config.tz)
     segments.update(times)
+    for src in parsed.sources if worked else ():  # sources with an objective: read each time
+        label = f"{src.source_name}.{src.table}"
+        declared = src.warn_after_s is not None or src.error_after_s is not None
+        if declared and src.loaded_at and label not in loaded:
+            loaded[label] = record.iso(loaded_at(engine, src, parsed.config.tz))
     data["stats"] = _stats(data.get("stats") or {}, state, result)
     if worked:
         data["run_duration_s"] = run_duration_s
