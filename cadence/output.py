@@ -1,8 +1,16 @@
 """Render results for people and machines: progress on a terminal, plain lines when piped
-(cron mail), JSON with --json. Only the CLI uses this module."""
+(cron mail), JSON with --json. Only the CLI uses this module.
+
+Every line goes out through ``echo``. A command that acts (run, seed, export) first ``date``s
+its invocation: the first line it prints, to either stream, is preceded by one line carrying
+the invocation's time (ISO 8601 with offset, in the project timezone), so a cron log can be
+read by date; an invocation that prints nothing (an idle ``run --due``) stays silent, and JSON
+on stdout stays one document (the time line then goes only before lines on stderr).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -23,6 +31,64 @@ def _tty() -> bool:
     return sys.stdout.isatty()
 
 
+class _Stamp:
+    """The time line of this invocation, held until the first line is printed."""
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+        self.printed = False
+        self.json_stdout = False
+
+    def reset(self) -> None:
+        self.line, self.printed, self.json_stdout = None, False, False
+
+    def arm(self, line: str, json_stdout: bool) -> None:
+        if not self.printed:
+            self.line = line
+        self.json_stdout = json_stdout
+
+    def take(self, err: bool) -> str | None:
+        if self.line is None or (self.json_stdout and not err):
+            return None
+        line, self.line, self.printed = self.line, None, True
+        return line
+
+
+_STAMP = _Stamp()
+
+
+def date(
+    command: str,
+    wall: dt.datetime,
+    tz: Any = None,
+    at: dt.datetime | None = None,
+    *,
+    as_json: bool = False,
+) -> None:
+    """Arm the time line: ``2026-06-01T09:07:02+02:00 cadence run --due`` (and the replayed
+    time when ``--at`` is given). ``tz``: the project timezone (None before the project
+    loads: the machine's own zone); called again once the project loads, it puts a line not
+    printed yet in the project's zone."""
+    stamp = wall.astimezone(tz) if tz is not None else wall.astimezone()
+    line = f"{stamp.replace(microsecond=0).isoformat()} cadence {command}"
+    if at is not None:
+        line += f" (as if at {at.isoformat()})"
+    _STAMP.arm(line, as_json)
+
+
+def undate() -> None:
+    """Forget the time line: the next invocation in this process arms its own."""
+    _STAMP.reset()
+
+
+def echo(message: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo``, after the invocation's time line when it has not been printed yet."""
+    line = _STAMP.take(err)
+    if line is not None:
+        click.echo(line, err=err)
+    click.echo(message, err=err, nl=nl)
+
+
 class RunRenderer:
     """Turns run events into lines (and a summary)."""
 
@@ -35,6 +101,7 @@ class RunRenderer:
     def _bar(self, total: int) -> Any:
         """A progress bar on a terminal (rich); lines still print above it."""
         if getattr(self, "_progress", None) is None:
+            echo(nl=False)  # the time line goes above the bar
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -83,7 +150,7 @@ class RunRenderer:
     def _echo(self, line: str) -> None:
         progress = getattr(self, "_progress", None)
         if progress is None:
-            click.echo(line)
+            echo(line)
             return
         from rich.text import Text
 
@@ -98,7 +165,7 @@ class RunRenderer:
                 doc["deliveries"] = [d.to_json() for d in result.deliveries.deliveries]
             if result.snapshots is not None and result.snapshots.snapshots:
                 doc["snapshots"] = [s.to_json() for s in result.snapshots.snapshots]
-            click.echo(json.dumps(doc, indent=2))
+            echo(json.dumps(doc, indent=2))
             return
         counts: dict[str, int] = {}
         for r in result.results:
@@ -106,7 +173,7 @@ class RunRenderer:
         built = counts.get("success", 0) + counts.get("error", 0) + counts.get("upstream_failed", 0)
         if built == 0:
             if self.tty or not self.due:
-                click.echo("nothing to do" + (" (nothing is due)" if self.due else ""))
+                echo("nothing to do" + (" (nothing is due)" if self.due else ""))
             return
         total = sum(r.duration_s for r in result.results)
         parts = [f"{counts.get('success', 0)} built"]
@@ -118,12 +185,12 @@ class RunRenderer:
             parts.append(
                 f"{counts['skipped']} not due" if self.due else f"{counts['skipped']} skipped"
             )
-        click.echo(f"done in {total:.2f}s: " + ", ".join(parts))
+        echo(f"done in {total:.2f}s: " + ", ".join(parts))
         for r in result.failed:
             where = f" (compiled SQL: {r.compiled_path})" if r.compiled_path else ""
             first = (r.error or "").splitlines()[0] if r.error else ""
             line = f"error: {r.name}: {first}{where if where not in first else ''}"
-            click.echo(click.style(line, fg="red") if self.tty else line, err=not self.tty)
+            echo(click.style(line, fg="red") if self.tty else line, err=not self.tty)
 
 
 def plan_json(plan: Plan, project: Any, cost: CostReport | None = None) -> dict[str, Any]:
@@ -161,18 +228,18 @@ def plan_json(plan: Plan, project: Any, cost: CostReport | None = None) -> dict[
 
 def render_plan(plan: Plan, project: Any, *, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(plan_json(plan, project), indent=2))
+        echo(json.dumps(plan_json(plan, project), indent=2))
         return
     tz = project.tz
     build = plan.to_build()
-    click.echo(f"at {fmt(plan.at, tz)}: {len(build)} to build")
+    echo(f"at {fmt(plan.at, tz)}: {len(build)} to build")
     for d in build:
-        click.echo(f"  build {d.name}: {d.reason}")
+        echo(f"  build {d.name}: {d.reason}")
     skipped = [d for d in plan.decisions if not d.builds]
     if skipped:
-        click.echo(f"not due ({len(skipped)}):")
+        echo(f"not due ({len(skipped)}):")
         for d in skipped:
-            click.echo(f"  skip  {d.name}: {d.reason}")
+            echo(f"  skip  {d.name}: {d.reason}")
 
 
 def cost_json(report: CostReport) -> dict[str, Any]:
@@ -241,7 +308,12 @@ def render_cost(report: CostReport) -> str:
     return "\n".join(lines)
 
 
-def render_status(rows: list[dict[str, Any]]) -> str:
+def _local(iso: str | None, tz: Any) -> str | None:
+    """An ISO instant of a status row as people read it: ``2026-06-01 09:05 EDT``."""
+    return fmt(dt.datetime.fromisoformat(iso), tz) if iso else None
+
+
+def render_status(rows: list[dict[str, Any]], tz: Any) -> str:
     out = [f"{'model':<26} {'last good build':<22} {'status':<16} {'next tick':<22} cadence"]
     for r in rows:
         flag = " OVERDUE" if r["overdue"] else ""
@@ -250,7 +322,7 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         )
         out.append(
             f"{r['name']:<26} {r['last_good_age'] or 'never':<22} {status:<16} "
-            f"{r['next_tick_local'] or '-':<22} {r['cadence']}{flag}"
+            f"{_local(r['next_tick_local'], tz) or '-':<22} {r['cadence']}{flag}"
         )
         if r["channels"]:
             out.append(f"{'':<26} channels: {', '.join(r['channels'])}")
@@ -258,7 +330,7 @@ def render_status(rows: list[dict[str, Any]]) -> str:
             error = r["last_error"].replace("\n", "\n" + " " * 34)  # under "error: "
             out.append(f"{'':<26} error: {error}")
         if r.get("next_retry"):
-            out.append(f"{'':<26} next retry: {r['next_retry']}")
+            out.append(f"{'':<26} next retry: {_local(r['next_retry'], tz)}")
     return "\n".join(out)
 
 

@@ -4,6 +4,7 @@ once across disk full, permissions, a path that is a file and kill -9 at every s
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import hashlib
 import os
@@ -72,9 +73,8 @@ def test_each_format_with_its_manifest(make_project, cli, fmt):
     assert m["change_range"] == {"first_seq": 1, "last_seq": 2}
     assert m["published_at"] == "2026-01-01T06:00:00+00:00"
     assert {c["name"] for c in m["columns"]} == {"seq", "key", "change", "at", "email"}
-    assert sorted(r[1:3] for r in rows_of(m)) == [("1", "entered"), ("2", "entered")] or fmt != (
-        "parquet"
-    )
+    # the key keeps its column's type (people.id is an integer) in every format
+    assert sorted(r[1:3] for r in rows_of(m)) == [(1, "entered"), (2, "entered")]
     check_manifests_match_files(root)
 
 
@@ -87,7 +87,7 @@ def test_full_mode_writes_the_audience(make_project, cli):
     cli(root, "run", "--at", "2026-01-02T06:00")
     last = manifests(root, "vip")[-1]
     assert last["mode"] == "full" and last["counts"] == {"entered": 1, "exited": 1}
-    assert rows_of(last) == [("1", "u1@x.test"), ("3", "u3@x.test")]
+    assert rows_of(last) == [(1, "u1@x.test"), (3, "u3@x.test")]
     check_manifests_match_files(root)
 
 
@@ -310,3 +310,95 @@ def test_an_export_in_progress_is_named_as_an_export(make_project, cli, monkeypa
     monkeypatch.setattr(deliver, "deliver", watching)
     assert Project.load(root).export(at("2026-01-01T06:05")).ok
     assert seen == ["export"]
+
+
+TYPED_SQL = (
+    # an INTEGER key, a naive TIMESTAMP (the warehouse reads it as UTC) and a TIMESTAMPTZ
+    "{{ config(channels=['email'], key='id') }}\n"
+    "select cast(id as integer) as id, email,\n"
+    "       timestamp '2026-01-01 03:30:00' + id * interval 1 minute as seen_at,\n"
+    "       timestamptz '2026-01-01 04:00:00.25+01' as signed_up_at\n"
+    "from {{ ref('people') }} where spend "
+)
+TYPED_FILES = {
+    "models/vip.sql": TYPED_SQL + ">= 500\n",
+    "models/regular.sql": TYPED_SQL + "< 500\n",
+}
+
+
+@pytest.mark.parametrize("mode", ["changes", "full"])
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_times_are_instants_with_offsets_and_keys_keep_their_type(make_project, cli, fmt, mode):
+    """SPEC §7 "Times carry their zone", read back as pyarrow and DuckDB see each format."""
+    import duckdb
+    import pyarrow.csv
+    import pyarrow.json
+    import pyarrow.parquet
+
+    root = make_activation(
+        make_project,
+        [(1, 900), (2, 900)],
+        cadence_yml=yml(f"{{format: {fmt}, mode: {mode}, columns: [seen_at, signed_up_at]}}"),
+        extra=TYPED_FILES,
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    (m,) = manifests(root, "vip")
+    data = Path(m["_path"]).with_name(m["file"])
+    types = {c["name"]: c["type"] for c in m["columns"]}
+    zoned = "TIMESTAMP WITH TIME ZONE"
+    assert types["key"] == "INTEGER"
+    assert types["seen_at"] == types["signed_up_at"] == zoned
+    assert types.get("at", zoned) == zoned
+
+    reader = {"parquet": "read_parquet", "csv": "read_csv", "jsonl": "read_json"}[fmt]
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        found = con.execute(f"describe select * from {reader}('{data}')").fetchall()
+        described = {r[0]: r[1] for r in found}
+        first = con.execute(f"select * from {reader}('{data}') order by key").fetchone()
+    assert described["key"] in ("INTEGER", "BIGINT")  # text formats: DuckDB's own guess
+    assert {described[c] for c in ("seen_at", "signed_up_at")} == {zoned}
+    row = dict(zip(types, first))
+    assert row["key"] == 1
+    assert row["seen_at"] == dt.datetime(2026, 1, 1, 3, 31, tzinfo=dt.timezone.utc)
+    assert row["signed_up_at"] == dt.datetime(2026, 1, 1, 3, 0, 0, 250000, tzinfo=dt.timezone.utc)
+    if mode == "changes":
+        assert described["at"] == zoned
+        assert row["at"] == dt.datetime(2026, 1, 1, 6, 0, tzinfo=dt.timezone.utc)  # timezone: UTC
+
+    if fmt == "parquet":
+        schema = pyarrow.parquet.read_schema(data)
+        assert str(schema.field("key").type) == "int32"
+        for name in ["seen_at", "signed_up_at"] + (["at"] if mode == "changes" else []):
+            assert schema.field(name).type.tz == "UTC", name
+        return
+    text = data.read_text()
+    assert "2026-01-01T03:31:00+00:00" in text and "2026-01-01T03:00:00.250000+00:00" in text
+    assert ("2026-01-01T06:00:00+00:00" in text) == (mode == "changes")
+    table = (pyarrow.csv.read_csv if fmt == "csv" else pyarrow.json.read_json)(data)
+    assert str(table.schema.field("key").type) == "int64"
+    assert pyarrow.types.is_timestamp(table.schema.field("seen_at").type)
+
+
+def test_a_key_recorded_as_text_that_no_longer_casts_keeps_the_file_as_text(make_project, cli):
+    """Keys are recorded as text: when the key column changed type (a text id became an
+    integer), exits of the old keys cannot be cast, so the whole file keeps keys as text."""
+    root = make_activation(
+        make_project,
+        [(1, 900)],
+        cadence_yml=yml("{format: parquet}"),
+        extra={
+            "models/vip.sql": "{{ config(channels=['email'], key='id') }}\n"
+            "select 'old-' || id as id from {{ ref('people') }} where spend >= 500\n"
+        },
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    (root / "models/vip.sql").write_text(
+        "{{ config(channels=['email'], key='id') }}\n"
+        "select id from {{ ref('people') }} where spend >= 500\n"
+    )
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    first, second = manifests(root, "vip")
+    assert {c["name"]: c["type"] for c in first["columns"]}["key"] == "VARCHAR"
+    assert {c["name"]: c["type"] for c in second["columns"]}["key"] == "VARCHAR"
+    assert sorted(r[1:3] for r in rows_of(second)) == [("1", "entered"), ("old-1", "exited")]

@@ -111,3 +111,51 @@ def test_missing_suppression_list_delivers_nothing(make_project, cli):
     assert "suppression list 'optouts' does not exist" in result.output
     assert not (root / "exports").exists()
     assert query(root, "select count(*) from _cadence.delivered") == [(0,)]
+
+
+def test_a_key_missing_from_a_suppression_list_fails_that_segment_only(make_project, cli):
+    """The key names a column the segment has but its channel's suppression list lacks: that
+    segment's delivery fails naming where the key is set and the list; the other segment of
+    the channel is delivered; the dry run says so on stderr and exits 1."""
+    root = make_activation(
+        make_project,
+        [(1, 900), (2, 10)],
+        extra={
+            "models/vip.sql": "{{ config(channels=['email'], key='email') }}\n"
+            "select id, email from {{ ref('people') }} where spend >= 500\n"
+        },
+    )
+    result = cli(root, "run", "--at", "2026-01-01T06:00")
+    assert result.exit_code == 1
+    expected = (
+        "models/vip.sql:1: key 'email' of segment 'vip' is not a column of suppression list "
+        "'unsubscribed' (cadence.yml:7)"
+    )
+    assert f"error: delivery email/vip failed: {expected}" in result.stderr
+    assert "its columns: id" in result.stderr
+    assert "Binder Error" not in result.output
+    assert "delivered email/regular: 1 entered" in result.stdout
+    preview = cli(root, "export", "--dry-run")
+    assert preview.exit_code == 1
+    assert f"error: email/vip: {expected}" in preview.stderr
+    assert "email/regular: 0 entered" in preview.stdout
+
+
+def test_a_key_missing_from_an_earlier_priority_segment_names_that_segment(make_project, cli):
+    root = make_activation(make_project, [(1, 900), (2, 10)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    # vip (first in priority) now names a key its live relation lacks
+    (root / "models/vip.sql").write_text(
+        "{{ config(channels=['email'], key='ident') }}\n"
+        "select id as ident, email from {{ ref('people') }} where spend >= 500\n"
+    )
+    (root / "models/regular.sql").write_text(
+        (root / "models/regular.sql").read_text().replace("spend < 500", "spend < 600")
+    )
+    result = cli(root, "run", "-s", "regular", "--at", "2026-01-02T06:00")
+    assert result.exit_code == 1
+    assert (
+        "error: delivery email/regular failed: models/vip.sql:1: key 'ident' of segment 'vip' "
+        "is not a column of segment 'vip' (earlier in priority)"
+    ) in result.stderr
+    assert "Binder Error" not in result.output

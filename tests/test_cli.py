@@ -235,3 +235,81 @@ def test_clock_behind_state_is_reported_by_run_and_status(make_project, cli):
     assert "clock is behind" not in after.output
     rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:01").stdout)
     assert rows[0]["recorded_after_now"] is None
+
+
+WALL = "2026-01-10T09:00:07+00:00"  # the stubbed clock: 10:00:07 in the project's Europe/Berlin
+
+
+@pytest.fixture
+def wall_clock(monkeypatch):
+    import datetime as dt
+
+    from cadence.cli import common
+
+    monkeypatch.setattr(common, "_now", lambda: dt.datetime.fromisoformat(WALL))
+
+
+def test_an_invocation_that_prints_starts_with_its_time_and_an_idle_one_is_silent(
+    make_project, cli, wall_clock
+):
+    """A cron log can be read by date: the first line of every invocation that prints is its
+    wall-clock time in the project timezone, ISO 8601 with offset (and the --at it replays)."""
+    root = make_project(
+        {"models/seg.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id\n"}
+    )
+    first = cli(root, "run", "--due")
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines()[0] == "2026-01-10T10:00:07+01:00 cadence run --due"
+    assert "OK    seg" in first.output.splitlines()[1]
+    assert cli(root, "run", "--due").output == ""  # idle: nothing, so cron sends no mail
+    replay = cli(root, "run", "--at", "2026-01-10T10:15")
+    assert replay.output.splitlines()[0] == (
+        "2026-01-10T10:00:07+01:00 cadence run (as if at 2026-01-10T10:15:00+01:00)"
+    )
+    as_json = cli(root, "run", "--json", "--at", "2026-01-10T10:30")
+    assert json.loads(as_json.stdout)["at"] == "2026-01-10T10:30:00+01:00"  # stdout: one document
+    exported = cli(root, "export")
+    assert exported.output.splitlines()[0] == "2026-01-10T10:00:07+01:00 cadence export"
+    seeded = cli(root, "seed")
+    assert seeded.output.splitlines()[0] == "2026-01-10T10:00:07+01:00 cadence seed"
+    # a project that does not load is dated too (in the machine's zone: cadence.yml is broken)
+    (root / "cadence.yml").write_text("name: [broken\n")
+    broken = cli(root, "run", "--due")
+    assert broken.exit_code == 2
+    stamp, error = broken.stderr.splitlines()[:2]
+    assert re.fullmatch(r"2026-01-10T\d\d:00:07[+-]\d\d:\d\d cadence run --due", stamp), stamp
+    assert "error" in error
+
+
+def test_a_run_overlapping_another_is_a_note_not_an_error(make_project, cli, wall_clock):
+    root = make_project({"models/m.sql": "select 1 as id\n"})
+    lock = RunLock(root, "2026-01-10T10:00:00+01:00").acquire()
+    try:
+        result = cli(root, "run", "--due", "--at", "2026-01-10T10:01")
+        exported = cli(root, "export", "--at", "2026-01-10T10:01")
+    finally:
+        lock.release()
+    for res in (result, exported):
+        assert res.exit_code == 0
+        assert "error" not in res.output
+        assert "note: another cadence run holds the project lock" in res.stdout
+        assert res.stdout.startswith("2026-01-10T10:00:07+01:00 cadence ")
+
+
+def test_a_failed_deliverys_error_and_hint_both_go_to_stderr(make_project, cli, wall_clock):
+    root = make_project(
+        {"models/seg.sql": "{{ config(channels=['email'], key='id') }}\nselect 1 as id\n"},
+        cadence_yml="""\
+            name: t
+            warehouse: {engine: duckdb, path: warehouse.duckdb}
+            timezone: Europe/Berlin
+            channels:
+              email: {cadence: "daily at 05:00", export: {format: csv}}
+            """,
+    )
+    (root / "exports").write_text("a file where the export folder goes")
+    result = cli(root, "run", "--at", "2026-01-10T06:00")
+    assert result.exit_code == 1
+    assert "error: delivery email/seg failed" in result.stderr
+    assert "hint: nothing past the last acknowledged change" in result.stderr
+    assert "hint:" not in result.stdout and "error:" not in result.stdout

@@ -180,3 +180,23 @@ def test_two_models_built_into_one_relation_is_an_error(make_project):
         Project.load(root, use_cache=False)
     text = info.value.render()
     assert "model 'b' is built into \"main\".\"shared\", which models/a.sql is built into too" in text
+
+
+def test_a_broken_model_is_reported_once_not_as_an_unknown_ref_of_its_tests(make_project):
+    """One model that fails to render: its error, not 'unknown ref' from the tests on it."""
+    root = make_project(
+        {
+            "models/vip.sql": "select 1 as id where id > {{ var('treshold') }}\n",
+            "models/vip.yml": "version: 2\nmodels:\n  - name: vip\n    columns:\n"
+            "      - name: id\n        tests:\n          - relationships: {to: ref('vip'), "
+            "field: id}\n",
+            "tests/vip_ok.sql": "select * from {{ ref('vip') }} where id is null\n",
+        },
+        cadence_yml="name: t\nwarehouse: {path: w.duckdb}\ntimezone: UTC\n"
+        "vars: {threshold: 500}\n",
+    )
+    with pytest.raises(CadenceError) as info:
+        Project.load(root)
+    found = list(info.value.errors) if isinstance(info.value, ProjectErrors) else [info.value]
+    assert [(e.file, e.message) for e in found] == [("models/vip.sql", "unknown var 'treshold'")]
+    assert "did you mean 'threshold'?" in (found[0].hint or "")

@@ -9,6 +9,7 @@ Regenerate the goldens after an intended change and review the diff:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -106,8 +107,13 @@ CASES: dict[str, tuple[dict[str, str], str | None]] = {
 }
 
 
+TIME_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d cadence .*\n", re.M)
+
+
 def normalized(text: str, root: Path) -> str:
-    """Paths relative to the project, so goldens do not depend on tmp_path."""
+    """Paths relative to the project, so goldens do not depend on tmp_path; without the
+    invocation's time line that ``run`` prints first (tests/test_cli.py checks it)."""
+    text = TIME_LINE.sub("", text, count=1)
     for prefix in {str(root.resolve()), str(root)}:
         text = text.replace(prefix + os.sep, "").replace(prefix, "<project>")
     return text

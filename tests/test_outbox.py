@@ -71,7 +71,7 @@ def test_changes_carry_the_export_columns(make_project, cli):
     from activation_project import rows_of
 
     (row,) = rows_of(exited)
-    assert row[1:3] == ("1", "exited") and row[4] == "u1@x.test"  # last delivered values
+    assert row[1:3] == (1, "exited") and row[4] == "u1@x.test"  # last delivered values
 
 
 def test_held_out_keys_are_recorded_never_sent(make_project, cli):

@@ -219,6 +219,25 @@ def test_unknown_var_is_an_error_naming_file_and_line(make_project):
     assert "vars:" in (error.hint or "")
 
 
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("high_value_treshold", "did you mean 'high_value_threshold'?"),  # a typo: the closest var
+        ("nothing_like_it", "define it under vars: in cadence.yml"),
+    ],
+)
+def test_unknown_var_suggests_the_closest_var_of_cadence_yml(make_project, name, hint):
+    root = make_project(
+        {"models/m.sql": f"select {{{{ var('{name}') }}}} as v\n"},
+        "name: p\nwarehouse: {path: w.duckdb}\ntimezone: UTC\n"
+        "vars: {high_value_threshold: 500, lapsed_days: 90}\n",
+    )
+    with pytest.raises(CadenceError) as info:
+        Project.load(root)
+    assert info.value.message == f"unknown var '{name}'"
+    assert hint in (info.value.hint or "")
+
+
 def test_env_var_in_a_model(make_project, monkeypatch):
     monkeypatch.setenv("CADENCE_TEST_REGION", "eu")
     monkeypatch.delenv("CADENCE_TEST_MISSING", raising=False)

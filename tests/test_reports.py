@@ -4,6 +4,7 @@ instant of a naive time in the spring-forward gap, and on_new_data skips that ar
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import duckdb
@@ -54,7 +55,14 @@ def test_status_text_shows_a_failing_models_next_retry(
     rows = {
         r["name"]: r for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)
     }
-    assert rows["broken"]["next_retry"] == retry
+    # --json: the same instant, ISO 8601 with its offset (SPEC §7 "Times carry their zone")
+    local = dt.datetime.strptime(retry[:16], "%Y-%m-%d %H:%M")
+    offset = "-04:00" if retry.endswith("EDT") else "-05:00"
+    assert rows["broken"]["next_retry"] == local.isoformat() + offset
+    assert all(
+        r["next_tick_local"] is None or dt.datetime.fromisoformat(r["next_tick_local"]).tzinfo
+        for r in rows.values()
+    )
     assert rows["fine"]["next_retry"] is None
 
 

@@ -240,6 +240,12 @@ def test_clear_errors_outside_git_and_for_a_bad_ref(make_project, repo, cli):
     plain = make_project(FILES)  # not a repository (tmp_path is outside any)
     result = cli(plain, "diff")
     assert result.exit_code == 2 and "not inside a git repository" in result.output
+    # what to do, not only what is wrong (a fresh `cadence init` project is not in git)
+    assert "hint: make it one and commit this version: git init && git add -A" in result.output
+    git(plain, "init", "-q")
+    result = cli(plain, "diff")
+    assert result.exit_code == 2 and "has no commit yet" in result.output
+    assert "hint: commit this version first: git add -A && git commit" in result.output
     result = cli(repo, "diff", "no-such-branch")
     assert result.exit_code == 2
     assert "unknown git ref 'no-such-branch'" in result.output
@@ -299,3 +305,73 @@ def Project_load(root: Path):
     from cadence.project import Project
 
     return Project.load(root)
+
+
+WEB = 'web:     {cadence: "every 15 minutes", kind: web}'
+MODELS = {p.removeprefix("models/").removesuffix(".sql") for p in FILES if p.startswith("models/")}
+
+
+def yml_line(root: Path, text: str) -> int:
+    lines = (root / "cadence.yml").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "models", "channels"),
+    [
+        pytest.param(
+            WEB,
+            WEB.replace("every 15 minutes", "every 5 minutes"),
+            "cadence",
+            {"stg_visits", "browsing"},
+            ["web"],
+            id="channel-cadence",
+        ),
+        pytest.param(
+            'email:   {cadence: "daily at 05:00", kind: email}',
+            'email:   {cadence: "daily at 05:00", kind: email, export: {format: csv}}',
+            "export",
+            {"big_spenders", "lonely"},  # what the channel delivers
+            ["email"],
+            id="channel-export",
+        ),
+        pytest.param(
+            "timezone: Europe/Berlin",
+            "timezone: UTC",
+            "timezone",
+            MODELS,
+            ["ads", "email", "routing", "web"],
+            id="timezone",
+        ),
+        pytest.param(WEB, WEB + '\n  sms:     {cadence: "hourly"}', None, set(), ["sms"], id="new"),
+    ],
+)
+def test_a_cadence_yml_change_is_listed_with_what_it_reaches(
+    repo, cli, old, new, key, models, channels
+):
+    """The change of cadence.yml itself is listed (where it is, before -> after) with the models
+    and channels it reaches, and the channels it reaches are among "channels reached"."""
+    edit(repo, "cadence.yml", old, new)
+    data = diff_json(cli, repo)
+    (change,) = data["config_changes"]
+    assert change["key"] == key
+    assert set(change["models"]) == models and change["channels"] == channels
+    assert change["line"] == yml_line(repo, new.splitlines()[-1].strip())
+    assert set(channels) <= set(data["channels"])
+    assert data["changed"] == []  # no model's SQL or own config changed
+
+
+def test_a_channel_cadence_edit_shows_in_text_and_markdown_with_its_builds_per_day(repo, cli):
+    edit(repo, "cadence.yml", WEB, WEB.replace("every 15 minutes", "every 5 minutes"))
+    line = yml_line(repo, "web:")
+    text = cli(repo, "diff", "--at", AT).output
+    assert (
+        f"  cadence.yml:{line}: channel web: cadence 'every 15 minutes' -> 'every 5 minutes'; "
+        "reaches models "
+    ) in text
+    assert "channels web (builds/day 192.0 -> 576.0 (+384.0))" in text
+    assert "channels reached: web" in text and "no model changed" not in text
+    markdown = cli(repo, "diff", "--format", "markdown", "--at", AT).output
+    assert f"| `cadence.yml:{line}` | channel web: cadence 'every 15 minutes' -> " in markdown
+    assert "**Channels reached:** `web`" in markdown
+    assert "| model | change | why |" not in markdown  # no empty table of changed models

@@ -516,3 +516,35 @@ def test_kill_9_after_the_receiver_acknowledged_before_cadence_recorded_it(
     ids = [s[0] for s in rx.signed]
     repeated = {i for i in ids if ids.count(i) == 2}
     assert repeated and len(rx.bodies) == len(set(ids))  # acked, unrecorded: same ids again
+
+
+def test_a_segments_timestamp_columns_are_sent_as_instants_with_offsets(
+    make_project: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §7 "Times carry their zone": a naive TIMESTAMP column (read as the warehouse reads
+    it, UTC) and a TIMESTAMPTZ column reach the receiver as ISO 8601 with offset, like ``at``."""
+    monkeypatch.setenv(SECRET_ENV, ROUTING_SECRET)
+    with Receiver(ROUTING_SECRET) as rx:
+        root = make_project(
+            {
+                "models/vip.sql": "{{ config(channels=['routing'], key='id') }}\n"
+                "select 7 as id, timestamp '2026-01-01 03:30:00' as seen_at,\n"
+                "       timestamptz '2026-01-01 04:00:00.25+01' as signed_up_at\n"
+            },
+            cadence_yml=f"""\
+                name: hooks
+                warehouse: {{engine: duckdb, path: warehouse.duckdb}}
+                timezone: Europe/Berlin
+                channels:
+                  routing:
+                    cadence: "every 5 minutes"
+                    export: {{kind: webhook, url: "{rx.url}", secret_env: {SECRET_ENV},
+                              columns: [seen_at, signed_up_at]}}
+                """,
+        )
+        result = cli(root, "run", "--at", "2026-01-01T06:00")
+        assert result.exit_code == 0, result.output
+    (change,) = rx.applied
+    assert change["key"] == "7" and change["at"] == "2026-01-01T05:00:00+00:00"
+    assert change["seen_at"] == "2026-01-01T03:30:00+00:00"
+    assert change["signed_up_at"] == "2026-01-01T03:00:00.250000+00:00"

@@ -17,6 +17,7 @@ Used by ``deliver`` (steps 2-4 of its per-segment sequence).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -24,11 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cadence.activation import outbox
+from cadence.activation import instants, outbox
 from cadence.activation.files import checkpoint, deliver_file
-from cadence.engines.base import Engine
+from cadence.engines.base import Engine, EngineError
 from cadence.load.channelconfig import ChannelConfig
 from cadence.load.parser import ParsedProject
+from cadence.load.relations import quote
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ def _send_next(
                 counts=counts,
                 replace=replace,
                 published_at=now,
+                key_type=_key_type(parsed, engine, segment),
             )
             outcome, path, rows = result.outcome, result.path, result.rows
         else:
@@ -252,6 +255,19 @@ def _send_next(
     )
 
 
+def _key_type(parsed: ParsedProject, engine: Engine, segment: str) -> str | None:
+    """The type of the segment's key column in its live relation (None when it cannot be read
+    here: a segment gone from the project, or state kept apart from a Spark warehouse)."""
+    model = parsed.model(segment)
+    if model is None or not model.config.key:
+        return None
+    try:
+        found = engine.query(f"describe select {quote(model.config.key)} from {model.relation}")
+    except EngineError:
+        return None
+    return str(found[0][1]) if found else None
+
+
 def _attempt_id(engine: Engine) -> str:
     n = int(engine.query(f"select count(*) from {outbox.DELIVERIES}")[0][0])
     return f"{n + 1:010d}"
@@ -270,6 +286,19 @@ def _send_webhook(
     changes = outbox.pending(
         engine, config.name, segment, cursor.delivered_seq + 1, cursor.planned_last or 0
     )
+    # a segment's timestamp columns are sent as instants with their offset, like ``at``
+    kinds = {name: kind for name, kind in cursor.column_types if instants.is_instant(kind)}
+    if kinds:
+        changes = [
+            dataclasses.replace(
+                c,
+                columns={
+                    k: instants.json_value(v, kinds[k]) if k in kinds else v
+                    for k, v in c.columns.items()
+                },
+            )
+            for c in changes
+        ]
     environ = env if env else os.environ
     return deliver_webhook(config.export, config.name, segment, changes, environ)
 

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from cadence.engines.base import Engine
+from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, did_you_mean
 from cadence.load.channelconfig import ChannelConfig
 from cadence.load.parser import Model, ParsedProject
@@ -210,6 +210,50 @@ def missing_export_column(
     )
 
 
+def key_problem(
+    engine: Engine,
+    parsed: ParsedProject,
+    config: ChannelConfig,
+    segment: str,
+    present: Collection[str] | None = None,
+) -> str | None:
+    """Why the segment's audience cannot be computed because a key column is missing (None:
+    it can), checked before any of its SQL runs: the segment's ``key`` must be a column of the
+    segment, of each suppression list, and each earlier ``priority`` segment's key of that
+    segment. The message names where the key is set (file:line) and the columns there are, so
+    a wrong key fails this segment's delivery with its cause, never with the audience SQL."""
+    model = next((m for m in segments_of(parsed, config.name) if m.name == segment), None)
+    if model is None or not model.config.key:
+        return None
+    checks = [(model, model.relation, f"segment '{segment}'")]
+    checks += [
+        (model, relation, f"suppression list '{name}' (cadence.yml:{config.line_of('suppress')})")
+        for name, relation, _ident in suppress_relations(parsed, config.name)
+    ]
+    if segment in config.priority:
+        for earlier in config.priority[: config.priority.index(segment)]:
+            other = parsed.model(earlier)
+            if other is not None and other.config.key and (present is None or earlier in present):
+                checks.append((other, other.relation, f"segment '{earlier}' (earlier in priority)"))
+    for owner, relation, what in checks:
+        key = owner.config.key or ""
+        try:
+            have = [str(r[0]) for r in engine.query(f"describe select * from {relation}")]
+        except (EngineError, CadenceError):
+            continue  # cannot be described here: computing the audience says why
+        if key.lower() in {h.lower() for h in have}:
+            continue
+        file, line = owner.config.origins.get("key", (owner.path, None))
+        where = f"{file}:{line}" if line else file
+        guess = did_you_mean(key, have)
+        hint = (f"did you mean '{guess}'? " if guess else "") + "its columns: " + ", ".join(have)
+        return (
+            f"{where}: key '{key}' of segment '{owner.name}' is not a column of {what} "
+            f"(hint: {hint})"
+        )
+    return None
+
+
 def empty_audience_sql(columns: Sequence[str], column_types: Sequence[tuple[str, str]] = ()) -> str:
     """The audience of a segment the channel no longer receives: no rows, the same columns."""
     types = dict(column_types)
@@ -245,6 +289,7 @@ __all__ = [
     "check_channel",
     "holdout_sql",
     "is_held_out",
+    "key_problem",
     "segment_audience_sql",
     "segments_of",
 ]

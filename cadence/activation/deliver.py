@@ -264,7 +264,9 @@ def _deliver_segment(
     channel = config.name
     model = parsed.model(segment)
     assert model is not None
-    problem = audience.missing_export_column(engine, config, segment, model.relation)
+    problem = audience.key_problem(
+        engine, parsed, config, segment, present
+    ) or audience.missing_export_column(engine, config, segment, model.relation)
     if problem is not None:
         return [SegmentDelivery(channel, segment, "failed", export.kind, error=problem)]
     try:

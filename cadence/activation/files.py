@@ -28,11 +28,13 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cadence.activation import outbox
+from cadence.activation import instants, outbox
+from cadence.activation.instants import INSTANT
 from cadence.activation.outbox import DeliveryOutcome
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.load.channelconfig import ExportConfig
+from cadence.load.relations import quote
 
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -179,31 +181,63 @@ def data_sql(
     first: int,
     last: int,
     column_types: tuple[tuple[str, str], ...],
+    fmt: str = "parquet",
+    key_type: str = "VARCHAR",
 ) -> str:
-    """The rows of a delivery: its changes (``changes``) or the audience after it (``full``)."""
+    """The rows of a delivery: its changes (``changes``) or the audience after it (``full``),
+    with the columns ``columns_of`` names: the key in ``key_type`` (the segment's key column
+    type, which ``key_type_of`` checked every key casts to) and every time an instant
+    (``instants.file_column``)."""
     struct = json.dumps({name: kind for name, kind in column_types})
     unpack = (
-        ", unnest(json_transform(coalesce(columns, '{}'), " + _lit(struct) + "))"
+        ", json_transform(coalesce(columns, '{}'), " + _lit(struct) + ") as c"
         if column_types
         else ""
     )
+    key = "key" if key_type.upper() == "VARCHAR" else f"cast(key as {key_type}) as key"
+    picked = "".join(
+        f", {instants.file_column(f'struct_extract(c, {_lit(name)})', kind, fmt)[0]} "
+        f"as {quote(name)}"
+        for name, kind in column_types
+    )
     if mode == "full":
         projected = outbox.projected_sql(channel, segment, through=last)
-        return f"select key{unpack} from ({projected}) as p order by key"
-    return (
+        inner = f"select key{unpack} from ({projected}) as p"
+        return f"select {key}{picked} from ({inner}) as r order by r.key"
+    at = instants.file_column('"at"', "TIMESTAMP", fmt)[0]
+    inner = (
         f'select seq, key, change, "at"{unpack} from {outbox.OUTBOX} '
         f"where channel = {_lit(channel)} and segment = {_lit(segment)} "
-        f"and seq >= {first} and seq <= {last} order by seq"
+        f"and seq >= {first} and seq <= {last}"
     )
+    return f'select seq, {key}, change, {at} as "at"{picked} from ({inner}) as r order by seq'
 
 
-def _columns_of(mode: str, column_types: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+def columns_of(
+    mode: str, column_types: tuple[tuple[str, str], ...], key_type: str = "VARCHAR"
+) -> list[tuple[str, str]]:
     """The columns ``data_sql`` produces, with their types (json_transform casts to exactly
     the recorded types, so no query is needed to know them)."""
-    fixed = [("key", "VARCHAR")]
+    fixed = [("key", key_type)]
     if mode != "full":
-        fixed = [("seq", "BIGINT"), ("key", "VARCHAR"), ("change", "VARCHAR"), ("at", "TIMESTAMP")]
-    return fixed + list(column_types)
+        fixed = [("seq", "BIGINT"), ("key", key_type), ("change", "VARCHAR"), ("at", INSTANT)]
+    return fixed + [(name, instants.file_column(name, kind, "")[1]) for name, kind in column_types]
+
+
+def key_type_of(engine: Engine, sql: str, wanted: str | None) -> str:
+    """The type the key is written in: the segment's key column type when every key of the
+    delivery casts back to it (keys are recorded as text; one recorded while the column had
+    another type keeps them all text), else VARCHAR."""
+    if not wanted or wanted.upper() == "VARCHAR":
+        return "VARCHAR"
+    try:
+        bad = engine.query(
+            f"select count(*) from ({sql}) as d "
+            f"where key is not null and try_cast(key as {wanted}) is null"
+        )[0][0]
+    except EngineError:  # a type that text cannot be cast to at all
+        return "VARCHAR"
+    return "VARCHAR" if bad else wanted
 
 
 def _lit(text: str) -> str:
@@ -262,9 +296,11 @@ def deliver_file(
     counts: outbox.Counts,
     replace: bool,
     published_at: dt.datetime,
+    key_type: str | None = None,
 ) -> FileExport:
     """Write the attempt's range (``cursor.planned_first..planned_last``) as one file plus
-    manifest. Failures come back in the outcome (``delivered_through`` None), never raised."""
+    manifest; ``key_type``: the segment's key column type (None: unknown, keys as text).
+    Failures come back in the outcome (``delivered_through`` None), never raised."""
     first, last = cursor.planned_first or 0, cursor.planned_last or 0
     export = export_id(channel, segment, first, last)
     planned_at = cursor.planned_at or published_at
@@ -292,8 +328,12 @@ def deliver_file(
         return FileExport(DeliveryOutcome(last, 0, None), export, shown, written)
     tmp = data.with_name(f".{data.name}.tmp")
     manifest_tmp = manifest.with_name(f".{manifest.name}.tmp")
-    sql = data_sql(channel, segment, config.mode, first, last, cursor.column_types)
+    types = cursor.column_types
     try:
+        keys = key_type_of(
+            engine, data_sql(channel, segment, config.mode, first, last, ()), key_type
+        )
+        sql = data_sql(channel, segment, config.mode, first, last, types, config.format, keys)
         _make_folders(data.parent)
         engine.execute(f"copy ({sql}) to {_lit(str(tmp))} ({COPY_OPTIONS[config.format]})")
         digest = _hash_and_sync(tmp)
@@ -313,8 +353,7 @@ def deliver_file(
             "counts": {"entered": counts.entered, "exited": counts.exited},
             "rows": rows,
             "columns": [
-                {"name": name, "type": kind}
-                for name, kind in _columns_of(config.mode, cursor.column_types)
+                {"name": name, "type": kind} for name, kind in columns_of(config.mode, types, keys)
             ],
             "sha256": digest,
             "published_at": published_at.astimezone(dt.timezone.utc).isoformat(),

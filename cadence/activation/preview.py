@@ -25,6 +25,8 @@ from cadence.load.parser import ParsedProject
 from cadence.load.relations import quote
 from cadence.record.state import SCHEMA
 
+NOT_BUILT = "not built yet"  # a segment with nothing to preview: not an error
+
 
 @dataclass(frozen=True)
 class PreviewRow:
@@ -39,6 +41,11 @@ class PreviewRow:
     pending: int
     samples: dict[str, tuple[str, ...]]
     error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The segment's next delivery could not be computed (a wrong key, a query error)."""
+        return self.error is not None and self.error != NOT_BUILT
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -72,7 +79,11 @@ def preview(
         present = present_segments(parsed, config.name, relations)
         for model in audience.segments_of(parsed, config.name):
             if model.name not in present:
-                rows.append(PreviewRow(config.name, model.name, 0, 0, 0, 0, 0, {}, "not built yet"))
+                rows.append(PreviewRow(config.name, model.name, 0, 0, 0, 0, 0, {}, NOT_BUILT))
+                continue
+            problem = audience.key_problem(engine, parsed, config, model.name, present)
+            if problem is not None:  # before any SQL: the cause, not the audience query
+                rows.append(PreviewRow(config.name, model.name, 0, 0, 0, 0, 0, {}, problem))
                 continue
             try:
                 rows.append(

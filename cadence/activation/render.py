@@ -47,6 +47,9 @@ def preview_lines(rows: Sequence[PreviewRow]) -> list[str]:
         return ["nothing to deliver (no channel with an export has been built yet)"]
     lines = ["dry run: nothing is moved"]
     for r in rows:
+        if r.failed:  # its delivery would fail: an error (stderr, exit 1)
+            lines.append(f"error: {r.channel}/{r.segment}: {r.error}")
+            continue
         if r.error:
             lines.append(f"{r.channel}/{r.segment}: {r.error}")
             continue

@@ -18,6 +18,7 @@ from cadence.build.context import RunContext
 from cadence.build.datatests import TestOutcome, describe_failure, judge, target_resolver
 from cadence.build.incremental import checked_sql
 from cadence.engines.base import EngineError
+from cadence.errors import CadenceError, did_you_mean
 from cadence.load.parser import Model
 from cadence.load.testspecs import DataTest
 
@@ -77,11 +78,65 @@ def run_tests(
         if rows_sql is not None:
             ensure_query(rows_sql, test.file)
             counted.append((test, rows_sql))
-    for outcome in judge(ctx.engine, counted):
+    missing = _missing_column(ctx, model, relation, counted)
+    if missing is not None:  # name the test (or key), not the one query of them all
+        raise missing
+    try:
+        judged = judge(ctx.engine, counted)
+    except EngineError as exc:
+        raise _named(model, counted, exc) from exc
+    for outcome in judged:
         if outcome.test.name.startswith("key_") and outcome.message:
             outcome = replace(outcome, message="key " + outcome.message)
         outcomes.append(outcome)
     return outcomes
+
+
+def _missing_column(
+    ctx: RunContext, model: Model, relation: str, counted: list[tuple[DataTest, str]]
+) -> EngineError | None:
+    """A test on a column the candidate does not have (a misspelled column, a wrong ``key``),
+    named with its file and line and the closest column; checked before the tests' one query,
+    which would fail for all of them (and, in a transaction, leave nothing else to ask)."""
+    columns = [t.column for t, _sql in counted if t.column]
+    if not columns:
+        return None
+    try:
+        have = [str(r[0]) for r in ctx.engine.query(f"describe select * from {relation}")]
+    except (EngineError, CadenceError):
+        return None  # the tests' own query says what is wrong
+    lower = {h.lower() for h in have}
+    for test, _sql in counted:
+        if test.column and test.column.strip('"').lower() not in lower:
+            guess = did_you_mean(test.column, have)
+            hint = f"did you mean '{guess}'?" if guess else "its columns: " + ", ".join(have)
+            return EngineError(
+                f"{_label(model, test)}: column '{test.column}' is not a column of "
+                f"{model.name} ({hint})"
+            )
+    return None
+
+
+def _named(model: Model, counted: list[tuple[DataTest, str]], error: EngineError) -> EngineError:
+    """The tests' one query failed: say which tests it held (the one, when it held one)."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if len(counted) == 1:
+        return EngineError(f"{_label(model, counted[0][0])}: {first}")
+    names = [t.name for t, _sql in counted]
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return EngineError(f"the data tests of {model.name} cannot run ({shown}): {first}")
+
+
+def _label(model: Model, test: DataTest) -> str:
+    """``test not_null_vip_email (models/vip.yml:12)``, or for the checks cadence adds on a
+    segment's key, ``key 'id' of vip (models/vip.sql:1)`` where the key is set."""
+    if test.name.startswith("key_") and test.column == model.config.key:
+        file, line = model.config.origins.get("key", (model.path, None))
+        where = f"{file}:{line}" if line else file
+        return f"key '{test.column}' of {model.name} ({where})"
+    where = f"{test.file}:{test.line}" if test.line else test.file
+    return f"test {test.name} ({where})"
 
 
 def _target_exists(ctx: RunContext, to: str) -> bool:

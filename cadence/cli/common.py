@@ -27,6 +27,26 @@ from cadence.errors import CadenceError, DiskFull
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def echo(message: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Every line a command prints: after its invocation's time line when it armed one
+    (``cadence.output.date``: run, seed and export)."""
+    from cadence.output import echo as out
+
+    out(message, err=err, nl=nl)
+
+
+def dated(
+    command: str, wall: dt.datetime, project: Any = None, at: str | None = None, *,
+    as_json: bool = False,
+) -> None:  # fmt: skip
+    """Arm the time line of an invocation that acts (run, seed, export): its wall-clock time in
+    the project timezone (the machine's before the project loads), and ``--at`` when given."""
+    from cadence.output import date
+
+    replay = _at(project, at) if project is not None and at else None
+    date(command, wall, project.tz if project is not None else None, replay, as_json=as_json)
+
+
 def _now() -> dt.datetime:
     """The one place the clock is read."""
     return dt.datetime.now(dt.timezone.utc)
@@ -76,52 +96,65 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         **kwargs: Any,
     ) -> None:
         try:
-            from cadence.load.layout import LoadOptions, parse_vars
+            _guarded(fn, debug, (vars_text, target, profiles_dir), *args, **kwargs)
+        finally:
+            from cadence.output import undate
 
-            _OPTIONS[:] = [LoadOptions(parse_vars(vars_text), target, profiles_dir)]
-            signals.interrupt_on_signals()
-            try:
-                fn(*args, **kwargs)
-            finally:  # before any message below: a second signal must not cut it short
-                signals.command_finished()
-        except Failed:
-            sys.exit(EXIT_FAILED)
-        except CadenceError as exc:
-            click.echo(exc.render(), err=True)
-            sys.exit(EXIT_FAILED if isinstance(exc, DiskFull) else EXIT_USAGE)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
-            raise
-        except KeyboardInterrupt:
-            click.echo(signals.MESSAGE, err=True)
-            sys.exit(signals.EXIT_INTERRUPTED)
-        except BrokenPipeError:  # `cadence plan | head`: the reader left; not an error
-            import os
-
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(EXIT_OK)
-        except Exception as exc:  # noqa: BLE001 - last line of defence
-            if signals.received:
-                # a signal stopped the run and a handle it closed failed after it (every build
-                # is its own transaction: what committed is recorded, the rest rolled back)
-                if debug:
-                    traceback.print_exc()
-                click.echo(signals.MESSAGE, err=True)
-                sys.exit(signals.EXIT_INTERRUPTED)
-            if debug:
-                traceback.print_exc()
-            else:
-                click.echo(
-                    f"internal error, please report: {type(exc).__name__}: {exc}\n"
-                    "  (run again with --debug for the traceback)",
-                    err=True,
-                )
-            sys.exit(3)
+            undate()
 
     return wrapper
 
 
 _OPTIONS: list[Any] = []  # the LoadOptions of this invocation (--vars, --target, --profiles-dir)
+
+
+def _guarded(
+    fn: Callable[..., Any], debug: bool, options: tuple[Any, ...], *args: Any, **kwargs: Any
+) -> None:
+    """Run a command with this invocation's load options, mapping errors to exit codes."""
+    try:
+        from cadence.load.layout import LoadOptions, parse_vars
+
+        vars_text, target, profiles_dir = options
+        _OPTIONS[:] = [LoadOptions(parse_vars(vars_text), target, profiles_dir)]
+        signals.interrupt_on_signals()
+        try:
+            fn(*args, **kwargs)
+        finally:  # before any message below: a second signal must not cut it short
+            signals.command_finished()
+    except Failed:
+        sys.exit(EXIT_FAILED)
+    except CadenceError as exc:
+        echo(exc.render(), err=True)
+        sys.exit(EXIT_FAILED if isinstance(exc, DiskFull) else EXIT_USAGE)
+    except (click.exceptions.Exit, click.ClickException, SystemExit):
+        raise
+    except KeyboardInterrupt:
+        echo(signals.MESSAGE, err=True)
+        sys.exit(signals.EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `cadence plan | head`: the reader left; not an error
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_OK)
+    except Exception as exc:  # noqa: BLE001 - last line of defence
+        if signals.received:
+            # a signal stopped the run and a handle it closed failed after it (every build
+            # is its own transaction: what committed is recorded, the rest rolled back)
+            if debug:
+                traceback.print_exc()
+            echo(signals.MESSAGE, err=True)
+            sys.exit(signals.EXIT_INTERRUPTED)
+        if debug:
+            traceback.print_exc()
+        else:
+            echo(
+                f"internal error, please report: {type(exc).__name__}: {exc}\n"
+                "  (run again with --debug for the traceback)",
+                err=True,
+            )
+        sys.exit(3)
 
 
 def _load(project_dir: Path | None) -> Any:
@@ -146,7 +179,7 @@ def _state(project: Any) -> Any:
     state = project.read_state()
     if state.as_of is not None:
         shown = artifacts.shown(project.root, "state_snapshot.json")
-        click.echo(
+        echo(
             f"note: {state.note}; showing state as of {fmt(state.as_of, project.tz)} ({shown})",
             err=True,
         )
@@ -164,7 +197,7 @@ def _selection(
 
     selection = Selection(tuple(select), tuple(exclude), tuple(channel))
     for warning in project.selection_warnings(selection):
-        click.echo(warning.render(), err=True)
+        echo(warning.render(), err=True)
     return selection
 
 
@@ -187,10 +220,19 @@ at_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 
 
+def _held(exc: CadenceError) -> None:
+    """Another run holds the project: normal under cron (exit 0), so a note, not an error."""
+    note = CadenceError(exc.message, file=exc.file, line=exc.line, hint=exc.hint, severity="note")
+    echo(note.render())
+
+
 def _render_deliveries(report: Any) -> None:
     if report is None or not report.deliveries:
         return
     from cadence.activation.render import delivery_lines
 
+    to_stderr = False
     for line in delivery_lines(report):
-        click.echo(line, err=line.startswith("error:"))
+        # an error and the indented lines under it (its hint) go to stderr together
+        to_stderr = line.startswith("error:") or (to_stderr and line.startswith(" "))
+        echo(line, err=to_stderr)

@@ -21,12 +21,15 @@ from cadence.cli.common import (
     EXIT_USAGE,
     Failed,
     _at,
+    _held,
     _load,
     _render_deliveries,
     _selection,
     _state,
     at_option,
     command,
+    dated,
+    echo,
     exclude_option,
     json_option,
     select_option,
@@ -51,9 +54,9 @@ def init(name: str | None, debug: bool) -> None:
         name = name or "cadence_project"
         path = init_project(Path(name))
     except CadenceError as exc:
-        click.echo(exc.render(), err=True)
+        echo(exc.render(), err=True)
         sys.exit(EXIT_USAGE)
-    click.echo(f"created {path}\n  next: cd {name} && cadence run")
+    echo(f"created {path}\n  next: cd {name} && cadence run")
 
 
 @click.command()
@@ -95,8 +98,13 @@ def run(
     """Build the selected models (all by default); with --due only what is due."""
     from cadence import output
 
-    project = _load(project_dir)
     wall = common._now()
+    name = "run --due" if due else "run"
+    if not dry_run:  # what acts is dated (a cron log); a preview prints its own "at"
+        dated(name, wall, as_json=as_json)  # a project that fails to load is dated too
+    project = _load(project_dir)
+    if not dry_run:
+        dated(name, wall, project, at, as_json=as_json)
     now = _at(project, at, wall)
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
@@ -113,8 +121,8 @@ def run(
             replay=at is not None,
             started=wall.astimezone(project.tz),
         )
-    except LockHeld as exc:
-        click.echo(exc.render(), err=True)  # overlapping cron starts are normal: exit 0
+    except LockHeld as exc:  # overlapping cron starts are normal: exit 0
+        _held(exc)
         return
     from cadence.plan.due import clock_warning
 
@@ -122,19 +130,19 @@ def run(
     if dry_run:
         output.render_plan(result, project, as_json=as_json)
         if behind:
-            click.echo(behind, err=True)
+            echo(behind, err=True)
         return
     renderer.finish(result)
     if behind:  # on every run, idle ones too: a stalled project must not be silent
-        click.echo(behind, err=True)
+        echo(behind, err=True)
     if result.write_error:
-        click.echo(f"error: {result.write_error}", err=True)
+        echo(f"error: {result.write_error}", err=True)
     if not as_json:  # with --json the run's one document holds deliveries and snapshots
         _render_deliveries(result.deliveries)
     if not due or any(r.status != "skipped" for r in result.results):
         # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
         for warning in project.parsed.warnings:
-            click.echo(warning.render(), err=True)
+            echo(warning.render(), err=True)
     if not as_json:
         _render_snapshots(result.snapshots)
     if not result.ok:
@@ -146,9 +154,9 @@ def _render_snapshots(report: Any) -> None:
         return
     for s in report.snapshots:
         if s.status == "written":
-            click.echo(f"serve {s.channel}: snapshot {s.version} ({s.keys} keys)")
+            echo(f"serve {s.channel}: snapshot {s.version} ({s.keys} keys)")
         else:
-            click.echo(
+            echo(
                 f"error: serve {s.channel}: snapshot not written, the last one stays "
                 f"served: {s.error}",
                 err=True,
@@ -182,11 +190,11 @@ def plan(
     the_plan = project.plan(now, _selection(project, select, exclude), due_only=True, state=state)
     cost = project_cost(project, state, now, span, horizon)
     if as_json:
-        click.echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
+        echo(json.dumps(output.plan_json(the_plan, project, cost), indent=2))
         return
     output.render_plan(the_plan, project, as_json=False)
-    click.echo("")
-    click.echo(output.render_cost(cost))
+    echo("")
+    echo(output.render_cost(cost))
 
 
 @click.command()
@@ -212,10 +220,10 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     fresh = freshness(project.parsed, project.cadences, project.root, now)
     if check:
         if as_json:
-            click.echo(json.dumps(fresh, indent=2))
+            echo(json.dumps(fresh, indent=2))
         else:
             for line in output.freshness_lines(fresh, project.tz):
-                click.echo(line)
+                echo(line)
         if fresh["state"] == "error":
             raise Failed()
         return
@@ -227,19 +235,19 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     )
     warning = clock_warning(behind, now, project.tz)
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        echo(json.dumps(rows, indent=2, default=str))
         if warning:
-            click.echo(warning, err=True)
+            echo(warning, err=True)
         return
     from cadence.activation.render import status_lines
 
     if warning:
-        click.echo(warning)
-    click.echo(output.render_status(rows))
+        echo(warning)
+    echo(output.render_status(rows, project.tz))
     for line in status_lines(project.delivery_status(), project.tz):
-        click.echo(line)
+        echo(line)
     for line in output.freshness_lines(fresh, project.tz):
-        click.echo(line)
+        echo(line)
 
 
 @click.command()
@@ -252,7 +260,7 @@ def explain(model: str, at: str | None, project_dir: Path | None) -> None:
 
     project = _load(project_dir)
     project.check_model(model)
-    click.echo(explain_model(project, _state(project), _at(project, at), model))
+    echo(explain_model(project, _state(project), _at(project, at), model))
 
 
 @click.command(name="ls")
@@ -270,7 +278,7 @@ def ls_(
     chosen = project.selected(_selection(project, select, exclude), None, common._now())
     text = output.render_ls(project, chosen, as_json)
     if text:
-        click.echo(text)
+        echo(text)
 
 
 @click.command(name="compile")
@@ -284,7 +292,7 @@ def compile_(
     """Write each model's rendered SQL under target/compiled/ for review."""
     project = _load(project_dir)
     for name, path in project.compile(_at(project, at), _selection(project, select, exclude)):
-        click.echo(f"{name}: {path}")
+        echo(f"{name}: {path}")
 
 
 @click.command()
@@ -301,7 +309,7 @@ def test(
 
     project = _load(project_dir)
     outcomes = run_tests(project, _selection(project, select, exclude), common._now())
-    click.echo(output.render_tests(outcomes, as_json))
+    echo(output.render_tests(outcomes, as_json))
     if any(o.status in ("fail", "error") for o in outcomes):
         raise Failed()
 
@@ -315,9 +323,11 @@ def seed(select: tuple[str, ...], at: str | None, as_json: bool, project_dir: Pa
     """(Re)load the CSV files under seeds/ as tables."""
     from cadence import output
 
-    project = _load(project_dir)
-    renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
     wall = common._now()
+    dated("seed", wall, as_json=as_json)
+    project = _load(project_dir)
+    dated("seed", wall, project, at, as_json=as_json)
+    renderer = output.RunRenderer(as_json=as_json, due=False, tz=project.tz)
     result = project.seed(
         _at(project, at, wall),
         _selection(project, select),

@@ -18,10 +18,13 @@ from cadence.cli import common
 from cadence.cli.common import (
     Failed,
     _at,
+    _held,
     _load,
     _render_deliveries,
     at_option,
     command,
+    dated,
+    echo,
     json_option,
 )
 from cadence.errors import CadenceError, LockHeld
@@ -46,7 +49,7 @@ def members(
     when = parse_at(since, project.tz) if since else None
     found = project.members(segment, changes=changes or since is not None, since=when)
     for line, to_stderr in member_output(found, project.tz, as_json):
-        click.echo(line, err=to_stderr)
+        echo(line, err=to_stderr)
 
 
 @click.command()
@@ -80,29 +83,37 @@ def export(
     """Deliver pending changes of each channel's segments, without building."""
     from cadence.activation.render import preview_lines
 
+    wall = common._now()
+    if not dry_run:  # what acts is dated (a cron log); a preview moves nothing
+        dated("export", wall, as_json=as_json)
     project = _load(project_dir)
+    if not dry_run:
+        dated("export", wall, project, at, as_json=as_json)
     try:
         result = project.export(
-            _at(project, at),
+            _at(project, at, wall),
             channel,
             dry_run=dry_run,
             rebaseline=rebaseline,
             force=force,
             wait_s=wait_s,
         )
-    except LockHeld as exc:
-        click.echo(exc.render(), err=True)
+    except LockHeld as exc:  # a run holds the project: exit 0, as run --due does
+        _held(exc)
         return
     if dry_run:
         if as_json:
-            click.echo(json.dumps({"preview": [r.to_json() for r in result]}, indent=2))
+            echo(json.dumps({"preview": [r.to_json() for r in result]}, indent=2))
         else:
-            click.echo("\n".join(preview_lines(result)))
+            for line in preview_lines(result):
+                echo(line, err=line.startswith("error:"))
+        if any(r.failed for r in result):  # what the delivery would fail on fails the preview
+            raise Failed()
         return
     if as_json:
-        click.echo(json.dumps({"deliveries": [d.to_json() for d in result.deliveries]}, indent=2))
+        echo(json.dumps({"deliveries": [d.to_json() for d in result.deliveries]}, indent=2))
     elif not result.deliveries:
-        click.echo("no channel with an export to deliver")
+        echo("no channel with an export to deliver")
     else:
         _render_deliveries(result)
     if not result.ok:
@@ -129,7 +140,7 @@ def lint(strict: bool, target_engine: str | None, project_dir: Path | None) -> N
     try:
         project = _load(project_dir)
     except ProjectErrors as exc:  # every project error, then exit 1 (SPEC §10)
-        click.echo(exc.render())
+        echo(exc.render())
         raise Failed() from None
     problems = lint_rules(project, recorded_groups(project)) + (
         lint_engine(project, target_engine) if target_engine else []
@@ -137,10 +148,10 @@ def lint(strict: bool, target_engine: str | None, project_dir: Path | None) -> N
     warnings = [w for w in problems if w.severity != "error"]
     errors = [e for e in problems if e.severity == "error"]
     for w in problems:
-        click.echo(w.render())
+        echo(w.render())
     counts = [f"{len(errors)} error(s)"] if errors else []
     counts += [f"{len(warnings)} warning(s)"] if warnings else []
-    click.echo(", ".join(counts) if counts else "no problems found")
+    echo(", ".join(counts) if counts else "no problems found")
     if errors or (strict and warnings):
         raise Failed()
 
@@ -186,13 +197,13 @@ def diff(
     project = _load(project_dir)
     report = diff_project(project, _history(project), git_ref, _at(project, at), span, horizon)
     if as_json:
-        click.echo(json.dumps(diff_json(report), indent=2))
+        echo(json.dumps(diff_json(report), indent=2))
     else:
-        click.echo(diff_markdown(report) if fmt == "markdown" else diff_text(report), nl=False)
+        echo(diff_markdown(report) if fmt == "markdown" else diff_text(report), nl=False)
         if fmt != "markdown":
-            click.echo("")
+            echo("")
     if fail_pct is not None and report.cost_increase_pct() > fail_pct:
-        click.echo(f"cost per day grows by more than {fail_pct:g}%", err=True)
+        echo(f"cost per day grows by more than {fail_pct:g}%", err=True)
         raise Failed()
 
 
@@ -211,7 +222,7 @@ def docs(out: Path | None, at: str | None, project_dir: Path | None) -> None:
 
     project = _load(project_dir)
     result = build_docs(project, out.resolve() if out else None, _at(project, at))
-    click.echo(f"wrote {result.models} model pages; open {result.index}")
+    echo(f"wrote {result.models} model pages; open {result.index}")
 
 
 def _history(project: Any) -> Any:
@@ -254,7 +265,7 @@ def serve(
         token_env=token_env,
         env=os.environ,
         clock=common._now,
-        on_log=lambda line: click.echo(line, err=True),
+        on_log=lambda line: echo(line, err=True),
     )
     stop = threading.Event()
     signals = {"last": 0}
@@ -266,8 +277,8 @@ def serve(
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     versions = ", ".join(f"{n} ({v or 'no snapshot yet'})" for n, v in server.versions().items())
-    click.echo(f"serving {versions} on http://{host}:{server.port} ({server.stack})", err=True)
+    echo(f"serving {versions} on http://{host}:{server.port} ({server.stack})", err=True)
     server.run(stop)
-    click.echo("stopped", err=True)
+    echo("stopped", err=True)
     if signals["last"] == signal.SIGINT:
         sys.exit(130)

@@ -284,7 +284,9 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         alias=optional_str("alias"),
         holdout=dict(holdout) if holdout else None,
         origins={
-            k: (v.file, v.line_of(k)) for k, v in origin.items() if k in ("channels", "cadence")
+            k: (v.file, v.line_of(k))
+            for k, v in origin.items()
+            if k in ("channels", "cadence", "key")
         },
         extra=extra,
     )

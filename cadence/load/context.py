@@ -401,11 +401,15 @@ class ProjectContext:
             return self.vars[name]
         if default:
             return default[0]  # var('x', none) is a valid default, as in dbt
+        from cadence.errors import did_you_mean
+
         state = current_render.get(None)
+        guess = did_you_mean(name, [str(v) for v in self.vars])
+        define = f"define it under vars: in cadence.yml, or call var('{name}', default)"
         raise CadenceError(
             f"unknown var '{name}'",
             file=state.file if state else None,
-            hint=f"define it under vars: in cadence.yml, or call var('{name}', default)",
+            hint=f"did you mean '{guess}'? (defined under vars:)" if guess else define,
         )
 
     def doc(self, name: str) -> str:

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from cadence.errors import CadenceError
-from cadence.plan.due import backoff_wait, fmt, run_dependent_views
+from cadence.plan.due import backoff_wait, fmt, real_instant, run_dependent_views
 from cadence.plan.history import StateSnapshot
 
 
@@ -74,7 +74,7 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
             retry_at = st.last_attempt_at + backoff_wait(
                 st.failure_streak, cad.ticks.nominal_interval()
             )
-            retry = fmt(max(retry_at, now), tz)
+            retry = real_instant(max(retry_at, now)).astimezone(tz).isoformat()
         recorded_after = behind.get(name)
         rows.append(
             {
@@ -92,7 +92,9 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
                 "failure_streak": st.failure_streak,
                 "next_retry": retry,
                 "next_tick": nxt.isoformat() if nxt else None,
-                "next_tick_local": fmt(nxt, tz) if nxt else None,
+                # an instant with its offset, as every time in --json (the text shows it as
+                # "2026-06-01 09:05 EDT")
+                "next_tick_local": real_instant(nxt).astimezone(tz).isoformat() if nxt else None,
                 "due": bool(d and d.builds),
                 "overdue": overdue,
             }

@@ -3,7 +3,8 @@
 Input: the loaded working-tree ``Project``, its ``StateSnapshot`` (read-only, for recorded build
 durations), a git ref (default: the merge base with the default branch) and ``now`` -> output:
 ``DiffReport`` (frozen): changed, added and removed models, every model and channel downstream
-of them, cadence changes with provenance, and builds/day and compute/day before -> after per
+of them, changes of cadence.yml itself (``configdiff``) with the models and channels they
+reach, cadence changes with provenance, and builds/day and compute/day before -> after per
 affected model, per channel and in total.
 
 Invariants:
@@ -32,6 +33,7 @@ from typing import Any
 
 from cadence.errors import CadenceError, UsageError
 from cadence.plan.history import StateSnapshot
+from cadence.review.configdiff import ConfigChange, config_changes
 from cadence.review.cost import CostReport, cost_report
 
 DEFAULT_BRANCHES = ("main", "master")
@@ -78,6 +80,11 @@ class DiffReport:
     models: tuple[Delta, ...]  # every affected model
     channel_costs: tuple[Delta, ...]
     total: Delta
+    config: tuple[ConfigChange, ...] = ()  # changes of cadence.yml itself
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.models and not self.changes and not self.config
 
     @property
     def affected(self) -> tuple[str, ...]:
@@ -124,8 +131,18 @@ def resolve_ref(root: Path, ref: str | None) -> tuple[str, str, Path, str]:
         top = Path(_git(root, "rev-parse", "--show-toplevel"))
     except _GitFailed:
         raise UsageError(
-            f"{root} is not inside a git repository",
-            hint="cadence diff compares the project with a git ref: run it in a git checkout",
+            f"{root} is not inside a git repository (cadence diff compares the project with a "
+            "git commit)",
+            hint="make it one and commit this version: git init && git add -A && git commit -m "
+            "'first version'; then change something and run cadence diff again (in a clone: "
+            "cadence diff main)",
+        ) from None
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    except _GitFailed:
+        raise UsageError(
+            f"the git repository at {top} has no commit yet: nothing to compare with",
+            hint="commit this version first: git add -A && git commit -m 'first version'",
         ) from None
     prefix = root.resolve().relative_to(top.resolve()).as_posix()
     if ref is None:
@@ -314,6 +331,10 @@ def compare(
         elif before is not None:
             channels |= set(before.cadences.of(name).channels)
 
+    config = config_changes(before, after)
+    for change in config:  # a channel's own setting reaches it even when no model changed
+        channels |= set(change.channels)
+
     cadence_changes = []
     if before is not None:
         for name in new_names:
@@ -352,6 +373,7 @@ def compare(
         models=model_deltas,
         channel_costs=channel_deltas,
         total=total,
+        config=config,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cadence.review.configdiff import ConfigChange
 from cadence.review.diff import Delta, DiffReport
 
 
@@ -27,6 +28,30 @@ def _pct(report: DiffReport) -> str:
     if pct == float("inf"):
         return "new cost"
     return f"{'+' if pct > 0 else ''}{pct:.1f}%"
+
+
+def _at_line(line: int | None) -> str:
+    return f":{line}" if line else ""
+
+
+def _reach(report: DiffReport, change: ConfigChange) -> str:
+    """``; reaches models a, b; channels web (builds/day 192.0 -> 288.0)``."""
+    parts = []
+    if change.models:
+        parts.append("models " + ", ".join(change.models))
+    if change.channels:
+        costs = {d.name: d for d in report.channel_costs}
+        shown = []
+        for name in change.channels:
+            d = costs.get(name)
+            moved = d is not None and abs(d.builds_after - d.builds_before) > 1e-9
+            shown.append(
+                f"{name} (builds/day {_arrow(d.builds_before, d.builds_after)})"
+                if moved and d is not None
+                else name
+            )
+        parts.append("channels " + ", ".join(shown))
+    return "; reaches " + "; ".join(parts) if parts else ""
 
 
 def diff_json(report: DiffReport) -> dict[str, Any]:
@@ -52,6 +77,18 @@ def diff_json(report: DiffReport) -> dict[str, Any]:
             {"name": c.name, "change": c.change, "reasons": list(c.reasons), "path": c.path}
             for c in report.changes
         ],
+        "config_changes": [
+            {
+                "subject": c.subject,
+                "key": c.key,
+                "before": c.before,
+                "after": c.after,
+                "line": c.line,
+                "models": list(c.models),
+                "channels": list(c.channels),
+            }
+            for c in report.config
+        ],
         "downstream": list(report.downstream),
         "channels": list(report.channels),
         "cadence_changes": [
@@ -75,9 +112,13 @@ def diff_json(report: DiffReport) -> dict[str, Any]:
 
 def diff_text(report: DiffReport) -> str:
     lines = [f"cadence diff against {report.ref} ({report.commit[:10]})"]
-    if not report.models and not report.changes:
+    if report.unchanged:
         lines.append("no model changed")
         return "\n".join(lines)
+    for change in report.config:
+        lines.append(
+            f"  cadence.yml{_at_line(change.line)}: {change.describe()}{_reach(report, change)}"
+        )
     for c in report.changes:
         why = f": {'; '.join(c.reasons)}" if c.reasons else ""
         lines.append(f"  {c.change:<8} {c.name} ({c.path}){why}")
@@ -105,14 +146,22 @@ def diff_text(report: DiffReport) -> str:
 
 def diff_markdown(report: DiffReport) -> str:
     out = [f"### cadence diff against `{report.ref}` (`{report.commit[:10]}`)", ""]
-    if not report.models and not report.changes:
+    if report.unchanged:
         out.append("No model changed.")
         return "\n".join(out) + "\n"
-    out += ["| model | change | why |", "|---|---|---|"]
-    for c in report.changes:
-        why = "; ".join(c.reasons).replace("|", "\\|") or "-"
-        out.append(f"| `{c.name}` | {c.change} | {why} |")
-    out.append("")
+    if report.config:
+        out += ["| cadence.yml | change | reaches |", "|---|---|---|"]
+        for change in report.config:
+            what = change.describe().replace("|", "\\|")
+            reach = _reach(report, change).removeprefix("; ").replace("|", "\\|") or "-"
+            out.append(f"| `cadence.yml{_at_line(change.line)}` | {what} | {reach} |")
+        out.append("")
+    if report.changes:
+        out += ["| model | change | why |", "|---|---|---|"]
+        for c in report.changes:
+            why = "; ".join(c.reasons).replace("|", "\\|") or "-"
+            out.append(f"| `{c.name}` | {c.change} | {why} |")
+        out.append("")
     if report.downstream:
         names = ", ".join(f"`{n}`" for n in report.downstream)
         out.append(f"**Downstream ({len(report.downstream)}):** {names}")

@@ -1,0 +1,56 @@
+"""The gate before publication (build/gate.py): a data test that cannot run names itself and
+where it is written (YAML file:line, or for a segment's key the place the key is set), with
+the closest column, instead of the tests' one internal query failing for the model."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import statuses
+
+SEGMENT = "{{ config(channels=['email'], key=KEY) }}\nselect 1 as customer_id, 'a@x.test' as email\n"
+YML = """\
+version: 2
+models:
+  - name: vip
+    columns:
+      - name: customer_id
+        tests: [unique]
+      - name: COLUMN
+        tests: [not_null]
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "column", "expected"),
+    [
+        pytest.param(
+            "customer_id",
+            "emial",
+            "test not_null_vip_emial (models/vip.yml:8): column 'emial' is not a column of vip "
+            "(did you mean 'email'?)",
+            id="misspelled-test-column",
+        ),
+        pytest.param(
+            "customer_idd",
+            "email",
+            "key 'customer_idd' of vip (models/vip.sql:1): column 'customer_idd' is not a column "
+            "of vip (did you mean 'customer_id'?)",
+            id="wrong-key",
+        ),
+    ],
+)
+def test_a_test_on_a_column_the_model_lacks_names_itself_and_its_line(
+    make_project, cli, key, column, expected
+):
+    root = make_project(
+        {
+            "models/vip.sql": SEGMENT.replace("KEY", repr(key)),
+            "models/vip.yml": YML.replace("COLUMN", column),
+            "models/other.sql": "{{ config(channels=['email']) }}\nselect 1 as id\n",
+        }
+    )
+    result = cli(root, "run", "--at", "2026-01-10T06:00")
+    assert result.exit_code == 1
+    assert expected in result.output
+    assert "Binder Error" not in result.output and "LINE " not in result.output
+    assert statuses(root) == {"vip": "error", "other": "success"}  # only that model fails
