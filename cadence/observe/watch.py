@@ -134,12 +134,15 @@ def observe(
     if previous is not None and not worked and (wake is None or now < wake):
         return None
     data = previous or record.empty()
-    segments = dict(data["segments"])
+    feeding = {s for c in parsed.config.channels for s in channel_segments(parsed, c.name)}
+    segments = {k: v for k, v in data["segments"].items() if k in feeding}
     if state is not None:  # first observation of a project with history: its last builds
-        for name, st in state.models.items():
-            if name not in segments and st.last_success_at is not None:
-                segments[name] = st.last_success_at.isoformat()
-    times, loaded = _segment_times(parsed, dag, engine, built, result.at, parsed.config.tz)
+        for name in feeding - set(segments):
+            last = state.of(name).last_success_at
+            if last is not None:
+                segments[name] = last.isoformat()
+    fed = [name for name in built if name in feeding]
+    times, loaded = _segment_times(parsed, dag, engine, fed, result.at, parsed.config.tz)
     segments.update(times)
     for src in parsed.sources if worked else ():  # sources with an objective: read each time
         label = f"{src.source_name}.{src.table}"
