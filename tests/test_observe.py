@@ -348,6 +348,12 @@ def test_a_segment_behind_a_stale_source_is_built_not_delivered(make_project, cl
     assert 'cadence_channel_last_delivery_timestamp_seconds{channel="email"' not in metrics
     check = cli(root, "status", "--check", "--at", "2026-12-06T10:01")
     assert check.exit_code == 1
+    fresh = json.loads(cli(root, "status", "--check", "--json", "--at", "2026-12-06T10:01").output)
+    by = {c["channel"]: c for c in fresh["channels"]}
+    # ads got the version built at 10:00 from data loaded at 05:00: its lag is the data's age
+    assert dt.datetime.fromisoformat(by["ads"]["data_at"]) == t("2026-12-06T05:00")
+    assert by["ads"]["lag_s"] == 5 * 3600 + 60
+    assert by["email"]["data_at"] is None  # held back: never brought up to date
     assert "source raw.events: error, 5 h 1 min old" in check.output
     (root / "data/events.csv").write_text("id,loaded_at\n1,2026-12-06 10:30:00\n")
     result = cli(root, "run", "--due", "--at", "2026-12-06T11:00")

@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from cadence.activation import audience, outbox, stale
+from cadence.activation import audience, datatime, outbox, stale
 from cadence.activation.attempt import SegmentDelivery, send_pending
 from cadence.activation.files import checkpoint
 from cadence.engines.base import Engine, EngineError
@@ -269,6 +269,7 @@ def _deliver_segment(
     ) or audience.missing_export_column(engine, config, segment, model.relation)
     if problem is not None:
         return [SegmentDelivery(channel, segment, "failed", export.kind, error=problem)]
+    data_at = datatime.segment_data_at(engine, parsed, segment)
     try:
         with engine.transaction():
             sql = audience.segment_audience_sql(
@@ -296,6 +297,7 @@ def _deliver_segment(
                 rebaseline=options.rebaseline,
                 inputs=inputs,
             )
+            datatime.note(engine, channel, segment, data_at, now)
     except EngineError as exc:
         return [
             SegmentDelivery(

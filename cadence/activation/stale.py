@@ -20,7 +20,7 @@ from cadence.load.channelconfig import ChannelConfig
 from cadence.load.parser import ParsedProject
 
 
-def _sources_behind(parsed: ParsedProject, name: str) -> list[tuple[str, str]]:
+def sources_behind(parsed: ParsedProject, name: str) -> list[tuple[str, str]]:
     """Source tables a model reads, directly or through the models it refs."""
     models = parsed.by_name
     found: list[tuple[str, str]] = []
@@ -68,7 +68,7 @@ def held_segments(
     by_key = {(s.source_name, s.table): s for s in parsed.sources}
     held: dict[str, str] = {}
     for segment in segments:
-        for key in _sources_behind(parsed, segment):
+        for key in sources_behind(parsed, segment):
             src = by_key.get(key)
             if src is None or src.error_after_s is None or not src.loaded_at:
                 continue

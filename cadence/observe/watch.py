@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cadence.activation import datatime
 from cadence.activation.stale import loaded_at
 from cadence.observe import record
 from cadence.observe.objectives import Standing, source_standing, standing, worst
@@ -159,15 +160,21 @@ def observe(
     delivered = {
         (d["channel"], d["segment"]) for d in deliveries if d["status"] in ("delivered", "nothing")
     }
+    # the data time each freeze recorded with the version it took (activation.datatime)
+    frozen = datatime.read(engine.state_store()) if delivered and engine is not None else {}
     channels: dict[str, Any] = {}
     for config in parsed.config.channels:
         entry = dict(data["channels"].get(config.name, {}))
         entry.setdefault("since", now.isoformat())
         per_segment = dict(entry.get("segments", {}))
         for seg in channel_segments(parsed, config.name):
-            # a destination counts what it acknowledged; without one, the publish counts
-            if seg in segments and (config.export is None or (config.name, seg) in delivered):
-                per_segment[seg] = segments[seg]
+            if config.export is None:  # without a destination, the publish counts
+                if seg in segments:
+                    per_segment[seg] = segments[seg]
+            elif (config.name, seg) in delivered:  # what the destination acknowledged
+                took = record.iso(frozen.get((config.name, seg))) or segments.get(seg)
+                if took is not None:
+                    per_segment[seg] = took
         if any(c == config.name for c, _ in delivered):
             entry["last_delivery_at"] = now.isoformat()
         if worked and config.export is not None:
