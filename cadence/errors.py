@@ -107,11 +107,15 @@ class WarehouseBusy(CadenceError):
 
 
 def _flatten(errors: Iterable[CadenceError]) -> Iterable[CadenceError]:
+    # One problem is reported once, though a folder config checked for each model it applies
+    # to finds it again per model.
+    seen: set[tuple[type, str]] = set()
     for e in errors:
-        if isinstance(e, ProjectErrors):
-            yield from e.errors
-        else:
-            yield e
+        for one in e.errors if isinstance(e, ProjectErrors) else (e,):
+            key = (type(one), one.render())
+            if key not in seen:
+                seen.add(key)
+                yield one
 
 
 @dataclass

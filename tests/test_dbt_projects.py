@@ -484,3 +484,53 @@ def test_a_snapshots_custom_schema_is_named_as_dbt_names_it(shop: Path) -> None:
         "{{ custom_schema_name or target.schema }}{%- endmacro %}\n"
     )
     assert Project.load(shop).parsed.model("cust_snap").relation == '"snap"."cust_snap"'  # type: ignore[union-attr]
+
+
+def test_a_folder_configs_unknown_key_is_reported_once(shop: Path, cli: Any) -> None:
+    """A folder config applies to every model in the folder; its bad key is one problem."""
+    text = (shop / "dbt_project.yml").read_text()
+    (shop / "dbt_project.yml").write_text(
+        text.replace("      +schema: marts\n", "      +schema: marts\n      +materialise: view\n")
+    )
+    result = cli(shop, "run")
+    assert result.exit_code == 2
+    assert result.output.count("unknown config key 'materialise'") == 1
+    assert "errors found" not in result.output
+
+
+def test_a_jinja_error_in_a_config_value_names_its_line(shop: Path) -> None:
+    text = (shop / "dbt_project.yml").read_text()
+    (shop / "dbt_project.yml").write_text(
+        text.replace("      +schema: marts\n", '      +schema: "{{ nope( }}"\n')
+    )
+    line = 1 + (shop / "dbt_project.yml").read_text().splitlines().index(
+        '      +schema: "{{ nope( }}"'
+    )
+    with pytest.raises(CadenceError) as info:
+        Project.load(shop, use_cache=False)
+    assert f"dbt_project.yml:{line}: error: Jinja syntax error" in info.value.render()
+
+
+def test_a_profile_setting_duckdb_refuses_names_the_profile(shop: Path, cli: Any) -> None:
+    profile = shop / "profiles.yml"
+    text = profile.read_text()
+    profile.write_text(
+        text.replace(
+            "path: shop.duckdb\n", "path: shop.duckdb\n      settings: {no_such_setting: 1}\n"
+        )
+    )
+    (shop / "cadence.yml").write_text("timezone: UTC\n")
+    result = cli(shop, "run")
+    assert result.exit_code == 2
+    assert "profiles.yml: error: cannot open the warehouse" in result.output
+    assert "cadence.yml" not in result.output
+
+
+def test_a_problem_file_in_a_package_is_named_by_its_path_in_the_project(shop: Path) -> None:
+    package = next((shop / "dbt_packages").iterdir())
+    (package / "macros").mkdir(exist_ok=True)
+    os.mkfifo(package / "macros" / "piped.sql")
+    with pytest.raises(CadenceError) as info:
+        Project.load(shop, use_cache=False)
+    rel = f"dbt_packages/{package.name}/macros/piped.sql"
+    assert f"{rel}: error: is a FIFO (named pipe)" in info.value.render()

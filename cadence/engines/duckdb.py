@@ -90,8 +90,8 @@ class DuckDBEngine(Engine):
         except duckdb.Error as exc:
             raise CadenceError(
                 f"cannot open the warehouse: {exc}",
-                file="cadence.yml",
-                hint="check warehouse settings in cadence.yml",
+                file=warehouse.settings_file,
+                hint=f"check the warehouse settings in {warehouse.settings_file}",
             ) from None
         for ext in warehouse.extensions:
             try:

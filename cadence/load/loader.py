@@ -198,7 +198,8 @@ def _read_layout(root: Path, layout: Layout, errors: ErrorCollector) -> dict[str
         base = root / package.folder if package.folder else root
         for folder, suffixes in package.folders().items():
             inner = folder[len(package.folder) + 1 :] if package.folder else folder
-            for p in files.walk(base, inner, suffixes, errors.errors):
+            walked: list[CadenceError] = []  # named relative to the package: re-rooted below
+            for p in files.walk(base, inner, suffixes, walked):
                 rel = p.relative_to(base).as_posix()
                 rel = f"{package.folder}/{rel}" if package.folder else rel
                 if rel in seen:
@@ -211,6 +212,10 @@ def _read_layout(root: Path, layout: Layout, errors: ErrorCollector) -> dict[str
                     except CadenceError:
                         continue  # reported where it was read
                 digests[rel] = found
+            for problem in walked:
+                if package.folder and problem.file:
+                    problem.file = f"{package.folder}/{problem.file}"
+                errors.add(problem)
     for key in out:
         if key not in ("python_models", "seeds"):
             out[key].sort(key=lambda f: f.path)  # type: ignore[attr-defined]

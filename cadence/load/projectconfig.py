@@ -87,6 +87,8 @@ class WarehouseConfig:
     # user's warehouse.allowed_paths, absolute; a loader that declares more (a dbt profile's
     # external_root, attached databases) adds them here (engines.access reads this list)
     allowed_paths: tuple[str, ...] = ()
+    # where ``settings`` were read (cadence.yml, or a dbt profile): what DuckDB refuses names it
+    settings_file: str = "cadence.yml"
 
 
 @dataclass(frozen=True)
@@ -466,6 +468,7 @@ def _parse_warehouse(
         database=_database(raw, path),
         external_root=str(raw["external_root"]) if raw.get("external_root") else None,
         allowed_paths=_allowed_paths(raw, root, errors),
+        settings_file=str(at("settings")["file"]),
     )
 
 

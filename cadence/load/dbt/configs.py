@@ -116,7 +116,7 @@ def layers_for(
             used.add(i)
         values = layer.values
         if render is not None and any(_templated(v) for v in values.values()):
-            values = {k: _rendered(v, package, render) for k, v in values.items()}
+            values = {k: _rendered_at(layer, k, v, package, render) for k, v in values.items()}
         out.append(ConfigLayer(dict(values), layer.file, layer.line, dict(layer.key_lines)))
     return out
 
@@ -160,6 +160,19 @@ def _rendered(value: Any, package: str, render: Callable[[str, str], Any]) -> An
     if isinstance(value, list):
         return [_rendered(v, package, render) for v in value]
     return value
+
+
+def _rendered_at(
+    layer: PathLayer, key: str, value: Any, package: str, render: Callable[[str, str], Any]
+) -> Any:
+    """A value rendered; an error in it names the line of its key (the template's own line
+    numbers count within the value)."""
+    try:
+        return _rendered(value, package, render)
+    except CadenceError as exc:
+        exc.file = layer.file
+        exc.line = layer.key_lines.get(key) or layer.line
+        raise
 
 
 def native(text: str) -> Any:
