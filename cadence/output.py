@@ -270,6 +270,7 @@ def cost_json(report: CostReport) -> dict[str, Any]:
                 "models": list(c.models),
                 "builds_per_day": round(c.builds_per_day, 3),
                 "compute_s_per_day": round(c.compute_s_per_day, 3),
+                "deliveries_per_day": round(c.deliveries_per_day, 3),
             }
             for c in report.channels
         ],
@@ -295,9 +296,10 @@ def render_cost(report: CostReport) -> str:
         )
     lines.append("per channel (a build shared by several channels is split equally among them):")
     for c in report.channels:
+        received = f" {c.deliveries_per_day:>6.1f} deliveries/day" if c.name != "no channel" else ""
         lines.append(
             f"  {c.name:<28} {c.cadence:<22} {c.builds_per_day:>8.1f} builds/day "
-            f"{c.compute_s_per_day:>9.1f} s/day"
+            f"{c.compute_s_per_day:>9.1f} s/day{received}"
         )
     lines.append(
         f"total: {report.total_builds_per_day:.1f} builds/day, "

@@ -325,6 +325,7 @@ class Project:
                 full_refresh=full_refresh,
                 retry_failed=retry_failed,
             )
+            self._owe_deliveries(engine, plan, now)
             hooked = hooks.start_of_run(self.parsed, self.compiler, engine, plan.decisions, now)
             result = execute(
                 self.parsed,
@@ -342,7 +343,7 @@ class Project:
             )
             if hooked:
                 hooks.end_of_run(self.parsed, self.compiler, engine, result.results, now)
-            result = self._after_run(engine, state, result, now)
+            result = self._after_run(engine, state, plan, result, now)
             # files and pruning after the run: one that fails to write (a full disk) is the
             # run's write error (exit 1, the path and cause named), never an abort
             done, warehouse = result, self.parsed.config.warehouse.path
@@ -363,8 +364,7 @@ class Project:
             return None
         from cadence.activation import roster
 
-        root = self.root
-        return lambda engine, model, run_id, at: roster.keep(engine, root, model, run_id, at)
+        return lambda engine, model, run_id, at: roster.keep(engine, self.root, model, run_id, at)
 
     def _keep_rosters(self, engine: Engine, state: StateSnapshot, result: RunResult) -> None:
         """Members snapshots no publish left: segments with none yet, and after a run killed
@@ -380,19 +380,16 @@ class Project:
             if m.config.key and ((m.schema, m.identifier) in state.relations or m.name in built)
         }
         ran = any(r.status != "skipped" for r in result.results)
-        wanted = (
-            list(segments)
-            if state.pending_runs and ran
-            else roster.missing(self.root, list(segments))
-        )
+        everything = state.pending_runs and ran  # a killed run may have left any behind
+        wanted = list(segments) if everything else roster.missing(self.root, list(segments))
         for name in wanted:
             roster.keep(engine, self.root, segments[name], result.run_id, result.at)
 
     def _after_run(
-        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
+        self, engine: Engine, state: StateSnapshot, plan: Plan, result: RunResult, now: dt.datetime
     ) -> RunResult:
         """Hooks after a run (contract (e)): deliveries first, then serve snapshots."""
-        result = self._deliver_after_run(engine, state, result, now)
+        result = self._deliver_after_run(engine, state, result, now, plan)
         return self._snapshot_after_run(engine, state, result, now)
 
     def _snapshot_after_run(
@@ -411,22 +408,22 @@ class Project:
         report = publish.write_channel_snapshots(self.root, self.parsed, engine, now, channels)
         return replace(result, snapshots=report)
 
-    def _deliver_after_run(
-        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime
-    ) -> RunResult:
-        """Deliveries of the channels whose segments or suppression lists were published, and
-        of channels with changes still pending."""
-        from cadence.activation import deliver
+    def _owe_deliveries(self, engine: Engine, plan: Plan, now: dt.datetime) -> None:
+        """Before a plain run or seed builds: the channels it owes a delivery (activation)."""
+        if not plan.due_mode and any(c.export for c in self.parsed.config.channels):
+            from cadence.activation import timing
 
-        if not deliver.exported_channels(self.parsed):
+            timing.owe_before_run(self.parsed, engine, plan, now)
+
+    def _deliver_after_run(
+        self, engine: Engine, state: StateSnapshot, result: RunResult, now: dt.datetime, plan: Plan
+    ) -> RunResult:
+        """Deliveries after a run, as ``activation.timing`` decides them (SPEC §7 "When")."""
+        if not any(c.export for c in self.parsed.config.channels):
             return result
-        built = {r.name for r in result.results if r.status == "success"}
-        channels = set(deliver.channels_touched(self.parsed, built))
-        channels |= set(deliver.channels_pending(engine, state.relations))
-        if not channels:
-            return result
-        report = deliver.deliver(self.parsed, engine, now, channels)
-        return replace(result, deliveries=report)
+        from cadence.activation import timing
+
+        return timing.after_run(self.parsed, self.cadences, engine, state, plan, result, now)
 
     def export(
         self,
@@ -440,7 +437,7 @@ class Project:
     ) -> Any:
         """Deliver pending changes without building (``cadence export``); with ``dry_run``
         return a preview per channel x segment and move nothing."""
-        from cadence.activation import deliver, preview
+        from cadence.activation import deliver, preview, timing
 
         exported = [c.name for c in deliver.exported_channels(self.parsed)]
         for ch in channels:
@@ -478,13 +475,13 @@ class Project:
             try:
                 unrecorded.record_pending(engine, self.root)  # failures a full disk kept out
                 options = deliver.DeliveryOptions(force=force, rebaseline=rebaseline)
-                return deliver.deliver(self.parsed, engine, now, chosen, options)
+                return timing.for_export(self.parsed, self.cadences, engine, chosen, now, options)
             finally:
                 engine.close()
 
-    def delivery_status(self) -> list[dict[str, Any]]:
-        """Per channel x segment with an export: its last delivery attempt and how many
-        changes are pending (``activation.queries.delivery_status``)."""
+    def delivery_status(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Per channel x segment with an export: its last delivery attempt, changes pending and
+        the channel's served tick and next delivery (``activation.queries.delivery_status``)."""
         from cadence.activation import deliver, queries
 
         if not deliver.exported_channels(self.parsed):
@@ -498,7 +495,7 @@ class Project:
             except CadenceError:  # another process has it (WarehouseBusy) or it is unreadable
                 engine = None
         try:
-            return queries.delivery_status(self.parsed, engine)
+            return queries.delivery_status(self.parsed, engine, self.cadences.channels, now)
         finally:
             if engine is not None:
                 engine.close()
@@ -551,6 +548,7 @@ class Project:
                 due_only=False,
                 full_refresh=True,
             )
+            self._owe_deliveries(engine, plan, now)
             result = execute(
                 self.parsed,
                 self.dag,
@@ -561,7 +559,7 @@ class Project:
                 command="seed",
                 on_event=on_event,
             )
-            result = self._after_run(engine, state, result, now)  # a reloaded suppression list
+            result = self._after_run(engine, state, plan, result, now)  # reloaded lists too
             self._keep_snapshot(engine, result)
             return result
         finally:

@@ -123,7 +123,7 @@ def test_library_export_writes_owner_only_files_under_umask_022(make_project, cl
     project = Project.load(root)
     old = os.umask(0o022)
     try:
-        with mock.patch.object(Project, "_deliver_after_run", lambda self, e, s, r, n: r):
+        with mock.patch.object(Project, "_deliver_after_run", lambda self, e, s, r, n, *plan: r):
             project.run(at("2026-01-02T06:00"))  # built, not delivered
         folder = root / "exports" / "email" / "vip"
         leftover = folder / ".email__vip__000000002-000000002.parquet.tmp"

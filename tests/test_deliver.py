@@ -218,3 +218,28 @@ def test_export_dry_run_during_a_run_says_a_run_holds_it(make_project, cli):
     assert "a cadence run is in progress" in result.output and "notebook" not in result.output
     assert "hint: try again when it finishes" in result.output
     assert cli(root, "export", "--dry-run").exit_code == 0
+
+
+def test_a_failing_suppression_model_holds_a_plain_run_and_an_export(make_project, cli):
+    """Nothing is sent against a stale suppression list (SPEC §7 "When"), whatever the
+    command: the channel's delivery is held, with the reason, and the run exits 1."""
+    yml = CADENCE_YML.replace("suppress: [unsubscribed]", "suppress: [unsub]")
+    unsub = "models/unsub.sql"
+    root = make_activation(
+        make_project, [(1, 900)], cadence_yml=yml,
+        extra={unsub: "select id from {{ ref('unsubscribed') }}\n"},
+    )  # fmt: skip
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, [(1, 900), (2, 900)])
+    set_unsubscribed(root, [1])
+    (root / unsub).write_text("select nope from {{ ref('unsubscribed') }}\n")
+    run = cli(root, "run", "--at", "2026-01-02T06:00")
+    assert run.exit_code == 1
+    assert "error: delivery email/vip held: suppression list 'unsub' is not current" in run.output
+    export = cli(root, "export", "--at", "2026-01-02T06:05")
+    assert export.exit_code == 1 and "delivery email/vip held" in export.output
+    assert sent(root, "vip") == [("1", "entered")]
+    (root / unsub).write_text("select id from {{ ref('unsubscribed') }}\n")
+    fixed = cli(root, "run", "-s", "unsub", "--at", "2026-01-02T06:10")
+    assert fixed.exit_code == 0, fixed.output
+    assert sent(root, "vip") == [("1", "entered"), ("1", "exited"), ("2", "entered")]

@@ -242,6 +242,37 @@ def test_inherited_ticks_pass_through_views_and_ephemerals(copy_project):
     assert project.cadences.of("survey_list").describe() == "on demand"
 
 
+def test_what_a_channels_delivery_reads_takes_the_channels_ticks(make_project):
+    """A suppression list that is a model (and what it reads) is upstream of its channel
+    (SPEC §7 "When"): it takes the channel's ticks, unless it has its own cadence."""
+    yml = (
+        "name: p\ntimezone: Europe/Berlin\nchannels:\n  email:\n    cadence: daily at 05:00\n"
+        "    suppress: [unsub, slow_unsub, optout_seed]\n  ads: {cadence: every 4 hours}\n"
+    )
+    project = Project.load(
+        make_project(
+            {
+                "models/seg.sql": "{{ config(channels=['email', 'ads'], key='id') }}\n"
+                "select 1 as id\n",
+                "models/raw_optouts.sql": "select 1 as id\n",
+                "models/unsub.sql": "select * from {{ ref('raw_optouts') }}\n",
+                "models/slow_unsub.sql": "{{ config(cadence='weekly') }}\nselect 1 as id\n",
+                "seeds/optout_seed.csv": "id\n1\n",
+            },
+            cadence_yml=yml,
+        )
+    )
+    unsub = project.cadences.of("unsub")
+    assert unsub.describe() == "daily at 05:00" and unsub.channels == ("email",)
+    assert unsub.provenance() == "daily at 05:00, from channel email (suppression list)"
+    assert project.cadences.of("raw_optouts").provenance() == (
+        "daily at 05:00, from channel email via unsub (suppression list)"
+    )
+    assert project.cadences.of("slow_unsub").describe() == "weekly"
+    plan = project.plan(at("2026-01-10T05:00"), state=StateSnapshot())
+    assert plan.get("unsub").builds and plan.get("raw_optouts").builds
+
+
 def test_only_ticks_make_a_model_due(copy_project, cli):
     root = copy_project("day")
     replay(cli, root, [at("2026-01-10T07:00")])

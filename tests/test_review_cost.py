@@ -168,3 +168,31 @@ def test_compute_uses_recorded_durations_and_says_no_history(make_project):
     assert base is not None and base.compute_s_per_day is None
     assert "daily_base" in report.no_history and "fast_seg" not in report.no_history
     assert report.total_compute_s_per_day == pytest.approx(fast.compute_s_per_day)
+
+
+def test_a_channel_receives_at_its_own_ticks_and_pays_for_its_suppression_list(make_project):
+    """high_value feeds email (daily) and ads (every 4 hours): built 7 times a day, email receives
+    it once and ads 6 times; the suppression model email reads is built at email's tick, for
+    email (SPEC §7 "When")."""
+    yml = (
+        "name: p\ntimezone: Europe/Berlin\nchannels:\n  email:\n    cadence: daily at 05:00\n"
+        "    suppress: [unsub]\n  ads: {cadence: every 4 hours}\n"
+    )
+    root = make_project(
+        {
+            "models/high_value.sql": "{{ config(channels=['email', 'ads'], key='id') }}\n"
+            "select 1 as id\n",
+            "models/unsub.sql": "select 1 as id\n",
+        },
+        yml,
+    )
+    project = Project.load(root)
+    report = cost_report(
+        project.parsed, project.dag, project.cadences, {}, at("2026-01-10T00:00"),
+        dt.timedelta(days=1), "24h",
+    )  # fmt: skip
+    channels = {c.name: c for c in report.channels}
+    assert report.model("high_value").builds_per_day == 7
+    assert (channels["email"].deliveries_per_day, channels["ads"].deliveries_per_day) == (1, 6)
+    assert report.model("unsub").channel_builds == (("email", 1.0),)
+    assert "unsub" in channels["email"].models

@@ -253,3 +253,24 @@ def test_unknown_suppress_and_priority_names_are_warned_before_any_run(make_proj
     assert "'nosuch'" in named[1].message
     fixed = make_project(files, yml.replace("unsubscribd", "unsubscribed").replace(", nosuch", ""))
     assert rules(fixed) == []
+
+
+def test_a_suppression_list_with_its_own_slower_cadence_names_the_suppress_line(make_project):
+    yml = YML.replace(
+        'email:   {cadence: "daily at 05:00", kind: email}',
+        'email:\n    cadence: "daily at 05:00"\n    kind: email\n    suppress: [unsub, optout_seed]',
+    )
+    files = {
+        **SEGS,
+        "models/unsub.sql": "{{ config(cadence='weekly') }}\nselect 1 as id\n",
+        "seeds/optout_seed.csv": "id\n1\n",
+    }
+    found = lint(Project.load(make_project(files, yml)))
+    (slower,) = [w for w in found if w.message.endswith("[slower-suppression]")]
+    assert (slower.file, slower.line) == ("cadence.yml", 8)
+    assert "suppresses with 'unsub', whose own cadence (weekly) is slower" in slower.message
+    assert slower.hint.startswith("models/unsub.sql:1: remove the cadence of 'unsub'")
+    # without its own cadence it takes the channel's ticks; a faster one is fine too
+    for sql in ("select 1 as id\n", "{{ config(cadence='hourly') }}\nselect 1 as id\n"):
+        files["models/unsub.sql"] = sql
+        assert rules(make_project(files, yml)) == []

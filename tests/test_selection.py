@@ -11,6 +11,7 @@ import pytest
 from conftest import at
 
 from cadence.errors import UsageError
+from cadence.plan.selection import feeding
 from cadence.project import Project, Selection
 
 NOW = at("2026-01-10T10:00")
@@ -101,7 +102,7 @@ def test_exclude_alone_excludes_from_everything(shop):
 
 
 def test_channel_option_intersects_with_select(shop):
-    assert chosen(shop, channels=("email",)) == {"high_value", "lapsed"}
+    assert chosen(shop, channels=("email",)) == {"high_value", "lapsed"}  # suppress: a seed
     assert chosen(shop, "tag:vip", channels=("email",)) == {"high_value"}
     assert chosen(shop, "browsing_now", channels=("email",)) == set()
 
@@ -216,3 +217,23 @@ def test_only_the_term_matching_nothing_is_named(copy_project, cli):
     assert "high_value" in result.output
     quiet = cli(root, "ls", "-s", "tag:vip", "-s", "due:true")  # due: matching nothing is normal
     assert "warning" not in quiet.output
+
+
+def test_channel_option_selects_the_models_its_deliveries_read(make_project):
+    """A suppression list that is a model is read by every delivery of the channel: it is
+    selected with the channel's segments (SPEC §7 "When")."""
+    yml = (
+        "name: p\ntimezone: UTC\nchannels:\n  email:\n    cadence: daily at 05:00\n"
+        "    suppress: [unsub]\n  ads: {cadence: every 4 hours}\n"
+    )
+    root = make_project(
+        {
+            "models/seg.sql": "{{ config(channels=['email'], key='id') }}\nselect 1 as id\n",
+            "models/ad.sql": "{{ config(channels=['ads'], key='id') }}\nselect 1 as id\n",
+            "models/unsub.sql": "select 1 as id\n",
+        },
+        cadence_yml=yml,
+    )
+    project = Project.load(root)
+    assert feeding(project.parsed, ["email"]) == {"seg", "unsub"}
+    assert feeding(project.parsed, ["ads"]) == {"ad"}

@@ -1,7 +1,10 @@
 """Activation: delivering segments to channels (SPEC §7), a wing of its own.
 
-Entered from one place, the ``Project`` facade: ``Project.run``/``Project.export`` hand a
-finished run to ``deliver.deliver``, which computes each channel's audience (``audience``),
+Entered from one place, the ``Project`` facade: ``Project.run``/``Project.export`` ask
+``timing`` (before a plain run builds: which channels it owes a delivery; after the builds:
+which channels deliver now, at their own ticks, by ``plan.deliveries``, from what
+``ticks`` reads of ``_cadence.channel_ticks``), which hands the decisions to
+``deliver.deliver``, which computes each channel's audience (``audience``),
 freezes its pending changes with sequence numbers (``outbox``) and has ``attempt`` hand each
 range to a destination (``files``, ``webhook``; the webhook's signing, retries and connections
 are ``cadence.outbound``'s); ``export --dry-run`` asks ``preview.preview``, which moves nothing;

@@ -36,11 +36,12 @@ from cadence.load.relations import quote
 @dataclass(frozen=True)
 class SegmentDelivery:
     """What became of one channel x segment in a delivery: an attempt's outcome, or why there
-    was none (nothing pending, not built yet, held back, the channel failed)."""
+    was none (nothing pending, not built yet, held back, the channel failed, or ``held``: an
+    input its delivery reads is failing, so nothing was frozen or sent)."""
 
     channel: str
     segment: str
-    status: str  # delivered | nothing | failed | held_back | skipped
+    status: str  # delivered | nothing | failed | held_back | held | skipped
     destination: str = "file"
     export_id: str | None = None
     first_seq: int | None = None
@@ -54,7 +55,7 @@ class SegmentDelivery:
 
     @property
     def failed(self) -> bool:
-        return self.status in ("failed", "held_back")
+        return self.status in ("failed", "held_back", "held")
 
     def to_json(self) -> dict[str, object]:
         return {

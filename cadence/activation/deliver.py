@@ -1,27 +1,32 @@
-"""Delivery orchestration: for each channel with an ``export``, freeze its segments' pending
-changes and hand them to the channel's destination, whatever kind it is.
+"""Delivery orchestration: for each channel with an ``export``, carry out what
+``plan.deliveries`` decided for it: freeze its segments' new changes and hand what is pending
+to the channel's destination, whatever kind it is; or send only what earlier freezes left; or
+report it held.
 
-Input: the parsed project, an open engine, ``now`` and which channels to deliver -> output: a
-``DeliveryReport`` with one ``SegmentDelivery`` per channel x segment (and attempt). Steps per
-channel x segment, each its own transaction: (1) freeze the changes against what was delivered
-plus what is pending (``outbox.freeze``); then ``attempt`` (2) fixes the attempt's range and
-records it ``started``, (3) sends it (file or webhook), (4) advances delivered state to what the
-destination reports and records the outcome. A kill -9 between any two steps leaves the range
-fixed in (2), so the next attempt sends exactly it again: nothing lost, nothing sent twice. A
-channel's ``max_change`` holds back a delivery whose entries or exits exceed that share of what
-was delivered, until ``force``. A channel whose suppression lists are missing or whose config is
-wrong delivers nothing; a segment taken off a channel sends what it delivered as exits.
-Used by ``Project.run`` (after a run) and ``Project.export``; ``preview`` shows what the next
+Input: the parsed project, an open engine, ``now`` and one ``ChannelDecision`` per channel ->
+output: a ``DeliveryReport`` with one ``SegmentDelivery`` per channel x segment (and attempt).
+A ``freeze`` decision: (1) each segment's changes are frozen against what was delivered plus
+what is pending (``outbox.freeze``, one transaction per segment); (2) once all froze, the tick
+the decision serves is recorded and a debt a run recorded is cleared (``ticks.settle``, one
+transaction); then ``attempt`` per segment (3) fixes the attempt's range and records it
+``started``, (4) sends it (file or webhook), (5) advances delivered state to what the
+destination reports and records the outcome. A kill -9 before (2) leaves the old tick, so the
+next invocation freezes again (harmless); after it, the next invocation sends exactly the
+frozen ranges: nothing lost, nothing sent twice. A channel's ``max_change`` holds back a
+delivery whose entries or exits exceed that share of what was delivered, until ``force``. A
+channel whose suppression lists are missing or whose config is wrong delivers nothing; a
+segment taken off a channel sends what it delivered as exits.
+Used by ``timing`` (after a run, and for ``cadence export``); ``preview`` shows what the next
 delivery would send, with the same choice of channels and segments.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cadence.activation import audience, datatime, outbox, stale
+from cadence.activation import audience, datatime, outbox, stale, ticks
 from cadence.activation.attempt import SegmentDelivery, send_pending
 from cadence.activation.files import checkpoint
 from cadence.engines.base import Engine, EngineError
@@ -29,11 +34,12 @@ from cadence.errors import CadenceError
 from cadence.load.channelconfig import ChannelConfig
 from cadence.load.parser import ParsedProject
 from cadence.load.relations import quote
-from cadence.record.state import SCHEMA
+from cadence.plan import deliveries
+from cadence.plan.deliveries import HOLD, ChannelDecision
 
 # activation's history for ``history: {keep_days}`` (table, time column[, keep-latest keys]):
 # membership changes, and delivery attempts except the newest per channel x segment. Current
-# state (delivered, outbox, delivery_cursor) is never history.
+# state (delivered, outbox, delivery_cursor, channel_ticks) is never history.
 HISTORY_TABLES: tuple[tuple[str, ...], ...] = (
     ("_cadence.membership_changes", "at"),
     (outbox.DELIVERIES, "started_at", "channel", "segment"),
@@ -66,55 +72,42 @@ def exported_channels(parsed: ParsedProject) -> tuple[ChannelConfig, ...]:
 
 def channels_touched(parsed: ParsedProject, built: Collection[str]) -> tuple[str, ...]:
     """Exported channels whose audience may have changed because ``built`` were published:
-    one of their segments, suppression lists or (through them) priority segments."""
-    built = set(built)
-    out = []
-    for config in exported_channels(parsed):
-        names = {m.name for m in audience.segments_of(parsed, config.name)} | set(config.suppress)
-        if names & built:
-            out.append(config.name)
-    return tuple(out)
-
-
-def channels_pending(engine: Engine, relations: Collection[tuple[str, str]]) -> tuple[str, ...]:
-    """Channels with changes frozen but not delivered (an earlier delivery failed or died),
-    and channels whose inputs were published after their last freeze (a run killed between
-    publishing and delivering): the next invocation delivers them, also an idle one."""
-    if (SCHEMA, "delivery_cursor") not in relations:
-        return ()
-    store = engine.state_store()
-    rows = store.query(
-        f"select distinct channel from {outbox.CURSOR} where frozen_seq > delivered_seq"
-    )
-    return tuple(sorted({r[0] for r in rows} | channels_stale(engine)))
-
-
-def channels_stale(engine: Engine) -> set[str]:
-    """Channels whose segments or lists were published but never frozen (a run killed between
-    publishing and delivering); none in a warehouse from before input versions were recorded."""
-    try:
-        return outbox.stale_channels(engine.state_store())
-    except EngineError:
-        return set()
+    one of their segments, suppression lists or priority segments."""
+    names = [c.name for c in exported_channels(parsed)]
+    found = deliveries.touched(deliveries.channel_inputs(parsed, names), built)
+    return tuple(n for n in names if n in found)
 
 
 def deliver(
     parsed: ParsedProject,
     engine: Engine,
     now: dt.datetime,
-    channels: Collection[str],
+    decisions: Sequence[ChannelDecision],
     options: DeliveryOptions = DeliveryOptions(),
 ) -> DeliveryReport:
-    """Deliver every segment of ``channels`` (those with an ``export``), in project order."""
-    wanted = [c for c in exported_channels(parsed) if c.name in set(channels)]
+    """Carry out each channel's decision (``plan.deliveries``), in project order: ``freeze``
+    freezes every segment, records the tick served (``ticks.settle``), then sends what is
+    pending; ``send_pending`` sends only what earlier freezes left; ``hold`` reports why."""
+    by_name = {d.channel: d for d in decisions if d.acts}
+    wanted = [c for c in exported_channels(parsed) if c.name in by_name]
     if not wanted:
         return DeliveryReport()
     checkpoint("before_deliver")  # test-only: segments published, nothing frozen yet
-    outbox.ensure_tables(engine.state_store())
+    store = engine.state_store()
+    outbox.ensure_tables(store)
+    ticks.ensure_table(store)
     relations = engine.relations()
     results: list[SegmentDelivery] = []
     for config in wanted:
-        results.extend(_deliver_channel(parsed, engine, now, config, relations, options))
+        decision = by_name[config.name]
+        if decision.action == HOLD:
+            results.extend(_held(parsed, config, decision.reason))
+        elif decision.freezes:
+            results.extend(
+                _deliver_channel(parsed, engine, now, config, relations, decision, options)
+            )
+        else:
+            results.extend(_send_frozen(parsed, engine, now, config, options))
     return DeliveryReport(tuple(results))
 
 
@@ -129,14 +122,29 @@ def present_segments(
     }
 
 
+def _held(parsed: ParsedProject, config: ChannelConfig, reason: str) -> list[SegmentDelivery]:
+    assert config.export is not None
+    kind = config.export.kind
+    segments = audience.segments_of(parsed, config.name)
+    return [SegmentDelivery(config.name, m.name, "held", kind, error=reason) for m in segments] or [
+        SegmentDelivery(config.name, "-", "held", kind, error=reason)
+    ]
+
+
 def _deliver_channel(
     parsed: ParsedProject,
     engine: Engine,
     now: dt.datetime,
     config: ChannelConfig,
     relations: Mapping[tuple[str, str], str],
+    decision: ChannelDecision,
     options: DeliveryOptions,
 ) -> list[SegmentDelivery]:
+    """Freeze every segment of the channel (each its own transaction), record the tick served
+    once all froze, then send. A kill before the tick is recorded makes the next invocation
+    freeze again (harmless: against delivered plus pending); after it, the next invocation
+    sends exactly the frozen ranges. A segment that could not be frozen leaves the tick
+    unserved, so the next invocation tries again."""
     assert config.export is not None
     kind = config.export.kind
     segments = audience.segments_of(parsed, config.name)
@@ -155,14 +163,14 @@ def _deliver_channel(
             SegmentDelivery(config.name, m.name, "failed", kind, error=error) for m in segments
         ] or [SegmentDelivery(config.name, "-", "failed", kind, error=error)]
     present = present_segments(parsed, config.name, relations)
-    # read once: nothing publishes while a delivery holds the run lock
-    inputs = outbox.input_versions(engine.state_store(), _inputs_of(parsed, config))
+    store = engine.state_store()
+    found: dict[str, list[SegmentDelivery]] = {}
+    to_send: list[str] = []
     names = [m.name for m in segments if m.name in present]
     held = stale.held_segments(parsed, engine, config, names, now, {})
-    out = []
     for model in segments:
         if model.name not in present:
-            out.append(
+            found[model.name] = [
                 SegmentDelivery(
                     config.name,
                     model.name,
@@ -170,52 +178,75 @@ def _deliver_channel(
                     kind,
                     error="not built yet: nothing to deliver",
                 )
-            )
+            ]
             continue
         why = held.get(model.name)
         if why is not None:  # built, not delivered: data too stale to trust is not sent
-            out.append(SegmentDelivery(config.name, model.name, "held_back", kind, error=why))
+            found[model.name] = [
+                SegmentDelivery(config.name, model.name, "held_back", kind, error=why)
+            ]
             continue
-        out.extend(
-            _deliver_segment(parsed, engine, now, config, model.name, present, inputs, options)
-        )
+        problem = _freeze_segment(parsed, engine, now, config, model.name, present, options)
+        if problem is not None:
+            found[model.name] = [problem]
+        to_send.append(model.name)
     current = {m.name for m in segments}
-    store = engine.state_store()
     for segment in outbox.segments_with_state(store, config.name):
         if segment not in current:
-            out.extend(_deliver_dropped(parsed, engine, now, config, segment, inputs, options))
-    # segments not frozen now (skipped, or taken off with nothing left) must not keep the
-    # channel looking stale: only the ones just frozen, or dropped ones still pending, count
-    dropped = set(outbox.segments_with_state(store, config.name)) - current
-    outbox.forget_inputs(store, config.name, present | dropped)
-    return out
+            _freeze_dropped(store, now, config, segment)
+            to_send.append(segment)
+    if not any(d.failed for d in (r for rs in found.values() for r in rs)):
+        try:
+            with store.transaction():
+                ticks.settle(store, config.name, decision.serves, now, froze=bool(to_send))
+            checkpoint("after_tick")
+        except EngineError:
+            pass  # refused (a full disk): the tick stays unserved, the next run freezes again
+    for segment in to_send:
+        sent = send_pending(
+            parsed, store, now, config, segment, force=options.force, env=options.env
+        )
+        if segment in found:  # its freeze failed: only an earlier range it still had
+            sent = [d for d in sent if d.status != "nothing"]
+        found.setdefault(segment, []).extend(sent)
+    order = [m.name for m in segments] + [s for s in to_send if s not in current]
+    return [d for name in order for d in found.get(name, ())]
 
 
-def _deliver_dropped(
+def _send_frozen(
     parsed: ParsedProject,
     engine: Engine,
     now: dt.datetime,
     config: ChannelConfig,
-    segment: str,
-    inputs: str,
     options: DeliveryOptions,
 ) -> list[SegmentDelivery]:
+    """Send exactly what earlier freezes left pending (a failed or killed delivery); freeze
+    nothing: newer changes wait for the channel's next tick."""
+    store = engine.state_store()
+    out: list[SegmentDelivery] = []
+    for segment in outbox.segments_with_state(store, config.name):
+        cursor = outbox.read_cursor(store, config.name, segment)
+        if cursor.in_flight or cursor.frozen_seq > cursor.delivered_seq:
+            out.extend(
+                send_pending(
+                    parsed, store, now, config, segment, force=options.force, env=options.env
+                )
+            )
+    return out
+
+
+def _freeze_dropped(store: Engine, now: dt.datetime, config: ChannelConfig, segment: str) -> None:
     """A segment that no longer feeds the channel (taken off it, or gone) but that the channel
-    still has members of: its audience is empty, so what was delivered is sent as exits (a
+    still has members of: its audience is empty, so what was delivered is frozen as exits (a
     channel keeps no one a segment no longer gives it; ``max_change`` guards it as any mass
     exit)."""
     export = config.export
     assert export is not None
-    store = engine.state_store()
     with store.transaction():
         cursor = outbox.read_cursor(store, config.name, segment)
         empty = audience.empty_audience_sql(export.columns, cursor.column_types)
-        outbox.freeze(
-            store, config.name, segment, empty, export.columns, cursor.column_types, now,
-            inputs=inputs,
-        )  # fmt: skip
+        outbox.freeze(store, config.name, segment, empty, export.columns, cursor.column_types, now)
     checkpoint("after_freeze")
-    return send_pending(parsed, store, now, config, segment, force=options.force, env=options.env)
 
 
 def _located(exc: CadenceError) -> str:
@@ -231,11 +262,6 @@ def _located(exc: CadenceError) -> str:
     return "; ".join(parts)
 
 
-def _inputs_of(parsed: ParsedProject, config: ChannelConfig) -> list[str]:
-    """What a channel's audience is computed from: its segments and suppression lists."""
-    return [m.name for m in audience.segments_of(parsed, config.name)] + list(config.suppress)
-
-
 def _column_types(
     engine: Engine, relation: str, columns: tuple[str, ...]
 ) -> tuple[tuple[str, str], ...]:
@@ -247,18 +273,16 @@ def _column_types(
     )
 
 
-def _deliver_segment(
+def _freeze_segment(
     parsed: ParsedProject,
     engine: Engine,
     now: dt.datetime,
     config: ChannelConfig,
     segment: str,
     present: set[str],
-    inputs: str,
     options: DeliveryOptions,
-) -> list[SegmentDelivery]:
-    """Freeze the segment's changes, then send what is pending: a range left in flight by an
-    earlier attempt goes first, as it was fixed, then the changes frozen after it."""
+) -> SegmentDelivery | None:
+    """Freeze the segment's new changes (one transaction); the failure, if it could not."""
     export = config.export
     assert export is not None
     channel = config.name
@@ -268,7 +292,7 @@ def _deliver_segment(
         engine, parsed, config, segment, present
     ) or audience.missing_export_column(engine, config, segment, model.relation)
     if problem is not None:
-        return [SegmentDelivery(channel, segment, "failed", export.kind, error=problem)]
+        return SegmentDelivery(channel, segment, "failed", export.kind, error=problem)
     data_at = datatime.segment_data_at(engine, parsed, segment)
     try:
         with engine.transaction():
@@ -283,11 +307,10 @@ def _deliver_segment(
                 local = engine.localize(sql, f"audience_{channel}_{segment}")
                 sql = f"select * from {local}"
                 types = _column_types(store, local, export.columns)
-                engine = store
             else:
                 types = _column_types(engine, model.relation, export.columns)
             outbox.freeze(
-                engine,
+                store,
                 channel,
                 segment,
                 sql,
@@ -295,27 +318,23 @@ def _deliver_segment(
                 types,
                 now,
                 rebaseline=options.rebaseline,
-                inputs=inputs,
             )
             datatime.note(engine, channel, segment, data_at, now)
     except EngineError as exc:
-        return [
-            SegmentDelivery(
-                channel,
-                segment,
-                "failed",
-                export.kind,
-                error=f"cannot compute the audience: {str(exc).splitlines()[0]}",
-            )
-        ]
+        return SegmentDelivery(
+            channel,
+            segment,
+            "failed",
+            export.kind,
+            error=f"cannot compute the audience: {str(exc).splitlines()[0]}",
+        )
     checkpoint("after_freeze")
-    return send_pending(parsed, engine, now, config, segment, force=options.force, env=options.env)
+    return None
 
 
 __all__ = [
     "DeliveryOptions",
     "DeliveryReport",
-    "channels_pending",
     "channels_touched",
     "deliver",
     "exported_channels",

@@ -40,8 +40,6 @@ DDL = (
         channel varchar, segment varchar, frozen_seq bigint, delivered_seq bigint,
         planned_first bigint, planned_last bigint, planned_at timestamp, column_types varchar,
         primary key (channel, segment))""",
-    # the versions of the channel's inputs the last freeze saw (warehouses from before it)
-    f"alter table {CURSOR} add column if not exists inputs varchar",
     f"""create table if not exists {DELIVERIES} (
         attempt_id varchar, channel varchar, segment varchar, export_id varchar,
         first_seq bigint, last_seq bigint,
@@ -81,7 +79,6 @@ class Cursor:
     planned_last: int | None = None
     planned_at: dt.datetime | None = None
     column_types: tuple[tuple[str, str], ...] = ()
-    inputs: str | None = None  # JSON {input: version} as the last freeze saw them
 
     @property
     def in_flight(self) -> bool:
@@ -115,20 +112,20 @@ def _where(channel: str, segment: str, alias: str = "") -> str:
 def read_cursor(engine: Engine, channel: str, segment: str) -> Cursor:
     rows = engine.query(
         f"""select frozen_seq, delivered_seq, planned_first, planned_last, planned_at,
-        column_types, inputs from {CURSOR} where {_where(channel, segment)}"""
+        column_types from {CURSOR} where {_where(channel, segment)}"""
     )
     if not rows:
         return Cursor()
     r = rows[0]
     types = tuple(tuple(p) for p in json.loads(r[5])) if r[5] else ()
-    return Cursor(int(r[0] or 0), int(r[1] or 0), r[2], r[3], from_db(r[4]), types, r[6])  # type: ignore[arg-type]
+    return Cursor(int(r[0] or 0), int(r[1] or 0), r[2], r[3], from_db(r[4]), types)
 
 
 def _write_cursor(engine: Engine, channel: str, segment: str, c: Cursor) -> None:
     engine.execute(f"delete from {CURSOR} where {_where(channel, segment)}")
     engine.execute(
         f"""insert into {CURSOR} (channel, segment, frozen_seq, delivered_seq, planned_first,
-        planned_last, planned_at, column_types, inputs) values (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        planned_last, planned_at, column_types) values (?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             channel,
             segment,
@@ -138,7 +135,6 @@ def _write_cursor(engine: Engine, channel: str, segment: str, c: Cursor) -> None
             c.planned_last,
             to_db(c.planned_at),
             json.dumps([list(p) for p in c.column_types]),
-            c.inputs,
         ),
     )
 
@@ -197,12 +193,10 @@ def freeze(
     at: dt.datetime,
     *,
     rebaseline: bool = False,
-    inputs: str | None = None,
 ) -> Counts:
     """Append the segment's new changes to the outbox with the next seqs and record its
     held-out keys; call inside a transaction. Rebaseline drops the pending changes (a replace
-    supersedes them) and freezes the whole audience flagged ``replace``. ``inputs``: the
-    versions of the channel's inputs this freeze saw (``input_versions``)."""
+    supersedes them) and freezes the whole audience flagged ``replace``."""
     cursor = read_cursor(engine, channel, segment)
     if rebaseline:
         engine.execute(f"delete from {OUTBOX} where {_where(channel, segment)}")
@@ -213,7 +207,6 @@ def freeze(
             None,
             None,
             cursor.column_types,
-            cursor.inputs,
         )
     base = cursor.frozen_seq
     replace_from = str(base + 1) if rebaseline else "null"
@@ -249,43 +242,9 @@ def freeze(
             cursor.planned_last,
             cursor.planned_at,
             tuple(column_types) or cursor.column_types,
-            inputs if inputs is not None else cursor.inputs,
         ),
     )
     return Counts(entered, added - entered)
-
-
-def input_versions(engine: Engine, names: Sequence[str]) -> str:
-    """The versions of a channel's inputs (its segments and suppression lists) as recorded in
-    ``model_state`` (builds and last success of each), as JSON: a freeze records them, and a
-    channel whose inputs moved on since is stale (see ``stale_channels``)."""
-    found: dict[str, str | None] = {name: None for name in sorted(set(names))}
-    if found and (SCHEMA, "model_state") in engine.relations():
-        listed = ", ".join(_lit(n) for n in found)
-        for name, version in engine.query(
-            f"""select model, cast(builds as varchar) || '/' ||
-            coalesce(cast(last_success_at as varchar), '') from {SCHEMA}.model_state
-            where model in ({listed})"""
-        ):
-            found[str(name)] = None if version is None else str(version)
-    return json.dumps(found, sort_keys=True)
-
-
-def stale_channels(engine: Engine) -> set[str]:
-    """Channels whose inputs were published after their last freeze recorded them: a run
-    killed between publishing and delivering, or a delivery that failed before freezing.
-    Warehouses from before versions were recorded (null) are never stale."""
-    seen: list[tuple[str, dict[str, Any]]] = []
-    for channel, text in engine.query(
-        f"select channel, inputs from {CURSOR} where inputs is not null"
-    ):
-        try:
-            versions = json.loads(text)
-        except ValueError:
-            versions = None
-        seen.append((str(channel), versions if isinstance(versions, dict) else {"?": "?"}))
-    now = json.loads(input_versions(engine, [n for _c, v in seen for n in v]))
-    return {c for c, versions in seen if any(now.get(n) != v for n, v in versions.items())}
 
 
 def segments_with_state(engine: Engine, channel: str) -> list[str]:
@@ -301,17 +260,6 @@ def segments_with_state(engine: Engine, channel: str) -> list[str]:
             (channel,),
         )
     ]
-
-
-def forget_inputs(engine: Engine, channel: str, keep: set[str]) -> None:
-    """Segments no longer delivered (taken off the channel, nothing left of them) are never
-    frozen again: their recorded input versions would make the channel look stale forever."""
-    listed = ", ".join(_lit(n) for n in sorted(keep)) or "null"
-    engine.execute(
-        f"update {CURSOR} set inputs = null where channel = ? and inputs is not null "
-        f"and segment not in ({listed})",
-        (channel,),
-    )
 
 
 def pending_counts(engine: Engine, channel: str, segment: str, cursor: Cursor) -> Counts:
@@ -345,7 +293,6 @@ def plan_attempt(engine: Engine, channel: str, segment: str, at: dt.datetime) ->
         cursor.frozen_seq,
         at,
         cursor.column_types,
-        cursor.inputs,
     )
     _write_cursor(engine, channel, segment, planned)
     return planned
@@ -419,7 +366,6 @@ def apply(engine: Engine, channel: str, segment: str, through: int, at: dt.datet
             None if done else cursor.planned_last,
             None if done else cursor.planned_at,
             cursor.column_types,
-            cursor.inputs,
         ),
     )
 

@@ -11,14 +11,17 @@ whether it may be read (while a run holds it, ``members`` answers from the membe
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from cadence.activation import audience, deliver, outbox
+from cadence.activation import audience, deliver, outbox, ticks
 from cadence.activation.roster import MembersAnswer
 from cadence.engines.base import Engine
 from cadence.errors import UsageError
 from cadence.load.parser import Model, ParsedProject
+from cadence.plan.deliveries import ChannelState, next_delivery
+from cadence.plan.schedule import Schedule
 from cadence.record import membership
 
 
@@ -53,19 +56,30 @@ def members(
     return replace(empty, keys=tuple(keys))
 
 
-def delivery_status(parsed: ParsedProject, engine: Engine | None) -> list[dict[str, Any]]:
+def delivery_status(
+    parsed: ParsedProject,
+    engine: Engine | None,
+    schedules: Mapping[str, Schedule] | None = None,
+    now: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
     """Per channel x segment with an export: its last delivery attempt, how many changes are
-    pending (frozen, not yet delivered) and whether its inputs were published since the last
-    freeze (a killed run); without a warehouse to read, no attempt and nothing pending."""
+    pending (frozen, not yet delivered), whether a run owes the channel a delivery (it built
+    the channel's inputs and stopped before delivering: ``behind``), and for the channel the
+    tick its last delivery served and when ``run --due`` delivers it next (``channel``; with
+    ``schedules`` and ``now``). Without a warehouse to read: no attempt, nothing pending."""
     last: dict[tuple[str, str], Any] = {}
     pending: dict[tuple[str, str], int] = {}
-    behind: set[str] = set()
+    states: dict[str, ChannelState] = {}
+    relations: set[tuple[str, str]] = set()
     if engine is not None:
+        relations = set(engine.relations())
         last = {(a.channel, a.segment): a for a in outbox.last_attempts(engine)}
         pending = outbox.pending_by_segment(engine)
-        behind = deliver.channels_stale(engine)
+        states = ticks.read_states(engine.state_store(), relations)
     rows = []
     for c in deliver.exported_channels(parsed):
+        state = states.get(c.name) or ChannelState()
+        channel = _channel_status(parsed, c.name, state, relations, schedules, now)
         for m in audience.segments_of(parsed, c.name):
             a = last.get((c.name, m.name))
             rows.append(
@@ -73,7 +87,8 @@ def delivery_status(parsed: ParsedProject, engine: Engine | None) -> list[dict[s
                     "channel": c.name,
                     "segment": m.name,
                     "pending": pending.get((c.name, m.name), 0),
-                    "behind": c.name in behind,
+                    "behind": state.owed_at is not None,
+                    "delivery": channel,
                     "last": None
                     if a is None
                     else {
@@ -87,3 +102,39 @@ def delivery_status(parsed: ParsedProject, engine: Engine | None) -> list[dict[s
                 }
             )
     return rows
+
+
+def _channel_status(
+    parsed: ParsedProject,
+    channel: str,
+    state: ChannelState,
+    relations: set[tuple[str, str]],
+    schedules: Mapping[str, Schedule] | None,
+    now: dt.datetime | None,
+) -> dict[str, Any]:
+    """The channel's own line: its cadence, the tick its last delivery served, whether a tick
+    is waiting (unserved) and its next delivery under ``run --due``."""
+    config = parsed.config.channel(channel)
+    out: dict[str, Any] = {
+        "cadence": config.cadence if config else None,
+        "served_tick": state.served_tick,
+        "delivered": state.delivered,
+        "waiting_tick": None,
+        "next_delivery": None,
+    }
+    schedule = (schedules or {}).get(channel)
+    if schedule is None or now is None:
+        return out
+    tz = parsed.config.tz
+    latest = schedule.latest_tick(now, tz)
+    if (
+        state.delivered
+        and latest is not None
+        and (state.served_tick is None or latest > state.served_tick)
+    ):
+        out["waiting_tick"] = latest
+    ready = any(
+        (m.schema, m.identifier) in relations for m in audience.segments_of(parsed, channel)
+    )
+    out["next_delivery"] = next_delivery(schedule, state, now, tz, ready=ready)
+    return out

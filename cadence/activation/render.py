@@ -117,17 +117,21 @@ def member_output(found: MembersAnswer, tz: dt.tzinfo, as_json: bool) -> list[tu
 
 
 def status_lines(rows: Sequence[dict[str, Any]], tz: dt.tzinfo) -> list[str]:
-    """Per channel x segment: the last delivery and the changes pending."""
+    """Per channel: the tick its last delivery served and its next delivery; then per channel
+    x segment the last delivery and the changes pending."""
     if not rows:
         return []
     lines = ["", "deliveries:"]
+    shown: set[str] = set()
     for r in rows:
+        if r["channel"] not in shown and r.get("delivery"):
+            shown.add(r["channel"])
+            lines.append(_channel_line(r["channel"], r["delivery"], tz))
         last = r.get("last")
         if last is None:
             said = "never delivered"
         else:
-            when = last["started_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-            said = f"last {last['status']} {when}"
+            said = f"last {last['status']} {_when(last['started_at'], tz)}"
             if last["export_id"]:
                 said += f" ({last['export_id']})"
             if last["error"]:
@@ -140,3 +144,25 @@ def status_lines(rows: Sequence[dict[str, Any]], tz: dt.tzinfo) -> list[str]:
         )
         lines.append(f"  {r['channel']}/{r['segment']}: {said}; {r['pending']} pending{more}")
     return lines
+
+
+def _when(t: dt.datetime | None, tz: dt.tzinfo) -> str:
+    return "-" if t is None else t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _channel_line(channel: str, d: dict[str, Any], tz: dt.tzinfo) -> str:
+    """``email (daily at 05:00): last delivery served tick ...; next delivery ...``"""
+    parts = []
+    if not d["delivered"]:
+        parts.append("never delivered (its first delivery is at once)")
+    elif d["served_tick"] is not None:
+        parts.append(f"last delivery served tick {_when(d['served_tick'], tz)}")
+    if d.get("waiting_tick") is not None:
+        parts.append(
+            f"behind: tick {_when(d['waiting_tick'], tz)} not delivered yet (the next "
+            "'cadence run --due' builds what it needs and delivers it)"
+        )
+    if d.get("next_delivery") is not None:
+        parts.append(f"next delivery {_when(d['next_delivery'], tz)}")
+    cadence = f" ({d['cadence']})" if d.get("cadence") else ""
+    return f"  {channel}{cadence}: " + ("; ".join(parts) or "no ticks")

@@ -244,7 +244,7 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     if warning:
         echo(warning)
     echo(output.render_status(rows, project.tz))
-    for line in status_lines(project.delivery_status(), project.tz):
+    for line in status_lines(project.delivery_status(now), project.tz):
         echo(line)
     for line in output.freshness_lines(fresh, project.tz):
         echo(line)

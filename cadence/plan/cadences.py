@@ -4,7 +4,11 @@ Input: ``ParsedProject`` + ``Dag`` -> output: ``Cadences``: per model its ``Mode
 (ticks, whether they are explicit, which channels it serves, and a sentence saying where the
 ticks come from). Rules (SPEC §4): own ticks = explicit ``cadence`` else the union of its
 channels' ticks; a model without own ticks inherits the union of the ticks of every consumer
-downstream, passing through models without an explicit cadence.
+downstream, passing through models without an explicit cadence. What a channel's delivery reads
+besides its segments (its ``suppress`` models, the segments of its ``priority`` list) is
+upstream of the channel (SPEC §7 "When"): without an explicit cadence it takes the channel's
+ticks, with the provenance "daily at 05:00, from channel email (suppression list)", so it is
+rebuilt in the run that delivers the channel.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ class Origin:
     schedule: Schedule
     channel: str | None
     via: tuple[str, ...]
+    # what the first model of the path is to the channel when it does not feed it: what its
+    # delivery reads ("suppression list", "priority segment"); None: a segment or explicit
+    role: str | None = None
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # fields a cached load decodes on first use (cachefile.py)
@@ -42,6 +49,8 @@ class Origin:
         text = f"{self.schedule.text}, from {source}"
         if self.via:
             text += " via " + " -> ".join(self.via)
+        if self.role:
+            text += f" ({self.role})"
         return text
 
 
@@ -113,6 +122,7 @@ def resolve_cadences(
     channel_names = [c.name for c in project.config.channels]
     own: dict[str, tuple[Origin, ...]] = {}
     explicit: dict[str, bool] = {}
+    reads = _delivery_reads(project)
     for model in project.models:
         origins: list[Origin] = []
         cfg = model.config
@@ -150,6 +160,9 @@ def resolve_cadences(
             for ch in cfg.channels:
                 if ch in channels:
                     origins.append(Origin(channels[ch], ch, ()))
+            for ch, role in reads.get(model.name, ()):
+                if ch in channels and not any(o.channel == ch for o in origins):
+                    origins.append(Origin(channels[ch], ch, (), role))
         own[model.name] = tuple(origins)
     errors.finish(errors_out)
 
@@ -163,6 +176,7 @@ def resolve_cadences(
             continue
         inherited: list[Origin] = []
         chans: list[str] = list(models[name].config.channels)
+        chans += [ch for ch, _role in reads.get(name, ()) if ch not in chans]
         for child in dag.children.get(name, ()):
             if child not in models:
                 continue
@@ -170,7 +184,9 @@ def resolve_cadences(
                 if ch not in chans:
                     chans.append(ch)
             for origin in demand.get(child, ()):
-                extended = Origin(origin.schedule, origin.channel, (child, *origin.via))
+                extended = Origin(
+                    origin.schedule, origin.channel, (child, *origin.via), origin.role
+                )
                 if not any(
                     o.schedule.text == extended.schedule.text and o.channel == extended.channel
                     for o in inherited
@@ -192,6 +208,20 @@ def resolve_cadences(
             channels=tuple(chans),
         )
     return Cadences(models=result, channels=channels)
+
+
+def _delivery_reads(project: ParsedProject) -> dict[str, list[tuple[str, str]]]:
+    """Model -> (channel, role) for each channel whose delivery reads it besides its segments:
+    a ``suppress`` list or a ``priority`` segment."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for channel in project.config.channels:
+        for names, role in (
+            (channel.suppress, "suppression list"),
+            (channel.priority, "priority segment"),
+        ):
+            for name in names:
+                out.setdefault(name, []).append((channel.name, role))
+    return out
 
 
 def _dedupe(origins: tuple[Origin, ...]) -> tuple[Origin, ...]:

@@ -63,7 +63,8 @@ def unmatched(
 
 
 def feeding(project: ParsedProject, channels: Sequence[str]) -> set[str]:
-    """``--channel``: the models feeding any of ``channels``; an unknown channel is a usage
+    """``--channel``: the models feeding any of ``channels``, with what their deliveries read
+    (suppression lists and priority segments that are models); an unknown channel is a usage
     error (checked before any selector is read)."""
     wanted = set(channels)
     channel_names = [c.name for c in project.config.channels]
@@ -76,7 +77,13 @@ def feeding(project: ParsedProject, channels: Sequence[str]) -> set[str]:
                 if guess
                 else "channels: " + ", ".join(channel_names),
             )
-    return {m.name for m in project.models if set(m.config.channels) & wanted}
+    reads = {
+        name
+        for c in project.config.channels
+        if c.name in wanted
+        for name in (*c.suppress, *c.priority)
+    }
+    return {m.name for m in project.models if set(m.config.channels) & wanted or m.name in reads}
 
 
 def _term(

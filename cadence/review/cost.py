@@ -14,6 +14,9 @@ How builds are counted - it replays ``due.decide``'s rules on a steady state, as
   its own (its current data is used, and the walk stops there): the upstream-refresh rule of
   ``due._pull_upstream``. A daily upstream read by a 5-minute segment is built 288 times a day.
 
+Deliveries: a channel receives at its own ticks only (SPEC §7 "When"), so its deliveries per day
+are its ticks, however often a segment it shares with a faster channel is rebuilt.
+
 Channel shares: each build is split equally among the channels that caused it at that instant:
 the channel whose tick it is (directly or inherited through consumers; an explicit cadence counts
 for the channels the model serves), plus the channels of every consumer that pulled it in. A build
@@ -60,6 +63,9 @@ class ChannelCost:
     models: tuple[str, ...]  # models with a share of builds for this channel
     builds_per_day: float
     compute_s_per_day: float
+    # how often the channel receives: its own ticks (SPEC §7 "When"), not every rebuild of a
+    # segment it shares with a faster channel
+    deliveries_per_day: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,14 @@ def _one_instant(
     return built, pulls, causes
 
 
+def channel_ticks(
+    cadences: Cadences, channel: str, start: dt.datetime, end: dt.datetime, tz: ZoneInfo
+) -> list[dt.datetime]:
+    """When the channel receives in (start, end]: its own ticks (none when on demand)."""
+    schedule = cadences.channels.get(channel)
+    return schedule.ticks_between(start, end, tz) if schedule is not None else []
+
+
 def cost_report(
     project: ParsedProject,
     dag: Dag,
@@ -268,6 +282,7 @@ def cost_report(
             models=tuple(channel_models.get(ch.name, ())),
             builds_per_day=channel_builds.get(ch.name, 0.0),
             compute_s_per_day=channel_compute.get(ch.name, 0.0),
+            deliveries_per_day=len(channel_ticks(cadences, ch.name, now, now + span, tz)) * per_day,
         )
         for ch in project.config.channels
     ]

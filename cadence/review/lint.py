@@ -9,7 +9,7 @@ message (docs/guides/choosing-cadences.md explains every rule). Nothing here wri
 Rules: ``slower-upstream``, ``faster-than-source``, ``ads-faster-than-hourly``,
 ``unused-channel``, ``export-without-key``, ``segment-without-key``,
 ``incremental-without-key``, ``never-refreshed``, ``holdout-changed``,
-``unknown-audience-name``; plus the warnings the
+``unknown-audience-name``, ``slower-suppression``; plus the warnings the
 parser found (unknown YAML entries, unsupported tests).
 """
 
@@ -322,6 +322,40 @@ def _channel_rules(project: Any) -> list[CadenceError]:
             )
         if ch.suppress or ch.priority:
             out += _audience_names(project, ch.name)
+        if ch.suppress and schedule is not None:
+            out += _slower_suppression(project, ch, schedule)
+    return out
+
+
+def _slower_suppression(project: Any, ch: Any, schedule: Any) -> list[CadenceError]:
+    """``slower-suppression``: a suppression list (a model) with an explicit cadence of its own
+    slower than the channel's: its current data is used at each delivery (SPEC §7), so someone
+    who opted out is still sent entries until the list's next build."""
+    out: list[CadenceError] = []
+    mine = schedule.nominal_interval()
+    if mine is None:
+        return out  # an on-demand channel delivers only when asked
+    for name in ch.suppress:
+        m = project.parsed.model(name)
+        if m is None or name not in project.cadences.models:
+            continue  # a seed (reloaded when its file changes) or an unknown name
+        cad = project.cadences.of(name)
+        theirs = _interval(cad)
+        if not cad.explicit or (theirs is not None and theirs <= mine):
+            continue
+        file, line = _config_line(m, "cadence")
+        out.append(
+            _warn(
+                "slower-suppression",
+                f"channel '{ch.name}' ({ch.cadence}) suppresses with '{name}', whose own "
+                f"cadence ({cad.describe()}) is slower: each delivery reads '{name}' as last "
+                f"built, so someone who opted out can still be sent entries until it is rebuilt",
+                PROJECT_FILE,
+                ch.line_of("suppress"),
+                f"{file}:{line or 1}: remove the cadence of '{name}' so it is rebuilt before "
+                f"each delivery of '{ch.name}' (it then takes the channel's ticks)",
+            )
+        )
     return out
 
 
