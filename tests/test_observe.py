@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -411,3 +412,44 @@ def test_an_idle_run_observes_a_crossing_when_it_is_due(make_project, cli) -> No
     data = json.loads(record.read_text())
     assert data["channels"]["web"]["state"] == "warn"
     assert data["next_wake"] == t("2026-12-06T13:00").isoformat()  # error_after 3 h
+
+
+def test_lag_counts_the_version_the_destination_acknowledged(make_project, cli) -> None:
+    yml = """\
+name: acked
+warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}
+timezone: Europe/Berlin
+channels:
+  email: {cadence: "hourly", export: {format: csv}}
+  web: {cadence: "every 5 minutes"}
+"""
+    seg = "{{ config(channels=['email', 'web'], key='id') }}\n" + (
+        "select id from {{ source('raw', 'ids') }}"
+    )
+    sources = """
+        sources:
+          - name: raw
+            tables: [{name: ids, external_location: data/ids.csv}]
+        """
+    files = {"models/seg.sql": seg, "models/sources.yml": sources, "data/ids.csv": "id\n1\n"}
+    root = make_project(files, yml)
+    assert cli(root, "run", "--due", "--at", "2026-12-06T10:00").exit_code == 0
+    (root / "exports").mkdir(exist_ok=True)
+    blocker = root / "exports" / "email"
+    shutil.rmtree(blocker)  # the first delivery's folder
+    blocker.write_text("not a folder")  # email's 11:00 delivery fails
+    (root / "data" / "ids.csv").write_text("id\n1\n2\n")
+    for at in ("10:05", "10:55", "11:00"):
+        cli(root, "run", "--due", "--at", f"2026-12-06T{at}")
+
+    def data_at(at: str) -> dict[str, dt.datetime]:
+        out = cli(root, "status", "--check", "--json", "--at", f"2026-12-06T{at}").output
+        rows = json.loads(out)["channels"]
+        return {r["channel"]: dt.datetime.fromisoformat(r["data_at"]) for r in rows}
+
+    assert data_at("11:01") == {"email": t("2026-12-06T10:00"), "web": t("2026-12-06T11:00")}
+    blocker.unlink()
+    # 11:05: the segment is rebuilt for web; email's retry sends the range its 11:00 tick froze,
+    # so email was brought up to date with the 11:00 version, not the 11:05 one
+    assert cli(root, "run", "--due", "--at", "2026-12-06T11:05").exit_code == 0
+    assert data_at("11:06") == {"email": t("2026-12-06T11:00"), "web": t("2026-12-06T11:05")}
