@@ -120,6 +120,16 @@ def test_disabled_by_a_jinja_config_value_and_enabled_by_vars(shop: Path) -> Non
     assert model is not None and model.materialized == "view"
 
 
+def test_a_folder_tag_that_is_not_a_list_is_read_as_one_tag(shop: Path) -> None:
+    """``+tags: 3`` in dbt_project.yml: one tag '3', as the config merge reads it (it was an
+    internal error while naming the models, exit 3)."""
+    yml = shop / "dbt_project.yml"
+    yml.write_text(
+        yml.read_text().replace("      +schema: marts\n", "      +schema: marts\n      +tags: 3\n")
+    )
+    assert "3" in Project.load(shop, use_cache=False).parsed.model("customer_totals").config.tags
+
+
 def test_cli_vars_win_over_the_projects(shop: Path) -> None:
     options = LoadOptions(vars=(("min_amount_cents", 1000),))
     project = Project.load(shop, options=options)
@@ -534,3 +544,78 @@ def test_a_problem_file_in_a_package_is_named_by_its_path_in_the_project(shop: P
         Project.load(shop, use_cache=False)
     rel = f"dbt_packages/{package.name}/macros/piped.sql"
     assert f"{rel}: error: is a FIFO (named pipe)" in info.value.render()
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "models:\n  dbt_shop:\n    cust_snap:\n      +cadence: daily\n      +channels: [email]\n",
+        "snapshots:\n  dbt_shop:\n    +cadence: daily\n    cust_snap:\n      +channels: [email]\n",
+    ],
+)
+def test_cadence_yml_configures_snapshots(shop: Path, cli: Any, block: str) -> None:
+    """cadence.yml gives a snapshot a cadence and channels without a dbt file edited: a
+    ``models:`` path naming it, or a ``snapshots:`` block of dbt's form (SPEC §12)."""
+    (shop / "snapshots").mkdir()
+    (shop / "snapshots" / "snap.sql").write_text(
+        "{% snapshot cust_snap %}\n{{ config(unique_key='customer_id',"
+        " strategy='check', check_cols='all') }}\nselect * from {{ ref('customers') }}\n"
+        "{% endsnapshot %}\n"
+    )
+    (shop / "cadence.yml").write_text(
+        "channels:\n  email: {cadence: 'daily at 05:00', kind: email}\n" + block
+    )
+    snap = Project.load(shop, use_cache=False).parsed.model("cust_snap")
+    assert snap is not None
+    assert snap.config.channels == ("email",) and snap.config.cadence == "daily"
+    lint = cli(shop, "lint")
+    assert "applies to no resource" not in lint.output
+    assert "error" not in lint.output
+
+
+UNIT_TEST = """
+unit_tests:
+  - name: totals_add_up
+    model: customer_totals
+    given:
+      - input: ref('stg_orders')
+        rows: [{customer_id: 1, amount: 5}]
+    expect:
+      rows: [{customer_id: 1}]
+  - name: reads_totals
+    model: stg_customers
+    given:
+      - input: ref('customer_totals')
+        rows: [{customer_id: 1}]
+    expect:
+      rows: [{customer_id: 1}]
+"""
+
+
+@pytest.mark.parametrize("problem", ["fifo", "symlink", "folder_config"])
+def test_only_the_real_error_is_reported(shop: Path, cli: Any, problem: str) -> None:
+    """A seed that cannot be read, or a folder config that breaks its models, is one error:
+    refs to them are not 'unknown', unit tests of them do not 'name nothing'."""
+    (shop / "models" / "units.yml").write_text("version: 2\n" + UNIT_TEST)
+    if problem == "fifo":
+        (shop / "seeds" / "customers.csv").unlink()
+        os.mkfifo(shop / "seeds" / "customers.csv")
+        real = "is a FIFO"
+    elif problem == "symlink":
+        (shop / "seeds" / "customers.csv").unlink()
+        (shop / "seeds" / "customers.csv").symlink_to(shop.parent / "elsewhere.csv")
+        real = "customers.csv"
+    else:
+        text = (shop / "dbt_project.yml").read_text()
+        (shop / "dbt_project.yml").write_text(
+            text.replace("      +schema: marts\n", "      +schema: \"{{ var('nope') }}\"\n")
+        )
+        real = "nope"
+    result = cli(shop, "run")
+    assert result.exit_code == 2
+    assert real in result.output
+    assert "error:" in result.output
+    assert result.output.count("error:") == 1, result.output
+    assert "unknown ref" not in result.output and "did you mean 'stg_" not in result.output
+    assert "no model or seed of that name" not in result.output
+    assert "unknown model" not in result.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -140,3 +141,19 @@ def test_docs_pages_exist_and_link() -> None:
                  "reference/config.md", "reference/tests.md", "reference/errors.md"):
         assert (DOCS / page).is_file(), page
         assert page in index, f"docs/index.md does not link {page}"
+
+
+def test_env_values_in_the_docs_site_are_documented(
+    make_project: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model page of ``cadence docs`` shows compiled SQL with env_var() values in it, as
+    target/compiled/ does (SPEC §6 keeps dbt's behaviour for compiled SQL); the docs say so
+    where they say it of target/compiled/."""
+    monkeypatch.setenv("CADENCE_DOC_REGION", "eu-west-7")
+    root = make_project({"models/m.sql": "select '{{ env_var('CADENCE_DOC_REGION') }}' as r\n"})
+    assert cli(root, "docs", "--at", "2026-03-02T05:00").exit_code == 0
+    assert "eu-west-7" in (root / "target" / "docs" / "models" / "m.html").read_text()
+    env_row = next(r for r in _text("reference/config.md").splitlines() if "`env_var(" in r)
+    assert "target/compiled/" in env_row and "cadence docs" in env_row
+    site = _text("reference/cli.md").split("## `cadence docs`", 1)[1].split("\n## ", 1)[0]
+    assert "env_var()" in site and "target/compiled/" in site

@@ -144,3 +144,51 @@ def test_on_run_start_and_end_run_when_a_run_builds(tmp_path: Path) -> None:
     assert Project.load(tmp_path).run(AT + dt.timedelta(minutes=1), due_only=True).ok  # idle
     log = sql(tmp_path, "select phase, n from main.run_log order by phase desc", "h.duckdb")
     assert log == [("start", None), ("end", 2)]
+
+
+@pytest.mark.parametrize(
+    ("config", "keyword"),
+    [
+        (
+            "pre_hook=[\"set enable_profiling='json'\", \"set profiling_output='/tmp/x.json'\"]",
+            "SET",
+        ),
+        ("post_hook='/* note */ PRAGMA enable_profiling'", "PRAGMA"),
+        ('pre_hook="select 1; reset threads"', "RESET"),
+        ("sql_header=\"set memory_limit='1GB'\"", "SET"),
+    ],
+)
+def test_a_hook_may_not_change_session_settings(
+    make_project: Any, cli: Any, config: str, keyword: str
+) -> None:
+    """A setting a hook sets would outlive the model (the rest of the run, cadence's state
+    writes too): refused before anything runs, naming the model file; the run is recorded."""
+    root = make_project(
+        {
+            "models/m.sql": "{{ config(" + config + ") }}\nselect 1 as id\n",
+            "models/ok.sql": "select 1 as id\n",
+        }
+    )
+    result = cli(root, "run", "--at", "2026-03-02T05:00")
+    assert result.exit_code == 1, result.output
+    assert f"models/m.sql runs {keyword}: hooks may not change session settings" in result.output
+    assert result.output.count("ERROR m ") == 1
+    assert "could not be written" not in result.output
+    assert sql(root, "select status from _cadence.runs") == [("error",)]
+    assert sql(root, "select count(*) from ok") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("set variable x = 1", None),
+        ("update t set a = 1", None),
+        ("select 'set x = 1' as s -- ; pragma y", None),
+        ("SET search_path = 'a'", "SET"),
+        ("insert into t values (1); Pragma threads=2", "PRAGMA"),
+    ],
+)
+def test_session_statements_are_found_by_their_first_word(text: str, found: str | None) -> None:
+    from cadence.build.hooks import session_statement
+
+    assert session_statement(text) == found

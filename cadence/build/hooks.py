@@ -8,11 +8,16 @@ dbt project's ``on-run-start``/``on-run-end`` hooks. Hooks are Jinja rendered li
 (its package, ``this``, ``run_query``), each one statement run as written. A hook that fails
 fails the model's build (its transaction rolls back, the last good version stays live); a failed
 ``on-run-start`` fails the run before anything is built. Used by ``publish`` and the facade.
+A hook or ``sql_header`` never changes a session setting (``SET``, ``RESET``, ``PRAGMA``): the
+setting would outlive the model and apply to the rest of the run (cadence's own state writes
+included); such a statement is refused before anything runs, naming the file. ``SET VARIABLE``
+(a user variable, read with ``getvariable``) is allowed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,9 +61,33 @@ def _render(
     return compiler.compile_sql(sql, now)
 
 
-def _run(engine: Engine, sql: str, what: str) -> None:
+# what a statement opens with, once strings, quoted names and comments are blanked out
+_HIDDEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?(?:\*/|$)", re.S)
+_SESSION = re.compile(r"^\s*\(*\s*(set|reset|pragma)\b(?!\s+variable\b)", re.I)
+
+
+def session_statement(sql: str) -> str | None:
+    """The keyword (SET, RESET, PRAGMA) of the first statement of ``sql`` that changes a
+    session setting, or None."""
+    for statement in _HIDDEN.sub(" ", sql).split(";"):
+        m = _SESSION.match(statement)
+        if m:
+            return m.group(1).upper()
+    return None
+
+
+def _run(engine: Engine, sql: str, what: str, file: str | None = None) -> None:
     if not sql.strip():
         return
+    keyword = session_statement(sql)
+    if keyword is not None:
+        where = f" of {file}" if file and file not in what else ""
+        raise CadenceError(
+            f"{what}{where} runs {keyword}: hooks may not change session settings",
+            file=file,
+            hint="a setting would outlive the model and apply to the rest of the run; set it "
+            "in the warehouse settings (profiles.yml settings:, or warehouse: in cadence.yml)",
+        )
     try:
         engine.execute(sql)
     except EngineError as exc:
@@ -68,17 +97,19 @@ def _run(engine: Engine, sql: str, what: str) -> None:
 def before_build(compiler: Compiler, model: Model, engine: Engine, now: dt.datetime) -> None:
     """Pre-hooks, then the SQL header, inside the model's transaction."""
     for i, text in enumerate(model_hooks(model, "pre_hook")):
-        _run(engine, _render(compiler, model, text, engine, now, model.path), f"pre_hook {i + 1}")
+        sql = _render(compiler, model, text, engine, now, model.path)
+        _run(engine, sql, f"pre_hook {i + 1}", model.path)
     header = model.config.extra.get("sql_header")
     if isinstance(header, str) and header.strip():
-        _run(engine, _render(compiler, model, header, engine, now, model.path), "sql_header")
+        sql = _render(compiler, model, header, engine, now, model.path)
+        _run(engine, sql, "sql_header", model.path)
 
 
 def after_build(compiler: Compiler, model: Model, engine: Engine, now: dt.datetime) -> None:
     """Post-hooks (the model is live), then ``persist_docs`` comments."""
     for i, text in enumerate(model_hooks(model, "post_hook")):
         sql = _render(compiler, model, text, engine, now, model.path)
-        _run(engine, sql, f"post_hook {i + 1}")
+        _run(engine, sql, f"post_hook {i + 1}", model.path)
     _persist_docs(model, engine)
 
 
@@ -135,7 +166,7 @@ def run_hooks(
             sql = _render(compiler, None, text, engine, now, file)
         finally:
             env.env.globals.pop("results", None)
-        _run(engine, sql, f"{when} hook {ran + 1} ({file})")
+        _run(engine, sql, f"{when} hook {ran + 1} ({file})", file)
         ran += 1
     return ran
 

@@ -3,7 +3,8 @@
 Input: ``Project`` and a selection -> output: one ``TestResult`` per test (pass, fail, warn,
 error): the unit tests of the selected models first (``unittests``: no warehouse needed), then
 their data tests. Blocking data tests also run during publish (``gate``); this is the
-after-the-fact check.
+after-the-fact check. A test of a model or seed with no live relation (never built or loaded
+successfully) is skipped with a result saying so, naming it.
 """
 
 from __future__ import annotations
@@ -72,12 +73,14 @@ def run_data_tests(
     readers = _readers(project.parsed)
     results: list[TestResult] = []
     try:
+        missing = _unpublished(project.parsed, engine.relations())
         for test in project.parsed.tests:
             if not _owned(test, chosen, readers):
                 continue
             if test.error is not None:
                 results.append(TestResult(test.name, "error", 0, test.error, test.file))
                 continue
+            absent = sorted(({test.model} | set(test.refs)) & missing.keys())
             if test.kind == "max_change":
                 results.append(
                     TestResult(
@@ -100,6 +103,9 @@ def run_data_tests(
                     )
                     sql = failing_rows_sql(test, relation, resolve) or ""
                 ensure_query(sql, test.file)
+                if absent:  # the test itself is sound: what it reads is not there yet
+                    results.append(_not_published(test, absent, missing))
+                    continue
                 outcome = judge(engine, [(test, sql)])[0]
             except (EngineError, CadenceError) as exc:
                 message = exc.message if isinstance(exc, CadenceError) else str(exc)
@@ -119,6 +125,30 @@ def run_data_tests(
     finally:
         engine.close()
     return results
+
+
+def _not_published(test: Any, absent: list[str], missing: dict[str, str]) -> TestResult:
+    names = ", ".join(f"{missing[n]} '{n}'" for n in absent)
+    return TestResult(
+        test.name,
+        "skipped",
+        0,
+        f"{names} {'is' if len(absent) == 1 else 'are'} not published yet (never built "
+        "successfully); its tests run once 'cadence run' publishes it",
+        test.file,
+    )
+
+
+def _unpublished(parsed: Any, live: dict[tuple[str, str], str]) -> dict[str, str]:
+    """Models and seeds with no live relation (never built or loaded successfully: a first
+    build whose tests failed published nothing) -> "model" or "seed"."""
+    out = {
+        m.name: "model"
+        for m in parsed.models
+        if m.materialized != "ephemeral" and (m.schema, m.identifier) not in live
+    }
+    out.update({s.name: "seed" for s in parsed.seeds if (s.schema, s.table) not in live})
+    return out
 
 
 def _owned(test: Any, chosen: set[str], readers: dict[str, set[str]]) -> bool:

@@ -64,6 +64,8 @@ class ProjectFiles:
     python_models: tuple[str, ...] = ()  # .py files in model folders (each an error)
     dbt: DbtRead | None = None  # a dbt project's own files, read (None: a cadence project)
     digests: dict[str, str] = field(default_factory=dict)  # watched single files -> digest
+    # input files that could not be read (their error reported): a ref to one is not unknown
+    unreadable: tuple[str, ...] = ()
 
     @property
     def layout(self) -> Layout:
@@ -194,6 +196,7 @@ def _read_layout(root: Path, layout: Layout, errors: ErrorCollector) -> dict[str
     }
     digests: dict[str, str] = {}  # every file walked, read or not (the cache keys on them)
     seen: set[str] = set()
+    unreadable: list[str] = []
     for package in layout.packages:
         base = root / package.folder if package.folder else root
         for folder, suffixes in package.folders().items():
@@ -205,7 +208,10 @@ def _read_layout(root: Path, layout: Layout, errors: ErrorCollector) -> dict[str
                 if rel in seen:
                     continue
                 seen.add(rel)
+                before = len(errors.errors)
                 found = _sort_file(base, p, rel, package, layout, out, errors)
+                if any(e.severity != "warning" for e in errors.errors[before:]):
+                    unreadable.append(rel)
                 if found is None:
                     try:
                         found = files.digest_file(base, p)
@@ -215,11 +221,14 @@ def _read_layout(root: Path, layout: Layout, errors: ErrorCollector) -> dict[str
             for problem in walked:
                 if package.folder and problem.file:
                     problem.file = f"{package.folder}/{problem.file}"
+                if problem.file and problem.severity != "warning":
+                    unreadable.append(problem.file)
                 errors.add(problem)
     for key in out:
         if key not in ("python_models", "seeds"):
             out[key].sort(key=lambda f: f.path)  # type: ignore[attr-defined]
-    return {**{k: tuple(v) for k, v in out.items()}, "digests": digests}
+    sorted_files = {k: tuple(v) for k, v in out.items()}
+    return {**sorted_files, "digests": digests, "unreadable": tuple(unreadable)}
 
 
 def _sort_file(

@@ -296,9 +296,25 @@ def parse_project(
                 )
             )
     if nodes is not None:
+        snapshot_paths = [
+            (*PurePosixPath(path).parent.parts[1:], name)
+            for name, path in [
+                *((m.name, m.path) for m in snapshots.models),
+                *snapshots.disabled,
+            ]
+        ]
         warnings.extend(
-            nodes.warnings([f.path for f in files.models], [s.path for s in files.seeds])
+            nodes.warnings(
+                [f.path for f in files.models], [s.path for s in files.seeds], snapshot_paths
+            )
         )
+    # a file that could not be read (a FIFO, a bad link) is reported once, where it was read:
+    # what names it (a ref, a unit test) is not reported again as unknown
+    broken.extend(
+        PurePosixPath(p).stem
+        for p in files.unreadable
+        if PurePosixPath(p).suffix.lower() in (".sql", ".csv")
+    )
     unit_tests = parse_unit_tests(
         others.get("unit_tests", []),
         files.fixtures,
@@ -307,6 +323,7 @@ def parse_project(
         {(s.source_name, s.table) for s in sources},
         errors,
         {s.name for s in snapshots.specs},
+        frozenset(broken),
     )
     relations = {(s.source_name, s.table): s.relation for s in sources}
     tests.extend(parse_source_tests(yaml_sources, relations, errors, generic))

@@ -41,6 +41,7 @@ TOP_KEYS = (
     "channels",
     "models",
     "seeds",
+    "snapshots",
     "vars",
     "tests",
     "export_root",
@@ -126,6 +127,8 @@ class ProjectConfig:
     cli_vars: dict[str, Any] = field(default_factory=dict)  # --vars: over every other var
     # a dbt project's snapshots: configs (the root project's), as (folders, layer), parents first
     snapshot_defaults: tuple[tuple[tuple[str, ...], ConfigLayer], ...] = ()
+    # cadence.yml's snapshots: (dbt's form), laid over snapshot_defaults, parents first
+    own_snapshot_defaults: tuple[tuple[tuple[str, ...], ConfigLayer], ...] = ()
 
     @property
     def is_dbt(self) -> bool:
@@ -224,6 +227,22 @@ def parse_project_config(
     keep_days = _parse_history(raw, errors)
     alerts = parse_alerts(raw, errors)
     defaults = parse_folder_defaults(raw.get("models"), str(name), line_of(raw, "models"), errors)
+    snapshot_tree = raw.get("snapshots")
+    if snapshot_tree is not None and not isinstance(snapshot_tree, dict):
+        errors.add(
+            CadenceError(
+                "'snapshots' must be a mapping of snapshot configs",
+                file=file,
+                line=line_of(raw, "snapshots"),
+                hint="write snapshots: {my_project: {orders_snap: {+cadence: daily}}}",
+            )
+        )
+        snapshot_tree = None
+    own_snapshots: tuple[tuple[tuple[str, ...], ConfigLayer], ...] = ()
+    if snapshot_tree:
+        from cadence.load.dbt.configs import folder_defaults  # dbt's form; loaded only if used
+
+        own_snapshots = folder_defaults(snapshot_tree, file, str(name))
     seed_config = raw.get("seeds") or {}
     if not isinstance(seed_config, dict):
         errors.add(
@@ -255,6 +274,7 @@ def parse_project_config(
         warehouse=warehouse,
         channels=channels,
         folder_defaults=defaults,
+        own_snapshot_defaults=own_snapshots,
         seed_config=dict(seed_config),
         vars=_plain(vars_),
         env_vars_used=tuple(env_used),

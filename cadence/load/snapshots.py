@@ -280,7 +280,7 @@ def _parse_one(
 ) -> tuple[Any, SnapshotSpec] | None:
     from cadence.load.context import RenderState
 
-    layers: list[ConfigLayer] = list(_project_layers(config, source.path))
+    layers: list[ConfigLayer] = _project_layers(config, source)
     entry, entry_file = source.properties, source.properties_file
     description = ""
     if entry is not None and entry_file is not None:
@@ -369,12 +369,21 @@ def _ref_line(text: str, name: str) -> tuple[int, int]:
     )
 
 
-def _project_layers(config: ProjectConfig, path: str) -> list[ConfigLayer]:
-    """Folder configs for snapshots (dbt_project.yml ``snapshots:``), nearest folder last,
-    when the project declares any."""
-    defaults = getattr(config, "snapshot_defaults", ())
-    folder = PurePosixPath(path).parent.parts[1:]
-    return [layer for parts, layer in defaults if folder[: len(parts)] == parts]
+def _project_layers(config: ProjectConfig, source: _Source) -> list[ConfigLayer]:
+    """Config for a snapshot from the project files, least specific first: dbt_project.yml's
+    ``snapshots:``, then cadence.yml's ``models:`` paths naming the snapshot, then cadence.yml's
+    ``snapshots:``. A path is the folders below the snapshot folder, then the snapshot's name;
+    a ``models:`` folder path (no name) stays with the models."""
+    folder = PurePosixPath(source.path).parent.parts[1:]
+    path = (*folder, source.name)
+    found = [layer for parts, layer in config.snapshot_defaults if path[: len(parts)] == parts]
+    found += [
+        layer
+        for parts, layer in config.folder_defaults
+        if parts and parts[-1] == source.name and path[: len(parts)] == parts
+    ]
+    found += [layer for parts, layer in config.own_snapshot_defaults if path[: len(parts)] == parts]
+    return found
 
 
 def _split(

@@ -84,13 +84,17 @@ def parse_unit_tests(
     sources: set[tuple[str, str]],
     errors: ErrorCollector,
     snapshots: set[str] | frozenset[str] = frozenset(),
+    broken: frozenset[str] = frozenset(),
 ) -> list[UnitTest]:
     """One ``UnitTest`` per entry (``models`` may be given as inputs; ``snapshots`` of them
-    cannot be tested)."""
+    cannot be tested). A test of, or with an input from, a ``broken`` model or seed (one that
+    failed to load, its error reported) is left out, not reported as naming nothing."""
     files = {PurePosixPath(f.path).name: f for f in fixtures}
     out: list[UnitTest] = []
     seen: dict[tuple[str, str], str] = {}
     for entry, file in entries:
+        if _names_broken(entry, broken):
+            continue
         try:
             test = _parse_one(entry, file, files, models, seeds, sources, snapshots)
         except CadenceError as exc:
@@ -112,6 +116,21 @@ def parse_unit_tests(
         seen[key] = file
         out.append(test)
     return out
+
+
+def _names_broken(entry: dict[str, Any], broken: frozenset[str]) -> bool:
+    """Whether a unit test's model or one of its ``ref()`` inputs failed to load."""
+    if not broken:
+        return False
+    if entry.get("model") in broken:
+        return True
+    given = entry.get("given")
+    for item in given if isinstance(given, list) else []:
+        raw = str(item.get("input") or "").strip() if isinstance(item, dict) else ""
+        m = _REF.match(raw)
+        if m and m.group(1) in broken:
+            return True
+    return False
 
 
 def _parse_one(

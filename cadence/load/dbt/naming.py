@@ -87,6 +87,13 @@ def node_info(
         "fqn": [package, *folders, name],
         "unique_id": f"{resource_type}.{package}.{name}",
         "config": config,
-        "tags": list(config.get("tags") or []),
+        "tags": _tags(config.get("tags")),
         "version": None,
     }
+
+
+def _tags(value: object) -> list[str]:
+    """dbt's tags as the config merge reads them (``config._as_tuple``): a list, or one value."""
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]

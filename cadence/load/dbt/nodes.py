@@ -11,6 +11,7 @@ project; a cadence project has folder defaults instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -227,9 +228,12 @@ class DbtNodes:
                     )
         return out
 
-    def warnings(self, models: list[str], seeds: list[str]) -> list[CadenceError]:
-        """Config paths that apply to no model (of ``models``) or seed: dbt warns too. Counted
-        here, not while parsing (models may be parsed in forked workers)."""
+    def warnings(
+        self, models: list[str], seeds: list[str], snapshots: Sequence[tuple[str, ...]] = ()
+    ) -> list[CadenceError]:
+        """Config paths that apply to no model (of ``models``), seed or snapshot (cadence.yml's
+        ``models:`` paths naming one, ``snapshots``: folders, then name): dbt warns too.
+        Counted here, not while parsing (models may be parsed in forked workers)."""
         found = []
         for paths, kind, layers in (
             (models, "model", self.model_layers),
@@ -242,6 +246,12 @@ class DbtNodes:
                     i
                     for i, layer in enumerate(layers)
                     if layer.applies_to(placed.package_name, placed.path)
+                }
+            if kind == "model":  # cadence.yml's models: paths naming a snapshot apply to it
+                used |= {
+                    i
+                    for i, layer in enumerate(layers)
+                    if layer.rank == 2 and layer.parts in set(snapshots)
                 }
             found += configs.unused_paths(layers, used)
         return found + self.unapplied()
