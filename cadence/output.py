@@ -424,3 +424,31 @@ def render_tests(outcomes: list[Any], as_json: bool) -> str:
 
 
 __all__ = ["ModelResult", "RunRenderer", "plan_json", "render_plan"]
+
+
+def freshness_lines(fresh: dict[str, Any], tz: Any) -> list[str]:
+    """``status``: per channel its lag, objective and state; per source its freshness."""
+    from cadence.observe.objectives import human
+
+    def objective(row: dict[str, Any]) -> str:
+        o = row["objective"]
+        parts = [
+            f"{k} {human(o[k + '_after_s'])}"
+            for k in ("warn", "error")
+            if o.get(k + "_after_s") is not None
+        ]
+        if not o.get("declared"):
+            return "default (warn: older than its 2nd-latest tick, error: its 4th-latest)"
+        return ", ".join(parts) or "none"
+
+    lines = []
+    for row in fresh["channels"]:
+        lag = "never brought up to date" if row["lag_s"] is None else f"lag {human(row['lag_s'])}"
+        why = f" ({row['reason']})" if row["state"] != "ok" and row.get("reason") else ""
+        lines.append(
+            f"channel {row['channel']}: {row['state']}{why}, {lag}, objective {objective(row)}"
+        )
+    for row in fresh["sources"]:
+        age = "loaded_at unknown" if row["lag_s"] is None else f"{human(row['lag_s'])} old"
+        lines.append(f"source {row['source']}: {row['state']}, {age}, objective {objective(row)}")
+    return lines

@@ -27,6 +27,7 @@ from cadence.load.layout import LoadOptions
 from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
+from cadence.observe import Observer, after_run
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
@@ -350,6 +351,7 @@ class Project:
                 lambda: self._prune_history(engine, done, now),
                 lambda: self._keep_snapshot(engine, done),
                 lambda: self._keep_rosters(engine, state, done),
+                lambda: after_run(self, engine, state, done, now),
             ):
                 result = _or_write_error(result, step, warehouse)
             return result
@@ -362,8 +364,7 @@ class Project:
             return None
         from cadence.activation import roster
 
-        root = self.root
-        return lambda engine, model, run_id, at: roster.keep(engine, root, model, run_id, at)
+        return lambda engine, model, run_id, at: roster.keep(engine, self.root, model, run_id, at)
 
     def _keep_rosters(self, engine: Engine, state: StateSnapshot, result: RunResult) -> None:
         """Members snapshots no publish left: segments with none yet, and after a run killed
@@ -379,11 +380,8 @@ class Project:
             if m.config.key and ((m.schema, m.identifier) in state.relations or m.name in built)
         }
         ran = any(r.status != "skipped" for r in result.results)
-        wanted = (
-            list(segments)
-            if state.pending_runs and ran
-            else roster.missing(self.root, list(segments))
-        )
+        everything = state.pending_runs and ran  # a killed run may have left any behind
+        wanted = list(segments) if everything else roster.missing(self.root, list(segments))
         for name in wanted:
             roster.keep(engine, self.root, segments[name], result.run_id, result.at)
 
@@ -591,7 +589,7 @@ class Project:
         """A bound ``cadence serve`` server (see ``cadence.serve.open_server`` for options)."""
         from cadence.serve import open_server
 
-        return open_server(self.root, self.parsed.config, **options)
+        return open_server(self.root, self.parsed.config, observer=Observer(self), **options)
 
     def models_for(self, names: Iterable[str]) -> list[str]:
         return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]

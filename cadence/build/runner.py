@@ -60,6 +60,7 @@ class RunResult:
     write_error: str | None = None  # run_results.json not written (full disk): exit 1
     # the serve wing's SnapshotReport (None: no served channel written); set by Project.run
     snapshots: Any = None
+    duration_s: float = 0.0  # building, testing and publishing (metrics: the run's duration)
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -300,6 +301,7 @@ def execute(
             command == "seed",
             clock_behind=plan.clock_behind,
             write_error=refused,
+            duration_s=round(time.perf_counter() - clock, 6),
         )
         run_result = _write_results(root, run_result)
     return run_result

@@ -29,6 +29,7 @@ from cadence.load.channelconfig import ChannelConfig, parse_channels
 from cadence.load.config import ConfigLayer, parse_folder_defaults
 from cadence.load.costconfig import CostConfig, parse_cost
 from cadence.load.envtemplate import render_env_string, shorten
+from cadence.load.freshness import AlertsConfig, parse_alerts
 from cadence.load.layout import CADENCE_LAYOUT, Layout
 from cadence.load.yamlfile import LineDict, line_of, load_yaml
 
@@ -47,6 +48,7 @@ TOP_KEYS = (
     "export_root",
     "history",
     "cost",
+    "alerts",
 )
 HISTORY_KEYS = ("keep_days",)
 WAREHOUSE_KEYS = (
@@ -122,6 +124,7 @@ class ProjectConfig:
     export_root: str | None = None  # absolute folder export paths may write under
     history_keep_days: int | None = None  # prune history older than this (None: keep all)
     cost: CostConfig | None = None  # the price of compute (None: no money figures)
+    alerts: AlertsConfig | None = None  # alerts: {webhook: ...} (observe wing)
     layout: Layout = CADENCE_LAYOUT  # where the project's files are
     dbt: DbtSettings | None = None  # a dbt project's own settings (None: a cadence project)
     cli_vars: dict[str, Any] = field(default_factory=dict)  # --vars: over every other var
@@ -226,6 +229,7 @@ def parse_project_config(
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
     cost = parse_cost(raw, errors)
+    alerts = parse_alerts(raw, errors)
     defaults = parse_folder_defaults(raw.get("models"), str(name), line_of(raw, "models"), errors)
     snapshot_tree = raw.get("snapshots")
     if snapshot_tree is not None and not isinstance(snapshot_tree, dict):
@@ -281,6 +285,7 @@ def parse_project_config(
         export_root=export_root,
         history_keep_days=keep_days,
         cost=cost,
+        alerts=alerts,
         layout=layout,
         dbt=dbt,
         cli_vars=dict(cli_vars or {}),
