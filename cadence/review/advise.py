@@ -183,12 +183,13 @@ def objective_of(
     """The channel's freshness objective: its ``freshness: {warn_after, error_after}`` (SPEC
     §11; a channel that declares only ``error_after`` warns at it), else the default rule
     (``default_objective``)."""
-    declared: Any = getattr(channel, "freshness", None)  # the observe wing's channel setting
-    warn: Any = getattr(declared, "warn_after_s", None)
-    error: Any = getattr(declared, "error_after_s", None)
+    declared = channel.freshness
+    warn = declared.warn_after_s if declared is not None else None
+    error = declared.error_after_s if declared is not None else None
     if warn is None and error is None:
         return default_objective(schedule, tz, now)
     first = warn if warn is not None else error
+    assert first is not None
     return Objective(float(first), None if error is None else float(error), declared=True)
 
 

@@ -305,7 +305,7 @@ def advise_text(advice: Advice) -> str:
     lines = [f"cadence advise at {advice.at.isoformat()}, history since {advice.since.isoformat()}"]
     for c in advice.channels:
         o = c.objective
-        rule = "its freshness" if o.declared else "default: its 2nd and 4th latest tick"
+        rule = "declared" if o.declared else "default: its 2nd and 4th latest tick"
         objective = (
             f"warn after {_span(o.warn_after_s)}, error after {_span(o.error_after_s)} ({rule})"
             if o.warn_after_s is not None

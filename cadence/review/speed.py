@@ -3,12 +3,12 @@ chart of cost per month against p90 reach delay across candidate cadences, the c
 marked (SPEC §11); laid out here, in Python, so the page only draws it (``assets/speed.js``).
 
 Input: an ``Advice`` (``advise`` over the site's recorded history, or None when none could be
-read) and per channel its lag (``channel_lags``) -> output: plain data for ``data.js``
-(``speed``): per channel its cadence, objective, lag, recommendation and note, and a chart: plot
-box, axis ticks, a point per measured candidate (meets the objective or not, recommended or
-not), the current cadence (observed p90 at today's cost) and the objective's warn_after as a
-line. Delays run on a log scale (seconds to days); cost is money per month with ``cost:`` in
-cadence.yml, else compute seconds per day.
+read) and per channel its lag (``channel_lags``: the observe wing's, as ``status`` shows it) ->
+output: plain data for ``data.js`` (``speed``): per channel its cadence, objective, lag,
+recommendation and note, and a chart: plot box, axis ticks, a point per measured candidate
+(meets the objective or not, recommended or not), the current cadence (observed p90 at today's
+cost) and the objective's warn_after as a line. Delays run on a log scale (seconds to days);
+cost is money per month with ``cost:`` in cadence.yml, else compute seconds per day.
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ DELAY_TICKS = (
 
 def channel_lags(project: Any, now: dt.datetime) -> dict[str, tuple[float | None, str | None]]:
     """Per channel its lag in seconds and its state (``ok``, ``warn``, ``error``) against its
-    freshness objective. The seam for the observe wing (freshness objectives, SPEC §11): until
-    it computes lags, none is known and the section says so."""
-    return {}
+    freshness objective, as ``cadence status`` shows them (the observe wing's record of the
+    last run: never the warehouse); a channel never brought up to date has no lag."""
+    from cadence.observe import check
+
+    found = check(project.parsed, project.cadences, project.root, now)
+    return {str(r["channel"]): (r.get("lag_s"), r.get("state")) for r in found.get("channels", ())}
 
 
 def speed_section(

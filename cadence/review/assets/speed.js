@@ -34,8 +34,8 @@ CadenceSite.section("speed", function (sec, data, site) {
     var o = c.objective;
     var objective = o.warn_after_s === null ? "no objective (no ticks)"
       : "objective: warn after " + span(o.warn_after_s) + ", error after " + span(o.error_after_s) +
-        (o.declared ? "" : " (default: its 2nd and 4th latest tick)");
-    var lag = c.lag_s === null ? "lag: not known"
+        (o.declared ? " (declared)" : " (default: its 2nd and 4th latest tick)");
+    var lag = c.lag_s === null ? "lag: none yet (never brought up to date)"
       : "lag: " + span(c.lag_s) + " (" + c.state + ")";
     box.appendChild(el("p", { "class": "objective" }, objective + "; " + lag));
     box.appendChild(el("p", { "class": "observed" }, c.entered + " entered, " + c.missed + " missed, " +
