@@ -12,8 +12,8 @@
    rows to a parquet file. Target: <= 1.3x.
 
 3. Members snapshot (``cadence members`` during a run): for a segment of --snapshot-members keys
-   built by a real ``Project.run`` at 1% churn per run, the time ``roster.write`` takes after the
-   publish commits (members.parquet of every key + the publish's change part, each COPY to a
+   built by a real ``Project.run`` at 1% churn per run, the time ``roster.write_many`` takes after
+   the publish commits (members.parquet of every key + the publish's change part, each COPY to a
    temp file, fdatasync, rename) vs the publish itself (the model's build duration: create the
    staging table, key checks, membership diff, swap, commit). Reported, no target; the first
    publish (everyone entered) is shown apart.
@@ -166,7 +166,7 @@ def bench_snapshot(members: int, repeat: int, folder: Path) -> dict:
         f"from range({{{{ var('lo') }}}}, {{{{ var('lo') }}}} + {members})\n"
     )
     timings: list[float] = []
-    original = roster.write
+    original = roster.write_many
 
     def timed_write(*args, **kwargs):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
@@ -175,7 +175,7 @@ def bench_snapshot(members: int, repeat: int, folder: Path) -> dict:
         finally:
             timings.append(time.perf_counter() - start)
 
-    roster.write = timed_write  # type: ignore[assignment]
+    roster.write_many = timed_write  # type: ignore[assignment]
     shift = members // 200  # half of 1% leaves, half joins
     publish, snapshot = [], []
     try:
@@ -191,7 +191,7 @@ def bench_snapshot(members: int, repeat: int, folder: Path) -> dict:
             publish.append(built.duration_s or 0.0)
             snapshot.append(timings[0])
     finally:
-        roster.write = original  # type: ignore[assignment]
+        roster.write_many = original  # type: ignore[assignment]
     p, s = statistics.median(publish[1:]), statistics.median(snapshot[1:])
     return {
         "members": members, "changes_per_publish": 2 * shift, "publish_s": p, "snapshot_s": s,

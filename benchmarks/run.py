@@ -1,4 +1,4 @@
-"""cadence benchmark: idle cost and build overhead, each measured beside its baseline (issue 4).
+"""cadence benchmark: idle cost and build overhead, each measured beside its baseline (issues 4, 21).
 
     python benchmarks/run.py [--sizes 100,1000,10000] [--repeat 5] [--events 1000000]
 
@@ -16,6 +16,11 @@ back:
                build the no-op follows), vs raw DuckDB running the same compiled SQL from
                target/compiled/ in one process, one connection, into another fresh warehouse
                (benchmarks/raw_duckdb.py); sizes from 5,000 models: --build-repeat-large pairs
+  sequential   with --serial-build: cadence run --threads 1, raw DuckDB and DuckDB's own floor of
+               the publish pattern (raw_duckdb.py --pattern), in turn, the order rotating
+
+Ratios are taken pair by pair (each subject beside its baseline, run in turn) and their median
+reported; the no-op's too (issue 21). Every sample also records the process's CPU time.
 
 With --against CADENCE (another cadence command, e.g. a wrapper that runs main's checkout), the
 no-op run and the cold and warm loads of both are measured in turn in the same project, and the
@@ -50,7 +55,8 @@ REPO = HERE.parent
 CHILD_ENV: dict[str, str] | None = None  # set in main(): how every measured process runs
 LARGE = 5000  # sizes from here on use --events-large and --build-repeat-large
 
-# (metric, size or sizes it applies at, limit, unit, what the issue says)
+# (metric, size or sizes it applies at, limit, unit, what the issue says[, which runs: "small"
+# events <= 10,000 a project, "scale" the full 1,000,000])
 TARGETS = [
     ("noop_ratio", 1000, 2.5, "x", "no-op run --due <= 2.5x the floor at 1,000 models"),
     ("noop_s", 10000, 1.0, "s", "no-op run --due <= 1 s at 10,000 models"),
@@ -71,6 +77,32 @@ TARGETS = [
         "MB",
         "peak memory <= 400 MB at 10,000 models (no-op run, cold load)",
     ),
+    # issue 21, each a ratio taken pair by pair in the same run
+    ("noop_ratio_paired", 10000, 0.8, "x", "idle run --due <= 0.8x import duckdb + connect"),
+    ("noop_ratio_paired", 1000, 1.2, "x", "idle run --due <= 1.2x import duckdb + connect"),
+    (
+        "serial_build_ratio",
+        1000,
+        1.6,
+        "x",
+        "sequential build of small models <= 1.6x raw DuckDB",
+        "small",
+    ),
+    (
+        "serial_build_ratio",
+        100,
+        1.05,
+        "x",
+        "sequential build at scale 1.0 <= 1.05x raw DuckDB",
+        "scale",
+    ),
+    (
+        "build_vs_raw_paired",
+        (100, 1000, 10000),
+        0.9,
+        "x",
+        "parallel build (warehouse.threads) <= 0.9x raw DuckDB run sequentially",
+    ),
 ]
 
 
@@ -81,6 +113,7 @@ class Sample:
     rc: int
     stdout_bytes: int
     stderr_tail: str = ""
+    cpu_s: float = 0.0  # user + system of the process (its threads included)
 
 
 @dataclass
@@ -107,6 +140,7 @@ class Series:
             "runs": len(walls),
             "peak_rss_mb": round(self.peak_mb, 1),
             "samples_s": [round(w, 4) for w in walls],
+            "cpu_median_s": round(statistics.median(s.cpu_s for s in self.samples), 4),
             "rcs": sorted({s.rc for s in self.samples}),
             "stdout_bytes": max(s.stdout_bytes for s in self.samples),
         }
@@ -140,7 +174,8 @@ def measure(cmd: list[str], cwd: Path, timeout: float, expect_rc: int | None = 0
         stdout_bytes = out.tell()
         err.seek(0)
         tail = err.read()[-2000:].decode("utf-8", "replace")
-    sample = Sample(wall, usage.ru_maxrss / 1024.0, rc, stdout_bytes, tail)
+    cpu = usage.ru_utime + usage.ru_stime
+    sample = Sample(wall, usage.ru_maxrss / 1024.0, rc, stdout_bytes, tail, cpu)
     if expect_rc is not None and rc != expect_rc:
         raise RuntimeError(f"{' '.join(cmd)} exited {rc} (expected {expect_rc}) in {cwd}:\n{tail}")
     return sample
@@ -152,6 +187,22 @@ def fresh(warehouse: Path) -> None:
         p = Path(str(warehouse) + suffix)
         if p.exists():
             p.unlink()
+
+
+def fresh_target(project: Path) -> None:
+    """What a run leaves beside the warehouse (members files, serve snapshots, the state
+    snapshot, the wake file, run results): gone, so a build into a fresh warehouse starts from
+    nothing (members files of another warehouse would not be written again)."""
+    target = project / "target"
+    for name in ("members", "serve"):
+        shutil.rmtree(target / name, ignore_errors=True)
+    for name in ("wake.json", "state_snapshot.json", "run_results.json"):
+        (target / name).unlink(missing_ok=True)
+
+
+def paired(mine: "Series", base: "Series") -> float:
+    """The median of the ratios pair by pair (runs measured in turn, the same count)."""
+    return statistics.median(a.wall_s / b.wall_s for a, b in zip(mine.samples, base.samples))
 
 
 def run_results(project: Path) -> dict:
@@ -202,6 +253,7 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     notes: list[str] = []
     floor, noop, cold, warm, build, raw = Series(), Series(), Series(), Series(), Series(), Series()
     serial = Series()  # cadence run --threads 1 (with --serial-build)
+    serial_raw, pattern = Series(), Series()  # raw DuckDB and its publish pattern, in turn
     against = args.against  # another cadence (main's checkout): idle and load beside this one
     base_noop, base_cold, base_warm = Series(), Series(), Series()
 
@@ -222,15 +274,17 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
 
     def run_cadence() -> None:
         fresh(warehouse)
+        fresh_target(project)
         build.add(measure(build_cmd, project, timeout, expect_rc=None))
         build_counts.append(status_counts(run_results(project)))
 
-    def run_raw() -> None:
+    def run_raw(series: Series = raw, pattern: bool = False) -> None:
         fresh(raw_wh)
-        raw.add(measure(raw_cmd, project, timeout))
+        series.add(measure(raw_cmd + (["--pattern"] if pattern else []), project, timeout))
 
     def run_serial() -> None:
         fresh(warehouse)
+        fresh_target(project)
         serial.add(measure(build_cmd + ["--threads", "1"], project, timeout, expect_rc=None))
         build_counts.append(status_counts(run_results(project)))
 
@@ -275,16 +329,23 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     floor_cmd = [py, "-c", f"import duckdb; duckdb.connect({str(warehouse)!r})"]
     noop_cmd = [cadence, "run", "--due", "--at", noop_at]
     log(f"   no-op run --due --at {noop_at} vs floor, {repeat}x")
+    results_file = project / "target" / "run_results.json"
+    last = results_file.read_bytes()
     warmup = measure(noop_cmd, project, timeout)
+    # an idle run --due builds nothing and leaves the last run_results.json in place
     noop_counts = status_counts(run_results(project))
-    built = sum(v for k, v in noop_counts.items() if k != "skipped")
-    if built:
-        notes.append(f"no-op run --due at {noop_at} built something: {noop_counts}")
+    if results_file.read_bytes() != last:
+        notes.append(f"no-op run --due at {noop_at} wrote run results: {noop_counts}")
+        noop_counts = {"rewritten": 1, **noop_counts}
+    else:
+        noop_counts = {"skipped": n}
     base_cmd = [against, *noop_cmd[1:]] if against else []
     if against:
+        last = results_file.read_bytes()
         measure(base_cmd, project, timeout)
         base_counts = status_counts(run_results(project))
-        if sum(v for k, v in base_counts.items() if k != "skipped"):
+        rewritten = results_file.read_bytes() != last  # an older cadence rewrites it, idle too
+        if rewritten and sum(v for k, v in base_counts.items() if k != "skipped"):
             notes.append(f"--against: no-op run --due built something: {base_counts}")
     for i in range(repeat):
         pair = [(floor, floor_cmd), (noop, noop_cmd)]
@@ -308,10 +369,15 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
             step()
         log(f"     build {build.samples[-1].wall_s:.2f}s  raw {raw.samples[-1].wall_s:.2f}s")
     if args.serial_build:
+        steps = [run_serial, lambda: run_raw(serial_raw), lambda: run_raw(pattern, True)]
         for i in range(build_repeat):
-            log(f"   full build with --threads 1, {i + 1}/{build_repeat}")
-            run_serial()
-            log(f"     build --threads 1 {serial.samples[-1].wall_s:.2f}s")
+            log(f"   sequential build --threads 1 / raw / publish pattern, {i + 1}/{build_repeat}")
+            for step in steps[i % 3 :] + steps[: i % 3]:  # each in turn, the order rotating
+                step()
+            log(
+                f"     --threads 1 {serial.samples[-1].wall_s:.2f}s  raw "
+                f"{serial_raw.samples[-1].wall_s:.2f}s  pattern {pattern.samples[-1].wall_s:.2f}s"
+            )
     if any(s.rc != 0 for s in build.samples) or any(c.get("success", 0) < n for c in build_counts):
         notes.append(
             f"full build: rc {sorted({s.rc for s in build.samples})}, statuses {build_counts}"
@@ -348,10 +414,18 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
             m[key] = statistics.median(
                 a.wall_s / b.wall_s for a, b in zip(mine.samples, theirs.samples)
             )
+    m["noop_ratio_paired"] = paired(noop, floor)
+    m["build_vs_raw_paired"] = paired(build, raw)
     if serial.samples:
         m["serial_build_s"] = serial.median
-        m["serial_build_ratio"] = serial.median / raw.median
+        m["serial_raw_s"] = serial_raw.median
+        m["serial_build_ratio"] = paired(serial, serial_raw)
+        m["pattern_s"] = pattern.median
+        m["pattern_ratio"] = paired(pattern, serial_raw)
         m["serial_build_peak_mb"] = serial.peak_mb
+        m["serial_build_cpu_ratio"] = statistics.median(
+            a.cpu_s / b.cpu_s for a, b in zip(serial.samples, serial_raw.samples)
+        )
     # cadence's own footprint; the full build's peak is mostly DuckDB's and is shown beside raw's
     m["peak_mb"] = max(m["noop_peak_mb"], m["cold_peak_mb"], m["warm_peak_mb"])
     log(
@@ -378,7 +452,15 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
             "warm_ls": warm.summary(),
             "full_build": build.summary(),
             "raw_duckdb": raw.summary(),
-            **({"full_build_threads_1": serial.summary()} if serial.samples else {}),
+            **(
+                {
+                    "full_build_threads_1": serial.summary(),
+                    "raw_duckdb_beside_threads_1": serial_raw.summary(),
+                    "publish_pattern": pattern.summary(),
+                }
+                if serial.samples
+                else {}
+            ),
             **(
                 {
                     "against_noop": base_noop.summary(),
@@ -429,10 +511,14 @@ def warm_up(args: argparse.Namespace, workdir: Path) -> None:
 
 def evaluate(sizes: dict[int, dict]) -> list[dict]:
     out = []
-    for metric, size, limit, unit, text in TARGETS:
+    for metric, size, limit, unit, text, *which in TARGETS:
         for n, res in sorted(sizes.items()):
             if n not in (size if isinstance(size, tuple) else (size,)):
                 continue
+            if metric not in res["metrics"]:
+                continue  # not measured in this run (--serial-build)
+            if which and (res["events"] <= 10_000) != (which[0] == "small"):
+                continue  # a target for the other data scale
             value = res["metrics"][metric]
             out.append(
                 {
@@ -467,19 +553,21 @@ def render(result: dict) -> str:
         ("floor: import duckdb + connect (s)", lambda m: fmt_s(m["floor_s"])),
         ("no-op run --due (s)", lambda m: fmt_s(m["noop_s"])),
         ("  no-op / floor", lambda m: f"{m['noop_ratio']:.2f}x"),
+        ("  no-op / floor, pair by pair", lambda m: _opt(m, "noop_ratio_paired", _x)),
         ("cold load, cadence ls (s)", lambda m: fmt_s(m["cold_s"])),
         ("warm load, cadence ls (s)", lambda m: fmt_s(m["warm_s"])),
         ("full build, cadence (s)", lambda m: fmt_s(m["build_s"])),
         ("full build, raw DuckDB (s)", lambda m: fmt_s(m["raw_s"])),
         ("  cadence / raw", lambda m: f"{m['build_ratio']:.2f}x"),
+        ("  cadence / raw, pair by pair", lambda m: _opt(m, "build_vs_raw_paired", _x)),
         (
             "full build, cadence --threads 1 (s)",
             lambda m: fmt_s(m["serial_build_s"]) if "serial_build_s" in m else "-",
         ),
-        (
-            "  cadence --threads 1 / raw",
-            lambda m: f"{m['serial_build_ratio']:.2f}x" if "serial_build_s" in m else "-",
-        ),
+        ("  raw DuckDB beside it (s)", lambda m: _opt(m, "serial_raw_s", fmt_s)),
+        ("  cadence --threads 1 / raw, pair by pair", lambda m: _opt(m, "serial_build_ratio", _x)),
+        ("  (cpu time, pair by pair)", lambda m: _opt(m, "serial_build_cpu_ratio", _x)),
+        ("  publish pattern in DuckDB / raw", lambda m: _opt(m, "pattern_ratio", _x)),
         ("--against: no-op run --due (s)", lambda m: _opt(m, "against_noop_s", fmt_s)),
         ("  this / --against, pair by pair", lambda m: _opt(m, "vs_against_noop", _x)),
         ("--against: cold load (s)", lambda m: _opt(m, "against_cold_s", fmt_s)),
@@ -523,7 +611,7 @@ def render(result: dict) -> str:
         out.append(f"WARNING: cadence changed during the run (at the end: {env['commit_at_end']})")
     out.append("")
     out += lines
-    out += ["", "targets (issue 4):"]
+    out += ["", "targets (issues 4 and 21):"]
     for t in result["targets"]:
         unit = "x" if t["unit"] == "x" else f" {t['unit']}"
         value = f"{t['value']:.2f}{unit}" if t["unit"] != "MB" else f"{t['value']:.0f}{unit}"

@@ -97,6 +97,7 @@ class RunRenderer:
         self.due = due
         self.tz = tz
         self.tty = _tty()
+        self._warned: set[tuple[str, str]] = set()  # shown with their model's line
 
     def _bar(self, total: int) -> Any:
         """A progress bar on a terminal (rich); lines still print above it."""
@@ -146,6 +147,7 @@ class RunRenderer:
             self._echo("    " + r.error.replace("\n", "\n    "))
         for w in r.warnings:
             self._echo(f"    warning: {w}")
+            self._warned.add((r.name, w))
 
     def _echo(self, line: str) -> None:
         progress = getattr(self, "_progress", None)
@@ -170,12 +172,19 @@ class RunRenderer:
         counts: dict[str, int] = {}
         for r in result.results:
             counts[r.status] = counts.get(r.status, 0) + 1
+            for w in r.warnings:  # found after the builds (a members file not written)
+                if (r.name, w) not in self._warned:
+                    echo(f"warning: {r.name}: {w}")
         built = counts.get("success", 0) + counts.get("error", 0) + counts.get("upstream_failed", 0)
         if built == 0:
             if self.tty or not self.due:
                 echo("nothing to do" + (" (nothing is due)" if self.due else ""))
             return
-        total = sum(r.duration_s for r in result.results)
+        total = (
+            result.wall_s
+            if result.wall_s is not None
+            else sum(r.duration_s for r in result.results)
+        )
         parts = [f"{counts.get('success', 0)} built"]
         if counts.get("error"):
             parts.append(f"{counts['error']} failed")

@@ -14,25 +14,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cadence.build import hooks
+from cadence.build import hooks, idle
 from cadence.build.compiler import Compiler
 from cadence.build.lock import RunLock, current_holder
-from cadence.build.runner import EventSink, PublishHook, RunResult, execute
+from cadence.build.runner import EventSink, PublishHook, RunResult, execute, only_delivered
 from cadence.build.snapshots import compiled_path
 from cadence.disk import artifacts
 from cadence.engines import Engine, access, connect
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError, UsageError, WarehouseBusy, did_you_mean
+from cadence.load.inputs import Fingerprint, find_project_root
 from cadence.load.layout import LoadOptions
-from cadence.load.loader import find_project_root
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
-from cadence.observe import Observer, after_run
+from cadence.observe import Observer, after_run, wake_at
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
 from cadence.plan.history import StateSnapshot
-from cadence.plan.selection import feeding, select, unmatched
+from cadence.plan.selection import feeding, select, unmatched_warnings
 from cadence.record import snapshot, unrecorded
 from cadence.record.state import HISTORY_TABLES, prune_history, read_snapshot
 
@@ -69,6 +69,8 @@ class Selection:
 class Project:
     """A loaded project. Construct with ``Project.load(path)``."""
 
+    fingerprint: Fingerprint | None = None  # the files ``load`` read (None: no wake file)
+
     def __init__(
         self, root: Path, parsed: ParsedProject, dag: Dag, cadences: Cadences, compiler: Compiler
     ) -> None:
@@ -91,9 +93,9 @@ class Project:
         from cadence.plan import manifest
 
         root, chosen = find_project_root(Path(path)), options or LoadOptions()
-        parsed, dag, cadences = manifest.load(root, use_cache=use_cache, options=chosen)
-        project = cls(root, parsed, dag, cadences, Compiler(parsed))
-        project.options = chosen
+        found = manifest.load_fingerprinted(root, use_cache=use_cache, options=chosen)
+        project = cls(root, found[0], found[1], found[2], Compiler(found[0]))
+        project.options, project.fingerprint = chosen, found[3]
         return project
 
     # -- helpers -------------------------------------------------------------------------
@@ -139,33 +141,54 @@ class Project:
         finally:
             reader.close()
 
-    def _keep_snapshot(self, engine: Engine, result: RunResult) -> None:
+    def _keep_snapshot(self, engine: Engine, run: RunResult, state: StateSnapshot) -> StateSnapshot:
         """After a run that changed state (or when none exists yet): the state as committed,
-        for read-only commands during the next run."""
-        changed = any(r.status != "skipped" for r in result.results)
+        for read-only commands during the next run. Returns the state as the run left it."""
+        changed = any(r.status != "skipped" for r in run.results)
         if changed or not snapshot.exists(self.root):
             # a run that built folded every pending run before it returned
             sources = freshness_sources(self.parsed, self.dag)
             state = read_snapshot(engine, sources, self.tz, folded=changed)
-            snapshot.write(self.root, state, result.run_id, result.at)
+            snapshot.write(self.root, state, run.run_id, run.at)
+        return state
+
+    def _wake(
+        self, engine: Engine, after: StateSnapshot, plan: Plan | None, now: dt.datetime
+    ) -> idle.Pending | None:
+        """The wake file's makings (``build.idle.pending``) from the state a run left (``plan``:
+        that state's due plan, when known) and what each wing an idle run would do or repair."""
+        channels, owed, present = self.parsed.config.channels, [], list[str]()
+        unchanged: list[str] = []
+        if any(c.export is not None for c in channels):
+            from cadence.activation import timing
+
+            owed += timing.next_delivery(self.parsed, self.cadences, engine, after, now)
+        if any(m.config.key for m in self.parsed.models):
+            from cadence.activation import rosterkeep
+
+            present += rosterkeep.files_kept(self.root, self.parsed, after.relations)
+        if any(c.serve is not None for c in channels):
+            from cadence.serve import publish
+
+            owed += publish.owed(self.root, self.parsed, after, now)
+            unchanged += publish.files_kept(self.root, self.parsed)
+        observed = wake_at(self.root)  # the observe wing: an objective crossing, an alert retry
+        if observed is not None:
+            owed.append((observed, "a freshness objective crossing or an alert to retry"))
+        plan = plan or self.plan(now, due_only=True, state=after)
+        return idle.pending(self, after, plan, now, owed, present, unchanged)
 
     def _prune_history(self, engine: Engine, result: RunResult, now: dt.datetime) -> None:
         """``history: {keep_days: N}``: after a run that wrote history, drop what is older."""
         keep_days = self.parsed.config.history_keep_days
         if keep_days and any(r.status != "skipped" for r in result.results):
             cutoff = now - dt.timedelta(days=keep_days)
-            prune_history(engine, cutoff, self.history_tables())
-            from cadence.activation import roster
+            from cadence.activation import deliver, rosterkeep
 
+            # besides runs and builds: membership changes and delivery attempts (activation)
+            prune_history(engine, cutoff, HISTORY_TABLES + deliver.HISTORY_TABLES)
             segments = [m for m in self.parsed.models if m.config.key]
-            roster.prune(engine, self.root, segments, cutoff, result.run_id, now)
-
-    def history_tables(self) -> tuple[tuple[str, ...], ...]:
-        """What ``history: {keep_days}`` prunes: (table, time column[, keep-latest columns]);
-        activation adds membership changes and delivery attempts."""
-        from cadence.activation import deliver
-
-        return HISTORY_TABLES + deliver.HISTORY_TABLES
+            rosterkeep.prune(engine, self.root, segments, cutoff, result.run_id, now)
 
     def _open_for_run(self, deadline: float, wait_s: float) -> Engine:
         """Open the warehouse for writing; another process holding the file (a notebook, a BI
@@ -199,14 +222,7 @@ class Project:
 
     def selection_warnings(self, selection: Selection) -> list[CadenceError]:
         """A warning for each ``--select`` term that matches nothing (as dbt warns)."""
-        return [
-            CadenceError(
-                f"the selection criterion '{term}' does not match any model or seed",
-                severity="warning",
-                hint="list what exists with 'cadence ls'",
-            )
-            for term in unmatched(selection.select, self.parsed, self.dag, self.cadences)
-        ]
+        return unmatched_warnings(selection.select, self.parsed, self.dag, self.cadences)
 
     def selected(
         self, selection: Selection, state: StateSnapshot | None, now: dt.datetime
@@ -289,7 +305,8 @@ class Project:
             command="run --due" if due_only else "run",
         )
         with artifacts.private_umask(), lock.acquire(wait_s):
-            return self._run_locked(
+            clock = time.perf_counter()
+            result = self._run_locked(
                 now,
                 selection,
                 due_only,
@@ -300,6 +317,7 @@ class Project:
                 replay,
                 self._open_for_run(deadline, wait_s),
             )
+        return replace(result, wall_s=time.perf_counter() - clock)
 
     def _run_locked(
         self,
@@ -313,7 +331,7 @@ class Project:
         replay: bool = False,
         engine: Engine | None = None,
     ) -> RunResult:
-        engine = engine or self.open_engine()
+        engine, wake = engine or self.open_engine(), None
         try:
             unrecorded.record_pending(engine, self.root)  # failures a full disk kept out of it
             state = self.read_state(engine)
@@ -339,51 +357,46 @@ class Project:
                 on_event=on_event,
                 threads=threads,
                 replay=replay,
-                on_published=self._members_hook(),
+                on_published=self._members_hook(plan),
             )
             if hooked:
                 hooks.end_of_run(self.parsed, self.compiler, engine, result.results, now)
-            result = self._after_run(engine, state, plan, result, now)
+            result = only_delivered(self.root, self._after_run(engine, state, plan, result, now))
             # files and pruning after the run: one that fails to write (a full disk) is the
             # run's write error (exit 1, the path and cause named), never an abort
-            done, warehouse = result, self.parsed.config.warehouse.path
+            done, warehouse, after = result, self.parsed.config.warehouse.path, [state]
             for step in (
                 lambda: self._prune_history(engine, done, now),
-                lambda: self._keep_snapshot(engine, done),
-                lambda: self._keep_rosters(engine, state, done),
+                lambda: after.append(self._keep_snapshot(engine, done, state)),
+                lambda: self._keep_rosters(engine, state, after[-1], done),
                 lambda: after_run(self, engine, state, done, now),
             ):
                 result = _or_write_error(result, step, warehouse)
-            return result
+            same = due_only and selection == Selection() and not retry_failed and after[-1] is state
+            if result.write_error is None:  # else no wake file: the next run looks again
+                wake = self._wake(engine, after[-1], plan if same else None, now)
         finally:
             engine.close()
+        idle.leave(self.root, result.run_id, now, wake)  # the warehouse as this run left it
+        return result
 
-    def _members_hook(self) -> PublishHook | None:
-        """Each segment's members file, written once its publish committed (activation wing)."""
-        if not any(m.config.key for m in self.parsed.models):
+    def _members_hook(self, plan: Plan) -> PublishHook | None:
+        """Members files, written once the builds are done (None: the plan publishes none)."""
+        segments = [m for m in self.parsed.models if m.config.key]
+        if not segments or self.parsed.config.warehouse.engine != "duckdb":
             return None
-        from cadence.activation import roster
+        from cadence.activation import rosterkeep
 
-        return lambda engine, model, run_id, at: roster.keep(engine, self.root, model, run_id, at)
+        return rosterkeep.hook(self.root, segments, {d.name for d in plan.decisions if d.builds})
 
-    def _keep_rosters(self, engine: Engine, state: StateSnapshot, result: RunResult) -> None:
-        """Members snapshots no publish left: segments with none yet, and after a run killed
-        mid-way (it may have published without writing one) every segment, once."""
-        from cadence.activation import roster
+    def _keep_rosters(
+        self, engine: Engine, state: StateSnapshot, after: StateSnapshot, result: RunResult
+    ) -> None:
+        """Members files no run left (none yet, or left behind by a killed run): activation."""
+        if any(m.config.key for m in self.parsed.models):
+            from cadence.activation import rosterkeep
 
-        if engine.state_store() is not engine:
-            return  # Spark: no members snapshot (and an idle run never connects)
-        built = {r.name for r in result.results if r.status == "success"}
-        segments = {
-            m.name: m
-            for m in self.parsed.models
-            if m.config.key and ((m.schema, m.identifier) in state.relations or m.name in built)
-        }
-        ran = any(r.status != "skipped" for r in result.results)
-        everything = state.pending_runs and ran  # a killed run may have left any behind
-        wanted = list(segments) if everything else roster.missing(self.root, list(segments))
-        for name in wanted:
-            roster.keep(engine, self.root, segments[name], result.run_id, result.at)
+            rosterkeep.repair(engine, self.root, self.parsed, after, result, state.pending_runs)
 
     def _after_run(
         self, engine: Engine, state: StateSnapshot, plan: Plan, result: RunResult, now: dt.datetime
@@ -439,22 +452,7 @@ class Project:
         return a preview per channel x segment and move nothing."""
         from cadence.activation import deliver, preview, timing
 
-        exported = [c.name for c in deliver.exported_channels(self.parsed)]
-        for ch in channels:
-            if ch not in exported:
-                names = [c.name for c in self.parsed.config.channels]
-                guess = did_you_mean(ch, exported or names)
-                raise UsageError(
-                    f"channel '{ch}' has no export" if ch in names else f"unknown channel '{ch}'",
-                    hint=f"did you mean '{guess}'?"
-                    if guess
-                    else "channels with an export: " + (", ".join(exported) or "none"),
-                )
-        if rebaseline and not channels:
-            raise UsageError(
-                "--rebaseline needs --channel", hint="cadence export --rebaseline --channel email"
-            )
-        chosen = channels or tuple(exported)
+        chosen = deliver.chosen_channels(self.parsed, channels, rebaseline)
         if dry_run:
             if not self.warehouse_exists():
                 return ()
@@ -506,13 +504,13 @@ class Project:
         """Current members of a segment (sorted keys), or with ``changes`` its history, as a
         ``MembersAnswer``; while a run (or another process) holds the warehouse, from the
         members snapshot the last publish left (its ``as_of`` says when)."""
-        from cadence.activation import queries, roster
+        from cadence.activation import queries, rosterread
 
         self.check_model(segment)
         model = queries.segment(self.parsed, segment)
         reader = self._reader() if self.warehouse_exists() else None
         if isinstance(reader, str):
-            return roster.read(self.root, segment, changes=changes, since=since, why=reader)
+            return rosterread.read(self.root, segment, changes=changes, since=since, why=reader)
         try:
             return queries.members(reader, model, changes=changes, since=since)
         finally:
@@ -560,7 +558,7 @@ class Project:
                 on_event=on_event,
             )
             result = self._after_run(engine, state, plan, result, now)  # reloaded lists too
-            self._keep_snapshot(engine, result)
+            self._keep_snapshot(engine, result, state)
             return result
         finally:
             engine.close()

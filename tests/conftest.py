@@ -69,6 +69,13 @@ def read_run_results(project: Path) -> dict[str, Any]:
     return json.loads((artifacts.target_dir(project) / "run_results.json").read_text())
 
 
+def last_run_id(project: Path) -> str | None:
+    """The run id in ``target/run_results.json`` (None: none written yet). A run that builds,
+    fails or delivers nothing leaves the file in place (SPEC §5): compare ids to tell."""
+    path = project / "target" / "run_results.json"
+    return json.loads(path.read_text())["run_id"] if path.exists() else None
+
+
 def statuses(project: Path) -> dict[str, str]:
     """name -> status of the last run, from run_results.json."""
     return {r["name"]: r["status"] for r in read_run_results(project)["results"]}

@@ -97,6 +97,27 @@ def test_serve_benchmark_smoke(tmp_path: Path) -> None:
     assert "p99_ms" in run.stdout
 
 
+def test_sequential_builds_are_paired_with_raw_duckdb_and_its_pattern(tmp_path: Path) -> None:
+    """--serial-build: cadence --threads 1, raw DuckDB and DuckDB's publish pattern in turn,
+    ratios pair by pair (issue 21); the idle run's ratio to the floor too."""
+    out = tmp_path / "result.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--sizes", "20", "--repeat", "2",
+         "--events", "1000", "--serial-build", "--workdir", str(tmp_path / "work"),
+         "--output", str(out), "--cadence", str(Path(sys.executable).parent / "cadence")],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    size = json.loads(out.read_text())["sizes"][0]
+    metrics, series = size["metrics"], size["series"]
+    for key in ("serial_build_ratio", "serial_build_cpu_ratio", "pattern_ratio",
+                "noop_ratio_paired", "build_vs_raw_paired"):
+        assert metrics[key] > 0, key
+    for key in ("full_build_threads_1", "raw_duckdb_beside_threads_1", "publish_pattern"):
+        assert series[key]["runs"] == 2 and series[key]["rcs"] == [0], key
+    assert size["notes"] == [] and size["noop_statuses"] == {"skipped": 20}
+    assert "publish pattern in DuckDB / raw" in run.stdout
+
+
 def test_dbt_load_benchmark_smoke(tmp_path: Path) -> None:
     """The paired dbt benchmark runs without dbt and says it skipped dbt's side."""
     import os

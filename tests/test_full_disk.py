@@ -108,8 +108,11 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
 
 
 def publishing(model: str) -> Callable[[str], bool]:
-    """The statement that builds ``model``'s staging table: its publish commit is refused."""
-    return lambda sql: sql.startswith("create or replace table") and f'"{model}__' in sql
+    """The statement that builds ``model`` (its staging table, or the table itself when it is
+    built in its publish transaction): its publish commit is refused."""
+    return lambda sql: sql.startswith("create or replace table") and (
+        f'"{model}__' in sql or f'."{model}" as (' in sql
+    )
 
 
 def builds(root: Path, model: str) -> list[tuple[Any, ...]]:
@@ -163,13 +166,14 @@ def test_a_commit_refused_for_space_is_recorded_by_the_next_run_with_its_backoff
     seg = next(m for m in status if m["name"] == "seg")
     assert seg["last_status"] == "error" and "no space left on device" in seg["last_error"]
 
-    # the next run records it first: the second failure in a row backs off 2 minutes
-    later = cli(root, "run", "--due", "--at", "2026-01-10T10:16")
+    # the next run records it first: the second failure in a row backs off 2 minutes (it
+    # builds nothing, so it leaves run_results.json in place: its --json document says why)
+    later = cli(root, "run", "--due", "--json", "--at", "2026-01-10T10:16")
     assert later.exit_code == 0, later.output
     assert [s for s, _ in builds(root, "seg")] == ["error", "error"]
     assert "no space left on device" in builds(root, "seg")[1][1]
     assert state(root, "seg")[:2] == ("error", 2)
-    reasons = {r["name"]: r["reason"] for r in run_results(root)["results"]}
+    reasons = {r["name"]: r["reason"] for r in json.loads(later.stdout)["results"]}
     assert reasons["seg"].startswith("backing off after 2 failures; next retry at 2026-01-10 10:17")
     assert not (root / unrecorded.FILE).exists()
 

@@ -461,3 +461,71 @@ def test_a_project_copied_with_its_cache_writes_into_its_own_folder(tmp_path: Pa
     assert '"at":"2026-01-02T07:00:00' in (copy / "target" / "run_results.json").read_text()
     assert Project.load(copy).parsed.root == str(copy)
     assert manifest.cache_stats(copy) == {"exists": True, "fresh": True}
+
+
+WH_YML = 'name: m\ntimezone: UTC\nvars: {n: 1}\nwarehouse: {path: "%s"}\n'
+
+
+def test_a_cached_load_reads_cadence_yml_without_yaml_or_jinja(tmp_path: Path) -> None:
+    """Issue 21: the cache keeps cadence.yml as parsed YAML (the template, never what the
+    environment gives it), and a cached load validates it and substitutes the environment
+    without importing PyYAML or Jinja."""
+    import subprocess
+    import sys
+
+    root = project(tmp_path)
+    template = "{{ env_var('CADENCE_TEST_WH', 'fallback.duckdb') }}"
+    (root / "cadence.yml").write_text(WH_YML % template)
+    Project.load(root)  # writes the cache
+    assert b"CADENCE_TEST_WH" in (root / manifest.CACHE_FILE).read_bytes()
+    code = (
+        "import sys\nfrom cadence.project import Project\n"
+        f"p = Project.load({str(root)!r})\n"
+        "print(p.parsed.config.warehouse.path)\n"
+        "print(sorted(m for m in ('yaml', 'jinja2') if m in sys.modules))\n"
+    )
+    repo = str(Path(__file__).resolve().parents[1])
+
+    def load(value: str | None) -> list[str]:
+        env = {**os.environ, "PYTHONPATH": repo}
+        env.pop("CADENCE_TEST_WH", None)
+        if value is not None:
+            env["CADENCE_TEST_WH"] = value
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split("\n")[:2]
+
+    assert load(None) == ["fallback.duckdb", "[]"]
+    # a new value is a change (the variable's digest): rendered from the files once, then cached
+    assert load("s3cr3t/wh.duckdb")[0] == "s3cr3t/wh.duckdb"
+    assert load("s3cr3t/wh.duckdb") == ["s3cr3t/wh.duckdb", "[]"]
+    assert b"s3cr3t" not in (root / manifest.CACHE_FILE).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ env_var('CADENCE_TEST_WH') }}",
+        '{{env_var("CADENCE_TEST_WH")}}/w.duckdb',
+        "a/{{ env_var('CADENCE_TEST_UNSET', 'd.duckdb') }}",
+        "{{ env_var('CADENCE_TEST_UNSET', '') }}x.duckdb",
+        "{{ env_var('CADENCE_TEST_WH') | upper }}",  # a filter: Jinja renders it
+        "{{- env_var('CADENCE_TEST_WH') -}}",  # whitespace control: Jinja's
+        "p/{# note #}{{ env_var('CADENCE_TEST_WH') }}",
+        "{{ env_var('CADENCE_TEST_WH') }}{{ env_var('CADENCE_TEST_WH', 'x') }}",
+    ],
+)
+def test_cadence_yml_renders_the_same_from_the_cache_as_from_its_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str
+) -> None:
+    """The warehouse path (and the env vars it read) from a cached load, rendered without
+    Jinja where it can be, equals Jinja's rendering of the file itself."""
+    monkeypatch.setenv("CADENCE_TEST_WH", "wh")
+    monkeypatch.delenv("CADENCE_TEST_UNSET", raising=False)
+    root = project(tmp_path)
+    (root / "cadence.yml").write_text(WH_YML % template.replace('"', '\\"'))
+    fresh = Project.load(root, use_cache=False).parsed.config
+    cached = Project.load(root).parsed.config
+    again = Project.load(root).parsed.config  # from the cache
+    assert manifest.cache_stats(root)["fresh"]
+    assert cached == fresh == again

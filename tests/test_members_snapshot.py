@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from activation_project import CADENCE_YML, cadence, make_activation, query, set_people
 
-from cadence.activation import roster
+from cadence.activation import roster, rosterkeep
 from cadence.build.lock import RunLock
 
 DAY1 = [(1, 900), (2, 50), (3, 700)]
@@ -365,3 +365,45 @@ def live_rows(root: Path, segment: str) -> list[tuple]:
 def snapshot_changes(cli, root: Path, segment: str) -> list[tuple]:
     snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
     return [(c["change_id"], c["key"], c["change"], c["run_id"]) for c in snap["changes"]]
+
+
+def test_members_files_are_written_once_per_run_after_its_builds(make_project, cli, monkeypatch):
+    """One pass for every segment the run published (issue 21), not one per publish: the
+    runner calls the hook once, after its builds, and each file is still the warehouse's."""
+    calls: list[list[str]] = []
+    original = roster.write_many
+
+    def counted(engine, root, targets, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(sorted(t.segment for t in targets))
+        return original(engine, root, targets, *args, **kwargs)
+
+    monkeypatch.setattr(roster, "write_many", counted)
+    root = make_activation(make_project, DAY1)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert calls == [["regular", "vip"]]
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+
+
+def test_a_run_killed_before_writing_members_files_is_caught_up_by_an_idle_run(
+    make_project, cli
+):
+    """The files are marked behind before the first publish: a run killed after publishing
+    but before writing them leaves the mark, and the next run -- even one with nothing due --
+    writes every segment's files."""
+    root = make_activation(make_project, DAY1)
+    assert cadence(root, "run", "--at", "2026-01-01T06:00").returncode == 0
+    set_people(root, DAY2)
+    killed = cadence(root, "run", "-s", "vip", "--at", "2026-01-02T06:00",
+                     fault="roster_before_part_rename")  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    assert held(cli, root, "members", "vip").stdout.split() != live_members(root, "vip")
+    idle = cadence(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
+    assert idle.returncode == 0, idle.stderr
+    assert held(cli, root, "members", "vip").stdout.split() == live_members(root, "vip") == [
+        "1",
+        "4",
+    ]
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()

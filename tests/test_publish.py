@@ -131,3 +131,37 @@ def test_sql_error_keeps_old_version_and_names_compiled_file(tmp_path: Path) -> 
     assert result.status == "error"
     assert "target/compiled/models/seg.sql" in result.error
     assert live(root) == (10, "error", 10)
+
+
+PLAIN = """select i as id, case when i < {{ var('nulls') }} then null else 'x' end as email
+from range({{ var('n') }}) t(i)
+"""
+PLAIN_YML = "models:\n  - name: seg\n    columns:\n      - name: email\n        tests: [not_null]\n"
+
+
+def test_a_plain_table_is_built_in_its_publish_transaction(tmp_path: Path, monkeypatch) -> None:
+    """A table that is not a segment and has no ``max_change`` is built straight into its
+    live name inside the publish transaction (issue 21: two statements fewer a model than
+    staging, drop and rename); a blocking test that fails still leaves the last good version
+    live, because the transaction rolls back."""
+    from cadence.engines.duckdb import DuckDBEngine
+
+    root = project(tmp_path, PLAIN, PLAIN_YML)
+    seen: list[str] = []
+    original = DuckDBEngine.query
+
+    def logged(self, sql, params=(), fetch=True):  # type: ignore[no-untyped-def]
+        seen.append(" ".join(sql.split()))
+        return original(self, sql, params, fetch)
+
+    monkeypatch.setattr(DuckDBEngine, "query", logged)
+    assert run(root, T0)["seg"].status == "success"
+    assert live(root)[:2] == (10, "success")
+    assert not any("staging" in sql for sql in seen)
+    assert [sql for sql in seen if sql.startswith(("drop", "alter")) and '"seg"' in sql] == []
+    set_vars(root, nulls=3, n=20)
+    seen.clear()
+    failed = run(root, T1)["seg"]
+    assert failed.status == "error" and "not_null" in (failed.error or "")
+    assert live(root)[0] == 10  # the previous version, rolled back to
+    assert not any("staging" in sql for sql in seen)

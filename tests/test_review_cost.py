@@ -12,7 +12,7 @@ import pytest
 
 from cadence.project import Project
 from cadence.review.cost import NO_CHANNEL, cost_report, count_builds
-from tests.conftest import BERLIN, at, read_run_results
+from tests.conftest import BERLIN, at, last_run_id, read_run_results
 
 UTC = dt.timezone.utc
 
@@ -54,8 +54,11 @@ def minutes(start: dt.datetime, count: int) -> list[dt.datetime]:
 def replay_counts(cli, root: Path, moments: list[dt.datetime]) -> Counter:
     built: Counter = Counter()
     for t in moments:
+        before = last_run_id(root)
         result = cli(root, "run", "--due", "--at", t.isoformat())
         assert result.exit_code == 0, result.output
+        if last_run_id(root) == before:
+            continue  # an idle run leaves the last run_results.json in place
         built.update(
             r["name"] for r in read_run_results(root)["results"] if r["status"] == "success"
         )

@@ -166,14 +166,22 @@ def test_run_results_json_is_exactly_the_documented_contract(copy_project, cli):
         assert (r["error"] is None) == (r["status"] in ("success", "skipped"))
 
 
-def test_each_run_gets_a_new_run_id_and_rewrites_the_file(make_project, cli):
+def test_a_run_that_builds_rewrites_run_results_and_an_idle_run_leaves_them(make_project, cli):
+    """SPEC §5: every run that builds, fails or delivers writes run_results.json with a new
+    run id; an idle ``run --due`` leaves the last one in place (cron's minute costs nothing)."""
     root = make_project({"models/m.sql": "{{ config(channels=['web']) }}\nselect 1 as id\n"})
+    path = root / "target" / "run_results.json"
     cli(root, "run", "--due", "--at", "2026-01-10T10:00")
-    first = read_run_results(root)
-    cli(root, "run", "--due", "--at", "2026-01-10T10:01")
+    first, stamp = read_run_results(root), path.stat().st_mtime_ns
+    assert cli(root, "run", "--due", "--at", "2026-01-10T10:01").exit_code == 0  # shortcut
+    assert read_run_results(root) == first and path.stat().st_mtime_ns == stamp
+    (root / "target" / "wake.json").unlink()  # no wake file: the full path, idle all the same
+    assert cli(root, "run", "--due", "--at", "2026-01-10T10:14").exit_code == 0
+    assert read_run_results(root) == first and path.stat().st_mtime_ns == stamp
+    cli(root, "run", "--due", "--at", "2026-01-10T10:15")
     second = read_run_results(root)
     assert first["run_id"] != second["run_id"]
-    assert [(r["name"], r["status"]) for r in second["results"]] == [("m", "skipped")]
+    assert [(r["name"], r["status"]) for r in second["results"]] == [("m", "success")]
 
 
 def test_plan_json_is_exactly_the_documented_contract(copy_project, cli):

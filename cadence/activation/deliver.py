@@ -30,7 +30,7 @@ from cadence.activation import audience, datatime, outbox, stale, ticks
 from cadence.activation.attempt import SegmentDelivery, send_pending
 from cadence.activation.files import checkpoint
 from cadence.engines.base import Engine, EngineError
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, UsageError, did_you_mean
 from cadence.load.channelconfig import ChannelConfig
 from cadence.load.parser import ParsedProject
 from cadence.load.relations import quote
@@ -343,3 +343,26 @@ __all__ = [
     "exported_channels",
     "present_segments",
 ]
+
+
+def chosen_channels(
+    parsed: ParsedProject, channels: tuple[str, ...], rebaseline: bool
+) -> tuple[str, ...]:
+    """The channels ``cadence export`` delivers: those named (each must have an export), or
+    every exported one; ``--rebaseline`` needs them named."""
+    exported = [c.name for c in exported_channels(parsed)]
+    for ch in channels:
+        if ch not in exported:
+            names = [c.name for c in parsed.config.channels]
+            guess = did_you_mean(ch, exported or names)
+            raise UsageError(
+                f"channel '{ch}' has no export" if ch in names else f"unknown channel '{ch}'",
+                hint=f"did you mean '{guess}'?"
+                if guess
+                else "channels with an export: " + (", ".join(exported) or "none"),
+            )
+    if rebaseline and not channels:
+        raise UsageError(
+            "--rebaseline needs --channel", hint="cadence export --rebaseline --channel email"
+        )
+    return channels or tuple(exported)

@@ -5,7 +5,7 @@ Input: the parsed project (or a segment's model) and the warehouse opened read-o
 when there is none to read -> output: a ``MembersAnswer``, or one status row per channel x
 segment. Invariants: nothing here opens, writes or closes the warehouse: the facade decides
 whether it may be read (while a run holds it, ``members`` answers from the members snapshot,
-``roster.read``, and ``status`` says nothing of deliveries).
+``rosterread.read``, and ``status`` says nothing of deliveries).
 """
 
 from __future__ import annotations

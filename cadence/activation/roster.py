@@ -1,7 +1,8 @@
 """The members snapshot: what ``cadence members`` answers from while a run holds the warehouse.
 
-Input: a segment whose publish transaction just committed (its live relation and key) and its
-rows in ``_cadence.membership_changes`` -> output: files under ``target/members/<segment>/``:
+Input: segments whose publish committed (their live relation and key) and their rows in
+``_cadence.membership_changes`` -> output: files under ``target/members/<segment>/``
+(``rosterread`` reads them back, ``rosterkeep`` decides when they are written):
 
 - ``members.parquet``: the keys (as text, unsorted: the reader sorts) as of change ``through``
   (parquet key-value metadata, with ``run_id`` and ``as_of``, the publish time, UTC ISO 8601).
@@ -11,22 +12,24 @@ rows in ``_cadence.membership_changes`` -> output: files under ``target/members/
   least ``REBASE_MIN``), past ``COMPACT_AFTER`` parts, or before pruning would remove a part it
   does not cover;
 - ``changes/<first>-<last>-<newest>.parquet``: the membership changes with change_id
-  ``first..last`` (one part per publish that changed membership; a part after a kill also
-  covers what the killed run committed; past ``COMPACT_AFTER`` parts, each earlier UTC day's
-  parts are merged into one), ``newest`` the latest ``at`` in it (UTC), by which
-  ``history.keep_days`` prunes whole parts.
+  ``first..last`` (one part per write that found changes; a part after a kill also covers what
+  the killed run committed; past ``COMPACT_AFTER`` parts, each earlier UTC day's parts are
+  merged into one), ``newest`` the latest ``at`` in it (UTC), by which ``history.keep_days``
+  prunes whole parts.
 
-And back: a ``MembersAnswer`` read with an in-memory DuckDB (the warehouse is never opened).
+``write_many`` brings many segments up to date in one pass: one query for where each stands,
+one for the changes each lacks, one COPY (partitioned by segment) for all their parts and one
+per 200 bases due, the files synced together on threads (the file system commits concurrent
+syncs together).
 
 Invariants: every file is written by DuckDB's ``COPY`` to a temporary dot-name, fdatasynced and
 renamed, so a reader (or a kill -9 at any step) sees the previous file or the new one, never half
 of one; a part is renamed and its folder synced before ``members.parquet`` says ``through`` it,
 so no crash order leaves a gap that the next write would not fill; files are 0600 and folders
 0700 whatever the umask. Written only when the segment's membership changed (or nothing is
-there yet), so an unchanged segment costs one indexed count and a changed one the size of
-its changes (plus, now and then, one rewrite of the base). A failed write never fails the
-publish: it comes back as a warning and the next publish of the segment catches up. DuckDB
-only (with Spark the segment's rows live in Spark; ``members`` then needs the state file free).
+there yet). A failed write never fails the publish: it comes back as a warning and the next
+write of the segment catches up. DuckDB only (with Spark the segment's rows live in Spark;
+``members`` then needs the state file free).
 """
 
 from __future__ import annotations
@@ -34,24 +37,25 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
-from cadence.load.parser import Model
 from cadence.load.relations import quote
 from cadence.record.membership import TABLE, MembershipChange
-from cadence.record.state import from_db, to_db
+from cadence.record.state import from_db
 
 FOLDER = "target/members"  # in a cadence project (artifacts.target_dir)
 MEMBERS_DIR = "members"
 MEMBERS = "members.parquet"
 CHANGES = "changes"
 FAULT_ENV = "CADENCE_TEST_FAULT"  # test-only: kill -9 this process at a named step
-_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _PART = re.compile(r"^(\d{12})-(\d{12})-(\d{8}T\d{6}Z)\.parquet$")
 _STAMP = "%Y%m%dT%H%M%SZ"
 COMPACT_AFTER = 64  # parts of a segment before earlier days' parts are merged, one per day
@@ -77,15 +81,19 @@ def _checkpoint(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def members_root(root: Path) -> Path:
+    return artifacts.target_dir(root) / MEMBERS_DIR
+
+
 def folder_of(root: Path, segment: str) -> Path:
-    return artifacts.target_dir(root) / MEMBERS_DIR / segment
+    return members_root(root) / segment
 
 
-def _lit(text: str) -> str:
+def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _parts(changes: Path) -> list[tuple[int, int, dt.datetime, Path]]:
+def part_files(changes: Path) -> list[tuple[int, int, dt.datetime, Path]]:
     """(first, last, newest, path) of every complete part, oldest first."""
     found = []
     try:
@@ -100,33 +108,92 @@ def _parts(changes: Path) -> list[tuple[int, int, dt.datetime, Path]]:
     return sorted(found)
 
 
-def _metadata(engine: Engine, path: Path) -> dict[str, str]:
+def metadata(engine: Engine, path: Path) -> dict[str, str]:
     rows = engine.query(
-        f"select decode(key), decode(value) from parquet_kv_metadata({_lit(str(path))})"
+        f"select decode(key), decode(value) from parquet_kv_metadata({literal(str(path))})"
     )
     return {str(k): str(v) for k, v in rows}
 
 
-def _copy(engine: Engine, sql: str, final: Path, step: str, options: str = "") -> None:
-    """COPY ``sql`` to ``final`` atomically: owner-only temp name, fdatasync, rename."""
+def _stage(engine: Engine, sql: str, final: Path, options: str = "") -> Path:
+    """COPY ``sql`` to an owner-only temporary name beside ``final`` (not synced yet)."""
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     try:
         os.close(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-        engine.execute(f"copy ({sql}) to {_lit(str(tmp))} (format parquet{options})")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fchmod(fd, artifacts.FILE_MODE)
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-        _checkpoint(f"roster_before_{step}_rename")
-        os.replace(tmp, final)
+        engine.execute(f"copy ({sql}) to {literal(str(tmp))} (format parquet{options})")
+        os.chmod(tmp, artifacts.FILE_MODE)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise
+    return tmp
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _datasync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _each(work: Callable[[Path], None], paths: list[Path]) -> dict[Path, BaseException]:
+    """``work`` on every path, on threads when there are several: the file system commits
+    concurrent syncs together (16 syncs cost about what two do one after the other)."""
+    failed: dict[Path, BaseException] = {}
+    if not paths:
+        return failed
+    if len(paths) == 1:
+        try:
+            work(paths[0])
+        except OSError as exc:
+            failed[paths[0]] = exc
+        return failed
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: Path) -> None:
+        try:
+            work(path)
+        except OSError as exc:
+            failed[path] = exc
+
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        list(pool.map(one, paths))
+    return failed
+
+
+def _publish(staged: list[tuple[Path, Path]], step: str) -> dict[Path, BaseException]:
+    """Sync every staged temporary file, then rename each over its final name: a reader (or a
+    kill -9 at any step) sees the previous file or the new one. Returns the finals not written
+    (their temporary file removed)."""
+    failed = _each(_datasync, [tmp for tmp, _final in staged])
+    if staged:
+        _checkpoint(f"roster_before_{step}_rename")
+    out: dict[Path, BaseException] = {}
+    for tmp, final in staged:
+        if tmp in failed:
+            _unlink(tmp)
+            out[final] = failed[tmp]
+            continue
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            _unlink(tmp)
+            out[final] = exc
+    return out
+
+
+def _copy(engine: Engine, sql: str, final: Path, step: str, options: str = "") -> None:
+    """COPY ``sql`` to ``final`` atomically: owner-only temp name, fdatasync, rename."""
+    failed = _publish([(_stage(engine, sql, final, options), final)], step)
+    if failed:
+        raise next(iter(failed.values()))
 
 
 def _sweep(folder: Path) -> None:
@@ -144,95 +211,303 @@ def _sweep(folder: Path) -> None:
                     pass
 
 
-def write(
+@dataclass(frozen=True)
+class Target:
+    """A segment whose members files are brought up to date: its name, live relation, key."""
+
+    segment: str
+    relation: str
+    key: str
+
+
+def write_many(
     engine: Engine,
     root: Path,
-    *,
-    segment: str,
-    relation: str,
-    key: str,
+    targets: list[Target],
     run_id: str,
     at: dt.datetime,
+    *,
     rebase: bool = False,
-) -> list[str]:
-    """After ``segment``'s publish committed: bring its snapshot up to date (``rebase``: and
-    rewrite its base). Returns warnings (a write that failed; the publish stands and the next
-    one catches up), never raises."""
-    if engine.state_store() is not engine or not _SAFE.match(segment) or ".." in segment:
-        return []
-    folder = folder_of(root, segment)
-    try:
-        artifacts.tighten_target(root)
-        artifacts.private_dir(folder / CHANGES, root)
-        _sweep(folder)
-        members = folder / MEMBERS
-        parts = _parts(folder / CHANGES)
-        through = _through(engine, members)
-        high = max([through or 0, *(p[1] for p in parts)])
-        first, last, count, newest = engine.query(
-            f'select min(change_id), max(change_id), count(*), max("at") from {TABLE} '
-            f"where segment = {_lit(segment)} and change_id > {high}"
-        )[0]
-        if count:
-            stamp = (from_db(newest) or at).strftime(_STAMP)
-            name = f"{int(first):012d}-{int(last):012d}-{stamp}.parquet"
-            _copy(
-                engine,
-                f'select change_id, segment, key, change, run_id, tick, "at" from {TABLE} '
-                f"where segment = {_lit(segment)} and change_id >= {int(first)} "
-                f"and change_id <= {int(last)} order by change_id",
-                folder / CHANGES / name,
-                "part",
-            )
-            # the part is on disk before members.parquet says through it
-            artifacts.fsync_dir(folder / CHANGES)
-            _checkpoint("roster_after_part")
-            high = int(last)
-            if len(parts) + 1 > COMPACT_AFTER:
-                _compact(engine, folder / CHANGES, at)
-        if through is None or (
-            through < high and (rebase or _rebase_due(engine, members, folder / CHANGES, through))
-        ):
-            k = quote(key)
-            meta = {
-                "format": "cadence.members",
-                "segment": segment,
-                "through": str(high),
-                "run_id": run_id,
-                "as_of": at.astimezone(dt.timezone.utc).isoformat(),
-            }
-            struct = ", ".join(f"{name}: {_lit(value)}" for name, value in meta.items())
-            _copy(
-                engine,
-                f"select cast({k} as varchar) as key from {relation} where {k} is not null",
-                members,
-                "members",
-                f", kv_metadata {{{struct}}}",
-            )
-            _checkpoint("roster_after_members")
-    except (OSError, EngineError, CadenceError) as exc:
+) -> dict[str, tuple[str, ...]]:
+    """Bring the snapshots of ``targets`` up to date in one pass: one query for where each
+    stands, one for the changes each lacks, a COPY per segment that changed (and per base due
+    a rewrite), the files synced together. Returns warnings per segment (a write that failed:
+    its publish stands, and the next write of that segment catches up); never raises."""
+    if engine.state_store() is not engine:
+        return {}
+    targets = [t for t in targets if SAFE.match(t.segment) and ".." not in t.segment]
+    warnings: dict[str, tuple[str, ...]] = {}
+
+    def fail(segment: str, exc: BaseException) -> None:
         text = exc.message if isinstance(exc, CadenceError) else str(exc)
         first_line = (text.splitlines() or [type(exc).__name__])[0]
-        return [f"members snapshot of {segment} not written ({first_line})"]
-    return []
+        warnings[segment] = (f"members snapshot of {segment} not written ({first_line})",)
+
+    ready: list[Target] = []
+    for name in os.listdir(members_root(root)) if members_root(root).is_dir() else ():
+        if name.startswith(".batch-"):  # what a killed write left (only the lock holder writes)
+            shutil.rmtree(members_root(root) / name, ignore_errors=True)
+    for t in targets:
+        try:
+            artifacts.tighten_target(root)
+            artifacts.private_dir(folder_of(root, t.segment) / CHANGES, root)
+            _sweep(folder_of(root, t.segment))
+            ready.append(t)
+        except (OSError, CadenceError) as exc:
+            fail(t.segment, exc)
+    if not ready:
+        return warnings
+    try:
+        parts = {t.segment: part_files(folder_of(root, t.segment) / CHANGES) for t in ready}
+        through = _throughs(engine, root, [t.segment for t in ready])
+        high = {s: max([through.get(s) or 0, *(p[1] for p in parts[s])]) for s in parts}
+        ranges = _ranges(engine, high)
+    except (OSError, EngineError) as exc:
+        for t in ready:
+            fail(t.segment, exc)
+        return warnings
+    # the changes each segment lacks, one part each (one COPY for all), synced and renamed
+    # together; every part is on disk (its folder synced) before a base says through it
+    finals = {}
+    for segment, (first, last, newest) in ranges.items():
+        stamp = (from_db(newest) or at).strftime(_STAMP)
+        name = f"{first:012d}-{last:012d}-{stamp}.parquet"
+        finals[segment] = folder_of(root, segment) / CHANGES / name
+    staged, owner = _stage_all(
+        engine, root, finals, _parts_sql(ranges), "", fail, lambda s: _part_sql(s, *ranges[s][:2])
+    )
+    for final, problem in _publish(staged, "part").items():
+        fail(owner[final], problem)
+    written = [owner[f] for _t, f in staged if owner[f] not in warnings]
+    for segment, problem in _each_folder([folder_of(root, s) / CHANGES for s in written]).items():
+        fail(segment, problem)
+    if written:
+        _checkpoint("roster_after_part")
+    for segment in written:
+        high[segment] = ranges[segment][1]
+        if len(parts[segment]) + 1 > COMPACT_AFTER:
+            try:
+                _compact(engine, folder_of(root, segment) / CHANGES, at)
+            except (OSError, EngineError) as exc:
+                fail(segment, exc)
+    # bases: none yet, or (rebase) asked for, or the changes after it are many
+    behind = [
+        t
+        for t in ready
+        if t.segment not in warnings
+        and ((base := through.get(t.segment)) is None or base < high[t.segment])
+    ]
+    try:
+        due = _rebases_due(engine, root, behind, through) if not rebase else set()
+    except (OSError, EngineError) as exc:
+        for t in behind:
+            fail(t.segment, exc)
+        return warnings
+    rewrite = [t for t in behind if through.get(t.segment) is None or rebase or t.segment in due]
+    staged, owner = [], {}
+    for start in range(0, len(rewrite), _UNION):
+        chunk = {t.segment: t for t in rewrite[start : start + _UNION]}
+        # each base holds every key as of the newest change any of them has: a segment has
+        # no change between its own newest and that one, so it holds for each
+        top = max(high[s] for s in chunk)
+        more, mine = _stage_all(
+            engine,
+            root,
+            {s: folder_of(root, s) / MEMBERS for s in chunk},
+            _bases_sql(list(chunk.values())),
+            _base_options(top, run_id, at),
+            fail,
+            lambda s, chunk=chunk: _base_sql(chunk[s]),  # type: ignore[misc]
+        )
+        staged += more
+        owner.update(mine)
+    for final, problem in _publish(staged, "members").items():
+        fail(owner[final], problem)
+    if staged:
+        _checkpoint("roster_after_members")
+    return warnings
 
 
-def _rebase_due(engine: Engine, members: Path, changes: Path, through: int) -> bool:
-    """The changes after the base are many enough (rows, from the parquet footers) that reading
-    them costs about as much as the base: rewrite it."""
-    pending = [p for p in _parts(changes) if p[1] > through]
-    if len(pending) > COMPACT_AFTER:
-        return True
-    files = "[" + ", ".join(_lit(str(p[3])) for p in pending) + "]"
+def _part_sql(segment: str, first: int, last: int) -> str:
+    return (
+        f'select change_id, segment, key, change, run_id, tick, "at" from {TABLE} '
+        f"where segment = {literal(segment)} and change_id >= {first} "
+        f"and change_id <= {last} order by change_id"
+    )
+
+
+def _parts_sql(ranges: dict[str, tuple[int, int, dt.datetime]]) -> str:
+    """The changes of every segment in ``ranges`` (first..last each), for one partitioned COPY."""
+    values = ", ".join(f"({literal(s)}, {f}, {la})" for s, (f, la, _n) in ranges.items())
+    low = min((r[0] for r in ranges.values()), default=0)
+    return (
+        f'select c.change_id, c.segment, c.key, c.change, c.run_id, c.tick, c."at" from {TABLE} c '
+        f"join (values {values}) as h(segment, first, last) on c.segment = h.segment "
+        f"where c.change_id >= {low} and c.change_id between h.first and h.last "
+        "order by c.segment, c.change_id"
+    )
+
+
+_UNION = 200  # segments whose bases one COPY writes
+
+
+def _base_sql(target: Target) -> str:
+    """A segment's base: its keys (as text)."""
+    k = quote(target.key)
+    return f"select cast({k} as varchar) as key from {target.relation} where {k} is not null"
+
+
+def _bases_sql(targets: list[Target]) -> str:
+    return " union all ".join(
+        f"select {literal(t.segment)} as segment, key from ({_base_sql(t)})" for t in targets
+    )
+
+
+def _base_options(through: int, run_id: str, at: dt.datetime) -> str:
+    """A base says as of which change it holds every key (``through``), and when."""
+    meta = {
+        "format": "cadence.members",
+        "through": str(through),
+        "run_id": run_id,
+        "as_of": at.astimezone(dt.timezone.utc).isoformat(),
+    }
+    struct = ", ".join(f"{name}: {literal(value)}" for name, value in meta.items())
+    return f", kv_metadata {{{struct}}}"
+
+
+def _stage_all(
+    engine: Engine,
+    root: Path,
+    finals: dict[str, Path],
+    together: str,
+    options: str,
+    fail: Callable[[str, BaseException], None],
+    alone: Callable[[str], str],
+) -> tuple[list[tuple[Path, Path]], dict[Path, str]]:
+    """Stage a file per segment (``finals``) from one COPY of ``together`` (rows with a
+    ``segment`` column) partitioned by segment; a segment the COPY left no single file for (no
+    rows, or an unexpected layout) is staged alone from ``alone(segment)``. Returns the staged
+    (temporary, final) pairs and the segment of each final."""
+    staged: list[tuple[Path, Path]] = []
+    owner: dict[Path, str] = {}
+    left = list(finals)
+    if len(finals) > 1:
+        keep_column = "true" if "c.segment" in together else "false"  # parts keep theirs
+        batch = members_root(root) / f".batch-{os.getpid()}.tmp"
+        try:
+            engine.execute(
+                f"copy ({together}) to {literal(str(batch))} (format parquet, "
+                f"partition_by (segment), write_partition_columns {keep_column}, "
+                f"filename_pattern 'data'{options})"
+            )
+            left = []
+            for segment, final in finals.items():
+                found = _single(batch / f"segment={segment}")
+                if found is None:
+                    left.append(segment)
+                    continue
+                tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+                os.replace(found, tmp)
+                os.chmod(tmp, artifacts.FILE_MODE)
+                staged.append((tmp, final))
+                owner[final] = segment
+        except (OSError, EngineError):
+            left = [s for s in finals if finals[s] not in owner]
+        finally:
+            shutil.rmtree(batch, ignore_errors=True)
+    for segment in left:
+        final = finals[segment]
+        try:
+            staged.append((_stage(engine, alone(segment), final, options), final))
+            owner[final] = segment
+        except (OSError, EngineError) as exc:
+            fail(segment, exc)
+    return staged, owner
+
+
+def _single(folder: Path) -> Path | None:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    return folder / names[0] if len(names) == 1 and names[0].endswith(".parquet") else None
+
+
+def _each_folder(folders: list[Path]) -> dict[str, BaseException]:
+    """Sync folders (names just renamed into them); returns the segment of each that failed."""
+    failed = _each(artifacts.fsync_dir, folders)
+    return {path.parent.name: exc for path, exc in failed.items()}
+
+
+def _throughs(engine: Engine, root: Path, segments: list[str]) -> dict[str, int | None]:
+    """Where each segment's base stands (None: no base), from every footer in one query."""
+    found: dict[str, int | None] = {s: None for s in segments}
+    bases = {str(folder_of(root, s) / MEMBERS): s for s in segments}
+    present = [path for path in bases if os.path.isfile(path)]
+    if present:
+        listed = "[" + ", ".join(literal(p) for p in present) + "]"
+        for path in present:
+            found[bases[path]] = 0  # a base without the key says through 0
+        rows = engine.query(
+            f"select file_name, decode(value) from parquet_kv_metadata({listed}) "
+            "where decode(key) = 'through'"
+        )
+        for path, value in rows:
+            found[bases[str(path)]] = int(value)
+    return found
+
+
+def _ranges(engine: Engine, high: dict[str, int]) -> dict[str, tuple[int, int, dt.datetime]]:
+    """(first, last change id, newest at) of the changes after ``high`` of each segment, in
+    one query (the id filter lets DuckDB skip what every segment has already)."""
+    if not high:
+        return {}
+    values = ", ".join(f"({literal(s)}, {int(h)})" for s, h in high.items())
     rows = engine.query(
-        f"select coalesce(sum(num_rows), 0) from parquet_file_metadata({_lit(str(members))})"
-    )[0][0]
-    changed = engine.query(f"select sum(num_rows) from parquet_file_metadata({files})")[0][0]
-    return int(changed or 0) >= max(REBASE_MIN, int(rows or 0) // 4)
+        f'select c.segment, min(c.change_id), max(c.change_id), max(c."at") from {TABLE} c '
+        f"join (values {values}) as h(segment, high) on c.segment = h.segment "
+        f"where c.change_id > {min(high.values())} and c.change_id > h.high "
+        "group by c.segment"
+    )
+    return {str(r[0]): (int(r[1]), int(r[2]), r[3]) for r in rows}
 
 
-def _through(engine: Engine, members: Path) -> int | None:
-    return int(_metadata(engine, members).get("through", 0)) if members.exists() else None
+def _rebases_due(
+    engine: Engine, root: Path, targets: list[Target], through: dict[str, int | None]
+) -> set[str]:
+    """Segments whose changes after their base are many enough (rows, from the parquet
+    footers, all read in one query) that reading them costs about as much as the base."""
+    files: dict[str, list[str]] = {}
+    due: set[str] = set()
+    for t in targets:
+        base = through.get(t.segment)
+        if base is None:
+            continue
+        folder = folder_of(root, t.segment)
+        pending = [p for p in part_files(folder / CHANGES) if p[1] > base]
+        if len(pending) > COMPACT_AFTER:
+            due.add(t.segment)
+            continue
+        files[t.segment] = [str(folder / MEMBERS), *(str(p[3]) for p in pending)]
+    listed = [f for group in files.values() for f in group]
+    if not listed:
+        return due
+    rows = dict(
+        engine.query(
+            "select file_name, num_rows from parquet_file_metadata(["
+            + ", ".join(literal(f) for f in listed)
+            + "])"
+        )
+    )
+    for segment, (members, *later) in files.items():
+        changed = sum(int(rows.get(f) or 0) for f in later)
+        if changed >= max(REBASE_MIN, int(rows.get(members) or 0) // 4):
+            due.add(segment)
+    return due
+
+
+def base_through(engine: Engine, members: Path) -> int | None:
+    return int(metadata(engine, members).get("through", 0)) if members.exists() else None
 
 
 def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
@@ -242,7 +517,7 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
     compaction merges again under the same name."""
     today = at.astimezone(dt.timezone.utc).date()
     days: dict[dt.date, list[tuple[int, int, dt.datetime, Path]]] = {}
-    for part in _parts(changes):
+    for part in part_files(changes):
         if part[2].date() < today:
             days.setdefault(part[2].date(), []).append(part)
     for group in days.values():
@@ -251,7 +526,7 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
         first, last = min(p[0] for p in group), max(p[1] for p in group)
         newest = max(p[2] for p in group).strftime(_STAMP)
         merged = changes / f"{first:012d}-{last:012d}-{newest}.parquet"
-        files = "[" + ", ".join(_lit(str(p[3])) for p in group) + "]"
+        files = "[" + ", ".join(literal(str(p[3])) for p in group) + "]"
         _copy(
             engine,
             f"select distinct * from read_parquet({files}) order by change_id",
@@ -263,157 +538,3 @@ def _compact(engine: Engine, changes: Path, at: dt.datetime) -> None:
         for p in group:
             if p[3] != merged:
                 p[3].unlink(missing_ok=True)
-
-
-def keep(
-    engine: Engine, root: Path, model: Model, run_id: str, at: dt.datetime, rebase: bool = False
-) -> tuple[str, ...]:
-    """The runner's hook once a model's publish committed (and its result is recorded, so an
-    interrupt here loses nothing): a segment's snapshot, warnings back."""
-    if not model.config.key or model.materialized in ("view", "ephemeral"):
-        return ()
-    found = write(
-        engine,
-        root,
-        segment=model.name,
-        relation=model.relation,
-        key=model.config.key,
-        run_id=run_id,
-        at=at,
-        rebase=rebase,
-    )
-    return tuple(found)
-
-
-def missing(root: Path, segments: list[str]) -> list[str]:
-    """Segments with no members file yet (a warehouse from before snapshots were kept). On
-    every idle ``run --due``, for every segment: one stat each, no ``Path`` objects."""
-    base = os.path.join(artifacts.target_dir(root), MEMBERS_DIR)
-    return [s for s in segments if not os.path.isfile(f"{base}/{s}/{MEMBERS}")]
-
-
-def prune(
-    engine: Engine,
-    root: Path,
-    models: list[Model],
-    before: dt.datetime,
-    run_id: str,
-    at: dt.datetime,
-) -> int:
-    """``history.keep_days``: drop change parts whose newest change is older than ``before``,
-    oldest first (a kill midway leaves a contiguous newer history). A part the base does not
-    cover yet is needed for the current members: the base is rewritten first. Returns parts
-    removed."""
-    removed = 0
-    for model in models:
-        segment = model.name
-        if not _SAFE.match(segment) or ".." in segment:
-            continue
-        folder = folder_of(root, segment)
-        parts = _parts(folder / CHANGES)
-        old = [p for p in parts if p[2] < before]
-        if not old:
-            continue
-        try:
-            through = _through(engine, folder / MEMBERS)
-            if through is not None and any(p[1] > through for p in old):
-                keep(engine, root, model, run_id, at, rebase=True)
-                through = _through(engine, folder / MEMBERS)
-        except (OSError, EngineError):
-            continue
-        for _first, last, newest, path in parts:
-            if newest >= before or through is None or last > through:
-                break
-            try:
-                path.unlink()
-                removed += 1
-            except OSError:
-                break
-    return removed
-
-
-def read(
-    root: Path,
-    segment: str,
-    *,
-    changes: bool,
-    since: dt.datetime | None,
-    why: str,
-) -> MembersAnswer:
-    """The snapshot of ``segment`` (``why``: why the warehouse is not read)."""
-    from cadence.engines.duckdb import DuckDBEngine
-    from cadence.load.projectconfig import WarehouseConfig
-
-    folder = folder_of(root, segment)
-    shown = artifacts.shown(root, f"{MEMBERS_DIR}/{segment}")
-    members = folder / MEMBERS
-    if not members.exists() and not (changes and _parts(folder / CHANGES)):
-        raise CadenceError(
-            f"{why}, and no members snapshot of '{segment}' has been written yet",
-            file=shown,
-            hint="try again when it finishes (each publish of a segment leaves a snapshot "
-            "for `cadence members` to answer from)",
-        )
-    memory = DuckDBEngine.open(WarehouseConfig(path=":memory:", threads=1), root)
-    try:
-        for attempt in range(3):  # a part pruned between listing and reading: list again
-            try:
-                return _read(memory, segment, folder, changes, since, why, shown)
-            except EngineError as exc:
-                if attempt == 2 or "No files found" not in str(exc) and "No such" not in str(exc):
-                    raise CadenceError(
-                        f"{why}, and the members snapshot cannot be read "
-                        f"({str(exc).splitlines()[0]})",
-                        file=shown,
-                        hint="try again when it finishes; the next publish writes a new one",
-                    ) from None
-    finally:
-        memory.close()
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _read(
-    memory: Engine,
-    segment: str,
-    folder: Path,
-    changes: bool,
-    since: dt.datetime | None,
-    why: str,
-    shown: str,
-) -> MembersAnswer:
-    members = folder / MEMBERS
-    meta = _metadata(memory, members) if members.exists() else {}
-    parts = _parts(folder / CHANGES)
-    through = int(meta.get("through", 0))
-    pending = [p for p in parts if p[1] > through]
-    as_of_text = meta.get("as_of")
-    as_of = dt.datetime.fromisoformat(as_of_text) if as_of_text else None
-    if pending or as_of is None:  # as of the latest change the answer holds
-        as_of = max(filter(None, (as_of, *(p[2] for p in (pending or parts)[-1:]))), default=None)
-    if not changes:
-        base = f"select key from read_parquet({_lit(str(members))})"
-        if pending:  # the base, with each key's latest change after it applied
-            files = "[" + ", ".join(_lit(str(p[3])) for p in pending) + "]"
-            base = (
-                f"with c as (select key, arg_max(change, change_id) as last "
-                f"from read_parquet({files}) where change_id > {through} group by key) "
-                f"select b.key from ({base}) b anti join c using (key) "
-                f"union all select key from c where last = 'entered'"
-            )
-        keys = memory.query(f"select key from ({base}) order by key")
-        return MembersAnswer(segment, tuple(str(r[0]) for r in keys), None, as_of, why, shown)
-    if not parts:
-        return MembersAnswer(segment, (), (), as_of, why, shown)
-    files = "[" + ", ".join(_lit(str(p[3])) for p in parts) + "]"
-    where = f' where "at" >= {_lit(str(to_db(since)))}' if since is not None else ""
-    rows = memory.query(
-        f'select distinct change_id, segment, key, change, run_id, tick, "at" '
-        f"from read_parquet({files}){where} order by change_id"
-    )
-    found = tuple(
-        MembershipChange(
-            int(r[0]), r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) or dt.datetime.min
-        )
-        for r in rows
-    )
-    return MembersAnswer(segment, (), found, as_of, why, shown)

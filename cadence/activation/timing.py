@@ -123,4 +123,33 @@ def for_export(
     return deliver.deliver(parsed, engine, now, decisions, options)
 
 
-__all__ = ["after_run", "for_export", "owe_before_run"]
+def next_delivery(
+    parsed: ParsedProject,
+    cadences: Cadences,
+    engine: Engine,
+    state: StateSnapshot,
+    now: dt.datetime,
+) -> list[tuple[dt.datetime, str]]:
+    """When ``run --due`` next delivers, after a run that left ``state`` (for the wake file):
+    the earliest ``plan.deliveries.next_delivery`` of the exported channels, from what
+    ``_cadence`` records of each (``now`` when one has something to do already: a delivery owed,
+    changes frozen and not sent, an unserved tick); nothing when no channel ever will by time."""
+    channels = _exported(parsed)
+    present = set(state.relations)
+    inputs = deliveries.channel_inputs(parsed, channels)
+    models = parsed.by_name
+    states = ticks.read_states(engine.state_store(), present)
+    found = []
+    for c in channels:
+        segments = [models[n] for n in inputs[c].segments if n in models]
+        ready = any((m.schema, m.identifier) in present for m in segments)
+        state_of = states.get(c) or deliveries.ChannelState()
+        at = deliveries.next_delivery(
+            cadences.channels.get(c), state_of, now, parsed.config.tz, ready=ready
+        )
+        if at is not None:
+            found.append((at, f"{'a delivery owed to' if at <= now else 'next delivery of'} {c}"))
+    return [min(found)] if found else []
+
+
+__all__ = ["after_run", "for_export", "next_delivery", "owe_before_run"]

@@ -4,11 +4,13 @@ Input: the ``RunContext`` and a model's BUILD ``Decision`` -> output: its ``Mode
 view is created in place (replacing a table of the same name). A table is built into a staging
 relation, its blocking tests (``gate``) run on it, a segment's membership changes are recorded
 against it, and it replaces the live relation; an incremental is staged from its new rows and
-merged in (``incremental``). All of it commits in one transaction with the model's build record:
-a failure at any step (compile, SQL, a blocking test) rolls back and leaves the live relation
-and state as they were, and the failure is recorded on its own; a snapshot's next version is
-built, gated and swapped the same way (``snapshots``). Used by ``runner``, once per
-model decision, on the run's engine or one thread's cursor.
+merged in (``incremental``). On an engine whose DDL is transactional, a table with nothing to
+compare with its previous version (not a segment, no ``max_change``) is built straight into its
+live name: the transaction is its staging. All of it commits in one transaction with the
+model's build record: a failure at any step (compile, SQL, a blocking test) rolls back and
+leaves the live relation and state as they were, and the failure is recorded on its own; a
+snapshot's next version is built, gated and swapped the same way (``snapshots``). Used by
+``runner``, once per model decision, on the run's engine or one thread's cursor.
 """
 
 from __future__ import annotations
@@ -136,7 +138,20 @@ def _publish_table(
     """Inside the caller's transaction: stage, test, swap (an incremental: merge, judging
     ``unique`` on the merged table). Returns (rows, warnings)."""
     engine = ctx.engine
-    staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
+    existing = ctx.relations.get((model.schema, model.identifier))
+    tests = ctx.tests_by_model.get(model.name, ())
+    in_place = (
+        engine.builds_in_place
+        and not incremental
+        and not model.config.key
+        and not any(t.kind == "max_change" for t in tests)
+    )
+    if in_place:  # the transaction is the staging: a failure rolls the old version back
+        staging = model.relation
+        if existing == "view":
+            engine.drop(model.relation, "view")
+    else:
+        staging = engine.staging_relation(model.schema, model.identifier, ctx.run_id)
     created = stage(engine, compiled, staging)
     rows = created if created is not None else engine.row_count(staging)
     merge_into = model.relation if incremental else None  # judged as the merge will leave it
@@ -167,6 +182,6 @@ def _publish_table(
     if incremental:
         settle_columns(engine, model, staging)
         engine.append(model.relation, staging, merge_keys(model), ctx.run_id)
-    else:
+    elif not in_place:
         swap(ctx, staging, model.relation, model.schema, model.identifier)
     return rows, warnings

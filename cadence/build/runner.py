@@ -61,6 +61,7 @@ class RunResult:
     # the serve wing's SnapshotReport (None: no served channel written); set by Project.run
     snapshots: Any = None
     duration_s: float = 0.0  # building, testing and publishing (metrics: the run's duration)
+    wall_s: float | None = None  # the run's wall time, once it held the lock (Project.run)
 
     @property
     def failed(self) -> list[ModelResult]:
@@ -104,8 +105,9 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
-# called after a model's publish committed: (engine, model, run id, run time) -> warnings
-PublishHook = Callable[[Engine, Model, str, dt.datetime], tuple[str, ...]]
+# called once after the builds, before the run's state is folded, with the models whose publish
+# committed: (engine, models, run id, run time) -> warnings per model name
+PublishHook = Callable[[Engine, list[Model], str, dt.datetime], dict[str, tuple[str, ...]]]
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -128,18 +130,20 @@ def execute(
     on_published: PublishHook | None = None,
 ) -> RunResult:
     """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped.
-    ``on_published`` is called once a model's publish committed (and its result is recorded,
-    so an interrupt there loses nothing); the warnings it returns join the model's result."""
+    ``on_published`` is called once, after the builds and before the run's state is folded
+    (an interrupted run too), with the models published; the warnings it returns join those
+    models' results."""
     now = plan.at
     run_id = new_run_id(now)
     root = Path(project.root)
     if not any(d.builds for d in plan.decisions):
-        # nothing to do (the common cron case): no writes to the warehouse at all
+        # nothing to do (the common cron case): no writes to the warehouse at all, and the
+        # last run_results.json stays in place (SPEC §5; the facade writes it if the run
+        # delivers)
         skipped = tuple(
             ModelResult(d.name, "skipped", d.reason, kind=d.kind) for d in plan.decisions
         )
-        idle = RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
-        return _write_results(root, idle)
+        return RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
     reserve.keep(root)  # room to record a failure if this run fills the disk
     try:
         if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
@@ -160,7 +164,7 @@ def execute(
         unstarted = RunResult(
             run_id, now, skipped, clock_behind=plan.clock_behind, write_error=cause
         )
-        return _write_results(root, unstarted)
+        return write_results(root, unstarted)
     tests_by_model: dict[str, list[DataTest]] = {}
     for t in project.tests:
         for owner in t.refs if t.kind == "singular" else ((t.model,) if t.model else ()):
@@ -186,6 +190,7 @@ def execute(
     outcome: dict[str, ModelResult] = {}
     failed: set[str] = set()
     counter = [0]
+    published: list[Model] = []
     status = "success"
     clock = time.perf_counter()
 
@@ -226,9 +231,8 @@ def execute(
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
-        if on_published and result.status == "success" and decision.name in models:
-            found = on_published(engine, models[decision.name], run_id, now)
-            outcome[decision.name] = result = replace(result, warnings=result.warnings + found)
+        if result.status == "success" and decision.name in models:
+            published.append(models[decision.name])
         if result.status == "upstream_failed" or (
             result.status == "error"
             and (decision.name not in models or models[decision.name].config.on_error != "continue")
@@ -256,6 +260,15 @@ def execute(
         status = "interrupted"
         raise
     finally:
+        try:
+            if on_published is not None and published:
+                found = on_published(engine, published, run_id, now)
+                for name, warnings in found.items():
+                    result = outcome[name]
+                    outcome[name] = replace(result, warnings=result.warnings + warnings)
+        except Exception:  # noqa: BLE001 - never masks an interrupt; the hook's own files
+            if status != "interrupted":  # are repaired by the next run
+                raise
         results = []
         for d in plan.decisions:
             if not d.builds:
@@ -303,7 +316,7 @@ def execute(
             write_error=refused,
             duration_s=round(time.perf_counter() - clock, 6),
         )
-        run_result = _write_results(root, run_result)
+        run_result = write_results(root, run_result)
     return run_result
 
 
@@ -354,7 +367,18 @@ def _record_refused(
     return f"{refused}: the failure of {names} is not recorded ({saved})"
 
 
-def _write_results(root: Path, result: RunResult) -> RunResult:
+def only_delivered(root: Path, result: RunResult) -> RunResult:
+    """A run that built nothing but delivered (its deliveries set by the facade after
+    ``execute``) writes its run_results.json now (SPEC §5); any other is returned as it is."""
+    built = any(r.status != "skipped" for r in result.results)
+    if built or result.deliveries is None or not result.deliveries.deliveries:
+        return result
+    return write_results(root, result)
+
+
+def write_results(root: Path, result: RunResult) -> RunResult:
+    """``target/run_results.json`` for ``result`` (a failed write is reported on the result,
+    never raised: it must not mask an interrupt in flight, nor turn into exit 2)."""
     try:
         try:
             artifacts.write_json(root, "run_results.json", result.to_json())

@@ -96,9 +96,16 @@ def run(
     project_dir: Path | None,
 ) -> None:
     """Build the selected models (all by default); with --due only what is due."""
+    wall = common._now()
+    if due and not sys.stdout.isatty() and _plain(click.get_current_context()):
+        from cadence.build import idle
+
+        # cron's minute: nothing is due, proven from files alone (nothing loaded or opened),
+        # and nothing printed (on a terminal the full path says "nothing to do")
+        if idle.asleep(project_dir or Path.cwd(), at, wall):
+            return
     from cadence import output
 
-    wall = common._now()
     name = "run --due" if due else "run"
     if not dry_run:  # what acts is dated (a cron log); a preview prints its own "at"
         dated(name, wall, as_json=as_json)  # a project that fails to load is dated too
@@ -147,6 +154,15 @@ def run(
         _render_snapshots(result.snapshots)
     if not result.ok:
         raise Failed()
+
+
+# what a `run --due` may be given and still take the idle shortcut: any other option set (a
+# selection, --json, --full-refresh, an option added later) takes the full path
+_IDLE_OPTIONS = frozenset({"due", "at", "wait_s", "project_dir", "debug"})
+
+
+def _plain(ctx: click.Context) -> bool:
+    return not any(value for name, value in ctx.params.items() if name not in _IDLE_OPTIONS)
 
 
 def _render_snapshots(report: Any) -> None:

@@ -205,13 +205,23 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_made: set[str] = set()  # folders written into by this process (compiled SQL: 10,000 writes)
+
+
 def write_bytes(path: Path, data: bytes, root: Path | None = None, *, durable: bool = True) -> Path:
     """Owner-only atomic write (module invariants). Folders are created 0700. ``durable=False``
     skips the fsync, for files rebuilt on every run (compiled SQL): still atomic, not flushed."""
-    private_dir(path.parent, root)
+    folder = str(path.parent)
+    if folder not in _made:
+        private_dir(path.parent, root)
+        _made.add(folder)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        except FileNotFoundError:  # the folder was removed since: make it again
+            private_dir(path.parent, root)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
         try:
             os.fchmod(fd, FILE_MODE)
             view = memoryview(data)
@@ -239,7 +249,8 @@ def write_text(path: Path, text: str, root: Path | None = None, *, durable: bool
 
 def write_compiled(root: Path, model_path: str, sql: str) -> str:
     rel = compiled_path(model_path, root)
-    tighten_target(root)
+    if str(target_dir(root)) not in _tightened:
+        tighten_target(root)
     write_text(root / rel, sql if sql.endswith("\n") else sql + "\n", root, durable=False)
     return rel
 

@@ -114,6 +114,13 @@ class Engine(ABC):
         """Where ``_cadence`` state is written and read (default: this engine)."""
         return self
 
+    # A table with nothing to compare against its previous version (no membership to diff,
+    # no size change to judge, not an incremental merge) is built straight into its live name
+    # inside the publish transaction when the engine's DDL is transactional: a failure rolls
+    # the previous version back, and readers see old or new all the same (two statements
+    # fewer a model than staging, drop and rename).
+    builds_in_place: bool = False
+
     def staging_relation(self, schema: str, identifier: str, run_id: str) -> str:
         """The relation a new version of ``schema.identifier`` is built into."""
         return relation_sql(schema, identifier + STAGING_SUFFIX)

@@ -35,6 +35,7 @@ def _lock_holder(message: str) -> str:
 
 class DuckDBEngine(Engine):
     name = "duckdb"
+    builds_in_place = True  # DDL is transactional
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, owner: bool = True) -> None:
         self.con = con

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cadence.disk import files
 from cadence.errors import CadenceError, ErrorCollector, ProjectErrors, did_you_mean
 from cadence.load.digests import digest
+from cadence.load.inputs import find_project_root
 from cadence.load.layout import CADENCE_LAYOUT, SUFFIXES, Layout, LoadOptions, PackagePaths
 from cadence.load.projectconfig import PROJECT_FILE, ProjectConfig, parse_project_config
 
@@ -77,19 +78,6 @@ class ProjectFiles:
             for m in DOCS_BLOCK.finditer(f.text):
                 blocks[m.group(1)] = m.group(2).strip()
         return blocks
-
-
-def find_project_root(start: Path) -> Path:
-    """The nearest folder at or above ``start`` holding cadence.yml or dbt_project.yml."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / PROJECT_FILE).is_file() or (folder / DBT_PROJECT_FILE).is_file():
-            return folder
-    raise CadenceError(
-        f"no {PROJECT_FILE} or {DBT_PROJECT_FILE} found in {start} or any parent folder",
-        hint="run inside a cadence or dbt project, pass --project-dir, "
-        "or create one with 'cadence init NAME'",
-    )
 
 
 def is_dbt_project(root: Path) -> bool:

@@ -10,8 +10,9 @@ problem goes to the ``ErrorCollector`` with its line and a hint; unknown keys ge
 mean". ``{{ env_var() }}`` in the warehouse path renders in a
 sandbox of its own, and the variables read are kept as digests, never as values.
 
-Reads no files: ``loader`` hands it cadence.yml's text, and ``plan.manifest`` parses it again
-on every cached load. ``WarehouseConfig`` is what the engines connect with.
+Reads no files: ``loader`` hands it cadence.yml's text, and ``plan.manifest`` its parsed
+YAML on every cached load (``parse_project_tree``); ``env_var()`` calls with literal arguments
+render without importing Jinja. ``WarehouseConfig`` is what the engines connect with.
 """
 
 from __future__ import annotations
@@ -163,12 +164,26 @@ def parse_project_config(
 ) -> ProjectConfig | None:
     """Validate cadence.yml (None: there is none, as a dbt project may have), laid over a dbt
     project's ``dbt`` settings when given. Returns None when it cannot be read at all."""
-    file = PROJECT_FILE
     try:
-        raw = load_yaml(text, file) if text is not None else LineDict()
+        raw = load_yaml(text, PROJECT_FILE) if text is not None else LineDict()
     except CadenceError as exc:
         errors.add(exc)
         return None
+    return parse_project_tree(raw, root, errors, dbt=dbt, layout=layout, cli_vars=cli_vars)
+
+
+def parse_project_tree(
+    raw: Any,
+    root: Path,
+    errors: ErrorCollector,
+    *,
+    dbt: DbtSettings | None = None,
+    layout: Layout = CADENCE_LAYOUT,
+    cli_vars: dict[str, Any] | None = None,
+) -> ProjectConfig | None:
+    """``parse_project_config`` of cadence.yml as parsed YAML (the load cache keeps the tree,
+    never what the environment gave it: ``env_var()`` in the warehouse path renders here)."""
+    file = PROJECT_FILE
     if raw is None and dbt is not None:
         raw = LineDict()  # an empty cadence.yml beside dbt_project.yml
     if not isinstance(raw, dict):

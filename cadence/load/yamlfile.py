@@ -125,3 +125,42 @@ def dump_yaml(value: Any) -> str:
     import yaml
 
     return str(yaml.safe_dump(value, sort_keys=False, default_flow_style=False))
+
+
+# -- the parsed tree as data (the load cache keeps cadence.yml's, so a cached load parses none) --
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+_INF = float("inf")
+
+
+def tree_to_data(value: Any) -> Any:
+    """A parsed YAML tree as JSON data, line numbers kept: a mapping is ``["M", line, [[key,
+    key line, value], ...]]``, a list ``["L", [...]]``, a plain value ``["S", value]``. Raises
+    TypeError for anything else (a date, a set, binary): such a tree is not kept."""
+    if isinstance(value, dict):
+        lines = getattr(value, "key_lines", {})
+        items = [[k, lines.get(k), tree_to_data(v)] for k, v in value.items()]
+        return ["M", getattr(value, "line", None), items]
+    if isinstance(value, list):
+        return ["L", [tree_to_data(v) for v in value]]
+    if type(value) in _PLAIN_TYPES and value == value and value not in (_INF, -_INF):
+        return ["S", value]
+    raise TypeError(f"not kept: {value!r}")
+
+
+def tree_from_data(data: Any) -> Any:
+    """The tree ``tree_to_data`` was given (raises on anything it did not write)."""
+    tag, *rest = data
+    if tag == "S" and type(rest[0]) in _PLAIN_TYPES:
+        return rest[0]
+    if tag == "L":
+        return [tree_from_data(v) for v in rest[0]]
+    if tag == "M":
+        out = LineDict()
+        out.line = rest[0]
+        out.key_lines = {}
+        for key, line, value in rest[1]:
+            out[str(key)] = tree_from_data(value)
+            if line is not None:
+                out.key_lines[str(key)] = int(line)
+        return out
+    raise ValueError(f"not a tree: {tag!r}")

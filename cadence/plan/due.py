@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from cadence.errors import UsageError
 from cadence.load.parser import Model, ParsedProject
 from cadence.plan.cadences import Cadences, ModelCadence
 from cadence.plan.dag import Dag
 from cadence.plan.history import ModelState, StateSnapshot
+from cadence.plan.instants import parse_at, real_instant  # noqa: F401 - re-exported
 
 BUILD = "build"
 SKIP = "skip"
@@ -68,32 +68,6 @@ def fmt(t: dt.datetime | None, tz: ZoneInfo) -> str:
     if t is None:
         return "never"
     return real_instant(t).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def real_instant(t: dt.datetime) -> dt.datetime:
-    """The same instant with a wall time that exists: a time in a spring-forward gap
-    (``02:30 EST`` on the night clocks jump to 03:00 EDT) becomes ``03:30 EDT``."""
-    if t.tzinfo is None:
-        return t
-    return t.astimezone(dt.timezone.utc).astimezone(t.tzinfo)
-
-
-def parse_at(text: str, tz: dt.tzinfo) -> dt.datetime:
-    """``--at``: ISO 8601 with offset, or naive in the project timezone."""
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"cannot read time '{text}'",
-            hint="use ISO 8601, e.g. 2026-03-29T05:00 or 2026-03-29T05:00:00+02:00",
-        ) from None
-    if parsed.tzinfo is None:
-        # a naive time in the spring-forward gap does not exist: use the real instant it names
-        return real_instant(parsed.replace(tzinfo=tz))
-    return parsed.astimezone(tz)
 
 
 def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
@@ -476,10 +450,15 @@ def _pull_run_dependent_views(
 
 def _add_seeds(project, dag, state, decisions, selected, full_refresh) -> None:  # type: ignore[no-untyped-def]
     """Load a seed when it is missing or its file changed and something in the run needs it."""
-    needed: set[str] = set()
-    for name, d in decisions.items():
-        if d.builds:
-            needed |= {a for a in dag.ancestors(name) if dag.kinds.get(a) == "seed"}
+    # the seeds upstream of anything built: one walk up from all of them (not one per model)
+    seen: set[str] = set()
+    stack = [name for name, d in decisions.items() if d.builds]
+    while stack:
+        for parent in dag.parents.get(stack.pop(), ()):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    needed = {a for a in seen if dag.kinds.get(a) == "seed"}
     needed |= {s.name for s in project.seeds if s.name in selected}
     for seed in project.seeds:
         if seed.name not in needed:

@@ -13,7 +13,8 @@ keeps size and mtime (``cp -p``, ``touch -r``, ``tar x``) is seen. The cache is 
 column tables decoded into a fixed set of frozen values, cadence/cachefile.py: loading it runs
 no code), carries keyed checksums (a cache edited by hand or planted is ignored, never trusted to
 produce SQL that is not in the files), and stores digests of env var values, never the values;
-cadence.yml is parsed again on every load, so no value it reads from the environment is stored;
+cadence.yml is kept as parsed YAML (its ``env_var()`` templates, never their values) and
+validated again on every load with the environment as it is then, without PyYAML or Jinja;
 a dbt project's settings (``DbtSettings``) are kept only when its files read no environment
 variable, else read again (which imports ``load.dbt``; otherwise a cached load never does).
 What deciding what is due does not read (SQL, tests, DAG edges, config provenance) is decoded
@@ -27,7 +28,7 @@ import gc
 import hmac
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,12 +36,22 @@ from typing import TYPE_CHECKING, Any
 
 from cadence import __version__
 from cadence.disk import artifacts
-from cadence.disk import files as fs
 from cadence.errors import CadenceError
+from cadence.load import inputs
 from cadence.load.cachefile import Codec, lazy_field, with_fields
 from cadence.load.config import ModelConfig
-from cadence.load.digests import env_digest
-from cadence.load.layout import CADENCE_LAYOUT, Layout, LoadOptions, PackagePaths
+from cadence.load.digests import digest, env_digest
+from cadence.load.inputs import (  # noqa: F401 - scan, combine, read_inputs: the cache's names
+    Fingerprint,
+    cache_key,
+    checksum,
+    combine,
+    inputs_now,
+    options_key,
+    read_inputs,
+    scan,
+)
+from cadence.load.layout import Layout, LoadOptions, PackagePaths
 from cadence.load.parser import Column, Model, ParsedProject
 from cadence.load.projectconfig import DbtSettings, ProjectConfig
 from cadence.load.properties import Seed, Source
@@ -55,9 +66,6 @@ CACHE_FILE = "target/manifest.json"  # in a cadence project (artifacts.target_di
 CACHE_NAME = "manifest.json"
 FORMAT = 9  # with the codec's schema digest in the header: any other layout is rebuilt
 MAGIC = b"cadence-manifest"
-ABSENT = "absent"  # the digest of an optional input file that does not exist
-_FIRST_READ = 1 << 16  # most input files are read whole by one read()
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -75,96 +83,12 @@ class Manifest:
     # files whose rendering read env vars (models, their descriptions, singular tests): kept
     # without what they rendered, and rendered again on every load (no env value is stored)
     env_rendered: tuple[str, ...]
+    # cadence.yml as parsed YAML (``yamlfile.tree_to_data``; None: none, or a tree it cannot
+    # keep), so a cached load reads its settings without PyYAML; never what the environment gives
+    config_tree: Any
 
     if not TYPE_CHECKING:
         __getattr__ = lazy_field  # model_keys is decoded only when a model is rendered again
-
-
-def scan(root: Path, layout: Layout = CADENCE_LAYOUT) -> tuple[str, ...]:
-    """The path of every input file: the layout's single files first, then every file of its
-    folders, sorted (directory listings only)."""
-    out: list[str] = []
-    prefix = len(str(root)) + 1  # scandir paths start with the root as given
-    problems: list[CadenceError] = []
-    for folder, suffixes in layout.folders():
-        for entry in fs.walk_entries(root, folder, suffixes, problems):
-            out.append(entry.path[prefix:].replace(os.sep, "/"))
-    if problems:  # links, FIFOs, unreadable folders: never a cache hit; the loader reports them
-        out.append("\0problems")
-    out = sorted(set(out))
-    return (*layout.files, *out)
-
-
-def combine(pairs: Iterable[tuple[str, str]]) -> str:
-    """One digest of (path, content digest) pairs, in the order given."""
-    from cadence.load.digests import digest
-
-    return digest("\n".join(f"{path}\0{d}" for path, d in pairs).encode("utf-8", "surrogatepass"))
-
-
-def inputs_now(root: Path, paths: tuple[str, ...]) -> tuple[str, bytes | None] | None:
-    """The digest of every input file's content as it is now (each file read whole), and
-    cadence.yml's bytes (None when there is none); None when a file cannot be read (gone, not
-    a file: never a hit)."""
-    found = read_inputs(root, paths)
-    return None if found is None else (combine(found[0]), found[1])
-
-
-def read_inputs(
-    root: Path, paths: tuple[str, ...]
-) -> tuple[list[tuple[str, str]], bytes | None] | None:
-    """(path, content digest) of each input, and cadence.yml's bytes; None when one cannot be
-    read. ``?path``: an optional file (its absence is an input too); ``@folder``: the names of
-    the packages installed there; an absolute path: a file outside the project (a profiles.yml
-    in ~/.dbt)."""
-    from cadence.load.digests import digest
-
-    pairs = []
-    config: bytes | None = None
-    base = str(root) + os.sep
-    for path in paths:
-        if path[:1] == "@":
-            pairs.append((path, _listing(root, path[1:])))
-            continue
-        optional = path[:1] == "?"
-        name = path[1:] if optional else path
-        try:  # non-blocking: a FIFO swapped in after the scan cannot hang the load
-            fd = os.open(name if name[:1] == "/" else base + name, _OPEN_FLAGS)
-        except FileNotFoundError:
-            if optional:
-                pairs.append((path, ABSENT))
-                continue
-            return None
-        except (OSError, ValueError):  # gone, unreadable, or the problems marker
-            return None
-        try:
-            data = os.read(fd, _FIRST_READ)
-            if len(data) == _FIRST_READ:  # a large file (a seed): the rest of it
-                chunks = [data]
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-        except OSError:  # a folder, or an I/O error
-            return None
-        finally:
-            os.close(fd)
-        pairs.append((path, digest(data)))
-        if name == "cadence.yml":
-            config = data
-    return pairs, config
-
-
-def _listing(root: Path, folder: str) -> str:
-    """Which packages are installed in ``folder``: a new one makes the cache stale."""
-    from cadence.load.digests import digest
-
-    try:
-        names = sorted(
-            e.name for e in os.scandir(root / folder) if os.path.isfile(f"{e.path}/dbt_project.yml")
-        )
-    except OSError:
-        return ABSENT
-    return digest("\n".join(names).encode("utf-8", "surrogatepass"))
 
 
 # -- the data-only format ---------------------------------------------------------------------
@@ -223,30 +147,8 @@ def _version() -> bytes:
     return f"{__version__}/{FORMAT}/{_codec().schema}".encode()
 
 
-def _key() -> bytes:
-    """The key of the cache checksum: per user, outside the project (so a cache copied or
-    committed with a checkout does not verify), created owner-only on first use."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cadence"
-    path = base / "manifest.key"
-    try:
-        data = path.read_bytes()
-        if len(data) >= 32:
-            return data
-    except OSError:
-        pass
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.urandom(32))
-        return path.read_bytes()
-    except OSError:
-        return b""  # no home to keep a key in: an unkeyed checksum still catches edits
-
-
-def _checksum(key: bytes, payload: bytes) -> bytes:
-    # HMAC-SHA256: twice as fast as keyed blake2b here (SHA extensions), as strong for this
-    return hmac.new(key, payload, "sha256").hexdigest().encode()
+_key = cache_key  # the tests' names for them
+_checksum = checksum
 
 
 def read(root: Path) -> Manifest | None:
@@ -308,7 +210,7 @@ def _open(root: Path) -> tuple[Manifest, Callable[[], bool]] | None:
 
 
 def env_unchanged(manifest: Manifest) -> bool:
-    return all(env_digest(os.environ.get(name)) == value for name, value in manifest.env)
+    return inputs.env_unchanged(manifest.env)
 
 
 def write(root: Path, manifest: Manifest) -> None:
@@ -333,6 +235,15 @@ def load(
     root: Path, *, use_cache: bool = True, options: LoadOptions = LoadOptions()
 ) -> tuple[ParsedProject, Dag, Cadences]:
     """The project at ``root``, from the cache when nothing it was built from changed."""
+    found = load_fingerprinted(root, use_cache=use_cache, options=options)
+    return found[0], found[1], found[2]
+
+
+def load_fingerprinted(
+    root: Path, *, use_cache: bool = True, options: LoadOptions = LoadOptions()
+) -> tuple[ParsedProject, Dag, Cadences, Fingerprint]:
+    """``load``, and the fingerprint of the files, environment and options it was loaded from
+    (what the idle ``run --due`` compares with the project as it is then)."""
     # Loading creates many small objects that live as long as the process: the cyclic garbage
     # collector would rescan them over and over (doubling load time at 10,000 models). Pause
     # it while loading, then move what was loaded out of its sight.
@@ -346,7 +257,9 @@ def load(
             gc.enable()
 
 
-def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProject, Dag, Cadences]:
+def _load(
+    root: Path, use_cache: bool, options: LoadOptions
+) -> tuple[ParsedProject, Dag, Cadences, Fingerprint]:
     opened = _open(root) if use_cache else None
     if opened is not None and opened[0].parsed.root != str(root):
         opened = None  # a copied or moved project: the cache names files of the old folder
@@ -364,7 +277,8 @@ def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProj
             if config is not None:
                 parsed = with_fields(cached.parsed, config=config)
                 parsed.__dict__["view_hashes"] = cached.view_hashes  # its cached_property
-                return parsed, cached.dag, cached.cadences
+                found = Fingerprint(cached.inputs, cached.env, cached.layout, options_key(options))
+                return parsed, cached.dag, cached.cadences, found
     from cadence.errors import ProjectErrors
     from cadence.load.environment import make_environment
     from cadence.load.loader import load_files
@@ -416,9 +330,24 @@ def _load(root: Path, use_cache: bool, options: LoadOptions) -> tuple[ParsedProj
         options.key(),
         dbt if dbt is not None and not dbt.env_used else None,  # never an env value
         tuple(sorted(env_rendered.values())),
+        _tree(root, files.config_digest or None),
     )
     write(root, manifest)
-    return parsed, dag, cadences
+    return parsed, dag, cadences, Fingerprint(inputs, manifest.env, layout, options_key(options))
+
+
+def _tree(root: Path, loaded: str | None) -> Any:
+    """cadence.yml's parsed YAML as data for the cache, when the file still is what the load
+    read (digest ``loaded``); else None (not kept: parsed again on each load)."""
+    from cadence.load.yamlfile import load_yaml, tree_to_data
+
+    try:
+        data = (root / "cadence.yml").read_bytes()
+        if loaded is None or digest(data) != loaded:
+            return None
+        return tree_to_data(load_yaml(data.decode("utf-8"), "cadence.yml"))
+    except (CadenceError, OSError, UnicodeDecodeError, TypeError, RecursionError):
+        return None
 
 
 def without_env_values(parsed: ParsedProject) -> tuple[ParsedProject, dict[str, str]]:
@@ -454,7 +383,8 @@ def _config_again(
     """The settings as they are now (cheap: cadence.yml, one small file; in a dbt project over
     the cached ``DbtSettings``): the cache never holds a value read from the environment."""
     from cadence.errors import ErrorCollector
-    from cadence.load.projectconfig import parse_project_config
+    from cadence.load.projectconfig import parse_project_config, parse_project_tree
+    from cadence.load.yamlfile import tree_from_data
 
     errors = ErrorCollector()
     layout, dbt = cached.layout, cached.dbt
@@ -469,10 +399,20 @@ def _config_again(
             dbt = found.settings
         if decoded is None and not layout.is_dbt:
             return None
-        config = parse_project_config(
-            decoded, root, errors, dbt=dbt, layout=layout, cli_vars=options.cli_vars
-        )
-    except (CadenceError, UnicodeDecodeError):
+        if decoded is not None and cached.config_tree is not None:  # kept: no YAML parser
+            config = parse_project_tree(
+                tree_from_data(cached.config_tree),
+                root,
+                errors,
+                dbt=dbt,
+                layout=layout,
+                cli_vars=options.cli_vars,
+            )
+        else:
+            config = parse_project_config(
+                decoded, root, errors, dbt=dbt, layout=layout, cli_vars=options.cli_vars
+            )
+    except (CadenceError, UnicodeDecodeError, ValueError, TypeError, KeyError):
         return None
     return config if config is not None and not errors.errors else None
 

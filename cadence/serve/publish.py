@@ -75,6 +75,22 @@ def served(parsed: ParsedProject) -> tuple[str, ...]:
     return tuple(c.name for c in parsed.config.channels if c.serve is not None)
 
 
+def files_kept(root: Path, parsed: ParsedProject) -> tuple[str, ...]:
+    """The snapshot file of every served channel (absolute paths): an idle run rewrites one
+    that is missing or older than its channel's last publish, so the wake file keeps their
+    identities."""
+    return tuple(str(snapshot_path(root, name)) for name in served(parsed))
+
+
+def owed(
+    root: Path, parsed: ParsedProject, state: StateSnapshot, now: dt.datetime
+) -> list[tuple[dt.datetime, str]]:
+    """What an idle ``run --due`` would write at once (``channels_to_write`` with nothing
+    built), for the wake file: ``[(now, why)]``, or nothing."""
+    channels = channels_to_write(root, parsed, state, now, (), ())
+    return [(now, "serve snapshots to write for " + ", ".join(channels))] if channels else []
+
+
 def channels_to_write(
     root: Path,
     parsed: ParsedProject,
