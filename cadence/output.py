@@ -231,6 +231,7 @@ def plan_json(plan: Plan, project: Any, cost: CostReport | None = None) -> dict[
             c = per_model.get(row["name"], {})
             row["builds_per_day"] = c.get("builds_per_day", 0.0)
             row["compute_s_per_day"] = c.get("compute_s_per_day")
+            row["cost_per_month"] = c.get("cost_per_month")
         out["cost"] = cost_json(cost)
     return out
 
@@ -266,6 +267,7 @@ def cost_json(report: CostReport) -> dict[str, Any]:
                 "pulled_by": list(m.pulled_by),
                 "avg_duration_s": m.avg_duration_s,
                 "compute_s_per_day": m.compute_s_per_day,
+                "cost_per_month": _money(report.per_month(m.compute_s_per_day)),
                 "channels": {ch: round(n / report.days, 3) for ch, n in m.channel_builds}
                 if report.days
                 else {},
@@ -279,40 +281,66 @@ def cost_json(report: CostReport) -> dict[str, Any]:
                 "models": list(c.models),
                 "builds_per_day": round(c.builds_per_day, 3),
                 "compute_s_per_day": round(c.compute_s_per_day, 3),
+                "cost_per_month": _money(report.per_month(c.compute_s_per_day)),
                 "deliveries_per_day": round(c.deliveries_per_day, 3),
             }
             for c in report.channels
         ],
         "total_builds_per_day": round(report.total_builds_per_day, 3),
         "total_compute_s_per_day": round(report.total_compute_s_per_day, 3),
+        "total_cost_per_month": _money(report.per_month(report.total_compute_s_per_day)),
+        "currency": report.price.currency if report.price else None,
         "no_history": list(report.no_history),
     }
 
 
+def _money(value: float | None) -> float | None:
+    """Money in JSON: 4 decimals, so the cost of a small project does not round to 0."""
+    return None if value is None else round(value, 4)
+
+
 def render_cost(report: CostReport) -> str:
+    from cadence.review.render import money
+
+    priced = report.price is not None
+    month = f"{'per month':>12}" if priced else ""
+    rate = ""
+    if report.price is not None:
+        price = report.price
+        rate = f"; {f'{price.per_compute_hour:g} {price.currency}'.strip()} per compute hour"
     lines = [
         f"cost over {report.horizon} (durations from recorded builds; "
-        "pulled = built because a faster consumer reads it):",
-        f"  {'model':<28} {'builds/day':>10} {'pulled':>7} {'avg s':>8} {'s/day':>9}  cadence",
+        f"pulled = built because a faster consumer reads it{rate}):",
+        f"  {'model':<28} {'builds/day':>10} {'pulled':>7} {'avg s':>8} {'s/day':>9}{month}"
+        "  cadence",
     ]
     for m in report.models:
         avg = f"{m.avg_duration_s:.2f}" if m.avg_duration_s is not None else "-"
         compute = f"{m.compute_s_per_day:.1f}" if m.compute_s_per_day is not None else "-"
         pulled = m.pulled_builds / report.days if report.days else 0.0
+        cost = f"{money(report.per_month(m.compute_s_per_day), report.price):>12}" if priced else ""
         lines.append(
             f"  {m.name:<28} {m.builds_per_day:>10.1f} {pulled:>7.1f} {avg:>8} "
-            f"{compute:>9}  {m.cadence}"
+            f"{compute:>9}{cost}  {m.cadence}"
         )
     lines.append("per channel (a build shared by several channels is split equally among them):")
     for c in report.channels:
+        cost = (
+            f" {money(report.per_month(c.compute_s_per_day), report.price)}/month" if priced else ""
+        )
         received = f" {c.deliveries_per_day:>6.1f} deliveries/day" if c.name != "no channel" else ""
         lines.append(
             f"  {c.name:<28} {c.cadence:<22} {c.builds_per_day:>8.1f} builds/day "
-            f"{c.compute_s_per_day:>9.1f} s/day{received}"
+            f"{c.compute_s_per_day:>9.1f} s/day{received}{cost}"
         )
+    total_cost = (
+        f", {money(report.per_month(report.total_compute_s_per_day), report.price)} per month"
+        if priced
+        else ""
+    )
     lines.append(
         f"total: {report.total_builds_per_day:.1f} builds/day, "
-        f"{report.total_compute_s_per_day:.1f} s/day of compute"
+        f"{report.total_compute_s_per_day:.1f} s/day of compute{total_cost}"
     )
     if report.no_history:
         lines.append(f"no history (no recorded builds) for {len(report.no_history)} model(s)")
@@ -405,3 +433,31 @@ def render_tests(outcomes: list[Any], as_json: bool) -> str:
 
 
 __all__ = ["ModelResult", "RunRenderer", "plan_json", "render_plan"]
+
+
+def freshness_lines(fresh: dict[str, Any], tz: Any) -> list[str]:
+    """``status``: per channel its lag, objective and state; per source its freshness."""
+    from cadence.observe.objectives import human
+
+    def objective(row: dict[str, Any]) -> str:
+        o = row["objective"]
+        parts = [
+            f"{k} {human(o[k + '_after_s'])}"
+            for k in ("warn", "error")
+            if o.get(k + "_after_s") is not None
+        ]
+        if not o.get("declared"):
+            return "default (warn: older than its 2nd-latest tick, error: its 4th-latest)"
+        return ", ".join(parts) or "none"
+
+    lines = []
+    for row in fresh["channels"]:
+        lag = "never brought up to date" if row["lag_s"] is None else f"lag {human(row['lag_s'])}"
+        why = f" ({row['reason']})" if row["state"] != "ok" and row.get("reason") else ""
+        lines.append(
+            f"channel {row['channel']}: {row['state']}{why}, {lag}, objective {objective(row)}"
+        )
+    for row in fresh["sources"]:
+        age = "loaded_at unknown" if row["lag_s"] is None else f"{human(row['lag_s'])} old"
+        lines.append(f"source {row['source']}: {row['state']}, {age}, objective {objective(row)}")
+    return lines

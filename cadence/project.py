@@ -27,11 +27,12 @@ from cadence.load.inputs import Fingerprint, find_project_root
 from cadence.load.layout import LoadOptions
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
+from cadence.observe import Observer, after_run, wake_at
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
 from cadence.plan.history import StateSnapshot
-from cadence.plan.selection import feeding, select, unmatched
+from cadence.plan.selection import feeding, select, unmatched_warnings
 from cadence.record import snapshot, unrecorded
 from cadence.record.state import HISTORY_TABLES, prune_history, read_snapshot
 
@@ -171,6 +172,9 @@ class Project:
 
             owed += publish.owed(self.root, self.parsed, after, now)
             unchanged += publish.files_kept(self.root, self.parsed)
+        observed = wake_at(self.root)  # the observe wing: an objective crossing, an alert retry
+        if observed is not None:
+            owed.append((observed, "a freshness objective crossing or an alert to retry"))
         plan = plan or self.plan(now, due_only=True, state=after)
         return idle.pending(self, after, plan, now, owed, present, unchanged)
 
@@ -218,14 +222,7 @@ class Project:
 
     def selection_warnings(self, selection: Selection) -> list[CadenceError]:
         """A warning for each ``--select`` term that matches nothing (as dbt warns)."""
-        return [
-            CadenceError(
-                f"the selection criterion '{term}' does not match any model or seed",
-                severity="warning",
-                hint="list what exists with 'cadence ls'",
-            )
-            for term in unmatched(selection.select, self.parsed, self.dag, self.cadences)
-        ]
+        return unmatched_warnings(selection.select, self.parsed, self.dag, self.cadences)
 
     def selected(
         self, selection: Selection, state: StateSnapshot | None, now: dt.datetime
@@ -372,6 +369,7 @@ class Project:
                 lambda: self._prune_history(engine, done, now),
                 lambda: after.append(self._keep_snapshot(engine, done, state)),
                 lambda: self._keep_rosters(engine, state, after[-1], done),
+                lambda: after_run(self, engine, state, done, now),
             ):
                 result = _or_write_error(result, step, warehouse)
             same = due_only and selection == Selection() and not retry_failed and after[-1] is state
@@ -589,7 +587,7 @@ class Project:
         """A bound ``cadence serve`` server (see ``cadence.serve.open_server`` for options)."""
         from cadence.serve import open_server
 
-        return open_server(self.root, self.parsed.config, **options)
+        return open_server(self.root, self.parsed.config, observer=Observer(self), **options)
 
     def models_for(self, names: Iterable[str]) -> list[str]:
         return [n for n in self.dag.sort(names) if self.dag.kinds[n] == "model"]

@@ -22,6 +22,7 @@ PACKAGES = [
     "record",
     "build",
     "activation",
+    "observe",
     "serve",
     "review",
     "scaffold",
@@ -42,6 +43,7 @@ OWNERS = {
     "uvicorn": {"serve.asgi"},
     "sqlglot": {"engines.spark_dialect", "review.diff"},
     "pyspark": {"engines.spark_session"},
+    "prometheus_client": {"observe.metrics"},
 }
 
 

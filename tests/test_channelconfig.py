@@ -139,3 +139,46 @@ def test_served_columns_may_not_take_the_audience_names(tmp_path, column):
     assert "cadence.yml:6:" in text, text
     assert f"column '{column}' is a name cadence gives its own field" in text
     assert f"{column} as {column}_value" in text
+
+
+def test_freshness_objectives_and_alerts_are_parsed(tmp_path):
+    config = config_of(
+        tmp_path,
+        """\
+  email:
+    cadence: "daily at 05:00"
+    freshness: {warn_after: "30 minutes", error_after: {count: 2, period: hour}}
+    on_stale_source: deliver
+  web: "hourly"
+""",
+        "alerts: {webhook: {url: 'https://ops.example.com/a', secret_env: ALERT_SECRET}}\n",
+    )
+    email, web = config.channels
+    assert (email.freshness.warn_after_s, email.freshness.error_after_s) == (1800, 7200)
+    assert email.hold_on_stale_source is False
+    assert web.freshness is None and web.hold_on_stale_source is True
+    assert config.alerts.url == "https://ops.example.com/a"
+    assert config.alerts.secret_env == "ALERT_SECRET"
+
+
+@pytest.mark.parametrize(
+    ("channels", "extra", "expected"),
+    [
+        ('  email: {cadence: hourly,\n    freshness: {warn_after: "soon"}}\n', "",
+         ["cadence.yml:5", "warn_after 'soon' is not a duration"]),
+        ('  email: {cadence: hourly,\n    freshness: {warn_after: 2 hours, error_after: 1 hour}}\n',
+         "", ["cadence.yml:5", "warn_after (2 hours) is later than error_after"]),
+        ('  email: {cadence: hourly, freshness: {warn_afte: 1 hour}}\n', "",
+         ["cadence.yml:4", "did you mean 'warn_after'"]),
+        ("  email: {cadence: hourly, on_stale_source: skip}\n", "",
+         ["cadence.yml:4", "invalid on_stale_source 'skip'"]),
+        ("  email: hourly\n", "alerts: {webhook: {url: 'http://example.com/a', secret_env: S}}\n",
+         ["cadence.yml:3", "alerts webhook:"]),
+        ("  email: hourly\n", "alerts: {webhook: {url: 'https://example.com/a'}}\n",
+         ["cadence.yml:3", "secret_env must name an environment variable"]),
+    ],
+)
+def test_bad_freshness_and_alerts_name_the_line(tmp_path, channels, extra, expected):
+    text = errors_of(tmp_path, channels, extra)
+    for part in expected:
+        assert part in text, text

@@ -319,3 +319,33 @@ def test_a_valid_extension_loads_and_a_missing_one_is_exit_2(make_project, cli):
     result = cli(bad, "run", "--at", "2026-03-02T05:00")
     assert result.exit_code == 2
     assert "cadence.yml: error: cannot load DuckDB extension 'no_such_extension'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("cost", "message", "hint"),
+    [
+        ("{per_compute_hour: 0.4, curency: EUR}", "unknown cost key 'curency'", "'currency'"),
+        ("{per_compute_hour: -1}", "cost.per_compute_hour must be a number", "0.40"),
+        ("{per_compute_hour: '0.40'}", "got '0.40'", "per_compute_hour: 0.40"),
+        ("{currency: EUR}", "got None", "per_compute_hour: 0.40"),
+        ("{per_compute_hour: 1, currency: '<b>'}", "cost.currency must be a short", "EUR"),
+        ("0.40", "'cost' must be a mapping", "cost: {per_compute_hour: 0.40, currency: EUR}"),
+    ],
+)
+def test_cost_is_validated(make_project, cost, message, hint):
+    yml = DEFAULT_CADENCE_YML + f"cost: {cost}\n"
+    root = make_project({"models/m.sql": "select 1 as id\n"}, yml)
+    with pytest.raises(CadenceError) as exc:
+        Project.load(root, use_cache=False)
+    text = exc.value.render()
+    assert message in text and hint in text and "cadence.yml:" in text
+
+
+def test_cost_is_read(make_project):
+    from cadence.load.costconfig import CostConfig
+
+    yml = DEFAULT_CADENCE_YML + "cost: {per_compute_hour: 0.40, currency: EUR}\n"
+    root = make_project({"models/m.sql": "select 1 as id\n"}, yml)
+    assert Project.load(root, use_cache=False).parsed.config.cost == CostConfig(0.4, "EUR")
+    root = make_project({"models/m.sql": "select 1 as id\n"})
+    assert Project.load(root, use_cache=False).parsed.config.cost is None

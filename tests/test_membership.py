@@ -3,6 +3,7 @@ segment with a key; duplicate or null keys fail the build; `cadence members`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from activation_project import make_activation, query, set_people
@@ -119,4 +120,109 @@ def test_incremental_segment_records_only_entries(make_project, cli):
     cli(root, "run", "--at", "2026-01-02T06:00")
     assert [(k, c) for k, c, _ in history(root, "seen")] == [
         ("1", "entered"), ("2", "entered"), ("3", "entered"),
+    ]
+
+
+# -- event_time: when each member qualified (SPEC §11) -------------------------------------------
+
+EVENT_YML = """\
+name: ev
+warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}
+timezone: Europe/Berlin
+channels:
+  routing: {cadence: "every 5 minutes"}
+models:
+  +event_time: qualified_at
+"""
+
+
+def carts_csv(rows: list[tuple[int, str]]) -> str:
+    return "id,qualified_at\n" + "".join(f"{i},{t}\n" for i, t in rows)
+
+
+def event_times(root):
+    return query(
+        root,
+        "select key, change, event_time from _cadence.membership_changes order by change_id",
+    )
+
+
+def test_event_time_is_recorded_with_each_entered_change_in_utc(make_project, cli):
+    """A naive timestamp is read in the project timezone (Berlin, UTC+1 in January), an aware
+    one keeps its instant; exits record null. ``+event_time`` comes from folder config."""
+    root = make_project(
+        {
+            "models/abandoners.sql": "{{ config(channels=['routing'], key='id') }}\n"
+            "select id, qualified_at from {{ ref('carts') }}\n",
+            "models/aware.sql": "{{ config(channels=['routing'], key='id') }}\n"
+            "select id, cast(qualified_at || '+00:00' as timestamptz) as qualified_at "
+            "from {{ ref('carts') }}\n",
+            "seeds/carts.csv": carts_csv([(1, "2026-01-05 09:02:30"), (2, "2026-01-05 09:04:00")]),
+        },
+        cadence_yml=EVENT_YML,
+    )
+    assert cli(root, "run", "--at", "2026-01-05T09:05").exit_code == 0
+    rows = query(
+        root,
+        "select segment, key, change, event_time from _cadence.membership_changes "
+        "order by segment, key",
+    )
+    assert rows == [
+        ("abandoners", "1", "entered", dt.datetime(2026, 1, 5, 8, 2, 30)),
+        ("abandoners", "2", "entered", dt.datetime(2026, 1, 5, 8, 4)),
+        ("aware", "1", "entered", dt.datetime(2026, 1, 5, 9, 2, 30)),
+        ("aware", "2", "entered", dt.datetime(2026, 1, 5, 9, 4)),
+    ]
+    later_carts = [(2, "2026-01-05 09:04:00"), (3, "2026-01-05 09:07:00")]
+    (root / "seeds" / "carts.csv").write_text(carts_csv(later_carts))
+    assert cli(root, "run", "--at", "2026-01-05T09:10").exit_code == 0
+    later = query(
+        root,
+        "select key, change, event_time from _cadence.membership_changes "
+        "where segment = 'abandoners' and change_id > 4 order by key",
+    )
+    assert later == [("1", "exited", None), ("3", "entered", dt.datetime(2026, 1, 5, 8, 7))]
+
+
+def test_a_segment_without_event_time_records_null(make_project, cli):
+    root = make_activation(make_project, [(1, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert query(root, "select key, event_time from _cadence.membership_changes") == [
+        ("1", None)
+    ]
+
+
+def test_an_event_time_that_is_not_a_timestamp_column_fails_the_build(make_project, cli):
+    root = make_project(
+        {
+            "models/abandoners.sql": "{{ config(channels=['routing'], key='id', "
+            "event_time='nope') }}\nselect id, qualified_at from {{ ref('carts') }}\n",
+            "models/texty.sql": "{{ config(channels=['routing'], key='id', "
+            "event_time='label') }}\nselect id, 'x' as label from {{ ref('carts') }}\n",
+            "seeds/carts.csv": carts_csv([(1, "2026-01-05 09:02:30")]),
+        },
+        cadence_yml=EVENT_YML.replace("models:\n  +event_time: qualified_at\n", ""),
+    )
+    result = cli(root, "run", "--at", "2026-01-05T09:05")
+    assert result.exit_code == 1
+    assert "event_time column 'nope' is not a column of segment 'abandoners'" in result.output
+    assert "event_time column 'label' of segment 'texty' is VARCHAR" in result.output
+    assert query(root, "select count(*) from _cadence.membership_changes") == [(0,)]
+
+
+def test_a_warehouse_from_before_event_time_gains_the_column(make_project, cli):
+    """Made by an older cadence (no event_time column): the next run adds it, and history
+    recorded before reads back with null event times."""
+    import duckdb
+
+    root = make_activation(make_project, [(1, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("alter table _cadence.membership_changes drop column event_time")
+    assert cli(root, "members", "vip", "--changes").exit_code == 0
+    set_people(root, [(1, 900), (2, 800)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    assert query(root, "select key, event_time from _cadence.membership_changes order by 1") == [
+        ("1", None),
+        ("2", None),
     ]

@@ -176,3 +176,88 @@ def test_prune_keeps_the_newest_attempt_and_current_state(make_project, cli):
     assert delivered(root, "vip") == ["1", "2"]  # current state untouched
     assert query(root, "select count(*) from _cadence.membership_changes "
                  "where \"at\" < '2026-02-01'") == [(0,)]
+
+
+# -- reach history: when each entry was first acknowledged (SPEC §11) ---------------------------
+
+
+def reached(root, segment):
+    return query(
+        root,
+        "select key, frozen_at, reached_at, replace from _cadence.reached "
+        f"where channel = 'email' and segment = '{segment}' order by seq",
+    )
+
+
+def test_each_entry_is_recorded_reached_when_the_destination_has_it(make_project, cli):
+    """Outbox rows are deleted on delivery; the reach record keeps per channel x segment x key
+    when each entry was frozen and when it was acknowledged, and exits record nothing."""
+    import datetime as dt
+
+    root = make_activation(make_project, [(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    day1 = dt.datetime(2026, 1, 1, 6)
+    assert reached(root, "vip") == [("1", day1, day1, False), ("2", day1, day1, False)]
+    set_people(root, [(1, 900), (3, 900)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    day2 = dt.datetime(2026, 1, 2, 6)
+    assert reached(root, "vip")[2:] == [("3", day2, day2, False)]  # 2's exit: no reach row
+    freezes = query(
+        root,
+        "select \"at\", first_seq, last_seq from _cadence.freezes "
+        "where channel = 'email' and segment = 'vip' order by \"at\"",
+    )
+    assert freezes == [(day1, 1, 2), (day2, 3, 4)]
+
+
+def test_a_failed_delivery_reaches_its_entries_when_it_is_retried(make_project, cli):
+    import datetime as dt
+
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    (root / "exports" / "email" / "vip").rename(root / "moved")
+    (root / "exports" / "email" / "vip").write_text("a file where a folder should be")
+    set_people(root, [(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 1
+    assert [r[0] for r in reached(root, "vip")] == ["1"]  # not acknowledged: not reached
+    (root / "exports" / "email" / "vip").unlink()
+    (root / "moved").rename(root / "exports" / "email" / "vip")
+    assert cli(root, "export", "--at", "2026-01-02T09:30").exit_code == 0
+    assert reached(root, "vip")[1] == (
+        "2", dt.datetime(2026, 1, 2, 6), dt.datetime(2026, 1, 2, 9, 30), False
+    )
+
+
+def test_a_rebaseline_reaches_only_members_the_destination_did_not_have(make_project, cli):
+    import datetime as dt
+
+    root = make_activation(make_project, [(1, 900)])
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    (root / "exports" / "email" / "vip").rename(root / "moved")
+    (root / "exports" / "email" / "vip").write_text("a file where a folder should be")
+    set_people(root, [(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 1
+    (root / "exports" / "email" / "vip").unlink()
+    (root / "moved").rename(root / "exports" / "email" / "vip")
+    result = cli(root, "export", "--rebaseline", "--channel", "email", "--at", "2026-01-02T08:00")
+    assert result.exit_code == 0, result.output
+    at8 = dt.datetime(2026, 1, 2, 8)
+    # 1 was reached on day 1 (the rebaseline resends it: not a first reach); 2 now, by it
+    assert [(k, r, rep) for k, _f, r, rep in reached(root, "vip")] == [
+        ("1", dt.datetime(2026, 1, 1, 6), False),
+        ("2", at8, True),
+    ]
+
+
+def test_keep_days_prunes_reach_history(make_project, cli):
+    from activation_project import CADENCE_YML
+
+    yml = CADENCE_YML + "history: {keep_days: 30}\n"
+    root = make_activation(make_project, [(1, 900)], cadence_yml=yml)
+    cli(root, "run", "--at", "2026-01-01T06:00")
+    set_people(root, [(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-03-01T06:00").exit_code == 0
+    assert [r[0] for r in reached(root, "vip")] == ["2"]
+    assert query(root, "select count(*) from _cadence.freezes where \"at\" < '2026-02-01'") == [
+        (0,)
+    ]

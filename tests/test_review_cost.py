@@ -173,6 +173,34 @@ def test_compute_uses_recorded_durations_and_says_no_history(make_project):
     assert report.total_compute_s_per_day == pytest.approx(fast.compute_s_per_day)
 
 
+def test_money_per_month_is_compute_times_price_over_30_days(make_project, cli):
+    """``cost: {per_compute_hour, currency}`` turns compute s/day into money per month (30 days)
+    per model, per channel and in total; without it every figure is null."""
+    priced = PULLS + "cost: {per_compute_hour: 0.40, currency: EUR}\n"
+    root = make_project(PULL_FILES, priced)
+    assert cli(root, "run", "--at", "2026-01-09T23:00").exit_code == 0
+    data = json.loads(cli(root, "plan", "--json", "--at", "2026-01-10T00:00").output)
+    cost = data["cost"]
+    assert cost["currency"] == "EUR"
+    for row in (*cost["models"], *cost["channels"]):
+        if row["compute_s_per_day"] is None:  # never built (an ephemeral): no figure at all
+            assert row["cost_per_month"] is None
+            continue
+        expected = row["compute_s_per_day"] * 30 / 3600 * 0.40
+        assert row["cost_per_month"] == pytest.approx(expected, abs=1e-4), row["name"]
+    total = cost["total_compute_s_per_day"] * 30 / 3600 * 0.40
+    assert cost["total_cost_per_month"] == pytest.approx(total, abs=1e-4) and total > 0
+    plan_rows = {m["name"]: m for m in data["models"]}
+    by_model = {m["name"]: m for m in cost["models"]}
+    assert plan_rows["fast_seg"]["cost_per_month"] == by_model["fast_seg"]["cost_per_month"]
+    text = cli(root, "plan", "--at", "2026-01-10T00:00").output
+    assert "0.4 EUR per compute hour" in text and "per month" in text and "EUR/month" in text
+
+    plain = make_project(PULL_FILES, PULLS)
+    data = json.loads(cli(plain, "plan", "--json", "--at", "2026-01-10T00:00").output)
+    assert data["cost"]["currency"] is None and data["cost"]["total_cost_per_month"] is None
+    assert {m["cost_per_month"] for m in data["cost"]["models"]} == {None}
+    assert "per month" not in cli(plain, "plan", "--at", "2026-01-10T00:00").output
 def test_a_channel_receives_at_its_own_ticks_and_pays_for_its_suppression_list(make_project):
     """high_value feeds email (daily) and ads (every 4 hours): built 7 times a day, email receives
     it once and ads 6 times; the suppression model email reads is built at email's tick, for

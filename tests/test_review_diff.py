@@ -307,6 +307,24 @@ def Project_load(root: Path):
     return Project.load(root)
 
 
+def test_money_per_month_before_and_after_with_a_price(repo, cli):
+    yml = repo / "cadence.yml"
+    yml.write_text(yml.read_text() + "cost: {per_compute_hour: 2, currency: USD}\n")
+    assert cli(repo, "run", "--at", "2026-01-09T23:00").exit_code == 0
+    edit(repo, "models/browsing.sql", "channels=['web']", "channels=['routing']")
+    data = diff_json(cli, repo)
+    assert data["currency"] == "USD"
+    browsing = {m["name"]: m for m in data["models"]}["browsing"]
+    for side in ("before", "after"):
+        compute = browsing["compute_s_per_day"][side]
+        expected = compute * 30 / 3600 * 2
+        assert browsing["cost_per_month"][side] == pytest.approx(expected, abs=1e-4)
+    text = cli(repo, "diff", "--at", AT).output
+    assert "money per month" in text and "USD ->" in text
+    markdown = cli(repo, "diff", "--at", AT, "--format", "markdown").output
+    assert "| per month |" in markdown and " USD -> " in markdown
+
+
 WEB = 'web:     {cadence: "every 15 minutes", kind: web}'
 MODELS = {p.removeprefix("models/").removesuffix(".sql") for p in FILES if p.startswith("models/")}
 

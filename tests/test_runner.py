@@ -196,8 +196,10 @@ def test_plan_json_is_exactly_the_documented_contract(copy_project, cli):
     assert [m["name"] for m in data["models"]] == project.model_names()
     for m in data["models"]:
         assert list(m) == [
-            "name", "due", "reason", "cadence", "next_tick", "builds_per_day", "compute_s_per_day"
+            "name", "due", "reason", "cadence", "next_tick", "builds_per_day", "compute_s_per_day",
+            "cost_per_month",  # SPEC §11: money per month, null without cost: in cadence.yml
         ]
+        assert m["cost_per_month"] is None
     by_name = {m["name"]: m for m in data["models"]}
     assert [n for n, m in by_name.items() if m["due"]] == ["cart_abandoners"]
     assert by_name["cart_abandoners"]["cadence"] == "every 5 minutes"

@@ -26,7 +26,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cadence.activation import audience, outbox, ticks
+from cadence.activation import audience, datatime, outbox, stale, ticks
 from cadence.activation.attempt import SegmentDelivery, send_pending
 from cadence.activation.files import checkpoint
 from cadence.engines.base import Engine, EngineError
@@ -38,11 +38,14 @@ from cadence.plan import deliveries
 from cadence.plan.deliveries import HOLD, ChannelDecision
 
 # activation's history for ``history: {keep_days}`` (table, time column[, keep-latest keys]):
-# membership changes, and delivery attempts except the newest per channel x segment. Current
-# state (delivered, outbox, delivery_cursor, channel_ticks) is never history.
+# membership changes, delivery attempts except the newest per channel x segment, when entries
+# reached their channel and when freezes ran. Current state (delivered, outbox, delivery_cursor,
+# channel_ticks) is never history.
 HISTORY_TABLES: tuple[tuple[str, ...], ...] = (
     ("_cadence.membership_changes", "at"),
     (outbox.DELIVERIES, "started_at", "channel", "segment"),
+    (outbox.REACHED, "reached_at"),
+    (outbox.FREEZES, "at"),
 )
 
 
@@ -166,6 +169,8 @@ def _deliver_channel(
     store = engine.state_store()
     found: dict[str, list[SegmentDelivery]] = {}
     to_send: list[str] = []
+    names = [m.name for m in segments if m.name in present]
+    held = stale.held_segments(parsed, engine, config, names, now, {})
     for model in segments:
         if model.name not in present:
             found[model.name] = [
@@ -176,6 +181,12 @@ def _deliver_channel(
                     kind,
                     error="not built yet: nothing to deliver",
                 )
+            ]
+            continue
+        why = held.get(model.name)
+        if why is not None:  # built, not delivered: data too stale to trust is not sent
+            found[model.name] = [
+                SegmentDelivery(config.name, model.name, "held_back", kind, error=why)
             ]
             continue
         problem = _freeze_segment(parsed, engine, now, config, model.name, present, options)
@@ -285,6 +296,7 @@ def _freeze_segment(
     ) or audience.missing_export_column(engine, config, segment, model.relation)
     if problem is not None:
         return SegmentDelivery(channel, segment, "failed", export.kind, error=problem)
+    data_at = datatime.segment_data_at(engine, parsed, segment)
     try:
         with engine.transaction():
             sql = audience.segment_audience_sql(
@@ -310,6 +322,7 @@ def _freeze_segment(
                 now,
                 rebaseline=options.rebaseline,
             )
+            datatime.note(engine, channel, segment, data_at, now)
     except EngineError as exc:
         return SegmentDelivery(
             channel,

@@ -4,9 +4,13 @@ Input: a channel's audience (SQL over the live relations) -> output: rows in ``_
 ``delivered`` (per channel x segment x key: what the destination has; held-out keys recorded
 with ``held_out`` and never sent), ``outbox`` (pending changes, each with an increasing ``seq``
 per channel x segment, frozen before anything is sent), ``delivery_cursor`` (highest seq frozen,
-highest delivered, and the range of the attempt in flight) and ``deliveries`` (one row per
-attempt). Invariants: changes are computed against what was delivered plus what is pending, so
-a member who becomes suppressed or moves to an earlier priority segment is sent as ``exited``;
+highest delivered, and the range of the attempt in flight), ``deliveries`` (one row per
+attempt), and the history ``advise`` reads: ``reached`` (per channel x segment x key, when each
+entry was first acknowledged by the destination, written in the transaction that advances
+``delivered``) and ``freezes`` (when each freeze ran and the seqs it appended).
+
+Invariants: changes are computed against what was delivered plus what is pending, so a member
+who becomes suppressed or moves to an earlier priority segment is sent as ``exited``;
 ``delivered`` advances only to the seq a destination reports durably delivered, contiguously;
 an attempt's range is fixed when it starts, so a retry after any failure or kill -9 sends the
 same changes with the same numbers (the same export id, the same webhook ids).
@@ -28,6 +32,8 @@ OUTBOX = f"{SCHEMA}.outbox"
 DELIVERED = f"{SCHEMA}.delivered"
 CURSOR = f"{SCHEMA}.delivery_cursor"
 DELIVERIES = f"{SCHEMA}.deliveries"
+REACHED = f"{SCHEMA}.reached"
+FREEZES = f"{SCHEMA}.freezes"
 DDL = (
     f"create schema if not exists {SCHEMA}",
     f"""create table if not exists {OUTBOX} (
@@ -46,6 +52,11 @@ DDL = (
         entered bigint, exited bigint, rows bigint, status varchar, error varchar,
         started_at timestamp, duration_s double, destination varchar, replace boolean,
         delivered_through bigint)""",
+    f"""create table if not exists {REACHED} (
+        channel varchar, segment varchar, key varchar, seq bigint, frozen_at timestamp,
+        reached_at timestamp, replace boolean)""",
+    f"""create table if not exists {FREEZES} (
+        channel varchar, segment varchar, "at" timestamp, first_seq bigint, last_seq bigint)""",
 )
 
 
@@ -224,6 +235,12 @@ def freeze(
     )[0]
     added, frozen = int(top[0]), int(top[1] or base)
     entered = int(top[2] or 0)
+    # when the channel last looked at the segment (advise: a member a freeze left out was not
+    # in the channel's audience), with the seqs it appended (none: an empty range)
+    engine.execute(
+        f"insert into {FREEZES} values (?, ?, ?, ?, ?)",
+        (channel, segment, to_db(at), base + 1, frozen),
+    )
     # held-out keys: recorded with their group, never delivered
     engine.execute(f"delete from {DELIVERED} where {_where(channel, segment)} and held_out")
     engine.execute(
@@ -338,6 +355,18 @@ def apply(engine: Engine, channel: str, segment: str, through: int, at: dt.datet
     starts_replace = engine.query(
         f"select count(*) from {OUTBOX} where {scope} and seq = replace_from"
     )[0][0]
+    # entries the destination acknowledges for the first time (a rebaseline resends members it
+    # has already: those were reached before)
+    engine.execute(
+        f"""insert into {REACHED} select {_lit(channel)}, {_lit(segment)}, o.key, o.seq, o."at",
+        ?, o.replace_from is not null from {OUTBOX} as o
+        where {_where(channel, segment, "o")} and o.seq > {cursor.delivered_seq}
+        and o.seq <= {through} and o.change = 'entered' and not (
+            o.replace_from is not null and exists (
+                select 1 from {DELIVERED} as d where {_where(channel, segment, "d")}
+                and d.key = o.key and not d.held_out))""",
+        (to_db(at),),
+    )
     if starts_replace:
         engine.execute(f"delete from {DELIVERED} where {_where(channel, segment)} and not held_out")
     last = f"""select key, change, columns, seq, "at" from (

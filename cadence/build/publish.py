@@ -176,6 +176,8 @@ def _publish_table(
             tick=decision.tick,
             at=ctx.now,
             exits=not incremental,
+            event_time=model.config.event_time,
+            tz=ctx.project.config.tz,
         )
     if incremental:
         settle_columns(engine, model, staging)

@@ -60,6 +60,7 @@ class RunResult:
     write_error: str | None = None  # run_results.json not written (full disk): exit 1
     # the serve wing's SnapshotReport (None: no served channel written); set by Project.run
     snapshots: Any = None
+    duration_s: float = 0.0  # building, testing and publishing (metrics: the run's duration)
     wall_s: float | None = None  # the run's wall time, once it held the lock (Project.run)
 
     @property
@@ -148,6 +149,8 @@ def execute(
         if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
             ensure_schema(engine)  # a new warehouse (or one from before activation)
             membership.ensure_tables(engine)
+        elif any(m.config.key for m in project.models):
+            membership.ensure_tables(engine)  # columns added since the warehouse was made
         record_run_start(engine, run_id, now, command, os.getpid(), replay)
         schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
         for schema in sorted(schemas | {project.config.warehouse.schema}):
@@ -311,6 +314,7 @@ def execute(
             command == "seed",
             clock_behind=plan.clock_behind,
             write_error=refused,
+            duration_s=round(time.perf_counter() - clock, 6),
         )
         run_result = write_results(root, run_result)
     return run_result

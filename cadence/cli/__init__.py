@@ -4,7 +4,8 @@
 holds what every command shares (the clock, options, error -> exit code); ``signals`` SIGINT
 and SIGTERM from the first line on (exit 130, never a traceback); ``pipeline`` the
 commands of the pipeline (init, run, seed, plan, status, explain, ls, compile, test); ``wings``
-those of activation, serve and review (members, export, serve, lint, diff, docs).
+those of activation, serve and review (members, export, serve, lint, diff, advise,
+docs).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ for _command in (
     wings.serve,
     wings.lint,
     wings.diff,
+    wings.advise,
     wings.docs,
 ):
     main.add_command(_command)

@@ -215,16 +215,34 @@ def plan(
 
 @click.command()
 @at_option
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 when any channel or source is at error by its freshness objective (reads "
+    "the state snapshot only; for monitors).",
+)
 @json_option
 @command
-def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
-    """Per model: channels, cadence, last good build, last status, next tick, overdue."""
+def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None) -> None:
+    """Per model: channels, cadence, last good build, last status, next tick, overdue; per
+    channel its lag, objective and freshness state (ok, warn, error)."""
     from cadence import output
+    from cadence.observe import check as freshness
     from cadence.plan.due import clock_warning
     from cadence.record.reports import status_report
 
     project = _load(project_dir)
     now = _at(project, at)
+    fresh = freshness(project.parsed, project.cadences, project.root, now)
+    if check:
+        if as_json:
+            echo(json.dumps(fresh, indent=2))
+        else:
+            for line in output.freshness_lines(fresh, project.tz):
+                echo(line)
+        if fresh["state"] == "error":
+            raise Failed()
+        return
     rows = status_report(project, _state(project), now)
     behind = tuple(
         (r["name"], dt.datetime.fromisoformat(r["recorded_after_now"]))
@@ -243,6 +261,8 @@ def status(at: str | None, as_json: bool, project_dir: Path | None) -> None:
         echo(warning)
     echo(output.render_status(rows, project.tz))
     for line in status_lines(project.delivery_status(now), project.tz):
+        echo(line)
+    for line in output.freshness_lines(fresh, project.tz):
         echo(line)
 
 

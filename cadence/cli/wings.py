@@ -1,4 +1,5 @@
-"""The commands of the wings: activation (members, export), serve, and review (lint, diff, docs).
+"""The commands of the wings: activation (members, export), serve, and review (lint, diff,
+advise, docs).
 
 Each parses flags, makes one library call (``Project`` or the wing's own entry point), renders
 the result with the wing's ``render`` functions and maps a failure to exit 1 (``Failed``).
@@ -205,6 +206,50 @@ def diff(
     if fail_pct is not None and report.cost_increase_pct() > fail_pct:
         echo(f"cost per day grows by more than {fail_pct:g}%", err=True)
         raise Failed()
+
+
+@click.command()
+@click.option("--channel", multiple=True, help="Only this channel (repeatable).")
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    metavar="SPAN|TIMESTAMP",
+    help="History to read: back from now (90m, 24h, 30d) or from a time (ISO 8601).",
+)
+@click.option(
+    "--cadences",
+    default=None,
+    metavar="'C1; C2; ...'",
+    help="Candidate cadences separated by ';' (cron has commas); default: every 5 minutes; "
+    "every 15 minutes; hourly; every 4 hours; daily at the channel's hour.",
+)
+@at_option
+@json_option
+@command
+def advise(
+    channel: tuple[str, ...],
+    since: str,
+    cadences: str | None,
+    at: str | None,
+    as_json: bool,
+    project_dir: Path | None,
+) -> None:
+    """What each channel's cadence buys and costs: reach delays, missed members and cost at
+    candidate cadences, from recorded history (never builds)."""
+    from cadence.review.advise import advise as advise_channels
+    from cadence.review.advise import parse_candidates, parse_since
+    from cadence.review.render import advise_json, advise_text
+
+    project = _load(project_dir)
+    now = _at(project, at)
+    candidates = parse_candidates(cadences) if cadences is not None else None
+    start = parse_since(since, now, project.tz)
+    advice = advise_channels(project, now, start, channel, candidates)
+    if as_json:
+        click.echo(json.dumps(advise_json(advice), indent=2))
+    else:
+        click.echo(advise_text(advice))
 
 
 @click.command()

@@ -37,4 +37,14 @@ def connect(
     )
 
 
-__all__ = ["Engine", "connect"]
+def attach_state(warehouse: WarehouseConfig, root: Path) -> Engine:
+    """An in-memory DuckDB engine with the project's state attached read-only, for reads that
+    must not hold the warehouse while they compute (``cadence advise``): copy, ``detach()``,
+    then query the copies. State is a DuckDB file with every engine (Spark keeps it beside the
+    project at ``warehouse.path``)."""
+    from cadence.engines.duckdb import DuckDBEngine
+
+    return DuckDBEngine.attached(warehouse, root)
+
+
+__all__ = ["Engine", "attach_state", "connect"]

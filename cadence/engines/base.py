@@ -137,6 +137,10 @@ class Engine(ABC):
         """``staging`` is a new version of a segment whose membership changes are recorded in
         this publish. Default: nothing (they commit with the publish in one transaction)."""
 
+    def detach(self) -> None:  # noqa: B027 - optional
+        """Release the warehouse an ``engines.attach_state`` engine copied from (default:
+        nothing is attached)."""
+
     def localize(self, sql: str, name: str) -> str:
         """The rows of ``sql`` as a relation the state store can read (default: the query
         itself, state and warehouse being one database)."""

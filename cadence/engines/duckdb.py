@@ -23,6 +23,7 @@ from cadence.load.projectconfig import WarehouseConfig
 from cadence.load.relations import quote
 
 WATERMARK_VARIABLE = "cadence_watermark"  # per connection; set just before each use
+_SOURCE = "cadence_source"  # the warehouse attached read-only to an in-memory engine (attached)
 
 
 def _lock_holder(message: str) -> str:
@@ -118,6 +119,43 @@ class DuckDBEngine(Engine):
             for own in (Path(path), Path(path + ".wal")):
                 artifacts.make_private(own)
         return cls(con, path)
+
+    @classmethod
+    def attached(cls, warehouse: WarehouseConfig, root: Path) -> DuckDBEngine:
+        """An in-memory engine with the warehouse's DuckDB file (with Spark: its state file)
+        attached read-only as its current database: copy what is needed into memory
+        (``create table memory.main.x as select ...``), then ``detach()``: the file is free
+        again for a run at once, and the copies stay for as long as the engine is open."""
+        path = warehouse.path if Path(warehouse.path).is_absolute() else str(root / warehouse.path)
+        config: dict[str, Any] = {"threads": warehouse.threads}
+        for key, value in warehouse.settings.items():
+            config[str(key)] = value
+        con = duckdb.connect(":memory:", config=config)
+        escaped = path.replace("'", "''")
+        try:
+            con.execute(f"attach '{escaped}' as {_SOURCE} (read_only)")
+            con.execute(f"use {_SOURCE}")
+        except duckdb.Error as exc:
+            con.close()
+            text = str(exc)
+            if "lock" in text.lower():
+                holder = _lock_holder(text)
+                raise WarehouseBusy(
+                    f"the warehouse is open in another process: {holder}",
+                    holder=holder,
+                    file=warehouse.path,
+                    hint="try again when it is free (it reads the warehouse for a moment)",
+                ) from None
+            raise CadenceError(
+                f"cannot read the warehouse: {text.splitlines()[0] if text else 'I/O error'}",
+                file=warehouse.path,
+                hint="check the warehouse path in cadence.yml",
+            ) from None
+        return cls(con, path)
+
+    def detach(self) -> None:
+        self.con.execute("use memory")
+        self.con.execute(f"detach {_SOURCE}")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.query(sql, params, fetch=False)

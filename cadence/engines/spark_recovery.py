@@ -113,7 +113,8 @@ def _record_changes(engine: SparkEngine, note: SegmentNote, rows: list[tuple[Any
         chunk = rows[start : start + 1000]
         values = ", ".join("(?, ?)" for _ in chunk)
         engine.state.execute(
-            f"insert into {versions.MEMBERSHIP} select {nextval}, ?, d.key, d.change, ?, ?, ? "
+            f"insert into {versions.MEMBERSHIP} (change_id, segment, key, change, run_id, "
+            f'tick, "at") select {nextval}, ?, d.key, d.change, ?, ?, ? '
             f"from (values {values}) as d(key, change)",
             (note.segment, note.run_id, *stamps, *[v for r in chunk for v in r]),
         )

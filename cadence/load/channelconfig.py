@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
+from cadence.load.freshness import Objective, parse_objective, parse_on_stale_source
 from cadence.load.yamlfile import line_of
 from cadence.outbound.urlpolicy import url_problem
 
@@ -29,6 +30,8 @@ CHANNEL_KEYS = (
     "max_change",
     "serve",
     "owner",
+    "freshness",
+    "on_stale_source",
 )
 FILE_EXPORT_KEYS = ("kind", "format", "path", "mode", "columns")
 WEBHOOK_EXPORT_KEYS = (
@@ -83,6 +86,8 @@ class ChannelConfig:
     max_change: float | None = None
     serve: tuple[str, ...] | None = None  # None: not served; (): served without columns
     line: int | None = None
+    freshness: Objective | None = None  # None: the default (second- and fourth-latest tick)
+    hold_on_stale_source: bool = True  # on_stale_source: hold (default) | deliver
     # where each audience setting is written (for errors found after parsing: unknown models)
     key_lines: tuple[tuple[str, int | None], ...] = ()
 
@@ -440,6 +445,18 @@ def parse_channels(
                 max_change=None if max_change is None else float(max_change),
                 serve=_serve(spec.get("serve"), str(name), line_of(spec, "serve") or line, errors),
                 line=line_of(spec, "cadence") or line,
+                freshness=parse_objective(
+                    spec.get("freshness"),
+                    f"channel '{name}'",
+                    line_of(spec, "freshness") or line,
+                    errors,
+                ),
+                hold_on_stale_source=parse_on_stale_source(
+                    spec.get("on_stale_source"),
+                    f"channel '{name}'",
+                    line_of(spec, "on_stale_source") or line,
+                    errors,
+                ),
                 key_lines=tuple(
                     (k, line_of(spec, k)) for k in ("suppress", "priority", "export") if k in spec
                 ),

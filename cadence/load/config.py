@@ -33,6 +33,7 @@ MODEL_CONFIG_KEYS = (
     "schema",
     "alias",
     "holdout",
+    "event_time",
 )
 # dbt's model config keys (dbt-core 1.11 NodeConfig and ModelConfig, dbt-duckdb's own), each
 # with what cadence does with it: nothing dbt accepts is ignored silently.
@@ -126,6 +127,7 @@ class ModelConfig:
     schema: str | None = None
     alias: str | None = None
     holdout: dict[str, Any] | None = None
+    event_time: str | None = None  # a segment's column: when each member qualified
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -283,6 +285,7 @@ def merge_config(layers: list[ConfigLayer], errors: list[CadenceError]) -> Model
         schema=optional_str("schema"),
         alias=optional_str("alias"),
         holdout=dict(holdout) if holdout else None,
+        event_time=optional_str("event_time"),
         origins={
             k: (v.file, v.line_of(k))
             for k, v in origin.items()

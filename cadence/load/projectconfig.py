@@ -28,7 +28,9 @@ from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
 from cadence.load import access
 from cadence.load.channelconfig import ChannelConfig, parse_channels
 from cadence.load.config import ConfigLayer, parse_folder_defaults
+from cadence.load.costconfig import CostConfig, parse_cost
 from cadence.load.envtemplate import render_env_string, shorten
+from cadence.load.freshness import AlertsConfig, parse_alerts
 from cadence.load.layout import CADENCE_LAYOUT, Layout
 from cadence.load.yamlfile import LineDict, line_of, load_yaml
 
@@ -46,6 +48,8 @@ TOP_KEYS = (
     "tests",
     "export_root",
     "history",
+    "cost",
+    "alerts",
 )
 HISTORY_KEYS = ("keep_days",)
 WAREHOUSE_KEYS = (
@@ -120,6 +124,8 @@ class ProjectConfig:
     env_vars_used: tuple[tuple[str, str | None], ...] = ()  # (name, env_digest)
     export_root: str | None = None  # absolute folder export paths may write under
     history_keep_days: int | None = None  # prune history older than this (None: keep all)
+    cost: CostConfig | None = None  # the price of compute (None: no money figures)
+    alerts: AlertsConfig | None = None  # alerts: {webhook: ...} (observe wing)
     layout: Layout = CADENCE_LAYOUT  # where the project's files are
     dbt: DbtSettings | None = None  # a dbt project's own settings (None: a cadence project)
     cli_vars: dict[str, Any] = field(default_factory=dict)  # --vars: over every other var
@@ -237,6 +243,8 @@ def parse_project_tree(
     channels = parse_channels(raw.get("channels"), raw, errors)
     export_root = _parse_export_root(raw, errors)
     keep_days = _parse_history(raw, errors)
+    cost = parse_cost(raw, errors)
+    alerts = parse_alerts(raw, errors)
     defaults = parse_folder_defaults(raw.get("models"), str(name), line_of(raw, "models"), errors)
     snapshot_tree = raw.get("snapshots")
     if snapshot_tree is not None and not isinstance(snapshot_tree, dict):
@@ -291,6 +299,8 @@ def parse_project_tree(
         env_vars_used=tuple(env_used),
         export_root=export_root,
         history_keep_days=keep_days,
+        cost=cost,
+        alerts=alerts,
         layout=layout,
         dbt=dbt,
         cli_vars=dict(cli_vars or {}),

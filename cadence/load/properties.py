@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cadence.errors import CadenceError, ErrorCollector, did_you_mean, unknown_key_error
 from cadence.load import seedconfig
+from cadence.load.freshness import Objective, parse_objective
 from cadence.load.loader import ProjectFiles
 from cadence.load.relations import relation_sql
 from cadence.load.yamlfile import line_of, load_yaml
@@ -114,6 +115,9 @@ class Source:
     updates: str | None = None
     description: str = ""
     location: str | None = None  # external_location, absolute (or a URL): what it reads
+    # dbt's freshness: {warn_after, error_after} in seconds (None: not declared)
+    warn_after_s: int | None = None
+    error_after_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -309,8 +313,13 @@ def parse_sources(
             else:
                 location = None
                 relation = relation_sql(schema, str(table.get("identifier") or name))
+            objective = _source_objective(
+                entry, table, f"source '{source_name}.{name}'", file, errors
+            )
             out.append(
                 Source(
+                    warn_after_s=objective.warn_after_s if objective else None,
+                    error_after_s=objective.error_after_s if objective else None,
                     source_name=source_name,
                     table=name,
                     relation=relation,
@@ -326,6 +335,18 @@ def parse_sources(
                 )
             )
     return out
+
+
+def _source_objective(
+    entry: dict[str, Any], table: dict[str, Any], what: str, file: str, errors: ErrorCollector
+) -> Objective | None:
+    """dbt's ``freshness:`` of a source table: its own (``null`` turns it off), its config's,
+    else its source's."""
+    for holder in (table, table.get("config"), entry, entry.get("config")):
+        if isinstance(holder, dict) and "freshness" in holder:
+            raw = holder["freshness"]
+            return parse_objective(raw, what, line_of(holder, "freshness"), errors, file)
+    return None
 
 
 def parse_seeds(

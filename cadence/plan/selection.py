@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
 
-from cadence.errors import UsageError, did_you_mean
+from cadence.errors import CadenceError, UsageError, did_you_mean
 from cadence.load.parser import ParsedProject
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
@@ -47,6 +47,20 @@ def select(
     for term in split_terms(exclude_args):
         chosen -= _term(term, project, dag, cadences, universe, due)
     return chosen
+
+
+def unmatched_warnings(
+    select_args: Iterable[str], project: ParsedProject, dag: Dag, cadences: Cadences
+) -> list[CadenceError]:
+    """A warning for each ``--select`` term that matches nothing (as dbt warns)."""
+    return [
+        CadenceError(
+            f"the selection criterion '{term}' does not match any model or seed",
+            severity="warning",
+            hint="list what exists with 'cadence ls'",
+        )
+        for term in unmatched(select_args, project, dag, cadences)
+    ]
 
 
 def unmatched(

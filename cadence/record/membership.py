@@ -1,18 +1,23 @@
 """Membership history of segments: who entered and who exited at each publish.
 
 Input: a segment's staging relation (the candidate) and its live relation -> output: rows in
-``_cadence.membership_changes`` (change_id, segment, key, change, run_id, tick, at). Called
-inside the publish transaction, so the history commits with the relation it describes or not at
-all. The diff is SQL (``EXCEPT`` both ways, casting only the difference), run through the
-``Engine`` interface so every engine can reuse it.
+``_cadence.membership_changes`` (change_id, segment, key, change, run_id, tick, at, event_time).
+Called inside the publish transaction, so the history commits with the relation it describes or
+not at all. The diff is SQL (``EXCEPT`` both ways, casting only the difference), run through the
+``Engine`` interface so every engine can reuse it. A segment with ``event_time: COLUMN`` records,
+with each ``entered`` change, when the member qualified (that column of its row, as a UTC
+instant; a naive timestamp or a date is read in the project timezone); exits and segments
+without it record null.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from cadence.engines.base import Engine, SegmentNote
+from cadence.engines.base import Engine, EngineError, SegmentNote
+from cadence.errors import CadenceError
 from cadence.load.relations import quote
 from cadence.record.state import SCHEMA, from_db, to_db
 
@@ -25,7 +30,10 @@ DDL = (
     f"""create table if not exists {TABLE} (
         change_id bigint, segment varchar, key varchar, change varchar, run_id varchar,
         tick timestamp, "at" timestamp)""",
+    # when an entered member qualified (``event_time``); warehouses from before it get it null
+    f"alter table {TABLE} add column if not exists event_time timestamp",
 )
+COLUMNS = 'change_id, segment, key, change, run_id, tick, "at", event_time'
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class MembershipChange:
     run_id: str
     tick: dt.datetime | None
     at: dt.datetime
+    event_time: dt.datetime | None = None  # entered, with ``event_time``: when it qualified
 
 
 def ensure_tables(engine: Engine) -> None:
@@ -71,6 +80,37 @@ def diff_sql(candidate: str, live: str | None, key: str, *, exits: bool = True) 
     return f"{entered}\nunion all\n{exited}"
 
 
+# DuckDB's names of the types an ``event_time`` column may have, and how each becomes a naive
+# UTC timestamp (``{tz}`` is the project timezone naive values are read in)
+_AWARE = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
+_NAIVE = ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATETIME", "DATE")
+
+
+def event_time_sql(engine: Engine, segment: str, relation: str, column: str, tz: str) -> str:
+    """An SQL expression over ``c`` (a row of ``relation``) giving its ``column`` as a naive UTC
+    timestamp; a CadenceError when the column is missing or not a timestamp or date."""
+    col = quote(column)
+    found = {
+        str(r[0]).lower(): str(r[1]).upper()
+        for r in engine.query(f"describe select * from {relation}")
+    }
+    kind = found.get(column.lower())
+    if kind is None:
+        raise CadenceError(
+            f"event_time column '{column}' is not a column of segment '{segment}'",
+            hint="its columns: " + ", ".join(sorted(found)),
+        )
+    zone = tz.replace("'", "''")
+    if kind in _AWARE:
+        return f"cast(c.{col} at time zone 'UTC' as timestamp)"
+    if kind in _NAIVE:
+        return f"((cast(c.{col} as timestamp) at time zone '{zone}') at time zone 'UTC')"
+    raise CadenceError(
+        f"event_time column '{column}' of segment '{segment}' is {kind}, not a timestamp or date",
+        hint=f"cast it in the model, e.g. cast({column} as timestamptz) as {column}",
+    )
+
+
 def record_changes(
     engine: Engine,
     *,
@@ -82,38 +122,75 @@ def record_changes(
     tick: dt.datetime | None,
     at: dt.datetime,
     exits: bool = True,
+    event_time: str | None = None,
+    tz: dt.tzinfo = dt.timezone.utc,
 ) -> None:
-    """Append the membership changes of one publish (inside the caller's transaction)."""
+    """Append the membership changes of one publish (inside the caller's transaction);
+    ``event_time``: the segment's column saying when each entered member qualified."""
     # an engine whose swap can outlive the state commit (Spark) keeps what re-records them
     engine.segment_staged(candidate, SegmentNote(segment, key, run_id, tick, at, exits))
     store = engine.state_store()
     diff = diff_sql(candidate, live, key, exits=exits)
+    stamps = (to_db(tick), to_db(at))
     if store is engine:
+        qualified = "cast(null as timestamp)"
+        joined = ""
+        if event_time:
+            qualified = event_time_sql(engine, segment, candidate, event_time, str(tz))
+            joined = (
+                f" left join {candidate} as c on d.change = 'entered' "
+                f"and cast(c.{quote(key)} as varchar) = d.key"
+            )
         engine.execute(
-            f"insert into {TABLE} select nextval('{SEQUENCE}'), ?, d.key, d.change, ?, ?, ? "
-            f"from ({diff}) as d",
-            (segment, run_id, to_db(tick), to_db(at)),
+            f"insert into {TABLE} ({COLUMNS}) select nextval('{SEQUENCE}'), ?, d.key, d.change, "
+            f"?, ?, ?, {qualified} from ({diff}) as d{joined}",
+            (segment, run_id, *stamps),
         )
         return
     # state kept apart (Spark): the diff runs where the data is, its rows go to the state store
-    rows = engine.query(f"select key, change from ({diff}) as d order by change, key")
+    if event_time:
+        rows = engine.query(
+            f"select d.key, d.change, c.{quote(event_time)} from ({diff}) as d "
+            f"left join {candidate} as c on d.change = 'entered' "
+            f"and cast(c.{quote(key)} as varchar) = d.key order by d.change, d.key"
+        )
+        rows = [(r[0], r[1], _utc(r[2], tz, segment, event_time)) for r in rows]
+    else:
+        rows = [
+            (r[0], r[1], None)
+            for r in engine.query(f"select key, change from ({diff}) as d order by change, key")
+        ]
     for start in range(0, len(rows), 1000):
         chunk = rows[start : start + 1000]
-        values = ", ".join("(?, ?)" for _ in chunk)
+        values = ", ".join("(?, ?, cast(? as timestamp))" for _ in chunk)
         store.execute(
-            f"insert into {TABLE} select nextval('{SEQUENCE}'), ?, d.key, d.change, ?, ?, ? "
-            f"from (values {values}) as d(key, change)",
-            (segment, run_id, to_db(tick), to_db(at), *[v for r in chunk for v in r]),
+            f"insert into {TABLE} ({COLUMNS}) select nextval('{SEQUENCE}'), ?, d.key, d.change, "
+            f"?, ?, ?, d.event_time from (values {values}) as d(key, change, event_time)",
+            (segment, run_id, *stamps, *[v for r in chunk for v in r]),
         )
+
+
+def _utc(value: Any, tz: dt.tzinfo, segment: str, column: str) -> dt.datetime | None:
+    """A value of an ``event_time`` column read back into Python, as a naive UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=tz)
+        return to_db(aware)
+    if isinstance(value, dt.date):
+        return to_db(dt.datetime.combine(value, dt.time(), tzinfo=tz))
+    raise CadenceError(
+        f"event_time column '{column}' of segment '{segment}' holds "
+        f"{type(value).__name__} values, not timestamps or dates",
+        hint=f"cast it in the model, e.g. cast({column} as timestamp) as {column}",
+    )
 
 
 def read_changes(
     engine: Engine, segment: str, since: dt.datetime | None = None, limit: int | None = None
 ) -> list[MembershipChange]:
     """The history of one segment, oldest first (``since``: changes at or after it)."""
-    sql = (
-        f'select change_id, segment, key, change, run_id, tick, "at" from {TABLE} where segment = ?'
-    )
+    sql = f"select {COLUMNS} from {TABLE} where segment = ?"
     params: list[object] = [segment]
     if since is not None:
         sql += ' and "at" >= ?'
@@ -124,11 +201,22 @@ def read_changes(
     if (SCHEMA, "membership_changes") not in engine.relations():
         return []
     engine = engine.state_store()
+    try:
+        rows = engine.query(sql, params)
+    except EngineError:  # a warehouse from before event_time, opened read-only
+        rows = [(*r, None) for r in engine.query(sql.replace(", event_time", ""), params)]
     return [
         MembershipChange(
-            int(r[0]), r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) or dt.datetime.min
+            int(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            from_db(r[5]),
+            from_db(r[6]) or dt.datetime.min,
+            from_db(r[7]),
         )
-        for r in engine.query(sql, params)
+        for r in rows
     ]
 
 

@@ -21,6 +21,9 @@ Channel shares: each build is split equally among the channels that caused it at
 the channel whose tick it is (directly or inherited through consumers; an explicit cadence counts
 for the channels the model serves), plus the channels of every consumer that pulled it in. A build
 no channel causes is counted under ``no channel``. Channel figures therefore add up to the total.
+
+Money: with ``cost: {per_compute_hour, currency}`` in cadence.yml, compute seconds per day become
+money per month of ``MONTH_DAYS`` days (``per_month``); without it every money figure is None.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cadence.load.costconfig import CostConfig
 from cadence.load.parser import ParsedProject
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
@@ -39,6 +44,15 @@ from cadence.plan.schedule import Schedule
 
 NO_CHANNEL = "no channel"
 TICKED = ("table", "incremental", "snapshot")  # built at ticks (views show current data)
+MONTH_DAYS = 30
+
+
+def per_month(compute_s_per_day: float | None, price: CostConfig | None) -> float | None:
+    """Money per month (``MONTH_DAYS`` days) for compute seconds per day; None without a
+    price (``cost:`` in cadence.yml) or without compute figures (no history)."""
+    if price is None or compute_s_per_day is None:
+        return None
+    return compute_s_per_day * MONTH_DAYS / 3600 * price.per_compute_hour
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,10 @@ class CostReport:
     total_builds_per_day: float
     total_compute_s_per_day: float
     no_history: tuple[str, ...]  # built models without recorded durations
+    price: CostConfig | None = None  # ``cost:`` of cadence.yml: money per month when set
+
+    def per_month(self, compute_s_per_day: float | None) -> float | None:
+        return per_month(compute_s_per_day, self.price)
 
     def model(self, name: str) -> ModelCost | None:
         for m in self.models:
@@ -95,6 +113,15 @@ class BuildCounts:
     pulled: dict[str, int]
     pulled_by: dict[str, tuple[str, ...]]
     shares: dict[str, dict[str, float]]
+
+
+@lru_cache(maxsize=512)
+def _ticks(
+    schedule: Schedule, start: dt.datetime, end: dt.datetime, tz: ZoneInfo
+) -> tuple[dt.datetime, ...]:
+    """A schedule's ticks in (start, end] as UTC instants, kept for the next report over the
+    same window (``advise`` prices every candidate over one week: most schedules repeat)."""
+    return tuple(t.astimezone(dt.timezone.utc) for t in schedule.ticks_between(start, end, tz))
 
 
 def count_builds(
@@ -116,8 +143,8 @@ def count_builds(
     # which schedules fire at each instant; instants with the same pattern build the same
     firing: dict[dt.datetime, set[Schedule]] = defaultdict(set)
     for schedule in schedules:
-        for t in schedule.ticks_between(start, end, tz):
-            firing[t.astimezone(dt.timezone.utc)].add(schedule)
+        for t in _ticks(schedule, start, end, tz):
+            firing[t].add(schedule)
     patterns = Counter(frozenset(s) for s in firing.values())
 
     builds: Counter[str] = Counter()
@@ -159,8 +186,8 @@ def build_times(
     ]
     firing: dict[dt.datetime, set[Schedule]] = defaultdict(set)
     for schedule in {s for n in ticking for s in cadences.of(n).ticks.schedules}:
-        for t in schedule.ticks_between(start, end, tz):
-            firing[t.astimezone(dt.timezone.utc)].add(schedule)
+        for t in _ticks(schedule, start, end, tz):
+            firing[t].add(schedule)
     memo: dict[frozenset[Schedule], set[str]] = {}
     out: dict[str, list[dt.datetime]] = defaultdict(list)
     for t in sorted(firing):
@@ -305,6 +332,7 @@ def cost_report(
         total_builds_per_day=sum(m.builds_per_day for m in models),
         total_compute_s_per_day=sum(m.compute_s_per_day or 0.0 for m in models),
         no_history=tuple(no_history),
+        price=project.config.cost,
     )
 
 

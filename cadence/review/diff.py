@@ -5,7 +5,8 @@ durations), a git ref (default: the merge base with the default branch) and ``no
 ``DiffReport`` (frozen): changed, added and removed models, every model and channel downstream
 of them, changes of cadence.yml itself (``configdiff``) with the models and channels they
 reach, cadence changes with provenance, and builds/day and compute/day before -> after per
-affected model, per channel and in total.
+affected model, per channel and in total (money per month from the working tree's ``cost:``,
+applied to both sides: the price of compute is the warehouse's, not the change's).
 
 Invariants:
 
@@ -32,9 +33,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cadence.errors import CadenceError, UsageError
+from cadence.load.costconfig import CostConfig
 from cadence.plan.history import StateSnapshot
 from cadence.review.configdiff import ConfigChange, config_changes
-from cadence.review.cost import CostReport, cost_report
+from cadence.review.cost import CostReport, cost_report, per_month
 
 DEFAULT_BRANCHES = ("main", "master")
 
@@ -80,6 +82,11 @@ class DiffReport:
     models: tuple[Delta, ...]  # every affected model
     channel_costs: tuple[Delta, ...]
     total: Delta
+    price: CostConfig | None = None  # the working tree's ``cost:``, for both sides
+
+    def per_month(self, compute_s_per_day: float | None) -> float | None:
+        return per_month(compute_s_per_day, self.price)
+
     config: tuple[ConfigChange, ...] = ()  # changes of cadence.yml itself
 
     @property
@@ -373,6 +380,7 @@ def compare(
         models=model_deltas,
         channel_costs=channel_deltas,
         total=total,
+        price=after.parsed.config.cost,
         config=config,
     )
 

@@ -1,11 +1,13 @@
 """``cadence docs``: a static site of the project that works from ``file://`` (SPEC §10).
 
-Input: a loaded ``Project``, ``now``, and read-only history (recent builds, member counts) ->
-output: files under the output folder: ``index.html`` (a frame of sections, ``SECTIONS``: the
-lineage graph with channels as nodes, the refresh timeline of the week holding ``now``, the model
-list), ``data.js`` (what the sections draw, as a script: ``fetch`` does not work from
-``file://``), ``assets/`` (the JS and CSS shipped inside the wheel, ``cadence/review/assets``, a
-script per section) and ``models/<name>.html`` (``pages.model_page``).
+Input: a loaded ``Project``, ``now``, and read-only history (recent builds, member counts, and
+``advise``'s reach and cost per candidate cadence) -> output: files under the output folder:
+``index.html`` (a frame of sections, ``SECTIONS``: the lineage graph with channels as nodes, the
+refresh timeline of the week holding ``now``, per channel its lag and the chart of cost against
+reach delay (``speed``), the model list), ``data.js`` (what the sections draw, as a script:
+``fetch`` does not work from ``file://``), ``assets/`` (the JS and CSS shipped inside the wheel,
+``cadence/review/assets``, a script per section) and ``models/<name>.html``
+(``pages.model_page``).
 
 Invariants: nothing is fetched from the network (no external URL in any page); every file written
 is owner-only (0600, folders 0700) and written under a temporary name, then renamed; the graph is
@@ -27,8 +29,10 @@ from cadence.disk import artifacts
 from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.record.state import BuildRow, read_member_counts, read_recent_builds
+from cadence.review.advise import ADVISE_SINCE, Advice, advise
 from cadence.review.lineage import lineage
 from cadence.review.pages import model_page
+from cadence.review.speed import speed_section
 from cadence.review.timeline import timeline
 
 ASSETS = Path(__file__).parent / "assets"
@@ -37,6 +41,7 @@ ASSETS = Path(__file__).parent / "assets"
 SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("graph", "Lineage", "graph.js"),
     ("timeline", "Refreshes", "timeline.js"),
+    ("speed", "Speed and cost", "speed.js"),
     ("models", "Models", "models.js"),
 )
 ASSET_FILES = ("site.js", "site.css", *(script for _, _, script in SECTIONS))
@@ -48,6 +53,8 @@ class History:
 
     builds: dict[str, tuple[BuildRow, ...]] = dataclasses.field(default_factory=dict)
     members: dict[str, int] = dataclasses.field(default_factory=dict)
+    advice: Advice | None = None  # reach and cost per candidate cadence (``advise``)
+    advice_note: str | None = None  # why there is none
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ def site_data(project: Any, now: dt.datetime, history: History) -> dict[str, Any
         "sections": [name for name, _, _ in SECTIONS],
         "graph": lineage(project),
         "timeline": timeline(project, now),
+        "speed": speed_section(project, now, history.advice, history.advice_note),
         "members": history.members,
     }
 
@@ -149,23 +157,32 @@ def _index(data: dict[str, Any]) -> str:
 """
 
 
-def read_history(project: Any) -> History:
-    """Recent builds and member counts, read-only; empty without a warehouse or while a run
-    holds it (the site is still written, saying "no recorded builds")."""
+def read_history(project: Any, now: dt.datetime) -> History:
+    """Recent builds, member counts and what speed buys (``advise`` over the last 30 days),
+    read-only; empty without a warehouse or while a run holds it (the site is still written,
+    saying "no recorded builds")."""
     from cadence.build.lock import current_holder
 
-    if not project.warehouse_exists() or current_holder(project.root) is not None:
-        return History()
+    if not project.warehouse_exists():
+        return History(advice_note="no warehouse yet: nothing was run")
+    holder = current_holder(project.root)
+    if holder is not None:
+        return History(advice_note=f"a cadence run held the warehouse ({holder})")
     try:
         engine = project.open_engine(read_only=True)
-    except (CadenceError, EngineError):
-        return History()
+    except (CadenceError, EngineError) as exc:
+        return History(advice_note=f"the warehouse could not be read: {exc}")
     try:
-        return History(read_recent_builds(engine), read_member_counts(engine))
+        history = History(read_recent_builds(engine), read_member_counts(engine))
     except EngineError:
         return History()
     finally:
         engine.close()
+    try:
+        advice = advise(project, now, now - ADVISE_SINCE)
+    except (CadenceError, EngineError) as exc:
+        return dataclasses.replace(history, advice_note=f"no reach figures: {exc}")
+    return dataclasses.replace(history, advice=advice)
 
 
 def build_docs(project: Any, out: Path | None, now: dt.datetime) -> SiteResult:
@@ -174,7 +191,7 @@ def build_docs(project: Any, out: Path | None, now: dt.datetime) -> SiteResult:
     if folder.exists() and not folder.is_dir():
         raise CadenceError(f"{folder} is a file", hint="pass --out with a folder")
     try:
-        return write_site(project, folder, now, read_history(project))
+        return write_site(project, folder, now, read_history(project, now))
     except OSError as exc:
         raise CadenceError(
             f"cannot write the docs site to {folder}: {exc.strerror or exc}",

@@ -21,7 +21,7 @@ from cadence.load.projectconfig import ProjectConfig
 from cadence.plan.schedule import parse_cadence
 from cadence.serve.asgi import AsgiServer
 from cadence.serve.http import Log, Server
-from cadence.serve.service import Clock, ServedChannel, Service
+from cadence.serve.service import Clock, Observer, ServedChannel, Service
 from cadence.serve.snapshot import snapshot_path
 
 
@@ -83,6 +83,7 @@ def open_server(
     on_log: Log | None = None,
     poll_s: float = 0.02,
     log_every_s: float = 60.0,
+    observer: Observer | None = None,
 ) -> Server | AsgiServer:
     """Validate the options and bind; raises ``UsageError`` (exit 2) for what the user can fix."""
     token = None
@@ -99,7 +100,12 @@ def open_server(
             hint="pass --token-env NAME (a variable holding the token), or bind to 127.0.0.1",
         )
     service = Service(
-        served_channels(root, config, channels), config.tz, clock, token=token, poll_s=poll_s
+        served_channels(root, config, channels),
+        config.tz,
+        clock,
+        token=token,
+        poll_s=poll_s,
+        observer=observer,
     )
     front: type[Server] | type[AsgiServer] = AsgiServer if http_stack() == "uvicorn" else Server
     try:

@@ -36,6 +36,16 @@ from cadence.plan.schedule import Schedule
 from cadence.serve.snapshot import Snapshot, SnapshotError
 
 Clock = Callable[[], dt.datetime]
+
+
+class Observer(Protocol):
+    """The observe wing's view for serve: freshness per channel and the metrics text."""
+
+    def states(self, now: dt.datetime) -> dict[str, dict[str, Any]]: ...
+
+    def metrics(self, now: dt.datetime) -> bytes: ...
+
+
 JSON_HEADERS = (("Content-Type", "application/json"),)
 # latency histogram bucket bounds (seconds), for the per-minute p99
 BOUNDS = tuple(10 ** (e / 10) * 1e-5 for e in range(0, 51))  # 10 us .. 1 s, 26% apart
@@ -246,8 +256,10 @@ class Service:
         *,
         token: str | None = None,
         poll_s: float = 0.02,
+        observer: Observer | None = None,
     ) -> None:
         self.slots = {c.name: Slot(c, tz) for c in channels}
+        self.observer = observer
         self.clock = clock
         self.stats = Stats()
         self.poll_s = poll_s
@@ -309,6 +321,10 @@ class Service:
                     {"error": "a bearer token is required"},
                     (("WWW-Authenticate", 'Bearer realm="cadence"'),),
                 )
+        if path == "/metrics" and self.observer is not None:
+            body = self.observer.metrics(self.clock())
+            content = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(200, (("Content-Type", content), ("Cache-Control", "no-store")), body)
         parts = path.split("/")
         # "", "v1", "channels", channel[, "members", key]
         if len(parts) < 4 or parts[1] != "v1" or parts[2] != "channels":
@@ -392,6 +408,8 @@ class Service:
         now = self.clock()
         channels: dict[str, Any] = {}
         healthy = True
+        # with the observe wing: healthy until a channel is at error by its objective (SPEC §11)
+        states = self.observer.states(now) if self.observer is not None else None
         for name, slot in self.slots.items():
             held = slot.acquire()
             if held is None:
@@ -400,7 +418,12 @@ class Service:
                 continue
             try:
                 channels[name] = self._freshness(slot, held, now)
-                healthy = healthy and not channels[name]["stale"]
+                if states is None:
+                    healthy = healthy and not channels[name]["stale"]
+                else:
+                    objective = states.get(name, {"state": "ok"})
+                    channels[name]["freshness"] = objective
+                    healthy = healthy and objective["state"] != "error"
             finally:
                 slot.release(held)
         data = {"status": "ok" if healthy else "stale", "channels": channels}

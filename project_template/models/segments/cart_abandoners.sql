@@ -1,6 +1,8 @@
 -- Customers who left a cart 15 to 120 minutes ago without checking out: the routing team calls
 -- or messages them while the purchase is still on their mind. Refreshed every 5 minutes.
-{{ config(channels=['routing'], key='customer_id', tags=['cart']) }}
+-- event_time: when each member qualified (its cart untouched for 15 minutes), recorded with its
+-- entry, so `cadence advise` can measure how long routing took to reach it.
+{{ config(channels=['routing'], key='customer_id', tags=['cart'], event_time='qualified_at') }}
 
 with carts as (
 
@@ -49,6 +51,7 @@ select
     latest_open_cart.item_count,
     latest_open_cart.cart_value,
     latest_open_cart.updated_at as abandoned_at,
+    latest_open_cart.updated_at + interval 15 minute as qualified_at,
     date_diff('minute', latest_open_cart.updated_at, timestamptz '{{ run_started_at }}') as minutes_since_abandoned
 from latest_open_cart
 inner join customers using (customer_id)

@@ -1,5 +1,7 @@
 -- Customers who left a cart 15 to 120 minutes ago without checking out: the routing team calls
 -- or messages them while the purchase is still on their mind. Refreshed every 5 minutes.
+-- event_time: when each member qualified (its cart untouched for 15 minutes), recorded with its
+-- entry, so `cadence advise` can measure how long routing took to reach it.
 
 
 with carts as (
@@ -49,6 +51,7 @@ select
     latest_open_cart.item_count,
     latest_open_cart.cart_value,
     latest_open_cart.updated_at as abandoned_at,
+    latest_open_cart.updated_at + interval 15 minute as qualified_at,
     date_diff('minute', latest_open_cart.updated_at, timestamptz '2026-06-01 05:00:00+02:00') as minutes_since_abandoned
 from latest_open_cart
 inner join customers using (customer_id)
