@@ -322,7 +322,7 @@ def _freeze_segment(
                 now,
                 rebaseline=options.rebaseline,
             )
-            datatime.note(engine, channel, segment, data_at, now)
+            datatime.note(store, channel, segment, data_at, now)
     except EngineError as exc:
         return SegmentDelivery(
             channel,

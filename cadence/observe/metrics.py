@@ -20,7 +20,7 @@ from cadence.disk import artifacts
 from cadence.observe import record
 from cadence.observe.objectives import STATES, Standing
 
-METRICS_FILE = "target/metrics.prom"
+METRICS_NAME = "metrics.prom"  # in target/ (<target-path>/cadence/ in a dbt project)
 
 
 def render(
@@ -120,5 +120,7 @@ def write(
     run_duration_s: float | None,
 ) -> Path:
     return artifacts.write_bytes(
-        root / METRICS_FILE, render(project, data, standings, run_duration_s), root
+        artifacts.target_dir(root) / METRICS_NAME,
+        render(project, data, standings, run_duration_s),
+        root,
     )

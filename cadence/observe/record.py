@@ -20,7 +20,7 @@ from typing import Any
 
 from cadence.disk import artifacts
 
-OBSERVE_FILE = "target/observe.json"
+OBSERVE_NAME = "observe.json"  # in target/ (<target-path>/cadence/ in a dbt project)
 FORMAT = "cadence.observe"
 VERSION = 1
 
@@ -46,7 +46,7 @@ def empty() -> dict[str, Any]:
 def read(root: Path) -> dict[str, Any] | None:
     """The last record, or None when there is none (or it cannot be read)."""
     try:
-        data = json.loads((root / OBSERVE_FILE).read_text(encoding="utf-8"))
+        data = json.loads((artifacts.target_dir(root) / OBSERVE_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -61,7 +61,7 @@ def read(root: Path) -> dict[str, Any] | None:
 
 def write(root: Path, data: dict[str, Any]) -> Path:
     body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    return artifacts.write_bytes(root / OBSERVE_FILE, body, root)
+    return artifacts.write_bytes(artifacts.target_dir(root) / OBSERVE_NAME, body, root)
 
 
 def time(value: object) -> dt.datetime | None:
