@@ -66,7 +66,7 @@ def run_tests(
             # the test reads the candidate in place of the live relation
             sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
             try:
-                outcomes.extend(judge(ctx.engine, [(test, sql)]))
+                outcomes.extend(judge(ctx.engine, [(test, sql)], ctx.compiler.accepted))
             except EngineError as exc:  # the test's SQL, not the model's: say which file
                 what = "singular test" if test.kind == "singular" else f"test {test.kind}"
                 raise EngineError(f"{what} {test.name} ({test.file}): {exc}") from exc
@@ -85,7 +85,7 @@ def run_tests(
         if missing is not None:
             raise missing
     try:
-        judged = judge(ctx.engine, counted)
+        judged = judge(ctx.engine, counted, ctx.compiler.accepted)
     except EngineError as exc:
         if built_from is None:
             raise _named(model, counted, exc) from exc

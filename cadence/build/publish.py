@@ -53,7 +53,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             invocation_id=ctx.run_id,
         )
         compiled_rel = artifacts.write_compiled(ctx.root, compiled_path(model), compiled.sql)
-        ensure_query(compiled.sql, model.path)
+        ensure_query(compiled.sql, model.path, ctx.compiler.accepted)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         # what this transaction can see: relations committed before it begins (others being
         # built in parallel commit later, invisible to it)
