@@ -188,7 +188,7 @@ def test_status_lists_every_model_after_a_run(copy_project, cli):
     cli(root, "run", "--at", "2026-01-10T10:00")
     result = cli(root, "status", "--json", "--at", "2026-01-10T10:05")
     assert result.exit_code == 0, result.output
-    rows = {r["name"]: r for r in json.loads(result.output)}
+    rows = {r["name"]: r for r in json.loads(result.output)["models"]}
     assert set(rows) == {
         "base",
         "broken",
@@ -228,13 +228,13 @@ def test_clock_behind_state_is_reported_by_run_and_status(make_project, cli):
     assert "cadence run -s seg" in result.output
     text = cli(root, "status", "--at", "2026-01-02T06:00")
     assert "clock is behind recorded state" in text.output
-    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:00").stdout)
+    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:00").stdout)["models"]
     assert rows[0]["recorded_after_now"].startswith("2026-06-01")
     # once rebuilt at the current time, the warning is gone
     assert cli(root, "run", "-s", "seg", "--at", "2026-01-02T06:00").exit_code == 0
     after = cli(root, "run", "--due", "--at", "2026-01-02T06:01")
     assert "clock is behind" not in after.output
-    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:01").stdout)
+    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:01").stdout)["models"]
     assert rows[0]["recorded_after_now"] is None
 
 

@@ -225,7 +225,8 @@ def plan(
 @command
 def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None) -> None:
     """Per model: channels, cadence, last good build, last status, next tick, overdue; per
-    channel its lag, objective and freshness state (ok, warn, error)."""
+    channel its deliveries, lag, objective and freshness state (ok, warn, error); per source
+    its freshness."""
     from cadence import output
     from cadence.observe import check as freshness
     from cadence.plan.due import clock_warning
@@ -235,8 +236,8 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     now = _at(project, at)
     fresh = freshness(project.parsed, project.cadences, project.root, now)
     if check:
-        if as_json:
-            echo(json.dumps(fresh, indent=2))
+        if as_json:  # the status object without models and deliveries (no warehouse read)
+            echo(json.dumps(output.status_json(now, fresh, project.tz), indent=2))
         else:
             for line in output.freshness_lines(fresh, project.tz):
                 echo(line)
@@ -250,8 +251,10 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
         if r.get("recorded_after_now")
     )
     warning = clock_warning(behind, now, project.tz)
+    deliveries = project.delivery_status(now)
     if as_json:
-        echo(json.dumps(rows, indent=2, default=str))
+        document = output.status_json(now, fresh, project.tz, rows, deliveries)
+        echo(json.dumps(document, indent=2, default=str))
         if warning:
             echo(warning, err=True)
         return
@@ -260,7 +263,7 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     if warning:
         echo(warning)
     echo(output.render_status(rows, project.tz))
-    for line in status_lines(project.delivery_status(now), project.tz):
+    for line in status_lines(deliveries, project.tz):
         echo(line)
     for line in output.freshness_lines(fresh, project.tz):
         echo(line)
