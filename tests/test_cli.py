@@ -314,3 +314,62 @@ def test_a_failed_deliverys_error_and_hint_both_go_to_stderr(make_project, cli, 
     assert "error: delivery email/seg failed" in result.stderr
     assert "hint: nothing past the last acknowledged change" in result.stderr
     assert "hint:" not in result.stdout and "error:" not in result.stdout
+
+
+HELD = "suppression list 'unsub' is not current (Binder Error); nothing is sent against it"
+
+
+@pytest.mark.parametrize(
+    ("reported", "deliveries", "model", "quiet"),
+    [
+        # the same hold, reported by an earlier run, in a run failing nothing else: not news
+        ({"email/vip": HELD}, [("email", "vip", "held", HELD)], "skipped", {("email", "vip")}),
+        # first seen: reported
+        ({}, [("email", "vip", "held", HELD)], "skipped", set()),
+        # its reason changed: reported
+        ({"email/vip": "priority segment 'x'"}, [("email", "vip", "held", HELD)], "skipped", set()),
+        # the run fails anyway (the input failed again): its output says why the channel waits
+        ({"email/vip": HELD}, [("email", "vip", "held", HELD)], "error", set()),
+        # another delivery failed in the same run: reported, exit 1
+        (
+            {"email/vip": HELD},
+            [("email", "vip", "held", HELD), ("ads", "vip", "failed", "receiver down")],
+            "skipped",
+            set(),
+        ),
+        # a delivery that failed is never quiet, whatever was reported before
+        (
+            {"ads/vip": "receiver down"},
+            [("ads", "vip", "failed", "receiver down")],
+            "skipped",
+            set(),
+        ),
+        # delivered beside the repeated hold: the hold alone is quiet
+        (
+            {"email/vip": HELD},
+            [("email", "vip", "held", HELD), ("ads", "vip", "delivered", None)],
+            "success",
+            {("email", "vip")},
+        ),
+    ],
+)
+def test_a_hold_already_reported_for_the_same_reason_is_said_once(
+    reported, deliveries, model, quiet
+) -> None:
+    import datetime as dt
+
+    from cadence.activation.attempt import SegmentDelivery
+    from cadence.activation.deliver import DeliveryReport
+    from cadence.build.context import ModelResult
+    from cadence.build.runner import RunResult
+    from cadence.cli.common import repeated_holds
+
+    result = RunResult(
+        "r1",
+        dt.datetime(2026, 3, 3, 5, 2, tzinfo=dt.timezone.utc),
+        (ModelResult("unsub", model, "due"),),
+        deliveries=DeliveryReport(
+            tuple(SegmentDelivery(c, s, status, error=e) for c, s, status, e in deliveries)
+        ),
+    )
+    assert repeated_holds(result, reported) == quiet

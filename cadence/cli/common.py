@@ -226,11 +226,39 @@ def _held(exc: CadenceError) -> None:
     echo(note.render())
 
 
-def _render_deliveries(report: Any) -> None:
+def repeated_holds(result: Any, reported: dict[str, str]) -> frozenset[tuple[str, str]]:
+    """The (channel, segment) deliveries a ``run --due`` need not report again: held (an input
+    they read failing) for the reason an earlier run reported (``reported``, from the observe
+    wing), in a run that fails nothing else. Empty when the run fails anyway: its output says
+    why the channel waits too."""
+    import dataclasses
+
+    report = result.deliveries
+    if report is None or not reported:
+        return frozenset()
+    same = frozenset(
+        (d.channel, d.segment)
+        for d in report.deliveries
+        if d.status == "held" and reported.get(f"{d.channel}/{d.segment}") == (d.error or "")
+    )
+    if not same:
+        return same
+    rest = tuple(d for d in report.deliveries if (d.channel, d.segment) not in same)
+    if not dataclasses.replace(result, deliveries=dataclasses.replace(report, deliveries=rest)).ok:
+        return frozenset()
+    return same
+
+
+def _render_deliveries(report: Any, skip: frozenset[tuple[str, str]] = frozenset()) -> None:
     if report is None or not report.deliveries:
         return
     from cadence.activation.render import delivery_lines
 
+    if skip:  # holds already reported for the same reason: not news
+        import dataclasses
+
+        kept = tuple(d for d in report.deliveries if (d.channel, d.segment) not in skip)
+        report = dataclasses.replace(report, deliveries=kept)
     to_stderr = False
     for line in delivery_lines(report):
         # an error and the indented lines under it (its hint) go to stderr together

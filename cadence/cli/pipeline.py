@@ -113,6 +113,11 @@ def run(
     if not dry_run:
         dated(name, wall, project, at, as_json=as_json)
     now = _at(project, at, wall)
+    reported: dict[str, str] = {}
+    if due and not dry_run:  # holds a run --due already reported are said once per reason
+        from cadence.observe import reported_holds
+
+        reported = reported_holds(project.root)
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(
@@ -144,15 +149,16 @@ def run(
         echo(behind, err=True)
     if result.write_error:
         echo(f"error: {result.write_error}", err=True)
+    quiet = common.repeated_holds(result, reported)
     if not as_json:  # with --json the run's one document holds deliveries and snapshots
-        _render_deliveries(result.deliveries)
+        _render_deliveries(result.deliveries, quiet)
     if not due or any(r.status != "skipped" for r in result.results):
         # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
         for warning in project.parsed.warnings:
             echo(warning.render(), err=True)
     if not as_json:
         _render_snapshots(result.snapshots)
-    if not result.ok:
+    if not result.ok and not quiet:  # a hold already reported alone does not fail the run
         raise Failed()
 
 
