@@ -478,7 +478,7 @@ def status_json(
         out["models"] = models
     out["channels"] = fresh["channels"]
     out["sources"] = fresh["sources"]
-    if deliveries is not None:
+    if deliveries is not None:  # each with ``held``: the reason the last run held it, or null
         out["deliveries"] = [_instants(row, tz) for row in deliveries]
     out["observed_at"] = fresh.get("observed_at")
     out["alerts_pending"] = fresh.get("alerts_pending", 0)

@@ -257,7 +257,13 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
         if r.get("recorded_after_now")
     )
     warning = clock_warning(behind, now, project.tz)
-    deliveries = project.delivery_status(now)
+    from cadence.observe import reported_holds
+
+    holds = reported_holds(project.root)  # held at the last run: why a tick waits
+    deliveries = [
+        {**row, "held": holds.get(f"{row['channel']}/{row['segment']}")}
+        for row in project.delivery_status(now)
+    ]
     if as_json:
         document = output.status_json(now, fresh, project.tz, rows, deliveries)
         echo(json.dumps(document, indent=2, default=str))
@@ -269,8 +275,13 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     if warning:
         echo(warning)
     echo(output.render_status(rows, project.tz))
+    held = {f"{r['channel']}/{r['segment']}:": r["held"] for r in deliveries if r["held"]}
+    when = output._local(fresh.get("observed_at"), project.tz) or "-"
     for line in status_lines(deliveries, project.tz):
         echo(line)
+        reason = held.get(line.split(" ", 3)[2]) if line.startswith("  ") else None
+        if reason:  # under its segment's line: why its tick waits
+            echo(f"    held at the last run ({when}): {reason}")
     for line in output.freshness_lines(fresh, project.tz):
         echo(line)
 
