@@ -1,7 +1,8 @@
 """What every command shares: the clock, the common options (--project-dir, --vars, --target,
 --profiles-dir, --debug, --select, --exclude, --at, --json), loading the project and its state,
 and the mapping of errors to exit codes (0 ok, 1 a model or test failed, 2 usage or project
-error, 3 internal error, 130 interrupted).
+error, 3 internal error, 130 interrupted; a ``run --due`` hold already reported for the same
+reason is not a failure: ``repeated_holds``).
 
 Input: flags -> output: the loaded project, ``now`` and the selection a command hands to the
 library. Invariants: ``_now`` is the one place cadence reads the clock (commands call it as

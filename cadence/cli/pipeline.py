@@ -235,7 +235,8 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     its freshness."""
     from cadence import output
     from cadence.observe import check as freshness
-    from cadence.plan.due import clock_warning
+    from cadence.observe import reported_holds
+    from cadence.plan.due import clock_warning, fmt
     from cadence.record.reports import status_report
 
     project = _load(project_dir)
@@ -257,8 +258,6 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
         if r.get("recorded_after_now")
     )
     warning = clock_warning(behind, now, project.tz)
-    from cadence.observe import reported_holds
-
     holds = reported_holds(project.root)  # held at the last run: why a tick waits
     deliveries = [
         {**row, "held": holds.get(f"{row['channel']}/{row['segment']}")}
@@ -276,10 +275,11 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
         echo(warning)
     echo(output.render_status(rows, project.tz))
     held = {f"{r['channel']}/{r['segment']}:": r["held"] for r in deliveries if r["held"]}
-    when = output._local(fresh.get("observed_at"), project.tz) or "-"
+    observed = fresh.get("observed_at")
+    when = fmt(dt.datetime.fromisoformat(observed), project.tz) if observed else "-"
     for line in status_lines(deliveries, project.tz):
         echo(line)
-        reason = held.get(line.split(" ", 3)[2]) if line.startswith("  ") else None
+        reason = held.get(line.strip().split(" ", 1)[0])  # "email/vip:" opens a segment's line
         if reason:  # under its segment's line: why its tick waits
             echo(f"    held at the last run ({when}): {reason}")
     for line in output.freshness_lines(fresh, project.tz):
