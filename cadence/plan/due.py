@@ -170,7 +170,10 @@ def decide(
             return None  # replaying an earlier time (--at): the recorded attempt is in its future
         interval = cadences.of(name).ticks.nominal_interval() if name in cadences.models else None
         wait = backoff_wait(st.failure_streak, interval)
-        retry_at = st.last_attempt_at + wait
+        # counted in invocations (cron: one a minute, each starting a little earlier or later
+        # in its minute): from the minute of the failed attempt, so "2 minutes later" is the
+        # run two minutes on, never a third one because this one started a second earlier
+        retry_at = st.last_attempt_at.replace(second=0, microsecond=0) + wait
         return retry_at if retry_at > now else None
 
     def model_decision(m: Model) -> Decision:
