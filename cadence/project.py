@@ -27,7 +27,7 @@ from cadence.load.inputs import Fingerprint, find_project_root
 from cadence.load.layout import LoadOptions
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
-from cadence.observe import Observer, after_run, wake_at
+from cadence.observe import Observer, after_run, files_kept, wake_at
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
@@ -175,6 +175,7 @@ class Project:
         observed = wake_at(self.root)  # the observe wing: an objective crossing, an alert retry
         if observed is not None:
             owed.append((observed, "a freshness objective crossing or an alert to retry"))
+        present += files_kept(self.root)  # its record: a run writes it again when it is missing
         plan = plan or self.plan(now, due_only=True, state=after)
         return idle.pending(self, after, plan, now, owed, present, unchanged)
 

@@ -104,6 +104,12 @@ CASES = [
         "05:01",
         False,
     ),
+    (
+        "observe-record-missing",
+        lambda r: (r / "target/observe.json").unlink(),
+        "2026-01-10T05:01",
+        False,
+    ),
     ("wake-file-edited", edit_wake_file, "2026-01-10T05:01", False),
     ("wake-file-missing", lambda r: (r / "target/wake.json").unlink(), "2026-01-10T05:01", False),
     ("another-run-holds-the-lock", hold_lock, "2026-01-10T05:01", False),
@@ -131,6 +137,22 @@ def test_wake_reasons(make_project, cli, monkeypatch, change, when, holds):
             undo()
     if holds:
         full_path_is_idle(root, when)
+
+
+def test_a_missing_observe_record_is_written_again_by_the_next_run(make_project, cli):
+    """``status --check`` reads target/observe.json alone: without it every channel is "never
+    brought up to date" (exit 1). The full path writes it again from state, so the idle
+    shortcut must not sleep through its loss (SPEC §11: a monitor polling every minute)."""
+    root = built(make_project, cli)
+    (root / "target/observe.json").unlink()
+    missing = cli(root, "status", "--check", "--at", "2026-01-10T05:01")
+    assert missing.exit_code == 1 and "never brought up to date" in missing.output
+    assert not asleep(root, "2026-01-10T05:01")
+    assert cli(root, "run", "--due", "--at", "2026-01-10T05:01").exit_code == 0
+    assert (root / "target/observe.json").is_file()
+    check = cli(root, "status", "--check", "--at", "2026-01-10T05:02")
+    assert check.exit_code == 0, check.output
+    assert asleep(root, "2026-01-10T05:02")
 
 
 def test_a_restored_older_warehouse_file_is_a_change(make_project, cli, tmp_path):

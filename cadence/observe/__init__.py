@@ -1,10 +1,10 @@
 """The observe wing: freshness objectives, alerts and metrics, from what runs recorded.
 
 Entered from one place: ``after_run`` (the facade, after every run), ``check`` (``status``),
-``reported_holds`` (``run --due``, before the run),
-``Observer`` (``serve``) and ``wake_at`` (the idle shortcut). Input: the project, a finished
-run, ``now`` -> output: ``target/observe.json`` (``record``), alerts (``alerts``),
-``target/metrics.prom`` (``metrics``); the logic is in ``watch``.
+``reported_holds`` (``run --due``, before the run), ``Observer`` (``serve``), ``wake_at`` and
+``files_kept`` (the idle shortcut). Input: the project, a finished run, ``now`` -> output:
+``target/observe.json`` (``record``), alerts (``alerts``), ``target/metrics.prom``
+(``metrics``); the logic is in ``watch``.
 Invariants: it reads state, never builds; this module stays light (the idle ``run --due``
 imports it): an invocation with nothing new (no build, no delivery, no objective crossing due,
 no alert pending) reads one small file and imports nothing more; an alert or metrics problem
@@ -55,6 +55,13 @@ def after_run(
     if report is not None and report.warning:
         print(f"warning: {report.warning}", file=sys.stderr)
     return report
+
+
+def files_kept(root: Path) -> list[str]:
+    """The record an idle run must find (``build.idle``'s ``present``): a run writes it again
+    from state when it is missing, and ``status --check`` reads nothing else."""
+    path = record.path(root)
+    return [str(path)] if path.is_file() else []
 
 
 def _idle_wake(root: Path) -> dt.datetime | None:
