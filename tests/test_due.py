@@ -508,6 +508,11 @@ def test_a_retry_waits_whole_minutes_of_invocations_not_seconds(
     root = make_project({"models/broken.sql": BROKEN_SQL % "routing"})
     for t in attempts:
         assert cli(root, "run", "--due", "--at", f"2026-01-10T{t}").exit_code == 1
+    # status names the same retry: the minute of the invocation that retries
+    status = cli(root, "status", "--json", "--at", f"2026-01-10T{attempts[-1]}")
+    rows = {r["name"]: r for r in json.loads(status.output)["models"]}
+    expected = at(f"2026-01-10T{retry_at}").replace(second=0)
+    assert dt.datetime.fromisoformat(rows["broken"]["next_retry"]) == expected
     decision = Project.load(root).plan(at(f"2026-01-10T{retry_at}")).get("broken")
     assert decision is not None and decision.builds, decision
     result = cli(root, "run", "--due", "--at", f"2026-01-10T{retry_at}")

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from cadence.errors import CadenceError
-from cadence.plan.due import backoff_wait, fmt, real_instant, run_dependent_views
+from cadence.plan.due import fmt, real_instant, retry_time, run_dependent_views
 from cadence.plan.history import StateSnapshot
 
 
@@ -71,8 +71,8 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
         )
         retry = None
         if st.last_status == "error" and st.last_attempt_at:
-            retry_at = st.last_attempt_at + backoff_wait(
-                st.failure_streak, cad.ticks.nominal_interval()
+            retry_at = retry_time(
+                st.last_attempt_at, st.failure_streak, cad.ticks.nominal_interval()
             )
             retry = real_instant(max(retry_at, now)).astimezone(tz).isoformat()
         recorded_after = behind.get(name)
