@@ -93,14 +93,16 @@ def _segment_times(
     it that declare one, else the start of its build; and the loaded_at read per source."""
     from cadence.plan.due import upstream_sources
 
-    by_key = {(s.source_name, s.table): s for s in parsed.sources}
+    by_key = {(s.source_name, s.table): s for s in parsed.sources if s.loaded_at}
     loaded: dict[str, str | None] = {}
     times: dict[str, str] = {}
     for name in built:
         newest: dt.datetime | None = None
-        for key in upstream_sources(parsed, dag, name):
+        # no source declares a loaded_at: every segment's data time is its build's start,
+        # without walking the graph upstream of each
+        for key in upstream_sources(parsed, dag, name) if by_key else ():
             src = by_key.get(key)
-            if src is None or not src.loaded_at:
+            if src is None:
                 continue
             label = f"{src.source_name}.{src.table}"
             if label not in loaded:
