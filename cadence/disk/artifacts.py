@@ -305,8 +305,9 @@ def write_text(
 
 def write_compiled(root: Path, model_path: str, sql: str) -> str:
     """A model's compiled SQL under ``target/compiled/`` (left alone when it holds that text)."""
-    rel = compiled_path(model_path, root)
-    if str(target_dir(root)) not in _tightened:
+    base = target_folder(root)  # one stat of dbt_project.yml, not three
+    rel = f"{base}/compiled/{model_path}"
+    if str(root / base) not in _tightened:
         tighten_target(root)
     text = sql if sql.endswith("\n") else sql + "\n"
     write_text(root / rel, text, root, durable=False, unless_same=True)

@@ -137,7 +137,8 @@ def observe(
     if previous is not None and not worked and (wake is None or now < wake):
         return None
     data = previous or record.empty()
-    feeding = {s for c in parsed.config.channels for s in channel_segments(parsed, c.name)}
+    fed_by = {c.name: channel_segments(parsed, c.name) for c in parsed.config.channels}
+    feeding = {s for names in fed_by.values() for s in names}
     segments = {k: v for k, v in data["segments"].items() if k in feeding}
     if state is not None:  # first observation of a project with history: its last builds
         for name in feeding - set(segments):
@@ -169,7 +170,8 @@ def observe(
         entry = dict(data["channels"].get(config.name, {}))
         entry.setdefault("since", now.isoformat())
         per_segment = dict(entry.get("segments", {}))
-        for seg in channel_segments(parsed, config.name):
+        names = fed_by[config.name]
+        for seg in names:
             if config.export is None:  # without a destination, the publish counts
                 if seg in segments:
                     per_segment[seg] = segments[seg]
@@ -181,7 +183,6 @@ def observe(
             entry["last_delivery_at"] = now.isoformat()
         if worked and config.export is not None:
             entry["pending"] = pending.get(config.name)
-        names = channel_segments(parsed, config.name)
         values = [record.time(per_segment.get(s)) for s in names]
         entry["segments"] = {s: per_segment[s] for s in names if s in per_segment}
         entry["data_at"] = (
