@@ -629,20 +629,54 @@ def test_observing_a_crossing_without_alerts_imports_no_http_client(make_project
     ] == "warn"
 
 
+class _Dag:
+    """Parents by name; counts the walks upstream."""
+
+    def __init__(self, parents: dict[str, tuple[str, ...]]) -> None:
+        self.parents, self.walks = parents, 0
+
+    def ancestors(self, name: str) -> set[str]:
+        self.walks += 1
+        out, todo = set(), list(self.parents.get(name, ()))
+        while todo:
+            n = todo.pop()
+            if n not in out:
+                out.add(n)
+                todo.extend(self.parents.get(n, ()))
+        return out
+
+
+def _parsed(loaded_at: str | None):
+    from types import SimpleNamespace as NS
+
+    src = NS(source_name="app", table="events", loaded_at=loaded_at)
+    other = NS(source_name="app", table="users", loaded_at=None)
+    models = [
+        NS(name="stg", sources=[("app", "events")]),
+        NS(name="users", sources=[("app", "users")]),
+        NS(name="seg_a", sources=[]),
+        NS(name="seg_b", sources=[]),
+    ]
+    return NS(sources=[src, other], models=models)
+
+
+@pytest.mark.parametrize(
+    ("loaded_at", "walks", "seg_a"),
+    [
+        (None, 0, "2026-12-06T10:00:00+01:00"),  # nothing declares loaded_at: no walk at all
+        ("event_at", 2, "2026-12-06T09:30:00+01:00"),  # seg_a reads events through stg
+    ],
+)
 def test_segment_data_times_walk_the_graph_only_for_sources_with_loaded_at(
-    make_project, monkeypatch
+    monkeypatch, loaded_at, walks, seg_a
 ) -> None:
-    """No source declares ``loaded_at``: each segment's data time is its build's start, found
-    without walking the graph upstream of every segment built (1,000 walks at 1,000 models)."""
-    from cadence import Project
-    from cadence.plan import due
+    from cadence.observe import watch
 
-    def walk(*args: object) -> None:
-        raise AssertionError("walked upstream with no loaded_at to find")
-
-    monkeypatch.setattr(due, "upstream_sources", walk)
-    root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, YML)
-    assert Project.load(root).run(t("2026-12-06T10:00")).ok
-    data = json.loads((root / "target" / "observe.json").read_text())
-    assert data["segments"]["seg"] == t("2026-12-06T10:00").isoformat()
-    assert data["channels"]["web"]["data_at"] == t("2026-12-06T10:00").isoformat()
+    monkeypatch.setattr(watch, "loaded_at", lambda engine, src, tz: t("2026-12-06T09:30"))
+    dag = _Dag({"seg_a": ("stg",), "seg_b": ("users",)})
+    times, read = watch._segment_times(
+        _parsed(loaded_at), dag, None, ["seg_a", "seg_b"], t("2026-12-06T10:00"), BERLIN
+    )
+    assert dag.walks == walks
+    assert times == {"seg_a": seg_a, "seg_b": "2026-12-06T10:00:00+01:00"}
+    assert read == ({"app.events": "2026-12-06T09:30:00+01:00"} if loaded_at else {})

@@ -91,16 +91,19 @@ def _segment_times(
 ) -> tuple[dict[str, str], dict[str, str | None]]:
     """Per segment built now, the time of its data: the newest loaded_at of the sources behind
     it that declare one, else the start of its build; and the loaded_at read per source."""
-    from cadence.plan.due import upstream_sources
-
     by_key = {(s.source_name, s.table): s for s in parsed.sources if s.loaded_at}
+    # the sources each model reads itself, indexed once (not once per segment built)
+    reads = {m.name: m.sources for m in parsed.models if m.sources} if by_key else {}
     loaded: dict[str, str | None] = {}
     times: dict[str, str] = {}
     for name in built:
         newest: dt.datetime | None = None
         # no source declares a loaded_at: every segment's data time is its build's start,
         # without walking the graph upstream of each
-        for key in upstream_sources(parsed, dag, name) if by_key else ():
+        behind = (
+            {k for n in (name, *dag.ancestors(name)) for k in reads.get(n, ())} if reads else ()
+        )
+        for key in behind:
             src = by_key.get(key)
             if src is None:
                 continue
