@@ -13,7 +13,7 @@ a dbt project (a folder holding dbt_project.yml), so cadence never writes over d
   results -- is renamed into place but not fsynced);
 - compiled SQL already on disk with exactly the text to write (a regular, owner-only file of
   this user, not linked elsewhere) is left as it is: most runs compile the same SQL again, and
-  a rename over an existing file costs a flush of its data on ext4; anything else there (a
+  a temporary file and a rename over the old one cost 0.1-0.7 ms each; anything else there (a
   symlink, a FIFO, other text or modes) is replaced as above;
 - a write that fails raises ``CadenceError`` naming the file (relative to the project when
   known) and the cause; disk full says so (``DiskFull``: the command exits 1).
