@@ -1,0 +1,426 @@
+"""The idle shortcut never skips work (issue 21): a seeded, randomized differential replay.
+
+Each scenario is a small project (models at different cadences, two exported channels and a
+served one, a suppression model, a model that fails while the file it reads is gone, freshness
+objectives, an alert webhook whose receiver is down) replayed minute by minute with ``--at``, as
+cron would run it. At each minute a random event may happen behind cadence's back (a table
+dropped, rows appended to a source file or table, the file a model reads deleted or restored, a
+model edited, an environment variable a model reads set, a members file, the state snapshot or
+another file under target/ deleted, an older warehouse file put back with ``cp -p``, a run
+killed with SIGKILL at a step boundary). Then the shortcut (``build.idle.asleep``) is asked:
+
+- not asleep: the minute's ``run --due`` takes the full path on the project (the CLI), as cron
+  would;
+- asleep: the full path is run on a copy of the project (``Project.run`` never asks the
+  shortcut), and it must have done nothing: no model built or failed, nothing delivered, no
+  snapshot written, no file under the project added, removed or changed, and no row of the
+  warehouse (``_cadence`` included) changed. The project itself is left as the shortcut left it.
+
+A miss names the seed, the minute and the events so far, to replay it alone."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.server
+import os
+import random
+import shutil
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import duckdb
+import pytest
+from activation_project import cadence as cadence_process
+from conftest import invoke
+
+from cadence.build import idle
+from cadence.project import Project
+
+UTC = dt.timezone.utc
+WALL = dt.datetime(2030, 1, 1, tzinfo=UTC)  # never read: every call passes --at
+START = dt.datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+CADENCES = ["every 5 minutes", "every 10 minutes", "every 15 minutes", "every 20 minutes"]
+CADENCES += ["*/3 * * * *", "7,37 * * * *", "every 30 minutes", "hourly"]
+ENV_VAR = "CADENCE_REPLAY_V"
+SECRET_ENV = "CADENCE_REPLAY_SECRET"
+# what a run rewrites without it being work (the load cache, the lock, the wake file itself)
+NOT_WORK = {"target/wake.json", "target/cadence.lock", "target/cadence.lock.json"}
+FAULTS = [
+    "before_deliver",
+    "after_tick",
+    "after_freeze",
+    "after_synced",
+    "after_data",
+    "after_manifest",
+    "roster_after_part",
+    "roster_after_members",
+    "roster_after_merge",
+]
+
+
+def dead_port() -> int:
+    """A 127.0.0.1 port nothing listens on (the alert receiver is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    """The alert receiver on 127.0.0.1:``port``: down (nothing listens) until ``up``; it
+    accepts every alert while up."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server: http.server.ThreadingHTTPServer | None = None
+
+    def up(self) -> None:
+        class Accept(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["content-length"]))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        if self.server is None:
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Accept)
+            threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+def project_files(rng: random.Random, port: int) -> tuple[dict[str, str], str]:
+    pick = rng.choice
+    yml = f"""\
+name: replay
+warehouse: {{engine: duckdb, path: warehouse.duckdb, threads: 1}}
+timezone: {pick(["UTC", "Europe/Berlin"])}
+alerts:
+  webhook: {{url: "http://127.0.0.1:{port}/alerts", secret_env: {SECRET_ENV}, timeout_s: 1}}
+channels:
+  email:
+    cadence: "{pick(CADENCES)}"
+    suppress: [unsubscribed]
+    export: {{format: csv, columns: [v]}}
+    freshness: {{warn_after: {pick([10, 20, 40])}m, error_after: {pick([45, 60])}m}}
+  routing:
+    cadence: "{pick(CADENCES)}"
+    export: {{format: jsonl}}
+  web: {{cadence: "{pick(CADENCES)}", serve: true}}
+"""
+    files = {
+        "models/sources.yml": f"""\
+sources:
+  - name: raw
+    tables:
+      - name: events
+        external_location: data/events.csv
+        loaded_at: loaded_at
+        freshness: {{warn_after: {{count: {pick([15, 30])}, period: minute}}}}
+      - name: flaky
+        external_location: data/flaky.csv
+  - name: app
+    tables:
+      - name: orders
+        loaded_at: loaded_at
+""",
+        "models/staging/stg_events.sql": (
+            "{{ config(materialized='view') }}\n"
+            "select id, loaded_at from {{ source('raw', 'events') }}\n"
+        ),
+        "models/email_seg.sql": (
+            "{{ config(channels=['email'], key='id') }}\n"
+            f"select id, '{{{{ env_var('{ENV_VAR}', 'a') }}}}' as v "
+            "from {{ ref('stg_events') }}\n"
+        ),
+        "models/unsubscribed.sql": (
+            f"{{{{ config(cadence='{pick(CADENCES)}') }}}}\n"
+            "select id from {{ source('app', 'orders') }} where id % 4 = 0\n"
+        ),
+        "models/routing_seg.sql": (
+            "{{ config(channels=['routing'], key='id') }}\n"
+            "select id from {{ source('raw', 'flaky') }}\n"
+        ),
+        "models/fresh_seg.sql": (
+            f"{{{{ config(channels=['routing'], key='id', refresh='{pick(['on_new_data', 'always'])}') }}}}\n"
+            "select id from {{ ref('stg_events') }} where id % 2 = 1\n"
+        ),
+        "models/web_seg.sql": (
+            "{{ config(channels=['web'], key='id') }}\n"
+            "select id, loaded_at from {{ source('app', 'orders') }}\n"
+        ),
+        "models/rollup.sql": (
+            f"{{{{ config(cadence='{pick(CADENCES)}') }}}}\n"
+            "select count(*) as n from {{ ref('email_seg') }}\n"
+        ),
+        "data/events.csv": "id,loaded_at\n" + "".join(f"{i},2026-03-02 04:5{i}:00\n" for i in range(5)),
+        "data/flaky.csv": "id\n1\n2\n3\n",
+    }
+    return files, yml
+
+
+@dataclass
+class Replay:
+    """One scenario: the project ``root``, its random source, what happened so far."""
+
+    root: Path
+    scratch: Path
+    rng: random.Random
+    monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver
+    log: list[str] = field(default_factory=list)
+    backups: int = 0
+    next_id: int = 100
+
+    # -- events behind cadence's back ------------------------------------------------------
+    def drop_table(self, now: dt.datetime) -> str:
+        with duckdb.connect(str(self.root / "warehouse.duckdb")) as con:
+            tables = con.sql(
+                "select schema_name, table_name from duckdb_tables() "
+                "where schema_name not in ('_cadence') order by 1, 2"
+            ).fetchall()
+            if not tables:
+                return "no table to drop"
+            schema, name = self.rng.choice(tables)
+            con.execute(f'drop table "{schema}"."{name}"')
+        return f"dropped {schema}.{name}"
+
+    def append_file_rows(self, now: dt.datetime) -> str:
+        self.next_id += 1
+        with open(self.root / "data/events.csv", "a") as fh:
+            fh.write(f"{self.next_id},{now.astimezone(UTC):%Y-%m-%d %H:%M:%S}\n")
+        return f"appended event {self.next_id}"
+
+    def append_table_rows(self, now: dt.datetime) -> str:
+        self.next_id += 1
+        with duckdb.connect(str(self.root / "warehouse.duckdb")) as con:
+            con.execute(
+                "create table if not exists app.orders (id integer, loaded_at timestamptz)"
+            )
+            con.execute("insert into app.orders values (?, ?)", [self.next_id, now])
+        return f"inserted order {self.next_id}"
+
+    def break_or_fix(self, now: dt.datetime) -> str:
+        path, gone = self.root / "data/flaky.csv", self.root / "flaky.csv.away"
+        if path.exists():
+            path.rename(gone)
+            return "broke routing_seg (its file is gone)"
+        if gone.exists():
+            gone.rename(path)
+        return "fixed routing_seg"
+
+    def edit_model(self, now: dt.datetime) -> str:
+        models = sorted((self.root / "models").rglob("*.sql"))
+        path = self.rng.choice(models)
+        with open(path, "a") as fh:
+            fh.write(f"-- edited at {now:%H:%M}\n")
+        return f"edited {path.relative_to(self.root)}"
+
+    def set_env(self, now: dt.datetime) -> str:
+        value = self.rng.choice("abc")
+        self.monkeypatch.setenv(ENV_VAR, value)
+        return f"{ENV_VAR}={value}"
+
+    def delete_target_file(self, now: dt.datetime) -> str:
+        target = self.root / "target"
+        found = sorted(
+            p
+            for p in target.rglob("*")
+            if p.is_file() and str(p.relative_to(self.root)) not in NOT_WORK
+            and not p.name.startswith("manifest")
+        )
+        if not found:
+            return "no file under target/"
+        path = self.rng.choice(found)
+        path.unlink()
+        return f"deleted {path.relative_to(self.root)}"
+
+    def delete_members_file(self, now: dt.datetime) -> str:
+        found = sorted((self.root / "target" / "members").rglob("*.parquet"))
+        if not found:
+            return "no members file"
+        path = self.rng.choice(found)
+        path.unlink()
+        return f"deleted {path.relative_to(self.root)}"
+
+    def delete_snapshot(self, now: dt.datetime) -> str:
+        (self.root / "target" / "state_snapshot.json").unlink(missing_ok=True)
+        return "deleted the state snapshot"
+
+    def back_up_warehouse(self, now: dt.datetime) -> str:
+        shutil.copy2(self.root / "warehouse.duckdb", self.scratch / "backup.duckdb")
+        self.backups += 1
+        return "backed up the warehouse"
+
+    def restore_warehouse(self, now: dt.datetime) -> str:
+        backup = self.scratch / "backup.duckdb"
+        if not backup.exists():
+            return "no backup yet"
+        shutil.copy2(backup, self.root / "warehouse.duckdb")  # cp -p
+        return "restored an older warehouse with cp -p"
+
+    def toggle_receiver(self, now: dt.datetime) -> str:
+        if self.receiver.server is None:
+            self.receiver.up()
+            return "the alert receiver is up"
+        self.receiver.down()
+        return "the alert receiver is down"
+
+    EVENTS: ClassVar[list[tuple[int, str]]] = [
+        (80, ""),
+        (3, "toggle_receiver"),
+        (4, "drop_table"),
+        (6, "append_file_rows"),
+        (5, "append_table_rows"),
+        (4, "break_or_fix"),
+        (2, "edit_model"),
+        (2, "set_env"),
+        (3, "delete_target_file"),
+        (2, "delete_members_file"),
+        (2, "delete_snapshot"),
+        (3, "back_up_warehouse"),
+        (2, "restore_warehouse"),
+        (2, "kill"),
+    ]
+
+    def event(self) -> str:
+        weights = [w for w, _ in self.EVENTS]
+        return self.rng.choices([name for _, name in self.EVENTS], weights)[0]
+
+    # -- one cron minute -------------------------------------------------------------------
+    def cron(self, now: dt.datetime, fault: str | None) -> None:
+        """The minute's ``run --due`` on the project itself (its shortcut said not asleep)."""
+        if fault is None:
+            result = invoke(self.root, "run", "--due", "--at", now.isoformat())
+            assert result.exit_code in (0, 1), result.output
+            return
+        out = cadence_process(self.root, "run", "--due", "--at", now.isoformat(), fault=fault)
+        assert out.returncode in (0, 1, -9), out.stderr  # -9: killed at the fault
+
+
+def files_of(root: Path) -> dict[str, str]:
+    """Every file under the project but the warehouse and what is not work, by content."""
+    out = {}
+    for path in root.rglob("*"):
+        rel = str(path.relative_to(root))
+        if not path.is_file() or rel in NOT_WORK or rel.startswith("warehouse.duckdb"):
+            continue
+        if rel.startswith("target/manifest"):  # the load cache: a load, not work
+            continue
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def rows_of(root: Path) -> dict[str, str]:
+    """Every table and view of the warehouse (``_cadence`` included), by content."""
+    path = root / "warehouse.duckdb"
+    if not path.exists():
+        return {}
+    out = {}
+    with duckdb.connect(str(path), read_only=True) as con:
+        for schema, name in con.sql(
+            "select schema_name, table_name from duckdb_tables() order by 1, 2"
+        ).fetchall():
+            rows = sorted(map(repr, con.sql(f'select * from "{schema}"."{name}"').fetchall()))
+            out[f"{schema}.{name}"] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+        for schema, name, sql in con.sql(
+            "select schema_name, view_name, sql from duckdb_views() where not internal"
+        ).fetchall():
+            out[f"{schema}.{name} (view)"] = hashlib.sha256(str(sql).encode()).hexdigest()
+    return out
+
+
+def differences(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    keys = sorted(set(before) | set(after))
+    return [k for k in keys if before.get(k) != after.get(k)]
+
+
+def full_path_on_a_copy(replay: Replay, now: dt.datetime) -> list[str]:
+    """What the full path does at ``now`` on a copy of the project: each thing it built,
+    delivered or wrote (empty: nothing, as the shortcut claimed). The copy takes the project's
+    own path (paths a project makes absolute, such as a source's file, stay the same) while the
+    project itself is kept aside, untouched, and put back after."""
+    root, kept = replay.root, replay.scratch / "kept"
+    root.rename(kept)
+    try:
+        shutil.copytree(kept, root, symlinks=True)
+        files, rows = files_of(root), rows_of(root)
+        result = Project.load(root).run(now, due_only=True)
+        work = [f"{r.name} {r.status}" for r in result.results if r.status != "skipped"]
+        if result.deliveries is not None:
+            work.append(f"deliveries: {result.deliveries}")
+        if result.snapshots is not None:
+            work.append(f"snapshots: {result.snapshots}")
+        work += [f"file {f}" for f in differences(files, files_of(root))]
+        work += [f"rows of {t}" for t in differences(rows, rows_of(root))]
+    finally:
+        shutil.rmtree(root)
+        kept.rename(root)
+    return work
+
+
+def replay(seed: int, minutes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    receiver = Receiver(dead_port())
+    files, yml = project_files(rng, receiver.port)
+    root = tmp_path / "project"
+    for rel, text in {**files, "cadence.yml": yml}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    monkeypatch.setenv(SECRET_ENV, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:  # what a loader left
+        con.execute("create schema app")
+        con.execute(
+            "create table app.orders as select range::integer as id, "
+            "timestamptz '2026-03-02 04:00:00+00' as loaded_at from range(6)"
+        )
+    replayed = Replay(root, tmp_path, rng, monkeypatch, receiver)
+    try:
+        replay_minutes(replayed, seed, minutes)
+    finally:
+        receiver.down()
+
+
+def replay_minutes(replayed: Replay, seed: int, minutes: int) -> None:
+    root, rng, log = replayed.root, replayed.rng, replayed.log
+    assert invoke(root, "run", "--at", START.isoformat()).exit_code in (0, 1)
+    asleep_minutes = 0
+    for minute in range(1, minutes + 1):
+        now = START + dt.timedelta(minutes=minute)
+        name, fault = replayed.event(), None
+        if name == "kill":
+            fault = rng.choice(FAULTS)
+            log.append(f"{minute:02d} kill -9 at {fault}")
+        elif name:
+            log.append(f"{minute:02d} {getattr(replayed, name)(now)}")
+        if os.environ.get("REPLAY_DEBUG"):
+            from cadence.record import wakefile
+
+            rec = wakefile.read(root)
+            print(minute, log[-1:] , rec and (rec.wake_at, rec.reason))
+        if idle.asleep(root, now.isoformat(), WALL):
+            asleep_minutes += 1
+            work = full_path_on_a_copy(replayed, now)
+            assert not work, (
+                f"seed {seed}, minute {minute} ({now:%H:%M}): the shortcut said asleep, "
+                f"the full path did {work}; events: {log}"
+            )
+        else:
+            replayed.cron(now, fault)
+    assert asleep_minutes > minutes // 4, log  # the shortcut was taken, and checked, often
+
+
+@pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("REPLAY_SEEDS", "1,2,3").split(",")])
+def test_the_idle_shortcut_never_skips_work(seed, tmp_path, monkeypatch):
+    replay(seed, 45, tmp_path, monkeypatch)
+
