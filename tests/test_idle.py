@@ -104,6 +104,8 @@ CASES = [
         "05:01",
         False,
     ),
+    ("observe-record-missing", lambda r: (r / OBSERVED).unlink(), "2026-01-10T05:01", False),
+    ("observe-record-replaced", lambda r: replace_file(r / OBSERVED), "05:01", False),
     ("wake-file-edited", edit_wake_file, "2026-01-10T05:01", False),
     ("wake-file-missing", lambda r: (r / "target/wake.json").unlink(), "2026-01-10T05:01", False),
     ("another-run-holds-the-lock", hold_lock, "2026-01-10T05:01", False),
@@ -111,6 +113,14 @@ CASES = [
 ]
 FILES_EMAIL = "models/email_seg.sql"
 MEMBERS = "target/members/routing_seg/members.parquet"
+OBSERVED = "target/observe.json"  # the observe wing's record: without it a run observes anew
+
+
+def replace_file(path: Path) -> None:
+    """The same bytes in a new file (an older copy put back, a restore from a backup)."""
+    saved = path.read_bytes()
+    path.unlink()
+    path.write_bytes(saved)
 
 
 @pytest.mark.parametrize(
