@@ -151,7 +151,9 @@ sources:
             "select id from {{ source('raw', 'flaky') }}\n"
         ),
         "models/fresh_seg.sql": (
-            f"{{{{ config(channels=['routing'], key='id', refresh='{pick(['on_new_data', 'always'])}') }}}}\n"
+            "{{ config(channels=['routing'], key='id', refresh='"
+            + pick(["on_new_data", "always"])
+            + "') }}\n"
             "select id from {{ ref('stg_events') }} where id % 2 = 1\n"
         ),
         "models/web_seg.sql": (
@@ -162,7 +164,8 @@ sources:
             f"{{{{ config(cadence='{pick(CADENCES)}') }}}}\n"
             "select count(*) as n from {{ ref('email_seg') }}\n"
         ),
-        "data/events.csv": "id,loaded_at\n" + "".join(f"{i},2026-03-02 04:5{i}:00\n" for i in range(5)),
+        "data/events.csv": "id,loaded_at\n"
+        + "".join(f"{i},2026-03-02 04:5{i}:00\n" for i in range(5)),
         "data/flaky.csv": "id\n1\n2\n3\n",
     }
     return files, yml
@@ -203,9 +206,7 @@ class Replay:
     def append_table_rows(self, now: dt.datetime) -> str:
         self.next_id += 1
         with duckdb.connect(str(self.root / "warehouse.duckdb")) as con:
-            con.execute(
-                "create table if not exists app.orders (id integer, loaded_at timestamptz)"
-            )
+            con.execute("create table if not exists app.orders (id integer, loaded_at timestamptz)")
             con.execute("insert into app.orders values (?, ?)", [self.next_id, now])
         return f"inserted order {self.next_id}"
 
@@ -437,7 +438,8 @@ def replay_minutes(replayed: Replay, seed: int, minutes: int) -> None:
     assert asleep_minutes >= 5, log  # the shortcut was taken, and checked against the full path
 
 
-@pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("REPLAY_SEEDS", "1,2,3").split(",")])
+@pytest.mark.parametrize(
+    "seed", [int(s) for s in os.environ.get("REPLAY_SEEDS", "1,2,3").split(",")]
+)
 def test_the_idle_shortcut_never_skips_work(seed, tmp_path, monkeypatch):
     replay(seed, 45, tmp_path, monkeypatch)
-

@@ -1,9 +1,9 @@
 """The observe wing: freshness objectives, alerts and metrics, from what runs recorded.
 
 Entered from one place: ``after_run`` (the facade, after every run), ``check`` (``status``),
-``Observer`` (``serve``), and ``wake_at`` and ``files_kept`` (the idle shortcut). Input: the project, a finished
-run, ``now`` -> output: ``target/observe.json`` (``record``), alerts (``alerts``),
-``target/metrics.prom`` (``metrics``); the logic is in ``watch``.
+``Observer`` (``serve``), ``wake_at`` and ``files_kept`` (the idle shortcut). Input: the
+project, a finished run, ``now`` -> output: ``target/observe.json`` (``record``), alerts
+(``alerts``), ``target/metrics.prom`` (``metrics``); the logic is in ``watch``.
 Invariants: it reads state, never builds; this module stays light (the idle ``run --due``
 imports it): an invocation with nothing new (no build, no delivery, no objective crossing due,
 no alert pending) reads one small file and imports nothing more; an alert or metrics problem
