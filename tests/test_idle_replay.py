@@ -137,7 +137,9 @@ sources:
       - name: events
         external_location: data/events.csv
         loaded_at: loaded_at
-        freshness: {{warn_after: {{count: {pick([15, 30])}, period: minute}}}}
+        freshness:  # at error, it holds email_seg's deliveries back (SPEC §11)
+          warn_after: {{count: {pick([15, 30])}, period: minute}}
+          error_after: {{count: 35, period: minute}}
       - name: flaky
         external_location: data/flaky.csv
   - name: app
@@ -177,7 +179,7 @@ sources:
             "select count(*) as n from {{ ref('email_seg') }}\n"
         ),
         "data/events.csv": "id,loaded_at\n"
-        + "".join(f"{i},2026-03-02 04:5{i}:00\n" for i in range(5)),
+        + "".join(f"{i},2026-03-02 04:5{i}:00+00\n" for i in range(5)),
         "data/flaky.csv": "id\n1\n2\n3\n",
     }
     return files, yml
@@ -212,7 +214,7 @@ class Replay:
     def append_file_rows(self, now: dt.datetime) -> str:
         self.next_id += 1
         with open(self.root / "data/events.csv", "a") as fh:
-            fh.write(f"{self.next_id},{now.astimezone(UTC):%Y-%m-%d %H:%M:%S}\n")
+            fh.write(f"{self.next_id},{now.astimezone(UTC):%Y-%m-%d %H:%M:%S}+00\n")
         return f"appended event {self.next_id}"
 
     def append_table_rows(self, now: dt.datetime) -> str:
