@@ -143,6 +143,19 @@ def test_wake_reasons(make_project, cli, monkeypatch, change, when, holds):
         full_path_is_idle(root, when)
 
 
+def test_a_missing_observe_record_is_written_by_the_full_path(make_project, cli):
+    """Found by tests/test_idle_replay.py: without target/observe.json the full path observes
+    anew (and writes it, with any alert for what it now sees), so the shortcut must not hold;
+    the run that writes it leaves a wake file that holds again."""
+    root = built(make_project, cli)
+    (root / OBSERVED).unlink()
+    assert not asleep(root, "2026-01-10T05:01")
+    assert cli(root, "run", "--due", "--at", "2026-01-10T05:01").exit_code == 0
+    assert (root / OBSERVED).is_file()
+    assert asleep(root, "2026-01-10T05:02")
+    full_path_is_idle(root, "2026-01-10T05:02")
+
+
 def test_a_restored_older_warehouse_file_is_a_change(make_project, cli, tmp_path):
     """``cp -p`` keeps size and mtime of the older copy: its inode and ctime still differ."""
     root = built(make_project, cli)
