@@ -173,9 +173,9 @@ class Project:
             owed += publish.owed(self.root, self.parsed, after, now)
             unchanged += publish.files_kept(self.root, self.parsed)
         observed = wake_at(self.root)  # the observe wing: an objective crossing, an alert retry
+        unchanged += files_kept(self.root)  # and its record, which a run without it writes
         if observed is not None:
             owed.append((observed, "a freshness objective crossing or an alert to retry"))
-        present += files_kept(self.root)  # its record: a run writes it again when it is missing
         plan = plan or self.plan(now, due_only=True, state=after)
         return idle.pending(self, after, plan, now, owed, present, unchanged)
 

@@ -26,6 +26,14 @@ def wake_at(root: Path) -> dt.datetime | None:
     return record.next_wake(record.read(root))
 
 
+def files_kept(root: Path) -> list[str]:
+    """The files whose identity an idle run must find as the run left them (absolute paths):
+    the record, which only a run that observes writes. Without it (deleted, never written) the
+    next run observes anew and writes it, also an alert for a state it now sees; replaced by
+    another copy, it may hold alerts to send or another next instant to look."""
+    return [str(record.path_of(root))]
+
+
 def after_run(
     project: Any,
     engine: Any,
@@ -55,13 +63,6 @@ def after_run(
     if report is not None and report.warning:
         print(f"warning: {report.warning}", file=sys.stderr)
     return report
-
-
-def files_kept(root: Path) -> list[str]:
-    """The record an idle run must find (``build.idle``'s ``present``): a run writes it again
-    from state when it is missing, and ``status --check`` reads nothing else."""
-    path = record.path(root)
-    return [str(path)] if path.is_file() else []
 
 
 def _idle_wake(root: Path) -> dt.datetime | None:
