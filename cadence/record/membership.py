@@ -135,20 +135,20 @@ def record_changes(
     stamps = (to_db(tick), to_db(at))
     if store is engine:
         qualified = "cast(null as timestamp)"
-        rows, keyed, change = f"({diff}) as d", "d.key", "d.change"
+        source, keyed, change = f"({diff}) as d", "d.key", "d.change"
         if event_time:
             qualified = event_time_sql(engine, segment, candidate, event_time, str(tz))
             if live is None:  # everyone entered: each row says when, in one pass over it
                 k = quote(key)
-                rows, keyed, change = f"{candidate} as c", f"cast(c.{k} as varchar)", "'entered'"
+                source, keyed, change = f"{candidate} as c", f"cast(c.{k} as varchar)", "'entered'"
             else:
-                rows += (
+                source += (
                     f" left join {candidate} as c on d.change = 'entered' "
                     f"and cast(c.{quote(key)} as varchar) = d.key"
                 )
         engine.execute(
             f"insert into {TABLE} ({COLUMNS}) select nextval('{SEQUENCE}'), ?, {keyed}, "
-            f"{change}, ?, ?, ?, {qualified} from {rows}",
+            f"{change}, ?, ?, ?, {qualified} from {source}",
             (segment, run_id, *stamps),
         )
         return
