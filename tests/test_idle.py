@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import BERLIN, DEFAULT_CADENCE_YML, at
+from conftest import BERLIN, DEFAULT_CADENCE_YML, at, statuses
 
 from cadence.build import idle
 from cadence.build.lock import RunLock
@@ -333,6 +333,26 @@ def test_a_planted_wake_file_is_ignored(make_project, cli, monkeypatch, tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-user"))
     assert not asleep(root, "2026-01-10T05:01")
     assert wakefile.read(root) is None
+
+
+def test_a_copied_project_takes_the_full_path(make_project, cli, tmp_path):
+    """``cp -a`` of a project copies a wake file naming the original's warehouse and files:
+    it does not verify in the copy, whose next run --due repairs what was changed there."""
+    root = built(make_project, cli)
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    assert asleep(root, "2026-01-10T05:01")
+    con = duckdb.connect(str(copy / "warehouse.duckdb"))
+    con.execute("drop table main.routing_seg")
+    con.close()
+    (copy / MEMBERS).unlink()
+    assert wakefile.read(copy) is None
+    assert not asleep(copy, "2026-01-10T05:01")
+    result = cli(copy, "run", "--due", "--at", "2026-01-10T05:01")
+    assert result.exit_code == 0, result.output
+    assert (copy / MEMBERS).exists()
+    assert statuses(copy)["routing_seg"] == "success"  # rebuilt: its relation was missing
+    assert asleep(copy, "2026-01-10T05:02") and asleep(root, "2026-01-10T05:02")
 
 
 def test_the_wake_file_is_data_only_and_owner_only(make_project, cli):

@@ -112,9 +112,16 @@ def to_data(record: WakeRecord) -> dict[str, Any]:
 def write(root: Path, record: WakeRecord) -> Path:
     """Write the record atomically (temp, fsync, rename), owner-only, with its checksum."""
     body = json.dumps(to_data(record), separators=(",", ":")).encode()
-    head = b" ".join((MAGIC, _version(), checksum(cache_key(), body))) + b"\n"
+    head = b" ".join((MAGIC, _version(), checksum(cache_key(), _bound(root, body)))) + b"\n"
     artifacts.tighten_target(root)
     return artifacts.write_bytes(path_of(root), head + body, root)
+
+
+def _bound(root: Path, body: bytes) -> bytes:
+    """What the checksum covers: the record and the project folder it was written for, so a
+    copied project (``cp -a``), whose record names the original's warehouse and files, does
+    not verify and its first ``run --due`` takes the full path."""
+    return os.fsencode(os.path.realpath(root)) + b"\n" + body
 
 
 def remove(root: Path) -> None:
@@ -136,8 +143,8 @@ def read(root: Path) -> WakeRecord | None:
     parts = head.split(b" ")
     if len(parts) != 3 or parts[0] != MAGIC or parts[1] != _version():
         return None
-    if not hmac.compare_digest(parts[2], checksum(cache_key(), body)):
-        return None  # edited, planted or written with another key: never trusted
+    if not hmac.compare_digest(parts[2], checksum(cache_key(), _bound(root, body))):
+        return None  # edited, planted, written with another key or for another folder
     try:
         return _from_data(json.loads(body))
     except (ValueError, KeyError, TypeError, AttributeError):
