@@ -4,15 +4,22 @@ Input: the decisions to build, which of them each must wait for, a thread count,
 and two callbacks (build one decision on a cursor of its own; record its result). Output: nothing;
 `done` has been called, in the calling thread, for every build that returned.
 Invariants: a model starts only after every model it waits for is done; ready models start in plan
-order; an interrupt (Ctrl-C, SIGTERM) interrupts every running build until it returns, then records
-the builds that committed before it reached them, then propagates.
+order; no two builds run on one cursor at once, and at most ``threads`` cursors are opened, each
+reused by build after build (a cursor's first statement costs more than the next ones) and closed
+at the end; an interrupt (Ctrl-C, SIGTERM) interrupts every running build until it returns, then
+records the builds that committed before it reached them, then propagates. While builds run,
+Python hands the interpreter between threads at least every ``SWITCH_INTERVAL_S`` (its default
+is 5 ms): a build whose statement returns waits for the interpreter, and at the default that
+wait, several times a model, was longer than most statements (the process's interval is put
+back when the builds end).
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -21,6 +28,8 @@ from cadence.plan.dag import Dag
 from cadence.plan.due import Decision
 
 R = TypeVar("R")
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 def dependencies(dag: Dag, building: set[str]) -> dict[str, set[str]]:
@@ -63,26 +72,28 @@ def run(
     ready = [index[n] for n, count in waiting.items() if count == 0]  # a heap: plan order first
     heapq.heapify(ready)
     running: dict[Future[R], tuple[Decision, Engine]] = {}
+    idle: list[Engine] = []  # cursors no build runs on, reused before a new one is opened
+    opened: list[Engine] = []
     count = 0
 
-    def task(decision: Decision, cursor: Engine) -> R:
-        try:
-            return build(decision, cursor)
-        finally:
-            cursor.close()
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
+    with _switching(SWITCH_INTERVAL_S), ThreadPoolExecutor(
+        max_workers=threads, thread_name_prefix="cadence-build"
+    ) as pool:
         try:
             while ready or running:
                 while ready and len(running) < threads:
                     decision = building[heapq.heappop(ready)]
                     count += 1
                     started(decision, count)
-                    cursor = engine.cursor()
-                    running[pool.submit(task, decision, cursor)] = (decision, cursor)
+                    if not idle:
+                        opened.append(engine.cursor())
+                        idle.append(opened[-1])
+                    cursor = idle.pop()
+                    running[pool.submit(build, decision, cursor)] = (decision, cursor)
                 finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    decision, _cursor = running.pop(future)
+                    decision, cursor = running.pop(future)
+                    idle.append(cursor)
                     done(decision, future.result())
                     for child in dependents[decision.name]:
                         waiting[child] -= 1
@@ -97,6 +108,22 @@ def run(
                     continue
                 done(decision, result)  # it committed before the interrupt reached it
             raise
+        finally:
+            pool.shutdown(wait=True)  # no build still runs on a cursor closed here
+            for cursor in opened:
+                with contextlib.suppress(Exception):  # closing must not mask what is raised
+                    cursor.close()
+
+
+@contextlib.contextmanager
+def _switching(interval_s: float) -> Iterator[None]:
+    """Python's thread switch interval at most ``interval_s`` for the block, then as it was."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, interval_s))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _interrupt_until_stopped(running: dict[Future[R], tuple[Decision, Engine]]) -> None:
