@@ -461,3 +461,35 @@ def freshness_lines(fresh: dict[str, Any], tz: Any) -> list[str]:
         age = "loaded_at unknown" if row["lag_s"] is None else f"{human(row['lag_s'])} old"
         lines.append(f"source {row['source']}: {row['state']}, {age}, objective {objective(row)}")
     return lines
+
+
+def status_json(
+    at: dt.datetime,
+    fresh: dict[str, Any],
+    tz: Any,
+    models: list[dict[str, Any]] | None = None,
+    deliveries: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """``status --json``: one object, ``{"at", "state", "models", "channels", "sources",
+    "deliveries", "observed_at", "alerts_pending"}``; ``status --check --json`` is the same
+    object without ``models`` and ``deliveries`` (it reads ``target/observe.json`` alone)."""
+    out: dict[str, Any] = {"at": at.astimezone(tz).isoformat(), "state": fresh["state"]}
+    if models is not None:
+        out["models"] = models
+    out["channels"] = fresh["channels"]
+    out["sources"] = fresh["sources"]
+    if deliveries is not None:  # each with ``held``: the reason the last run held it, or null
+        out["deliveries"] = [_instants(row, tz) for row in deliveries]
+    out["observed_at"] = fresh.get("observed_at")
+    out["alerts_pending"] = fresh.get("alerts_pending", 0)
+    return out
+
+
+def _instants(value: Any, tz: Any) -> Any:
+    """A delivery status row with every time an instant in the project timezone."""
+    if isinstance(value, dict):
+        return {k: _instants(v, tz) for k, v in value.items()}
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return aware.astimezone(tz).isoformat()
+    return value

@@ -246,16 +246,35 @@ def test_a_failing_suppression_model_holds_the_delivery_until_it_builds(make_pro
     # still failing (backing off): held again at the next invocation, nothing sent
     again = cli(root, "run", "--due", "--at", "2026-03-03T05:01")
     assert again.exit_code == 1 and "held" in again.output
-    # backing off (not retried at 05:02): the hold alone makes the run exit 1, with its reason
+    # backing off (not retried at 05:02): the hold was reported for this reason, so the run
+    # says nothing and exits 0 (no cron mail every minute); --json still carries it
     waiting = cli(root, "run", "--due", "--at", "2026-03-03T05:02")
-    assert waiting.exit_code == 1 and "error: unsub" not in waiting.output
-    assert "delivery email/buyers held: suppression list 'unsub' is not current" in waiting.output
+    assert waiting.exit_code == 0 and waiting.output == ""
+    doc = json.loads(cli(root, "run", "--due", "--json", "--at", "2026-03-03T05:02").stdout)
+    assert [(d["channel"], d["status"]) for d in doc["deliveries"]] == [("email", "held")]
     assert len(manifests(root, "email")) == before
+    # status says why the tick waits, under the segment's delivery line (and in --json)
+    status = cli(root, "status", "--at", "2026-03-03T05:02").output
+    assert "\n    held at the last run (2026-03-03 05:02 UTC): suppression list 'unsub'" in status
+    rows = json.loads(cli(root, "status", "--json", "--at", "2026-03-03T05:02").stdout)
+    held = {d["channel"]: d["held"] for d in rows["deliveries"]}
+    assert held["ads"] is None and held["email"].startswith("suppression list 'unsub'")
+    # said again with the input's next failure (its backoff retry), which fails the run
+    retried = cli(root, "run", "--due", "--at", "2026-03-03T05:03")
+    assert retried.exit_code == 1 and "error: unsub" in retried.output
+    assert "delivery email/buyers held: suppression list 'unsub' is not current" in retried.output
+    # a new reason (the input fails differently) is news: reported when it first appears
+    (root / "models" / "unsub.sql").write_text("select 1/0 as id, nah from {{ ref('optouts') }}\n")
+    changed = cli(root, "run", "--due", "--at", "2026-03-03T05:07")
+    assert changed.exit_code == 1 and '"nah" not found' in changed.output
+    assert "email/buyers held" in changed.output
+    assert cli(root, "run", "--due", "--at", "2026-03-03T05:08").output == ""
     (root / "models" / "unsub.sql").write_text("select id from {{ ref('optouts') }}\n")
     fixed = cli(root, "run", "--due", "--at", "2026-03-03T06:00")
     assert fixed.exit_code == 0, fixed.output
     assert changes(root, "email")[1:] == [("1", "exited"), ("2", "entered")]
     assert query(root, served) == [(dt.datetime(2026, 3, 3, 5, 0),)]
+    assert "held at the last run" not in cli(root, "status", "--at", "2026-03-03T06:01").output
 
 
 def test_a_failed_delivery_is_retried_with_exactly_the_range_its_tick_froze(make_project, cli):

@@ -188,7 +188,7 @@ def test_status_lists_every_model_after_a_run(copy_project, cli):
     cli(root, "run", "--at", "2026-01-10T10:00")
     result = cli(root, "status", "--json", "--at", "2026-01-10T10:05")
     assert result.exit_code == 0, result.output
-    rows = {r["name"]: r for r in json.loads(result.output)}
+    rows = {r["name"]: r for r in json.loads(result.output)["models"]}
     assert set(rows) == {
         "base",
         "broken",
@@ -228,13 +228,13 @@ def test_clock_behind_state_is_reported_by_run_and_status(make_project, cli):
     assert "cadence run -s seg" in result.output
     text = cli(root, "status", "--at", "2026-01-02T06:00")
     assert "clock is behind recorded state" in text.output
-    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:00").stdout)
+    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:00").stdout)["models"]
     assert rows[0]["recorded_after_now"].startswith("2026-06-01")
     # once rebuilt at the current time, the warning is gone
     assert cli(root, "run", "-s", "seg", "--at", "2026-01-02T06:00").exit_code == 0
     after = cli(root, "run", "--due", "--at", "2026-01-02T06:01")
     assert "clock is behind" not in after.output
-    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:01").stdout)
+    rows = json.loads(cli(root, "status", "--json", "--at", "2026-01-02T06:01").stdout)["models"]
     assert rows[0]["recorded_after_now"] is None
 
 
@@ -314,3 +314,62 @@ def test_a_failed_deliverys_error_and_hint_both_go_to_stderr(make_project, cli, 
     assert "error: delivery email/seg failed" in result.stderr
     assert "hint: nothing past the last acknowledged change" in result.stderr
     assert "hint:" not in result.stdout and "error:" not in result.stdout
+
+
+HELD = "suppression list 'unsub' is not current (Binder Error); nothing is sent against it"
+
+
+@pytest.mark.parametrize(
+    ("reported", "deliveries", "model", "quiet"),
+    [
+        # the same hold, reported by an earlier run, in a run failing nothing else: not news
+        ({"email/vip": HELD}, [("email", "vip", "held", HELD)], "skipped", {("email", "vip")}),
+        # first seen: reported
+        ({}, [("email", "vip", "held", HELD)], "skipped", set()),
+        # its reason changed: reported
+        ({"email/vip": "priority segment 'x'"}, [("email", "vip", "held", HELD)], "skipped", set()),
+        # the run fails anyway (the input failed again): its output says why the channel waits
+        ({"email/vip": HELD}, [("email", "vip", "held", HELD)], "error", set()),
+        # another delivery failed in the same run: reported, exit 1
+        (
+            {"email/vip": HELD},
+            [("email", "vip", "held", HELD), ("ads", "vip", "failed", "receiver down")],
+            "skipped",
+            set(),
+        ),
+        # a delivery that failed is never quiet, whatever was reported before
+        (
+            {"ads/vip": "receiver down"},
+            [("ads", "vip", "failed", "receiver down")],
+            "skipped",
+            set(),
+        ),
+        # delivered beside the repeated hold: the hold alone is quiet
+        (
+            {"email/vip": HELD},
+            [("email", "vip", "held", HELD), ("ads", "vip", "delivered", None)],
+            "success",
+            {("email", "vip")},
+        ),
+    ],
+)
+def test_a_hold_already_reported_for_the_same_reason_is_said_once(
+    reported, deliveries, model, quiet
+) -> None:
+    import datetime as dt
+
+    from cadence.activation.attempt import SegmentDelivery
+    from cadence.activation.deliver import DeliveryReport
+    from cadence.build.context import ModelResult
+    from cadence.build.runner import RunResult
+    from cadence.cli.common import repeated_holds
+
+    result = RunResult(
+        "r1",
+        dt.datetime(2026, 3, 3, 5, 2, tzinfo=dt.timezone.utc),
+        (ModelResult("unsub", model, "due"),),
+        deliveries=DeliveryReport(
+            tuple(SegmentDelivery(c, s, status, error=e) for c, s, status, e in deliveries)
+        ),
+    )
+    assert repeated_holds(result, reported) == quiet

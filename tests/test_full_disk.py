@@ -163,7 +163,7 @@ def test_a_commit_refused_for_space_is_recorded_by_the_next_run_with_its_backoff
 
     disk.free()
     status = json.loads(cli(root, "status", "--json", "--at", "2026-01-10T10:16").output)
-    seg = next(m for m in status if m["name"] == "seg")
+    seg = next(m for m in status["models"] if m["name"] == "seg")
     assert seg["last_status"] == "error" and "no space left on device" in seg["last_error"]
 
     # the next run records it first: the second failure in a row backs off 2 minutes (it

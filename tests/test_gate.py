@@ -54,3 +54,39 @@ def test_a_test_on_a_column_the_model_lacks_names_itself_and_its_line(
     assert expected in result.output
     assert "Binder Error" not in result.output and "LINE " not in result.output
     assert statuses(root) == {"vip": "error", "other": "success"}  # only that model fails
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param("1=1)) as f0; create table main.smuggled as select ((1", id="through-parentheses"),
+        pytest.param("1=1; create table main.smuggled as select 1", id="after-a-semicolon"),
+    ],
+)
+def test_a_test_that_smuggles_a_statement_names_its_file_and_runs_nothing(
+    make_project, cli, where
+):
+    """The tests of a model are asked in one query, checked once by DuckDB's parser; when that
+    query is not one query, the test to blame is named, and nothing of it runs."""
+    yml = YML.replace("COLUMN", "email").replace(
+        "tests: [not_null]", "tests: [{not_null: {config: {where: " + repr(where) + "}}}]"
+    )
+    root = make_project(
+        {
+            "models/vip.sql": SEGMENT.replace("KEY", "'customer_id'"),
+            "models/vip.yml": yml,
+            "models/other.sql": "{{ config(channels=['email']) }}\nselect 1 as id\n",
+        }
+    )
+    result = cli(root, "run", "--at", "2026-01-10T06:00")
+    assert result.exit_code == 1
+    assert "models/vip.yml" in result.output and "one query" in result.output
+    assert statuses(root)["vip"] == "error"
+    import duckdb
+
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+    assert "smuggled" not in tables  # nothing of it ran

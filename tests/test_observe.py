@@ -336,6 +336,48 @@ STALE_FILES = {
 }
 
 
+
+def test_status_json_carries_models_channels_sources_and_deliveries(make_project, cli) -> None:
+    """SPEC §11 "--json carries the same": one object with the per-model rows, per channel its
+    lag, objective and state, per source its freshness (as ``--check --json``, which is that
+    object without the models and deliveries) and the deliveries."""
+    root = make_project(dict(STALE_FILES), STALE_YML)
+    assert cli(root, "run", "--due", "--at", "2026-12-06T10:00").exit_code == 1  # email held
+    at = "2026-12-06T10:01"
+    full = cli(root, "status", "--json", "--at", at)
+    assert full.exit_code == 0, full.output
+    doc = json.loads(full.stdout)
+    assert list(doc) == [
+        "at",
+        "state",
+        "models",
+        "channels",
+        "sources",
+        "deliveries",
+        "observed_at",
+        "alerts_pending",
+    ]
+    assert doc["at"] == "2026-12-06T10:01:00+01:00" and doc["state"] == "error"
+    assert [(m["name"], m["last_status"]) for m in doc["models"]] == [("seg", "success")]
+    channels = {c["channel"]: c for c in doc["channels"]}
+    assert channels["ads"]["state"] == "error" and channels["ads"]["lag_s"] == 5 * 3600 + 60
+    assert channels["email"]["data_at"] is None
+    assert channels["ads"]["objective"]["declared"] is False
+    (source,) = doc["sources"]
+    assert source["source"] == "raw.events" and source["state"] == "error"
+    assert source["loaded_at"] == "2026-12-06T05:00:00+01:00"
+    assert source["objective"]["error_after_s"] == 7200
+    deliveries = {(d["channel"], d["segment"]): d for d in doc["deliveries"]}
+    assert deliveries["ads", "seg"]["last"]["status"] == "delivered"
+    assert deliveries["ads", "seg"]["last"]["started_at"] == "2026-12-06T10:00:00+01:00"
+    assert deliveries["email", "seg"]["last"] is None  # held back: nothing attempted
+    assert deliveries["email", "seg"]["delivery"]["delivered"] is False
+    # --check --json: the same object and figures, without models and deliveries
+    check = cli(root, "status", "--check", "--json", "--at", at)
+    assert check.exit_code == 1
+    monitor = json.loads(check.stdout)
+    assert monitor == {k: v for k, v in doc.items() if k not in ("models", "deliveries")}
+
 def test_a_segment_behind_a_stale_source_is_built_not_delivered(make_project, cli) -> None:
     root = make_project(dict(STALE_FILES), STALE_YML)
     result = cli(root, "run", "--due", "--at", "2026-12-06T10:00")  # loaded 5 h ago

@@ -53,7 +53,8 @@ def test_status_text_shows_a_failing_models_next_retry(
     assert f"next retry: {retry}" in block
     assert f"error x{len(failures)}" in block
     rows = {
-        r["name"]: r for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)
+        r["name"]: r
+        for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)["models"]
     }
     # --json: the same instant, ISO 8601 with its offset (SPEC §7 "Times carry their zone")
     local = dt.datetime.strptime(retry[:16], "%Y-%m-%d %H:%M")
@@ -163,7 +164,8 @@ def test_a_model_skipped_for_no_new_data_is_current_not_overdue(
     con.close()
     assert cli(root, "run", "--at", built_at).exit_code == 0
     rows = {
-        r["name"]: r for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)
+        r["name"]: r
+        for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)["models"]
     }
     assert rows["counts"]["due"] is False
     assert rows["counts"]["overdue"] is False
@@ -175,7 +177,8 @@ def test_a_model_skipped_for_no_new_data_is_current_not_overdue(
     con.execute("insert into raw.events values (2, ?)", [fresh])
     con.close()
     rows = {
-        r["name"]: r for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)
+        r["name"]: r
+        for r in json.loads(cli(root, "status", "--json", "--at", status_at).output)["models"]
     }
     assert rows["counts"]["due"] is True and rows["counts"]["overdue"] is True
 

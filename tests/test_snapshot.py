@@ -104,7 +104,7 @@ def test_status_during_a_run_says_as_of_when(tmp_path: Path) -> None:
         result = invoke(root, "status", "--json", "--at", "2026-06-01T09:17")
     assert result.exit_code == 0, result.output
     assert "showing state as of 2026-06-01 09:02 CEST" in result.stderr
-    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    rows = {r["name"]: r for r in json.loads(result.stdout)["models"]}
     assert rows["seg"]["last_status"] == "success" and rows["broken"]["last_status"] == "error"
 
 

@@ -13,8 +13,10 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cadence.build.onequery import OneQuery
 from cadence.errors import CadenceError
 from cadence.load.digests import digest
 from cadence.load.parser import Model, ParsedProject
@@ -55,6 +57,16 @@ class Compiler:
         self._env = env
         self.models = {m.name: m for m in project.models}
         self.seeds = {s.name: s for s in project.seeds}
+        self._accepted: OneQuery | None = None
+
+    @property
+    def accepted(self) -> OneQuery:
+        """The SQL texts DuckDB's parser accepted as one query in earlier runs (read once)."""
+        if self._accepted is None:
+            from cadence.engines.duckdb import PARSER
+
+            self._accepted = OneQuery.read(Path(self.project.root), PARSER)
+        return self._accepted
 
     @property
     def env(self) -> ModelEnvironment:
@@ -232,15 +244,21 @@ QUERY_HINT = (
 )
 
 
-def ensure_query(sql: str, file: str) -> None:
+def ensure_query(sql: str, file: str, accepted: OneQuery | None = None) -> None:
     """Raise a ``CadenceError`` naming ``file`` unless ``sql`` is exactly one query, checked
     with DuckDB's own parser before it runs (SPEC §6): nothing a model or test smuggles past
-    its query (a ';' and a statement, through a closing parenthesis or a macro) ever runs."""
+    its query (a ';' and a statement, through a closing parenthesis or a macro) ever runs.
+    ``accepted``: the texts the parser accepted in earlier runs (``build.onequery``), not
+    parsed again."""
+    if accepted is not None and accepted.known(sql):
+        return
     from cadence.engines.duckdb import query_problem  # duckdb only when something is built
 
     problem = query_problem(sql)
     if problem is not None:
         raise CadenceError(f"{file} {problem}", file=file, hint=QUERY_HINT)
+    if accepted is not None:
+        accepted.add(sql)
 
 
 def _after_watermark(sql: str, column: str, this: str, bound: str | None = None) -> str:

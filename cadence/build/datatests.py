@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cadence.build.compiler import ensure_query
+from cadence.build.onequery import OneQuery
 from cadence.engines.base import Engine
 from cadence.load.parser import ParsedProject
 from cadence.load.relations import quote
@@ -134,19 +135,22 @@ def failures_sql(test: DataTest, rows_sql: str) -> str:
     return f"select {test.fail_calc} from (\n{rows_sql}{limit}\n) dbt_internal_test"
 
 
-def judge(engine: Engine, counted: Sequence[tuple[DataTest, str]]) -> list[TestOutcome]:
-    """Run the failing-rows queries of many tests in one query; one outcome each, in order."""
+def judge(
+    engine: Engine, counted: Sequence[tuple[DataTest, str]], accepted: OneQuery | None = None
+) -> list[TestOutcome]:
+    """Run the failing-rows queries of many tests in one query; one outcome each, in order
+    (``accepted``: texts the parser accepted in earlier runs)."""
     if not counted:
         return []
-    for test, sql in counted:  # one query each, fail_calc and limit included (SPEC §6)
-        ensure_query(failures_sql(test, sql), test.file)
     values = ",\n".join(
         f"({failures_sql(test, sql)}) as f{i}" for i, (test, sql) in enumerate(counted)
     )
     checks = ", ".join(
         f"f{i}, f{i} {test.warn_if}, f{i} {test.error_if}" for i, (test, _sql) in enumerate(counted)
     )
-    row = engine.query(f"with counted as (select\n{values}\n)\nselect {checks} from counted")[0]
+    query = f"with counted as (select\n{values}\n)\nselect {checks} from counted"
+    _ensure_one_query(query, counted, accepted)
+    row = engine.query(query)[0]
     outcomes = []
     for i, (test, _sql) in enumerate(counted):
         raw, warn, error = row[3 * i : 3 * i + 3]
@@ -158,6 +162,26 @@ def judge(engine: Engine, counted: Sequence[tuple[DataTest, str]]) -> list[TestO
             )
         )
     return outcomes
+
+
+def _ensure_one_query(
+    query: str, counted: Sequence[tuple[DataTest, str]], accepted: OneQuery | None
+) -> None:
+    """What runs is one query (SPEC §6), checked with DuckDB's parser once for all the tests;
+    when it is not, each test's own query (``fail_calc`` and ``limit`` included) is checked so
+    the error names the file of the test that is to blame."""
+    from cadence.engines.duckdb import query_problem  # duckdb only when something is tested
+
+    if accepted is not None and accepted.known(query):
+        return
+    if query_problem(query) is None:
+        if accepted is not None:
+            accepted.add(query)
+        return
+    for test, sql in counted:
+        ensure_query(sql, test.file)
+        ensure_query(failures_sql(test, sql), test.file)
+    ensure_query(query, counted[0][0].file)
 
 
 def describe(outcome: TestOutcome) -> str:

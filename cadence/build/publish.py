@@ -21,7 +21,7 @@ from dataclasses import replace
 from cadence.build import hooks
 from cadence.build.compiler import CompiledModel, ensure_query
 from cadence.build.context import ModelResult, RunContext, record_failure, swap
-from cadence.build.gate import run_tests
+from cadence.build.gate import TestsCannotRun, run_tests
 from cadence.build.incremental import merge_keys, settle_columns, stage
 from cadence.build.snapshots import compiled_path, publish_snapshot
 from cadence.disk import artifacts
@@ -53,7 +53,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             invocation_id=ctx.run_id,
         )
         compiled_rel = artifacts.write_compiled(ctx.root, compiled_path(model), compiled.sql)
-        ensure_query(compiled.sql, model.path)
+        ensure_query(compiled.sql, model.path, ctx.compiler.accepted)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         # what this transaction can see: relations committed before it begins (others being
         # built in parallel commit later, invisible to it)
@@ -101,6 +101,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             warnings=tuple(warnings),
         )
     except (EngineError, CadenceError) as exc:
+        if isinstance(exc, TestsCannotRun):  # rolled back: the engine can answer again
+            exc = exc.named(engine)
         if isinstance(exc, CadenceError):
             message = exc.message
         else:
@@ -155,7 +157,9 @@ def _publish_table(
     created = stage(engine, compiled, staging)
     rows = created if created is not None else engine.row_count(staging)
     merge_into = model.relation if incremental else None  # judged as the merge will leave it
-    outcomes = run_tests(ctx, model, staging, None if incremental else rows, merge_into)
+    outcomes = run_tests(
+        ctx, model, staging, None if incremental else rows, merge_into, built_from=compiled.sql
+    )
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
     if blocking:

@@ -317,6 +317,7 @@ def execute(
             duration_s=round(time.perf_counter() - clock, 6),
         )
         run_result = write_results(root, run_result)
+        compiler.accepted.save()  # the queries the parser accepted, for the next run
     return run_result
 
 

@@ -1,7 +1,8 @@
 """What every command shares: the clock, the common options (--project-dir, --vars, --target,
 --profiles-dir, --debug, --select, --exclude, --at, --json), loading the project and its state,
 and the mapping of errors to exit codes (0 ok, 1 a model or test failed, 2 usage or project
-error, 3 internal error, 130 interrupted).
+error, 3 internal error, 130 interrupted; a ``run --due`` hold already reported for the same
+reason is not a failure: ``repeated_holds``).
 
 Input: flags -> output: the loaded project, ``now`` and the selection a command hands to the
 library. Invariants: ``_now`` is the one place cadence reads the clock (commands call it as
@@ -226,11 +227,39 @@ def _held(exc: CadenceError) -> None:
     echo(note.render())
 
 
-def _render_deliveries(report: Any) -> None:
+def repeated_holds(result: Any, reported: dict[str, str]) -> frozenset[tuple[str, str]]:
+    """The (channel, segment) deliveries a ``run --due`` need not report again: held (an input
+    they read failing) for the reason an earlier run reported (``reported``, from the observe
+    wing), in a run that fails nothing else. Empty when the run fails anyway: its output says
+    why the channel waits too."""
+    import dataclasses
+
+    report = result.deliveries
+    if report is None or not reported:
+        return frozenset()
+    same = frozenset(
+        (d.channel, d.segment)
+        for d in report.deliveries
+        if d.status == "held" and reported.get(f"{d.channel}/{d.segment}") == (d.error or "")
+    )
+    if not same:
+        return same
+    rest = tuple(d for d in report.deliveries if (d.channel, d.segment) not in same)
+    if not dataclasses.replace(result, deliveries=dataclasses.replace(report, deliveries=rest)).ok:
+        return frozenset()
+    return same
+
+
+def _render_deliveries(report: Any, skip: frozenset[tuple[str, str]] = frozenset()) -> None:
     if report is None or not report.deliveries:
         return
     from cadence.activation.render import delivery_lines
 
+    if skip:  # holds already reported for the same reason: not news
+        import dataclasses
+
+        kept = tuple(d for d in report.deliveries if (d.channel, d.segment) not in skip)
+        report = dataclasses.replace(report, deliveries=kept)
     to_stderr = False
     for line in delivery_lines(report):
         # an error and the indented lines under it (its hint) go to stderr together

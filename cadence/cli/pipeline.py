@@ -113,6 +113,11 @@ def run(
     if not dry_run:
         dated(name, wall, project, at, as_json=as_json)
     now = _at(project, at, wall)
+    reported: dict[str, str] = {}
+    if due and not dry_run:  # holds a run --due already reported are said once per reason
+        from cadence.observe import reported_holds
+
+        reported = reported_holds(project.root)
     renderer = output.RunRenderer(as_json=as_json, due=due, tz=project.tz)
     try:
         result = project.run(
@@ -144,15 +149,16 @@ def run(
         echo(behind, err=True)
     if result.write_error:
         echo(f"error: {result.write_error}", err=True)
+    quiet = common.repeated_holds(result, reported)
     if not as_json:  # with --json the run's one document holds deliveries and snapshots
-        _render_deliveries(result.deliveries)
+        _render_deliveries(result.deliveries, quiet)
     if not due or any(r.status != "skipped" for r in result.results):
         # project warnings (e.g. dbt keys cadence ignores); an idle cron run stays quiet
         for warning in project.parsed.warnings:
             echo(warning.render(), err=True)
     if not as_json:
         _render_snapshots(result.snapshots)
-    if not result.ok:
+    if not result.ok and not quiet:  # a hold already reported alone does not fail the run
         raise Failed()
 
 
@@ -225,18 +231,20 @@ def plan(
 @command
 def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None) -> None:
     """Per model: channels, cadence, last good build, last status, next tick, overdue; per
-    channel its lag, objective and freshness state (ok, warn, error)."""
+    channel its deliveries, lag, objective and freshness state (ok, warn, error); per source
+    its freshness."""
     from cadence import output
     from cadence.observe import check as freshness
-    from cadence.plan.due import clock_warning
+    from cadence.observe import reported_holds
+    from cadence.plan.due import clock_warning, fmt
     from cadence.record.reports import status_report
 
     project = _load(project_dir)
     now = _at(project, at)
     fresh = freshness(project.parsed, project.cadences, project.root, now)
     if check:
-        if as_json:
-            echo(json.dumps(fresh, indent=2))
+        if as_json:  # the status object without models and deliveries (no warehouse read)
+            echo(json.dumps(output.status_json(now, fresh, project.tz), indent=2))
         else:
             for line in output.freshness_lines(fresh, project.tz):
                 echo(line)
@@ -250,8 +258,14 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
         if r.get("recorded_after_now")
     )
     warning = clock_warning(behind, now, project.tz)
+    holds = reported_holds(project.root)  # held at the last run: why a tick waits
+    deliveries = [
+        {**row, "held": holds.get(f"{row['channel']}/{row['segment']}")}
+        for row in project.delivery_status(now)
+    ]
     if as_json:
-        echo(json.dumps(rows, indent=2, default=str))
+        document = output.status_json(now, fresh, project.tz, rows, deliveries)
+        echo(json.dumps(document, indent=2, default=str))
         if warning:
             echo(warning, err=True)
         return
@@ -260,8 +274,14 @@ def status(at: str | None, check: bool, as_json: bool, project_dir: Path | None)
     if warning:
         echo(warning)
     echo(output.render_status(rows, project.tz))
-    for line in status_lines(project.delivery_status(now), project.tz):
+    held = {f"{r['channel']}/{r['segment']}:": r["held"] for r in deliveries if r["held"]}
+    observed = fresh.get("observed_at")
+    when = fmt(dt.datetime.fromisoformat(observed), project.tz) if observed else "-"
+    for line in status_lines(deliveries, project.tz):
         echo(line)
+        reason = held.get(line.strip().split(" ", 1)[0])  # "email/vip:" opens a segment's line
+        if reason:  # under its segment's line: why its tick waits
+            echo(f"    held at the last run ({when}): {reason}")
     for line in output.freshness_lines(fresh, project.tz):
         echo(line)
 

@@ -308,6 +308,7 @@ def read_file(
 
 
 _PARSER = threading.local()  # one in-memory connection per thread, for its parser only
+PARSER = f"duckdb-{duckdb.__version__}"  # whose judgement ``build.onequery`` remembers
 
 
 def query_problem(sql: str) -> str | None:

@@ -246,44 +246,24 @@ def parse_project_tree(
     cost = parse_cost(raw, errors)
     alerts = parse_alerts(raw, errors)
     defaults = parse_folder_defaults(raw.get("models"), str(name), line_of(raw, "models"), errors)
-    snapshot_tree = raw.get("snapshots")
-    if snapshot_tree is not None and not isinstance(snapshot_tree, dict):
-        errors.add(
-            CadenceError(
-                "'snapshots' must be a mapping of snapshot configs",
-                file=file,
-                line=line_of(raw, "snapshots"),
-                hint="write snapshots: {my_project: {orders_snap: {+cadence: daily}}}",
-            )
-        )
-        snapshot_tree = None
+    snapshot_tree = _mapping(
+        raw,
+        "snapshots",
+        errors,
+        "write snapshots: {my_project: {orders_snap: {+cadence: daily}}}",
+        file,
+        " of snapshot configs",
+    )
     own_snapshots: tuple[tuple[tuple[str, ...], ConfigLayer], ...] = ()
     if snapshot_tree:
         from cadence.load.dbt.configs import folder_defaults  # dbt's form; loaded only if used
 
         own_snapshots = folder_defaults(snapshot_tree, file, str(name))
-    seed_config = raw.get("seeds") or {}
-    if not isinstance(seed_config, dict):
-        errors.add(
-            CadenceError(
-                "'seeds' must be a mapping",
-                file=file,
-                line=line_of(raw, "seeds"),
-                hint="write seeds: {column_types: {...}} or remove it",
-            )
-        )
-        seed_config = {}
-    vars_ = raw.get("vars") or {}
-    if not isinstance(vars_, dict):
-        errors.add(
-            CadenceError(
-                "'vars' must be a mapping",
-                file=file,
-                line=line_of(raw, "vars"),
-                hint="write vars: {name: value}",
-            )
-        )
-        vars_ = {}
+    seed_config = (
+        _mapping(raw, "seeds", errors, "write seeds: {column_types: {...}} or remove it", file)
+        or {}
+    )
+    vars_ = _mapping(raw, "vars", errors, "write vars: {name: value}", file) or {}
     if dbt is not None:
         vars_ = {**dbt.vars, **vars_}
         env_used = [*dbt.env_used, *env_used]
@@ -307,25 +287,31 @@ def parse_project_tree(
     )
 
 
+def _mapping(
+    raw: dict[str, Any], key: str, errors: ErrorCollector, hint: str, file: str, what: str = ""
+) -> Any:
+    """``raw[key]`` when it is a mapping or absent (None); anything else is an error, collected
+    with its line, and read as absent."""
+    value = raw.get(key)
+    if value is None or isinstance(value, dict):
+        return value
+    errors.add(
+        CadenceError(
+            f"'{key}' must be a mapping{what}", file=file, line=line_of(raw, key), hint=hint
+        )
+    )
+    return None
+
+
 TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
 
 
 def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
     """``history: {keep_days: N}``: N whole days, 1 to 36500."""
-    value = raw.get("history")
+    value = _mapping(raw, "history", errors, "write history: {keep_days: 90}", PROJECT_FILE)
     if value is None:
         return None
     line = line_of(raw, "history")
-    if not isinstance(value, dict):
-        errors.add(
-            CadenceError(
-                "'history' must be a mapping",
-                file=PROJECT_FILE,
-                line=line,
-                hint="write history: {keep_days: 90}",
-            )
-        )
-        return None
     for key in value:
         if key not in HISTORY_KEYS:
             errors.add(

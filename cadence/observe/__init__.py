@@ -1,6 +1,7 @@
 """The observe wing: freshness objectives, alerts and metrics, from what runs recorded.
 
 Entered from one place: ``after_run`` (the facade, after every run), ``check`` (``status``),
+``reported_holds`` (``run --due``, before the run),
 ``Observer`` (``serve``) and ``wake_at`` (the idle shortcut). Input: the project, a finished
 run, ``now`` -> output: ``target/observe.json`` (``record``), alerts (``alerts``),
 ``target/metrics.prom`` (``metrics``); the logic is in ``watch``.
@@ -63,6 +64,13 @@ def _idle_wake(root: Path) -> dt.datetime | None:
         return None  # no record yet: observe now
     wake = record.next_wake(data)
     return wake or dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def reported_holds(root: Path) -> dict[str, str]:
+    """Channel x segment -> the reason its delivery was held at the last run that observed
+    (read before a ``run --due``: a hold already reported for the same reason is not news)."""
+    data = record.read(root)
+    return dict(data["holds"]) if data is not None else {}
 
 
 def check(parsed: Any, cadences: Any, root: Path, now: dt.datetime) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Input: a plain dict (per channel the time of the data it was last brought up to date with and
 per segment of it, its state and when cadence first saw it; per segment the data time of its
 current version; per source its newest loaded_at and state; per model its health and failure
-count; per channel x segment its delivery health; the alert outbox; the next instant to look
+count; per channel x segment its delivery health and, while its delivery is held (an input it
+reads failing), the reason the run reported; the alert outbox; the next instant to look
 again) -> the file, and back.
 Invariants: written to a temporary name, fsynced and renamed, owner-only (0600): a reader (status
 --check polling every minute, serve's /healthz) sees the previous record or the new one, never
@@ -35,6 +36,7 @@ def empty() -> dict[str, Any]:
         "sources": {},
         "models": {},
         "deliveries": {},
+        "holds": {},
         "outbox": [],
         "next_wake": None,
         "alert_error": None,

@@ -190,12 +190,26 @@ def observe(
         channels[config.name] = entry
     data = {
         **data,
+        "holds": held_reasons(data.get("holds") or {}, deliveries),
         "at": now.isoformat(),
         "segments": segments,
         "sources": sources,
         "channels": channels,
     }
     return _transitions(root, parsed, cadences, data, result, deliveries, now, env, worked)
+
+
+def held_reasons(previous: Mapping[str, str], deliveries: list[dict[str, Any]]) -> dict[str, str]:
+    """Channel x segment -> the reason its delivery is held (an input it reads failing), as
+    this run reported it; any other outcome of its delivery clears it."""
+    holds = dict(previous)
+    for d in deliveries:
+        key = f"{d['channel']}/{d['segment']}"
+        if d["status"] == "held":
+            holds[key] = d.get("error") or ""
+        else:
+            holds.pop(key, None)
+    return holds
 
 
 def _transitions(

@@ -1,0 +1,111 @@
+"""build/onequery.py: the SQL texts DuckDB's parser accepted as one query are remembered across
+runs (keyed digests in target/one_query.txt), so an unchanged model is not parsed again every
+minute; an edit, a planted or copied file, or another DuckDB version is judged again."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+import pytest
+from conftest import statuses
+
+from cadence.engines import duckdb as engine_duckdb
+
+FILES = {
+    "models/base.sql": "select 1 as customer_id, 'a@x.test' as email\n",
+    "models/vip.sql": (
+        "{{ config(channels=['email'], key='customer_id') }}\nselect * from {{ ref('base') }}\n"
+    ),
+    "models/vip.yml": (
+        "version: 2\nmodels:\n  - name: vip\n    columns:\n"
+        "      - name: email\n        tests: [not_null]\n"
+    ),
+}
+SMUGGLED = "select 1 as customer_id, 'a@x.test' as email);\ncreate table main.smuggled as (select 1\n"
+
+
+@pytest.fixture()
+def parsed(monkeypatch, tmp_path):
+    """Every text DuckDB's parser is asked about, in order; a key of this test's own user."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "me"))
+    asked: list[str] = []
+    real = engine_duckdb.query_problem
+
+    def spy(sql: str) -> str | None:
+        asked.append(sql)
+        return real(sql)
+
+    monkeypatch.setattr(engine_duckdb, "query_problem", spy)
+    return asked
+
+
+def _tables(root: Path) -> set[str]:
+    import duckdb
+
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        return {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+
+
+def test_an_unchanged_project_is_not_parsed_again(make_project, cli, parsed):
+    root = make_project(FILES)
+    assert cli(root, "run", "--at", "2026-01-10T06:00").exit_code == 0
+    first = len(parsed)
+    assert first >= 3  # base, vip and vip's tests
+    assert (root / "target" / "one_query.txt").stat().st_mode & 0o077 == 0
+    parsed.clear()
+    assert cli(root, "run", "--full-refresh", "--at", "2026-01-10T07:00").exit_code == 0
+    assert parsed == []
+    assert statuses(root) == {"base": "success", "vip": "success"}
+
+
+def test_an_edit_that_smuggles_a_statement_is_judged_again_and_refused(
+    make_project, cli, parsed
+):
+    root = make_project(FILES)
+    assert cli(root, "run", "--at", "2026-01-10T06:00").exit_code == 0
+    (root / "models" / "base.sql").write_text(SMUGGLED)
+    for hour in ("07", "08"):  # refused texts are never remembered: refused every time
+        result = cli(root, "run", "--full-refresh", "--at", f"2026-01-10T{hour}:00")
+        assert result.exit_code == 1
+        assert "models/base.sql" in result.output and "one query" in result.output
+        assert statuses(root)["base"] == "error"
+    assert "smuggled" not in _tables(root)
+
+
+@pytest.mark.parametrize("how", ["planted-with-another-key", "another-duckdb-version"])
+def test_a_file_this_user_s_cadence_did_not_write_vouches_for_nothing(
+    make_project, cli, parsed, how
+):
+    """An entry for the smuggling text made with another key (another user's, a copied file) or
+    written under another DuckDB version: the text is parsed and refused all the same."""
+    root = make_project(FILES)
+    assert cli(root, "run", "--at", "2026-01-10T06:00").exit_code == 0
+    (root / "models" / "base.sql").write_text(SMUGGLED)
+    path = root / "target" / "one_query.txt"
+    header, *entries = path.read_text().splitlines()
+    if how == "planted-with-another-key":
+        compiled = SMUGGLED  # what the compiler makes of it, near enough: any key but ours
+        entries += [hmac.new(b"k" * 32, compiled.encode(), "sha256").hexdigest()]
+    else:
+        header = "cadence-one-query 1 duckdb-0.0.1"
+    path.write_text("\n".join([header, *entries]) + "\n")
+    parsed.clear()
+    result = cli(root, "run", "--full-refresh", "--at", "2026-01-10T07:00")
+    assert result.exit_code == 1 and "one query" in result.output
+    assert any("smuggled" in sql for sql in parsed)
+    assert "smuggled" not in _tables(root)
+
+
+def test_an_unreadable_file_is_ignored(make_project, cli, parsed):
+    root = make_project(FILES)
+    assert cli(root, "run", "--at", "2026-01-10T06:00").exit_code == 0
+    path = root / "target" / "one_query.txt"
+    path.unlink()
+    path.mkdir()  # a folder where the file was: read fails, the save is skipped
+    parsed.clear()
+    assert cli(root, "run", "--full-refresh", "--at", "2026-01-10T07:00").exit_code == 0
+    assert len(parsed) >= 3
