@@ -1,10 +1,8 @@
-"""Parallel builds (cadence/parallel.py): dependency order, cursors reused and closed, the thread
-switch interval, and interrupts that reach every build."""
+"""Parallel builds (cadence/parallel.py): dependency order, cursors reused and closed, and
+interrupts that reach every build."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import threading
 import time
 
@@ -112,30 +110,3 @@ def test_builds_reuse_at_most_threads_cursors_never_two_at_once_all_closed_at_th
     assert clashes == []
     assert 1 <= len(engine.cursors) <= 2
     assert all(c.closed for c in engine.cursors)
-
-
-@pytest.mark.parametrize("interrupted", [False, True])
-def test_threads_switch_at_least_every_half_millisecond_while_building_then_as_before(
-    interrupted: bool,
-) -> None:
-    """At Python's default (5 ms) a build whose statement returned waited that long for the
-    interpreter, several times a model; the process's own interval is back afterwards, an
-    interrupted run too."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.01)
-    seen: list[float] = []
-
-    def done(d: Decision, _result: str) -> None:
-        if interrupted:
-            raise KeyboardInterrupt
-
-    try:
-        with pytest.raises(KeyboardInterrupt) if interrupted else contextlib.nullcontext():
-            parallel.run([decision("a"), decision("b")], {"a": set(), "b": set()}, 2, Engine(),
-                         lambda d, _c: seen.append(sys.getswitchinterval()) or d.name, done,
-                         lambda d, n: None)
-        after = sys.getswitchinterval()
-    finally:
-        sys.setswitchinterval(before)
-    assert seen and all(s <= 0.0005 for s in seen)
-    assert after == pytest.approx(0.01)

@@ -7,19 +7,14 @@ Invariants: a model starts only after every model it waits for is done; ready mo
 order; no two builds run on one cursor at once, and at most ``threads`` cursors are opened, each
 reused by build after build (a cursor's first statement costs more than the next ones) and closed
 at the end; an interrupt (Ctrl-C, SIGTERM) interrupts every running build until it returns, then
-records the builds that committed before it reached them, then propagates. While builds run,
-Python hands the interpreter between threads at least every ``SWITCH_INTERVAL_S`` (its default
-is 5 ms): a build whose statement returns waits for the interpreter, and at the default that
-wait, several times a model, was longer than most statements (the process's interval is put
-back when the builds end).
+records the builds that committed before it reached them, then propagates.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -28,8 +23,6 @@ from cadence.plan.dag import Dag
 from cadence.plan.due import Decision
 
 R = TypeVar("R")
-
-SWITCH_INTERVAL_S = 0.0005
 
 
 def dependencies(dag: Dag, building: set[str]) -> dict[str, set[str]]:
@@ -76,9 +69,7 @@ def run(
     opened: list[Engine] = []
     count = 0
 
-    with _switching(SWITCH_INTERVAL_S), ThreadPoolExecutor(
-        max_workers=threads, thread_name_prefix="cadence-build"
-    ) as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
         try:
             while ready or running:
                 while ready and len(running) < threads:
@@ -113,17 +104,6 @@ def run(
             for cursor in opened:
                 with contextlib.suppress(Exception):  # closing must not mask what is raised
                     cursor.close()
-
-
-@contextlib.contextmanager
-def _switching(interval_s: float) -> Iterator[None]:
-    """Python's thread switch interval at most ``interval_s`` for the block, then as it was."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, interval_s))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 def _interrupt_until_stopped(running: dict[Future[R], tuple[Decision, Engine]]) -> None:
