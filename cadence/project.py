@@ -27,7 +27,7 @@ from cadence.load.inputs import Fingerprint, find_project_root
 from cadence.load.layout import LoadOptions
 from cadence.load.parser import ParsedProject
 from cadence.load.projectconfig import THREADS_HINT, threads_problem
-from cadence.observe import Observer, after_run, wake_at
+from cadence.observe import Observer, after_run, files_kept, wake_at
 from cadence.plan.cadences import Cadences
 from cadence.plan.dag import Dag
 from cadence.plan.due import Plan, decide, freshness_sources
@@ -173,6 +173,7 @@ class Project:
             owed += publish.owed(self.root, self.parsed, after, now)
             unchanged += publish.files_kept(self.root, self.parsed)
         observed = wake_at(self.root)  # the observe wing: an objective crossing, an alert retry
+        unchanged += files_kept(self.root)  # and its record, which a run without it writes
         if observed is not None:
             owed.append((observed, "a freshness objective crossing or an alert to retry"))
         plan = plan or self.plan(now, due_only=True, state=after)

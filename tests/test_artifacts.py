@@ -196,3 +196,98 @@ def test_an_interrupted_write_keeps_the_old_file_and_no_temporary(tmp_path, monk
         artifacts.write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def _compiled(root: Path) -> Path:
+    return root / artifacts.compiled_path("models/x.sql", root)
+
+
+def _same_text_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("select 1\n")
+    path.chmod(0o600)
+
+
+def _symlink_to_same_text(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "elsewhere.sql").write_text("select 1\n")
+    path.symlink_to(path.parent / "elsewhere.sql")
+
+
+def _fifo(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path, 0o600)
+
+
+def _readable_same_text(path: Path) -> None:
+    _same_text_file(path)
+    path.chmod(0o644)
+
+
+def _hard_linked_same_text(path: Path) -> None:
+    _same_text_file(path)
+    os.link(path, path.parent / "other.sql")
+
+
+def _other_text(path: Path) -> None:
+    _same_text_file(path)
+    path.write_text("select 2\n")
+
+
+def _same_text_and_more(path: Path) -> None:
+    _same_text_file(path)
+    path.write_text("select 1\n-- and more\n")
+
+
+@pytest.mark.parametrize(
+    ("there", "kept"),
+    [
+        (_same_text_file, True),  # the one case left alone: no temporary file, no rename
+        (_symlink_to_same_text, False),  # replaced by a file; the link's target untouched
+        (_fifo, False),  # never opened for a blocking read; replaced
+        (_readable_same_text, False),  # 0644: written again, owner-only
+        (_hard_linked_same_text, False),  # another name shares it: a file of its own
+        (_other_text, False),
+        (_same_text_and_more, False),
+    ],
+)
+def test_compiled_sql_already_on_disk_is_written_only_when_it_differs(
+    tmp_path, monkeypatch, there, kept
+):
+    path = _compiled(tmp_path)
+    there(path)
+    before = os.lstat(path).st_ino
+    renames: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        renames.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", replace)
+    assert artifacts.write_compiled(tmp_path, "models/x.sql", "select 1") == str(
+        path.relative_to(tmp_path)
+    )
+    assert path.read_text() == "select 1\n"
+    assert stat.S_ISREG(os.lstat(path).st_mode) and mode(path) == 0o600
+    assert (os.lstat(path).st_ino == before) is kept
+    assert renames == ([] if kept else [str(path)])
+    if there is _symlink_to_same_text:
+        assert (path.parent / "elsewhere.sql").read_text() == "select 1\n"
+    if there is _hard_linked_same_text:
+        assert os.lstat(path.parent / "other.sql").st_nlink == 1
+
+
+def test_a_second_run_leaves_unchanged_compiled_sql_in_place(make_project, cli):
+    root = make_project(FILES)
+    assert cli(root, "run", "--at", AT).exit_code == 0
+    compiled = sorted((root / "target" / "compiled").rglob("*.sql"))
+    inodes = {p: os.lstat(p).st_ino for p in compiled}
+    assert len(compiled) == 2
+    (root / "models/staging/stg.sql").write_text("select 2 as customer_id\n")
+    assert cli(root, "run", "--at", "2026-03-03T05:00").exit_code == 0
+    moved = {p.name for p in compiled if os.lstat(p).st_ino != inodes[p]}
+    assert moved == {"stg.sql"}  # only the model whose SQL changed was written again
+    assert (root / "target/compiled/models/staging/stg.sql").read_text() == (
+        "select 2 as customer_id\n"
+    )

@@ -104,6 +104,8 @@ CASES = [
         "05:01",
         False,
     ),
+    ("observe-record-missing", lambda r: (r / OBSERVED).unlink(), "2026-01-10T05:01", False),
+    ("observe-record-replaced", lambda r: replace_file(r / OBSERVED), "05:01", False),
     ("wake-file-edited", edit_wake_file, "2026-01-10T05:01", False),
     ("wake-file-missing", lambda r: (r / "target/wake.json").unlink(), "2026-01-10T05:01", False),
     ("another-run-holds-the-lock", hold_lock, "2026-01-10T05:01", False),
@@ -111,6 +113,14 @@ CASES = [
 ]
 FILES_EMAIL = "models/email_seg.sql"
 MEMBERS = "target/members/routing_seg/members.parquet"
+OBSERVED = "target/observe.json"  # the observe wing's record: without it a run observes anew
+
+
+def replace_file(path: Path) -> None:
+    """The same bytes in a new file (an older copy put back, a restore from a backup)."""
+    saved = path.read_bytes()
+    path.unlink()
+    path.write_bytes(saved)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +141,19 @@ def test_wake_reasons(make_project, cli, monkeypatch, change, when, holds):
             undo()
     if holds:
         full_path_is_idle(root, when)
+
+
+def test_a_missing_observe_record_is_written_by_the_full_path(make_project, cli):
+    """Found by tests/test_idle_replay.py: without target/observe.json the full path observes
+    anew (and writes it, with any alert for what it now sees), so the shortcut must not hold;
+    the run that writes it leaves a wake file that holds again."""
+    root = built(make_project, cli)
+    (root / OBSERVED).unlink()
+    assert not asleep(root, "2026-01-10T05:01")
+    assert cli(root, "run", "--due", "--at", "2026-01-10T05:01").exit_code == 0
+    assert (root / OBSERVED).is_file()
+    assert asleep(root, "2026-01-10T05:02")
+    full_path_is_idle(root, "2026-01-10T05:02")
 
 
 def test_a_restored_older_warehouse_file_is_a_change(make_project, cli, tmp_path):

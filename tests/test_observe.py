@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -495,3 +497,228 @@ channels:
     # so email was brought up to date with the 11:00 version, not the 11:05 one
     assert cli(root, "run", "--due", "--at", "2026-12-06T11:05").exit_code == 0
     assert data_at("11:06") == {"email": t("2026-12-06T11:00"), "web": t("2026-12-06T11:05")}
+
+
+# -- metrics.prom: the text prometheus_client's Gauges would write, without their cost --------
+def _gauge_reference(project, data, standings, run_duration_s) -> bytes:
+    """metrics.prom as prometheus_client's Gauge objects write it (the shape the file had)."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    from cadence.observe import record
+    from cadence.observe.objectives import STATES
+
+    reg = CollectorRegistry()
+
+    def g(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+        return Gauge(name, doc, ("project", *labels), registry=reg)
+
+    ch = [
+        g("cadence_channel_data_timestamp_seconds", "Time of the data the channel was last "
+          "brought up to date with", ("channel",)),
+        g("cadence_channel_objective_warn_seconds", "Lag above which the channel is at warn",
+          ("channel",)),
+        g("cadence_channel_objective_error_seconds", "Lag above which the channel is at error",
+          ("channel",)),
+        g("cadence_channel_freshness_state", "Freshness state: 0 ok, 1 warn, 2 error",
+          ("channel",)),
+        g("cadence_channel_last_delivery_timestamp_seconds", "Time of the channel's last "
+          "successful delivery", ("channel",)),
+        g("cadence_channel_pending_changes", "Membership changes not yet delivered to the "
+          "channel", ("channel",)),
+    ]  # fmt: skip
+    for s in standings:
+        entry = data.get("channels", {}).get(s.name, {})
+        if s.data_at is not None:
+            ch[0].labels(project, s.name).set(s.data_at.timestamp())
+        if s.warn_after_s is not None:
+            ch[1].labels(project, s.name).set(s.warn_after_s)
+        if s.error_after_s is not None:
+            ch[2].labels(project, s.name).set(s.error_after_s)
+        ch[3].labels(project, s.name).set(STATES.index(s.state))
+        if (last := record.time(entry.get("last_delivery_at"))) is not None:
+            ch[4].labels(project, s.name).set(last.timestamp())
+        if isinstance(entry.get("pending"), int):
+            ch[5].labels(project, s.name).set(entry["pending"])
+    m = [
+        g("cadence_model_last_success_timestamp_seconds", "Start of the model's last successful "
+          "build", ("model",)),
+        g("cadence_model_last_duration_seconds", "Duration of the model's last successful build",
+          ("model",)),
+        g("cadence_model_builds", "Builds of the model recorded", ("model",)),
+        g("cadence_model_failures", "Failed builds of the model observed", ("model",)),
+    ]  # fmt: skip
+    for name, stats in sorted(data.get("stats", {}).items()):
+        if (at := record.time(stats.get("last_success_at"))) is not None:
+            m[0].labels(project, name).set(at.timestamp())
+        if stats.get("last_duration_s") is not None:
+            m[1].labels(project, name).set(stats["last_duration_s"])
+        m[2].labels(project, name).set(stats.get("builds", 0))
+        m[3].labels(project, name).set(stats.get("failures", 0))
+    run = g("cadence_run_duration_seconds", "Seconds the last run that did work spent building, "
+            "testing and publishing", ())  # fmt: skip
+    run_at = g("cadence_run_timestamp_seconds", "When the last run that did work ran", ())
+    if run_duration_s is not None:
+        run.labels(project).set(run_duration_s)
+    if (at := record.time(data.get("at"))) is not None:
+        run_at.labels(project).set(at.timestamp())
+    return bytes(generate_latest(reg))
+
+
+def _standing(name: str, state: str, data_at: str | None, warn, error):
+    from cadence.observe.objectives import Standing
+
+    at = t(data_at) if data_at else None
+    return Standing(name, at, None, warn, error, state, warn is not None, None)
+
+
+METRICS_CASES = [
+    ("nothing recorded", "p", {}, [], None),
+    (
+        "channels and models",
+        "shop",
+        {
+            "at": "2026-12-06T10:00:00+01:00",
+            "channels": {
+                "web": {"last_delivery_at": "2026-12-06T09:59:30+01:00", "pending": 3},
+                "email": {"pending": "not a number"},
+            },
+            "stats": {
+                "seg_b": {"builds": 7, "failures": 2, "last_duration_s": 0.000123},
+                "seg_a": {
+                    "builds": 1,
+                    "failures": 0,
+                    "last_success_at": "2026-12-06T10:00:00.123456+01:00",
+                    "last_duration_s": 12345678.5,
+                },
+                "never": {},
+            },
+        },
+        [
+            _standing("web", "warn", "2026-12-06T08:00", 5400.0, 10800),
+            _standing("email", "ok", None, None, None),
+        ],
+        1.25,
+    ),
+    (
+        "names a label must escape",
+        'sh"op\\x',
+        {"stats": {'we"ird\\name\nü': {"builds": 10**12, "failures": 1.5}}},
+        [_standing('ch"an\\nel\nü', "error", "2026-01-01T00:00", 0.5, 1e-7)],
+        0.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("project", "data", "standings", "duration"),
+    [c[1:] for c in METRICS_CASES],
+    ids=[c[0] for c in METRICS_CASES],
+)
+def test_metrics_text_is_what_prometheus_client_gauges_write(project, data, standings, duration):
+    from cadence.observe import metrics
+
+    expected = _gauge_reference(project, data, standings, duration)
+    assert metrics.render(project, data, standings, duration) == expected
+
+
+def test_metrics_never_write_into_prometheus_multiprocess_folders(tmp_path) -> None:
+    """A shell exporting PROMETHEUS_MULTIPROC_DIR (set for some other Python service) changes
+    nothing: cadence's metrics are its own file, no .db files appear there, and a folder that
+    does not exist is no error."""
+    out = {}
+    for name, env_dir in (("plain", None), ("there", tmp_path / "mp"), ("missing", tmp_path / "x")):
+        code = (
+            "from cadence.observe import metrics\n"
+            "data = {'at': '2026-12-06T10:00:00+00:00', 'stats': {'m': {'builds': 2}}}\n"
+            "import sys; sys.stdout.write(metrics.render('p', data, [], 1.5).decode())\n"
+        )
+        env = {k: v for k, v in os.environ.items() if "multiproc_dir" not in k.lower()}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        if env_dir is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(env_dir)
+        if name == "there":
+            env_dir.mkdir()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        out[name] = done.stdout
+    assert out["there"] == out["missing"] == out["plain"]
+    assert 'cadence_model_builds{model="m",project="p"} 2.0' in out["plain"]
+    assert list((tmp_path / "mp").iterdir()) == []
+
+
+def test_observing_a_crossing_without_alerts_imports_no_http_client(make_project, cli) -> None:
+    """An idle minute at an objective crossing records the new state; with no ``alerts:``
+    there is nothing to send, so the connection machinery (http.client, ssl) stays unloaded."""
+    yml = YML.replace('"hourly", freshness: {warn_after: "90 minutes"', '"daily at 10:00", '
+                      'freshness: {warn_after: "1 hour"')  # fmt: skip
+    root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
+    cli(root, "run", "--due", "--at", "2026-12-06T10:00")
+    code = (
+        "import sys\n"
+        "from cadence.cli import main\n"
+        "try:\n"
+        f"    main(['run', '--due', '--at', '2026-12-06T11:01', '--project-dir', {str(root)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('http.client', 'ssl') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert json.loads((root / "target" / "observe.json").read_text())["channels"]["web"][
+        "state"
+    ] == "warn"
+
+
+class _Dag:
+    """Parents by name; counts the walks upstream."""
+
+    def __init__(self, parents: dict[str, tuple[str, ...]]) -> None:
+        self.parents, self.walks = parents, 0
+
+    def ancestors(self, name: str) -> set[str]:
+        self.walks += 1
+        out, todo = set(), list(self.parents.get(name, ()))
+        while todo:
+            n = todo.pop()
+            if n not in out:
+                out.add(n)
+                todo.extend(self.parents.get(n, ()))
+        return out
+
+
+def _parsed(loaded_at: str | None):
+    from types import SimpleNamespace as NS
+
+    src = NS(source_name="app", table="events", loaded_at=loaded_at)
+    other = NS(source_name="app", table="users", loaded_at=None)
+    models = [
+        NS(name="stg", sources=[("app", "events")]),
+        NS(name="users", sources=[("app", "users")]),
+        NS(name="seg_a", sources=[]),
+        NS(name="seg_b", sources=[]),
+    ]
+    return NS(sources=[src, other], models=models)
+
+
+@pytest.mark.parametrize(
+    ("loaded_at", "walks", "seg_a"),
+    [
+        (None, 0, "2026-12-06T10:00:00+01:00"),  # nothing declares loaded_at: no walk at all
+        ("event_at", 2, "2026-12-06T09:30:00+01:00"),  # seg_a reads events through stg
+    ],
+)
+def test_segment_data_times_walk_the_graph_only_for_sources_with_loaded_at(
+    monkeypatch, loaded_at, walks, seg_a
+) -> None:
+    from cadence.observe import watch
+
+    monkeypatch.setattr(watch, "loaded_at", lambda engine, src, tz: t("2026-12-06T09:30"))
+    dag = _Dag({"seg_a": ("stg",), "seg_b": ("users",)})
+    times, read = watch._segment_times(
+        _parsed(loaded_at), dag, None, ["seg_a", "seg_b"], t("2026-12-06T10:00"), BERLIN
+    )
+    assert dag.walks == walks
+    assert times == {"seg_a": seg_a, "seg_b": "2026-12-06T10:00:00+01:00"}
+    assert read == ({"app.events": "2026-12-06T09:30:00+01:00"} if loaded_at else {})

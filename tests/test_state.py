@@ -3,6 +3,7 @@ folded at the end of each run, and a run killed before folding loses nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -198,3 +199,84 @@ def test_pruning_takes_any_history_table_and_frees_space(tmp_path: Path) -> None
     assert deleted["_cadence.events"] == 300000 - 6  # the latest row per (segment, k) stays
     assert sql(root, "select count(*) from _cadence.events") == [(6,)]
     assert sql(root, "select free_blocks from pragma_database_size()")[0][0] > size_before
+
+
+def _folded_engine(tmp_path: Path):
+    from cadence.engines.duckdb import DuckDBEngine
+    from cadence.record import state
+
+    path = str(tmp_path / "fold.duckdb")
+    engine = DuckDBEngine(duckdb.connect(path), path)
+    state.ensure_schema(engine)
+    return engine
+
+
+def _states(n: int) -> dict:
+    from cadence.plan.history import ModelState
+
+    odd = ModelState(
+        name="it's ü",
+        kind="snapshot",
+        last_success_at=AT.replace(microsecond=123456),
+        last_success_tick=dt.datetime(2026, 1, 1, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+        last_sql_hash="h'1",
+        last_status="error",
+        last_error="line 1\nquote ' and \\ backslash",
+        last_attempt_at=AT,
+        failure_streak=3,
+        last_rows=2**40,
+        last_duration_s=0.000001,
+        avg_duration_s=1e9,
+        builds=7,
+    )
+    plain = {f"m{i:05d}": ModelState(name=f"m{i:05d}") for i in range(n)}
+    return {odd.name: odd, **plain}
+
+
+def test_fold_writes_every_value_as_it_was_and_replaces_the_old_rows(tmp_path: Path) -> None:
+    from cadence.record import state
+
+    engine = _folded_engine(tmp_path)
+    start = dt.datetime(2026, 1, 1, 5, 0, tzinfo=dt.timezone.utc)
+    state.record_run_start(engine, "r1", start, "run", 1, False)
+    state.record_run_start(engine, "r0", start, "run", 1, False)  # died before it finished
+    state.fold(engine, _states(2), [], None)
+    states = _states(2)
+    states["m00000"] = dataclasses.replace(states["m00000"], builds=5)
+    state.fold(engine, states, ["r1", "r0"], ("r1", AT, "success"))
+    rows = engine.con.execute(
+        "select * from _cadence.model_state order by model"
+    ).fetchall()
+    assert len(rows) == 3  # the first fold's rows replaced, not added to
+    back = {r[0]: r for r in rows}
+    assert back["it's ü"] == (
+        "it's ü", "snapshot", dt.datetime(2026, 1, 1, 6, 0, 0, 123456),
+        dt.datetime(2026, 1, 1, 6, 0), "h'1", "error", "line 1\nquote ' and \\ backslash",
+        dt.datetime(2026, 1, 1, 6, 0), 3, 2**40, 0.000001, 1e9, 7,
+    )  # fmt: skip
+    assert back["m00000"][12] == 5 and back["m00001"][2] is None
+    runs = engine.con.execute(
+        "select run_id, status, folded, finished_at from _cadence.runs order by run_id"
+    ).fetchall()
+    finished = AT.replace(tzinfo=None)
+    assert runs == [("r0", "abandoned", True, None), ("r1", "success", True, finished)]
+
+
+def test_fold_statements_do_not_grow_with_the_models_it_writes(tmp_path: Path) -> None:
+    """The state of 3,000 models is folded in a fixed handful of statements whose text holds no
+    values (they travel as parameters): no SQL text of thousands of rows to parse."""
+    from cadence.record import state
+
+    engine = _folded_engine(tmp_path)
+    seen: list[str] = []
+    execute = engine.execute
+
+    def recording(sql_text: str, params=()):
+        seen.append(sql_text)
+        return execute(sql_text, params)
+
+    engine.execute = recording  # type: ignore[method-assign]
+    state.fold(engine, _states(3000), ["r1"], ("r1", AT, "success"))
+    assert len(seen) <= 4
+    assert max(len(s) for s in seen) < 1000
+    assert engine.con.execute("select count(*) from _cadence.model_state").fetchone() == (3001,)

@@ -1,10 +1,10 @@
 """The observe wing: freshness objectives, alerts and metrics, from what runs recorded.
 
 Entered from one place: ``after_run`` (the facade, after every run), ``check`` (``status``),
-``reported_holds`` (``run --due``, before the run),
-``Observer`` (``serve``) and ``wake_at`` (the idle shortcut). Input: the project, a finished
-run, ``now`` -> output: ``target/observe.json`` (``record``), alerts (``alerts``),
-``target/metrics.prom`` (``metrics``); the logic is in ``watch``.
+``reported_holds`` (``run --due``, before the run), ``Observer`` (``serve``), ``wake_at`` and
+``files_kept`` (the idle shortcut). Input: the project, a finished run, ``now`` -> output:
+``target/observe.json`` (``record``), alerts (``alerts``), ``target/metrics.prom``
+(``metrics``); the logic is in ``watch``.
 Invariants: it reads state, never builds; this module stays light (the idle ``run --due``
 imports it): an invocation with nothing new (no build, no delivery, no objective crossing due,
 no alert pending) reads one small file and imports nothing more; an alert or metrics problem
@@ -24,6 +24,14 @@ def wake_at(root: Path) -> dt.datetime | None:
     """The next instant an idle run has something to observe (an objective crossing, a pending
     alert's retry); None: nothing until something is built or delivered."""
     return record.next_wake(record.read(root))
+
+
+def files_kept(root: Path) -> list[str]:
+    """The files whose identity an idle run must find as the run left them (absolute paths):
+    the record, which only a run that observes writes. Without it (deleted, never written) the
+    next run observes anew and writes it, also an alert for a state it now sees; replaced by
+    another copy, it may hold alerts to send or another next instant to look."""
+    return [str(record.path_of(root))]
 
 
 def after_run(

@@ -9,7 +9,8 @@ the instant of the transition, the same on every retry, so a receiver drops dupl
 leave the outbox in order and only on a 2xx; sending never raises and never waits longer than
 one short timeout per invocation (the first failure ends the attempt: the rest wait for the
 next invocation). Signing, URL policy and connections are ``cadence.outbound``'s, the same as
-webhook destinations.
+webhook destinations; connections (http.client, ssl) are imported only when there is an
+outbox to send, so a run with nothing to alert does not pay for them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cadence.load.freshness import AlertsConfig
-from cadence.outbound.connections import Connections, describe, excerpt
 from cadence.outbound.signing import message_id, sign, signing_key
-from cadence.outbound.urlpolicy import resolve
 
 MAX_OUTBOX = 1000  # a receiver down for weeks: the oldest events go first
 FRESHNESS_TYPES = {"ok": "freshness.ok", "warn": "freshness.warn", "error": "freshness.error"}
@@ -150,6 +149,9 @@ def send(
     if not secret:
         why = f"alerts: environment variable {config.secret_env} is not set; kept for later"
         return outbox, SendReport(0, len(outbox), why)
+    from cadence.outbound.connections import Connections, describe, excerpt
+    from cadence.outbound.urlpolicy import resolve
+
     try:
         key = signing_key(secret)
     except ValueError as exc:  # its text never holds the secret

@@ -45,10 +45,14 @@ def empty() -> dict[str, Any]:
     }
 
 
+def path_of(root: Path) -> Path:
+    return artifacts.target_dir(root) / OBSERVE_NAME
+
+
 def read(root: Path) -> dict[str, Any] | None:
     """The last record, or None when there is none (or it cannot be read)."""
     try:
-        data = json.loads((artifacts.target_dir(root) / OBSERVE_NAME).read_text(encoding="utf-8"))
+        data = json.loads(path_of(root).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -63,7 +67,7 @@ def read(root: Path) -> dict[str, Any] | None:
 
 def write(root: Path, data: dict[str, Any]) -> Path:
     body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    return artifacts.write_bytes(artifacts.target_dir(root) / OBSERVE_NAME, body, root)
+    return artifacts.write_bytes(path_of(root), body, root)
 
 
 def time(value: object) -> dt.datetime | None:

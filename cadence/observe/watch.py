@@ -91,16 +91,21 @@ def _segment_times(
 ) -> tuple[dict[str, str], dict[str, str | None]]:
     """Per segment built now, the time of its data: the newest loaded_at of the sources behind
     it that declare one, else the start of its build; and the loaded_at read per source."""
-    from cadence.plan.due import upstream_sources
-
-    by_key = {(s.source_name, s.table): s for s in parsed.sources}
+    by_key = {(s.source_name, s.table): s for s in parsed.sources if s.loaded_at}
+    # the sources each model reads itself, indexed once (not once per segment built)
+    reads = {m.name: m.sources for m in parsed.models if m.sources} if by_key else {}
     loaded: dict[str, str | None] = {}
     times: dict[str, str] = {}
     for name in built:
         newest: dt.datetime | None = None
-        for key in upstream_sources(parsed, dag, name):
+        # no source declares a loaded_at: every segment's data time is its build's start,
+        # without walking the graph upstream of each
+        behind = (
+            {k for n in (name, *dag.ancestors(name)) for k in reads.get(n, ())} if reads else ()
+        )
+        for key in behind:
             src = by_key.get(key)
-            if src is None or not src.loaded_at:
+            if src is None:
                 continue
             label = f"{src.source_name}.{src.table}"
             if label not in loaded:
@@ -135,7 +140,8 @@ def observe(
     if previous is not None and not worked and (wake is None or now < wake):
         return None
     data = previous or record.empty()
-    feeding = {s for c in parsed.config.channels for s in channel_segments(parsed, c.name)}
+    fed_by = {c.name: channel_segments(parsed, c.name) for c in parsed.config.channels}
+    feeding = {s for names in fed_by.values() for s in names}
     segments = {k: v for k, v in data["segments"].items() if k in feeding}
     if state is not None:  # first observation of a project with history: its last builds
         for name in feeding - set(segments):
@@ -167,7 +173,8 @@ def observe(
         entry = dict(data["channels"].get(config.name, {}))
         entry.setdefault("since", now.isoformat())
         per_segment = dict(entry.get("segments", {}))
-        for seg in channel_segments(parsed, config.name):
+        names = fed_by[config.name]
+        for seg in names:
             if config.export is None:  # without a destination, the publish counts
                 if seg in segments:
                     per_segment[seg] = segments[seg]
@@ -179,7 +186,6 @@ def observe(
             entry["last_delivery_at"] = now.isoformat()
         if worked and config.export is not None:
             entry["pending"] = pending.get(config.name)
-        names = channel_segments(parsed, config.name)
         values = [record.time(per_segment.get(s)) for s in names]
         entry["segments"] = {s: per_segment[s] for s in names if s in per_segment}
         entry["data_at"] = (

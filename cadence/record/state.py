@@ -178,18 +178,6 @@ def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> M
     return next_state(previous, record)
 
 
-def _literal(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dt.datetime):
-        return f"timestamp '{value.isoformat(sep=' ')}'"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def fold(
     engine: Engine,
     states: dict[str, ModelState],
@@ -201,6 +189,10 @@ def fold(
     run folding them in the same commit. Until then ``read_snapshot`` replays their build rows
     itself, so a run killed before folding loses nothing."""
     engine = engine.state_store()
+    rows = [_state_row(s) for s in states.values()]
+    columns = [
+        [to_db(v) if isinstance(v, dt.datetime) else v for v in column] for column in zip(*rows)
+    ]
     with engine.transaction():
         if finished is not None:
             run_id, finished_at, status = finished
@@ -208,40 +200,59 @@ def fold(
                 f"update {SCHEMA}.runs set finished_at = ?, status = ? where run_id = ?",
                 (to_db(finished_at), status, run_id),
             )
-        for chunk_start in range(0, len(states), 2000):
-            chunk = list(states.values())[chunk_start : chunk_start + 2000]
-            names = ", ".join(_literal(s.name) for s in chunk)
-            engine.execute(f"delete from {SCHEMA}.model_state where model in ({names})")
-            rows = ",\n".join(
-                "("
-                + ", ".join(
-                    _literal(v)
-                    for v in (
-                        s.name,
-                        s.kind,
-                        to_db(s.last_success_at),
-                        to_db(s.last_success_tick),
-                        s.last_sql_hash,
-                        s.last_status,
-                        s.last_error,
-                        to_db(s.last_attempt_at),
-                        s.failure_streak,
-                        s.last_rows,
-                        s.last_duration_s,
-                        s.avg_duration_s,
-                        s.builds,
-                    )
-                )
-                + ")"
-                for s in chunk
-            )
-            engine.execute(f"insert into {SCHEMA}.model_state values\n{rows}")
+        if rows:
+            # one statement each, whatever the number of models: the values travel as list
+            # parameters (a VALUES text of 1,000 rows cost more to parse than to insert)
+            engine.execute(_DELETE_STATES, (columns[0],))
+            engine.execute(_INSERT_STATES, tuple(columns))
         if run_ids:
-            ids = ", ".join(_literal(r) for r in run_ids)
             # a run still 'running' here died without finishing (we hold the project lock)
-            engine.execute(f"""update {SCHEMA}.runs set folded = true,
+            engine.execute(
+                f"""update {SCHEMA}.runs set folded = true,
                 status = case when status = 'running' then 'abandoned' else status end
-                where run_id in ({ids})""")
+                where run_id in (select unnest(?::varchar[]))""",
+                (list(run_ids),),
+            )
+
+
+_STATE_TYPES = (
+    "varchar",  # model
+    "varchar",  # kind
+    "timestamp",  # last_success_at
+    "timestamp",  # last_success_tick
+    "varchar",  # last_sql_hash
+    "varchar",  # last_status
+    "varchar",  # last_error
+    "timestamp",  # last_attempt_at
+    "integer",  # failure_streak
+    "bigint",  # last_rows
+    "double",  # last_duration_s
+    "double",  # avg_duration_s
+    "bigint",  # builds
+)
+_DELETE_STATES = f"delete from {SCHEMA}.model_state where model in (select unnest(?::varchar[]))"
+_INSERT_STATES = f"insert into {SCHEMA}.model_state select " + ", ".join(
+    f"unnest(?::{t}[])" for t in _STATE_TYPES
+)
+
+
+def _state_row(s: ModelState) -> tuple[object, ...]:
+    """A model's state in the column order of ``model_state``."""
+    return (
+        s.name,
+        s.kind,
+        s.last_success_at,
+        s.last_success_tick,
+        s.last_sql_hash,
+        s.last_status,
+        s.last_error,
+        s.last_attempt_at,
+        s.failure_streak,
+        s.last_rows,
+        s.last_duration_s,
+        s.avg_duration_s,
+        s.builds,
+    )
 
 
 def record_run_start(
