@@ -483,6 +483,44 @@ def test_a_failed_model_is_retried_with_backoff_capped_by_its_interval(
     assert (state.last_status, state.failure_streak) == ("success", 0)
 
 
+@pytest.mark.parametrize(
+    ("attempts", "retry_at"),
+    [
+        # cron starts each minute's run a little later or earlier: a run at 10:03:05 is the
+        # invocation 2 minutes after the one at 10:01:40, so the second retry is there
+        pytest.param(["10:00:40", "10:01:40"], "10:03:05", id="second-retry-2-minutes-later"),
+        # capped by the model's own interval (every 5 minutes): after the 10:07:50 attempt the
+        # retry is the 10:12 invocation, 5 minutes later, not 10:13, 6 minutes later
+        pytest.param(
+            ["10:00:50", "10:01:50", "10:03:50", "10:07:50"],
+            "10:12:02",
+            id="capped-at-the-interval",
+        ),
+    ],
+)
+def test_a_retry_waits_whole_minutes_of_invocations_not_seconds(
+    make_project, cli, attempts, retry_at
+):
+    """SPEC §4: retried at the next invocation, then 2, 4, 8 minutes, never more than its own
+    interval. Invocations come from cron each minute, each starting a few tenths of a second
+    apart: the wait counts minutes from the minute of the failed attempt, so a retry is never
+    pushed one more minute because the earlier run happened to start later in its minute."""
+    root = make_project({"models/broken.sql": BROKEN_SQL % "routing"})
+    for t in attempts:
+        assert cli(root, "run", "--due", "--at", f"2026-01-10T{t}").exit_code == 1
+    # status names the same retry: the minute of the invocation that retries
+    status = cli(root, "status", "--json", "--at", f"2026-01-10T{attempts[-1]}")
+    rows = {r["name"]: r for r in json.loads(status.output)["models"]}
+    expected = at(f"2026-01-10T{retry_at}").replace(second=0)
+    assert dt.datetime.fromisoformat(rows["broken"]["next_retry"]) == expected
+    decision = Project.load(root).plan(at(f"2026-01-10T{retry_at}")).get("broken")
+    assert decision is not None and decision.builds, decision
+    result = cli(root, "run", "--due", "--at", f"2026-01-10T{retry_at}")
+    assert result.exit_code == 1, result.output
+    state = Project.load(root).read_state().of("broken")
+    assert (state.last_status, state.failure_streak) == ("error", len(attempts) + 1)
+
+
 def test_the_first_retry_is_at_the_next_invocation(copy_project, cli):
     root = copy_project("failing")
     first = cli(root, "run", "--due", "--at", "2026-01-10T10:00")

@@ -427,3 +427,36 @@ def test_members_files_written_together_or_one_by_one_match_the_warehouse(
         assert [c["change_id"] for c in snap["changes"]] == [
             r[0] for r in live_changes(root, segment)
         ]
+
+
+@pytest.mark.parametrize(
+    "alone_rows, groups",
+    [(3, [["vip"], ["regular"]]), (10**9, [["regular", "vip"]])],
+    ids=["big-segment-alone", "small-segments-together"],
+)
+def test_a_segment_with_many_changes_has_copies_of_its_own_and_the_same_files(
+    make_project, cli, monkeypatch, alone_rows, groups
+):
+    """A segment with ``_ALONE_ROWS`` changes or more (tens of thousands of keys) is written by
+    a COPY of its own, part and base, not inside the partitioned COPY of the others (cheaper
+    per row, less memory); small ones still share one: the files read the same either way."""
+    monkeypatch.setattr(roster, "_ALONE_ROWS", alone_rows, raising=False)
+    seen: list[list[str]] = []
+    stage_all = roster._stage_all
+
+    def recorded(engine, root, finals, *args):
+        seen.append(sorted(finals))
+        return stage_all(engine, root, finals, *args)
+
+    monkeypatch.setattr(roster, "_stage_all", recorded)
+    root = make_activation(make_project, DAY1 + [(5, 600)])  # vip: 3 keys, regular: 1
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert sorted(seen) == sorted(groups * 2)  # the parts, then the bases
+    set_people(root, DAY2)
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
+        assert [(c["change_id"], c["key"], c["change"]) for c in snap["changes"]] == [
+            r[:3] for r in live_changes(root, segment)
+        ]

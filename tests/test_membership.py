@@ -184,6 +184,43 @@ def test_event_time_is_recorded_with_each_entered_change_in_utc(make_project, cl
     assert later == [("1", "exited", None), ("3", "entered", dt.datetime(2026, 1, 5, 8, 7))]
 
 
+def test_a_first_publish_with_event_time_reads_each_row_once(make_project, cli, monkeypatch):
+    """Everyone entered at a first publish: the insert reads the candidate once, each row
+    giving its own event_time (a join back by key costs a hash join of every member); a later
+    publish joins the entered keys to their rows. Both record the same instants."""
+    from cadence.engines.duckdb import DuckDBEngine
+
+    inserts: list[str] = []
+    execute = DuckDBEngine.execute
+
+    def recorded(self, sql, params=()):
+        if sql.startswith("insert into _cadence.membership_changes"):
+            inserts.append(sql)
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(DuckDBEngine, "execute", recorded)
+    root = make_project(
+        {
+            "models/abandoners.sql": "{{ config(channels=['routing'], key='id') }}\n"
+            "select id, qualified_at from {{ ref('carts') }}\n",
+            "seeds/carts.csv": carts_csv([(1, "2026-01-05 09:02:30"), (2, "2026-01-05 09:04:00")]),
+        },
+        cadence_yml=EVENT_YML,
+    )
+    assert cli(root, "run", "--at", "2026-01-05T09:05").exit_code == 0
+    assert len(inserts) == 1 and " join " not in inserts[0]
+    later_carts = [(2, "2026-01-05 09:04:00"), (3, "2026-01-05 09:07:00")]
+    (root / "seeds" / "carts.csv").write_text(carts_csv(later_carts))
+    assert cli(root, "run", "--at", "2026-01-05T09:10").exit_code == 0
+    assert len(inserts) == 2 and " join " in inserts[1]
+    assert event_times(root) == [
+        ("1", "entered", dt.datetime(2026, 1, 5, 8, 2, 30)),
+        ("2", "entered", dt.datetime(2026, 1, 5, 8, 4)),
+        ("3", "entered", dt.datetime(2026, 1, 5, 8, 7)),
+        ("1", "exited", None),
+    ]
+
+
 def test_a_segment_without_event_time_records_null(make_project, cli):
     root = make_activation(make_project, [(1, 900)])
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0

@@ -380,6 +380,30 @@ def test_status_json_carries_models_channels_sources_and_deliveries(make_project
     monitor = json.loads(check.stdout)
     assert monitor == {k: v for k, v in doc.items() if k not in ("models", "deliveries")}
 
+def test_status_json_gives_every_time_in_the_project_timezone(make_project, cli) -> None:
+    """docs/reference/cli.md: every time in ``status --json`` is ISO 8601 with its offset, as
+    the example shows, in the project's: a delivered channel's ``data_at`` and a model's
+    ``last_good_build`` came out in UTC beside the other times in +01:00."""
+    root = make_project(dict(STALE_FILES), STALE_YML)
+    assert cli(root, "run", "--due", "--at", "2026-12-06T10:00").exit_code == 1
+
+    def times(value: object) -> list[str]:
+        if isinstance(value, dict):
+            return [t for v in value.values() for t in times(v)]
+        if isinstance(value, list):
+            return [t for v in value for t in times(v)]
+        if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+            return [value]
+        return []
+
+    doc = json.loads(cli(root, "status", "--json", "--at", "2026-12-06T10:01").stdout)
+    channels = {c["channel"]: c for c in doc["channels"]}
+    assert channels["ads"]["data_at"] == "2026-12-06T05:00:00+01:00"
+    assert doc["models"][0]["last_good_build"] == "2026-12-06T10:00:00+01:00"
+    found = times(doc)
+    assert len(found) >= 8 and all(t.endswith("+01:00") for t in found), found
+
+
 def test_a_segment_behind_a_stale_source_is_built_not_delivered(make_project, cli) -> None:
     root = make_project(dict(STALE_FILES), STALE_YML)
     result = cli(root, "run", "--due", "--at", "2026-12-06T10:00")  # loaded 5 h ago

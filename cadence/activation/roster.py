@@ -19,8 +19,9 @@ Input: segments whose publish committed (their live relation and key) and their 
 
 ``write_many`` brings many segments up to date in one pass: one query for where each stands,
 one for the changes each lacks, one COPY (partitioned by segment) for all their parts and one
-per 200 bases due, the files synced together on threads (the file system commits concurrent
-syncs together).
+per 200 bases due, except that a segment with ``_ALONE_ROWS`` changes or more has a COPY of its
+own for each (cheaper per row, and its rows are not held with the others'), the files synced
+together on threads (the file system commits concurrent syncs together).
 
 Invariants: every file is written by DuckDB's ``COPY`` to a temporary dot-name, fdatasynced and
 renamed, so a reader (or a kill -9 at any step) sees the previous file or the new one, never half
@@ -269,7 +270,7 @@ def write_many(
     # the changes each segment lacks, one part each (one COPY for all), synced and renamed
     # together; every part is on disk (its folder synced) before a base says through it
     staged, owner = [], {}
-    for chunk in _chunks(ranges):  # a COPY sorts its rows: a bounded number of them each
+    for chunk in _chunks(ranges):  # a bounded number of rows each; a big segment alone
         finals = {}
         for segment in chunk:
             first, last, newest, _count = ranges[segment]
@@ -316,8 +317,7 @@ def write_many(
         return warnings
     rewrite = [t for t in behind if through.get(t.segment) is None or rebase or t.segment in due]
     staged, owner = [], {}
-    for start in range(0, len(rewrite), _UNION):
-        group = {t.segment: t for t in rewrite[start : start + _UNION]}
+    for group in _groups(rewrite, {s: r[3] for s, r in ranges.items()}):
         # each base holds every key as of the newest change any of them has: a segment has
         # no change between its own newest and that one, so it holds for each
         top = max(high[s] for s in group)
@@ -340,10 +340,11 @@ def write_many(
 
 
 def _part_sql(segment: str, first: int, last: int) -> str:
+    # unsorted: readers order by change_id (and sorting a big part costs more than its write)
     return (
         f'select change_id, segment, key, change, run_id, tick, "at" from {TABLE} '
         f"where segment = {literal(segment)} and change_id >= {first} "
-        f"and change_id <= {last} order by change_id"
+        f"and change_id <= {last}"
     )
 
 
@@ -354,12 +355,26 @@ def _parts_sql(ranges: dict[str, tuple[int, int, dt.datetime, int]]) -> str:
     return (
         f'select c.change_id, c.segment, c.key, c.change, c.run_id, c.tick, c."at" from {TABLE} c '
         f"join (values {values}) as h(segment, first, last) on c.segment = h.segment "
-        f"where c.change_id >= {low} and c.change_id between h.first and h.last "
-        "order by c.segment, c.change_id"
+        f"where c.change_id >= {low} and c.change_id between h.first and h.last"
     )
 
 
 _UNION = 200  # segments whose bases one COPY writes
+# changes of a segment from which its files are written by a COPY of their own: a partitioned
+# COPY pays per row about twice what a plain one does and holds every partition's buffers,
+# while a COPY's own cost is about that of 5,000 rows
+_ALONE_ROWS = 10_000
+
+
+def _groups(rewrite: list[Target], changes: dict[str, int]) -> list[dict[str, Target]]:
+    """The bases to rewrite, in COPYs: alone, a segment with many changes this write (its base
+    is big); together, up to ``_UNION`` others."""
+    alone = [t for t in rewrite if changes.get(t.segment, 0) >= _ALONE_ROWS]
+    rest = [t for t in rewrite if changes.get(t.segment, 0) < _ALONE_ROWS]
+    return [{t.segment: t} for t in alone] + [
+        {t.segment: t for t in rest[start : start + _UNION]}
+        for start in range(0, len(rest), _UNION)
+    ]
 
 
 def _base_sql(target: Target) -> str:
@@ -488,10 +503,14 @@ _CHUNK_ROWS = 1_000_000  # changes one partitioned COPY takes at most (a bigger 
 
 
 def _chunks(ranges: dict[str, tuple[int, int, dt.datetime, int]]) -> list[list[str]]:
-    """The segments in groups whose changes add up to at most ``_CHUNK_ROWS`` each."""
+    """The segments in groups whose changes add up to at most ``_CHUNK_ROWS`` each, a segment
+    with ``_ALONE_ROWS`` changes or more alone."""
     out: list[list[str]] = [[]]
     rows = 0
     for segment, (_first, _last, _newest, count) in ranges.items():
+        if count >= _ALONE_ROWS:
+            out.insert(0, [segment])
+            continue
         if out[-1] and rows + count > _CHUNK_ROWS:
             out.append([])
             rows = 0

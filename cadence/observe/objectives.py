@@ -44,10 +44,12 @@ class Standing:
     next_change: dt.datetime | None  # when the state worsens if nothing happens (None: never)
     reason: str = ""
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, tz: ZoneInfo | None = None) -> dict[str, object]:
+        """For ``status --json``: ``data_at`` in ``tz`` (the project's), as its other times."""
+        data_at = self.data_at.astimezone(tz) if self.data_at and tz else self.data_at
         return {
             "channel": self.name,
-            "data_at": self.data_at.isoformat() if self.data_at else None,
+            "data_at": data_at.isoformat() if data_at else None,
             "lag_s": None if self.lag_s is None else round(self.lag_s, 3),
             "objective": {
                 "warn_after_s": self.warn_after_s,

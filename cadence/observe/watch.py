@@ -338,10 +338,11 @@ def check(parsed: Any, cadences: Any, root: Path, now: dt.datetime) -> dict[str,
     data = record.read(root) or record.empty()
     chans = channel_standings(parsed, cadences, data, now)
     srcs = source_standings(parsed, data, now)
-    rows = [s.to_json() for s in chans]
+    tz = parsed.config.tz
+    rows = [s.to_json(tz) for s in chans]
     source_rows = []
     for s in srcs:
-        row = s.to_json()
+        row = s.to_json(tz)
         row["source"] = row.pop("channel")
         row["loaded_at"] = row.pop("data_at")
         source_rows.append(row)

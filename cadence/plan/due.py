@@ -80,6 +80,16 @@ def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
     return wait
 
 
+def retry_time(
+    last_attempt_at: dt.datetime, streak: int, interval: dt.timedelta | None
+) -> dt.datetime:
+    """When a model that failed ``streak`` times in a row, last at ``last_attempt_at``, is
+    retried (``backoff_wait``). Counted in invocations (cron: one a minute, each starting a
+    little earlier or later in its minute): from the minute of the failed attempt, so "2 minutes
+    later" is the run two minutes on, never a third one because it started a second earlier."""
+    return last_attempt_at.replace(second=0, microsecond=0) + backoff_wait(streak, interval)
+
+
 def view_hash(model: Model, project: ParsedProject) -> str:
     return project.view_hashes[model.name]
 
@@ -169,8 +179,7 @@ def decide(
         if st.last_attempt_at > now:
             return None  # replaying an earlier time (--at): the recorded attempt is in its future
         interval = cadences.of(name).ticks.nominal_interval() if name in cadences.models else None
-        wait = backoff_wait(st.failure_streak, interval)
-        retry_at = st.last_attempt_at + wait
+        retry_at = retry_time(st.last_attempt_at, st.failure_streak, interval)
         return retry_at if retry_at > now else None
 
     def model_decision(m: Model) -> Decision:

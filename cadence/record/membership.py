@@ -7,7 +7,8 @@ not at all. The diff is SQL (``EXCEPT`` both ways, casting only the difference),
 ``Engine`` interface so every engine can reuse it. A segment with ``event_time: COLUMN`` records,
 with each ``entered`` change, when the member qualified (that column of its row, as a UTC
 instant; a naive timestamp or a date is read in the project timezone); exits and segments
-without it record null.
+without it record null. A first publish (everyone entered) is one pass over the candidate, its
+``event_time`` read from the same row rather than joined back by key.
 """
 
 from __future__ import annotations
@@ -134,16 +135,20 @@ def record_changes(
     stamps = (to_db(tick), to_db(at))
     if store is engine:
         qualified = "cast(null as timestamp)"
-        joined = ""
+        source, keyed, change = f"({diff}) as d", "d.key", "d.change"
         if event_time:
             qualified = event_time_sql(engine, segment, candidate, event_time, str(tz))
-            joined = (
-                f" left join {candidate} as c on d.change = 'entered' "
-                f"and cast(c.{quote(key)} as varchar) = d.key"
-            )
+            if live is None:  # everyone entered: each row says when, in one pass over it
+                k = quote(key)
+                source, keyed, change = f"{candidate} as c", f"cast(c.{k} as varchar)", "'entered'"
+            else:
+                source += (
+                    f" left join {candidate} as c on d.change = 'entered' "
+                    f"and cast(c.{quote(key)} as varchar) = d.key"
+                )
         engine.execute(
-            f"insert into {TABLE} ({COLUMNS}) select nextval('{SEQUENCE}'), ?, d.key, d.change, "
-            f"?, ?, ?, {qualified} from ({diff}) as d{joined}",
+            f"insert into {TABLE} ({COLUMNS}) select nextval('{SEQUENCE}'), ?, {keyed}, "
+            f"{change}, ?, ?, ?, {qualified} from {source}",
             (segment, run_id, *stamps),
         )
         return

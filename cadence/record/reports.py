@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from cadence.errors import CadenceError
-from cadence.plan.due import backoff_wait, fmt, real_instant, run_dependent_views
+from cadence.plan.due import fmt, real_instant, retry_time, run_dependent_views
 from cadence.plan.history import StateSnapshot
 
 
@@ -48,6 +48,11 @@ def parse_horizon(text: str) -> dt.timedelta:
 
 def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[dict[str, Any]]:
     tz = project.tz
+
+    def local(t: dt.datetime | None) -> str | None:
+        """An instant in the project timezone, as every time in ``status --json``."""
+        return real_instant(t).astimezone(tz).isoformat() if t is not None else None
+
     plan = project.plan(now, state=state)
     behind = dict(plan.clock_behind)
     rows = []
@@ -71,8 +76,8 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
         )
         retry = None
         if st.last_status == "error" and st.last_attempt_at:
-            retry_at = st.last_attempt_at + backoff_wait(
-                st.failure_streak, cad.ticks.nominal_interval()
+            retry_at = retry_time(
+                st.last_attempt_at, st.failure_streak, cad.ticks.nominal_interval()
             )
             retry = real_instant(max(retry_at, now)).astimezone(tz).isoformat()
         recorded_after = behind.get(name)
@@ -81,11 +86,11 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
                 "name": name,
                 "materialized": model.materialized,
                 # a build recorded after now: the clock went back (see due.clock_behind)
-                "recorded_after_now": recorded_after.isoformat() if recorded_after else None,
+                "recorded_after_now": local(recorded_after),
                 "channels": list(cad.channels),
                 "cadence": cad.describe(),
                 "provenance": cad.provenance(),
-                "last_good_build": st.last_success_at.isoformat() if st.last_success_at else None,
+                "last_good_build": local(st.last_success_at),
                 "last_good_age": age(st.last_success_at, now),
                 "last_status": st.last_status,
                 "last_error": st.last_error,
