@@ -1,8 +1,10 @@
-"""Parallel builds (cadence/parallel.py): dependency order, and interrupts that reach every build."""
+"""Parallel builds (cadence/parallel.py): dependency order, cursors reused and closed, and
+interrupts that reach every build."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -17,13 +19,14 @@ class Cursor:
     def __init__(self) -> None:
         self.interrupts = 0
         self.changed = threading.Event()
+        self.closed = False
 
     def interrupt(self) -> None:
         self.interrupts += 1
         self.changed.set()
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 class Engine:
@@ -78,3 +81,32 @@ def test_an_interrupt_lost_between_statements_is_repeated_until_the_build_return
         parallel.run([decision("slow"), decision("fast")], {"slow": set(), "fast": set()}, 2,
                      engine, build, done, lambda d, n: None)  # type: ignore[arg-type]
     assert seen["slow"] >= 2
+
+
+def test_builds_reuse_at_most_threads_cursors_never_two_at_once_all_closed_at_the_end() -> None:
+    """A cursor's first statement costs more than the next: 8 builds on 2 threads open 2
+    cursors, not 8, and each is closed once the builds are over."""
+    engine = Engine()
+    busy: set[int] = set()
+    clashes: list[str] = []
+    lock = threading.Lock()
+
+    def build(d: Decision, cursor: Cursor) -> str:  # type: ignore[override]
+        with lock:
+            if id(cursor) in busy:
+                clashes.append(d.name)
+            busy.add(id(cursor))
+        time.sleep(0.01)
+        assert not cursor.closed
+        with lock:
+            busy.discard(id(cursor))
+        return d.name
+
+    names = [f"m{i}" for i in range(8)]
+    built: list[str] = []
+    parallel.run([decision(n) for n in names], {n: set() for n in names}, 2, engine, build,
+                 lambda d, result: built.append(result), lambda d, n: None)  # type: ignore[arg-type]
+    assert sorted(built) == names
+    assert clashes == []
+    assert 1 <= len(engine.cursors) <= 2
+    assert all(c.closed for c in engine.cursors)

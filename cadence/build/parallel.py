@@ -4,8 +4,10 @@ Input: the decisions to build, which of them each must wait for, a thread count,
 and two callbacks (build one decision on a cursor of its own; record its result). Output: nothing;
 `done` has been called, in the calling thread, for every build that returned.
 Invariants: a model starts only after every model it waits for is done; ready models start in plan
-order; an interrupt (Ctrl-C, SIGTERM) interrupts every running build until it returns, then records
-the builds that committed before it reached them, then propagates.
+order; no two builds run on one cursor at once, and at most ``threads`` cursors are opened, each
+reused by build after build (a cursor's first statement costs more than the next ones) and closed
+at the end; an interrupt (Ctrl-C, SIGTERM) interrupts every running build until it returns, then
+records the builds that committed before it reached them, then propagates.
 """
 
 from __future__ import annotations
@@ -63,13 +65,9 @@ def run(
     ready = [index[n] for n, count in waiting.items() if count == 0]  # a heap: plan order first
     heapq.heapify(ready)
     running: dict[Future[R], tuple[Decision, Engine]] = {}
+    idle: list[Engine] = []  # cursors no build runs on, reused before a new one is opened
+    opened: list[Engine] = []
     count = 0
-
-    def task(decision: Decision, cursor: Engine) -> R:
-        try:
-            return build(decision, cursor)
-        finally:
-            cursor.close()
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
         try:
@@ -78,11 +76,15 @@ def run(
                     decision = building[heapq.heappop(ready)]
                     count += 1
                     started(decision, count)
-                    cursor = engine.cursor()
-                    running[pool.submit(task, decision, cursor)] = (decision, cursor)
+                    if not idle:
+                        opened.append(engine.cursor())
+                        idle.append(opened[-1])
+                    cursor = idle.pop()
+                    running[pool.submit(build, decision, cursor)] = (decision, cursor)
                 finished, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    decision, _cursor = running.pop(future)
+                    decision, cursor = running.pop(future)
+                    idle.append(cursor)
                     done(decision, future.result())
                     for child in dependents[decision.name]:
                         waiting[child] -= 1
@@ -97,6 +99,11 @@ def run(
                     continue
                 done(decision, result)  # it committed before the interrupt reached it
             raise
+        finally:
+            pool.shutdown(wait=True)  # no build still runs on a cursor closed here
+            for cursor in opened:
+                with contextlib.suppress(Exception):  # closing must not mask what is raised
+                    cursor.close()
 
 
 def _interrupt_until_stopped(running: dict[Future[R], tuple[Decision, Engine]]) -> None:
