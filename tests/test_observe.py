@@ -746,3 +746,30 @@ def test_segment_data_times_walk_the_graph_only_for_sources_with_loaded_at(
     assert dag.walks == walks
     assert times == {"seg_a": seg_a, "seg_b": "2026-12-06T10:00:00+01:00"}
     assert read == ({"app.events": "2026-12-06T09:30:00+01:00"} if loaded_at else {})
+
+
+def test_a_lost_record_keeps_what_the_destinations_acknowledged(make_project, cli) -> None:
+    """target/observe.json deleted: the full path writes it again from the state, with each
+    exported channel's data time from the freeze its destination acknowledged (not 'never
+    brought up to date' until the channel's next delivery, up to a day later)."""
+    yml = """\
+name: lost
+warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}
+timezone: Europe/Berlin
+channels:
+  email: {cadence: "daily at 05:00", export: {format: csv}}
+"""
+    seg = "{{ config(channels=['email'], key='id') }}\nselect 1 as id\n"
+    root = make_project({"models/seg.sql": seg}, yml)
+    assert cli(root, "run", "--due", "--at", "2026-12-06T05:00").exit_code == 0
+
+    def email(at: str) -> dict:
+        out = cli(root, "status", "--check", "--json", "--at", f"2026-12-06T{at}").output
+        return next(r for r in json.loads(out)["channels"] if r["channel"] == "email")
+
+    before = email("05:30")
+    assert before["data_at"] is not None and before["state"] == "ok"
+    (root / "target" / "observe.json").unlink()
+    assert cli(root, "run", "--due", "--at", "2026-12-06T05:31").exit_code == 0
+    after = email("05:32")
+    assert after["data_at"] == before["data_at"] and after["state"] == "ok"

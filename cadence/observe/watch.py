@@ -148,6 +148,8 @@ def observe(
             last = state.of(name).last_success_at
             if last is not None:
                 segments[name] = last.isoformat()
+    # a record lost (deleted, unreadable): what the destinations acknowledged is in the state
+    acknowledged = _acknowledged(parsed, engine) if previous is None else {}
     fed = [name for name in built if name in feeding]
     times, loaded = _segment_times(parsed, dag, engine, fed, result.at, parsed.config.tz)
     segments.update(times)
@@ -182,6 +184,8 @@ def observe(
                 took = record.iso(frozen.get((config.name, seg))) or segments.get(seg)
                 if took is not None:
                     per_segment[seg] = took
+            elif (config.name, seg) in acknowledged and seg not in per_segment:
+                per_segment[seg] = acknowledged[(config.name, seg)]
         if any(c == config.name for c, _ in delivered):
             entry["last_delivery_at"] = now.isoformat()
         if worked and config.export is not None:
@@ -303,6 +307,27 @@ def _stats(previous: Mapping[str, Any], state: Any, result: Any) -> dict[str, An
         else:
             entry["failures"] = int(entry.get("failures") or 0) + 1
     return stats
+
+
+def _acknowledged(parsed: Any, engine: Any) -> dict[tuple[str, str], str]:
+    """(channel, segment) -> the data time of its last freeze, where a delivery was made and
+    nothing frozen waits to be delivered: every freeze, the last included, was acknowledged."""
+    if engine is None or not any(c.export is not None for c in parsed.config.channels):
+        return {}
+    from cadence.activation import queries
+
+    try:
+        rows = queries.delivery_status(parsed, engine)
+        frozen = datatime.read(engine.state_store())
+    except Exception:  # noqa: BLE001 - observing never fails a run
+        return {}
+    out: dict[tuple[str, str], str] = {}
+    for row in rows:
+        key = (row["channel"], row["segment"])
+        value = record.iso(frozen.get(key))
+        if value is not None and row["last"] is not None and not row["pending"]:
+            out[key] = value
+    return out
 
 
 def _pending(parsed: Any, engine: Any) -> dict[str, int]:
