@@ -291,3 +291,42 @@ def test_a_second_run_leaves_unchanged_compiled_sql_in_place(make_project, cli):
     assert (root / "target/compiled/models/staging/stg.sql").read_text() == (
         "select 2 as customer_id\n"
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "one_query.txt",
+        "wake.json",
+        "observe.json",
+        "unrecorded_builds.json",
+        "manifest.json",
+        "cadence.lock.json",
+        "state_snapshot.json",
+    ],
+)
+def test_a_fifo_in_place_of_a_file_cadence_keeps_never_hangs_a_command(make_project, cli, name):
+    """SPEC §6: a FIFO where cadence keeps a file of its own (target/) is read as no file --
+    never a blocked open or read -- and the next write replaces it."""
+    import subprocess
+    import sys
+
+    root = make_project({"models/seg.sql": "{{ config(channels=['email'], key='id') }}\n"
+                         "select 1 as id\n"})  # fmt: skip
+    assert cli(root, "run", "--at", "2026-01-10T05:00").exit_code == 0
+    path = root / "target" / name
+    path.unlink(missing_ok=True)
+    os.mkfifo(path, 0o600)
+    for args in (
+        ["run", "--due", "--at", "2026-01-10T05:01"],
+        ["run", "--at", "2026-01-10T05:02"],
+        ["status", "--json", "--at", "2026-01-10T05:03"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "cadence", *args, "--project-dir", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode in (0, 1, 2), done.stderr
+        assert "Traceback" not in done.stderr + done.stdout

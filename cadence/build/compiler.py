@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -58,15 +59,17 @@ class Compiler:
         self.models = {m.name: m for m in project.models}
         self.seeds = {s.name: s for s in project.seeds}
         self._accepted: OneQuery | None = None
+        self._accepting = threading.Lock()  # the build threads' first checks come at once
 
     @property
     def accepted(self) -> OneQuery:
         """The SQL texts DuckDB's parser accepted as one query in earlier runs (read once)."""
-        if self._accepted is None:
-            from cadence.engines.duckdb import PARSER
+        with self._accepting:
+            if self._accepted is None:
+                from cadence.engines.duckdb import PARSER
 
-            self._accepted = OneQuery.read(Path(self.project.root), PARSER)
-        return self._accepted
+                self._accepted = OneQuery.read(Path(self.project.root), PARSER)
+            return self._accepted
 
     @property
     def env(self) -> ModelEnvironment:

@@ -40,7 +40,7 @@ def _alive(pid: object) -> bool:
 
 def _read_holder(root: Path) -> dict[str, object] | None:
     try:
-        info = json.loads((artifacts.target_dir(root) / HOLDER_NAME).read_text())
+        info = json.loads(artifacts.read_regular(artifacts.target_dir(root) / HOLDER_NAME))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and _alive(info.get("pid")) else None

@@ -27,6 +27,7 @@ from cadence.load.inputs import cache_key
 
 NAME = "one_query.txt"
 _MAGIC = "cadence-one-query 1"
+_DOMAIN = b"cadence one query\0"  # the key's other uses (cache, wake file) sign other things
 _LIMIT = 100_000  # entries kept: those this run used first, then the newest of the rest
 
 
@@ -47,7 +48,8 @@ class OneQuery:
         known: list[str] = []
         if root is not None and key:
             try:
-                lines = (artifacts.target_dir(root) / NAME).read_text("ascii").split("\n")
+                data = artifacts.read_regular(artifacts.target_dir(root) / NAME)
+                lines = data.decode("ascii").split("\n")
             except (OSError, UnicodeDecodeError, ValueError):
                 lines = []
             if lines and lines[0] == f"{_MAGIC} {version}":
@@ -55,7 +57,8 @@ class OneQuery:
         return cls(root, key, version, known)
 
     def _digest(self, sql: str) -> str:
-        return hmac.new(self._key, sql.encode("utf-8", "surrogatepass"), "sha256").hexdigest()
+        payload = _DOMAIN + sql.encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, payload, "sha256").hexdigest()
 
     def known(self, sql: str) -> bool:
         if not self._key:

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cadence.errors import CadenceError, DiskFull
 
@@ -258,6 +258,26 @@ def write_bytes(
 
 
 _OPEN_EXISTING = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """A file cadence keeps (in target/), opened for reading only when it is a regular file: a
+    FIFO put in its place (which would block the open or the read forever), a symlink or a
+    folder raise ``OSError`` as a missing file does, so a reader treats them alike."""
+    fd = os.open(path, _OPEN_EXISTING)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EINVAL, "not a regular file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path) -> bytes:
+    """``open_regular`` and read it whole."""
+    with open_regular(path) as fh:
+        return fh.read()
 
 
 def holds(path: Path, data: bytes) -> bool:

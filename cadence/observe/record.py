@@ -52,7 +52,7 @@ def path_of(root: Path) -> Path:
 def read(root: Path) -> dict[str, Any] | None:
     """The last record, or None when there is none (or it cannot be read)."""
     try:
-        data = json.loads(path_of(root).read_text(encoding="utf-8"))
+        data = json.loads(artifacts.read_regular(path_of(root)))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

@@ -162,7 +162,7 @@ def _open(root: Path) -> tuple[Manifest, Callable[[], bool]] | None:
     the rest (SQL, tests: decoded on first use), read and verified meanwhile in a thread
     (hashing releases the GIL), so the check costs nothing next to reading the inputs."""
     try:
-        with open(artifacts.target_dir(root) / CACHE_NAME, "rb") as fh:
+        with artifacts.open_regular(artifacts.target_dir(root) / CACHE_NAME) as fh:
             parts = fh.readline().split()
             if len(parts) != 6 or parts[0] != MAGIC or parts[1] != _version():
                 return None

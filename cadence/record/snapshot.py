@@ -133,7 +133,7 @@ def read(root: Path, why: str) -> StateSnapshot:
     path = artifacts.target_dir(root) / SNAPSHOT_NAME
     shown = artifacts.shown(root, SNAPSHOT_NAME)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = artifacts.read_regular(path).decode("utf-8")
         as_of = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
     except FileNotFoundError:
         raise CadenceError(

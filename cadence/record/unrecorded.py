@@ -113,7 +113,7 @@ def read(root: Path) -> tuple[BuildRecord, ...]:
     """The records kept; () when there is no file (the common case: one failed ``open``) or
     it cannot be read or parsed."""
     try:
-        data = json.loads((artifacts.target_dir(root) / NAME).read_bytes())
+        data = json.loads(artifacts.read_regular(artifacts.target_dir(root) / NAME))
         return tuple(_decode(item) for item in data["builds"])
     except (OSError, ValueError, KeyError, TypeError):
         return ()

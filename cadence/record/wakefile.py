@@ -135,8 +135,7 @@ def remove(root: Path) -> None:
 def read(root: Path) -> WakeRecord | None:
     """The record, when the file verifies and holds exactly one; else None (never raises)."""
     try:
-        with open(path_of(root), "rb") as fh:
-            data = fh.read()
+        data = artifacts.read_regular(path_of(root))
     except (OSError, ValueError):
         return None
     head, _, body = data.partition(b"\n")
