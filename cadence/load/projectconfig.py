@@ -32,7 +32,7 @@ from cadence.load.costconfig import CostConfig, parse_cost
 from cadence.load.envtemplate import render_env_string, shorten
 from cadence.load.freshness import AlertsConfig, parse_alerts
 from cadence.load.layout import CADENCE_LAYOUT, Layout
-from cadence.load.yamlfile import LineDict, line_of, load_yaml
+from cadence.load.yamlfile import LineDict, line_of, load_yaml, mapping_at, settings_mapping
 
 PROJECT_FILE = "cadence.yml"
 TOP_KEYS = (
@@ -186,23 +186,9 @@ def parse_project_tree(
     file = PROJECT_FILE
     if raw is None and dbt is not None:
         raw = LineDict()  # an empty cadence.yml beside dbt_project.yml
-    if not isinstance(raw, dict):
-        errors.add(
-            CadenceError(
-                "cadence.yml must be a mapping of settings",
-                file=file,
-                line=1,
-                hint="start from 'cadence init' or see docs/reference/config.md",
-            )
-        )
+    hint = "start from 'cadence init' or see docs/reference/config.md"
+    if not settings_mapping(raw, file, "cadence.yml", TOP_KEYS, errors, hint):
         return None
-    for key in raw:
-        if key not in TOP_KEYS:
-            errors.add(
-                unknown_key_error(
-                    key, TOP_KEYS, what="cadence.yml", file=file, line=line_of(raw, key)
-                )
-            )
     name = raw.get("name")
     if dbt is not None:
         if name is not None and name != dbt.name:
@@ -246,7 +232,7 @@ def parse_project_tree(
     cost = parse_cost(raw, errors)
     alerts = parse_alerts(raw, errors)
     defaults = parse_folder_defaults(raw.get("models"), str(name), line_of(raw, "models"), errors)
-    snapshot_tree = _mapping(
+    snapshot_tree = mapping_at(
         raw,
         "snapshots",
         errors,
@@ -260,10 +246,10 @@ def parse_project_tree(
 
         own_snapshots = folder_defaults(snapshot_tree, file, str(name))
     seed_config = (
-        _mapping(raw, "seeds", errors, "write seeds: {column_types: {...}} or remove it", file)
+        mapping_at(raw, "seeds", errors, "write seeds: {column_types: {...}} or remove it", file)
         or {}
     )
-    vars_ = _mapping(raw, "vars", errors, "write vars: {name: value}", file) or {}
+    vars_ = mapping_at(raw, "vars", errors, "write vars: {name: value}", file) or {}
     if dbt is not None:
         vars_ = {**dbt.vars, **vars_}
         env_used = [*dbt.env_used, *env_used]
@@ -287,28 +273,12 @@ def parse_project_tree(
     )
 
 
-def _mapping(
-    raw: dict[str, Any], key: str, errors: ErrorCollector, hint: str, file: str, what: str = ""
-) -> Any:
-    """``raw[key]`` when it is a mapping or absent (None); anything else is an error, collected
-    with its line, and read as absent."""
-    value = raw.get(key)
-    if value is None or isinstance(value, dict):
-        return value
-    errors.add(
-        CadenceError(
-            f"'{key}' must be a mapping{what}", file=file, line=line_of(raw, key), hint=hint
-        )
-    )
-    return None
-
-
 TZ_NAME = re.compile(r"^[A-Za-z0-9_+-]{1,40}(/[A-Za-z0-9_+-]{1,40}){0,3}$")  # IANA key shape
 
 
 def _parse_history(raw: dict[str, Any], errors: ErrorCollector) -> int | None:
     """``history: {keep_days: N}``: N whole days, 1 to 36500."""
-    value = _mapping(raw, "history", errors, "write history: {keep_days: 90}", PROJECT_FILE)
+    value = mapping_at(raw, "history", errors, "write history: {keep_days: 90}", PROJECT_FILE)
     if value is None:
         return None
     line = line_of(raw, "history")

@@ -7,10 +7,11 @@ file, line and column.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
 
 
 class LineDict(dict):  # type: ignore[type-arg]
@@ -118,6 +119,40 @@ def line_of(mapping: Any, key: str | None = None) -> int | None:
     if isinstance(mapping, LineDict):
         return mapping.line_of(key) if key is not None else mapping.line
     return None
+
+
+def mapping_at(
+    raw: dict[str, Any], key: str, errors: ErrorCollector, hint: str, file: str, what: str = ""
+) -> Any:
+    """``raw[key]`` when it is a mapping or absent (None); anything else is an error, collected
+    with its line, and read as absent."""
+    value = raw.get(key)
+    if value is None or isinstance(value, dict):
+        return value
+    errors.add(
+        CadenceError(
+            f"'{key}' must be a mapping{what}", file=file, line=line_of(raw, key), hint=hint
+        )
+    )
+    return None
+
+
+def settings_mapping(
+    raw: Any, file: str, what: str, keys: Iterable[str], errors: ErrorCollector, hint: str
+) -> bool:
+    """Whether a settings file's YAML (``what``: cadence.yml, dbt_project.yml) is a mapping,
+    else an error at its line 1; each top-level key not in ``keys`` is an error at its line,
+    naming the closest known key."""
+    if not isinstance(raw, dict):
+        errors.add(CadenceError(f"{what} must be a mapping", file=file, line=1, hint=hint))
+        return False
+    known = tuple(keys)
+    for key in raw:
+        if key not in known:
+            errors.add(
+                unknown_key_error(str(key), known, what=what, file=file, line=line_of(raw, key))
+            )
+    return True
 
 
 def dump_yaml(value: Any) -> str:

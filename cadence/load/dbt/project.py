@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cadence.errors import CadenceError, ErrorCollector, unknown_key_error
+from cadence.errors import CadenceError, ErrorCollector
 from cadence.load.envtemplate import render_env_string
 from cadence.load.layout import PackagePaths
-from cadence.load.yamlfile import line_of, load_yaml
+from cadence.load.yamlfile import line_of, load_yaml, mapping_at, settings_mapping
 
 PROJECT_FILE = "dbt_project.yml"
 PATH_KEYS = {
@@ -108,23 +108,9 @@ def read_project(
     except CadenceError as exc:
         errors.add(exc)
         return None
-    if not isinstance(raw, dict):
-        errors.add(
-            CadenceError(
-                "dbt_project.yml must be a mapping",
-                file=file,
-                line=1,
-                hint="it starts with: name: my_project",
-            )
-        )
+    hint = "it starts with: name: my_project"
+    if not settings_mapping(raw, file, "dbt_project.yml", TOP_KEYS, errors, hint):
         return None
-    for key in raw:
-        if key not in TOP_KEYS:
-            errors.add(
-                unknown_key_error(
-                    str(key), TOP_KEYS, what="dbt_project.yml", file=file, line=line_of(raw, key)
-                )
-            )
     env_used: list[tuple[str, str | None]] = []
 
     def text_value(key: str, default: str | None) -> str | None:
@@ -174,20 +160,10 @@ def read_project(
     vars_ = _vars(raw, file, errors)
     trees: dict[str, Any] = {}
     for key in CONFIG_TREES:
-        value = raw.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            errors.add(
-                CadenceError(
-                    f"'{key}' must be a mapping of configs",
-                    file=file,
-                    line=line_of(raw, key),
-                    hint=f"write {key}:\n  {name}:\n    +materialized: table",
-                )
-            )
-            continue
-        trees["data_tests" if key == "tests" else key] = value
+        hint = f"write {key}:\n  {name}:\n    +materialized: table"
+        value = mapping_at(raw, key, errors, hint, file, " of configs")
+        if value is not None:
+            trees["data_tests" if key == "tests" else key] = value
     return DbtProject(
         name=str(name),
         file=file,
@@ -245,19 +221,7 @@ def _path_list(
 
 
 def _vars(raw: dict[str, Any], file: str, errors: ErrorCollector) -> dict[str, Any]:
-    value = raw.get("vars")
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        errors.add(
-            CadenceError(
-                "'vars' must be a mapping",
-                file=file,
-                line=line_of(raw, "vars"),
-                hint="write vars: {name: value}",
-            )
-        )
-        return {}
+    value = mapping_at(raw, "vars", errors, "write vars: {name: value}", file) or {}
     return {str(k): plain(v) for k, v in value.items()}
 
 
