@@ -196,9 +196,9 @@ def test_the_idle_cli_run_loads_and_opens_nothing(make_project, cli, monkeypatch
         assert "loaded the project" in result.output, extra
 
 
-def test_an_idle_run_imports_neither_duckdb_nor_jinja(make_project, cli):
-    """As a cron process: nothing heavier than the files check is even imported."""
-    root = built(make_project, cli)
+def imported_by_run_due(root: Path, which: str) -> str:
+    """``sorted(<which>)`` printed by a fresh Python that ran ``run --due`` at 05:01, as cron
+    would (``which``: a generator expression over ``sys.modules``)."""
     code = (
         "import sys\n"
         "from cadence.cli import main\n"
@@ -206,13 +206,19 @@ def test_an_idle_run_imports_neither_duckdb_nor_jinja(make_project, cli):
         f"    main(['run', '--due', '--at', '2026-01-10T05:01', '--project-dir', {str(root)!r}])\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        "print(sorted(m for m in ('duckdb', 'jinja2', 'yaml', 'networkx', 'croniter')"
-        " if m in sys.modules))\n"
+        f"print(sorted({which}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
+
+
+def test_an_idle_run_imports_neither_duckdb_nor_jinja(make_project, cli):
+    """As a cron process: nothing heavier than the files check is even imported."""
+    root = built(make_project, cli)
+    heavy = "m for m in ('duckdb', 'jinja2', 'yaml', 'networkx', 'croniter') if m in sys.modules"
+    assert imported_by_run_due(root, heavy) == "[]"
 
 
 def test_a_failed_model_wakes_the_run_at_its_retry(make_project, cli):
@@ -434,20 +440,10 @@ def test_the_full_path_imports_only_the_wings_a_project_uses(make_project, cli):
     take the shortcut imports the members-file wing, never the delivery or serve wings."""
     root = built(make_project, cli)
     (root / "target" / "wake.json").unlink()
-    code = (
-        "import sys\n"
-        "from cadence.cli import main\n"
-        "try:\n"
-        f"    main(['run', '--due', '--at', '2026-01-10T05:01', '--project-dir', {str(root)!r}])\n"
-        "except SystemExit as exc:\n"
-        "    assert not exc.code, exc.code\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('cadence.activation.',"
-        " 'cadence.serve'))))\n"
+    wings = "m for m in sys.modules if m.startswith(('cadence.activation.', 'cadence.serve'))"
+    assert imported_by_run_due(root, wings) == (
+        "['cadence.activation.roster', 'cadence.activation.rosterkeep']"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['cadence.activation.roster', 'cadence.activation.rosterkeep']"
 
 
 DBT_SHOP = Path(__file__).parent / "projects" / "dbt_shop"
