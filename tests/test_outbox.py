@@ -210,18 +210,28 @@ def test_each_entry_is_recorded_reached_when_the_destination_has_it(make_project
     assert freezes == [(day1, 1, 2), (day2, 3, 4)]
 
 
-def test_a_failed_delivery_reaches_its_entries_when_it_is_retried(make_project, cli):
-    import datetime as dt
-
-    root = make_activation(make_project, [(1, 900)])
+def _day2_delivery_fails(root, cli) -> None:
+    """Day 1 delivers 1; on day 2, 2 enters and email's delivery fails (a file where its
+    folder was, the folder kept aside)."""
     cli(root, "run", "--at", "2026-01-01T06:00")
     (root / "exports" / "email" / "vip").rename(root / "moved")
     (root / "exports" / "email" / "vip").write_text("a file where a folder should be")
     set_people(root, [(1, 900), (2, 900)])
     assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 1
-    assert [r[0] for r in reached(root, "vip")] == ["1"]  # not acknowledged: not reached
+
+
+def _destination_back(root) -> None:
     (root / "exports" / "email" / "vip").unlink()
     (root / "moved").rename(root / "exports" / "email" / "vip")
+
+
+def test_a_failed_delivery_reaches_its_entries_when_it_is_retried(make_project, cli):
+    import datetime as dt
+
+    root = make_activation(make_project, [(1, 900)])
+    _day2_delivery_fails(root, cli)
+    assert [r[0] for r in reached(root, "vip")] == ["1"]  # not acknowledged: not reached
+    _destination_back(root)
     assert cli(root, "export", "--at", "2026-01-02T09:30").exit_code == 0
     assert reached(root, "vip")[1] == (
         "2", dt.datetime(2026, 1, 2, 6), dt.datetime(2026, 1, 2, 9, 30), False
@@ -232,13 +242,8 @@ def test_a_rebaseline_reaches_only_members_the_destination_did_not_have(make_pro
     import datetime as dt
 
     root = make_activation(make_project, [(1, 900)])
-    cli(root, "run", "--at", "2026-01-01T06:00")
-    (root / "exports" / "email" / "vip").rename(root / "moved")
-    (root / "exports" / "email" / "vip").write_text("a file where a folder should be")
-    set_people(root, [(1, 900), (2, 900)])
-    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 1
-    (root / "exports" / "email" / "vip").unlink()
-    (root / "moved").rename(root / "exports" / "email" / "vip")
+    _day2_delivery_fails(root, cli)
+    _destination_back(root)
     result = cli(root, "export", "--rebaseline", "--channel", "email", "--at", "2026-01-02T08:00")
     assert result.exit_code == 0, result.output
     at8 = dt.datetime(2026, 1, 2, 8)
