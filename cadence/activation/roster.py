@@ -245,22 +245,28 @@ def write_many(
         warnings[segment] = (f"members snapshot of {segment} not written ({first_line})",)
 
     ready: list[Target] = []
-    for name in os.listdir(members_root(root)) if members_root(root).is_dir() else ():
+    members = members_root(root)  # found once: each lookup reads dbt_project.yml's stat
+    for name in os.listdir(members) if members.is_dir() else ():
         if name.startswith(".batch-"):  # what a killed write left (only the lock holder writes)
-            shutil.rmtree(members_root(root) / name, ignore_errors=True)
+            shutil.rmtree(members / name, ignore_errors=True)
+    try:
+        artifacts.tighten_target(root)
+    except (OSError, CadenceError) as exc:
+        for t in targets:
+            fail(t.segment, exc)
+        return warnings
     for t in targets:
         try:
-            artifacts.tighten_target(root)
-            artifacts.private_dir(folder_of(root, t.segment) / CHANGES, root)
-            _sweep(folder_of(root, t.segment))
+            artifacts.private_dir(members / t.segment / CHANGES, root)
+            _sweep(members / t.segment)
             ready.append(t)
         except (OSError, CadenceError) as exc:
             fail(t.segment, exc)
     if not ready:
         return warnings
     try:
-        parts = {t.segment: part_files(folder_of(root, t.segment) / CHANGES) for t in ready}
-        through = _throughs(engine, root, [t.segment for t in ready])
+        parts = {t.segment: part_files(members / t.segment / CHANGES) for t in ready}
+        through = _throughs(engine, members, [t.segment for t in ready])
         high = {s: max([through.get(s) or 0, *(p[1] for p in parts[s])]) for s in parts}
         ranges = _ranges(engine, high)
     except (OSError, EngineError) as exc:
@@ -276,10 +282,10 @@ def write_many(
             first, last, newest, _count = ranges[segment]
             stamp = (from_db(newest) or at).strftime(_STAMP)
             name = f"{first:012d}-{last:012d}-{stamp}.parquet"
-            finals[segment] = folder_of(root, segment) / CHANGES / name
+            finals[segment] = members / segment / CHANGES / name
         more, mine = _stage_all(
             engine,
-            root,
+            members,
             finals,
             _parts_sql({s: ranges[s] for s in chunk}),
             "",
@@ -291,7 +297,7 @@ def write_many(
     for final, problem in _publish(staged, "part").items():
         fail(owner[final], problem)
     written = [owner[f] for _t, f in staged if owner[f] not in warnings]
-    for segment, problem in _each_folder([folder_of(root, s) / CHANGES for s in written]).items():
+    for segment, problem in _each_folder([members / s / CHANGES for s in written]).items():
         fail(segment, problem)
     if written:
         _checkpoint("roster_after_part")
@@ -299,7 +305,7 @@ def write_many(
         high[segment] = ranges[segment][1]
         if len(parts[segment]) + 1 > COMPACT_AFTER:
             try:
-                _compact(engine, folder_of(root, segment) / CHANGES, at)
+                _compact(engine, members / segment / CHANGES, at)
             except (OSError, EngineError) as exc:
                 fail(segment, exc)
     # bases: none yet, or (rebase) asked for, or the changes after it are many
@@ -310,7 +316,7 @@ def write_many(
         and ((base := through.get(t.segment)) is None or base < high[t.segment])
     ]
     try:
-        due = _rebases_due(engine, root, behind, through) if not rebase else set()
+        due = _rebases_due(engine, members, behind, through) if not rebase else set()
     except (OSError, EngineError) as exc:
         for t in behind:
             fail(t.segment, exc)
@@ -323,8 +329,8 @@ def write_many(
         top = max(high[s] for s in group)
         more, mine = _stage_all(
             engine,
-            root,
-            {s: folder_of(root, s) / MEMBERS for s in group},
+            members,
+            {s: members / s / MEMBERS for s in group},
             _bases_sql(list(group.values())),
             _base_options(top, run_id, at),
             fail,
@@ -403,7 +409,7 @@ def _base_options(through: int, run_id: str, at: dt.datetime) -> str:
 
 def _stage_all(
     engine: Engine,
-    root: Path,
+    members: Path,
     finals: dict[str, Path],
     together: str,
     options: str,
@@ -419,7 +425,7 @@ def _stage_all(
     left = list(finals)
     if len(finals) > 1:
         keep_column = "true" if "c.segment" in together else "false"  # parts keep theirs
-        batch = members_root(root) / f".batch-{os.getpid()}.tmp"
+        batch = members / f".batch-{os.getpid()}.tmp"
         try:
             engine.execute(
                 f"copy ({together}) to {literal(str(batch))} (format parquet, "
@@ -465,10 +471,10 @@ def _each_folder(folders: list[Path]) -> dict[str, BaseException]:
     return {path.parent.name: exc for path, exc in failed.items()}
 
 
-def _throughs(engine: Engine, root: Path, segments: list[str]) -> dict[str, int | None]:
+def _throughs(engine: Engine, members: Path, segments: list[str]) -> dict[str, int | None]:
     """Where each segment's base stands (None: no base), from every footer in one query."""
     found: dict[str, int | None] = {s: None for s in segments}
-    bases = {str(folder_of(root, s) / MEMBERS): s for s in segments}
+    bases = {str(members / s / MEMBERS): s for s in segments}
     present = [path for path in bases if os.path.isfile(path)]
     if present:
         listed = "[" + ", ".join(literal(p) for p in present) + "]"
@@ -520,7 +526,7 @@ def _chunks(ranges: dict[str, tuple[int, int, dt.datetime, int]]) -> list[list[s
 
 
 def _rebases_due(
-    engine: Engine, root: Path, targets: list[Target], through: dict[str, int | None]
+    engine: Engine, members: Path, targets: list[Target], through: dict[str, int | None]
 ) -> set[str]:
     """Segments whose changes after their base are many enough (rows, from the parquet
     footers, all read in one query) that reading them costs about as much as the base."""
@@ -530,7 +536,7 @@ def _rebases_due(
         base = through.get(t.segment)
         if base is None:
             continue
-        folder = folder_of(root, t.segment)
+        folder = members / t.segment
         pending = [p for p in part_files(folder / CHANGES) if p[1] > base]
         if len(pending) > COMPACT_AFTER:
             due.add(t.segment)
@@ -546,9 +552,9 @@ def _rebases_due(
             + "])"
         )
     )
-    for segment, (members, *later) in files.items():
+    for segment, (base_file, *later) in files.items():
         changed = sum(int(rows.get(f) or 0) for f in later)
-        if changed >= max(REBASE_MIN, int(rows.get(members) or 0) // 4):
+        if changed >= max(REBASE_MIN, int(rows.get(base_file) or 0) // 4):
             due.add(segment)
     return due
 

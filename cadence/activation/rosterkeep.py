@@ -173,9 +173,12 @@ def repair(
     everything = bool(pending_runs) and any(r.status != "skipped" for r in run.results)
     if engine.state_store() is not engine:
         return  # Spark: no members snapshot (and an idle run never connects)
-    kept = [m for m in parsed.models if (m.schema, m.identifier) in relations]
+    kept = _targets(m for m in parsed.models if (m.schema, m.identifier) in relations)
     stale = everything or behind(root)
-    wanted = _targets(kept) if stale else _targets(m for m in kept if missing(root, [m.name]))
+    if not stale:  # one look for all the segments' files, not one per model
+        absent = set(missing(root, [t.segment for t in kept]))
+        kept = [t for t in kept if t.segment in absent]
+    wanted = kept
     found = roster.write_many(engine, root, wanted, run_id, at) if wanted else {}
     if stale and not found:
         _settle(root)
