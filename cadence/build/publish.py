@@ -5,17 +5,20 @@ view is created in place (replacing a table of the same name). A table is built 
 relation, its blocking tests (``gate``) run on it, a segment's membership changes are recorded
 against it, and it replaces the live relation; an incremental is staged from its new rows and
 merged in (``incremental``). On an engine whose DDL is transactional, a table with nothing to
-compare with its previous version (not a segment, no ``max_change``) is built straight into its
-live name: the transaction is its staging. All of it commits in one transaction with the
-model's build record: a failure at any step (compile, SQL, a blocking test) rolls back and
-leaves the live relation and state as they were, and the failure is recorded on its own; a
-snapshot's next version is built, gated and swapped the same way (``snapshots``). Used by
-``runner``, once per model decision, on the run's engine or one thread's cursor.
+compare with its previous version (its first version, or not a segment and no ``max_change``)
+is built straight into its live name: the transaction is its staging. All of it commits in one
+transaction with the model's build record -- written by the tests' query itself when they all
+pass, so a tested publish costs no statement of its own for it. A failure at any step
+(compile, SQL, a blocking test) rolls back and leaves the live relation and state as they
+were, and the failure is recorded on its own; a snapshot's next version is built, gated and
+swapped the same way (``snapshots``). Used by ``runner``, once per model decision, on the
+run's engine or one thread's cursor.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from cadence.build import hooks
@@ -29,9 +32,9 @@ from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.load.parser import Model
 from cadence.plan.due import Decision, view_hash
-from cadence.plan.history import BuildRecord
+from cadence.plan.history import BuildRecord, ModelState
 from cadence.record import membership
-from cadence.record.state import record_build
+from cadence.record.state import record_build, record_build_if
 from cadence.record.unrecorded import disk_full, full_disk_error
 
 
@@ -58,6 +61,24 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         # what this transaction can see: relations committed before it begins (others being
         # built in parallel commit later, invisible to it)
         ctx = replace(ctx, visible=dict(ctx.relations))
+
+        def record(rows: int | None) -> BuildRecord:
+            duration = time.perf_counter() - started
+            return BuildRecord(
+                ctx.run_id,
+                model.name,
+                "model",
+                decision.tick,
+                ctx.now,
+                "success",
+                decision.reason,
+                rows,
+                duration,
+                sql_hash,
+                None,
+            )
+
+        recorded = None
         with engine.transaction():
             hooks.before_build(ctx.compiler, model, engine, ctx.now)
             if mat == "view":
@@ -70,26 +91,14 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             elif mat == "snapshot":
                 rows, warnings = publish_snapshot(ctx, model, compiled)
             else:
-                rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
+                rows, warnings, recorded = _publish_table(
+                    ctx, model, compiled, incremental, decision, record
+                )
             hooks.after_build(ctx.compiler, model, engine, ctx.now)
-            duration = time.perf_counter() - started
-            ctx.new_states[model.name] = record_build(
-                engine,
-                BuildRecord(
-                    ctx.run_id,
-                    model.name,
-                    "model",
-                    decision.tick,
-                    ctx.now,
-                    "success",
-                    decision.reason,
-                    rows,
-                    duration,
-                    sql_hash,
-                    None,
-                ),
-                ctx.state.of(model.name),
-            )
+            if recorded is None:
+                recorded = record_build(engine, record(rows), ctx.state.of(model.name))
+            ctx.new_states[model.name] = recorded
+        duration = recorded.last_duration_s or 0.0
         ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"
         return ModelResult(
             model.name,
@@ -135,18 +144,26 @@ class _TestsFailed(EngineError):
 
 
 def _publish_table(
-    ctx: RunContext, model: Model, compiled: CompiledModel, incremental: bool, decision: Decision
-) -> tuple[int, list[str]]:
+    ctx: RunContext,
+    model: Model,
+    compiled: CompiledModel,
+    incremental: bool,
+    decision: Decision,
+    record: Callable[[int | None], BuildRecord],
+) -> tuple[int, list[str], ModelState | None]:
     """Inside the caller's transaction: stage, test, swap (an incremental: merge, judging
-    ``unique`` on the merged table). Returns (rows, warnings)."""
+    ``unique`` on the merged table). Returns (rows, warnings, the model's new state when the
+    tests' query wrote its build record -- ``record(rows)`` -- else None)."""
     engine = ctx.engine
     existing = ctx.relations.get((model.schema, model.identifier))
     tests = ctx.tests_by_model.get(model.name, ())
     in_place = (
         engine.builds_in_place
         and not incremental
-        and not model.config.key
-        and not any(t.kind == "max_change" for t in tests)
+        and (
+            existing is None  # a first version: nothing to compare it with
+            or (not model.config.key and not any(t.kind == "max_change" for t in tests))
+        )
     )
     if in_place:  # the transaction is the staging: a failure rolls the old version back
         staging = model.relation
@@ -157,8 +174,21 @@ def _publish_table(
     created = stage(engine, compiled, staging)
     rows = created if created is not None else engine.row_count(staging)
     merge_into = model.relation if incremental else None  # judged as the merge will leave it
+    written: list[ModelState] = []
+
+    def record_if(query: str, condition: str) -> bool:
+        state = record_build_if(engine, record(rows), ctx.state.of(model.name), query, condition)
+        written.extend([state] if state is not None else [])
+        return state is not None
+
     outcomes = run_tests(
-        ctx, model, staging, None if incremental else rows, merge_into, built_from=compiled.sql
+        ctx,
+        model,
+        staging,
+        None if incremental else rows,
+        merge_into,
+        built_from=compiled.sql,
+        record_if=record_if if engine.state_store() is engine else None,
     )
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
@@ -188,4 +218,4 @@ def _publish_table(
         engine.append(model.relation, staging, merge_keys(model), ctx.run_id)
     elif not in_place:
         swap(ctx, staging, model.relation, model.schema, model.identifier)
-    return rows, warnings
+    return rows, warnings, written[0] if written else None
