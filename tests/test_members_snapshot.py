@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from activation_project import CADENCE_YML, cadence, make_activation, query, set_people
 
-from cadence.activation import roster, rosterkeep
+from cadence.activation import roster, rosterkeep, rosterstage
 from cadence.build.lock import RunLock
 
 DAY1 = [(1, 900), (2, 50), (3, 700)]
@@ -460,3 +460,45 @@ def test_a_segment_with_many_changes_has_copies_of_its_own_and_the_same_files(
         assert [(c["change_id"], c["key"], c["change"]) for c in snap["changes"]] == [
             r[:3] for r in live_changes(root, segment)
         ]
+
+
+@pytest.mark.parametrize("older_duckdb", [False, True], ids=["side-by-side", "folder-each"])
+def test_the_shared_copies_write_no_folder_per_segment_and_an_older_duckdb_still_gets_its_files(
+    make_project, cli, monkeypatch, older_duckdb
+):
+    """The COPYs that write many segments' files at once put them side by side (a folder per
+    segment to make and then remove was the costliest part of them on a busy disk), and find
+    each segment's file by what it holds; a DuckDB without that option (before 1.3) gets a
+    folder per segment as before. Either way the files read as the warehouse does and nothing
+    is left behind."""
+    monkeypatch.setattr(rosterstage, "_side_by_side", [True])
+    if older_duckdb:  # an option this DuckDB refuses stands in for one an older DuckDB lacks
+        monkeypatch.setattr(rosterstage, "_SIDE_BY_SIDE", ", no_such_copy_option false")
+    copies: list[str] = []
+    from cadence.engines.duckdb import DuckDBEngine
+
+    real_query = DuckDBEngine.query
+
+    def recorded(self, sql, *args, **kwargs):
+        if sql.startswith("copy (") and "partition_by (segment)" in sql:
+            copies.append(sql)
+        return real_query(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(DuckDBEngine, "query", recorded)
+    root = make_activation(make_project, DAY1 + [(5, 600)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, DAY2)
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    assert copies  # the parts and the bases, written together
+    side_by_side = [c for c in copies if "hive_file_pattern false" in c]
+    assert (side_by_side == copies) if not older_duckdb else not side_by_side
+    assert rosterstage._side_by_side == [not older_duckdb]
+    members = root / "target" / "members"
+    assert sorted(os.listdir(members)) == ["regular", "vip"]  # no batch folder left
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        snap = json.loads(held(cli, root, "members", segment, "--changes", "--json").stdout)
+        assert [(c["change_id"], c["key"], c["change"]) for c in snap["changes"]] == [
+            r[:3] for r in live_changes(root, segment)
+        ]
+        assert not [n for n in os.listdir(members / segment) if n.startswith(".")]

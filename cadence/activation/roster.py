@@ -23,14 +23,14 @@ per 200 bases due, except that a segment with ``_ALONE_ROWS`` changes or more ha
 own for each (cheaper per row, and its rows are not held with the others'), the files synced
 together on threads (the file system commits concurrent syncs together).
 
-Invariants: every file is written by DuckDB's ``COPY`` to a temporary dot-name, fdatasynced and
-renamed, so a reader (or a kill -9 at any step) sees the previous file or the new one, never half
-of one; a part is renamed and its folder synced before ``members.parquet`` says ``through`` it,
-so no crash order leaves a gap that the next write would not fill; files are 0600 and folders
-0700 whatever the umask. Written only when the segment's membership changed (or nothing is
-there yet). A failed write never fails the publish: it comes back as a warning and the next
-write of the segment catches up. DuckDB only (with Spark the segment's rows live in Spark;
-``members`` then needs the state file free).
+Invariants: every file is written by DuckDB's ``COPY`` to a temporary dot-name (``rosterstage``),
+fdatasynced and renamed, so a reader (or a kill -9 at any step) sees the previous file or the new
+one, never half of one; a part is renamed and its folder synced before ``members.parquet`` says
+``through`` it, so no crash order leaves a gap that the next write would not fill; files are 0600
+and folders 0700 whatever the umask. Written only when the segment's membership changed (or
+nothing is there yet). A failed write never fails the publish: it comes back as a warning and
+the next write of the segment catches up. DuckDB only (with Spark the segment's rows live in
+Spark; ``members`` then needs the state file free).
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cadence.activation.rosterstage import literal
+from cadence.activation.rosterstage import stage as _stage
+from cadence.activation.rosterstage import stage_all as _stage_all
+from cadence.activation.rosterstage import unlink as _unlink
 from cadence.disk import artifacts
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError
@@ -90,10 +94,6 @@ def folder_of(root: Path, segment: str) -> Path:
     return members_root(root) / segment
 
 
-def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def part_files(changes: Path) -> list[tuple[int, int, dt.datetime, Path]]:
     """(first, last, newest, path) of every complete part, oldest first."""
     found = []
@@ -114,26 +114,6 @@ def metadata(engine: Engine, path: Path) -> dict[str, str]:
         f"select decode(key), decode(value) from parquet_kv_metadata({literal(str(path))})"
     )
     return {str(k): str(v) for k, v in rows}
-
-
-def _stage(engine: Engine, sql: str, final: Path, options: str = "") -> Path:
-    """COPY ``sql`` to an owner-only temporary name beside ``final`` (not synced yet)."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
-        os.close(os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-        engine.execute(f"copy ({sql}) to {literal(str(tmp))} (format parquet{options})")
-        os.chmod(tmp, artifacts.FILE_MODE)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return tmp
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _datasync(path: Path) -> None:
@@ -405,64 +385,6 @@ def _base_options(through: int, run_id: str, at: dt.datetime) -> str:
     }
     struct = ", ".join(f"{name}: {literal(value)}" for name, value in meta.items())
     return f", kv_metadata {{{struct}}}"
-
-
-def _stage_all(
-    engine: Engine,
-    members: Path,
-    finals: dict[str, Path],
-    together: str,
-    options: str,
-    fail: Callable[[str, BaseException], None],
-    alone: Callable[[str], str],
-) -> tuple[list[tuple[Path, Path]], dict[Path, str]]:
-    """Stage a file per segment (``finals``) from one COPY of ``together`` (rows with a
-    ``segment`` column) partitioned by segment; a segment the COPY left no single file for (no
-    rows, or an unexpected layout) is staged alone from ``alone(segment)``. Returns the staged
-    (temporary, final) pairs and the segment of each final."""
-    staged: list[tuple[Path, Path]] = []
-    owner: dict[Path, str] = {}
-    left = list(finals)
-    if len(finals) > 1:
-        keep_column = "true" if "c.segment" in together else "false"  # parts keep theirs
-        batch = members / f".batch-{os.getpid()}.tmp"
-        try:
-            engine.execute(
-                f"copy ({together}) to {literal(str(batch))} (format parquet, "
-                f"partition_by (segment), write_partition_columns {keep_column}, "
-                f"filename_pattern 'data'{options})"
-            )
-            left = []
-            for segment, final in finals.items():
-                found = _single(batch / f"segment={segment}")
-                if found is None:
-                    left.append(segment)
-                    continue
-                tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-                os.replace(found, tmp)
-                os.chmod(tmp, artifacts.FILE_MODE)
-                staged.append((tmp, final))
-                owner[final] = segment
-        except (OSError, EngineError):
-            left = [s for s in finals if finals[s] not in owner]
-        finally:
-            shutil.rmtree(batch, ignore_errors=True)
-    for segment in left:
-        final = finals[segment]
-        try:
-            staged.append((_stage(engine, alone(segment), final, options), final))
-            owner[final] = segment
-        except (OSError, EngineError) as exc:
-            fail(segment, exc)
-    return staged, owner
-
-
-def _single(folder: Path) -> Path | None:
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return None
-    return folder / names[0] if len(names) == 1 and names[0].endswith(".parquet") else None
 
 
 def _each_folder(folders: list[Path]) -> dict[str, BaseException]:
