@@ -468,7 +468,7 @@ def test_the_shared_copies_write_no_folder_per_segment_and_an_older_duckdb_still
 ):
     """The COPYs that write many segments' files at once put them side by side (a folder per
     segment to make and then remove was the costliest part of them on a busy disk), and find
-    each segment's file by what it holds; a DuckDB without that option (before 1.3) gets a
+    each segment's file by what it holds; a DuckDB without that option (an older one) gets a
     folder per segment as before. Either way the files read as the warehouse does and nothing
     is left behind."""
     monkeypatch.setattr(rosterstage, "_side_by_side", [True])

@@ -8,7 +8,7 @@ final name, ``.<name>.<pid>.tmp``, 0600; ``roster`` fdatasyncs and renames them.
 Invariants: nothing is written under a final name here; a temporary file that a COPY failed to
 write is removed; a partitioned COPY writes into a ``.batch-<pid>.tmp`` folder of the members
 folder, emptied and removed before returning (a killed one is swept by the next write). Its
-files are side by side (DuckDB 1.3 and later, ``hive_file_pattern false``: no folder per segment
+files are side by side (``hive_file_pattern false``, DuckDB 2.0 here: no folder per segment
 to make and then remove, 600 of them for 300 segments, the dearest part of these COPYs on a busy
 disk), each told apart by what it holds; an older DuckDB writes a ``segment=<name>/`` folder
 each, as before.
@@ -99,9 +99,9 @@ def stage_all(
     return staged, owner
 
 
-# DuckDB (1.3 and later) writes a partitioned COPY's files side by side instead of in a
-# ``segment=<name>/`` folder each: 600 folders fewer to make and then remove for 300 segments;
-# False once a DuckDB refuses the option (an older one)
+# DuckDB writes a partitioned COPY's files side by side instead of in a ``segment=<name>/``
+# folder each: 600 folders fewer to make and then remove for 300 segments; False once a DuckDB
+# refuses the option (an older one)
 _side_by_side = [True]
 _SIDE_BY_SIDE = ", hive_file_pattern false"
 
