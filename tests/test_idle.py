@@ -442,7 +442,8 @@ def test_the_full_path_imports_only_the_wings_a_project_uses(make_project, cli):
     (root / "target" / "wake.json").unlink()
     wings = "m for m in sys.modules if m.startswith(('cadence.activation.', 'cadence.serve'))"
     assert imported_by_run_due(root, wings) == (
-        "['cadence.activation.roster', 'cadence.activation.rosterkeep']"
+        "['cadence.activation.roster', 'cadence.activation.rosterkeep', "
+        "'cadence.activation.rosterstage']"
     )
 
 
