@@ -37,6 +37,36 @@ def test_first_publish_everyone_entered_then_only_changes(make_project, cli):
     assert len(history(root, "vip")) == 4
 
 
+def test_a_segment_table_dropped_behind_cadences_back_is_diffed_against_its_history(
+    make_project, cli
+):
+    """The rebuild of a vanished segment table is not a first publish: its members are who
+    the history says, so only real changes are recorded (not everyone entering again), and
+    replaying the history gives the live keys."""
+    import duckdb
+
+    root = make_activation(make_project, [(1, 900), (2, 50), (3, 700)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    con.execute("drop table main.vip")
+    con.close()
+    set_people(root, [(1, 900), (2, 600), (3, 10)])
+    assert cli(root, "run", "--at", "2026-01-02T06:00").exit_code == 0
+    rows = [(k, c) for k, c, _ in history(root, "vip")]
+    assert rows[:2] == [("1", "entered"), ("3", "entered")]
+    assert sorted(rows[2:]) == [("2", "entered"), ("3", "exited")]
+    members: set[str] = set()
+    for key, change in rows:
+        (members.add if change == "entered" else members.discard)(key)
+    assert members == {str(r[0]) for r in query(root, "select id from main.vip")}
+    # dropped again and rebuilt unchanged: nothing to record
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    con.execute("drop table main.vip")
+    con.close()
+    assert cli(root, "run", "--at", "2026-01-03T06:00").exit_code == 0
+    assert len(history(root, "vip")) == 4
+
+
 def test_duplicate_or_null_keys_fail_the_build_and_record_nothing(make_project, cli):
     root = make_activation(make_project, [(1, 900), (3, 700)])
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0

@@ -139,34 +139,6 @@ from range({{ var('n') }}) t(i)
 PLAIN_YML = "models:\n  - name: seg\n    columns:\n      - name: email\n        tests: [not_null]\n"
 
 
-def test_a_plain_table_is_built_in_its_publish_transaction(tmp_path: Path, monkeypatch) -> None:
-    """A table that is not a segment and has no ``max_change`` is built straight into its
-    live name inside the publish transaction (issue 21: two statements fewer a model than
-    staging, drop and rename); a blocking test that fails still leaves the last good version
-    live, because the transaction rolls back."""
-    from cadence.engines.duckdb import DuckDBEngine
-
-    root = project(tmp_path, PLAIN, PLAIN_YML)
-    seen: list[str] = []
-    original = DuckDBEngine.query
-
-    def logged(self, sql, params=(), fetch=True):  # type: ignore[no-untyped-def]
-        seen.append(" ".join(sql.split()))
-        return original(self, sql, params, fetch)
-
-    monkeypatch.setattr(DuckDBEngine, "query", logged)
-    assert run(root, T0)["seg"].status == "success"
-    assert live(root)[:2] == (10, "success")
-    assert not any("staging" in sql for sql in seen)
-    assert [sql for sql in seen if sql.startswith(("drop", "alter")) and '"seg"' in sql] == []
-    set_vars(root, nulls=3, n=20)
-    seen.clear()
-    failed = run(root, T1)["seg"]
-    assert failed.status == "error" and "not_null" in (failed.error or "")
-    assert live(root)[0] == 10  # the previous version, rolled back to
-    assert not any("staging" in sql for sql in seen)
-
-
 def _logged(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
     from cadence.engines.duckdb import DuckDBEngine
 
@@ -179,6 +151,25 @@ def _logged(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
 
     monkeypatch.setattr(DuckDBEngine, "query", logged)
     return seen
+
+
+def test_a_plain_table_is_built_in_its_publish_transaction(tmp_path: Path, monkeypatch) -> None:
+    """A table that is not a segment and has no ``max_change`` is built straight into its
+    live name inside the publish transaction (issue 21: two statements fewer a model than
+    staging, drop and rename); a blocking test that fails still leaves the last good version
+    live, because the transaction rolls back."""
+    root = project(tmp_path, PLAIN, PLAIN_YML)
+    seen = _logged(monkeypatch)
+    assert run(root, T0)["seg"].status == "success"
+    assert live(root)[:2] == (10, "success")
+    assert not any("staging" in sql for sql in seen)
+    assert [sql for sql in seen if sql.startswith(("drop", "alter")) and '"seg"' in sql] == []
+    set_vars(root, nulls=3, n=20)
+    seen.clear()
+    failed = run(root, T1)["seg"]
+    assert failed.status == "error" and "not_null" in (failed.error or "")
+    assert live(root)[0] == 10  # the previous version, rolled back to
+    assert not any("staging" in sql for sql in seen)
 
 
 def _builds(root: Path) -> list[tuple[str, str | None]]:

@@ -212,6 +212,7 @@ def _publish_table(
             exits=not incremental,
             event_time=model.config.event_time,
             tz=ctx.project.config.tz,
+            vanished=ctx.state.of(model.name).last_success_at is not None,
         )
     if incremental:
         settle_columns(engine, model, staging)

@@ -55,11 +55,33 @@ def ensure_tables(engine: Engine) -> None:
         store.execute(statement)
 
 
-def diff_sql(candidate: str, live: str | None, key: str, *, exits: bool = True) -> str:
+def members_sql(segment: str) -> str:
+    """The keys a segment's history says are members now: each key whose latest change is
+    ``entered`` (one column, ``key``)."""
+    name = segment.replace("'", "''")
+    return (
+        f"select key from {TABLE} where segment = '{name}' "
+        "qualify row_number() over (partition by key order by change_id desc) = 1 "
+        "and change = 'entered'"
+    )
+
+
+def diff_sql(
+    candidate: str, live: str | None, key: str, *, exits: bool = True, recorded: str | None = None
+) -> str:
     """Rows (key VARCHAR, change VARCHAR) turning ``live`` into ``candidate``; ``live`` None:
-    there is no previous version, everyone entered. ``exits`` False: an incremental merge,
-    where a key can only be added."""
+    there is no previous version, everyone entered -- unless ``recorded`` (a query of the
+    members the history holds, ``members_sql``) says who was there when the table vanished
+    (dropped behind cadence's back): then the diff is against them. ``exits`` False: an
+    incremental merge, where a key can only be added."""
     k = quote(key)
+    if live is None and recorded is not None:
+        return (
+            f"select key, 'entered' as change from (select cast({k} as varchar) as key "
+            f"from {candidate} except select key from ({recorded}) as r) as e\n"
+            f"union all\nselect key, 'exited' as change from (select key from ({recorded}) "
+            f"as r except select cast({k} as varchar) as key from {candidate}) as x"
+        )
     if live is None:
         return f"select cast({k} as varchar) as key, 'entered' as change from {candidate}"
     entered = (
@@ -125,20 +147,25 @@ def record_changes(
     exits: bool = True,
     event_time: str | None = None,
     tz: dt.tzinfo = dt.timezone.utc,
+    vanished: bool = False,
 ) -> None:
     """Append the membership changes of one publish (inside the caller's transaction);
-    ``event_time``: the segment's column saying when each entered member qualified."""
+    ``event_time``: the segment's column saying when each entered member qualified;
+    ``vanished``: there is no live relation although the segment was published before (its
+    table was dropped behind cadence's back), so the diff is against the members its history
+    holds rather than everyone entering again."""
     # an engine whose swap can outlive the state commit (Spark) keeps what re-records them
     engine.segment_staged(candidate, SegmentNote(segment, key, run_id, tick, at, exits))
     store = engine.state_store()
-    diff = diff_sql(candidate, live, key, exits=exits)
+    recorded = members_sql(segment) if vanished and live is None and store is engine else None
+    diff = diff_sql(candidate, live, key, exits=exits, recorded=recorded)
     stamps = (to_db(tick), to_db(at))
     if store is engine:
         qualified = "cast(null as timestamp)"
         source, keyed, change = f"({diff}) as d", "d.key", "d.change"
         if event_time:
             qualified = event_time_sql(engine, segment, candidate, event_time, str(tz))
-            if live is None:  # everyone entered: each row says when, in one pass over it
+            if live is None and recorded is None:  # everyone entered: one pass over the rows
                 k = quote(key)
                 source, keyed, change = f"{candidate} as c", f"cast(c.{k} as varchar)", "'entered'"
             else:
