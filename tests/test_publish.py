@@ -220,6 +220,10 @@ def test_a_segments_first_version_is_built_in_place(tmp_path: Path, monkeypatch)
     seen.clear()
     assert run(root, T1)["seg"].status == "success"
     assert any("staging" in sql for sql in seen)
+    # the membership changes are written before the build record, whose duration covers them
+    order = [i for i, sql in enumerate(seen) if sql.startswith("insert into _cadence.")]
+    assert [seen[i].split()[2] for i in order][:2] == [
+        "_cadence.membership_changes", "_cadence.model_builds"]
     con = duckdb.connect(str(root / "w.duckdb"), read_only=True)
     try:
         changes = con.execute(

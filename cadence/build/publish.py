@@ -181,6 +181,11 @@ def _publish_table(
         written.extend([state] if state is not None else [])
         return state is not None
 
+    # where the tests' query can write the build record, a segment's membership changes are
+    # recorded first, so the record's duration covers them (a failing test rolls both back)
+    fused = engine.state_store() is engine
+    if model.config.key and fused:
+        _record_membership(ctx, model, staging, decision, incremental)
     outcomes = run_tests(
         ctx,
         model,
@@ -188,7 +193,7 @@ def _publish_table(
         None if incremental else rows,
         merge_into,
         built_from=compiled.sql,
-        record_if=record_if if engine.state_store() is engine else None,
+        record_if=record_if if fused else None,
     )
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
@@ -199,24 +204,31 @@ def _publish_table(
             else "nothing published (no previous version)"
         )
         raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
-    if model.config.key:  # a segment: who entered and exited commits with the publish
-        membership.record_changes(
-            engine,
-            segment=model.name,
-            key=model.config.key,
-            candidate=staging,
-            live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
-            run_id=ctx.run_id,
-            tick=decision.tick,
-            at=ctx.now,
-            exits=not incremental,
-            event_time=model.config.event_time,
-            tz=ctx.project.config.tz,
-            vanished=ctx.state.of(model.name).last_success_at is not None,
-        )
+    if model.config.key and not fused:  # a segment: who entered and exited commits with it
+        _record_membership(ctx, model, staging, decision, incremental)
     if incremental:
         settle_columns(engine, model, staging)
         engine.append(model.relation, staging, merge_keys(model), ctx.run_id)
     elif not in_place:
         swap(ctx, staging, model.relation, model.schema, model.identifier)
     return rows, warnings, written[0] if written else None
+
+
+def _record_membership(
+    ctx: RunContext, model: Model, staging: str, decision: Decision, incremental: bool
+) -> None:
+    """Who entered and who exited: ``staging`` (the candidate) against the live relation."""
+    membership.record_changes(
+        ctx.engine,
+        segment=model.name,
+        key=str(model.config.key),
+        candidate=staging,
+        live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
+        run_id=ctx.run_id,
+        tick=decision.tick,
+        at=ctx.now,
+        exits=not incremental,
+        event_time=model.config.event_time,
+        tz=ctx.project.config.tz,
+        vanished=ctx.state.of(model.name).last_success_at is not None,
+    )
