@@ -135,31 +135,6 @@ def failures_sql(test: DataTest, rows_sql: str) -> str:
     return f"select {test.fail_calc} from (\n{rows_sql}{limit}\n) dbt_internal_test"
 
 
-def verdict(
-    counted: Sequence[tuple[DataTest, str]], accepted: OneQuery | None = None
-) -> tuple[str, str]:
-    """The one query judging many tests at once -- one row of three columns per test, named
-    ``c0, c1, ...``: ``failures``, ``failures <warn_if>``, ``failures <error_if>`` -- checked
-    to be one query (``accepted``: texts the parser accepted in earlier runs); and the SQL
-    condition over that row that every test passes (dbt's rule, as ``TestOutcome.status``)."""
-    values = ",\n".join(
-        f"({failures_sql(test, sql)}) as f{i}" for i, (test, sql) in enumerate(counted)
-    )
-    checks = ", ".join(
-        f"f{i} as c{3 * i}, f{i} {test.warn_if} as c{3 * i + 1}, "
-        f"f{i} {test.error_if} as c{3 * i + 2}"
-        for i, (test, _sql) in enumerate(counted)
-    )
-    query = f"with counted as (select\n{values}\n)\nselect {checks} from counted"
-    _ensure_one_query(query, counted, accepted)
-    passes = " and ".join(
-        f"not coalesce(c{3 * i + 1}, false)"
-        + (f" and not coalesce(c{3 * i + 2}, false)" if test.severity == "error" else "")
-        for i, (test, _sql) in enumerate(counted)
-    )
-    return query, passes
-
-
 def judge(
     engine: Engine, counted: Sequence[tuple[DataTest, str]], accepted: OneQuery | None = None
 ) -> list[TestOutcome]:
@@ -167,7 +142,14 @@ def judge(
     (``accepted``: texts the parser accepted in earlier runs)."""
     if not counted:
         return []
-    query, _passes = verdict(counted, accepted)
+    values = ",\n".join(
+        f"({failures_sql(test, sql)}) as f{i}" for i, (test, sql) in enumerate(counted)
+    )
+    checks = ", ".join(
+        f"f{i}, f{i} {test.warn_if}, f{i} {test.error_if}" for i, (test, _sql) in enumerate(counted)
+    )
+    query = f"with counted as (select\n{values}\n)\nselect {checks} from counted"
+    _ensure_one_query(query, counted, accepted)
     row = engine.query(query)[0]
     outcomes = []
     for i, (test, _sql) in enumerate(counted):

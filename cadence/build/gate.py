@@ -11,17 +11,10 @@ build). Reads only: ``publish`` decides from the outcomes what blocks and what w
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 from cadence.build.context import RunContext
-from cadence.build.datatests import (
-    TestOutcome,
-    describe_failure,
-    judge,
-    target_resolver,
-    verdict,
-)
+from cadence.build.datatests import TestOutcome, describe_failure, judge, target_resolver
 from cadence.build.incremental import checked_sql
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, did_you_mean
@@ -36,15 +29,11 @@ def run_tests(
     candidate_rows: int | None,
     merge_into: str | None = None,
     built_from: str | None = None,
-    record_if: Callable[[str, str], bool] | None = None,
 ) -> list[TestOutcome]:
     """The outcomes of ``model``'s tests on ``relation``. With ``built_from`` (the query the
     candidate was built from) the candidate's columns are not looked up first: a test on a
     missing column makes the tests' one query fail, and ``TestsCannotRun.named``, called once
-    the transaction is rolled back, names it (one statement fewer per publish). With
-    ``record_if`` (writes the build record when a condition holds in a query's row, saying
-    whether it did) the tests' one query writes the record when they all pass, and is asked
-    again for the counts only when one does not (one statement fewer again)."""
+    the transaction is rolled back, names it (one statement fewer per publish)."""
     outcomes: list[TestOutcome] = []
     tests = list(ctx.tests_by_model.get(model.name, ()))
     if model.config.key:
@@ -96,10 +85,6 @@ def run_tests(
         if missing is not None:
             raise missing
     try:
-        if record_if is not None and counted and all(o.passed for o in outcomes):
-            query, passes = verdict(counted, ctx.compiler.accepted)
-            if record_if(query, passes):
-                return outcomes + [TestOutcome(t, 0, "", False, False) for t, _sql in counted]
         judged = judge(ctx.engine, counted, ctx.compiler.accepted)
     except EngineError as exc:
         if built_from is None:

@@ -7,18 +7,16 @@ against it, and it replaces the live relation; an incremental is staged from its
 merged in (``incremental``). On an engine whose DDL is transactional, a table with nothing to
 compare with its previous version (its first version, or not a segment and no ``max_change``)
 is built straight into its live name: the transaction is its staging. All of it commits in one
-transaction with the model's build record -- written by the tests' query itself when they all
-pass, so a tested publish costs no statement of its own for it. A failure at any step
-(compile, SQL, a blocking test) rolls back and leaves the live relation and state as they
-were, and the failure is recorded on its own; a snapshot's next version is built, gated and
-swapped the same way (``snapshots``). Used by ``runner``, once per model decision, on the
-run's engine or one thread's cursor.
+transaction with the model's build record: a failure at any step (compile, SQL, a blocking
+test) rolls back and leaves the live relation and state as they were, and the failure is
+recorded on its own; a snapshot's next version is built, gated and swapped the same way
+(``snapshots``). Used by ``runner``, once per model decision, on the run's engine or one
+thread's cursor.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 from cadence.build import hooks
@@ -32,9 +30,9 @@ from cadence.engines.base import EngineError
 from cadence.errors import CadenceError
 from cadence.load.parser import Model
 from cadence.plan.due import Decision, view_hash
-from cadence.plan.history import BuildRecord, ModelState
+from cadence.plan.history import BuildRecord
 from cadence.record import membership
-from cadence.record.state import record_build, record_build_if
+from cadence.record.state import record_build
 from cadence.record.unrecorded import disk_full, full_disk_error
 
 
@@ -61,24 +59,6 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         # what this transaction can see: relations committed before it begins (others being
         # built in parallel commit later, invisible to it)
         ctx = replace(ctx, visible=dict(ctx.relations))
-
-        def record(rows: int | None) -> BuildRecord:
-            duration = time.perf_counter() - started
-            return BuildRecord(
-                ctx.run_id,
-                model.name,
-                "model",
-                decision.tick,
-                ctx.now,
-                "success",
-                decision.reason,
-                rows,
-                duration,
-                sql_hash,
-                None,
-            )
-
-        recorded = None
         with engine.transaction():
             hooks.before_build(ctx.compiler, model, engine, ctx.now)
             if mat == "view":
@@ -91,14 +71,26 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             elif mat == "snapshot":
                 rows, warnings = publish_snapshot(ctx, model, compiled)
             else:
-                rows, warnings, recorded = _publish_table(
-                    ctx, model, compiled, incremental, decision, record
-                )
+                rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
             hooks.after_build(ctx.compiler, model, engine, ctx.now)
-            if recorded is None:
-                recorded = record_build(engine, record(rows), ctx.state.of(model.name))
-            ctx.new_states[model.name] = recorded
-        duration = recorded.last_duration_s or 0.0
+            duration = time.perf_counter() - started
+            ctx.new_states[model.name] = record_build(
+                engine,
+                BuildRecord(
+                    ctx.run_id,
+                    model.name,
+                    "model",
+                    decision.tick,
+                    ctx.now,
+                    "success",
+                    decision.reason,
+                    rows,
+                    duration,
+                    sql_hash,
+                    None,
+                ),
+                ctx.state.of(model.name),
+            )
         ctx.relations[(model.schema, model.identifier)] = "view" if mat == "view" else "table"
         return ModelResult(
             model.name,
@@ -144,16 +136,10 @@ class _TestsFailed(EngineError):
 
 
 def _publish_table(
-    ctx: RunContext,
-    model: Model,
-    compiled: CompiledModel,
-    incremental: bool,
-    decision: Decision,
-    record: Callable[[int | None], BuildRecord],
-) -> tuple[int, list[str], ModelState | None]:
+    ctx: RunContext, model: Model, compiled: CompiledModel, incremental: bool, decision: Decision
+) -> tuple[int, list[str]]:
     """Inside the caller's transaction: stage, test, swap (an incremental: merge, judging
-    ``unique`` on the merged table). Returns (rows, warnings, the model's new state when the
-    tests' query wrote its build record -- ``record(rows)`` -- else None)."""
+    ``unique`` on the merged table). Returns (rows, warnings)."""
     engine = ctx.engine
     existing = ctx.relations.get((model.schema, model.identifier))
     tests = ctx.tests_by_model.get(model.name, ())
@@ -174,26 +160,8 @@ def _publish_table(
     created = stage(engine, compiled, staging)
     rows = created if created is not None else engine.row_count(staging)
     merge_into = model.relation if incremental else None  # judged as the merge will leave it
-    written: list[ModelState] = []
-
-    def record_if(query: str, condition: str) -> bool:
-        state = record_build_if(engine, record(rows), ctx.state.of(model.name), query, condition)
-        written.extend([state] if state is not None else [])
-        return state is not None
-
-    # where the tests' query can write the build record, a segment's membership changes are
-    # recorded first, so the record's duration covers them (a failing test rolls both back)
-    fused = engine.state_store() is engine
-    if model.config.key and fused:
-        _record_membership(ctx, model, staging, decision, incremental)
     outcomes = run_tests(
-        ctx,
-        model,
-        staging,
-        None if incremental else rows,
-        merge_into,
-        built_from=compiled.sql,
-        record_if=record_if if fused else None,
+        ctx, model, staging, None if incremental else rows, merge_into, built_from=compiled.sql
     )
     warnings = [o.message for o in outcomes if not o.passed and not o.blocking]
     blocking = [o for o in outcomes if o.blocking]
@@ -204,31 +172,24 @@ def _publish_table(
             else "nothing published (no previous version)"
         )
         raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
-    if model.config.key and not fused:  # a segment: who entered and exited commits with it
-        _record_membership(ctx, model, staging, decision, incremental)
+    if model.config.key:  # a segment: who entered and exited commits with the publish
+        membership.record_changes(
+            engine,
+            segment=model.name,
+            key=model.config.key,
+            candidate=staging,
+            live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
+            run_id=ctx.run_id,
+            tick=decision.tick,
+            at=ctx.now,
+            exits=not incremental,
+            event_time=model.config.event_time,
+            tz=ctx.project.config.tz,
+            vanished=ctx.state.of(model.name).last_success_at is not None,
+        )
     if incremental:
         settle_columns(engine, model, staging)
         engine.append(model.relation, staging, merge_keys(model), ctx.run_id)
     elif not in_place:
         swap(ctx, staging, model.relation, model.schema, model.identifier)
-    return rows, warnings, written[0] if written else None
-
-
-def _record_membership(
-    ctx: RunContext, model: Model, staging: str, decision: Decision, incremental: bool
-) -> None:
-    """Who entered and who exited: ``staging`` (the candidate) against the live relation."""
-    membership.record_changes(
-        ctx.engine,
-        segment=model.name,
-        key=str(model.config.key),
-        candidate=staging,
-        live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
-        run_id=ctx.run_id,
-        tick=decision.tick,
-        at=ctx.now,
-        exits=not incremental,
-        event_time=model.config.event_time,
-        tz=ctx.project.config.tz,
-        vanished=ctx.state.of(model.name).last_success_at is not None,
-    )
+    return rows, warnings

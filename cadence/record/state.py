@@ -153,50 +153,29 @@ def read_snapshot(
     return StateSnapshot(models, relations, loaded, tuple(pending_runs), frozenset(pending_models))
 
 
-_BUILD_ROW = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-
-
 def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> ModelState:
     """Write the build row; call inside the publish transaction, so the published relation and
     its build record commit together. Returns the model's new state, which ``fold`` writes to
     ``model_state`` for the whole run at once (one statement instead of one per model)."""
+    finished = record.started_at + dt.timedelta(seconds=record.duration_s)
     engine.state_store().execute(
-        f"insert into {SCHEMA}.model_builds values ({_BUILD_ROW})", _build_values(record)
+        f"insert into {SCHEMA}.model_builds values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.run_id,
+            record.model,
+            record.kind,
+            to_db(record.tick),
+            to_db(record.started_at),
+            to_db(finished),
+            record.status,
+            record.reason,
+            record.rows,
+            record.duration_s,
+            record.sql_hash,
+            record.error,
+        ),
     )
     return next_state(previous, record)
-
-
-def record_build_if(
-    engine: Engine, record: BuildRecord, previous: ModelState, rows: str, condition: str
-) -> ModelState | None:
-    """Write the build row in the statement that asks whether it may be written: when
-    ``condition`` holds in the one row of the query ``rows`` (a publish's tests: all pass), one
-    statement fewer per publish. Returns the new state, or None (nothing written) when it does
-    not hold. Only for an engine that keeps its state itself (``state_store()`` is it)."""
-    written = engine.query(
-        f"insert into {SCHEMA}.model_builds select {_BUILD_ROW} "
-        f"from ({rows}) as verdict where {condition} returning 1",
-        _build_values(record),
-    )
-    return next_state(previous, record) if written else None
-
-
-def _build_values(record: BuildRecord) -> tuple[object, ...]:
-    finished = record.started_at + dt.timedelta(seconds=record.duration_s)
-    return (
-        record.run_id,
-        record.model,
-        record.kind,
-        to_db(record.tick),
-        to_db(record.started_at),
-        to_db(finished),
-        record.status,
-        record.reason,
-        record.rows,
-        record.duration_s,
-        record.sql_hash,
-        record.error,
-    )
 
 
 def fold(
