@@ -143,3 +143,29 @@ def test_importing_the_package_imports_nothing_slow() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_signal_in_the_import_systems_lock_cleanup_comes_again_where_it_can_interrupt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A KeyboardInterrupt raised inside importlib's module-lock weakref callback (a lazy
+    import ending during the work) would be printed as "Exception ignored ... Traceback" and
+    lost, the run going on: the signal is raised again instead, to be handled where the work
+    can be interrupted."""
+    from cadence.cli import signals
+
+    raised: list[int] = []
+    monkeypatch.setattr(signals.signal, "raise_signal", raised.append)
+    monkeypatch.setattr(signals, "received", [])
+    namespace: dict[str, object] = {"signals": signals, "sys": sys, "signal": signal}
+    code = compile(
+        "def cb(ref=None):\n    signals._interrupt(signal.SIGINT, sys._getframe())\n",
+        "<frozen importlib._bootstrap>",
+        "exec",
+    )
+    exec(code, namespace)
+    namespace["cb"]()  # type: ignore[operator]  # no KeyboardInterrupt here
+    assert raised == [signal.SIGINT]
+    assert signals.received == [signal.SIGINT]
+    with pytest.raises(KeyboardInterrupt):  # anywhere else it interrupts at once
+        signals._interrupt(signal.SIGINT, sys._getframe())

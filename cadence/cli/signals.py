@@ -56,7 +56,23 @@ def _exit_now(signum: int, frame: FrameType | None) -> None:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     received.append(signum)
+    if _cannot_raise(frame):
+        # Python would print the exception as "ignored" and go on: the signal is raised again,
+        # and handled at the next instruction that checks for one (after the callback returns)
+        signal.raise_signal(signum)
+        return
     raise KeyboardInterrupt()
+
+
+def _cannot_raise(frame: FrameType | None) -> bool:
+    """Whether the signal landed in code whose exceptions Python reports and drops: the
+    import system's module-lock cleanup, a weakref callback that runs when a lazy import ends."""
+    code = frame.f_code if frame is not None else None
+    return (
+        code is not None
+        and code.co_filename.startswith("<frozen importlib")
+        and (code.co_name == "cb")
+    )
 
 
 def _let_finish(signum: int, frame: FrameType | None) -> None:
