@@ -134,3 +134,19 @@ def test_dbt_load_benchmark_smoke(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["verdict"] == "skipped (dbt is not installed)"
     assert data["median_s"]["cadence_cold"] > 0 and "skipped" in run.stdout
+
+
+def test_statements_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/statements.py measures each case on raw DuckDB and relates it to the
+    baseline measured in the same run (timings not checked)."""
+    out = tmp_path / "statements.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "statements.py"), "--n", "5", "--rounds", "1",
+         "--output", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    cases = json.loads(out.read_text())["cases"]
+    assert set(cases) >= {"create table as", "publish pattern", "first version"}
+    assert cases["create table as"]["ratio"] == 1.0
+    assert all(c["ms"] > 0 and len(c["samples"]) == 1 for c in cases.values())
+    assert "publish pattern" in run.stdout
