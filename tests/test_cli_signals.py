@@ -169,3 +169,27 @@ def test_a_signal_in_the_import_systems_lock_cleanup_comes_again_where_it_can_in
     assert signals.received == [signal.SIGINT]
     with pytest.raises(KeyboardInterrupt):  # anywhere else it interrupts at once
         signals._interrupt(signal.SIGINT, sys._getframe())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_in_code_built_from_source_text_still_exits_130(
+    tmp_path: Path, signum: int
+) -> None:
+    """``python -m cadence``, the signal landing while code built from source text runs (as
+    ``dataclasses`` builds a class's methods with ``exec`` when the run imports a module): the
+    interpreter marks a KeyboardInterrupt out of such an ``exec`` as unhandled and, under ``-m``,
+    would kill the process with SIGINT after it exits (-2) although cadence handled it."""
+    (tmp_path / "interrupted_in_exec.py").write_text(
+        "import signal\n"
+        "import cadence.output  # imported: the run printed its time line\n"
+        "from cadence.cli import common, signals\n"
+        "signals._taken_over.append(True)  # as under `python -m cadence`\n"
+        "def work():\n"
+        f"    exec('signal.raise_signal({int(signum)})')\n"
+        "common._guarded(work, False, (None, None, None))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")

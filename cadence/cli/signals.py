@@ -11,7 +11,8 @@ Input: the process as the interpreter hands it over -> output: signal handlers, 
   the wrapper says "interrupted" and exits 130 (``serve`` then installs its own: SIGTERM stops
   serving with exit 0).
 - ``command_finished`` (the wrapper, once the command has its exit code): a signal in the
-  moments before the process exits is noted and changes nothing.
+  moments before the process exits is noted and changes nothing, and the interpreter forgets
+  a KeyboardInterrupt the command handled (else ``python -m`` would end killed by SIGINT).
 
 Invariants: stdlib only (``os``, ``signal``, ``sys``), so taking over costs no start-up time; the
 handlers are taken over only when cadence is the program (the ``cadence`` script or ``python -m
@@ -110,3 +111,13 @@ def command_finished() -> None:
     the process exits changes neither (the program only; elsewhere the caller's handlers)."""
     if _taken_over:
         _install(_let_finish)
+        _interrupt_handled()
+
+
+def _interrupt_handled() -> None:
+    """Clear the interpreter's note of an unhandled KeyboardInterrupt. It notes one that leaves
+    an ``exec`` or ``eval`` of source text (``dataclasses`` builds a class's methods so, when the
+    work imports a module) as unhandled even when the command then handles it, and under
+    ``python -m cadence`` kills the process with SIGINT after it exits (-2 instead of 130). Each
+    ``exec`` of source text starts by clearing that note; no handler raises any more."""
+    exec("")
