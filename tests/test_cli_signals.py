@@ -145,27 +145,39 @@ def test_importing_the_package_imports_nothing_slow() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_a_signal_in_the_import_systems_lock_cleanup_comes_again_where_it_can_interrupt(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("depth", [0, 2])
+def test_a_signal_during_an_import_comes_again_once_the_import_is_done(
+    monkeypatch: pytest.MonkeyPatch, depth: int
 ) -> None:
-    """A KeyboardInterrupt raised inside importlib's module-lock weakref callback (a lazy
-    import ending during the work) would be printed as "Exception ignored ... Traceback" and
-    lost, the run going on: the signal is raised again instead, to be handled where the work
-    can be interrupted."""
+    """A KeyboardInterrupt raised while a module is imported would leave it half made (a C
+    module initialized twice warns on stderr) or, in importlib's module-lock weakref callback,
+    be printed as "Exception ignored ... Traceback" and lost: the signal is sent again
+    instead, to be handled once the import is done. ``depth``: frames of the module being
+    imported between the handler and the import system."""
     from cadence.cli import signals
 
-    raised: list[int] = []
-    monkeypatch.setattr(signals.signal, "raise_signal", raised.append)
+    import threading
+
+    raised: list[tuple[int, int]] = []
+    sent = threading.Event()
+
+    def kill(pid: int, signum: int) -> None:
+        raised.append((pid, signum))
+        sent.set()
+
+    monkeypatch.setattr(signals.os, "kill", kill)
     monkeypatch.setattr(signals, "received", [])
     namespace: dict[str, object] = {"signals": signals, "sys": sys, "signal": signal}
-    code = compile(
-        "def cb(ref=None):\n    signals._interrupt(signal.SIGINT, sys._getframe())\n",
-        "<frozen importlib._bootstrap>",
-        "exec",
+    inner = "".join(f"def f{i}():\n    f{i + 1}()\n" for i in range(depth))
+    source = (
+        inner + f"def f{depth}():\n    signals._interrupt(signal.SIGINT, sys._getframe())\n"
     )
-    exec(code, namespace)
+    exec(compile(source, "models.py", "exec"), namespace)
+    importer = compile("def cb(ref=None):\n    f0()\n", "<frozen importlib._bootstrap>", "exec")
+    exec(importer, namespace)
     namespace["cb"]()  # type: ignore[operator]  # no KeyboardInterrupt here
-    assert raised == [signal.SIGINT]
+    assert sent.wait(5)
+    assert raised == [(os.getpid(), signal.SIGINT)]
     assert signals.received == [signal.SIGINT]
     with pytest.raises(KeyboardInterrupt):  # anywhere else it interrupts at once
         signals._interrupt(signal.SIGINT, sys._getframe())

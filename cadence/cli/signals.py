@@ -14,7 +14,8 @@ Input: the process as the interpreter hands it over -> output: signal handlers, 
   moments before the process exits is noted and changes nothing, and the interpreter forgets
   a KeyboardInterrupt the command handled (else ``python -m`` would end killed by SIGINT).
 
-Invariants: stdlib only (``os``, ``signal``, ``sys``), so taking over costs no start-up time; the
+Invariants: stdlib only (``os``, ``signal``, ``sys``; ``threading`` to send again a signal that
+landed during an import), so taking over costs no start-up time; the
 handlers are taken over only when cadence is the program (the ``cadence`` script or ``python -m
 cadence``), never when another program imports ``cadence.cli``; a signal the parent set to be
 ignored (``nohup``, a background job) stays ignored; SIGINT and SIGTERM are unblocked once the
@@ -57,23 +58,27 @@ def _exit_now(signum: int, frame: FrameType | None) -> None:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     received.append(signum)
-    if _cannot_raise(frame):
-        # Python would print the exception as "ignored" and go on: the signal is raised again,
-        # and handled at the next instruction that checks for one (after the callback returns)
-        signal.raise_signal(signum)
+    if _importing(frame):
+        # not in the middle of an import: one cut short leaves a module half made (a C
+        # module initialized twice warns on stderr when imported again) and one in the
+        # import system's lock cleanup is printed as "ignored" and lost. The signal comes
+        # again in a moment (from a thread: sent from here, Python would handle it at once,
+        # in this handler), until the import is done
+        import threading
+
+        threading.Timer(0.005, os.kill, (os.getpid(), signum)).start()
         return
     raise KeyboardInterrupt()
 
 
-def _cannot_raise(frame: FrameType | None) -> bool:
-    """Whether the signal landed in code whose exceptions Python reports and drops: the
-    import system's module-lock cleanup, a weakref callback that runs when a lazy import ends."""
-    code = frame.f_code if frame is not None else None
-    return (
-        code is not None
-        and code.co_filename.startswith("<frozen importlib")
-        and (code.co_name == "cb")
-    )
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the signal landed while a module is being imported (a lazy import of the
+    work): the import system's own frames are on the stack."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _let_finish(signum: int, frame: FrameType | None) -> None:
