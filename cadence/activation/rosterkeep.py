@@ -178,7 +178,6 @@ def repair(
     if not stale:  # one look for all the segments' files, not one per model
         absent = set(missing(root, [t.segment for t in kept]))
         kept = [t for t in kept if t.segment in absent]
-    wanted = kept
-    found = roster.write_many(engine, root, wanted, run_id, at) if wanted else {}
+    found = roster.write_many(engine, root, kept, run_id, at) if kept else {}
     if stale and not found:
         _settle(root)

@@ -285,31 +285,18 @@ def holds(path: Path, data: bytes) -> bool:
     exactly ``data`` (a size check first, then the bytes). A symlink, anything not a regular
     file, or a file that cannot be read answers False: the caller writes it as usual."""
     try:
-        fd = os.open(path, _OPEN_EXISTING)
+        with open_regular(path) as fh:
+            st = os.fstat(fh.fileno())
+            if (
+                st.st_size != len(data)
+                or stat.S_IMODE(st.st_mode) != FILE_MODE
+                or st.st_nlink != 1
+                or st.st_uid != os.geteuid()
+            ):
+                return False
+            return fh.read(len(data) + 1) == data  # one byte past: a file that grew differs
     except OSError:
         return False
-    try:
-        st = os.fstat(fd)
-        if (
-            not stat.S_ISREG(st.st_mode)
-            or st.st_size != len(data)
-            or stat.S_IMODE(st.st_mode) != FILE_MODE
-            or st.st_nlink != 1
-            or st.st_uid != os.geteuid()
-        ):
-            return False
-        chunks, total = [], 0
-        while total <= len(data):  # one byte past the size: a file that grew is not the same
-            chunk = os.read(fd, len(data) + 1 - total)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return b"".join(chunks) == data
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def write_text(

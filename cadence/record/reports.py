@@ -79,7 +79,7 @@ def status_report(project: Any, state: StateSnapshot, now: dt.datetime) -> list[
             retry_at = retry_time(
                 st.last_attempt_at, st.failure_streak, cad.ticks.nominal_interval()
             )
-            retry = real_instant(max(retry_at, now)).astimezone(tz).isoformat()
+            retry = local(max(retry_at, now))
         recorded_after = behind.get(name)
         rows.append(
             {

@@ -10,13 +10,30 @@ its publish, so state never disagrees with the live relations.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from cadence.engines.base import Engine, EngineError
 from cadence.plan.history import BuildRecord, ModelState, StateSnapshot, next_state
 
 SCHEMA = "_cadence"
 VERSION = 1
+
+# ``model_state``, in the field order of ``ModelState`` (its ``name`` is the column ``model``)
+STATE_COLUMNS = (
+    ("model", "varchar"),
+    ("kind", "varchar"),
+    ("last_success_at", "timestamp"),
+    ("last_success_tick", "timestamp"),
+    ("last_sql_hash", "varchar"),
+    ("last_status", "varchar"),
+    ("last_error", "varchar"),
+    ("last_attempt_at", "timestamp"),
+    ("failure_streak", "integer"),
+    ("last_rows", "bigint"),
+    ("last_duration_s", "double"),
+    ("avg_duration_s", "double"),
+    ("builds", "bigint"),
+)
 
 DDL = (
     f"create schema if not exists {SCHEMA}",
@@ -27,11 +44,9 @@ DDL = (
         run_id varchar, model varchar, kind varchar, tick timestamp, started_at timestamp,
         finished_at timestamp, status varchar, reason varchar, rows bigint, duration_s double,
         sql_hash varchar, error varchar)""",
-    f"""create table if not exists {SCHEMA}.model_state (
-        model varchar, kind varchar, last_success_at timestamp,
-        last_success_tick timestamp, last_sql_hash varchar, last_status varchar,
-        last_error varchar, last_attempt_at timestamp, failure_streak integer,
-        last_rows bigint, last_duration_s double, avg_duration_s double, builds bigint)""",
+    f"create table if not exists {SCHEMA}.model_state ("
+    + ", ".join(f"{column} {kind}" for column, kind in STATE_COLUMNS)
+    + ")",
 )
 
 
@@ -215,44 +230,15 @@ def fold(
             )
 
 
-_STATE_TYPES = (
-    "varchar",  # model
-    "varchar",  # kind
-    "timestamp",  # last_success_at
-    "timestamp",  # last_success_tick
-    "varchar",  # last_sql_hash
-    "varchar",  # last_status
-    "varchar",  # last_error
-    "timestamp",  # last_attempt_at
-    "integer",  # failure_streak
-    "bigint",  # last_rows
-    "double",  # last_duration_s
-    "double",  # avg_duration_s
-    "bigint",  # builds
-)
 _DELETE_STATES = f"delete from {SCHEMA}.model_state where model in (select unnest(?::varchar[]))"
 _INSERT_STATES = f"insert into {SCHEMA}.model_state select " + ", ".join(
-    f"unnest(?::{t}[])" for t in _STATE_TYPES
+    f"unnest(?::{kind}[])" for _column, kind in STATE_COLUMNS
 )
 
 
 def _state_row(s: ModelState) -> tuple[object, ...]:
     """A model's state in the column order of ``model_state``."""
-    return (
-        s.name,
-        s.kind,
-        s.last_success_at,
-        s.last_success_tick,
-        s.last_sql_hash,
-        s.last_status,
-        s.last_error,
-        s.last_attempt_at,
-        s.failure_streak,
-        s.last_rows,
-        s.last_duration_s,
-        s.avg_duration_s,
-        s.builds,
-    )
+    return tuple(getattr(s, field.name) for field in fields(ModelState))
 
 
 def record_run_start(
