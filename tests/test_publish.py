@@ -193,3 +193,63 @@ def test_a_segments_first_version_is_built_in_place(tmp_path: Path, monkeypatch)
         con.close()
     assert changes == [("entered", 10), ("exited", 2)]
     assert live(root)[:2] == (8, "success")
+
+
+KILL_AFTER = """
+import os, signal, sys
+import cadence.build.publish as publish
+import cadence.record.membership as membership
+from cadence.engines.duckdb import DuckDBEngine
+
+owner = {"record_changes": membership, "record_build": publish}.get(sys.argv[1], DuckDBEngine)
+original = getattr(owner, sys.argv[1])
+
+def then_die(*args, **kwargs):
+    out = original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+setattr(owner, sys.argv[1], then_die)
+from cadence.cli import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("step", ["create_table_as", "record_changes", "record_build"])
+def test_a_kill_inside_a_segments_first_version_leaves_nothing_and_the_next_run_builds_it(
+    tmp_path: Path, step: str
+) -> None:
+    """kill -9 after each step of a first version built straight into its live name (created,
+    membership recorded, build recorded; not committed): no table, no membership, no build
+    row survive; the next run builds it and records everyone entered once."""
+    import subprocess
+    import sys
+
+    root = project(tmp_path, SEG)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER, step, "run", "--project-dir", str(root),
+         "--at", "2026-01-01T06:00Z"],
+        capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    con = duckdb.connect(str(root / "w.duckdb"), read_only=True)
+    try:
+        left = con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'main'").fetchall()
+        history = con.execute(
+            "select count(*) from duckdb_tables() t where t.table_name = 'membership_changes'"
+        ).fetchone()[0] and con.execute(
+            "select count(*) from _cadence.membership_changes").fetchone()[0]
+        builds = con.execute(
+            "select count(*) from _cadence.model_builds where model = 'seg'").fetchone()[0]
+    finally:
+        con.close()
+    assert (left, history, builds) == ([], 0, 0)
+    assert run(root, T0)["seg"].status == "success"
+    assert live(root) == (10, "success", 10)
+    con = duckdb.connect(str(root / "w.duckdb"), read_only=True)
+    try:
+        assert con.execute(
+            "select change, count(*) from _cadence.membership_changes group by 1").fetchall() == [
+            ("entered", 10)]
+    finally:
+        con.close()
