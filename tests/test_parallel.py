@@ -52,7 +52,7 @@ def test_a_model_starts_only_after_what_it_waits_for() -> None:
     order: list[str] = []
     building = [decision(n) for n in ("a", "b", "c", "d")]
     deps = {"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b", "c"}}
-    parallel.run(building, deps, 3, Engine(), lambda d, _c: d.name,
+    parallel.run(building, deps, 3, Engine(), parallel.one(lambda d, _c: d.name),
                  lambda d, result: order.append(result), lambda d, n: None)
     assert order[0] == "a" and order[-1] == "d" and sorted(order[1:3]) == ["b", "c"]
 
@@ -79,7 +79,7 @@ def test_an_interrupt_lost_between_statements_is_repeated_until_the_build_return
 
     with pytest.raises(KeyboardInterrupt):
         parallel.run([decision("slow"), decision("fast")], {"slow": set(), "fast": set()}, 2,
-                     engine, build, done, lambda d, n: None)  # type: ignore[arg-type]
+                     engine, parallel.one(build), done, lambda d, n: None)  # type: ignore[arg-type]
     assert seen["slow"] >= 2
 
 
@@ -104,9 +104,42 @@ def test_builds_reuse_at_most_threads_cursors_never_two_at_once_all_closed_at_th
 
     names = [f"m{i}" for i in range(8)]
     built: list[str] = []
-    parallel.run([decision(n) for n in names], {n: set() for n in names}, 2, engine, build,
+    parallel.run([decision(n) for n in names], {n: set() for n in names}, 2, engine,
+                 parallel.one(build),
                  lambda d, result: built.append(result), lambda d, n: None)  # type: ignore[arg-type]
     assert sorted(built) == names
     assert clashes == []
     assert 1 <= len(engine.cursors) <= 2
     assert all(c.closed for c in engine.cursors)
+
+
+def test_a_task_takes_more_only_of_what_was_ready_when_it_was_submitted() -> None:
+    """A task's transaction (a commit group) sees what had committed when it began: a model
+    made ready by another task finishing after that must go to a new task, never to one that
+    is still running. Here "slow" asks for more only once "fast" is done and its child ready."""
+    fast_done, asked = threading.Event(), threading.Event()
+    firsts: list[str] = []
+    took: list[str | None] = []
+
+    def work(cursor, first, take, results) -> None:  # type: ignore[no-untyped-def]
+        firsts.append(first.name)
+        if first.name == "blocker":
+            assert asked.wait(10)  # busy until "slow" has asked for more
+        if first.name == "slow":
+            assert fast_done.wait(10)
+            time.sleep(0.05)  # the child is pushed right after fast's done
+            took.append(getattr(take(), "name", None))
+            asked.set()
+        results.append((first, first.name))
+
+    def done(d: Decision, result: str) -> None:
+        if result == "fast":
+            fast_done.set()
+
+    # two threads: "blocker" takes the slot "fast" frees, so "child" waits in the ready queue
+    # while "slow" still runs
+    parallel.run([decision(n) for n in ("slow", "fast", "blocker", "child")],
+                 {"slow": set(), "fast": set(), "blocker": set(), "child": {"fast"}}, 2,
+                 Engine(), work, done, lambda d, n: None)
+    assert took == [None]
+    assert sorted(firsts) == ["blocker", "child", "fast", "slow"]

@@ -91,6 +91,9 @@ def record_failure(
         sql_hash,
         result.error,
     )
+    group = ctx.engine.group
+    if group is not None and group.broken:  # rolled back: the model is built again on its own
+        return
     previous = ctx.state.of(decision.name)
     try:
         with ctx.engine.transaction():

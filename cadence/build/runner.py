@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cadence.build import parallel
+from cadence.build import grouped, parallel
 from cadence.build.compiler import Compiler
 from cadence.build.context import ModelResult, RunContext, record_failure
 from cadence.build.publish import build_model
@@ -217,17 +217,28 @@ def execute(
                 return load_seed(task_ctx, seeds[decision.name], decision)
             return build_model(task_ctx, models[decision.name], decision)
         except KeyboardInterrupt:
-            # the build's transaction was rolled back: live relation and state unchanged
-            result = ModelResult(
-                decision.name,
-                "error",
-                decision.reason,
-                kind=decision.kind,
-                error="interrupted (SIGINT/SIGTERM); previous version kept live",
-            )
-            outcome[decision.name] = result
-            record_failure(task_ctx, decision, result, None, status="interrupted")
+            interrupted(decision, task_ctx)
             raise
+
+    def interrupted(decision: Decision, task_ctx: RunContext) -> None:
+        # the build's transaction was rolled back: live relation and state unchanged
+        result = ModelResult(
+            decision.name,
+            "error",
+            decision.reason,
+            kind=decision.kind,
+            error="interrupted (SIGINT/SIGTERM); previous version kept live",
+        )
+        outcome[decision.name] = result
+        record_failure(task_ctx, decision, result, None, status="interrupted")
+
+    def relation(decision: Decision) -> tuple[str, str] | None:
+        """The relation a decision publishes (as ``ctx.relations`` keys it)."""
+        if decision.name in models:
+            return (models[decision.name].schema, models[decision.name].identifier)
+        if decision.name in seeds:
+            return (seeds[decision.name].schema, seeds[decision.name].table)
+        return None
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
@@ -242,7 +253,18 @@ def execute(
         emit(Event("result", decision.name, counter[0], len(building), result))
 
     try:
-        if threads <= 1 or len(building) <= 1:
+        sequential = threads <= 1 or len(building) <= 1
+        if sequential and engine.groups_commits:
+            grouped.run(
+                building,
+                ctx,
+                build,
+                done,
+                interrupted,
+                lambda d: emit(Event("start", d.name, counter[0] + 1, len(building))),
+                relation,
+            )
+        elif sequential:
             for decision in building:
                 emit(Event("start", decision.name, counter[0] + 1, len(building)))
                 done(decision, build(decision, ctx))
@@ -252,7 +274,9 @@ def execute(
                 deps,
                 threads,
                 ctx.engine,
-                lambda d, cursor: build(d, replace(ctx, engine=cursor)),
+                grouped.task(ctx, build, interrupted, relation)
+                if engine.groups_commits
+                else parallel.one(lambda d, cursor: build(d, replace(ctx, engine=cursor))),
                 done,
                 lambda d, n: emit(Event("start", d.name, n, len(building))),
             )

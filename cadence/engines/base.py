@@ -10,7 +10,7 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cadence.load.relations import relation_sql
@@ -35,8 +35,22 @@ class SegmentNote:
     exits: bool = True
 
 
+@dataclass
+class CommitGroup:
+    """Publishes that commit together: one transaction that each publish's own ``transaction()``
+    joins instead of committing, on an engine whose DDL is transactional (``groups_commits``).
+    Each publish and its build record are in it as before; the build rows are written at once
+    when the group commits. ``broken``: a statement failed inside it (the engine aborted the
+    transaction), so it can only be rolled back."""
+
+    records: list[Any] = field(default_factory=list)  # BuildRecords, written at the commit
+    broken: bool = False
+
+
 class Engine(ABC):
     name: str = "engine"
+    groups_commits: bool = False  # ``open_group`` / ``close_group`` work (transactional DDL)
+    group: CommitGroup | None = None  # the open group, on this handle
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
@@ -106,6 +120,15 @@ class Engine(ABC):
     def cursor(self) -> Engine:
         """An engine handle for another thread (same database)."""
         return self
+
+    def open_group(self) -> CommitGroup:
+        """Begin a transaction that the publishes after it join (``groups_commits`` engines)."""
+        raise NotImplementedError(f"{self.name} does not group commits")
+
+    def close_group(self, commit: bool) -> None:
+        """Commit the open group (``EngineError`` if refused: none of it is kept) or roll it
+        back."""
+        raise NotImplementedError(f"{self.name} does not group commits")
 
     # Publishing, where an engine without transactional DDL must do it its own way (Spark: a
     # versioned physical table behind a view switched with ALTER VIEW). The defaults are what a

@@ -6,6 +6,7 @@ the swap into the live name and its state record commit together or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ import duckdb
 
 from cadence.disk import artifacts
 from cadence.engines import access
-from cadence.engines.base import Engine, EngineError
+from cadence.engines.base import CommitGroup, Engine, EngineError
 from cadence.errors import CadenceError, WarehouseBusy
 from cadence.load.projectconfig import WarehouseConfig
 from cadence.load.relations import quote
@@ -36,6 +37,7 @@ def _lock_holder(message: str) -> str:
 class DuckDBEngine(Engine):
     name = "duckdb"
     builds_in_place = True  # DDL is transactional
+    groups_commits = True
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, owner: bool = True) -> None:
         self.con = con
@@ -167,6 +169,7 @@ class DuckDBEngine(Engine):
             result = self.con.execute(sql, list(params) if params else None)
             return result.fetchall() if fetch else []
         except duckdb.Error as exc:
+            self._aborted()
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
             raise EngineError(_refused(_disk_full(str(exc)))) from None
@@ -181,6 +184,7 @@ class DuckDBEngine(Engine):
             names = [d[0] for d in (result.description or [])]
             return names, result.fetchall()
         except duckdb.Error as exc:
+            self._aborted()
             raise EngineError(_disk_full(str(exc))) from None
 
     def relations(self) -> dict[tuple[str, str], str]:
@@ -194,6 +198,29 @@ class DuckDBEngine(Engine):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        group = self.group
+        if group is not None:  # joins the open group's transaction, which commits later
+            if group.broken:
+                raise EngineError("the transaction of this commit group was aborted")
+            held = len(group.records)  # the publishes before this one
+            try:
+                yield
+            except Exception:
+                # a statement may have failed: the group can only be rolled back. When it held
+                # no publish before this one, it is rolled back now, so that the failure is
+                # handled (and recorded) as in a transaction of its own; else the run loop
+                # rolls it back and builds this one again alone (``grouped``): in a fresh
+                # transaction it may not fail (a CHECKPOINT hook), or fail otherwise
+                group.broken = True
+                if not held:
+                    self.group = None
+                    with contextlib.suppress(duckdb.Error):
+                        self.con.execute("rollback")
+                raise
+            except BaseException:  # an interrupt: the run loop rolls the group back
+                group.broken = True
+                raise
+            return
         self.con.execute("begin transaction")
         try:
             yield
@@ -208,6 +235,32 @@ class DuckDBEngine(Engine):
                 self.con.execute("commit")
             except duckdb.Error as exc:
                 raise EngineError(str(exc)) from None
+
+    def _aborted(self) -> None:
+        """A statement failed: DuckDB aborts the open transaction, a commit group's too."""
+        if self.group is not None:
+            self.group.broken = True
+
+    def open_group(self) -> CommitGroup:
+        self.execute("begin transaction")
+        self.group = CommitGroup()
+        return self.group
+
+    def close_group(self, commit: bool) -> None:
+        """Commit the open group (raises ``EngineError`` when the warehouse refuses, and
+        KeyboardInterrupt when a signal stops the commit: nothing of it is kept), or roll it
+        back."""
+        self.group = None
+        if not commit:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("rollback")
+            return
+        try:
+            self.query("commit", fetch=False)
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("rollback")
+            raise
 
     def close(self) -> None:
         if self._owner:

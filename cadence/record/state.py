@@ -35,15 +35,30 @@ STATE_COLUMNS = (
     ("builds", "bigint"),
 )
 
+# ``model_builds``, one row per build (``_build_row`` follows this order)
+BUILD_COLUMNS = (
+    ("run_id", "varchar"),
+    ("model", "varchar"),
+    ("kind", "varchar"),
+    ("tick", "timestamp"),
+    ("started_at", "timestamp"),
+    ("finished_at", "timestamp"),
+    ("status", "varchar"),
+    ("reason", "varchar"),
+    ("rows", "bigint"),
+    ("duration_s", "double"),
+    ("sql_hash", "varchar"),
+    ("error", "varchar"),
+)
+
 DDL = (
     f"create schema if not exists {SCHEMA}",
     f"""create table if not exists {SCHEMA}.runs (
         run_id varchar primary key, started_at timestamp, finished_at timestamp,
         status varchar, command varchar, pid integer, replay boolean, folded boolean)""",
-    f"""create table if not exists {SCHEMA}.model_builds (
-        run_id varchar, model varchar, kind varchar, tick timestamp, started_at timestamp,
-        finished_at timestamp, status varchar, reason varchar, rows bigint, duration_s double,
-        sql_hash varchar, error varchar)""",
+    f"create table if not exists {SCHEMA}.model_builds ("
+    + ", ".join(f"{column} {kind}" for column, kind in BUILD_COLUMNS)
+    + ")",
     f"create table if not exists {SCHEMA}.model_state ("
     + ", ".join(f"{column} {kind}" for column, kind in STATE_COLUMNS)
     + ")",
@@ -170,27 +185,49 @@ def read_snapshot(
 
 def record_build(engine: Engine, record: BuildRecord, previous: ModelState) -> ModelState:
     """Write the build row; call inside the publish transaction, so the published relation and
-    its build record commit together. Returns the model's new state, which ``fold`` writes to
+    its build record commit together (in a commit group, the group writes it just before it
+    commits: ``insert_builds``). Returns the model's new state, which ``fold`` writes to
     ``model_state`` for the whole run at once (one statement instead of one per model)."""
-    finished = record.started_at + dt.timedelta(seconds=record.duration_s)
-    engine.state_store().execute(
-        f"insert into {SCHEMA}.model_builds values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            record.run_id,
-            record.model,
-            record.kind,
-            to_db(record.tick),
-            to_db(record.started_at),
-            to_db(finished),
-            record.status,
-            record.reason,
-            record.rows,
-            record.duration_s,
-            record.sql_hash,
-            record.error,
-        ),
-    )
+    store = engine.state_store()
+    if store.group is not None:
+        store.group.records.append(record)
+    else:
+        store.execute(_INSERT_BUILD, _build_row(record))
     return next_state(previous, record)
+
+
+def insert_builds(engine: Engine, records: list[BuildRecord]) -> None:
+    """The build rows of ``records`` in one statement (a commit group's, before it commits)."""
+    if not records:
+        return
+    columns = [list(column) for column in zip(*(_build_row(r) for r in records))]
+    engine.state_store().execute(_INSERT_BUILDS, tuple(columns))
+
+
+def _build_row(record: BuildRecord) -> tuple[object, ...]:
+    finished = record.started_at + dt.timedelta(seconds=record.duration_s)
+    return (
+        record.run_id,
+        record.model,
+        record.kind,
+        to_db(record.tick),
+        to_db(record.started_at),
+        to_db(finished),
+        record.status,
+        record.reason,
+        record.rows,
+        record.duration_s,
+        record.sql_hash,
+        record.error,
+    )
+
+
+_INSERT_BUILD = (
+    f"insert into {SCHEMA}.model_builds values ({', '.join('?' for _ in BUILD_COLUMNS)})"
+)
+_INSERT_BUILDS = f"insert into {SCHEMA}.model_builds select " + ", ".join(
+    f"unnest(?::{kind}[])" for _column, kind in BUILD_COLUMNS
+)
 
 
 def fold(
