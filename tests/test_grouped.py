@@ -252,3 +252,26 @@ def test_a_model_failing_after_another_in_its_group_is_judged_alone(
     if message:
         assert message in result["b"].error
     assert builds(tmp_path) == [("a", "success"), ("b", status)]
+
+
+def test_a_signal_during_the_groups_commit_is_an_interrupt_not_a_refused_commit(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """DuckDB reports a signal that reaches its commit as an error: that is an interrupt (the
+    group rolled back, its models reported interrupted), never a refused commit, which would
+    build them again and go on as if nothing had been asked."""
+    root = project(tmp_path)
+    query = DuckDBEngine.query
+
+    def interrupted_commit(self, sql, params=(), fetch=True):  # type: ignore[no-untyped-def]
+        if sql == "commit" and self.group is None:
+            self.con.execute("rollback")
+            raise KeyboardInterrupt  # what query() makes of DuckDB's "Interrupted" error
+        return query(self, sql, params, fetch)
+
+    monkeypatch.setattr(DuckDBEngine, "query", interrupted_commit)
+    with pytest.raises(KeyboardInterrupt):
+        Project.load(root).run(T0)
+    monkeypatch.setattr(DuckDBEngine, "query", query)
+    assert live_tables(root) == []
+    assert {s for _, s in builds(root)} == {"interrupted"}
