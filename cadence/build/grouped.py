@@ -6,17 +6,19 @@ nothing; every decision whose group committed has been reported, in the order it
 Invariants: each publish and its build record are in one transaction (SPEC §6); the publishes
 that follow it on the same handle join that transaction until the group has worked
 ``GROUP_SECONDS``, holds ``GROUP_MODELS`` publishes, runs out of ready work, or a result is not a
-success (what later builds check, a failed upstream, is then settled). Nothing is reported
-before its group commits, so a model built on another thread never reads an uncommitted one,
-and a kill loses only the open groups: every relation stays at its old or new version with its
-state, and the next run builds what is still due. A statement that fails inside a group aborts
-its transaction: the group is rolled back, the publishes before the failure are built again in a
-group of their own, and the failing decision is built alone, exactly as without groups (its
-error and record); the groups after it start at one publish and double. A commit the warehouse
-refuses (a full disk) builds the group's decisions again, one transaction each. An interrupt
-rolls the open group back and reports its decisions interrupted. Used by ``runner`` on an engine
-with ``groups_commits`` (DuckDB): in order (``run``), or one group per task on threads
-(``parallel``, through ``group``).
+success (what later builds check, a failed upstream, is then settled). A group's builds see
+the relations committed when it began and their own; nothing is reported, nor joins the run's
+shared bookkeeping, before its group commits, so a model built on another thread never reads an
+uncommitted one, and a kill loses only the open groups: every relation stays at its old or new
+version with its state, and the next run builds what is still due. A statement that fails
+inside a group aborts its transaction: a group's first publish is then handled as in a
+transaction of its own; a later one has the publishes before it built again in a group of their
+own and is built again alone, in a fresh transaction, exactly as without groups (its error and
+record). In order, the groups after a failure start at one publish and double. A commit the
+warehouse refuses (a full disk) builds the group's decisions again, one transaction each; an
+interrupt, during the commit too, rolls the open group back and reports its decisions
+interrupted. Used by ``runner`` on an engine with ``groups_commits`` (DuckDB): in order
+(``run``), or one group per task on threads (``parallel``, through ``task``).
 """
 
 from __future__ import annotations
