@@ -85,13 +85,30 @@ def test_a_signal_at_any_moment_exits_130_with_one_line(
     process = _start(_command(launcher, project))
     time.sleep(delay)
     assert process.poll() is None, "the run ended before the signal: make SLOW slower"
+    sent = time.monotonic()
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=120)
     assert "Traceback" not in stderr
     lines = stderr.splitlines()
     if lines and DATED.fullmatch(lines[0]):
         lines = lines[1:]  # the invocation's time line (cron logs), when the command had begun
-    assert (process.returncode, lines) == (130, ["interrupted"])
+    assert (process.returncode, lines) == (130, ["interrupted"]), _what_ran(
+        project, stdout, time.monotonic() - sent
+    )
+
+
+def _what_ran(root: Path, stdout: str, after: float) -> str:
+    """For a failure: what the process printed, how long it went on after the signal, and the
+    runs and builds the warehouse holds (a run that went on to build after the signal)."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as con:
+            runs = con.execute("select run_id, status, pid from _cadence.runs").fetchall()
+            built = con.execute("select model, status from _cadence.model_builds").fetchall()
+    except duckdb.Error as exc:
+        runs, built = [str(exc)], []
+    return f"stdout {stdout!r}; exited {after:.2f}s after the signal; runs {runs}; builds {built}"
 
 
 def test_a_signal_the_parent_ignores_stays_ignored(project: Path, tmp_path: Path) -> None:
