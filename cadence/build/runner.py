@@ -233,12 +233,7 @@ def execute(
         record_failure(task_ctx, decision, result, None, status="interrupted")
 
     def relation(decision: Decision) -> tuple[str, str] | None:
-        """The relation a decision publishes (as ``ctx.relations`` keys it)."""
-        if decision.name in models:
-            return (models[decision.name].schema, models[decision.name].identifier)
-        if decision.name in seeds:
-            return (seeds[decision.name].schema, seeds[decision.name].table)
-        return None
+        return _relation(decision.name, models, seeds)
 
     def done(decision: Decision, result: ModelResult) -> None:
         outcome[decision.name] = result
@@ -422,17 +417,22 @@ def _missing_upstream(
 ) -> str | None:
     """An upstream relation this model reads that does not exist (e.g. it is backing off)."""
     for parent in _upstream_models(ctx.dag, name, models):
-        if parent in models:
-            m = models[parent]
-            if m.materialized == "ephemeral":
-                continue
-            key = (m.schema, m.identifier)
-        elif parent in seeds:
-            key = (seeds[parent].schema, seeds[parent].table)
-        else:
+        if parent in models and models[parent].materialized == "ephemeral":
             continue
-        if key not in ctx.relations:
+        key = _relation(parent, models, seeds)
+        if key is not None and key not in ctx.relations:
             return parent
+    return None
+
+
+def _relation(
+    name: str, models: dict[str, Model], seeds: dict[str, Seed]
+) -> tuple[str, str] | None:
+    """The relation a model or seed publishes, as ``RunContext.relations`` keys it."""
+    if name in models:
+        return (models[name].schema, models[name].identifier)
+    if name in seeds:
+        return (seeds[name].schema, seeds[name].table)
     return None
 
 

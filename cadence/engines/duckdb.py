@@ -214,8 +214,7 @@ class DuckDBEngine(Engine):
                 group.broken = True
                 if not held:
                     self.group = None
-                    with contextlib.suppress(duckdb.Error):
-                        self.con.execute("rollback")
+                    self._rollback()
                 raise
             except BaseException:  # an interrupt: the run loop rolls the group back
                 group.broken = True
@@ -252,15 +251,18 @@ class DuckDBEngine(Engine):
         back."""
         self.group = None
         if not commit:
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute("rollback")
+            self._rollback()
             return
         try:
             self.query("commit", fetch=False)
         except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute("rollback")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        """Roll the open transaction back (none left, after a failed commit: nothing to do)."""
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("rollback")
 
     def close(self) -> None:
         if self._owner:

@@ -51,17 +51,26 @@ BUILD_COLUMNS = (
     ("error", "varchar"),
 )
 
+
+def _typed(columns: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{column} {kind}" for column, kind in columns)
+
+
+def _insert_columns(table: str, columns: tuple[tuple[str, str], ...]) -> str:
+    """One statement inserting any number of rows, the values of each column one list
+    parameter (a VALUES text of 1,000 rows costs more to parse than to insert)."""
+    return f"insert into {SCHEMA}.{table} select " + ", ".join(
+        f"unnest(?::{kind}[])" for _column, kind in columns
+    )
+
+
 DDL = (
     f"create schema if not exists {SCHEMA}",
     f"""create table if not exists {SCHEMA}.runs (
         run_id varchar primary key, started_at timestamp, finished_at timestamp,
         status varchar, command varchar, pid integer, replay boolean, folded boolean)""",
-    f"create table if not exists {SCHEMA}.model_builds ("
-    + ", ".join(f"{column} {kind}" for column, kind in BUILD_COLUMNS)
-    + ")",
-    f"create table if not exists {SCHEMA}.model_state ("
-    + ", ".join(f"{column} {kind}" for column, kind in STATE_COLUMNS)
-    + ")",
+    f"create table if not exists {SCHEMA}.model_builds ({_typed(BUILD_COLUMNS)})",
+    f"create table if not exists {SCHEMA}.model_state ({_typed(STATE_COLUMNS)})",
 )
 
 
@@ -225,9 +234,7 @@ def _build_row(record: BuildRecord) -> tuple[object, ...]:
 _INSERT_BUILD = (
     f"insert into {SCHEMA}.model_builds values ({', '.join('?' for _ in BUILD_COLUMNS)})"
 )
-_INSERT_BUILDS = f"insert into {SCHEMA}.model_builds select " + ", ".join(
-    f"unnest(?::{kind}[])" for _column, kind in BUILD_COLUMNS
-)
+_INSERT_BUILDS = _insert_columns("model_builds", BUILD_COLUMNS)
 
 
 def fold(
@@ -253,8 +260,7 @@ def fold(
                 (to_db(finished_at), status, run_id),
             )
         if rows:
-            # one statement each, whatever the number of models: the values travel as list
-            # parameters (a VALUES text of 1,000 rows cost more to parse than to insert)
+            # one statement each, whatever the number of models (``_insert_columns``)
             engine.execute(_DELETE_STATES, (columns[0],))
             engine.execute(_INSERT_STATES, tuple(columns))
         if run_ids:
@@ -268,9 +274,7 @@ def fold(
 
 
 _DELETE_STATES = f"delete from {SCHEMA}.model_state where model in (select unnest(?::varchar[]))"
-_INSERT_STATES = f"insert into {SCHEMA}.model_state select " + ", ".join(
-    f"unnest(?::{kind}[])" for _column, kind in STATE_COLUMNS
-)
+_INSERT_STATES = _insert_columns("model_state", STATE_COLUMNS)
 
 
 def _state_row(s: ModelState) -> tuple[object, ...]:
