@@ -275,3 +275,43 @@ def test_a_signal_during_the_groups_commit_is_an_interrupt_not_a_refused_commit(
     monkeypatch.setattr(DuckDBEngine, "query", query)
     assert live_tables(root) == []
     assert {s for _, s in builds(root)} == {"interrupted"}
+
+
+KILL_AFTER_ROWS = """
+import os, signal, sys
+import cadence.build.grouped as grouped
+
+grouped.GROUP_MODELS, grouped.GROUP_SECONDS = 2, 60.0
+original = grouped.insert_builds
+calls = []
+
+def then_die(engine, records):
+    original(engine, records)
+    calls.append(len(records))
+    if len(calls) == 2:  # the second group's build rows are written, its commit not made
+        os.kill(os.getpid(), signal.SIGKILL)
+
+grouped.insert_builds = then_die
+from cadence.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_kill_between_a_groups_build_rows_and_its_commit_keeps_none_of_it(
+    tmp_path: Path,
+) -> None:
+    """The step between writing a group's build rows and committing: the first group (2
+    models) is live with its rows, the second has neither its tables nor its rows, and the
+    next run builds exactly the rest."""
+    root = project(tmp_path)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_ROWS, "run", "--project-dir", str(root),
+         "--at", "2026-01-01T06:00Z"],
+        capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    survivors = live_tables(root)
+    assert len(survivors) == 2
+    assert builds(root) == sorted((m, "success") for m in survivors)
+    rerun = run(root, due_only=True)
+    assert {m for m, s in rerun.items() if s == "success"} == {*TABLES, "seg"} - set(survivors)
+    assert builds(root) == sorted((m, "success") for m in (*TABLES, "seg"))
