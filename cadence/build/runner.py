@@ -14,8 +14,10 @@ and the CLI's output (``RunResult``, ``ModelResult``, ``Event``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -105,8 +107,9 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
-# called once after the builds, before the run's state is folded, with the models whose publish
-# committed: (engine, models, run id, run time) -> warnings per model name
+# called once after the builds with the models whose publish committed (on a cursor of its own
+# while the run folds its state, where the engine has cursors): (engine, models, run id, run
+# time) -> warnings per model name
 PublishHook = Callable[[Engine, list[Model], str, dt.datetime], dict[str, tuple[str, ...]]]
 
 
@@ -130,9 +133,9 @@ def execute(
     on_published: PublishHook | None = None,
 ) -> RunResult:
     """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped.
-    ``on_published`` is called once, after the builds and before the run's state is folded
-    (an interrupted run too), with the models published; the warnings it returns join those
-    models' results."""
+    ``on_published`` is called once, after the builds, with the models published (on its own
+    cursor while the run folds its state and checkpoints; an interrupted run calls it before
+    folding); the warnings it returns join those models' results."""
     now = plan.at
     run_id = new_run_id(now)
     root = Path(project.root)
@@ -279,53 +282,62 @@ def execute(
         status = "interrupted"
         raise
     finally:
-        try:
-            if on_published is not None and published:
-                found = on_published(engine, published, run_id, now)
-                for name, warnings in found.items():
-                    result = outcome[name]
-                    outcome[name] = replace(result, warnings=result.warnings + warnings)
-        except Exception:  # noqa: BLE001 - never masks an interrupt; the hook's own files
-            if status != "interrupted":  # are repaired by the next run
-                raise
-        results = []
-        for d in plan.decisions:
-            if not d.builds:
-                results.append(ModelResult(d.name, "skipped", d.reason, kind=d.kind))
-            elif d.name in outcome:
-                results.append(outcome[d.name])
-        if status != "interrupted":
-            status = (
-                "error"
-                if any(r.status in ("error", "upstream_failed") for r in results)
-                else "success"
-            )
-        finished = now + dt.timedelta(seconds=time.perf_counter() - clock)
-        # this run's end and state (and that of runs killed before folding) at once
-        carried = {name: state.models[name] for name in state.pending_models}
-
-        def record() -> None:
-            if ctx.unrecorded:  # failures the warehouse refused when they happened
-                unrecorded.insert(engine, ctx.unrecorded)
-                ctx.unrecorded.clear()
-            fold(
-                engine,
-                {**carried, **ctx.new_states},
-                [*state.pending_runs, run_id],
-                (run_id, finished, status),
-            )
-
-        refused: str | None = None
-        try:
-            record()
-        except EngineError as exc:
+        beside: _Beside | None = None
+        if on_published is not None and published and status != "interrupted":
+            hook = on_published
+            beside = _Beside.start(engine, lambda cursor: hook(cursor, published, run_id, now))
+        try:  # the members files are written while the run folds its state (``_Beside``)
+            try:
+                if beside is None and on_published is not None and published:
+                    _warn(outcome, on_published(engine, published, run_id, now))
+            except Exception:  # noqa: BLE001 - never masks an interrupt; the hook's own files
+                if status != "interrupted":  # are repaired by the next run
+                    raise
+            results = []
+            for d in plan.decisions:
+                if not d.builds:
+                    results.append(ModelResult(d.name, "skipped", d.reason, kind=d.kind))
+                elif d.name in outcome:
+                    results.append(outcome[d.name])
             if status != "interrupted":
-                refused = _record_refused(project, root, ctx, record, str(exc))
-            elif ctx.unrecorded:  # else left unfolded, replayed by the next run
-                _keep_quietly(root, ctx.unrecorded)
-        except Exception:  # noqa: BLE001 - interrupted with a cursor busy: left unfolded,
-            if status != "interrupted":  # the next run replays its committed build records
-                raise
+                status = (
+                    "error"
+                    if any(r.status in ("error", "upstream_failed") for r in results)
+                    else "success"
+                )
+            finished = now + dt.timedelta(seconds=time.perf_counter() - clock)
+            # this run's end and state (and that of runs killed before folding) at once
+            carried = {name: state.models[name] for name in state.pending_models}
+
+            def record() -> None:
+                if ctx.unrecorded:  # failures the warehouse refused when they happened
+                    unrecorded.insert(engine, ctx.unrecorded)
+                    ctx.unrecorded.clear()
+                fold(
+                    engine,
+                    {**carried, **ctx.new_states},
+                    [*state.pending_runs, run_id],
+                    (run_id, finished, status),
+                )
+
+            refused: str | None = None
+            try:
+                record()
+            except EngineError as exc:
+                if status != "interrupted":
+                    refused = _record_refused(project, root, ctx, record, str(exc))
+                elif ctx.unrecorded:  # else left unfolded, replayed by the next run
+                    _keep_quietly(root, ctx.unrecorded)
+            except Exception:  # noqa: BLE001 - interrupted with a cursor busy: left unfolded,
+                if status != "interrupted":  # the next run replays its committed build records
+                    raise
+            if beside is not None:  # its files written, the checkpoint beside them
+                _warn(outcome, beside.finish())
+                results = [outcome.get(r.name, r) for r in results]
+        except BaseException:
+            if beside is not None:
+                beside.stop()
+            raise
         run_result = RunResult(
             run_id,
             now,
@@ -338,6 +350,59 @@ def execute(
         run_result = write_results(root, run_result)
         compiler.accepted.save()  # the queries the parser accepted, for the next run
     return run_result
+
+
+def _warn(outcome: dict[str, ModelResult], found: dict[str, tuple[str, ...]]) -> None:
+    for name, warnings in found.items():
+        result = outcome[name]
+        outcome[name] = replace(result, warnings=result.warnings + warnings)
+
+
+class _Beside:
+    """The publish hook (members files: reads and file writes) on a cursor of its own, while the
+    run folds its state and the warehouse checkpoints: DuckDB checkpoints beside a reader."""
+
+    def __init__(self, engine: Engine, cursor: Engine, hook: Callable[[Engine], dict]) -> None:
+        self.engine, self.cursor, self.hook = engine, cursor, hook
+        self.found: dict[str, tuple[str, ...]] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="cadence-members", daemon=True)
+
+    @classmethod
+    def start(cls, engine: Engine, hook: Callable[[Engine], dict]) -> _Beside | None:
+        cursor = engine.cursor()
+        if cursor is engine:  # an engine without cursors of its own: in turn
+            return None
+        beside = cls(engine, cursor, hook)
+        beside.thread.start()
+        return beside
+
+    def _run(self) -> None:
+        try:
+            self.found = self.hook(self.cursor)
+        except BaseException as exc:  # noqa: BLE001 - raised in the run's thread by finish
+            self.error = exc
+
+    def finish(self) -> dict[str, tuple[str, ...]]:
+        """Checkpoint beside the hook's reads (not at close, after them), then its warnings."""
+        self.engine.checkpoint()
+        self.thread.join()
+        self._close()
+        if self.error is not None:
+            raise self.error
+        return self.found
+
+    def stop(self) -> None:
+        """The run is interrupted: stop the hook's statement and wait for it (the files it did
+        not write are written by the next run, ``rosterkeep.repair``)."""
+        while self.thread.is_alive():
+            self.cursor.interrupt()
+            self.thread.join(0.1)
+        self._close()
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):  # a handle the interrupt left broken
+            self.cursor.close()
 
 
 def _keep_quietly(root: Path, records: list[BuildRecord]) -> None:

@@ -333,6 +333,10 @@ class DuckDBEngine(Engine):
     def interrupt(self) -> None:
         self.con.interrupt()
 
+    def checkpoint(self) -> None:
+        with contextlib.suppress(EngineError):  # another write is open: DuckDB's, later
+            self.execute("checkpoint")
+
     def cursor(self) -> DuckDBEngine:
         return DuckDBEngine(self.con.cursor(), self.path, owner=True)
 

@@ -1,0 +1,141 @@
+"""Members files written beside the fold (build/runner.py ``_Beside``, issue 21): once the builds
+are done, the run writes its segments' members files on a cursor of its own while it folds its
+state and the warehouse checkpoints. Whichever of the two a kill -9 or an interrupt finds done,
+the next run leaves the files equal to the warehouse, every change once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from activation_project import REPO, make_activation, query, set_people
+from test_members_snapshot import DAY1, DAY2, held, live_changes, live_members, snapshot_changes
+
+from cadence.activation import roster, rosterkeep
+from cadence.build import runner
+from cadence.project import Project, Selection
+
+# ``kill MODE run ...``: the run dies with one of the two done and the other not
+KILL = """
+import os, signal, sys, threading
+from cadence.activation import rosterkeep
+from cadence.build import runner
+
+mode, fold, settle = sys.argv[1], runner.fold, rosterkeep._settle
+written = threading.Event()
+
+if mode == "folded":  # the state commits, the members files are never written
+    def write_many(*args, **kwargs):
+        threading.Event().wait()
+    rosterkeep.roster.write_many = write_many
+
+    def then_die(*args, **kwargs):
+        fold(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+else:  # "written": the members files are written and settled, the state never commits
+    def settled(root):
+        settle(root)
+        written.set()
+    rosterkeep._settle = settled
+
+    def then_die(*args, **kwargs):
+        assert written.wait(60)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+runner.fold = then_die
+from cadence.cli import main
+main(sys.argv[2:])
+"""
+
+
+def killed_run(root: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", KILL, mode, "run", "-s", "vip", "--project-dir", str(root),
+         "--at", "2026-01-02T06:00"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def the_run(root: Path) -> tuple[str, bool]:
+    """Status and folded flag of the second day's run (the one killed)."""
+    rows = query(root, "select status, folded from _cadence.runs order by started_at")
+    return rows[-1]
+
+
+@pytest.fixture
+def root(make_project, cli) -> Path:
+    root = make_activation(make_project, DAY1)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, DAY2)
+    return root
+
+
+def test_killed_once_its_state_is_folded_the_next_run_writes_the_files(root: Path, cli) -> None:
+    killed = killed_run(root, "folded")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert the_run(root) == ("success", True)
+    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    assert held(cli, root, "members", "vip").stdout.split() != live_members(root, "vip")
+    idle = cli(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
+    assert idle.exit_code == 0, idle.output
+    assert held(cli, root, "members", "vip").stdout.split() == live_members(root, "vip")
+    assert snapshot_changes(cli, root, "vip") == [tuple(r) for r in live_changes(root, "vip")]
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+
+
+def test_killed_once_its_files_are_written_the_state_is_replayed_once(root: Path, cli) -> None:
+    killed = killed_run(root, "written")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert the_run(root) == ("running", False)
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    assert held(cli, root, "members", "vip").stdout.split() == live_members(root, "vip")
+    # the killed run's publish stands: not due again, and the next build folds it
+    nothing = cli(root, "run", "--due", "--at", "2026-01-02T06:01")
+    assert nothing.exit_code == 0, nothing.output
+    assert cli(root, "run", "-s", "regular", "--at", "2026-01-02T06:05").exit_code == 0
+    assert the_run(root)[1] is True
+    assert query(root, "select model, count(*) from _cadence.model_builds where model = 'vip' "
+                 "group by 1") == [("vip", 2)]  # fmt: skip
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        assert snapshot_changes(cli, root, segment) == [
+            tuple(r) for r in live_changes(root, segment)
+        ]
+
+
+def test_an_interrupt_during_the_fold_stops_the_members_statement(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fold is interrupted while the hook's statement runs: the run raises the interrupt
+    only once that statement is stopped and its thread gone; the next run catches the files
+    up."""
+    started, seen = threading.Event(), []
+
+    def long_statement(engine, *args, **kwargs):  # type: ignore[no-untyped-def]
+        started.set()
+        try:
+            engine.query("select count(*) from range(100000000000)")
+        except BaseException as exc:  # noqa: BLE001 - what stopped it
+            seen.append(type(exc).__name__)
+            raise
+        return {}
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert started.wait(60)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(roster, "write_many", long_statement)
+    monkeypatch.setattr(runner, "fold", interrupted)
+    at = dt.datetime(2026, 1, 2, 6, 0, tzinfo=dt.timezone.utc)
+    with pytest.raises(KeyboardInterrupt):
+        Project.load(root).run(at, Selection(select=("vip",)))
+    assert seen == ["KeyboardInterrupt"]
+    assert not [t for t in threading.enumerate() if t.name == "cadence-members"]
+    monkeypatch.undo()
+    later = Project.load(root).run(at + dt.timedelta(minutes=5), Selection(select=("regular",)))
+    assert [r.status for r in later.results if r.name == "regular"] == ["success"]
+    assert (root / "target" / "members" / "vip").is_dir()
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
