@@ -69,6 +69,10 @@ class RunContext:
     visible: dict[tuple[str, str], str] | None = None  # relations the open transaction sees
     # failure records the warehouse refused (shared by every thread's copy): written at the end
     unrecorded: list[BuildRecord] = field(default_factory=list)
+    # a commit group may settle its publishes' first membership rows and their own-table data
+    # tests once, at its commit (``grouped``): no model runs SQL of its own (hooks) that could
+    # change a table between its publish and that commit
+    settles_at_commit: bool = False
 
 
 def record_failure(

@@ -142,6 +142,12 @@ def judge(
     (``accepted``: texts the parser accepted in earlier runs)."""
     if not counted:
         return []
+    return outcomes(counted, engine.query(one_query(counted, accepted))[0])
+
+
+def one_query(counted: Sequence[tuple[DataTest, str]], accepted: OneQuery | None = None) -> str:
+    """The one query asking the three numbers of every test in ``counted`` (checked to be one
+    query); its row is read by ``outcomes``."""
     values = ",\n".join(
         f"({failures_sql(test, sql)}) as f{i}" for i, (test, sql) in enumerate(counted)
     )
@@ -150,18 +156,22 @@ def judge(
     )
     query = f"with counted as (select\n{values}\n)\nselect {checks} from counted"
     _ensure_one_query(query, counted, accepted)
-    row = engine.query(query)[0]
-    outcomes = []
+    return query
+
+
+def outcomes(counted: Sequence[tuple[DataTest, str]], row: Sequence[Any]) -> list[TestOutcome]:
+    """The outcome of each test of ``counted`` from the row of its ``one_query``."""
+    found = []
     for i, (test, _sql) in enumerate(counted):
         raw, warn, error = row[3 * i : 3 * i + 3]
         failures = int(raw) if raw is not None else 0
         outcome = TestOutcome(test, failures, "", bool(warn), bool(error))
-        outcomes.append(
+        found.append(
             TestOutcome(
                 test, failures, describe(outcome), outcome.should_warn, outcome.should_error
             )
         )
-    return outcomes
+    return found
 
 
 def _ensure_one_query(

@@ -6,15 +6,26 @@ the model's YAML and singular tests plus, for a segment, ``not_null`` and ``uniq
 (unless the YAML already checks them). A singular test reads the candidate in place of the live
 relation; generic failing-row counts are asked in one query; ``max_change`` compares with the
 live row count. A test whose other relation does not exist yet is skipped (checked on a later
-build). Reads only: ``publish`` decides from the outcomes what blocks and what warns.
+build). Reads only: ``publish`` decides from the outcomes what blocks and what warns. Inside a
+commit group (``grouped``) the built-in tests that read only the model's own table, built in
+place, are left for the group's commit (``Pending``), where ``settle`` judges those of all its
+publishes in one statement.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from cadence.build.context import RunContext
-from cadence.build.datatests import TestOutcome, describe_failure, judge, target_resolver
+from cadence.build.datatests import (
+    TestOutcome,
+    describe_failure,
+    judge,
+    one_query,
+    outcomes,
+    target_resolver,
+)
 from cadence.build.incremental import checked_sql
 from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, did_you_mean
@@ -34,7 +45,7 @@ def run_tests(
     candidate was built from) the candidate's columns are not looked up first: a test on a
     missing column makes the tests' one query fail, and ``TestsCannotRun.named``, called once
     the transaction is rolled back, names it (one statement fewer per publish)."""
-    outcomes: list[TestOutcome] = []
+    found: list[TestOutcome] = []
     tests = list(ctx.tests_by_model.get(model.name, ()))
     if model.config.key:
         declared = {(t.kind, t.column) for t in tests if t.severity == "error" and not t.where}
@@ -66,20 +77,26 @@ def run_tests(
             # the test reads the candidate in place of the live relation
             sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
             try:
-                outcomes.extend(judge(ctx.engine, [(test, sql)], ctx.compiler.accepted))
+                found.extend(judge(ctx.engine, [(test, sql)], ctx.compiler.accepted))
             except EngineError as exc:  # the test's SQL, not the model's: say which file
                 what = "singular test" if test.kind == "singular" else f"test {test.kind}"
                 raise EngineError(f"{what} {test.name} ({test.file}): {exc}") from exc
             continue
         if test.kind == "max_change":
-            outcomes.append(_max_change(ctx, model, test, candidate_rows))
+            found.append(_max_change(ctx, model, test, candidate_rows))
             continue
         if test.kind == "relationships" and not _target_exists(ctx, str(test.args["to"])):
-            outcomes.append(TestOutcome(test, 0, ""))  # nothing to check against yet
+            found.append(TestOutcome(test, 0, ""))  # nothing to check against yet
             continue
         rows_sql = checked_sql(test, relation, merge_into, model, resolve)
         if rows_sql is not None:
             counted.append((test, rows_sql))
+    group = ctx.engine.group
+    own = [(t, q) for t, q in counted if _own_table_only(t)]
+    if own and group is not None and ctx.settles_at_commit and relation == model.relation:
+        if merge_into is None:  # judged with the group's others just before it commits
+            group.checks.append(Pending(model, tuple(own), one_query(own, ctx.compiler.accepted)))
+            counted = [(t, q) for t, q in counted if not _own_table_only(t)]
     if built_from is None:  # name the test (or key) of a missing column before the one query
         missing = _missing_column(ctx.engine, model, f"select * from {relation}", counted)
         if missing is not None:
@@ -90,11 +107,55 @@ def run_tests(
         if built_from is None:
             raise _named(model, counted, exc) from exc
         raise TestsCannotRun(model, counted, built_from, _named(model, counted, exc)) from exc
-    for outcome in judged:
-        if outcome.test.name.startswith("key_") and outcome.message:
-            outcome = replace(outcome, message="key " + outcome.message)
-        outcomes.append(outcome)
-    return outcomes
+    found.extend(_keyed(o) for o in judged)
+    return found
+
+
+def _keyed(outcome: TestOutcome) -> TestOutcome:
+    """The checks cadence adds on a segment's key say so."""
+    if outcome.test.name.startswith("key_") and outcome.message:
+        return replace(outcome, message="key " + outcome.message)
+    return outcome
+
+
+# what a test of these kinds reads is its model's table (no other relation)
+_OWN_TABLE = frozenset({"not_null", "unique", "accepted_values", "row_count"})
+
+
+def _own_table_only(test: DataTest) -> bool:
+    """Whether ``test`` reads nothing but its model's table, so that it says the same at its
+    group's commit as at its publish: a built-in on the table, without a ``where`` or an
+    argument that is a query of its own."""
+    if test.kind not in _OWN_TABLE or test.where:
+        return False
+    written = (test.fail_calc, test.warn_if, test.error_if, repr(test.args))
+    return not any("select" in text.lower() for text in written)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The data tests of one publish judged at its group's commit: their one query (checked
+    when the publish asked for it) and the tests its row answers."""
+
+    model: Model
+    counted: tuple[tuple[DataTest, str], ...]
+    query: str
+
+
+def settle(engine: Engine, pending: Sequence[Pending]) -> dict[str, list[TestOutcome]]:
+    """The outcomes of every pending publish's tests, per model, from one statement (each
+    publish's own one query, side by side)."""
+    if not pending:
+        return {}
+    sources = ",\n".join(f"({p.query}) as t{i}" for i, p in enumerate(pending))
+    row = engine.query(f"select * from\n{sources}")[0]
+    found: dict[str, list[TestOutcome]] = {}
+    start = 0
+    for p in pending:
+        width = 3 * len(p.counted)
+        found[p.model.name] = [_keyed(o) for o in outcomes(p.counted, row[start : start + width])]
+        start += width
+    return found
 
 
 class TestsCannotRun(EngineError):

@@ -14,7 +14,12 @@ version with its state, and the next run builds what is still due. A statement t
 inside a group aborts its transaction: a group's first publish is then handled as in a
 transaction of its own; a later one has the publishes before it built again in a group of their
 own and is built again alone, in a fresh transaction, exactly as without groups (its error and
-record). In order, the groups after a failure start at one publish and double. A commit the
+record). Before it commits, a group settles what its publishes left for it, in the same
+transaction: the first publishes' membership rows (one insert) and the data tests that read only
+their model's table (one query, ``gate.settle``; only when no model runs hooks); a test that
+blocks there has the group's decisions built again, in order, one transaction each, where it
+blocks as it publishes and what was built on it is ``upstream_failed``. In order, the groups
+after a failure start at one publish and double. A commit the
 warehouse refuses (a full disk) builds the group's decisions again, one transaction each; an
 interrupt, during the commit too, rolls the open group back and reports its decisions
 interrupted. Used by ``runner`` on an engine with ``groups_commits`` (DuckDB): in order
@@ -29,8 +34,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from cadence.build.context import ModelResult, RunContext
-from cadence.engines.base import Engine, EngineError
+from cadence.build.gate import settle
+from cadence.engines.base import CommitGroup, Engine, EngineError
 from cadence.plan.due import Decision
+from cadence.record.membership import insert_entered
 from cadence.record.state import insert_builds
 
 GROUP_SECONDS = 0.1  # of work a group holds at most: what a kill or a failure costs again
@@ -124,9 +131,11 @@ def group(
             current = None
             if result.status != "success" or time.perf_counter() - began >= GROUP_SECONDS:
                 break
-        if not opened.broken:
+        unsettled = not opened.broken and not _settled(engine, opened, built)
+        if not opened.broken and not unsettled:
             committing = True
             try:
+                insert_entered(engine, opened.entered)
                 insert_builds(engine, opened.records)
             except EngineError:
                 engine.close_group(commit=False)
@@ -158,6 +167,11 @@ def group(
             for decision in [d for d, _ in built] + ([current] if current is not None else []):
                 interrupted(decision, ctx)
         raise
+    if unsettled:  # a test judged at the commit blocks: each again, in order, in a transaction
+        engine.close_group(commit=False)  # of its own, where its tests are judged as it publishes
+        for decision, _ in built:  # (a model built on the failing one: upstream_failed now)
+            report(decision, build(decision, ctx))
+        return 1
     # a statement failed inside the group. Either it was the group's first publish, and its
     # transaction() rolled the group back and handled the failure as in a transaction of its own
     # (its result and record stand), or the group held publishes before it: then those are
@@ -174,6 +188,27 @@ def group(
         group(_taker(again), ctx, build, report, interrupted, key, len(again))
     report(current, result if handled else build(current, ctx))
     return 1
+
+
+def _settled(
+    engine: Engine, opened: CommitGroup, built: list[tuple[Decision, ModelResult]]
+) -> bool:
+    """Judge the tests the group's publishes left for its commit, in one statement; their
+    warnings join the results in ``built``. False: one blocks (or the statement fails), and the
+    group can only be rolled back."""
+    try:
+        verdicts = settle(engine, opened.checks)
+    except EngineError:
+        return False
+    opened.checks.clear()
+    for i, (decision, result) in enumerate(built):
+        found = verdicts.get(decision.name, ())
+        if any(o.blocking for o in found):
+            return False
+        warnings = tuple(o.message for o in found if not o.passed)
+        if warnings:
+            built[i] = (decision, replace(result, warnings=result.warnings + warnings))
+    return True
 
 
 def _merge(ctx: RunContext, mine: RunContext, decisions: list[Decision], key: Key) -> None:

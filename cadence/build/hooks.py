@@ -45,6 +45,16 @@ def model_hooks(model: Model, when: str) -> list[str]:
     return hook_list(extra.get(when)) + hook_list(extra.get(when.replace("_", "-")))
 
 
+def runs_sql(model: Model) -> bool:
+    """Whether ``model`` runs SQL of its own around its build (hooks, ``sql_header``)."""
+    header = model.config.extra.get("sql_header")
+    return bool(
+        model_hooks(model, "pre_hook")
+        or model_hooks(model, "post_hook")
+        or (isinstance(header, str) and header.strip())
+    )
+
+
 def _render(
     compiler: Compiler, model: Model | None, text: str, engine: Engine, now: dt.datetime, file: str
 ) -> str:

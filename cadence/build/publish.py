@@ -186,6 +186,7 @@ def _publish_table(
             event_time=model.config.event_time,
             tz=ctx.project.config.tz,
             vanished=ctx.state.of(model.name).last_success_at is not None,
+            at_commit=ctx.settles_at_commit,
         )
     if incremental:
         settle_columns(engine, model, staging)

@@ -28,6 +28,7 @@ from typing import Any
 from cadence.build import grouped, parallel
 from cadence.build.compiler import Compiler
 from cadence.build.context import ModelResult, RunContext, record_failure
+from cadence.build.hooks import runs_sql
 from cadence.build.publish import build_model
 from cadence.build.seeds import load_seed
 from cadence.disk import artifacts, reserve
@@ -184,6 +185,7 @@ def execute(
         root,
         tests_by_model,
         dict(state.relations),
+        settles_at_commit=engine.groups_commits and not any(map(runs_sql, project.models)),
     )
     emit = on_event or (lambda e: None)
     models = {m.name: m for m in project.models}

@@ -45,6 +45,11 @@ class CommitGroup:
 
     records: list[Any] = field(default_factory=list)  # BuildRecords, written at the commit
     broken: bool = False
+    # settled once, just before the commit (in the same transaction): the first publishes'
+    # membership rows, (select, parameters) each, and data tests that read only their model's
+    # table (``gate.Pending``)
+    entered: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    checks: list[Any] = field(default_factory=list)
 
 
 class Engine(ABC):

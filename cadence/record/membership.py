@@ -148,12 +148,15 @@ def record_changes(
     event_time: str | None = None,
     tz: dt.tzinfo = dt.timezone.utc,
     vanished: bool = False,
+    at_commit: bool = False,
 ) -> None:
     """Append the membership changes of one publish (inside the caller's transaction);
     ``event_time``: the segment's column saying when each entered member qualified;
     ``vanished``: there is no live relation although the segment was published before (its
     table was dropped behind cadence's back), so the diff is against the members its history
-    holds rather than everyone entering again."""
+    holds rather than everyone entering again; ``at_commit``: a first publish inside a commit
+    group leaves its rows (everyone entered, read from its own table) to the group's commit,
+    which inserts those of all its publishes at once (``insert_entered``)."""
     # an engine whose swap can outlive the state commit (Spark) keeps what re-records them
     engine.segment_staged(candidate, SegmentNote(segment, key, run_id, tick, at, exits))
     store = engine.state_store()
@@ -173,11 +176,16 @@ def record_changes(
                     f" left join {candidate} as c on d.change = 'entered' "
                     f"and cast(c.{quote(key)} as varchar) = d.key"
                 )
-        engine.execute(
-            f"insert into {TABLE} ({COLUMNS}) select nextval('{SEQUENCE}'), ?, {keyed}, "
-            f"{change}, ?, ?, ?, {qualified} from {source}",
-            (segment, run_id, *stamps),
+        select = (
+            f"select cast(? as varchar) as segment, {keyed} as key, {change} as change, "
+            f"cast(? as varchar) as run_id, cast(? as timestamp) as tick, "
+            f'cast(? as timestamp) as "at", {qualified} as event_time from {source}'
         )
+        group = engine.group
+        if at_commit and group is not None and live is None and recorded is None:
+            group.entered.append((select, (segment, run_id, *stamps)))
+            return
+        insert_entered(engine, [(select, (segment, run_id, *stamps))])
         return
     # state kept apart (Spark): the diff runs where the data is, its rows go to the state store
     if event_time:
@@ -200,6 +208,19 @@ def record_changes(
             f"?, ?, ?, d.event_time from (values {values}) as d(key, change, event_time)",
             (segment, run_id, *stamps, *[v for r in chunk for v in r]),
         )
+
+
+def insert_entered(engine: Engine, selects: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Insert the changes ``selects`` give (each a query of ``record_changes``'s columns and
+    its parameters) in one statement, each with its ``change_id`` from the sequence."""
+    if not selects:
+        return
+    union = "\nunion all\n".join(sql for sql, _params in selects)
+    engine.execute(
+        f"insert into {TABLE} ({COLUMNS}) select nextval('{SEQUENCE}'), segment, key, change, "
+        f'run_id, tick, "at", event_time from (\n{union}\n) as r',
+        tuple(p for _sql, params in selects for p in params),
+    )
 
 
 def _utc(value: Any, tz: dt.tzinfo, segment: str, column: str) -> dt.datetime | None:
