@@ -171,9 +171,9 @@ def test_a_signal_during_an_import_comes_again_once_the_import_is_done(
     be printed as "Exception ignored ... Traceback" and lost: the signal is sent again
     instead, to be handled once the import is done. ``depth``: frames of the module being
     imported between the handler and the import system."""
-    from cadence.cli import signals
-
     import threading
+
+    from cadence.cli import signals
 
     raised: list[tuple[int, int]] = []
     sent = threading.Event()
@@ -222,3 +222,49 @@ def test_a_signal_in_code_built_from_source_text_still_exits_130(
         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert (result.returncode, result.stderr) == (130, "interrupted\n")
+
+
+LOST = """
+import signal, sys, time, weakref
+import cadence.output
+from cadence.cli import common, signals
+signals._taken_over.append(True)
+
+class Finalized:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # handled inside the finalizer
+
+class Referent:
+    pass
+
+def work():
+    if sys.argv[1] == "finalizer":
+        Finalized()
+    else:  # raised in a weakref callback: Python prints it as ignored and goes on
+        ref = weakref.ref(Referent(), lambda _: signal.raise_signal(signal.SIGINT))
+    for _ in range(50):  # the work goes on after the signal, for half a second
+        time.sleep(0.01)
+    print("the work ended")
+
+common._guarded(work, False, (None, None, None))
+"""
+
+
+@pytest.mark.parametrize("where", ["finalizer", "callback"])
+def test_a_signal_where_python_cannot_raise_still_ends_the_command_130(
+    tmp_path: Path, where: str
+) -> None:
+    """A signal handled inside a finalizer is sent again once it is done, and stops the work
+    there; one lost inside a weakref callback (Python prints the interrupt as ignored and the
+    work goes on to its end) still ends the command with exit 130 and "interrupted"."""
+    (tmp_path / "lost.py").write_text(LOST)
+    result = subprocess.run(
+        [sys.executable, "lost.py", where], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines()[-1] == "interrupted"
+    if where == "finalizer":  # stopped in the work, the one line only
+        assert (result.stdout, result.stderr) == ("", "interrupted\n")
+    else:
+        assert result.stdout == "the work ended\n"

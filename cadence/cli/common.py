@@ -120,7 +120,13 @@ def _guarded(
         _OPTIONS[:] = [LoadOptions(parse_vars(vars_text), target, profiles_dir)]
         signals.interrupt_on_signals()
         try:
-            fn(*args, **kwargs)
+            try:
+                fn(*args, **kwargs)
+            except SystemExit:
+                if not signals.ignored():
+                    raise
+            if signals.ignored():
+                raise KeyboardInterrupt
         finally:  # before any message below: a second signal must not cut it short
             signals.command_finished()
     except Failed:

@@ -58,12 +58,13 @@ def _exit_now(signum: int, frame: FrameType | None) -> None:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     received.append(signum)
-    if _importing(frame):
+    if _unsafe(frame):
         # not in the middle of an import: one cut short leaves a module half made (a C
         # module initialized twice warns on stderr when imported again) and one in the
-        # import system's lock cleanup is printed as "ignored" and lost. The signal comes
+        # import system's lock cleanup is printed as "ignored" and lost; nor in a finalizer
+        # (``__del__``), where Python prints it as "ignored" and goes on. The signal comes
         # again in a moment (from a thread: sent from here, Python would handle it at once,
-        # in this handler), until the import is done
+        # in this handler), until the import or finalizer is done
         import threading
 
         threading.Timer(0.005, os.kill, (os.getpid(), signum)).start()
@@ -71,14 +72,23 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt()
 
 
-def _importing(frame: FrameType | None) -> bool:
-    """Whether the signal landed while a module is being imported (a lazy import of the
-    work): the import system's own frames are on the stack."""
+def _unsafe(frame: FrameType | None) -> bool:
+    """Whether the signal landed where an exception would be lost or leave things half made:
+    while a module is imported (a lazy import of the work: the import system's own frames are
+    on the stack) or while an object is finalized (a ``__del__`` is)."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        code = frame.f_code
+        if code.co_filename.startswith("<frozen importlib") or code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
+
+
+def ignored() -> bool:
+    """Whether a signal came while the command worked and it went on to its end (one lost
+    where Python cannot raise it, e.g. in a weakref callback, or sent again after a late
+    import): the command is still interrupted (exit 130)."""
+    return bool(received)
 
 
 def _let_finish(signum: int, frame: FrameType | None) -> None:
