@@ -6,6 +6,7 @@ the next run leaves the files equal to the warehouse, every change once."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import threading
@@ -49,6 +50,32 @@ else:  # "written": the members files are written and settled, the state never c
 runner.fold = then_die
 from cadence.cli import main
 main(sys.argv[2:])
+"""
+
+# ``run ...``: SIGINT once the state is folded, while the members files are being written
+LATE = """
+import os, signal, sys, threading
+from cadence.activation import rosterkeep
+from cadence.build import runner
+
+fold, folded = runner.fold, threading.Event()
+
+def write_many(engine, *args, **kwargs):
+    engine.query("select count(*) from range(100000000000)")  # until interrupted
+
+def folding(*args, **kwargs):
+    fold(*args, **kwargs)
+    folded.set()
+
+def interrupt():
+    folded.wait(60)
+    os.kill(os.getpid(), signal.SIGINT)
+
+rosterkeep.roster.write_many = write_many
+runner.fold = folding
+threading.Thread(target=interrupt, daemon=True).start()
+from cadence.cli import main
+main(sys.argv[1:])
 """
 
 
@@ -139,3 +166,22 @@ def test_an_interrupt_during_the_fold_stops_the_members_statement(
     assert [r.status for r in later.results if r.name == "regular"] == ["success"]
     assert (root / "target" / "members" / "vip").is_dir()
     assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+
+
+def test_an_interrupt_while_the_files_are_written_after_the_fold_reports_the_run(
+    root: Path, cli
+) -> None:
+    """The run is folded (its publishes and state committed): an interrupt while its members
+    files are written stops that statement, still writes run_results.json, then exits 130; the
+    next run writes the files."""
+    late = subprocess.run(
+        [sys.executable, "-c", LATE, "run", "-s", "vip", "--project-dir", str(root),
+         "--at", "2026-01-02T06:00"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert late.returncode == 130, late.stdout + late.stderr
+    assert late.stderr.splitlines()[-1] == "interrupted"
+    assert the_run(root) == ("success", True)
+    results = json.loads((root / "target" / "run_results.json").read_text())
+    assert [(r["name"], r["status"]) for r in results["results"]] == [("vip", "success")]
+    assert cli(root, "run", "--due", "--at", "2026-01-02T06:01").exit_code == 0
+    assert held(cli, root, "members", "vip").stdout.split() == live_members(root, "vip")

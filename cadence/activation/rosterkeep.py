@@ -7,9 +7,10 @@ runner's one hook into this wing), those no run left repaired (``repair``), old 
 wake file).
 
 Invariants: a run writes the members files of the segments it published once, after its builds
-and before its state is folded, instead of after each publish. So that a run killed in between
-leaves the next run something to repair from, ``hook`` first marks the files behind (a file,
-synced before any segment publishes); the mark is cleared once they are written, and a run that
+(on a cursor of its own while it folds its state), instead of after each publish. So that a run
+killed before they are written leaves the next run something to repair from, ``hook`` first
+marks the files behind (a file, synced before any segment publishes); the mark is cleared once
+they are written, and a run that
 finds it (``repair``), idle or not, brings every segment up to date. A failed write never fails
 a run: it comes back as a warning, and the mark stays for the next run.
 """
@@ -97,9 +98,9 @@ def prune(
     return removed
 
 
-# A run writes the members files of the segments it published once, after its builds and
-# before its state is folded (``hook``), instead of after each publish. So that a run killed
-# in between leaves the next run something to repair from, ``begin`` first marks the files
+# A run writes the members files of the segments it published once, after its builds, while
+# it folds its state (``hook``), instead of after each publish. So that a run killed before
+# they are written leaves the next run something to repair from, ``hook`` first marks the files
 # behind (a file, synced, before any segment publishes); the mark is cleared once they are
 # written, and a run that finds it left (``repair``) brings every segment up to date.
 BEHIND = ".behind"

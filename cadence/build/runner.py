@@ -185,7 +185,7 @@ def execute(
         root,
         tests_by_model,
         dict(state.relations),
-        settles_at_commit=engine.groups_commits and not any(map(runs_sql, project.models)),
+        settles_at_commit=engine.groups_commits and not runs_sql(project),
     )
     emit = on_event or (lambda e: None)
     models = {m.name: m for m in project.models}
@@ -285,10 +285,13 @@ def execute(
         raise
     finally:
         beside: _Beside | None = None
-        if on_published is not None and published and status != "interrupted":
-            hook = on_published
-            beside = _Beside.start(engine, lambda cursor: hook(cursor, published, run_id, now))
+        late: KeyboardInterrupt | None = None  # while the members files were written, once folded
         try:  # the members files are written while the run folds its state (``_Beside``)
+            if on_published is not None and published and status != "interrupted":
+                hook = on_published
+                beside = _Beside.of(engine, lambda cursor: hook(cursor, published, run_id, now))
+                if beside is not None:
+                    beside.thread.start()
             try:
                 if beside is None and on_published is not None and published:
                     _warn(outcome, on_published(engine, published, run_id, now))
@@ -327,14 +330,20 @@ def execute(
                 record()
             except EngineError as exc:
                 if status != "interrupted":
+                    if beside is not None:  # its files take what the disk has left first: the
+                        beside.thread.join()  # reserve freed below is for the run's record
                     refused = _record_refused(project, root, ctx, record, str(exc))
                 elif ctx.unrecorded:  # else left unfolded, replayed by the next run
                     _keep_quietly(root, ctx.unrecorded)
             except Exception:  # noqa: BLE001 - interrupted with a cursor busy: left unfolded,
                 if status != "interrupted":  # the next run replays its committed build records
                     raise
-            if beside is not None:  # its files written, the checkpoint beside them
-                _warn(outcome, beside.finish())
+            if beside is not None:
+                try:
+                    _warn(outcome, beside.finish())
+                except KeyboardInterrupt as exc:  # the run is folded: its results are written,
+                    beside.stop()  # then it ends interrupted (the next run writes the files)
+                    late = exc
                 results = [outcome.get(r.name, r) for r in results]
         except BaseException:
             if beside is not None:
@@ -351,6 +360,8 @@ def execute(
         )
         run_result = write_results(root, run_result)
         compiler.accepted.save()  # the queries the parser accepted, for the next run
+        if late is not None:
+            raise late
     return run_result
 
 
@@ -361,23 +372,21 @@ def _warn(outcome: dict[str, ModelResult], found: dict[str, tuple[str, ...]]) ->
 
 
 class _Beside:
-    """The publish hook (members files: reads and file writes) on a cursor of its own, while the
-    run folds its state and the warehouse checkpoints: DuckDB checkpoints beside a reader."""
+    """The publish hook (members files: reads, then file writes) on a cursor of its own, in a
+    thread, while the run folds its state (and DuckDB checkpoints, when the fold's commit brings
+    its log over the threshold before the hook's first read)."""
 
-    def __init__(self, engine: Engine, cursor: Engine, hook: Callable[[Engine], dict]) -> None:
-        self.engine, self.cursor, self.hook = engine, cursor, hook
+    def __init__(self, cursor: Engine, hook: Callable[[Engine], dict]) -> None:
+        self.cursor, self.hook = cursor, hook
         self.found: dict[str, tuple[str, ...]] = {}
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="cadence-members", daemon=True)
 
     @classmethod
-    def start(cls, engine: Engine, hook: Callable[[Engine], dict]) -> _Beside | None:
+    def of(cls, engine: Engine, hook: Callable[[Engine], dict]) -> _Beside | None:
+        """Not started yet; None on an engine without cursors of its own (then in turn)."""
         cursor = engine.cursor()
-        if cursor is engine:  # an engine without cursors of its own: in turn
-            return None
-        beside = cls(engine, cursor, hook)
-        beside.thread.start()
-        return beside
+        return None if cursor is engine else cls(cursor, hook)
 
     def _run(self) -> None:
         try:
@@ -386,8 +395,7 @@ class _Beside:
             self.error = exc
 
     def finish(self) -> dict[str, tuple[str, ...]]:
-        """Checkpoint beside the hook's reads (not at close, after them), then its warnings."""
-        self.engine.checkpoint()
+        """Wait for the hook: its warnings per model (what it raised, raised here)."""
         self.thread.join()
         self._close()
         if self.error is not None:

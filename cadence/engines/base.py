@@ -126,10 +126,6 @@ class Engine(ABC):
         """An engine handle for another thread (same database)."""
         return self
 
-    def checkpoint(self) -> None:  # noqa: B027 - optional: engines without a write-ahead log
-        """Write what the engine's log holds into its files now, when nothing else writes
-        (best effort: never raises); default: no-op."""
-
     def open_group(self) -> CommitGroup:
         """Begin a transaction that the publishes after it join (``groups_commits`` engines)."""
         raise NotImplementedError(f"{self.name} does not group commits")

@@ -207,12 +207,13 @@ class DuckDBEngine(Engine):
                 yield
             except Exception:
                 # a statement may have failed: the group can only be rolled back. When it held
-                # no publish before this one, it is rolled back now, so that the failure is
-                # handled (and recorded) as in a transaction of its own; else the run loop
-                # rolls it back and builds this one again alone (``grouped``): in a fresh
-                # transaction it may not fail (a CHECKPOINT hook), or fail otherwise
+                # no publish before this one (nor left anything of this one for the commit), it
+                # is rolled back now, so that the failure is handled (and recorded) as in a
+                # transaction of its own; else the run loop rolls it back and builds this one
+                # again alone (``grouped``): in a fresh transaction it may not fail (a CHECKPOINT
+                # hook), or fail otherwise (its tests judged as it publishes)
                 group.broken = True
-                if not held:
+                if not held and not group.checks and not group.entered:
                     self.group = None
                     self._rollback()
                 raise
@@ -332,10 +333,6 @@ class DuckDBEngine(Engine):
 
     def interrupt(self) -> None:
         self.con.interrupt()
-
-    def checkpoint(self) -> None:
-        with contextlib.suppress(EngineError):  # another write is open: DuckDB's, later
-            self.execute("checkpoint")
 
     def cursor(self) -> DuckDBEngine:
         return DuckDBEngine(self.con.cursor(), self.path, owner=True)
