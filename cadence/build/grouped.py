@@ -16,9 +16,10 @@ transaction of its own; a later one has the publishes before it built again in a
 own and is built again alone, in a fresh transaction, exactly as without groups (its error and
 record). Before it commits, a group settles what its publishes left for it, in the same
 transaction: the first publishes' membership rows (one insert) and the data tests that read only
-their model's table (one query, ``gate.settle``; only when no model runs hooks); a test that
-blocks there has the group's decisions built again, in order, one transaction each, where it
-blocks as it publishes and what was built on it is ``upstream_failed``. In order, the groups
+their model's table (one query, ``gate.settle``; only in a project that runs no SQL of its own
+while it builds and reads no ``_cadence`` table, ``hooks.runs_sql``); a test that blocks there
+has the group's decisions built again, in order, one transaction each, where it blocks as it
+publishes and what was built on it is ``upstream_failed``. In order, the groups
 after a failure start at one publish and double. A commit the
 warehouse refuses (a full disk) builds the group's decisions again, one transaction each; an
 interrupt, during the commit too, rolls the open group back and reports its decisions
