@@ -132,6 +132,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: a replay of many CLI invocations (deselect: -m 'not slow')"
     )
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # started in the background of a script (`cmd &` without job control): SIGINT is
+        # ignored and every process the tests start would inherit that, which cadence keeps
+        # (a `nohup` run); the tests of what a SIGINT does need the default
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _spark_skip_reason() -> str | None:

@@ -245,12 +245,14 @@ def work():
     for _ in range(50):  # the work goes on after the signal, for half a second
         time.sleep(0.01)
     print("the work ended")
+    if sys.argv[1] == "callback, then a failure":
+        raise common.Failed()  # what ends a run with a failed model (exit 1)
 
 common._guarded(work, False, (None, None, None))
 """
 
 
-@pytest.mark.parametrize("where", ["finalizer", "callback"])
+@pytest.mark.parametrize("where", ["finalizer", "callback", "callback, then a failure"])
 def test_a_signal_where_python_cannot_raise_still_ends_the_command_130(
     tmp_path: Path, where: str
 ) -> None:

@@ -141,6 +141,14 @@ CASES = {
         "models/seg_audit.sql": "select (select count(*) from {{ ref('seg') }}) as members, "
         "(select count(*) from _cadence.membership_changes where segment = 'seg') as changes",
     },
+    # the same through a var, in capitals: only the rendered SQL names the schema
+    "reading _CADENCE through a var": {
+        "cadence.yml": cadence_yml() + "vars:\n  state: _CADENCE\n",
+        "models/seg.sql": SEGMENT + "select range as id from range(5)",
+        "models/seg_audit.sql": "select (select count(*) from {{ ref('seg') }}) as members, "
+        "(select count(*) from {{ var('state') }}.membership_changes where segment = 'seg') "
+        "as changes",
+    },
     # the first publish of its group fails after its key checks were left for the commit (a
     # duplicate key, then an event_time column it lacks): the key check's error, as without
     # groups
@@ -192,7 +200,7 @@ def test_what_a_commit_could_not_judge_alike_is_judged_as_it_publishes(
         assert results["s5"][0] == "error" and "key unique id" in results["s5"][1]
     elif case == "run_query":
         assert results["a"][0] == "error" and results["b"][0] == "upstream_failed"
-    elif case == "reading _cadence":
+    elif case.startswith("reading"):
         con = duckdb.connect(str(tmp_path / "all" / "w.duckdb"), read_only=True)
         assert con.execute("select * from seg_audit").fetchall() == [(5, 5)]
         con.close()

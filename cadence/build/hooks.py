@@ -47,7 +47,9 @@ def model_hooks(model: Model, when: str) -> list[str]:
 
 # SQL a project can run while a run builds, beside its models' queries (``run_query``,
 # ``statement``, ``adapter.execute`` in a model or macro), or cadence's own state it can read
-_REACHING = re.compile(r"\brun_query\b|\bstatement\s*\(|\badapter\s*\.\s*execute\b|_cadence\b")
+_REACHING = re.compile(
+    r"\brun_query\b|\bstatement\s*\(|\badapter\s*\.\s*execute\b|_cadence\b", re.IGNORECASE
+)
 
 
 def runs_sql(project: ParsedProject) -> bool:

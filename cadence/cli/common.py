@@ -122,8 +122,8 @@ def _guarded(
         try:
             try:
                 fn(*args, **kwargs)
-            except SystemExit:
-                if not signals.ignored():
+            except (SystemExit, Failed, CadenceError):  # an end of its own, unless a signal
+                if not signals.ignored():  # came meanwhile: then it is an interrupt
                     raise
             if signals.ignored():
                 raise KeyboardInterrupt
