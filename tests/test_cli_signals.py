@@ -273,3 +273,28 @@ def test_a_signal_where_python_cannot_raise_still_ends_the_command_130(
         assert (result.stdout, result.stderr) == ("", "interrupted\n")
     else:
         assert result.stdout == "the work ended\n"
+
+
+def test_a_signal_sent_again_after_its_command_ended_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sent again while a module was imported, a signal whose command ends first reaches
+    neither the next command nor the program cadence runs in (that command's end already said
+    it was interrupted: ``signals.ignored``)."""
+    from cadence.cli import signals
+
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(signals.os, "kill", lambda pid, signum: kills.append((pid, signum)))
+    monkeypatch.setattr(signals, "received", [])
+    importer = compile(
+        "def cb():\n    signals._interrupt(signal.SIGINT, sys._getframe())\n",
+        "<frozen importlib._bootstrap>",
+        "exec",
+    )
+    namespace: dict[str, object] = {"signals": signals, "sys": sys, "signal": signal}
+    exec(importer, namespace)
+    namespace["cb"]()  # type: ignore[operator]  # to be sent again in 5 ms
+    assert signals.ignored()
+    signals.command_finished()  # the command ends first
+    time.sleep(0.2)
+    assert kills == []

@@ -38,6 +38,7 @@ MESSAGE = "interrupted"
 
 received: list[int] = []  # the signals this command received (non-empty: it was interrupted)
 _taken_over: list[bool] = []  # non-empty: cadence is the program and holds the handlers
+_commands = [0]  # counts command starts and ends: a signal sent again belongs to one of them
 
 
 def is_program() -> bool:
@@ -67,9 +68,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
         # in this handler), until the import or finalizer is done
         import threading
 
-        threading.Timer(0.005, os.kill, (os.getpid(), signum)).start()
+        threading.Timer(0.005, _again, (signum, _commands[0])).start()
         return
     raise KeyboardInterrupt()
+
+
+def _again(signum: int, command: int) -> None:
+    """Send ``signum`` again, to the command it came to (when that command has ended, its end
+    says it was interrupted; the next command, or the program cadence runs in, never gets it)."""
+    if _commands[0] == command:
+        os.kill(os.getpid(), signum)
 
 
 def _unsafe(frame: FrameType | None) -> bool:
@@ -118,12 +126,14 @@ def take_over_at_start() -> None:
 def interrupt_on_signals() -> None:
     """As a command starts its work: a signal raises KeyboardInterrupt where the work is."""
     received.clear()
+    _commands[0] += 1
     _install(_interrupt)
 
 
 def command_finished() -> None:
     """The command's work is done and its exit code decided: a signal in the moments before
     the process exits changes neither (the program only; elsewhere the caller's handlers)."""
+    _commands[0] += 1
     if _taken_over:
         _install(_let_finish)
         _interrupt_handled()
