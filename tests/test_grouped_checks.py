@@ -141,6 +141,14 @@ CASES = {
         "models/seg_audit.sql": "select (select count(*) from {{ ref('seg') }}) as members, "
         "(select count(*) from _cadence.membership_changes where segment = 'seg') as changes",
     },
+    # a singular test of a later model reads it: it fails when it sees seg's 5 entered rows
+    # (one that fails when it sees none would fail in the group and be judged again alone)
+    "a test reading _cadence": {
+        "models/seg.sql": SEGMENT + "select range as id from range(5)",
+        "models/z_late.sql": "select 1 as x",
+        "tests/z_late_sees_members.sql": "select x from {{ ref('z_late') }} where (select "
+        "count(*) from _cadence.membership_changes where segment = 'seg') = 5",
+    },
     # the same through a var, in capitals: only the rendered SQL names the schema
     "reading _CADENCE through a var": {
         "cadence.yml": cadence_yml() + "vars:\n  state: _CADENCE\n",
@@ -200,6 +208,8 @@ def test_what_a_commit_could_not_judge_alike_is_judged_as_it_publishes(
         assert results["s5"][0] == "error" and "key unique id" in results["s5"][1]
     elif case == "run_query":
         assert results["a"][0] == "error" and results["b"][0] == "upstream_failed"
+    elif case == "a test reading _cadence":
+        assert results["z_late"][0] == "error" and "z_late_sees_members" in results["z_late"][1]
     elif case.startswith("reading"):
         con = duckdb.connect(str(tmp_path / "all" / "w.duckdb"), read_only=True)
         assert con.execute("select * from seg_audit").fetchall() == [(5, 5)]

@@ -10,9 +10,9 @@ Invariants: a run writes the members files of the segments it published once, af
 (on a cursor of its own while it folds its state), instead of after each publish. So that a run
 killed before they are written leaves the next run something to repair from, ``hook`` first
 marks the files behind (a file, synced before any segment publishes); the mark is cleared once
-they are written, and a run that
-finds it (``repair``), idle or not, brings every segment up to date. A failed write never fails
-a run: it comes back as a warning, and the mark stays for the next run.
+they are written, and a run that finds it (``repair``), idle or not, brings every segment up to
+date. A failed write never fails a run: it comes back as a warning, and the mark stays for the
+next run.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ class RunContext:
     # failure records the warehouse refused (shared by every thread's copy): written at the end
     unrecorded: list[BuildRecord] = field(default_factory=list)
     # a commit group may settle its publishes' first membership rows and their own-table data
-    # tests once, at its commit (``grouped``): no model runs SQL of its own (hooks) that could
-    # change a table between its publish and that commit
+    # tests once, at its commit (``grouped``): nothing in the project runs SQL of its own that
+    # could change a table between a publish and that commit (``hooks.runs_sql``)
     settles_at_commit: bool = False
 
 

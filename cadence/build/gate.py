@@ -32,6 +32,7 @@ from cadence.engines.base import Engine, EngineError
 from cadence.errors import CadenceError, did_you_mean
 from cadence.load.parser import Model
 from cadence.load.testspecs import DataTest
+from cadence.record import membership
 
 
 def run_tests(
@@ -77,6 +78,7 @@ def run_tests(
                 continue  # reads a relation that does not exist yet: checked on a later build
             # the test reads the candidate in place of the live relation
             sql = ctx.compiler.compile_sql(test.sql or "", ctx.now, {model.name: relation})
+            membership.before_reading(ctx.engine, sql)
             try:
                 found.extend(judge(ctx.engine, [(test, sql)], ctx.compiler.accepted))
             except EngineError as exc:  # the test's SQL, not the model's: say which file
@@ -100,6 +102,7 @@ def run_tests(
                 Pending(model, tuple(counted), one_query(counted, ctx.compiler.accepted))
             )
             return found
+    membership.before_reading(ctx.engine, "\n".join(q for _t, q in counted))
     if built_from is None:  # name the test (or key) of a missing column before the one query
         missing = _missing_column(ctx.engine, model, f"select * from {relation}", counted)
         if missing is not None:

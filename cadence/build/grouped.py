@@ -17,7 +17,8 @@ own and is built again alone, in a fresh transaction, exactly as without groups 
 record). Before it commits, a group settles what its publishes left for it, in the same
 transaction: the first publishes' membership rows (one insert) and the data tests that read only
 their model's table (one query, ``gate.settle``; only in a project that runs no SQL of its own
-while it builds and reads no ``_cadence`` table, ``hooks.runs_sql``); a test that blocks there
+while it builds, ``hooks.runs_sql``; a statement naming ``_cadence`` has the pending membership
+rows inserted before it runs, ``membership.before_reading``); a test that blocks there
 has the group's decisions built again, in order, one transaction each, where it blocks as it
 publishes and what was built on it is ``upstream_failed``. In order, the groups
 after a failure start at one publish and double. A commit the

@@ -46,27 +46,23 @@ def model_hooks(model: Model, when: str) -> list[str]:
 
 
 # SQL a project can run while a run builds, beside its models' queries (``run_query``,
-# ``statement``, ``adapter.execute`` in a model or macro), or cadence's own state it can read
-_REACHING = re.compile(
-    r"\brun_query\b|\bstatement\s*\(|\badapter\s*\.\s*execute\b|_cadence\b", re.IGNORECASE
-)
+# ``statement``, ``adapter.execute`` in a model, test or macro)
+_RUNS = re.compile(r"\brun_query\b|\bstatement\s*\(|\badapter\s*\.\s*execute\b", re.IGNORECASE)
 
 
 def runs_sql(project: ParsedProject) -> bool:
-    """Whether something in ``project`` may run SQL of its own between one publish and the next
-    (a model's hooks or ``sql_header``; ``run_query``, ``statement`` or ``adapter.execute``
-    written in a model or a macro) or read cadence's state (``_cadence``: a model, test,
-    macro or source naming it). Conservative: a mention is enough."""
+    """Whether something in ``project`` may run SQL of its own between one publish and the next:
+    a model's hooks or ``sql_header``, or ``run_query``, ``statement`` or ``adapter.execute``
+    written in a model, test or macro. Conservative: a mention is enough."""
     for model in project.models:
         header = model.config.extra.get("sql_header")
         if model_hooks(model, "pre_hook") or model_hooks(model, "post_hook"):
             return True
-        if (isinstance(header, str) and header.strip()) or _REACHING.search(model.raw_sql):
+        if (isinstance(header, str) and header.strip()) or _RUNS.search(model.raw_sql):
             return True
     texts = [text for _path, text in project.macro_files]
     texts += [t.sql for t in project.tests if t.sql]
-    texts += [s.relation for s in project.sources]
-    return any(_REACHING.search(text) for text in texts)
+    return any(_RUNS.search(text) for text in texts)
 
 
 def _render(

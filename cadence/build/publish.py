@@ -55,12 +55,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
         )
         compiled_rel = artifacts.write_compiled(ctx.root, compiled_path(model), compiled.sql)
         ensure_query(compiled.sql, model.path, ctx.compiler.accepted)
-        group = engine.group
-        if group is not None and group.entered and "_cadence" in compiled.sql.lower():
-            # it reads cadence's state (a schema name from a var, say): the membership rows
-            # the group's first publishes left for its commit are inserted before it reads
-            membership.insert_entered(engine, group.entered)
-            group.entered.clear()
+        membership.before_reading(engine, compiled.sql)
         sql_hash = view_hash(model, ctx.project) if mat == "view" else compiled.sql_hash
         # what this transaction can see: relations committed before it begins (others being
         # built in parallel commit later, invisible to it)

@@ -135,8 +135,8 @@ def execute(
 ) -> RunResult:
     """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped.
     ``on_published`` is called once, after the builds, with the models published (on its own
-    cursor while the run folds its state and checkpoints; an interrupted run calls it before
-    folding); the warnings it returns join those models' results."""
+    cursor while the run folds its state; an interrupted run calls it before folding); the
+    warnings it returns join those models' results."""
     now = plan.at
     run_id = new_run_id(now)
     root = Path(project.root)

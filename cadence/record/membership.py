@@ -210,6 +210,16 @@ def record_changes(
         )
 
 
+def before_reading(engine: Engine, sql: str) -> None:
+    """``sql`` is about to run inside a commit group: when it names cadence's state
+    (``_cadence``, in any case, however it got there: a var, a source), the membership rows the
+    group's first publishes left for its commit are inserted first, so it reads them."""
+    group = engine.group
+    if group is not None and group.entered and SCHEMA in sql.lower():
+        insert_entered(engine, group.entered)
+        group.entered.clear()
+
+
 def insert_entered(engine: Engine, selects: list[tuple[str, tuple[Any, ...]]]) -> None:
     """Insert the changes ``selects`` give (each a query of ``record_changes``'s columns and
     its parameters) in one statement, each with its ``change_id`` from the sequence."""
