@@ -51,15 +51,19 @@ def _tables(root: Path) -> set[str]:
 
 
 def test_an_unchanged_project_is_not_parsed_again(make_project, cli, parsed):
-    root = make_project(FILES)
+    files = dict(FILES)  # a test with SQL of the project's (a where) is parsed too
+    files["models/vip.yml"] = FILES["models/vip.yml"].replace(
+        "tests: [not_null]", "tests: [not_null, {unique: {config: {where: \"email <> ''\"}}}]"
+    )
+    root = make_project(files)
     assert cli(root, "run", "--at", "2026-01-10T06:00").exit_code == 0
     first = len(parsed)
-    assert first >= 3  # base, vip and vip's tests
+    assert first == 3  # base, vip and vip's tests
     assert (root / "target" / "one_query.txt").stat().st_mode & 0o077 == 0
     # a segment's first version is built in place, its next ones staged: their tests' query
     # reads another relation, judged once too
     assert cli(root, "run", "--full-refresh", "--at", "2026-01-10T07:00").exit_code == 0
-    assert all("__cadence_staging" in sql for sql in parsed[first:])
+    assert len(parsed) == first + 1 and "__cadence_staging" in parsed[-1]
     parsed.clear()
     assert cli(root, "run", "--full-refresh", "--at", "2026-01-10T08:00").exit_code == 0
     assert parsed == []
@@ -112,4 +116,27 @@ def test_an_unreadable_file_is_ignored(make_project, cli, parsed):
     path.mkdir()  # a folder where the file was: read fails, the save is skipped
     parsed.clear()
     assert cli(root, "run", "--full-refresh", "--at", "2026-01-10T07:00").exit_code == 0
-    assert len(parsed) >= 3
+    assert len(parsed) == 2  # base and vip (their unchanged text, judged again)
+
+
+@pytest.mark.parametrize(
+    ("tests", "asked"),
+    [
+        ("[not_null, unique, {accepted_values: {values: ['a@x.test']}}]", False),
+        ("[{row_count: {min: 1}}, {not_null: {config: {fail_calc: 'count(*)'}}}]", False),
+        ("[{not_null: {config: {where: 'email is not null'}}}]", True),
+        ("[{not_null: {config: {fail_calc: 'count(*) + 0'}}}]", True),
+        ("[{accepted_values: {values: ['a@x.test'], quote: false}}]", True),
+    ],
+)
+def test_built_in_tests_of_cadence_s_own_text_are_not_parsed_others_are(
+    make_project, cli, parsed, tests, asked
+):
+    """A built-in test whose every piece is checked (a quoted column, literal values, a plain
+    fail_calc and thresholds) is SQL cadence wrote: one query by construction. Anything of the
+    project's in it (a where, an expression, unquoted values) is parsed before it runs."""
+    files = dict(FILES)
+    files["models/vip.yml"] = FILES["models/vip.yml"].replace("tests: [not_null]", f"tests: {tests}")
+    root = make_project(files)
+    result = cli(root, "run", "--at", "2026-01-10T06:00")
+    assert any("dbt_internal_test" in sql for sql in parsed) is asked, result.output

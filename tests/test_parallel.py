@@ -32,10 +32,14 @@ class Cursor:
 class Engine:
     def __init__(self) -> None:
         self.cursors: list[Cursor] = []
+        self.shared: list[int] = []  # share_threads, in order
 
     def cursor(self) -> Cursor:
         self.cursors.append(Cursor())
         return self.cursors[-1]
+
+    def share_threads(self, builds: int) -> None:
+        self.shared.append(builds)
 
 
 def decision(name: str) -> Decision:
@@ -143,3 +147,20 @@ def test_a_task_takes_more_only_of_what_was_ready_when_it_was_submitted() -> Non
                  Engine(), work, done, lambda d, n: None)
     assert took == [None]
     assert sorted(firsts) == ["blocker", "child", "fast", "slow"]
+
+
+def test_the_pool_is_sized_to_the_builds_before_they_start_and_given_back_at_the_end() -> None:
+    engine = Engine()
+    seen: list[tuple[str, int]] = []  # (model, the last size asked for as it started)
+
+    def build(d: Decision, _cursor: Cursor) -> str:
+        seen.append((d.name, engine.shared[-1]))
+        return d.name
+
+    building = [decision(n) for n in ("root", "b", "c", "d")]
+    deps = {"root": set(), "b": {"root"}, "c": {"root"}, "d": {"root"}}
+    parallel.run(building, deps, 4, engine, parallel.one(build), lambda d, r: None,
+                 lambda d, n: None)  # type: ignore[arg-type]
+    assert seen[0] == ("root", 1)  # alone
+    assert sorted(seen[1:]) == [("b", 3), ("c", 3), ("d", 3)]  # three at once, sized first
+    assert engine.shared[-1] == 0  # the whole pool again for what follows the builds

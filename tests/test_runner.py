@@ -7,7 +7,7 @@ import json
 
 import duckdb
 import pytest
-from conftest import at, read_run_results, statuses
+from conftest import DEFAULT_CADENCE_YML, at, read_run_results, statuses
 
 from cadence.build.runner import RunResult
 from cadence.plan.due import Plan
@@ -94,6 +94,23 @@ def test_a_sql_error_fails_the_run_names_model_and_compiled_file(copy_project, c
     assert results["grandchild"]["status"] == "upstream_failed"
     assert "broken" in results["child"]["reason"]
     assert set(relation_kinds(root)) == {"base", "unrelated", "flaky", "after_flaky"}
+
+
+@pytest.mark.parametrize(("threads", "together"), [("4", 1), ("2", 3)])
+def test_builds_at_once_share_the_warehouse_threads(make_project, cli, threads, together):
+    """DuckDB's pool serves every build of a run: a model built alone gets the warehouse's
+    threads, and models built at once a pool sized so that they and its workers fit in them."""
+    pool = "select cast(current_setting('threads') as integer) as pool"
+    children = ("a", "b", "c", "d")[: int(threads)]
+    files = {"models/root.sql": pool + "\n"}
+    for name in children:
+        files[f"models/{name}.sql"] = f"{pool}, (select count(*) from {{{{ ref('root') }}}}) n\n"
+    root = make_project(files, DEFAULT_CADENCE_YML.replace("threads: 1}", "threads: 4}"))
+    assert cli(root, "run", "--threads", threads, "--at", "2026-01-10T10:00").exit_code == 0
+    assert query(root, "select pool from root") == [(4,)]  # alone: the whole pool
+    assert {name: query(root, f"select pool from {name}")[0][0] for name in children} == {
+        name: together for name in children
+    }
 
 
 def test_a_failing_model_keeps_its_last_good_version_live(copy_project, cli):

@@ -14,7 +14,6 @@ publishes in one statement.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -25,6 +24,7 @@ from cadence.build.datatests import (
     judge,
     one_query,
     outcomes,
+    own_table_only,
     target_resolver,
 )
 from cadence.build.incremental import checked_sql
@@ -97,7 +97,7 @@ def run_tests(
     group = ctx.engine.group
     settles = ctx.settles_at_commit and relation == model.relation and merge_into is None
     if counted and group is not None and settles and not found:
-        if all(_own_table_only(t) for t, _q in counted):  # each the same at the commit
+        if all(own_table_only(t) for t, _q in counted):  # each the same at the commit
             group.checks.append(
                 Pending(model, tuple(counted), one_query(counted, ctx.compiler.accepted))
             )
@@ -122,29 +122,6 @@ def _keyed(outcome: TestOutcome) -> TestOutcome:
     if outcome.test.name.startswith("key_") and outcome.message:
         return replace(outcome, message="key " + outcome.message)
     return outcome
-
-
-# what a test of these kinds reads is its model's table (no other relation), and the only
-# expressions a project adds to it, each of one of these shapes
-_OWN_TABLE = frozenset({"not_null", "unique", "accepted_values", "row_count"})
-_CALC = re.compile(r"\s*(count|sum|min|max)\s*\(\s*(\*|[A-Za-z_][A-Za-z0-9_]*)\s*\)\s*")
-_CONDITION = re.compile(r"\s*(!=|<>|>=|<=|=|>|<)\s*-?[0-9]+(\.[0-9]+)?\s*")
-_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_ ]*|"[^"]+"')
-
-
-def _own_table_only(test: DataTest) -> bool:
-    """Whether ``test`` reads nothing but its model's table, so that it says at its group's
-    commit what it says as its model publishes: a built-in on the table, on a plain column,
-    without a ``where``, whose ``fail_calc``, ``warn_if``, ``error_if`` and values are of the
-    plain shapes above or literals (allowed, not searched: nothing in them can be a query)."""
-    if test.kind not in _OWN_TABLE or test.where or not _CALC.fullmatch(test.fail_calc):
-        return False
-    if not (_CONDITION.fullmatch(test.warn_if) and _CONDITION.fullmatch(test.error_if)):
-        return False
-    if test.kind == "accepted_values" and test.args.get("quote", True) is False:
-        return False  # unquoted values are SQL of the project's
-    column = test.column or str(test.args.get("column_name", ""))
-    return test.kind == "row_count" or bool(_NAME.fullmatch(column))
 
 
 @dataclass(frozen=True)

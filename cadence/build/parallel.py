@@ -9,7 +9,9 @@ Invariants: a model starts only after every model it waits for is done (committe
 start in plan order; a task takes more only of what was ready when it was submitted (its
 transaction, begun after, sees those and not what commits later); no two tasks run on one cursor
 at once, and at most ``threads`` cursors are opened, each reused by task after task (a cursor's
-first statement costs more than the next ones) and closed at the end; an interrupt (Ctrl-C,
+first statement costs more than the next ones) and closed at the end; the engine's thread pool
+is sized to the tasks about to run before they start (``Engine.share_threads``) and given back
+whole at the end; an interrupt (Ctrl-C,
 SIGTERM) stops tasks taking more, interrupts every running one until it returns, then records
 the builds that committed before it reached them, then propagates.
 """
@@ -119,7 +121,12 @@ def run(
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cadence-build") as pool:
         try:
             while ready or running:
-                while len(running) < threads and (decision := pop()) is not None:
+                starting: list[Decision] = []
+                while len(running) + len(starting) < threads and (decision := pop()) is not None:
+                    starting.append(decision)
+                if starting:  # the pool sized before their statements start
+                    engine.share_threads(len(running) + len(starting))
+                for decision in starting:
                     count += 1
                     started(decision, count)
                     if not idle:
@@ -149,6 +156,8 @@ def run(
             for cursor in opened:
                 with contextlib.suppress(Exception):  # closing must not mask what is raised
                     cursor.close()
+            with contextlib.suppress(Exception):  # the whole pool again, for what follows
+                engine.share_threads(0)
 
 
 def one(build: Callable[[Decision, Engine], R]) -> Work[R]:

@@ -126,6 +126,11 @@ class Engine(ABC):
         """An engine handle for another thread (same database)."""
         return self
 
+    def share_threads(self, builds: int) -> None:  # noqa: B027 - optional: one pool per engine
+        """``builds`` statements now run at once on cursors of this engine (0: none, the build
+        is over): an engine whose cursors share one thread pool sizes it so that they and its
+        workers together stay within the warehouse's threads; default: no-op."""
+
     def open_group(self) -> CommitGroup:
         """Begin a transaction that the publishes after it join (``groups_commits`` engines)."""
         raise NotImplementedError(f"{self.name} does not group commits")
