@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -22,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cadence.errors import CadenceError
+from cadence.load import forking
 from cadence.project import Project
 
 ESCAPES = [
@@ -504,3 +508,80 @@ def test_templates_outside_the_subset_render_as_before(text: str) -> None:
 )
 def test_the_subset_evaluator_edge_cases(text: str) -> None:
     assert _outcome(text, compiled=False) == _outcome(text, compiled=True)
+
+
+WORKER_SIGNALS = """
+import json, os, signal
+from cadence.cli import signals
+from cadence.load import forking
+
+def handlers(item):
+    names = {signal.SIG_IGN: "ignored", signal.SIG_DFL: "default"}
+    return [os.getpid()] + [names.get(signal.getsignal(s), "cadence's") for s in signals.SIGNALS]
+
+forking.PARALLEL_PARSE_MIN = 0
+signals.interrupt_on_signals()  # as a command runs: a signal raises where the work is
+found = forking.map_models(handlers, [(i, None) for i in range(8)])
+print(json.dumps({"workers": [r[1:] for r in found if r[0] != os.getpid()],
+                  "parent": handlers(None)[1:]}))
+"""
+
+
+def test_forked_workers_leave_signals_to_the_run() -> None:
+    """The workers that render a large project ignore Ctrl-C (the run handles it) and die at
+    the pool's SIGTERM: with cadence's handlers inherited, a worker could outlive the SIGTERM
+    the pool ends it with, and the load waited for it forever (a cold 1,000-model run hung)."""
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_SIGNALS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["workers"] and all(w == ["ignored", "default"] for w in found["workers"])
+    assert found["parent"] == ["cadence's", "cadence's"]
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.4, 0.6])
+def test_ctrl_c_during_a_forked_render_exits_130_and_leaves_no_worker(tmp_path, delay) -> None:
+    """A large project renders in forked workers; Ctrl-C (SIGINT to the process group, as a
+    terminal sends it) while they work ends the run with 130 and takes its workers along."""
+    root = tmp_path / "big"
+    (root / "models").mkdir(parents=True)
+    (root / "cadence.yml").write_text(
+        "name: big\nwarehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}\n"
+        "channels:\n  email: {cadence: 'daily at 05:00'}\n"
+    )
+    for i in range(forking.PARALLEL_PARSE_MIN + 700):
+        body = "{% set n = " + str(i) + " %}select {{ n }} as id, '{{ 'x' * 3 }}' as t\n"
+        (root / "models" / f"m{i:04d}.sql").write_text(body)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cadence", "ls", "--project-dir", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job
+    )
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err  # 0: it had finished before the signal
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _processes_naming(str(root)):
+        time.sleep(0.1)
+    assert _processes_naming(str(root)) == []
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
