@@ -330,3 +330,54 @@ def test_a_fifo_in_place_of_a_file_cadence_keeps_never_hangs_a_command(make_proj
         )
         assert done.returncode in (0, 1, 2), done.stderr
         assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_first_run_leaves_each_model_s_compiled_sql_as_it_ran(make_project, cli):
+    """The first run writes the SQL of models that do not depend on the run before its builds
+    (one pass); every file holds what its model ran, per-run values, inlined ephemerals and an
+    incremental model's SQL included: the same files ``cadence compile`` writes for that time."""
+    root = make_project(
+        {
+            "models/base.sql": "select 1 as id\n",
+            "models/stamp.sql": (
+                "{{ config(materialized='ephemeral') }}\nselect '{{ run_started_at }}' as t\n"
+            ),
+            "models/uses_stamp.sql": "select * from {{ ref('stamp') }}\n",
+            "models/plain_view.sql": (
+                "{{ config(materialized='view') }}\nselect * from {{ ref('base') }}\n"
+            ),
+            "models/grows.sql": (
+                "{{ config(materialized='incremental') }}\nselect * from {{ ref('base') }}\n"
+                "{% if is_incremental() %}where id > (select max(id) from {{ this }}){% endif %}\n"
+            ),
+        }
+    )
+    assert cli(root, "run", "--at", "2026-01-10T10:00").exit_code == 0
+    compiled = root / "target" / "compiled"
+    ran = {p.relative_to(compiled): p.read_text() for p in compiled.rglob("*.sql")}
+    assert len(ran) == 4 and "2026-01-10" in ran[Path("models/uses_stamp.sql")]
+    assert cli(root, "compile", "--at", "2026-01-10T10:00").exit_code == 0
+    again = {p.relative_to(compiled): p.read_text() for p in compiled.rglob("*.sql")}
+    assert {path: again[path] for path in ran} == ran  # (compile also writes the ephemeral's)
+
+
+def test_a_first_run_writes_compiled_sql_that_does_not_depend_on_it_before_any_build(
+    make_project, cli, monkeypatch
+):
+    from cadence.engines.duckdb import DuckDBEngine
+
+    root = make_project(
+        {f"models/m{i}.sql": f"select {i} as id\n" for i in range(5)}
+        | {"models/now.sql": "{{ config(materialized='view') }}\nselect '{{ run_started_at }}' t\n"}
+    )
+    compiled = root / "target" / "compiled" / "models"
+    seen: list[set[str]] = []
+    real = DuckDBEngine.create_table_as
+
+    def spy(self, relation, sql):  # type: ignore[no-untyped-def]
+        seen.append({p.name for p in compiled.glob("*.sql")} if compiled.exists() else set())
+        return real(self, relation, sql)
+
+    monkeypatch.setattr(DuckDBEngine, "create_table_as", spy)
+    assert cli(root, "run", "--at", "2026-01-10T10:00").exit_code == 0
+    assert seen[0] == {f"m{i}.sql" for i in range(5)}  # the per-run view's: as it builds
