@@ -145,24 +145,6 @@ class Compiler:
             return Relation(seed.schema, seed.table, rendered, database, "table")
         return Relation(None, name, ref_token(name))
 
-    def static(self, name: str) -> bool:
-        """Whether the model compiles to the same SQL in every run: neither its text nor that
-        of an ephemeral it inlines reads per-run values (``Model.per_run``), and it is not an
-        incremental model (whose SQL depends on its table). Such SQL is known before it runs."""
-        stack, seen = [name], {name}
-        while stack:
-            model = self.models.get(stack.pop())
-            if model is None:
-                continue  # a seed
-            if model.per_run or model.materialized == "incremental":
-                return False
-            for ref in model.refs:
-                inlined = self.models.get(ref)
-                if inlined is not None and inlined.materialized == "ephemeral" and ref not in seen:
-                    seen.add(ref)
-                    stack.append(ref)
-        return True
-
     def compile(
         self,
         name: str,

@@ -36,26 +36,6 @@ from cadence.record.state import record_build
 from cadence.record.unrecorded import disk_full, full_disk_error
 
 
-def compile_ahead(ctx: RunContext, building: list[Decision]) -> None:
-    """On a project's first run (no ``compiled/`` folder yet), write the compiled SQL of the
-    models to be built whose SQL does not depend on the run (``Compiler.static``) now, in one
-    pass, before any build: written beside the builds' commits, 1,000 new files cost 0.2-0.8 s
-    more than alone. Each build then finds its file holding its SQL and writes nothing; one
-    this pass could not write (a full disk) is written, or fails its model, as the build
-    starts, as always."""
-    if (ctx.root / artifacts.target_folder(ctx.root) / "compiled").exists():
-        return
-    for decision in building:
-        model = ctx.compiler.models.get(decision.name)
-        if model is None or not ctx.compiler.static(model.name):
-            continue
-        try:
-            compiled = ctx.compiler.compile(model.name, ctx.now, decision.tick)
-            artifacts.write_compiled(ctx.root, compiled_path(model), compiled.sql)
-        except CadenceError:
-            return  # each build says it, naming its model
-
-
 def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResult:
     started = time.perf_counter()
     engine = ctx.engine

@@ -29,7 +29,7 @@ from cadence.build import grouped, parallel
 from cadence.build.compiler import Compiler
 from cadence.build.context import ModelResult, RunContext, record_failure
 from cadence.build.hooks import runs_sql
-from cadence.build.publish import build_model, compile_ahead
+from cadence.build.publish import build_model
 from cadence.build.seeds import load_seed
 from cadence.disk import artifacts, reserve
 from cadence.engines.base import Engine, EngineError
@@ -187,11 +187,10 @@ def execute(
         dict(state.relations),
         settles_at_commit=engine.groups_commits and not runs_sql(project),
     )
-    building = [d for d in plan.decisions if d.builds]
-    compile_ahead(ctx, building)
     emit = on_event or (lambda e: None)
     models = {m.name: m for m in project.models}
     seeds = {s.name: s for s in project.seeds}
+    building = [d for d in plan.decisions if d.builds]
     deps = parallel.dependencies(dag, {d.name for d in building})
     outcome: dict[str, ModelResult] = {}
     failed: set[str] = set()
