@@ -330,3 +330,33 @@ def test_a_fifo_in_place_of_a_file_cadence_keeps_never_hangs_a_command(make_proj
         )
         assert done.returncode in (0, 1, 2), done.stderr
         assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_first_run_leaves_each_model_s_compiled_sql_as_it_ran(make_project, cli):
+    """Every file a run writes under target/compiled holds what its model ran, per-run values,
+    inlined ephemerals and an incremental model's SQL included: the same files ``cadence
+    compile`` writes for that time."""
+    root = make_project(
+        {
+            "models/base.sql": "select 1 as id\n",
+            "models/stamp.sql": (
+                "{{ config(materialized='ephemeral') }}\nselect '{{ run_started_at }}' as t\n"
+            ),
+            "models/uses_stamp.sql": "select * from {{ ref('stamp') }}\n",
+            "models/plain_view.sql": (
+                "{{ config(materialized='view') }}\nselect * from {{ ref('base') }}\n"
+            ),
+            "models/grows.sql": (
+                "{{ config(materialized='incremental') }}\nselect * from {{ ref('base') }}\n"
+                "{% if is_incremental() %}where id > (select max(id) from {{ this }}){% endif %}\n"
+            ),
+        }
+    )
+    assert cli(root, "run", "--at", "2026-01-10T10:00").exit_code == 0
+    compiled = root / "target" / "compiled"
+    ran = {p.relative_to(compiled): p.read_text() for p in compiled.rglob("*.sql")}
+    assert len(ran) == 4 and "2026-01-10" in ran[Path("models/uses_stamp.sql")]
+    assert cli(root, "compile", "--at", "2026-01-10T10:00").exit_code == 0
+    again = {p.relative_to(compiled): p.read_text() for p in compiled.rglob("*.sql")}
+    assert {path: again[path] for path in ran} == ran  # (compile also writes the ephemeral's)
+
