@@ -153,8 +153,12 @@ def test_the_pool_is_sized_to_the_builds_before_they_start_and_given_back_at_the
     engine = Engine()
     seen: list[tuple[str, int]] = []  # (model, the last size asked for as it started)
 
+    together = threading.Barrier(3)
+
     def build(d: Decision, _cursor: Cursor) -> str:
         seen.append((d.name, engine.shared[-1]))
+        if d.name != "root":
+            together.wait(timeout=10)  # none ends before all three have started
         return d.name
 
     building = [decision(n) for n in ("root", "b", "c", "d")]
@@ -164,3 +168,22 @@ def test_the_pool_is_sized_to_the_builds_before_they_start_and_given_back_at_the
     assert seen[0] == ("root", 1)  # alone
     assert sorted(seen[1:]) == [("b", 3), ("c", 3), ("d", 3)]  # three at once, sized first
     assert engine.shared[-1] == 0  # the whole pool again for what follows the builds
+
+
+def test_a_build_left_running_alone_gets_the_pool_back() -> None:
+    engine = Engine()
+    grown = threading.Event()
+
+    def build(d: Decision, _cursor: Cursor) -> str:
+        if d.name == "long":
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and engine.shared[-1] != 1:
+                time.sleep(0.01)  # the three short ones end meanwhile
+            if engine.shared[-1] == 1:
+                grown.set()
+        return d.name
+
+    names = ("long", "a", "b", "c")
+    parallel.run([decision(n) for n in names], {n: set() for n in names}, 4, engine,
+                 parallel.one(build), lambda d, r: None, lambda d, n: None)  # type: ignore[arg-type]
+    assert engine.shared[0] == 4 and grown.is_set()

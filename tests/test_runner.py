@@ -108,9 +108,10 @@ def test_builds_at_once_share_the_warehouse_threads(make_project, cli, threads, 
     root = make_project(files, DEFAULT_CADENCE_YML.replace("threads: 1}", "threads: 4}"))
     assert cli(root, "run", "--threads", threads, "--at", "2026-01-10T10:00").exit_code == 0
     assert query(root, "select pool from root") == [(4,)]  # alone: the whole pool
-    assert {name: query(root, f"select pool from {name}")[0][0] for name in children} == {
-        name: together for name in children
-    }
+    pools = [query(root, f"select pool from {name}")[0][0] for name in children]
+    # the first to start runs beside all the others; one starting late may find the pool
+    # already grown back by those that ended
+    assert min(pools) == together
 
 
 def test_a_failing_model_keeps_its_last_good_version_live(copy_project, cli):

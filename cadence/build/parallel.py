@@ -10,8 +10,8 @@ start in plan order; a task takes more only of what was ready when it was submit
 transaction, begun after, sees those and not what commits later); no two tasks run on one cursor
 at once, and at most ``threads`` cursors are opened, each reused by task after task (a cursor's
 first statement costs more than the next ones) and closed at the end; the engine's thread pool
-is sized to the tasks about to run before they start (``Engine.share_threads``) and given back
-whole at the end; an interrupt (Ctrl-C,
+is sized to the tasks running and about to run, before they start and again as they end
+(``Engine.share_threads``), and given back whole at the end; an interrupt (Ctrl-C,
 SIGTERM) stops tasks taking more, interrupts every running one until it returns, then records
 the builds that committed before it reached them, then propagates.
 """
@@ -124,8 +124,9 @@ def run(
                 starting: list[Decision] = []
                 while len(running) + len(starting) < threads and (decision := pop()) is not None:
                     starting.append(decision)
-                if starting:  # the pool sized before their statements start
-                    engine.share_threads(len(running) + len(starting))
+                # the pool sized before their statements start, and grown again as builds end
+                # (a long build left alone gets the rest for its later pipelines)
+                engine.share_threads(len(running) + len(starting))
                 for decision in starting:
                     count += 1
                     started(decision, count)
