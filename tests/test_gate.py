@@ -90,3 +90,31 @@ def test_a_test_that_smuggles_a_statement_names_its_file_and_runs_nothing(
     finally:
         con.close()
     assert "smuggled" not in tables  # nothing of it ran
+
+
+@pytest.mark.parametrize("quote", ["false", "null", "0", "''"])
+def test_unquoted_accepted_values_are_parsed_whatever_says_unquoted(make_project, cli, quote):
+    """``quote`` false, null, 0 or empty all write the values as SQL of the project's: the
+    tests' query then goes to DuckDB's parser, and a value that closes it and starts a second
+    statement is refused before anything runs."""
+    value = (
+        "'a')) dbt_internal_test) as f0) select 0, false, false; create table main.smuggled as "
+        "select 42 as x; with counted as (select (select 0 from (select (1"
+    )
+    yml = YML.replace("COLUMN", "email").replace(
+        "tests: [not_null]",
+        "tests: [{accepted_values: {quote: " + quote + ", values: [" + repr(value) + "]}}]",
+    )
+    root = make_project(
+        {"models/vip.sql": SEGMENT.replace("KEY", "'customer_id'"), "models/vip.yml": yml}
+    )
+    result = cli(root, "run", "--at", "2026-01-10T06:00")
+    assert result.exit_code == 1 and "one query" in result.output
+    import duckdb
+
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    finally:
+        con.close()
+    assert "smuggled" not in tables

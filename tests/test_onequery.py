@@ -127,6 +127,7 @@ def test_an_unreadable_file_is_ignored(make_project, cli, parsed):
         ("[{not_null: {config: {where: 'email is not null'}}}]", True),
         ("[{not_null: {config: {fail_calc: 'count(*) + 0'}}}]", True),
         ("[{accepted_values: {values: ['a@x.test'], quote: false}}]", True),
+        ("[{accepted_values: {values: ['a@x.test'], quote: null}}]", True),
     ],
 )
 def test_built_in_tests_of_cadence_s_own_text_are_not_parsed_others_are(
@@ -140,3 +141,18 @@ def test_built_in_tests_of_cadence_s_own_text_are_not_parsed_others_are(
     root = make_project(files)
     result = cli(root, "run", "--at", "2026-01-10T06:00")
     assert any("dbt_internal_test" in sql for sql in parsed) is asked, result.output
+    if not asked:
+        assert result.exit_code == 0, result.output  # judged, without the parser
+
+
+def test_a_project_s_own_not_null_is_parsed(make_project, cli, parsed):
+    """A test macro of the project's that overrides a built-in writes SQL of its own."""
+    files = dict(FILES)
+    files["macros/not_null.sql"] = (
+        "{% test not_null(model, column_name) %}\n"
+        "select * from {{ model }} where {{ column_name }} is null\n{% endtest %}\n"
+    )
+    root = make_project(files)
+    result = cli(root, "run", "--at", "2026-01-10T06:00")
+    assert result.exit_code == 0, result.output
+    assert any("is null" in sql and "dbt_internal_test" in sql for sql in parsed)

@@ -114,6 +114,40 @@ def test_builds_at_once_share_the_warehouse_threads(make_project, cli, threads, 
     assert min(pools) == together
 
 
+def test_the_shared_pool_never_goes_below_duckdb_s_external_threads(make_project, cli):
+    """DuckDB refuses a pool smaller than its external_threads (a warehouse setting)."""
+    pool = "select cast(current_setting('threads') as integer) as pool"
+    files = {f"models/m{i}.sql": pool + "\n" for i in range(4)}
+    yml = DEFAULT_CADENCE_YML.replace(
+        "threads: 1}", "threads: 4, settings: {external_threads: 2}}"
+    )
+    root = make_project(files, yml)
+    result = cli(root, "run", "--threads", "4", "--at", "2026-01-10T10:00")
+    assert result.exit_code == 0, result.output
+    pools = [query(root, f"select pool from m{i}")[0][0] for i in range(4)]
+    assert min(pools) == 2
+
+
+def test_a_pool_set_when_an_interrupt_came_is_given_back_whole(tmp_path):
+    from cadence.engines.duckdb import DuckDBEngine
+    from cadence.load.projectconfig import WarehouseConfig
+
+    engine = DuckDBEngine.open(WarehouseConfig(path=":memory:", threads=4), tmp_path)
+    real = engine.execute
+
+    def interrupted(sql, params=()):  # type: ignore[no-untyped-def]
+        real(sql, params)
+        raise KeyboardInterrupt  # Ctrl-C as the SET returns
+
+    engine.execute = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        engine.share_threads(4)
+    engine.execute = real  # type: ignore[method-assign]
+    engine.share_threads(0)  # the build's end
+    assert engine.query("select current_setting('threads')") == [(4,)]
+    engine.close()
+
+
 def test_a_failing_model_keeps_its_last_good_version_live(copy_project, cli):
     root = copy_project("failing")
     cli(root, "run", "--at", "2026-01-10T10:00")

@@ -150,8 +150,8 @@ def own_table_only(test: DataTest) -> bool:
         return False
     if not (_CONDITION.fullmatch(test.warn_if) and _CONDITION.fullmatch(test.error_if)):
         return False
-    if test.kind == "accepted_values" and test.args.get("quote", True) is False:
-        return False  # unquoted values are SQL of the project's
+    if test.kind == "accepted_values" and not test.args.get("quote", True):
+        return False  # unquoted values (quote false, null, 0, ...) are SQL of the project's
     column = test.column or str(test.args.get("column_name", ""))
     return test.kind == "row_count" or bool(_NAME.fullmatch(column))
 

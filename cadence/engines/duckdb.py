@@ -43,7 +43,8 @@ class DuckDBEngine(Engine):
         self.con = con
         self.path = path
         self._owner = owner
-        self._threads: tuple[int, int] | None = None  # (warehouse.threads, as set now)
+        # (warehouse.threads, as set now: 0 unknown, -1 sizing off, DuckDB's external_threads)
+        self._threads: tuple[int, int, int] | None = None
 
     @classmethod
     def open(
@@ -343,15 +344,33 @@ class DuckDBEngine(Engine):
         # too: N statements at once on a pool of T use N + T - 1 threads. Sized to the
         # warehouse's threads, small models stop waking workers they cannot use (measured: a
         # 4-thread build of 1,000 small models 6-9% faster on 2 cores), and a model built
-        # alone still gets the whole pool
+        # alone still gets the whole pool. Never below DuckDB's external_threads (it refuses);
+        # only ever a speed-up: a SET refused leaves the pool as the warehouse set it
         if self._threads is None:
-            threads = int(self.query("select current_setting('threads')")[0][0])
-            self._threads = (threads, threads)
-        full, now = self._threads
-        want = max(1, full - builds + 1) if builds > 0 else full
-        if want != now:
+            try:
+                row = self.query(
+                    "select current_setting('threads'), current_setting('external_threads')"
+                )[0]
+            except EngineError:
+                self._threads = (0, -1, 0)
+                return
+            full, floor = int(row[0]), max(1, int(row[1]))
+            self._threads = (full, full, floor)
+        full, now, floor = self._threads
+        if now < 0:
+            return  # a SET was refused: sizing is off for this engine
+        want = max(floor, full - builds + 1) if builds > 0 else full
+        if want == now:
+            return
+        self._threads = (full, 0, floor)  # unknown until the SET returns (an interrupt)
+        try:
             self.execute(f"set threads = {want}")
-            self._threads = (full, want)
+        except EngineError:
+            self._threads = (full, -1, floor)
+            with contextlib.suppress(EngineError):
+                self.execute(f"set threads = {full}")
+            return
+        self._threads = (full, want, floor)
 
 
 def read_file(
