@@ -207,10 +207,10 @@ def _ensure_one_query(
     """What runs is one query (SPEC §6), checked with DuckDB's parser once for all the tests;
     when it is not, each test's own query (``fail_calc`` and ``limit`` included) is checked so
     the error names the file of the test that is to blame."""
-    from cadence.engines.duckdb import query_problem  # duckdb only when something is tested
-
     if all(own_table_only(test) for test, _sql in counted):
         return  # cadence's text alone, from checked pieces: one query by construction
+    from cadence.engines.duckdb import query_problem  # duckdb only when something is tested
+
     if accepted is not None and accepted.known(query):
         return
     if query_problem(query) is None:

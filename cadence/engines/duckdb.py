@@ -43,8 +43,11 @@ class DuckDBEngine(Engine):
         self.con = con
         self.path = path
         self._owner = owner
-        # (warehouse.threads, as set now: 0 unknown, -1 sizing off, DuckDB's external_threads)
-        self._threads: tuple[int, int, int] | None = None
+        # share_threads: the warehouse's threads and DuckDB's external_threads (read once;
+        # None: sizing is off), and the size set now (None: unknown, a SET cut short)
+        self._pool: tuple[int, int] | None = None
+        self._pool_read = False
+        self._pool_size: int | None = None
 
     @classmethod
     def open(
@@ -346,31 +349,29 @@ class DuckDBEngine(Engine):
         # 4-thread build of 1,000 small models 6-9% faster on 2 cores), and a model built
         # alone still gets the whole pool. Never below DuckDB's external_threads (it refuses);
         # only ever a speed-up: a SET refused leaves the pool as the warehouse set it
-        if self._threads is None:
-            try:
+        if not self._pool_read:
+            self._pool_read = True
+            with contextlib.suppress(EngineError):  # unreadable: leave the pool alone
                 row = self.query(
                     "select current_setting('threads'), current_setting('external_threads')"
                 )[0]
-            except EngineError:
-                self._threads = (0, -1, 0)
-                return
-            full, floor = int(row[0]), max(1, int(row[1]))
-            self._threads = (full, full, floor)
-        full, now, floor = self._threads
-        if now < 0:
-            return  # a SET was refused: sizing is off for this engine
-        want = max(floor, full - builds + 1) if builds > 0 else full
-        if want == now:
+                self._pool = (int(row[0]), max(1, int(row[1])))
+                self._pool_size = self._pool[0]
+        if self._pool is None:
             return
-        self._threads = (full, 0, floor)  # unknown until the SET returns (an interrupt)
+        full, floor = self._pool
+        want = max(floor, full - builds + 1) if builds > 0 else full
+        if want == self._pool_size:
+            return
+        self._pool_size = None  # unknown until the SET returns (an interrupt may cut it short)
         try:
             self.execute(f"set threads = {want}")
         except EngineError:
-            self._threads = (full, -1, floor)
+            self._pool = None  # refused: sizing is off for this engine, the pool as it was
             with contextlib.suppress(EngineError):
                 self.execute(f"set threads = {full}")
             return
-        self._threads = (full, want, floor)
+        self._pool_size = want
 
 
 def read_file(
