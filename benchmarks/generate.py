@@ -416,7 +416,7 @@ def generate(
             "table",
             refs,
             _yaml_model(name, f"Segment {i} for {', '.join(channels)}.", tests, extra_yaml),
-            {"channels": channels, "per_run": per_run},
+            {"channels": channels, "per_run": per_run, "key": "customer_id"},
         )
 
     for folder, entries in yaml_by_folder.items():

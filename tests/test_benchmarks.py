@@ -98,8 +98,9 @@ def test_serve_benchmark_smoke(tmp_path: Path) -> None:
 
 
 def test_sequential_builds_are_paired_with_raw_duckdb_and_its_pattern(tmp_path: Path) -> None:
-    """--serial-build: cadence --threads 1, raw DuckDB and DuckDB's publish pattern in turn,
-    ratios pair by pair (issue 21); the idle run's ratio to the floor too."""
+    """--serial-build: cadence --threads 1, raw DuckDB and DuckDB's publish pattern (without and
+    with membership rows) in turn, ratios pair by pair (issue 21); the idle run's ratio to the
+    floor too."""
     out = tmp_path / "result.json"
     run = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--sizes", "20", "--repeat", "2",
@@ -110,12 +111,52 @@ def test_sequential_builds_are_paired_with_raw_duckdb_and_its_pattern(tmp_path: 
     size = json.loads(out.read_text())["sizes"][0]
     metrics, series = size["metrics"], size["series"]
     for key in ("serial_build_ratio", "serial_build_cpu_ratio", "pattern_ratio",
-                "noop_ratio_paired", "build_vs_raw_paired"):
+                "pattern_members_ratio", "serial_vs_pattern_members", "noop_ratio_paired",
+                "build_vs_raw_paired"):
         assert metrics[key] > 0, key
-    for key in ("full_build_threads_1", "raw_duckdb_beside_threads_1", "publish_pattern"):
+    for key in ("full_build_threads_1", "raw_duckdb_beside_threads_1", "publish_pattern",
+                "publish_pattern_with_membership"):
         assert series[key]["runs"] == 2 and series[key]["rcs"] == [0], key
     assert size["notes"] == [] and size["noop_statuses"] == {"skipped": 20}
     assert "publish pattern in DuckDB / raw" in run.stdout
+    assert "pattern with membership rows / raw" in run.stdout
+
+
+def test_the_membership_floor_records_every_member_of_each_segment(tmp_path: Path) -> None:
+    """raw_duckdb.py --membership publishes each table as --pattern does and, for a model with
+    a key, records every member as entered, with increasing change ids; other models none."""
+    import duckdb
+
+    sql = {"base": "select range as id from range(5)", "seg": "select id from main.base where id < 3"}
+    for name, text in sql.items():
+        (tmp_path / f"{name}.sql").write_text(text)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"threads": 1, "seeds": [], "models": [
+        ["table", '"main"."base"', str(tmp_path / "base.sql"), None],
+        ["table", '"main"."seg"', str(tmp_path / "seg.sql"), "id"],
+    ]}))
+    for mode, expect in (("--pattern", None), ("--membership", [("seg", "0"), ("seg", "1"), ("seg", "2")])):
+        warehouse = tmp_path / f"w{mode}.duckdb"
+        run = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks" / "raw_duckdb.py"), str(warehouse), str(plan),
+             mode], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        con = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            assert con.execute("select count(*) from main.seg").fetchone() == (3,)
+            assert con.execute("select count(*) from builds").fetchone() == (2,)
+            has = con.execute("select count(*) from duckdb_tables() "
+                              "where table_name = 'membership_changes'").fetchone()[0]
+            if expect is None:
+                assert has == 0
+                continue
+            rows = con.execute("select change_id, segment, key, change from "
+                               "_cadence.membership_changes order by change_id").fetchall()
+        finally:
+            con.close()
+        assert [(r[1], r[2]) for r in rows] == expect
+        assert {r[3] for r in rows} == {"entered"}
+        assert sorted({r[0] for r in rows}) == [r[0] for r in rows]  # distinct, increasing
 
 
 def test_dbt_load_benchmark_smoke(tmp_path: Path) -> None:
