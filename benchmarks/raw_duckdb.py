@@ -24,7 +24,6 @@ import sys
 
 import duckdb
 
-
 BUILDS = """create table if not exists builds (run_id varchar, model varchar, kind varchar,
     tick timestamp, started_at timestamp, finished_at timestamp, status varchar, reason varchar,
     rows bigint, duration_s double, sql_hash varchar, error varchar)"""

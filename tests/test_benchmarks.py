@@ -127,7 +127,10 @@ def test_the_membership_floor_records_every_member_of_each_segment(tmp_path: Pat
     a key, records every member as entered, with increasing change ids; other models none."""
     import duckdb
 
-    sql = {"base": "select range as id from range(5)", "seg": "select id from main.base where id < 3"}
+    sql = {
+        "base": "select range as id from range(5)",
+        "seg": "select id from main.base where id < 3",
+    }
     for name, text in sql.items():
         (tmp_path / f"{name}.sql").write_text(text)
     plan = tmp_path / "plan.json"
@@ -135,7 +138,8 @@ def test_the_membership_floor_records_every_member_of_each_segment(tmp_path: Pat
         ["table", '"main"."base"', str(tmp_path / "base.sql"), None],
         ["table", '"main"."seg"', str(tmp_path / "seg.sql"), "id"],
     ]}))
-    for mode, expect in (("--pattern", None), ("--membership", [("seg", "0"), ("seg", "1"), ("seg", "2")])):
+    entered = [("seg", "0"), ("seg", "1"), ("seg", "2")]
+    for mode, expect in (("--pattern", None), ("--membership", entered)):
         warehouse = tmp_path / f"w{mode}.duckdb"
         run = subprocess.run(
             [sys.executable, str(REPO / "benchmarks" / "raw_duckdb.py"), str(warehouse), str(plan),
