@@ -90,6 +90,29 @@ def test_next_crossing_is_when_the_state_worsens() -> None:
     assert got.next_change == t("2026-12-06T12:30")
 
 
+def test_a_look_exactly_at_a_crossing_looks_again_right_after_it() -> None:
+    """At a threshold's instant the lag is not over it yet (the better state): that instant is
+    still the next look, so the next invocation sees the worse state, instead of sleeping to the
+    following threshold (a run at 12:30 would have skipped warn until error at 14:00)."""
+    from cadence.observe.objectives import source_standing
+
+    q = parse_cadence(Q)
+    at = t("2026-12-06T12:00")
+    table = [  # now, state, next look
+        ("2026-12-06T12:29", "ok", "2026-12-06T12:30"),
+        ("2026-12-06T12:30", "ok", "2026-12-06T12:30"),
+        ("2026-12-06T12:31", "warn", "2026-12-06T14:00"),
+        ("2026-12-06T14:00", "warn", "2026-12-06T14:00"),
+        ("2026-12-06T14:01", "error", None),
+    ]
+    for now, state, nxt in table:
+        want = (state, t(nxt) if nxt else None)
+        got = standing("c", q, BERLIN, (1800, 7200), at, None, t(now))
+        assert (got.state, got.next_change) == want, now
+        got = source_standing("raw.events", 1800, 7200, at, t(now))
+        assert (got.state, got.next_change) == want, now
+
+
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
@@ -439,7 +462,9 @@ def test_an_alert_that_cannot_be_sent_never_fails_the_run_and_is_kept(make_proje
     assert "environment variable CADENCE_T_UNSET is not set" in result.output
     data = json.loads((root / "target" / "observe.json").read_text())
     assert [e["type"] for e in data["outbox"]] == ["model.failed"]
-    assert data["next_wake"] == t("2026-12-06T10:01").isoformat()  # retried next minute
+    # retried at the next invocation: the next look is the run's own time
+    assert data["next_wake"] == t("2026-12-06T10:00").isoformat()
+    assert not (root / "target" / "wake.json").exists()  # no idle shortcut meanwhile
 
 
 def test_dbt_source_freshness_forms_are_read(make_project) -> None:
@@ -480,6 +505,49 @@ def test_an_idle_run_observes_a_crossing_when_it_is_due(make_project, cli) -> No
     data = json.loads(record.read_text())
     assert data["channels"]["web"]["state"] == "warn"
     assert data["next_wake"] == t("2026-12-06T13:00").isoformat()  # error_after 3 h
+
+
+def test_a_run_exactly_at_a_crossing_leaves_the_worse_state_to_the_next_minute(
+    make_project, cli
+) -> None:
+    """A run --due at the very instant warn_after is reached sees ok (the lag is not over it);
+    the next minute's run must see warn, not sleep until error_after."""
+    yml = YML.replace('"hourly", freshness: {warn_after: "90 minutes"', '"daily at 10:00", '
+                      'freshness: {warn_after: "1 hour"')
+    root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
+    cli(root, "run", "--due", "--at", "2026-12-06T10:00")
+    record = root / "target" / "observe.json"
+    cli(root, "run", "--due", "--at", "2026-12-06T11:00")  # exactly at the crossing
+    data = json.loads(record.read_text())
+    assert data["channels"]["web"]["state"] == "ok"
+    assert data["next_wake"] == t("2026-12-06T11:00").isoformat()
+    cli(root, "run", "--due", "--at", "2026-12-06T11:01")
+    assert json.loads(record.read_text())["channels"]["web"]["state"] == "warn"
+
+
+def test_a_pending_alert_is_retried_by_the_next_invocation_whenever_it_starts(
+    make_project, cli, monkeypatch
+) -> None:
+    """An alert the receiver refused is sent by the next run --due, also one that starts
+    earlier in its minute than the refused attempt did (cron starts are not to the second)."""
+    monkeypatch.setenv("ALERT_SECRET", SECRET)
+    receiver = Receiver(SECRET)
+    try:
+        yml = YML.replace('"hourly", freshness: {warn_after: "90 minutes"', '"daily at 10:00", '
+                          'freshness: {warn_after: "1 hour"')
+        yml += f"alerts: {{webhook: {{url: '{receiver.url}', secret_env: ALERT_SECRET}}}}\n"
+        root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
+        assert cli(root, "run", "--due", "--at", "2026-12-06T10:00:00.900").exit_code == 0
+        receiver.up = False
+        cli(root, "run", "--due", "--at", "2026-12-06T11:00:01.900")  # warn: refused
+        assert receiver.refused == 1 and receiver.events == []
+        receiver.up = True
+        cli(root, "run", "--due", "--at", "2026-12-06T11:01:00.300")
+        assert [e["type"] for e in receiver.events] == ["freshness.warn"]
+        data = json.loads((root / "target" / "observe.json").read_text())
+        assert data["outbox"] == []
+    finally:
+        receiver.close()
 
 
 def test_lag_counts_the_version_the_destination_acknowledged(make_project, cli) -> None:

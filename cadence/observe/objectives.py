@@ -130,9 +130,7 @@ def standing(
         return Standing(name, None, None, warn_s, error_s, state, True, nxt, reason)
     state, reason = _declared_state(warn_s, error_s, lag)
     crossings = [data_at + dt.timedelta(seconds=s) for s in (warn_s, error_s) if s is not None]
-    nxt = min((c for c in crossings if c > now), default=None)
-    if state == "error":
-        nxt = None
+    nxt = None if state == "error" else _next_crossing(crossings, now)
     return Standing(name, data_at, lag, warn_s, error_s, state, True, nxt, reason)
 
 
@@ -172,8 +170,15 @@ def source_standing(
     lag = max(0.0, (now - loaded_at).total_seconds())
     state, reason = _declared_state(warn_s, error_s, lag)
     crossings = [loaded_at + dt.timedelta(seconds=s) for s in (warn_s, error_s) if s is not None]
-    nxt = None if state == "error" else min((c for c in crossings if c > now), default=None)
+    nxt = None if state == "error" else _next_crossing(crossings, now)
     return Standing(name, loaded_at, lag, warn_s, error_s, state, True, nxt, reason)
+
+
+def _next_crossing(crossings: list[dt.datetime], now: dt.datetime) -> dt.datetime | None:
+    """The next look: the first threshold not passed yet. A state worsens only once the lag is
+    over its threshold, so a crossing at ``now`` itself is still ahead (at ``now`` the state is
+    the better one): it is returned, and any later invocation observes the worse state."""
+    return min((c for c in crossings if c >= now), default=None)
 
 
 def human(seconds: float) -> str:

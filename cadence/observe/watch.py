@@ -26,7 +26,6 @@ from cadence.observe import record
 from cadence.observe.objectives import Standing, source_standing, standing, worst
 from cadence.observe.record import next_wake
 
-RETRY_ALERTS_S = 60  # a pending alert is retried at the next (cron) minute
 
 
 @dataclass(frozen=True)
@@ -270,8 +269,8 @@ def _transitions(
     data["outbox"] = outbox
     data["alert_error"] = report.error
     crossings = [s.next_change for s in chans + srcs if s.next_change is not None]
-    if outbox:
-        crossings.append(now + dt.timedelta(seconds=RETRY_ALERTS_S))
+    if outbox:  # retried at the next invocation (SPEC 11), whenever in its minute it starts
+        crossings.append(now)
     data["next_wake"] = record.iso(min(crossings, default=None))
     warning = report.error
     try:
