@@ -146,6 +146,11 @@ timezone: Europe/Berlin
 channels:
   web: {cadence: "hourly", freshness: {warn_after: "90 minutes", error_after: "3 hours"}}
 """
+# web daily at 10:00, warn after 1 hour, error after 3 hours
+DAILY = YML.replace(
+    '"hourly", freshness: {warn_after: "90 minutes"',
+    '"daily at 10:00", freshness: {warn_after: "1 hour"',
+)
 MODELS = {
     "models/seg.sql": "{{ config(channels=['web'], key='id') }}\nselect 1 as id",
     "models/broken.sql": "{{ config(channels=['web']) }}\nselect * from {{ var('tbl', 'nope') }}",
@@ -494,8 +499,7 @@ def test_dbt_source_freshness_forms_are_read(make_project) -> None:
 
 
 def test_an_idle_run_observes_a_crossing_when_it_is_due(make_project, cli) -> None:
-    yml = YML.replace('"hourly", freshness: {warn_after: "90 minutes"', '"daily at 10:00", '
-                      'freshness: {warn_after: "1 hour"')
+    yml = DAILY
     root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
     cli(root, "run", "--due", "--at", "2026-12-06T10:00")
     record = root / "target" / "observe.json"
@@ -512,8 +516,7 @@ def test_a_run_exactly_at_a_crossing_leaves_the_worse_state_to_the_next_minute(
 ) -> None:
     """A run --due at the very instant warn_after is reached sees ok (the lag is not over it);
     the next minute's run must see warn, not sleep until error_after."""
-    yml = YML.replace('"hourly", freshness: {warn_after: "90 minutes"', '"daily at 10:00", '
-                      'freshness: {warn_after: "1 hour"')
+    yml = DAILY
     root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
     cli(root, "run", "--due", "--at", "2026-12-06T10:00")
     record = root / "target" / "observe.json"
@@ -533,8 +536,7 @@ def test_a_pending_alert_is_retried_by_the_next_invocation_whenever_it_starts(
     monkeypatch.setenv("ALERT_SECRET", SECRET)
     receiver = Receiver(SECRET)
     try:
-        yml = YML.replace('"hourly", freshness: {warn_after: "90 minutes"', '"daily at 10:00", '
-                          'freshness: {warn_after: "1 hour"')
+        yml = DAILY
         yml += f"alerts: {{webhook: {{url: '{receiver.url}', secret_env: ALERT_SECRET}}}}\n"
         root = make_project({"models/seg.sql": MODELS["models/seg.sql"]}, yml)
         assert cli(root, "run", "--due", "--at", "2026-12-06T10:00:00.900").exit_code == 0

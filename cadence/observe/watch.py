@@ -27,7 +27,6 @@ from cadence.observe.objectives import Standing, source_standing, standing, wors
 from cadence.observe.record import next_wake
 
 
-
 @dataclass(frozen=True)
 class ObserveReport:
     events: int = 0
