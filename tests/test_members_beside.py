@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -69,7 +70,11 @@ def folding(*args, **kwargs):
 
 def interrupt():
     folded.wait(60)
-    os.kill(os.getpid(), signal.SIGINT)
+    if os.environ.get("CADENCE_T_TO_THREAD"):  # as the kernel may: to a thread not the main one
+        threading.Event().wait(0.3)  # the run waits for the files meanwhile
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    else:
+        os.kill(os.getpid(), signal.SIGINT)
 
 rosterkeep.roster.write_many = write_many
 runner.fold = folding
@@ -168,16 +173,21 @@ def test_an_interrupt_during_the_fold_stops_the_members_statement(
     assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
 
 
+@pytest.mark.parametrize("to_thread", [False, True], ids=["to-the-process", "to-another-thread"])
 def test_an_interrupt_while_the_files_are_written_after_the_fold_reports_the_run(
-    root: Path, cli
+    root: Path, cli, to_thread: bool
 ) -> None:
     """The run is folded (its publishes and state committed): an interrupt while its members
     files are written stops that statement, still writes run_results.json, then exits 130; the
-    next run writes the files."""
+    next run writes the files. Also when the signal lands on a thread other than the main one
+    (a terminal's Ctrl-C goes to the process; the kernel picks the thread): the run waiting
+    for the files must still see it, not when they are done."""
+    env = {**os.environ, "CADENCE_T_TO_THREAD": "1" if to_thread else ""}
     late = subprocess.run(
         [sys.executable, "-c", LATE, "run", "-s", "vip", "--project-dir", str(root),
          "--at", "2026-01-02T06:00"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()  # the files are owed
     assert late.returncode == 130, late.stdout + late.stderr
     assert late.stderr.splitlines()[-1] == "interrupted"
     assert the_run(root) == ("success", True)

@@ -331,7 +331,7 @@ def execute(
             except EngineError as exc:
                 if status != "interrupted":
                     if beside is not None:  # its files take what the disk has left first: the
-                        beside.thread.join()  # reserve freed below is for the run's record
+                        beside.wait()  # reserve freed below is for the run's record
                     refused = _record_refused(project, root, ctx, record, str(exc))
                 elif ctx.unrecorded:  # else left unfolded, replayed by the next run
                     _keep_quietly(root, ctx.unrecorded)
@@ -394,9 +394,16 @@ class _Beside:
         except BaseException as exc:  # noqa: BLE001 - raised in the run's thread by finish
             self.error = exc
 
+    def wait(self) -> None:
+        """Wait for the hook, waking now and then: a signal the kernel gave another thread (a
+        DuckDB worker, this one) is handled by the main thread only when it runs again, so an
+        untimed join would hold a Ctrl-C until the files were written."""
+        while self.thread.is_alive():
+            self.thread.join(0.1)
+
     def finish(self) -> dict[str, tuple[str, ...]]:
         """Wait for the hook: its warnings per model (what it raised, raised here)."""
-        self.thread.join()
+        self.wait()
         self._close()
         if self.error is not None:
             raise self.error
