@@ -521,6 +521,53 @@ def test_a_retry_waits_whole_minutes_of_invocations_not_seconds(
     assert (state.last_status, state.failure_streak) == ("error", len(attempts) + 1)
 
 
+@pytest.mark.parametrize(
+    ("streak", "interval", "wait"),
+    [
+        (1, 5, 0),
+        (2, 5, 2),
+        (3, 5, 4),
+        (4, 5, 5),  # capped by the interval
+        (42, 5, 5),  # 2**41 minutes is more than a timedelta holds: capped all the same
+        (10_000, 5, 5),
+        (2, None, 2),
+        (11, None, 1024),
+        (42, None, 2**30),  # no interval: the doubling stops at 2**30 minutes
+        (10_000, None, 2**30),
+    ],
+)
+def test_backoff_doubles_then_stops_at_the_interval_however_long_the_streak(
+    streak, interval, wait
+):
+    from cadence.plan.due import backoff_wait, retry_time
+
+    every = None if interval is None else dt.timedelta(minutes=interval)
+    assert backoff_wait(streak, every) == dt.timedelta(minutes=wait)
+    failed = at("2026-01-10T10:07:50")
+    assert retry_time(failed, streak, every) == at("2026-01-10T10:07") + dt.timedelta(minutes=wait)
+
+
+def test_a_model_failing_for_hours_keeps_being_retried_at_its_interval(make_project, cli):
+    """A model that failed 60 times in a row (5 hours at every 5 minutes): run --due and status
+    work as after the fourth failure (a streak of 42 once crashed every run, exit 3)."""
+    root = make_project({"models/broken.sql": BROKEN_SQL % "routing"})
+    assert cli(root, "run", "--due", "--at", "2026-01-10T10:00").exit_code == 1
+    con = duckdb.connect(str(root / "warehouse.duckdb"))
+    try:
+        con.execute("update _cadence.model_state set failure_streak = 60 where model = 'broken'")
+    finally:
+        con.close()
+    (root / "target" / "state_snapshot.json").unlink()  # the snapshot follows the warehouse
+    status = cli(root, "status", "--json", "--at", "2026-01-10T10:01")
+    assert status.exit_code == 0, status.output
+    rows = {r["name"]: r for r in json.loads(status.output)["models"]}
+    assert rows["broken"]["next_retry"].startswith("2026-01-10T10:05")
+    assert cli(root, "run", "--due", "--at", "2026-01-10T10:04").exit_code == 0  # backing off
+    assert cli(root, "run", "--due", "--at", "2026-01-10T10:05").exit_code == 1  # retried
+    state = Project.load(root).read_state().of("broken")
+    assert (state.last_status, state.failure_streak) == ("error", 61)
+
+
 def test_the_first_retry_is_at_the_next_invocation(copy_project, cli):
     root = copy_project("failing")
     first = cli(root, "run", "--due", "--at", "2026-01-10T10:00")

@@ -70,11 +70,17 @@ def fmt(t: dt.datetime | None, tz: ZoneInfo) -> str:
     return real_instant(t).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
+# the longest doubling: 2**30 minutes (2,000 years) is past any interval, and a timedelta of
+# 2**41 minutes or more cannot be made at all (a model failing 42 times in a row, capped at
+# every 5 minutes: 3.5 hours, once crashed every run after it)
+_LONGEST_DOUBLING = 30
+
+
 def backoff_wait(streak: int, interval: dt.timedelta | None) -> dt.timedelta:
     """Wait after ``streak`` consecutive failures: next run, then 2, 4, 8... minutes, capped."""
     if streak <= 1:
         return dt.timedelta(0)
-    wait = dt.timedelta(minutes=2 ** (streak - 1))
+    wait = dt.timedelta(minutes=2 ** min(streak - 1, _LONGEST_DOUBLING))
     if interval is not None and wait > interval:
         wait = interval
     return wait
