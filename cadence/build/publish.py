@@ -31,7 +31,7 @@ from cadence.errors import CadenceError
 from cadence.load.parser import Model
 from cadence.plan.due import Decision, view_hash
 from cadence.plan.history import BuildRecord
-from cadence.record import membership
+from cadence.record import membership, segmentkeys
 from cadence.record.state import record_build
 from cadence.record.unrecorded import disk_full, full_disk_error
 
@@ -74,6 +74,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             else:
                 rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
             hooks.after_build(ctx.compiler, model, engine, ctx.now)
+            if model.name in ctx.segment_keys and not records_members(model):
+                segmentkeys.forget(engine, model.name)  # its live relation describes no history
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
                 engine,
@@ -132,6 +134,12 @@ def _full_refresh(ctx: RunContext, model: Model) -> bool:
     return ctx.full_refresh if own is None else bool(own)
 
 
+def records_members(model: Model) -> bool:
+    """A publish of ``model`` records who entered and exited: a table (or incremental) with a
+    ``key``."""
+    return bool(model.config.key) and model.materialized not in ("view", "snapshot")
+
+
 class _TestsFailed(EngineError):
     pass
 
@@ -174,12 +182,17 @@ def _publish_table(
         )
         raise _TestsFailed(f"tests failed, {kept}: " + "; ".join(o.message for o in blocking))
     if model.config.key:  # a segment: who entered and exited commits with the publish
+        # the live relation is what the history describes only if it was published as this
+        # segment; else (a table that became one, a new key) the diff is against the history
+        live = existing is not None and segmentkeys.trusted(
+            ctx.segment_keys, model.name, model.config.key
+        )
         membership.record_changes(
             engine,
             segment=model.name,
             key=model.config.key,
             candidate=staging,
-            live=model.relation if (model.schema, model.identifier) in ctx.relations else None,
+            live=model.relation if live else None,
             run_id=ctx.run_id,
             tick=decision.tick,
             at=ctx.now,
@@ -187,7 +200,8 @@ def _publish_table(
             event_time=model.config.event_time,
             tz=ctx.project.config.tz,
             vanished=ctx.state.of(model.name).last_success_at is not None,
-            at_commit=ctx.settles_at_commit,
+            at_commit=ctx.settles_at_commit and staging == model.relation,
+            merged_into=model.relation if incremental and not live else None,
         )
     if incremental:
         settle_columns(engine, model, staging)

@@ -29,7 +29,7 @@ from cadence.build import grouped, parallel
 from cadence.build.compiler import Compiler
 from cadence.build.context import ModelResult, RunContext, record_failure
 from cadence.build.hooks import runs_sql
-from cadence.build.publish import build_model
+from cadence.build.publish import build_model, records_members
 from cadence.build.seeds import load_seed
 from cadence.disk import artifacts, reserve
 from cadence.engines.base import Engine, EngineError
@@ -40,7 +40,7 @@ from cadence.load.testspecs import DataTest
 from cadence.plan.dag import Dag
 from cadence.plan.due import Decision, Plan, real_instant
 from cadence.plan.history import BuildRecord, StateSnapshot
-from cadence.record import membership, unrecorded
+from cadence.record import membership, segmentkeys, unrecorded
 from cadence.record.state import (
     SCHEMA,
     STATE_TABLES,
@@ -150,11 +150,15 @@ def execute(
         return RunResult(run_id, now, skipped, clock_behind=plan.clock_behind)
     reserve.keep(root)  # room to record a failure if this run fills the disk
     try:
-        if not all((SCHEMA, t) in state.relations for t in (*STATE_TABLES, membership.TABLE_NAME)):
+        tables = (*STATE_TABLES, membership.TABLE_NAME, segmentkeys.TABLE_NAME)
+        if not all((SCHEMA, t) in state.relations for t in tables):
             ensure_schema(engine)  # a new warehouse (or one from before activation)
             membership.ensure_tables(engine)
+            # one from before segment keys were kept: the segments it holds keep their history
+            segmentkeys.ensure_table(engine, _published_segments(project, state))
         elif any(m.config.key for m in project.models):
             membership.ensure_tables(engine)  # columns added since the warehouse was made
+        segment_keys = segmentkeys.read(engine)
         record_run_start(engine, run_id, now, command, os.getpid(), replay)
         schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
         for schema in sorted(schemas | {project.config.warehouse.schema}):
@@ -186,6 +190,7 @@ def execute(
         tests_by_model,
         dict(state.relations),
         settles_at_commit=engine.groups_commits and not runs_sql(project),
+        segment_keys=segment_keys,
     )
     emit = on_event or (lambda e: None)
     models = {m.name: m for m in project.models}
@@ -318,11 +323,14 @@ def execute(
                 if ctx.unrecorded:  # failures the warehouse refused when they happened
                     unrecorded.insert(engine, ctx.unrecorded)
                     ctx.unrecorded.clear()
+                keyed = [(m.name, str(m.config.key)) for m in published if records_members(m)]
+                changed = segmentkeys.changed(ctx.segment_keys, keyed)
                 fold(
                     engine,
                     {**carried, **ctx.new_states},
                     [*state.pending_runs, run_id],
                     (run_id, finished, status),
+                    also=lambda store: segmentkeys.register(store, changed),
                 )
 
             refused: str | None = None
@@ -505,6 +513,19 @@ def _missing_upstream(
         if key is not None and key not in ctx.relations:
             return parent
     return None
+
+
+def _published_segments(project: ParsedProject, state: StateSnapshot) -> list[str]:
+    """The project's segments that cadence has published and whose tables exist: in a
+    warehouse from before ``_cadence.segment_keys``, their live relations are what their
+    history describes (as cadence assumed then)."""
+    return [
+        m.name
+        for m in project.models
+        if records_members(m)
+        and state.of(m.name).last_success_at is not None
+        and state.exists(m.schema, m.identifier)
+    ]
 
 
 def _relation(

@@ -67,23 +67,37 @@ def members_sql(segment: str) -> str:
 
 
 def diff_sql(
-    candidate: str, live: str | None, key: str, *, exits: bool = True, recorded: str | None = None
+    candidate: str,
+    live: str | None,
+    key: str,
+    *,
+    exits: bool = True,
+    recorded: str | None = None,
+    merged_into: str | None = None,
 ) -> str:
     """Rows (key VARCHAR, change VARCHAR) turning ``live`` into ``candidate``; ``live`` None:
-    there is no previous version, everyone entered -- unless ``recorded`` (a query of the
-    members the history holds, ``members_sql``) says who was there when the table vanished
-    (dropped behind cadence's back): then the diff is against them. ``exits`` False: an
-    incremental merge, where a key can only be added."""
+    no relation the history describes (none, or one published without this key), everyone
+    entered -- unless ``recorded`` (a query of the members the history holds,
+    ``members_sql``) says who was there: then the diff is against them. ``exits`` False: an
+    incremental merge, where a key can only be added; ``merged_into``: with ``live`` None, the
+    relation the new rows are merged into, whose keys are members too."""
     k = quote(key)
-    if live is None and recorded is not None:
-        return (
-            f"select key, 'entered' as change from (select cast({k} as varchar) as key "
-            f"from {candidate} except select key from ({recorded}) as r) as e\n"
-            f"union all\nselect key, 'exited' as change from (select key from ({recorded}) "
-            f"as r except select cast({k} as varchar) as key from {candidate}) as x"
-        )
     if live is None:
-        return f"select cast({k} as varchar) as key, 'entered' as change from {candidate}"
+        keys = f"select cast({k} as varchar) as key from {candidate}"
+        if merged_into is not None:
+            keys += f" union select cast({k} as varchar) as key from {merged_into}"
+        if recorded is None:
+            return f"select key, 'entered' as change from ({keys}) as e"
+        entered = (
+            f"select key, 'entered' as change from (select key from ({keys}) as c "
+            f"except select key from ({recorded}) as r) as e"
+        )
+        if not exits:
+            return entered
+        return (
+            f"{entered}\nunion all\nselect key, 'exited' as change from (select key from "
+            f"({recorded}) as r except select key from ({keys}) as c) as x"
+        )
     entered = (
         f"select cast({k} as varchar) as key, 'entered' as change from "
         f"(select {k} from {candidate} except select {k} from {live}) as e"
@@ -149,26 +163,30 @@ def record_changes(
     tz: dt.tzinfo = dt.timezone.utc,
     vanished: bool = False,
     at_commit: bool = False,
+    merged_into: str | None = None,
 ) -> None:
     """Append the membership changes of one publish (inside the caller's transaction);
     ``event_time``: the segment's column saying when each entered member qualified;
-    ``vanished``: there is no live relation although the segment was published before (its
-    table was dropped behind cadence's back), so the diff is against the members its history
-    holds rather than everyone entering again; ``at_commit``: a first publish inside a commit
-    group leaves its rows (everyone entered, read from its own table) to the group's commit,
-    which inserts those of all its publishes at once (``insert_entered``)."""
+    ``vanished``: no live relation describes the history although the model was published
+    before (its table was dropped behind cadence's back, or published without this key:
+    ``segmentkeys``), so the diff is against the members its history holds rather than
+    everyone entering again; ``merged_into``: with ``live`` None, the relation an incremental
+    merge adds the candidate to (its keys are members too); ``at_commit``: a first publish
+    inside a commit group leaves its rows (everyone entered, read from its own table) to the
+    group's commit, which inserts those of all its publishes at once (``insert_entered``)."""
     # an engine whose swap can outlive the state commit (Spark) keeps what re-records them
     engine.segment_staged(candidate, SegmentNote(segment, key, run_id, tick, at, exits))
     store = engine.state_store()
     recorded = members_sql(segment) if vanished and live is None and store is engine else None
-    diff = diff_sql(candidate, live, key, exits=exits, recorded=recorded)
+    diff = diff_sql(candidate, live, key, exits=exits, recorded=recorded, merged_into=merged_into)
+    first = live is None and recorded is None and merged_into is None  # everyone entered
     stamps = (to_db(tick), to_db(at))
     if store is engine:
         qualified = "cast(null as timestamp)"
         source, keyed, change = f"({diff}) as d", "d.key", "d.change"
         if event_time:
             qualified = event_time_sql(engine, segment, candidate, event_time, str(tz))
-            if live is None and recorded is None:  # everyone entered: one pass over the rows
+            if first:  # one pass over the rows
                 k = quote(key)
                 source, keyed, change = f"{candidate} as c", f"cast(c.{k} as varchar)", "'entered'"
             else:
@@ -182,7 +200,7 @@ def record_changes(
             f'cast(? as timestamp) as "at", {qualified} as event_time from {source}'
         )
         group = engine.group
-        if at_commit and group is not None and live is None and recorded is None:
+        if at_commit and group is not None and first:
             group.entered.append((select, (segment, run_id, *stamps)))
             return
         insert_entered(engine, [(select, (segment, run_id, *stamps))])

@@ -10,6 +10,7 @@ its publish, so state never disagrees with the live relations.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from cadence.engines.base import Engine, EngineError
@@ -242,11 +243,13 @@ def fold(
     states: dict[str, ModelState],
     run_ids: list[str],
     finished: tuple[str, dt.datetime, str] | None = None,
+    also: Callable[[Engine], None] | None = None,
 ) -> None:
     """Write the latest state of every model built by ``run_ids`` and mark those runs folded,
     in one transaction; ``finished`` (run id, finished at, status) records the end of the
-    run folding them in the same commit. Until then ``read_snapshot`` replays their build rows
-    itself, so a run killed before folding loses nothing."""
+    run folding them in the same commit, and ``also`` writes what else commits with it. Until
+    then ``read_snapshot`` replays their build rows itself, so a run killed before folding
+    loses nothing."""
     engine = engine.state_store()
     rows = [_state_row(s) for s in states.values()]
     columns = [
@@ -271,6 +274,8 @@ def fold(
                 where run_id in (select unnest(?::varchar[]))""",
                 (list(run_ids),),
             )
+        if also is not None:
+            also(engine)
 
 
 _DELETE_STATES = f"delete from {SCHEMA}.model_state where model in (select unnest(?::varchar[]))"

@@ -1,0 +1,146 @@
+"""A model's live table is diffed against only if it was published as that segment
+(``_cadence.segment_keys``): a table that becomes a segment records everyone entered (SPEC §7,
+first publish), and a segment that was a plain table for a while, or changed its key, is diffed
+against the members its history holds. Whatever the path, replaying the history gives the
+live keys."""
+
+from __future__ import annotations
+
+import duckdb
+from activation_project import make_activation, query, set_people
+
+PLAIN = "select id, email from {{ ref('people') }} where spend >= 100\n"
+SEGMENT = "{{ config(channels=['web'], key='id') }}\n" + PLAIN
+BY_EMAIL = "{{ config(channels=['web'], key='email') }}\n" + PLAIN
+
+
+def history(root, segment="fans"):
+    return [
+        (k, c)
+        for k, c in query(
+            root,
+            "select key, change from _cadence.membership_changes "
+            f"where segment = '{segment}' order by change_id",
+        )
+    ]
+
+
+def replayed(root, segment="fans"):
+    members: set[str] = set()
+    for key, change in history(root, segment):
+        (members.add if change == "entered" else members.discard)(key)
+    return members
+
+
+def live(root, column="id"):
+    return {str(r[0]) for r in query(root, f"select {column} from main.fans")}
+
+
+def fans_is(root, sql):
+    (root / "models" / "fans.sql").write_text(sql)
+
+
+def project(make_project, sql, people=((1, 900), (2, 150), (3, 50))):
+    return make_activation(make_project, list(people), extra={"models/fans.sql": sql})
+
+
+def test_a_table_that_becomes_a_segment_records_every_member_entered(make_project, cli):
+    root = project(make_project, PLAIN)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert history(root) == []
+    fans_is(root, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert sorted(history(root)) == [("1", "entered"), ("2", "entered")]
+    members = cli(root, "members", "fans", "--changes")
+    assert members.exit_code == 0 and "entered" in members.output
+    # from then on, only what changed
+    set_people(root, [(1, 900), (2, 20), (4, 300)])
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert sorted(history(root)[2:]) == [("2", "exited"), ("4", "entered")]
+    assert replayed(root) == live(root) == {"1", "4"}
+    assert query(root, "select segment, key from _cadence.segment_keys where segment = 'fans'") == [
+        ("fans", "id")
+    ]
+
+
+def test_a_segment_that_was_a_plain_table_for_a_while_is_diffed_against_its_history(
+    make_project, cli
+):
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, PLAIN)
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert query(root, "select * from _cadence.segment_keys where segment = 'fans'") == []
+    # members change while it is not a segment: nothing recorded then
+    set_people(root, [(1, 900), (3, 500), (5, 200)])
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert sorted(history(root)) == [("1", "entered"), ("2", "entered")]
+    fans_is(root, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T09:00").exit_code == 0
+    assert sorted(history(root)[2:]) == [("2", "exited"), ("3", "entered"), ("5", "entered")]
+    assert replayed(root) == live(root) == {"1", "3", "5"}
+
+
+def test_a_segment_whose_key_changes_exits_the_old_keys_and_enters_the_new(make_project, cli):
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, BY_EMAIL)
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert sorted(history(root)[2:]) == [
+        ("1", "exited"),
+        ("2", "exited"),
+        ("u1@x.test", "entered"),
+        ("u2@x.test", "entered"),
+    ]
+    assert replayed(root) == live(root, "email")
+    # unchanged afterwards: nothing more
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert len(history(root)) == 6
+
+
+def test_an_incremental_table_that_becomes_a_segment_enters_what_it_holds_and_what_arrives(
+    make_project, cli
+):
+    incremental = (
+        "{{ config(materialized='incremental', unique_key='id'%s) }}\n"
+        "select id, email from {{ ref('people') }}\n"
+    )
+    root = project(make_project, incremental % "", people=[(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, incremental % ", channels=['web'], key='id'")
+    set_people(root, [(2, 900), (3, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    # the merged table holds 1, 2 and 3: all entered, none exited
+    assert sorted(history(root)) == [("1", "entered"), ("2", "entered"), ("3", "entered")]
+    assert replayed(root) == live(root) == {"1", "2", "3"}
+    set_people(root, [(4, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert history(root)[3:] == [("4", "entered")]
+
+
+def test_a_publish_whose_registration_was_lost_is_still_diffed_right(make_project, cli):
+    """The row is written with the run's fold, after the publish committed: a run killed in
+    between leaves a segment unregistered, and its next publish is diffed against its
+    history (the same answer, not everyone entering again)."""
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("delete from _cadence.segment_keys")
+    set_people(root, [(1, 900), (2, 10), (6, 400)])
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert sorted(history(root)[2:]) == [("2", "exited"), ("6", "entered")]
+    assert replayed(root) == live(root) == {"1", "6"}
+
+
+def test_a_warehouse_from_before_segment_keys_keeps_diffing_its_segments(make_project, cli):
+    """Made before the table existed: the next run creates it with the segments cadence
+    published (their tables are what their history says), so nobody enters again."""
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("drop table _cadence.segment_keys")
+    set_people(root, [(1, 900), (2, 150), (7, 100)])
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert history(root)[2:] == [("7", "entered")]
+    keys = dict(query(root, "select segment, key from _cadence.segment_keys"))
+    assert keys["fans"] == "id" and keys["vip"] == "id"
