@@ -144,3 +144,100 @@ def test_a_warehouse_from_before_segment_keys_keeps_diffing_its_segments(make_pr
     assert history(root)[2:] == [("7", "entered")]
     keys = dict(query(root, "select segment, key from _cadence.segment_keys"))
     assert keys["fans"] == "id" and keys["vip"] == "id"
+
+
+def test_a_key_change_whose_run_never_folded_leaves_no_row_to_trust(make_project, cli, monkeypatch):
+    """The publish under the new key removes the old key's row in its own transaction: a run
+    that dies before its fold (here: the fold's registration never happens) leaves no row
+    saying the table holds the old keys, so going back to them diffs against the history."""
+    from cadence.record import segmentkeys
+
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, BY_EMAIL)
+    with monkeypatch.context() as patched:
+        patched.setattr(segmentkeys, "register", lambda engine, rows: None)
+        assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert query(root, "select * from _cadence.segment_keys where segment = 'fans'") == []
+    assert replayed(root) == live(root, "email")
+    fans_is(root, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert replayed(root) == live(root) == {"1", "2"}
+
+
+def test_an_incremental_segment_whose_key_changes_exits_the_old_keys(make_project, cli):
+    incremental = (
+        "{{ config(materialized='incremental', unique_key='id', channels=['web'], key='%s') }}\n"
+        "select id, email from {{ ref('people') }}\n"
+    )
+    root = project(make_project, incremental % "id", people=[(1, 900), (2, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, incremental % "email")
+    set_people(root, [(3, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert sorted(history(root)[2:]) == [
+        ("1", "exited"),
+        ("2", "exited"),
+        ("u1@x.test", "entered"),
+        ("u2@x.test", "entered"),
+        ("u3@x.test", "entered"),
+    ]
+    assert replayed(root) == live(root, "email")
+
+
+def test_a_segment_that_moves_to_another_table_and_back_is_diffed_against_its_history(
+    make_project, cli
+):
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, SEGMENT.replace("key='id'", "key='id', alias='fans2'"))
+    set_people(root, [(1, 900), (3, 500)])
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert replayed(root) == {"1", "3"}
+    fans_is(root, SEGMENT)  # back into main.fans, which still holds 1 and 2
+    set_people(root, [(1, 900), (3, 500), (4, 400)])
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert history(root)[4:] == [("4", "entered")]  # not 3 again, nor 2 leaving twice
+    assert replayed(root) == live(root) == {"1", "3", "4"}
+
+
+def test_a_seed_that_takes_a_segments_table_makes_its_row_untrue(make_project, cli):
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    (root / "models" / "fans.sql").unlink()
+    (root / "seeds" / "fans.csv").write_text("id,email\n7,a@x.test\n8,b@x.test\n")
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    assert query(root, "select * from _cadence.segment_keys where segment = 'fans'") == []
+    (root / "seeds" / "fans.csv").unlink()
+    fans_is(root, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert replayed(root) == live(root) == {"1", "2"}
+
+
+def test_an_old_warehouse_registers_only_segments_whose_tables_match_their_history(
+    make_project, cli
+):
+    """Upgraded in the same change that made a plain table a segment, or one that was a plain
+    table for a while: neither table is what its history says, so neither is trusted."""
+    root = make_activation(
+        make_project,
+        [(1, 900), (2, 150), (3, 50)],
+        extra={
+            "models/fans.sql": PLAIN,
+            "models/club.sql": SEGMENT.replace("spend >= 100", "spend >= 40"),
+        },
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    (root / "models" / "club.sql").write_text(PLAIN.replace("spend >= 100", "spend >= 40"))
+    set_people(root, [(1, 900), (2, 150), (5, 60)])
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("drop table _cadence.segment_keys")  # as an older cadence left it
+    fans_is(root, SEGMENT)
+    (root / "models" / "club.sql").write_text(SEGMENT.replace("spend >= 100", "spend >= 40"))
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert sorted(history(root)) == [("1", "entered"), ("2", "entered")]
+    assert replayed(root) == live(root)
+    club = {str(r[0]) for r in query(root, "select id from main.club")}
+    assert replayed(root, "club") == club == {"1", "2", "5"}
+    assert sorted(history(root, "club"))[-1:] == [("5", "entered")]

@@ -73,8 +73,8 @@ class RunContext:
     # tests once, at its commit (``grouped``): nothing in the project runs SQL of its own that
     # could change a table between a publish and that commit (``hooks.runs_sql``)
     settles_at_commit: bool = False
-    # segment -> the key it was last published with (``record.segmentkeys``), read once
-    segment_keys: dict[str, str | None] = field(default_factory=dict)
+    # segment -> (key, table) it was last published with (``record.segmentkeys``), read once
+    segment_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def record_failure(

@@ -74,8 +74,16 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             else:
                 rows, warnings = _publish_table(ctx, model, compiled, incremental, decision)
             hooks.after_build(ctx.compiler, model, engine, ctx.now)
-            if model.name in ctx.segment_keys and not records_members(model):
-                segmentkeys.forget(engine, model.name)  # its live relation describes no history
+            # rows this publish makes untrue (it records no members, or with another key)
+            segmentkeys.forget(
+                engine,
+                segmentkeys.untrue(
+                    ctx.segment_keys,
+                    model.name,
+                    segmentkeys.table_of(model.schema, model.identifier),
+                    model.config.key if records_members(model) else None,
+                ),
+            )
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
                 engine,
@@ -185,7 +193,10 @@ def _publish_table(
         # the live relation is what the history describes only if it was published as this
         # segment; else (a table that became one, a new key) the diff is against the history
         live = existing is not None and segmentkeys.trusted(
-            ctx.segment_keys, model.name, model.config.key
+            ctx.segment_keys,
+            model.name,
+            model.config.key,
+            segmentkeys.table_of(model.schema, model.identifier),
         )
         membership.record_changes(
             engine,
@@ -196,7 +207,7 @@ def _publish_table(
             run_id=ctx.run_id,
             tick=decision.tick,
             at=ctx.now,
-            exits=not incremental,
+            exits=not incremental or not live,  # merged into a table it cannot trust: vs history
             event_time=model.config.event_time,
             tz=ctx.project.config.tz,
             vanished=ctx.state.of(model.name).last_success_at is not None,

@@ -323,7 +323,11 @@ def execute(
                 if ctx.unrecorded:  # failures the warehouse refused when they happened
                     unrecorded.insert(engine, ctx.unrecorded)
                     ctx.unrecorded.clear()
-                keyed = [(m.name, str(m.config.key)) for m in published if records_members(m)]
+                keyed = [
+                    (m.name, str(m.config.key), segmentkeys.table_of(m.schema, m.identifier))
+                    for m in published
+                    if records_members(m)
+                ]
                 changed = segmentkeys.changed(ctx.segment_keys, keyed)
                 fold(
                     engine,
@@ -515,12 +519,14 @@ def _missing_upstream(
     return None
 
 
-def _published_segments(project: ParsedProject, state: StateSnapshot) -> list[str]:
-    """The project's segments that cadence has published and whose tables exist: in a
-    warehouse from before ``_cadence.segment_keys``, their live relations are what their
-    history describes (as cadence assumed then)."""
+def _published_segments(
+    project: ParsedProject, state: StateSnapshot
+) -> list[tuple[str, str, str, str]]:
+    """The project's segments that cadence has published and whose tables exist (name, key,
+    table, relation): in a warehouse from before ``_cadence.segment_keys``, the candidates
+    for a row (``segmentkeys.ensure_table`` checks each against its history)."""
     return [
-        m.name
+        (m.name, str(m.config.key), segmentkeys.table_of(m.schema, m.identifier), m.relation)
         for m in project.models
         if records_members(m)
         and state.of(m.name).last_success_at is not None

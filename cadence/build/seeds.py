@@ -22,6 +22,7 @@ from cadence.errors import CadenceError
 from cadence.load.parser import Seed
 from cadence.plan.due import Decision
 from cadence.plan.history import BuildRecord
+from cadence.record import segmentkeys
 from cadence.record.state import record_build
 
 
@@ -49,6 +50,11 @@ def load_seed(ctx: RunContext, seed: Seed, decision: Decision) -> ModelResult:
             load_csv_into(ctx.engine, ctx.project.root, seed, staging, ctx.project.config.is_dbt)
             rows = ctx.engine.row_count(staging)
             swap(ctx, staging, seed.relation, schema, seed.table)
+            # a seed records no members: rows saying its table is a segment's are untrue now
+            table = segmentkeys.table_of(schema, seed.table)
+            segmentkeys.forget(
+                ctx.engine, segmentkeys.untrue(ctx.segment_keys, seed.name, table, None)
+            )
             duration = time.perf_counter() - started
             ctx.new_states[seed.name] = record_build(
                 ctx.engine,

@@ -6,8 +6,11 @@ Spark -> output: the local record matching the live views, the membership change
 publish rolled back recorded again, and orphaned versions dropped. Invariants:
 - a swap whose view points at the announced version is adopted: its relation record, and for a
   segment the membership changes it made (diffed in Spark against the version it replaced,
-  which is dropped only a version later), are written in one local transaction with the intent
-  cleared; a swap that did not happen has its version dropped and its intent cleared;
+  which is dropped only a version later, when ``_cadence.segment_keys`` says that version is
+  what the segment's history describes; else left to the segment's next publish, which diffs
+  against the history), are written in one local transaction with the intent cleared and the
+  rows of ``segment_keys`` the adopted version makes untrue removed; a swap that did not happen
+  has its version dropped and its intent cleared;
 - orphans (versions no record names, audience snapshots no record keeps) are dropped only once
   every intent is settled, and never a version an open intent names (its swap may have
   happened: the next run settles it first);
@@ -54,7 +57,8 @@ def _settle(engine: SparkEngine, pending: list[versions.Intent]) -> None:
         # the swap happened and its local commit did not: adopt the live version and record
         # the membership changes that commit would have (diffed against the version it
         # replaced, which is dropped only a version later), all in one local transaction
-        changes = _adopted_changes(engine, intent)
+        trusted, untrue = _claims(engine, intent)
+        changes = _adopted_changes(engine, intent) if trusted else []
         engine.state.execute("begin transaction")
         try:
             versions.write(
@@ -71,11 +75,42 @@ def _settle(engine: SparkEngine, pending: list[versions.Intent]) -> None:
             )
             if intent.note is not None and changes:
                 _record_changes(engine, intent.note, changes)
+            if untrue:  # the adopted version is not what these rows say the table holds
+                engine.state.execute(
+                    f"delete from {versions.SEGMENT_KEYS} "
+                    "where segment in (select unnest(?::varchar[]))",
+                    (untrue,),
+                )
             versions.clear_intent(engine.state, intent.schema, intent.name, intent.physical)
             engine.state.execute("commit")
         except BaseException:
             engine._rollback()
             raise
+
+
+def _claims(engine: SparkEngine, intent: versions.Intent) -> tuple[bool, list[str]]:
+    """Whether the table's previous version is what the history of the adopted segment
+    describes (a row of ``_cadence.segment_keys`` for that segment, key and table), and the
+    rows the adopted version makes untrue (of another segment or key, or any, when it is a
+    plain table). Not described: its changes are left to its next publish, which diffs
+    against the history (a warehouse without the table: as before it, against the version
+    it replaced)."""
+    if (versions.SCHEMA, "segment_keys") not in engine.state.relations():
+        return True, []
+    table = f"{intent.schema}.{intent.name}".lower()
+    note = intent.note
+    rows = engine.state.query(
+        f"select segment, key, relation from {versions.SEGMENT_KEYS} "
+        "where relation = ? or segment = ?",
+        (table, note.segment if note is not None else None),
+    )
+    mine = note is not None and (note.segment, note.key, table) in {tuple(r) for r in rows}
+    untrue = [
+        str(r[0])
+        for r in rows
+        if note is None or (r[0], r[1], r[2]) != (note.segment, note.key, table)
+    ]
+    return mine, untrue
 
 
 def _adopted_changes(engine: SparkEngine, intent: versions.Intent) -> list[tuple[Any, ...]]:

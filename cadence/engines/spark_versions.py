@@ -41,6 +41,8 @@ INTENT_COLUMNS = (
 # activation's membership history (cadence.record.membership.TABLE and SEQUENCE, which
 # this module cannot import: engines come before activation); reconciliation appends to it
 MEMBERSHIP = f"{SCHEMA}.membership_changes"
+# which live tables their segment's history describes (``record.segmentkeys``)
+SEGMENT_KEYS = f"{SCHEMA}.segment_keys"
 MEMBERSHIP_SEQUENCE = f"{SCHEMA}.membership_change_id"
 VERSION_RE = re.compile(r"^(?P<base>.+)__v(?P<version>\d{8}t\d{6}_[0-9a-f]{8})$")
 

@@ -206,7 +206,16 @@ def record_changes(
         insert_entered(engine, [(select, (segment, run_id, *stamps))])
         return
     # state kept apart (Spark): the diff runs where the data is, its rows go to the state store
-    if event_time:
+    rows: list[tuple[Any, ...]]
+    if vanished and live is None:  # ... but the history is in the store: diffed here
+        rows = _against_history(engine, segment, key, candidate, merged_into, exits)
+        if event_time and rows:
+            k = quote(key)
+            when = dict(
+                engine.query(f"select cast({k} as varchar), {quote(event_time)} from {candidate}")
+            )
+            rows = [(r[0], r[1], _utc(when.get(r[0]), tz, segment, event_time)) for r in rows]
+    elif event_time:
         rows = engine.query(
             f"select d.key, d.change, c.{quote(event_time)} from ({diff}) as d "
             f"left join {candidate} as c on d.change = 'entered' "
@@ -226,6 +235,27 @@ def record_changes(
             f"?, ?, ?, d.event_time from (values {values}) as d(key, change, event_time)",
             (segment, run_id, *stamps, *[v for r in chunk for v in r]),
         )
+
+
+def _against_history(
+    engine: Engine,
+    segment: str,
+    key: str,
+    candidate: str,
+    merged_into: str | None,
+    exits: bool,
+) -> list[tuple[Any, ...]]:
+    """(key, change, None) turning the members the history in the state store holds into the
+    keys of ``candidate`` (and ``merged_into``), which live in the engine: both read, diffed
+    in Python (the publish of a segment whose live table the history does not describe)."""
+    k = quote(key)
+    held = {str(r[0]) for r in engine.state_store().query(members_sql(segment))}
+    sql = f"select cast({k} as varchar) from {candidate}"
+    if merged_into is not None:
+        sql += f" union select cast({k} as varchar) from {merged_into}"
+    keys = {str(r[0]) for r in engine.query(sql) if r[0] is not None}
+    entered = [(key_, "entered", None) for key_ in sorted(keys - held)]
+    return entered + ([(key_, "exited", None) for key_ in sorted(held - keys)] if exits else [])
 
 
 def before_reading(engine: Engine, sql: str) -> None:

@@ -1,88 +1,122 @@
-"""Which models were last published as segments, and with which key.
+"""Which tables were last published as segments, and with which key.
 
-Input: the segments a run published (name, key) -> output: rows in ``_cadence.segment_keys``
-(segment, key). A segment's publish diffs its candidate against the live relation only when
-that relation is the one its history describes: the model was last published as a segment
-with the same key (``trusted``). Otherwise -- a table model that became a segment, a segment
-whose key changed, one that was a plain table for a while -- the live relation says nothing of
-who the history holds, so the publish is diffed against the members the history holds
-(``membership.members_sql``; none: everyone entered, as SPEC §7 says of a first publish).
-Invariants: a row is added after the publish it describes has committed (with the run's
-fold), so a kill between the two costs only a diff against the history at the next publish,
-never a diff against the wrong relation; a row is removed in the same transaction as a
-publish of the model without a key (``forget``), so the live relation never outlives its
-row. A warehouse made before this table gets it with every segment its history names, and
-those the caller names, with the key unknown (null: trusted whatever the key, then set by
-the next publish).
+Input: the segments a run published (name, key, table) -> output: rows in
+``_cadence.segment_keys`` (segment, key, relation). A segment's publish diffs its candidate
+against the live relation only when that relation is the one its history describes: the model
+was last published as a segment with the same key into the same table (``trusted``).
+Otherwise -- a table model that became a segment, a segment whose key or table changed, one
+that was a plain table for a while, a seed that took its table -- the live relation says
+nothing of who the history holds, so the publish is diffed against the members the history
+holds (``membership.members_sql``; none: everyone entered, as SPEC §7 says of a first
+publish).
+Invariants: a row only ever says what is true. It is added after the publish it describes has
+committed (with the run's fold), so a kill between the two costs only a diff against the
+history at the next publish; a row that a publish makes untrue (the model published without a
+key or with another one, another model or a seed published into its table) is removed in that
+publish's own transaction (``forget``). A warehouse made before this table gets it with the
+project's segments whose tables hold exactly the members their history holds (checked once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cadence.engines.base import Engine
-from cadence.record.membership import TABLE as CHANGES
+from cadence.engines.base import Engine, EngineError
+from cadence.load.relations import quote
+from cadence.record.membership import members_sql
 from cadence.record.state import SCHEMA
 
 TABLE_NAME = "segment_keys"
 TABLE = f"{SCHEMA}.{TABLE_NAME}"
-UNKNOWN = None  # the key of a segment registered before keys were kept: trusted as it is
+DDL = f"create table if not exists {TABLE} (segment varchar, key varchar, relation varchar)"
+
+Known = Mapping[str, tuple[str, str]]  # segment -> (key, table) it was last published with
 
 
-def ensure_table(engine: Engine, segments: Iterable[str] = ()) -> None:
-    """Create the table if the warehouse has none, with every segment ``_cadence.membership_
-    changes`` names and ``segments`` (whose live relations the history describes as cadence
-    published them before) registered with their key unknown; nothing when it exists."""
-    engine.state_store().execute(
-        f"create table if not exists {TABLE} as select distinct segment, "
-        f"cast(null as varchar) as key from (select segment from {CHANGES} "
-        "union all select unnest(?::varchar[]))",
-        (sorted(set(segments)),),
-    )
+def table_of(schema: str | None, identifier: str) -> str:
+    """How a row names a table: ``schema.identifier``, lower case (as the warehouse resolves
+    names)."""
+    return f"{schema or ''}.{identifier}".lower()
 
 
-def read(engine: Engine) -> dict[str, str | None]:
-    """Segment name -> the key it was last published with (``UNKNOWN``: not known); the
-    table exists (``ensure_table``)."""
-    rows = engine.state_store().query(f"select segment, key from {TABLE}")
-    return {str(r[0]): (None if r[1] is None else str(r[1])) for r in rows}
+def ensure_table(engine: Engine, segments: Iterable[tuple[str, str, str, str]] = ()) -> None:
+    """Create the table if the warehouse has none; then ``segments`` (name, key, table, live
+    relation SQL: the project's segments cadence published before, whose tables exist) are
+    registered each when its table holds exactly the members its history holds."""
+    store = engine.state_store()
+    if (SCHEMA, TABLE_NAME) in store.relations():
+        return
+    store.execute(DDL)
+    register(engine, [(s, k, t) for s, k, t, live in segments if _agrees(engine, s, k, live)])
 
 
-def trusted(known: Mapping[str, str | None], segment: str, key: str) -> bool:
-    """The live relation of ``segment`` is what its history describes: the model was last
-    published as a segment with ``key`` (or before keys were kept)."""
-    return segment in known and known[segment] in (UNKNOWN, key)
+def _agrees(engine: Engine, segment: str, key: str, live: str) -> bool:
+    """The keys of ``live`` are the members the history of ``segment`` holds."""
+    k = quote(key)
+    try:
+        store = engine.state_store()
+        held = {str(r[0]) for r in store.query(members_sql(segment))}
+        keys = engine.query(f"select distinct cast({k} as varchar) from {live}")
+    except EngineError:  # no such column (any more): not the table the history describes
+        return False
+    return {str(r[0]) for r in keys} == held
 
 
-def changed(
-    known: Mapping[str, str | None], published: Iterable[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """Of ``published`` (segment, key), those whose row is missing or says another key (or
-    none: registered before keys were kept)."""
-    return [(s, k) for s, k in published if known.get(s) != k]
+def read(engine: Engine) -> dict[str, tuple[str, str]]:
+    """Segment -> (key, table) it was last published with; the table exists
+    (``ensure_table``)."""
+    rows = engine.state_store().query(f"select segment, key, relation from {TABLE}")
+    return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
 
-def register(engine: Engine, pairs: list[tuple[str, str]]) -> None:
-    """Record ``pairs`` (segment, key) as last published with that key (one statement each
-    way, inside the caller's transaction: the run's fold)."""
-    if not pairs:
+def trusted(known: Known, segment: str, key: str, table: str) -> bool:
+    """The live relation of ``segment`` is what its history describes."""
+    return known.get(segment) == (key, table)
+
+
+def untrue(known: Known, name: str, table: str, key: str | None) -> list[str]:
+    """The rows a publish of ``name`` into ``table`` makes untrue: those of ``name`` or of
+    ``table``, except ``name``'s own when it records its members with the same ``key`` into
+    the same table (``key`` None: it records none)."""
+    return [
+        s
+        for s, (k, t) in known.items()
+        if (s == name or t == table)
+        and not (s == name and key is not None and (k, t) == (key, table))
+    ]
+
+
+def changed(known: Known, published: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Of ``published`` (segment, key, table), those whose row is missing or says another."""
+    return [(s, k, t) for s, k, t in published if known.get(s) != (k, t)]
+
+
+def register(engine: Engine, rows: list[tuple[str, str, str]]) -> None:
+    """Record ``rows`` (segment, key, table) as last published so (one statement each way,
+    inside the caller's transaction: the run's fold)."""
+    if not rows:
         return
     store = engine.state_store()
-    names = [s for s, _k in pairs]
+    names = [s for s, _k, _t in rows]
     store.execute(f"delete from {TABLE} where segment in (select unnest(?::varchar[]))", (names,))
     store.execute(
-        f"insert into {TABLE} select unnest(?::varchar[]), unnest(?::varchar[])",
-        (names, [k for _s, k in pairs]),
+        f"insert into {TABLE} select unnest(?::varchar[]), unnest(?::varchar[]), "
+        "unnest(?::varchar[])",
+        (names, [k for _s, k, _t in rows], [t for _s, _k, t in rows]),
     )
 
 
-def forget(engine: Engine, model: str) -> None:
-    """``model`` is being published without a key (inside its publish transaction): its live
-    relation no longer describes a history."""
-    engine.state_store().execute(f"delete from {TABLE} where segment = ?", (model,))
+def forget(engine: Engine, segments: list[str]) -> None:
+    """``segments``' rows are untrue once the current publish commits (inside its
+    transaction)."""
+    if segments:
+        engine.state_store().execute(
+            f"delete from {TABLE} where segment in (select unnest(?::varchar[]))", (segments,)
+        )
 
 
 __all__ = [
+    "DDL",
     "TABLE",
     "TABLE_NAME",
     "changed",
@@ -90,5 +124,7 @@ __all__ = [
     "forget",
     "read",
     "register",
+    "table_of",
     "trusted",
+    "untrue",
 ]
