@@ -352,6 +352,64 @@ def test_membership_and_deliveries_match_duckdb(make_project, spark_remote):
     assert changes(sparked, "state.duckdb") == changes(duck, "warehouse.duckdb")
 
 
+def test_a_table_that_becomes_a_segment_or_changes_key_records_as_on_duckdb(
+    make_project, spark_remote
+):
+    """``_cadence.segment_keys`` on Spark: a plain table that becomes a segment records everyone
+    entered; one that was plain for a while, or changes its key, is diffed against the history
+    (in Python: the history is in the local state file, the rows in Spark)."""
+    from activation_project import CADENCE_YML, make_activation, set_people
+
+    plain = "select id, email from {{ ref('people') }} where spend >= 100\n"
+    by_id = "{{ config(channels=['web'], key='id') }}\n" + plain
+    by_email = "{{ config(channels=['web'], key='email') }}\n" + plain
+    schema = schema_name()
+    spark_line = (
+        f'warehouse: {{engine: spark, remote: "{spark_remote}", path: state.duckdb, threads: 1, '
+        f"schema: {schema}}}"
+    )
+    people = [(1, 900), (2, 150), (3, 50)]
+    duck = make_activation(make_project, people, extra={"models/fans.sql": plain})
+    sparked = make_activation(
+        make_project,
+        people,
+        cadence_yml=CADENCE_YML.replace(
+            "warehouse: {engine: duckdb, path: warehouse.duckdb, threads: 1}", spark_line
+        ),
+        extra={"models/fans.sql": plain},
+    )
+
+    def changes(root: Path, state_file: str) -> list[tuple]:
+        con = duckdb.connect(str(root / state_file), read_only=True)
+        try:
+            return con.execute(
+                "select key, change from _cadence.membership_changes where segment = 'fans' "
+                "order by change_id"
+            ).fetchall()
+        finally:
+            con.close()
+
+    steps = (
+        ("2026-03-02T05:00", plain, None),
+        ("2026-03-03T05:00", by_id, None),
+        ("2026-03-04T05:00", plain, [(1, 900), (3, 500), (5, 200)]),
+        ("2026-03-05T05:00", by_id, None),
+        ("2026-03-06T05:00", by_email, None),
+    )
+    for day, sql, change in steps:
+        for root in (duck, sparked):
+            (root / "models" / "fans.sql").write_text(sql)
+            if change:
+                set_people(root, change)
+            result = invoke(root, "run", "--at", day)
+            assert result.exit_code == 0, result.output
+        assert sorted(changes(sparked, "state.duckdb")) == sorted(changes(duck, "warehouse.duckdb"))
+    members: set[str] = set()
+    for key, change in changes(sparked, "state.duckdb"):
+        (members.add if change == "entered" else members.discard)(key)
+    assert members == {"u1@x.test", "u3@x.test", "u5@x.test"}
+
+
 def test_cursors_on_threads_publish_at_once_without_a_busy_state_handle(make_project):
     """Issue 17 item 11: with threads > 1 every build announced its swap on the one journal
     handle the engine's cursors shared, and DuckDB refused the second caller ("Resource In Use
