@@ -26,6 +26,7 @@ from cadence.load.testspecs import DataTest
 from cadence.plan.dag import Dag
 from cadence.plan.due import Decision
 from cadence.plan.history import BuildRecord, ModelState, StateSnapshot, next_state
+from cadence.record.segmentkeys import Registry
 from cadence.record.state import record_build
 
 
@@ -74,7 +75,7 @@ class RunContext:
     # could change a table between a publish and that commit (``hooks.runs_sql``)
     settles_at_commit: bool = False
     # segment -> (key, table) it was last published with (``record.segmentkeys``), read once
-    segment_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    segment_keys: Registry = field(default_factory=Registry)
 
 
 def record_failure(

@@ -77,8 +77,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
             # rows this publish makes untrue (it records no members, or with another key)
             segmentkeys.forget(
                 engine,
-                segmentkeys.untrue(
-                    ctx.segment_keys,
+                ctx.segment_keys.untrue(
                     model.name,
                     segmentkeys.table_of(model.schema, model.identifier),
                     model.config.key if records_members(model) else None,
@@ -192,8 +191,7 @@ def _publish_table(
     if model.config.key:  # a segment: who entered and exited commits with the publish
         # the live relation is what the history describes only if it was published as this
         # segment; else (a table that became one, a new key) the diff is against the history
-        live = existing is not None and segmentkeys.trusted(
-            ctx.segment_keys,
+        live = existing is not None and ctx.segment_keys.trusted(
             model.name,
             model.config.key,
             segmentkeys.table_of(model.schema, model.identifier),

@@ -19,7 +19,8 @@ project's segments whose tables hold exactly the members their history holds (ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from cadence.engines.base import Engine, EngineError
 from cadence.load.relations import quote
@@ -29,8 +30,6 @@ from cadence.record.state import SCHEMA
 TABLE_NAME = "segment_keys"
 TABLE = f"{SCHEMA}.{TABLE_NAME}"
 DDL = f"create table if not exists {TABLE} (segment varchar, key varchar, relation varchar)"
-
-Known = Mapping[str, tuple[str, str]]  # segment -> (key, table) it was last published with
 
 
 def table_of(schema: str | None, identifier: str) -> str:
@@ -62,33 +61,49 @@ def _agrees(engine: Engine, segment: str, key: str, live: str) -> bool:
     return {str(r[0]) for r in keys} == held
 
 
-def read(engine: Engine) -> dict[str, tuple[str, str]]:
-    """Segment -> (key, table) it was last published with; the table exists
-    (``ensure_table``)."""
+@dataclass(frozen=True)
+class Registry:
+    """The rows, by segment and by table (each publish asks in constant time, however many
+    segments the project has)."""
+
+    by_segment: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (key, table)
+    by_table: dict[str, list[str]] = field(default_factory=dict)  # -> segments naming it
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[str, str, str]]) -> Registry:
+        registry = cls()
+        for segment, key, table in rows:
+            registry.by_segment[segment] = (key, table)
+            registry.by_table.setdefault(table, []).append(segment)
+        return registry
+
+    def trusted(self, segment: str, key: str, table: str) -> bool:
+        """The live relation of ``segment`` is what its history describes."""
+        return self.by_segment.get(segment) == (key, table)
+
+    def untrue(self, name: str, table: str, key: str | None) -> list[str]:
+        """The rows a publish of ``name`` into ``table`` makes untrue: those of ``name`` or
+        of ``table``, except ``name``'s own when it records its members with the same ``key``
+        into the same table (``key`` None: it records none)."""
+        claims = set(self.by_table.get(table, ()))
+        if name in self.by_segment:
+            claims.add(name)
+        if key is not None and self.trusted(name, key, table):
+            claims.discard(name)
+        return sorted(claims)
+
+
+def read(engine: Engine) -> Registry:
+    """The rows; the table exists (``ensure_table``)."""
     rows = engine.state_store().query(f"select segment, key, relation from {TABLE}")
-    return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
+    return Registry.of((str(r[0]), str(r[1]), str(r[2])) for r in rows)
 
 
-def trusted(known: Known, segment: str, key: str, table: str) -> bool:
-    """The live relation of ``segment`` is what its history describes."""
-    return known.get(segment) == (key, table)
-
-
-def untrue(known: Known, name: str, table: str, key: str | None) -> list[str]:
-    """The rows a publish of ``name`` into ``table`` makes untrue: those of ``name`` or of
-    ``table``, except ``name``'s own when it records its members with the same ``key`` into
-    the same table (``key`` None: it records none)."""
-    return [
-        s
-        for s, (k, t) in known.items()
-        if (s == name or t == table)
-        and not (s == name and key is not None and (k, t) == (key, table))
-    ]
-
-
-def changed(known: Known, published: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+def changed(
+    known: Registry, published: Iterable[tuple[str, str, str]]
+) -> list[tuple[str, str, str]]:
     """Of ``published`` (segment, key, table), those whose row is missing or says another."""
-    return [(s, k, t) for s, k, t in published if known.get(s) != (k, t)]
+    return [(s, k, t) for s, k, t in published if not known.trusted(s, k, t)]
 
 
 def register(engine: Engine, rows: list[tuple[str, str, str]]) -> None:
@@ -117,6 +132,7 @@ def forget(engine: Engine, segments: list[str]) -> None:
 
 __all__ = [
     "DDL",
+    "Registry",
     "TABLE",
     "TABLE_NAME",
     "changed",
@@ -125,6 +141,4 @@ __all__ = [
     "read",
     "register",
     "table_of",
-    "trusted",
-    "untrue",
 ]
