@@ -36,6 +36,13 @@ def live(root, column="id"):
     return {str(r[0]) for r in query(root, f"select {column} from main.fans")}
 
 
+def registered(root):
+    """What the runs read: each segment's newest row, those with a key."""
+    from cadence.record.segmentkeys import LATEST
+
+    return {s: (k, t) for s, k, t in query(root, LATEST) if k is not None}
+
+
 def fans_is(root, sql):
     (root / "models" / "fans.sql").write_text(sql)
 
@@ -58,9 +65,7 @@ def test_a_table_that_becomes_a_segment_records_every_member_entered(make_projec
     assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
     assert sorted(history(root)[2:]) == [("2", "exited"), ("4", "entered")]
     assert replayed(root) == live(root) == {"1", "4"}
-    assert query(root, "select segment, key from _cadence.segment_keys where segment = 'fans'") == [
-        ("fans", "id")
-    ]
+    assert registered(root)["fans"] == ("id", "main.fans")
 
 
 def test_a_segment_that_was_a_plain_table_for_a_while_is_diffed_against_its_history(
@@ -70,7 +75,7 @@ def test_a_segment_that_was_a_plain_table_for_a_while_is_diffed_against_its_hist
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
     fans_is(root, PLAIN)
     assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
-    assert query(root, "select * from _cadence.segment_keys where segment = 'fans'") == []
+    assert "fans" not in registered(root)
     # members change while it is not a segment: nothing recorded then
     set_people(root, [(1, 900), (3, 500), (5, 200)])
     assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
@@ -142,8 +147,8 @@ def test_a_warehouse_from_before_segment_keys_keeps_diffing_its_segments(make_pr
     set_people(root, [(1, 900), (2, 150), (7, 100)])
     assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
     assert history(root)[2:] == [("7", "entered")]
-    keys = dict(query(root, "select segment, key from _cadence.segment_keys"))
-    assert keys["fans"] == "id" and keys["vip"] == "id"
+    keys = registered(root)
+    assert keys["fans"] == ("id", "main.fans") and keys["vip"] == ("id", "main.vip")
 
 
 def test_a_key_change_whose_run_never_folded_leaves_no_row_to_trust(make_project, cli, monkeypatch):
@@ -156,9 +161,9 @@ def test_a_key_change_whose_run_never_folded_leaves_no_row_to_trust(make_project
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
     fans_is(root, BY_EMAIL)
     with monkeypatch.context() as patched:
-        patched.setattr(segmentkeys, "register", lambda engine, rows: None)
+        patched.setattr(segmentkeys, "register", lambda engine, rows, **kw: None)
         assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
-    assert query(root, "select * from _cadence.segment_keys where segment = 'fans'") == []
+    assert "fans" not in registered(root)
     assert replayed(root) == live(root, "email")
     fans_is(root, SEGMENT)
     assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
@@ -207,7 +212,7 @@ def test_a_seed_that_takes_a_segments_table_makes_its_row_untrue(make_project, c
     (root / "models" / "fans.sql").unlink()
     (root / "seeds" / "fans.csv").write_text("id,email\n7,a@x.test\n8,b@x.test\n")
     assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
-    assert query(root, "select * from _cadence.segment_keys where segment = 'fans'") == []
+    assert "fans" not in registered(root)
     (root / "seeds" / "fans.csv").unlink()
     fans_is(root, SEGMENT)
     assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
@@ -241,3 +246,66 @@ def test_an_old_warehouse_registers_only_segments_whose_tables_match_their_histo
     club = {str(r[0]) for r in query(root, "select id from main.club")}
     assert replayed(root, "club") == club == {"1", "2", "5"}
     assert sorted(history(root, "club"))[-1:] == [("5", "entered")]
+
+
+def test_publishes_on_threads_that_unregister_one_segment_do_not_conflict(make_project, cli):
+    """A segment and a plain model swap tables (aliases) in one deploy: both publishes make
+    the segment's row untrue at once, on two threads; rows are only ever added while builds
+    run (deleting one row twice would conflict), and the fold compacts them."""
+    from activation_project import CADENCE_YML
+
+    yml = CADENCE_YML.replace("threads: 1", "threads: 4")
+    seg_a = "{{ config(channels=['web'], key='id'%s) }}\n" + PLAIN
+    plain_b = "{{ config(materialized='table'%s) }}\n" + PLAIN.replace("100", "300")
+    root = make_activation(
+        make_project,
+        [(1, 900), (2, 150), (3, 50)],
+        cadence_yml=yml,
+        extra={"models/a.sql": seg_a % "", "models/b.sql": plain_b % ""},
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    (root / "models" / "a.sql").write_text(seg_a % ", alias='b'")
+    (root / "models" / "b.sql").write_text(plain_b % ", alias='a'")
+    set_people(root, [(1, 900), (7, 150), (5, 500)])
+    result = cli(root, "run", "--at", "2026-01-01T09:00")
+    assert result.exit_code == 0, result.output
+    assert replayed(root, "a") == {str(r[0]) for r in query(root, "select id from main.b")}
+    assert registered(root)["a"] == ("id", "main.b")
+    # compacted: one row per registered segment
+    assert query(root, "select count(*) from _cadence.segment_keys")[0][0] == len(registered(root))
+
+
+def test_an_old_warehouse_never_trusts_a_view_with_a_key(make_project, cli):
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, SEGMENT.replace("key='id'", "key='id', materialized='view'"))
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("drop table _cadence.segment_keys")  # as an older cadence left it
+    fans_is(root, SEGMENT)
+    set_people(root, [(1, 900), (4, 400)])
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert replayed(root) == live(root) == {"1", "4"}
+
+
+def test_an_old_warehouse_with_pruned_history_keeps_its_long_standing_members(make_project, cli):
+    """``history.keep_days`` pruned the entries of members who never changed: the table still
+    agrees with what the history knows, so it is trusted and they do not enter again."""
+    from activation_project import CADENCE_YML
+
+    root = make_activation(
+        make_project,
+        [(1, 900), (2, 150), (3, 50)],
+        cadence_yml=CADENCE_YML + "history: {keep_days: 1}\n",
+        extra={"models/fans.sql": SEGMENT},
+    )
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    set_people(root, [(1, 900), (2, 150), (4, 400)])
+    assert cli(root, "run", "--at", "2026-01-04T06:00").exit_code == 0
+    assert history(root) == [("4", "entered")]  # 1 and 2 entered on 01-01: pruned
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("drop table _cadence.segment_keys")  # as an older cadence left it
+        con.execute("drop sequence if exists _cadence.segment_key_seq")
+    set_people(root, [(1, 900), (2, 150), (4, 400), (5, 500)])
+    assert cli(root, "run", "--at", "2026-01-04T07:00").exit_code == 0
+    assert history(root) == [("4", "entered"), ("5", "entered")]

@@ -82,6 +82,7 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
                     segmentkeys.table_of(model.schema, model.identifier),
                     model.config.key if records_members(model) else None,
                 ),
+                ctx.segment_keys,
             )
             duration = time.perf_counter() - started
             ctx.new_states[model.name] = record_build(
@@ -191,7 +192,7 @@ def _publish_table(
     if model.config.key:  # a segment: who entered and exited commits with the publish
         # the live relation is what the history describes only if it was published as this
         # segment; else (a table that became one, a new key) the diff is against the history
-        live = existing is not None and ctx.segment_keys.trusted(
+        live = existing == "table" and ctx.segment_keys.trusted(
             model.name,
             model.config.key,
             segmentkeys.table_of(model.schema, model.identifier),

@@ -334,7 +334,9 @@ def execute(
                     {**carried, **ctx.new_states},
                     [*state.pending_runs, run_id],
                     (run_id, finished, status),
-                    also=lambda store: segmentkeys.register(store, changed),
+                    also=lambda store: segmentkeys.register(
+                        store, changed, compact=bool(ctx.segment_keys.forgotten)
+                    ),
                 )
 
             refused: str | None = None
@@ -530,7 +532,7 @@ def _published_segments(
         for m in project.models
         if records_members(m)
         and state.of(m.name).last_success_at is not None
-        and state.exists(m.schema, m.identifier)
+        and state.relations.get((m.schema, m.identifier)) == "table"
     ]
 
 

@@ -52,7 +52,9 @@ def load_seed(ctx: RunContext, seed: Seed, decision: Decision) -> ModelResult:
             swap(ctx, staging, seed.relation, schema, seed.table)
             # a seed records no members: rows saying its table is a segment's are untrue now
             table = segmentkeys.table_of(schema, seed.table)
-            segmentkeys.forget(ctx.engine, ctx.segment_keys.untrue(seed.name, table, None))
+            segmentkeys.forget(
+                ctx.engine, ctx.segment_keys.untrue(seed.name, table, None), ctx.segment_keys
+            )
             duration = time.perf_counter() - started
             ctx.new_states[seed.name] = record_build(
                 ctx.engine,

@@ -99,9 +99,10 @@ def _claims(engine: SparkEngine, intent: versions.Intent) -> tuple[bool, list[st
         return True, []
     table = f"{intent.schema}.{intent.name}".lower()
     note = intent.note
-    rows = engine.state.query(
-        f"select segment, key, relation from {versions.SEGMENT_KEYS} "
-        "where relation = ? or segment = ?",
+    rows = engine.state.query(  # each segment's newest row, one without a key saying none
+        f"select segment, key, relation from (select segment, key, relation from "
+        f"{versions.SEGMENT_KEYS} qualify row_number() over (partition by segment "
+        "order by seq desc) = 1) where key is not null and (relation = ? or segment = ?)",
         (table, note.segment if note is not None else None),
     )
     mine = note is not None and (note.segment, note.key, table) in {tuple(r) for r in rows}

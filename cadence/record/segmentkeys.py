@@ -24,12 +24,22 @@ from dataclasses import dataclass, field
 
 from cadence.engines.base import Engine, EngineError
 from cadence.load.relations import quote
-from cadence.record.membership import members_sql
+from cadence.record.membership import TABLE as CHANGES
 from cadence.record.state import SCHEMA
 
 TABLE_NAME = "segment_keys"
 TABLE = f"{SCHEMA}.{TABLE_NAME}"
-DDL = f"create table if not exists {TABLE} (segment varchar, key varchar, relation varchar)"
+SEQUENCE = f"{SCHEMA}.segment_key_seq"
+DDL = (
+    f"create sequence if not exists {SEQUENCE}",
+    f"create table if not exists {TABLE} "
+    "(segment varchar, key varchar, relation varchar, seq bigint)",
+)
+# each segment's newest row; one without a key (written by ``forget``) says it has none
+LATEST = (
+    f"select segment, key, relation from {TABLE} "
+    "qualify row_number() over (partition by segment order by seq desc) = 1"
+)
 
 
 def table_of(schema: str | None, identifier: str) -> str:
@@ -45,20 +55,30 @@ def ensure_table(engine: Engine, segments: Iterable[tuple[str, str, str, str]] =
     store = engine.state_store()
     if (SCHEMA, TABLE_NAME) in store.relations():
         return
-    store.execute(DDL)
+    for statement in DDL:
+        store.execute(statement)
     register(engine, [(s, k, t) for s, k, t, live in segments if _agrees(engine, s, k, live)])
 
 
 def _agrees(engine: Engine, segment: str, key: str, live: str) -> bool:
-    """The keys of ``live`` are the members the history of ``segment`` holds."""
+    """The keys of ``live`` agree with the history of ``segment``: it has one (a segment
+    without is the first publish of a table that became one) and every key it holds is in
+    ``live`` as its latest change says (entered: in it; exited: not). A key of ``live`` the
+    history does not know is taken for a member whose change ``history.keep_days`` pruned."""
     k = quote(key)
+    name = segment.replace("'", "''")
     try:
         store = engine.state_store()
-        held = {str(r[0]) for r in store.query(members_sql(segment))}
-        keys = engine.query(f"select distinct cast({k} as varchar) from {live}")
+        latest = store.query(
+            f"select key, change from {CHANGES} where segment = '{name}' "
+            "qualify row_number() over (partition by key order by change_id desc) = 1"
+        )
+        keys = {
+            str(r[0]) for r in engine.query(f"select distinct cast({k} as varchar) from {live}")
+        }
     except EngineError:  # no such column (any more): not the table the history describes
         return False
-    return {str(r[0]) for r in keys} == held
+    return bool(latest) and all((change == "entered") == (key_ in keys) for key_, change in latest)
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,7 @@ class Registry:
 
     by_segment: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (key, table)
     by_table: dict[str, list[str]] = field(default_factory=dict)  # -> segments naming it
+    forgotten: list[int] = field(default_factory=list)  # rows ``forget`` added this run
 
     @classmethod
     def of(cls, rows: Iterable[tuple[str, str, str]]) -> Registry:
@@ -94,9 +115,9 @@ class Registry:
 
 
 def read(engine: Engine) -> Registry:
-    """The rows; the table exists (``ensure_table``)."""
-    rows = engine.state_store().query(f"select segment, key, relation from {TABLE}")
-    return Registry.of((str(r[0]), str(r[1]), str(r[2])) for r in rows)
+    """Each segment's newest row, those with a key; the table exists (``ensure_table``)."""
+    rows = engine.state_store().query(LATEST)
+    return Registry.of((str(r[0]), str(r[1]), str(r[2])) for r in rows if r[1] is not None)
 
 
 def changed(
@@ -106,28 +127,37 @@ def changed(
     return [(s, k, t) for s, k, t in published if not known.trusted(s, k, t)]
 
 
-def register(engine: Engine, rows: list[tuple[str, str, str]]) -> None:
-    """Record ``rows`` (segment, key, table) as last published so (one statement each way,
-    inside the caller's transaction: the run's fold)."""
-    if not rows:
-        return
+def register(engine: Engine, rows: list[tuple[str, str, str]], *, compact: bool = False) -> None:
+    """Record ``rows`` (segment, key, table) as last published so, inside the caller's
+    transaction (the run's fold, when no publish runs); with rows or ``compact``, rows no
+    longer newest and newest ones without a key are removed (nothing else writes then)."""
     store = engine.state_store()
-    names = [s for s, _k, _t in rows]
-    store.execute(f"delete from {TABLE} where segment in (select unnest(?::varchar[]))", (names,))
-    store.execute(
-        f"insert into {TABLE} select unnest(?::varchar[]), unnest(?::varchar[]), "
-        "unnest(?::varchar[])",
-        (names, [k for _s, k, _t in rows], [t for _s, _k, t in rows]),
-    )
+    if rows:
+        store.execute(
+            f"insert into {TABLE} select segment, key, relation, nextval('{SEQUENCE}') from "
+            "(select unnest(?::varchar[]) as segment, unnest(?::varchar[]) as key, "
+            "unnest(?::varchar[]) as relation)",
+            ([s for s, _k, _t in rows], [k for _s, k, _t in rows], [t for _s, _k, t in rows]),
+        )
+    if rows or compact:
+        store.execute(
+            f"delete from {TABLE} as r where key is null or seq < "
+            f"(select max(n.seq) from {TABLE} as n where n.segment = r.segment)"
+        )
 
 
-def forget(engine: Engine, segments: list[str]) -> None:
-    """``segments``' rows are untrue once the current publish commits (inside its
-    transaction)."""
+def forget(engine: Engine, segments: list[str], registry: Registry | None = None) -> None:
+    """``segments``' rows are untrue once the current publish commits: inside its transaction,
+    a row without a key is added for each (an insert: publishes committing at once on
+    threads never conflict, as deletes of one row would); ``registry`` notes that the fold
+    has rows to compact."""
     if segments:
         engine.state_store().execute(
-            f"delete from {TABLE} where segment in (select unnest(?::varchar[]))", (segments,)
+            f"insert into {TABLE} select unnest(?::varchar[]), null, null, nextval('{SEQUENCE}')",
+            (segments,),
         )
+        if registry is not None:
+            registry.forgotten.append(len(segments))
 
 
 __all__ = [
