@@ -40,7 +40,8 @@ def build_model(ctx: RunContext, model: Model, decision: Decision) -> ModelResul
     started = time.perf_counter()
     engine = ctx.engine
     mat = model.materialized
-    exists = ctx.state.exists(model.schema, model.identifier)
+    # merged into only when its table exists: a view of the same name (it was one) is replaced
+    exists = ctx.state.relations.get((model.schema, model.identifier)) == "table"
     incremental = mat == "incremental" and exists and not _full_refresh(ctx, model)
     compiled_rel: str | None = None
     sql_hash: str | None = None
