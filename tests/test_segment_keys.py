@@ -12,6 +12,10 @@ from activation_project import make_activation, query, set_people
 PLAIN = "select id, email from {{ ref('people') }} where spend >= 100\n"
 SEGMENT = "{{ config(channels=['web'], key='id') }}\n" + PLAIN
 BY_EMAIL = "{{ config(channels=['web'], key='email') }}\n" + PLAIN
+INCREMENTAL = (
+    "{{ config(materialized='incremental', unique_key='id'%s) }}\n"
+    "select id, email from {{ ref('people') }}\n"
+)
 
 
 def history(root, segment="fans"):
@@ -106,13 +110,9 @@ def test_a_segment_whose_key_changes_exits_the_old_keys_and_enters_the_new(make_
 def test_an_incremental_table_that_becomes_a_segment_enters_what_it_holds_and_what_arrives(
     make_project, cli
 ):
-    incremental = (
-        "{{ config(materialized='incremental', unique_key='id'%s) }}\n"
-        "select id, email from {{ ref('people') }}\n"
-    )
-    root = project(make_project, incremental % "", people=[(1, 900), (2, 900)])
+    root = project(make_project, INCREMENTAL % "", people=[(1, 900), (2, 900)])
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
-    fans_is(root, incremental % ", channels=['web'], key='id'")
+    fans_is(root, INCREMENTAL % ", channels=['web'], key='id'")
     set_people(root, [(2, 900), (3, 900)])
     assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
     # the merged table holds 1, 2 and 3: all entered, none exited
@@ -171,13 +171,9 @@ def test_a_key_change_whose_run_never_folded_leaves_no_row_to_trust(make_project
 
 
 def test_an_incremental_segment_whose_key_changes_exits_the_old_keys(make_project, cli):
-    incremental = (
-        "{{ config(materialized='incremental', unique_key='id', channels=['web'], key='%s') }}\n"
-        "select id, email from {{ ref('people') }}\n"
-    )
-    root = project(make_project, incremental % "id", people=[(1, 900), (2, 900)])
+    root = project(make_project, INCREMENTAL % ", channels=['web'], key='id'", [(1, 900), (2, 900)])
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
-    fans_is(root, incremental % "email")
+    fans_is(root, INCREMENTAL % ", channels=['web'], key='email'")
     set_people(root, [(3, 900)])
     assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
     assert sorted(history(root)[2:]) == [
