@@ -7,6 +7,7 @@ live keys."""
 from __future__ import annotations
 
 import duckdb
+import pytest
 from activation_project import make_activation, query, set_people
 
 PLAIN = "select id, email from {{ ref('people') }} where spend >= 100\n"
@@ -284,9 +285,19 @@ def test_an_old_warehouse_never_trusts_a_view_with_a_key(make_project, cli):
     assert replayed(root) == live(root) == {"1", "4"}
 
 
-def test_an_old_warehouse_with_pruned_history_keeps_its_long_standing_members(make_project, cli):
-    """``history.keep_days`` pruned the entries of members who never changed: the table still
-    agrees with what the history knows, so it is trusted and they do not enter again."""
+def as_an_older_cadence_left_it(root):
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("drop table _cadence.segment_keys")
+        con.execute("drop sequence if exists _cadence.segment_key_seq")
+
+
+@pytest.mark.parametrize("changed", [True, False], ids=["some-pruned", "all-pruned"])
+def test_an_old_warehouse_with_pruned_history_keeps_its_long_standing_members(
+    make_project, cli, changed
+):
+    """``history.keep_days`` pruned the entries of members who never changed (some, or all
+    of the segment's history): the table still agrees with what the history knows, so it is
+    trusted and they do not enter again."""
     from activation_project import CADENCE_YML
 
     root = make_activation(
@@ -296,12 +307,66 @@ def test_an_old_warehouse_with_pruned_history_keeps_its_long_standing_members(ma
         extra={"models/fans.sql": SEGMENT},
     )
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
-    set_people(root, [(1, 900), (2, 150), (4, 400)])
+    people = [(1, 900), (2, 150)] + ([(4, 400)] if changed else [])
+    set_people(root, people)
     assert cli(root, "run", "--at", "2026-01-04T06:00").exit_code == 0
-    assert history(root) == [("4", "entered")]  # 1 and 2 entered on 01-01: pruned
-    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
-        con.execute("drop table _cadence.segment_keys")  # as an older cadence left it
-        con.execute("drop sequence if exists _cadence.segment_key_seq")
-    set_people(root, [(1, 900), (2, 150), (4, 400), (5, 500)])
+    before = [("4", "entered")] if changed else []
+    assert history(root) == before  # 1 and 2 entered on 01-01: pruned
+    as_an_older_cadence_left_it(root)
+    set_people(root, [*people, (5, 500)])
     assert cli(root, "run", "--at", "2026-01-04T07:00").exit_code == 0
-    assert history(root) == [("4", "entered"), ("5", "entered")]
+    assert history(root) == [*before, ("5", "entered")]
+
+
+def test_an_old_warehouse_without_pruning_trusts_only_a_table_equal_to_its_history(
+    make_project, cli
+):
+    """No ``keep_days``: the history is whole, so a key it does not know was never recorded
+    (the model was a plain table meanwhile) and enters now."""
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, PLAIN.replace("100", "40"))
+    assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code == 0
+    as_an_older_cadence_left_it(root)
+    fans_is(root, SEGMENT.replace("100", "40"))
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert history(root)[2:] == [("3", "entered")]
+    assert replayed(root) == live(root) == {"1", "2", "3"}
+
+
+def test_an_upgrade_interrupted_while_it_checks_makes_no_table_and_checks_again(
+    make_project, cli, monkeypatch
+):
+    from cadence.record import segmentkeys
+
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    as_an_older_cadence_left_it(root)
+
+    def interrupted(engine, rows, **kw):
+        raise KeyboardInterrupt
+
+    set_people(root, [(1, 900), (2, 150), (6, 600)])
+    with monkeypatch.context() as patched:
+        patched.setattr(segmentkeys, "register", interrupted)
+        assert cli(root, "run", "--at", "2026-01-01T07:00").exit_code != 0
+    assert ("_cadence", "segment_keys") not in {
+        tuple(r) for r in query(root, "select schema_name, table_name from duckdb_tables()")
+    }
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert history(root)[2:] == [("6", "entered")]
+    assert registered(root)["fans"] == ("id", "main.fans")
+
+
+def test_a_segment_keys_table_of_other_columns_is_made_again(make_project, cli):
+    """As a development version left it: replaced, its segments checked as in an upgrade."""
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    with duckdb.connect(str(root / "warehouse.duckdb")) as con:
+        con.execute("drop table _cadence.segment_keys")
+        con.execute("create table _cadence.segment_keys (segment varchar, key varchar)")
+    set_people(root, [(1, 900), (2, 150), (8, 800)])
+    result = cli(root, "run", "--at", "2026-01-01T07:00")
+    assert result.exit_code == 0, result.output
+    assert history(root)[2:] == [("8", "entered")]
+    assert registered(root)["fans"] == ("id", "main.fans")

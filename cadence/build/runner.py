@@ -151,14 +151,20 @@ def execute(
     reserve.keep(root)  # room to record a failure if this run fills the disk
     try:
         tables = (*STATE_TABLES, membership.TABLE_NAME, segmentkeys.TABLE_NAME)
+        pruned = project.config.history_keep_days is not None
         if not all((SCHEMA, t) in state.relations for t in tables):
             ensure_schema(engine)  # a new warehouse (or one from before activation)
             membership.ensure_tables(engine)
             # one from before segment keys were kept: the segments it holds keep their history
-            segmentkeys.ensure_table(engine, _published_segments(project, state))
+            segmentkeys.ensure_table(engine, _published_segments(project, state), pruned=pruned)
         elif any(m.config.key for m in project.models):
             membership.ensure_tables(engine)  # columns added since the warehouse was made
-        segment_keys = segmentkeys.read(engine)
+        try:
+            segment_keys = segmentkeys.read(engine)
+        except EngineError:  # made by a development version, with other columns: again
+            candidates = _published_segments(project, state)
+            segmentkeys.ensure_table(engine, candidates, pruned=pruned, again=True)
+            segment_keys = segmentkeys.read(engine)
         record_run_start(engine, run_id, now, command, os.getpid(), replay)
         schemas = {m.schema for m in project.models} | {s.schema for s in project.seeds}
         for schema in sorted(schemas | {project.config.warehouse.schema}):

@@ -48,23 +48,37 @@ def table_of(schema: str | None, identifier: str) -> str:
     return f"{schema or ''}.{identifier}".lower()
 
 
-def ensure_table(engine: Engine, segments: Iterable[tuple[str, str, str, str]] = ()) -> None:
-    """Create the table if the warehouse has none; then ``segments`` (name, key, table, live
-    relation SQL: the project's segments cadence published before, whose tables exist) are
-    registered each when its table holds exactly the members its history holds."""
+def ensure_table(
+    engine: Engine,
+    segments: Iterable[tuple[str, str, str, str]] = (),
+    *,
+    pruned: bool = False,
+    again: bool = False,
+) -> None:
+    """Create the table if the warehouse has none (``again``: replace the one it has, made by
+    a development version with other columns), registering each of ``segments`` (name, key,
+    table, live relation SQL: the project's segments cadence published before, whose tables
+    exist) whose table agrees with its history (``pruned``: ``history.keep_days`` may have
+    removed some of it). The checks only read; the table and its rows are made in one
+    transaction, so a kill leaves no table (the next run checks again) or all of it."""
     store = engine.state_store()
-    if (SCHEMA, TABLE_NAME) in store.relations():
+    if not again and (SCHEMA, TABLE_NAME) in store.relations():
         return
-    for statement in DDL:
-        store.execute(statement)
-    register(engine, [(s, k, t) for s, k, t, live in segments if _agrees(engine, s, k, live)])
+    agreed = [(s, k, t) for s, k, t, live in segments if _agrees(engine, s, k, live, pruned)]
+    with store.transaction():
+        if again:
+            store.execute(f"drop table if exists {TABLE}")
+        for statement in DDL:
+            store.execute(statement)
+        register(engine, agreed)
 
 
-def _agrees(engine: Engine, segment: str, key: str, live: str) -> bool:
-    """The keys of ``live`` agree with the history of ``segment``: it has one (a segment
-    without is the first publish of a table that became one) and every key it holds is in
-    ``live`` as its latest change says (entered: in it; exited: not). A key of ``live`` the
-    history does not know is taken for a member whose change ``history.keep_days`` pruned."""
+def _agrees(engine: Engine, segment: str, key: str, live: str, pruned: bool) -> bool:
+    """The keys of ``live`` agree with the history of ``segment``: they are the members it
+    holds (an empty history and a table with rows: a table that became a segment, whose
+    first publish this is). ``pruned``: every key the history knows is in ``live`` as its
+    latest change says (entered: in it; exited: not), and a key it does not know is taken for
+    a member whose entry ``history.keep_days`` pruned."""
     k = quote(key)
     name = segment.replace("'", "''")
     try:
@@ -78,7 +92,9 @@ def _agrees(engine: Engine, segment: str, key: str, live: str) -> bool:
         }
     except EngineError:  # no such column (any more): not the table the history describes
         return False
-    return bool(latest) and all((change == "entered") == (key_ in keys) for key_, change in latest)
+    if pruned:
+        return all((change == "entered") == (key_ in keys) for key_, change in latest)
+    return keys == {str(key_) for key_, change in latest if change == "entered"}
 
 
 @dataclass(frozen=True)
@@ -116,10 +132,11 @@ class Registry:
 
 def read(engine: Engine) -> Registry:
     """Each segment's newest row, those with a key; the table exists (``ensure_table``).
-    Every row is read (the fold leaves one per segment) and the newest picked here: a plain
+    Every row is read (a fold that wrote any leaves one per segment) and the newest picked: a plain
     scan costs a tick less than a window query."""
     newest: dict[str, tuple[int, object, object]] = {}
-    for segment, key, relation, seq in engine.state_store().query(f"select * from {TABLE}"):
+    rows = engine.state_store().query(f"select segment, key, relation, seq from {TABLE}")
+    for segment, key, relation, seq in rows:
         if segment not in newest or seq > newest[segment][0]:
             newest[segment] = (seq, key, relation)
     return Registry.of(
