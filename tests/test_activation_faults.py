@@ -236,6 +236,28 @@ def test_a_segment_taken_off_a_channel_is_sent_as_exits(make_project, cli):
     check_manifests_match_files(root)
 
 
+def test_a_channel_left_with_no_segment_sends_the_exits_at_its_next_tick(make_project, cli):
+    """Both segments taken off the email channel, their models now plain tables the channel
+    does not read (and nothing else builds them under --due): at its next tick it still
+    retracts everyone it has, once."""
+    root = make_activation(make_project, [(1, 900), (2, 10)])
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    assert sent(root, "vip") == [("1", "entered")] and sent(root, "regular") == [("2", "entered")]
+    for name, where in (("vip", ">= 500"), ("regular", "< 500")):
+        (root / "models" / f"{name}.sql").write_text(
+            f"select id, email from {{{{ ref('people') }}}} where spend {where}\n"
+        )
+    yml = root / "cadence.yml"
+    yml.write_text(yml.read_text().replace("    priority: [vip, regular]\n", ""))
+    result = cli(root, "run", "--due", "--at", "2026-01-02T05:00")
+    assert result.exit_code == 0, result.output
+    assert sent(root, "vip")[1:] == [("1", "exited")]
+    assert sent(root, "regular")[1:] == [("2", "exited")]
+    later = cli(root, "run", "--due", "--at", "2026-01-03T05:00")
+    assert later.exit_code == 0 and "delivered" not in later.output, later.output
+    check_manifests_match_files(root)
+
+
 def test_a_held_back_delivery_says_held_back_once(make_project, cli):
     yml = CADENCE_YML.replace(
         "    suppress: [unsubscribed]\n", "    suppress: [unsubscribed]\n    max_change: 0.3\n"

@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import replace
 
-from cadence.activation import deliver, ticks
+from cadence.activation import deliver, outbox, ticks
 from cadence.build.runner import RunResult
 from cadence.engines.base import Engine, EngineError
 from cadence.load.parser import ParsedProject
@@ -78,10 +78,12 @@ def after_run(
             n in built or (models[n].schema, models[n].identifier) in present for n in i.segments
         )
     }
+    states = ticks.read_states(engine.state_store(), present)
+    ready |= _retracting(engine, [c for c in channels if c not in ready], inputs, states)
     decisions = deliveries.decide_deliveries(
         channels,
         cadences.channels,
-        ticks.read_states(engine.state_store(), present),
+        states,
         now,
         parsed.config.tz,
         mode=DUE if plan.due_mode else RUN,
@@ -94,6 +96,25 @@ def after_run(
     if not any(d.acts for d in decisions):
         return result
     return replace(result, deliveries=deliver.deliver(parsed, engine, now, decisions))
+
+
+def _retracting(
+    engine: Engine,
+    channels: list[str],
+    inputs: dict[str, deliveries.ChannelInputs],
+    states: dict[str, deliveries.ChannelState],
+) -> set[str]:
+    """Of ``channels`` (none of their segments exists), those that still have members of a
+    segment taken off them: at their ticks they freeze its exits (``deliver``), as a channel
+    with segments does."""
+    store = engine.state_store()
+    return {
+        c
+        for c in channels
+        if c in states
+        and states[c].delivered
+        and set(outbox.segments_with_state(store, c)) - set(inputs[c].segments)
+    }
 
 
 def for_export(
