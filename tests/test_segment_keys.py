@@ -42,10 +42,11 @@ def live(root, column="id"):
 
 
 def registered(root):
-    """What the runs read: each segment's newest row, those with a key."""
-    from cadence.record.segmentkeys import LATEST
-
-    return {s: (k, t) for s, k, t in query(root, LATEST) if k is not None}
+    """What the runs read: each segment's newest row (by ``seq``), those with a key."""
+    newest = {}
+    for s, k, t, _seq in query(root, "select * from _cadence.segment_keys order by seq"):
+        newest[s] = (k, t)
+    return {s: kt for s, kt in newest.items() if kt[0] is not None}
 
 
 def fans_is(root, sql):

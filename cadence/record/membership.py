@@ -55,15 +55,20 @@ def ensure_tables(engine: Engine) -> None:
         store.execute(statement)
 
 
+def latest_sql(segment: str) -> str:
+    """Each key a segment's history knows, with its latest change (columns ``key``,
+    ``change``)."""
+    name = segment.replace("'", "''")
+    return (
+        f"select key, change from {TABLE} where segment = '{name}' "
+        "qualify row_number() over (partition by key order by change_id desc) = 1"
+    )
+
+
 def members_sql(segment: str) -> str:
     """The keys a segment's history says are members now: each key whose latest change is
     ``entered`` (one column, ``key``)."""
-    name = segment.replace("'", "''")
-    return (
-        f"select key from {TABLE} where segment = '{name}' "
-        "qualify row_number() over (partition by key order by change_id desc) = 1 "
-        "and change = 'entered'"
-    )
+    return f"select key from ({latest_sql(segment)}) as l where change = 'entered'"
 
 
 def diff_sql(

@@ -1,7 +1,8 @@
 """Which tables were last published as segments, and with which key.
 
 Input: the segments a run published (name, key, table) -> output: rows in
-``_cadence.segment_keys`` (segment, key, relation). A segment's publish diffs its candidate
+``_cadence.segment_keys`` (segment, key, relation, seq; a segment's newest row counts). A
+segment's publish diffs its candidate
 against the live relation only when that relation is the one its history describes: the model
 was last published as a segment with the same key into the same table (``trusted``).
 Otherwise -- a table model that became a segment, a segment whose key or table changed, one
@@ -11,10 +12,11 @@ holds (``membership.members_sql``; none: everyone entered, as SPEC §7 says of a
 publish).
 Invariants: a row only ever says what is true. It is added after the publish it describes has
 committed (with the run's fold), so a kill between the two costs only a diff against the
-history at the next publish; a row that a publish makes untrue (the model published without a
-key or with another one, another model or a seed published into its table) is removed in that
-publish's own transaction (``forget``). A warehouse made before this table gets it with the
-project's segments whose tables hold exactly the members their history holds (checked once).
+history at the next publish; a publish that makes a row untrue (the model published without a
+key or with another one, another model or a seed published into its table) adds, in its own
+transaction, a newer row without a key (``forget``: only inserts while builds run, which never
+conflict between threads), and the fold compacts. A warehouse made before this table gets it
+with the project's segments whose tables agree with their history (``_agrees``, checked once).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 
 from cadence.engines.base import Engine, EngineError
 from cadence.load.relations import quote
-from cadence.record.membership import TABLE as CHANGES
+from cadence.record.membership import latest_sql
 from cadence.record.state import SCHEMA
 
 TABLE_NAME = "segment_keys"
@@ -34,11 +36,6 @@ DDL = (
     f"create sequence if not exists {SEQUENCE}",
     f"create table if not exists {TABLE} "
     "(segment varchar, key varchar, relation varchar, seq bigint)",
-)
-# each segment's newest row; one without a key (written by ``forget``) says it has none
-LATEST = (
-    f"select segment, key, relation from {TABLE} "
-    "qualify row_number() over (partition by segment order by seq desc) = 1"
 )
 
 
@@ -80,13 +77,8 @@ def _agrees(engine: Engine, segment: str, key: str, live: str, pruned: bool) -> 
     latest change says (entered: in it; exited: not), and a key it does not know is taken for
     a member whose entry ``history.keep_days`` pruned."""
     k = quote(key)
-    name = segment.replace("'", "''")
     try:
-        store = engine.state_store()
-        latest = store.query(
-            f"select key, change from {CHANGES} where segment = '{name}' "
-            "qualify row_number() over (partition by key order by change_id desc) = 1"
-        )
+        latest = engine.state_store().query(latest_sql(segment))
         keys = {
             str(r[0]) for r in engine.query(f"select distinct cast({k} as varchar) from {live}")
         }
@@ -104,7 +96,7 @@ class Registry:
 
     by_segment: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (key, table)
     by_table: dict[str, list[str]] = field(default_factory=dict)  # -> segments naming it
-    forgotten: list[int] = field(default_factory=list)  # rows ``forget`` added this run
+    forgotten: list[str] = field(default_factory=list)  # segments ``forget`` wrote a row of
 
     @classmethod
     def of(cls, rows: Iterable[tuple[str, str, str]]) -> Registry:
@@ -132,8 +124,8 @@ class Registry:
 
 def read(engine: Engine) -> Registry:
     """Each segment's newest row, those with a key; the table exists (``ensure_table``).
-    Every row is read (a fold that wrote any leaves one per segment) and the newest picked: a plain
-    scan costs a tick less than a window query."""
+    Every row is read (a fold that wrote any leaves one per segment) and the newest picked:
+    a plain scan costs a tick less than a window query."""
     newest: dict[str, tuple[int, object, object]] = {}
     rows = engine.state_store().query(f"select segment, key, relation, seq from {TABLE}")
     for segment, key, relation, seq in rows:
@@ -170,7 +162,7 @@ def register(engine: Engine, rows: list[tuple[str, str, str]], *, compact: bool 
         )
 
 
-def forget(engine: Engine, segments: list[str], registry: Registry | None = None) -> None:
+def forget(engine: Engine, segments: list[str], registry: Registry) -> None:
     """``segments``' rows are untrue once the current publish commits: inside its transaction,
     a row without a key is added for each (an insert: publishes committing at once on
     threads never conflict, as deletes of one row would); ``registry`` notes that the fold
@@ -180,8 +172,7 @@ def forget(engine: Engine, segments: list[str], registry: Registry | None = None
             f"insert into {TABLE} select unnest(?::varchar[]), null, null, nextval('{SEQUENCE}')",
             (segments,),
         )
-        if registry is not None:
-            registry.forgotten.append(len(segments))
+        registry.forgotten.extend(segments)
 
 
 __all__ = [
