@@ -371,3 +371,52 @@ def test_a_segment_keys_table_of_other_columns_is_made_again(make_project, cli):
     assert result.exit_code == 0, result.output
     assert history(root)[2:] == [("8", "entered")]
     assert registered(root)["fans"] == ("id", "main.fans")
+
+
+KILLED_AT = """
+import os, signal, sys
+from cadence.cli import main
+from cadence.record import segmentkeys
+point = sys.argv[3]
+original = getattr(segmentkeys, point)
+def killed(engine, rows, *more, **kw):
+    original(engine, rows, *more, **kw)
+    if rows:  # its statements ran, its transaction not committed: kill -9 right there
+        os.kill(os.getpid(), signal.SIGKILL)
+setattr(segmentkeys, point, killed)
+main(["run", "--project-dir", sys.argv[1], "--at", sys.argv[2]])
+"""
+
+
+@pytest.mark.parametrize("point", ["forget", "register"])
+def test_a_kill_9_inside_the_transaction_that_writes_a_row_leaves_history_and_table_agreeing(
+    make_project, cli, point
+):
+    """kill -9 after ``forget`` wrote its keyless row inside a publish (the publish is rolled
+    back with it), or after the fold's ``register`` (the publish committed, its row not):
+    the next runs record exactly what changed."""
+    import subprocess
+    import sys
+
+    root = project(make_project, SEGMENT)
+    assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
+    fans_is(root, BY_EMAIL)  # the publish under the new key forgets the old row
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT, str(root), "2026-01-01T07:00", point],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    if point == "forget":  # rolled back: still the segment by id, its row as it was
+        assert replayed(root) == live(root) == {"1", "2"}
+        assert registered(root)["fans"] == ("id", "main.fans")
+    else:  # committed under email, no row to trust
+        assert replayed(root) == live(root, "email")
+        assert "fans" not in registered(root)
+    fans_is(root, SEGMENT)
+    set_people(root, [(1, 900), (2, 150), (9, 900)])
+    assert cli(root, "run", "--at", "2026-01-01T08:00").exit_code == 0
+    assert replayed(root) == live(root) == {"1", "2", "9"}
+    assert cli(root, "run", "--at", "2026-01-01T09:00").exit_code == 0
+    assert registered(root)["fans"] == ("id", "main.fans")
