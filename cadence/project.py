@@ -382,7 +382,7 @@ class Project:
         return result
 
     def _members_hook(self, plan: Plan) -> PublishHook | None:
-        """Members files, written once the builds are done (None: the plan publishes none)."""
+        """Members files, written as the segments publish (None: the plan publishes none)."""
         segments = [m for m in self.parsed.models if m.config.key]
         if not segments or self.parsed.config.warehouse.engine != "duckdb":
             return None

@@ -18,7 +18,7 @@ from activation_project import REPO, make_activation, query, set_people
 from test_members_snapshot import DAY1, DAY2, held, live_changes, live_members, snapshot_changes
 
 from cadence.activation import roster, rosterkeep
-from cadence.build import runner
+from cadence.build import beside, runner
 from cadence.project import Project, Selection
 
 # ``kill MODE run ...``: the run dies with one of the two done and the other not
@@ -195,3 +195,134 @@ def test_an_interrupt_while_the_files_are_written_after_the_fold_reports_the_run
     assert [(r["name"], r["status"]) for r in results["results"]] == [("vip", "success")]
     assert cli(root, "run", "--due", "--at", "2026-01-02T06:01").exit_code == 0
     assert held(cli, root, "members", "vip").stdout.split() == live_members(root, "vip")
+
+
+# ``run ...`` with a batch per segment on two cores: the process dies (``kill``) or is
+# interrupted (``interrupt``) right after the first batch of members files is written, while the
+# builds go on
+BATCHED = """
+import os, signal, sys, threading
+from cadence.activation import rosterkeep
+from cadence.build import beside
+
+mode, write_many = sys.argv[1], rosterkeep.roster.write_many
+beside.BATCH, beside._cores = 1, lambda: 2
+first = []
+
+def then_stop(engine, root, targets, *args, **kwargs):
+    found = write_many(engine, root, targets, *args, **kwargs)
+    if not first:
+        first.append([t.segment for t in targets])
+        print("first batch", first[0], flush=True)
+        if mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGINT)
+        engine.query("select count(*) from range(100000000000)")  # until stopped
+    return found
+
+rosterkeep.roster.write_many = then_stop
+from cadence.cli import main
+main(sys.argv[2:])
+"""
+
+
+def batched_run(root: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", BATCHED, mode, "run", "--threads", "1", "--project-dir", str(root),
+         "--at", "2026-01-02T06:00"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_a_sequential_build_writes_each_batch_of_members_files_while_the_next_models_build(
+    root: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On two cores a sequential build leaves one idle: the files of the segments published so
+    far are written there (a batch once ``BATCH`` wait), while the next model builds; the run
+    waits only for the last batch. Here the second segment's build waits until the first
+    segment's batch is written (each publish committed alone), so the batches are what the
+    test says."""
+    from cadence.build import grouped
+
+    monkeypatch.setattr(grouped, "GROUP_SECONDS", 0.0)
+    monkeypatch.setattr(beside, "BATCH", 1)
+    monkeypatch.setattr(beside, "_cores", lambda: 2)
+    calls: list[list[str]] = []
+    first_written = threading.Event()
+    original, build_model = roster.write_many, runner.build_model
+
+    def counted(engine, root, targets, *args, **kwargs):  # type: ignore[no-untyped-def]
+        found = original(engine, root, targets, *args, **kwargs)
+        calls.append([t.segment for t in targets])
+        first_written.set()
+        return found
+
+    published: list[str] = []
+
+    def build(ctx, model, decision):  # type: ignore[no-untyped-def]
+        if model.config.key and published:  # the second segment: once the first is written
+            assert first_written.wait(30)
+        result = build_model(ctx, model, decision)
+        if model.config.key:
+            published.append(model.name)
+        return result
+
+    monkeypatch.setattr(roster, "write_many", counted)
+    monkeypatch.setattr(runner, "build_model", build)
+    at = dt.datetime(2026, 1, 2, 6, 0, tzinfo=dt.timezone.utc)
+    result = Project.load(root).run(at, Selection(), threads=1)
+    assert result.ok
+    assert calls[:2] == [published[:1], published[1:]]
+    assert calls[2:] in ([], [[]])  # the call after the builds: nothing was left for it
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        assert snapshot_changes(cli, root, segment) == [
+            tuple(r) for r in live_changes(root, segment)
+        ]
+
+
+@pytest.mark.parametrize("threads, cores", [(2, 2), (4, 2), (1, 1)])
+def test_builds_that_keep_every_core_busy_write_the_members_files_once_after_them(
+    root: Path, cli, monkeypatch: pytest.MonkeyPatch, threads: int, cores: int
+) -> None:
+    """Where the builds leave no core idle (threads >= cores), a batch written during them
+    would take its time from them: the hook is called once, after them, with every segment."""
+    monkeypatch.setattr(beside, "BATCH", 1)
+    monkeypatch.setattr(beside, "_cores", lambda: cores)
+    calls: list[list[str]] = []
+    original = roster.write_many
+
+    def counted(engine, root, targets, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(sorted(t.segment for t in targets))
+        return original(engine, root, targets, *args, **kwargs)
+
+    monkeypatch.setattr(roster, "write_many", counted)
+    at = dt.datetime(2026, 1, 2, 6, 0, tzinfo=dt.timezone.utc)
+    assert Project.load(root).run(at, Selection(), threads=threads).ok
+    assert calls == [["regular", "vip"]]
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+
+
+@pytest.mark.parametrize("mode", ["kill", "interrupt"])
+def test_a_run_stopped_after_its_first_batch_leaves_the_files_owed_and_the_next_run_writes_them(
+    root: Path, cli, mode: str
+) -> None:
+    """kill -9, or Ctrl-C, right after the first batch of members files is written while the
+    builds go on: the files stay marked behind (a reader sees whole files), and the next run,
+    an idle one, brings every segment's files to the warehouse's members and history."""
+    stopped = batched_run(root, mode)
+    assert stopped.returncode == (-9 if mode == "kill" else 130), stopped.stdout + stopped.stderr
+    assert "first batch" in stopped.stdout
+    assert not [t for t in threading.enumerate() if t.name == "cadence-members"]
+    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    idle = cli(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
+    assert idle.exit_code == 0, idle.output
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        assert snapshot_changes(cli, root, segment) == [
+            tuple(r) for r in live_changes(root, segment)
+        ]
+    leftovers = [p for p in (root / "target" / "members").rglob(".*") if p.name.endswith(".tmp")]
+    assert leftovers == []

@@ -1,25 +1,25 @@
 """Keeping the members snapshot current across runs (``roster`` writes the files).
 
 Input: a run's plan and the segments it publishes, the relations after it, ``history.keep_days``
--> output: the members files brought up to date once per run, after its builds (``hook``, the
-runner's one hook into this wing), those no run left repaired (``repair``), old parts pruned
+-> output: the members files brought up to date as the run publishes (``hook``, the runner's
+one hook into this wing), those no run left repaired (``repair``), old parts pruned
 (``prune``), and the list of files an idle run would write when missing (``files_kept``, for the
 wake file).
 
-Invariants: a run writes the members files of the segments it published once, after its builds
-(on a cursor of its own while it folds its state), instead of after each publish. So that a run
-killed before they are written leaves the next run something to repair from, ``hook`` first
-marks the files behind (a file, synced before any segment publishes); the mark is cleared once
-they are written, and a run that finds it (``repair``), idle or not, brings every segment up to
-date. A failed write never fails a run: it comes back as a warning, and the mark stays for the
-next run.
+Invariants: a run writes the members files of the segments it published in batches, beside
+its builds and its fold (``build.beside``: a cursor of its own, in a thread), not after each
+publish. So that a run killed before they are written leaves the next run something to repair
+from, ``hook`` first marks the files behind (a file, synced before any segment publishes); the
+mark is cleared once they are all written, and a run that finds it (``repair``), idle or not,
+brings every segment up to date. A failed write never fails a run: it comes back as a warning,
+and the mark stays for the next run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,8 +98,8 @@ def prune(
     return removed
 
 
-# A run writes the members files of the segments it published once, after its builds, while
-# it folds its state (``hook``), instead of after each publish. So that a run killed before
+# A run writes the members files of the segments it published in batches beside its builds
+# and its fold (``hook``), not after each publish. So that a run killed before
 # they are written leaves the next run something to repair from, ``hook`` first marks the files
 # behind (a file, synced, before any segment publishes); the mark is cleared once they are
 # written, and a run that finds it left (``repair``) brings every segment up to date.
@@ -133,12 +133,30 @@ def _targets(models: Iterable[Model]) -> list[roster.Target]:
     ]
 
 
-def hook(
-    root: Path, segments: list[Model], building: Collection[str]
-) -> Callable[[Engine, list[Model], str, dt.datetime], dict[str, tuple[str, ...]]] | None:
+class Keeper:
+    """The run's publish hook (``build.beside.PublishHook``): the members files of the segments
+    published, written in batches beside the builds; the mark cleared once all are written."""
+
+    def __init__(self, root: Path, was_behind: bool) -> None:
+        self.root, self.was_behind = root, was_behind
+
+    def wants(self, model: Model) -> bool:
+        return bool(_targets([model]))
+
+    def write(
+        self, engine: Engine, models: list[Model], run_id: str, at: dt.datetime
+    ) -> dict[str, tuple[str, ...]]:
+        return roster.write_many(engine, self.root, _targets(models), run_id, at)
+
+    def settle(self, found: dict[str, tuple[str, ...]]) -> None:
+        if not found and not self.was_behind:
+            _settle(self.root)
+
+
+def hook(root: Path, segments: list[Model], building: Collection[str]) -> Keeper | None:
     """The runner's hook for a run that will build ``building``: None when no segment table is
-    among them; else the files are marked behind now, and the hook (called once, after the
-    builds) writes those of the segments published, warnings back per segment."""
+    among them; else the files are marked behind now, and the hook writes those of the
+    segments published as they are (``Keeper``), warnings back per segment."""
     if not any(t.segment in building for t in _targets(segments)):
         return None
     was_behind = behind(root)
@@ -146,16 +164,7 @@ def hook(
         _mark(root)
     except (OSError, CadenceError):
         pass  # the writes below will fail and warn the same way
-
-    def keep_all(
-        engine: Engine, published: list[Model], run_id: str, at: dt.datetime
-    ) -> dict[str, tuple[str, ...]]:
-        found = roster.write_many(engine, root, _targets(published), run_id, at)
-        if not found and not was_behind:
-            _settle(root)
-        return found
-
-    return keep_all
+    return Keeper(root, was_behind)
 
 
 def repair(

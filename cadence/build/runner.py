@@ -14,10 +14,8 @@ and the CLI's output (``RunResult``, ``ModelResult``, ``Event``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cadence.build import grouped, parallel
+from cadence.build.beside import Beside, PublishHook
 from cadence.build.compiler import Compiler
 from cadence.build.context import ModelResult, RunContext, record_failure
 from cadence.build.hooks import runs_sql
@@ -108,12 +107,6 @@ class Event:
 EventSink = Callable[[Event], None]
 
 
-# called once after the builds with the models whose publish committed (on a cursor of its own
-# while the run folds its state, where the engine has cursors): (engine, models, run id, run
-# time) -> warnings per model name
-PublishHook = Callable[[Engine, list[Model], str, dt.datetime], dict[str, tuple[str, ...]]]
-
-
 def new_run_id(now: dt.datetime) -> str:
     return real_instant(now).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
@@ -134,9 +127,9 @@ def execute(
     on_published: PublishHook | None = None,
 ) -> RunResult:
     """Run every BUILD decision of ``plan`` in order; report SKIP decisions as skipped.
-    ``on_published`` is called once, after the builds, with the models published (on its own
-    cursor while the run folds its state; an interrupted run calls it before folding); the
-    warnings it returns join those models' results."""
+    ``on_published`` is given the models published as their publishes commit, in batches, on a
+    cursor of its own beside the builds (``beside``; where the engine has no cursors of its own,
+    once, after the builds); the warnings it returns join those models' results."""
     now = plan.at
     run_id = new_run_id(now)
     root = Path(project.root)
@@ -255,6 +248,8 @@ def execute(
         outcome[decision.name] = result
         if result.status == "success" and decision.name in models:
             published.append(models[decision.name])
+            if beside is not None:
+                beside.add(models[decision.name])
         if result.status == "upstream_failed" or (
             result.status == "error"
             and (decision.name not in models or models[decision.name].config.on_error != "continue")
@@ -263,8 +258,14 @@ def execute(
         counter[0] += 1
         emit(Event("result", decision.name, counter[0], len(building), result))
 
+    sequential = threads <= 1 or len(building) <= 1
+    # the members files of what is published are written beside the builds, in a thread
+    beside = (
+        Beside.of(engine, on_published, run_id, now, 1 if sequential else threads)
+        if on_published is not None
+        else None
+    )
     try:
-        sequential = threads <= 1 or len(building) <= 1
         if sequential and engine.groups_commits:
             grouped.run(
                 building,
@@ -295,20 +296,18 @@ def execute(
         status = "interrupted"
         raise
     finally:
-        beside: _Beside | None = None
         late: KeyboardInterrupt | None = None  # while the members files were written, once folded
-        try:  # the members files are written while the run folds its state (``_Beside``)
-            if on_published is not None and published and status != "interrupted":
-                hook = on_published
-                beside = _Beside.of(engine, lambda cursor: hook(cursor, published, run_id, now))
-                if beside is not None:
-                    beside.thread.start()
-            try:
-                if beside is None and on_published is not None and published:
-                    _warn(outcome, on_published(engine, published, run_id, now))
-            except Exception:  # noqa: BLE001 - never masks an interrupt; the hook's own files
-                if status != "interrupted":  # are repaired by the next run
-                    raise
+        try:  # the last members files are written while the run folds its state
+            if beside is not None:
+                beside.end()
+            elif on_published is not None and published:  # no cursor of its own: in turn
+                try:
+                    found = on_published.write(engine, published, run_id, now)
+                    on_published.settle(found)
+                    _warn(outcome, found)
+                except Exception:  # noqa: BLE001 - never masks an interrupt; the hook's own
+                    if status != "interrupted":  # files are repaired by the next run
+                        raise
             results = []
             for d in plan.decisions:
                 if not d.builds:
@@ -389,57 +388,6 @@ def _warn(outcome: dict[str, ModelResult], found: dict[str, tuple[str, ...]]) ->
     for name, warnings in found.items():
         result = outcome[name]
         outcome[name] = replace(result, warnings=result.warnings + warnings)
-
-
-class _Beside:
-    """The publish hook (members files: reads, then file writes) on a cursor of its own, in a
-    thread, while the run folds its state (and DuckDB checkpoints, when the fold's commit brings
-    its log over the threshold before the hook's first read)."""
-
-    def __init__(self, cursor: Engine, hook: Callable[[Engine], dict]) -> None:
-        self.cursor, self.hook = cursor, hook
-        self.found: dict[str, tuple[str, ...]] = {}
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="cadence-members", daemon=True)
-
-    @classmethod
-    def of(cls, engine: Engine, hook: Callable[[Engine], dict]) -> _Beside | None:
-        """Not started yet; None on an engine without cursors of its own (then in turn)."""
-        cursor = engine.cursor()
-        return None if cursor is engine else cls(cursor, hook)
-
-    def _run(self) -> None:
-        try:
-            self.found = self.hook(self.cursor)
-        except BaseException as exc:  # noqa: BLE001 - raised in the run's thread by finish
-            self.error = exc
-
-    def wait(self) -> None:
-        """Wait for the hook, waking now and then: a signal the kernel gave another thread (a
-        DuckDB worker, this one) is handled by the main thread only when it runs again, so an
-        untimed join would hold a Ctrl-C until the files were written."""
-        while self.thread.is_alive():
-            self.thread.join(0.1)
-
-    def finish(self) -> dict[str, tuple[str, ...]]:
-        """Wait for the hook: its warnings per model (what it raised, raised here)."""
-        self.wait()
-        self._close()
-        if self.error is not None:
-            raise self.error
-        return self.found
-
-    def stop(self) -> None:
-        """The run is interrupted: stop the hook's statement and wait for it (the files it did
-        not write are written by the next run, ``rosterkeep.repair``)."""
-        while self.thread.is_alive():
-            self.cursor.interrupt()
-            self.thread.join(0.1)
-        self._close()
-
-    def _close(self) -> None:
-        with contextlib.suppress(Exception):  # a handle the interrupt left broken
-            self.cursor.close()
 
 
 def _keep_quietly(root: Path, records: list[BuildRecord]) -> None:
