@@ -277,6 +277,34 @@ def test_a_signal_during_the_groups_commit_is_an_interrupt_not_a_refused_commit(
     assert {s for _, s in builds(root)} == {"interrupted"}
 
 
+def test_a_signal_as_the_groups_commit_returns_reports_what_the_commit_published(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """DuckDB ends a commit it has begun, and Python raises a signal that came meanwhile as
+    the call returns: the group is in the warehouse, so its models are reported and folded as
+    published (one success row each, none interrupted), and the run still ends interrupted;
+    the next run finds nothing due."""
+    root = project(tmp_path)
+    close_group = DuckDBEngine.close_group
+    signalled: list[bool] = []
+
+    def commit_then_signal(self, commit):  # type: ignore[no-untyped-def]
+        close_group(self, commit)
+        if commit and not signalled:
+            signalled.append(True)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(DuckDBEngine, "close_group", commit_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        Project.load(root).run(T0)
+    monkeypatch.setattr(DuckDBEngine, "close_group", close_group)
+    assert live_tables(root) == sorted(["seg", *TABLES])
+    assert builds(root) == sorted((m, "success") for m in ["seg", *TABLES])
+    assert warehouse(root, "select status, folded from _cadence.runs") == [("interrupted", True)]
+    assert set(run(root, due_only=True).values()) == {"skipped"}
+    assert len(builds(root)) == len(TABLES) + 1
+
+
 KILL_AFTER_ROWS = """
 import os, signal, sys
 import cadence.build.grouped as grouped

@@ -326,3 +326,37 @@ def test_a_run_stopped_after_its_first_batch_leaves_the_files_owed_and_the_next_
         ]
     leftovers = [p for p in (root / "target" / "members").rglob(".*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_an_interrupt_between_a_commit_and_its_report_leaves_the_files_owed(
+    root: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal can land after a segment's publish committed but before the members writer
+    was given it: the interrupted run does not clear the mark (it cannot know every file is
+    written), so the next run, an idle one, writes the files of every segment."""
+    monkeypatch.setattr(beside, "_cores", lambda: 2)
+    add = beside.Beside.add
+    dropped: list[str] = []
+
+    def lost(self, model):  # type: ignore[no-untyped-def]
+        if model.config.key and not dropped:
+            dropped.append(model.name)
+            raise KeyboardInterrupt  # the signal, before the model is handed over
+        add(self, model)
+
+    monkeypatch.setattr(beside.Beside, "add", lost)
+    at = dt.datetime(2026, 1, 2, 6, 0, tzinfo=dt.timezone.utc)
+    with pytest.raises(KeyboardInterrupt):
+        Project.load(root).run(at, Selection(), threads=1)
+    monkeypatch.undo()
+    assert dropped
+    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    assert not [t for t in threading.enumerate() if t.name == "cadence-members"]
+    idle = cli(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
+    assert idle.exit_code == 0, idle.output
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        assert snapshot_changes(cli, root, segment) == [
+            tuple(r) for r in live_changes(root, segment)
+        ]

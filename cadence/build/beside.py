@@ -59,7 +59,8 @@ class Beside:
         self.found: dict[str, tuple[str, ...]] = {}
         self.error: BaseException | None = None
         self._waiting: list[Model] = []
-        self._any = False  # anything published at all: the last call is made, even empty
+        self._published = False  # anything published at all: the last call is made, even empty
+        self._settles = True  # False once the run is interrupted or stopped
         self._ended = False
         self._ready = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="cadence-members", daemon=True)
@@ -84,16 +85,19 @@ class Beside:
     def add(self, model: Model) -> None:
         """``model``'s publish committed."""
         with self._ready:
-            self._any = True
+            self._published = True
             if self.hook.wants(model):
                 self._waiting.append(model)
                 if len(self._waiting) >= self.batch:
                     self._ready.notify()
 
-    def end(self) -> None:
-        """The builds are over: what is left is the last batch."""
+    def end(self, settle: bool = True) -> None:
+        """The builds are over: what is left is the last batch (``settle``: False for a run
+        interrupted, whose publishes the hook may not all have been given, since a signal can
+        come between a commit and its ``add``: the next run then repairs every file)."""
         with self._ready:
             self._ended = True
+            self._settles = self._settles and settle
             self._ready.notify()
 
     def _run(self) -> None:
@@ -104,12 +108,12 @@ class Beside:
                         self._ready.wait()
                     batch, self._waiting = self._waiting, []
                     last = self._ended
-                if batch or (last and self._any):
+                if batch or (last and self._published):
                     found = self.hook.write(self.cursor, batch, self.run_id, self.at)
                     self.found.update(found)
                 if last:
                     break
-            if self._any:
+            if self._published and self._settles:
                 self.hook.settle(self.found)
         except BaseException as exc:  # noqa: BLE001 - raised in the run's thread by finish
             self.error = exc
@@ -133,8 +137,8 @@ class Beside:
     def stop(self) -> None:
         """The run is interrupted: stop the hook's statement and wait for its thread (the files
         it did not write are written by the next run, ``rosterkeep.repair``)."""
-        with self._ready:  # no batch after the one running
-            self._waiting, self._any, self._ended = [], False, True
+        with self._ready:  # no batch after the one running, and no settling
+            self._waiting, self._published, self._settles, self._ended = [], False, False, True
             self._ready.notify()
         while self.thread.is_alive():
             self.cursor.interrupt()

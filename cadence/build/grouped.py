@@ -24,8 +24,10 @@ publishes and what was built on it is ``upstream_failed``. In order, the groups
 after a failure start at one publish and double. A commit the
 warehouse refuses (a full disk) builds the group's decisions again, one transaction each; an
 interrupt, during the commit too, rolls the open group back and reports its decisions
-interrupted. Used by ``runner`` on an engine with ``groups_commits`` (DuckDB): in order
-(``run``), or one group per task on threads (``parallel``, through ``task``).
+interrupted (unless the commit landed as the signal came, which the warehouse says: then they
+are reported as published, and the run still ends interrupted). Used by ``runner`` on an
+engine with ``groups_commits`` (DuckDB): in order (``run``), or one group per task on threads
+(``parallel``, through ``task``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from cadence.build.gate import settle
 from cadence.engines.base import CommitGroup, Engine, EngineError
 from cadence.plan.due import Decision
 from cadence.record.membership import insert_entered
-from cadence.record.state import insert_builds
+from cadence.record.state import build_committed, insert_builds
 
 GROUP_SECONDS = 0.1  # of work a group holds at most: what a kill or a failure costs again
 GROUP_MODELS = 64
@@ -118,7 +120,7 @@ def group(
     began = time.perf_counter()
     built: list[tuple[Decision, ModelResult]] = []
     current: Decision | None = None
-    committed = committing = False
+    committed = committing = closing = False
     try:
         while len(built) < limit:
             current = take()
@@ -142,6 +144,7 @@ def group(
             except EngineError:
                 engine.close_group(commit=False)
                 raise
+            closing = True
             engine.close_group(commit=True)
             committed = True
             _merge(ctx, mine, [d for d, _ in built], key)
@@ -158,6 +161,8 @@ def group(
             report(decision, build(decision, ctx))
         return 1
     except BaseException as exc:  # an interrupt (or a bug): nothing of the group stays
+        if closing and not committed and isinstance(exc, KeyboardInterrupt):
+            committed = _landed(engine, built, opened)
         if committed:  # ... unless it had committed: what it published is reported
             _merge(ctx, mine, [d for d, _ in built], key)
             for decision, result in built:
@@ -190,6 +195,18 @@ def group(
         group(_taker(again), ctx, build, report, interrupted, key, len(again))
     report(current, result if handled else build(current, ctx))
     return 1
+
+
+def _landed(engine: Engine, built: list[tuple[Decision, ModelResult]], opened: CommitGroup) -> bool:
+    """A signal came while the group's commit ran: whether it committed anyway (DuckDB ends a
+    commit it has begun, and Python raises the signal as the call returns), asked of the
+    warehouse (its first build row). Not known (a second signal, an error): not committed."""
+    if not built or not opened.records:
+        return False
+    try:
+        return build_committed(engine, opened.records[0])
+    except (KeyboardInterrupt, EngineError):
+        return False
 
 
 def _settled(

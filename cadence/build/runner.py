@@ -298,12 +298,15 @@ def execute(
     finally:
         late: KeyboardInterrupt | None = None  # while the members files were written, once folded
         try:  # the last members files are written while the run folds its state
+            # an interrupted run writes what it published but leaves the files marked behind:
+            # a signal may have come between a commit and its report (the next run repairs)
             if beside is not None:
-                beside.end()
+                beside.end(settle=status != "interrupted")
             elif on_published is not None and published:  # no cursor of its own: in turn
                 try:
                     found = on_published.write(engine, published, run_id, now)
-                    on_published.settle(found)
+                    if status != "interrupted":
+                        on_published.settle(found)
                     _warn(outcome, found)
                 except Exception:  # noqa: BLE001 - never masks an interrupt; the hook's own
                     if status != "interrupted":  # files are repaired by the next run

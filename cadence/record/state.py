@@ -214,6 +214,17 @@ def insert_builds(engine: Engine, records: list[BuildRecord]) -> None:
     engine.state_store().execute(_INSERT_BUILDS, tuple(columns))
 
 
+def build_committed(engine: Engine, record: BuildRecord) -> bool:
+    """Whether ``record``'s build row is in the warehouse: the transaction that wrote it
+    committed (asked when a signal came as its commit returned)."""
+    rows = engine.state_store().query(
+        f"select count(*) from {SCHEMA}.model_builds "
+        "where run_id = ? and model = ? and started_at = ?",
+        (record.run_id, record.model, to_db(record.started_at)),
+    )
+    return bool(rows and rows[0][0])
+
+
 def _build_row(record: BuildRecord) -> tuple[object, ...]:
     finished = record.started_at + dt.timedelta(seconds=record.duration_s)
     return (
