@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +83,42 @@ def undate() -> None:
 
 
 def echo(message: str = "", *, err: bool = False, nl: bool = True) -> None:
-    """``click.echo``, after the invocation's time line when it has not been printed yet."""
-    line = _STAMP.take(err)
-    if line is not None:
-        click.echo(line, err=err)
-    click.echo(message, err=err, nl=nl)
+    """``click.echo``, after the invocation's time line when it has not been printed yet. A
+    stream that cannot be written (the disk of the log it goes to is full, its reader left) is
+    given up for the rest of the command (``_give_up``): the work goes on (a run is never cut
+    short by its own log), and the exit code still says how it ended."""
+    if err in _LOST:
+        return
+    try:
+        line = _STAMP.take(err)
+        if line is not None:
+            click.echo(line, err=err)
+        click.echo(message, err=err, nl=nl)
+    except OSError as exc:
+        _give_up(err, exc)
+
+
+_LOST: set[bool] = set()  # the streams given up (err: True for stderr)
+
+
+def _give_up(err: bool, exc: OSError) -> None:
+    """Send the rest of a stream that failed to /dev/null (its buffered bytes, and the flush at
+    exit, which would otherwise fail again), and say so once on the other stream if it works."""
+    _LOST.add(err)
+    stream = sys.stderr if err else sys.stdout
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stream without a file (a test's capture)
+        pass
+    if not err and isinstance(exc, BrokenPipeError):
+        return  # `cadence plan | head`: the reader left, nothing to say
+    if not err:
+        what = exc.strerror or type(exc).__name__
+        echo(f"warning: cannot write to standard output ({what}): the rest is not shown", err=True)
 
 
 class RunRenderer:

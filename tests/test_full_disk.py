@@ -279,3 +279,31 @@ def test_a_kept_record_is_written_once_even_if_its_file_outlives_the_commit(tmp_
     (tmp_path / unrecorded.FILE).write_text("{not json")
     assert unrecorded.read(tmp_path) == () and unrecorded.record_pending(engine, tmp_path) == 0
     engine.close()
+
+
+@pytest.mark.parametrize(
+    "message, said",
+    [
+        (  # a COPY's file (members files, exports) on a full disk, as DuckDB 2.0 says it
+            'IO Error: Async write failed for range [offset=27, size=37549]: {"exception_type":'
+            '"IO","exception_message":"Could not write file \\"/p/target/members/vip/'
+            'tmp_.members.parquet.14522.tmp\\": No space left on device","errno":"28"}',
+            "disk full: cannot write /p/target/members/vip/tmp_.members.parquet.14522.tmp "
+            "(free space on that disk)",
+        ),
+        (  # the warehouse's own log
+            'TransactionContext Error: Failed to commit: Could not write file '
+            '"/p/warehouse.duckdb.wal": No space left on device',
+            "disk full: the warehouse could not be written (TransactionContext Error: Failed to "
+            'commit: Could not write file "/p/warehouse.duckdb.wal": No space left on device)',
+        ),
+    ],
+    ids=["a-copys-file", "the-warehouse"],
+)
+def test_a_full_disk_names_the_file_a_statement_could_not_write(message: str, said: str) -> None:
+    """Seen on a real tmpfs filled during a run: a members file's COPY that found the disk full
+    said "the warehouse could not be written"; it names the file now, and the warehouse's own
+    files (its log, its temporary folder) still say the warehouse."""
+    from cadence.engines.duckdb import _disk_full
+
+    assert _disk_full(message, "/p/warehouse.duckdb") == said

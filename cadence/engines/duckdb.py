@@ -7,6 +7,7 @@ the swap into the live name and its state record commit together or not at all.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -177,7 +178,7 @@ class DuckDBEngine(Engine):
             self._aborted()
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
-            raise EngineError(_refused(_disk_full(str(exc)))) from None
+            raise EngineError(_refused(_disk_full(str(exc), self.path))) from None
         except RuntimeError as exc:  # DuckDB reports a signal during a query this way
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt() from None
@@ -190,7 +191,7 @@ class DuckDBEngine(Engine):
             return names, result.fetchall()
         except duckdb.Error as exc:
             self._aborted()
-            raise EngineError(_disk_full(str(exc))) from None
+            raise EngineError(_disk_full(str(exc), self.path)) from None
 
     def relations(self) -> dict[tuple[str, str], str]:
         rows = self.query(
@@ -480,8 +481,16 @@ def _refused(message: str) -> str:
     return message
 
 
-def _disk_full(message: str) -> str:
-    """DuckDB's out-of-space errors, said plainly (the run then exits 1 naming the model)."""
+_WRITING = re.compile(r'Could not write file \\?"([^"\\]+)')
+
+
+def _disk_full(message: str, warehouse: str) -> str:
+    """DuckDB's out-of-space errors, said plainly (the run then exits 1 naming the model): the
+    warehouse could not be written, or the file a ``COPY`` writes (members files, exports)."""
     if "no space left" in message.lower() or "disk full" in message.lower():
+        found = _WRITING.search(message)
+        written = found.group(1) if found else ""
+        if written and not os.path.abspath(written).startswith(os.path.abspath(warehouse)):
+            return f"disk full: cannot write {written} (free space on that disk)"
         return f"disk full: the warehouse could not be written ({message})"
     return message
