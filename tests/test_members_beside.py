@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 from activation_project import REPO, make_activation, query, set_people
-from test_members_snapshot import DAY1, DAY2, held, live_changes, live_members, snapshot_changes
+from test_members_snapshot import (
+    DAY1,
+    DAY2,
+    held,
+    live_changes,
+    live_members,
+    passes,
+    snapshot_changes,
+    visible_files_are_complete,
+)
 
 from cadence.activation import roster, rosterkeep
 from cadence.build import beside, runner
@@ -84,11 +93,35 @@ main(sys.argv[1:])
 """
 
 
-def killed_run(root: Path, mode: str) -> subprocess.CompletedProcess[str]:
+def scripted(root: Path, script: str, mode: str, *run: str) -> subprocess.CompletedProcess[str]:
+    """``cadence run RUN...`` for the second day through ``script`` (given ``mode``)."""
     return subprocess.run(
-        [sys.executable, "-c", KILL, mode, "run", "-s", "vip", "--project-dir", str(root),
+        [sys.executable, "-c", script, mode, "run", *run, "--project-dir", str(root),
          "--at", "2026-01-02T06:00"],
         cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def killed_run(root: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    return scripted(root, KILL, mode, "-s", "vip")
+
+
+def files_are_the_warehouse(cli, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each segment's members and history, read from its files as a held run reads them."""
+    for segment in ("vip", "regular"):
+        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
+        assert snapshot_changes(cli, root, segment) == [
+            tuple(r) for r in live_changes(root, segment)
+        ]
+
+
+def repaired_by_an_idle_run(cli, root: Path) -> None:  # type: ignore[no-untyped-def]
+    """The files are owed (marked behind, no writer left): an idle run writes them all."""
+    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    assert not [t for t in threading.enumerate() if t.name == "cadence-members"]
+    idle = cli(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
+    assert idle.exit_code == 0, idle.output
+    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
+    files_are_the_warehouse(cli, root)
 
 
 def the_run(root: Path) -> tuple[str, bool]:
@@ -131,11 +164,7 @@ def test_killed_once_its_files_are_written_the_state_is_replayed_once(root: Path
     assert the_run(root)[1] is True
     assert query(root, "select model, count(*) from _cadence.model_builds where model = 'vip' "
                  "group by 1") == [("vip", 2)]  # fmt: skip
-    for segment in ("vip", "regular"):
-        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
-        assert snapshot_changes(cli, root, segment) == [
-            tuple(r) for r in live_changes(root, segment)
-        ]
+    files_are_the_warehouse(cli, root)
 
 
 def test_an_interrupt_during_the_fold_stops_the_members_statement(
@@ -227,10 +256,7 @@ main(sys.argv[2:])
 
 
 def batched_run(root: Path, mode: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", BATCHED, mode, "run", "--threads", "1", "--project-dir", str(root),
-         "--at", "2026-01-02T06:00"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    return scripted(root, BATCHED, mode, "--threads", "1")
 
 
 def test_a_sequential_build_writes_each_batch_of_members_files_while_the_next_models_build(
@@ -274,11 +300,7 @@ def test_a_sequential_build_writes_each_batch_of_members_files_while_the_next_mo
     assert calls[:2] == [published[:1], published[1:]]
     assert calls[2:] in ([], [[]])  # the call after the builds: nothing was left for it
     assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
-    for segment in ("vip", "regular"):
-        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
-        assert snapshot_changes(cli, root, segment) == [
-            tuple(r) for r in live_changes(root, segment)
-        ]
+    files_are_the_warehouse(cli, root)
 
 
 @pytest.mark.parametrize("threads, cores", [(2, 2), (4, 2), (1, 1)])
@@ -289,14 +311,7 @@ def test_builds_that_keep_every_core_busy_write_the_members_files_once_after_the
     would take its time from them: the hook is called once, after them, with every segment."""
     monkeypatch.setattr(beside, "BATCH", 1)
     monkeypatch.setattr(beside, "_cores", lambda: cores)
-    calls: list[list[str]] = []
-    original = roster.write_many
-
-    def counted(engine, root, targets, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(sorted(t.segment for t in targets))
-        return original(engine, root, targets, *args, **kwargs)
-
-    monkeypatch.setattr(roster, "write_many", counted)
+    calls = passes(monkeypatch)
     at = dt.datetime(2026, 1, 2, 6, 0, tzinfo=dt.timezone.utc)
     assert Project.load(root).run(at, Selection(), threads=threads).ok
     assert calls == [["regular", "vip"]]
@@ -314,16 +329,8 @@ def test_a_run_stopped_after_its_first_batch_leaves_the_files_owed_and_the_next_
     stopped = batched_run(root, mode)
     assert stopped.returncode == (-9 if mode == "kill" else 130), stopped.stdout + stopped.stderr
     assert "first batch" in stopped.stdout
-    assert not [t for t in threading.enumerate() if t.name == "cadence-members"]
-    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
-    idle = cli(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
-    assert idle.exit_code == 0, idle.output
-    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
-    for segment in ("vip", "regular"):
-        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
-        assert snapshot_changes(cli, root, segment) == [
-            tuple(r) for r in live_changes(root, segment)
-        ]
+    visible_files_are_complete(root)
+    repaired_by_an_idle_run(cli, root)
     leftovers = [p for p in (root / "target" / "members").rglob(".*") if p.name.endswith(".tmp")]
     assert leftovers == []
 
@@ -350,13 +357,4 @@ def test_an_interrupt_between_a_commit_and_its_report_leaves_the_files_owed(
         Project.load(root).run(at, Selection(), threads=1)
     monkeypatch.undo()
     assert dropped
-    assert (root / "target" / "members" / rosterkeep.BEHIND).exists()
-    assert not [t for t in threading.enumerate() if t.name == "cadence-members"]
-    idle = cli(root, "run", "--due", "--at", "2026-01-02T06:01")  # nothing is due
-    assert idle.exit_code == 0, idle.output
-    assert not (root / "target" / "members" / rosterkeep.BEHIND).exists()
-    for segment in ("vip", "regular"):
-        assert held(cli, root, "members", segment).stdout.split() == live_members(root, segment)
-        assert snapshot_changes(cli, root, segment) == [
-            tuple(r) for r in live_changes(root, segment)
-        ]
+    repaired_by_an_idle_run(cli, root)

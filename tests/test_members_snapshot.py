@@ -367,9 +367,8 @@ def snapshot_changes(cli, root: Path, segment: str) -> list[tuple]:
     return [(c["change_id"], c["key"], c["change"], c["run_id"]) for c in snap["changes"]]
 
 
-def test_members_files_are_written_once_per_run_after_its_builds(make_project, cli, monkeypatch):
-    """One pass for every segment the run published (issue 21), not one per publish: the
-    runner calls the hook once, after its builds, and each file is still the warehouse's."""
+def passes(monkeypatch) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """The segments of each ``roster.write_many`` pass from now on (sorted), as they are made."""
     calls: list[list[str]] = []
     original = roster.write_many
 
@@ -378,6 +377,14 @@ def test_members_files_are_written_once_per_run_after_its_builds(make_project, c
         return original(engine, root, targets, *args, **kwargs)
 
     monkeypatch.setattr(roster, "write_many", counted)
+    return calls
+
+
+def test_members_files_are_written_once_per_run_after_its_builds(make_project, cli, monkeypatch):
+    """One pass for every segment the run published (issue 21), not one per publish: with
+    fewer segments than a batch (``build.beside.BATCH``) the hook is called once, and each file
+    is still the warehouse's."""
+    calls = passes(monkeypatch)
     root = make_activation(make_project, DAY1)
     assert cli(root, "run", "--at", "2026-01-01T06:00").exit_code == 0
     assert calls == [["regular", "vip"]]
