@@ -49,7 +49,7 @@ def init(name: str | None, debug: bool) -> None:
     try:
         if name is None and (here / "dbt_project.yml").is_file():
             path = init_dbt(here)
-            click.echo(f"created {path}\n  next: cadence run (then cron: cadence run --due)")
+            echo(f"created {path}\n  next: cadence run (then cron: cadence run --due)")
             return
         name = name or "cadence_project"
         path = init_project(Path(name))

@@ -247,9 +247,9 @@ def advise(
     start = parse_since(since, now, project.tz)
     advice = advise_channels(project, now, start, channel, candidates)
     if as_json:
-        click.echo(json.dumps(advise_json(advice), indent=2))
+        echo(json.dumps(advise_json(advice), indent=2))
     else:
-        click.echo(advise_text(advice))
+        echo(advise_text(advice))
 
 
 @click.command()
