@@ -43,7 +43,10 @@ class _Stamp:
     def reset(self) -> None:
         self.line, self.printed, self.json_stdout = None, False, False
 
-    def arm(self, line: str, json_stdout: bool) -> None:
+    def arm(self, line: str, json_stdout: bool, again: bool = False) -> None:
+        """``again``: the line was taken but its stream could not be written."""
+        if again:
+            self.printed = False
         if not self.printed:
             self.line = line
         self.json_stdout = json_stdout
@@ -78,8 +81,10 @@ def date(
 
 
 def undate() -> None:
-    """Forget the time line: the next invocation in this process arms its own."""
+    """Forget the time line and the streams given up: the next invocation in this process
+    starts afresh."""
     _STAMP.reset()
+    _LOST.clear()
 
 
 def echo(message: str = "", *, err: bool = False, nl: bool = True) -> None:
@@ -89,12 +94,14 @@ def echo(message: str = "", *, err: bool = False, nl: bool = True) -> None:
     short by its own log), and the exit code still says how it ended."""
     if err in _LOST:
         return
+    line = _STAMP.take(err)
     try:
-        line = _STAMP.take(err)
         if line is not None:
             click.echo(line, err=err)
         click.echo(message, err=err, nl=nl)
     except OSError as exc:
+        if line is not None:  # the other stream's first line carries it then
+            _STAMP.arm(line, _STAMP.json_stdout, again=True)
         _give_up(err, exc)
 
 

@@ -6,7 +6,9 @@ first line with exit 3, "internal error ... No space left on device", having bui
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +60,28 @@ def test_a_run_whose_output_goes_to_a_full_disk_builds_everything_and_says_so_on
     said = errors.read_text()
     assert "warning: cannot write to standard output (No space left on device)" in said
     assert "internal error" not in said and "Traceback" not in said
+    # the invocation's time line, which stdout could not take, opens the log of stderr
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d cadence run", said.splitlines()[0]
+    )
+
+
+def test_an_alert_warning_on_a_full_stderr_never_ends_the_run(demo: Path) -> None:
+    """The observe wing warns on stderr when an alert cannot be sent; with stderr on a full
+    disk that warning is lost, not the run (it exited 3 at every run while the alert was
+    owed)."""
+    with open(demo / "cadence.yml", "a") as yml:
+        yml.write('alerts: {webhook: {url: "http://127.0.0.1:9/hook", secret_env: T_SECRET}}\n')
+    (demo / "models" / "broken.sql").write_text("select nope from nowhere\n")
+    env = {**os.environ, "T_SECRET": "whsec_" + base64.b64encode(b"s" * 32).decode()}
+    with open(FULL, "w") as full:
+        first = subprocess.run(
+            [sys.executable, "-m", "cadence", "run"], cwd=demo, stdout=subprocess.PIPE,
+            stderr=full, env=env, timeout=300,
+        )  # fmt: skip
+    assert first.returncode == 1  # the broken model, and its alert not sent (port 9: refused)
+    assert b"done in" in first.stdout
+    assert set(built(demo)) == models(demo)
 
 
 def test_with_both_streams_on_a_full_disk_the_exit_code_still_says_how_the_run_ended(

@@ -297,8 +297,20 @@ def test_a_kept_record_is_written_once_even_if_its_file_outlives_the_commit(tmp_
             "disk full: the warehouse could not be written (TransactionContext Error: Failed to "
             'commit: Could not write file "/p/warehouse.duckdb.wal": No space left on device)',
         ),
+        (  # a file beside the warehouse whose name starts like it
+            'IO Error: Could not write file "/p/warehouse.duckdb_exports/a.parquet": No space '
+            "left on device",
+            "disk full: cannot write /p/warehouse.duckdb_exports/a.parquet (free space on that "
+            "disk)",
+        ),
+        (  # the warehouse's own temporary folder (a spilled query)
+            'IO Error: Could not write file "/p/warehouse.duckdb.tmp/duckdb_temp_storage-0.tmp"'
+            ": No space left on device",
+            "disk full: the warehouse could not be written (IO Error: Could not write file "
+            '"/p/warehouse.duckdb.tmp/duckdb_temp_storage-0.tmp": No space left on device)',
+        ),
     ],
-    ids=["a-copys-file", "the-warehouse"],
+    ids=["a-copys-file", "the-warehouse", "a-file-named-like-it", "its-temporary-folder"],
 )
 def test_a_full_disk_names_the_file_a_statement_could_not_write(message: str, said: str) -> None:
     """Seen on a real tmpfs filled during a run: a members file's COPY that found the disk full

@@ -490,7 +490,9 @@ def _disk_full(message: str, warehouse: str) -> str:
     if "no space left" in message.lower() or "disk full" in message.lower():
         found = _WRITING.search(message)
         written = found.group(1) if found else ""
-        if written and not os.path.abspath(written).startswith(os.path.abspath(warehouse)):
+        own = os.path.abspath(warehouse)
+        path = os.path.abspath(written) if written else own
+        if path not in (own, f"{own}.wal") and not path.startswith(f"{own}.tmp{os.sep}"):
             return f"disk full: cannot write {written} (free space on that disk)"
         return f"disk full: the warehouse could not be written ({message})"
     return message

@@ -61,7 +61,10 @@ def after_run(
         run_duration_s=result.duration_s,
     )
     if report is not None and report.warning:
-        print(f"warning: {report.warning}", file=sys.stderr)
+        try:
+            print(f"warning: {report.warning}", file=sys.stderr)
+        except OSError:  # stderr on a full disk: the warning is lost, never the run (as echo)
+            pass
     return report
 
 
