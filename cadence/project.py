@@ -366,13 +366,16 @@ class Project:
             # files and pruning after the run: one that fails to write (a full disk) is the
             # run's write error (exit 1, the path and cause named), never an abort
             done, warehouse, after = result, self.parsed.config.warehouse.path, [state]
+            observed: list[Any] = []
             for step in (
                 lambda: self._prune_history(engine, done, now),
                 lambda: after.append(self._keep_snapshot(engine, done, state)),
                 lambda: self._keep_rosters(engine, state, after[-1], done),
-                lambda: after_run(self, engine, state, done, now),
+                lambda: observed.append(after_run(self, engine, state, done, now)),
             ):
                 result = _or_write_error(result, step, warehouse)
+            if observed and observed[0] is not None and observed[0].warning:
+                result = replace(result, observe_warning=observed[0].warning)
             same = due_only and selection == Selection() and not retry_failed and after[-1] is state
             if result.write_error is None:  # else no wake file: the next run looks again
                 wake = self._wake(engine, after[-1], plan if same else None, now)

@@ -64,6 +64,8 @@ class RunResult:
     snapshots: Any = None
     duration_s: float = 0.0  # building, testing and publishing (metrics: the run's duration)
     wall_s: float | None = None  # the run's wall time, once it held the lock (Project.run)
+    # the observe wing's warning (an alert not sent, metrics not written); set by Project.run
+    observe_warning: str | None = None
 
     @property
     def failed(self) -> list[ModelResult]:

@@ -147,6 +147,8 @@ def run(
     renderer.finish(result)
     if behind:  # on every run, idle ones too: a stalled project must not be silent
         echo(behind, err=True)
+    if result.observe_warning:  # an alert not sent: it is retried, the run stands
+        echo(f"warning: {result.observe_warning}", err=True)
     if result.write_error:
         echo(f"error: {result.write_error}", err=True)
     quiet = common.repeated_holds(result, reported)

@@ -41,12 +41,11 @@ def after_run(
     result: Any,
     now: dt.datetime,
 ) -> Any:
-    """The facade's one call after a run; None when there was nothing to observe."""
+    """The facade's one call after a run; None when there was nothing to observe. Its
+    ``warning`` (an alert not sent, metrics not written) is the caller's to show."""
     worked = result.deliveries is not None or any(r.status != "skipped" for r in result.results)
     if not worked and (root_wake := _idle_wake(project.root)) is not None and now < root_wake:
         return None
-    import sys
-
     from cadence.observe.watch import observe
 
     report = observe(
@@ -60,11 +59,6 @@ def after_run(
         state=state,
         run_duration_s=result.duration_s,
     )
-    if report is not None and report.warning:
-        try:
-            print(f"warning: {report.warning}", file=sys.stderr)
-        except OSError:  # stderr on a full disk: the warning is lost, never the run (as echo)
-            pass
     return report
 
 
