@@ -162,7 +162,7 @@ def group(
         return 1
     except BaseException as exc:  # an interrupt (or a bug): nothing of the group stays
         if closing and not committed and isinstance(exc, KeyboardInterrupt):
-            committed = _landed(engine, built, opened)
+            committed = _landed(engine, opened)
         if committed:  # ... unless it had committed: what it published is reported
             _merge(ctx, mine, [d for d, _ in built], key)
             for decision, result in built:
@@ -197,11 +197,11 @@ def group(
     return 1
 
 
-def _landed(engine: Engine, built: list[tuple[Decision, ModelResult]], opened: CommitGroup) -> bool:
+def _landed(engine: Engine, opened: CommitGroup) -> bool:
     """A signal came while the group's commit ran: whether it committed anyway (DuckDB ends a
     commit it has begun, and Python raises the signal as the call returns), asked of the
     warehouse (its first build row). Not known (a second signal, an error): not committed."""
-    if not built or not opened.records:
+    if not opened.records:
         return False
     try:
         return build_committed(engine, opened.records[0])
